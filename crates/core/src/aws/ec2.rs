@@ -1,0 +1,350 @@
+//! EC2 adapter over `aws-sdk-ec2`.
+
+use std::net::IpAddr;
+
+use async_trait::async_trait;
+use aws_sdk_ec2::types;
+use aws_sdk_ec2::Client;
+
+use super::cloud_error;
+use crate::declaration::Tags;
+use crate::error::{CloudError, ErrorKind};
+use crate::model::{ElasticIp, Filter, Instance, NetworkInterface, Route, RouteTable};
+use crate::net::Cidr;
+use crate::ports::{Ec2Describe, Ec2Mutate};
+
+/// The EC2 port over the AWS SDK.
+#[derive(Clone, Debug)]
+pub struct AwsEc2 {
+    client: Client,
+    emulator: bool,
+}
+
+impl AwsEc2 {
+    /// Wraps a client. `emulator` turns on the moto compatibility shims (see the README).
+    pub fn new(client: Client, emulator: bool) -> AwsEc2 {
+        AwsEc2 { client, emulator }
+    }
+
+    /// The underlying client.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+}
+
+fn sdk_filters(filters: &[Filter]) -> Vec<types::Filter> {
+    filters
+        .iter()
+        .map(|f| {
+            types::Filter::builder()
+                .name(&f.name)
+                .set_values(Some(f.values.clone()))
+                .build()
+        })
+        .collect()
+}
+
+fn tags(list: &[types::Tag]) -> Tags {
+    list.iter()
+        .filter_map(|t| Some((t.key()?.to_string(), t.value().unwrap_or("").to_string())))
+        .collect()
+}
+
+fn ip(s: Option<&str>) -> Option<IpAddr> {
+    s.and_then(|s| s.parse().ok())
+}
+
+fn require_filters(op: &'static str, filters: &[Filter]) -> Result<(), CloudError> {
+    if filters.is_empty() {
+        return Err(CloudError::new(
+            op,
+            ErrorKind::Rejected,
+            "Unfiltered",
+            "describe without filters",
+        ));
+    }
+    Ok(())
+}
+
+fn interface(n: &types::NetworkInterface) -> Option<NetworkInterface> {
+    let primary = ip(n.private_ip_address())?;
+    Some(NetworkInterface {
+        id: n.network_interface_id()?.to_string(),
+        instance_id: n
+            .attachment()
+            .and_then(|a| a.instance_id())
+            .map(str::to_string),
+        subnet_id: n.subnet_id().unwrap_or_default().to_string(),
+        vpc_id: n.vpc_id().unwrap_or_default().to_string(),
+        primary_ip: primary,
+        secondary_ips: n
+            .private_ip_addresses()
+            .iter()
+            .filter(|a| a.primary() != Some(true))
+            .filter_map(|a| ip(a.private_ip_address()))
+            .filter(|a| *a != primary)
+            .collect(),
+        ipv6_ips: n
+            .ipv6_addresses()
+            .iter()
+            .filter_map(|a| ip(a.ipv6_address()))
+            .collect(),
+        source_dest_check: n.source_dest_check().unwrap_or(true),
+        tags: tags(n.tag_set()),
+    })
+}
+
+fn instance_interface(
+    instance_id: &str,
+    n: &types::InstanceNetworkInterface,
+) -> Option<NetworkInterface> {
+    let primary = ip(n.private_ip_address())?;
+    Some(NetworkInterface {
+        id: n.network_interface_id()?.to_string(),
+        instance_id: Some(instance_id.to_string()),
+        subnet_id: n.subnet_id().unwrap_or_default().to_string(),
+        vpc_id: n.vpc_id().unwrap_or_default().to_string(),
+        primary_ip: primary,
+        secondary_ips: n
+            .private_ip_addresses()
+            .iter()
+            .filter(|a| a.primary() != Some(true))
+            .filter_map(|a| ip(a.private_ip_address()))
+            .filter(|a| *a != primary)
+            .collect(),
+        ipv6_ips: n
+            .ipv6_addresses()
+            .iter()
+            .filter_map(|a| ip(a.ipv6_address()))
+            .collect(),
+        source_dest_check: n.source_dest_check().unwrap_or(true),
+        tags: Tags::new(),
+    })
+}
+
+fn route(r: &types::Route) -> Option<Route> {
+    let dest = r
+        .destination_cidr_block()
+        .or(r.destination_ipv6_cidr_block())?;
+    let destination = Cidr::parse_lenient(dest).ok()?;
+    let other = r
+        .gateway_id()
+        .or(r.nat_gateway_id())
+        .or(r.transit_gateway_id())
+        .or(r.vpc_peering_connection_id())
+        .or(r.egress_only_internet_gateway_id())
+        .or(r.local_gateway_id())
+        .or(r.carrier_gateway_id())
+        .or(r.core_network_arn())
+        .or(r.instance_id())
+        .map(str::to_string);
+    Some(Route {
+        destination,
+        network_interface_id: r.network_interface_id().map(str::to_string),
+        other_target: if r.network_interface_id().is_some() {
+            None
+        } else {
+            other
+        },
+    })
+}
+
+#[async_trait]
+impl Ec2Describe for AwsEc2 {
+    async fn describe_instances(&self, filters: &[Filter]) -> Result<Vec<Instance>, CloudError> {
+        const OP: &str = "DescribeInstances";
+        require_filters(OP, filters)?;
+        let reservations: Vec<types::Reservation> = self
+            .client
+            .describe_instances()
+            .set_filters(Some(sdk_filters(filters)))
+            .into_paginator()
+            .items()
+            .send()
+            .collect::<Result<_, _>>()
+            .await
+            .map_err(|e| cloud_error(OP, e))?;
+        let mut out = Vec::new();
+        for i in reservations.iter().flat_map(|r| r.instances()) {
+            let Some(id) = i.instance_id() else { continue };
+            let mut enis: Vec<&types::InstanceNetworkInterface> =
+                i.network_interfaces().iter().collect();
+            enis.sort_by_key(|n| n.attachment().and_then(|a| a.device_index()).unwrap_or(0));
+            out.push(Instance {
+                id: id.to_string(),
+                state: i
+                    .state()
+                    .and_then(|s| s.name())
+                    .map(|n| n.as_str().to_string())
+                    .unwrap_or_default(),
+                availability_zone: i
+                    .placement()
+                    .and_then(|p| p.availability_zone())
+                    .unwrap_or_default()
+                    .to_string(),
+                tags: tags(i.tags()),
+                network_interfaces: enis
+                    .iter()
+                    .filter_map(|n| instance_interface(id, n))
+                    .collect(),
+            });
+        }
+        Ok(out)
+    }
+
+    async fn describe_network_interfaces(
+        &self,
+        filters: &[Filter],
+    ) -> Result<Vec<NetworkInterface>, CloudError> {
+        const OP: &str = "DescribeNetworkInterfaces";
+        require_filters(OP, filters)?;
+        // moto matches `addresses.private-ip-address` against primary IPs only; AWS matches
+        // secondary IPs too. Against the emulator that filter is applied here instead.
+        let (sent, by_ip): (Vec<Filter>, Vec<Filter>) = filters
+            .iter()
+            .cloned()
+            .partition(|f| !(self.emulator && f.name == "addresses.private-ip-address"));
+        let list: Vec<types::NetworkInterface> = self
+            .client
+            .describe_network_interfaces()
+            .set_filters((!sent.is_empty()).then(|| sdk_filters(&sent)))
+            .into_paginator()
+            .items()
+            .send()
+            .collect::<Result<_, _>>()
+            .await
+            .map_err(|e| cloud_error(OP, e))?;
+        Ok(list
+            .iter()
+            .filter_map(interface)
+            .filter(|n| {
+                by_ip.iter().all(|f| {
+                    f.values
+                        .iter()
+                        .filter_map(|v| v.parse().ok())
+                        .any(|a| n.primary_ip == a || n.secondary_ips.contains(&a))
+                })
+            })
+            .collect())
+    }
+
+    async fn describe_route_tables(
+        &self,
+        filters: &[Filter],
+    ) -> Result<Vec<RouteTable>, CloudError> {
+        const OP: &str = "DescribeRouteTables";
+        require_filters(OP, filters)?;
+        let list: Vec<types::RouteTable> = self
+            .client
+            .describe_route_tables()
+            .set_filters(Some(sdk_filters(filters)))
+            .into_paginator()
+            .items()
+            .send()
+            .collect::<Result<_, _>>()
+            .await
+            .map_err(|e| cloud_error(OP, e))?;
+        Ok(list
+            .iter()
+            .filter_map(|t| {
+                Some(RouteTable {
+                    id: t.route_table_id()?.to_string(),
+                    vpc_id: t.vpc_id().unwrap_or_default().to_string(),
+                    tags: tags(t.tags()),
+                    routes: t.routes().iter().filter_map(route).collect(),
+                })
+            })
+            .collect())
+    }
+
+    async fn describe_addresses(&self, filters: &[Filter]) -> Result<Vec<ElasticIp>, CloudError> {
+        const OP: &str = "DescribeAddresses";
+        require_filters(OP, filters)?;
+        let out = self
+            .client
+            .describe_addresses()
+            .set_filters(Some(sdk_filters(filters)))
+            .send()
+            .await
+            .map_err(|e| cloud_error(OP, e))?;
+        Ok(out
+            .addresses()
+            .iter()
+            .filter_map(|a| {
+                Some(ElasticIp {
+                    allocation_id: a.allocation_id()?.to_string(),
+                    public_ip: ip(a.public_ip())?,
+                    association_id: a.association_id().map(str::to_string),
+                    network_interface_id: a.network_interface_id().map(str::to_string),
+                    private_ip: ip(a.private_ip_address()),
+                    tags: tags(a.tags()),
+                })
+            })
+            .collect())
+    }
+
+    fn reports_eip_private_ip(&self) -> bool {
+        !self.emulator
+    }
+}
+
+#[async_trait]
+impl Ec2Mutate for AwsEc2 {
+    async fn associate_address(
+        &self,
+        allocation_id: &str,
+        network_interface_id: &str,
+        private_ip: IpAddr,
+    ) -> Result<String, CloudError> {
+        let out = self
+            .client
+            .associate_address()
+            .allocation_id(allocation_id)
+            .network_interface_id(network_interface_id)
+            .private_ip_address(private_ip.to_string())
+            .allow_reassociation(true)
+            .send()
+            .await
+            .map_err(|e| cloud_error("AssociateAddress", e))?;
+        Ok(out.association_id().unwrap_or_default().to_string())
+    }
+
+    async fn replace_route(
+        &self,
+        route_table_id: &str,
+        destination: Cidr,
+        network_interface_id: &str,
+    ) -> Result<(), CloudError> {
+        let req = self
+            .client
+            .replace_route()
+            .route_table_id(route_table_id)
+            .network_interface_id(network_interface_id);
+        let req = if destination.is_ipv6() {
+            req.destination_ipv6_cidr_block(destination.to_string())
+        } else {
+            req.destination_cidr_block(destination.to_string())
+        };
+        req.send()
+            .await
+            .map_err(|e| cloud_error("ReplaceRoute", e))?;
+        Ok(())
+    }
+
+    async fn assign_private_ips(
+        &self,
+        network_interface_id: &str,
+        ips: &[IpAddr],
+        allow_reassignment: bool,
+    ) -> Result<(), CloudError> {
+        self.client
+            .assign_private_ip_addresses()
+            .network_interface_id(network_interface_id)
+            .set_private_ip_addresses(Some(ips.iter().map(ToString::to_string).collect()))
+            .allow_reassignment(allow_reassignment)
+            .send()
+            .await
+            .map_err(|e| cloud_error("AssignPrivateIpAddresses", e))?;
+        Ok(())
+    }
+}

@@ -1,0 +1,255 @@
+//! Builds a lab `Topology` in an account through the SDK (meant for a local emulator: the
+//! demo, the drill and the end-to-end tests). Emulators choose their own ids, so the result
+//! maps each logical id (and public IP) of the topology to the real one.
+
+use std::collections::BTreeMap;
+
+use aws_sdk_ec2::types::{
+    AttributeBooleanValue, DomainType, InstanceType, ResourceType, Tag, TagSpecification,
+};
+use aws_sdk_s3::types::{Tag as S3Tag, Tagging};
+
+use super::{cloud_error, AwsCloud};
+use crate::declaration::Tags;
+use crate::error::CloudError;
+use crate::lab::Topology;
+
+/// Logical id (or seed public IP) → id (or public IP) in the account.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct LabIds(pub BTreeMap<String, String>);
+
+impl LabIds {
+    /// The real id for a logical one (the logical id itself when unmapped).
+    pub fn real<'a>(&'a self, logical: &'a str) -> &'a str {
+        self.0.get(logical).map(String::as_str).unwrap_or(logical)
+    }
+
+    /// Replaces every logical id in `text` (e.g. a declaration) with the real one.
+    pub fn rewrite(&self, text: &str) -> String {
+        let mut out = text.to_string();
+        for (from, to) in &self.0 {
+            out = out.replace(&format!("\"{from}\""), &format!("\"{to}\""));
+        }
+        out
+    }
+}
+
+fn ec2_tags(tags: &Tags) -> Vec<Tag> {
+    tags.iter()
+        .map(|(k, v)| Tag::builder().key(k).value(v).build())
+        .collect()
+}
+
+/// Creates `topo` and returns the id map.
+pub async fn create(cloud: &AwsCloud, topo: &Topology) -> Result<LabIds, CloudError> {
+    let ec2 = cloud.ec2.client();
+    let mut ids = LabIds::default();
+    let vpc = ec2
+        .create_vpc()
+        .cidr_block(topo.vpc_cidr.to_string())
+        .send()
+        .await
+        .map_err(|e| cloud_error("CreateVpc", e))?;
+    let vpc_id = vpc
+        .vpc()
+        .and_then(|v| v.vpc_id())
+        .unwrap_or_default()
+        .to_string();
+    ids.0.insert(topo.vpc_id.clone(), vpc_id.clone());
+    for s in &topo.subnets {
+        let out = ec2
+            .create_subnet()
+            .vpc_id(&vpc_id)
+            .cidr_block(s.cidr.to_string())
+            .availability_zone(&s.az)
+            .send()
+            .await
+            .map_err(|e| cloud_error("CreateSubnet", e))?;
+        let id = out.subnet().and_then(|x| x.subnet_id()).unwrap_or_default();
+        ids.0.insert(s.id.clone(), id.to_string());
+    }
+    for inst in &topo.instances {
+        let first = &inst.interfaces[0];
+        let mut name = Tags::new();
+        name.insert("Name".into(), inst.name.clone());
+        let out = ec2
+            .run_instances()
+            .image_id("ami-12c6146b")
+            .instance_type(InstanceType::T3Medium)
+            .min_count(1)
+            .max_count(1)
+            .subnet_id(ids.real(&first.subnet))
+            .private_ip_address(first.primary.to_string())
+            .tag_specifications(
+                TagSpecification::builder()
+                    .resource_type(ResourceType::Instance)
+                    .set_tags(Some(ec2_tags(&name)))
+                    .build(),
+            )
+            .send()
+            .await
+            .map_err(|e| cloud_error("RunInstances", e))?;
+        let i = &out.instances()[0];
+        let iid = i.instance_id().unwrap_or_default().to_string();
+        ids.0.insert(inst.id.clone(), iid.clone());
+        for (index, spec) in inst.interfaces.iter().enumerate() {
+            let eni = if index == 0 {
+                i.network_interfaces()
+                    .first()
+                    .and_then(|n| n.network_interface_id())
+                    .unwrap_or_default()
+                    .to_string()
+            } else {
+                let out = ec2
+                    .create_network_interface()
+                    .subnet_id(ids.real(&spec.subnet))
+                    .private_ip_address(spec.primary.to_string())
+                    .send()
+                    .await
+                    .map_err(|e| cloud_error("CreateNetworkInterface", e))?;
+                let eni = out
+                    .network_interface()
+                    .and_then(|n| n.network_interface_id())
+                    .unwrap_or_default()
+                    .to_string();
+                ec2.attach_network_interface()
+                    .network_interface_id(&eni)
+                    .instance_id(&iid)
+                    .device_index(index as i32)
+                    .send()
+                    .await
+                    .map_err(|e| cloud_error("AttachNetworkInterface", e))?;
+                eni
+            };
+            ids.0.insert(spec.id.clone(), eni.clone());
+            if !spec.secondary.is_empty() {
+                ec2.assign_private_ip_addresses()
+                    .network_interface_id(&eni)
+                    .set_private_ip_addresses(Some(
+                        spec.secondary.iter().map(ToString::to_string).collect(),
+                    ))
+                    .send()
+                    .await
+                    .map_err(|e| cloud_error("AssignPrivateIpAddresses", e))?;
+            }
+            ec2.modify_network_interface_attribute()
+                .network_interface_id(&eni)
+                .source_dest_check(
+                    AttributeBooleanValue::builder()
+                        .value(spec.source_dest_check)
+                        .build(),
+                )
+                .send()
+                .await
+                .map_err(|e| cloud_error("ModifyNetworkInterfaceAttribute", e))?;
+            if !spec.tags.is_empty() {
+                ec2.create_tags()
+                    .resources(&eni)
+                    .set_tags(Some(ec2_tags(&spec.tags)))
+                    .send()
+                    .await
+                    .map_err(|e| cloud_error("CreateTags", e))?;
+            }
+        }
+    }
+    for e in &topo.elastic_ips {
+        let out = ec2
+            .allocate_address()
+            .domain(DomainType::Vpc)
+            .send()
+            .await
+            .map_err(|e| cloud_error("AllocateAddress", e))?;
+        let alloc = out.allocation_id().unwrap_or_default().to_string();
+        ids.0.insert(e.allocation_id.clone(), alloc.clone());
+        ids.0.insert(
+            e.public_ip.to_string(),
+            out.public_ip().unwrap_or_default().to_string(),
+        );
+        if !e.tags.is_empty() {
+            ec2.create_tags()
+                .resources(&alloc)
+                .set_tags(Some(ec2_tags(&e.tags)))
+                .send()
+                .await
+                .map_err(|e| cloud_error("CreateTags", e))?;
+        }
+        if let Some((eni, ip)) = &e.associated_with {
+            ec2.associate_address()
+                .allocation_id(&alloc)
+                .network_interface_id(ids.real(eni))
+                .private_ip_address(ip.to_string())
+                .send()
+                .await
+                .map_err(|e| cloud_error("AssociateAddress", e))?;
+        }
+    }
+    for t in &topo.route_tables {
+        let out = ec2
+            .create_route_table()
+            .vpc_id(&vpc_id)
+            .send()
+            .await
+            .map_err(|e| cloud_error("CreateRouteTable", e))?;
+        let rtb = out
+            .route_table()
+            .and_then(|r| r.route_table_id())
+            .unwrap_or_default()
+            .to_string();
+        ids.0.insert(t.id.clone(), rtb.clone());
+        if !t.tags.is_empty() {
+            ec2.create_tags()
+                .resources(&rtb)
+                .set_tags(Some(ec2_tags(&t.tags)))
+                .send()
+                .await
+                .map_err(|e| cloud_error("CreateTags", e))?;
+        }
+        for (dest, eni) in &t.routes {
+            let req = ec2
+                .create_route()
+                .route_table_id(&rtb)
+                .network_interface_id(ids.real(eni));
+            let req = if dest.is_ipv6() {
+                req.destination_ipv6_cidr_block(dest.to_string())
+            } else {
+                req.destination_cidr_block(dest.to_string())
+            };
+            req.send()
+                .await
+                .map_err(|e| cloud_error("CreateRoute", e))?;
+        }
+        for s in &t.subnets {
+            ec2.associate_route_table()
+                .route_table_id(&rtb)
+                .subnet_id(ids.real(s))
+                .send()
+                .await
+                .map_err(|e| cloud_error("AssociateRouteTable", e))?;
+        }
+    }
+    let s3 = cloud.s3.client();
+    s3.create_bucket()
+        .bucket(&topo.bucket.name)
+        .send()
+        .await
+        .map_err(|e| cloud_error("CreateBucket", e))?;
+    if !topo.bucket.tags.is_empty() {
+        let tagging = Tagging::builder()
+            .set_tag_set(Some(
+                topo.bucket
+                    .tags
+                    .iter()
+                    .filter_map(|(k, v)| S3Tag::builder().key(k).value(v).build().ok())
+                    .collect(),
+            ))
+            .build()
+            .expect("tag set");
+        s3.put_bucket_tagging()
+            .bucket(&topo.bucket.name)
+            .tagging(tagging)
+            .send()
+            .await
+            .map_err(|e| cloud_error("PutBucketTagging", e))?;
+    }
+    Ok(ids)
+}

@@ -1,0 +1,175 @@
+//! AWS SDK adapters for the ports, and client setup (region and credentials the standard way,
+//! an endpoint override for local emulators, path-style S3 when overridden).
+
+pub mod ec2;
+pub mod lab;
+pub mod s3;
+
+use std::time::Duration;
+
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
+use aws_config::{BehaviorVersion, Region};
+use aws_sdk_ec2::config::Credentials;
+use aws_sdk_ec2::error::ProvideErrorMetadata;
+use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
+use aws_smithy_runtime_api::client::result::SdkError;
+
+use crate::error::{CloudError, ErrorKind};
+
+pub use ec2::AwsEc2;
+pub use s3::AwsS3;
+
+/// Region used against an emulator when none is given.
+pub const EMULATOR_REGION: &str = "us-east-1";
+
+/// How to reach AWS (or an emulator).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AwsOptions {
+    /// Region; else the standard chain (environment, profile, instance metadata).
+    pub region: Option<String>,
+    /// Endpoint override (`--endpoint-url` / `AWS_ENDPOINT_URL`), e.g. a moto server.
+    pub endpoint_url: Option<String>,
+}
+
+impl AwsOptions {
+    /// True when the endpoint is on this machine (a local emulator such as moto): then
+    /// dummy credentials and a default region are used, so nothing asks instance metadata,
+    /// and the emulator's known deviations are accounted for.
+    pub fn is_emulator(&self) -> bool {
+        let Some(url) = &self.endpoint_url else {
+            return false;
+        };
+        let rest = url.split("://").nth(1).unwrap_or(url);
+        let host = rest.split('/').next().unwrap_or("");
+        let host = if let Some(h) = host.strip_prefix('[') {
+            h.split(']').next().unwrap_or("")
+        } else {
+            host.rsplit_once(':').map(|(h, _)| h).unwrap_or(host)
+        };
+        host == "localhost" || host == "::1" || host.starts_with("127.")
+    }
+}
+
+/// The two SDK adapters, sharing one configuration.
+#[derive(Clone, Debug)]
+pub struct AwsCloud {
+    /// EC2 adapter.
+    pub ec2: AwsEc2,
+    /// S3 adapter.
+    pub s3: AwsS3,
+}
+
+/// Loads the SDK configuration and builds both adapters.
+pub async fn connect(opts: &AwsOptions) -> AwsCloud {
+    let http = aws_smithy_http_client::Builder::new()
+        .tls_provider(tls::Provider::Rustls(CryptoMode::Ring))
+        .build_https();
+    let mut loader = aws_config::defaults(BehaviorVersion::latest())
+        .http_client(http)
+        .retry_config(RetryConfig::standard().with_max_attempts(4))
+        .timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(Duration::from_secs(3))
+                .operation_attempt_timeout(Duration::from_secs(10))
+                .operation_timeout(Duration::from_secs(30))
+                .build(),
+        );
+    let emulator = opts.is_emulator();
+    if let Some(region) = &opts.region {
+        loader = loader.region(Region::new(region.clone()));
+    } else if emulator {
+        loader = loader.region(Region::new(EMULATOR_REGION));
+    }
+    if let Some(url) = &opts.endpoint_url {
+        loader = loader.endpoint_url(url.clone());
+    }
+    if emulator {
+        loader = loader.credentials_provider(Credentials::new(
+            "testing", "testing", None, None, "emulator",
+        ));
+    }
+    let config = loader.load().await;
+    let s3_config = aws_sdk_s3::config::Builder::from(&config)
+        .force_path_style(config.endpoint_url().is_some())
+        .build();
+    AwsCloud {
+        ec2: AwsEc2::new(aws_sdk_ec2::Client::new(&config), emulator),
+        s3: AwsS3::new(aws_sdk_s3::Client::from_conf(s3_config)),
+    }
+}
+
+/// Converts an SDK error into a `CloudError`, keeping the code, message and source.
+pub(crate) fn cloud_error<E>(operation: &'static str, err: SdkError<E, HttpResponse>) -> CloudError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    let code = err.code().map(str::to_string);
+    let message = err.message().map(str::to_string).unwrap_or_else(|| {
+        use std::error::Error;
+        let mut text = err.to_string();
+        let mut src = err.source();
+        while let Some(s) = src {
+            text = format!("{text}: {s}");
+            src = s.source();
+        }
+        text
+    });
+    let status = err.raw_response().map(|r| r.status().as_u16());
+    let kind = classify(&err, code.as_deref(), status);
+    CloudError {
+        operation,
+        kind,
+        code,
+        message,
+        source: Some(Box::new(err)),
+    }
+}
+
+fn classify<E, R>(err: &SdkError<E, R>, code: Option<&str>, status: Option<u16>) -> ErrorKind {
+    match err {
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
+            return ErrorKind::Transient
+        }
+        _ => {}
+    }
+    match code.unwrap_or("") {
+        "RequestLimitExceeded"
+        | "Throttling"
+        | "ThrottlingException"
+        | "SlowDown"
+        | "TooManyRequestsException" => ErrorKind::Throttled,
+        "PreconditionFailed" => ErrorKind::PreconditionFailed,
+        "NoSuchBucket" | "NoSuchKey" | "NotFound" => ErrorKind::NotFound,
+        c if c.ends_with(".NotFound") => ErrorKind::NotFound,
+        "InternalError" | "InternalFailure" | "ServiceUnavailable" | "Unavailable" => {
+            ErrorKind::Transient
+        }
+        _ => match status {
+            Some(412) => ErrorKind::PreconditionFailed,
+            Some(404) => ErrorKind::NotFound,
+            Some(429) => ErrorKind::Throttled,
+            Some(s) if s >= 500 => ErrorKind::Transient,
+            _ => ErrorKind::Rejected,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn emulator_means_loopback_endpoint() {
+        let o = |u: &str| AwsOptions {
+            region: None,
+            endpoint_url: Some(u.into()),
+        };
+        assert!(o("http://127.0.0.1:5000").is_emulator());
+        assert!(o("http://localhost:5000/").is_emulator());
+        assert!(o("http://[::1]:5000").is_emulator());
+        assert!(!o("https://ec2.us-east-1.amazonaws.com").is_emulator());
+        assert!(!AwsOptions::default().is_emulator());
+    }
+}

@@ -1,0 +1,176 @@
+//! S3 adapter over `aws-sdk-s3`.
+
+use async_trait::async_trait;
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::ServerSideEncryption;
+use aws_sdk_s3::Client;
+
+use super::cloud_error;
+use crate::declaration::{Encryption, Tags};
+use crate::error::{CloudError, ErrorKind};
+use crate::ports::{ObjectStore, StoredObject, WriteCondition};
+
+/// The S3 port over the AWS SDK.
+#[derive(Clone, Debug)]
+pub struct AwsS3 {
+    client: Client,
+}
+
+impl AwsS3 {
+    /// Wraps a client.
+    pub fn new(client: Client) -> AwsS3 {
+        AwsS3 { client }
+    }
+
+    /// The underlying client.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+}
+
+#[async_trait]
+impl ObjectStore for AwsS3 {
+    async fn list_buckets(&self) -> Result<Vec<String>, CloudError> {
+        let mut names = Vec::new();
+        let mut token = None;
+        loop {
+            let out = self
+                .client
+                .list_buckets()
+                .set_continuation_token(token)
+                .send()
+                .await
+                .map_err(|e| cloud_error("ListBuckets", e))?;
+            names.extend(
+                out.buckets()
+                    .iter()
+                    .filter_map(|b| b.name().map(str::to_string)),
+            );
+            token = out.continuation_token().map(str::to_string);
+            if token.is_none() {
+                return Ok(names);
+            }
+        }
+    }
+
+    async fn bucket_tags(&self, bucket: &str) -> Result<Tags, CloudError> {
+        match self.client.get_bucket_tagging().bucket(bucket).send().await {
+            Ok(out) => Ok(out
+                .tag_set()
+                .iter()
+                .map(|t| (t.key().to_string(), t.value().to_string()))
+                .collect()),
+            Err(e) => {
+                let e = cloud_error("GetBucketTagging", e);
+                match e.kind {
+                    ErrorKind::Throttled | ErrorKind::Transient => Err(e),
+                    // No tag set, another region, or no access: not our bucket.
+                    _ => {
+                        tracing::debug!(bucket, error = %e, "bucket has no readable tags");
+                        Ok(Tags::new())
+                    }
+                }
+            }
+        }
+    }
+
+    async fn bucket_exists(&self, bucket: &str) -> Result<bool, CloudError> {
+        match self.client.head_bucket().bucket(bucket).send().await {
+            Ok(_) => Ok(true),
+            Err(e) => {
+                let e = cloud_error("HeadBucket", e);
+                if e.kind == ErrorKind::NotFound {
+                    Ok(false)
+                } else {
+                    Err(e)
+                }
+            }
+        }
+    }
+
+    async fn get_object(
+        &self,
+        bucket: &str,
+        key: &str,
+    ) -> Result<Option<StoredObject>, CloudError> {
+        let out = match self
+            .client
+            .get_object()
+            .bucket(bucket)
+            .key(key)
+            .send()
+            .await
+        {
+            Ok(out) => out,
+            Err(e) => {
+                let e = cloud_error("GetObject", e);
+                return if e.kind == ErrorKind::NotFound {
+                    Ok(None)
+                } else {
+                    Err(e)
+                };
+            }
+        };
+        let etag = out.e_tag().map(str::to_string);
+        let body = out.body.collect().await.map_err(|e| CloudError {
+            operation: "GetObject",
+            kind: ErrorKind::Transient,
+            code: None,
+            message: format!("reading the body failed: {e}"),
+            source: Some(Box::new(e)),
+        })?;
+        Ok(Some(StoredObject {
+            body: body.into_bytes().to_vec(),
+            etag,
+        }))
+    }
+
+    async fn put_object(
+        &self,
+        bucket: &str,
+        key: &str,
+        body: Vec<u8>,
+        encryption: &Encryption,
+        condition: Option<WriteCondition>,
+    ) -> Result<Option<String>, CloudError> {
+        let mut req = self
+            .client
+            .put_object()
+            .bucket(bucket)
+            .key(key)
+            .content_type("application/json")
+            .body(ByteStream::from(body));
+        req = match encryption {
+            Encryption::None => req,
+            Encryption::Aes256 => req.server_side_encryption(ServerSideEncryption::Aes256),
+            Encryption::Kms { key_id } => req
+                .server_side_encryption(ServerSideEncryption::AwsKms)
+                .set_ssekms_key_id(key_id.clone()),
+        };
+        req = match condition {
+            None => req,
+            Some(WriteCondition::IfNoneMatch) => req.if_none_match("*"),
+            Some(WriteCondition::IfMatch(etag)) => req.if_match(etag),
+        };
+        let out = req.send().await.map_err(|e| cloud_error("PutObject", e))?;
+        Ok(out.e_tag().map(str::to_string))
+    }
+
+    async fn list_keys(&self, bucket: &str, prefix: &str) -> Result<Vec<String>, CloudError> {
+        let pages: Vec<_> = self
+            .client
+            .list_objects_v2()
+            .bucket(bucket)
+            .prefix(prefix)
+            .into_paginator()
+            .send()
+            .try_collect()
+            .await
+            .map_err(|e| cloud_error("ListObjectsV2", e))?;
+        Ok(pages
+            .iter()
+            .flat_map(|p| p.contents())
+            .filter_map(|o| o.key().map(str::to_string))
+            .collect())
+    }
+}

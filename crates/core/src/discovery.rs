@@ -1,0 +1,347 @@
+//! Discovery: one snapshot of everything the planner needs, read with filtered describes
+//! run in parallel (three rounds: scoped resources, interfaces by address, member instances).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+
+use futures::future::{try_join, try_join3, try_join_all};
+use futures::stream::{self, StreamExt, TryStreamExt};
+use serde::Serialize;
+
+use crate::declaration::{AddressGroup, Declaration, NextHops, Scope, Tags};
+use crate::error::CloudError;
+use crate::model::{ElasticIp, Filter, Instance, NetworkInterface, RouteTable};
+use crate::ports::{Ec2Describe, ObjectStore};
+
+/// Route-table tag listing next hops for `discoveryType: routeTag`.
+pub const SELF_IPS_TAG: &str = "f5_self_ips";
+/// EIP tag listing one VIP per unit.
+pub const VIPS_TAG: &str = "f5_cloud_failover_vips";
+/// ENI tag pairing interfaces across units for same-AZ secondary IP moves.
+pub const NIC_MAP_TAG: &str = "f5_cloud_failover_nic_map";
+/// EC2 accepts at most this many values in one filter.
+const MAX_FILTER_VALUES: usize = 200;
+/// GetBucketTagging calls in flight when finding the state bucket by tags.
+const BUCKET_TAG_CONCURRENCY: usize = 16;
+
+/// A route table in scope, with the index of the route group that selected it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ScopedTable {
+    /// Index into `Declaration::route_groups()`.
+    pub group: usize,
+    /// The table.
+    pub table: RouteTable,
+}
+
+/// An EIP in scope with the VIPs it may map to (one per unit).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ScopedEip {
+    /// The EIP.
+    pub eip: ElasticIp,
+    /// Candidate private IPs, in declaration/tag order.
+    pub vips: Vec<IpAddr>,
+}
+
+/// What the cloud looked like when the run started.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Snapshot {
+    /// Cluster members (instances owning next hops, VIPs or tagged interfaces), by id.
+    pub members: Vec<Instance>,
+    /// Route tables in scope.
+    pub route_tables: Vec<ScopedTable>,
+    /// Route tables named by `scopingName` that do not exist.
+    pub missing_route_tables: Vec<String>,
+    /// Route groups selected by tags that matched no table.
+    pub empty_tag_groups: Vec<usize>,
+    /// EIPs in scope.
+    pub elastic_ips: Vec<ScopedEip>,
+    /// EIPs named by `addressGroupDefinitions` that do not exist.
+    pub missing_elastic_ips: Vec<IpAddr>,
+    /// EIPs carrying the scoping tags but no usable `f5_cloud_failover_vips` tag.
+    pub eips_without_vips: Vec<String>,
+    /// Interfaces carrying the scoping tags and `f5_cloud_failover_nic_map`.
+    pub nic_map_interfaces: Vec<NetworkInterface>,
+    /// The state bucket, when found.
+    pub bucket: Option<String>,
+    /// Other buckets that also matched the storage scoping tags.
+    pub extra_buckets: Vec<String>,
+    /// See `Ec2Describe::reports_eip_private_ip`.
+    pub eip_private_ip_reliable: bool,
+}
+
+impl Snapshot {
+    /// The member with this id.
+    pub fn member(&self, id: &str) -> Option<&Instance> {
+        self.members.iter().find(|m| m.id == id)
+    }
+
+    /// The member interface holding `ip`, with its instance.
+    pub fn holder_of(&self, ip: IpAddr) -> Option<(&Instance, &NetworkInterface)> {
+        self.members
+            .iter()
+            .find_map(|m| m.interface_with(ip).map(|n| (m, n)))
+    }
+
+    /// The member owning interface `eni_id`.
+    pub fn owner_of_interface(&self, eni_id: &str) -> Option<&Instance> {
+        self.members
+            .iter()
+            .find(|m| m.network_interfaces.iter().any(|n| n.id == eni_id))
+    }
+}
+
+/// Parses a comma/space separated list of IPs from a tag value (bad items are skipped).
+pub fn ips_from_tag(value: &str) -> Vec<IpAddr> {
+    value
+        .split([',', ' '])
+        .filter(|s| !s.is_empty())
+        .filter_map(|s| s.trim().parse().ok())
+        .collect()
+}
+
+/// Reads the snapshot for `decl`.
+pub async fn discover(
+    ec2: &dyn Ec2Describe,
+    store: &dyn ObjectStore,
+    decl: &Declaration,
+) -> Result<Snapshot, CloudError> {
+    let addresses = decl.addresses();
+    let address_tags = addresses
+        .map(|a| a.scoping_tags.clone())
+        .filter(|t| !t.is_empty());
+
+    // Round 1: everything selected by id or tag, in parallel.
+    let tables = try_join_all(
+        decl.route_groups()
+            .iter()
+            .enumerate()
+            .map(|(i, g)| async move {
+                let filters = match &g.scope {
+                    Scope::Name(id) => vec![Filter::new("route-table-id", [id])],
+                    Scope::Tags(tags) => Filter::tags(tags),
+                };
+                ec2.describe_route_tables(&filters).await.map(|t| (i, t))
+            }),
+    );
+    let eips = async {
+        let Some(a) = addresses else {
+            return Ok(Vec::new());
+        };
+        let explicit: Vec<IpAddr> = a
+            .groups
+            .iter()
+            .filter_map(|g| match g {
+                AddressGroup::ElasticIpAddress {
+                    scoping_address, ..
+                } => Some(*scoping_address),
+                _ => None,
+            })
+            .collect();
+        let mut filters = Vec::new();
+        if !explicit.is_empty() {
+            filters.push(Filter::new("public-ip", &explicit));
+            if a.require_scoping_tags {
+                filters.extend(Filter::tags(&a.scoping_tags));
+            }
+        } else if a.groups.is_empty() && !a.scoping_tags.is_empty() {
+            filters = Filter::tags(&a.scoping_tags);
+        } else {
+            return Ok(Vec::new());
+        }
+        ec2.describe_addresses(&filters).await
+    };
+    let nic_map = async {
+        match &address_tags {
+            Some(tags) => {
+                let mut filters = Filter::tags(tags);
+                filters.push(Filter::new("tag-key", [NIC_MAP_TAG]));
+                ec2.describe_network_interfaces(&filters).await
+            }
+            None => Ok(Vec::new()),
+        }
+    };
+    let bucket = resolve_bucket(store, &decl.external_storage.scope);
+    let ((tables, eips, nic_map), (bucket, extra_buckets)) =
+        try_join(try_join3(tables, eips, nic_map), bucket).await?;
+
+    let mut snap = Snapshot {
+        bucket,
+        extra_buckets,
+        nic_map_interfaces: nic_map,
+        eip_private_ip_reliable: ec2.reports_eip_private_ip(),
+        ..Snapshot::default()
+    };
+    let groups = decl.route_groups();
+    let mut seen_tables = BTreeSet::new();
+    for (i, found) in tables {
+        if found.is_empty() {
+            match &groups[i].scope {
+                Scope::Name(id) => snap.missing_route_tables.push(id.clone()),
+                Scope::Tags(_) => snap.empty_tag_groups.push(i),
+            }
+        }
+        for table in found {
+            // A table selected by two groups is managed by the first.
+            if seen_tables.insert(table.id.clone()) {
+                snap.route_tables.push(ScopedTable { group: i, table });
+            }
+        }
+    }
+    scope_eips(&mut snap, decl, eips);
+
+    // Round 2: the interfaces holding every address the plan refers to.
+    let mut wanted: BTreeSet<IpAddr> = BTreeSet::new();
+    for st in &snap.route_tables {
+        let g = &groups[st.group];
+        for hops in g
+            .ranges
+            .iter()
+            .map(|r| r.next_hops.as_ref().unwrap_or(&g.default_next_hops))
+        {
+            match hops {
+                NextHops::Static(items) => wanted.extend(items),
+                NextHops::RouteTag => {
+                    if let Some(v) = st.table.tags.get(SELF_IPS_TAG) {
+                        wanted.extend(ips_from_tag(v));
+                    }
+                }
+            }
+        }
+    }
+    for e in &snap.elastic_ips {
+        wanted.extend(&e.vips);
+    }
+    if let Some(a) = addresses {
+        for g in &a.groups {
+            if let AddressGroup::NetworkInterfaceAddress { scoping_address } = g {
+                wanted.insert(*scoping_address);
+            }
+        }
+    }
+    let v4: Vec<IpAddr> = wanted.iter().copied().filter(IpAddr::is_ipv4).collect();
+    let v6: Vec<IpAddr> = wanted.iter().copied().filter(IpAddr::is_ipv6).collect();
+    let mut calls = Vec::new();
+    for chunk in v4.chunks(MAX_FILTER_VALUES) {
+        calls.push(vec![Filter::new("addresses.private-ip-address", chunk)]);
+    }
+    for chunk in v6.chunks(MAX_FILTER_VALUES) {
+        calls.push(vec![Filter::new("ipv6-addresses.ipv6-address", chunk)]);
+    }
+    let enis = try_join_all(calls.iter().map(|f| ec2.describe_network_interfaces(f))).await?;
+
+    // Round 3: the member instances, and all their interfaces with tags (DescribeInstances
+    // does not return interface tags, which `f5_cloud_failover_nic_map` needs).
+    let instance_ids: BTreeSet<String> = enis
+        .iter()
+        .flatten()
+        .chain(&snap.nic_map_interfaces)
+        .filter_map(|n| n.instance_id.clone())
+        .collect();
+    let ids: Vec<String> = instance_ids.into_iter().collect();
+    let chunks: Vec<&[String]> = ids.chunks(MAX_FILTER_VALUES).collect();
+    let (members, interfaces) = try_join(
+        try_join_all(chunks.iter().map(|c| async move {
+            ec2.describe_instances(&[Filter::new("instance-id", *c)])
+                .await
+        })),
+        try_join_all(chunks.iter().map(|c| async move {
+            ec2.describe_network_interfaces(&[Filter::new("attachment.instance-id", *c)])
+                .await
+        })),
+    )
+    .await?;
+    let interfaces: BTreeMap<String, NetworkInterface> = interfaces
+        .into_iter()
+        .flatten()
+        .map(|n| (n.id.clone(), n))
+        .collect();
+    snap.members = members.into_iter().flatten().collect();
+    for m in &mut snap.members {
+        for n in &mut m.network_interfaces {
+            if let Some(full) = interfaces.get(&n.id) {
+                *n = full.clone();
+            }
+        }
+    }
+    snap.members.sort_by(|a, b| a.id.cmp(&b.id));
+    Ok(snap)
+}
+
+fn scope_eips(snap: &mut Snapshot, decl: &Declaration, found: Vec<ElasticIp>) {
+    let Some(a) = decl.addresses() else { return };
+    let by_ip: BTreeMap<IpAddr, &ElasticIp> = found.iter().map(|e| (e.public_ip, e)).collect();
+    let explicit: Vec<_> = a
+        .groups
+        .iter()
+        .filter_map(|g| match g {
+            AddressGroup::ElasticIpAddress {
+                scoping_address,
+                vip_addresses,
+            } => Some((scoping_address, vip_addresses)),
+            _ => None,
+        })
+        .collect();
+    if explicit.is_empty() {
+        for e in &found {
+            let vips = e
+                .tags
+                .get(VIPS_TAG)
+                .map(|v| ips_from_tag(v))
+                .unwrap_or_default();
+            if vips.is_empty() {
+                snap.eips_without_vips.push(e.public_ip.to_string());
+            } else {
+                snap.elastic_ips.push(ScopedEip {
+                    eip: e.clone(),
+                    vips,
+                });
+            }
+        }
+    } else {
+        for (ip, vips) in explicit {
+            match by_ip.get(ip) {
+                Some(e) => snap.elastic_ips.push(ScopedEip {
+                    eip: (*e).clone(),
+                    vips: vips.clone(),
+                }),
+                None => snap.missing_elastic_ips.push(*ip),
+            }
+        }
+    }
+}
+
+/// Finds the state bucket: by name (HeadBucket) or by tags (ListBuckets + GetBucketTagging).
+async fn resolve_bucket(
+    store: &dyn ObjectStore,
+    scope: &Scope,
+) -> Result<(Option<String>, Vec<String>), CloudError> {
+    match scope {
+        Scope::Name(name) => Ok((
+            store.bucket_exists(name).await?.then(|| name.clone()),
+            vec![],
+        )),
+        Scope::Tags(want) => {
+            let names = store.list_buckets().await?;
+            let tagged: Vec<Option<String>> = stream::iter(&names)
+                .map(|b| async move {
+                    let tags = store.bucket_tags(b).await?;
+                    Ok::<_, CloudError>(matches(&tags, want).then(|| b.clone()))
+                })
+                .buffer_unordered(BUCKET_TAG_CONCURRENCY)
+                .try_collect()
+                .await?;
+            let mut hits: Vec<String> = tagged.into_iter().flatten().collect();
+            hits.sort();
+            let first = (!hits.is_empty()).then(|| hits.remove(0));
+            Ok((first, hits))
+        }
+    }
+}
+
+/// Whether `have` carries every tag of `want`.
+pub fn matches(have: &Tags, want: &Tags) -> bool {
+    want.iter().all(|(k, v)| have.get(k) == Some(v))
+}

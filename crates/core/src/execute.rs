@@ -1,0 +1,206 @@
+//! The executor: sends every independent mutation at once (bounded concurrency), then
+//! verifies the result with one round of describes. Each operation's outcome is recorded.
+
+use std::collections::BTreeSet;
+use std::time::Instant;
+
+use futures::stream::{self, StreamExt};
+use futures::try_join;
+use serde::Serialize;
+
+use crate::error::CloudError;
+use crate::model::{ElasticIp, Filter, NetworkInterface, RouteTable};
+use crate::plan::{Action, Operation, Plan};
+use crate::ports::Ec2;
+
+/// Whether an operation's API call succeeded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum CallStatus {
+    /// The call returned success.
+    Succeeded,
+    /// The call returned an error (it may still have taken effect; see `verified`).
+    Failed,
+}
+
+/// What happened to one operation.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Outcome {
+    /// The operation's id.
+    pub operation: String,
+    /// Result of the API call.
+    pub status: CallStatus,
+    /// The error, when the call failed.
+    pub error: Option<String>,
+    /// Whether the verify round saw the desired state.
+    pub verified: bool,
+    /// Call duration in milliseconds.
+    pub millis: u64,
+}
+
+/// Runs `plan` (wave 0, then wave 1), then verifies. Never returns early: every operation
+/// gets an outcome.
+pub async fn execute(ec2: &dyn Ec2, plan: &Plan, max_concurrency: usize) -> Vec<Outcome> {
+    let mut outcomes = Vec::with_capacity(plan.operations.len());
+    for wave in [0u8, 1] {
+        let ops: Vec<&Operation> = plan.operations.iter().filter(|o| o.wave == wave).collect();
+        let results: Vec<Outcome> = stream::iter(ops)
+            .map(|op| run_one(ec2, op))
+            .buffer_unordered(max_concurrency.max(1))
+            .collect()
+            .await;
+        outcomes.extend(results);
+    }
+    match verify(ec2, &plan.operations).await {
+        Ok(ok) => {
+            for o in &mut outcomes {
+                o.verified = ok.contains(&o.operation);
+            }
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "verify round failed; outcomes left unverified");
+            for o in &mut outcomes {
+                if o.error.is_none() {
+                    o.error = Some(format!("not verified: {e}"));
+                }
+            }
+        }
+    }
+    outcomes.sort_by(|a, b| a.operation.cmp(&b.operation));
+    outcomes
+}
+
+async fn run_one(ec2: &dyn Ec2, op: &Operation) -> Outcome {
+    let start = Instant::now();
+    let result = match &op.action {
+        Action::ReplaceRoute {
+            route_table_id,
+            destination,
+            network_interface_id,
+            ..
+        } => {
+            ec2.replace_route(route_table_id, *destination, network_interface_id)
+                .await
+        }
+        Action::AssociateAddress {
+            allocation_id,
+            network_interface_id,
+            private_ip,
+            ..
+        } => ec2
+            .associate_address(allocation_id, network_interface_id, *private_ip)
+            .await
+            .map(|_| ()),
+        Action::AssignPrivateIps {
+            network_interface_id,
+            ips,
+            ..
+        } => {
+            ec2.assign_private_ips(network_interface_id, ips, true)
+                .await
+        }
+    };
+    let millis = start.elapsed().as_millis() as u64;
+    match &result {
+        Ok(()) => tracing::info!(operation = %op.id, millis, "operation succeeded"),
+        Err(e) => tracing::error!(operation = %op.id, millis, error = %e, "operation failed"),
+    }
+    Outcome {
+        operation: op.id.clone(),
+        status: if result.is_ok() {
+            CallStatus::Succeeded
+        } else {
+            CallStatus::Failed
+        },
+        error: result.err().map(|e| e.to_string()),
+        verified: false,
+        millis,
+    }
+}
+
+/// One round of describes over everything the operations touched; returns the ids of the
+/// operations whose desired state holds.
+pub async fn verify(ec2: &dyn Ec2, ops: &[Operation]) -> Result<BTreeSet<String>, CloudError> {
+    let mut tables = BTreeSet::new();
+    let mut allocations = BTreeSet::new();
+    let mut enis = BTreeSet::new();
+    for op in ops {
+        match &op.action {
+            Action::ReplaceRoute { route_table_id, .. } => {
+                tables.insert(route_table_id.clone());
+            }
+            Action::AssociateAddress { allocation_id, .. } => {
+                allocations.insert(allocation_id.clone());
+            }
+            Action::AssignPrivateIps {
+                network_interface_id,
+                ..
+            } => {
+                enis.insert(network_interface_id.clone());
+            }
+        }
+    }
+    let reliable = ec2.reports_eip_private_ip();
+    let (tables, eips, enis): (Vec<RouteTable>, Vec<ElasticIp>, Vec<NetworkInterface>) = try_join!(
+        async {
+            if tables.is_empty() {
+                return Ok(Vec::new());
+            }
+            ec2.describe_route_tables(&[Filter::new("route-table-id", &tables)])
+                .await
+        },
+        async {
+            if allocations.is_empty() {
+                return Ok(Vec::new());
+            }
+            ec2.describe_addresses(&[Filter::new("allocation-id", &allocations)])
+                .await
+        },
+        async {
+            if enis.is_empty() {
+                return Ok(Vec::new());
+            }
+            ec2.describe_network_interfaces(&[Filter::new("network-interface-id", &enis)])
+                .await
+        },
+    )?;
+    let mut ok = BTreeSet::new();
+    for op in ops {
+        let holds = match &op.action {
+            Action::ReplaceRoute {
+                route_table_id,
+                destination,
+                network_interface_id,
+                ..
+            } => tables.iter().any(|t| {
+                t.id == *route_table_id
+                    && t.routes.iter().any(|r| {
+                        r.destination == *destination
+                            && r.network_interface_id.as_deref() == Some(network_interface_id)
+                    })
+            }),
+            Action::AssociateAddress {
+                allocation_id,
+                network_interface_id,
+                private_ip,
+                ..
+            } => eips.iter().any(|e| {
+                e.allocation_id == *allocation_id
+                    && e.network_interface_id.as_deref() == Some(network_interface_id)
+                    && (!reliable || e.private_ip == Some(*private_ip))
+            }),
+            Action::AssignPrivateIps {
+                network_interface_id,
+                ips,
+                ..
+            } => enis.iter().any(|n| {
+                n.id == *network_interface_id && ips.iter().all(|ip| n.secondary_ips.contains(ip))
+            }),
+        };
+        if holds {
+            ok.insert(op.id.clone());
+        }
+    }
+    Ok(ok)
+}

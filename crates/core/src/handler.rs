@@ -1,0 +1,120 @@
+//! The failover function's logic, shared by the Lambda entry point and `cloud-failover invoke`:
+//! event → intent → declaration → run.
+
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use serde_json::{json, Value};
+
+use crate::declaration::Declaration;
+use crate::error::FailoverError;
+use crate::events::{self, Intent};
+use crate::failover::{run, RunRequest};
+use crate::ports::{Ec2, ObjectStore};
+
+/// Where a declaration lives: `s3://bucket/key` or a local file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Location {
+    /// An S3 object.
+    S3 {
+        /// Bucket.
+        bucket: String,
+        /// Key.
+        key: String,
+    },
+    /// A local file (CLI only).
+    File(PathBuf),
+}
+
+impl FromStr for Location {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if let Some(rest) = s.strip_prefix("s3://") {
+            return match rest.split_once('/') {
+                Some((bucket, key)) if !bucket.is_empty() && !key.is_empty() => Ok(Location::S3 {
+                    bucket: bucket.into(),
+                    key: key.into(),
+                }),
+                _ => Err(format!("{s:?} is not s3://BUCKET/KEY")),
+            };
+        }
+        if s.is_empty() || s.contains("://") {
+            return Err(format!("{s:?} is not s3://BUCKET/KEY or a file path"));
+        }
+        Ok(Location::File(s.into()))
+    }
+}
+
+impl std::fmt::Display for Location {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Location::S3 { bucket, key } => write!(f, "s3://{bucket}/{key}"),
+            Location::File(p) => write!(f, "{}", p.display()),
+        }
+    }
+}
+
+/// Reads and validates the declaration at `loc`.
+pub async fn load_declaration(
+    store: &dyn ObjectStore,
+    loc: &Location,
+) -> Result<Declaration, FailoverError> {
+    let unavailable = |reason: String| FailoverError::DeclarationUnavailable {
+        location: loc.to_string(),
+        reason,
+    };
+    let bytes = match loc {
+        Location::S3 { bucket, key } => {
+            store
+                .get_object(bucket, key)
+                .await
+                .map_err(|e| unavailable(e.to_string()))?
+                .ok_or_else(|| unavailable("no such object".into()))?
+                .body
+        }
+        Location::File(path) => std::fs::read(path).map_err(|e| unavailable(e.to_string()))?,
+    };
+    let text = String::from_utf8(bytes).map_err(|_| unavailable("not UTF-8 text".into()))?;
+    Ok(Declaration::parse(&text)?)
+}
+
+/// Handles one event: returns the run report (or why nothing was done) as JSON. The event
+/// is validated before anything is read from the cloud.
+pub async fn handle(
+    ec2: &dyn Ec2,
+    store: &dyn ObjectStore,
+    declaration: &Location,
+    event: &Value,
+    request_id: Option<String>,
+) -> Result<Value, FailoverError> {
+    let trigger = events::parse(event)?;
+    tracing::info!(?trigger, "event received");
+    let decl = load_declaration(store, declaration).await?;
+    match trigger.intent(&decl.extension)? {
+        Intent::Ignore { reason } => {
+            tracing::info!(%reason, "ignored");
+            Ok(json!({"status": "IGNORED", "reason": reason}))
+        }
+        Intent::Run {
+            target,
+            mode,
+            trigger,
+        } => {
+            let report = run(
+                ec2,
+                store,
+                &decl,
+                RunRequest {
+                    target,
+                    mode,
+                    trigger,
+                    request_id,
+                },
+            )
+            .await?
+            .into_result()?;
+            Ok(serde_json::to_value(&report).expect("report serializes"))
+        }
+    }
+}

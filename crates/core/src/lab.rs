@@ -1,0 +1,267 @@
+//! Lab topologies: a plain description of a VPC with an appliance pair, from which the
+//! in-memory cloud is built and the emulator is populated (`aws::lab`). `Topology::seed()`
+//! is the field report's network (`examples/seed-article/topology.json`).
+
+use std::net::IpAddr;
+
+use crate::declaration::Tags;
+use crate::net::Cidr;
+
+/// The field report's scoping tag.
+pub const SEED_TAG: (&str, &str) = (
+    "f5_cloud_failover_label",
+    "bigip_high_availability_solution",
+);
+/// Unit A (active before failover).
+pub const SEED_A: &str = "i-055fd78af29715fbf";
+/// Unit B (standby before failover).
+pub const SEED_B: &str = "i-061cbb31a5158ad30";
+/// The web subnet's route table.
+pub const SEED_RTB: &str = "rtb-060adeaa8fe5b2bbb";
+/// A's external interface.
+pub const SEED_A_EXT: &str = "eni-0603a4992d0579540";
+/// B's external interface.
+pub const SEED_B_EXT: &str = "eni-04bec0335a47b26c3";
+/// The Elastic IP of the virtual server.
+pub const SEED_EIP: &str = "98.80.114.203";
+
+/// A whole lab network.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Topology {
+    /// Region.
+    pub region: String,
+    /// VPC id (logical).
+    pub vpc_id: String,
+    /// VPC IPv4 block.
+    pub vpc_cidr: Cidr,
+    /// Subnets.
+    pub subnets: Vec<SubnetSpec>,
+    /// Appliance instances.
+    pub instances: Vec<InstanceSpec>,
+    /// Elastic IPs.
+    pub elastic_ips: Vec<EipSpec>,
+    /// Route tables.
+    pub route_tables: Vec<TableSpec>,
+    /// State bucket.
+    pub bucket: BucketSpec,
+}
+
+/// A subnet.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SubnetSpec {
+    /// Logical id.
+    pub id: String,
+    /// IPv4 block.
+    pub cidr: Cidr,
+    /// Availability Zone.
+    pub az: String,
+}
+
+/// An instance and its interfaces (the first is device 0).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InstanceSpec {
+    /// Logical id.
+    pub id: String,
+    /// `Name` tag.
+    pub name: String,
+    /// Availability Zone.
+    pub az: String,
+    /// Interfaces.
+    pub interfaces: Vec<InterfaceSpec>,
+}
+
+/// An ENI.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InterfaceSpec {
+    /// Logical id.
+    pub id: String,
+    /// Subnet (logical id).
+    pub subnet: String,
+    /// Primary private IP.
+    pub primary: IpAddr,
+    /// Secondary private IPs.
+    pub secondary: Vec<IpAddr>,
+    /// Source/destination check.
+    pub source_dest_check: bool,
+    /// Tags.
+    pub tags: Tags,
+}
+
+/// An Elastic IP and where it starts.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EipSpec {
+    /// Logical allocation id.
+    pub allocation_id: String,
+    /// Public address (the emulator picks its own).
+    pub public_ip: IpAddr,
+    /// Tags.
+    pub tags: Tags,
+    /// Initial association: (ENI, private IP).
+    pub associated_with: Option<(String, IpAddr)>,
+}
+
+/// A route table.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TableSpec {
+    /// Logical id.
+    pub id: String,
+    /// Tags.
+    pub tags: Tags,
+    /// Routes: destination → ENI (logical id).
+    pub routes: Vec<(Cidr, String)>,
+    /// Subnets associated with it.
+    pub subnets: Vec<String>,
+}
+
+/// The state bucket.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BucketSpec {
+    /// Name.
+    pub name: String,
+    /// Tags.
+    pub tags: Tags,
+}
+
+/// Tags from pairs.
+pub fn tags<const N: usize>(pairs: [(&str, &str); N]) -> Tags {
+    pairs
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().expect("lab address")
+}
+
+fn cidr(s: &str) -> Cidr {
+    s.parse().expect("lab cidr")
+}
+
+fn iface(id: &str, subnet: &str, primary: &str, secondary: &[&str], sdc: bool) -> InterfaceSpec {
+    InterfaceSpec {
+        id: id.into(),
+        subnet: subnet.into(),
+        primary: ip(primary),
+        secondary: secondary.iter().map(|s| ip(s)).collect(),
+        source_dest_check: sdc,
+        tags: Tags::new(),
+    }
+}
+
+impl Topology {
+    /// The field report's topology: BIG-IP A in us-east-1a, B in us-east-1b, the VIP's EIP on
+    /// A's external secondary IP, the web subnet's default route through A's external ENI.
+    pub fn seed() -> Topology {
+        let label = tags([SEED_TAG]);
+        let subnet = |id: &str, c: &str, az: &str| SubnetSpec {
+            id: id.into(),
+            cidr: cidr(c),
+            az: az.into(),
+        };
+        Topology {
+            region: "us-east-1".into(),
+            vpc_id: "vpc-0287f01407d1276f0".into(),
+            vpc_cidr: cidr("10.0.0.0/16"),
+            subnets: vec![
+                subnet("subnet-a-external", "10.0.0.0/24", "us-east-1a"),
+                subnet("subnet-a-mgmt", "10.0.1.0/24", "us-east-1a"),
+                subnet("subnet-a-internal", "10.0.2.0/24", "us-east-1a"),
+                subnet("subnet-web-a", "10.0.3.0/24", "us-east-1a"),
+                subnet("subnet-b-external", "10.0.4.0/24", "us-east-1b"),
+                subnet("subnet-b-mgmt", "10.0.5.0/24", "us-east-1b"),
+                subnet("subnet-b-internal", "10.0.6.0/24", "us-east-1b"),
+                subnet("subnet-web-b", "10.0.7.0/24", "us-east-1b"),
+            ],
+            instances: vec![
+                InstanceSpec {
+                    id: SEED_A.into(),
+                    name: "failover01.www.non-97.net".into(),
+                    az: "us-east-1a".into(),
+                    interfaces: vec![
+                        iface(
+                            "eni-026bb5fe081900500",
+                            "subnet-a-mgmt",
+                            "10.0.1.11",
+                            &[],
+                            true,
+                        ),
+                        iface(
+                            SEED_A_EXT,
+                            "subnet-a-external",
+                            "10.0.0.11",
+                            &["10.0.0.101"],
+                            false,
+                        ),
+                        iface(
+                            "eni-0812e390d83655675",
+                            "subnet-a-internal",
+                            "10.0.2.11",
+                            &[],
+                            true,
+                        ),
+                    ],
+                },
+                InstanceSpec {
+                    id: SEED_B.into(),
+                    name: "failover02.www.non-97.net".into(),
+                    az: "us-east-1b".into(),
+                    interfaces: vec![
+                        iface(
+                            "eni-01d04904d876f5924",
+                            "subnet-b-mgmt",
+                            "10.0.5.11",
+                            &[],
+                            true,
+                        ),
+                        iface(
+                            SEED_B_EXT,
+                            "subnet-b-external",
+                            "10.0.4.11",
+                            &["10.0.4.101"],
+                            false,
+                        ),
+                        iface(
+                            "eni-097a6bb7971ecceb4",
+                            "subnet-b-internal",
+                            "10.0.6.11",
+                            &[],
+                            true,
+                        ),
+                    ],
+                },
+            ],
+            elastic_ips: vec![EipSpec {
+                allocation_id: "eipalloc-0814e2bbaf002a2bc".into(),
+                public_ip: ip(SEED_EIP),
+                tags: {
+                    let mut t = label.clone();
+                    t.insert(
+                        "f5_cloud_failover_vips".into(),
+                        "10.0.0.101,10.0.4.101".into(),
+                    );
+                    t
+                },
+                associated_with: Some((SEED_A_EXT.into(), ip("10.0.0.101"))),
+            }],
+            route_tables: vec![TableSpec {
+                id: SEED_RTB.into(),
+                tags: label.clone(),
+                routes: vec![(cidr("0.0.0.0/0"), SEED_A_EXT.into())],
+                subnets: vec!["subnet-web-a".into(), "subnet-web-b".into()],
+            }],
+            bucket: BucketSpec {
+                name: "cfe-state-bigip-ha".into(),
+                tags: label,
+            },
+        }
+    }
+
+    /// The interface spec with this logical id.
+    pub fn interface(&self, id: &str) -> Option<&InterfaceSpec> {
+        self.instances
+            .iter()
+            .flat_map(|i| &i.interfaces)
+            .find(|n| n.id == id)
+    }
+}

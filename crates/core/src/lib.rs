@@ -1,0 +1,27 @@
+//! Serverless cloud failover for network-appliance pairs on AWS.
+//!
+//! The flow reads top to bottom: an entry point (Lambda or CLI) hands an event to
+//! [`handler`], which parses it ([`events`]), loads the [`declaration`] and calls
+//! [`failover::run`]: [`discovery`] takes a snapshot, the pure [`plan`]ner decides,
+//! the [`execute`]or mutates and verifies, and the [`state`] log records it all in S3.
+//! The cloud is reached only through the traits in [`ports`], implemented by [`aws`]
+//! (the SDK) and [`memory`] (an in-memory cloud for tests).
+
+pub mod aws;
+pub mod declaration;
+pub mod discovery;
+pub mod error;
+pub mod events;
+pub mod execute;
+pub mod failover;
+pub mod handler;
+pub mod lab;
+pub mod memory;
+pub mod model;
+pub mod net;
+pub mod plan;
+pub mod ports;
+pub mod state;
+
+pub use declaration::Declaration;
+pub use error::{CloudError, ErrorKind, FailoverError};

@@ -1,0 +1,779 @@
+//! The in-memory cloud: both ports (EC2 and S3) over one mutable world, enforcing the AWS
+//! rules the moto emulator does not (EIPs only to addresses the ENI holds, secondary IPs
+//! only within the subnet and only moved with AllowReassignment, EIPs follow moved IPs).
+//! It logs every call and injects faults, for unit, property and fault-injection tests.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+
+use crate::declaration::{Encryption, Tags};
+use crate::error::{CloudError, ErrorKind};
+use crate::lab::Topology;
+use crate::model::{ElasticIp, Filter, Instance, NetworkInterface, Route, RouteTable};
+use crate::net::Cidr;
+use crate::ports::{Ec2Describe, Ec2Mutate, ObjectStore, StoredObject, WriteCondition};
+
+/// EC2 operations that change the cloud.
+pub const MUTATING_OPERATIONS: [&str; 3] = [
+    "AssociateAddress",
+    "ReplaceRoute",
+    "AssignPrivateIpAddresses",
+];
+
+/// When an injected fault strikes relative to the call's effect.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FaultTiming {
+    /// The call fails and changes nothing.
+    BeforeEffect,
+    /// The call takes effect, then reports failure (a lost response).
+    AfterEffect,
+}
+
+#[derive(Clone, Debug)]
+struct Fault {
+    operation: String,
+    kind: ErrorKind,
+    timing: FaultTiming,
+    remaining: u32,
+}
+
+#[derive(Clone, Debug)]
+struct Subnet {
+    cidr: Cidr,
+}
+
+#[derive(Clone, Debug)]
+struct InstanceRec {
+    state: String,
+    az: String,
+    tags: Tags,
+    interfaces: Vec<String>,
+}
+
+#[derive(Clone, Debug, Default)]
+struct Bucket {
+    tags: Tags,
+    objects: BTreeMap<String, (Vec<u8>, String, Encryption)>,
+}
+
+#[derive(Debug, Default)]
+struct World {
+    subnets: BTreeMap<String, Subnet>,
+    instances: BTreeMap<String, InstanceRec>,
+    interfaces: BTreeMap<String, NetworkInterface>,
+    tables: BTreeMap<String, RouteTable>,
+    eips: BTreeMap<String, ElasticIp>,
+    buckets: BTreeMap<String, Bucket>,
+    counter: u64,
+}
+
+/// An in-memory AWS account for one region.
+#[derive(Debug, Default)]
+pub struct MemoryCloud {
+    world: Mutex<World>,
+    faults: Mutex<Vec<Fault>>,
+    calls: Mutex<Vec<String>>,
+}
+
+fn err(op: &'static str, kind: ErrorKind, code: &str, msg: impl Into<String>) -> CloudError {
+    CloudError::new(op, kind, code, msg)
+}
+
+impl MemoryCloud {
+    /// An empty account.
+    pub fn new() -> MemoryCloud {
+        MemoryCloud::default()
+    }
+
+    /// An account holding `topo` with its logical ids as real ids.
+    pub fn from_topology(topo: &Topology) -> MemoryCloud {
+        let cloud = MemoryCloud::new();
+        {
+            let mut w = cloud.world.lock().unwrap();
+            for s in &topo.subnets {
+                w.subnets.insert(s.id.clone(), Subnet { cidr: s.cidr });
+            }
+            for i in &topo.instances {
+                let mut t = Tags::new();
+                t.insert("Name".into(), i.name.clone());
+                w.instances.insert(
+                    i.id.clone(),
+                    InstanceRec {
+                        state: "running".into(),
+                        az: i.az.clone(),
+                        tags: t,
+                        interfaces: i.interfaces.iter().map(|n| n.id.clone()).collect(),
+                    },
+                );
+                for n in &i.interfaces {
+                    w.interfaces.insert(
+                        n.id.clone(),
+                        NetworkInterface {
+                            id: n.id.clone(),
+                            instance_id: Some(i.id.clone()),
+                            subnet_id: n.subnet.clone(),
+                            vpc_id: topo.vpc_id.clone(),
+                            primary_ip: n.primary,
+                            secondary_ips: n.secondary.clone(),
+                            ipv6_ips: Vec::new(),
+                            source_dest_check: n.source_dest_check,
+                            tags: n.tags.clone(),
+                        },
+                    );
+                }
+            }
+            for e in &topo.elastic_ips {
+                let assoc = e.associated_with.clone();
+                let id = assoc
+                    .as_ref()
+                    .map(|_| format!("eipassoc-{:017x}", w.next()));
+                w.eips.insert(
+                    e.allocation_id.clone(),
+                    ElasticIp {
+                        allocation_id: e.allocation_id.clone(),
+                        public_ip: e.public_ip,
+                        association_id: id,
+                        network_interface_id: assoc.as_ref().map(|a| a.0.clone()),
+                        private_ip: assoc.map(|a| a.1),
+                        tags: e.tags.clone(),
+                    },
+                );
+            }
+            for t in &topo.route_tables {
+                let mut routes = vec![Route {
+                    destination: topo.vpc_cidr,
+                    network_interface_id: None,
+                    other_target: Some("local".into()),
+                }];
+                routes.extend(t.routes.iter().map(|(d, eni)| Route {
+                    destination: *d,
+                    network_interface_id: Some(eni.clone()),
+                    other_target: None,
+                }));
+                w.tables.insert(
+                    t.id.clone(),
+                    RouteTable {
+                        id: t.id.clone(),
+                        vpc_id: topo.vpc_id.clone(),
+                        tags: t.tags.clone(),
+                        routes,
+                    },
+                );
+            }
+            w.buckets.insert(
+                topo.bucket.name.clone(),
+                Bucket {
+                    tags: topo.bucket.tags.clone(),
+                    ..Bucket::default()
+                },
+            );
+        }
+        cloud
+    }
+
+    /// The field report's topology (`Topology::seed()`).
+    pub fn seed() -> MemoryCloud {
+        MemoryCloud::from_topology(&Topology::seed())
+    }
+
+    /// Makes the next `times` calls of `operation` fail with `kind`.
+    pub fn inject(&self, operation: &str, kind: ErrorKind, timing: FaultTiming, times: u32) {
+        self.faults.lock().unwrap().push(Fault {
+            operation: operation.into(),
+            kind,
+            timing,
+            remaining: times,
+        });
+    }
+
+    /// Removes all pending faults.
+    pub fn clear_faults(&self) {
+        self.faults.lock().unwrap().clear();
+    }
+
+    /// Every call made so far, by operation name.
+    pub fn calls(&self) -> Vec<String> {
+        self.calls.lock().unwrap().clone()
+    }
+
+    /// Number of mutating EC2 calls made so far (including failed ones).
+    pub fn mutation_count(&self) -> usize {
+        self.calls
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|c| MUTATING_OPERATIONS.contains(&c.as_str()))
+            .count()
+    }
+
+    /// Forgets the call log.
+    pub fn reset_calls(&self) {
+        self.calls.lock().unwrap().clear();
+    }
+
+    /// Sets an instance's state (`running`, `stopped`, …).
+    pub fn set_instance_state(&self, id: &str, state: &str) {
+        if let Some(i) = self.world.lock().unwrap().instances.get_mut(id) {
+            i.state = state.into();
+        }
+    }
+
+    /// Adds or replaces a route, as an operator would by hand.
+    pub fn put_route(&self, table: &str, destination: Cidr, eni: &str) {
+        let mut w = self.world.lock().unwrap();
+        let t = w.tables.get_mut(table).expect("table");
+        t.routes.retain(|r| r.destination != destination);
+        t.routes.push(Route {
+            destination,
+            network_interface_id: Some(eni.into()),
+            other_target: None,
+        });
+    }
+
+    /// Sets a tag on a route table.
+    pub fn tag_route_table(&self, table: &str, key: &str, value: &str) {
+        let mut w = self.world.lock().unwrap();
+        w.tables
+            .get_mut(table)
+            .expect("table")
+            .tags
+            .insert(key.into(), value.into());
+    }
+
+    /// Removes a tag from a route table.
+    pub fn untag_route_table(&self, table: &str, key: &str) {
+        let mut w = self.world.lock().unwrap();
+        w.tables.get_mut(table).expect("table").tags.remove(key);
+    }
+
+    /// Sets an interface's source/destination check.
+    pub fn set_source_dest_check(&self, eni: &str, on: bool) {
+        let mut w = self.world.lock().unwrap();
+        w.interfaces.get_mut(eni).expect("eni").source_dest_check = on;
+    }
+
+    /// The ENI a route points at.
+    pub fn route_target(&self, table: &str, destination: Cidr) -> Option<String> {
+        let w = self.world.lock().unwrap();
+        w.tables
+            .get(table)?
+            .routes
+            .iter()
+            .find(|r| r.destination == destination)?
+            .network_interface_id
+            .clone()
+    }
+
+    /// The EIP with this public address.
+    pub fn elastic_ip(&self, public_ip: IpAddr) -> Option<ElasticIp> {
+        let w = self.world.lock().unwrap();
+        w.eips.values().find(|e| e.public_ip == public_ip).cloned()
+    }
+
+    /// An interface by id.
+    pub fn interface(&self, id: &str) -> Option<NetworkInterface> {
+        self.world.lock().unwrap().interfaces.get(id).cloned()
+    }
+
+    /// An object's body, for assertions.
+    pub fn object(&self, bucket: &str, key: &str) -> Option<Vec<u8>> {
+        let w = self.world.lock().unwrap();
+        w.buckets.get(bucket)?.objects.get(key).map(|o| o.0.clone())
+    }
+
+    /// The encryption an object was written with.
+    pub fn object_encryption(&self, bucket: &str, key: &str) -> Option<Encryption> {
+        let w = self.world.lock().unwrap();
+        w.buckets.get(bucket)?.objects.get(key).map(|o| o.2.clone())
+    }
+
+    /// Logs the call and returns an injected fault due now, if any.
+    fn enter(&self, op: &'static str) -> Option<(CloudError, FaultTiming)> {
+        self.calls.lock().unwrap().push(op.to_string());
+        let mut faults = self.faults.lock().unwrap();
+        let f = faults
+            .iter_mut()
+            .find(|f| f.remaining > 0 && (f.operation == op || f.operation == "*"))?;
+        f.remaining -= 1;
+        let code = match f.kind {
+            ErrorKind::Throttled => "RequestLimitExceeded",
+            ErrorKind::NotFound => "NotFound",
+            ErrorKind::PreconditionFailed => "PreconditionFailed",
+            ErrorKind::Rejected => "UnauthorizedOperation",
+            ErrorKind::Transient => "InternalError",
+        };
+        Some((err(op, f.kind, code, "injected fault"), f.timing))
+    }
+
+    /// Runs `effect` under the fault schedule for `op`.
+    fn call<T>(
+        &self,
+        op: &'static str,
+        effect: impl FnOnce(&mut World) -> Result<T, CloudError>,
+    ) -> Result<T, CloudError> {
+        let fault = self.enter(op);
+        if let Some((e, FaultTiming::BeforeEffect)) = fault {
+            return Err(e);
+        }
+        let out = effect(&mut self.world.lock().unwrap());
+        match fault {
+            Some((e, _)) => Err(e),
+            None => out,
+        }
+    }
+}
+
+impl World {
+    fn next(&mut self) -> u64 {
+        self.counter += 1;
+        self.counter
+    }
+
+    fn instance(&self, id: &str) -> Instance {
+        let rec = &self.instances[id];
+        Instance {
+            id: id.to_string(),
+            state: rec.state.clone(),
+            availability_zone: rec.az.clone(),
+            tags: rec.tags.clone(),
+            network_interfaces: rec
+                .interfaces
+                .iter()
+                .filter_map(|n| self.interfaces.get(n).cloned())
+                .collect(),
+        }
+    }
+}
+
+fn tag_match(tags: &Tags, f: &Filter) -> Option<bool> {
+    if let Some(k) = f.name.strip_prefix("tag:") {
+        return Some(tags.get(k).is_some_and(|v| f.values.contains(v)));
+    }
+    if f.name == "tag-key" {
+        return Some(f.values.iter().any(|k| tags.contains_key(k)));
+    }
+    None
+}
+
+fn has(values: &[String], v: impl ToString) -> bool {
+    values.contains(&v.to_string())
+}
+
+/// Applies filters; an unknown filter name or no filter at all is an error, as it would
+/// be a region-wide or silently wrong describe.
+fn select<T>(
+    op: &'static str,
+    items: impl Iterator<Item = T>,
+    filters: &[Filter],
+    field: impl Fn(&T, &Filter) -> Option<bool>,
+) -> Result<Vec<T>, CloudError> {
+    if filters.is_empty() {
+        return Err(err(
+            op,
+            ErrorKind::Rejected,
+            "Unfiltered",
+            "describe without filters",
+        ));
+    }
+    let mut out = Vec::new();
+    for item in items {
+        let mut keep = true;
+        for f in filters {
+            match field(&item, f) {
+                Some(ok) => keep &= ok,
+                None => {
+                    return Err(err(
+                        op,
+                        ErrorKind::Rejected,
+                        "InvalidParameterValue",
+                        format!("filter {} is not supported here", f.name),
+                    ))
+                }
+            }
+        }
+        if keep {
+            out.push(item);
+        }
+    }
+    Ok(out)
+}
+
+fn eni_field(n: &NetworkInterface, f: &Filter) -> Option<bool> {
+    tag_match(&n.tags, f).or_else(|| {
+        Some(match f.name.as_str() {
+            "network-interface-id" => has(&f.values, &n.id),
+            "addresses.private-ip-address" | "private-ip-address" => {
+                has(&f.values, n.primary_ip) || n.secondary_ips.iter().any(|ip| has(&f.values, ip))
+            }
+            "ipv6-addresses.ipv6-address" => n.ipv6_ips.iter().any(|ip| has(&f.values, ip)),
+            "attachment.instance-id" => n.instance_id.as_ref().is_some_and(|i| has(&f.values, i)),
+            "subnet-id" => has(&f.values, &n.subnet_id),
+            "vpc-id" => has(&f.values, &n.vpc_id),
+            _ => return None,
+        })
+    })
+}
+
+#[async_trait]
+impl Ec2Describe for MemoryCloud {
+    async fn describe_instances(&self, filters: &[Filter]) -> Result<Vec<Instance>, CloudError> {
+        self.call("DescribeInstances", |w| {
+            let all: Vec<Instance> = w.instances.keys().map(|id| w.instance(id)).collect();
+            select("DescribeInstances", all.into_iter(), filters, |i, f| {
+                tag_match(&i.tags, f).or_else(|| {
+                    Some(match f.name.as_str() {
+                        "instance-id" => has(&f.values, &i.id),
+                        "instance-state-name" => has(&f.values, &i.state),
+                        _ => return None,
+                    })
+                })
+            })
+        })
+    }
+
+    async fn describe_network_interfaces(
+        &self,
+        filters: &[Filter],
+    ) -> Result<Vec<NetworkInterface>, CloudError> {
+        self.call("DescribeNetworkInterfaces", |w| {
+            select(
+                "DescribeNetworkInterfaces",
+                w.interfaces.values().cloned(),
+                filters,
+                eni_field,
+            )
+        })
+    }
+
+    async fn describe_route_tables(
+        &self,
+        filters: &[Filter],
+    ) -> Result<Vec<RouteTable>, CloudError> {
+        self.call("DescribeRouteTables", |w| {
+            select(
+                "DescribeRouteTables",
+                w.tables.values().cloned(),
+                filters,
+                |t, f| {
+                    tag_match(&t.tags, f).or_else(|| {
+                        Some(match f.name.as_str() {
+                            "route-table-id" => has(&f.values, &t.id),
+                            "vpc-id" => has(&f.values, &t.vpc_id),
+                            _ => return None,
+                        })
+                    })
+                },
+            )
+        })
+    }
+
+    async fn describe_addresses(&self, filters: &[Filter]) -> Result<Vec<ElasticIp>, CloudError> {
+        self.call("DescribeAddresses", |w| {
+            select(
+                "DescribeAddresses",
+                w.eips.values().cloned(),
+                filters,
+                |e, f| {
+                    tag_match(&e.tags, f).or_else(|| {
+                        Some(match f.name.as_str() {
+                            "public-ip" => has(&f.values, e.public_ip),
+                            "allocation-id" => has(&f.values, &e.allocation_id),
+                            "network-interface-id" => e
+                                .network_interface_id
+                                .as_ref()
+                                .is_some_and(|n| has(&f.values, n)),
+                            _ => return None,
+                        })
+                    })
+                },
+            )
+        })
+    }
+}
+
+#[async_trait]
+impl Ec2Mutate for MemoryCloud {
+    async fn associate_address(
+        &self,
+        allocation_id: &str,
+        network_interface_id: &str,
+        private_ip: IpAddr,
+    ) -> Result<String, CloudError> {
+        const OP: &str = "AssociateAddress";
+        self.call(OP, |w| {
+            let eni = w.interfaces.get(network_interface_id).ok_or_else(|| {
+                err(
+                    OP,
+                    ErrorKind::NotFound,
+                    "InvalidNetworkInterfaceID.NotFound",
+                    network_interface_id,
+                )
+            })?;
+            if !(eni.primary_ip == private_ip || eni.secondary_ips.contains(&private_ip)) {
+                return Err(err(
+                    OP,
+                    ErrorKind::Rejected,
+                    "InvalidParameterValue",
+                    format!("{private_ip} is not a private IP of {network_interface_id}"),
+                ));
+            }
+            let taken = w.eips.values().any(|e| {
+                e.allocation_id != allocation_id
+                    && e.network_interface_id.as_deref() == Some(network_interface_id)
+                    && e.private_ip == Some(private_ip)
+            });
+            if taken {
+                return Err(err(
+                    OP,
+                    ErrorKind::Rejected,
+                    "Resource.AlreadyAssociated",
+                    private_ip.to_string(),
+                ));
+            }
+            let id = format!("eipassoc-{:017x}", w.next());
+            let e = w.eips.get_mut(allocation_id).ok_or_else(|| {
+                err(
+                    OP,
+                    ErrorKind::NotFound,
+                    "InvalidAllocationID.NotFound",
+                    allocation_id,
+                )
+            })?;
+            e.association_id = Some(id.clone());
+            e.network_interface_id = Some(network_interface_id.into());
+            e.private_ip = Some(private_ip);
+            Ok(id)
+        })
+    }
+
+    async fn replace_route(
+        &self,
+        route_table_id: &str,
+        destination: Cidr,
+        network_interface_id: &str,
+    ) -> Result<(), CloudError> {
+        const OP: &str = "ReplaceRoute";
+        self.call(OP, |w| {
+            let vpc = w
+                .interfaces
+                .get(network_interface_id)
+                .ok_or_else(|| {
+                    err(
+                        OP,
+                        ErrorKind::NotFound,
+                        "InvalidNetworkInterfaceID.NotFound",
+                        network_interface_id,
+                    )
+                })?
+                .vpc_id
+                .clone();
+            let t = w.tables.get_mut(route_table_id).ok_or_else(|| {
+                err(
+                    OP,
+                    ErrorKind::NotFound,
+                    "InvalidRouteTableID.NotFound",
+                    route_table_id,
+                )
+            })?;
+            if t.vpc_id != vpc {
+                return Err(err(
+                    OP,
+                    ErrorKind::Rejected,
+                    "InvalidParameterValue",
+                    "route table and network interface belong to different networks",
+                ));
+            }
+            let r = t
+                .routes
+                .iter_mut()
+                .find(|r| r.destination == destination)
+                .ok_or_else(|| {
+                    err(
+                        OP,
+                        ErrorKind::NotFound,
+                        "InvalidRoute.NotFound",
+                        format!("no route with destination {destination} in {route_table_id}"),
+                    )
+                })?;
+            if r.other_target.as_deref() == Some("local") {
+                return Err(err(
+                    OP,
+                    ErrorKind::Rejected,
+                    "InvalidParameterValue",
+                    "cannot replace the local route",
+                ));
+            }
+            r.network_interface_id = Some(network_interface_id.into());
+            r.other_target = None;
+            Ok(())
+        })
+    }
+
+    async fn assign_private_ips(
+        &self,
+        network_interface_id: &str,
+        ips: &[IpAddr],
+        allow_reassignment: bool,
+    ) -> Result<(), CloudError> {
+        const OP: &str = "AssignPrivateIpAddresses";
+        self.call(OP, |w| {
+            let to = w
+                .interfaces
+                .get(network_interface_id)
+                .cloned()
+                .ok_or_else(|| {
+                    err(
+                        OP,
+                        ErrorKind::NotFound,
+                        "InvalidNetworkInterfaceID.NotFound",
+                        network_interface_id,
+                    )
+                })?;
+            let subnet = w.subnets.get(&to.subnet_id).map(|s| s.cidr);
+            for ip in ips {
+                if !subnet.is_some_and(|c| c.contains(*ip)) {
+                    return Err(err(
+                        OP,
+                        ErrorKind::Rejected,
+                        "InvalidParameterValue",
+                        format!("{ip} does not fall within the subnet of {network_interface_id}"),
+                    ));
+                }
+                for other in w.interfaces.values() {
+                    if other.id == to.id {
+                        continue;
+                    }
+                    if other.primary_ip == *ip {
+                        return Err(err(
+                            OP,
+                            ErrorKind::Rejected,
+                            "PrivateIpAddressInUse",
+                            format!("{ip} is the primary IP of {}", other.id),
+                        ));
+                    }
+                    if other.secondary_ips.contains(ip) && !allow_reassignment {
+                        return Err(err(
+                            OP,
+                            ErrorKind::Rejected,
+                            "PrivateIpAddressInUse",
+                            format!("{ip} is assigned to {}", other.id),
+                        ));
+                    }
+                }
+            }
+            for ip in ips {
+                for other in w.interfaces.values_mut() {
+                    other.secondary_ips.retain(|x| x != ip);
+                }
+                let t = w.interfaces.get_mut(network_interface_id).expect("checked");
+                if t.primary_ip != *ip {
+                    t.secondary_ips.push(*ip);
+                }
+                // An EIP on a moved address moves with it.
+                for e in w.eips.values_mut() {
+                    if e.private_ip == Some(*ip) {
+                        e.network_interface_id = Some(network_interface_id.into());
+                    }
+                }
+            }
+            Ok(())
+        })
+    }
+}
+
+#[async_trait]
+impl ObjectStore for MemoryCloud {
+    async fn list_buckets(&self) -> Result<Vec<String>, CloudError> {
+        self.call("ListBuckets", |w| Ok(w.buckets.keys().cloned().collect()))
+    }
+
+    async fn bucket_tags(&self, bucket: &str) -> Result<Tags, CloudError> {
+        self.call("GetBucketTagging", |w| {
+            w.buckets
+                .get(bucket)
+                .map(|b| b.tags.clone())
+                .ok_or_else(|| {
+                    err(
+                        "GetBucketTagging",
+                        ErrorKind::NotFound,
+                        "NoSuchBucket",
+                        bucket,
+                    )
+                })
+        })
+    }
+
+    async fn bucket_exists(&self, bucket: &str) -> Result<bool, CloudError> {
+        self.call("HeadBucket", |w| Ok(w.buckets.contains_key(bucket)))
+    }
+
+    async fn get_object(
+        &self,
+        bucket: &str,
+        key: &str,
+    ) -> Result<Option<StoredObject>, CloudError> {
+        self.call("GetObject", |w| {
+            let b = w
+                .buckets
+                .get(bucket)
+                .ok_or_else(|| err("GetObject", ErrorKind::NotFound, "NoSuchBucket", bucket))?;
+            Ok(b.objects.get(key).map(|(body, etag, _)| StoredObject {
+                body: body.clone(),
+                etag: Some(etag.clone()),
+            }))
+        })
+    }
+
+    async fn put_object(
+        &self,
+        bucket: &str,
+        key: &str,
+        body: Vec<u8>,
+        encryption: &Encryption,
+        condition: Option<WriteCondition>,
+    ) -> Result<Option<String>, CloudError> {
+        const OP: &str = "PutObject";
+        self.call(OP, |w| {
+            let etag = format!("\"{:032x}\"", w.next());
+            let b = w
+                .buckets
+                .get_mut(bucket)
+                .ok_or_else(|| err(OP, ErrorKind::NotFound, "NoSuchBucket", bucket))?;
+            let current = b.objects.get(key).map(|o| o.1.clone());
+            let ok = match (&condition, &current) {
+                (None, _) => true,
+                (Some(WriteCondition::IfNoneMatch), c) => c.is_none(),
+                (Some(WriteCondition::IfMatch(want)), Some(have)) => want == have,
+                (Some(WriteCondition::IfMatch(_)), None) => false,
+            };
+            if !ok {
+                return Err(err(
+                    OP,
+                    ErrorKind::PreconditionFailed,
+                    "PreconditionFailed",
+                    key,
+                ));
+            }
+            b.objects
+                .insert(key.to_string(), (body, etag.clone(), encryption.clone()));
+            Ok(Some(etag))
+        })
+    }
+
+    async fn list_keys(&self, bucket: &str, prefix: &str) -> Result<Vec<String>, CloudError> {
+        self.call("ListObjectsV2", |w| {
+            let b = w
+                .buckets
+                .get(bucket)
+                .ok_or_else(|| err("ListObjectsV2", ErrorKind::NotFound, "NoSuchBucket", bucket))?;
+            Ok(b.objects
+                .keys()
+                .filter(|k| k.starts_with(prefix))
+                .cloned()
+                .collect())
+        })
+    }
+}

@@ -1,0 +1,154 @@
+//! Cloud resources as the ports report them: the subset of EC2's model that failover needs.
+
+use std::net::IpAddr;
+
+use serde::Serialize;
+
+use crate::declaration::Tags;
+use crate::net::Cidr;
+
+/// An EC2 instance with its network interfaces.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Instance {
+    /// `i-…`
+    pub id: String,
+    /// `running`, `stopped`, …
+    pub state: String,
+    /// Availability Zone.
+    pub availability_zone: String,
+    /// Tags (the `Name` tag names the unit in reports).
+    pub tags: Tags,
+    /// Attached network interfaces.
+    pub network_interfaces: Vec<NetworkInterface>,
+}
+
+impl Instance {
+    /// The `Name` tag, else the id.
+    pub fn display_name(&self) -> &str {
+        self.tags
+            .get("Name")
+            .map(String::as_str)
+            .unwrap_or(&self.id)
+    }
+
+    /// The interface holding `ip` (primary, secondary or IPv6), if any.
+    pub fn interface_with(&self, ip: IpAddr) -> Option<&NetworkInterface> {
+        self.network_interfaces.iter().find(|n| n.has_ip(ip))
+    }
+}
+
+/// An elastic network interface (ENI).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NetworkInterface {
+    /// `eni-…`
+    pub id: String,
+    /// The instance it is attached to.
+    pub instance_id: Option<String>,
+    /// Subnet.
+    pub subnet_id: String,
+    /// VPC.
+    pub vpc_id: String,
+    /// Primary private IPv4 address.
+    pub primary_ip: IpAddr,
+    /// Secondary private IPv4 addresses.
+    pub secondary_ips: Vec<IpAddr>,
+    /// IPv6 addresses.
+    pub ipv6_ips: Vec<IpAddr>,
+    /// Source/destination check (must be off on a routing next hop).
+    pub source_dest_check: bool,
+    /// Tags (`f5_cloud_failover_nic_map` pairs interfaces across units).
+    pub tags: Tags,
+}
+
+impl NetworkInterface {
+    /// Whether the interface holds `ip` in any role.
+    pub fn has_ip(&self, ip: IpAddr) -> bool {
+        self.primary_ip == ip || self.secondary_ips.contains(&ip) || self.ipv6_ips.contains(&ip)
+    }
+}
+
+/// A route table and its routes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RouteTable {
+    /// `rtb-…`
+    pub id: String,
+    /// VPC.
+    pub vpc_id: String,
+    /// Tags (`f5_self_ips` lists next hops for `routeTag` discovery).
+    pub tags: Tags,
+    /// Routes.
+    pub routes: Vec<Route>,
+}
+
+/// One route.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Route {
+    /// Destination block (IPv4 or IPv6).
+    pub destination: Cidr,
+    /// The ENI the route points at, when it points at one.
+    pub network_interface_id: Option<String>,
+    /// Any other target (gateway, NAT gateway, `local`, instance id), for reports.
+    pub other_target: Option<String>,
+}
+
+impl Route {
+    /// The route's target as text.
+    pub fn target(&self) -> &str {
+        self.network_interface_id
+            .as_deref()
+            .or(self.other_target.as_deref())
+            .unwrap_or("none")
+    }
+}
+
+/// An Elastic IP allocation.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ElasticIp {
+    /// `eipalloc-…`
+    pub allocation_id: String,
+    /// The public address.
+    pub public_ip: IpAddr,
+    /// `eipassoc-…` when associated.
+    pub association_id: Option<String>,
+    /// The ENI it is associated with.
+    pub network_interface_id: Option<String>,
+    /// The private IP it maps to.
+    pub private_ip: Option<IpAddr>,
+    /// Tags (`f5_cloud_failover_vips` lists one VIP per unit).
+    pub tags: Tags,
+}
+
+/// An EC2 describe filter (`Name` + `Values`), passed through to EC2 unchanged.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Filter {
+    /// Filter name, e.g. `tag:f5_cloud_failover_label` or `route-table-id`.
+    pub name: String,
+    /// Accepted values.
+    pub values: Vec<String>,
+}
+
+impl Filter {
+    /// A filter with the given name and values.
+    pub fn new<I, S>(name: impl Into<String>, values: I) -> Filter
+    where
+        I: IntoIterator<Item = S>,
+        S: ToString,
+    {
+        Filter {
+            name: name.into(),
+            values: values.into_iter().map(|v| v.to_string()).collect(),
+        }
+    }
+
+    /// One `tag:KEY = VALUE` filter per tag.
+    pub fn tags(tags: &Tags) -> Vec<Filter> {
+        tags.iter()
+            .map(|(k, v)| Filter::new(format!("tag:{k}"), [v]))
+            .collect()
+    }
+}

@@ -1,0 +1,169 @@
+//! IP networks (CIDR blocks) as EC2 reports them: canonical network address plus prefix.
+
+use std::fmt;
+use std::net::IpAddr;
+use std::str::FromStr;
+
+/// A CIDR block such as `10.0.0.0/16` or `::/0`, always in canonical form (no host bits).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Cidr {
+    addr: IpAddr,
+    prefix: u8,
+}
+
+/// Why a string is not a canonical CIDR block.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum CidrError {
+    /// Not of the form `address/prefix` with a valid address and prefix length.
+    #[error("is not a CIDR")]
+    Syntax,
+    /// Valid, but host bits are set (EC2 stores only the network address).
+    #[error("has host bits set (did you mean {0}?)")]
+    HostBits(Cidr),
+}
+
+impl Cidr {
+    /// The network address.
+    pub fn addr(&self) -> IpAddr {
+        self.addr
+    }
+
+    /// The prefix length.
+    pub fn prefix(&self) -> u8 {
+        self.prefix
+    }
+
+    /// True for IPv6 blocks.
+    pub fn is_ipv6(&self) -> bool {
+        self.addr.is_ipv6()
+    }
+
+    /// Whether `ip` lies inside this block (false across address families).
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        match (self.addr, ip) {
+            (IpAddr::V4(n), IpAddr::V4(a)) => mask4(self.prefix) & u32::from(a) == u32::from(n),
+            (IpAddr::V6(n), IpAddr::V6(a)) => mask6(self.prefix) & u128::from(a) == u128::from(n),
+            _ => false,
+        }
+    }
+
+    /// Parses leniently: host bits are cleared instead of rejected (for values read from EC2).
+    pub fn parse_lenient(s: &str) -> Result<Cidr, CidrError> {
+        match s.parse::<Cidr>() {
+            Ok(c) => Ok(c),
+            Err(CidrError::HostBits(c)) => Ok(c),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+fn mask4(prefix: u8) -> u32 {
+    if prefix == 0 {
+        0
+    } else {
+        u32::MAX << (32 - prefix)
+    }
+}
+
+fn mask6(prefix: u8) -> u128 {
+    if prefix == 0 {
+        0
+    } else {
+        u128::MAX << (128 - prefix)
+    }
+}
+
+impl FromStr for Cidr {
+    type Err = CidrError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (a, p) = s.split_once('/').ok_or(CidrError::Syntax)?;
+        if p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit()) || p.len() > 3 {
+            return Err(CidrError::Syntax);
+        }
+        let prefix: u8 = p.parse().map_err(|_| CidrError::Syntax)?;
+        let addr: IpAddr = a.parse().map_err(|_| CidrError::Syntax)?;
+        let canonical = match addr {
+            IpAddr::V4(v4) => {
+                if prefix > 32 {
+                    return Err(CidrError::Syntax);
+                }
+                IpAddr::V4((u32::from(v4) & mask4(prefix)).into())
+            }
+            IpAddr::V6(v6) => {
+                if prefix > 128 {
+                    return Err(CidrError::Syntax);
+                }
+                IpAddr::V6((u128::from(v6) & mask6(prefix)).into())
+            }
+        };
+        let cidr = Cidr {
+            addr: canonical,
+            prefix,
+        };
+        if canonical != addr {
+            return Err(CidrError::HostBits(cidr));
+        }
+        Ok(cidr)
+    }
+}
+
+impl fmt::Display for Cidr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix)
+    }
+}
+
+impl serde::Serialize for Cidr {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_canonical_blocks() {
+        assert_eq!(
+            "0.0.0.0/0".parse::<Cidr>().unwrap().to_string(),
+            "0.0.0.0/0"
+        );
+        assert_eq!("::/0".parse::<Cidr>().unwrap().to_string(), "::/0");
+        assert_eq!(
+            "2600:1f18::/56".parse::<Cidr>().unwrap().to_string(),
+            "2600:1f18::/56"
+        );
+    }
+
+    #[test]
+    fn rejects_bad_blocks() {
+        for bad in [
+            "10.0.0.0/33",
+            "10.0.0.0",
+            "10.0.0/8",
+            "::/129",
+            "10.0.0.0/-1",
+            "10.0.0.0/ 8",
+            "x/8",
+        ] {
+            assert_eq!(bad.parse::<Cidr>(), Err(CidrError::Syntax), "{bad}");
+        }
+        let e = "10.0.1.5/24".parse::<Cidr>().unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "has host bits set (did you mean 10.0.1.0/24?)"
+        );
+    }
+
+    #[test]
+    fn containment_is_per_family() {
+        let c: Cidr = "10.0.4.0/24".parse().unwrap();
+        assert!(c.contains("10.0.4.101".parse().unwrap()));
+        assert!(!c.contains("10.0.5.1".parse().unwrap()));
+        assert!(!c.contains("::1".parse().unwrap()));
+        let all: Cidr = "0.0.0.0/0".parse().unwrap();
+        assert!(all.contains("8.8.8.8".parse().unwrap()));
+    }
+}

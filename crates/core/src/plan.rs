@@ -1,0 +1,451 @@
+//! The planner: a pure function of (declaration, snapshot, target) to the operations that
+//! make the cloud follow the target, or a refusal with reasons. No I/O.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use serde::Serialize;
+
+use crate::declaration::{AddressGroup, Declaration, NextHops};
+use crate::discovery::{ips_from_tag, Snapshot, NIC_MAP_TAG, SELF_IPS_TAG};
+use crate::model::{Instance, NetworkInterface};
+use crate::net::Cidr;
+
+/// What one operation changes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase", tag = "type")]
+pub enum Action {
+    /// ReplaceRoute: point `destination` in `route_table_id` at `network_interface_id`.
+    ReplaceRoute {
+        /// Route table.
+        route_table_id: String,
+        /// Route destination (exact match).
+        destination: Cidr,
+        /// New target ENI.
+        network_interface_id: String,
+        /// The next-hop address (the ENI's primary IP) that selected the ENI.
+        next_hop_address: IpAddr,
+        /// What the route pointed at before.
+        current_target: String,
+    },
+    /// AssociateAddress (AllowReassociation): move the EIP to `private_ip` on the ENI.
+    AssociateAddress {
+        /// EIP allocation.
+        allocation_id: String,
+        /// EIP public address.
+        public_ip: IpAddr,
+        /// Target ENI.
+        network_interface_id: String,
+        /// Target private IP (the VIP on the target unit).
+        private_ip: IpAddr,
+        /// Association replaced, if any.
+        current_association_id: Option<String>,
+        /// ENI it was on, if any.
+        current_network_interface_id: Option<String>,
+        /// Private IP it was on, if any.
+        current_private_ip: Option<IpAddr>,
+    },
+    /// AssignPrivateIpAddresses (AllowReassignment): move secondary IPs between ENIs of one subnet.
+    AssignPrivateIps {
+        /// Receiving ENI (target unit).
+        network_interface_id: String,
+        /// ENI that holds them now.
+        from_network_interface_id: String,
+        /// The addresses.
+        ips: Vec<IpAddr>,
+    },
+}
+
+/// One planned operation.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Operation {
+    /// Stable id, e.g. `route:rtb-…:0.0.0.0/0`.
+    pub id: String,
+    /// 0 = first round; 1 = after the secondary-IP moves of round 0 (EIPs on moved IPs).
+    pub wave: u8,
+    /// What to do.
+    pub action: Action,
+    /// Why, in words.
+    pub why: String,
+}
+
+/// The plan for one failover.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Plan {
+    /// Target instance id.
+    pub target: String,
+    /// Target `Name` tag (or id).
+    pub target_name: String,
+    /// Operations to run, in a stable order.
+    pub operations: Vec<Operation>,
+    /// Items already in the desired state (left out of `operations`).
+    pub in_place: Vec<String>,
+    /// Things worth knowing that do not block the failover.
+    pub warnings: Vec<String>,
+}
+
+/// The planner's refusal: every reason found, nothing changed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, thiserror::Error)]
+#[error("{}", .reasons.join("; "))]
+pub struct Refusal {
+    /// Each reason, naming the resource and the fix.
+    pub reasons: Vec<String>,
+}
+
+/// Plans the failover to `target`.
+pub fn plan(decl: &Declaration, snap: &Snapshot, target: &str) -> Result<Plan, Refusal> {
+    let mut p = Planner {
+        decl,
+        snap,
+        reasons: Vec::new(),
+        ops: Vec::new(),
+        in_place: Vec::new(),
+        warnings: Vec::new(),
+    };
+    let Some(t) = snap.member(target) else {
+        let members: Vec<&str> = snap.members.iter().map(|m| m.id.as_str()).collect();
+        return Err(Refusal {
+            reasons: vec![format!(
+                "target {target} is not a member of the cluster (members: {})",
+                if members.is_empty() {
+                    "none found".to_string()
+                } else {
+                    members.join(", ")
+                }
+            )],
+        });
+    };
+    if t.state != "running" {
+        return Err(Refusal {
+            reasons: vec![format!(
+                "target {} ({}) is {}, not running",
+                t.id,
+                t.display_name(),
+                t.state
+            )],
+        });
+    }
+    let moved = p.secondary_ips(t);
+    p.routes(t);
+    p.elastic_ips(t, &moved);
+    if !p.reasons.is_empty() {
+        return Err(Refusal { reasons: p.reasons });
+    }
+    p.ops.sort_by(|a, b| (a.wave, &a.id).cmp(&(b.wave, &b.id)));
+    Ok(Plan {
+        target: t.id.clone(),
+        target_name: t.display_name().to_string(),
+        operations: p.ops,
+        in_place: p.in_place,
+        warnings: p.warnings,
+    })
+}
+
+struct Planner<'a> {
+    decl: &'a Declaration,
+    snap: &'a Snapshot,
+    reasons: Vec<String>,
+    ops: Vec<Operation>,
+    in_place: Vec<String>,
+    warnings: Vec<String>,
+}
+
+impl Planner<'_> {
+    fn routes(&mut self, t: &Instance) {
+        let groups = self.decl.route_groups();
+        for id in &self.snap.missing_route_tables {
+            self.reasons.push(format!(
+                "route table {id} (scopingName in failoverRoutes) does not exist or is not visible"
+            ));
+        }
+        for &g in &self.snap.empty_tag_groups {
+            self.warnings.push(format!(
+                "no route table carries the scoping tags of route group {g}: routes are not failed over (tag the table)"
+            ));
+        }
+        for st in &self.snap.route_tables {
+            let g = &groups[st.group];
+            let table = &st.table;
+            for r in &g.ranges {
+                let hops = r.next_hops.as_ref().unwrap_or(&g.default_next_hops);
+                let items = match hops {
+                    NextHops::Static(items) => items.clone(),
+                    NextHops::RouteTag => match table.tags.get(SELF_IPS_TAG) {
+                        Some(v) if !ips_from_tag(v).is_empty() => ips_from_tag(v),
+                        _ => {
+                            self.reasons.push(format!(
+                                "route table {} has no usable {SELF_IPS_TAG} tag, which discoveryType \"routeTag\" needs (e.g. \"10.0.0.11,10.0.4.11\")",
+                                table.id
+                            ));
+                            continue;
+                        }
+                    },
+                };
+                let Some(route) = table.routes.iter().find(|x| x.destination == r.range) else {
+                    self.warnings.push(format!(
+                        "route {} is not in route table {} (not created; add it to manage it)",
+                        r.range, table.id
+                    ));
+                    continue;
+                };
+                let (eni, hop) = match next_hop_on(t, &items, r.range) {
+                    Ok(x) => x,
+                    Err(reason) => {
+                        self.reasons
+                            .push(format!("route {} in {}: {reason}", r.range, table.id));
+                        continue;
+                    }
+                };
+                if eni.source_dest_check {
+                    self.warnings.push(format!(
+                        "source/destination check is on for {} ({}): traffic routed to it will be dropped; turn it off",
+                        eni.id, hop
+                    ));
+                }
+                let what = format!("route {} in {} → {} ({hop})", r.range, table.id, eni.id);
+                if route.network_interface_id.as_deref() == Some(eni.id.as_str()) {
+                    self.in_place.push(what);
+                    continue;
+                }
+                let from = match route
+                    .network_interface_id
+                    .as_deref()
+                    .and_then(|e| self.snap.owner_of_interface(e))
+                {
+                    Some(owner) => format!(
+                        "{} of {} ({})",
+                        route.target(),
+                        owner.id,
+                        owner.display_name()
+                    ),
+                    None => route.target().to_string(),
+                };
+                self.ops.push(Operation {
+                    id: format!("route:{}:{}", table.id, r.range),
+                    wave: 0,
+                    why: format!(
+                        "route {} in {} points at {from}; the active unit {} ({}) has next hop {hop} on {}",
+                        r.range,
+                        table.id,
+                        t.id,
+                        t.display_name(),
+                        eni.id
+                    ),
+                    action: Action::ReplaceRoute {
+                        route_table_id: table.id.clone(),
+                        destination: r.range,
+                        network_interface_id: eni.id.clone(),
+                        next_hop_address: hop,
+                        current_target: route.target().to_string(),
+                    },
+                });
+            }
+        }
+    }
+
+    /// Plans same-subnet secondary IP moves; returns where moved IPs will be (ip → ENI).
+    fn secondary_ips(&mut self, t: &Instance) -> BTreeMap<IpAddr, String> {
+        let mut moves: BTreeMap<(String, String), Vec<IpAddr>> = BTreeMap::new();
+        let mut moved = BTreeMap::new();
+        let Some(a) = self.decl.addresses() else {
+            return moved;
+        };
+        for g in &a.groups {
+            let AddressGroup::NetworkInterfaceAddress {
+                scoping_address: ip,
+            } = g
+            else {
+                continue;
+            };
+            let Some((holder, from)) = self.snap.holder_of(*ip) else {
+                self.reasons.push(format!(
+                    "address {ip} (networkInterfaceAddress) is not on any member's interface"
+                ));
+                continue;
+            };
+            if holder.id == t.id {
+                self.in_place.push(format!("address {ip} on {}", from.id));
+                continue;
+            }
+            if from.primary_ip == *ip {
+                self.reasons.push(format!(
+                    "address {ip} is the primary IP of {} and cannot move; use a secondary IP",
+                    from.id
+                ));
+                continue;
+            }
+            match t.network_interfaces.iter().find(|n| n.subnet_id == from.subnet_id) {
+                Some(to) => moves.entry((to.id.clone(), from.id.clone())).or_default().push(*ip),
+                None => self.reasons.push(format!(
+                    "address {ip} is in subnet {} but target {} has no interface there (secondary IPs move only within a subnet)",
+                    from.subnet_id, t.id
+                )),
+            }
+        }
+        // Tagged interface pairs (f5_cloud_failover_nic_map): a peer's secondary IPs follow.
+        for peer_nic in &self.snap.nic_map_interfaces {
+            let Some(owner) = peer_nic.instance_id.as_deref() else {
+                continue;
+            };
+            if owner == t.id {
+                continue;
+            }
+            let Some(map) = peer_nic.tags.get(NIC_MAP_TAG) else {
+                continue;
+            };
+            let Some(to) = t
+                .network_interfaces
+                .iter()
+                .find(|n| n.tags.get(NIC_MAP_TAG) == Some(map))
+            else {
+                self.warnings.push(format!(
+                    "{} has {NIC_MAP_TAG}={map} but target {} has no interface with that tag",
+                    peer_nic.id, t.id
+                ));
+                continue;
+            };
+            if to.subnet_id != peer_nic.subnet_id {
+                continue; // across AZs, Elastic IPs move instead
+            }
+            let ips = moves
+                .entry((to.id.clone(), peer_nic.id.clone()))
+                .or_default();
+            for ip in &peer_nic.secondary_ips {
+                if !ips.contains(ip) {
+                    ips.push(*ip);
+                }
+            }
+        }
+        for ((to, from), mut ips) in moves {
+            if ips.is_empty() {
+                continue;
+            }
+            ips.sort();
+            for ip in &ips {
+                moved.insert(*ip, to.clone());
+            }
+            let list: Vec<String> = ips.iter().map(ToString::to_string).collect();
+            self.ops.push(Operation {
+                id: format!("ips:{from}->{to}"),
+                wave: 0,
+                why: format!(
+                    "secondary IPs {} are on {from}; the active unit {} ({}) takes them on {to} (same subnet)",
+                    list.join(", "),
+                    t.id,
+                    t.display_name()
+                ),
+                action: Action::AssignPrivateIps {
+                    network_interface_id: to,
+                    from_network_interface_id: from,
+                    ips,
+                },
+            });
+        }
+        moved
+    }
+
+    fn elastic_ips(&mut self, t: &Instance, moved: &BTreeMap<IpAddr, String>) {
+        for ip in &self.snap.missing_elastic_ips {
+            self.reasons.push(format!(
+                "Elastic IP {ip} (addressGroupDefinitions) does not exist or is not visible"
+            ));
+        }
+        for ip in &self.snap.eips_without_vips {
+            self.warnings.push(format!(
+                "Elastic IP {ip} carries the scoping tags but no f5_cloud_failover_vips tag: left alone"
+            ));
+        }
+        for se in &self.snap.elastic_ips {
+            let e = &se.eip;
+            // Where the VIP will be on the target: now, or after a wave-0 move.
+            let found = se.vips.iter().find_map(|vip| {
+                t.interface_with(*vip)
+                    .map(|n| (n.id.clone(), *vip, 0u8))
+                    .or_else(|| moved.get(vip).map(|eni| (eni.clone(), *vip, 1u8)))
+            });
+            let Some((eni, vip, wave)) = found else {
+                let vips: Vec<String> = se.vips.iter().map(ToString::to_string).collect();
+                self.reasons.push(format!(
+                    "Elastic IP {}: none of its VIPs ({}) is on target {} ({}); refusing to move it to a unit that cannot answer (CFE #118)",
+                    e.public_ip,
+                    vips.join(", "),
+                    t.id,
+                    t.display_name()
+                ));
+                continue;
+            };
+            let on_eni = e.network_interface_id.as_deref() == Some(eni.as_str());
+            let same_ip = !self.snap.eip_private_ip_reliable || e.private_ip == Some(vip);
+            let what = format!("Elastic IP {} → {vip} on {eni}", e.public_ip);
+            if on_eni && same_ip {
+                self.in_place.push(what);
+                continue;
+            }
+            let from = match (&e.private_ip, &e.network_interface_id) {
+                (Some(ip), Some(n)) => format!("{ip} on {n}"),
+                _ => "nothing (unassociated)".to_string(),
+            };
+            self.ops.push(Operation {
+                id: format!("eip:{}", e.public_ip),
+                wave,
+                why: format!(
+                    "Elastic IP {} maps to {from}; the active unit {} ({}) holds VIP {vip} on {eni}",
+                    e.public_ip,
+                    t.id,
+                    t.display_name()
+                ),
+                action: Action::AssociateAddress {
+                    allocation_id: e.allocation_id.clone(),
+                    public_ip: e.public_ip,
+                    network_interface_id: eni,
+                    private_ip: vip,
+                    current_association_id: e.association_id.clone(),
+                    current_network_interface_id: e.network_interface_id.clone(),
+                    current_private_ip: e.private_ip,
+                },
+            });
+        }
+    }
+}
+
+/// Picks the target's interface for a route from the next-hop items, or says why none fits.
+fn next_hop_on<'t>(
+    t: &'t Instance,
+    items: &[IpAddr],
+    range: Cidr,
+) -> Result<(&'t NetworkInterface, IpAddr), String> {
+    let mut secondary = None;
+    for &item in items {
+        let Some(n) = t.interface_with(item) else {
+            continue;
+        };
+        if item.is_ipv4() && n.primary_ip == item {
+            return Ok((n, item));
+        }
+        if item.is_ipv6() && range.is_ipv6() {
+            return Ok((n, item));
+        }
+        if item.is_ipv4() {
+            secondary.get_or_insert((n, item));
+        }
+    }
+    let list: Vec<String> = items.iter().map(ToString::to_string).collect();
+    Err(match secondary {
+        Some((n, item)) => format!(
+            "next hop {item} is a secondary IP of {} on {} ({}); a route's next hop must be the interface's primary private IP ({}). Declare {} instead",
+            n.id,
+            t.id,
+            t.display_name(),
+            n.primary_ip,
+            n.primary_ip
+        ),
+        None => format!(
+            "none of the next hops ({}) is an address of target {} ({})",
+            list.join(", "),
+            t.id,
+            t.display_name()
+        ),
+    })
+}

@@ -1,0 +1,114 @@
+//! Ports: the traits the engine calls, one per side of the cloud. Each has two adapters,
+//! AWS SDK (`crate::aws`) and in-memory (`crate::memory`).
+//!
+//! The traits are split by IAM footprint: a function that only inspects needs `Ec2Describe`
+//! (ec2:Describe*) and `ObjectStore` reads, never `Ec2Mutate`.
+
+use std::net::IpAddr;
+
+use async_trait::async_trait;
+
+use crate::declaration::{Encryption, Tags};
+use crate::error::CloudError;
+use crate::model::{ElasticIp, Filter, Instance, NetworkInterface, RouteTable};
+use crate::net::Cidr;
+
+/// Read-only EC2 calls. Every call must carry at least one filter: discovery never asks
+/// for a whole region. Implementations paginate internally.
+#[async_trait]
+pub trait Ec2Describe: Send + Sync {
+    /// DescribeInstances (with their network interfaces).
+    async fn describe_instances(&self, filters: &[Filter]) -> Result<Vec<Instance>, CloudError>;
+    /// DescribeNetworkInterfaces.
+    async fn describe_network_interfaces(
+        &self,
+        filters: &[Filter],
+    ) -> Result<Vec<NetworkInterface>, CloudError>;
+    /// DescribeRouteTables.
+    async fn describe_route_tables(
+        &self,
+        filters: &[Filter],
+    ) -> Result<Vec<RouteTable>, CloudError>;
+    /// DescribeAddresses.
+    async fn describe_addresses(&self, filters: &[Filter]) -> Result<Vec<ElasticIp>, CloudError>;
+    /// Whether DescribeAddresses reports the private IP an EIP maps to faithfully. AWS does;
+    /// the moto emulator reports the ENI's primary IP instead, so EIPs are then compared by ENI.
+    fn reports_eip_private_ip(&self) -> bool {
+        true
+    }
+}
+
+/// Mutating EC2 calls, each idempotent in effect.
+#[async_trait]
+pub trait Ec2Mutate: Send + Sync {
+    /// AssociateAddress with `AllowReassociation` (moves the EIP with no disassociate gap);
+    /// returns the new association id.
+    async fn associate_address(
+        &self,
+        allocation_id: &str,
+        network_interface_id: &str,
+        private_ip: IpAddr,
+    ) -> Result<String, CloudError>;
+    /// ReplaceRoute to an ENI (`DestinationCidrBlock` or `DestinationIpv6CidrBlock`).
+    async fn replace_route(
+        &self,
+        route_table_id: &str,
+        destination: Cidr,
+        network_interface_id: &str,
+    ) -> Result<(), CloudError>;
+    /// AssignPrivateIpAddresses; with `allow_reassignment` the addresses (and any EIPs on them)
+    /// move from the interface that holds them.
+    async fn assign_private_ips(
+        &self,
+        network_interface_id: &str,
+        ips: &[IpAddr],
+        allow_reassignment: bool,
+    ) -> Result<(), CloudError>;
+}
+
+/// Both EC2 sides, for code that plans and executes.
+pub trait Ec2: Ec2Describe + Ec2Mutate {}
+impl<T: Ec2Describe + Ec2Mutate> Ec2 for T {}
+
+/// An object read from the store.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredObject {
+    /// Body bytes.
+    pub body: Vec<u8>,
+    /// Entity tag, for conditional writes.
+    pub etag: Option<String>,
+}
+
+/// A precondition on a write.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum WriteCondition {
+    /// `If-None-Match: *` (create only).
+    IfNoneMatch,
+    /// `If-Match: <etag>` (replace only that version).
+    IfMatch(String),
+}
+
+/// S3 calls on the state bucket.
+#[async_trait]
+pub trait ObjectStore: Send + Sync {
+    /// ListBuckets (names only).
+    async fn list_buckets(&self) -> Result<Vec<String>, CloudError>;
+    /// GetBucketTagging (empty when the bucket has no tags).
+    async fn bucket_tags(&self, bucket: &str) -> Result<Tags, CloudError>;
+    /// HeadBucket: whether the bucket exists and is reachable.
+    async fn bucket_exists(&self, bucket: &str) -> Result<bool, CloudError>;
+    /// GetObject (`None` when the key does not exist).
+    async fn get_object(&self, bucket: &str, key: &str)
+        -> Result<Option<StoredObject>, CloudError>;
+    /// PutObject with server-side encryption and an optional precondition; returns the ETag.
+    async fn put_object(
+        &self,
+        bucket: &str,
+        key: &str,
+        body: Vec<u8>,
+        encryption: &Encryption,
+        condition: Option<WriteCondition>,
+    ) -> Result<Option<String>, CloudError>;
+    /// ListObjectsV2 keys under a prefix.
+    async fn list_keys(&self, bucket: &str, prefix: &str) -> Result<Vec<String>, CloudError>;
+}

@@ -1,0 +1,246 @@
+//! The state log: CFE's `f5cloudfailoverstate.json` (same shape, so CFE tooling reads it),
+//! extended with a `serverless` block, plus one history object per run.
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::Serialize;
+use serde_json::{json, Map, Value};
+
+use crate::declaration::{Declaration, EXTENSION_KEY};
+use crate::error::CloudError;
+use crate::execute::Outcome;
+use crate::plan::{Action, Operation, Plan};
+use crate::ports::ObjectStore;
+
+/// Prefix of every object this project writes (CFE's).
+pub const PREFIX: &str = "f5cloudfailover";
+
+/// CFE's task states.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum TaskState {
+    /// Mutations are being sent.
+    Running,
+    /// Every operation verified.
+    Succeeded,
+    /// Some operation failed or did not verify; the next run converges.
+    Failed,
+}
+
+/// Whether a run changes the cloud.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Mode {
+    /// Plan and execute.
+    Execute,
+    /// Plan only: no mutating call and no write.
+    DryRun,
+}
+
+/// One run, as recorded in the state file's `serverless` block and in the history object.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RunRecord {
+    /// Unique run id.
+    pub run_id: String,
+    /// `serverless.clusterName`.
+    pub cluster: String,
+    /// What triggered the run, e.g. `alarm:bigip-a-status`.
+    pub trigger: String,
+    /// Lambda request id, when invoked by Lambda.
+    pub request_id: Option<String>,
+    /// Execute or dry run.
+    pub mode: Mode,
+    /// Target instance id (empty when it could not be resolved).
+    pub target: String,
+    /// Target's `Name` tag.
+    pub target_name: String,
+    /// CFE task state.
+    pub task_state: TaskState,
+    /// Human summary.
+    pub message: String,
+    /// Start time.
+    pub started_at: DateTime<Utc>,
+    /// End time (absent while RUNNING).
+    pub finished_at: Option<DateTime<Utc>>,
+    /// Wall time in ms (absent while RUNNING).
+    pub duration_ms: Option<u64>,
+    /// Planned operations.
+    pub operations: Vec<Operation>,
+    /// Outcomes (empty while RUNNING).
+    pub outcomes: Vec<Outcome>,
+    /// Items found already in place.
+    pub in_place: Vec<String>,
+    /// Planner warnings.
+    pub warnings: Vec<String>,
+    /// Refusal reasons, when the planner refused.
+    pub refusal: Vec<String>,
+}
+
+impl RunRecord {
+    /// Copies the plan into the record.
+    pub fn with_plan(mut self, plan: &Plan) -> RunRecord {
+        self.target = plan.target.clone();
+        self.target_name = plan.target_name.clone();
+        self.operations = plan.operations.clone();
+        self.in_place = plan.in_place.clone();
+        self.warnings = plan.warnings.clone();
+        self
+    }
+}
+
+/// CFE's timestamp format (`2025-07-17T15:38:42.875Z`).
+pub fn timestamp(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+/// Key of the state file.
+pub fn state_key(decl: &Declaration) -> String {
+    format!("{PREFIX}/{}", decl.external_storage.state_file_name)
+}
+
+/// Key of a run's history object (sorts by time).
+pub fn history_key(record: &RunRecord) -> String {
+    format!(
+        "{PREFIX}/history/{}/{}-{}.json",
+        record.cluster,
+        record.started_at.format("%Y%m%dT%H%M%S%.3fZ"),
+        record.run_id
+    )
+}
+
+/// The state file body in CFE's shape.
+pub fn cfe_state(record: &RunRecord) -> Value {
+    let mut public = Map::new();
+    let mut disassociate = Vec::new();
+    let mut associate = Vec::new();
+    let mut routes = Vec::new();
+    for op in &record.operations {
+        match &op.action {
+            Action::AssociateAddress {
+                allocation_id,
+                public_ip,
+                network_interface_id,
+                private_ip,
+                current_association_id,
+                current_private_ip,
+                ..
+            } => {
+                public.insert(
+                    public_ip.to_string(),
+                    json!({
+                        "current": {
+                            "PrivateIpAddress": current_private_ip.map(|i| i.to_string()),
+                            "AssociationId": current_association_id,
+                        },
+                        "target": {
+                            "PrivateIpAddress": private_ip.to_string(),
+                            "NetworkInterfaceId": network_interface_id,
+                        },
+                        "AllocationId": allocation_id,
+                    }),
+                );
+            }
+            Action::AssignPrivateIps {
+                network_interface_id,
+                from_network_interface_id,
+                ips,
+            } => {
+                let addrs: Vec<Value> = ips
+                    .iter()
+                    .map(|i| json!({"address": i.to_string()}))
+                    .collect();
+                disassociate.push(
+                    json!({"networkInterfaceId": from_network_interface_id, "addresses": addrs}),
+                );
+                associate
+                    .push(json!({"networkInterfaceId": network_interface_id, "addresses": addrs}));
+            }
+            Action::ReplaceRoute {
+                route_table_id,
+                destination,
+                network_interface_id,
+                next_hop_address,
+                ..
+            } => routes.push(json!({
+                "routeTableId": route_table_id,
+                "networkInterfaceId": network_interface_id,
+                "routeAddress": destination.to_string(),
+                "nextHopAddress": next_hop_address.to_string(),
+                "ipVersion": if destination.is_ipv6() { "6" } else { "4" },
+            })),
+        }
+    }
+    let message = match record.task_state {
+        TaskState::Running => "Failover running".to_string(),
+        TaskState::Succeeded => "Failover Complete".to_string(),
+        TaskState::Failed => format!("Failover failed: {}", record.message),
+    };
+    let mut v = json!({
+        "taskState": record.task_state,
+        "message": message,
+        "timestamp": timestamp(record.finished_at.unwrap_or(record.started_at)),
+        "instance": record.target_name,
+        "failoverOperations": {
+            "addresses": {
+                "publicAddresses": public,
+                "interfaces": {"disassociate": disassociate, "associate": associate},
+                "loadBalancerAddresses": {},
+            },
+            "routes": {"operations": routes},
+        },
+    });
+    v[EXTENSION_KEY] = serde_json::to_value(record).expect("record serializes");
+    v
+}
+
+/// Where and how the state log is written.
+pub struct StateLog<'a> {
+    /// The store.
+    pub store: &'a dyn ObjectStore,
+    /// The state bucket.
+    pub bucket: String,
+    /// The declaration (key and encryption).
+    pub decl: &'a Declaration,
+}
+
+impl StateLog<'_> {
+    /// Writes the state file for `record`.
+    pub async fn write_state(&self, record: &RunRecord) -> Result<(), CloudError> {
+        let body = serde_json::to_vec_pretty(&cfe_state(record)).expect("json");
+        self.store
+            .put_object(
+                &self.bucket,
+                &state_key(self.decl),
+                body,
+                &self.decl.external_storage.encryption,
+                None,
+            )
+            .await
+            .map(|_| ())
+    }
+
+    /// Writes the run's history object; returns its key.
+    pub async fn write_history(&self, record: &RunRecord) -> Result<String, CloudError> {
+        let key = history_key(record);
+        let body = serde_json::to_vec_pretty(record).expect("json");
+        self.store
+            .put_object(
+                &self.bucket,
+                &key,
+                body,
+                &self.decl.external_storage.encryption,
+                None,
+            )
+            .await?;
+        Ok(key)
+    }
+
+    /// Reads the current state file, if any.
+    pub async fn read_state(&self) -> Result<Option<Value>, CloudError> {
+        let obj = self
+            .store
+            .get_object(&self.bucket, &state_key(self.decl))
+            .await?;
+        Ok(obj.and_then(|o| serde_json::from_slice(&o.body).ok()))
+    }
+}
