@@ -1,1 +1,415 @@
-fn main() {}
+//! `cloud-failover`: the operator CLI. Each command parses its arguments, builds the AWS
+//! adapters and calls one library function; output is JSON or a table, errors are one line
+//! on stderr with a non-zero exit.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use failover_core::aws::{self, AwsOptions};
+use failover_core::failover::{run, RunRequest, TargetSpec};
+use failover_core::handler::{handle, load_declaration, Location};
+use failover_core::inspect::{inspect, Inspection};
+use failover_core::lab::Topology;
+use failover_core::ports::ObjectStore;
+use failover_core::state::Mode;
+use failover_core::{Declaration, FailoverError};
+use serde_json::Value;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "cloud-failover",
+    version,
+    about = "Serverless cloud failover for appliance pairs on AWS"
+)]
+struct Cli {
+    /// Endpoint override (e.g. a local moto server); path-style S3 is used with it.
+    #[arg(long, global = true, env = "AWS_ENDPOINT_URL")]
+    endpoint_url: Option<String>,
+    /// AWS region (else the standard chain).
+    #[arg(long, global = true, env = "AWS_REGION")]
+    region: Option<String>,
+    /// Output format.
+    #[arg(long, global = true, value_enum, default_value = "json")]
+    output: Output,
+    /// Log level on stderr (error, warn, info, debug, trace).
+    #[arg(long, global = true, default_value = "warn")]
+    log_level: String,
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value = "text")]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+enum Output {
+    Json,
+    Table,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Validate a declaration file (no cloud access).
+    Validate {
+        /// Declaration file.
+        file: PathBuf,
+    },
+    /// Validate a declaration, then upload it.
+    Declare {
+        /// Declaration file.
+        file: PathBuf,
+        /// Destination, s3://BUCKET/KEY.
+        #[arg(long)]
+        to: String,
+    },
+    /// Show the plan for a failover to TARGET (dry run: no mutating call, no write).
+    Plan {
+        /// Declaration: s3://BUCKET/KEY or a file.
+        #[arg(long, env = "DECLARATION_URI")]
+        declaration: String,
+        /// Target instance id (becomes active).
+        #[arg(long)]
+        target: String,
+    },
+    /// Fail over to TARGET.
+    Execute {
+        /// Declaration: s3://BUCKET/KEY or a file.
+        #[arg(long, env = "DECLARATION_URI")]
+        declaration: String,
+        /// Target instance id (becomes active).
+        #[arg(long)]
+        target: String,
+    },
+    /// Run the failover Lambda's handler once on an event file (same code path).
+    Invoke {
+        /// Event JSON file (see events/).
+        event: PathBuf,
+        /// Declaration: s3://BUCKET/KEY or a file.
+        #[arg(long, env = "DECLARATION_URI")]
+        declaration: String,
+    },
+    /// Show members, whom each managed route and EIP follows, and the last state.
+    Inspect {
+        /// Declaration: s3://BUCKET/KEY or a file.
+        #[arg(long, env = "DECLARATION_URI")]
+        declaration: String,
+    },
+    /// Lab helpers for a local emulator.
+    Lab {
+        #[command(subcommand)]
+        command: LabCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum LabCommand {
+    /// Create the field report's topology and print the id map (logical → emulator ids).
+    Up {
+        /// Copy IN to OUT with logical ids replaced by the emulator's (repeatable), as IN:OUT.
+        #[arg(long = "rewrite", value_name = "IN:OUT")]
+        rewrite: Vec<String>,
+    },
+}
+
+/// A failure worth one line on stderr.
+struct CliError(String);
+
+impl From<FailoverError> for CliError {
+    fn from(e: FailoverError) -> Self {
+        CliError(e.to_string())
+    }
+}
+
+impl From<String> for CliError {
+    fn from(e: String) -> Self {
+        CliError(e)
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logs(&cli);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    match rt.block_on(dispatch(&cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(CliError(msg)) => {
+            eprintln!("error: {msg}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logs(cli: &Cli) {
+    let filter = tracing_subscriber::EnvFilter::try_new(&cli.log_level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match cli.log_format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+fn location(s: &str) -> Result<Location, CliError> {
+    s.parse::<Location>()
+        .map_err(|e| CliError(format!("--declaration: {e}")))
+}
+
+fn target(s: &str) -> Result<String, CliError> {
+    if failover_core::declaration::is_instance_id(s) {
+        Ok(s.to_string())
+    } else {
+        Err(CliError(format!(
+            "--target: {s:?} is not an instance id (i-…)"
+        )))
+    }
+}
+
+async fn dispatch(cli: &Cli) -> Result<(), CliError> {
+    let opts = AwsOptions {
+        region: cli.region.clone(),
+        endpoint_url: cli.endpoint_url.clone(),
+    };
+    match &cli.command {
+        Command::Validate { file } => {
+            let text = std::fs::read_to_string(file)
+                .map_err(|e| CliError(format!("{}: {e}", file.display())))?;
+            let decl = Declaration::parse(&text)
+                .map_err(|e| CliError(format!("invalid declaration: {e}")))?;
+            match cli.output {
+                Output::Json => print_json(&serde_json::to_value(&decl).expect("json")),
+                Output::Table => println!("{}: valid ({})", file.display(), summary(&decl)),
+            }
+            Ok(())
+        }
+        Command::Declare { file, to } => {
+            let Location::S3 { bucket, key } = to
+                .parse::<Location>()
+                .map_err(|e| CliError(format!("--to: {e}")))?
+            else {
+                return Err(CliError(format!("--to: {to:?} is not s3://BUCKET/KEY")));
+            };
+            let text = std::fs::read_to_string(file)
+                .map_err(|e| CliError(format!("{}: {e}", file.display())))?;
+            let decl = Declaration::parse(&text)
+                .map_err(|e| CliError(format!("invalid declaration: {e}")))?;
+            let cloud = aws::connect(&opts).await;
+            cloud
+                .s3
+                .put_object(
+                    &bucket,
+                    &key,
+                    text.into_bytes(),
+                    &decl.external_storage.encryption,
+                    None,
+                )
+                .await
+                .map_err(|e| CliError(e.to_string()))?;
+            match cli.output {
+                Output::Json => {
+                    print_json(&serde_json::json!({"uploaded": format!("s3://{bucket}/{key}")}))
+                }
+                Output::Table => println!("uploaded s3://{bucket}/{key} ({})", summary(&decl)),
+            }
+            Ok(())
+        }
+        Command::Plan {
+            declaration,
+            target: t,
+        }
+        | Command::Execute {
+            declaration,
+            target: t,
+        } => {
+            let mode = if matches!(cli.command, Command::Plan { .. }) {
+                Mode::DryRun
+            } else {
+                Mode::Execute
+            };
+            let loc = location(declaration)?;
+            let t = target(t)?;
+            let cloud = aws::connect(&opts).await;
+            let decl = load_declaration(&cloud.s3, &loc).await?;
+            let report = run(
+                &cloud.ec2,
+                &cloud.s3,
+                &decl,
+                RunRequest {
+                    target: TargetSpec::Instance(t),
+                    mode,
+                    trigger: "cli".into(),
+                    request_id: None,
+                },
+            )
+            .await?;
+            let value = serde_json::to_value(&report).expect("json");
+            show_report(cli.output, &value);
+            report.into_result()?;
+            Ok(())
+        }
+        Command::Invoke { event, declaration } => {
+            let loc = location(declaration)?;
+            let text = std::fs::read_to_string(event)
+                .map_err(|e| CliError(format!("{}: {e}", event.display())))?;
+            let payload: Value = serde_json::from_str(&text)
+                .map_err(|e| CliError(format!("invalid event: {}: {e}", event.display())))?;
+            let cloud = aws::connect(&opts).await;
+            let out = handle(&cloud.ec2, &cloud.s3, &loc, &payload, None).await?;
+            show_report(cli.output, &out);
+            Ok(())
+        }
+        Command::Inspect { declaration } => {
+            let loc = location(declaration)?;
+            let cloud = aws::connect(&opts).await;
+            let decl = load_declaration(&cloud.s3, &loc).await?;
+            let view = inspect(&cloud.ec2, &cloud.s3, &decl)
+                .await
+                .map_err(|e| CliError(e.to_string()))?;
+            match cli.output {
+                Output::Json => print_json(&serde_json::to_value(&view).expect("json")),
+                Output::Table => print_inspection(&view),
+            }
+            Ok(())
+        }
+        Command::Lab {
+            command: LabCommand::Up { rewrite },
+        } => {
+            if !opts.is_emulator() {
+                return Err(CliError(
+                    "lab up creates resources: it runs only against a local emulator (--endpoint-url http://127.0.0.1:PORT)".into(),
+                ));
+            }
+            let cloud = aws::connect(&opts).await;
+            let ids = aws::lab::create(&cloud, &Topology::seed())
+                .await
+                .map_err(|e| CliError(e.to_string()))?;
+            for spec in rewrite {
+                let (from, to) = spec
+                    .split_once(':')
+                    .ok_or_else(|| CliError(format!("--rewrite: {spec:?} is not IN:OUT")))?;
+                let text =
+                    std::fs::read_to_string(from).map_err(|e| CliError(format!("{from}: {e}")))?;
+                std::fs::write(to, ids.rewrite(&text))
+                    .map_err(|e| CliError(format!("{to}: {e}")))?;
+            }
+            print_json(&serde_json::to_value(&ids).expect("json"));
+            Ok(())
+        }
+    }
+}
+
+fn print_json(v: &Value) {
+    println!("{}", serde_json::to_string_pretty(v).expect("json"));
+}
+
+fn summary(d: &Declaration) -> String {
+    let eips = d.addresses().map(|a| a.groups.len()).unwrap_or(0);
+    let routes: usize = d.route_groups().iter().map(|g| g.ranges.len()).sum();
+    format!(
+        "cluster {}, {} route group(s) with {routes} range(s), addresses {}{}",
+        d.extension.cluster_name,
+        d.route_groups().len(),
+        if d.addresses().is_some() { "on" } else { "off" },
+        if eips > 0 {
+            format!(" ({eips} explicit group(s))")
+        } else {
+            String::new()
+        }
+    )
+}
+
+fn show_report(output: Output, v: &Value) {
+    if output == Output::Json {
+        return print_json(v);
+    }
+    if v["status"] == "IGNORED" {
+        println!("ignored: {}", v["reason"].as_str().unwrap_or(""));
+        return;
+    }
+    let s = |k: &str| v[k].as_str().unwrap_or("").to_string();
+    println!(
+        "{} {} → {} ({}) · {} · {}",
+        s("taskState"),
+        s("mode"),
+        s("target"),
+        s("targetName"),
+        s("message"),
+        v["durationMs"]
+            .as_u64()
+            .map(|d| format!("{d} ms"))
+            .unwrap_or_default()
+    );
+    let outcomes = v["outcomes"].as_array().cloned().unwrap_or_default();
+    for op in v["plan"]["operations"].as_array().into_iter().flatten() {
+        let id = op["id"].as_str().unwrap_or("");
+        let outcome = outcomes.iter().find(|o| o["operation"] == id);
+        let status = match outcome {
+            Some(o) if o["verified"] == true => "done".to_string(),
+            Some(o) => format!("FAILED: {}", o["error"].as_str().unwrap_or("not verified")),
+            None => "planned".to_string(),
+        };
+        println!(
+            "  [{status}] {id}\n      {}",
+            op["why"].as_str().unwrap_or("")
+        );
+    }
+    for i in v["plan"]["inPlace"].as_array().into_iter().flatten() {
+        println!("  [in place] {}", i.as_str().unwrap_or(""));
+    }
+    for w in v["plan"]["warnings"].as_array().into_iter().flatten() {
+        println!("  [warning] {}", w.as_str().unwrap_or(""));
+    }
+}
+
+fn print_inspection(v: &Inspection) {
+    println!(
+        "cluster {} · active: {} · drift: {}",
+        v.cluster,
+        v.active.as_deref().unwrap_or("none (split or unmanaged)"),
+        if v.drift { "YES" } else { "no" }
+    );
+    for m in &v.members {
+        println!(
+            "  member {} {} {} {}",
+            m.id, m.name, m.state, m.availability_zone
+        );
+    }
+    for r in &v.routes {
+        println!(
+            "  route {} {} → {} ({})",
+            r.route_table_id,
+            r.destination,
+            r.target,
+            r.member.as_deref().unwrap_or("not a member")
+        );
+    }
+    for e in &v.elastic_ips {
+        println!(
+            "  eip {} → {} on {} ({})",
+            e.public_ip,
+            e.private_ip.as_deref().unwrap_or("-"),
+            e.network_interface_id.as_deref().unwrap_or("-"),
+            e.member.as_deref().unwrap_or("not a member")
+        );
+    }
+    if let Some(s) = &v.last_state {
+        println!(
+            "  state {} at {} on {}: {}",
+            s["taskState"].as_str().unwrap_or("?"),
+            s["timestamp"].as_str().unwrap_or("?"),
+            s["instance"].as_str().unwrap_or("?"),
+            s["message"].as_str().unwrap_or("")
+        );
+    }
+}

@@ -15,6 +15,7 @@ pub mod events;
 pub mod execute;
 pub mod failover;
 pub mod handler;
+pub mod inspect;
 pub mod lab;
 pub mod memory;
 pub mod model;

@@ -14,14 +14,9 @@ use crate::error::{CloudError, ErrorKind};
 use crate::lab::Topology;
 use crate::model::{ElasticIp, Filter, Instance, NetworkInterface, Route, RouteTable};
 use crate::net::Cidr;
-use crate::ports::{Ec2Describe, Ec2Mutate, ObjectStore, StoredObject, WriteCondition};
-
-/// EC2 operations that change the cloud.
-pub const MUTATING_OPERATIONS: [&str; 3] = [
-    "AssociateAddress",
-    "ReplaceRoute",
-    "AssignPrivateIpAddresses",
-];
+use crate::ports::{
+    Ec2Describe, Ec2Mutate, ObjectStore, StoredObject, WriteCondition, MUTATING_OPERATIONS,
+};
 
 /// When an injected fault strikes relative to the call's effect.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

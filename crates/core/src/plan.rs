@@ -449,3 +449,274 @@ fn next_hop_on<'t>(
         ),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::discovery::discover;
+    use crate::lab::{tags, Topology, SEED_A, SEED_A_EXT, SEED_B, SEED_B_EXT, SEED_RTB, SEED_TAG};
+    use crate::memory::MemoryCloud;
+    use serde_json::{json, Value};
+
+    const AFTER: &str = include_str!("../../../examples/seed-article/declaration-after.json");
+    const SNAT_NONE: &str = include_str!("../../../examples/seed-article/cfe-snat-none.json");
+
+    fn decl(text: &str) -> Declaration {
+        Declaration::parse(text).unwrap()
+    }
+
+    fn patched(patch: impl FnOnce(&mut Value)) -> Declaration {
+        let mut v: Value = serde_json::from_str(AFTER).unwrap();
+        patch(&mut v);
+        Declaration::from_value(&v).unwrap()
+    }
+
+    async fn plan_on(cloud: &MemoryCloud, d: &Declaration, target: &str) -> Result<Plan, Refusal> {
+        let snap = discover(cloud, cloud, d).await.unwrap();
+        plan(d, &snap, target)
+    }
+
+    fn cidr(s: &str) -> Cidr {
+        s.parse().unwrap()
+    }
+
+    #[tokio::test]
+    async fn seed_failover_to_b_moves_route_and_eip() {
+        // GIVEN the field report's cloud with A active, WHEN planning for B
+        let cloud = MemoryCloud::seed();
+        let p = plan_on(&cloud, &decl(AFTER), SEED_B).await.unwrap();
+        // THEN the default route and the EIP move to B's external ENI, nothing else
+        assert_eq!(p.target_name, "failover02.www.non-97.net");
+        let ids: Vec<&str> = p.operations.iter().map(|o| o.id.as_str()).collect();
+        assert_eq!(
+            ids,
+            vec!["eip:98.80.114.203", "route:rtb-060adeaa8fe5b2bbb:0.0.0.0/0"]
+        );
+        match &p.operations[1].action {
+            Action::ReplaceRoute {
+                network_interface_id,
+                next_hop_address,
+                current_target,
+                ..
+            } => {
+                assert_eq!(network_interface_id, SEED_B_EXT);
+                assert_eq!(next_hop_address.to_string(), "10.0.4.11");
+                assert_eq!(current_target, SEED_A_EXT);
+            }
+            other => panic!("{other:?}"),
+        }
+        match &p.operations[0].action {
+            Action::AssociateAddress {
+                network_interface_id,
+                private_ip,
+                current_private_ip,
+                ..
+            } => {
+                assert_eq!(network_interface_id, SEED_B_EXT);
+                assert_eq!(private_ip.to_string(), "10.0.4.101");
+                assert_eq!(current_private_ip.unwrap().to_string(), "10.0.0.101");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(p.operations[1]
+            .why
+            .contains("points at eni-0603a4992d0579540 of i-055fd78af29715fbf"));
+        assert!(p.warnings.is_empty(), "{:?}", p.warnings);
+    }
+
+    #[tokio::test]
+    async fn active_target_needs_nothing() {
+        let cloud = MemoryCloud::seed();
+        let p = plan_on(&cloud, &decl(AFTER), SEED_A).await.unwrap();
+        assert!(p.operations.is_empty());
+        assert_eq!(p.in_place.len(), 2);
+    }
+
+    #[tokio::test]
+    async fn vip_as_next_hop_is_refused_with_the_primary_ip() {
+        let cloud = MemoryCloud::seed();
+        let r = plan_on(&cloud, &decl(SNAT_NONE), SEED_B).await.unwrap_err();
+        assert_eq!(r.reasons.len(), 1, "{r}");
+        assert!(
+            r.reasons[0].contains("next hop 10.0.4.101 is a secondary IP of eni-04bec0335a47b26c3"),
+            "{r}"
+        );
+        assert!(
+            r.reasons[0].contains("must be the interface's primary private IP (10.0.4.11)"),
+            "{r}"
+        );
+    }
+
+    #[tokio::test]
+    async fn refuses_non_members_and_stopped_targets() {
+        let cloud = MemoryCloud::seed();
+        let r = plan_on(&cloud, &decl(AFTER), "i-0123456789abcdef0")
+            .await
+            .unwrap_err();
+        assert!(r.reasons[0].contains("is not a member"), "{r}");
+        cloud.set_instance_state(SEED_B, "stopped");
+        let r = plan_on(&cloud, &decl(AFTER), SEED_B).await.unwrap_err();
+        assert!(r.reasons[0].contains("is stopped, not running"), "{r}");
+    }
+
+    #[tokio::test]
+    async fn eip_whose_vip_is_not_on_the_target_is_refused() {
+        // CFE #118: an EIP must never go to a unit that does not hold one of its VIPs.
+        let mut topo = Topology::seed();
+        topo.elastic_ips[0].tags.insert(
+            "f5_cloud_failover_vips".into(),
+            "10.0.0.101,10.0.4.102".into(),
+        );
+        let cloud = MemoryCloud::from_topology(&topo);
+        let r = plan_on(&cloud, &decl(AFTER), SEED_B).await.unwrap_err();
+        assert!(
+            r.reasons[0].contains("none of its VIPs (10.0.0.101, 10.0.4.102) is on target"),
+            "{r}"
+        );
+    }
+
+    #[tokio::test]
+    async fn routes_match_by_exact_cidr_and_untagged_tables_are_untouched() {
+        let mut topo = Topology::seed();
+        // A second route in the seed table that merely starts like the managed one, and a
+        // second, untagged table with the same default route.
+        topo.route_tables[0]
+            .routes
+            .push((cidr("0.0.0.0/1"), SEED_A_EXT.into()));
+        let mut other = topo.route_tables[0].clone();
+        other.id = "rtb-0aaaaaaaaaaaaaaaa".into();
+        other.tags.clear();
+        topo.route_tables.push(other);
+        let cloud = MemoryCloud::from_topology(&topo);
+        let d = patched(|v| {
+            v["failoverRoutes"] = json!({
+                "enabled": true,
+                "scopingTags": {SEED_TAG.0: SEED_TAG.1},
+                "scopingAddressRanges": [{"range": "0.0.0.0/0"}],
+                "defaultNextHopAddresses": {"discoveryType": "static", "items": ["10.0.0.11", "10.0.4.11"]}
+            })
+        });
+        let p = plan_on(&cloud, &d, SEED_B).await.unwrap();
+        let routes: Vec<&str> = p
+            .operations
+            .iter()
+            .filter(|o| o.id.starts_with("route:"))
+            .map(|o| o.id.as_str())
+            .collect();
+        assert_eq!(routes, vec!["route:rtb-060adeaa8fe5b2bbb:0.0.0.0/0"]);
+    }
+
+    #[tokio::test]
+    async fn route_tag_discovery_and_ipv6_routes() {
+        let mut topo = Topology::seed();
+        topo.route_tables[0]
+            .tags
+            .insert("f5_self_ips".into(), "10.0.0.11,10.0.4.11".into());
+        topo.route_tables[0]
+            .routes
+            .push((cidr("::/0"), SEED_A_EXT.into()));
+        let cloud = MemoryCloud::from_topology(&topo);
+        let d = patched(|v| {
+            v["failoverRoutes"]["routeGroupDefinitions"][0]["scopingAddressRanges"] =
+                json!([{"range": "0.0.0.0/0"}, {"range": "::/0"}]);
+            v["failoverRoutes"]["routeGroupDefinitions"][0]["defaultNextHopAddresses"] =
+                json!({"discoveryType": "routeTag"});
+        });
+        let p = plan_on(&cloud, &d, SEED_B).await.unwrap();
+        let routes: Vec<&str> = p
+            .operations
+            .iter()
+            .filter(|o| o.id.starts_with("route:"))
+            .map(|o| o.id.as_str())
+            .collect();
+        assert_eq!(
+            routes,
+            vec![
+                "route:rtb-060adeaa8fe5b2bbb:0.0.0.0/0",
+                "route:rtb-060adeaa8fe5b2bbb:::/0"
+            ]
+        );
+        // Without the tag, routeTag discovery refuses.
+        cloud.untag_route_table(SEED_RTB, "f5_self_ips");
+        let r = plan_on(&cloud, &d, SEED_B).await.unwrap_err();
+        assert!(r.reasons[0].contains("no usable f5_self_ips tag"), "{r}");
+    }
+
+    #[tokio::test]
+    async fn missing_scoping_tag_on_the_table_is_a_warning_not_silence() {
+        let cloud = MemoryCloud::seed();
+        cloud.untag_route_table(SEED_RTB, SEED_TAG.0);
+        let d = patched(|v| {
+            v["failoverRoutes"] = json!({
+                "scopingTags": {SEED_TAG.0: SEED_TAG.1},
+                "scopingAddressRanges": [{"range": "0.0.0.0/0"}],
+                "defaultNextHopAddresses": {"discoveryType": "static", "items": ["10.0.0.11", "10.0.4.11"]}
+            })
+        });
+        let p = plan_on(&cloud, &d, SEED_B).await.unwrap();
+        assert!(
+            p.warnings
+                .iter()
+                .any(|w| w.contains("no route table carries the scoping tags")),
+            "{:?}",
+            p.warnings
+        );
+        assert!(p.operations.iter().all(|o| !o.id.starts_with("route:")));
+    }
+
+    #[tokio::test]
+    async fn source_dest_check_on_is_warned() {
+        let cloud = MemoryCloud::seed();
+        cloud.set_source_dest_check(SEED_B_EXT, true);
+        let p = plan_on(&cloud, &decl(AFTER), SEED_B).await.unwrap();
+        assert!(p
+            .warnings
+            .iter()
+            .any(|w| w.contains("source/destination check is on for eni-04bec0335a47b26c3")));
+    }
+
+    /// Same-AZ pair: both units' external ENIs in one subnet; the VIP moves as a secondary IP.
+    pub(crate) fn same_az() -> Topology {
+        let mut topo = Topology::seed();
+        let b = &mut topo.instances[1];
+        b.az = "us-east-1a".into();
+        b.interfaces[1].subnet = "subnet-a-external".into();
+        b.interfaces[1].primary = "10.0.0.12".parse().unwrap();
+        b.interfaces[1].secondary.clear();
+        for (i, n) in [(0usize, SEED_A_EXT), (1, SEED_B_EXT)] {
+            let iface = topo.instances[i]
+                .interfaces
+                .iter_mut()
+                .find(|x| x.id == n)
+                .unwrap();
+            iface.tags = tags([SEED_TAG, ("f5_cloud_failover_nic_map", "external")]);
+        }
+        topo.elastic_ips[0]
+            .tags
+            .insert("f5_cloud_failover_vips".into(), "10.0.0.101".into());
+        topo
+    }
+
+    #[tokio::test]
+    async fn same_az_moves_secondary_ips_then_the_eip() {
+        let cloud = MemoryCloud::from_topology(&same_az());
+        let d = patched(|v| {
+            v["failoverRoutes"]["routeGroupDefinitions"][0]["defaultNextHopAddresses"]["items"] =
+                json!(["10.0.0.11", "10.0.0.12"]);
+        });
+        let p = plan_on(&cloud, &d, SEED_B).await.unwrap();
+        let ids: Vec<(u8, &str)> = p
+            .operations
+            .iter()
+            .map(|o| (o.wave, o.id.as_str()))
+            .collect();
+        assert_eq!(
+            ids,
+            vec![
+                (0, "ips:eni-0603a4992d0579540->eni-04bec0335a47b26c3"),
+                (0, "route:rtb-060adeaa8fe5b2bbb:0.0.0.0/0"),
+                (1, "eip:98.80.114.203"),
+            ]
+        );
+    }
+}

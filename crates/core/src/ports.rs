@@ -13,6 +13,13 @@ use crate::error::CloudError;
 use crate::model::{ElasticIp, Filter, Instance, NetworkInterface, RouteTable};
 use crate::net::Cidr;
 
+/// EC2 operations that change the cloud (what `Ec2Mutate` sends).
+pub const MUTATING_OPERATIONS: [&str; 3] = [
+    "AssociateAddress",
+    "ReplaceRoute",
+    "AssignPrivateIpAddresses",
+];
+
 /// Read-only EC2 calls. Every call must carry at least one filter: discovery never asks
 /// for a whole region. Implementations paginate internally.
 #[async_trait]

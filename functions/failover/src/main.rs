@@ -1,1 +1,38 @@
-fn main() {}
+//! The failover Lambda: parse the event, call the library. Configuration comes from the
+//! environment: `DECLARATION_URI` (s3://BUCKET/KEY, required) and, for local runs against an
+//! emulator, `AWS_ENDPOINT_URL`.
+
+use failover_core::aws::{self, AwsOptions};
+use failover_core::handler::{handle, Location};
+use lambda_runtime::{service_fn, Diagnostic, Error, LambdaEvent};
+use serde_json::Value;
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    lambda_runtime::tracing::init_default_subscriber();
+    let declaration: Location = std::env::var("DECLARATION_URI")
+        .map_err(|_| "DECLARATION_URI is not set (expected s3://BUCKET/KEY)")?
+        .parse()
+        .map_err(|e| format!("DECLARATION_URI: {e}"))?;
+    let cloud = aws::connect(&AwsOptions {
+        region: None,
+        endpoint_url: std::env::var("AWS_ENDPOINT_URL").ok(),
+    })
+    .await;
+    let (cloud, declaration) = (&cloud, &declaration);
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
+        handle(
+            &cloud.ec2,
+            &cloud.s3,
+            declaration,
+            &event.payload,
+            Some(event.context.request_id),
+        )
+        .await
+        .map_err(|e| Diagnostic {
+            error_type: e.error_type().to_string(),
+            error_message: e.to_string(),
+        })
+    }))
+    .await
+}

@@ -5,18 +5,24 @@ pub mod ec2;
 pub mod lab;
 pub mod s3;
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region};
-use aws_sdk_ec2::config::Credentials;
+use aws_sdk_ec2::config::interceptors::BeforeSerializationInterceptorContextRef;
+use aws_sdk_ec2::config::{ConfigBag, Credentials, Intercept};
 use aws_sdk_ec2::error::ProvideErrorMetadata;
 use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
+use aws_smithy_runtime_api::box_error::BoxError;
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
+use aws_smithy_runtime_api::client::orchestrator::Metadata;
 use aws_smithy_runtime_api::client::result::SdkError;
+use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 
 use crate::error::{CloudError, ErrorKind};
+use crate::ports::MUTATING_OPERATIONS;
 
 pub use ec2::AwsEc2;
 pub use s3::AwsS3;
@@ -61,8 +67,56 @@ pub struct AwsCloud {
     pub s3: AwsS3,
 }
 
+/// Records the name of every API operation sent through the clients (an SDK interceptor,
+/// so it counts against AWS and emulators alike).
+#[derive(Clone, Debug, Default)]
+pub struct CallLog(Arc<Mutex<Vec<String>>>);
+
+impl CallLog {
+    /// Operation names, in order sent.
+    pub fn calls(&self) -> Vec<String> {
+        self.0.lock().expect("call log").clone()
+    }
+
+    /// How many mutating EC2 calls were sent.
+    pub fn mutation_count(&self) -> usize {
+        self.calls()
+            .iter()
+            .filter(|c| MUTATING_OPERATIONS.contains(&c.as_str()))
+            .count()
+    }
+
+    /// Forgets what was recorded.
+    pub fn clear(&self) {
+        self.0.lock().expect("call log").clear();
+    }
+}
+
+impl Intercept for CallLog {
+    fn name(&self) -> &'static str {
+        "CallLog"
+    }
+
+    fn read_before_serialization(
+        &self,
+        _context: &BeforeSerializationInterceptorContextRef<'_>,
+        _components: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        if let Some(m) = cfg.load::<Metadata>() {
+            self.0.lock().expect("call log").push(m.name().to_string());
+        }
+        Ok(())
+    }
+}
+
 /// Loads the SDK configuration and builds both adapters.
 pub async fn connect(opts: &AwsOptions) -> AwsCloud {
+    connect_with(opts, None).await
+}
+
+/// Like [`connect`], recording every call in `log` when given.
+pub async fn connect_with(opts: &AwsOptions, log: Option<CallLog>) -> AwsCloud {
     let http = aws_smithy_http_client::Builder::new()
         .tls_provider(tls::Provider::Rustls(CryptoMode::Ring))
         .build_https();
@@ -91,11 +145,16 @@ pub async fn connect(opts: &AwsOptions) -> AwsCloud {
         ));
     }
     let config = loader.load().await;
-    let s3_config = aws_sdk_s3::config::Builder::from(&config)
-        .force_path_style(config.endpoint_url().is_some())
-        .build();
+    let mut s3_config = aws_sdk_s3::config::Builder::from(&config)
+        .force_path_style(config.endpoint_url().is_some());
+    let mut ec2_config = aws_sdk_ec2::config::Builder::from(&config);
+    if let Some(log) = log {
+        s3_config = s3_config.interceptor(log.clone());
+        ec2_config = ec2_config.interceptor(log);
+    }
+    let s3_config = s3_config.build();
     AwsCloud {
-        ec2: AwsEc2::new(aws_sdk_ec2::Client::new(&config), emulator),
+        ec2: AwsEc2::new(aws_sdk_ec2::Client::from_conf(ec2_config.build()), emulator),
         s3: AwsS3::new(aws_sdk_s3::Client::from_conf(s3_config)),
     }
 }

@@ -1,0 +1,95 @@
+//! Shared steps: build the lab, upload a declaration, read the cloud back through the SDK.
+
+use aws_sdk_ec2::types::Filter;
+use failover_core::aws::lab::{self, LabIds};
+use failover_core::aws::AwsCloud;
+use failover_core::declaration::Encryption;
+use failover_core::handler::Location;
+use failover_core::lab::Topology;
+use failover_core::ports::ObjectStore;
+use serde_json::Value;
+
+/// Where tests keep the declaration in the lab bucket.
+pub const DECLARATION_KEY: &str = "declarations/cluster.json";
+
+/// Path of a file in the repository.
+pub fn repo_file(rel: &str) -> String {
+    std::fs::read_to_string(format!("{}/{rel}", env!("CARGO_MANIFEST_DIR"))).unwrap()
+}
+
+/// Creates `topo`, uploads the declaration file `decl` rewritten to the emulator's ids.
+pub async fn lab_with(cloud: &AwsCloud, topo: &Topology, decl: &str) -> (LabIds, Location) {
+    let ids = lab::create(cloud, topo).await.expect("lab");
+    let text = ids.rewrite(decl);
+    cloud
+        .s3
+        .put_object(
+            &topo.bucket.name,
+            DECLARATION_KEY,
+            text.into_bytes(),
+            &Encryption::None,
+            None,
+        )
+        .await
+        .unwrap();
+    let loc = Location::S3 {
+        bucket: topo.bucket.name.clone(),
+        key: DECLARATION_KEY.into(),
+    };
+    (ids, loc)
+}
+
+/// An event file from `events/`, rewritten to the emulator's ids.
+pub fn event(ids: &LabIds, name: &str) -> Value {
+    serde_json::from_str(&ids.rewrite(&repo_file(&format!("events/{name}")))).unwrap()
+}
+
+/// The ENI a route points at, read through the SDK.
+pub async fn route_target(cloud: &AwsCloud, table: &str, dest: &str) -> Option<String> {
+    let out = cloud
+        .ec2
+        .client()
+        .describe_route_tables()
+        .filters(
+            Filter::builder()
+                .name("route-table-id")
+                .values(table)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    out.route_tables()[0]
+        .routes()
+        .iter()
+        .find(|r| {
+            r.destination_cidr_block() == Some(dest)
+                || r.destination_ipv6_cidr_block() == Some(dest)
+        })
+        .and_then(|r| r.network_interface_id().map(str::to_string))
+}
+
+/// The ENI an EIP is associated with (moto reports no reliable private IP: compare ENIs).
+pub async fn eip_eni(cloud: &AwsCloud, allocation_id: &str) -> Option<String> {
+    let out = cloud
+        .ec2
+        .client()
+        .describe_addresses()
+        .allocation_ids(allocation_id)
+        .send()
+        .await
+        .unwrap();
+    out.addresses()[0]
+        .network_interface_id()
+        .map(str::to_string)
+}
+
+/// The state file, parsed.
+pub async fn state_file(cloud: &AwsCloud, bucket: &str) -> Option<Value> {
+    cloud
+        .s3
+        .get_object(bucket, "f5cloudfailover/f5cloudfailoverstate.json")
+        .await
+        .unwrap()
+        .map(|o| serde_json::from_slice(&o.body).unwrap())
+}
