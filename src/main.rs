@@ -2,17 +2,19 @@
 //! adapters and calls one library function; output is JSON or a table, errors are one line
 //! on stderr with a non-zero exit.
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use failover_core::aws::{self, AwsOptions};
+use failover_core::discovery::resolve_bucket;
 use failover_core::failover::{run, RunRequest, TargetSpec};
 use failover_core::handler::{handle, load_declaration, Location};
 use failover_core::inspect::{inspect, Inspection};
 use failover_core::lab::Topology;
 use failover_core::ports::ObjectStore;
-use failover_core::state::Mode;
+use failover_core::state::{state_key, Mode, StateLog};
 use failover_core::{Declaration, FailoverError};
 use serde_json::Value;
 
@@ -101,6 +103,12 @@ enum Command {
         #[arg(long, env = "DECLARATION_URI")]
         declaration: String,
     },
+    /// Print the state file (f5cloudfailoverstate.json) the last run wrote.
+    State {
+        /// Declaration: s3://BUCKET/KEY or a file.
+        #[arg(long, env = "DECLARATION_URI")]
+        declaration: String,
+    },
     /// Lab helpers for a local emulator.
     Lab {
         #[command(subcommand)]
@@ -154,6 +162,7 @@ fn init_logs(cli: &Cli) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     match cli.log_format {
         LogFormat::Json => builder.json().init(),
@@ -282,6 +291,14 @@ async fn dispatch(cli: &Cli) -> Result<(), CliError> {
             }
             Ok(())
         }
+        Command::State { declaration } => {
+            let loc = location(declaration)?;
+            let cloud = aws::connect(&opts).await;
+            let decl = load_declaration(&cloud.s3, &loc).await?;
+            let state = read_state(&cloud, &decl).await?;
+            print_json(&state);
+            Ok(())
+        }
         Command::Lab {
             command: LabCommand::Up { rewrite },
         } => {
@@ -307,6 +324,22 @@ async fn dispatch(cli: &Cli) -> Result<(), CliError> {
             Ok(())
         }
     }
+}
+
+async fn read_state(cloud: &aws::AwsCloud, decl: &Declaration) -> Result<Value, CliError> {
+    let (bucket, _) = resolve_bucket(&cloud.s3, &decl.external_storage.scope)
+        .await
+        .map_err(|e| CliError(e.to_string()))?;
+    let bucket = bucket.ok_or_else(|| CliError("state bucket not found".into()))?;
+    let log = StateLog {
+        store: &cloud.s3,
+        bucket,
+        decl,
+    };
+    log.read_state()
+        .await
+        .map_err(|e| CliError(e.to_string()))?
+        .ok_or_else(|| CliError(format!("no state file at {}", state_key(decl))))
 }
 
 fn print_json(v: &Value) {

@@ -77,7 +77,7 @@ pub struct ExternalStorage {
 
 /// `externalStorage.encryption.serverSide`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", rename_all_fields = "camelCase")]
 pub enum Encryption {
     /// No SSE header sent (the bucket default applies).
     None,
@@ -106,7 +106,11 @@ pub struct FailoverAddresses {
 
 /// One of `failoverAddresses.addressGroupDefinitions`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase", tag = "type")]
+#[serde(
+    rename_all = "camelCase",
+    rename_all_fields = "camelCase",
+    tag = "type"
+)]
 pub enum AddressGroup {
     /// `elasticIpAddress`: the EIP `scoping_address` goes to whichever VIP is on the active unit.
     ElasticIpAddress {

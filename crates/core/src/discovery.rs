@@ -314,7 +314,8 @@ fn scope_eips(snap: &mut Snapshot, decl: &Declaration, found: Vec<ElasticIp>) {
 }
 
 /// Finds the state bucket: by name (HeadBucket) or by tags (ListBuckets + GetBucketTagging).
-async fn resolve_bucket(
+/// Returns the bucket (first by name when several match) and the other matches.
+pub async fn resolve_bucket(
     store: &dyn ObjectStore,
     scope: &Scope,
 ) -> Result<(Option<String>, Vec<String>), CloudError> {

@@ -54,7 +54,11 @@ pub enum AlarmVia {
 
 /// A parsed trigger.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase", tag = "kind")]
+#[serde(
+    rename_all = "camelCase",
+    rename_all_fields = "camelCase",
+    tag = "kind"
+)]
 pub enum Trigger {
     /// A CloudWatch alarm changed state.
     Alarm {
@@ -92,7 +96,11 @@ pub enum Trigger {
 
 /// What a trigger asks for.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase", tag = "intent")]
+#[serde(
+    rename_all = "camelCase",
+    rename_all_fields = "camelCase",
+    tag = "intent"
+)]
 pub enum Intent {
     /// Run a failover.
     Run {

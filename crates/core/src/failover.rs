@@ -163,7 +163,7 @@ async fn run_recorded(
                     tracing::error!(error = %w, "could not record the refusal in history");
                 }
             }
-            tracing::warn!(error = %e, "no failover");
+            tracing::info!(error = %e, "no failover");
             return Err(e);
         }
     };

@@ -13,7 +13,11 @@ use crate::net::Cidr;
 
 /// What one operation changes.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase", tag = "type")]
+#[serde(
+    rename_all = "camelCase",
+    rename_all_fields = "camelCase",
+    tag = "type"
+)]
 pub enum Action {
     /// ReplaceRoute: point `destination` in `route_table_id` at `network_interface_id`.
     ReplaceRoute {
