@@ -10,7 +10,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use failover_core::aws::{self, AwsOptions};
 use failover_core::discovery::resolve_bucket;
 use failover_core::failover::{run, RunRequest, TargetSpec};
-use failover_core::handler::{handle, load_declaration, Location};
+use failover_core::handler::{handle, load_declaration, Invocation, Location};
 use failover_core::inspect::{inspect, Inspection};
 use failover_core::lab::Topology;
 use failover_core::ports::ObjectStore;
@@ -88,6 +88,9 @@ enum Command {
         /// Target instance id (becomes active).
         #[arg(long)]
         target: String,
+        /// Fail over even within the cooldown after the last failover.
+        #[arg(long)]
+        force: bool,
     },
     /// Run the failover Lambda's handler once on an event file (same code path).
     Invoke {
@@ -240,31 +243,22 @@ async fn dispatch(cli: &Cli) -> Result<(), CliError> {
         | Command::Execute {
             declaration,
             target: t,
+            ..
         } => {
-            let mode = if matches!(cli.command, Command::Plan { .. }) {
-                Mode::DryRun
-            } else {
-                Mode::Execute
+            let (mode, force) = match &cli.command {
+                Command::Execute { force, .. } => (Mode::Execute, *force),
+                _ => (Mode::DryRun, false),
             };
             let loc = location(declaration)?;
             let t = target(t)?;
             let cloud = aws::connect(&opts).await;
             let decl = load_declaration(&cloud.s3, &loc).await?;
-            let report = run(
-                &cloud.ec2,
-                &cloud.s3,
-                &decl,
-                RunRequest {
-                    target: TargetSpec::Instance(t),
-                    mode,
-                    trigger: "cli".into(),
-                    request_id: None,
-                },
-            )
-            .await?;
-            let value = serde_json::to_value(&report).expect("json");
+            let mut req = RunRequest::new(TargetSpec::Instance(t), mode, "cli");
+            req.force = force;
+            let outcome = run(&cloud.ec2, &cloud.s3, &decl, req).await?;
+            let value = serde_json::to_value(&outcome).expect("json");
             show_report(cli.output, &value);
-            report.into_result()?;
+            outcome.into_result()?;
             Ok(())
         }
         Command::Invoke { event, declaration } => {
@@ -274,7 +268,7 @@ async fn dispatch(cli: &Cli) -> Result<(), CliError> {
             let payload: Value = serde_json::from_str(&text)
                 .map_err(|e| CliError(format!("invalid event: {}: {e}", event.display())))?;
             let cloud = aws::connect(&opts).await;
-            let out = handle(&cloud.ec2, &cloud.s3, &loc, &payload, None).await?;
+            let out = handle(&cloud.ec2, &cloud.s3, &loc, &payload, Invocation::default()).await?;
             show_report(cli.output, &out);
             Ok(())
         }
@@ -367,7 +361,11 @@ fn show_report(output: Output, v: &Value) {
         return print_json(v);
     }
     if v["status"] == "IGNORED" {
-        println!("ignored: {}", v["reason"].as_str().unwrap_or(""));
+        println!("IGNORED: {}", v["reason"].as_str().unwrap_or(""));
+        return;
+    }
+    if let Some(status @ ("IN_PROGRESS" | "COOLDOWN")) = v["status"].as_str() {
+        println!("{status}: {}", v["message"].as_str().unwrap_or(""));
         return;
     }
     let s = |k: &str| v[k].as_str().unwrap_or("").to_string();

@@ -1,7 +1,7 @@
 //! The field report's failover and failback through the Lambda handler, scope rules and
 //! dry runs, all through the real SDK against moto.
 
-use failover_core::handler::handle;
+use failover_core::handler::{handle, Invocation};
 use failover_core::lab::{tags, Topology, SEED_A, SEED_A_EXT, SEED_B_EXT, SEED_RTB, SEED_TAG};
 use failover_core::ports::ObjectStore;
 use serde_json::json;
@@ -43,7 +43,10 @@ async fn seed_failover_and_failback_through_the_handler() {
         &cloud.s3,
         &loc,
         &event(&ids, "alarm-eventbridge.json"),
-        Some("req-1".into()),
+        Invocation {
+            request_id: Some("req-1".into()),
+            deadline: None,
+        },
     )
     .await
     .unwrap();
@@ -92,7 +95,7 @@ async fn seed_failover_and_failback_through_the_handler() {
         &cloud.s3,
         &loc,
         &event(&ids, "alarm-eventbridge.json"),
-        None,
+        Invocation::default(),
     )
     .await
     .unwrap();
@@ -105,7 +108,7 @@ async fn seed_failover_and_failback_through_the_handler() {
         &cloud.s3,
         &loc,
         &event(&ids, "direct-failback.json"),
-        None,
+        Invocation::default(),
     )
     .await
     .unwrap();
@@ -145,7 +148,7 @@ async fn dry_run_and_ignored_events_mutate_nothing() {
         &cloud.s3,
         &loc,
         &event(&ids, "direct-dry-run.json"),
-        None,
+        Invocation::default(),
     )
     .await
     .unwrap();
@@ -160,7 +163,7 @@ async fn dry_run_and_ignored_events_mutate_nothing() {
         &cloud.s3,
         &loc,
         &event(&ids, "alarm-ok-eventbridge.json"),
-        None,
+        Invocation::default(),
     )
     .await
     .unwrap();
@@ -230,7 +233,7 @@ async fn several_tables_ipv4_and_ipv6_only_in_scope_routes_move() {
         &cloud.s3,
         &loc,
         &event(&ids, "ec2-state-change.json"),
-        None,
+        Invocation::default(),
     )
     .await
     .unwrap();

@@ -188,6 +188,14 @@ pub struct Extension {
     pub alarm_targets: BTreeMap<String, String>,
     /// `maxConcurrency`: mutations sent at once (default 16, 1..=64).
     pub max_concurrency: usize,
+    /// `lockLeaseSeconds`: how long the cluster lock lasts unless renewed (default 120).
+    pub lock_lease_seconds: u64,
+    /// `cooldownSeconds`: no second failover to another member within this time unless
+    /// forced (default 60; 0 turns damping off).
+    pub cooldown_seconds: u64,
+    /// `failbackTo`: the preferred member; when its alarm returns to OK or it starts running,
+    /// the cluster fails back to it. Absent (the default): no automatic failback.
+    pub failback_to: Option<String>,
 }
 
 impl Default for Extension {
@@ -196,6 +204,9 @@ impl Default for Extension {
             cluster_name: "default".into(),
             alarm_targets: BTreeMap::new(),
             max_concurrency: DEFAULT_MAX_CONCURRENCY,
+            lock_lease_seconds: 120,
+            cooldown_seconds: 60,
+            failback_to: None,
         }
     }
 }
@@ -669,6 +680,18 @@ fn parse_extension(v: &Value, p: Path) -> Result<Extension, DeclarationError> {
     }
     if let Some(n) = o.opt_int("maxConcurrency", 1, 64)? {
         ext.max_concurrency = n as usize;
+    }
+    if let Some(n) = o.opt_int("lockLeaseSeconds", 10, 900)? {
+        ext.lock_lease_seconds = n;
+    }
+    if let Some(n) = o.opt_int("cooldownSeconds", 0, 86_400)? {
+        ext.cooldown_seconds = n;
+    }
+    if let Some((id, p)) = o.opt_str("failbackTo")? {
+        if !is_instance_id(id) {
+            return Err(p.err(format!("{} is not an instance id (i-…)", show_str(id))));
+        }
+        ext.failback_to = Some(id.to_string());
     }
     o.finish()?;
     Ok(ext)

@@ -68,6 +68,8 @@ pub struct Snapshot {
     pub bucket: Option<String>,
     /// Other buckets that also matched the storage scoping tags.
     pub extra_buckets: Vec<String>,
+    /// Members failing their EC2 status checks.
+    pub impaired: Vec<String>,
     /// See `Ec2Describe::reports_eip_private_ip`.
     pub eip_private_ip_reliable: bool,
 }
@@ -102,11 +104,38 @@ pub fn ips_from_tag(value: &str) -> Vec<IpAddr> {
         .collect()
 }
 
-/// Reads the snapshot for `decl`.
+/// Reads the snapshot for `decl`, finding the state bucket in the same round.
 pub async fn discover(
     ec2: &dyn Ec2Describe,
     store: &dyn ObjectStore,
     decl: &Declaration,
+) -> Result<Snapshot, CloudError> {
+    snapshot(
+        ec2,
+        decl,
+        resolve_bucket(store, &decl.external_storage.scope),
+    )
+    .await
+}
+
+/// Reads the snapshot for `decl` when the state bucket is already known.
+pub async fn discover_cloud(
+    ec2: &dyn Ec2Describe,
+    decl: &Declaration,
+    bucket: &str,
+) -> Result<Snapshot, CloudError> {
+    snapshot(ec2, decl, async {
+        Ok((Some(bucket.to_string()), Vec::new()))
+    })
+    .await
+}
+
+type BucketLookup = (Option<String>, Vec<String>);
+
+async fn snapshot(
+    ec2: &dyn Ec2Describe,
+    decl: &Declaration,
+    bucket: impl std::future::Future<Output = Result<BucketLookup, CloudError>>,
 ) -> Result<Snapshot, CloudError> {
     let addresses = decl.addresses();
     let address_tags = addresses
@@ -163,7 +192,6 @@ pub async fn discover(
             None => Ok(Vec::new()),
         }
     };
-    let bucket = resolve_bucket(store, &decl.external_storage.scope);
     let ((tables, eips, nic_map), (bucket, extra_buckets)) =
         try_join(try_join3(tables, eips, nic_map), bucket).await?;
 
@@ -242,7 +270,7 @@ pub async fn discover(
         .collect();
     let ids: Vec<String> = instance_ids.into_iter().collect();
     let chunks: Vec<&[String]> = ids.chunks(MAX_FILTER_VALUES).collect();
-    let (members, interfaces) = try_join(
+    let (members, interfaces, impaired) = try_join3(
         try_join_all(chunks.iter().map(|c| async move {
             ec2.describe_instances(&[Filter::new("instance-id", *c)])
                 .await
@@ -251,8 +279,15 @@ pub async fn discover(
             ec2.describe_network_interfaces(&[Filter::new("attachment.instance-id", *c)])
                 .await
         })),
+        async {
+            if ids.is_empty() {
+                return Ok(Vec::new());
+            }
+            ec2.impaired_instances(&ids).await
+        },
     )
     .await?;
+    snap.impaired = impaired;
     let interfaces: BTreeMap<String, NetworkInterface> = interfaces
         .into_iter()
         .flatten()
@@ -318,7 +353,7 @@ fn scope_eips(snap: &mut Snapshot, decl: &Declaration, found: Vec<ElasticIp>) {
 pub async fn resolve_bucket(
     store: &dyn ObjectStore,
     scope: &Scope,
-) -> Result<(Option<String>, Vec<String>), CloudError> {
+) -> Result<BucketLookup, CloudError> {
     match scope {
         Scope::Name(name) => Ok((
             store.bucket_exists(name).await?.then(|| name.clone()),

@@ -94,6 +94,9 @@ pub enum FailoverError {
     /// Reading or writing the state log failed.
     #[error("state log: {0}")]
     State(#[source] CloudError),
+    /// The cluster lock was taken over before a mutation round (nothing more was sent).
+    #[error("{0}")]
+    LockLost(String),
     /// The planner refused (nothing was changed).
     #[error("refused: {}", .0.join("; "))]
     Refused(Vec<String>),
@@ -112,6 +115,7 @@ impl FailoverError {
             FailoverError::Discovery(_) => "DiscoveryFailed",
             FailoverError::NoStateBucket(_) => "NoStateBucket",
             FailoverError::State(_) => "StateLogFailed",
+            FailoverError::LockLost(_) => "LockLost",
             FailoverError::Refused(_) => "FailoverRefused",
             FailoverError::Failed(_) => "FailoverFailed",
         }

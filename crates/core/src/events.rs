@@ -91,6 +91,8 @@ pub enum Trigger {
         mode: Mode,
         /// Target instance.
         target: String,
+        /// Skip the cooldown.
+        force: bool,
     },
 }
 
@@ -110,6 +112,8 @@ pub enum Intent {
         mode: Mode,
         /// Trigger label for the record.
         trigger: String,
+        /// Skip the cooldown (direct invokes with `"force": true`).
+        force: bool,
     },
     /// Nothing to do.
     Ignore {
@@ -124,6 +128,8 @@ pub enum Intent {
 struct Direct {
     action: String,
     target: String,
+    #[serde(default)]
+    force: bool,
 }
 
 /// The detail of the appliance's "I am now active" event.
@@ -199,6 +205,7 @@ pub fn parse(v: &Value) -> Result<Trigger, EventError> {
         return Ok(Trigger::Direct {
             mode,
             target: instance_id(&d.target, "target")?,
+            force: d.force,
         });
     }
     Err(bad(
@@ -312,9 +319,11 @@ impl Trigger {
                 state,
                 instance_ids,
             } => {
-                if state != "ALARM" {
+                if state != "ALARM" && ext.failback_to.is_none() {
                     return Ok(Intent::Ignore {
-                        reason: format!("alarm {name} is {state}: no failover"),
+                        reason: format!(
+                            "alarm {name} is {state}: no failover (no automatic failback)"
+                        ),
                     });
                 }
                 let member = match ext.alarm_targets.get(name) {
@@ -336,10 +345,25 @@ impl Trigger {
                     },
                 };
                 let via = serde_json::to_value(via).expect("enum");
-                Intent::Run {
-                    target: TargetSpec::PeerOf(member),
-                    mode: Mode::Execute,
-                    trigger: format!("alarm:{name} via {}", via.as_str().unwrap_or("?")),
+                let trigger = format!("alarm:{name} {state} via {}", via.as_str().unwrap_or("?"));
+                if state == "ALARM" {
+                    Intent::Run {
+                        target: TargetSpec::PeerOf(member),
+                        mode: Mode::Execute,
+                        trigger,
+                        force: false,
+                    }
+                } else if state == "OK" && ext.failback_to.as_deref() == Some(member.as_str()) {
+                    Intent::Run {
+                        target: TargetSpec::Instance(member),
+                        mode: Mode::Execute,
+                        trigger: format!("{trigger} (failback)"),
+                        force: false,
+                    }
+                } else {
+                    Intent::Ignore {
+                        reason: format!("alarm {name} is {state}: no failover"),
+                    }
                 }
             }
             Trigger::InstanceState { instance_id, state } => match state.as_str() {
@@ -347,7 +371,16 @@ impl Trigger {
                     target: TargetSpec::PeerOf(instance_id.clone()),
                     mode: Mode::Execute,
                     trigger: format!("ec2:{instance_id} {state}"),
+                    force: false,
                 },
+                "running" if ext.failback_to.as_deref() == Some(instance_id.as_str()) => {
+                    Intent::Run {
+                        target: TargetSpec::Instance(instance_id.clone()),
+                        mode: Mode::Execute,
+                        trigger: format!("ec2:{instance_id} running (failback)"),
+                        force: false,
+                    }
+                }
                 _ => Intent::Ignore {
                     reason: format!(
                         "{instance_id} is {state}: no failover (no automatic failback)"
@@ -361,11 +394,21 @@ impl Trigger {
                 target: TargetSpec::Instance(instance_id.clone()),
                 mode: Mode::Execute,
                 trigger: format!("active:{instance_id} from {source}"),
+                force: false,
             },
-            Trigger::Direct { mode, target } => Intent::Run {
+            Trigger::Direct {
+                mode,
+                target,
+                force,
+            } => Intent::Run {
                 target: TargetSpec::Instance(target.clone()),
                 mode: *mode,
-                trigger: "direct".into(),
+                trigger: if *force {
+                    "direct (forced)".into()
+                } else {
+                    "direct".into()
+                },
+                force: *force,
             },
         })
     }
@@ -480,7 +523,7 @@ mod tests {
         let e = parse_text("{\"action\": ").unwrap_err();
         assert!(e.message.starts_with("is not valid JSON"), "{e}");
         let e =
-            parse_text(r#"{"action": "execute", "target": "i-061cbb31a5158ad30", "force": true}"#)
+            parse_text(r#"{"action": "execute", "target": "i-061cbb31a5158ad30", "forced": true}"#)
                 .unwrap_err();
         assert!(e.message.contains("unknown field"), "{e}");
     }

@@ -2,13 +2,14 @@
 //! verifies the result with one round of describes. Each operation's outcome is recorded.
 
 use std::collections::BTreeSet;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use futures::stream::{self, StreamExt};
 use futures::try_join;
 use serde::Serialize;
 
 use crate::error::CloudError;
+use crate::lock::Fence;
 use crate::model::{ElasticIp, Filter, NetworkInterface, RouteTable};
 use crate::plan::{Action, Operation, Plan};
 use crate::ports::Ec2;
@@ -39,36 +40,91 @@ pub struct Outcome {
     pub millis: u64,
 }
 
-/// Runs `plan` (wave 0, then wave 1), then verifies. Never returns early: every operation
-/// gets an outcome.
-pub async fn execute(ec2: &dyn Ec2, plan: &Plan, max_concurrency: usize) -> Vec<Outcome> {
+/// Time kept back before a deadline to verify and record the outcome.
+pub const DEADLINE_RESERVE: Duration = Duration::from_secs(3);
+
+/// Runs `plan` (wave 0, then wave 1), then verifies. The fence is checked before each wave;
+/// nothing is sent, and nothing awaited, past `deadline - DEADLINE_RESERVE`. Never returns
+/// early: every operation gets an outcome.
+pub async fn execute(
+    ec2: &dyn Ec2,
+    plan: &Plan,
+    max_concurrency: usize,
+    fence: &dyn Fence,
+    deadline: Option<Instant>,
+) -> Vec<Outcome> {
+    let stop = deadline.map(|d| d.checked_sub(DEADLINE_RESERVE).unwrap_or(d));
     let mut outcomes = Vec::with_capacity(plan.operations.len());
     for wave in [0u8, 1] {
         let ops: Vec<&Operation> = plan.operations.iter().filter(|o| o.wave == wave).collect();
+        if ops.is_empty() {
+            continue;
+        }
+        let refused = if wave == 0 {
+            Ok(())
+        } else {
+            fence.check().await
+        };
+        if let Err(reason) = refused {
+            tracing::error!(%reason, "fence failed: not sending the next round");
+            outcomes.extend(ops.iter().map(|op| not_sent(op, &reason)));
+            continue;
+        }
         let results: Vec<Outcome> = stream::iter(ops)
-            .map(|op| run_one(ec2, op))
+            .map(|op| bounded(run_one(ec2, op), stop, op))
             .buffer_unordered(max_concurrency.max(1))
             .collect()
             .await;
         outcomes.extend(results);
     }
-    match verify(ec2, &plan.operations).await {
-        Ok(ok) => {
+    match within(verify(ec2, &plan.operations), stop).await {
+        Some(Ok(ok)) => {
             for o in &mut outcomes {
                 o.verified = ok.contains(&o.operation);
             }
         }
-        Err(e) => {
+        Some(Err(e)) => {
             tracing::warn!(error = %e, "verify round failed; outcomes left unverified");
             for o in &mut outcomes {
-                if o.error.is_none() {
-                    o.error = Some(format!("not verified: {e}"));
-                }
+                o.error.get_or_insert_with(|| format!("not verified: {e}"));
+            }
+        }
+        None => {
+            for o in &mut outcomes {
+                o.error
+                    .get_or_insert_with(|| "not verified: the deadline came first".into());
             }
         }
     }
     outcomes.sort_by(|a, b| a.operation.cmp(&b.operation));
     outcomes
+}
+
+async fn within<T>(fut: impl std::future::Future<Output = T>, stop: Option<Instant>) -> Option<T> {
+    match stop {
+        Some(at) => tokio::time::timeout_at(at.into(), fut).await.ok(),
+        None => Some(fut.await),
+    }
+}
+
+async fn bounded(
+    fut: impl std::future::Future<Output = Outcome>,
+    stop: Option<Instant>,
+    op: &Operation,
+) -> Outcome {
+    within(fut, stop)
+        .await
+        .unwrap_or_else(|| not_sent(op, "stopped waiting: the Lambda deadline is near (the call may still complete; the next run verifies)"))
+}
+
+fn not_sent(op: &Operation, reason: &str) -> Outcome {
+    Outcome {
+        operation: op.id.clone(),
+        status: CallStatus::Failed,
+        error: Some(reason.to_string()),
+        verified: false,
+        millis: 0,
+    }
 }
 
 async fn run_one(ec2: &dyn Ec2, op: &Operation) -> Outcome {

@@ -1,20 +1,22 @@
-//! Orchestration of one run: snapshot → target → plan → (state RUNNING → execute → verify →
-//! state SUCCEEDED/FAILED + history).
+//! Orchestration of one run: bucket → lock → snapshot → target → plan → (state RUNNING →
+//! execute, fenced by the lock → verify → state SUCCEEDED/FAILED + history) → unlock.
 
 use std::hash::{BuildHasher, Hasher};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use tracing::Instrument;
 
-use crate::declaration::Declaration;
-use crate::discovery::{discover, Snapshot};
+use crate::declaration::{Declaration, Scope};
+use crate::discovery::{discover, discover_cloud, resolve_bucket, Snapshot};
 use crate::error::FailoverError;
 use crate::execute::execute;
+use crate::lock::{acquire, Acquire, Fence, Lease};
 use crate::plan::{plan, Plan};
 use crate::ports::{Ec2, ObjectStore};
-use crate::state::{state_key, Mode, RunRecord, StateLog, TaskState};
+use crate::state::{state_key, LastFailover, Mode, RunRecord, StateLog, TaskState};
 
 /// Whom to fail over to.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -22,7 +24,7 @@ use crate::state::{state_key, Mode, RunRecord, StateLog, TaskState};
 pub enum TargetSpec {
     /// This instance becomes active.
     Instance(String),
-    /// A running member other than this one becomes active (this one failed).
+    /// A healthy running member other than this one becomes active (this one failed).
     PeerOf(String),
 }
 
@@ -37,6 +39,25 @@ pub struct RunRequest {
     pub trigger: String,
     /// Lambda request id, if any.
     pub request_id: Option<String>,
+    /// Skip the cooldown.
+    pub force: bool,
+    /// When the caller must have returned (the Lambda deadline): the run stops sending
+    /// mutations early enough to record its outcome before then.
+    pub deadline: Option<Instant>,
+}
+
+impl RunRequest {
+    /// A request with no deadline and no force.
+    pub fn new(target: TargetSpec, mode: Mode, trigger: impl Into<String>) -> RunRequest {
+        RunRequest {
+            target,
+            mode,
+            trigger: trigger.into(),
+            request_id: None,
+            force: false,
+            deadline: None,
+        }
+    }
 }
 
 /// The result of a run that got as far as a plan.
@@ -56,13 +77,45 @@ pub struct RunReport {
     pub history_key: Option<String>,
 }
 
-impl RunReport {
+/// Why a run stepped aside without planning or changing anything.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Skipped {
+    /// `IN_PROGRESS` (another run holds the lock) or `COOLDOWN` (flap damping).
+    pub status: &'static str,
+    /// Details.
+    pub message: String,
+    /// This run's id.
+    pub run_id: String,
+}
+
+/// What a run did.
+#[derive(Clone, Debug, Serialize)]
+#[serde(untagged)]
+pub enum RunOutcome {
+    /// It planned (and, when executing, ran the plan).
+    Completed(Box<RunReport>),
+    /// It stepped aside.
+    Skipped(Skipped),
+}
+
+impl RunOutcome {
     /// `Err(Failed)` when the run executed and did not fully succeed.
-    pub fn into_result(self) -> Result<RunReport, FailoverError> {
-        if self.record.task_state == TaskState::Failed {
-            return Err(FailoverError::Failed(self.record.message.clone()));
+    pub fn into_result(self) -> Result<RunOutcome, FailoverError> {
+        if let RunOutcome::Completed(r) = &self {
+            if r.record.task_state == TaskState::Failed {
+                return Err(FailoverError::Failed(r.record.message.clone()));
+            }
         }
         Ok(self)
+    }
+
+    /// The report, when the run completed.
+    pub fn report(&self) -> Option<&RunReport> {
+        match self {
+            RunOutcome::Completed(r) => Some(r),
+            RunOutcome::Skipped(_) => None,
+        }
     }
 }
 
@@ -85,15 +138,31 @@ pub fn resolve_target(snap: &Snapshot, spec: &TargetSpec) -> Result<String, Fail
             }
             snap.members
                 .iter()
-                .find(|m| m.id != *failed && m.state == "running")
+                .find(|m| m.id != *failed && m.state == "running" && !snap.impaired.contains(&m.id))
                 .map(|m| m.id.clone())
                 .ok_or_else(|| {
                     FailoverError::Refused(vec![format!(
-                        "no running peer of {failed} to fail over to"
+                        "no running peer of {failed} that passes its status checks to fail over to"
                     )])
                 })
         }
     }
+}
+
+/// The parts of the previous state file a run needs.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Previous {
+    run_id: Option<String>,
+    task_state: Option<TaskState>,
+    last_failover: Option<LastFailover>,
+}
+
+fn previous(state: Option<&Value>) -> Previous {
+    state
+        .and_then(|s| s.get(crate::declaration::EXTENSION_KEY))
+        .and_then(|v| serde_json::from_value(v.clone()).ok())
+        .unwrap_or_default()
 }
 
 /// Runs one failover (or dry run) end to end.
@@ -102,49 +171,120 @@ pub async fn run(
     store: &dyn ObjectStore,
     decl: &Declaration,
     req: RunRequest,
-) -> Result<RunReport, FailoverError> {
-    let clock = Instant::now();
-    let record = RunRecord {
-        run_id: new_run_id(),
-        cluster: decl.extension.cluster_name.clone(),
-        trigger: req.trigger.clone(),
-        request_id: req.request_id.clone(),
-        mode: req.mode,
-        target: String::new(),
-        target_name: String::new(),
-        task_state: TaskState::Running,
-        message: String::new(),
-        started_at: Utc::now(),
-        finished_at: None,
-        duration_ms: None,
-        operations: Vec::new(),
-        outcomes: Vec::new(),
-        in_place: Vec::new(),
-        warnings: Vec::new(),
-        refusal: Vec::new(),
-    };
+) -> Result<RunOutcome, FailoverError> {
+    let record = RunRecord::new(new_run_id(), decl, &req);
     let span = tracing::info_span!("run", run_id = %record.run_id, cluster = %record.cluster, trigger = %req.trigger);
-    run_recorded(ec2, store, decl, req, record, clock)
-        .instrument(span)
-        .await
+    async move {
+        match req.mode {
+            Mode::DryRun => dry_run(ec2, store, decl, &req, record).await,
+            Mode::Execute => execute_locked(ec2, store, decl, &req, record).await,
+        }
+    }
+    .instrument(span)
+    .await
 }
 
-async fn run_recorded(
+async fn dry_run(
     ec2: &dyn Ec2,
     store: &dyn ObjectStore,
     decl: &Declaration,
-    req: RunRequest,
+    req: &RunRequest,
     mut record: RunRecord,
-    clock: Instant,
-) -> Result<RunReport, FailoverError> {
+) -> Result<RunOutcome, FailoverError> {
+    let clock = Instant::now();
     let snap = discover(ec2, store, decl)
         .await
         .map_err(FailoverError::Discovery)?;
-    let log = snap.bucket.clone().map(|bucket| StateLog {
+    let target = resolve_target(&snap, &req.target)?;
+    let plan = plan(decl, &snap, &target).map_err(|r| FailoverError::Refused(r.reasons))?;
+    record = record.with_plan(&plan);
+    record.task_state = TaskState::Succeeded;
+    record.message = format!("dry run: {} operation(s) planned", plan.operations.len());
+    record.finish(clock);
+    Ok(RunOutcome::Completed(Box::new(RunReport {
+        record,
+        plan,
+        bucket: snap.bucket,
+        state_key: state_key(decl),
+        history_key: None,
+    })))
+}
+
+async fn execute_locked(
+    ec2: &dyn Ec2,
+    store: &dyn ObjectStore,
+    decl: &Declaration,
+    req: &RunRequest,
+    record: RunRecord,
+) -> Result<RunOutcome, FailoverError> {
+    let (bucket, _) = resolve_bucket(store, &decl.external_storage.scope)
+        .await
+        .map_err(FailoverError::Discovery)?;
+    let bucket = bucket.ok_or_else(|| FailoverError::NoStateBucket(describe_scope(decl)))?;
+    let lease = Duration::from_secs(decl.extension.lock_lease_seconds);
+    let lock = acquire(
+        store,
+        &bucket,
+        &decl.extension.cluster_name,
+        &record.run_id,
+        lease,
+        &decl.external_storage.encryption,
+    )
+    .await
+    .map_err(FailoverError::State)?;
+    let lease = match lock {
+        Acquire::Held(lease) => lease,
+        Acquire::Busy(holder) => {
+            let message = format!(
+                "another run ({}) holds the cluster lock until {}: it is handling the failover",
+                holder.owner, holder.expires_at
+            );
+            tracing::info!(%message, "in progress elsewhere");
+            return Ok(RunOutcome::Skipped(Skipped {
+                status: "IN_PROGRESS",
+                message,
+                run_id: record.run_id,
+            }));
+        }
+    };
+    let log = StateLog {
         store,
         bucket,
         decl,
-    });
+    };
+    let result = execute_held(ec2, decl, req, record, &log, &lease).await;
+    if let Err(e) = lease.release().await {
+        tracing::warn!(error = %e, "could not release the cluster lock (its lease will expire)");
+    }
+    result
+}
+
+async fn execute_held(
+    ec2: &dyn Ec2,
+    decl: &Declaration,
+    req: &RunRequest,
+    mut record: RunRecord,
+    log: &StateLog<'_>,
+    lease: &Lease<'_>,
+) -> Result<RunOutcome, FailoverError> {
+    let clock = Instant::now();
+    let (prev_state, snap) = futures::try_join!(
+        async { log.read_state().await.map_err(FailoverError::State) },
+        async {
+            discover_cloud(ec2, decl, &log.bucket)
+                .await
+                .map_err(FailoverError::Discovery)
+        },
+    )?;
+    let prev = previous(prev_state.as_ref());
+    record.last_failover = prev.last_failover.clone();
+    if matches!(
+        prev.task_state,
+        Some(TaskState::Running | TaskState::Failed)
+    ) {
+        record.recovers = prev.run_id.clone();
+        tracing::warn!(previous = ?prev.run_id, state = ?prev.task_state, "the previous run did not finish cleanly: re-planning from the current cloud");
+    }
     let planned = resolve_target(&snap, &req.target).and_then(|target| {
         record.target = target.clone();
         plan(decl, &snap, &target).map_err(|r| FailoverError::Refused(r.reasons))
@@ -152,13 +292,11 @@ async fn run_recorded(
     let plan = match planned {
         Ok(p) => p,
         Err(e) => {
-            if let (FailoverError::Refused(reasons), Mode::Execute, Some(log)) =
-                (&e, req.mode, &log)
-            {
+            if let FailoverError::Refused(reasons) = &e {
                 record.refusal = reasons.clone();
                 record.task_state = TaskState::Failed;
                 record.message = format!("refused: {}", reasons.join("; "));
-                finish(&mut record, clock);
+                record.finish(clock);
                 if let Err(w) = log.write_history(&record).await {
                     tracing::error!(error = %w, "could not record the refusal in history");
                 }
@@ -172,59 +310,34 @@ async fn run_recorded(
     for w in &plan.warnings {
         tracing::warn!(warning = %w, "plan warning");
     }
+    if let Some(skip) = cooldown(decl, req, &record, &plan) {
+        return Ok(RunOutcome::Skipped(skip));
+    }
     let mut report = RunReport {
         record,
         plan,
-        bucket: snap.bucket.clone(),
+        bucket: Some(log.bucket.clone()),
         state_key: state_key(decl),
         history_key: None,
     };
-    if req.mode == Mode::DryRun {
-        report.record.task_state = TaskState::Succeeded;
-        report.record.message = format!(
-            "dry run: {} operation(s) planned",
-            report.plan.operations.len()
-        );
-        finish(&mut report.record, clock);
-        return Ok(report);
-    }
-    let Some(log) = log else {
-        return Err(FailoverError::NoStateBucket(describe_scope(decl)));
-    };
     if !report.plan.operations.is_empty() {
-        // Nothing is mutated unless the log says first what is about to be done.
+        // Nothing is mutated unless the lock is still ours and the log first says what is
+        // about to be done.
+        lease.check().await.map_err(FailoverError::LockLost)?;
         log.write_state(&report.record)
             .await
             .map_err(FailoverError::State)?;
-        report.record.outcomes = execute(ec2, &report.plan, decl.extension.max_concurrency).await;
+        report.record.outcomes = execute(
+            ec2,
+            &report.plan,
+            decl.extension.max_concurrency,
+            lease as &dyn Fence,
+            req.deadline,
+        )
+        .await;
     }
-    let failed: Vec<&str> = report
-        .record
-        .outcomes
-        .iter()
-        .filter(|o| !o.verified)
-        .map(|o| o.operation.as_str())
-        .collect();
-    if failed.is_empty() {
-        report.record.task_state = TaskState::Succeeded;
-        report.record.message = if report.plan.operations.is_empty() {
-            "already converged: nothing to change".into()
-        } else {
-            format!(
-                "{} operation(s) done and verified",
-                report.plan.operations.len()
-            )
-        };
-    } else {
-        report.record.task_state = TaskState::Failed;
-        report.record.message = format!(
-            "{} of {} operation(s) not verified ({}); the next run converges",
-            failed.len(),
-            report.plan.operations.len(),
-            failed.join(", ")
-        );
-    }
-    finish(&mut report.record, clock);
+    report.record.conclude();
+    report.record.finish(clock);
     log.write_state(&report.record)
         .await
         .map_err(FailoverError::State)?;
@@ -239,18 +352,43 @@ async fn run_recorded(
         message = %report.record.message,
         "run finished"
     );
-    Ok(report)
+    Ok(RunOutcome::Completed(Box::new(report)))
 }
 
-fn finish(record: &mut RunRecord, clock: Instant) {
-    record.finished_at = Some(Utc::now());
-    record.duration_ms = Some(clock.elapsed().as_millis() as u64);
+/// Flap damping: a failover to another member than the last one, within the cooldown.
+fn cooldown(
+    decl: &Declaration,
+    req: &RunRequest,
+    record: &RunRecord,
+    plan: &Plan,
+) -> Option<Skipped> {
+    let window = decl.extension.cooldown_seconds;
+    let last = record.last_failover.as_ref()?;
+    if req.force || window == 0 || plan.operations.is_empty() || last.target == plan.target {
+        return None;
+    }
+    let age = (Utc::now() - last.at).num_seconds().max(0) as u64;
+    if age >= window {
+        return None;
+    }
+    let message = format!(
+        "cooldown: the cluster failed over to {} {age} s ago; no failover to {} for another {} s (force it with a direct invoke, \"force\": true)",
+        last.target,
+        plan.target,
+        window - age
+    );
+    tracing::warn!(%message, "flap damping");
+    Some(Skipped {
+        status: "COOLDOWN",
+        message,
+        run_id: record.run_id.clone(),
+    })
 }
 
 fn describe_scope(decl: &Declaration) -> String {
     match &decl.external_storage.scope {
-        crate::declaration::Scope::Name(n) => format!("no bucket named {n}"),
-        crate::declaration::Scope::Tags(t) => {
+        Scope::Name(n) => format!("no bucket named {n}"),
+        Scope::Tags(t) => {
             let tags: Vec<String> = t.iter().map(|(k, v)| format!("{k}={v}")).collect();
             format!("no bucket tagged {}", tags.join(", "))
         }
@@ -264,6 +402,7 @@ mod tests {
     use crate::error::ErrorKind;
     use crate::lab::{SEED_A, SEED_A_EXT, SEED_B, SEED_B_EXT, SEED_EIP, SEED_RTB};
     use crate::memory::{FaultTiming, MemoryCloud};
+    use crate::ports::ObjectStore;
     use proptest::prelude::*;
     use serde_json::Value;
 
@@ -271,12 +410,17 @@ mod tests {
     const BUCKET: &str = "cfe-state-bigip-ha";
     const STATE: &str = "f5cloudfailover/f5cloudfailoverstate.json";
 
+    /// A forced request (the cooldown has its own tests).
     fn req(target: &str, mode: Mode) -> RunRequest {
-        RunRequest {
-            target: TargetSpec::Instance(target.into()),
-            mode,
-            trigger: "test".into(),
-            request_id: None,
+        let mut r = RunRequest::new(TargetSpec::Instance(target.into()), mode, "test");
+        r.force = true;
+        r
+    }
+
+    fn completed(o: RunOutcome) -> RunReport {
+        match o {
+            RunOutcome::Completed(r) => *r,
+            RunOutcome::Skipped(s) => panic!("skipped: {s:?}"),
         }
     }
 
@@ -288,6 +432,7 @@ mod tests {
             req(target, mode),
         )
         .await
+        .map(completed)
     }
 
     fn state(cloud: &MemoryCloud) -> Value {
@@ -377,8 +522,11 @@ mod tests {
         assert!(matches!(e, FailoverError::Refused(_)));
         assert_eq!(cloud.mutation_count(), 0);
         assert!(cloud.object(BUCKET, STATE).is_none());
-        let history = cloud.calls().iter().filter(|c| *c == "PutObject").count();
-        assert_eq!(history, 1);
+        let history = cloud
+            .list_keys(BUCKET, "f5cloudfailover/history/")
+            .await
+            .unwrap();
+        assert_eq!(history.len(), 1);
     }
 
     #[tokio::test]
@@ -413,7 +561,7 @@ mod tests {
             .as_str()
             .unwrap()
             .contains("RequestLimitExceeded"));
-        assert!(r.into_result().is_err());
+        assert!(RunOutcome::Completed(Box::new(r)).into_result().is_err());
 
         cloud.reset_calls();
         let next = go(&cloud, SEED_B, Mode::Execute).await.unwrap();
@@ -454,7 +602,7 @@ mod tests {
         let d = Declaration::parse(AFTER).unwrap();
         let mut rq = req(SEED_A, Mode::Execute);
         rq.target = TargetSpec::PeerOf(SEED_A.into());
-        let r = run(&cloud, &cloud, &d, rq.clone()).await.unwrap();
+        let r = completed(run(&cloud, &cloud, &d, rq.clone()).await.unwrap());
         assert_eq!(r.record.target, SEED_B);
         cloud.set_instance_state(SEED_B, "stopped");
         let e = run(&cloud, &cloud, &d, rq).await.unwrap_err();

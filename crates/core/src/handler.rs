@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 use std::str::FromStr;
+use std::time::Instant;
 
 use serde_json::{json, Value};
 
@@ -79,6 +80,15 @@ pub async fn load_declaration(
     Ok(Declaration::parse(&text)?)
 }
 
+/// Who is calling and by when it must answer.
+#[derive(Clone, Debug, Default)]
+pub struct Invocation {
+    /// Lambda request id.
+    pub request_id: Option<String>,
+    /// Lambda deadline.
+    pub deadline: Option<Instant>,
+}
+
 /// Handles one event: returns the run report (or why nothing was done) as JSON. The event
 /// is validated before anything is read from the cloud.
 pub async fn handle(
@@ -86,7 +96,7 @@ pub async fn handle(
     store: &dyn ObjectStore,
     declaration: &Location,
     event: &Value,
-    request_id: Option<String>,
+    invocation: Invocation,
 ) -> Result<Value, FailoverError> {
     let trigger = events::parse(event)?;
     tracing::info!(?trigger, "event received");
@@ -100,8 +110,9 @@ pub async fn handle(
             target,
             mode,
             trigger,
+            force,
         } => {
-            let report = run(
+            let outcome = run(
                 ec2,
                 store,
                 &decl,
@@ -109,12 +120,14 @@ pub async fn handle(
                     target,
                     mode,
                     trigger,
-                    request_id,
+                    request_id: invocation.request_id,
+                    force,
+                    deadline: invocation.deadline,
                 },
             )
             .await?
             .into_result()?;
-            Ok(serde_json::to_value(&report).expect("report serializes"))
+            Ok(serde_json::to_value(&outcome).expect("report serializes"))
         }
     }
 }

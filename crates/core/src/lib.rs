@@ -17,6 +17,7 @@ pub mod failover;
 pub mod handler;
 pub mod inspect;
 pub mod lab;
+pub mod lock;
 pub mod memory;
 pub mod model;
 pub mod net;

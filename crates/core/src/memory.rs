@@ -43,6 +43,7 @@ struct Subnet {
 #[derive(Clone, Debug)]
 struct InstanceRec {
     state: String,
+    impaired: bool,
     az: String,
     tags: Tags,
     interfaces: Vec<String>,
@@ -98,6 +99,7 @@ impl MemoryCloud {
                     i.id.clone(),
                     InstanceRec {
                         state: "running".into(),
+                        impaired: false,
                         az: i.az.clone(),
                         tags: t,
                         interfaces: i.interfaces.iter().map(|n| n.id.clone()).collect(),
@@ -213,6 +215,13 @@ impl MemoryCloud {
     pub fn set_instance_state(&self, id: &str, state: &str) {
         if let Some(i) = self.world.lock().unwrap().instances.get_mut(id) {
             i.state = state.into();
+        }
+    }
+
+    /// Marks an instance as failing (or passing) its EC2 status checks.
+    pub fn set_impaired(&self, id: &str, impaired: bool) {
+        if let Some(i) = self.world.lock().unwrap().instances.get_mut(id) {
+            i.impaired = impaired;
         }
     }
 
@@ -426,6 +435,16 @@ impl Ec2Describe for MemoryCloud {
                     })
                 })
             })
+        })
+    }
+
+    async fn impaired_instances(&self, instance_ids: &[String]) -> Result<Vec<String>, CloudError> {
+        self.call("DescribeInstanceStatus", |w| {
+            Ok(instance_ids
+                .iter()
+                .filter(|id| w.instances.get(*id).is_some_and(|i| i.impaired))
+                .cloned()
+                .collect())
         })
     }
 

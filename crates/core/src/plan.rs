@@ -131,6 +131,15 @@ pub fn plan(decl: &Declaration, snap: &Snapshot, target: &str) -> Result<Plan, R
             )],
         });
     }
+    if snap.impaired.contains(&t.id) {
+        return Err(Refusal {
+            reasons: vec![format!(
+                "target {} ({}) fails its EC2 status checks",
+                t.id,
+                t.display_name()
+            )],
+        });
+    }
     let moved = p.secondary_ips(t);
     p.routes(t);
     p.elastic_ips(t, &moved);

@@ -2,12 +2,13 @@
 //! extended with a `serverless` block, plus one history object per run.
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
 use crate::declaration::{Declaration, EXTENSION_KEY};
 use crate::error::CloudError;
 use crate::execute::Outcome;
+use crate::failover::RunRequest;
 use crate::plan::{Action, Operation, Plan};
 use crate::ports::ObjectStore;
 
@@ -15,7 +16,7 @@ use crate::ports::ObjectStore;
 pub const PREFIX: &str = "f5cloudfailover";
 
 /// CFE's task states.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum TaskState {
     /// Mutations are being sent.
@@ -74,9 +75,86 @@ pub struct RunRecord {
     pub warnings: Vec<String>,
     /// Refusal reasons, when the planner refused.
     pub refusal: Vec<String>,
+    /// The run id of an earlier run left RUNNING or FAILED that this one converges.
+    pub recovers: Option<String>,
+    /// The last failover that changed something (kept across runs, for flap damping).
+    pub last_failover: Option<LastFailover>,
+}
+
+/// When the cluster last failed over, and to whom.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LastFailover {
+    /// The member made active.
+    pub target: String,
+    /// When the run finished.
+    pub at: DateTime<Utc>,
 }
 
 impl RunRecord {
+    /// A record for a run starting now.
+    pub fn new(run_id: String, decl: &Declaration, req: &RunRequest) -> RunRecord {
+        RunRecord {
+            run_id,
+            cluster: decl.extension.cluster_name.clone(),
+            trigger: req.trigger.clone(),
+            request_id: req.request_id.clone(),
+            mode: req.mode,
+            target: String::new(),
+            target_name: String::new(),
+            task_state: TaskState::Running,
+            message: String::new(),
+            started_at: Utc::now(),
+            finished_at: None,
+            duration_ms: None,
+            operations: Vec::new(),
+            outcomes: Vec::new(),
+            in_place: Vec::new(),
+            warnings: Vec::new(),
+            refusal: Vec::new(),
+            recovers: None,
+            last_failover: None,
+        }
+    }
+
+    /// Sets the task state and message from the outcomes.
+    pub fn conclude(&mut self) {
+        let failed: Vec<&str> = self
+            .outcomes
+            .iter()
+            .filter(|o| !o.verified)
+            .map(|o| o.operation.as_str())
+            .collect();
+        if failed.is_empty() {
+            self.task_state = TaskState::Succeeded;
+            self.message = if self.operations.is_empty() {
+                "already converged: nothing to change".into()
+            } else {
+                format!("{} operation(s) done and verified", self.operations.len())
+            };
+        } else {
+            self.task_state = TaskState::Failed;
+            self.message = format!(
+                "{} of {} operation(s) not verified ({}); the next run converges",
+                failed.len(),
+                self.operations.len(),
+                failed.join(", ")
+            );
+        }
+        if self.outcomes.iter().any(|o| o.verified) {
+            self.last_failover = Some(LastFailover {
+                target: self.target.clone(),
+                at: Utc::now(),
+            });
+        }
+    }
+
+    /// Stamps the end time and duration.
+    pub fn finish(&mut self, clock: std::time::Instant) {
+        self.finished_at = Some(Utc::now());
+        self.duration_ms = Some(clock.elapsed().as_millis() as u64);
+    }
+
     /// Copies the plan into the record.
     pub fn with_plan(mut self, plan: &Plan) -> RunRecord {
         self.target = plan.target.clone();

@@ -3,7 +3,9 @@
 //! emulator, `AWS_ENDPOINT_URL`.
 
 use failover_core::aws::{self, AwsOptions};
-use failover_core::handler::{handle, Location};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use failover_core::handler::{handle, Invocation, Location};
 use lambda_runtime::{service_fn, Diagnostic, Error, LambdaEvent};
 use serde_json::Value;
 
@@ -35,4 +37,11 @@ async fn main() -> Result<(), Error> {
         })
     }))
     .await
+}
+
+/// Lambda's deadline (ms since the epoch) as an `Instant`.
+fn deadline(epoch_ms: u64) -> Option<Instant> {
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).ok()?;
+    let left = Duration::from_millis(epoch_ms).checked_sub(now)?;
+    Some(Instant::now() + left)
 }

@@ -283,6 +283,30 @@ impl Ec2Describe for AwsEc2 {
             .collect())
     }
 
+    async fn impaired_instances(&self, instance_ids: &[String]) -> Result<Vec<String>, CloudError> {
+        const OP: &str = "DescribeInstanceStatus";
+        let mut out = Vec::new();
+        for chunk in instance_ids.chunks(100) {
+            let resp = self
+                .client
+                .describe_instance_status()
+                .set_instance_ids(Some(chunk.to_vec()))
+                .include_all_instances(true)
+                .send()
+                .await
+                .map_err(|e| cloud_error(OP, e))?;
+            for s in resp.instance_statuses() {
+                let bad = |x: Option<&types::InstanceStatusSummary>| {
+                    x.and_then(|x| x.status()) == Some(&types::SummaryStatus::Impaired)
+                };
+                if bad(s.instance_status()) || bad(s.system_status()) {
+                    out.extend(s.instance_id().map(str::to_string));
+                }
+            }
+        }
+        Ok(out)
+    }
+
     fn reports_eip_private_ip(&self) -> bool {
         !self.emulator
     }
