@@ -23,12 +23,16 @@ async fn main() -> Result<(), Error> {
     .await;
     let (cloud, declaration) = (&cloud, &declaration);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
+        let invocation = Invocation {
+            deadline: deadline(event.context.deadline),
+            request_id: Some(event.context.request_id),
+        };
         handle(
             &cloud.ec2,
             &cloud.s3,
             declaration,
             &event.payload,
-            Some(event.context.request_id),
+            invocation,
         )
         .await
         .map_err(|e| Diagnostic {
