@@ -265,8 +265,10 @@ async fn dispatch(cli: &Cli) -> Result<(), CliError> {
             let loc = location(declaration)?;
             let text = std::fs::read_to_string(event)
                 .map_err(|e| CliError(format!("{}: {e}", event.display())))?;
-            let payload: Value = serde_json::from_str(&text)
-                .map_err(|e| CliError(format!("invalid event: {}: {e}", event.display())))?;
+            // Checked before any cloud client exists: a bad event touches nothing.
+            failover_core::events::parse_text(&text)
+                .map_err(|e| CliError(format!("invalid event: {e}")))?;
+            let payload: Value = serde_json::from_str(&text).expect("parsed above");
             let cloud = aws::connect(&opts).await;
             let out = handle(&cloud.ec2, &cloud.s3, &loc, &payload, Invocation::default()).await?;
             show_report(cli.output, &out);

@@ -2,6 +2,8 @@
 //! One test target on purpose: every test binary links the whole SDK again.
 
 mod cli;
+mod corpus;
 mod moto;
 mod seed;
+mod storm;
 mod support;

@@ -622,19 +622,174 @@ mod tests {
         assert_eq!(cloud.mutation_count(), 0);
     }
 
+    fn unforced(target: &str) -> RunRequest {
+        RunRequest::new(TargetSpec::PeerOf(target.into()), Mode::Execute, "alarm")
+    }
+
+    #[tokio::test]
+    async fn cooldown_damps_flapping_unless_forced() {
+        let cloud = MemoryCloud::seed();
+        let d = Declaration::parse(AFTER).unwrap();
+        // An alarm on A: failover to B.
+        completed(run(&cloud, &cloud, &d, unforced(SEED_A)).await.unwrap());
+        assert_eq!(route(&cloud), SEED_B_EXT);
+        // Seconds later an alarm on B: within the cooldown, no failback.
+        cloud.reset_calls();
+        match run(&cloud, &cloud, &d, unforced(SEED_B)).await.unwrap() {
+            RunOutcome::Skipped(s) => {
+                assert_eq!(s.status, "COOLDOWN");
+                assert!(
+                    s.message.contains("failed over to i-061cbb31a5158ad30"),
+                    "{}",
+                    s.message
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(cloud.mutation_count(), 0);
+        assert_eq!(route(&cloud), SEED_B_EXT);
+        // Forced: it goes.
+        go(&cloud, SEED_A, Mode::Execute).await.unwrap();
+        assert_eq!(route(&cloud), SEED_A_EXT);
+        // With cooldownSeconds 0 there is no damping.
+        let mut v: Value = serde_json::from_str(AFTER).unwrap();
+        v["serverless"] = serde_json::json!({"cooldownSeconds": 0});
+        let d0 = Declaration::from_value(&v).unwrap();
+        completed(run(&cloud, &cloud, &d0, unforced(SEED_A)).await.unwrap());
+        assert_eq!(route(&cloud), SEED_B_EXT);
+    }
+
+    #[tokio::test]
+    async fn held_lock_means_in_progress_and_no_mutation() {
+        let cloud = MemoryCloud::seed();
+        let crate::lock::Acquire::Held(_lease) = crate::lock::acquire(
+            &cloud,
+            BUCKET,
+            "default",
+            "other-run",
+            std::time::Duration::from_secs(60),
+            &Encryption::None,
+        )
+        .await
+        .unwrap() else {
+            panic!("free lock")
+        };
+        cloud.reset_calls();
+        let d = Declaration::parse(AFTER).unwrap();
+        match run(&cloud, &cloud, &d, req(SEED_B, Mode::Execute))
+            .await
+            .unwrap()
+        {
+            RunOutcome::Skipped(s) => {
+                assert_eq!(s.status, "IN_PROGRESS");
+                assert!(s.message.contains("other-run"));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(cloud.mutation_count(), 0);
+    }
+
+    #[tokio::test]
+    async fn crashed_run_left_running_is_recovered_not_replayed() {
+        // A run crashed after its RUNNING write and one mutation: its lease has run out.
+        let cloud = MemoryCloud::seed();
+        let d = Declaration::parse(AFTER).unwrap();
+        let crate::lock::Acquire::Held(_dead) = crate::lock::acquire(
+            &cloud,
+            BUCKET,
+            "default",
+            "dead-run",
+            std::time::Duration::ZERO,
+            &Encryption::None,
+        )
+        .await
+        .unwrap() else {
+            panic!()
+        };
+        let dry = go(&cloud, SEED_B, Mode::DryRun).await.unwrap();
+        let mut stale = dry.record.clone();
+        stale.run_id = "dead-run".into();
+        stale.mode = Mode::Execute;
+        stale.task_state = TaskState::Running;
+        let log = StateLog {
+            store: &cloud,
+            bucket: BUCKET.into(),
+            decl: &d,
+        };
+        log.write_state(&stale).await.unwrap();
+        use crate::ports::Ec2Mutate;
+        cloud
+            .replace_route(SEED_RTB, "0.0.0.0/0".parse().unwrap(), SEED_B_EXT)
+            .await
+            .unwrap();
+        cloud.reset_calls();
+        let r = go(&cloud, SEED_B, Mode::Execute).await.unwrap();
+        assert_eq!(r.record.recovers.as_deref(), Some("dead-run"));
+        let ids: Vec<&str> = r.plan.operations.iter().map(|o| o.id.as_str()).collect();
+        assert_eq!(ids, vec!["eip:98.80.114.203"], "only what is still missing");
+        assert_eq!(cloud.mutation_count(), 1);
+        assert_eq!(state(&cloud)["serverless"]["recovers"], "dead-run");
+    }
+
+    #[tokio::test]
+    async fn the_run_records_failed_before_the_deadline() {
+        let cloud = MemoryCloud::seed();
+        cloud.delay("ReplaceRoute", std::time::Duration::from_secs(30));
+        let mut rq = req(SEED_B, Mode::Execute);
+        let start = std::time::Instant::now();
+        rq.deadline =
+            Some(start + crate::execute::DEADLINE_RESERVE + std::time::Duration::from_millis(500));
+        let d = Declaration::parse(AFTER).unwrap();
+        let r = completed(run(&cloud, &cloud, &d, rq.clone()).await.unwrap());
+        assert!(
+            start.elapsed() < rq.deadline.unwrap() - start,
+            "returned before the deadline"
+        );
+        assert_eq!(r.record.task_state, TaskState::Failed);
+        let o = r
+            .record
+            .outcomes
+            .iter()
+            .find(|o| o.operation.starts_with("route:"))
+            .unwrap();
+        assert!(o.error.as_deref().unwrap().contains("deadline"), "{o:?}");
+        assert_eq!(state(&cloud)["taskState"], "FAILED");
+    }
+
+    #[tokio::test]
+    async fn never_fails_over_to_a_unit_failing_its_status_checks() {
+        let cloud = MemoryCloud::seed();
+        cloud.set_impaired(SEED_B, true);
+        let e = go(&cloud, SEED_B, Mode::Execute).await.unwrap_err();
+        assert!(e.to_string().contains("fails its EC2 status checks"), "{e}");
+        let d = Declaration::parse(AFTER).unwrap();
+        let e = run(&cloud, &cloud, &d, unforced(SEED_A)).await.unwrap_err();
+        assert!(e.to_string().contains("no running peer"), "{e}");
+        assert_eq!(cloud.mutation_count(), 0);
+    }
+
     fn op_name() -> impl Strategy<Value = &'static str> {
         prop_oneof![
             Just("AssociateAddress"),
             Just("ReplaceRoute"),
             Just("DescribeRouteTables"),
             Just("DescribeAddresses"),
+            Just("DescribeInstances"),
+            Just("DescribeNetworkInterfaces"),
+            Just("DescribeInstanceStatus"),
+            Just("GetObject"),
+            Just("ListBuckets"),
         ]
     }
 
     fn fault() -> impl Strategy<Value = (&'static str, ErrorKind, FaultTiming, u32)> {
         (
             op_name(),
-            prop_oneof![Just(ErrorKind::Throttled), Just(ErrorKind::Transient)],
+            prop_oneof![
+                Just(ErrorKind::Throttled),
+                Just(ErrorKind::Transient),
+                Just(ErrorKind::Rejected)
+            ],
             prop_oneof![
                 Just(FaultTiming::BeforeEffect),
                 Just(FaultTiming::AfterEffect)
@@ -644,16 +799,20 @@ mod tests {
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig::with_cases(200))]
+        #![proptest_config(ProptestConfig::with_cases(1000))]
 
         /// Whatever fails during a run, the log says what happened, and one more run
         /// (without faults) converges the cluster to the target with no stale replay.
         #[test]
         fn faults_then_one_run_converges(
             start_b in any::<bool>(),
-            faults in proptest::collection::vec(fault(), 0..4),
+            faults in proptest::collection::vec(fault(), 0..5),
+            delays in proptest::collection::vec((op_name(), 0u64..3), 0..3),
         ) {
-            let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_time()
+                .build()
+                .unwrap();
             rt.block_on(async {
                 let cloud = MemoryCloud::seed();
                 if start_b {
@@ -662,16 +821,32 @@ mod tests {
                 for (op, kind, timing, n) in &faults {
                     cloud.inject(op, *kind, *timing, *n);
                 }
+                for (op, ms) in &delays {
+                    cloud.delay(op, std::time::Duration::from_millis(*ms));
+                }
                 let target = if start_b { SEED_A } else { SEED_B };
                 let want = if start_b { SEED_A_EXT } else { SEED_B_EXT };
                 let first = go(&cloud, target, Mode::Execute).await;
                 if let Ok(r) = &first {
+                    // The state log says exactly what happened: its task state is the run's,
+                    // and every operation it calls verified is true of the cloud.
                     let s = state(&cloud);
                     prop_assert_eq!(&s["taskState"], &serde_json::to_value(r.record.task_state).unwrap());
+                    for o in s["serverless"]["outcomes"].as_array().unwrap() {
+                        if o["verified"] == true {
+                            let id = o["operation"].as_str().unwrap();
+                            let got = if id.starts_with("route:") { route(&cloud) } else { eip_eni(&cloud) };
+                            prop_assert_eq!(got, want, "{} verified but not true", id);
+                        }
+                    }
                     if r.record.task_state == TaskState::Succeeded {
                         prop_assert_eq!(route(&cloud), want);
                         prop_assert_eq!(eip_eni(&cloud), want);
                     }
+                } else if !start_b {
+                    // Stopped before mutating, or failed to write its log after: either way
+                    // nothing is hidden (the log holds RUNNING or the previous state).
+                    prop_assert!(cloud.object(BUCKET, STATE).is_none() || state(&cloud)["taskState"] != "SUCCEEDED" || route(&cloud) == want);
                 }
                 cloud.clear_faults();
                 let second = go(&cloud, target, Mode::Execute).await.unwrap();

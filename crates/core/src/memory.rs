@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::Mutex;
+use std::time::Duration;
 
 use async_trait::async_trait;
 
@@ -71,6 +72,7 @@ struct World {
 pub struct MemoryCloud {
     world: Mutex<World>,
     faults: Mutex<Vec<Fault>>,
+    delays: Mutex<BTreeMap<String, Duration>>,
     calls: Mutex<Vec<String>>,
 }
 
@@ -186,9 +188,25 @@ impl MemoryCloud {
         });
     }
 
-    /// Removes all pending faults.
+    /// Makes every call of `operation` (`*` for all) take `delay` before it answers.
+    pub fn delay(&self, operation: &str, delay: Duration) {
+        self.delays.lock().unwrap().insert(operation.into(), delay);
+    }
+
+    /// Removes all pending faults and delays.
     pub fn clear_faults(&self) {
         self.faults.lock().unwrap().clear();
+        self.delays.lock().unwrap().clear();
+    }
+
+    async fn pause(&self, op: &str) {
+        let d = {
+            let delays = self.delays.lock().unwrap();
+            delays.get(op).or_else(|| delays.get("*")).copied()
+        };
+        if let Some(d) = d {
+            tokio::time::sleep(d).await;
+        }
     }
 
     /// Every call made so far, by operation name.
@@ -424,6 +442,7 @@ fn eni_field(n: &NetworkInterface, f: &Filter) -> Option<bool> {
 #[async_trait]
 impl Ec2Describe for MemoryCloud {
     async fn describe_instances(&self, filters: &[Filter]) -> Result<Vec<Instance>, CloudError> {
+        self.pause("DescribeInstances").await;
         self.call("DescribeInstances", |w| {
             let all: Vec<Instance> = w.instances.keys().map(|id| w.instance(id)).collect();
             select("DescribeInstances", all.into_iter(), filters, |i, f| {
@@ -439,6 +458,7 @@ impl Ec2Describe for MemoryCloud {
     }
 
     async fn impaired_instances(&self, instance_ids: &[String]) -> Result<Vec<String>, CloudError> {
+        self.pause("DescribeInstanceStatus").await;
         self.call("DescribeInstanceStatus", |w| {
             Ok(instance_ids
                 .iter()
@@ -452,6 +472,7 @@ impl Ec2Describe for MemoryCloud {
         &self,
         filters: &[Filter],
     ) -> Result<Vec<NetworkInterface>, CloudError> {
+        self.pause("DescribeNetworkInterfaces").await;
         self.call("DescribeNetworkInterfaces", |w| {
             select(
                 "DescribeNetworkInterfaces",
@@ -466,6 +487,7 @@ impl Ec2Describe for MemoryCloud {
         &self,
         filters: &[Filter],
     ) -> Result<Vec<RouteTable>, CloudError> {
+        self.pause("DescribeRouteTables").await;
         self.call("DescribeRouteTables", |w| {
             select(
                 "DescribeRouteTables",
@@ -485,6 +507,7 @@ impl Ec2Describe for MemoryCloud {
     }
 
     async fn describe_addresses(&self, filters: &[Filter]) -> Result<Vec<ElasticIp>, CloudError> {
+        self.pause("DescribeAddresses").await;
         self.call("DescribeAddresses", |w| {
             select(
                 "DescribeAddresses",
@@ -517,6 +540,7 @@ impl Ec2Mutate for MemoryCloud {
         private_ip: IpAddr,
     ) -> Result<String, CloudError> {
         const OP: &str = "AssociateAddress";
+        self.pause(OP).await;
         self.call(OP, |w| {
             let eni = w.interfaces.get(network_interface_id).ok_or_else(|| {
                 err(
@@ -570,6 +594,7 @@ impl Ec2Mutate for MemoryCloud {
         network_interface_id: &str,
     ) -> Result<(), CloudError> {
         const OP: &str = "ReplaceRoute";
+        self.pause(OP).await;
         self.call(OP, |w| {
             let vpc = w
                 .interfaces
@@ -633,6 +658,7 @@ impl Ec2Mutate for MemoryCloud {
         allow_reassignment: bool,
     ) -> Result<(), CloudError> {
         const OP: &str = "AssignPrivateIpAddresses";
+        self.pause(OP).await;
         self.call(OP, |w| {
             let to = w
                 .interfaces
@@ -701,10 +727,12 @@ impl Ec2Mutate for MemoryCloud {
 #[async_trait]
 impl ObjectStore for MemoryCloud {
     async fn list_buckets(&self) -> Result<Vec<String>, CloudError> {
+        self.pause("ListBuckets").await;
         self.call("ListBuckets", |w| Ok(w.buckets.keys().cloned().collect()))
     }
 
     async fn bucket_tags(&self, bucket: &str) -> Result<Tags, CloudError> {
+        self.pause("GetBucketTagging").await;
         self.call("GetBucketTagging", |w| {
             w.buckets
                 .get(bucket)
@@ -721,6 +749,7 @@ impl ObjectStore for MemoryCloud {
     }
 
     async fn bucket_exists(&self, bucket: &str) -> Result<bool, CloudError> {
+        self.pause("HeadBucket").await;
         self.call("HeadBucket", |w| Ok(w.buckets.contains_key(bucket)))
     }
 
@@ -729,6 +758,7 @@ impl ObjectStore for MemoryCloud {
         bucket: &str,
         key: &str,
     ) -> Result<Option<StoredObject>, CloudError> {
+        self.pause("GetObject").await;
         self.call("GetObject", |w| {
             let b = w
                 .buckets
@@ -750,6 +780,7 @@ impl ObjectStore for MemoryCloud {
         condition: Option<WriteCondition>,
     ) -> Result<Option<String>, CloudError> {
         const OP: &str = "PutObject";
+        self.pause(OP).await;
         self.call(OP, |w| {
             let etag = format!("\"{:032x}\"", w.next());
             let b = w
@@ -778,6 +809,7 @@ impl ObjectStore for MemoryCloud {
     }
 
     async fn list_keys(&self, bucket: &str, prefix: &str) -> Result<Vec<String>, CloudError> {
+        self.pause("ListObjectsV2").await;
         self.call("ListObjectsV2", |w| {
             let b = w
                 .buckets

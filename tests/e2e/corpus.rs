@@ -1,0 +1,150 @@
+//! The bad-input corpus (`tests/corpus/`, made by `scripts/gen-corpus.py`): every malformed
+//! declaration and event gets a clear error naming the field, through the library, the
+//! failover handler (typed error, zero mutating calls) and the CLI (non-zero exit).
+
+use std::process::Command;
+
+use failover_core::declaration::{Encryption, Extension};
+use failover_core::events;
+use failover_core::handler::{handle, Invocation, Location};
+use failover_core::memory::MemoryCloud;
+use failover_core::ports::ObjectStore;
+use failover_core::Declaration;
+
+use crate::support::repo_file;
+
+const BUCKET: &str = "cfe-state-bigip-ha";
+
+fn corpus(kind: &str) -> Vec<(String, String, String)> {
+    let index = repo_file("tests/corpus/expected.tsv");
+    index
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.split_once('\t'))
+        .filter(|(path, _)| path.starts_with(kind))
+        .map(|(path, expect)| {
+            let text = repo_file(&format!("tests/corpus/{path}"));
+            (path.to_string(), text, expect.to_string())
+        })
+        .collect()
+}
+
+fn cli() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_cloud-failover"));
+    // Loopback only: nothing here may reach a real endpoint (none is needed).
+    c.args([
+        "--endpoint-url",
+        "http://127.0.0.1:9",
+        "--region",
+        "us-east-1",
+    ]);
+    c
+}
+
+#[tokio::test]
+async fn every_bad_declaration_is_named_and_touches_nothing() {
+    let cases = corpus("declarations/");
+    assert!(cases.len() >= 50, "{} declarations", cases.len());
+    let alarm: serde_json::Value =
+        serde_json::from_str(&repo_file("events/direct-execute.json")).unwrap();
+    for (path, text, expect) in &cases {
+        let err = Declaration::parse(text).expect_err(path).to_string();
+        assert!(
+            err.starts_with(expect.as_str()),
+            "{path}: {err:?} does not start with {expect:?}"
+        );
+
+        let cloud = MemoryCloud::seed();
+        cloud
+            .put_object(
+                BUCKET,
+                "declaration.json",
+                text.clone().into_bytes(),
+                &Encryption::None,
+                None,
+            )
+            .await
+            .unwrap();
+        let loc = Location::S3 {
+            bucket: BUCKET.into(),
+            key: "declaration.json".into(),
+        };
+        cloud.reset_calls();
+        let e = handle(&cloud, &cloud, &loc, &alarm, Invocation::default())
+            .await
+            .expect_err(path);
+        assert_eq!(e.error_type(), "InvalidDeclaration", "{path}: {e}");
+        assert_eq!(
+            cloud.calls(),
+            vec!["GetObject"],
+            "{path}: only the declaration is read"
+        );
+
+        let file = format!("{}/tests/corpus/{path}", env!("CARGO_MANIFEST_DIR"));
+        let out = cli().args(["validate", &file]).output().unwrap();
+        assert!(!out.status.success(), "{path}");
+        let stderr = String::from_utf8(out.stderr).unwrap();
+        assert_eq!(stderr.lines().count(), 1, "{path}: one line: {stderr}");
+        assert!(
+            stderr.starts_with(&format!("error: invalid declaration: {expect}")),
+            "{path}: {stderr}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn every_bad_event_is_named_and_touches_nothing() {
+    let cases = corpus("events/");
+    assert!(cases.len() >= 20, "{} events", cases.len());
+    let decl_file = format!(
+        "{}/examples/seed-article/declaration-after.json",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    for (path, text, expect) in &cases {
+        let err = events::parse_text(text)
+            .and_then(|t| t.intent(&Extension::default()))
+            .expect_err(path)
+            .to_string();
+        assert!(
+            err.starts_with(expect.as_str()),
+            "{path}: {err:?} does not start with {expect:?}"
+        );
+
+        if let Ok(value) = serde_json::from_str::<serde_json::Value>(text) {
+            let cloud = MemoryCloud::seed();
+            let loc = Location::File(decl_file.clone().into());
+            let e = handle(&cloud, &cloud, &loc, &value, Invocation::default())
+                .await
+                .expect_err(path);
+            assert_eq!(e.error_type(), "InvalidEvent", "{path}: {e}");
+            assert!(cloud.calls().is_empty(), "{path}: {:?}", cloud.calls());
+        }
+
+        let file = format!("{}/tests/corpus/{path}", env!("CARGO_MANIFEST_DIR"));
+        let out = cli()
+            .args(["invoke", &file, "--declaration", &decl_file])
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{path}");
+        let stderr = String::from_utf8(out.stderr).unwrap();
+        assert!(
+            stderr.starts_with(&format!("error: invalid event: {expect}")),
+            "{path}: {stderr}"
+        );
+    }
+}
+
+#[test]
+fn huge_inputs_are_refused_by_size() {
+    let big = format!("{{\"pad\": \"{}\"}}", "x".repeat(1 << 20));
+    let e = Declaration::parse(&big).unwrap_err().to_string();
+    assert!(
+        e.starts_with("declaration: is 1048587 bytes, more than the 1048576 allowed"),
+        "{e}"
+    );
+    let e = events::parse_text(&big).unwrap_err().to_string();
+    assert!(
+        e.starts_with("event: is 1048587 bytes, more than the 262144 allowed"),
+        "{e}"
+    );
+}

@@ -1,0 +1,68 @@
+//! An alarm storm against moto: many concurrent invocations for one cluster, exactly one
+//! set of mutations (the S3 lock is real: moto enforces If-None-Match / If-Match).
+
+use failover_core::handler::{handle, Invocation};
+use failover_core::lab::{Topology, SEED_B_EXT, SEED_RTB};
+
+use crate::moto::Moto;
+use crate::support::*;
+
+const STORM: usize = 24;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn alarm_storm_yields_exactly_one_set_of_mutations() {
+    let Some(moto) = Moto::start() else { return };
+    let (cloud, calls) = moto.cloud().await;
+    let topo = Topology::seed();
+    let (ids, loc) = lab_with(
+        &cloud,
+        &topo,
+        &repo_file("examples/seed-article/declaration-after.json"),
+    )
+    .await;
+    let event = event(&ids, "alarm-eventbridge.json");
+    calls.clear();
+    let runs = (0..STORM).map(|i| {
+        let (cloud, loc, event) = (&cloud, &loc, &event);
+        async move {
+            let invocation = Invocation {
+                request_id: Some(format!("storm-{i}")),
+                deadline: None,
+            };
+            handle(&cloud.ec2, &cloud.s3, loc, event, invocation).await
+        }
+    });
+    let results = futures::future::join_all(runs).await;
+    let mut changed = 0;
+    let mut in_progress = 0;
+    let mut converged = 0;
+    for r in &results {
+        let out = r.as_ref().unwrap_or_else(|e| panic!("{e}"));
+        match out["status"].as_str() {
+            Some("IN_PROGRESS") => in_progress += 1,
+            _ => {
+                assert_eq!(out["taskState"], "SUCCEEDED", "{out:#}");
+                if out["plan"]["operations"].as_array().unwrap().is_empty() {
+                    converged += 1;
+                } else {
+                    changed += 1;
+                }
+            }
+        }
+    }
+    assert_eq!(changed, 1, "exactly one run changed the cloud");
+    assert_eq!(changed + in_progress + converged, STORM);
+    assert_eq!(
+        calls.mutation_count(),
+        2,
+        "one ReplaceRoute and one AssociateAddress: {:?}",
+        calls.calls()
+    );
+    assert_eq!(
+        route_target(&cloud, ids.real(SEED_RTB), "0.0.0.0/0")
+            .await
+            .as_deref(),
+        Some(ids.real(SEED_B_EXT))
+    );
+    eprintln!("storm of {STORM}: {changed} changed, {in_progress} in progress, {converged} converged; {} mutating calls", calls.mutation_count());
+}
