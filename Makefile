@@ -1,6 +1,11 @@
 # cloud-failover — see README.md. `make demo` and `make test` need nothing installed
-# beforehand but Rust and Python 3 (moto comes from PyPI into .venv).
-.PHONY: demo test lint fmt build clean-venv
+# beforehand but Rust and Python 3 (tools come from PyPI into .venv / .venv-sam).
+.PHONY: demo test lint fmt build validate deploy invoke logs fuzz clean-venv
+
+STACK ?= cloud-failover
+EVENT ?=
+export SAM_CLI_TELEMETRY = 0
+TOOLS = $(shell bash scripts/ensure-sam.sh)
 
 demo:  ## The field report's failover and failback on a local moto server
 	bash scripts/demo.sh
@@ -15,8 +20,26 @@ lint:  ## Formatting and clippy, as CI runs them
 fmt:
 	cargo fmt --all
 
-build:  ## Debug build of the CLI and the functions
-	cargo build --workspace
+build:  ## Release bootstrap binaries with cargo-lambda (x86_64 here; ARM64: add --arm64 on a machine with that target)
+	PATH="$(TOOLS):$$PATH" cargo lambda build --release --compiler cargo --bin failover
+	ls -l target/lambda/*/bootstrap
+
+validate:  ## cfn-lint and sam validate --lint (offline)
+	$(TOOLS)/cfn-lint template.yaml
+	$(TOOLS)/sam validate --lint --region us-east-1
+
+deploy:  ## sam build + deploy (guided the first time)
+	PATH="$(TOOLS):$$PATH" CARGO_LAMBDA_COMPILER=cargo $(TOOLS)/sam build --beta-features
+	if [ -f samconfig.toml ]; then $(TOOLS)/sam deploy; else $(TOOLS)/sam deploy --guided; fi
+
+invoke:  ## The real failover binary under `cargo lambda watch`, invoked with events/ (or EVENT=file) against moto
+	bash scripts/invoke-local.sh $(EVENT)
+
+logs:  ## Tail the deployed function's logs
+	$(TOOLS)/sam logs --stack-name $(STACK) --name FailoverFunction --tail
+
+fuzz:  ## Fuzz declaration and event parsing (SECONDS each, default 60); not in CI
+	bash scripts/fuzz.sh $(SECONDS)
 
 clean-venv:
-	rm -rf .venv
+	rm -rf .venv .venv-sam

@@ -4,5 +4,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/ensure-moto.sh >/dev/null
-export AWS_EC2_METADATA_DISABLED=true
+export AWS_EC2_METADATA_DISABLED=true SAM_CLI_TELEMETRY=0
 cargo test --workspace "$@"

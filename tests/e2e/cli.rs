@@ -28,7 +28,7 @@ fn validate_names_the_json_path_of_a_broken_declaration() {
     );
     let good = format!(
         "{}/examples/seed-article/declaration-after.json",
-        env!("CARGO_MANIFEST_DIR")
+        crate::support::ROOT
     );
     let out = cli()
         .args(["validate", &good, "--output", "table"])

@@ -80,7 +80,7 @@ async fn every_bad_declaration_is_named_and_touches_nothing() {
             "{path}: only the declaration is read"
         );
 
-        let file = format!("{}/tests/corpus/{path}", env!("CARGO_MANIFEST_DIR"));
+        let file = format!("{}/tests/corpus/{path}", crate::support::ROOT);
         let out = cli().args(["validate", &file]).output().unwrap();
         assert!(!out.status.success(), "{path}");
         let stderr = String::from_utf8(out.stderr).unwrap();
@@ -98,7 +98,7 @@ async fn every_bad_event_is_named_and_touches_nothing() {
     assert!(cases.len() >= 20, "{} events", cases.len());
     let decl_file = format!(
         "{}/examples/seed-article/declaration-after.json",
-        env!("CARGO_MANIFEST_DIR")
+        crate::support::ROOT
     );
     for (path, text, expect) in &cases {
         let err = events::parse_text(text)
@@ -120,7 +120,7 @@ async fn every_bad_event_is_named_and_touches_nothing() {
             assert!(cloud.calls().is_empty(), "{path}: {:?}", cloud.calls());
         }
 
-        let file = format!("{}/tests/corpus/{path}", env!("CARGO_MANIFEST_DIR"));
+        let file = format!("{}/tests/corpus/{path}", crate::support::ROOT);
         let out = cli()
             .args(["invoke", &file, "--declaration", &decl_file])
             .output()

@@ -3,6 +3,7 @@
 
 mod cli;
 mod corpus;
+mod iam;
 mod moto;
 mod seed;
 mod storm;

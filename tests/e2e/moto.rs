@@ -16,7 +16,7 @@ pub struct Moto {
 
 /// The Python that has moto: the project's `.venv` (made by `make test`), else `python3`.
 pub fn python() -> PathBuf {
-    let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
+    let venv = PathBuf::from(crate::support::ROOT).join(".venv/bin/python");
     if venv.exists() {
         venv
     } else {

@@ -12,9 +12,12 @@ use serde_json::Value;
 /// Where tests keep the declaration in the lab bucket.
 pub const DECLARATION_KEY: &str = "declarations/cluster.json";
 
-/// Path of a file in the repository.
+/// The repository root (this test target belongs to crates/cli).
+pub const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
+
+/// A file of the repository, as text.
 pub fn repo_file(rel: &str) -> String {
-    std::fs::read_to_string(format!("{}/{rel}", env!("CARGO_MANIFEST_DIR"))).unwrap()
+    std::fs::read_to_string(format!("{ROOT}/{rel}")).unwrap()
 }
 
 /// Creates `topo`, uploads the declaration file `decl` rewritten to the emulator's ids.

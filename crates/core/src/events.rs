@@ -299,6 +299,25 @@ fn alarm(via: AlarmVia, d: &CloudWatchAlarmData<Value, Value>) -> Trigger {
     }
 }
 
+/// The first instance id written in an alarm name (e.g. `cloud-failover-i-0abc…-health`),
+/// for alarms without an `InstanceId` dimension such as Route 53 health-check alarms.
+pub fn instance_id_in(name: &str) -> Option<String> {
+    let b = name.as_bytes();
+    (0..b.len()).find_map(|i| {
+        let boundary = i == 0 || !b[i - 1].is_ascii_alphanumeric();
+        if !boundary || !name[i..].starts_with("i-") {
+            return None;
+        }
+        let hex = name[i + 2..]
+            .bytes()
+            .take_while(u8::is_ascii_hexdigit)
+            .count();
+        let end = i + 2 + hex;
+        let closed = end == b.len() || !b[end].is_ascii_alphanumeric();
+        ((8..=17).contains(&hex) && closed).then(|| name[i..end].to_string())
+    })
+}
+
 fn dedup(ids: impl Iterator<Item = String>) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     for id in ids {
@@ -330,12 +349,15 @@ impl Trigger {
                     Some(id) => id.clone(),
                     None => match instance_ids.as_slice() {
                         [one] => instance_id(one, "InstanceId dimension")?,
-                        [] => {
-                            return Err(bad(
-                                "alarm",
-                                format!("alarm {name:?} has no InstanceId dimension and no serverless.alarmTargets entry"),
-                            ))
-                        }
+                        [] => match instance_id_in(name) {
+                            Some(id) => id,
+                            None => {
+                                return Err(bad(
+                                    "alarm",
+                                    format!("alarm {name:?} has no InstanceId dimension, no instance id in its name and no serverless.alarmTargets entry"),
+                                ))
+                            }
+                        },
                         many => {
                             return Err(bad(
                                 "alarm",
@@ -503,6 +525,17 @@ mod tests {
             Intent::Run { target, .. } => assert_eq!(target, TargetSpec::PeerOf(B.into())),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn instance_ids_are_found_in_alarm_names() {
+        assert_eq!(
+            instance_id_in("cloud-failover-i-055fd78af29715fbf-health").as_deref(),
+            Some(A)
+        );
+        assert_eq!(instance_id_in("i-061cbb31a5158ad30").as_deref(), Some(B));
+        assert_eq!(instance_id_in("multi-i-12"), None);
+        assert_eq!(instance_id_in("hi-055fd78af29715fbf"), None);
     }
 
     #[test]

@@ -10,8 +10,27 @@ use serde_json::{json, Value};
 use crate::declaration::Declaration;
 use crate::error::FailoverError;
 use crate::events::{self, Intent};
-use crate::failover::{run, RunRequest};
+use crate::failover::{run, RunOutcome, RunRequest};
 use crate::ports::{Ec2, ObjectStore};
+use crate::state::Mode;
+
+/// Every API operation `handle` can send (the failover function's IAM role grants exactly
+/// these; `tests/e2e/iam.rs` checks the template against it).
+pub const OPERATIONS: &[&str] = &[
+    "DescribeInstances",
+    "DescribeInstanceStatus",
+    "DescribeNetworkInterfaces",
+    "DescribeRouteTables",
+    "DescribeAddresses",
+    "AssociateAddress",
+    "ReplaceRoute",
+    "AssignPrivateIpAddresses",
+    "ListBuckets",
+    "GetBucketTagging",
+    "HeadBucket",
+    "GetObject",
+    "PutObject",
+];
 
 /// Where a declaration lives: `s3://bucket/key` or a local file.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -127,7 +146,17 @@ pub async fn handle(
             )
             .await?
             .into_result()?;
-            Ok(serde_json::to_value(&outcome).expect("report serializes"))
+            let mut out = serde_json::to_value(&outcome).expect("report serializes");
+            // One top-level `status` on every answer, for SNS filter policies and callers:
+            // SUCCEEDED | DRY_RUN | IN_PROGRESS | COOLDOWN (IGNORED above; failures are errors).
+            if let RunOutcome::Completed(r) = &outcome {
+                let status = match r.record.mode {
+                    Mode::DryRun => "DRY_RUN",
+                    Mode::Execute => "SUCCEEDED",
+                };
+                out["status"] = status.into();
+            }
+            Ok(out)
         }
     }
 }

@@ -7,6 +7,7 @@
 //! The cloud is reached only through the traits in [`ports`], implemented by [`aws`]
 //! (the SDK) and [`memory`] (an in-memory cloud for tests).
 
+#[cfg(feature = "aws")]
 pub mod aws;
 pub mod declaration;
 pub mod discovery;
@@ -19,6 +20,7 @@ pub mod inspect;
 pub mod lab;
 pub mod lock;
 pub mod memory;
+pub mod metrics;
 pub mod model;
 pub mod net;
 pub mod plan;

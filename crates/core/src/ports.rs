@@ -20,6 +20,50 @@ pub const MUTATING_OPERATIONS: [&str; 3] = [
     "AssignPrivateIpAddresses",
 ];
 
+/// Every API operation the ports send (as the SDK names it), with the IAM actions it needs.
+/// `GetObject` and `HeadBucket` need `s3:ListBucket` so a missing key or bucket answers 404,
+/// not 403.
+pub const PERMISSIONS: &[(&str, &[&str])] = &[
+    ("DescribeInstances", &["ec2:DescribeInstances"]),
+    ("DescribeInstanceStatus", &["ec2:DescribeInstanceStatus"]),
+    (
+        "DescribeNetworkInterfaces",
+        &["ec2:DescribeNetworkInterfaces"],
+    ),
+    ("DescribeRouteTables", &["ec2:DescribeRouteTables"]),
+    ("DescribeAddresses", &["ec2:DescribeAddresses"]),
+    ("AssociateAddress", &["ec2:AssociateAddress"]),
+    ("ReplaceRoute", &["ec2:ReplaceRoute"]),
+    (
+        "AssignPrivateIpAddresses",
+        &["ec2:AssignPrivateIpAddresses"],
+    ),
+    ("ListBuckets", &["s3:ListAllMyBuckets"]),
+    ("GetBucketTagging", &["s3:GetBucketTagging"]),
+    ("HeadBucket", &["s3:ListBucket"]),
+    ("GetObject", &["s3:GetObject", "s3:ListBucket"]),
+    ("PutObject", &["s3:PutObject"]),
+    ("ListObjectsV2", &["s3:ListBucket"]),
+];
+
+/// The IAM actions `operations` need.
+pub fn iam_actions<'a>(
+    operations: impl IntoIterator<Item = &'a str>,
+) -> std::collections::BTreeSet<&'static str> {
+    operations
+        .into_iter()
+        .flat_map(|op| {
+            PERMISSIONS
+                .iter()
+                .find(|(name, _)| *name == op)
+                .unwrap_or_else(|| panic!("{op} is not in ports::PERMISSIONS"))
+                .1
+                .iter()
+                .copied()
+        })
+        .collect()
+}
+
 /// Read-only EC2 calls. Every call must carry at least one filter: discovery never asks
 /// for a whole region. Implementations paginate internally.
 #[async_trait]

@@ -6,6 +6,7 @@ use failover_core::aws::{self, AwsOptions};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use failover_core::handler::{handle, Invocation, Location};
+use failover_core::metrics;
 use lambda_runtime::{service_fn, Diagnostic, Error, LambdaEvent};
 use serde_json::Value;
 
@@ -27,15 +28,17 @@ async fn main() -> Result<(), Error> {
             deadline: deadline(event.context.deadline),
             request_id: Some(event.context.request_id),
         };
-        handle(
+        let result = handle(
             &cloud.ec2,
             &cloud.s3,
             declaration,
             &event.payload,
             invocation,
         )
-        .await
-        .map_err(|e| Diagnostic {
+        .await;
+        // CloudWatch Embedded Metric Format: one line on stdout per invocation.
+        println!("{}", metrics::emf("failover", &result));
+        result.map_err(|e| Diagnostic {
             error_type: e.error_type().to_string(),
             error_message: e.to_string(),
         })

@@ -24,20 +24,67 @@ impl LabIds {
         self.0.get(logical).map(String::as_str).unwrap_or(logical)
     }
 
-    /// Replaces every logical id in `text` (e.g. a declaration) with the real one.
+    /// Replaces every logical id in `text` (e.g. a declaration, or an event whose SNS
+    /// message embeds ids in an escaped string) with the real one, whole tokens only.
     pub fn rewrite(&self, text: &str) -> String {
         let mut out = text.to_string();
         for (from, to) in &self.0 {
-            out = out.replace(&format!("\"{from}\""), &format!("\"{to}\""));
+            out = replace_token(&out, from, to);
         }
         out
     }
+}
+
+/// Replaces `from` where it is not part of a longer id or address.
+fn replace_token(text: &str, from: &str, to: &str) -> String {
+    let part = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '.';
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find(from) {
+        let before = if i > 0 {
+            rest[..i].chars().last()
+        } else {
+            out.chars().last()
+        };
+        let after = rest[i + from.len()..].chars().next();
+        out.push_str(&rest[..i]);
+        if before.is_some_and(part) || after.is_some_and(part) {
+            out.push_str(from);
+        } else {
+            out.push_str(to);
+        }
+        rest = &rest[i + from.len()..];
+    }
+    out.push_str(rest);
+    out
 }
 
 fn ec2_tags(tags: &Tags) -> Vec<Tag> {
     tags.iter()
         .map(|(k, v)| Tag::builder().key(k).value(v).build())
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rewrites_whole_tokens_even_inside_escaped_json() {
+        let ids = LabIds(
+            [
+                ("i-1".to_string(), "i-9".to_string()),
+                ("10.0.0.1".to_string(), "127.0.0.9".to_string()),
+            ]
+            .into(),
+        );
+        assert_eq!(
+            ids.rewrite(
+                r#"{"a":"i-1","m":"{\"id\":\"i-1\"}","b":"i-12","ip":"10.0.0.1","ip2":"10.0.0.10"}"#
+            ),
+            r#"{"a":"i-9","m":"{\"id\":\"i-9\"}","b":"i-12","ip":"127.0.0.9","ip2":"10.0.0.10"}"#
+        );
+    }
 }
 
 /// Creates `topo` and returns the id map.

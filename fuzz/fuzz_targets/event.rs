@@ -1,0 +1,14 @@
+#![no_main]
+//! Event parsing and intent never panic.
+
+use failover_core::declaration::Extension;
+use failover_core::events;
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    if let Ok(text) = std::str::from_utf8(data) {
+        if let Ok(trigger) = events::parse_text(text) {
+            let _ = trigger.intent(&Extension::default());
+        }
+    }
+});

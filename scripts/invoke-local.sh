@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Usage: scripts/invoke-local.sh [EVENT_FILE...]  (default: every file in events/)
+# Runs the real failover Lambda binary under `cargo lambda watch` (a local Lambda runtime
+# API) against a moto server holding the field report's topology, and invokes it with each
+# event file (`cargo lambda invoke --data-file`, ids rewritten to moto's).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="$(scripts/ensure-sam.sh):$PATH"
+events=("$@")
+[ ${#events[@]} -gt 0 ] || events=(events/*.json)
+cargo build --quiet -p cloud-failover -p failover
+cf=target/debug/cloud-failover
+source scripts/moto.sh
+work=$(mktemp -d)
+rewrites=(--rewrite "examples/seed-article/declaration-after.json:$work/declaration.json")
+for e in "${events[@]}"; do rewrites+=(--rewrite "$e:$work/$(basename "$e")"); done
+$cf lab up "${rewrites[@]}" >/dev/null
+uri="s3://cfe-state-bigip-ha/declarations/cluster.json"
+$cf declare "$work/declaration.json" --to "$uri" --output table
+port=$("$MOTO_PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+cargo lambda watch --invoke-address 127.0.0.1 --invoke-port "$port" --ignore-changes \
+  --env-var "DECLARATION_URI=$uri" --env-var "AWS_ENDPOINT_URL=$AWS_ENDPOINT_URL" \
+  --env-var AWS_REGION=us-east-1 --env-var AWS_ACCESS_KEY_ID=testing --env-var AWS_SECRET_ACCESS_KEY=testing \
+  --env-var AWS_EC2_METADATA_DISABLED=true >"$work/watch.log" 2>&1 &
+watch_pid=$!
+trap 'kill $watch_pid 2>/dev/null; wait $watch_pid 2>/dev/null; kill $MOTO_PID 2>/dev/null' EXIT
+for _ in $(seq 1 300); do
+  "$MOTO_PY" -c "import socket; socket.create_connection(('127.0.0.1', $port), 1)" 2>/dev/null && break
+  sleep 0.2
+done
+status=0
+for e in "${events[@]}"; do
+  echo "== cargo lambda invoke failover --data-file $e"
+  if ! cargo lambda invoke failover --invoke-address 127.0.0.1 --invoke-port "$port" \
+      --data-file "$work/$(basename "$e")" --output-format json >"$work/out.json" 2>"$work/err.txt"; then
+    echo "   error: $(tr '\n' ' ' <"$work/err.txt" | cut -c1-300)"
+    status=1
+    continue
+  fi
+  "$MOTO_PY" - "$work/out.json" <<'PY' || status=1
+import json, sys
+out = json.load(open(sys.argv[1]))
+ops = [o["id"] for o in out.get("plan", {}).get("operations", [])]
+print("   status:", out.get("status"), "|", out.get("message") or out.get("reason") or "", "|", ops)
+sys.exit(0 if out.get("status") else 1)
+PY
+done
+rm -rf "$work"
+exit $status

@@ -1,0 +1,124 @@
+//! Least privilege, proved three ways for the failover function:
+//! 1. the role in template.yaml grants exactly the IAM actions of `handler::OPERATIONS`
+//!    (no missing permission, no extra one, no wildcard action);
+//! 2. the SDK adapters can send no operation outside `ports::PERMISSIONS` (read from source);
+//! 3. what the end-to-end tests saw sent is within `handler::OPERATIONS` (`seed.rs`).
+
+use std::collections::BTreeSet;
+
+use failover_core::handler::OPERATIONS;
+use failover_core::ports::{iam_actions, PERMISSIONS};
+use serde_yaml::Value;
+
+use crate::support::repo_file;
+
+/// Untags `!If [cond, then, else]` to its `then` branch and other tags to their value.
+fn untag(v: &Value) -> &Value {
+    match v {
+        Value::Tagged(t) if t.tag == "If" => untag(&t.value.as_sequence().expect("!If list")[1]),
+        Value::Tagged(t) => untag(&t.value),
+        other => other,
+    }
+}
+
+fn actions_granted(function: &str) -> (BTreeSet<String>, Vec<Value>) {
+    let template: Value = serde_yaml::from_str(&repo_file("template.yaml")).unwrap();
+    let props = &template["Resources"][function]["Properties"];
+    let mut actions = BTreeSet::new();
+    let mut statements = Vec::new();
+    for policy in props["Policies"].as_sequence().expect("inline policies") {
+        for s in policy["Statement"].as_sequence().expect("statements") {
+            let s = untag(s).clone();
+            assert_eq!(s["Effect"], "Allow");
+            match &s["Action"] {
+                Value::String(a) => {
+                    actions.insert(a.clone());
+                }
+                Value::Sequence(list) => {
+                    actions.extend(list.iter().map(|a| a.as_str().unwrap().to_string()))
+                }
+                other => panic!("Action {other:?}"),
+            }
+            statements.push(s);
+        }
+    }
+    (actions, statements)
+}
+
+#[test]
+fn failover_role_grants_exactly_what_the_code_calls() {
+    let (granted, statements) = actions_granted("FailoverFunction");
+    let kms: BTreeSet<String> = ["kms:GenerateDataKey", "kms:Decrypt"]
+        .map(String::from)
+        .into();
+    let needed: BTreeSet<String> = iam_actions(OPERATIONS.iter().copied())
+        .into_iter()
+        .map(String::from)
+        .chain(kms)
+        .collect();
+    let missing: Vec<_> = needed.difference(&granted).collect();
+    let extra: Vec<_> = granted.difference(&needed).collect();
+    assert!(missing.is_empty(), "the role lacks {missing:?}");
+    assert!(
+        extra.is_empty(),
+        "the role grants more than the code calls: {extra:?}"
+    );
+    assert!(
+        granted.iter().all(|a| !a.contains('*')),
+        "wildcard action in {granted:?}"
+    );
+    // Every mutating EC2 action is scoped by the f5_cloud_failover_label tag where AWS
+    // evaluates it: the EIP, the route table, the interface whose addresses move.
+    for (action, resource) in [
+        ("ec2:ReplaceRoute", "route-table"),
+        ("ec2:AssociateAddress", "elastic-ip"),
+        ("ec2:AssignPrivateIpAddresses", "network-interface"),
+    ] {
+        let scoped = statements.iter().any(|s| {
+            let acts = serde_yaml::to_string(&s["Action"]).unwrap();
+            let res = serde_yaml::to_string(&s["Resource"]).unwrap();
+            acts.contains(action)
+                && res.contains(&format!(":{resource}/*"))
+                && s["Condition"]["StringEquals"]
+                    .get("aws:ResourceTag/f5_cloud_failover_label")
+                    .is_some()
+        });
+        assert!(
+            scoped,
+            "{action} on {resource} is not conditioned on the scoping tag"
+        );
+    }
+}
+
+#[test]
+fn sdk_adapters_send_only_listed_operations() {
+    let listed: BTreeSet<&str> = PERMISSIONS.iter().map(|(op, _)| *op).collect();
+    for file in ["crates/core/src/aws/ec2.rs", "crates/core/src/aws/s3.rs"] {
+        let text: String = repo_file(file).split_whitespace().collect();
+        let mut found = 0;
+        for part in text.split(".client.").skip(1) {
+            let method: String = part
+                .chars()
+                .take_while(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '_')
+                .collect();
+            let op: String = method
+                .split('_')
+                .map(|w| {
+                    let mut c = w.chars();
+                    c.next()
+                        .map(|f| f.to_ascii_uppercase().to_string() + c.as_str())
+                        .unwrap_or_default()
+                })
+                .collect();
+            assert!(
+                listed.contains(op.as_str()),
+                "{file} sends {op}, which ports::PERMISSIONS does not list"
+            );
+            found += 1;
+        }
+        assert!(
+            found >= 6,
+            "{file}: only {found} SDK calls found; is the scan still right?"
+        );
+    }
+}
