@@ -65,28 +65,6 @@ fn ec2_tags(tags: &Tags) -> Vec<Tag> {
         .collect()
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn rewrites_whole_tokens_even_inside_escaped_json() {
-        let ids = LabIds(
-            [
-                ("i-1".to_string(), "i-9".to_string()),
-                ("10.0.0.1".to_string(), "127.0.0.9".to_string()),
-            ]
-            .into(),
-        );
-        assert_eq!(
-            ids.rewrite(
-                r#"{"a":"i-1","m":"{\"id\":\"i-1\"}","b":"i-12","ip":"10.0.0.1","ip2":"10.0.0.10"}"#
-            ),
-            r#"{"a":"i-9","m":"{\"id\":\"i-9\"}","b":"i-12","ip":"127.0.0.9","ip2":"10.0.0.10"}"#
-        );
-    }
-}
-
 /// Creates `topo` and returns the id map.
 pub async fn create(cloud: &AwsCloud, topo: &Topology) -> Result<LabIds, CloudError> {
     let ec2 = cloud.ec2.client();
@@ -299,4 +277,26 @@ pub async fn create(cloud: &AwsCloud, topo: &Topology) -> Result<LabIds, CloudEr
             .map_err(|e| cloud_error("PutBucketTagging", e))?;
     }
     Ok(ids)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rewrites_whole_tokens_even_inside_escaped_json() {
+        let ids = LabIds(
+            [
+                ("i-1".to_string(), "i-9".to_string()),
+                ("10.0.0.1".to_string(), "127.0.0.9".to_string()),
+            ]
+            .into(),
+        );
+        assert_eq!(
+            ids.rewrite(
+                r#"{"a":"i-1","m":"{\"id\":\"i-1\"}","b":"i-12","ip":"10.0.0.1","ip2":"10.0.0.10"}"#
+            ),
+            r#"{"a":"i-9","m":"{\"id\":\"i-9\"}","b":"i-12","ip":"127.0.0.9","ip2":"10.0.0.10"}"#
+        );
+    }
 }
