@@ -3,6 +3,7 @@
 
 mod cli;
 mod corpus;
+mod doctor;
 mod iam;
 mod moto;
 mod seed;

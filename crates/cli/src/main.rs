@@ -9,6 +9,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 use failover_core::aws::{self, AwsOptions};
 use failover_core::discovery::resolve_bucket;
+use failover_core::doctor::{doctor, Verdict};
 use failover_core::failover::{run, RunRequest, TargetSpec};
 use failover_core::handler::{handle, load_declaration, Invocation, Location};
 use failover_core::inspect::{inspect, Inspection};
@@ -102,6 +103,12 @@ enum Command {
     },
     /// Show members, whom each managed route and EIP follows, and the last state.
     Inspect {
+        /// Declaration: s3://BUCKET/KEY or a file.
+        #[arg(long, env = "DECLARATION_URI")]
+        declaration: String,
+    },
+    /// Check the deployment: pitfalls, scope, bucket, permissions (EC2 DryRun). Exit 1 on FAIL.
+    Doctor {
         /// Declaration: s3://BUCKET/KEY or a file.
         #[arg(long, env = "DECLARATION_URI")]
         declaration: String,
@@ -287,6 +294,36 @@ async fn dispatch(cli: &Cli) -> Result<(), CliError> {
             }
             Ok(())
         }
+        Command::Doctor { declaration } => {
+            let loc = location(declaration)?;
+            let cloud = aws::connect(&opts).await;
+            let decl = load_declaration(&cloud.s3, &loc).await?;
+            let checks = doctor(&cloud.ec2, &cloud.s3, &decl)
+                .await
+                .map_err(|e| CliError(e.to_string()))?;
+            match cli.output {
+                Output::Json => print_json(&serde_json::to_value(&checks).expect("json")),
+                Output::Table => {
+                    for c in &checks {
+                        let v = serde_json::to_value(c.verdict).expect("json");
+                        println!(
+                            "{:<4}  {:<18} {}",
+                            v.as_str().unwrap_or(""),
+                            c.name,
+                            c.detail
+                        );
+                        if let Some(fix) = &c.fix {
+                            println!("      {:<18} fix: {fix}", "");
+                        }
+                    }
+                }
+            }
+            let failed = checks.iter().filter(|c| c.verdict == Verdict::Fail).count();
+            if failed > 0 {
+                return Err(CliError(format!("doctor: {failed} check(s) failed")));
+            }
+            Ok(())
+        }
         Command::State { declaration } => {
             let loc = location(declaration)?;
             let cloud = aws::connect(&opts).await;
@@ -434,6 +471,21 @@ fn print_inspection(v: &Inspection) {
             e.private_ip.as_deref().unwrap_or("-"),
             e.network_interface_id.as_deref().unwrap_or("-"),
             e.member.as_deref().unwrap_or("not a member")
+        );
+    }
+    if let Some(l) = &v.lock {
+        println!("  lock held by run {} until {}", l.owner, l.expires_at);
+    }
+    for r in &v.recent_runs {
+        println!(
+            "  run {} {} {} → {} ({}) {}: {}",
+            r.started_at,
+            r.run_id,
+            r.trigger,
+            r.target,
+            r.duration_ms.map(|d| format!("{d} ms")).unwrap_or_default(),
+            r.task_state,
+            r.message
         );
     }
     if let Some(s) = &v.last_state {

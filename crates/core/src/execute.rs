@@ -12,7 +12,7 @@ use crate::error::CloudError;
 use crate::lock::Fence;
 use crate::model::{ElasticIp, Filter, NetworkInterface, RouteTable};
 use crate::plan::{Action, Operation, Plan};
-use crate::ports::Ec2;
+use crate::ports::{Ec2, Mutation};
 
 /// Whether an operation's API call succeeded.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -129,31 +129,28 @@ fn not_sent(op: &Operation, reason: &str) -> Outcome {
 
 async fn run_one(ec2: &dyn Ec2, op: &Operation) -> Outcome {
     let start = Instant::now();
-    let result = match &op.action {
-        Action::ReplaceRoute {
+    let result = match op.action.mutation() {
+        Mutation::ReplaceRoute {
             route_table_id,
             destination,
             network_interface_id,
-            ..
         } => {
-            ec2.replace_route(route_table_id, *destination, network_interface_id)
+            ec2.replace_route(&route_table_id, destination, &network_interface_id)
                 .await
         }
-        Action::AssociateAddress {
+        Mutation::AssociateAddress {
             allocation_id,
             network_interface_id,
             private_ip,
-            ..
         } => ec2
-            .associate_address(allocation_id, network_interface_id, *private_ip)
+            .associate_address(&allocation_id, &network_interface_id, private_ip)
             .await
             .map(|_| ()),
-        Action::AssignPrivateIps {
+        Mutation::AssignPrivateIps {
             network_interface_id,
             ips,
-            ..
         } => {
-            ec2.assign_private_ips(network_interface_id, ips, true)
+            ec2.assign_private_ips(&network_interface_id, &ips, true)
                 .await
         }
     };

@@ -1,14 +1,15 @@
 //! Inspect: which member the cloud currently follows, per route and per Elastic IP, and the
 //! last state the log recorded.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::declaration::Declaration;
 use crate::discovery::{discover, Snapshot};
 use crate::error::CloudError;
+use crate::lock::{lock_key, LockBody};
 use crate::ports::{Ec2Describe, ObjectStore};
-use crate::state::StateLog;
+use crate::state::{StateLog, PREFIX};
 
 /// A member instance.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -72,7 +73,34 @@ pub struct Inspection {
     pub bucket: Option<String>,
     /// `taskState`, `timestamp`, `instance` and `message` of the state file.
     pub last_state: Option<Value>,
+    /// The cluster lock, when held.
+    pub lock: Option<LockBody>,
+    /// The most recent runs from the history, newest first.
+    pub recent_runs: Vec<RunSummary>,
 }
+
+/// One run from the history.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RunSummary {
+    /// Run id.
+    pub run_id: String,
+    /// Trigger.
+    pub trigger: String,
+    /// Target.
+    pub target: String,
+    /// Result.
+    pub task_state: String,
+    /// Summary.
+    pub message: String,
+    /// Start.
+    pub started_at: String,
+    /// Wall time.
+    pub duration_ms: Option<u64>,
+}
+
+/// How many history objects `inspect` reads.
+pub const RECENT_RUNS: usize = 5;
 
 /// Builds the picture from one snapshot (plus the state file).
 pub async fn inspect(
@@ -81,24 +109,43 @@ pub async fn inspect(
     decl: &Declaration,
 ) -> Result<Inspection, CloudError> {
     let snap = discover(ec2, store, decl).await?;
-    let last_state = match &snap.bucket {
-        Some(bucket) => StateLog {
-            store,
-            bucket: bucket.clone(),
-            decl,
-        }
-        .read_state()
-        .await?
-        .map(|s| {
-            let mut v = serde_json::Map::new();
-            for k in ["taskState", "timestamp", "instance", "message"] {
-                v.insert(k.into(), s[k].clone());
-            }
-            Value::Object(v)
-        }),
-        None => None,
+    let Some(bucket) = snap.bucket.clone() else {
+        return Ok(picture(decl, &snap, None));
     };
-    Ok(picture(decl, &snap, last_state))
+    let log = StateLog {
+        store,
+        bucket: bucket.clone(),
+        decl,
+    };
+    let history_prefix = format!("{PREFIX}/history/{}/", decl.extension.cluster_name);
+    let lock_object = lock_key(&decl.extension.cluster_name);
+    let (state, lock, mut keys) = futures::try_join!(
+        log.read_state(),
+        store.get_object(&bucket, &lock_object),
+        store.list_keys(&bucket, &history_prefix),
+    )?;
+    let last_state = state.map(|s| {
+        let mut v = serde_json::Map::new();
+        for k in ["taskState", "timestamp", "instance", "message"] {
+            v.insert(k.into(), s[k].clone());
+        }
+        Value::Object(v)
+    });
+    keys.sort();
+    keys.reverse();
+    keys.truncate(RECENT_RUNS);
+    let runs =
+        futures::future::try_join_all(keys.iter().map(|k| store.get_object(&bucket, k))).await?;
+    let mut view = picture(decl, &snap, last_state);
+    view.lock = lock
+        .and_then(|o| serde_json::from_slice::<LockBody>(&o.body).ok())
+        .filter(|l| !l.is_free(chrono::Utc::now()));
+    view.recent_runs = runs
+        .into_iter()
+        .flatten()
+        .filter_map(|o| serde_json::from_slice(&o.body).ok())
+        .collect();
+    Ok(view)
 }
 
 /// The pure part of `inspect`.
@@ -158,5 +205,7 @@ pub fn picture(decl: &Declaration, snap: &Snapshot, last_state: Option<Value>) -
         elastic_ips,
         bucket: snap.bucket.clone(),
         last_state,
+        lock: None,
+        recent_runs: Vec::new(),
     }
 }

@@ -11,6 +11,7 @@
 pub mod aws;
 pub mod declaration;
 pub mod discovery;
+pub mod doctor;
 pub mod error;
 pub mod events;
 pub mod execute;

@@ -16,7 +16,8 @@ use crate::lab::Topology;
 use crate::model::{ElasticIp, Filter, Instance, NetworkInterface, Route, RouteTable};
 use crate::net::Cidr;
 use crate::ports::{
-    Ec2Describe, Ec2Mutate, ObjectStore, StoredObject, WriteCondition, MUTATING_OPERATIONS,
+    DryRun, Ec2Describe, Ec2Mutate, Mutation, ObjectStore, StoredObject, WriteCondition,
+    MUTATING_OPERATIONS,
 };
 
 /// When an injected fault strikes relative to the call's effect.
@@ -53,6 +54,7 @@ struct InstanceRec {
 #[derive(Clone, Debug, Default)]
 struct Bucket {
     tags: Tags,
+    encryption: Option<String>,
     objects: BTreeMap<String, (Vec<u8>, String, Encryption)>,
 }
 
@@ -73,6 +75,7 @@ pub struct MemoryCloud {
     world: Mutex<World>,
     faults: Mutex<Vec<Fault>>,
     delays: Mutex<BTreeMap<String, Duration>>,
+    denied: Mutex<Vec<String>>,
     calls: Mutex<Vec<String>>,
 }
 
@@ -166,6 +169,7 @@ impl MemoryCloud {
                 topo.bucket.name.clone(),
                 Bucket {
                     tags: topo.bucket.tags.clone(),
+                    encryption: Some("AES256".into()),
                     ..Bucket::default()
                 },
             );
@@ -191,6 +195,17 @@ impl MemoryCloud {
     /// Makes every call of `operation` (`*` for all) take `delay` before it answers.
     pub fn delay(&self, operation: &str, delay: Duration) {
         self.delays.lock().unwrap().insert(operation.into(), delay);
+    }
+
+    /// Denies an API operation (as an IAM policy would): DryRun answers `Denied`.
+    pub fn deny(&self, operation: &str) {
+        self.denied.lock().unwrap().push(operation.into());
+    }
+
+    /// Sets the bucket's default encryption algorithm (`None` removes it).
+    pub fn set_bucket_encryption(&self, bucket: &str, algorithm: Option<&str>) {
+        let mut w = self.world.lock().unwrap();
+        w.buckets.get_mut(bucket).expect("bucket").encryption = algorithm.map(str::to_string);
     }
 
     /// Removes all pending faults and delays.
@@ -533,6 +548,16 @@ impl Ec2Describe for MemoryCloud {
 
 #[async_trait]
 impl Ec2Mutate for MemoryCloud {
+    async fn dry_run(&self, m: &Mutation) -> Result<DryRun, CloudError> {
+        let op = m.operation();
+        self.calls.lock().unwrap().push(format!("{op}(DryRun)"));
+        Ok(if self.denied.lock().unwrap().iter().any(|d| d == op) {
+            DryRun::Denied
+        } else {
+            DryRun::Allowed
+        })
+    }
+
     async fn associate_address(
         &self,
         allocation_id: &str,
@@ -740,6 +765,23 @@ impl ObjectStore for MemoryCloud {
                 .ok_or_else(|| {
                     err(
                         "GetBucketTagging",
+                        ErrorKind::NotFound,
+                        "NoSuchBucket",
+                        bucket,
+                    )
+                })
+        })
+    }
+
+    async fn bucket_encryption(&self, bucket: &str) -> Result<Option<String>, CloudError> {
+        self.pause("GetBucketEncryption").await;
+        self.call("GetBucketEncryption", |w| {
+            w.buckets
+                .get(bucket)
+                .map(|b| b.encryption.clone())
+                .ok_or_else(|| {
+                    err(
+                        "GetBucketEncryption",
                         ErrorKind::NotFound,
                         "NoSuchBucket",
                         bucket,

@@ -60,6 +60,43 @@ pub enum Action {
     },
 }
 
+impl Action {
+    /// The call this action makes.
+    pub fn mutation(&self) -> crate::ports::Mutation {
+        use crate::ports::Mutation;
+        match self {
+            Action::ReplaceRoute {
+                route_table_id,
+                destination,
+                network_interface_id,
+                ..
+            } => Mutation::ReplaceRoute {
+                route_table_id: route_table_id.clone(),
+                destination: *destination,
+                network_interface_id: network_interface_id.clone(),
+            },
+            Action::AssociateAddress {
+                allocation_id,
+                network_interface_id,
+                private_ip,
+                ..
+            } => Mutation::AssociateAddress {
+                allocation_id: allocation_id.clone(),
+                network_interface_id: network_interface_id.clone(),
+                private_ip: *private_ip,
+            },
+            Action::AssignPrivateIps {
+                network_interface_id,
+                ips,
+                ..
+            } => Mutation::AssignPrivateIps {
+                network_interface_id: network_interface_id.clone(),
+                ips: ips.clone(),
+            },
+        }
+    }
+}
+
 /// One planned operation.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]

@@ -39,6 +39,7 @@ pub const PERMISSIONS: &[(&str, &[&str])] = &[
         &["ec2:AssignPrivateIpAddresses"],
     ),
     ("ListBuckets", &["s3:ListAllMyBuckets"]),
+    ("GetBucketEncryption", &["s3:GetEncryptionConfiguration"]),
     ("GetBucketTagging", &["s3:GetBucketTagging"]),
     ("HeadBucket", &["s3:ListBucket"]),
     ("GetObject", &["s3:GetObject", "s3:ListBucket"]),
@@ -91,9 +92,63 @@ pub trait Ec2Describe: Send + Sync {
     }
 }
 
+/// One mutating call, for permission checks (`Ec2Mutate::dry_run`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Mutation {
+    /// AssociateAddress.
+    AssociateAddress {
+        /// EIP allocation.
+        allocation_id: String,
+        /// Target ENI.
+        network_interface_id: String,
+        /// Target private IP.
+        private_ip: IpAddr,
+    },
+    /// ReplaceRoute.
+    ReplaceRoute {
+        /// Route table.
+        route_table_id: String,
+        /// Destination.
+        destination: Cidr,
+        /// Target ENI.
+        network_interface_id: String,
+    },
+    /// AssignPrivateIpAddresses (with AllowReassignment).
+    AssignPrivateIps {
+        /// Receiving ENI.
+        network_interface_id: String,
+        /// The addresses.
+        ips: Vec<IpAddr>,
+    },
+}
+
+impl Mutation {
+    /// The API operation name.
+    pub fn operation(&self) -> &'static str {
+        match self {
+            Mutation::AssociateAddress { .. } => "AssociateAddress",
+            Mutation::ReplaceRoute { .. } => "ReplaceRoute",
+            Mutation::AssignPrivateIps { .. } => "AssignPrivateIpAddresses",
+        }
+    }
+}
+
+/// What a DryRun said about a mutation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DryRun {
+    /// `DryRunOperation`: the caller may make this call.
+    Allowed,
+    /// `UnauthorizedOperation`: the caller may not.
+    Denied,
+    /// The backend cannot check it (the emulator performs some calls despite DryRun).
+    Unchecked,
+}
+
 /// Mutating EC2 calls, each idempotent in effect.
 #[async_trait]
 pub trait Ec2Mutate: Send + Sync {
+    /// Sends `m` with `DryRun=true`: checks permission without changing anything.
+    async fn dry_run(&self, m: &Mutation) -> Result<DryRun, CloudError>;
     /// AssociateAddress with `AllowReassociation` (moves the EIP with no disassociate gap);
     /// returns the new association id.
     async fn associate_address(
@@ -148,6 +203,8 @@ pub trait ObjectStore: Send + Sync {
     async fn list_buckets(&self) -> Result<Vec<String>, CloudError>;
     /// GetBucketTagging (empty when the bucket has no tags).
     async fn bucket_tags(&self, bucket: &str) -> Result<Tags, CloudError>;
+    /// GetBucketEncryption: the default SSE algorithm (`None` when none is configured).
+    async fn bucket_encryption(&self, bucket: &str) -> Result<Option<String>, CloudError>;
     /// HeadBucket: whether the bucket exists and is reachable.
     async fn bucket_exists(&self, bucket: &str) -> Result<bool, CloudError>;
     /// GetObject (`None` when the key does not exist).

@@ -11,7 +11,7 @@ use crate::declaration::Tags;
 use crate::error::{CloudError, ErrorKind};
 use crate::model::{ElasticIp, Filter, Instance, NetworkInterface, Route, RouteTable};
 use crate::net::Cidr;
-use crate::ports::{Ec2Describe, Ec2Mutate};
+use crate::ports::{DryRun, Ec2Describe, Ec2Mutate, Mutation};
 
 /// The EC2 port over the AWS SDK.
 #[derive(Clone, Debug)]
@@ -314,6 +314,61 @@ impl Ec2Describe for AwsEc2 {
 
 #[async_trait]
 impl Ec2Mutate for AwsEc2 {
+    async fn dry_run(&self, m: &Mutation) -> Result<DryRun, CloudError> {
+        let op = m.operation();
+        let sent = match m {
+            Mutation::AssociateAddress {
+                allocation_id,
+                network_interface_id,
+                private_ip,
+            } => self
+                .client
+                .associate_address()
+                .allocation_id(allocation_id)
+                .network_interface_id(network_interface_id)
+                .private_ip_address(private_ip.to_string())
+                .allow_reassociation(true)
+                .dry_run(true)
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(|e| cloud_error(op, e)),
+            // moto performs these two even with DryRun set: never send them to the emulator.
+            _ if self.emulator => return Ok(DryRun::Unchecked),
+            Mutation::ReplaceRoute {
+                route_table_id,
+                destination,
+                network_interface_id,
+            } => {
+                let req = self
+                    .client
+                    .replace_route()
+                    .route_table_id(route_table_id)
+                    .network_interface_id(network_interface_id)
+                    .dry_run(true);
+                let req = if destination.is_ipv6() {
+                    req.destination_ipv6_cidr_block(destination.to_string())
+                } else {
+                    req.destination_cidr_block(destination.to_string())
+                };
+                req.send().await.map(|_| ()).map_err(|e| cloud_error(op, e))
+            }
+            // AssignPrivateIpAddresses has no DryRun parameter.
+            Mutation::AssignPrivateIps { .. } => return Ok(DryRun::Unchecked),
+        };
+        match sent {
+            Err(e) if e.code.as_deref() == Some("DryRunOperation") => Ok(DryRun::Allowed),
+            Err(e) if e.code.as_deref() == Some("UnauthorizedOperation") => Ok(DryRun::Denied),
+            Err(e) => Err(e),
+            Ok(()) => Err(CloudError::new(
+                op,
+                ErrorKind::Rejected,
+                "DryRunIgnored",
+                "the endpoint performed the call despite DryRun",
+            )),
+        }
+    }
+
     async fn associate_address(
         &self,
         allocation_id: &str,

@@ -74,6 +74,30 @@ impl ObjectStore for AwsS3 {
         }
     }
 
+    async fn bucket_encryption(&self, bucket: &str) -> Result<Option<String>, CloudError> {
+        match self
+            .client
+            .get_bucket_encryption()
+            .bucket(bucket)
+            .send()
+            .await
+        {
+            Ok(out) => Ok(out
+                .server_side_encryption_configuration()
+                .and_then(|c| c.rules().first())
+                .and_then(|r| r.apply_server_side_encryption_by_default())
+                .map(|d| d.sse_algorithm().as_str().to_string())),
+            Err(e) => {
+                let e = cloud_error("GetBucketEncryption", e);
+                if e.code.as_deref() == Some("ServerSideEncryptionConfigurationNotFoundError") {
+                    Ok(None)
+                } else {
+                    Err(e)
+                }
+            }
+        }
+    }
+
     async fn bucket_exists(&self, bucket: &str) -> Result<bool, CloudError> {
         match self.client.head_bucket().bucket(bucket).send().await {
             Ok(_) => Ok(true),

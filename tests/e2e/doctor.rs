@@ -1,0 +1,164 @@
+//! `doctor` names each pitfall of the field report, and `inspect` shows drift, on moto
+//! through the CLI binary.
+
+use std::process::{Command, Output};
+
+use aws_sdk_ec2::types::{AttributeBooleanValue, Tag};
+use failover_core::lab::{Topology, SEED_A, SEED_B_EXT, SEED_RTB};
+use serde_json::Value;
+
+use crate::moto::Moto;
+use crate::support::*;
+
+struct Lab {
+    moto: Moto,
+    dir: std::path::PathBuf,
+}
+
+impl Lab {
+    fn run(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_cloud-failover"))
+            .args(args)
+            .args([
+                "--endpoint-url",
+                &self.moto.endpoint,
+                "--region",
+                "us-east-1",
+            ])
+            .output()
+            .unwrap()
+    }
+
+    fn file(&self, name: &str) -> String {
+        self.dir.join(name).to_string_lossy().to_string()
+    }
+
+    fn doctor(&self, decl: &str) -> (bool, Vec<Value>) {
+        let out = self.run(&["doctor", "--declaration", &self.file(decl)]);
+        let checks: Value = serde_json::from_slice(&out.stdout).unwrap();
+        (out.status.success(), checks.as_array().unwrap().clone())
+    }
+}
+
+fn find<'a>(checks: &'a [Value], name: &str) -> &'a Value {
+    checks.iter().find(|c| c["name"] == name).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn doctor_names_each_pitfall_and_inspect_shows_drift() {
+    let Some(moto) = Moto::start() else { return };
+    let (cloud, calls) = moto.cloud().await;
+    let (ids, _) = lab_with(&cloud, &Topology::seed(), "{}").await;
+    let dir = std::env::temp_dir().join(format!("cf-doctor-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for (name, src) in [
+        ("after.json", "examples/seed-article/declaration-after.json"),
+        ("snat-none.json", "examples/seed-article/cfe-snat-none.json"),
+    ] {
+        std::fs::write(dir.join(name), ids.rewrite(&repo_file(src))).unwrap();
+    }
+    let lab = Lab { moto, dir };
+    let ec2 = cloud.ec2.client();
+
+    // Healthy: no FAIL (the moto bucket has no default encryption: a WARN).
+    calls.clear();
+    let (ok, checks) = lab.doctor("after.json");
+    assert!(ok, "{checks:#?}");
+    assert_eq!(find(&checks, "next-hops-primary")["verdict"], "PASS");
+    assert!(find(&checks, "permissions")["detail"]
+        .as_str()
+        .unwrap()
+        .contains("DryRun allowed 1 call(s)"));
+
+    // Pitfall 1: VIPs as next hops.
+    let (ok, checks) = lab.doctor("snat-none.json");
+    assert!(!ok);
+    let c = find(&checks, "next-hops-primary");
+    assert_eq!(c["verdict"], "FAIL");
+    assert!(
+        c["fix"]
+            .as_str()
+            .unwrap()
+            .contains("declare 10.0.4.11 instead of 10.0.4.101"),
+        "{c}"
+    );
+
+    // Pitfall 2: source/destination check left on.
+    let b_ext = ids.real(SEED_B_EXT);
+    ec2.modify_network_interface_attribute()
+        .network_interface_id(b_ext)
+        .source_dest_check(AttributeBooleanValue::builder().value(true).build())
+        .send()
+        .await
+        .unwrap();
+    let (ok, checks) = lab.doctor("after.json");
+    assert!(!ok);
+    let c = find(&checks, "source-dest-check");
+    assert_eq!(c["verdict"], "FAIL");
+    assert!(c["detail"].as_str().unwrap().contains(b_ext), "{c}");
+    ec2.modify_network_interface_attribute()
+        .network_interface_id(b_ext)
+        .source_dest_check(AttributeBooleanValue::builder().value(false).build())
+        .send()
+        .await
+        .unwrap();
+
+    // Pitfall 3: the route table without its scoping tag.
+    let rtb = ids.real(SEED_RTB);
+    ec2.delete_tags()
+        .resources(rtb)
+        .tags(Tag::builder().key("f5_cloud_failover_label").build())
+        .send()
+        .await
+        .unwrap();
+    let (ok, checks) = lab.doctor("after.json");
+    assert!(!ok);
+    let c = find(&checks, "route-table-tag");
+    assert_eq!(c["verdict"], "FAIL");
+    assert!(
+        c["fix"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("create-tags --resources {rtb}")),
+        "{c}"
+    );
+    assert_eq!(calls.mutation_count(), 0, "doctor changes nothing");
+    ec2.create_tags()
+        .resources(rtb)
+        .tags(
+            Tag::builder()
+                .key("f5_cloud_failover_label")
+                .value("bigip_high_availability_solution")
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+
+    // Inspect: A is active; after a manual route change the route follows B: drift.
+    let inspect = |lab: &Lab| -> Value {
+        serde_json::from_slice(
+            &lab.run(&["inspect", "--declaration", &lab.file("after.json")])
+                .stdout,
+        )
+        .unwrap()
+    };
+    let v = inspect(&lab);
+    assert_eq!(v["active"], ids.real(SEED_A));
+    assert_eq!(v["drift"], false);
+    ec2.replace_route()
+        .route_table_id(rtb)
+        .destination_cidr_block("0.0.0.0/0")
+        .network_interface_id(b_ext)
+        .send()
+        .await
+        .unwrap();
+    let v = inspect(&lab);
+    assert_eq!(v["drift"], true, "{v:#}");
+    assert_eq!(v["active"], Value::Null);
+    assert_eq!(
+        v["routes"][0]["member"],
+        ids.real(failover_core::lab::SEED_B)
+    );
+    assert_eq!(v["elasticIps"][0]["member"], ids.real(SEED_A));
+}
