@@ -289,7 +289,7 @@ pub fn static_checks(decl: &Declaration, snap: &Snapshot) -> Vec<Check> {
         eip_problems.push((
             Verdict::Fail,
             format!("Elastic IP {ip} has the scoping tags but no f5_cloud_failover_vips tag"),
-            format!("tag it f5_cloud_failover_vips=<VIP on unit A>,<VIP on unit B>"),
+            "tag it f5_cloud_failover_vips=<VIP on unit A>,<VIP on unit B>".to_string(),
         ));
     }
     for e in &snap.elastic_ips {
