@@ -1,6 +1,6 @@
 # cloud-failover — see README.md. `make demo` and `make test` need nothing installed
 # beforehand but Rust and Python 3 (tools come from PyPI into .venv / .venv-sam).
-.PHONY: demo test lint fmt build validate deploy invoke logs fuzz clean-venv
+.PHONY: demo test lint fmt build validate deploy invoke logs fuzz drill clean-venv
 
 STACK ?= cloud-failover
 EVENT ?=
@@ -21,7 +21,7 @@ fmt:
 	cargo fmt --all
 
 build:  ## Release bootstrap binaries with cargo-lambda (x86_64 here; ARM64: add --arm64 on a machine with that target)
-	PATH="$(TOOLS):$$PATH" cargo lambda build --release --compiler cargo --bin failover
+	PATH="$(TOOLS):$$PATH" cargo lambda build --release --compiler cargo --bin failover --bin probe --bin inspect
 	ls -l target/lambda/*/bootstrap
 
 validate:  ## cfn-lint and sam validate --lint (offline)
@@ -37,6 +37,10 @@ invoke:  ## The real failover binary under `cargo lambda watch`, invoked with ev
 
 logs:  ## Tail the deployed function's logs
 	$(TOOLS)/sam logs --stack-name $(STACK) --name FailoverFunction --tail
+
+drill:  ## The field report's experiment locally: kill the active appliance, measure the gap (drill.svg)
+	bash scripts/ensure-moto.sh >/dev/null
+	cargo run --quiet -p cloud-failover -- drill --output table --plot drill.svg
 
 fuzz:  ## Fuzz declaration and event parsing (SECONDS each, default 60); not in CI
 	bash scripts/fuzz.sh $(SECONDS)

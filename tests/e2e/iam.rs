@@ -6,7 +6,7 @@
 
 use std::collections::BTreeSet;
 
-use failover_core::handler::OPERATIONS;
+use failover_core::handler::{INSPECT_OPERATIONS, OPERATIONS, PROBE_OPERATIONS};
 use failover_core::ports::{iam_actions, PERMISSIONS};
 use serde_yaml::Value;
 
@@ -26,8 +26,19 @@ fn actions_granted(function: &str) -> (BTreeSet<String>, Vec<Value>) {
     let props = &template["Resources"][function]["Properties"];
     let mut actions = BTreeSet::new();
     let mut statements = Vec::new();
-    for policy in props["Policies"].as_sequence().expect("inline policies") {
-        for s in policy["Statement"].as_sequence().expect("statements") {
+    for policy in props["Policies"].as_sequence().expect("policies") {
+        // An inline policy, or `!Ref` to an AWS::IAM::ManagedPolicy of this template.
+        let doc = match policy {
+            Value::Tagged(t) if t.tag == "Ref" => {
+                let name = t.value.as_str().unwrap();
+                let res = &template["Resources"][name];
+                assert_eq!(res["Type"], "AWS::IAM::ManagedPolicy", "{name}");
+                res["Properties"]["PolicyDocument"].clone()
+            }
+            Value::String(arn) => panic!("{function} uses a policy outside the template: {arn}"),
+            inline => inline.clone(),
+        };
+        for s in doc["Statement"].as_sequence().expect("statements") {
             let s = untag(s).clone();
             assert_eq!(s["Effect"], "Allow");
             match &s["Action"] {
@@ -45,27 +56,50 @@ fn actions_granted(function: &str) -> (BTreeSet<String>, Vec<Value>) {
     (actions, statements)
 }
 
-#[test]
-fn failover_role_grants_exactly_what_the_code_calls() {
-    let (granted, statements) = actions_granted("FailoverFunction");
-    let kms: BTreeSet<String> = ["kms:GenerateDataKey", "kms:Decrypt"]
-        .map(String::from)
-        .into();
-    let needed: BTreeSet<String> = iam_actions(OPERATIONS.iter().copied())
+/// The role of `function` grants exactly the IAM actions of `operations` (+ `kms`).
+fn grants_exactly(function: &str, operations: &[&str], kms: &[&str]) -> Vec<Value> {
+    let (granted, statements) = actions_granted(function);
+    let needed: BTreeSet<String> = iam_actions(operations.iter().copied())
         .into_iter()
+        .chain(kms.iter().copied())
         .map(String::from)
-        .chain(kms)
         .collect();
     let missing: Vec<_> = needed.difference(&granted).collect();
     let extra: Vec<_> = granted.difference(&needed).collect();
-    assert!(missing.is_empty(), "the role lacks {missing:?}");
+    assert!(missing.is_empty(), "{function}'s role lacks {missing:?}");
     assert!(
         extra.is_empty(),
-        "the role grants more than the code calls: {extra:?}"
+        "{function}'s role grants more than its code calls: {extra:?}"
     );
     assert!(
         granted.iter().all(|a| !a.contains('*')),
         "wildcard action in {granted:?}"
+    );
+    statements
+}
+
+#[test]
+fn inspect_and_probe_roles_grant_exactly_what_their_code_calls() {
+    let statements = grants_exactly("InspectFunction", INSPECT_OPERATIONS, &["kms:Decrypt"]);
+    assert!(
+        statements
+            .iter()
+            .all(|s| !serde_yaml::to_string(&s["Action"]).unwrap().contains("Put")),
+        "inspect is read-only"
+    );
+    grants_exactly(
+        "ProbeFunction",
+        PROBE_OPERATIONS,
+        &["kms:GenerateDataKey", "kms:Decrypt"],
+    );
+}
+
+#[test]
+fn failover_role_grants_exactly_what_the_code_calls() {
+    let statements = grants_exactly(
+        "FailoverFunction",
+        OPERATIONS,
+        &["kms:GenerateDataKey", "kms:Decrypt"],
     );
     // Every mutating EC2 action is scoped by the f5_cloud_failover_label tag where AWS
     // evaluates it: the EIP, the route table, the interface whose addresses move.

@@ -113,6 +113,22 @@ enum Command {
         #[arg(long, env = "DECLARATION_URI")]
         declaration: String,
     },
+    /// The field report's experiment, locally: moto, two loopback appliances, a client every
+    /// 100 ms, the active one killed, the probe failing over; prints the timeline and the gap.
+    Drill {
+        /// Write an SVG plot of response time over the run.
+        #[arg(long)]
+        plot: Option<PathBuf>,
+        /// Python with moto[server] (default: .venv/bin/python, else python3).
+        #[arg(long)]
+        python: Option<PathBuf>,
+        /// Length of the run, seconds.
+        #[arg(long, default_value_t = 8)]
+        duration: u64,
+        /// When the active appliance is killed, seconds.
+        #[arg(long, default_value_t = 2)]
+        kill_at: u64,
+    },
     /// Print the state file (f5cloudfailoverstate.json) the last run wrote.
     State {
         /// Declaration: s3://BUCKET/KEY or a file.
@@ -324,6 +340,21 @@ async fn dispatch(cli: &Cli) -> Result<(), CliError> {
             }
             Ok(())
         }
+        Command::Drill {
+            plot,
+            python,
+            duration,
+            kill_at,
+        } => {
+            drill(
+                cli.output,
+                plot.as_deref(),
+                python.clone(),
+                *duration,
+                *kill_at,
+            )
+            .await
+        }
         Command::State { declaration } => {
             let loc = location(declaration)?;
             let cloud = aws::connect(&opts).await;
@@ -496,5 +527,151 @@ fn print_inspection(v: &Inspection) {
             s["instance"].as_str().unwrap_or("?"),
             s["message"].as_str().unwrap_or("")
         );
+    }
+}
+
+/// A moto server for the drill, stopped on drop.
+struct Moto(std::process::Child);
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start_moto(python: Option<PathBuf>) -> Result<(Moto, String), CliError> {
+    use std::process::{Command, Stdio};
+    let python = python.unwrap_or_else(|| {
+        let venv = PathBuf::from(".venv/bin/python");
+        if venv.exists() {
+            venv
+        } else {
+            PathBuf::from("python3")
+        }
+    });
+    let has_moto = Command::new(&python)
+        .args(["-c", "import moto.server"])
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !has_moto {
+        return Err(CliError(format!(
+            "{} has no moto: run `make drill` (installs moto[server] into .venv) or pass --python",
+            python.display()
+        )));
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map_err(|e| CliError(e.to_string()))?
+        .port();
+    let child = Command::new(&python)
+        .args([
+            "-m",
+            "moto.server",
+            "-H",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| CliError(format!("starting moto: {e}")))?;
+    let moto = Moto(child);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if std::time::Instant::now() > deadline {
+            return Err(CliError("moto did not start within 60 s".into()));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    Ok((moto, format!("http://127.0.0.1:{port}")))
+}
+
+async fn drill(
+    output: Output,
+    plot: Option<&std::path::Path>,
+    python: Option<PathBuf>,
+    duration: u64,
+    kill_at: u64,
+) -> Result<(), CliError> {
+    use failover_core::drill::{self, Appliance, DrillConfig};
+    use failover_core::lab::{SEED_A, SEED_A_EXT, SEED_B, SEED_B_EXT, SEED_RTB};
+    if kill_at >= duration {
+        return Err(CliError(
+            "--kill-at must be before the end of --duration".into(),
+        ));
+    }
+    let (_moto, endpoint) = start_moto(python)?;
+    let cloud = aws::connect(&AwsOptions {
+        region: Some("us-east-1".into()),
+        endpoint_url: Some(endpoint.clone()),
+    })
+    .await;
+    let ids = aws::lab::create(&cloud, &Topology::seed())
+        .await
+        .map_err(|e| CliError(e.to_string()))?;
+    let io = |e: std::io::Error| CliError(e.to_string());
+    let a = Appliance::start("failover01.www.non-97.net")
+        .await
+        .map_err(io)?;
+    let b = Appliance::start("failover02.www.non-97.net")
+        .await
+        .map_err(io)?;
+    let text = ids.rewrite(include_str!(
+        "../../../examples/seed-article/declaration-after.json"
+    ));
+    let mut v: Value = serde_json::from_str(&text).expect("embedded declaration");
+    v["serverless"] = serde_json::json!({
+        "clusterName": "drill",
+        "cooldownSeconds": 0,
+        "probe": {
+            "kind": "http", "path": "/", "expectBody": "ACTIVE",
+            "intervalMs": 200, "timeoutMs": 300, "failuresToDown": 2, "successesToUp": 1,
+            "targets": {ids.real(SEED_A): a.addr.to_string(), ids.real(SEED_B): b.addr.to_string()}
+        }
+    });
+    let decl = Declaration::from_value(&v).map_err(|e| CliError(e.to_string()))?;
+    eprintln!(
+        "drill: moto at {endpoint}; appliances {} at {} and {} at {}",
+        a.name, a.addr, b.name, b.addr
+    );
+    eprintln!("drill: the data path is SIMULATED: each request goes to the appliance the route table's next hop names");
+    let appliances: std::collections::BTreeMap<String, Appliance> = [
+        (ids.real(SEED_A_EXT).to_string(), a),
+        (ids.real(SEED_B_EXT).to_string(), b),
+    ]
+    .into();
+    let cfg = DrillConfig {
+        duration: std::time::Duration::from_secs(duration),
+        kill_at: std::time::Duration::from_secs(kill_at),
+        ..DrillConfig::default()
+    };
+    let report = drill::run(
+        &cloud.ec2,
+        &cloud.s3,
+        &decl,
+        ids.real(SEED_RTB),
+        "0.0.0.0/0".parse().expect("cidr"),
+        &appliances,
+        &cfg,
+    )
+    .await?;
+    match output {
+        Output::Json => print_json(&serde_json::to_value(&report).expect("json")),
+        Output::Table => print!("{}", drill::timeline(&report)),
+    }
+    if let Some(path) = plot {
+        std::fs::write(path, drill::svg(&report))
+            .map_err(|e| CliError(format!("{}: {e}", path.display())))?;
+        eprintln!("drill: plot written to {}", path.display());
+    }
+    match report.gap_ms {
+        Some(g) if g <= 5000 => Ok(()),
+        Some(g) => Err(CliError(format!(
+            "gap without answers {g} ms is over the 5 s goal"
+        ))),
+        None => Err(CliError("answers never came back".into())),
     }
 }

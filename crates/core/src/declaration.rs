@@ -196,6 +196,61 @@ pub struct Extension {
     /// `failbackTo`: the preferred member; when its alarm returns to OK or it starts running,
     /// the cluster fails back to it. Absent (the default): no automatic failback.
     pub failback_to: Option<String>,
+    /// `probe`: how the health probe checks the members (absent: no probing).
+    pub probe: Option<ProbeConfig>,
+}
+
+/// How a member is probed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum ProbeKind {
+    /// A TCP connect.
+    Tcp,
+    /// An HTTP GET (plain HTTP; point it at a health endpoint or a local monitor).
+    Http,
+}
+
+/// `serverless.probe`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProbeConfig {
+    /// `kind`: `tcp` or `http` (default `http`).
+    pub kind: ProbeKind,
+    /// `port` for members without a `targets` entry (default 80).
+    pub port: u16,
+    /// `path` of the GET (default `/`).
+    pub path: String,
+    /// `expectStatus` (default 200).
+    pub expect_status: u16,
+    /// `expectBody`: a substring the body must contain (e.g. `ACTIVE`).
+    pub expect_body: Option<String>,
+    /// `intervalMs` between rounds (default 300).
+    pub interval_ms: u64,
+    /// `timeoutMs` per probe (default 1000).
+    pub timeout_ms: u64,
+    /// `failuresToDown`: k consecutive failures call a member down (default 3).
+    pub failures_to_down: u32,
+    /// `successesToUp`: m consecutive successes call it up again (default 2).
+    pub successes_to_up: u32,
+    /// `targets`: member → `ip:port` to probe (default: its first interface's primary IP).
+    pub targets: BTreeMap<String, std::net::SocketAddr>,
+}
+
+impl Default for ProbeConfig {
+    fn default() -> Self {
+        ProbeConfig {
+            kind: ProbeKind::Http,
+            port: 80,
+            path: "/".into(),
+            expect_status: 200,
+            expect_body: None,
+            interval_ms: 300,
+            timeout_ms: 1000,
+            failures_to_down: 3,
+            successes_to_up: 2,
+            targets: BTreeMap::new(),
+        }
+    }
 }
 
 impl Default for Extension {
@@ -207,6 +262,7 @@ impl Default for Extension {
             lock_lease_seconds: 120,
             cooldown_seconds: 60,
             failback_to: None,
+            probe: None,
         }
     }
 }
@@ -693,8 +749,80 @@ fn parse_extension(v: &Value, p: Path) -> Result<Extension, DeclarationError> {
         }
         ext.failback_to = Some(id.to_string());
     }
+    if let Some((v, p)) = o.opt("probe") {
+        ext.probe = Some(parse_probe(v, p)?);
+    }
     o.finish()?;
     Ok(ext)
+}
+
+fn parse_probe(v: &Value, p: Path) -> Result<ProbeConfig, DeclarationError> {
+    let mut o = Obj::new(v, p)?;
+    let mut cfg = ProbeConfig::default();
+    if let Some((kind, kp)) = o.opt_str("kind")? {
+        cfg.kind = match kind {
+            "tcp" => ProbeKind::Tcp,
+            "http" => ProbeKind::Http,
+            other => return Err(kp.err(format!("{} is not \"tcp\" or \"http\"", show_str(other)))),
+        };
+    }
+    if let Some(n) = o.opt_int("port", 1, 65535)? {
+        cfg.port = n as u16;
+    }
+    if let Some((path, pp)) = o.opt_str("path")? {
+        if !path.starts_with('/') || path.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(pp.err(format!("{} is not a path starting with /", show_str(path))));
+        }
+        cfg.path = path.to_string();
+    }
+    if let Some(n) = o.opt_int("expectStatus", 100, 599)? {
+        cfg.expect_status = n as u16;
+    }
+    if let Some((body, _)) = o.opt_str("expectBody")? {
+        cfg.expect_body = Some(body.to_string());
+    }
+    if let Some(n) = o.opt_int("intervalMs", 100, 60_000)? {
+        cfg.interval_ms = n;
+    }
+    if let Some(n) = o.opt_int("timeoutMs", 50, 30_000)? {
+        cfg.timeout_ms = n;
+    }
+    if let Some(n) = o.opt_int("failuresToDown", 1, 100)? {
+        cfg.failures_to_down = n as u32;
+    }
+    if let Some(n) = o.opt_int("successesToUp", 1, 100)? {
+        cfg.successes_to_up = n as u32;
+    }
+    if let Some((v, tp)) = o.opt("targets") {
+        let map = v.as_object().ok_or_else(|| {
+            tp.err(format!(
+                "expected an object of instance id to ip:port, got {}",
+                show(v)
+            ))
+        })?;
+        for (id, addr) in map {
+            let ap = tp.key(id);
+            if !is_instance_id(id) {
+                return Err(ap.err("the key is not an instance id (i-…)"));
+            }
+            let text = addr.as_str().ok_or_else(|| {
+                ap.err(format!(
+                    "expected \"ip:port\" or \"ip\", got {}",
+                    show(addr)
+                ))
+            })?;
+            let sock = text
+                .parse::<std::net::SocketAddr>()
+                .or_else(|_| {
+                    text.parse::<IpAddr>()
+                        .map(|ip| std::net::SocketAddr::new(ip, cfg.port))
+                })
+                .map_err(|_| ap.err(format!("{} is not \"ip:port\" or \"ip\"", show_str(text))))?;
+            cfg.targets.insert(id.clone(), sock);
+        }
+    }
+    o.finish()?;
+    Ok(cfg)
 }
 
 /// True for strings shaped like an EC2 instance id.

@@ -32,6 +32,23 @@ pub const OPERATIONS: &[&str] = &[
     "PutObject",
 ];
 
+/// Every API operation `handle_inspect` can send (the inspect function's role).
+pub const INSPECT_OPERATIONS: &[&str] = &[
+    "DescribeInstances",
+    "DescribeInstanceStatus",
+    "DescribeNetworkInterfaces",
+    "DescribeRouteTables",
+    "DescribeAddresses",
+    "ListBuckets",
+    "GetBucketTagging",
+    "HeadBucket",
+    "GetObject",
+    "ListObjectsV2",
+];
+
+/// The probe function fails over in process: it needs what `handle` needs.
+pub const PROBE_OPERATIONS: &[&str] = OPERATIONS;
+
 /// Where a declaration lives: `s3://bucket/key` or a local file.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Location {
@@ -159,4 +176,36 @@ pub async fn handle(
             Ok(out)
         }
     }
+}
+
+/// The probe function: probes the members until shortly before the next scheduled run (or the
+/// Lambda deadline), failing over in process when the followed member goes down.
+pub async fn handle_probe(
+    ec2: &dyn Ec2,
+    store: &dyn ObjectStore,
+    declaration: &Location,
+    invocation: Invocation,
+) -> Result<Value, FailoverError> {
+    const WINDOW: std::time::Duration = std::time::Duration::from_secs(55);
+    const RESERVE: std::time::Duration = std::time::Duration::from_secs(5);
+    let decl = load_declaration(store, declaration).await?;
+    let until = match invocation.deadline {
+        Some(d) => (Instant::now() + WINDOW).min(d.checked_sub(RESERVE).unwrap_or(d)),
+        None => Instant::now() + WINDOW,
+    };
+    let report = crate::probe::watch(ec2, store, &decl, until).await?;
+    Ok(serde_json::to_value(&report).expect("report serializes"))
+}
+
+/// The inspect function: the same JSON as `cloud-failover inspect`.
+pub async fn handle_inspect(
+    ec2: &dyn Ec2,
+    store: &dyn ObjectStore,
+    declaration: &Location,
+) -> Result<Value, FailoverError> {
+    let decl = load_declaration(store, declaration).await?;
+    let view = crate::inspect::inspect(ec2, store, &decl)
+        .await
+        .map_err(FailoverError::Discovery)?;
+    Ok(serde_json::to_value(&view).expect("inspection serializes"))
 }

@@ -12,6 +12,9 @@ pub mod aws;
 pub mod declaration;
 pub mod discovery;
 pub mod doctor;
+pub mod drill;
+#[cfg(feature = "aws")]
+pub mod entry;
 pub mod error;
 pub mod events;
 pub mod execute;
@@ -26,6 +29,7 @@ pub mod model;
 pub mod net;
 pub mod plan;
 pub mod ports;
+pub mod probe;
 pub mod state;
 
 pub use declaration::Declaration;

@@ -1,0 +1,35 @@
+//! Helpers for the entry points only (the Lambda `main`s): the one place below them that
+//! reads the environment.
+
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crate::aws::{self, AwsCloud, AwsOptions};
+use crate::handler::{Invocation, Location};
+
+/// Reads `DECLARATION_URI` (required) and `AWS_ENDPOINT_URL` (for local runs), and builds the
+/// SDK adapters once, before the first event.
+pub async fn lambda_setup() -> Result<(AwsCloud, Location), String> {
+    let declaration: Location = std::env::var("DECLARATION_URI")
+        .map_err(|_| "DECLARATION_URI is not set (expected s3://BUCKET/KEY)".to_string())?
+        .parse()
+        .map_err(|e| format!("DECLARATION_URI: {e}"))?;
+    let cloud = aws::connect(&AwsOptions {
+        region: None,
+        endpoint_url: std::env::var("AWS_ENDPOINT_URL").ok(),
+    })
+    .await;
+    Ok((cloud, declaration))
+}
+
+/// The invocation from Lambda's request id and deadline (ms since the epoch).
+pub fn invocation(request_id: String, deadline_epoch_ms: u64) -> Invocation {
+    let deadline = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .ok()
+        .and_then(|now| Duration::from_millis(deadline_epoch_ms).checked_sub(now))
+        .map(|left| Instant::now() + left);
+    Invocation {
+        request_id: Some(request_id),
+        deadline,
+    }
+}

@@ -1,0 +1,330 @@
+//! The health probe: probes every member every few hundred milliseconds (TCP connect or an
+//! HTTP GET with expected status and body), calls a member down after k consecutive failures
+//! and up after m successes, and when the member the cloud follows is down and a peer is up,
+//! fails over in process (same lock, plan, execute, state log). It also repairs drift: when
+//! routes and EIPs in scope do not all follow one member, it converges them on a healthy one.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::declaration::{Declaration, ProbeConfig, ProbeKind};
+use crate::discovery::discover;
+use crate::error::FailoverError;
+use crate::failover::{run, RunOutcome, RunRequest, TargetSpec};
+use crate::inspect::picture;
+use crate::ports::{Ec2, ObjectStore};
+use crate::state::Mode;
+
+/// How often the probe re-reads who the cloud follows (besides after each failover).
+const REFRESH: Duration = Duration::from_secs(15);
+
+/// One member's health with hysteresis.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Health {
+    /// Current verdict.
+    pub up: bool,
+    /// Consecutive failures.
+    pub failures: u32,
+    /// Consecutive successes.
+    pub successes: u32,
+}
+
+impl Health {
+    fn new() -> Health {
+        Health {
+            up: true,
+            failures: 0,
+            successes: 0,
+        }
+    }
+
+    /// Records one probe; returns true when the verdict changed.
+    pub fn record(&mut self, ok: bool, cfg: &ProbeConfig) -> bool {
+        if ok {
+            self.successes += 1;
+            self.failures = 0;
+            if !self.up && self.successes >= cfg.successes_to_up {
+                self.up = true;
+                return true;
+            }
+        } else {
+            self.failures += 1;
+            self.successes = 0;
+            if self.up && self.failures >= cfg.failures_to_down {
+                self.up = false;
+                return true;
+            }
+        }
+        false
+    }
+}
+
+/// Probes one address once.
+pub async fn probe_once(cfg: &ProbeConfig, addr: SocketAddr) -> bool {
+    let timeout = Duration::from_millis(cfg.timeout_ms);
+    tokio::time::timeout(timeout, attempt(cfg, addr))
+        .await
+        .unwrap_or(false)
+}
+
+async fn attempt(cfg: &ProbeConfig, addr: SocketAddr) -> bool {
+    if cfg.kind == ProbeKind::Tcp {
+        return TcpStream::connect(addr).await.is_ok();
+    }
+    match http_get(addr, &cfg.path).await {
+        Ok((status, body)) => {
+            status == cfg.expect_status
+                && cfg
+                    .expect_body
+                    .as_deref()
+                    .is_none_or(|want| body.contains(want))
+        }
+        Err(_) => false,
+    }
+}
+
+/// A minimal HTTP/1.1 GET (no TLS): the status code and the body, or why it failed.
+pub async fn http_get(addr: SocketAddr, path: &str) -> Result<(u16, String), String> {
+    let mut stream = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
+    let request = format!(
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUser-Agent: cloud-failover\r\nConnection: close\r\n\r\n"
+    );
+    stream
+        .write_all(request.as_bytes())
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    while buf.len() < 64 * 1024 {
+        match stream.read(&mut chunk).await {
+            Ok(0) => break,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+    let text = String::from_utf8_lossy(&buf);
+    let status = text
+        .lines()
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| "no HTTP status line".to_string())?;
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
+    Ok((status, body.to_string()))
+}
+
+/// Something the probe did.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProbeEvent {
+    /// Milliseconds since the window started.
+    pub at_ms: u64,
+    /// What happened.
+    pub what: String,
+}
+
+/// A probe window's summary.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProbeReport {
+    /// Probe rounds done.
+    pub rounds: u32,
+    /// Health at the end, by member.
+    pub health: BTreeMap<String, Health>,
+    /// Verdict changes and failovers.
+    pub events: Vec<ProbeEvent>,
+}
+
+/// Probes until `until`, failing over in process when needed.
+pub async fn watch(
+    ec2: &dyn Ec2,
+    store: &dyn ObjectStore,
+    decl: &Declaration,
+    until: Instant,
+) -> Result<ProbeReport, FailoverError> {
+    let cfg = decl.extension.probe.clone().ok_or_else(|| {
+        FailoverError::Refused(vec!["the declaration has no serverless.probe block".into()])
+    })?;
+    let start = Instant::now();
+    let at = || start.elapsed().as_millis() as u64;
+    let mut report = ProbeReport {
+        rounds: 0,
+        health: BTreeMap::new(),
+        events: Vec::new(),
+    };
+    let mut view = None;
+    let mut refreshed = Instant::now();
+    let interval = Duration::from_millis(cfg.interval_ms);
+    while Instant::now() + interval < until {
+        let tick = Instant::now();
+        if view.is_none() || refreshed.elapsed() > REFRESH {
+            let snap = discover(ec2, store, decl)
+                .await
+                .map_err(FailoverError::Discovery)?;
+            let targets = addresses(&cfg, &snap);
+            view = Some((picture(decl, &snap, None), targets));
+            refreshed = Instant::now();
+        }
+        let (pic, targets) = view.as_ref().expect("set above");
+        let cfg_ref = &cfg;
+        let results = futures::future::join_all(
+            targets
+                .iter()
+                .map(|(id, addr)| async move { (id.clone(), probe_once(cfg_ref, *addr).await) }),
+        )
+        .await;
+        report.rounds += 1;
+        for (id, ok) in results {
+            let h = report.health.entry(id.clone()).or_insert_with(Health::new);
+            if h.record(ok, &cfg) {
+                let what = format!("{id} is {}", if h.up { "UP" } else { "DOWN" });
+                tracing::warn!(member = %id, up = h.up, "health changed");
+                report.events.push(ProbeEvent { at_ms: at(), what });
+            }
+        }
+        if let Some((target, why)) = decide(pic, &report.health) {
+            let req = RunRequest::new(
+                TargetSpec::Instance(target.clone()),
+                Mode::Execute,
+                format!("probe: {why}"),
+            );
+            let what = match run(ec2, store, decl, req).await {
+                Ok(RunOutcome::Completed(r)) => format!(
+                    "failover to {target} ({why}): {} — {}",
+                    serde_json::to_value(r.record.task_state)
+                        .expect("enum")
+                        .as_str()
+                        .unwrap_or(""),
+                    r.record.message
+                ),
+                Ok(RunOutcome::Skipped(s)) => {
+                    format!("failover to {target} ({why}) skipped: {}", s.message)
+                }
+                Err(e) => format!("failover to {target} ({why}) failed: {e}"),
+            };
+            tracing::warn!(%what, "probe acted");
+            report.events.push(ProbeEvent { at_ms: at(), what });
+            view = None;
+        }
+        if let Some(rest) = interval.checked_sub(tick.elapsed()) {
+            tokio::time::sleep(rest).await;
+        }
+    }
+    Ok(report)
+}
+
+/// Where each member is probed: `probe.targets`, else its first interface's primary IP.
+fn addresses(cfg: &ProbeConfig, snap: &crate::discovery::Snapshot) -> Vec<(String, SocketAddr)> {
+    snap.members
+        .iter()
+        .filter_map(|m| {
+            let addr = match cfg.targets.get(&m.id) {
+                Some(a) => *a,
+                None => SocketAddr::new(m.network_interfaces.first()?.primary_ip, cfg.port),
+            };
+            Some((m.id.clone(), addr))
+        })
+        .collect()
+}
+
+/// Whom to fail over to, and why: the followed member is down and a peer is up, or the
+/// cloud is split (drift) and a member is up.
+pub fn decide(
+    pic: &crate::inspect::Inspection,
+    health: &BTreeMap<String, Health>,
+) -> Option<(String, String)> {
+    let up = |id: &str| health.get(id).is_some_and(|h| h.up && h.successes > 0);
+    match &pic.active {
+        Some(active) if !health.get(active).is_none_or(|h| h.up) => pic
+            .members
+            .iter()
+            .find(|m| m.id != *active && m.state == "running" && up(&m.id))
+            .map(|m| (m.id.clone(), format!("{active} is down"))),
+        Some(_) => None,
+        None if pic.drift => {
+            // Converge on the healthy member most managed items already follow.
+            let mut votes: BTreeMap<&str, usize> = BTreeMap::new();
+            for m in pic
+                .routes
+                .iter()
+                .filter_map(|r| r.member.as_deref())
+                .chain(pic.elastic_ips.iter().filter_map(|e| e.member.as_deref()))
+            {
+                *votes.entry(m).or_default() += 1;
+            }
+            pic.members
+                .iter()
+                .filter(|m| m.state == "running" && up(&m.id))
+                .max_by_key(|m| votes.get(m.id.as_str()).copied().unwrap_or(0))
+                .map(|m| (m.id.clone(), "drift repair".to_string()))
+        }
+        None => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg() -> ProbeConfig {
+        ProbeConfig::default()
+    }
+
+    #[test]
+    fn hysteresis_needs_k_failures_and_m_successes() {
+        let c = cfg();
+        let mut h = Health::new();
+        for _ in 1..c.failures_to_down {
+            assert!(!h.record(false, &c));
+        }
+        assert!(h.record(false, &c), "k-th failure flips to down");
+        assert!(!h.up);
+        for _ in 1..c.successes_to_up {
+            assert!(!h.record(true, &c));
+        }
+        assert!(h.record(true, &c));
+        assert!(h.up);
+    }
+
+    #[tokio::test]
+    async fn http_probe_checks_status_and_body() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            loop {
+                let (mut s, _) = listener.accept().await.unwrap();
+                let mut buf = [0u8; 1024];
+                let _ = s.read(&mut buf).await;
+                let _ = s
+                    .write_all(
+                        b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\nConnection: close\r\n\r\nACTIVE",
+                    )
+                    .await;
+            }
+        });
+        let mut c = cfg();
+        c.kind = ProbeKind::Http;
+        c.expect_body = Some("ACTIVE".into());
+        assert!(probe_once(&c, addr).await);
+        c.expect_body = Some("STANDBY".into());
+        assert!(!probe_once(&c, addr).await);
+        c.expect_body = None;
+        c.expect_status = 204;
+        assert!(!probe_once(&c, addr).await);
+        let closed = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        assert!(
+            !probe_once(&c, closed).await,
+            "nothing listens there any more"
+        );
+    }
+}

@@ -1,0 +1,23 @@
+//! The inspect Lambda: who is active, drift, the lock and the last runs (the same JSON as
+//! `cloud-failover inspect`). Environment as for the failover function.
+
+use failover_core::entry::lambda_setup;
+use failover_core::handler::handle_inspect;
+use lambda_runtime::{service_fn, Diagnostic, Error, LambdaEvent};
+use serde_json::Value;
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    lambda_runtime::tracing::init_default_subscriber();
+    let (cloud, declaration) = lambda_setup().await?;
+    let (cloud, declaration) = (&cloud, &declaration);
+    lambda_runtime::run(service_fn(move |_event: LambdaEvent<Value>| async move {
+        handle_inspect(&cloud.ec2, &cloud.s3, declaration)
+            .await
+            .map_err(|e| Diagnostic {
+                error_type: e.error_type().to_string(),
+                error_message: e.to_string(),
+            })
+    }))
+    .await
+}

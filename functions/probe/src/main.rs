@@ -1,0 +1,24 @@
+//! The health-probe Lambda (scheduled every minute): probes the members for one window and
+//! fails over in process. Environment as for the failover function.
+
+use failover_core::entry::{invocation, lambda_setup};
+use failover_core::handler::handle_probe;
+use lambda_runtime::{service_fn, Diagnostic, Error, LambdaEvent};
+use serde_json::Value;
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    lambda_runtime::tracing::init_default_subscriber();
+    let (cloud, declaration) = lambda_setup().await?;
+    let (cloud, declaration) = (&cloud, &declaration);
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
+        let inv = invocation(event.context.request_id, event.context.deadline);
+        handle_probe(&cloud.ec2, &cloud.s3, declaration, inv)
+            .await
+            .map_err(|e| Diagnostic {
+                error_type: e.error_type().to_string(),
+                error_message: e.to_string(),
+            })
+    }))
+    .await
+}
