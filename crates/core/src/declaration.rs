@@ -198,6 +198,11 @@ pub struct Extension {
     pub failback_to: Option<String>,
     /// `probe`: how the health probe checks the members (absent: no probing).
     pub probe: Option<ProbeConfig>,
+    /// `mutationRate`: client-side pacing of mutating calls, per second (default 5, EC2's
+    /// default refill for mutating actions).
+    pub mutation_rate: u64,
+    /// `mutationBurst`: calls sent at once before pacing starts (default 50, EC2's bucket).
+    pub mutation_burst: u64,
 }
 
 /// How a member is probed.
@@ -263,6 +268,8 @@ impl Default for Extension {
             cooldown_seconds: 60,
             failback_to: None,
             probe: None,
+            mutation_rate: 5,
+            mutation_burst: 50,
         }
     }
 }
@@ -748,6 +755,12 @@ fn parse_extension(v: &Value, p: Path) -> Result<Extension, DeclarationError> {
             return Err(p.err(format!("{} is not an instance id (i-…)", show_str(id))));
         }
         ext.failback_to = Some(id.to_string());
+    }
+    if let Some(n) = o.opt_int("mutationRate", 1, 1000)? {
+        ext.mutation_rate = n;
+    }
+    if let Some(n) = o.opt_int("mutationBurst", 1, 1000)? {
+        ext.mutation_burst = n;
     }
     if let Some((v, p)) = o.opt("probe") {
         ext.probe = Some(parse_probe(v, p)?);

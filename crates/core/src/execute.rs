@@ -8,9 +8,10 @@ use futures::stream::{self, StreamExt};
 use futures::try_join;
 use serde::Serialize;
 
-use crate::error::CloudError;
+use crate::error::{CloudError, ErrorKind};
 use crate::lock::Fence;
 use crate::model::{ElasticIp, Filter, NetworkInterface, RouteTable};
+use crate::pace::{Pacer, Pacing};
 use crate::plan::{Action, Operation, Plan};
 use crate::ports::{Ec2, Mutation};
 
@@ -36,24 +37,44 @@ pub struct Outcome {
     pub error: Option<String>,
     /// Whether the verify round saw the desired state.
     pub verified: bool,
-    /// Call duration in milliseconds.
+    /// Call duration in milliseconds (all attempts).
     pub millis: u64,
+    /// Calls sent (more than one when throttled).
+    pub attempts: u32,
 }
 
 /// Time kept back before a deadline to verify and record the outcome.
 pub const DEADLINE_RESERVE: Duration = Duration::from_secs(3);
 
-/// Runs `plan` (wave 0, then wave 1), then verifies. The fence is checked before each wave;
-/// nothing is sent, and nothing awaited, past `deadline - DEADLINE_RESERVE`. Never returns
-/// early: every operation gets an outcome.
+/// How many times a throttled call is sent again (each time after a paced token).
+pub const MAX_THROTTLE_RETRIES: u32 = 6;
+
+/// How the executor sends.
+#[derive(Clone, Debug)]
+pub struct ExecOptions {
+    /// Mutations in flight at once.
+    pub max_concurrency: usize,
+    /// Client-side pacing of mutations.
+    pub pacing: Pacing,
+    /// The caller's deadline (see `DEADLINE_RESERVE`).
+    pub deadline: Option<Instant>,
+}
+
+/// Runs `plan` (wave 0, then wave 1), then verifies. Mutations are paced by a token bucket
+/// and a throttled call is retried after the next token (the bucket slowing down each time);
+/// the fence is checked before each wave; nothing is sent, and nothing awaited, past
+/// `deadline - DEADLINE_RESERVE`. Never returns early: every operation gets an outcome.
 pub async fn execute(
     ec2: &dyn Ec2,
     plan: &Plan,
-    max_concurrency: usize,
+    opts: &ExecOptions,
     fence: &dyn Fence,
-    deadline: Option<Instant>,
 ) -> Vec<Outcome> {
-    let stop = deadline.map(|d| d.checked_sub(DEADLINE_RESERVE).unwrap_or(d));
+    let stop = opts
+        .deadline
+        .map(|d| d.checked_sub(DEADLINE_RESERVE).unwrap_or(d));
+    let pacer = Pacer::new(opts.pacing);
+    let max_concurrency = opts.max_concurrency;
     let mut outcomes = Vec::with_capacity(plan.operations.len());
     for wave in [0u8, 1] {
         let ops: Vec<&Operation> = plan.operations.iter().filter(|o| o.wave == wave).collect();
@@ -71,7 +92,7 @@ pub async fn execute(
             continue;
         }
         let results: Vec<Outcome> = stream::iter(ops)
-            .map(|op| bounded(run_one(ec2, op), stop, op))
+            .map(|op| bounded(run_one(ec2, op, &pacer), stop, op))
             .buffer_unordered(max_concurrency.max(1))
             .collect()
             .await;
@@ -124,12 +145,47 @@ fn not_sent(op: &Operation, reason: &str) -> Outcome {
         error: Some(reason.to_string()),
         verified: false,
         millis: 0,
+        attempts: 0,
     }
 }
 
-async fn run_one(ec2: &dyn Ec2, op: &Operation) -> Outcome {
+async fn run_one(ec2: &dyn Ec2, op: &Operation, pacer: &Pacer) -> Outcome {
     let start = Instant::now();
-    let result = match op.action.mutation() {
+    let mut attempts = 0;
+    let result = loop {
+        pacer.take().await;
+        attempts += 1;
+        match send(ec2, op.action.mutation()).await {
+            Err(e) if e.kind == ErrorKind::Throttled && attempts <= MAX_THROTTLE_RETRIES => {
+                pacer.throttled();
+                tracing::warn!(operation = %op.id, attempts, rate = pacer.rate(), "throttled: slowing down");
+            }
+            other => break other,
+        }
+    };
+    let millis = start.elapsed().as_millis() as u64;
+    match &result {
+        Ok(()) => tracing::info!(operation = %op.id, millis, attempts, "operation succeeded"),
+        Err(e) => {
+            tracing::error!(operation = %op.id, millis, attempts, error = %e, "operation failed")
+        }
+    }
+    Outcome {
+        operation: op.id.clone(),
+        status: if result.is_ok() {
+            CallStatus::Succeeded
+        } else {
+            CallStatus::Failed
+        },
+        error: result.err().map(|e| e.to_string()),
+        verified: false,
+        millis,
+        attempts,
+    }
+}
+
+async fn send(ec2: &dyn Ec2, m: Mutation) -> Result<(), CloudError> {
+    match m {
         Mutation::ReplaceRoute {
             route_table_id,
             destination,
@@ -153,22 +209,6 @@ async fn run_one(ec2: &dyn Ec2, op: &Operation) -> Outcome {
             ec2.assign_private_ips(&network_interface_id, &ips, true)
                 .await
         }
-    };
-    let millis = start.elapsed().as_millis() as u64;
-    match &result {
-        Ok(()) => tracing::info!(operation = %op.id, millis, "operation succeeded"),
-        Err(e) => tracing::error!(operation = %op.id, millis, error = %e, "operation failed"),
-    }
-    Outcome {
-        operation: op.id.clone(),
-        status: if result.is_ok() {
-            CallStatus::Succeeded
-        } else {
-            CallStatus::Failed
-        },
-        error: result.err().map(|e| e.to_string()),
-        verified: false,
-        millis,
     }
 }
 

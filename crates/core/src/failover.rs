@@ -12,8 +12,9 @@ use tracing::Instrument;
 use crate::declaration::{Declaration, Scope};
 use crate::discovery::{discover, discover_cloud, resolve_bucket, Snapshot};
 use crate::error::FailoverError;
-use crate::execute::execute;
+use crate::execute::{execute, ExecOptions};
 use crate::lock::{acquire, Acquire, Fence, Lease};
+use crate::pace::Pacing;
 use crate::plan::{plan, Plan};
 use crate::ports::{Ec2, ObjectStore};
 use crate::state::{state_key, LastFailover, Mode, RunRecord, StateLog, TaskState};
@@ -327,14 +328,15 @@ async fn execute_held(
         log.write_state(&report.record)
             .await
             .map_err(FailoverError::State)?;
-        report.record.outcomes = execute(
-            ec2,
-            &report.plan,
-            decl.extension.max_concurrency,
-            lease as &dyn Fence,
-            req.deadline,
-        )
-        .await;
+        let opts = ExecOptions {
+            max_concurrency: decl.extension.max_concurrency,
+            pacing: Pacing {
+                rate: decl.extension.mutation_rate as f64,
+                burst: decl.extension.mutation_burst as f64,
+            },
+            deadline: req.deadline,
+        };
+        report.record.outcomes = execute(ec2, &report.plan, &opts, lease as &dyn Fence).await;
     }
     report.record.conclude();
     report.record.finish(clock);
@@ -534,7 +536,7 @@ mod tests {
         let cloud = MemoryCloud::seed();
         cloud.inject(
             "ReplaceRoute",
-            ErrorKind::Throttled,
+            ErrorKind::Transient,
             FaultTiming::BeforeEffect,
             1,
         );
@@ -560,7 +562,7 @@ mod tests {
         assert!(by_id("route:rtb-060adeaa8fe5b2bbb:0.0.0.0/0")["error"]
             .as_str()
             .unwrap()
-            .contains("RequestLimitExceeded"));
+            .contains("InternalError"));
         assert!(RunOutcome::Completed(Box::new(r)).into_result().is_err());
 
         cloud.reset_calls();
@@ -574,6 +576,27 @@ mod tests {
         );
         assert_eq!(cloud.mutation_count(), 1);
         assert_eq!(route(&cloud), SEED_B_EXT);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn throttled_calls_are_paced_and_retried() {
+        let cloud = MemoryCloud::seed();
+        cloud.inject(
+            "ReplaceRoute",
+            ErrorKind::Throttled,
+            FaultTiming::BeforeEffect,
+            2,
+        );
+        let r = go(&cloud, SEED_B, Mode::Execute).await.unwrap();
+        assert_eq!(r.record.task_state, TaskState::Succeeded);
+        let o = r
+            .record
+            .outcomes
+            .iter()
+            .find(|o| o.operation.starts_with("route:"))
+            .unwrap();
+        assert_eq!(o.attempts, 3);
+        assert!(o.error.is_none());
     }
 
     #[tokio::test]
@@ -811,6 +834,7 @@ mod tests {
         ) {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_time()
+                .start_paused(true)
                 .build()
                 .unwrap();
             rt.block_on(async {

@@ -27,6 +27,7 @@ pub mod memory;
 pub mod metrics;
 pub mod model;
 pub mod net;
+pub mod pace;
 pub mod plan;
 pub mod ports;
 pub mod probe;
