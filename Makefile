@@ -1,6 +1,6 @@
 # cloud-failover — see README.md. `make demo` and `make test` need nothing installed
 # beforehand but Rust and Python 3 (tools come from PyPI into .venv / .venv-sam).
-.PHONY: demo test lint fmt build validate deploy invoke logs fuzz drill clean-venv
+.PHONY: demo test lint fmt build validate deploy invoke logs fuzz drill bench clean-venv
 
 STACK ?= cloud-failover
 EVENT ?=
@@ -41,6 +41,9 @@ logs:  ## Tail the deployed function's logs
 drill:  ## The field report's experiment locally: kill the active appliance, measure the gap (drill.svg)
 	bash scripts/ensure-moto.sh >/dev/null
 	cargo run --quiet -p cloud-failover -- drill --output table --plot drill.svg
+
+bench:  ## Reproduce BENCHMARKS.md (simulated EC2 failover times, bootstrap sizes, init, RSS, drill)
+	bash scripts/bench.sh
 
 fuzz:  ## Fuzz declaration and event parsing (SECONDS each, default 60); not in CI
 	bash scripts/fuzz.sh $(SECONDS)

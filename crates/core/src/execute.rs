@@ -152,15 +152,22 @@ fn not_sent(op: &Operation, reason: &str) -> Outcome {
 async fn run_one(ec2: &dyn Ec2, op: &Operation, pacer: &Pacer) -> Outcome {
     let start = Instant::now();
     let mut attempts = 0;
+    let mutation = op.action.mutation();
+    let action = mutation.operation();
     let result = loop {
-        pacer.take().await;
+        pacer.take(action).await;
         attempts += 1;
-        match send(ec2, op.action.mutation()).await {
+        match send(ec2, mutation.clone()).await {
             Err(e) if e.kind == ErrorKind::Throttled && attempts <= MAX_THROTTLE_RETRIES => {
-                pacer.throttled();
-                tracing::warn!(operation = %op.id, attempts, rate = pacer.rate(), "throttled: slowing down");
+                pacer.throttled(action);
+                tracing::warn!(operation = %op.id, attempts, rate = pacer.rate(action), "throttled: slowing down");
             }
-            other => break other,
+            other => {
+                if other.is_ok() {
+                    pacer.succeeded(action);
+                }
+                break other;
+            }
         }
     };
     let millis = start.elapsed().as_millis() as u64;

@@ -174,7 +174,13 @@ pub async fn run(
     req: RunRequest,
 ) -> Result<RunOutcome, FailoverError> {
     let record = RunRecord::new(new_run_id(), decl, &req);
-    let span = tracing::info_span!("run", run_id = %record.run_id, cluster = %record.cluster, trigger = %req.trigger);
+    let span = tracing::info_span!(
+        "run",
+        run_id = %record.run_id,
+        cluster = %record.cluster,
+        trigger = %req.trigger,
+        request_id = %req.request_id.as_deref().unwrap_or("-")
+    );
     async move {
         match req.mode {
             Mode::DryRun => dry_run(ec2, store, decl, &req, record).await,

@@ -76,7 +76,45 @@ pub struct MemoryCloud {
     faults: Mutex<Vec<Fault>>,
     delays: Mutex<BTreeMap<String, Duration>>,
     denied: Mutex<Vec<String>>,
+    sim: Mutex<Option<Sim>>,
     calls: Mutex<Vec<String>>,
+}
+
+/// EC2 as a benchmark sees it: latency per call and a token bucket per API action, answering
+/// `RequestLimitExceeded` when the bucket is empty. Uses tokio's clock (run it paused).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Simulation {
+    /// Latency of every EC2 call.
+    pub ec2_latency: Duration,
+    /// Latency added at random, up to this much (deterministic sequence).
+    pub ec2_jitter: Duration,
+    /// Latency of every S3 call.
+    pub s3_latency: Duration,
+    /// Bucket for each mutating action: (capacity, refill per second).
+    pub mutating_bucket: (f64, f64),
+    /// Bucket for each Describe* action.
+    pub describe_bucket: (f64, f64),
+}
+
+impl Default for Simulation {
+    /// EC2's documented defaults: mutating 50 / 5 per second, Describe* 100 / 20 per second.
+    fn default() -> Self {
+        Simulation {
+            ec2_latency: Duration::from_millis(100),
+            ec2_jitter: Duration::from_millis(50),
+            s3_latency: Duration::from_millis(30),
+            mutating_bucket: (50.0, 5.0),
+            describe_bucket: (100.0, 20.0),
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Sim {
+    cfg: Simulation,
+    buckets: BTreeMap<String, (f64, tokio::time::Instant)>,
+    seed: u64,
+    throttled: usize,
 }
 
 fn err(op: &'static str, kind: ErrorKind, code: &str, msg: impl Into<String>) -> CloudError {
@@ -208,19 +246,79 @@ impl MemoryCloud {
         w.buckets.get_mut(bucket).expect("bucket").encryption = algorithm.map(str::to_string);
     }
 
+    /// Simulates EC2's latency and throttling (see `Simulation`).
+    pub fn simulate(&self, cfg: Simulation) {
+        *self.sim.lock().unwrap() = Some(Sim {
+            cfg,
+            buckets: BTreeMap::new(),
+            seed: 0x9e37_79b9_7f4a_7c15,
+            throttled: 0,
+        });
+    }
+
+    /// How many calls the simulation answered with RequestLimitExceeded.
+    pub fn throttled_count(&self) -> usize {
+        self.sim.lock().unwrap().as_ref().map_or(0, |s| s.throttled)
+    }
+
     /// Removes all pending faults and delays.
     pub fn clear_faults(&self) {
         self.faults.lock().unwrap().clear();
         self.delays.lock().unwrap().clear();
     }
 
-    async fn pause(&self, op: &str) {
+    /// Injected delay, then the simulation's latency and token bucket: `Some(error)` when
+    /// the call is throttled.
+    async fn pause(&self, op: &'static str) -> Option<CloudError> {
         let d = {
             let delays = self.delays.lock().unwrap();
             delays.get(op).or_else(|| delays.get("*")).copied()
         };
         if let Some(d) = d {
             tokio::time::sleep(d).await;
+        }
+        let latency = {
+            let mut sim = self.sim.lock().unwrap();
+            let sim = sim.as_mut()?;
+            let s3 = !(op.starts_with("Describe") || MUTATING_OPERATIONS.contains(&op));
+            if s3 {
+                sim.cfg.s3_latency
+            } else {
+                sim.seed = sim
+                    .seed
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                let frac = (sim.seed >> 33) as f64 / (1u64 << 31) as f64;
+                sim.cfg.ec2_latency + sim.cfg.ec2_jitter.mul_f64(frac)
+            }
+        };
+        tokio::time::sleep(latency).await;
+        let mut guard = self.sim.lock().unwrap();
+        let sim = guard.as_mut()?;
+        let (cap, rate) = if op.starts_with("Describe") {
+            sim.cfg.describe_bucket
+        } else if MUTATING_OPERATIONS.contains(&op) {
+            sim.cfg.mutating_bucket
+        } else {
+            return None;
+        };
+        let now = tokio::time::Instant::now();
+        let (tokens, last) = sim.buckets.entry(op.to_string()).or_insert((cap, now));
+        *tokens = (*tokens + now.duration_since(*last).as_secs_f64() * rate).min(cap);
+        *last = now;
+        if *tokens >= 1.0 - 1e-9 {
+            *tokens -= 1.0;
+            None
+        } else {
+            sim.throttled += 1;
+            drop(guard);
+            self.calls.lock().unwrap().push(op.to_string());
+            Some(err(
+                op,
+                ErrorKind::Throttled,
+                "RequestLimitExceeded",
+                "Request limit exceeded.",
+            ))
         }
     }
 
@@ -457,7 +555,9 @@ fn eni_field(n: &NetworkInterface, f: &Filter) -> Option<bool> {
 #[async_trait]
 impl Ec2Describe for MemoryCloud {
     async fn describe_instances(&self, filters: &[Filter]) -> Result<Vec<Instance>, CloudError> {
-        self.pause("DescribeInstances").await;
+        if let Some(e) = self.pause("DescribeInstances").await {
+            return Err(e);
+        }
         self.call("DescribeInstances", |w| {
             let all: Vec<Instance> = w.instances.keys().map(|id| w.instance(id)).collect();
             select("DescribeInstances", all.into_iter(), filters, |i, f| {
@@ -473,7 +573,9 @@ impl Ec2Describe for MemoryCloud {
     }
 
     async fn impaired_instances(&self, instance_ids: &[String]) -> Result<Vec<String>, CloudError> {
-        self.pause("DescribeInstanceStatus").await;
+        if let Some(e) = self.pause("DescribeInstanceStatus").await {
+            return Err(e);
+        }
         self.call("DescribeInstanceStatus", |w| {
             Ok(instance_ids
                 .iter()
@@ -487,7 +589,9 @@ impl Ec2Describe for MemoryCloud {
         &self,
         filters: &[Filter],
     ) -> Result<Vec<NetworkInterface>, CloudError> {
-        self.pause("DescribeNetworkInterfaces").await;
+        if let Some(e) = self.pause("DescribeNetworkInterfaces").await {
+            return Err(e);
+        }
         self.call("DescribeNetworkInterfaces", |w| {
             select(
                 "DescribeNetworkInterfaces",
@@ -502,7 +606,9 @@ impl Ec2Describe for MemoryCloud {
         &self,
         filters: &[Filter],
     ) -> Result<Vec<RouteTable>, CloudError> {
-        self.pause("DescribeRouteTables").await;
+        if let Some(e) = self.pause("DescribeRouteTables").await {
+            return Err(e);
+        }
         self.call("DescribeRouteTables", |w| {
             select(
                 "DescribeRouteTables",
@@ -522,7 +628,9 @@ impl Ec2Describe for MemoryCloud {
     }
 
     async fn describe_addresses(&self, filters: &[Filter]) -> Result<Vec<ElasticIp>, CloudError> {
-        self.pause("DescribeAddresses").await;
+        if let Some(e) = self.pause("DescribeAddresses").await {
+            return Err(e);
+        }
         self.call("DescribeAddresses", |w| {
             select(
                 "DescribeAddresses",
@@ -565,7 +673,9 @@ impl Ec2Mutate for MemoryCloud {
         private_ip: IpAddr,
     ) -> Result<String, CloudError> {
         const OP: &str = "AssociateAddress";
-        self.pause(OP).await;
+        if let Some(e) = self.pause(OP).await {
+            return Err(e);
+        }
         self.call(OP, |w| {
             let eni = w.interfaces.get(network_interface_id).ok_or_else(|| {
                 err(
@@ -619,7 +729,9 @@ impl Ec2Mutate for MemoryCloud {
         network_interface_id: &str,
     ) -> Result<(), CloudError> {
         const OP: &str = "ReplaceRoute";
-        self.pause(OP).await;
+        if let Some(e) = self.pause(OP).await {
+            return Err(e);
+        }
         self.call(OP, |w| {
             let vpc = w
                 .interfaces
@@ -683,7 +795,9 @@ impl Ec2Mutate for MemoryCloud {
         allow_reassignment: bool,
     ) -> Result<(), CloudError> {
         const OP: &str = "AssignPrivateIpAddresses";
-        self.pause(OP).await;
+        if let Some(e) = self.pause(OP).await {
+            return Err(e);
+        }
         self.call(OP, |w| {
             let to = w
                 .interfaces
@@ -752,12 +866,16 @@ impl Ec2Mutate for MemoryCloud {
 #[async_trait]
 impl ObjectStore for MemoryCloud {
     async fn list_buckets(&self) -> Result<Vec<String>, CloudError> {
-        self.pause("ListBuckets").await;
+        if let Some(e) = self.pause("ListBuckets").await {
+            return Err(e);
+        }
         self.call("ListBuckets", |w| Ok(w.buckets.keys().cloned().collect()))
     }
 
     async fn bucket_tags(&self, bucket: &str) -> Result<Tags, CloudError> {
-        self.pause("GetBucketTagging").await;
+        if let Some(e) = self.pause("GetBucketTagging").await {
+            return Err(e);
+        }
         self.call("GetBucketTagging", |w| {
             w.buckets
                 .get(bucket)
@@ -774,7 +892,9 @@ impl ObjectStore for MemoryCloud {
     }
 
     async fn bucket_encryption(&self, bucket: &str) -> Result<Option<String>, CloudError> {
-        self.pause("GetBucketEncryption").await;
+        if let Some(e) = self.pause("GetBucketEncryption").await {
+            return Err(e);
+        }
         self.call("GetBucketEncryption", |w| {
             w.buckets
                 .get(bucket)
@@ -791,7 +911,9 @@ impl ObjectStore for MemoryCloud {
     }
 
     async fn bucket_exists(&self, bucket: &str) -> Result<bool, CloudError> {
-        self.pause("HeadBucket").await;
+        if let Some(e) = self.pause("HeadBucket").await {
+            return Err(e);
+        }
         self.call("HeadBucket", |w| Ok(w.buckets.contains_key(bucket)))
     }
 
@@ -800,7 +922,9 @@ impl ObjectStore for MemoryCloud {
         bucket: &str,
         key: &str,
     ) -> Result<Option<StoredObject>, CloudError> {
-        self.pause("GetObject").await;
+        if let Some(e) = self.pause("GetObject").await {
+            return Err(e);
+        }
         self.call("GetObject", |w| {
             let b = w
                 .buckets
@@ -822,7 +946,9 @@ impl ObjectStore for MemoryCloud {
         condition: Option<WriteCondition>,
     ) -> Result<Option<String>, CloudError> {
         const OP: &str = "PutObject";
-        self.pause(OP).await;
+        if let Some(e) = self.pause(OP).await {
+            return Err(e);
+        }
         self.call(OP, |w| {
             let etag = format!("\"{:032x}\"", w.next());
             let b = w
@@ -851,7 +977,9 @@ impl ObjectStore for MemoryCloud {
     }
 
     async fn list_keys(&self, bucket: &str, prefix: &str) -> Result<Vec<String>, CloudError> {
-        self.pause("ListObjectsV2").await;
+        if let Some(e) = self.pause("ListObjectsV2").await {
+            return Err(e);
+        }
         self.call("ListObjectsV2", |w| {
             let b = w
                 .buckets

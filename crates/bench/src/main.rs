@@ -1,0 +1,180 @@
+//! `failover-bench`: failover time for routes ∈ {1, 10, 50, 100, 200, 500} and EIPs ∈ {1, 25}
+//! against the in-memory cloud simulating EC2 (latency per call, a token bucket per API
+//! action: 50 / 5 per second for mutating actions, 100 / 20 for Describe*), on tokio's paused
+//! clock: the times are simulated seconds, reproducible on any machine. Side by side: the
+//! engine (paced), the same engine unpaced, the engine with concurrency 1, the throttle lower
+//! bound, and CFE's published figures. Prints Markdown.
+
+use failover_core::declaration::Declaration;
+use failover_core::failover::{run, RunOutcome, RunRequest, TargetSpec};
+use failover_core::lab::{tags, EipSpec, TableSpec, Topology, SEED_A_EXT, SEED_B, SEED_TAG};
+use failover_core::memory::{MemoryCloud, Simulation};
+use failover_core::state::Mode;
+use serde_json::json;
+
+/// Routes per route table (a table holds at most 50 routes by default on AWS).
+const ROUTES_PER_TABLE: usize = 50;
+
+struct Case {
+    routes: usize,
+    eips: usize,
+}
+
+fn topology(c: &Case) -> Topology {
+    let mut topo = Topology::seed();
+    let tables = c.routes.div_ceil(ROUTES_PER_TABLE);
+    let per = c.routes.min(ROUTES_PER_TABLE);
+    topo.route_tables = (0..tables)
+        .map(|t| TableSpec {
+            id: format!("rtb-{:017x}", t + 1),
+            tags: tags([SEED_TAG]),
+            routes: (0..per)
+                .map(|i| {
+                    (
+                        format!("172.{}.{}.0/24", 16 + i / 250, i % 250)
+                            .parse()
+                            .unwrap(),
+                        SEED_A_EXT.to_string(),
+                    )
+                })
+                .take(c.routes - t * per)
+                .collect(),
+            subnets: vec![],
+        })
+        .collect();
+    // Interface 1 of each unit is its external ENI (seed topology); one VIP per EIP on each.
+    topo.instances[0].interfaces[1].secondary = (0..c.eips)
+        .map(|i| format!("10.0.0.{}", 101 + i).parse().unwrap())
+        .collect();
+    topo.instances[1].interfaces[1].secondary = (0..c.eips)
+        .map(|i| format!("10.0.4.{}", 101 + i).parse().unwrap())
+        .collect();
+    topo.elastic_ips = (0..c.eips)
+        .map(|i| EipSpec {
+            allocation_id: format!("eipalloc-{:017x}", i + 1),
+            public_ip: format!("198.51.100.{}", i + 1).parse().unwrap(),
+            tags: tags([
+                SEED_TAG,
+                (
+                    "f5_cloud_failover_vips",
+                    &format!("10.0.0.{0},10.0.4.{0}", 101 + i),
+                ),
+            ]),
+            associated_with: Some((
+                SEED_A_EXT.to_string(),
+                format!("10.0.0.{}", 101 + i).parse().unwrap(),
+            )),
+        })
+        .collect();
+    topo
+}
+
+fn declaration(c: &Case, concurrency: usize, rate: u64, burst: u64) -> Declaration {
+    let per = c.routes.min(ROUTES_PER_TABLE);
+    let ranges: Vec<_> = (0..per)
+        .map(|i| json!({"range": format!("172.{}.{}.0/24", 16 + i / 250, i % 250)}))
+        .collect();
+    let v = json!({
+        "class": "Cloud_Failover",
+        "environment": "aws",
+        "externalStorage": {"scopingTags": {SEED_TAG.0: SEED_TAG.1}},
+        "failoverAddresses": {"enabled": true, "scopingTags": {SEED_TAG.0: SEED_TAG.1}},
+        "failoverRoutes": {
+            "enabled": true,
+            "scopingTags": {SEED_TAG.0: SEED_TAG.1},
+            "scopingAddressRanges": ranges,
+            "defaultNextHopAddresses": {"discoveryType": "static", "items": ["10.0.0.11", "10.0.4.11"]}
+        },
+        "serverless": {"maxConcurrency": concurrency, "mutationRate": rate, "mutationBurst": burst}
+    });
+    Declaration::from_value(&v).expect("bench declaration")
+}
+
+struct Measured {
+    seconds: f64,
+    ec2_calls: usize,
+    throttled: usize,
+    ok: bool,
+}
+
+async fn measure(c: &Case, concurrency: usize, rate: u64, burst: u64) -> Measured {
+    let cloud = MemoryCloud::from_topology(&topology(c));
+    cloud.simulate(Simulation::default());
+    let decl = declaration(c, concurrency, rate, burst);
+    let mut req = RunRequest::new(TargetSpec::Instance(SEED_B.into()), Mode::Execute, "bench");
+    req.force = true;
+    let t0 = tokio::time::Instant::now();
+    let out = run(&cloud, &cloud, &decl, req).await;
+    let seconds = t0.elapsed().as_secs_f64();
+    let ok = matches!(&out, Ok(RunOutcome::Completed(r)) if r.record.outcomes.iter().all(|o| o.verified)
+        && r.record.outcomes.len() == c.routes + c.eips);
+    let ec2_calls = cloud
+        .calls()
+        .iter()
+        .filter(|c| {
+            c.starts_with("Describe") || ["ReplaceRoute", "AssociateAddress"].contains(&c.as_str())
+        })
+        .count();
+    Measured {
+        seconds,
+        ec2_calls,
+        throttled: cloud.throttled_count(),
+        ok,
+    }
+}
+
+/// CFE's published AWS figures (performance-sizing): routes, then EIPs.
+fn cfe(c: &Case) -> &'static str {
+    match (c.routes, c.eips) {
+        (r, 25) if r <= 1 => "5 s (25 EIPs)",
+        (r, _) if r <= 100 => "5 s",
+        (200, _) => "15 s",
+        (500, _) => "90 s",
+        _ => "–",
+    }
+}
+
+fn main() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .start_paused(true)
+        .build()
+        .expect("runtime");
+    let sim = Simulation::default();
+    let (burst, rate) = sim.mutating_bucket;
+    println!("| routes | EIPs | engine (paced) | engine unpaced | concurrency 1 | throttle bound | CFE published | EC2 calls (paced) | throttled: paced / unpaced |");
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for eips in [1usize, 25] {
+        for routes in [1usize, 10, 50, 100, 200, 500] {
+            let c = Case { routes, eips };
+            let (paced, unpaced, sequential) = rt.block_on(async {
+                (
+                    measure(&c, 64, rate as u64, burst as u64).await,
+                    measure(&c, 64, 1000, 1000).await,
+                    measure(&c, 1, rate as u64, burst as u64).await,
+                )
+            });
+            // Routes and EIPs use separate buckets (one per API action).
+            let bound = |n: usize| (n as f64 - burst).max(0.0) / rate;
+            let lower = bound(routes).max(bound(eips));
+            let mark = |m: &Measured| {
+                if m.ok {
+                    format!("{:.2} s", m.seconds)
+                } else {
+                    format!("{:.2} s (incomplete)", m.seconds)
+                }
+            };
+            println!(
+                "| {routes} | {eips} | {} | {} | {} | {:.1} s | {} | {} | {} / {} |",
+                mark(&paced),
+                mark(&unpaced),
+                mark(&sequential),
+                lower,
+                cfe(&c),
+                paced.ec2_calls,
+                paced.throttled,
+                unpaced.throttled
+            );
+        }
+    }
+}

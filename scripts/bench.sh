@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# Reproduces BENCHMARKS.md: the simulated-EC2 failover benchmark, the release bootstrap
+# sizes, init time and peak RSS of each function (local Runtime API, moto), and the drill.
+# The release build of the functions takes ~20 min on 2 cores the first time.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+tgt=${CARGO_TARGET_DIR:-target}
+tools=$(bash scripts/ensure-sam.sh)
+cargo build --quiet --release -p failover-bench
+PATH="$tools:$PATH" cargo lambda build --release --compiler cargo --bin failover --bin probe --bin inspect
+cargo build --quiet -p cloud-failover
+cf="$tgt/debug/cloud-failover"
+work=$(mktemp -d)
+"$tgt/release/failover-bench" >"$work/sim.md"
+source scripts/moto.sh
+$cf lab up --rewrite "examples/seed-article/declaration-after.json:$work/declaration.json" \
+  --rewrite "events/direct-execute.json:$work/event.json" >/dev/null
+uri=s3://cfe-state-bigip-ha/declarations/cluster.json
+$cf declare "$work/declaration.json" --to "$uri" >/dev/null
+python3 scripts/coldstart.py "$tgt/lambda" "$cf" "$AWS_ENDPOINT_URL" "$uri" "$work/event.json" 5 >"$work/cold.md"
+glibc=$(objdump -T "$tgt/lambda/failover/bootstrap" | grep -o 'GLIBC_[0-9.]*' | sort -V | tail -1)
+$cf drill --output table --plot drill.svg --python "$MOTO_PY" >"$work/drill.txt" 2>/dev/null
+when=$(date -u +%Y-%m-%d)
+{
+cat <<HEAD
+# Benchmarks
+
+All figures below were made by \`make bench\` (= \`bash scripts/bench.sh\`) on $when, on this
+project's build machine (2 cores, 24 GiB, x86_64). Re-run it to reproduce them.
+
+## Failover time against a simulated, throttled EC2
+
+\`target/release/failover-bench\`: the real engine (discovery, lock, plan, pacing, execute,
+verify, state log) against the in-memory cloud simulating EC2: 100 ms + up to 50 ms latency per
+EC2 call, 30 ms per S3 call, and one token bucket per API action with EC2's documented defaults
+(mutating actions: 50, refilled at 5 per second; Describe*: 100 at 20 per second;
+RequestLimitExceeded when empty). It runs on tokio's paused clock, so the times are
+**simulated seconds**, identical on any machine. Route tables hold 50 routes each (500 routes =
+10 tables); EIPs move between VIP pairs. Columns:
+
+- *engine (paced)*: the default configuration (pacing 5/s after a burst of 50, per action,
+  just under the bucket; 64 calls in flight at most);
+- *engine unpaced*: pacing set to 1000/s: the bucket runs dry, calls are throttled and retried
+  (6 times at most, the pacer halving its rate), and some give up (*incomplete*: those
+  operations FAILED and the next run would finish them);
+- *concurrency 1*: the same engine sending one call at a time (sequential baseline);
+- *throttle bound*: the least time any client can take, (mutations − burst) / refill, per action;
+- *CFE published*: F5's figures for AWS (performance-sizing; real AWS, with its fixed 5 s
+  retries) — context, not a side-by-side measurement.
+
+HEAD
+cat "$work/sim.md"
+cat <<MID
+
+The critical path is the same whatever the number of tables and EIPs: state bucket (S3), lock
+(S3), one discovery of three parallel EC2 rounds (scoped resources; interfaces by address;
+member instances, their interfaces and status checks) alongside the previous state (S3), fence
+and RUNNING (S3), one round of mutations (paced past the burst), one verify round (EC2), state,
+history and unlock (S3). About 0.95 s of that is fixed cost at the simulated latencies; past 50
+routes per action the bucket's refill dominates, and the paced engine stays within 1.04× of the
+bound at 500 routes with no throttled call.
+
+## Functions: size, cold start, memory
+
+Release build (\`cargo lambda build --release --compiler cargo\`: LTO, one codegen unit,
+stripped, panic = unwind as the runtime needs), x86_64, needs $glibc (fits provided.al2023).
+Init is measured from process start to the first \`GET /runtime/invocation/next\` against a
+local Runtime API (\`scripts/coldstart.py\`), on this machine, not in Lambda's sandbox; the first
+invocation of the failover function is one real failover (A → B) on moto; later runs converge.
+The probe runs with the seed declaration, which has no \`serverless.probe\` block, so it
+answers at once (FailoverRefused): its row measures start-up and memory only.
+
+MID
+cat "$work/cold.md"
+cat <<TAIL
+
+Goals: ≤ 25 MB, ≤ 30 ms init, ≤ 64 MB RSS.
+
+## Drill
+
+\`cloud-failover drill\` (\`make drill\`): moto, two loopback appliances, a request every 100 ms
+to whichever one the route table's next hop names (a simulated data path), the active one
+killed at 2 s, the probe (200 ms interval, 2 failures to call it down) failing over:
+
+\`\`\`
+$(grep -B2 -A1 -E 'killed|no answer|probe:' "$work/drill.txt" | grep -v '^--$' | head -n 24)
+$(grep 'gap without answers' "$work/drill.txt")
+\`\`\`
+
+The field report measured about 130 s without answers per failover with CFE.
+TAIL
+} >BENCHMARKS.md
+rm -rf "$work"
+echo "BENCHMARKS.md written"
