@@ -90,28 +90,16 @@ async fn seed_failover_and_failback_through_the_handler() {
 
     // Converged: the same alarm again makes no mutating call.
     calls.clear();
-    let out = handle(
-        &cloud.ec2,
-        &cloud.s3,
-        &loc,
-        &event(&ids, "alarm-eventbridge.json"),
-        Invocation::default(),
-    )
-    .await
-    .unwrap();
+    let out = on(&cloud, &loc, &ids, "alarm-eventbridge.json")
+        .await
+        .unwrap();
     assert_eq!(out["message"], "already converged: nothing to change");
     assert_eq!(calls.mutation_count(), 0);
 
     // Failback by direct invoke.
-    let out = handle(
-        &cloud.ec2,
-        &cloud.s3,
-        &loc,
-        &event(&ids, "direct-failback.json"),
-        Invocation::default(),
-    )
-    .await
-    .unwrap();
+    let out = on(&cloud, &loc, &ids, "direct-failback.json")
+        .await
+        .unwrap();
     assert_eq!(out["taskState"], "SUCCEEDED", "{out:#}");
     assert_eq!(
         route_target(&cloud, rtb, "0.0.0.0/0").await.as_deref(),
@@ -143,30 +131,16 @@ async fn dry_run_and_ignored_events_mutate_nothing() {
     )
     .await;
     calls.clear();
-    let out = handle(
-        &cloud.ec2,
-        &cloud.s3,
-        &loc,
-        &event(&ids, "direct-dry-run.json"),
-        Invocation::default(),
-    )
-    .await
-    .unwrap();
+    let out = on(&cloud, &loc, &ids, "direct-dry-run.json").await.unwrap();
     assert_eq!(out["mode"], "dry-run");
     assert_eq!(
         out["plan"]["operations"].as_array().unwrap().len(),
         2,
         "{out:#}"
     );
-    let out = handle(
-        &cloud.ec2,
-        &cloud.s3,
-        &loc,
-        &event(&ids, "alarm-ok-eventbridge.json"),
-        Invocation::default(),
-    )
-    .await
-    .unwrap();
+    let out = on(&cloud, &loc, &ids, "alarm-ok-eventbridge.json")
+        .await
+        .unwrap();
     assert_eq!(out["status"], "IGNORED");
     assert_eq!(calls.mutation_count(), 0, "{:?}", calls.calls());
     assert!(
@@ -228,15 +202,9 @@ async fn several_tables_ipv4_and_ipv6_only_in_scope_routes_move() {
         }
     });
     let (ids, loc) = lab_with(&cloud, &topo, &decl.to_string()).await;
-    let out = handle(
-        &cloud.ec2,
-        &cloud.s3,
-        &loc,
-        &event(&ids, "ec2-state-change.json"),
-        Invocation::default(),
-    )
-    .await
-    .unwrap();
+    let out = on(&cloud, &loc, &ids, "ec2-state-change.json")
+        .await
+        .unwrap();
     assert_eq!(out["taskState"], "SUCCEEDED", "{out:#}");
     assert_eq!(
         out["plan"]["operations"].as_array().unwrap().len(),

@@ -96,3 +96,14 @@ pub async fn state_file(cloud: &AwsCloud, bucket: &str) -> Option<Value> {
         .unwrap()
         .map(|o| serde_json::from_slice(&o.body).unwrap())
 }
+
+/// Runs the failover handler on an event file of `events/` (ids rewritten to the lab's).
+pub async fn on(
+    cloud: &AwsCloud,
+    loc: &Location,
+    ids: &LabIds,
+    name: &str,
+) -> Result<Value, failover_core::FailoverError> {
+    let invocation = failover_core::handler::Invocation::default();
+    failover_core::handler::handle(&cloud.ec2, &cloud.s3, loc, &event(ids, name), invocation).await
+}

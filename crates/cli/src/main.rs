@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
+use failover_core::aws::emulator::{has_moto, python_in, Emulator};
 use failover_core::aws::{self, AwsOptions};
 use failover_core::discovery::resolve_bucket;
 use failover_core::doctor::{doctor, Verdict};
@@ -530,63 +531,15 @@ fn print_inspection(v: &Inspection) {
     }
 }
 
-/// A moto server for the drill, stopped on drop.
-struct Moto(std::process::Child);
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start_moto(python: Option<PathBuf>) -> Result<(Moto, String), CliError> {
-    use std::process::{Command, Stdio};
-    let python = python.unwrap_or_else(|| {
-        let venv = PathBuf::from(".venv/bin/python");
-        if venv.exists() {
-            venv
-        } else {
-            PathBuf::from("python3")
-        }
-    });
-    let has_moto = Command::new(&python)
-        .args(["-c", "import moto.server"])
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !has_moto {
+fn start_moto(python: Option<PathBuf>) -> Result<Emulator, CliError> {
+    let python = python.unwrap_or_else(|| python_in(std::path::Path::new(".venv")));
+    if !has_moto(&python) {
         return Err(CliError(format!(
             "{} has no moto: run `make drill` (installs moto[server] into .venv) or pass --python",
             python.display()
         )));
     }
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map_err(|e| CliError(e.to_string()))?
-        .port();
-    let child = Command::new(&python)
-        .args([
-            "-m",
-            "moto.server",
-            "-H",
-            "127.0.0.1",
-            "-p",
-            &port.to_string(),
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .map_err(|e| CliError(format!("starting moto: {e}")))?;
-    let moto = Moto(child);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        if std::time::Instant::now() > deadline {
-            return Err(CliError("moto did not start within 60 s".into()));
-        }
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
-    Ok((moto, format!("http://127.0.0.1:{port}")))
+    Emulator::start(&python).map_err(|e| CliError(format!("starting moto: {e}")))
 }
 
 async fn drill(
@@ -603,7 +556,8 @@ async fn drill(
             "--kill-at must be before the end of --duration".into(),
         ));
     }
-    let (_moto, endpoint) = start_moto(python)?;
+    let moto = start_moto(python)?;
+    let endpoint = moto.endpoint.clone();
     let cloud = aws::connect(&AwsOptions {
         region: Some("us-east-1".into()),
         endpoint_url: Some(endpoint.clone()),

@@ -2,6 +2,7 @@
 //! an endpoint override for local emulators, path-style S3 when overridden).
 
 pub mod ec2;
+pub mod emulator;
 pub mod lab;
 pub mod s3;
 
