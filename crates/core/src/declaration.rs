@@ -211,8 +211,10 @@ pub struct Extension {
 pub enum ProbeKind {
     /// A TCP connect.
     Tcp,
-    /// An HTTP GET (plain HTTP; point it at a health endpoint or a local monitor).
+    /// An HTTP GET.
     Http,
+    /// An HTTPS GET (see `tls_verify`).
+    Https,
 }
 
 /// `serverless.probe`.
@@ -239,6 +241,9 @@ pub struct ProbeConfig {
     pub successes_to_up: u32,
     /// `targets`: member → `ip:port` to probe (default: its first interface's primary IP).
     pub targets: BTreeMap<String, std::net::SocketAddr>,
+    /// `tlsVerify`: check the HTTPS certificate against the system's roots (default true;
+    /// false for self-signed management certificates — still encrypted).
+    pub tls_verify: bool,
 }
 
 impl Default for ProbeConfig {
@@ -254,6 +259,7 @@ impl Default for ProbeConfig {
             failures_to_down: 3,
             successes_to_up: 2,
             targets: BTreeMap::new(),
+            tls_verify: true,
         }
     }
 }
@@ -776,11 +782,23 @@ fn parse_probe(v: &Value, p: Path) -> Result<ProbeConfig, DeclarationError> {
         cfg.kind = match kind {
             "tcp" => ProbeKind::Tcp,
             "http" => ProbeKind::Http,
-            other => return Err(kp.err(format!("{} is not \"tcp\" or \"http\"", show_str(other)))),
+            "https" => ProbeKind::Https,
+            other => {
+                return Err(kp.err(format!(
+                    "{} is not \"tcp\", \"http\" or \"https\"",
+                    show_str(other)
+                )))
+            }
         };
+    }
+    if cfg.kind == ProbeKind::Https {
+        cfg.port = 443;
     }
     if let Some(n) = o.opt_int("port", 1, 65535)? {
         cfg.port = n as u16;
+    }
+    if let Some(v) = o.opt_bool("tlsVerify")? {
+        cfg.tls_verify = v;
     }
     if let Some((path, pp)) = o.opt_str("path")? {
         if !path.starts_with('/') || path.chars().any(|c| c.is_whitespace() || c.is_control()) {

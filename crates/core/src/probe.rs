@@ -74,10 +74,12 @@ pub async fn probe_once(cfg: &ProbeConfig, addr: SocketAddr) -> bool {
 }
 
 async fn attempt(cfg: &ProbeConfig, addr: SocketAddr) -> bool {
-    if cfg.kind == ProbeKind::Tcp {
-        return TcpStream::connect(addr).await.is_ok();
-    }
-    match http_get(addr, &cfg.path).await {
+    let answer = match cfg.kind {
+        ProbeKind::Tcp => return TcpStream::connect(addr).await.is_ok(),
+        ProbeKind::Http => http_get(addr, &cfg.path).await,
+        ProbeKind::Https => https_get(addr, &cfg.path, cfg.tls_verify).await,
+    };
+    match answer {
         Ok((status, body)) => {
             status == cfg.expect_status
                 && cfg
@@ -91,7 +93,31 @@ async fn attempt(cfg: &ProbeConfig, addr: SocketAddr) -> bool {
 
 /// A minimal HTTP/1.1 GET (no TLS): the status code and the body, or why it failed.
 pub async fn http_get(addr: SocketAddr, path: &str) -> Result<(u16, String), String> {
-    let mut stream = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
+    let stream = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
+    exchange(stream, addr, path).await
+}
+
+/// The same GET over TLS. With `verify` off the certificate is not checked (appliances'
+/// management interfaces usually carry self-signed ones); the connection is still encrypted.
+pub async fn https_get(
+    addr: SocketAddr,
+    path: &str,
+    verify: bool,
+) -> Result<(u16, String), String> {
+    let tcp = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
+    let connector = tokio_rustls::TlsConnector::from(tls::config(verify)?);
+    let name = tokio_rustls::rustls::pki_types::ServerName::IpAddress(addr.ip().into());
+    let stream = connector
+        .connect(name, tcp)
+        .await
+        .map_err(|e| format!("TLS: {e}"))?;
+    exchange(stream, addr, path).await
+}
+
+async fn exchange<S>(mut stream: S, addr: SocketAddr, path: &str) -> Result<(u16, String), String>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
     let request = format!(
         "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUser-Agent: cloud-failover\r\nConnection: close\r\n\r\n"
     );
@@ -276,6 +302,52 @@ mod tests {
         ProbeConfig::default()
     }
 
+    #[tokio::test]
+    async fn https_probe_with_and_without_certificate_checks() {
+        use std::sync::Arc;
+        use tokio_rustls::rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
+        use tokio_rustls::rustls::{crypto::ring, ServerConfig};
+        let ck = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).unwrap();
+        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(ck.signing_key.serialize_der()));
+        let server = ServerConfig::builder_with_provider(Arc::new(ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(vec![ck.cert.der().clone()], key)
+            .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(server));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    if let Ok(mut s) = acceptor.accept(tcp).await {
+                        let mut buf = [0u8; 1024];
+                        let _ = s.read(&mut buf).await;
+                        let _ = s
+                            .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\nConnection: close\r\n\r\nACTIVE")
+                            .await;
+                        let _ = s.shutdown().await;
+                    }
+                });
+            }
+        });
+        let mut c = cfg();
+        c.kind = ProbeKind::Https;
+        c.expect_body = Some("ACTIVE".into());
+        c.tls_verify = false;
+        assert!(
+            probe_once(&c, addr).await,
+            "self-signed accepted without checks"
+        );
+        c.tls_verify = true;
+        assert!(
+            !probe_once(&c, addr).await,
+            "self-signed refused with checks"
+        );
+    }
+
     #[test]
     fn hysteresis_needs_k_failures_and_m_successes() {
         let c = cfg();
@@ -326,5 +398,98 @@ mod tests {
             !probe_once(&c, closed).await,
             "nothing listens there any more"
         );
+    }
+}
+
+mod tls {
+    //! rustls client configurations (ring), with or without certificate checks.
+    use std::sync::{Arc, OnceLock};
+
+    use tokio_rustls::rustls::client::danger::{
+        HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier,
+    };
+    use tokio_rustls::rustls::crypto::{
+        ring, verify_tls12_signature, verify_tls13_signature, CryptoProvider,
+    };
+    use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+    use tokio_rustls::rustls::{
+        ClientConfig, DigitallySignedStruct, Error, RootCertStore, SignatureScheme,
+    };
+
+    /// Accepts any certificate; signatures are still checked.
+    #[derive(Debug)]
+    struct AnyCertificate(Arc<CryptoProvider>);
+
+    impl ServerCertVerifier for AnyCertificate {
+        fn verify_server_cert(
+            &self,
+            _end_entity: &CertificateDer<'_>,
+            _intermediates: &[CertificateDer<'_>],
+            _server_name: &ServerName<'_>,
+            _ocsp_response: &[u8],
+            _now: UnixTime,
+        ) -> Result<ServerCertVerified, Error> {
+            Ok(ServerCertVerified::assertion())
+        }
+
+        fn verify_tls12_signature(
+            &self,
+            message: &[u8],
+            cert: &CertificateDer<'_>,
+            dss: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, Error> {
+            verify_tls12_signature(
+                message,
+                cert,
+                dss,
+                &self.0.signature_verification_algorithms,
+            )
+        }
+
+        fn verify_tls13_signature(
+            &self,
+            message: &[u8],
+            cert: &CertificateDer<'_>,
+            dss: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, Error> {
+            verify_tls13_signature(
+                message,
+                cert,
+                dss,
+                &self.0.signature_verification_algorithms,
+            )
+        }
+
+        fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+            self.0.signature_verification_algorithms.supported_schemes()
+        }
+    }
+
+    /// The configuration, built once per kind.
+    pub(super) fn config(verify: bool) -> Result<Arc<ClientConfig>, String> {
+        static CHECKED: OnceLock<Result<Arc<ClientConfig>, String>> = OnceLock::new();
+        static UNCHECKED: OnceLock<Result<Arc<ClientConfig>, String>> = OnceLock::new();
+        let cell = if verify { &CHECKED } else { &UNCHECKED };
+        cell.get_or_init(|| build(verify)).clone()
+    }
+
+    fn build(verify: bool) -> Result<Arc<ClientConfig>, String> {
+        let provider = Arc::new(ring::default_provider());
+        let builder = ClientConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| e.to_string())?;
+        let config = if verify {
+            let mut roots = RootCertStore::empty();
+            for cert in rustls_native_certs::load_native_certs().certs {
+                let _ = roots.add(cert);
+            }
+            builder.with_root_certificates(roots).with_no_client_auth()
+        } else {
+            builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider)))
+                .with_no_client_auth()
+        };
+        Ok(Arc::new(config))
     }
 }
