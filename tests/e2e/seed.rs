@@ -251,3 +251,78 @@ async fn several_tables_ipv4_and_ipv6_only_in_scope_routes_move() {
     assert_eq!(v6, 2);
     let _ = SEED_A;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn association_swap_moves_subnets_to_the_targets_twin_table() {
+    let Some(moto) = Moto::start() else { return };
+    let (cloud, calls) = moto.cloud().await;
+    let member = failover_core::plan::MEMBER_TAG;
+    let mut topo = Topology::seed();
+    topo.route_tables[0]
+        .tags
+        .insert(member.into(), SEED_A.into());
+    let mut twin = topo.route_tables[0].clone();
+    twin.id = "rtb-0bbbbbbbbbbbbbbbb".into();
+    twin.tags = tags([SEED_TAG, (member, failover_core::lab::SEED_B)]);
+    twin.routes = vec![("0.0.0.0/0".parse().unwrap(), SEED_B_EXT.into())];
+    twin.subnets = vec![];
+    topo.route_tables.push(twin);
+    let decl = json!({
+        "class": "Cloud_Failover",
+        "environment": "aws",
+        "externalStorage": {"scopingTags": {SEED_TAG.0: SEED_TAG.1}},
+        "failoverAddresses": {"enabled": true, "scopingTags": {SEED_TAG.0: SEED_TAG.1}},
+        "failoverRoutes": {
+            "scopingTags": {SEED_TAG.0: SEED_TAG.1},
+            "scopingAddressRanges": [{"range": "0.0.0.0/0"}],
+            "defaultNextHopAddresses": {"discoveryType": "static", "items": ["10.0.0.11", "10.0.4.11"]}
+        },
+        "serverless": {"associationSwap": true}
+    });
+    let (ids, loc) = lab_with(&cloud, &topo, &decl.to_string()).await;
+    calls.clear();
+    let out = on(&cloud, &loc, &ids, "ec2-state-change.json")
+        .await
+        .unwrap();
+    assert_eq!(out["status"], "SUCCEEDED", "{out:#}");
+    let swapped: Vec<&str> = out["plan"]["operations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|o| o["id"].as_str())
+        .filter(|id| id.starts_with("assoc:"))
+        .collect();
+    assert_eq!(swapped.len(), 2, "both web subnets: {out:#}");
+    assert!(calls
+        .calls()
+        .iter()
+        .any(|c| c == "ReplaceRouteTableAssociation"));
+    assert!(
+        calls.calls().iter().all(|c| c != "ReplaceRoute"),
+        "no route is rewritten"
+    );
+    let twin = cloud
+        .ec2
+        .client()
+        .describe_route_tables()
+        .route_table_ids(ids.real("rtb-0bbbbbbbbbbbbbbbb"))
+        .send()
+        .await
+        .unwrap();
+    let subnets: Vec<&str> = twin.route_tables()[0]
+        .associations()
+        .iter()
+        .filter_map(|a| a.subnet_id())
+        .collect();
+    assert_eq!(subnets.len(), 2, "{subnets:?}");
+    // Converged: a second run changes nothing.
+    calls.clear();
+    let again = on(&cloud, &loc, &ids, "ec2-state-change.json")
+        .await
+        .unwrap();
+    assert_eq!(
+        again["message"], "already converged: nothing to change",
+        "{again:#}"
+    );
+    assert_eq!(calls.mutation_count(), 0);
+}

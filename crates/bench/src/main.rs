@@ -7,8 +7,12 @@
 
 use failover_core::declaration::Declaration;
 use failover_core::failover::{run, RunOutcome, RunRequest, TargetSpec};
-use failover_core::lab::{tags, EipSpec, TableSpec, Topology, SEED_A_EXT, SEED_B, SEED_TAG};
+use failover_core::lab::{
+    tags, EipSpec, SubnetSpec, TableSpec, Topology, SEED_A, SEED_A_EXT, SEED_B, SEED_B_EXT,
+    SEED_TAG,
+};
 use failover_core::memory::{MemoryCloud, Simulation};
+use failover_core::plan::MEMBER_TAG;
 use failover_core::state::Mode;
 use serde_json::json;
 
@@ -67,6 +71,88 @@ fn topology(c: &Case) -> Topology {
         })
         .collect();
     topo
+}
+
+/// Association-swap layout: `subnets` web subnets, each with twin tables (one per unit) of
+/// `routes / subnets` routes; the subnets start on A's twins.
+fn twin_topology(routes: usize, subnets: usize) -> Topology {
+    let mut topo = Topology::seed();
+    let per = routes / subnets;
+    topo.subnets.extend((0..subnets).map(|i| SubnetSpec {
+        id: format!("subnet-web-{i}"),
+        cidr: format!("10.0.{}.0/24", 100 + i).parse().unwrap(),
+        az: "us-east-1a".into(),
+    }));
+    topo.route_tables = (0..subnets)
+        .flat_map(|i| {
+            [(SEED_A, SEED_A_EXT), (SEED_B, SEED_B_EXT)].map(|(member, eni)| TableSpec {
+                id: format!("rtb-twin{}{i:04}", if member == SEED_A { "a" } else { "b" }),
+                tags: tags([SEED_TAG, (MEMBER_TAG, member)]),
+                routes: (0..per)
+                    .map(|r| {
+                        (
+                            format!("172.{}.{}.0/24", 16 + r / 250, r % 250)
+                                .parse()
+                                .unwrap(),
+                            eni.to_string(),
+                        )
+                    })
+                    .collect(),
+                subnets: if member == SEED_A {
+                    vec![format!("subnet-web-{i}")]
+                } else {
+                    vec![]
+                },
+            })
+        })
+        .collect();
+    topo
+}
+
+async fn measure_swap(routes: usize, subnets: usize) -> Measured {
+    let cloud = MemoryCloud::from_topology(&twin_topology(routes, subnets));
+    cloud.simulate(Simulation::default());
+    let decl = swap_declaration(routes / subnets);
+    let mut req = RunRequest::new(TargetSpec::Instance(SEED_B.into()), Mode::Execute, "bench");
+    req.force = true;
+    let t0 = tokio::time::Instant::now();
+    let out = run(&cloud, &cloud, &decl, req).await;
+    let seconds = t0.elapsed().as_secs_f64();
+    let ok = matches!(&out, Ok(RunOutcome::Completed(r)) if r.record.outcomes.iter().all(|o| o.verified)
+        && r.record.outcomes.len() == subnets + 1);
+    let ec2_calls = cloud
+        .calls()
+        .iter()
+        .filter(|c| {
+            c.starts_with("Describe") || c.starts_with("Replace") || *c == "AssociateAddress"
+        })
+        .count();
+    Measured {
+        seconds,
+        ec2_calls,
+        throttled: cloud.throttled_count(),
+        ok,
+    }
+}
+
+fn swap_declaration(per_table: usize) -> Declaration {
+    let ranges: Vec<_> = (0..per_table)
+        .map(|i| json!({"range": format!("172.{}.{}.0/24", 16 + i / 250, i % 250)}))
+        .collect();
+    let v = json!({
+        "class": "Cloud_Failover",
+        "environment": "aws",
+        "externalStorage": {"scopingTags": {SEED_TAG.0: SEED_TAG.1}},
+        "failoverAddresses": {"enabled": true, "scopingTags": {SEED_TAG.0: SEED_TAG.1}},
+        "failoverRoutes": {
+            "enabled": true,
+            "scopingTags": {SEED_TAG.0: SEED_TAG.1},
+            "scopingAddressRanges": ranges,
+            "defaultNextHopAddresses": {"discoveryType": "static", "items": ["10.0.0.11", "10.0.4.11"]}
+        },
+        "serverless": {"associationSwap": true}
+    });
+    Declaration::from_value(&v).expect("swap declaration")
 }
 
 fn declaration(c: &Case, concurrency: usize, rate: u64, burst: u64) -> Declaration {
@@ -176,5 +262,33 @@ fn main() {
                 unpaced.throttled
             );
         }
+    }
+    println!();
+    println!("Association-swap mode (`serverless.associationSwap`): twin route tables per subnet, one per unit; a failover moves each subnet's association (ReplaceRouteTableAssociation), whatever the number of routes.");
+    println!();
+    println!("| routes | subnets | twin tables | engine (paced) | EC2 calls | throttled | per-route mode, same routes |");
+    println!("|---:|---:|---:|---:|---:|---:|---:|");
+    for (routes, subnets) in [(50usize, 1usize), (500, 10)] {
+        let (swap, per_route) = rt.block_on(async {
+            (
+                measure_swap(routes, subnets).await,
+                measure(&Case { routes, eips: 1 }, 64, rate as u64, burst as u64).await,
+            )
+        });
+        let mark = |m: &Measured| {
+            if m.ok {
+                format!("{:.2} s", m.seconds)
+            } else {
+                format!("{:.2} s (incomplete)", m.seconds)
+            }
+        };
+        println!(
+            "| {routes} | {subnets} | {} | {} | {} | {} | {} |",
+            subnets * 2,
+            mark(&swap),
+            swap.ec2_calls,
+            swap.throttled,
+            mark(&per_route)
+        );
     }
 }

@@ -203,6 +203,11 @@ pub struct Extension {
     pub mutation_rate: u64,
     /// `mutationBurst`: calls sent at once before pacing starts (default 50, EC2's bucket).
     pub mutation_burst: u64,
+    /// `associationSwap`: each subnet in scope has one route table per member (tagged
+    /// `f5_cloud_failover_member=<instance id>`), identical but for next hops; failover moves
+    /// the subnet's association to the target's table: one call per subnet, whatever the
+    /// number of routes (default false).
+    pub association_swap: bool,
 }
 
 /// How a member is probed.
@@ -276,6 +281,7 @@ impl Default for Extension {
             probe: None,
             mutation_rate: 5,
             mutation_burst: 50,
+            association_swap: false,
         }
     }
 }
@@ -767,6 +773,9 @@ fn parse_extension(v: &Value, p: Path) -> Result<Extension, DeclarationError> {
     }
     if let Some(n) = o.opt_int("mutationBurst", 1, 1000)? {
         ext.mutation_burst = n;
+    }
+    if let Some(v) = o.opt_bool("associationSwap")? {
+        ext.association_swap = v;
     }
     if let Some((v, p)) = o.opt("probe") {
         ext.probe = Some(parse_probe(v, p)?);

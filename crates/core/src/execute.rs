@@ -193,6 +193,13 @@ async fn run_one(ec2: &dyn Ec2, op: &Operation, pacer: &Pacer) -> Outcome {
 
 async fn send(ec2: &dyn Ec2, m: Mutation) -> Result<(), CloudError> {
     match m {
+        Mutation::ReplaceRouteTableAssociation {
+            association_id,
+            route_table_id,
+        } => ec2
+            .replace_route_table_association(&association_id, &route_table_id)
+            .await
+            .map(|_| ()),
         Mutation::ReplaceRoute {
             route_table_id,
             destination,
@@ -227,7 +234,8 @@ pub async fn verify(ec2: &dyn Ec2, ops: &[Operation]) -> Result<BTreeSet<String>
     let mut enis = BTreeSet::new();
     for op in ops {
         match &op.action {
-            Action::ReplaceRoute { route_table_id, .. } => {
+            Action::ReplaceRoute { route_table_id, .. }
+            | Action::SwapAssociation { route_table_id, .. } => {
                 tables.insert(route_table_id.clone());
             }
             Action::AssociateAddress { allocation_id, .. } => {
@@ -296,6 +304,16 @@ pub async fn verify(ec2: &dyn Ec2, ops: &[Operation]) -> Result<BTreeSet<String>
                 ..
             } => enis.iter().any(|n| {
                 n.id == *network_interface_id && ips.iter().all(|ip| n.secondary_ips.contains(ip))
+            }),
+            Action::SwapAssociation {
+                route_table_id,
+                subnet_id,
+                ..
+            } => tables.iter().any(|t| {
+                t.id == *route_table_id
+                    && t.associations
+                        .iter()
+                        .any(|a| a.subnet_id.as_deref() == Some(subnet_id))
             }),
         };
         if holds {

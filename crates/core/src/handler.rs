@@ -25,6 +25,7 @@ pub const OPERATIONS: &[&str] = &[
     "AssociateAddress",
     "ReplaceRoute",
     "AssignPrivateIpAddresses",
+    "ReplaceRouteTableAssociation",
     "ListBuckets",
     "GetBucketTagging",
     "HeadBucket",

@@ -13,7 +13,7 @@ use async_trait::async_trait;
 use crate::declaration::{Encryption, Tags};
 use crate::error::{CloudError, ErrorKind};
 use crate::lab::Topology;
-use crate::model::{ElasticIp, Filter, Instance, NetworkInterface, Route, RouteTable};
+use crate::model::{Association, ElasticIp, Filter, Instance, NetworkInterface, Route, RouteTable};
 use crate::net::Cidr;
 use crate::ports::{
     DryRun, Ec2Describe, Ec2Mutate, Mutation, ObjectStore, StoredObject, WriteCondition,
@@ -193,6 +193,15 @@ impl MemoryCloud {
                     network_interface_id: Some(eni.clone()),
                     other_target: None,
                 }));
+                let associations = t
+                    .subnets
+                    .iter()
+                    .map(|s| Association {
+                        id: format!("rtbassoc-{:017x}", w.next()),
+                        subnet_id: Some(s.clone()),
+                        main: false,
+                    })
+                    .collect();
                 w.tables.insert(
                     t.id.clone(),
                     RouteTable {
@@ -200,6 +209,7 @@ impl MemoryCloud {
                         vpc_id: topo.vpc_id.clone(),
                         tags: t.tags.clone(),
                         routes,
+                        associations,
                     },
                 );
             }
@@ -785,6 +795,71 @@ impl Ec2Mutate for MemoryCloud {
             r.network_interface_id = Some(network_interface_id.into());
             r.other_target = None;
             Ok(())
+        })
+    }
+
+    async fn replace_route_table_association(
+        &self,
+        association_id: &str,
+        route_table_id: &str,
+    ) -> Result<String, CloudError> {
+        const OP: &str = "ReplaceRouteTableAssociation";
+        if let Some(e) = self.pause(OP).await {
+            return Err(e);
+        }
+        self.call(OP, |w| {
+            let vpc = w
+                .tables
+                .get(route_table_id)
+                .ok_or_else(|| {
+                    err(
+                        OP,
+                        ErrorKind::NotFound,
+                        "InvalidRouteTableID.NotFound",
+                        route_table_id,
+                    )
+                })?
+                .vpc_id
+                .clone();
+            let (from, index) = w
+                .tables
+                .values()
+                .find_map(|t| {
+                    t.associations
+                        .iter()
+                        .position(|a| a.id == association_id)
+                        .map(|i| (t.id.clone(), i))
+                })
+                .ok_or_else(|| {
+                    err(
+                        OP,
+                        ErrorKind::NotFound,
+                        "InvalidAssociationID.NotFound",
+                        association_id,
+                    )
+                })?;
+            if w.tables[&from].vpc_id != vpc {
+                return Err(err(
+                    OP,
+                    ErrorKind::Rejected,
+                    "InvalidParameterValue",
+                    "tables of different VPCs",
+                ));
+            }
+            let id = format!("rtbassoc-{:017x}", w.next());
+            let mut assoc = w
+                .tables
+                .get_mut(&from)
+                .expect("found")
+                .associations
+                .remove(index);
+            assoc.id = id.clone();
+            w.tables
+                .get_mut(route_table_id)
+                .expect("checked")
+                .associations
+                .push(assoc);
+            Ok(id)
         })
     }
 

@@ -81,6 +81,20 @@ pub struct RouteTable {
     pub tags: Tags,
     /// Routes.
     pub routes: Vec<Route>,
+    /// Subnet associations (and the main-table association).
+    pub associations: Vec<Association>,
+}
+
+/// A route table's association with a subnet.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Association {
+    /// `rtbassoc-…`
+    pub id: String,
+    /// The subnet, for subnet associations.
+    pub subnet_id: Option<String>,
+    /// True for the VPC's main-table association.
+    pub main: bool,
 }
 
 /// One route.

@@ -1,14 +1,14 @@
 //! The planner: a pure function of (declaration, snapshot, target) to the operations that
 //! make the cloud follow the target, or a refusal with reasons. No I/O.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
 use serde::Serialize;
 
 use crate::declaration::{AddressGroup, Declaration, NextHops};
 use crate::discovery::{ips_from_tag, Snapshot, NIC_MAP_TAG, SELF_IPS_TAG};
-use crate::model::{Instance, NetworkInterface};
+use crate::model::{Instance, NetworkInterface, RouteTable};
 use crate::net::Cidr;
 
 /// What one operation changes.
@@ -49,6 +49,18 @@ pub enum Action {
         /// Private IP it was on, if any.
         current_private_ip: Option<IpAddr>,
     },
+    /// ReplaceRouteTableAssociation: the subnet moves to the target's twin route table
+    /// (association-swap mode).
+    SwapAssociation {
+        /// The subnet.
+        subnet_id: String,
+        /// Its current association.
+        association_id: String,
+        /// The table it leaves.
+        from_route_table_id: String,
+        /// The target's twin table.
+        route_table_id: String,
+    },
     /// AssignPrivateIpAddresses (AllowReassignment): move secondary IPs between ENIs of one subnet.
     AssignPrivateIps {
         /// Receiving ENI (target unit).
@@ -84,6 +96,14 @@ impl Action {
                 allocation_id: allocation_id.clone(),
                 network_interface_id: network_interface_id.clone(),
                 private_ip: *private_ip,
+            },
+            Action::SwapAssociation {
+                association_id,
+                route_table_id,
+                ..
+            } => Mutation::ReplaceRouteTableAssociation {
+                association_id: association_id.clone(),
+                route_table_id: route_table_id.clone(),
             },
             Action::AssignPrivateIps {
                 network_interface_id,
@@ -202,8 +222,141 @@ struct Planner<'a> {
     warnings: Vec<String>,
 }
 
+/// Route-table tag naming the member a twin table routes to (association-swap mode).
+pub const MEMBER_TAG: &str = "f5_cloud_failover_member";
+
+/// Association-swap mode: what keeps the twin tables from being swapped safely (each twin
+/// tagged with its member, every twin of a group with the same destinations, each declared
+/// range pointing at its own member's next hop).
+pub fn twin_problems(decl: &Declaration, snap: &Snapshot) -> Vec<String> {
+    let mut problems = Vec::new();
+    for (gi, g) in decl.route_groups().iter().enumerate() {
+        let twins: Vec<&RouteTable> = snap
+            .route_tables
+            .iter()
+            .filter(|st| st.group == gi)
+            .map(|st| &st.table)
+            .collect();
+        let Some(first) = twins.first() else { continue };
+        let dests = |t: &RouteTable| -> BTreeSet<Cidr> {
+            t.routes
+                .iter()
+                .filter(|r| r.other_target.as_deref() != Some("local"))
+                .map(|r| r.destination)
+                .collect()
+        };
+        for table in &twins {
+            let Some(member) = table.tags.get(MEMBER_TAG) else {
+                problems.push(format!(
+                    "route table {} has no {MEMBER_TAG} tag (associationSwap needs one table per member, tagged with its instance id)",
+                    table.id
+                ));
+                continue;
+            };
+            let (a, b) = (dests(first), dests(table));
+            if a != b {
+                let diff: Vec<String> = a
+                    .symmetric_difference(&b)
+                    .map(ToString::to_string)
+                    .collect();
+                problems.push(format!(
+                    "twin route tables {} and {} are out of sync: {} in one only",
+                    first.id,
+                    table.id,
+                    diff.join(", ")
+                ));
+            }
+            let Some(m) = snap.member(member) else {
+                problems.push(format!(
+                    "route table {} is tagged for {member}, which is not a member",
+                    table.id
+                ));
+                continue;
+            };
+            for r in &g.ranges {
+                let NextHops::Static(items) = r.next_hops.as_ref().unwrap_or(&g.default_next_hops)
+                else {
+                    continue;
+                };
+                let want = next_hop_on(m, items, r.range)
+                    .ok()
+                    .map(|(n, _)| n.id.clone());
+                let have = table.routes.iter().find(|x| x.destination == r.range);
+                if have.and_then(|x| x.network_interface_id.clone()) != want {
+                    problems.push(format!(
+                        "twin route table {} (of {member}): route {} points at {}, not at {}'s next hop {}",
+                        table.id,
+                        r.range,
+                        have.map_or("nothing", |x| x.target()),
+                        member,
+                        want.as_deref().unwrap_or("(none)")
+                    ));
+                }
+            }
+        }
+    }
+    problems
+}
+
 impl Planner<'_> {
+    /// Association-swap mode: move each subnet to the target's twin table.
+    fn swap_associations(&mut self, t: &Instance) {
+        let problems = twin_problems(self.decl, self.snap);
+        if !problems.is_empty() {
+            self.reasons.extend(problems);
+            return;
+        }
+        for gi in 0..self.decl.route_groups().len() {
+            let twins: Vec<&RouteTable> = self
+                .snap
+                .route_tables
+                .iter()
+                .filter(|st| st.group == gi)
+                .map(|st| &st.table)
+                .collect();
+            if twins.is_empty() {
+                continue;
+            }
+            let Some(to) = twins.iter().find(|x| x.tags.get(MEMBER_TAG) == Some(&t.id)) else {
+                self.reasons.push(format!(
+                    "route group {gi}: no twin route table tagged {MEMBER_TAG}={} for the target",
+                    t.id
+                ));
+                continue;
+            };
+            for from in twins.iter().filter(|x| x.id != to.id) {
+                for a in from.associations.iter().filter(|a| !a.main) {
+                    let Some(subnet) = &a.subnet_id else { continue };
+                    self.ops.push(Operation {
+                        id: format!("assoc:{subnet}"),
+                        wave: 0,
+                        why: format!(
+                            "subnet {subnet} uses {} (routes via {}); the active unit {} ({}) has twin table {}",
+                            from.id,
+                            from.tags.get(MEMBER_TAG).map_or("?", String::as_str),
+                            t.id,
+                            t.display_name(),
+                            to.id
+                        ),
+                        action: Action::SwapAssociation {
+                            subnet_id: subnet.clone(),
+                            association_id: a.id.clone(),
+                            from_route_table_id: from.id.clone(),
+                            route_table_id: to.id.clone(),
+                        },
+                    });
+                }
+            }
+            for a in to.associations.iter().filter_map(|a| a.subnet_id.as_ref()) {
+                self.in_place.push(format!("subnet {a} on {}", to.id));
+            }
+        }
+    }
+
     fn routes(&mut self, t: &Instance) {
+        if self.decl.extension.association_swap {
+            return self.swap_associations(t);
+        }
         let groups = self.decl.route_groups();
         for id in &self.snap.missing_route_tables {
             self.reasons.push(format!(
@@ -767,6 +920,96 @@ mod tests {
                 (0, "route:rtb-060adeaa8fe5b2bbb:0.0.0.0/0"),
                 (1, "eip:98.80.114.203"),
             ]
+        );
+    }
+}
+
+#[cfg(test)]
+mod swap_tests {
+    use super::*;
+    use crate::discovery::discover;
+    use crate::execute::{execute, ExecOptions};
+    use crate::lab::{tags, Topology, SEED_A, SEED_A_EXT, SEED_B, SEED_B_EXT, SEED_TAG};
+    use crate::lock::NoFence;
+    use crate::memory::MemoryCloud;
+    use serde_json::json;
+
+    /// The seed with twin tables: A's (the seed's, both web subnets) and B's.
+    fn twins() -> Topology {
+        let mut topo = Topology::seed();
+        topo.route_tables[0]
+            .tags
+            .insert(MEMBER_TAG.into(), SEED_A.into());
+        let mut b = topo.route_tables[0].clone();
+        b.id = "rtb-0bbbbbbbbbbbbbbbb".into();
+        b.tags = tags([SEED_TAG, (MEMBER_TAG, SEED_B)]);
+        b.routes = vec![("0.0.0.0/0".parse().unwrap(), SEED_B_EXT.into())];
+        b.subnets = vec![];
+        topo.route_tables.push(b);
+        topo
+    }
+
+    fn decl() -> Declaration {
+        let mut v: serde_json::Value = serde_json::from_str(include_str!(
+            "../../../examples/seed-article/declaration-after.json"
+        ))
+        .unwrap();
+        v["failoverRoutes"] = json!({
+            "scopingTags": {SEED_TAG.0: SEED_TAG.1},
+            "scopingAddressRanges": [{"range": "0.0.0.0/0"}],
+            "defaultNextHopAddresses": {"discoveryType": "static", "items": ["10.0.0.11", "10.0.4.11"]}
+        });
+        v["serverless"] = json!({"associationSwap": true});
+        Declaration::from_value(&v).unwrap()
+    }
+
+    #[tokio::test]
+    async fn failover_swaps_each_subnet_to_the_targets_twin() {
+        let cloud = MemoryCloud::from_topology(&twins());
+        let d = decl();
+        let snap = discover(&cloud, &cloud, &d).await.unwrap();
+        let p = plan(&d, &snap, SEED_B).unwrap();
+        let ids: Vec<&str> = p.operations.iter().map(|o| o.id.as_str()).collect();
+        assert_eq!(
+            ids,
+            vec![
+                "assoc:subnet-web-a",
+                "assoc:subnet-web-b",
+                "eip:98.80.114.203"
+            ]
+        );
+        let opts = ExecOptions {
+            max_concurrency: 16,
+            pacing: Default::default(),
+            deadline: None,
+        };
+        let out = execute(&cloud, &p, &opts, &NoFence).await;
+        assert!(out.iter().all(|o| o.verified), "{out:?}");
+        let snap = discover(&cloud, &cloud, &d).await.unwrap();
+        assert!(
+            plan(&d, &snap, SEED_B).unwrap().operations.is_empty(),
+            "converged"
+        );
+        let back = plan(&d, &snap, SEED_A).unwrap();
+        assert_eq!(back.operations.len(), 3);
+        let _ = SEED_A_EXT;
+    }
+
+    #[tokio::test]
+    async fn out_of_sync_twins_are_refused() {
+        let mut topo = twins();
+        topo.route_tables[1]
+            .routes
+            .push(("192.168.0.0/16".parse().unwrap(), SEED_B_EXT.into()));
+        let cloud = MemoryCloud::from_topology(&topo);
+        let d = decl();
+        let snap = discover(&cloud, &cloud, &d).await.unwrap();
+        let r = plan(&d, &snap, SEED_B).unwrap_err();
+        assert!(
+            r.reasons
+                .iter()
+                .any(|x| x.contains("out of sync: 192.168.0.0/16")),
+            "{r}"
         );
     }
 }

@@ -14,10 +14,11 @@ use crate::model::{ElasticIp, Filter, Instance, NetworkInterface, RouteTable};
 use crate::net::Cidr;
 
 /// EC2 operations that change the cloud (what `Ec2Mutate` sends).
-pub const MUTATING_OPERATIONS: [&str; 3] = [
+pub const MUTATING_OPERATIONS: [&str; 4] = [
     "AssociateAddress",
     "ReplaceRoute",
     "AssignPrivateIpAddresses",
+    "ReplaceRouteTableAssociation",
 ];
 
 /// Every API operation the ports send (as the SDK names it), with the IAM actions it needs.
@@ -37,6 +38,10 @@ pub const PERMISSIONS: &[(&str, &[&str])] = &[
     (
         "AssignPrivateIpAddresses",
         &["ec2:AssignPrivateIpAddresses"],
+    ),
+    (
+        "ReplaceRouteTableAssociation",
+        &["ec2:ReplaceRouteTableAssociation"],
     ),
     ("ListBuckets", &["s3:ListAllMyBuckets"]),
     ("GetBucketEncryption", &["s3:GetEncryptionConfiguration"]),
@@ -113,6 +118,13 @@ pub enum Mutation {
         /// Target ENI.
         network_interface_id: String,
     },
+    /// ReplaceRouteTableAssociation: the subnet of `association_id` moves to `route_table_id`.
+    ReplaceRouteTableAssociation {
+        /// The subnet's current association.
+        association_id: String,
+        /// The table it moves to.
+        route_table_id: String,
+    },
     /// AssignPrivateIpAddresses (with AllowReassignment).
     AssignPrivateIps {
         /// Receiving ENI.
@@ -129,6 +141,7 @@ impl Mutation {
             Mutation::AssociateAddress { .. } => "AssociateAddress",
             Mutation::ReplaceRoute { .. } => "ReplaceRoute",
             Mutation::AssignPrivateIps { .. } => "AssignPrivateIpAddresses",
+            Mutation::ReplaceRouteTableAssociation { .. } => "ReplaceRouteTableAssociation",
         }
     }
 }
@@ -164,6 +177,12 @@ pub trait Ec2Mutate: Send + Sync {
         destination: Cidr,
         network_interface_id: &str,
     ) -> Result<(), CloudError>;
+    /// ReplaceRouteTableAssociation; returns the new association id.
+    async fn replace_route_table_association(
+        &self,
+        association_id: &str,
+        route_table_id: &str,
+    ) -> Result<String, CloudError>;
     /// AssignPrivateIpAddresses; with `allow_reassignment` the addresses (and any EIPs on them)
     /// move from the interface that holds them.
     async fn assign_private_ips(

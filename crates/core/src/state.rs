@@ -218,6 +218,8 @@ pub fn cfe_state(record: &RunRecord) -> Value {
                     }),
                 );
             }
+            // No CFE field for it: recorded in the serverless block only.
+            Action::SwapAssociation { .. } => {}
             Action::AssignPrivateIps {
                 network_interface_id,
                 from_network_interface_id,

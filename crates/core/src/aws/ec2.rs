@@ -9,7 +9,7 @@ use aws_sdk_ec2::Client;
 use super::cloud_error;
 use crate::declaration::Tags;
 use crate::error::{CloudError, ErrorKind};
-use crate::model::{ElasticIp, Filter, Instance, NetworkInterface, Route, RouteTable};
+use crate::model::{Association, ElasticIp, Filter, Instance, NetworkInterface, Route, RouteTable};
 use crate::net::Cidr;
 use crate::ports::{DryRun, Ec2Describe, Ec2Mutate, Mutation};
 
@@ -252,6 +252,17 @@ impl Ec2Describe for AwsEc2 {
                     vpc_id: t.vpc_id().unwrap_or_default().to_string(),
                     tags: tags(t.tags()),
                     routes: t.routes().iter().filter_map(route).collect(),
+                    associations: t
+                        .associations()
+                        .iter()
+                        .filter_map(|a| {
+                            Some(Association {
+                                id: a.route_table_association_id()?.to_string(),
+                                subnet_id: a.subnet_id().map(str::to_string),
+                                main: a.main().unwrap_or(false),
+                            })
+                        })
+                        .collect(),
                 })
             })
             .collect())
@@ -333,6 +344,22 @@ impl Ec2Mutate for AwsEc2 {
                 .await
                 .map(|_| ())
                 .map_err(|e| cloud_error(op, e)),
+            Mutation::ReplaceRouteTableAssociation { .. } if self.emulator => {
+                return Ok(DryRun::Unchecked)
+            }
+            Mutation::ReplaceRouteTableAssociation {
+                association_id,
+                route_table_id,
+            } => self
+                .client
+                .replace_route_table_association()
+                .association_id(association_id)
+                .route_table_id(route_table_id)
+                .dry_run(true)
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(|e| cloud_error(op, e)),
             // moto performs these two even with DryRun set: never send them to the emulator.
             _ if self.emulator => return Ok(DryRun::Unchecked),
             Mutation::ReplaceRoute {
@@ -408,6 +435,22 @@ impl Ec2Mutate for AwsEc2 {
             .await
             .map_err(|e| cloud_error("ReplaceRoute", e))?;
         Ok(())
+    }
+
+    async fn replace_route_table_association(
+        &self,
+        association_id: &str,
+        route_table_id: &str,
+    ) -> Result<String, CloudError> {
+        let out = self
+            .client
+            .replace_route_table_association()
+            .association_id(association_id)
+            .route_table_id(route_table_id)
+            .send()
+            .await
+            .map_err(|e| cloud_error("ReplaceRouteTableAssociation", e))?;
+        Ok(out.new_association_id().unwrap_or_default().to_string())
     }
 
     async fn assign_private_ips(

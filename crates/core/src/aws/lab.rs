@@ -222,9 +222,15 @@ pub async fn create(cloud: &AwsCloud, topo: &Topology) -> Result<LabIds, CloudEr
             .to_string();
         ids.0.insert(t.id.clone(), rtb.clone());
         if !t.tags.is_empty() {
+            // Tag values may name lab resources (f5_cloud_failover_member=<instance>).
+            let tags: Tags = t
+                .tags
+                .iter()
+                .map(|(k, v)| (k.clone(), ids.real(v).to_string()))
+                .collect();
             ec2.create_tags()
                 .resources(&rtb)
-                .set_tags(Some(ec2_tags(&t.tags)))
+                .set_tags(Some(ec2_tags(&tags)))
                 .send()
                 .await
                 .map_err(|e| cloud_error("CreateTags", e))?;
