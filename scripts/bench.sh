@@ -20,6 +20,14 @@ $cf declare "$work/declaration.json" --to "$uri" >/dev/null
 python3 scripts/coldstart.py "$tgt/lambda" "$cf" "$AWS_ENDPOINT_URL" "$uri" "$work/event.json" 5 >"$work/cold.md"
 glibc=$(objdump -T "$tgt/lambda/failover/bootstrap" | grep -o 'GLIBC_[0-9.]*' | sort -V | tail -1)
 $cf drill --output table --plot drill.svg --python "$MOTO_PY" >"$work/drill.txt" 2>/dev/null
+for i in 1 2 3 4 5; do $cf lab floor --python "$MOTO_PY" >"$work/floor$i.json"; done
+floor=$(python3 - "$work" <<'PY'
+import json, statistics, sys
+runs = [json.load(open(f"{sys.argv[1]}/floor{i}.json")) for i in range(1, 6)]
+med = lambda k: statistics.median(r[k] for r in runs)
+print(f"| {med('wallMs'):.0f} ms | {med('motoBusyMs'):.0f} ms | {med('ownMs'):.0f} ms | {med('sumOfCallLatenciesMs'):.0f} ms | {runs[0]['calls']} | {runs[0]['operations']} | {runs[0]['status']} |")
+PY
+)
 when=$(date -u +%Y-%m-%d)
 {
 cat <<HEAD
@@ -75,6 +83,17 @@ cat "$work/cold.md"
 cat <<TAIL
 
 Goals: ≤ 25 MB, ≤ 30 ms init, ≤ 64 MB RSS.
+
+## Against moto: how close to the emulator's own floor
+
+\`cloud-failover lab floor\` (debug build, median of 5): moto holding the seed, the failover
+handler run once on \`events/alarm-eventbridge.json\` through the real SDK, every HTTP exchange
+timed by an SDK interceptor. *moto busy* is the time at least one call was in flight (moto's
+own floor for this run); *own* is the rest (our code: parsing, planning, signing, JSON).
+
+| handler wall time | moto busy | own | sum of call latencies | calls | operations | status |
+|---:|---:|---:|---:|---:|---:|---|
+$floor
 
 ## Drill
 

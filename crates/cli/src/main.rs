@@ -145,6 +145,13 @@ enum Command {
 
 #[derive(Subcommand, Debug)]
 enum LabCommand {
+    /// Start moto, build the seed, run the failover handler once on the sample alarm and
+    /// report its wall time against the time moto itself spent answering (JSON).
+    Floor {
+        /// Python with moto[server] (default: .venv/bin/python, else python3).
+        #[arg(long)]
+        python: Option<PathBuf>,
+    },
     /// Create the field report's topology and print the id map (logical → emulator ids).
     Up {
         /// Copy IN to OUT with logical ids replaced by the emulator's (repeatable), as IN:OUT.
@@ -364,6 +371,9 @@ async fn dispatch(cli: &Cli) -> Result<(), CliError> {
             print_json(&state);
             Ok(())
         }
+        Command::Lab {
+            command: LabCommand::Floor { python },
+        } => floor(python.clone()).await,
         Command::Lab {
             command: LabCommand::Up { rewrite },
         } => {
@@ -628,4 +638,57 @@ async fn drill(
         ))),
         None => Err(CliError("answers never came back".into())),
     }
+}
+
+/// Wall time of one seed failover through the handler vs moto's own time (exchanges in flight).
+async fn floor(python: Option<PathBuf>) -> Result<(), CliError> {
+    let moto = start_moto(python)?;
+    let log = aws::CallLog::default();
+    let opts = AwsOptions {
+        region: Some("us-east-1".into()),
+        endpoint_url: Some(moto.endpoint.clone()),
+    };
+    let cloud = aws::connect_with(&opts, Some(log.clone())).await;
+    let ids = aws::lab::create(&cloud, &Topology::seed())
+        .await
+        .map_err(|e| CliError(e.to_string()))?;
+    let text = ids.rewrite(include_str!(
+        "../../../examples/seed-article/declaration-after.json"
+    ));
+    cloud
+        .s3
+        .put_object(
+            "cfe-state-bigip-ha",
+            "declaration.json",
+            text.into_bytes(),
+            &failover_core::declaration::Encryption::None,
+            None,
+        )
+        .await
+        .map_err(|e| CliError(e.to_string()))?;
+    let loc = Location::S3 {
+        bucket: "cfe-state-bigip-ha".into(),
+        key: "declaration.json".into(),
+    };
+    let event: Value =
+        serde_json::from_str(&ids.rewrite(include_str!("../../../events/alarm-eventbridge.json")))
+            .expect("event");
+    log.clear();
+    let start = std::time::Instant::now();
+    let out = handle(&cloud.ec2, &cloud.s3, &loc, &event, Invocation::default()).await?;
+    let end = std::time::Instant::now();
+    let wall = end - start;
+    let busy = log.busy(start, end);
+    let exchanges = log.exchanges();
+    let sum: std::time::Duration = exchanges.iter().map(|e| e.2).sum();
+    print_json(&serde_json::json!({
+        "status": out["status"],
+        "operations": out["plan"]["operations"].as_array().map_or(0, Vec::len),
+        "calls": exchanges.len(),
+        "wallMs": wall.as_secs_f64() * 1000.0,
+        "motoBusyMs": busy.as_secs_f64() * 1000.0,
+        "sumOfCallLatenciesMs": sum.as_secs_f64() * 1000.0,
+        "ownMs": (wall.saturating_sub(busy)).as_secs_f64() * 1000.0,
+    }));
+    Ok(())
 }

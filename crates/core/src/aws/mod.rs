@@ -12,7 +12,10 @@ use std::time::Duration;
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region};
-use aws_sdk_ec2::config::interceptors::BeforeSerializationInterceptorContextRef;
+use aws_sdk_ec2::config::interceptors::{
+    BeforeDeserializationInterceptorContextRef, BeforeSerializationInterceptorContextRef,
+    BeforeTransmitInterceptorContextRef,
+};
 use aws_sdk_ec2::config::{ConfigBag, Credentials, Intercept};
 use aws_sdk_ec2::error::ProvideErrorMetadata;
 use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
@@ -68,12 +71,56 @@ pub struct AwsCloud {
     pub s3: AwsS3,
 }
 
-/// Records the name of every API operation sent through the clients (an SDK interceptor,
-/// so it counts against AWS and emulators alike).
+/// Records the name of every API operation sent through the clients, and how long each
+/// HTTP exchange took (an SDK interceptor, so it works against AWS and emulators alike).
 #[derive(Clone, Debug, Default)]
-pub struct CallLog(Arc<Mutex<Vec<String>>>);
+pub struct CallLog(Arc<Mutex<Vec<String>>>, Arc<Mutex<Vec<Exchange>>>);
+
+/// One HTTP exchange: operation, when it was sent, how long until the response.
+pub type Exchange = (String, std::time::Instant, Duration);
+
+/// When the current attempt went on the wire (kept in the request's config bag).
+#[derive(Debug, Clone, Copy)]
+struct SentAt(std::time::Instant);
+
+impl aws_smithy_types::config_bag::Storable for SentAt {
+    type Storer = aws_smithy_types::config_bag::StoreReplace<Self>;
+}
 
 impl CallLog {
+    /// Each exchange (request sent to response received).
+    pub fn exchanges(&self) -> Vec<Exchange> {
+        self.1.lock().expect("call log").clone()
+    }
+
+    /// How long at least one exchange was in flight between `from` and `to`.
+    pub fn busy(&self, from: std::time::Instant, to: std::time::Instant) -> Duration {
+        let mut spans: Vec<(std::time::Instant, std::time::Instant)> = self
+            .exchanges()
+            .iter()
+            .map(|(_, s, d)| ((*s).max(from), (*s + *d).min(to)))
+            .filter(|(s, e)| s < e)
+            .collect();
+        spans.sort();
+        let mut total = Duration::ZERO;
+        let mut current: Option<(std::time::Instant, std::time::Instant)> = None;
+        for (s, e) in spans {
+            match &mut current {
+                Some((_, ce)) if s <= *ce => *ce = (*ce).max(e),
+                _ => {
+                    if let Some((cs, ce)) = current {
+                        total += ce - cs;
+                    }
+                    current = Some((s, e));
+                }
+            }
+        }
+        if let Some((cs, ce)) = current {
+            total += ce - cs;
+        }
+        total
+    }
+
     /// Operation names, in order sent.
     pub fn calls(&self) -> Vec<String> {
         self.0.lock().expect("call log").clone()
@@ -90,6 +137,7 @@ impl CallLog {
     /// Forgets what was recorded.
     pub fn clear(&self) {
         self.0.lock().expect("call log").clear();
+        self.1.lock().expect("call log").clear();
     }
 }
 
@@ -106,6 +154,34 @@ impl Intercept for CallLog {
     ) -> Result<(), BoxError> {
         if let Some(m) = cfg.load::<Metadata>() {
             self.0.lock().expect("call log").push(m.name().to_string());
+        }
+        Ok(())
+    }
+
+    fn read_before_transmit(
+        &self,
+        _context: &BeforeTransmitInterceptorContextRef<'_>,
+        _components: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        cfg.interceptor_state()
+            .store_put(SentAt(std::time::Instant::now()));
+        Ok(())
+    }
+
+    fn read_after_transmit(
+        &self,
+        _context: &BeforeDeserializationInterceptorContextRef<'_>,
+        _components: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let sent = cfg.load::<SentAt>().map(|s| s.0);
+        let name = cfg.load::<Metadata>().map(|m| m.name().to_string());
+        if let (Some(sent), Some(name)) = (sent, name) {
+            self.1
+                .lock()
+                .expect("call log")
+                .push((name, sent, sent.elapsed()));
         }
         Ok(())
     }
