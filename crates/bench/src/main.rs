@@ -110,32 +110,12 @@ fn twin_topology(routes: usize, subnets: usize) -> Topology {
 }
 
 async fn measure_swap(routes: usize, subnets: usize) -> Measured {
-    let cloud = MemoryCloud::from_topology(&twin_topology(routes, subnets));
-    cloud.simulate(Simulation::default());
-    let decl = swap_declaration(routes / subnets);
-    let mut req = RunRequest::new(TargetSpec::Instance(SEED_B.into()), Mode::Execute, "bench");
-    req.force = true;
-    let t0 = tokio::time::Instant::now();
-    let out = run(&cloud, &cloud, &decl, req).await;
-    let seconds = t0.elapsed().as_secs_f64();
-    let ok = matches!(&out, Ok(RunOutcome::Completed(r)) if r.record.outcomes.iter().all(|o| o.verified)
-        && r.record.outcomes.len() == subnets + 1);
-    let ec2_calls = cloud
-        .calls()
-        .iter()
-        .filter(|c| {
-            c.starts_with("Describe") || c.starts_with("Replace") || *c == "AssociateAddress"
-        })
-        .count();
-    Measured {
-        seconds,
-        ec2_calls,
-        throttled: cloud.throttled_count(),
-        ok,
-    }
+    let decl = with_ranges(routes / subnets, json!({"associationSwap": true}));
+    measure_on(&twin_topology(routes, subnets), &decl, subnets + 1).await
 }
 
-fn swap_declaration(per_table: usize) -> Declaration {
+/// A declaration managing `per_table` ranges in every tagged table, with this extension block.
+fn with_ranges(per_table: usize, serverless: serde_json::Value) -> Declaration {
     let ranges: Vec<_> = (0..per_table)
         .map(|i| json!({"range": format!("172.{}.{}.0/24", 16 + i / 250, i % 250)}))
         .collect();
@@ -150,28 +130,7 @@ fn swap_declaration(per_table: usize) -> Declaration {
             "scopingAddressRanges": ranges,
             "defaultNextHopAddresses": {"discoveryType": "static", "items": ["10.0.0.11", "10.0.4.11"]}
         },
-        "serverless": {"associationSwap": true}
-    });
-    Declaration::from_value(&v).expect("swap declaration")
-}
-
-fn declaration(c: &Case, concurrency: usize, rate: u64, burst: u64) -> Declaration {
-    let per = c.routes.min(ROUTES_PER_TABLE);
-    let ranges: Vec<_> = (0..per)
-        .map(|i| json!({"range": format!("172.{}.{}.0/24", 16 + i / 250, i % 250)}))
-        .collect();
-    let v = json!({
-        "class": "Cloud_Failover",
-        "environment": "aws",
-        "externalStorage": {"scopingTags": {SEED_TAG.0: SEED_TAG.1}},
-        "failoverAddresses": {"enabled": true, "scopingTags": {SEED_TAG.0: SEED_TAG.1}},
-        "failoverRoutes": {
-            "enabled": true,
-            "scopingTags": {SEED_TAG.0: SEED_TAG.1},
-            "scopingAddressRanges": ranges,
-            "defaultNextHopAddresses": {"discoveryType": "static", "items": ["10.0.0.11", "10.0.4.11"]}
-        },
-        "serverless": {"maxConcurrency": concurrency, "mutationRate": rate, "mutationBurst": burst}
+        "serverless": serverless
     });
     Declaration::from_value(&v).expect("bench declaration")
 }
@@ -184,21 +143,27 @@ struct Measured {
 }
 
 async fn measure(c: &Case, concurrency: usize, rate: u64, burst: u64) -> Measured {
-    let cloud = MemoryCloud::from_topology(&topology(c));
+    let ext = json!({"maxConcurrency": concurrency, "mutationRate": rate, "mutationBurst": burst});
+    let decl = with_ranges(c.routes.min(ROUTES_PER_TABLE), ext);
+    measure_on(&topology(c), &decl, c.routes + c.eips).await
+}
+
+/// One failover A → B on a simulated EC2 holding `topo`, timed on tokio's paused clock.
+async fn measure_on(topo: &Topology, decl: &Declaration, operations: usize) -> Measured {
+    let cloud = MemoryCloud::from_topology(topo);
     cloud.simulate(Simulation::default());
-    let decl = declaration(c, concurrency, rate, burst);
     let mut req = RunRequest::new(TargetSpec::Instance(SEED_B.into()), Mode::Execute, "bench");
     req.force = true;
     let t0 = tokio::time::Instant::now();
-    let out = run(&cloud, &cloud, &decl, req).await;
+    let out = run(&cloud, &cloud, decl, req).await;
     let seconds = t0.elapsed().as_secs_f64();
     let ok = matches!(&out, Ok(RunOutcome::Completed(r)) if r.record.outcomes.iter().all(|o| o.verified)
-        && r.record.outcomes.len() == c.routes + c.eips);
+        && r.record.outcomes.len() == operations);
     let ec2_calls = cloud
         .calls()
         .iter()
         .filter(|c| {
-            c.starts_with("Describe") || ["ReplaceRoute", "AssociateAddress"].contains(&c.as_str())
+            c.starts_with("Describe") || c.starts_with("Replace") || *c == "AssociateAddress"
         })
         .count();
     Measured {

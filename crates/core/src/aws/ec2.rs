@@ -3,6 +3,9 @@
 use std::net::IpAddr;
 
 use async_trait::async_trait;
+use aws_sdk_ec2::operation::associate_address::builders::AssociateAddressFluentBuilder;
+use aws_sdk_ec2::operation::replace_route::builders::ReplaceRouteFluentBuilder;
+use aws_sdk_ec2::operation::replace_route_table_association::builders::ReplaceRouteTableAssociationFluentBuilder;
 use aws_sdk_ec2::types;
 use aws_sdk_ec2::Client;
 
@@ -29,6 +32,40 @@ impl AwsEc2 {
     /// The underlying client.
     pub fn client(&self) -> &Client {
         &self.client
+    }
+
+    fn associate(
+        &self,
+        allocation_id: &str,
+        eni: &str,
+        ip: IpAddr,
+    ) -> AssociateAddressFluentBuilder {
+        self.client
+            .associate_address()
+            .allocation_id(allocation_id)
+            .network_interface_id(eni)
+            .private_ip_address(ip.to_string())
+            .allow_reassociation(true)
+    }
+
+    fn replace(&self, table: &str, destination: Cidr, eni: &str) -> ReplaceRouteFluentBuilder {
+        let req = self
+            .client
+            .replace_route()
+            .route_table_id(table)
+            .network_interface_id(eni);
+        if destination.is_ipv6() {
+            req.destination_ipv6_cidr_block(destination.to_string())
+        } else {
+            req.destination_cidr_block(destination.to_string())
+        }
+    }
+
+    fn swap(&self, association_id: &str, table: &str) -> ReplaceRouteTableAssociationFluentBuilder {
+        self.client
+            .replace_route_table_association()
+            .association_id(association_id)
+            .route_table_id(table)
     }
 }
 
@@ -333,12 +370,7 @@ impl Ec2Mutate for AwsEc2 {
                 network_interface_id,
                 private_ip,
             } => self
-                .client
-                .associate_address()
-                .allocation_id(allocation_id)
-                .network_interface_id(network_interface_id)
-                .private_ip_address(private_ip.to_string())
-                .allow_reassociation(true)
+                .associate(allocation_id, network_interface_id, *private_ip)
                 .dry_run(true)
                 .send()
                 .await
@@ -351,10 +383,7 @@ impl Ec2Mutate for AwsEc2 {
                 association_id,
                 route_table_id,
             } => self
-                .client
-                .replace_route_table_association()
-                .association_id(association_id)
-                .route_table_id(route_table_id)
+                .swap(association_id, route_table_id)
                 .dry_run(true)
                 .send()
                 .await
@@ -366,20 +395,13 @@ impl Ec2Mutate for AwsEc2 {
                 route_table_id,
                 destination,
                 network_interface_id,
-            } => {
-                let req = self
-                    .client
-                    .replace_route()
-                    .route_table_id(route_table_id)
-                    .network_interface_id(network_interface_id)
-                    .dry_run(true);
-                let req = if destination.is_ipv6() {
-                    req.destination_ipv6_cidr_block(destination.to_string())
-                } else {
-                    req.destination_cidr_block(destination.to_string())
-                };
-                req.send().await.map(|_| ()).map_err(|e| cloud_error(op, e))
-            }
+            } => self
+                .replace(route_table_id, *destination, network_interface_id)
+                .dry_run(true)
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(|e| cloud_error(op, e)),
             // AssignPrivateIpAddresses has no DryRun parameter.
             Mutation::AssignPrivateIps { .. } => return Ok(DryRun::Unchecked),
         };
@@ -403,12 +425,7 @@ impl Ec2Mutate for AwsEc2 {
         private_ip: IpAddr,
     ) -> Result<String, CloudError> {
         let out = self
-            .client
-            .associate_address()
-            .allocation_id(allocation_id)
-            .network_interface_id(network_interface_id)
-            .private_ip_address(private_ip.to_string())
-            .allow_reassociation(true)
+            .associate(allocation_id, network_interface_id, private_ip)
             .send()
             .await
             .map_err(|e| cloud_error("AssociateAddress", e))?;
@@ -421,17 +438,8 @@ impl Ec2Mutate for AwsEc2 {
         destination: Cidr,
         network_interface_id: &str,
     ) -> Result<(), CloudError> {
-        let req = self
-            .client
-            .replace_route()
-            .route_table_id(route_table_id)
-            .network_interface_id(network_interface_id);
-        let req = if destination.is_ipv6() {
-            req.destination_ipv6_cidr_block(destination.to_string())
-        } else {
-            req.destination_cidr_block(destination.to_string())
-        };
-        req.send()
+        self.replace(route_table_id, destination, network_interface_id)
+            .send()
             .await
             .map_err(|e| cloud_error("ReplaceRoute", e))?;
         Ok(())
@@ -443,10 +451,7 @@ impl Ec2Mutate for AwsEc2 {
         route_table_id: &str,
     ) -> Result<String, CloudError> {
         let out = self
-            .client
-            .replace_route_table_association()
-            .association_id(association_id)
-            .route_table_id(route_table_id)
+            .swap(association_id, route_table_id)
             .send()
             .await
             .map_err(|e| cloud_error("ReplaceRouteTableAssociation", e))?;
