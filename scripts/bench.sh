@@ -11,7 +11,7 @@ PATH="$tools:$PATH" cargo lambda build --release --compiler cargo --bin failover
 cargo build --quiet -p cloud-failover
 cf="$tgt/debug/cloud-failover"
 work=$(mktemp -d)
-"$tgt/release/failover-bench" >"$work/sim.md"
+"$tgt/release/failover-bench" benchmarks.svg >"$work/sim.md"
 source scripts/moto.sh
 $cf lab up --rewrite "examples/seed-article/declaration-after.json:$work/declaration.json" \
   --rewrite "events/direct-execute.json:$work/event.json" >/dev/null
@@ -55,6 +55,11 @@ RequestLimitExceeded when empty). It runs on tokio's paused clock, so the times 
 - *throttle bound*: the least time any client can take, (mutations − burst) / refill, per action;
 - *CFE published*: F5's figures for AWS (performance-sizing; real AWS, with its fixed 5 s
   retries) — context, not a side-by-side measurement.
+
+![failover time vs routes](benchmarks.svg)
+
+*EC2 calls / rounds*: calls sent, and sequential EC2 round trips (three discovery rounds, one
+write round however far the pacer spreads it, one verify round).
 
 HEAD
 cat "$work/sim.md"

@@ -138,6 +138,7 @@ fn with_ranges(per_table: usize, serverless: serde_json::Value) -> Declaration {
 struct Measured {
     seconds: f64,
     ec2_calls: usize,
+    ec2_rounds: usize,
     throttled: usize,
     ok: bool,
 }
@@ -169,6 +170,7 @@ async fn measure_on(topo: &Topology, decl: &Declaration, operations: usize) -> M
     Measured {
         seconds,
         ec2_calls,
+        ec2_rounds: cloud.ec2_rounds(),
         throttled: cloud.throttled_count(),
         ok,
     }
@@ -193,8 +195,9 @@ fn main() {
         .expect("runtime");
     let sim = Simulation::default();
     let (burst, rate) = sim.mutating_bucket;
-    println!("| routes | EIPs | engine (paced) | engine unpaced | concurrency 1 | throttle bound | CFE published | EC2 calls (paced) | throttled: paced / unpaced |");
+    println!("| routes | EIPs | engine (paced) | engine unpaced | concurrency 1 | throttle bound | CFE published | EC2 calls / rounds (paced) | throttled: paced / unpaced |");
     println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let mut series: Vec<(usize, f64, f64, f64, f64)> = Vec::new();
     for eips in [1usize, 25] {
         for routes in [1usize, 10, 50, 100, 200, 500] {
             let c = Case { routes, eips };
@@ -208,6 +211,14 @@ fn main() {
             // Routes and EIPs use separate buckets (one per API action).
             let bound = |n: usize| (n as f64 - burst).max(0.0) / rate;
             let lower = bound(routes).max(bound(eips));
+            if eips == 1 {
+                let cfe_s = match routes {
+                    r if r <= 100 => 5.0,
+                    200 => 15.0,
+                    _ => 90.0,
+                };
+                series.push((routes, paced.seconds, sequential.seconds, lower, cfe_s));
+            }
             let mark = |m: &Measured| {
                 if m.ok {
                     format!("{:.2} s", m.seconds)
@@ -222,16 +233,19 @@ fn main() {
                 mark(&sequential),
                 lower,
                 cfe(&c),
-                paced.ec2_calls,
+                format!("{} / {}", paced.ec2_calls, paced.ec2_rounds),
                 paced.throttled,
                 unpaced.throttled
             );
         }
     }
+    if let Some(path) = std::env::args().nth(1) {
+        std::fs::write(&path, plot(&series)).expect("write the plot");
+    }
     println!();
     println!("Association-swap mode (`serverless.associationSwap`): twin route tables per subnet, one per unit; a failover moves each subnet's association (ReplaceRouteTableAssociation), whatever the number of routes.");
     println!();
-    println!("| routes | subnets | twin tables | engine (paced) | EC2 calls | throttled | per-route mode, same routes |");
+    println!("| routes | subnets | twin tables | engine (paced) | EC2 calls / rounds | throttled | per-route mode, same routes |");
     println!("|---:|---:|---:|---:|---:|---:|---:|");
     for (routes, subnets) in [(50usize, 1usize), (500, 10)] {
         let (swap, per_route) = rt.block_on(async {
@@ -248,12 +262,72 @@ fn main() {
             }
         };
         println!(
-            "| {routes} | {subnets} | {} | {} | {} | {} | {} |",
+            "| {routes} | {subnets} | {} | {} | {} / {} | {} | {} |",
             subnets * 2,
             mark(&swap),
             swap.ec2_calls,
+            swap.ec2_rounds,
             swap.throttled,
             mark(&per_route)
         );
     }
+}
+
+/// An SVG line chart: failover time against routes (1 EIP), log-scaled routes axis.
+fn plot(series: &[(usize, f64, f64, f64, f64)]) -> String {
+    let (w, h, pad) = (760.0, 380.0, 60.0);
+    let ymax = series
+        .iter()
+        .map(|p| p.1.max(p.2).max(p.3).max(p.4))
+        .fold(1.0, f64::max)
+        * 1.1;
+    let x = |r: usize| pad + ((r as f64).ln() / 500f64.ln()) * (w - 2.0 * pad);
+    let y = |v: f64| h - pad - v / ymax * (h - 2.0 * pad);
+    let mut svg = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" font-family=\"sans-serif\" font-size=\"12\">\n<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n<text x=\"{pad}\" y=\"24\">Failover time vs routes (1 EIP), simulated EC2 with default throttling</text>\n"
+    );
+    svg += &format!("<line x1=\"{pad}\" y1=\"{0}\" x2=\"{1}\" y2=\"{0}\" stroke=\"black\"/><line x1=\"{pad}\" y1=\"{pad}\" x2=\"{pad}\" y2=\"{0}\" stroke=\"black\"/>\n", h - pad, w - pad);
+    for p in series {
+        svg += &format!(
+            "<text x=\"{:.0}\" y=\"{:.0}\" text-anchor=\"middle\">{}</text>\n",
+            x(p.0),
+            h - pad + 18.0,
+            p.0
+        );
+    }
+    for v in [0.0, ymax / 2.0, ymax] {
+        svg += &format!(
+            "<text x=\"{:.0}\" y=\"{:.0}\" text-anchor=\"end\">{v:.0} s</text>\n",
+            pad - 6.0,
+            y(v) + 4.0
+        );
+    }
+    svg += &format!(
+        "<text x=\"{:.0}\" y=\"{:.0}\" text-anchor=\"middle\">routes (log scale)</text>\n",
+        w / 2.0,
+        h - 12.0
+    );
+    let lines: [(&str, &str, fn(&(usize, f64, f64, f64, f64)) -> f64); 4] = [
+        ("engine (paced)", "#2a6", |p| p.1),
+        ("concurrency 1", "#c80", |p| p.2),
+        ("throttle bound", "#888", |p| p.3),
+        ("CFE published", "#c22", |p| p.4),
+    ];
+    for (i, (name, color, get)) in lines.iter().enumerate() {
+        let pts: Vec<String> = series
+            .iter()
+            .map(|p| format!("{:.1},{:.1}", x(p.0), y(get(p))))
+            .collect();
+        svg += &format!(
+            "<polyline fill=\"none\" stroke=\"{color}\" stroke-width=\"2\" points=\"{}\"/>\n",
+            pts.join(" ")
+        );
+        svg += &format!(
+            "<text x=\"{:.0}\" y=\"{:.0}\" fill=\"{color}\">{name}</text>\n",
+            pad + 10.0,
+            pad + 16.0 * i as f64
+        );
+    }
+    svg += "</svg>\n";
+    svg
 }

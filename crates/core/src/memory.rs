@@ -115,6 +115,8 @@ struct Sim {
     buckets: BTreeMap<String, (f64, tokio::time::Instant)>,
     seed: u64,
     throttled: usize,
+    /// When each EC2 call was in flight (simulated clock), and whether it mutated.
+    ec2_spans: Vec<(tokio::time::Instant, tokio::time::Instant, bool)>,
 }
 
 fn err(op: &'static str, kind: ErrorKind, code: &str, msg: impl Into<String>) -> CloudError {
@@ -263,7 +265,32 @@ impl MemoryCloud {
             buckets: BTreeMap::new(),
             seed: 0x9e37_79b9_7f4a_7c15,
             throttled: 0,
+            ec2_spans: Vec::new(),
         });
+    }
+
+    /// Sequential EC2 round trips so far: calls overlapping in time are one round; a call
+    /// sent after the previous round answered starts a new one, except that consecutive
+    /// mutations (a wave the pacer spreads past the burst) stay one round.
+    pub fn ec2_rounds(&self) -> usize {
+        let guard = self.sim.lock().unwrap();
+        let Some(sim) = guard.as_ref() else { return 0 };
+        let mut spans = sim.ec2_spans.clone();
+        spans.sort_by_key(|s| (s.0, s.1));
+        let mut rounds = 0;
+        let mut current: Option<(tokio::time::Instant, bool)> = None;
+        for (s, e, mutating) in spans {
+            match current {
+                Some((end, m)) if s < end || (mutating && m) => {
+                    current = Some((end.max(e), m && mutating))
+                }
+                _ => {
+                    rounds += 1;
+                    current = Some((e, mutating));
+                }
+            }
+        }
+        rounds
     }
 
     /// How many calls the simulation answered with RequestLimitExceeded.
@@ -302,9 +329,17 @@ impl MemoryCloud {
                 sim.cfg.ec2_latency + sim.cfg.ec2_jitter.mul_f64(frac)
             }
         };
+        let sent = tokio::time::Instant::now();
         tokio::time::sleep(latency).await;
         let mut guard = self.sim.lock().unwrap();
         let sim = guard.as_mut()?;
+        if op.starts_with("Describe") || MUTATING_OPERATIONS.contains(&op) {
+            sim.ec2_spans.push((
+                sent,
+                tokio::time::Instant::now(),
+                MUTATING_OPERATIONS.contains(&op),
+            ));
+        }
         let (cap, rate) = if op.starts_with("Describe") {
             sim.cfg.describe_bucket
         } else if MUTATING_OPERATIONS.contains(&op) {
