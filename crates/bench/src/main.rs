@@ -227,13 +227,14 @@ fn main() {
                 }
             };
             println!(
-                "| {routes} | {eips} | {} | {} | {} | {:.1} s | {} | {} | {} / {} |",
+                "| {routes} | {eips} | {} | {} | {} | {:.1} s | {} | {} / {} | {} / {} |",
                 mark(&paced),
                 mark(&unpaced),
                 mark(&sequential),
                 lower,
                 cfe(&c),
-                format!("{} / {}", paced.ec2_calls, paced.ec2_rounds),
+                paced.ec2_calls,
+                paced.ec2_rounds,
                 paced.throttled,
                 unpaced.throttled
             );
