@@ -197,7 +197,7 @@ fn main() {
     let (burst, rate) = sim.mutating_bucket;
     println!("| routes | EIPs | engine (paced) | engine unpaced | concurrency 1 | throttle bound | CFE published | EC2 calls / rounds (paced) | throttled: paced / unpaced |");
     println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
-    let mut series: Vec<(usize, f64, f64, f64, f64)> = Vec::new();
+    let mut series: Vec<Point> = Vec::new();
     for eips in [1usize, 25] {
         for routes in [1usize, 10, 50, 100, 200, 500] {
             let c = Case { routes, eips };
@@ -274,8 +274,11 @@ fn main() {
     }
 }
 
+/// One routes count: (routes, paced s, concurrency-1 s, throttle bound s, CFE published s).
+type Point = (usize, f64, f64, f64, f64);
+
 /// An SVG line chart: failover time against routes (1 EIP), log-scaled routes axis.
-fn plot(series: &[(usize, f64, f64, f64, f64)]) -> String {
+fn plot(series: &[Point]) -> String {
     let (w, h, pad) = (760.0, 380.0, 60.0);
     let ymax = series
         .iter()
@@ -308,7 +311,7 @@ fn plot(series: &[(usize, f64, f64, f64, f64)]) -> String {
         w / 2.0,
         h - 12.0
     );
-    let lines: [(&str, &str, fn(&(usize, f64, f64, f64, f64)) -> f64); 4] = [
+    let lines: [(&str, &str, fn(&Point) -> f64); 4] = [
         ("engine (paced)", "#2a6", |p| p.1),
         ("concurrency 1", "#c80", |p| p.2),
         ("throttle bound", "#888", |p| p.3),
