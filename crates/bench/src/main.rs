@@ -276,6 +276,8 @@ fn main() {
 
 /// One routes count: (routes, paced s, concurrency-1 s, throttle bound s, CFE published s).
 type Point = (usize, f64, f64, f64, f64);
+/// A plotted series: name, colour, value of a point.
+type Line = (&'static str, &'static str, fn(&Point) -> f64);
 
 /// An SVG line chart: failover time against routes (1 EIP), log-scaled routes axis.
 fn plot(series: &[Point]) -> String {
@@ -311,7 +313,7 @@ fn plot(series: &[Point]) -> String {
         w / 2.0,
         h - 12.0
     );
-    let lines: [(&str, &str, fn(&Point) -> f64); 4] = [
+    let lines: [Line; 4] = [
         ("engine (paced)", "#2a6", |p| p.1),
         ("concurrency 1", "#c80", |p| p.2),
         ("throttle bound", "#888", |p| p.3),
