@@ -111,13 +111,6 @@ impl RunOutcome {
         Ok(self)
     }
 
-    /// The report, when the run completed.
-    pub fn report(&self) -> Option<&RunReport> {
-        match self {
-            RunOutcome::Completed(r) => Some(r),
-            RunOutcome::Skipped(_) => None,
-        }
-    }
 }
 
 /// A fresh run id (random, 16 hex digits).

@@ -257,11 +257,4 @@ impl Topology {
         }
     }
 
-    /// The interface spec with this logical id.
-    pub fn interface(&self, id: &str) -> Option<&InterfaceSpec> {
-        self.instances
-            .iter()
-            .flat_map(|i| &i.interfaces)
-            .find(|n| n.id == id)
-    }
 }

@@ -252,12 +252,6 @@ impl MemoryCloud {
         self.denied.lock().unwrap().push(operation.into());
     }
 
-    /// Sets the bucket's default encryption algorithm (`None` removes it).
-    pub fn set_bucket_encryption(&self, bucket: &str, algorithm: Option<&str>) {
-        let mut w = self.world.lock().unwrap();
-        w.buckets.get_mut(bucket).expect("bucket").encryption = algorithm.map(str::to_string);
-    }
-
     /// Simulates EC2's latency and throttling (see `Simulation`).
     pub fn simulate(&self, cfg: Simulation) {
         *self.sim.lock().unwrap() = Some(Sim {
@@ -401,28 +395,6 @@ impl MemoryCloud {
         }
     }
 
-    /// Adds or replaces a route, as an operator would by hand.
-    pub fn put_route(&self, table: &str, destination: Cidr, eni: &str) {
-        let mut w = self.world.lock().unwrap();
-        let t = w.tables.get_mut(table).expect("table");
-        t.routes.retain(|r| r.destination != destination);
-        t.routes.push(Route {
-            destination,
-            network_interface_id: Some(eni.into()),
-            other_target: None,
-        });
-    }
-
-    /// Sets a tag on a route table.
-    pub fn tag_route_table(&self, table: &str, key: &str, value: &str) {
-        let mut w = self.world.lock().unwrap();
-        w.tables
-            .get_mut(table)
-            .expect("table")
-            .tags
-            .insert(key.into(), value.into());
-    }
-
     /// Removes a tag from a route table.
     pub fn untag_route_table(&self, table: &str, key: &str) {
         let mut w = self.world.lock().unwrap();
@@ -451,11 +423,6 @@ impl MemoryCloud {
     pub fn elastic_ip(&self, public_ip: IpAddr) -> Option<ElasticIp> {
         let w = self.world.lock().unwrap();
         w.eips.values().find(|e| e.public_ip == public_ip).cloned()
-    }
-
-    /// An interface by id.
-    pub fn interface(&self, id: &str) -> Option<NetworkInterface> {
-        self.world.lock().unwrap().interfaces.get(id).cloned()
     }
 
     /// An object's body, for assertions.
