@@ -209,6 +209,13 @@ fn location(s: &str) -> Result<Location, CliError> {
         .map_err(|e| CliError(format!("--declaration: {e}")))
 }
 
+/// The SDK adapters and the declaration at `loc` (read through them when it is in S3).
+async fn open(opts: &AwsOptions, loc: &Location) -> Result<(aws::AwsCloud, Declaration), CliError> {
+    let cloud = aws::connect(opts).await;
+    let decl = load_declaration(&cloud.s3, loc).await?;
+    Ok((cloud, decl))
+}
+
 fn target(s: &str) -> Result<String, CliError> {
     if failover_core::declaration::is_instance_id(s) {
         Ok(s.to_string())
@@ -282,8 +289,7 @@ async fn dispatch(cli: &Cli) -> Result<(), CliError> {
             };
             let loc = location(declaration)?;
             let t = target(t)?;
-            let cloud = aws::connect(&opts).await;
-            let decl = load_declaration(&cloud.s3, &loc).await?;
+            let (cloud, decl) = open(&opts, &loc).await?;
             let mut req = RunRequest::new(TargetSpec::Instance(t), mode, "cli");
             req.force = force;
             let outcome = run(&cloud.ec2, &cloud.s3, &decl, req).await?;
@@ -307,8 +313,7 @@ async fn dispatch(cli: &Cli) -> Result<(), CliError> {
         }
         Command::Inspect { declaration } => {
             let loc = location(declaration)?;
-            let cloud = aws::connect(&opts).await;
-            let decl = load_declaration(&cloud.s3, &loc).await?;
+            let (cloud, decl) = open(&opts, &loc).await?;
             let view = inspect(&cloud.ec2, &cloud.s3, &decl)
                 .await
                 .map_err(|e| CliError(e.to_string()))?;
@@ -320,8 +325,7 @@ async fn dispatch(cli: &Cli) -> Result<(), CliError> {
         }
         Command::Doctor { declaration } => {
             let loc = location(declaration)?;
-            let cloud = aws::connect(&opts).await;
-            let decl = load_declaration(&cloud.s3, &loc).await?;
+            let (cloud, decl) = open(&opts, &loc).await?;
             let checks = doctor(&cloud.ec2, &cloud.s3, &decl)
                 .await
                 .map_err(|e| CliError(e.to_string()))?;
@@ -365,8 +369,7 @@ async fn dispatch(cli: &Cli) -> Result<(), CliError> {
         }
         Command::State { declaration } => {
             let loc = location(declaration)?;
-            let cloud = aws::connect(&opts).await;
-            let decl = load_declaration(&cloud.s3, &loc).await?;
+            let (cloud, decl) = open(&opts, &loc).await?;
             let state = read_state(&cloud, &decl).await?;
             print_json(&state);
             Ok(())

@@ -110,7 +110,6 @@ impl RunOutcome {
         }
         Ok(self)
     }
-
 }
 
 /// A fresh run id (random, 16 hex digits).

@@ -256,5 +256,4 @@ impl Topology {
             },
         }
     }
-
 }
