@@ -115,16 +115,23 @@ pub async fn acquire<'a>(
             acquired_at: now,
         })
     };
-    let first = store
-        .put_object(
+    // Our body, written only under `condition`.
+    let write = |condition: WriteCondition| {
+        store.put_object(
             bucket,
             &key,
             body(owner, now, lease, false),
             encryption,
-            Some(WriteCondition::IfNoneMatch),
+            Some(condition),
         )
-        .await;
-    match first {
+    };
+    // A second writer that lost the race means the lock is someone else's.
+    let settle = |written: Result<Option<String>, CloudError>| match written {
+        Ok(etag) => Ok(held(etag)),
+        Err(e) if precondition(&e) => Ok(Acquire::Busy(unknown_holder())),
+        Err(e) => Err(e),
+    };
+    match write(WriteCondition::IfNoneMatch).await {
         Ok(etag) => return Ok(held(etag)),
         Err(e) if precondition(&e) => {}
         Err(e) => return Err(e),
@@ -132,20 +139,7 @@ pub async fn acquire<'a>(
     // The object exists: take it over only if its lease is over, and only that version.
     let Some(current) = store.get_object(bucket, &key).await? else {
         // Released by deletion between our two calls: one more create attempt.
-        return match store
-            .put_object(
-                bucket,
-                &key,
-                body(owner, now, lease, false),
-                encryption,
-                Some(WriteCondition::IfNoneMatch),
-            )
-            .await
-        {
-            Ok(etag) => Ok(held(etag)),
-            Err(e) if precondition(&e) => Ok(Acquire::Busy(unknown_holder())),
-            Err(e) => Err(e),
-        };
+        return settle(write(WriteCondition::IfNoneMatch).await);
     };
     let parsed: Option<LockBody> = serde_json::from_slice(&current.body).ok();
     let free = parsed.as_ref().is_none_or(|b| b.is_free(now));
@@ -155,20 +149,7 @@ pub async fn acquire<'a>(
     let Some(etag) = current.etag else {
         return Ok(Acquire::Busy(parsed.unwrap_or_else(unknown_holder)));
     };
-    match store
-        .put_object(
-            bucket,
-            &key,
-            body(owner, now, lease, false),
-            encryption,
-            Some(WriteCondition::IfMatch(etag)),
-        )
-        .await
-    {
-        Ok(etag) => Ok(held(etag)),
-        Err(e) if precondition(&e) => Ok(Acquire::Busy(unknown_holder())),
-        Err(e) => Err(e),
-    }
+    settle(write(WriteCondition::IfMatch(etag)).await)
 }
 
 fn unknown_holder() -> LockBody {

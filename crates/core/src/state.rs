@@ -286,33 +286,24 @@ pub struct StateLog<'a> {
 impl StateLog<'_> {
     /// Writes the state file for `record`.
     pub async fn write_state(&self, record: &RunRecord) -> Result<(), CloudError> {
-        let body = serde_json::to_vec_pretty(&cfe_state(record)).expect("json");
-        self.store
-            .put_object(
-                &self.bucket,
-                &state_key(self.decl),
-                body,
-                &self.decl.external_storage.encryption,
-                None,
-            )
-            .await
-            .map(|_| ())
+        self.put(&state_key(self.decl), &cfe_state(record)).await
     }
 
     /// Writes the run's history object; returns its key.
     pub async fn write_history(&self, record: &RunRecord) -> Result<String, CloudError> {
         let key = history_key(record);
-        let body = serde_json::to_vec_pretty(record).expect("json");
-        self.store
-            .put_object(
-                &self.bucket,
-                &key,
-                body,
-                &self.decl.external_storage.encryption,
-                None,
-            )
-            .await?;
+        self.put(&key, record).await?;
         Ok(key)
+    }
+
+    /// Writes `value` as JSON at `key` with the declared encryption.
+    async fn put(&self, key: &str, value: &impl Serialize) -> Result<(), CloudError> {
+        let body = serde_json::to_vec_pretty(value).expect("json");
+        let encryption = &self.decl.external_storage.encryption;
+        self.store
+            .put_object(&self.bucket, key, body, encryption, None)
+            .await
+            .map(|_| ())
     }
 
     /// Reads the current state file, if any.
