@@ -103,60 +103,50 @@ fn require_filters(op: &'static str, filters: &[Filter]) -> Result<(), CloudErro
     Ok(())
 }
 
-fn interface(n: &types::NetworkInterface) -> Option<NetworkInterface> {
-    let primary = ip(n.private_ip_address())?;
-    Some(NetworkInterface {
-        id: n.network_interface_id()?.to_string(),
-        instance_id: n
-            .attachment()
-            .and_then(|a| a.instance_id())
-            .map(str::to_string),
-        subnet_id: n.subnet_id().unwrap_or_default().to_string(),
-        vpc_id: n.vpc_id().unwrap_or_default().to_string(),
-        primary_ip: primary,
-        secondary_ips: n
-            .private_ip_addresses()
-            .iter()
-            .filter(|a| a.primary() != Some(true))
-            .filter_map(|a| ip(a.private_ip_address()))
-            .filter(|a| *a != primary)
-            .collect(),
-        ipv6_ips: n
-            .ipv6_addresses()
-            .iter()
-            .filter_map(|a| ip(a.ipv6_address()))
-            .collect(),
-        source_dest_check: n.source_dest_check().unwrap_or(true),
-        tags: tags(n.tag_set()),
-    })
+/// Maps an SDK interface (`types::NetworkInterface` and `types::InstanceNetworkInterface`
+/// have the same accessors) with the given instance id and tags.
+macro_rules! interface_from {
+    ($n:expr, $instance_id:expr, $tags:expr) => {{
+        let n = $n;
+        let primary = ip(n.private_ip_address())?;
+        Some(NetworkInterface {
+            id: n.network_interface_id()?.to_string(),
+            instance_id: $instance_id,
+            subnet_id: n.subnet_id().unwrap_or_default().to_string(),
+            vpc_id: n.vpc_id().unwrap_or_default().to_string(),
+            primary_ip: primary,
+            secondary_ips: n
+                .private_ip_addresses()
+                .iter()
+                .filter(|a| a.primary() != Some(true))
+                .filter_map(|a| ip(a.private_ip_address()))
+                .filter(|a| *a != primary)
+                .collect(),
+            ipv6_ips: n
+                .ipv6_addresses()
+                .iter()
+                .filter_map(|a| ip(a.ipv6_address()))
+                .collect(),
+            source_dest_check: n.source_dest_check().unwrap_or(true),
+            tags: $tags,
+        })
+    }};
 }
 
+fn interface(n: &types::NetworkInterface) -> Option<NetworkInterface> {
+    let instance_id = n
+        .attachment()
+        .and_then(|a| a.instance_id())
+        .map(str::to_string);
+    interface_from!(n, instance_id, tags(n.tag_set()))
+}
+
+/// An interface as DescribeInstances reports it (without tags).
 fn instance_interface(
     instance_id: &str,
     n: &types::InstanceNetworkInterface,
 ) -> Option<NetworkInterface> {
-    let primary = ip(n.private_ip_address())?;
-    Some(NetworkInterface {
-        id: n.network_interface_id()?.to_string(),
-        instance_id: Some(instance_id.to_string()),
-        subnet_id: n.subnet_id().unwrap_or_default().to_string(),
-        vpc_id: n.vpc_id().unwrap_or_default().to_string(),
-        primary_ip: primary,
-        secondary_ips: n
-            .private_ip_addresses()
-            .iter()
-            .filter(|a| a.primary() != Some(true))
-            .filter_map(|a| ip(a.private_ip_address()))
-            .filter(|a| *a != primary)
-            .collect(),
-        ipv6_ips: n
-            .ipv6_addresses()
-            .iter()
-            .filter_map(|a| ip(a.ipv6_address()))
-            .collect(),
-        source_dest_check: n.source_dest_check().unwrap_or(true),
-        tags: Tags::new(),
-    })
+    interface_from!(n, Some(instance_id.to_string()), Tags::new())
 }
 
 fn route(r: &types::Route) -> Option<Route> {
