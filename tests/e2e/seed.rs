@@ -15,13 +15,7 @@ const EIP_ALLOC: &str = "eipalloc-0814e2bbaf002a2bc";
 async fn seed_failover_and_failback_through_the_handler() {
     let Some(moto) = Moto::start() else { return };
     let (cloud, calls) = moto.cloud().await;
-    let topo = Topology::seed();
-    let (ids, loc) = lab_with(
-        &cloud,
-        &topo,
-        &repo_file("examples/seed-article/declaration-after.json"),
-    )
-    .await;
+    let (topo, ids, loc) = seed_lab(&cloud).await;
     let (rtb, a_ext, b_ext) = (
         ids.real(SEED_RTB),
         ids.real(SEED_A_EXT),
@@ -123,13 +117,7 @@ async fn seed_failover_and_failback_through_the_handler() {
 async fn dry_run_and_ignored_events_mutate_nothing() {
     let Some(moto) = Moto::start() else { return };
     let (cloud, calls) = moto.cloud().await;
-    let topo = Topology::seed();
-    let (ids, loc) = lab_with(
-        &cloud,
-        &topo,
-        &repo_file("examples/seed-article/declaration-after.json"),
-    )
-    .await;
+    let (_, ids, loc) = seed_lab(&cloud).await;
     calls.clear();
     let out = on(&cloud, &loc, &ids, "direct-dry-run.json").await.unwrap();
     assert_eq!(out["mode"], "dry-run");

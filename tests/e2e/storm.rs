@@ -2,7 +2,7 @@
 //! set of mutations (the S3 lock is real: moto enforces If-None-Match / If-Match).
 
 use failover_core::handler::{handle, Invocation};
-use failover_core::lab::{Topology, SEED_B_EXT, SEED_RTB};
+use failover_core::lab::{SEED_B_EXT, SEED_RTB};
 
 use crate::moto::Moto;
 use crate::support::*;
@@ -13,13 +13,7 @@ const STORM: usize = 24;
 async fn alarm_storm_yields_exactly_one_set_of_mutations() {
     let Some(moto) = Moto::start() else { return };
     let (cloud, calls) = moto.cloud().await;
-    let topo = Topology::seed();
-    let (ids, loc) = lab_with(
-        &cloud,
-        &topo,
-        &repo_file("examples/seed-article/declaration-after.json"),
-    )
-    .await;
+    let (_, ids, loc) = seed_lab(&cloud).await;
     let event = event(&ids, "alarm-eventbridge.json");
     calls.clear();
     let runs = (0..STORM).map(|i| {

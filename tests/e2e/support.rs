@@ -42,6 +42,14 @@ pub async fn lab_with(cloud: &AwsCloud, topo: &Topology, decl: &str) -> (LabIds,
     (ids, loc)
 }
 
+/// The field report's topology with the working declaration (`declaration-after.json`).
+pub async fn seed_lab(cloud: &AwsCloud) -> (Topology, LabIds, Location) {
+    let topo = Topology::seed();
+    let decl = repo_file("examples/seed-article/declaration-after.json");
+    let (ids, loc) = lab_with(cloud, &topo, &decl).await;
+    (topo, ids, loc)
+}
+
 /// An event file from `events/`, rewritten to the emulator's ids.
 pub fn event(ids: &LabIds, name: &str) -> Value {
     serde_json::from_str(&ids.rewrite(&repo_file(&format!("events/{name}")))).unwrap()
