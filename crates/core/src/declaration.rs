@@ -104,6 +104,19 @@ pub struct FailoverAddresses {
     pub groups: Vec<AddressGroup>,
 }
 
+impl FailoverAddresses {
+    /// The `elasticIpAddress` groups: each EIP with its VIPs.
+    pub fn elastic_ip_groups(&self) -> impl Iterator<Item = (IpAddr, &[IpAddr])> {
+        self.groups.iter().filter_map(|g| match g {
+            AddressGroup::ElasticIpAddress {
+                scoping_address,
+                vip_addresses,
+            } => Some((*scoping_address, vip_addresses.as_slice())),
+            AddressGroup::NetworkInterfaceAddress { .. } => None,
+        })
+    }
+}
+
 /// One of `failoverAddresses.addressGroupDefinitions`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(

@@ -159,16 +159,7 @@ async fn snapshot(
         let Some(a) = addresses else {
             return Ok(Vec::new());
         };
-        let explicit: Vec<IpAddr> = a
-            .groups
-            .iter()
-            .filter_map(|g| match g {
-                AddressGroup::ElasticIpAddress {
-                    scoping_address, ..
-                } => Some(*scoping_address),
-                _ => None,
-            })
-            .collect();
+        let explicit: Vec<IpAddr> = a.elastic_ip_groups().map(|(ip, _)| ip).collect();
         let mut filters = Vec::new();
         if !explicit.is_empty() {
             filters.push(Filter::new("public-ip", &explicit));
@@ -308,17 +299,7 @@ async fn snapshot(
 fn scope_eips(snap: &mut Snapshot, decl: &Declaration, found: Vec<ElasticIp>) {
     let Some(a) = decl.addresses() else { return };
     let by_ip: BTreeMap<IpAddr, &ElasticIp> = found.iter().map(|e| (e.public_ip, e)).collect();
-    let explicit: Vec<_> = a
-        .groups
-        .iter()
-        .filter_map(|g| match g {
-            AddressGroup::ElasticIpAddress {
-                scoping_address,
-                vip_addresses,
-            } => Some((scoping_address, vip_addresses)),
-            _ => None,
-        })
-        .collect();
+    let explicit: Vec<(IpAddr, &[IpAddr])> = a.elastic_ip_groups().collect();
     if explicit.is_empty() {
         for e in &found {
             let vips = e
@@ -337,12 +318,12 @@ fn scope_eips(snap: &mut Snapshot, decl: &Declaration, found: Vec<ElasticIp>) {
         }
     } else {
         for (ip, vips) in explicit {
-            match by_ip.get(ip) {
+            match by_ip.get(&ip) {
                 Some(e) => snap.elastic_ips.push(ScopedEip {
                     eip: (*e).clone(),
-                    vips: vips.clone(),
+                    vips: vips.to_vec(),
                 }),
-                None => snap.missing_elastic_ips.push(*ip),
+                None => snap.missing_elastic_ips.push(ip),
             }
         }
     }
