@@ -19,6 +19,8 @@ pub const DEFAULT_STATE_FILE: &str = "f5cloudfailoverstate.json";
 pub const EXTENSION_KEY: &str = "serverless";
 /// Default number of mutations sent at once.
 pub const DEFAULT_MAX_CONCURRENCY: usize = 16;
+/// The longest cluster-lock lease a declaration may ask for (`serverless.lockLeaseSeconds`).
+pub const MAX_LOCK_LEASE_SECONDS: u64 = 900;
 
 /// A declaration that failed to parse or validate: the JSON path and what is wrong there.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -769,7 +771,7 @@ fn parse_extension(v: &Value, p: Path) -> Result<Extension, DeclarationError> {
     if let Some(n) = o.opt_int("maxConcurrency", 1, 64)? {
         ext.max_concurrency = n as usize;
     }
-    if let Some(n) = o.opt_int("lockLeaseSeconds", 10, 900)? {
+    if let Some(n) = o.opt_int("lockLeaseSeconds", 10, MAX_LOCK_LEASE_SECONDS)? {
         ext.lock_lease_seconds = n;
     }
     if let Some(n) = o.opt_int("cooldownSeconds", 0, 86_400)? {

@@ -6,11 +6,12 @@ use std::collections::BTreeSet;
 
 use serde::Serialize;
 
+use crate::declaration::MAX_LOCK_LEASE_SECONDS;
 use crate::declaration::{AddressGroup, Declaration, Encryption, NextHops, Scope};
 use crate::discovery::{discover, ips_from_tag, Snapshot, SELF_IPS_TAG};
 use crate::error::CloudError;
 use crate::inspect::picture;
-use crate::lock::{lock_key, LockBody};
+use crate::lock::{current_holder, lock_key};
 use crate::plan::plan;
 use crate::ports::{DryRun, Ec2, ObjectStore};
 
@@ -93,17 +94,25 @@ pub async fn doctor(
     checks.push(bucket_check(store, decl, &snap).await?);
     checks.push(permission_check(ec2, decl, &snap).await?);
     if let Some(bucket) = &snap.bucket {
-        let lock = store
-            .get_object(bucket, &lock_key(&decl.extension.cluster_name))
-            .await?;
-        let held = lock
-            .and_then(|o| serde_json::from_slice::<LockBody>(&o.body).ok())
-            .filter(|l| !l.is_free(chrono::Utc::now()));
+        let held = current_holder(store, bucket, &decl.extension.cluster_name).await?;
         checks.push(match held {
+            Some(l) if l.capped => Check {
+                name: "cluster-lock",
+                verdict: Verdict::Fail,
+                detail: format!(
+                    "held by run {} claiming a lease until {}, beyond the longest lease a holder may ask for ({MAX_LOCK_LEASE_SECONDS} s from its write): it is honoured only until {}",
+                    l.body.owner, l.body.expires_at, l.held_until
+                ),
+                fix: Some(format!(
+                    "a writer with a skewed clock, or a forged lock: find who wrote s3://{bucket}/{} and, if no failover is running, remove it: aws s3 rm s3://{bucket}/{}",
+                    lock_key(&decl.extension.cluster_name),
+                    lock_key(&decl.extension.cluster_name)
+                )),
+            },
             Some(l) => Check {
                 name: "cluster-lock",
                 verdict: Verdict::Warn,
-                detail: format!("held by run {} until {}", l.owner, l.expires_at),
+                detail: format!("held by run {} until {}", l.body.owner, l.held_until),
                 fix: Some(
                     "a failover is running; if its runner died, the lease expires by itself".into(),
                 ),

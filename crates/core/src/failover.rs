@@ -2,7 +2,7 @@
 //! execute, fenced by the lock → verify → state SUCCEEDED/FAILED + history) → unlock.
 
 use std::hash::{BuildHasher, Hasher};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use chrono::Utc;
 use serde::{Deserialize, Serialize};
@@ -13,7 +13,7 @@ use crate::declaration::{Declaration, Scope};
 use crate::discovery::{discover, discover_cloud, resolve_bucket, Snapshot};
 use crate::error::FailoverError;
 use crate::execute::{execute, ExecOptions};
-use crate::lock::{acquire, Acquire, Fence, Lease};
+use crate::lock::{acquire, effective_lease, Acquire, Fence, Lease, FENCE_NEED};
 use crate::pace::Pacing;
 use crate::plan::{plan, Plan};
 use crate::ports::{Ec2, ObjectStore};
@@ -220,7 +220,7 @@ async fn execute_locked(
         .await
         .map_err(FailoverError::Discovery)?;
     let bucket = bucket.ok_or_else(|| FailoverError::NoStateBucket(describe_scope(decl)))?;
-    let lease = Duration::from_secs(decl.extension.lock_lease_seconds);
+    let lease = effective_lease(decl.extension.lock_lease_seconds);
     let lock = acquire(
         store,
         &bucket,
@@ -236,7 +236,7 @@ async fn execute_locked(
         Acquire::Busy(holder) => {
             let message = format!(
                 "another run ({}) holds the cluster lock until {}: it is handling the failover",
-                holder.owner, holder.expires_at
+                holder.body.owner, holder.held_until
             );
             tracing::info!(%message, "in progress elsewhere");
             return Ok(RunOutcome::Skipped(Skipped {
@@ -305,6 +305,14 @@ async fn execute_held(
         }
     };
     record = record.with_plan(&plan);
+    if lease.lease().as_secs() > decl.extension.lock_lease_seconds {
+        record.warnings.push(format!(
+            "serverless.lockLeaseSeconds {} is shorter than a call's worst case and the margin to renew ({} s): the lease was extended to {} s",
+            decl.extension.lock_lease_seconds,
+            FENCE_NEED.as_secs(),
+            lease.lease().as_secs()
+        ));
+    }
     tracing::info!(target = %plan.target, operations = plan.operations.len(), in_place = plan.in_place.len(), "planned");
     for w in &plan.warnings {
         tracing::warn!(warning = %w, "plan warning");
@@ -322,7 +330,10 @@ async fn execute_held(
     if !report.plan.operations.is_empty() {
         // Nothing is mutated unless the lock is still ours and the log first says what is
         // about to be done.
-        lease.check().await.map_err(FailoverError::LockLost)?;
+        lease
+            .hold_for(FENCE_NEED)
+            .await
+            .map_err(FailoverError::LockLost)?;
         log.write_state(&report.record)
             .await
             .map_err(FailoverError::State)?;
@@ -402,6 +413,7 @@ mod tests {
     use crate::error::ErrorKind;
     use crate::lab::{SEED_A, SEED_A_EXT, SEED_B, SEED_B_EXT, SEED_EIP, SEED_RTB};
     use crate::memory::{FaultTiming, MemoryCloud};
+    use crate::net::Cidr;
     use crate::ports::ObjectStore;
     use proptest::prelude::*;
     use serde_json::Value;
@@ -678,6 +690,61 @@ mod tests {
         let d0 = Declaration::from_value(&v).unwrap();
         completed(run(&cloud, &cloud, &d0, unforced(SEED_A)).await.unwrap());
         assert_eq!(route(&cloud), SEED_B_EXT);
+    }
+
+    /// Issue 9.2: a paced wave longer than the lease. Lease 10 s, 31 routes and the EIP at one
+    /// mutation a second, a second run to the other member 14 s in. Before the fix the second
+    /// run took the expired lock and both sent: routes split between A and B.
+    #[tokio::test(start_paused = true)]
+    async fn the_lease_outlives_a_paced_wave() {
+        let mut topo = crate::lab::Topology::seed();
+        let extra: Vec<Cidr> = (0..30)
+            .map(|i| format!("172.16.{i}.0/24").parse().unwrap())
+            .collect();
+        topo.route_tables[0]
+            .routes
+            .extend(extra.iter().map(|c| (*c, SEED_A_EXT.to_string())));
+        let cloud = MemoryCloud::from_topology(&topo);
+        let mut v: Value = serde_json::from_str(AFTER).unwrap();
+        let ranges = &mut v["failoverRoutes"]["routeGroupDefinitions"][0]["scopingAddressRanges"];
+        for c in &extra {
+            ranges
+                .as_array_mut()
+                .unwrap()
+                .push(serde_json::json!({ "range": c.to_string() }));
+        }
+        v["serverless"] = serde_json::json!({
+            "lockLeaseSeconds": 10, "mutationRate": 1, "mutationBurst": 1, "cooldownSeconds": 0
+        });
+        let d = Declaration::from_value(&v).unwrap();
+        let (first, second) =
+            tokio::join!(run(&cloud, &cloud, &d, req(SEED_B, Mode::Execute)), async {
+                tokio::time::sleep(std::time::Duration::from_secs(14)).await;
+                run(&cloud, &cloud, &d, req(SEED_A, Mode::Execute)).await
+            });
+        let first = completed(first.unwrap());
+        assert_eq!(first.record.task_state, TaskState::Succeeded);
+        assert!(
+            first
+                .record
+                .warnings
+                .iter()
+                .any(|w| w.contains("lease was extended")),
+            "{:?}",
+            first.record.warnings
+        );
+        match second.unwrap() {
+            RunOutcome::Skipped(s) => assert_eq!(s.status, "IN_PROGRESS"),
+            RunOutcome::Completed(r) => panic!(
+                "a second run ran inside the first's wave: {:?}",
+                r.record.message
+            ),
+        }
+        for c in std::iter::once("0.0.0.0/0".parse().unwrap()).chain(extra) {
+            assert_eq!(cloud.route_target(SEED_RTB, c).unwrap(), SEED_B_EXT, "{c}");
+        }
+        assert_eq!(eip_eni(&cloud), SEED_B_EXT);
+        assert_eq!(state(&cloud)["instance"], "failover02.www.non-97.net");
     }
 
     #[tokio::test]

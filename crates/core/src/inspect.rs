@@ -7,7 +7,7 @@ use serde_json::Value;
 use crate::declaration::Declaration;
 use crate::discovery::{discover, Snapshot};
 use crate::error::CloudError;
-use crate::lock::{lock_key, LockBody};
+use crate::lock::{current_holder, Holder};
 use crate::ports::{Ec2Describe, ObjectStore};
 use crate::state::{StateLog, PREFIX};
 
@@ -74,7 +74,7 @@ pub struct Inspection {
     /// `taskState`, `timestamp`, `instance` and `message` of the state file.
     pub last_state: Option<Value>,
     /// The cluster lock, when held.
-    pub lock: Option<LockBody>,
+    pub lock: Option<Holder>,
     /// The most recent runs from the history, newest first.
     pub recent_runs: Vec<RunSummary>,
 }
@@ -118,10 +118,9 @@ pub async fn inspect(
         decl,
     };
     let history_prefix = format!("{PREFIX}/history/{}/", decl.extension.cluster_name);
-    let lock_object = lock_key(&decl.extension.cluster_name);
     let (state, lock, mut keys) = futures::try_join!(
         log.read_state(),
-        store.get_object(&bucket, &lock_object),
+        current_holder(store, &bucket, &decl.extension.cluster_name),
         store.list_keys(&bucket, &history_prefix),
     )?;
     let last_state = state.map(|s| {
@@ -137,9 +136,7 @@ pub async fn inspect(
     let runs =
         futures::future::try_join_all(keys.iter().map(|k| store.get_object(&bucket, k))).await?;
     let mut view = picture(decl, &snap, last_state);
-    view.lock = lock
-        .and_then(|o| serde_json::from_slice::<LockBody>(&o.body).ok())
-        .filter(|l| !l.is_free(chrono::Utc::now()));
+    view.lock = lock;
     view.recent_runs = runs
         .into_iter()
         .flatten()

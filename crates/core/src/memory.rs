@@ -55,7 +55,15 @@ struct InstanceRec {
 struct Bucket {
     tags: Tags,
     encryption: Option<String>,
-    objects: BTreeMap<String, (Vec<u8>, String, Encryption)>,
+    objects: BTreeMap<String, StoredRec>,
+}
+
+#[derive(Clone, Debug)]
+struct StoredRec {
+    body: Vec<u8>,
+    etag: String,
+    encryption: Encryption,
+    last_modified: chrono::DateTime<chrono::Utc>,
 }
 
 #[derive(Debug, Default)]
@@ -428,13 +436,21 @@ impl MemoryCloud {
     /// An object's body, for assertions.
     pub fn object(&self, bucket: &str, key: &str) -> Option<Vec<u8>> {
         let w = self.world.lock().unwrap();
-        w.buckets.get(bucket)?.objects.get(key).map(|o| o.0.clone())
+        w.buckets
+            .get(bucket)?
+            .objects
+            .get(key)
+            .map(|o| o.body.clone())
     }
 
     /// The encryption an object was written with.
     pub fn object_encryption(&self, bucket: &str, key: &str) -> Option<Encryption> {
         let w = self.world.lock().unwrap();
-        w.buckets.get(bucket)?.objects.get(key).map(|o| o.2.clone())
+        w.buckets
+            .get(bucket)?
+            .objects
+            .get(key)
+            .map(|o| o.encryption.clone())
     }
 
     /// Logs the call and returns an injected fault due now, if any.
@@ -1007,9 +1023,10 @@ impl ObjectStore for MemoryCloud {
                 .buckets
                 .get(bucket)
                 .ok_or_else(|| err("GetObject", ErrorKind::NotFound, "NoSuchBucket", bucket))?;
-            Ok(b.objects.get(key).map(|(body, etag, _)| StoredObject {
-                body: body.clone(),
-                etag: Some(etag.clone()),
+            Ok(b.objects.get(key).map(|o| StoredObject {
+                body: o.body.clone(),
+                etag: Some(o.etag.clone()),
+                last_modified: Some(o.last_modified),
             }))
         })
     }
@@ -1032,7 +1049,7 @@ impl ObjectStore for MemoryCloud {
                 .buckets
                 .get_mut(bucket)
                 .ok_or_else(|| err(OP, ErrorKind::NotFound, "NoSuchBucket", bucket))?;
-            let current = b.objects.get(key).map(|o| o.1.clone());
+            let current = b.objects.get(key).map(|o| o.etag.clone());
             let ok = match (&condition, &current) {
                 (None, _) => true,
                 (Some(WriteCondition::IfNoneMatch), c) => c.is_none(),
@@ -1047,8 +1064,13 @@ impl ObjectStore for MemoryCloud {
                     key,
                 ));
             }
-            b.objects
-                .insert(key.to_string(), (body, etag.clone(), encryption.clone()));
+            let rec = StoredRec {
+                body,
+                etag: etag.clone(),
+                encryption: encryption.clone(),
+                last_modified: crate::clock::now(),
+            };
+            b.objects.insert(key.to_string(), rec);
             Ok(Some(etag))
         })
     }

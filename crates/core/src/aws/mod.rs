@@ -204,7 +204,7 @@ pub async fn connect_with(opts: &AwsOptions, log: Option<CallLog>) -> AwsCloud {
             TimeoutConfig::builder()
                 .connect_timeout(Duration::from_secs(3))
                 .operation_attempt_timeout(Duration::from_secs(10))
-                .operation_timeout(Duration::from_secs(30))
+                .operation_timeout(crate::ports::CALL_TIMEOUT)
                 .build(),
         );
     let emulator = opts.is_emulator();
