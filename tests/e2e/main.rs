@@ -4,8 +4,10 @@
 mod cli;
 mod corpus;
 mod doctor;
+mod faults;
 mod iam;
 mod moto;
+mod proxy;
 mod seed;
 mod storm;
 mod support;

@@ -519,7 +519,7 @@ fn print_inspection(v: &Inspection) {
         );
     }
     if let Some(l) = &v.lock {
-        println!("  lock held by run {} until {}", l.owner, l.expires_at);
+        println!("  lock held by run {} until {}", l.body.owner, l.held_until);
     }
     for r in &v.recent_runs {
         println!(
