@@ -167,12 +167,14 @@ pub struct ProbeReport {
     pub events: Vec<ProbeEvent>,
 }
 
-/// Probes until `until`, failing over in process when needed.
+/// Probes until `until`, failing over in process when needed; a failover it starts honours
+/// `deadline` (the Lambda's) as the failover function's runs do.
 pub async fn watch(
     ec2: &dyn Ec2,
     store: &dyn ObjectStore,
     decl: &Declaration,
     until: Instant,
+    deadline: Option<Instant>,
 ) -> Result<ProbeReport, FailoverError> {
     let cfg = decl.extension.probe.clone().ok_or_else(|| {
         FailoverError::Refused(vec!["the declaration has no serverless.probe block".into()])
@@ -215,11 +217,12 @@ pub async fn watch(
             }
         }
         if let Some((target, why)) = decide(pic, &report.health) {
-            let req = RunRequest::new(
+            let mut req = RunRequest::new(
                 TargetSpec::Instance(target.clone()),
                 Mode::Execute,
                 format!("probe: {why}"),
             );
+            req.deadline = deadline;
             let what = match run(ec2, store, decl, req).await {
                 Ok(RunOutcome::Completed(r)) => format!(
                     "failover to {target} ({why}): {} — {}",
@@ -362,6 +365,62 @@ mod tests {
         }
         assert!(h.record(true, &c));
         assert!(h.up);
+    }
+
+    /// Issue 9.6: a failover the probe starts late in its window stops sending before the
+    /// Lambda deadline and records FAILED, instead of being cut off mid-wave.
+    #[tokio::test]
+    async fn the_probes_failover_honours_the_lambda_deadline() {
+        use crate::lab::{SEED_A, SEED_A_EXT, SEED_B, SEED_RTB};
+        use crate::memory::MemoryCloud;
+        let up = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let up_addr = up.local_addr().unwrap();
+        tokio::spawn(async move { while up.accept().await.is_ok() {} });
+        let down_addr = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap()
+        };
+        let mut v: serde_json::Value = serde_json::from_str(include_str!(
+            "../../../examples/seed-article/declaration-after.json"
+        ))
+        .unwrap();
+        v["serverless"] = serde_json::json!({"probe": {
+            "kind": "tcp", "intervalMs": 100, "timeoutMs": 200, "failuresToDown": 2, "successesToUp": 1,
+            "targets": {SEED_A: down_addr.to_string(), SEED_B: up_addr.to_string()}
+        }});
+        let decl = Declaration::from_value(&v).unwrap();
+        let cloud = MemoryCloud::seed();
+        // The route change hangs far past the deadline.
+        cloud.delay("ReplaceRoute", Duration::from_secs(120));
+        let now = Instant::now();
+        let deadline = now + crate::execute::DEADLINE_RESERVE + Duration::from_secs(3);
+        let report = watch(
+            &cloud,
+            &cloud,
+            &decl,
+            now + Duration::from_secs(2),
+            Some(deadline),
+        )
+        .await
+        .unwrap();
+        let failover = report
+            .events
+            .iter()
+            .find(|e| e.what.starts_with("failover to"))
+            .expect("the probe failed over");
+        assert!(failover.what.contains("FAILED"), "{}", failover.what);
+        assert!(
+            failover.what.contains("not verified (route:"),
+            "{}",
+            failover.what
+        );
+        // What could be done was done: the EIP moved; the route stayed on A.
+        assert_eq!(
+            cloud
+                .route_target(SEED_RTB, "0.0.0.0/0".parse().unwrap())
+                .unwrap(),
+            SEED_A_EXT
+        );
     }
 
     #[tokio::test]
