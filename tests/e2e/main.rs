@@ -11,3 +11,4 @@ mod proxy;
 mod seed;
 mod storm;
 mod support;
+mod vpc;

@@ -223,6 +223,9 @@ pub struct Extension {
     /// the subnet's association to the target's table: one call per subnet, whatever the
     /// number of routes (default false).
     pub association_swap: bool,
+    /// `vpcId`: the VPC the pair lives in. Absent: derived from the route tables in scope (and
+    /// the interfaces the EIPs and next hops are on); a scope that spans VPCs is refused.
+    pub vpc_id: Option<String>,
 }
 
 /// How a member is probed.
@@ -297,6 +300,7 @@ impl Default for Extension {
             mutation_rate: 5,
             mutation_burst: 50,
             association_swap: false,
+            vpc_id: None,
         }
     }
 }
@@ -792,6 +796,12 @@ fn parse_extension(v: &Value, p: Path) -> Result<Extension, DeclarationError> {
     if let Some(v) = o.opt_bool("associationSwap")? {
         ext.association_swap = v;
     }
+    if let Some((id, p)) = o.opt_str("vpcId")? {
+        if !is_vpc_id(id) {
+            return Err(p.err(format!("{} is not a VPC id (vpc-…)", show_str(id))));
+        }
+        ext.vpc_id = Some(id.to_string());
+    }
     if let Some((v, p)) = o.opt("probe") {
         ext.probe = Some(parse_probe(v, p)?);
     }
@@ -883,6 +893,12 @@ fn parse_probe(v: &Value, p: Path) -> Result<ProbeConfig, DeclarationError> {
 /// True for strings shaped like an EC2 instance id.
 pub fn is_instance_id(s: &str) -> bool {
     let hex = s.strip_prefix("i-").unwrap_or("");
+    (8..=17).contains(&hex.len()) && hex.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// Whether `s` looks like a VPC id (`vpc-` and 8 or 17 hex digits).
+pub fn is_vpc_id(s: &str) -> bool {
+    let hex = s.strip_prefix("vpc-").unwrap_or("");
     (8..=17).contains(&hex.len()) && hex.bytes().all(|b| b.is_ascii_hexdigit())
 }
 

@@ -747,6 +747,120 @@ mod tests {
         assert_eq!(state(&cloud)["instance"], "failover02.www.non-97.net");
     }
 
+    /// Two copies of one template (same addressing plan and tags) in one account; the
+    /// cluster under test is copy 1, whose ids sort after copy 0's.
+    fn two_vpcs() -> (MemoryCloud, crate::lab::Topology) {
+        let seed = crate::lab::Topology::seed();
+        let copy = seed.copy(1);
+        let cloud = MemoryCloud::from_topology(&seed);
+        cloud.add_topology(&copy);
+        (cloud, copy)
+    }
+
+    fn decl_for(copy: &crate::lab::Topology, serverless: Value) -> Declaration {
+        let mut v: Value =
+            serde_json::from_str(&AFTER.replace(SEED_RTB, &copy.route_tables[0].id)).unwrap();
+        v["serverless"] = serverless;
+        Declaration::from_value(&v).unwrap()
+    }
+
+    /// Issue 9.4: before the fix the peer of copy 1's A was copy 0's A (the first running
+    /// member by id), so the cluster failed over into the other VPC.
+    #[tokio::test]
+    async fn a_cluster_never_fails_over_into_another_vpc() {
+        let (cloud, copy) = two_vpcs();
+        let d = decl_for(&copy, serde_json::json!({}));
+        let (a, b) = (&copy.instances[0], &copy.instances[1]);
+        let mut r = RunRequest::new(TargetSpec::PeerOf(a.id.clone()), Mode::Execute, "ec2");
+        r.force = true;
+        let out = completed(run(&cloud, &cloud, &d, r).await.unwrap());
+        assert_eq!(out.plan.target, b.id, "{:?}", out.plan);
+        let rtb = &copy.route_tables[0].id;
+        let b_ext = &b.interfaces[1].id;
+        assert_eq!(
+            cloud
+                .route_target(rtb, "0.0.0.0/0".parse().unwrap())
+                .as_ref(),
+            Some(b_ext)
+        );
+        let eip = cloud.elastic_ip(copy.elastic_ips[0].public_ip).unwrap();
+        assert_eq!(eip.network_interface_id.as_ref(), Some(b_ext));
+        // Copy 0 is untouched: its EIP (same tags, same VIPs) was out of scope.
+        assert_eq!(route(&cloud), SEED_A_EXT);
+        assert_eq!(eip_eni(&cloud), SEED_A_EXT);
+        assert!(
+            out.plan
+                .warnings
+                .iter()
+                .any(|w| w.contains(SEED_EIP) && w.contains("left alone")),
+            "{:?}",
+            out.plan.warnings
+        );
+        // A target in the other VPC is not a member.
+        let err = run(&cloud, &cloud, &d, req(SEED_B, Mode::Execute))
+            .await
+            .unwrap_err();
+        let FailoverError::Refused(reasons) = err else {
+            panic!("{err:?}")
+        };
+        assert!(
+            reasons[0].contains("not a member") && reasons[0].contains(&copy.vpc_id),
+            "{reasons:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_scope_spanning_vpcs_or_outside_the_declared_one_is_refused() {
+        let (cloud, copy) = two_vpcs();
+        // Tags alone select both copies' tables: refused, naming both VPCs.
+        let mut v: Value = serde_json::from_str(AFTER).unwrap();
+        let group = &mut v["failoverRoutes"]["routeGroupDefinitions"][0];
+        group.as_object_mut().unwrap().remove("scopingName");
+        group["scopingTags"] =
+            serde_json::json!({"f5_cloud_failover_label": "bigip_high_availability_solution"});
+        let tagged = Declaration::from_value(&v).unwrap();
+        let err = run(&cloud, &cloud, &tagged, req(SEED_B, Mode::DryRun))
+            .await
+            .unwrap_err();
+        let FailoverError::Refused(reasons) = err else {
+            panic!("{err:?}")
+        };
+        assert!(reasons[0].contains("spans 2 VPCs"), "{reasons:?}");
+        assert!(
+            reasons[0].contains("vpc-0287f01407d1276f0") && reasons[0].contains(&copy.vpc_id),
+            "{reasons:?}"
+        );
+        // Declaring the VPC settles it.
+        v["serverless"] = serde_json::json!({"vpcId": "vpc-0287f01407d1276f0"});
+        let scoped = Declaration::from_value(&v).unwrap();
+        let out = completed(
+            run(&cloud, &cloud, &scoped, req(SEED_B, Mode::Execute))
+                .await
+                .unwrap(),
+        );
+        assert_eq!(out.record.task_state, TaskState::Succeeded);
+        assert_eq!(route(&cloud), SEED_B_EXT);
+        let other = &copy.route_tables[0].id;
+        assert_eq!(
+            cloud
+                .route_target(other, "0.0.0.0/0".parse().unwrap())
+                .as_ref(),
+            Some(&copy.instances[0].interfaces[1].id)
+        );
+        // A table named by id in another VPC than the declared one is refused.
+        let d = decl_for(&copy, serde_json::json!({"vpcId": "vpc-0287f01407d1276f0"}));
+        let err = run(&cloud, &cloud, &d, req(SEED_A, Mode::DryRun))
+            .await
+            .unwrap_err();
+        let FailoverError::Refused(reasons) = err else {
+            panic!("{err:?}")
+        };
+        assert!(
+            reasons[0].contains(other) && reasons[0].contains("outside the cluster's VPC"),
+            "{reasons:?}"
+        );
+    }
+
     #[tokio::test]
     async fn held_lock_means_in_progress_and_no_mutation() {
         let cloud = MemoryCloud::seed();

@@ -140,8 +140,14 @@ impl MemoryCloud {
     /// An account holding `topo` with its logical ids as real ids.
     pub fn from_topology(topo: &Topology) -> MemoryCloud {
         let cloud = MemoryCloud::new();
+        cloud.add_topology(topo);
+        cloud
+    }
+
+    /// Adds `topo` to this account (its bucket is shared if it exists already).
+    pub fn add_topology(&self, topo: &Topology) {
         {
-            let mut w = cloud.world.lock().unwrap();
+            let mut w = self.world.lock().unwrap();
             for s in &topo.subnets {
                 w.subnets.insert(s.id.clone(), Subnet { cidr: s.cidr });
             }
@@ -223,16 +229,14 @@ impl MemoryCloud {
                     },
                 );
             }
-            w.buckets.insert(
-                topo.bucket.name.clone(),
-                Bucket {
+            w.buckets
+                .entry(topo.bucket.name.clone())
+                .or_insert_with(|| Bucket {
                     tags: topo.bucket.tags.clone(),
                     encryption: Some("AES256".into()),
                     ..Bucket::default()
-                },
-            );
+                });
         }
-        cloud
     }
 
     /// The field report's topology (`Topology::seed()`).

@@ -163,13 +163,23 @@ pub fn plan(decl: &Declaration, snap: &Snapshot, target: &str) -> Result<Plan, R
         reasons: Vec::new(),
         ops: Vec::new(),
         in_place: Vec::new(),
-        warnings: Vec::new(),
+        warnings: snap.outside_vpc.clone(),
     };
+    if !snap.vpc_conflicts.is_empty() {
+        return Err(Refusal {
+            reasons: snap.vpc_conflicts.clone(),
+        });
+    }
     let Some(t) = snap.member(target) else {
         let members: Vec<&str> = snap.members.iter().map(|m| m.id.as_str()).collect();
+        let place = snap
+            .vpc_id
+            .as_ref()
+            .map(|v| format!(" in {v}"))
+            .unwrap_or_default();
         return Err(Refusal {
             reasons: vec![format!(
-                "target {target} is not a member of the cluster (members: {})",
+                "target {target} is not a member of the cluster (members{place}: {})",
                 if members.is_empty() {
                     "none found".to_string()
                 } else {
