@@ -64,6 +64,9 @@ enum Command {
     Validate {
         /// Declaration file.
         file: PathBuf,
+        /// Other clusters' declarations: warn when one would share its state file or lock.
+        #[arg(long)]
+        against: Vec<PathBuf>,
     },
     /// Validate a declaration, then upload it.
     Declare {
@@ -93,6 +96,10 @@ enum Command {
         /// Fail over even within the cooldown after the last failover.
         #[arg(long)]
         force: bool,
+        /// Stop sending mutations this many seconds from now (less a reserve to verify and
+        /// record the outcome), as a Lambda's deadline does.
+        #[arg(long, default_value_t = 900, value_parser = clap::value_parser!(u64).range(5..=3600))]
+        deadline: u64,
     },
     /// Run the failover Lambda's handler once on an event file (same code path).
     Invoke {
@@ -232,11 +239,25 @@ async fn dispatch(cli: &Cli) -> Result<(), CliError> {
         endpoint_url: cli.endpoint_url.clone(),
     };
     match &cli.command {
-        Command::Validate { file } => {
-            let text = std::fs::read_to_string(file)
-                .map_err(|e| CliError(format!("{}: {e}", file.display())))?;
-            let decl = Declaration::parse(&text)
-                .map_err(|e| CliError(format!("invalid declaration: {e}")))?;
+        Command::Validate { file, against } => {
+            let read = |file: &PathBuf, named: bool| {
+                let text = std::fs::read_to_string(file)
+                    .map_err(|e| CliError(format!("{}: {e}", file.display())))?;
+                Declaration::parse(&text).map_err(|e| {
+                    let which = if named {
+                        format!("{}: ", file.display())
+                    } else {
+                        String::new()
+                    };
+                    CliError(format!("invalid declaration: {which}{e}"))
+                })
+            };
+            let decl = read(file, false)?;
+            for other in against {
+                for w in failover_core::state::shared_keys(&decl, &read(other, true)?) {
+                    eprintln!("warning: {} and {}: {w}", file.display(), other.display());
+                }
+            }
             match cli.output {
                 Output::Json => print_json(&serde_json::to_value(&decl).expect("json")),
                 Output::Table => println!("{}: valid ({})", file.display(), summary(&decl)),
@@ -283,15 +304,19 @@ async fn dispatch(cli: &Cli) -> Result<(), CliError> {
             target: t,
             ..
         } => {
-            let (mode, force) = match &cli.command {
-                Command::Execute { force, .. } => (Mode::Execute, *force),
-                _ => (Mode::DryRun, false),
+            let (mode, force, deadline) = match &cli.command {
+                Command::Execute {
+                    force, deadline, ..
+                } => (Mode::Execute, *force, Some(*deadline)),
+                _ => (Mode::DryRun, false, None),
             };
             let loc = location(declaration)?;
             let t = target(t)?;
             let (cloud, decl) = open(&opts, &loc).await?;
             let mut req = RunRequest::new(TargetSpec::Instance(t), mode, "cli");
             req.force = force;
+            req.deadline =
+                deadline.map(|s| std::time::Instant::now() + std::time::Duration::from_secs(s));
             let outcome = run(&cloud.ec2, &cloud.s3, &decl, req).await?;
             let value = serde_json::to_value(&outcome).expect("json");
             show_report(cli.output, &value);

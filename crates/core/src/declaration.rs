@@ -19,6 +19,8 @@ pub const DEFAULT_STATE_FILE: &str = "f5cloudfailoverstate.json";
 pub const EXTENSION_KEY: &str = "serverless";
 /// Default number of mutations sent at once.
 pub const DEFAULT_MAX_CONCURRENCY: usize = 16;
+/// `serverless.clusterName` when none is declared: its state file is where CFE keeps it.
+pub const DEFAULT_CLUSTER: &str = "default";
 /// The longest cluster-lock lease a declaration may ask for (`serverless.lockLeaseSeconds`).
 pub const MAX_LOCK_LEASE_SECONDS: u64 = 900;
 
@@ -290,7 +292,7 @@ impl Default for ProbeConfig {
 impl Default for Extension {
     fn default() -> Self {
         Extension {
-            cluster_name: "default".into(),
+            cluster_name: DEFAULT_CLUSTER.into(),
             alarm_targets: BTreeMap::new(),
             max_concurrency: DEFAULT_MAX_CONCURRENCY,
             lock_lease_seconds: 120,

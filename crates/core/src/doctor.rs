@@ -6,14 +6,16 @@ use std::collections::BTreeSet;
 
 use serde::Serialize;
 
-use crate::declaration::MAX_LOCK_LEASE_SECONDS;
-use crate::declaration::{AddressGroup, Declaration, Encryption, NextHops, Scope};
+use crate::declaration::{
+    AddressGroup, Declaration, Encryption, NextHops, Scope, MAX_LOCK_LEASE_SECONDS,
+};
 use crate::discovery::{discover, ips_from_tag, Snapshot, SELF_IPS_TAG};
 use crate::error::CloudError;
 use crate::inspect::picture;
 use crate::lock::{current_holder, lock_key};
 use crate::plan::plan;
 use crate::ports::{DryRun, Ec2, ObjectStore};
+use crate::state::{foreign_record, state_key};
 
 /// The scoping tag key of CFE deployments (and of this project's IAM conditions).
 pub const LABEL_KEY: &str = "f5_cloud_failover_label";
@@ -128,6 +130,33 @@ pub async fn doctor(
     Ok(checks)
 }
 
+/// The cluster lives in one VPC; what the scope selects elsewhere.
+fn vpc_check(snap: &Snapshot) -> Check {
+    let mut problems: Vec<(Verdict, String, String)> = snap
+        .vpc_conflicts
+        .iter()
+        .map(|c| {
+            (
+                Verdict::Fail,
+                c.clone(),
+                "declare serverless.vpcId, or scope the declaration to one VPC's resources".into(),
+            )
+        })
+        .collect();
+    problems.extend(snap.outside_vpc.iter().map(|w| {
+        (
+            Verdict::Warn,
+            w.clone(),
+            "give each cluster its own scoping tags (another VPC's resources carry these)".into(),
+        )
+    }));
+    let ok = match &snap.vpc_id {
+        Some(v) => format!("the cluster lives in {v}"),
+        None => "no VPC resolved (nothing in scope was found)".into(),
+    };
+    check("vpc", problems, ok)
+}
+
 /// The checks that need only the snapshot.
 pub fn static_checks(decl: &Declaration, snap: &Snapshot) -> Vec<Check> {
     let mut out = Vec::new();
@@ -144,6 +173,7 @@ pub fn static_checks(decl: &Declaration, snap: &Snapshot) -> Vec<Check> {
             )
         })
         .collect();
+    out.push(vpc_check(snap));
     out.push(if snap.members.len() >= 2 {
         check(
             "members",
@@ -380,8 +410,24 @@ async fn bucket_check(
         Encryption::Aes256 => Some("AES256"),
         Encryption::Kms { .. } => Some("aws:kms"),
     };
-    let actual = store.bucket_encryption(bucket).await?;
+    let key = state_key(decl);
+    let (actual, state) = futures::try_join!(
+        store.bucket_encryption(bucket),
+        store.get_object(bucket, &key)
+    )?;
     let mut problems = Vec::new();
+    let members: Vec<String> = snap.members.iter().map(|m| m.id.clone()).collect();
+    let foreign = state
+        .and_then(|o| serde_json::from_slice::<serde_json::Value>(&o.body).ok())
+        .and_then(|v| foreign_record(&v, &decl.extension.cluster_name, &members));
+    if let Some(why) = foreign {
+        problems.push((
+            Verdict::Warn,
+            format!("the state file {key} is written by another cluster too ({why})"),
+            "give each cluster its own serverless.clusterName (its state file and lock follow it)"
+                .to_string(),
+        ));
+    }
     if !snap.extra_buckets.is_empty() {
         problems.push((
             Verdict::Warn,
@@ -553,5 +599,69 @@ mod tests {
         assert_eq!(c.verdict, Verdict::Fail);
         assert!(c.detail.contains("ReplaceRoute is denied"));
         assert_eq!(cloud.mutation_count(), 0, "DryRun only");
+    }
+
+    /// Issue 9.3: a lock claiming a lease until 2099 fails the lock check, naming the cap.
+    #[tokio::test]
+    async fn a_lock_beyond_any_lease_fails() {
+        let cloud = MemoryCloud::seed();
+        let body = serde_json::json!({
+            "owner": "skewed", "acquiredAt": "2026-01-01T00:00:00Z",
+            "expiresAt": "2099-01-01T00:00:00Z", "released": false
+        });
+        cloud
+            .put_object(
+                "cfe-state-bigip-ha",
+                &lock_key("default"),
+                serde_json::to_vec(&body).unwrap(),
+                &Encryption::None,
+                None,
+            )
+            .await
+            .unwrap();
+        let c = verdict(&run(&cloud, AFTER).await, "cluster-lock");
+        assert_eq!(c.verdict, Verdict::Fail, "{c:?}");
+        assert!(c.detail.contains("beyond the longest lease"), "{c:?}");
+        assert!(c
+            .fix
+            .unwrap()
+            .contains("aws s3 rm s3://cfe-state-bigip-ha/f5cloudfailover/lock/default.json"));
+    }
+
+    /// Issue 9.4 and 9.5: doctor says where the cluster lives, fails a scope spanning two
+    /// VPCs, and warns when the state file is another cluster's.
+    #[tokio::test]
+    async fn vpc_scope_and_shared_state_file() {
+        let cloud = MemoryCloud::seed();
+        let c = verdict(&run(&cloud, AFTER).await, "vpc");
+        assert_eq!(c.verdict, Verdict::Pass);
+        assert_eq!(c.detail, "the cluster lives in vpc-0287f01407d1276f0");
+
+        let copy = crate::lab::Topology::seed().copy(1);
+        cloud.add_topology(&copy);
+        let mut v: serde_json::Value = serde_json::from_str(AFTER).unwrap();
+        let group = &mut v["failoverRoutes"]["routeGroupDefinitions"][0];
+        group.as_object_mut().unwrap().remove("scopingName");
+        group["scopingTags"] = serde_json::json!({LABEL_KEY: "bigip_high_availability_solution"});
+        let checks = run(&cloud, &v.to_string()).await;
+        let c = verdict(&checks, "vpc");
+        assert_eq!(c.verdict, Verdict::Fail);
+        assert!(c.detail.contains("spans 2 VPCs"), "{c:?}");
+
+        // The copy's cluster (same default name, same bucket) finds the seed cluster's record.
+        let seed = Declaration::parse(AFTER).unwrap();
+        let mut r = crate::failover::RunRequest::new(
+            crate::failover::TargetSpec::Instance(crate::lab::SEED_B.into()),
+            crate::state::Mode::Execute,
+            "test",
+        );
+        r.force = true;
+        crate::failover::run(&cloud, &cloud, &seed, r)
+            .await
+            .unwrap();
+        let other = AFTER.replace(SEED_RTB, &copy.route_tables[0].id);
+        let c = verdict(&run(&cloud, &other).await, "state-bucket");
+        assert_eq!(c.verdict, Verdict::Warn, "{c:?}");
+        assert!(c.detail.contains("written by another cluster"), "{c:?}");
     }
 }

@@ -17,7 +17,7 @@ use crate::lock::{acquire, effective_lease, Acquire, Fence, Lease, FENCE_NEED};
 use crate::pace::Pacing;
 use crate::plan::{plan, Plan};
 use crate::ports::{Ec2, ObjectStore};
-use crate::state::{state_key, LastFailover, Mode, RunRecord, StateLog, TaskState};
+use crate::state::{foreign_record, state_key, LastFailover, Mode, RunRecord, StateLog, TaskState};
 
 /// Whom to fail over to.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -275,7 +275,23 @@ async fn execute_held(
                 .map_err(FailoverError::Discovery)
         },
     )?;
-    let prev = previous(prev_state.as_ref());
+    record.members = snap.members.iter().map(|m| m.id.clone()).collect();
+    let foreign = prev_state
+        .as_ref()
+        .and_then(|s| foreign_record(s, &record.cluster, &record.members));
+    if let Some(why) = &foreign {
+        let warning = format!(
+            "the state file {} belongs to another cluster ({why}): nothing is read from it; give each cluster its own serverless.clusterName",
+            state_key(decl)
+        );
+        tracing::warn!(%warning, "shared state file");
+        record.warnings.push(warning);
+    }
+    let prev = if foreign.is_some() {
+        Previous::default()
+    } else {
+        previous(prev_state.as_ref())
+    };
     record.last_failover = prev.last_failover.clone();
     if matches!(
         prev.task_state,
@@ -859,6 +875,56 @@ mod tests {
             reasons[0].contains(other) && reasons[0].contains("outside the cluster's VPC"),
             "{reasons:?}"
         );
+    }
+
+    /// Issue 9.5: two clusters in one bucket, both unnamed, so one state key. Before the fix
+    /// the second read the first's record and skipped its own alarm-driven failover as
+    /// COOLDOWN. A named cluster keeps its own state file.
+    #[tokio::test]
+    async fn a_cluster_reads_nothing_from_another_clusters_record() {
+        let (cloud, copy) = two_vpcs();
+        let seed = Declaration::parse(AFTER).unwrap();
+        let other = decl_for(&copy, serde_json::json!({}));
+        let alarm =
+            |id: &str| RunRequest::new(TargetSpec::PeerOf(id.into()), Mode::Execute, "alarm");
+        completed(run(&cloud, &cloud, &seed, alarm(SEED_A)).await.unwrap());
+        assert_eq!(route(&cloud), SEED_B_EXT);
+        let out = completed(
+            run(&cloud, &cloud, &other, alarm(&copy.instances[0].id))
+                .await
+                .unwrap(),
+        );
+        assert_eq!(out.record.task_state, TaskState::Succeeded);
+        assert_eq!(out.plan.target, copy.instances[1].id);
+        assert!(
+            out.record
+                .warnings
+                .iter()
+                .any(|w| w.contains("belongs to another cluster")),
+            "{:?}",
+            out.record.warnings
+        );
+        // Named: its own key.
+        let named = decl_for(&copy, serde_json::json!({"clusterName": "pair-2"}));
+        assert_eq!(
+            state_key(&named),
+            "f5cloudfailover/pair-2/f5cloudfailoverstate.json"
+        );
+        assert_eq!(state_key(&seed), STATE);
+        let r = completed(
+            run(
+                &cloud,
+                &cloud,
+                &named,
+                req(&copy.instances[0].id, Mode::Execute),
+            )
+            .await
+            .unwrap(),
+        );
+        assert_eq!(r.record.task_state, TaskState::Succeeded);
+        assert!(cloud.object(BUCKET, &state_key(&named)).is_some());
+        assert!(crate::state::shared_keys(&seed, &other).len() == 2);
+        assert!(crate::state::shared_keys(&seed, &named).is_empty());
     }
 
     #[tokio::test]
