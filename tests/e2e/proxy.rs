@@ -147,18 +147,15 @@ async fn serve(conn: TcpStream, upstream: String, shared: Arc<Mutex<Shared>>) {
             sh.seen.push((req.clone(), fault.clone()));
             fault
         };
-        match fault {
-            Some(Fault::Answer(status, body)) => {
-                let text = format!(
-                    "HTTP/1.1 {status} Injected\r\ncontent-type: application/xml\r\ncontent-length: {}\r\n\r\n{body}",
-                    body.len()
-                );
-                if client.get_mut().write_all(text.as_bytes()).await.is_err() {
-                    return;
-                }
-                continue;
+        if let Some(Fault::Answer(status, body)) = fault {
+            let text = format!(
+                "HTTP/1.1 {status} Injected\r\ncontent-type: application/xml\r\ncontent-length: {}\r\n\r\n{body}",
+                body.len()
+            );
+            if client.get_mut().write_all(text.as_bytes()).await.is_err() {
+                return;
             }
-            _ => {}
+            continue;
         }
         let Some(answer) = forward(&upstream, &head, &req.body).await else {
             return;
