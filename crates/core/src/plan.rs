@@ -157,14 +157,6 @@ pub struct Refusal {
 
 /// Plans the failover to `target`.
 pub fn plan(decl: &Declaration, snap: &Snapshot, target: &str) -> Result<Plan, Refusal> {
-    let mut p = Planner {
-        decl,
-        snap,
-        reasons: Vec::new(),
-        ops: Vec::new(),
-        in_place: Vec::new(),
-        warnings: snap.outside_vpc.clone(),
-    };
     if !snap.vpc_conflicts.is_empty() {
         return Err(Refusal {
             reasons: snap.vpc_conflicts.clone(),
@@ -207,20 +199,63 @@ pub fn plan(decl: &Declaration, snap: &Snapshot, target: &str) -> Result<Plan, R
             )],
         });
     }
-    let moved = p.secondary_ips(t);
-    p.routes(t);
-    p.elastic_ips(t, &moved);
-    if !p.reasons.is_empty() {
-        return Err(Refusal { reasons: p.reasons });
+    let a = assess(decl, snap, t);
+    if !a.reasons.is_empty() {
+        return Err(Refusal { reasons: a.reasons });
     }
-    p.ops.sort_by(|a, b| (a.wave, &a.id).cmp(&(b.wave, &b.id)));
     Ok(Plan {
         target: t.id.clone(),
         target_name: t.display_name().to_string(),
+        operations: a.operations,
+        in_place: a.in_place,
+        warnings: a.warnings,
+    })
+}
+
+/// What it takes for the cloud to follow `member`, whatever the member's health: the
+/// operations, the managed items already in place for it, and what stands in the way. The
+/// one rule for "whom does the cloud follow": `plan` builds on it, and `inspect` (and so the
+/// probe) asks it of every member.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Assessment {
+    /// Operations, in a stable order (wave, then id).
+    pub operations: Vec<Operation>,
+    /// Managed items already following the member.
+    pub in_place: Vec<String>,
+    /// Things worth knowing that do not block.
+    pub warnings: Vec<String>,
+    /// What blocks following the member.
+    pub reasons: Vec<String>,
+}
+
+impl Assessment {
+    /// Whether the cloud follows the member in everything managed (and something is).
+    pub fn followed(&self) -> bool {
+        self.operations.is_empty() && self.reasons.is_empty() && !self.in_place.is_empty()
+    }
+}
+
+/// Assesses `member` (see [`Assessment`]).
+pub fn assess(decl: &Declaration, snap: &Snapshot, member: &Instance) -> Assessment {
+    let mut p = Planner {
+        decl,
+        snap,
+        reasons: Vec::new(),
+        ops: Vec::new(),
+        in_place: Vec::new(),
+        warnings: snap.outside_vpc.clone(),
+    };
+    let moved = p.secondary_ips(member);
+    p.routes(member);
+    p.elastic_ips(member, &moved);
+    p.ops.sort_by(|a, b| (a.wave, &a.id).cmp(&(b.wave, &b.id)));
+    Assessment {
         operations: p.ops,
         in_place: p.in_place,
         warnings: p.warnings,
-    })
+        reasons: p.reasons,
+    }
 }
 
 struct Planner<'a> {
@@ -664,7 +699,7 @@ fn next_hop_on<'t>(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::discovery::discover;
     use crate::lab::{tags, Topology, SEED_A, SEED_A_EXT, SEED_B, SEED_B_EXT, SEED_RTB, SEED_TAG};
@@ -935,7 +970,7 @@ mod tests {
 }
 
 #[cfg(test)]
-mod swap_tests {
+pub(crate) mod swap_tests {
     use super::*;
     use crate::discovery::discover;
     use crate::execute::{execute, ExecOptions};
@@ -945,7 +980,7 @@ mod swap_tests {
     use serde_json::json;
 
     /// The seed with twin tables: A's (the seed's, both web subnets) and B's.
-    fn twins() -> Topology {
+    pub(crate) fn twins() -> Topology {
         let mut topo = Topology::seed();
         topo.route_tables[0]
             .tags
@@ -959,7 +994,7 @@ mod swap_tests {
         topo
     }
 
-    fn decl() -> Declaration {
+    pub(crate) fn decl() -> Declaration {
         let mut v: serde_json::Value = serde_json::from_str(include_str!(
             "../../../examples/seed-article/declaration-after.json"
         ))

@@ -35,8 +35,15 @@ pub struct Health {
     pub successes: u32,
 }
 
+impl Default for Health {
+    fn default() -> Health {
+        Health::new()
+    }
+}
+
 impl Health {
-    fn new() -> Health {
+    /// A member not probed yet (counted up).
+    pub fn new() -> Health {
         Health {
             up: true,
             failures: 0,
@@ -277,21 +284,24 @@ pub fn decide(
             .map(|m| (m.id.clone(), format!("{active} is down"))),
         Some(_) => None,
         None if pic.drift => {
-            // Converge on the healthy member most managed items already follow.
-            let mut votes: BTreeMap<&str, usize> = BTreeMap::new();
-            for m in pic
-                .routes
+            // Converge on the healthy member most managed items already follow; on a tie
+            // nothing moves (never a choice by id order).
+            let running = |id: &str| {
+                pic.members
+                    .iter()
+                    .any(|m| m.id == id && m.state == "running")
+            };
+            let mut healthy: Vec<&crate::inspect::Follow> = pic
+                .follows
                 .iter()
-                .filter_map(|r| r.member.as_deref())
-                .chain(pic.elastic_ips.iter().filter_map(|e| e.member.as_deref()))
-            {
-                *votes.entry(m).or_default() += 1;
+                .filter(|f| running(&f.member) && up(&f.member) && f.blocked.is_empty())
+                .collect();
+            healthy.sort_by_key(|f| std::cmp::Reverse(f.in_place));
+            match healthy.as_slice() {
+                [best, next, ..] if next.in_place == best.in_place => None,
+                [best, ..] => Some((best.member.clone(), "drift repair".to_string())),
+                [] => None,
             }
-            pic.members
-                .iter()
-                .filter(|m| m.state == "running" && up(&m.id))
-                .max_by_key(|m| votes.get(m.id.as_str()).copied().unwrap_or(0))
-                .map(|m| (m.id.clone(), "drift repair".to_string()))
         }
         None => None,
     }
