@@ -216,7 +216,7 @@ pub async fn watch(
         .await;
         report.rounds += 1;
         for (id, ok) in results {
-            let h = report.health.entry(id.clone()).or_insert_with(Health::new);
+            let h = report.health.entry(id.clone()).or_default();
             if h.record(ok, &cfg) {
                 let what = format!("{id} is {}", if h.up { "UP" } else { "DOWN" });
                 tracing::warn!(member = %id, up = h.up, "health changed");
