@@ -157,6 +157,70 @@ fn vpc_check(snap: &Snapshot) -> Check {
     check("vpc", problems, ok)
 }
 
+/// Where an EIP's VIPs are, judged per topology. A cross-AZ pair (one VIP per unit): each
+/// member holds exactly one of them, and none holds another's. A same-AZ pair (one VIP that
+/// moves as a secondary IP): exactly one member holds it, as AWS allows one holder (the moto
+/// emulator copies the address instead of moving it, so both may show it there).
+fn vip_problems(
+    e: &crate::discovery::ScopedEip,
+    snap: &Snapshot,
+) -> Vec<(Verdict, String, String)> {
+    let holders = |vip: &std::net::IpAddr| -> Vec<&str> {
+        snap.members
+            .iter()
+            .filter(|m| {
+                m.network_interfaces
+                    .iter()
+                    .any(|n| n.secondary_ips.contains(vip))
+            })
+            .map(|m| m.id.as_str())
+            .collect()
+    };
+    let mut out = Vec::new();
+    if let [vip] = e.vips.as_slice() {
+        let h = holders(vip);
+        if h.len() != 1 {
+            out.push((
+                Verdict::Fail,
+                format!(
+                    "Elastic IP {}: its one VIP {vip} (same-AZ pair) is held by {} members ({})",
+                    e.eip.public_ip,
+                    h.len(),
+                    h.join(", ")
+                ),
+                format!("exactly one unit holds {vip}: assign it to the active unit's interface (aws ec2 assign-private-ip-addresses --allow-reassignment --private-ip-addresses {vip} --network-interface-id <ENI>)"),
+            ));
+        }
+        return out;
+    }
+    for m in &snap.members {
+        let held: Vec<String> = e
+            .vips
+            .iter()
+            .filter(|v| {
+                m.network_interfaces
+                    .iter()
+                    .any(|n| n.secondary_ips.contains(v))
+            })
+            .map(ToString::to_string)
+            .collect();
+        if held.len() != 1 {
+            out.push((
+                Verdict::Fail,
+                format!(
+                    "Elastic IP {}: member {} holds {} of its VIPs as secondary IPs ({})",
+                    e.eip.public_ip,
+                    m.id,
+                    held.len(),
+                    held.join(", ")
+                ),
+                "each unit of a cross-AZ pair needs exactly one of the EIP's VIPs as a secondary private IP".to_string(),
+            ));
+        }
+    }
+    out
+}
+
 /// The checks that need only the snapshot.
 pub fn static_checks(decl: &Declaration, snap: &Snapshot) -> Vec<Check> {
     let mut out = Vec::new();
@@ -332,32 +396,7 @@ pub fn static_checks(decl: &Declaration, snap: &Snapshot) -> Vec<Check> {
         ));
     }
     for e in &snap.elastic_ips {
-        for m in &snap.members {
-            let held: Vec<String> = e
-                .vips
-                .iter()
-                .filter(|v| {
-                    m.network_interfaces
-                        .iter()
-                        .any(|n| n.secondary_ips.contains(v))
-                })
-                .map(ToString::to_string)
-                .collect();
-            if held.len() != 1 {
-                eip_problems.push((
-                    Verdict::Fail,
-                    format!(
-                        "Elastic IP {}: member {} holds {} of its VIPs as secondary IPs ({})",
-                        e.eip.public_ip,
-                        m.id,
-                        held.len(),
-                        held.join(", ")
-                    ),
-                    "each unit needs exactly one of the EIP's VIPs as a secondary private IP"
-                        .to_string(),
-                ));
-            }
-        }
+        eip_problems.extend(vip_problems(e, snap));
     }
     if let Some(a) = decl.addresses() {
         for g in &a.groups {
@@ -663,5 +702,29 @@ mod tests {
         let c = verdict(&run(&cloud, &other).await, "state-bucket");
         assert_eq!(c.verdict, Verdict::Warn, "{c:?}");
         assert!(c.detail.contains("written by another cluster"), "{c:?}");
+    }
+
+    /// Issue 11.4: a correct same-AZ pair (one VIP, on one unit) passes; the state moto makes
+    /// (the VIP on both units) fails.
+    #[tokio::test]
+    async fn same_az_vip_rule() {
+        let topo = crate::plan::tests::same_az();
+        let mut v: serde_json::Value = serde_json::from_str(AFTER).unwrap();
+        v["failoverRoutes"]["routeGroupDefinitions"][0]["defaultNextHopAddresses"]["items"] =
+            serde_json::json!(["10.0.0.11", "10.0.0.12"]);
+        let text = v.to_string();
+        let c = verdict(
+            &run(&MemoryCloud::from_topology(&topo), &text).await,
+            "elastic-ips",
+        );
+        assert_eq!(c.verdict, Verdict::Pass, "{c:?}");
+        let mut both = topo.clone();
+        both.instances[1].interfaces[1].secondary = vec!["10.0.0.101".parse().unwrap()];
+        let c = verdict(
+            &run(&MemoryCloud::from_topology(&both), &text).await,
+            "elastic-ips",
+        );
+        assert_eq!(c.verdict, Verdict::Fail, "{c:?}");
+        assert!(c.detail.contains("held by 2 members"), "{c:?}");
     }
 }
