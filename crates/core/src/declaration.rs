@@ -228,6 +228,9 @@ pub struct Extension {
     /// `vpcId`: the VPC the pair lives in. Absent: derived from the route tables in scope (and
     /// the interfaces the EIPs and next hops are on); a scope that spans VPCs is refused.
     pub vpc_id: Option<String>,
+    /// `takeOverGatewayRoutes`: a declared route that points at a gateway (internet, NAT,
+    /// transit, peering, …) instead of an appliance may be taken over (default false: refused).
+    pub take_over_gateway_routes: bool,
 }
 
 /// How a member is probed.
@@ -303,6 +306,7 @@ impl Default for Extension {
             mutation_burst: 50,
             association_swap: false,
             vpc_id: None,
+            take_over_gateway_routes: false,
         }
     }
 }
@@ -797,6 +801,9 @@ fn parse_extension(v: &Value, p: Path) -> Result<Extension, DeclarationError> {
     }
     if let Some(v) = o.opt_bool("associationSwap")? {
         ext.association_swap = v;
+    }
+    if let Some(v) = o.opt_bool("takeOverGatewayRoutes")? {
+        ext.take_over_gateway_routes = v;
     }
     if let Some((id, p)) = o.opt_str("vpcId")? {
         if !is_vpc_id(id) {

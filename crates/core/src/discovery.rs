@@ -56,6 +56,8 @@ pub struct Snapshot {
     pub missing_route_tables: Vec<String>,
     /// Route groups selected by tags that matched no table.
     pub empty_tag_groups: Vec<usize>,
+    /// Tables selected by two route groups (the planner refuses with these).
+    pub tables_in_two_groups: Vec<String>,
     /// EIPs in scope.
     pub elastic_ips: Vec<ScopedEip>,
     /// EIPs named by `addressGroupDefinitions` that do not exist.
@@ -208,7 +210,7 @@ async fn snapshot(
         ..Snapshot::default()
     };
     let groups = decl.route_groups();
-    let mut seen_tables = BTreeSet::new();
+    let mut seen_tables: BTreeMap<String, usize> = BTreeMap::new();
     for (i, found) in tables {
         if found.is_empty() {
             match &groups[i].scope {
@@ -217,9 +219,15 @@ async fn snapshot(
             }
         }
         for table in found {
-            // A table selected by two groups is managed by the first.
-            if seen_tables.insert(table.id.clone()) {
-                snap.route_tables.push(ScopedTable { group: i, table });
+            match seen_tables.get(&table.id) {
+                None => {
+                    seen_tables.insert(table.id.clone(), i);
+                    snap.route_tables.push(ScopedTable { group: i, table });
+                }
+                Some(&first) => snap.tables_in_two_groups.push(format!(
+                    "route table {} is selected by route groups {first} and {i}: one group would silently win; merge their ranges into one group, or scope them to different tables",
+                    table.id
+                )),
             }
         }
     }

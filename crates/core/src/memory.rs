@@ -203,11 +203,13 @@ impl MemoryCloud {
                     destination: topo.vpc_cidr,
                     network_interface_id: None,
                     other_target: Some("local".into()),
+                    local: true,
                 }];
                 routes.extend(t.routes.iter().map(|(d, eni)| Route {
                     destination: *d,
                     network_interface_id: Some(eni.clone()),
                     other_target: None,
+                    local: false,
                 }));
                 let associations = t
                     .subnets
@@ -411,6 +413,31 @@ impl MemoryCloud {
     pub fn untag_route_table(&self, table: &str, key: &str) {
         let mut w = self.world.lock().unwrap();
         w.tables.get_mut(table).expect("table").tags.remove(key);
+    }
+
+    /// Adds a route to a gateway (`igw-…`, `nat-…`) to a table.
+    pub fn add_gateway_route(&self, table: &str, destination: Cidr, gateway: &str) {
+        let mut w = self.world.lock().unwrap();
+        let t = w.tables.get_mut(table).expect("table");
+        t.routes.retain(|r| r.destination != destination);
+        t.routes.push(Route {
+            destination,
+            network_interface_id: None,
+            other_target: Some(gateway.into()),
+            local: false,
+        });
+    }
+
+    /// Makes `table` the VPC's main route table (subnets without an association use it).
+    pub fn make_main(&self, table: &str) {
+        let mut w = self.world.lock().unwrap();
+        let id = format!("rtbassoc-{:017x}", w.next());
+        let t = w.tables.get_mut(table).expect("table");
+        t.associations.push(Association {
+            id,
+            subnet_id: None,
+            main: true,
+        });
     }
 
     /// Sets an interface's source/destination check.
@@ -806,14 +833,8 @@ impl Ec2Mutate for MemoryCloud {
                         format!("no route with destination {destination} in {route_table_id}"),
                     )
                 })?;
-            if r.other_target.as_deref() == Some("local") {
-                return Err(err(
-                    OP,
-                    ErrorKind::Rejected,
-                    "InvalidParameterValue",
-                    "cannot replace the local route",
-                ));
-            }
+            // AWS lets the local route's target be replaced by an interface (middlebox
+            // routing): so does this cloud; keeping to ranges outside it is the planner's job.
             r.network_interface_id = Some(network_interface_id.into());
             r.other_target = None;
             Ok(())

@@ -107,6 +107,9 @@ pub struct Route {
     pub network_interface_id: Option<String>,
     /// Any other target (gateway, NAT gateway, `local`, instance id), for reports.
     pub other_target: Option<String>,
+    /// The VPC's local route (a VPC CIDR), whatever it points at now: AWS lets its target be
+    /// replaced by an interface, which would send all traffic within the VPC through it.
+    pub local: bool,
 }
 
 impl Route {

@@ -291,6 +291,12 @@ pub fn twin_problems(decl: &Declaration, snap: &Snapshot) -> Vec<String> {
                 .collect()
         };
         for table in &twins {
+            if table.associations.iter().any(|a| a.main) {
+                problems.push(format!(
+                    "twin route table {} is the VPC's main route table: subnets that use it implicitly cannot be moved to another twin; associate them explicitly (aws ec2 associate-route-table --route-table-id {} --subnet-id <subnet>) and make another table main",
+                    table.id, table.id
+                ));
+            }
             let Some(member) = table.tags.get(MEMBER_TAG) else {
                 problems.push(format!(
                     "route table {} has no {MEMBER_TAG} tag (associationSwap needs one table per member, tagged with its instance id)",
@@ -346,6 +352,8 @@ pub fn twin_problems(decl: &Declaration, snap: &Snapshot) -> Vec<String> {
 impl Planner<'_> {
     /// Association-swap mode: move each subnet to the target's twin table.
     fn swap_associations(&mut self, t: &Instance) {
+        self.reasons
+            .extend(self.snap.tables_in_two_groups.iter().cloned());
         let problems = twin_problems(self.decl, self.snap);
         if !problems.is_empty() {
             self.reasons.extend(problems);
@@ -403,6 +411,8 @@ impl Planner<'_> {
             return self.swap_associations(t);
         }
         let groups = self.decl.route_groups();
+        self.reasons
+            .extend(self.snap.tables_in_two_groups.iter().cloned());
         for id in &self.snap.missing_route_tables {
             self.reasons.push(format!(
                 "route table {id} (scopingName in failoverRoutes) does not exist or is not visible"
@@ -438,6 +448,29 @@ impl Planner<'_> {
                     ));
                     continue;
                 };
+                if route.local {
+                    self.reasons.push(format!(
+                        "range {} is the VPC's local route in {}: pointing it at an appliance would send all traffic within the VPC through it; remove the range from the declaration",
+                        r.range, table.id
+                    ));
+                    continue;
+                }
+                if let (None, Some(gw)) = (&route.network_interface_id, &route.other_target) {
+                    let what = format!(
+                        "route {} in {} points at {gw}, not at an appliance",
+                        r.range, table.id
+                    );
+                    if self.decl.extension.take_over_gateway_routes {
+                        self.warnings.push(format!(
+                            "{what}: taken over (serverless.takeOverGatewayRoutes)"
+                        ));
+                    } else {
+                        self.reasons.push(format!(
+                            "{what}: taking it over changes that path for every subnet using the table; set serverless.takeOverGatewayRoutes: true if that is meant, or remove the range"
+                        ));
+                        continue;
+                    }
+                }
                 let (eni, hop) = match next_hop_on(t, &items, r.range) {
                     Ok(x) => x,
                     Err(reason) => {
@@ -923,6 +956,75 @@ pub(crate) mod tests {
             .any(|w| w.contains("source/destination check is on for eni-04bec0335a47b26c3")));
     }
 
+    /// Issue 11.7: a range equal to the VPC CIDR is the local route. AWS lets its target be
+    /// replaced (so does the in-memory cloud now); the planner refuses it.
+    #[tokio::test]
+    async fn the_local_route_is_never_taken_over() {
+        let cloud = MemoryCloud::seed();
+        let d = patched(|v| {
+            v["failoverRoutes"]["routeGroupDefinitions"][0]["scopingAddressRanges"] =
+                json!([{"range": "0.0.0.0/0"}, {"range": "10.0.0.0/16"}]);
+        });
+        let r = plan_on(&cloud, &d, SEED_B).await.unwrap_err();
+        assert!(
+            r.reasons
+                .iter()
+                .any(|x| x.contains("range 10.0.0.0/16 is the VPC's local route")),
+            "{r}"
+        );
+        // The cloud itself allows it, as AWS does.
+        use crate::ports::Ec2Mutate;
+        cloud
+            .replace_route(SEED_RTB, cidr("10.0.0.0/16"), SEED_B_EXT)
+            .await
+            .unwrap();
+        let r = plan_on(&cloud, &d, SEED_A).await.unwrap_err();
+        assert!(r.reasons.iter().any(|x| x.contains("local route")), "{r}");
+    }
+
+    /// Issue 11.6: a table selected by two route groups was managed by the first only.
+    #[tokio::test]
+    async fn a_table_in_two_route_groups_is_refused() {
+        let cloud = MemoryCloud::seed();
+        let d = patched(|v| {
+            let g0 = v["failoverRoutes"]["routeGroupDefinitions"][0].clone();
+            let mut g1 = g0.clone();
+            g1.as_object_mut().unwrap().remove("scopingName");
+            g1["scopingTags"] = json!({SEED_TAG.0: SEED_TAG.1});
+            g1["scopingAddressRanges"] = json!([{"range": "192.168.0.0/16"}]);
+            v["failoverRoutes"]["routeGroupDefinitions"] = json!([g0, g1]);
+        });
+        let r = plan_on(&cloud, &d, SEED_B).await.unwrap_err();
+        assert!(
+            r.reasons.iter().any(|x| x.contains(&format!(
+                "route table {SEED_RTB} is selected by route groups 0 and 1"
+            ))),
+            "{r}"
+        );
+    }
+
+    /// Issue 11.9: a declared route that points at a gateway is not taken over silently.
+    #[tokio::test]
+    async fn a_route_to_a_gateway_is_refused_unless_opted_in() {
+        let cloud = MemoryCloud::seed();
+        cloud.add_gateway_route(SEED_RTB, cidr("0.0.0.0/0"), "igw-0123456789abcdef0");
+        let r = plan_on(&cloud, &decl(AFTER), SEED_B).await.unwrap_err();
+        assert!(
+            r.reasons
+                .iter()
+                .any(|x| x.contains("points at igw-0123456789abcdef0, not at an appliance")),
+            "{r}"
+        );
+        let d = patched(|v| v["serverless"] = json!({"takeOverGatewayRoutes": true}));
+        let p = plan_on(&cloud, &d, SEED_B).await.unwrap();
+        assert!(p.operations.iter().any(|o| o.id.starts_with("route:")));
+        assert!(
+            p.warnings.iter().any(|w| w.contains("taken over")),
+            "{:?}",
+            p.warnings
+        );
+    }
+
     /// Same-AZ pair: both units' external ENIs in one subnet; the VIP moves as a secondary IP.
     pub(crate) fn same_az() -> Topology {
         let mut topo = Topology::seed();
@@ -1038,6 +1140,23 @@ pub(crate) mod swap_tests {
         let back = plan(&d, &snap, SEED_A).unwrap();
         assert_eq!(back.operations.len(), 3);
         let _ = SEED_A_EXT;
+    }
+
+    /// Issue 11.5: with the main table as A's twin, subnets using it implicitly stayed on A
+    /// while the run reported SUCCEEDED.
+    #[tokio::test]
+    async fn a_main_table_twin_is_refused() {
+        let cloud = MemoryCloud::from_topology(&twins());
+        cloud.make_main(&twins().route_tables[0].id);
+        let d = decl();
+        let snap = discover(&cloud, &cloud, &d).await.unwrap();
+        let r = plan(&d, &snap, SEED_B).unwrap_err();
+        assert!(
+            r.reasons
+                .iter()
+                .any(|x| x.contains("is the VPC's main route table")),
+            "{r}"
+        );
     }
 
     #[tokio::test]

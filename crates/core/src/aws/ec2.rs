@@ -165,8 +165,11 @@ fn route(r: &types::Route) -> Option<Route> {
         .or(r.core_network_arn())
         .or(r.instance_id())
         .map(str::to_string);
+    let local = r.gateway_id() == Some("local")
+        || r.origin() == Some(&types::RouteOrigin::CreateRouteTable);
     Some(Route {
         destination,
+        local,
         network_interface_id: r.network_interface_id().map(str::to_string),
         other_target: if r.network_interface_id().is_some() {
             None
