@@ -221,6 +221,75 @@ fn vip_problems(
     out
 }
 
+/// What the cloud follows now: a stopped or impaired member, a split, an EIP associated
+/// nowhere, a managed route on an interface of no member.
+fn cloud_check(decl: &Declaration, snap: &Snapshot) -> Check {
+    let pic = picture(decl, snap, None);
+    let mut problems = Vec::new();
+    let peer = |id: &str| {
+        snap.members
+            .iter()
+            .find(|m| m.id != id && m.state == "running" && !snap.impaired.contains(&m.id))
+            .map_or("<a healthy member>".to_string(), |m| m.id.clone())
+    };
+    if let Some(active) = &pic.active {
+        let m = snap.member(active).expect("active is a member");
+        if m.state != "running" || snap.impaired.contains(&m.id) {
+            let how = if m.state != "running" {
+                m.state.as_str()
+            } else {
+                "failing its status checks"
+            };
+            problems.push((
+                Verdict::Fail,
+                format!("the cloud follows {active}, which is {how}: its traffic goes nowhere"),
+                format!("cloud-failover execute --target {}", peer(active)),
+            ));
+        }
+    } else if pic.drift {
+        let split: Vec<String> = pic
+            .follows
+            .iter()
+            .map(|f| format!("{} has {} of the managed items", f.member, f.in_place))
+            .collect();
+        problems.push((
+            Verdict::Warn,
+            format!("the cloud is split between members: {}", split.join(", ")),
+            "cloud-failover execute --target <the unit the pair says is active>".to_string(),
+        ));
+    }
+    for e in &snap.elastic_ips {
+        if e.eip.association_id.is_none() {
+            problems.push((
+                Verdict::Warn,
+                format!(
+                    "Elastic IP {} is associated with nothing: it answers no one",
+                    e.eip.public_ip
+                ),
+                "cloud-failover execute --target <the active unit> (associates it with its VIP)"
+                    .to_string(),
+            ));
+        }
+    }
+    for r in &pic.routes {
+        if r.member.is_none() && r.target.starts_with("eni-") {
+            problems.push((
+                Verdict::Warn,
+                format!(
+                    "route {} in {} points at {}, an interface of no member",
+                    r.destination, r.route_table_id, r.target
+                ),
+                "cloud-failover execute --target <the active unit>".to_string(),
+            ));
+        }
+    }
+    let ok = match &pic.active {
+        Some(a) => format!("every managed item follows {a}"),
+        None => "nothing managed is in scope".into(),
+    };
+    check("cloud", problems, ok)
+}
+
 /// The checks that need only the snapshot.
 pub fn static_checks(decl: &Declaration, snap: &Snapshot) -> Vec<Check> {
     let mut out = Vec::new();
@@ -238,6 +307,7 @@ pub fn static_checks(decl: &Declaration, snap: &Snapshot) -> Vec<Check> {
         })
         .collect();
     out.push(vpc_check(snap));
+    out.push(cloud_check(decl, snap));
     out.push(if snap.members.len() >= 2 {
         check(
             "members",
@@ -250,7 +320,7 @@ pub fn static_checks(decl: &Declaration, snap: &Snapshot) -> Vec<Check> {
             vec![(
                 Verdict::Fail,
                 format!("{} member(s) found: {}", names.len(), names.join(", ")),
-                "declare next hops / VIPs that are addresses of both units' interfaces".into(),
+                "declare next hops / VIPs that are addresses of both units' interfaces, or (same-AZ pairs) tag both units' interfaces with the scoping tags and f5_cloud_failover_nic_map=<same value>".into(),
             )],
             String::new(),
         )
@@ -523,8 +593,11 @@ async fn permission_check(
                 "permissions",
                 vec![(
                     Verdict::Fail,
-                    format!("a failover to {} is refused: {r}", standby.id),
-                    "fix the failing checks above".into(),
+                    format!(
+                        "a failover to {} is refused, so no call could be checked: {r}",
+                        standby.id
+                    ),
+                    "each refusal reason names what to change; then run doctor again".into(),
                 )],
                 String::new(),
             ))
@@ -726,5 +799,33 @@ mod tests {
         );
         assert_eq!(c.verdict, Verdict::Fail, "{c:?}");
         assert!(c.detail.contains("held by 2 members"), "{c:?}");
+    }
+
+    /// Issue 11.8: findings for the cloud following a stopped member and for a split cloud.
+    #[tokio::test]
+    async fn the_cloud_following_a_stopped_member_or_split() {
+        let cloud = MemoryCloud::seed();
+        let c = verdict(&run(&cloud, AFTER).await, "cloud");
+        assert_eq!(c.verdict, Verdict::Pass, "{c:?}");
+        assert!(c
+            .detail
+            .contains("every managed item follows i-055fd78af29715fbf"));
+        cloud.set_instance_state(crate::lab::SEED_A, "stopped");
+        let c = verdict(&run(&cloud, AFTER).await, "cloud");
+        assert_eq!(c.verdict, Verdict::Fail, "{c:?}");
+        assert!(c.detail.contains("which is stopped"), "{c:?}");
+        assert_eq!(
+            c.fix.as_deref(),
+            Some("cloud-failover execute --target i-061cbb31a5158ad30")
+        );
+        let cloud = MemoryCloud::seed();
+        use crate::ports::Ec2Mutate;
+        cloud
+            .replace_route(SEED_RTB, "0.0.0.0/0".parse().unwrap(), SEED_B_EXT)
+            .await
+            .unwrap();
+        let c = verdict(&run(&cloud, AFTER).await, "cloud");
+        assert_eq!(c.verdict, Verdict::Warn, "{c:?}");
+        assert!(c.detail.contains("split between members"), "{c:?}");
     }
 }
