@@ -290,6 +290,46 @@ fn cloud_check(decl: &Declaration, snap: &Snapshot) -> Check {
     check("cloud", problems, ok)
 }
 
+/// Association-swap mode: the twins are in sync (the planner's rule), and every member has a
+/// twin in every route group (or a failover to it would be refused).
+fn twin_check(decl: &Declaration, snap: &Snapshot) -> Option<Check> {
+    if !decl.extension.association_swap {
+        return None;
+    }
+    let mut problems: Vec<(Verdict, String, String)> = crate::plan::twin_problems(decl, snap)
+        .into_iter()
+        .map(|p| {
+            (
+                Verdict::Fail,
+                p,
+                "make the twins identical but for next hops, each tagged f5_cloud_failover_member=<its instance id>".to_string(),
+            )
+        })
+        .collect();
+    for (gi, _) in decl.route_groups().iter().enumerate() {
+        for m in &snap.members {
+            let has = snap.route_tables.iter().any(|st| {
+                st.group == gi && st.table.tags.get(crate::plan::MEMBER_TAG) == Some(&m.id)
+            });
+            if !has {
+                problems.push((
+                    Verdict::Fail,
+                    format!("route group {gi} has no twin table for member {}", m.id),
+                    format!(
+                        "copy the other twin for {} with its next hops, tagged f5_cloud_failover_member={} and the scoping tags",
+                        m.id, m.id
+                    ),
+                ));
+            }
+        }
+    }
+    Some(check(
+        "twin-tables",
+        problems,
+        "each member has a twin table in every group, all in sync".into(),
+    ))
+}
+
 /// The checks that need only the snapshot.
 pub fn static_checks(decl: &Declaration, snap: &Snapshot) -> Vec<Check> {
     let mut out = Vec::new();
@@ -308,6 +348,7 @@ pub fn static_checks(decl: &Declaration, snap: &Snapshot) -> Vec<Check> {
         .collect();
     out.push(vpc_check(snap));
     out.push(cloud_check(decl, snap));
+    out.extend(twin_check(decl, snap));
     out.push(if snap.members.len() >= 2 {
         check(
             "members",
@@ -827,5 +868,28 @@ mod tests {
         let c = verdict(&run(&cloud, AFTER).await, "cloud");
         assert_eq!(c.verdict, Verdict::Warn, "{c:?}");
         assert!(c.detail.contains("split between members"), "{c:?}");
+    }
+
+    /// Issue 11.8: association-swap checks of doctor's own.
+    #[tokio::test]
+    async fn twin_tables_are_checked() {
+        let mut topo = crate::plan::swap_tests::twins();
+        let d = crate::plan::swap_tests::decl();
+        let cloud = MemoryCloud::from_topology(&topo);
+        let checks = doctor(&cloud, &cloud, &d).await.unwrap();
+        assert_eq!(verdict(&checks, "twin-tables").verdict, Verdict::Pass);
+        topo.route_tables.pop();
+        let cloud = MemoryCloud::from_topology(&topo);
+        let c = verdict(&doctor(&cloud, &cloud, &d).await.unwrap(), "twin-tables");
+        assert_eq!(c.verdict, Verdict::Fail, "{c:?}");
+        assert!(
+            c.detail
+                .contains("no twin table for member i-061cbb31a5158ad30"),
+            "{c:?}"
+        );
+        let cloud = MemoryCloud::from_topology(&crate::plan::swap_tests::twins());
+        cloud.make_main(SEED_RTB);
+        let c = verdict(&doctor(&cloud, &cloud, &d).await.unwrap(), "twin-tables");
+        assert!(c.detail.contains("main route table"), "{c:?}");
     }
 }
