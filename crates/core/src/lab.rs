@@ -66,6 +66,8 @@ pub struct InstanceSpec {
     pub name: String,
     /// Availability Zone.
     pub az: String,
+    /// Instance type (sets the per-interface address limit the in-memory cloud enforces).
+    pub instance_type: String,
     /// Interfaces.
     pub interfaces: Vec<InterfaceSpec>,
 }
@@ -224,6 +226,7 @@ impl Topology {
                     id: SEED_A.into(),
                     name: "failover01.www.non-97.net".into(),
                     az: "us-east-1a".into(),
+                    instance_type: "m5.xlarge".into(),
                     interfaces: vec![
                         iface(
                             "eni-026bb5fe081900500",
@@ -252,6 +255,7 @@ impl Topology {
                     id: SEED_B.into(),
                     name: "failover02.www.non-97.net".into(),
                     az: "us-east-1b".into(),
+                    instance_type: "m5.xlarge".into(),
                     interfaces: vec![
                         iface(
                             "eni-01d04904d876f5924",

@@ -47,6 +47,7 @@ struct InstanceRec {
     state: String,
     impaired: bool,
     az: String,
+    instance_type: String,
     tags: Tags,
     interfaces: Vec<String>,
 }
@@ -160,6 +161,7 @@ impl MemoryCloud {
                         state: "running".into(),
                         impaired: false,
                         az: i.az.clone(),
+                        instance_type: i.instance_type.clone(),
                         tags: t,
                         interfaces: i.interfaces.iter().map(|n| n.id.clone()).collect(),
                     },
@@ -532,6 +534,7 @@ impl World {
             id: id.to_string(),
             state: rec.state.clone(),
             availability_zone: rec.az.clone(),
+            instance_type: rec.instance_type.clone(),
             tags: rec.tags.clone(),
             network_interfaces: rec
                 .interfaces
@@ -930,6 +933,24 @@ impl Ec2Mutate for MemoryCloud {
                     )
                 })?;
             let subnet = w.subnets.get(&to.subnet_id).map(|s| s.cidr);
+            let limit = to
+                .instance_id
+                .as_ref()
+                .and_then(|i| w.instances.get(i))
+                .and_then(|i| crate::model::ipv4_per_interface(&i.instance_type));
+            let after = 1 + to.secondary_ips.len()
+                + ips
+                    .iter()
+                    .filter(|ip| ip.is_ipv4() && !to.secondary_ips.contains(ip))
+                    .count();
+            if let Some(limit) = limit.filter(|l| after > *l) {
+                return Err(err(
+                    OP,
+                    ErrorKind::Rejected,
+                    "PrivateIpAddressLimitExceeded",
+                    format!("{network_interface_id} would hold {after} IPv4 addresses; its instance type allows {limit}"),
+                ));
+            }
             for ip in ips {
                 if !subnet.is_some_and(|c| c.contains(*ip)) {
                     return Err(err(

@@ -590,14 +590,54 @@ impl Planner<'_> {
             if to.subnet_id != peer_nic.subnet_id {
                 continue; // across AZs, Elastic IPs move instead
             }
-            let ips = moves
-                .entry((to.id.clone(), peer_nic.id.clone()))
-                .or_default();
             for ip in &peer_nic.secondary_ips {
+                // One owner per address: an explicit group and the nic_map pass must agree.
+                let elsewhere = moves
+                    .iter()
+                    .find(|((t2, _), l)| *t2 != to.id && l.contains(ip))
+                    .map(|((t2, _), _)| t2.clone());
+                if let Some(other) = elsewhere {
+                    self.reasons.push(format!(
+                        "address {ip} would move to both {other} (networkInterfaceAddress, same subnet) and {} ({NIC_MAP_TAG}={map}): give it one owner (tag the interfaces consistently, or drop one)",
+                        to.id
+                    ));
+                    continue;
+                }
+                let ips = moves
+                    .entry((to.id.clone(), peer_nic.id.clone()))
+                    .or_default();
                 if !ips.contains(ip) {
                     ips.push(*ip);
                 }
             }
+        }
+        // The receiving interfaces' address limits (per instance type).
+        let mut incoming: BTreeMap<&str, BTreeSet<IpAddr>> = BTreeMap::new();
+        for ((to, _), ips) in &moves {
+            incoming
+                .entry(to.as_str())
+                .or_default()
+                .extend(ips.iter().filter(|i| i.is_ipv4()));
+        }
+        for (to, ips) in &incoming {
+            let Some(n) = t.network_interfaces.iter().find(|n| n.id == *to) else {
+                continue;
+            };
+            let Some(limit) = crate::model::ipv4_per_interface(&t.instance_type) else {
+                continue;
+            };
+            let after = 1
+                + n.secondary_ips.len()
+                + ips.iter().filter(|i| !n.secondary_ips.contains(i)).count();
+            if after > limit {
+                self.reasons.push(format!(
+                    "{to} of {} ({}) would hold {after} IPv4 addresses, more than its type allows per interface ({limit}): use a larger type or fewer addresses",
+                    t.id, t.instance_type
+                ));
+            }
+        }
+        if !self.reasons.is_empty() {
+            return moved;
         }
         for ((to, from), mut ips) in moves {
             if ips.is_empty() {
@@ -1045,6 +1085,65 @@ pub(crate) mod tests {
             .tags
             .insert("f5_cloud_failover_vips".into(), "10.0.0.101".into());
         topo
+    }
+
+    /// Issue 11.9: an explicit networkInterfaceAddress group and the nic_map pass picked
+    /// different interfaces of the target for one address: two conflicting moves in one plan.
+    #[tokio::test]
+    async fn one_owner_per_moved_address() {
+        let mut topo = same_az();
+        let mut extra = topo.instances[1].interfaces[1].clone();
+        extra.id = "eni-0eeeeeeeeeeeeeeee".into();
+        extra.primary = "10.0.0.13".parse().unwrap();
+        extra.tags = tags([SEED_TAG]);
+        topo.instances[1].interfaces.insert(1, extra);
+        let cloud = MemoryCloud::from_topology(&topo);
+        let d = patched(|v| {
+            v["failoverAddresses"]["addressGroupDefinitions"] =
+                json!([{"type": "networkInterfaceAddress", "scopingAddress": "10.0.0.101"}]);
+            v["failoverRoutes"]["routeGroupDefinitions"][0]["defaultNextHopAddresses"]["items"] =
+                json!(["10.0.0.11", "10.0.0.12"]);
+        });
+        let r = plan_on(&cloud, &d, SEED_B).await.unwrap_err();
+        assert!(
+            r.reasons
+                .iter()
+                .any(|x| x.contains("address 10.0.0.101 would move to both eni-0eeeeeeeeeeeeeeee")),
+            "{r}"
+        );
+    }
+
+    /// Issue 11.9: the per-interface IPv4 limit of the target's type, in the planner and in the
+    /// in-memory cloud (AWS: PrivateIpAddressLimitExceeded).
+    #[tokio::test]
+    async fn the_targets_address_limit_is_checked() {
+        let mut topo = same_az();
+        topo.instances[0].interfaces[1]
+            .secondary
+            .push("10.0.0.102".parse().unwrap());
+        topo.instances[1].instance_type = "t3.micro".into();
+        let cloud = MemoryCloud::from_topology(&topo);
+        let d = patched(|v| {
+            v["failoverRoutes"]["routeGroupDefinitions"][0]["defaultNextHopAddresses"]["items"] =
+                json!(["10.0.0.11", "10.0.0.12"]);
+        });
+        let r = plan_on(&cloud, &d, SEED_B).await.unwrap_err();
+        assert!(
+            r.reasons
+                .iter()
+                .any(|x| x.contains("would hold 3 IPv4 addresses") && x.contains("(2)")),
+            "{r}"
+        );
+        use crate::ports::Ec2Mutate;
+        let e = cloud
+            .assign_private_ips(
+                SEED_B_EXT,
+                &["10.0.0.101".parse().unwrap(), "10.0.0.102".parse().unwrap()],
+                true,
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(e.code.as_deref(), Some("PrivateIpAddressLimitExceeded"));
     }
 
     #[tokio::test]

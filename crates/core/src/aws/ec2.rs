@@ -212,6 +212,10 @@ impl Ec2Describe for AwsEc2 {
                     .and_then(|p| p.availability_zone())
                     .unwrap_or_default()
                     .to_string(),
+                instance_type: i
+                    .instance_type()
+                    .map(|t| t.as_str().to_string())
+                    .unwrap_or_default(),
                 tags: tags(i.tags()),
                 network_interfaces: enis
                     .iter()
