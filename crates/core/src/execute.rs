@@ -83,11 +83,18 @@ pub async fn execute(
         if ops.is_empty() {
             continue;
         }
+        let sent = ops.len();
         let results: Vec<Outcome> = stream::iter(ops)
             .map(|op| bounded(run_one(ec2, op, &pacer, fence), stop, op))
             .buffer_unordered(max_concurrency.max(1))
             .collect()
             .await;
+        let ok = results
+            .iter()
+            .filter(|o| o.status == CallStatus::Succeeded)
+            .count();
+        // One line per wave for an operator watching (the CLI shows target "progress").
+        tracing::info!(target: "progress", wave, operations = sent, succeeded = ok, failed = sent - ok, "wave done");
         outcomes.extend(results);
     }
     match within(verify(ec2, &plan.operations), stop).await {

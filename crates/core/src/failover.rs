@@ -27,6 +27,8 @@ pub enum TargetSpec {
     Instance(String),
     /// A healthy running member other than this one becomes active (this one failed).
     PeerOf(String),
+    /// The peer of the member the cloud follows now (an operator's "fail over", no id needed).
+    Peer,
 }
 
 /// One run's inputs besides the declaration.
@@ -120,9 +122,22 @@ pub fn new_run_id() -> String {
 }
 
 /// Resolves the target instance id against the snapshot.
-pub fn resolve_target(snap: &Snapshot, spec: &TargetSpec) -> Result<String, FailoverError> {
+pub fn resolve_target(
+    decl: &Declaration,
+    snap: &Snapshot,
+    spec: &TargetSpec,
+) -> Result<String, FailoverError> {
     match spec {
         TargetSpec::Instance(id) => Ok(id.clone()),
+        TargetSpec::Peer => {
+            let pic = crate::inspect::picture(decl, snap, None);
+            let active = pic.active.ok_or_else(|| {
+                FailoverError::Refused(vec![
+                    "the cloud follows no single member now (drift, or nothing managed): name the target (--target i-…)".into(),
+                ])
+            })?;
+            resolve_target(decl, snap, &TargetSpec::PeerOf(active))
+        }
         TargetSpec::PeerOf(failed) => {
             if snap.member(failed).is_none() {
                 return Err(FailoverError::Refused(vec![format!(
@@ -194,7 +209,7 @@ async fn dry_run(
     let snap = discover(ec2, store, decl)
         .await
         .map_err(FailoverError::Discovery)?;
-    let target = resolve_target(&snap, &req.target)?;
+    let target = resolve_target(decl, &snap, &req.target)?;
     let plan = plan(decl, &snap, &target).map_err(|r| FailoverError::Refused(r.reasons))?;
     record = record.with_plan(&plan);
     record.task_state = TaskState::Succeeded;
@@ -300,7 +315,7 @@ async fn execute_held(
         record.recovers = prev.run_id.clone();
         tracing::warn!(previous = ?prev.run_id, state = ?prev.task_state, "the previous run did not finish cleanly: re-planning from the current cloud");
     }
-    let planned = resolve_target(&snap, &req.target).and_then(|target| {
+    let planned = resolve_target(decl, &snap, &req.target).and_then(|target| {
         record.target = target.clone();
         plan(decl, &snap, &target).map_err(|r| FailoverError::Refused(r.reasons))
     });
@@ -925,6 +940,20 @@ mod tests {
         assert!(cloud.object(BUCKET, &state_key(&named)).is_some());
         assert!(crate::state::shared_keys(&seed, &other).len() == 2);
         assert!(crate::state::shared_keys(&seed, &named).is_empty());
+    }
+
+    /// Issue 12.3: `--target peer` fails over to the other member without its id.
+    #[tokio::test]
+    async fn peer_is_the_other_member_of_the_one_followed() {
+        let cloud = MemoryCloud::seed();
+        let d = Declaration::parse(AFTER).unwrap();
+        let mut r = RunRequest::new(TargetSpec::Peer, Mode::Execute, "cli");
+        r.force = true;
+        let out = completed(run(&cloud, &cloud, &d, r.clone()).await.unwrap());
+        assert_eq!(out.plan.target, SEED_B);
+        let back = completed(run(&cloud, &cloud, &d, r).await.unwrap());
+        assert_eq!(back.plan.target, SEED_A);
+        assert_eq!(route(&cloud), SEED_A_EXT);
     }
 
     #[tokio::test]

@@ -1,7 +1,7 @@
 //! Inspect: which member the cloud currently follows, per route and per Elastic IP, and the
 //! last state the log recorded.
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::Value;
 
 use crate::declaration::Declaration;
@@ -9,7 +9,8 @@ use crate::discovery::{discover, Snapshot};
 use crate::error::CloudError;
 use crate::lock::{current_holder, Holder};
 use crate::ports::{Ec2Describe, ObjectStore};
-use crate::state::{StateLog, PREFIX};
+pub use crate::state::RunSummary;
+use crate::state::{read_history, StateLog};
 
 /// A member instance.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -96,26 +97,6 @@ pub struct Follow {
     pub blocked: Vec<String>,
 }
 
-/// One run from the history.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct RunSummary {
-    /// Run id.
-    pub run_id: String,
-    /// Trigger.
-    pub trigger: String,
-    /// Target.
-    pub target: String,
-    /// Result.
-    pub task_state: String,
-    /// Summary.
-    pub message: String,
-    /// Start.
-    pub started_at: String,
-    /// Wall time.
-    pub duration_ms: Option<u64>,
-}
-
 /// How many history objects `inspect` reads.
 pub const RECENT_RUNS: usize = 5;
 
@@ -134,11 +115,11 @@ pub async fn inspect(
         bucket: bucket.clone(),
         decl,
     };
-    let history_prefix = format!("{PREFIX}/history/{}/", decl.extension.cluster_name);
-    let (state, lock, mut keys) = futures::try_join!(
+    let cluster = &decl.extension.cluster_name;
+    let (state, lock, runs) = futures::try_join!(
         log.read_state(),
-        current_holder(store, &bucket, &decl.extension.cluster_name),
-        store.list_keys(&bucket, &history_prefix),
+        current_holder(store, &bucket, cluster),
+        read_history(store, &bucket, cluster, RECENT_RUNS, false),
     )?;
     let last_state = state.map(|s| {
         let mut v = serde_json::Map::new();
@@ -147,18 +128,9 @@ pub async fn inspect(
         }
         Value::Object(v)
     });
-    keys.sort();
-    keys.reverse();
-    keys.truncate(RECENT_RUNS);
-    let runs =
-        futures::future::try_join_all(keys.iter().map(|k| store.get_object(&bucket, k))).await?;
     let mut view = picture(decl, &snap, last_state);
     view.lock = lock;
-    view.recent_runs = runs
-        .into_iter()
-        .flatten()
-        .filter_map(|o| serde_json::from_slice(&o.body).ok())
-        .collect();
+    view.recent_runs = runs;
     Ok(view)
 }
 

@@ -108,6 +108,68 @@ pub async fn current_holder(
         .filter(|h| !h.is_free(clock::now())))
 }
 
+/// What `unlock` found and did.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "lock", rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Unlocked {
+    /// Nobody held it.
+    Free,
+    /// It was held (or expired but not released) and is released now.
+    Released {
+        /// The holder it had.
+        holder: Holder,
+    },
+    /// A live holder has it, and the caller did not force.
+    Held {
+        /// The holder.
+        holder: Holder,
+    },
+}
+
+/// Releases the cluster's lock for an operator (CFE's `/reset`): a lock whose lease is still
+/// running is released only with `force`. Written with `If-Match`, so a run that takes the lock
+/// meanwhile is not undone.
+pub async fn unlock(
+    store: &dyn ObjectStore,
+    bucket: &str,
+    cluster: &str,
+    encryption: &Encryption,
+    force: bool,
+) -> Result<Unlocked, CloudError> {
+    let key = lock_key(cluster);
+    let Some(current) = store.get_object(bucket, &key).await? else {
+        return Ok(Unlocked::Free);
+    };
+    let Some(holder) = Holder::from_object(&current) else {
+        return Ok(Unlocked::Free);
+    };
+    if holder.body.released {
+        return Ok(Unlocked::Free);
+    }
+    if !holder.is_free(clock::now()) && !force {
+        return Ok(Unlocked::Held { holder });
+    }
+    let etag = current
+        .etag
+        .ok_or_else(|| unsettled(&key, "the store gave no ETag"))?;
+    let d = draft(
+        &holder.body.owner,
+        holder.body.acquired_at,
+        Duration::ZERO,
+        true,
+    );
+    store
+        .put_object(
+            bucket,
+            &key,
+            d.bytes,
+            encryption,
+            Some(WriteCondition::IfMatch(etag)),
+        )
+        .await?;
+    Ok(Unlocked::Released { holder })
+}
+
 /// The lease a run takes for a declared `lockLeaseSeconds`.
 pub fn effective_lease(declared_seconds: u64) -> Duration {
     Duration::from_secs(declared_seconds).max(MIN_EFFECTIVE_LEASE)
@@ -596,5 +658,27 @@ mod tests {
         assert_eq!(effective_lease(10), MIN_EFFECTIVE_LEASE);
         assert!(MIN_EFFECTIVE_LEASE > FENCE_NEED);
         assert_eq!(effective_lease(120), Duration::from_secs(120));
+    }
+
+    #[tokio::test]
+    async fn unlock_frees_a_dead_holder_and_a_live_one_only_when_forced() {
+        let cloud = MemoryCloud::seed();
+        let free = unlock(&cloud, B, "pair", &Encryption::None, false)
+            .await
+            .unwrap();
+        assert_eq!(free, Unlocked::Free);
+        let live = held(take(&cloud, "run-1", 60).await);
+        let out = unlock(&cloud, B, "pair", &Encryption::None, false)
+            .await
+            .unwrap();
+        assert!(matches!(out, Unlocked::Held { .. }), "{out:?}");
+        assert!(matches!(take(&cloud, "run-2", 60).await, Acquire::Busy(_)));
+        let out = unlock(&cloud, B, "pair", &Encryption::None, true)
+            .await
+            .unwrap();
+        assert!(matches!(out, Unlocked::Released { .. }), "{out:?}");
+        held(take(&cloud, "run-2", 60).await);
+        // The forced-out holder is fenced.
+        assert!(live.renew().await.is_err());
     }
 }

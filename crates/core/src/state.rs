@@ -241,14 +241,71 @@ pub fn shared_keys(a: &Declaration, b: &Declaration) -> Vec<String> {
     out
 }
 
+/// Prefix of a cluster's history objects.
+pub fn history_prefix(cluster: &str) -> String {
+    format!("{PREFIX}/history/{cluster}/")
+}
+
 /// Key of a run's history object (sorts by time).
 pub fn history_key(record: &RunRecord) -> String {
     format!(
-        "{PREFIX}/history/{}/{}-{}.json",
-        record.cluster,
+        "{}{}-{}.json",
+        history_prefix(&record.cluster),
         record.started_at.format("%Y%m%dT%H%M%S%.3fZ"),
         record.run_id
     )
+}
+
+/// One run from the history.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RunSummary {
+    /// Run id.
+    pub run_id: String,
+    /// Trigger.
+    pub trigger: String,
+    /// Target.
+    pub target: String,
+    /// Result.
+    pub task_state: String,
+    /// Summary.
+    pub message: String,
+    /// Start.
+    pub started_at: String,
+    /// Wall time.
+    pub duration_ms: Option<u64>,
+}
+
+/// The cluster's most recent runs, newest first (only those that did not succeed when
+/// `failed_only`: FAILED runs and refusals).
+pub async fn read_history(
+    store: &dyn ObjectStore,
+    bucket: &str,
+    cluster: &str,
+    limit: usize,
+    failed_only: bool,
+) -> Result<Vec<RunSummary>, CloudError> {
+    let mut keys = store.list_keys(bucket, &history_prefix(cluster)).await?;
+    keys.sort();
+    keys.reverse();
+    let mut out = Vec::new();
+    // Read in pages of `limit`, so a filter still finds `limit` matches.
+    for page in keys.chunks(limit.max(1)) {
+        let objects =
+            futures::future::try_join_all(page.iter().map(|k| store.get_object(bucket, k))).await?;
+        out.extend(
+            objects
+                .into_iter()
+                .flatten()
+                .filter_map(|o| serde_json::from_slice::<RunSummary>(&o.body).ok())
+                .filter(|r| !failed_only || r.task_state != "SUCCEEDED"),
+        );
+        if out.len() >= limit {
+            break;
+        }
+    }
+    out.truncate(limit);
+    Ok(out)
 }
 
 /// The state file body in CFE's shape.
@@ -369,6 +426,20 @@ impl StateLog<'_> {
             .put_object(&self.bucket, key, body, encryption, None)
             .await
             .map(|_| ())
+    }
+
+    /// Rewrites the state file as a clean slate (`cloud-failover reset`): SUCCEEDED, no
+    /// operations, no last failover (so no cooldown), saying who reset it.
+    pub async fn reset_state(&self, by: &str) -> Result<(), CloudError> {
+        let v = json!({
+            "taskState": TaskState::Succeeded,
+            "message": format!("Reset by {by}"),
+            "timestamp": timestamp(Utc::now()),
+            "instance": "",
+            "failoverOperations": {},
+            EXTENSION_KEY: {"cluster": self.decl.extension.cluster_name, "reset": true},
+        });
+        self.put(&state_key(self.decl), &v).await
     }
 
     /// Reads the current state file, if any.
