@@ -95,6 +95,7 @@ decl("route-groups-same-scope", "failoverRoutes.routeGroupDefinitions[1]: select
 decl("retry-interval-zero", "retryFailover.interval: expected a whole number", lambda d: d.update({"retryFailover": {"enabled": True, "interval": 0}}))
 decl("retry-unknown-prop", "retryFailover.every: unknown property", lambda d: d.update({"retryFailover": {"enabled": True, "every": 5}}))
 decl("cluster-name-bad", "serverless.clusterName:", lambda d: d.update({"serverless": {"clusterName": "bad name!"}}))
+decl("cluster-name-reserved", 'serverless.clusterName: "lock" is reserved', lambda d: d.update({"serverless": {"clusterName": "lock"}}))
 decl("max-concurrency-huge", "serverless.maxConcurrency: expected a whole number from 1 to 64", lambda d: d.update({"serverless": {"maxConcurrency": 1000}}))
 decl("alarm-target-eni", "serverless.alarmTargets.bigip-a: \"eni-0603a4992d0579540\" is not an instance id", lambda d: d.update({"serverless": {"alarmTargets": {"bigip-a": "eni-0603a4992d0579540"}}}))
 decl("serverless-unknown-prop", "serverless.cooldown: unknown property", lambda d: d.update({"serverless": {"cooldown": 5}}))

@@ -21,6 +21,9 @@ pub const EXTENSION_KEY: &str = "serverless";
 pub const DEFAULT_MAX_CONCURRENCY: usize = 16;
 /// `serverless.clusterName` when none is declared: its state file is where CFE keeps it.
 pub const DEFAULT_CLUSTER: &str = "default";
+/// Cluster names that would put a named cluster's state file among the lock or history
+/// objects (`f5cloudfailover/<clusterName>/<stateFileName>`), or outside the prefix.
+pub const RESERVED_CLUSTER_NAMES: [&str; 4] = ["lock", "history", ".", ".."];
 /// The longest cluster-lock lease a declaration may ask for (`serverless.lockLeaseSeconds`).
 pub const MAX_LOCK_LEASE_SECONDS: u64 = 900;
 
@@ -752,6 +755,12 @@ fn parse_extension(v: &Value, p: Path) -> Result<Extension, DeclarationError> {
             && name
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.');
+        if RESERVED_CLUSTER_NAMES.contains(&name) {
+            return Err(p.err(format!(
+                "{} is reserved: the lock and history objects live under f5cloudfailover/{name}/ (a cluster of that name would write its state file there)",
+                show_str(name)
+            )));
+        }
         if !ok {
             return Err(p.err(format!(
                 "{} is not a cluster name (1-64 of A-Z a-z 0-9 - _ .)",

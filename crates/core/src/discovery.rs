@@ -79,8 +79,9 @@ pub struct Snapshot {
     /// Why the scope does not resolve to one VPC, or names a resource outside it: the
     /// planner refuses with these.
     pub vpc_conflicts: Vec<String>,
-    /// Resources selected by tags that are in another VPC, left alone (warnings).
-    pub outside_vpc: Vec<String>,
+    /// Resources selected by tags but left alone, with the reason (warnings): in another
+    /// VPC, or an EIP whose VIPs another EIP in scope already maps to.
+    pub left_alone: Vec<String>,
 }
 
 impl Snapshot {
@@ -341,6 +342,7 @@ async fn snapshot(
         snap.nic_map_interfaces.retain(|n| n.vpc_id == vpc);
         keep_eips_in(&mut snap, decl, &vpc, &eip_enis);
     }
+    one_eip_per_vip(&mut snap, decl);
 
     // Round 3: the member instances, and all their interfaces with tags (DescribeInstances
     // does not return interface tags, which `f5_cloud_failover_nic_map` needs).
@@ -393,10 +395,10 @@ struct VpcEvidence(BTreeMap<String, Vec<String>>);
 impl VpcEvidence {
     fn add(&mut self, vpc: &str, resource: &str) {
         if !vpc.is_empty() {
-            self.0
-                .entry(vpc.to_string())
-                .or_default()
-                .push(resource.to_string());
+            let ids = self.0.entry(vpc.to_string()).or_default();
+            if !ids.iter().any(|r| r == resource) {
+                ids.push(resource.to_string());
+            }
         }
     }
 
@@ -451,10 +453,41 @@ fn keep_eips_in(
         if explicit {
             snap.vpc_conflicts.push(what);
         } else {
-            snap.outside_vpc.push(format!("{what}: left alone"));
+            snap.left_alone.push(format!("{what}: left alone"));
         }
     }
     snap.elastic_ips = kept;
+}
+
+/// A private IP holds one EIP. A tag-selected EIP associated with nothing whose VIPs another
+/// EIP in scope also claims (identical tags in several VPCs: another cluster's EIP, free for
+/// a moment) is left alone: taking it would steal another cluster's address.
+fn one_eip_per_vip(snap: &mut Snapshot, decl: &Declaration) {
+    let explicit = decl
+        .addresses()
+        .is_some_and(|a| a.elastic_ip_groups().next().is_some());
+    if explicit {
+        return;
+    }
+    let all = snap.elastic_ips.clone();
+    snap.elastic_ips.retain(|e| {
+        if e.eip.association_id.is_some() {
+            return true;
+        }
+        let rival = all
+            .iter()
+            .find(|o| o.eip.public_ip != e.eip.public_ip && o.vips.iter().any(|v| e.vips.contains(v)));
+        match rival {
+            None => true,
+            Some(o) => {
+                snap.left_alone.push(format!(
+                    "Elastic IP {} is associated with nothing and claims VIPs that Elastic IP {} claims too: left alone (a private IP holds one EIP; with identical tags in several VPCs, list each cluster's EIPs in addressGroupDefinitions)",
+                    e.eip.public_ip, o.eip.public_ip
+                ));
+                false
+            }
+        }
+    });
 }
 
 fn scope_eips(snap: &mut Snapshot, decl: &Declaration, found: Vec<ElasticIp>) {

@@ -12,7 +12,7 @@ use crate::declaration::{
 use crate::discovery::{discover, ips_from_tag, Snapshot, SELF_IPS_TAG};
 use crate::error::CloudError;
 use crate::inspect::picture;
-use crate::lock::{current_holder, lock_key};
+use crate::lock::{lock_key, read_lock, LockObject};
 use crate::plan::plan;
 use crate::ports::{DryRun, Ec2, ObjectStore};
 use crate::state::{foreign_record, state_key};
@@ -96,7 +96,20 @@ pub async fn doctor(
     checks.push(bucket_check(store, decl, &snap).await?);
     checks.push(permission_check(ec2, decl, &snap).await?);
     if let Some(bucket) = &snap.bucket {
-        let held = current_holder(store, bucket, &decl.extension.cluster_name).await?;
+        let cluster = &decl.extension.cluster_name;
+        let held = match read_lock(store, bucket, cluster).await? {
+            LockObject::NotALock => {
+                checks.push(Check {
+                    name: "cluster-lock",
+                    verdict: Verdict::Warn,
+                    detail: format!("s3://{bucket}/{} is not a lock object (unreadable body): the next run takes it over", lock_key(cluster)),
+                    fix: Some(format!("find who wrote it; to remove it: aws s3 rm s3://{bucket}/{}", lock_key(cluster))),
+                });
+                return Ok(checks);
+            }
+            LockObject::Holder(h) if !h.is_free(chrono::Utc::now()) => Some(h),
+            _ => None,
+        };
         checks.push(match held {
             Some(l) if l.capped => Check {
                 name: "cluster-lock",
@@ -143,7 +156,7 @@ fn vpc_check(snap: &Snapshot) -> Check {
             )
         })
         .collect();
-    problems.extend(snap.outside_vpc.iter().map(|w| {
+    problems.extend(snap.left_alone.iter().map(|w| {
         (
             Verdict::Warn,
             w.clone(),
@@ -775,6 +788,20 @@ mod tests {
         let c = verdict(&run(&cloud, AFTER).await, "cluster-lock");
         assert_eq!(c.verdict, Verdict::Fail, "{c:?}");
         assert!(c.detail.contains("beyond the longest lease"), "{c:?}");
+        // A body that is no lock at all is named too (it used to pass as "free").
+        cloud
+            .put_object(
+                "cfe-state-bigip-ha",
+                &lock_key("default"),
+                b"{\"released\": \"no\"}".to_vec(),
+                &Encryption::None,
+                None,
+            )
+            .await
+            .unwrap();
+        let c = verdict(&run(&cloud, AFTER).await, "cluster-lock");
+        assert_eq!(c.verdict, Verdict::Warn, "{c:?}");
+        assert!(c.detail.contains("is not a lock object"), "{c:?}");
         assert!(c
             .fix
             .unwrap()

@@ -94,6 +94,9 @@ pub enum FailoverError {
     /// Reading or writing the state log failed.
     #[error("state log: {0}")]
     State(#[source] CloudError),
+    /// The cluster lock could not be taken or settled (nothing was changed; retry).
+    #[error("cluster lock: {0}")]
+    Lock(#[source] CloudError),
     /// The cluster lock was taken over before a mutation round (nothing more was sent).
     #[error("{0}")]
     LockLost(String),
@@ -115,6 +118,7 @@ impl FailoverError {
             FailoverError::Discovery(_) => "DiscoveryFailed",
             FailoverError::NoStateBucket(_) => "NoStateBucket",
             FailoverError::State(_) => "StateLogFailed",
+            FailoverError::Lock(_) => "LockUnavailable",
             FailoverError::LockLost(_) => "LockLost",
             FailoverError::Refused(_) => "FailoverRefused",
             FailoverError::Failed(_) => "FailoverFailed",

@@ -41,6 +41,8 @@ pub struct Outcome {
     pub millis: u64,
     /// Calls sent (more than one when throttled).
     pub attempts: u32,
+    /// The run stopped waiting for this call (deadline or call timeout): it may still land.
+    pub in_flight: bool,
 }
 
 /// Time kept back before a deadline to verify and record the outcome.
@@ -132,9 +134,11 @@ async fn bounded(
     stop: Option<Instant>,
     op: &Operation,
 ) -> Outcome {
-    within(fut, stop)
-        .await
-        .unwrap_or_else(|| not_sent(op, "stopped waiting: the Lambda deadline is near (the call may still complete; the next run verifies)"))
+    within(fut, stop).await.unwrap_or_else(|| {
+        let mut o = not_sent(op, "stopped waiting: the Lambda deadline is near (the call may still complete; the next run verifies)");
+        o.in_flight = true;
+        o
+    })
 }
 
 fn not_sent(op: &Operation, reason: &str) -> Outcome {
@@ -145,6 +149,7 @@ fn not_sent(op: &Operation, reason: &str) -> Outcome {
         verified: false,
         millis: 0,
         attempts: 0,
+        in_flight: false,
     }
 }
 
@@ -193,6 +198,9 @@ async fn run_one(ec2: &dyn Ec2, op: &Operation, pacer: &Pacer, fence: &dyn Fence
         } else {
             CallStatus::Failed
         },
+        in_flight: result
+            .as_ref()
+            .is_err_and(|e| e.code.as_deref() == Some(TIMED_OUT)),
         error: result.err().map(|e| e.to_string()),
         verified: false,
         millis,
@@ -200,11 +208,14 @@ async fn run_one(ec2: &dyn Ec2, op: &Operation, pacer: &Pacer, fence: &dyn Fence
     }
 }
 
+/// The code of a call the executor stopped waiting for after `CALL_TIMEOUT`.
+const TIMED_OUT: &str = "CallTimeout";
+
 fn timed_out(action: &'static str) -> CloudError {
     CloudError::new(
         action,
         ErrorKind::Transient,
-        "CallTimeout",
+        TIMED_OUT,
         format!(
             "no answer within {} s (the call may still take effect; the verify round and the next run see)",
             CALL_TIMEOUT.as_secs()

@@ -241,11 +241,12 @@ async fn execute_locked(
         &bucket,
         &decl.extension.cluster_name,
         &record.run_id,
+        req.request_id.as_deref(),
         lease,
         &decl.external_storage.encryption,
     )
     .await
-    .map_err(FailoverError::State)?;
+    .map_err(FailoverError::Lock)?;
     let lease = match lock {
         Acquire::Held(lease) => lease,
         Acquire::Busy(holder) => {
@@ -377,6 +378,10 @@ async fn execute_held(
             deadline: req.deadline,
         };
         report.record.outcomes = execute(ec2, &report.plan, &opts, lease as &dyn Fence).await;
+        if report.record.outcomes.iter().any(|o| o.in_flight) {
+            // Released now, the lock could pass to another run while our call still lands.
+            lease.keep_until_expiry();
+        }
     }
     report.record.conclude();
     report.record.finish(clock);
@@ -397,6 +402,10 @@ async fn execute_held(
     Ok(RunOutcome::Completed(Box::new(report)))
 }
 
+/// How far in the future a recorded last failover may be (clock skew between writers) before
+/// it is disregarded rather than damping every failover until that time.
+const COOLDOWN_SKEW_SECONDS: i64 = 60;
+
 /// Flap damping: a failover to another member than the last one, within the cooldown.
 fn cooldown(
     decl: &Declaration,
@@ -409,7 +418,12 @@ fn cooldown(
     if req.force || window == 0 || plan.operations.is_empty() || last.target == plan.target {
         return None;
     }
-    let age = (Utc::now() - last.at).num_seconds().max(0) as u64;
+    let now = Utc::now();
+    if last.at > now + chrono::Duration::seconds(COOLDOWN_SKEW_SECONDS) {
+        tracing::warn!(at = %last.at, "the state file's last failover is in the future (a skewed clock or an edited file): no damping");
+        return None;
+    }
+    let age = (now - last.at).num_seconds().max(0) as u64;
     if age >= window {
         return None;
     }
@@ -892,6 +906,36 @@ mod tests {
         );
     }
 
+    /// Adversarial review of issue 9.4: the other VPC's EIP (same tags, same VIPs) is free for
+    /// a moment; before the fix this cluster took it, stealing the other cluster's address.
+    #[tokio::test]
+    async fn a_free_eip_of_another_vpc_is_not_taken() {
+        let (cloud, copy) = two_vpcs();
+        let other_eip = copy.elastic_ips[0].allocation_id.clone();
+        {
+            // Disassociate the copy's EIP (its appliances being rebuilt).
+            cloud.disassociate(&other_eip);
+        }
+        let d = Declaration::parse(AFTER).unwrap();
+        let out = completed(
+            run(&cloud, &cloud, &d, req(SEED_B, Mode::Execute))
+                .await
+                .unwrap(),
+        );
+        assert_eq!(out.record.task_state, TaskState::Succeeded);
+        let theirs = cloud.elastic_ip(copy.elastic_ips[0].public_ip).unwrap();
+        assert_eq!(
+            theirs.association_id, None,
+            "the other cluster's EIP was taken"
+        );
+        assert!(
+            out.plan.warnings.iter().any(|w| w.contains("left alone")),
+            "{:?}",
+            out.plan.warnings
+        );
+        assert_eq!(eip_eni(&cloud), SEED_B_EXT);
+    }
+
     /// Issue 9.5: two clusters in one bucket, both unnamed, so one state key. Before the fix
     /// the second read the first's record and skipped its own alarm-driven failover as
     /// COOLDOWN. A named cluster keeps its own state file.
@@ -964,6 +1008,7 @@ mod tests {
             BUCKET,
             "default",
             "other-run",
+            None,
             std::time::Duration::from_secs(60),
             &Encryption::None,
         )
@@ -996,6 +1041,7 @@ mod tests {
             BUCKET,
             "default",
             "dead-run",
+            None,
             std::time::Duration::ZERO,
             &Encryption::None,
         )
@@ -1050,7 +1096,47 @@ mod tests {
             .find(|o| o.operation.starts_with("route:"))
             .unwrap();
         assert!(o.error.as_deref().unwrap().contains("deadline"), "{o:?}");
+        assert!(o.in_flight, "{o:?}");
         assert_eq!(state(&cloud)["taskState"], "FAILED");
+        // The route change may still land: the lock is kept until its lease ends, so no other
+        // run can fail over meanwhile and be undone by it (adversarial review of issue 9.2).
+        let lock: Value = serde_json::from_slice(
+            &cloud
+                .object(BUCKET, &crate::lock::lock_key("default"))
+                .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(lock["released"], false, "{lock:#}");
+        match run(&cloud, &cloud, &d, req(SEED_A, Mode::Execute))
+            .await
+            .unwrap()
+        {
+            RunOutcome::Skipped(s) => assert_eq!(s.status, "IN_PROGRESS"),
+            RunOutcome::Completed(r) => panic!("ran while a call may land: {:?}", r.record),
+        }
+    }
+
+    /// A last failover recorded in the future (a skewed writer, an edited file) damps nothing.
+    #[tokio::test]
+    async fn a_last_failover_in_the_future_does_not_damp_forever() {
+        let cloud = MemoryCloud::seed();
+        let d = Declaration::parse(AFTER).unwrap();
+        completed(run(&cloud, &cloud, &d, unforced(SEED_A)).await.unwrap());
+        let mut st = state(&cloud);
+        st["serverless"]["lastFailover"]["at"] = "2099-01-01T00:00:00Z".into();
+        cloud
+            .put_object(
+                BUCKET,
+                STATE,
+                serde_json::to_vec(&st).unwrap(),
+                &Encryption::None,
+                None,
+            )
+            .await
+            .unwrap();
+        let out = completed(run(&cloud, &cloud, &d, unforced(SEED_B)).await.unwrap());
+        assert_eq!(out.record.task_state, TaskState::Succeeded);
+        assert_eq!(route(&cloud), SEED_A_EXT);
     }
 
     #[tokio::test]

@@ -4,10 +4,12 @@
 //! - The lease expires, so a crashed holder blocks nobody for long; and the expiry a body
 //!   claims is capped at the store's own write time plus [`MAX_LOCK_LEASE_SECONDS`], so a
 //!   clock-skewed or forged body ("expires in 2099") blocks nobody for longer either.
-//! - Every write carries a fresh write id. A conditional write whose answer was lost (or
-//!   answered 412 because a retry of it found its own effect) is settled by reading the lock
-//!   back: our write id there means the write took effect. An unknown outcome is an error
-//!   (retryable), never a "someone else holds it".
+//! - A conditional write whose answer was lost, late, or 412 because an earlier attempt of
+//!   ours landed first, is settled by reading the lock back: our run id as owner means one of
+//!   our writes took effect. An unknown outcome is an error (retryable), never a "someone else
+//!   holds it"; a lock left by an earlier attempt of the same Lambda invocation is ours to take.
+//! - A run whose calls may still land (it stopped waiting for them) keeps the lock until its
+//!   lease ends instead of releasing it.
 //! - The lease is also the fence: before each mutation the executor asks [`Fence::hold_for`]
 //!   the call's worst-case time, and the lease is renewed when less is left. A run that cannot
 //!   renew sends nothing more.
@@ -52,9 +54,14 @@ pub struct LockBody {
     pub expires_at: DateTime<Utc>,
     /// Set by a clean release.
     pub released: bool,
-    /// Unique per write: tells a writer whose answer was lost whether its write took effect.
+    /// Unique per write (for diagnosis: which write of the holder is there).
     #[serde(default)]
     pub write_id: String,
+    /// The Lambda request id of the holder's invocation. Lambda retries an event with the same
+    /// request id only after the earlier attempt ended, so a lock with our own request id is a
+    /// dead earlier attempt of this invocation, taken over at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
 }
 
 /// The lock as found: its body and until when it really holds.
@@ -101,11 +108,34 @@ pub async fn current_holder(
     bucket: &str,
     cluster: &str,
 ) -> Result<Option<Holder>, CloudError> {
+    Ok(match read_lock(store, bucket, cluster).await? {
+        LockObject::Holder(h) if !h.is_free(clock::now()) => Some(h),
+        _ => None,
+    })
+}
+
+/// The lock object as found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LockObject {
+    /// There is none.
+    Absent,
+    /// Its body is not a lock (the next run takes it over).
+    NotALock,
+    /// A lock, held or free.
+    Holder(Holder),
+}
+
+/// Reads the cluster's lock object.
+pub async fn read_lock(
+    store: &dyn ObjectStore,
+    bucket: &str,
+    cluster: &str,
+) -> Result<LockObject, CloudError> {
     let found = store.get_object(bucket, &lock_key(cluster)).await?;
-    Ok(found
-        .as_ref()
-        .and_then(Holder::from_object)
-        .filter(|h| !h.is_free(clock::now())))
+    Ok(match found {
+        None => LockObject::Absent,
+        Some(o) => Holder::from_object(&o).map_or(LockObject::NotALock, LockObject::Holder),
+    })
 }
 
 /// What `unlock` found and did.
@@ -152,17 +182,16 @@ pub async fn unlock(
     let etag = current
         .etag
         .ok_or_else(|| unsettled(&key, "the store gave no ETag"))?;
-    let d = draft(
-        &holder.body.owner,
-        holder.body.acquired_at,
-        Duration::ZERO,
-        true,
-    );
+    let w = Writer {
+        owner: &holder.body.owner,
+        request_id: holder.body.request_id.as_deref(),
+    };
+    let body = draft(w, holder.body.acquired_at, Duration::ZERO, true);
     store
         .put_object(
             bucket,
             &key,
-            d.bytes,
+            body,
             encryption,
             Some(WriteCondition::IfMatch(etag)),
         )
@@ -200,9 +229,12 @@ pub struct Lease<'a> {
     bucket: String,
     key: String,
     owner: String,
+    request_id: Option<String>,
     lease: Duration,
     encryption: Encryption,
     acquired_at: DateTime<Utc>,
+    /// Set when a call of this run may still land: the lock is then kept, not released.
+    keep: std::sync::atomic::AtomicBool,
     state: Mutex<LeaseState>,
 }
 
@@ -222,70 +254,60 @@ pub enum Acquire<'a> {
     Busy(Holder),
 }
 
-/// One body to write, with its write id.
-struct Draft {
-    bytes: Vec<u8>,
-    write_id: String,
-    sent: Instant,
+/// Who writes the lock: the run (owner) and its Lambda request id.
+#[derive(Clone, Copy)]
+struct Writer<'a> {
+    owner: &'a str,
+    request_id: Option<&'a str>,
 }
 
-fn draft(owner: &str, acquired_at: DateTime<Utc>, lease: Duration, released: bool) -> Draft {
-    let write_id = crate::failover::new_run_id();
+fn draft(w: Writer<'_>, acquired_at: DateTime<Utc>, lease: Duration, released: bool) -> Vec<u8> {
     let b = LockBody {
-        owner: owner.to_string(),
+        owner: w.owner.to_string(),
         acquired_at,
         expires_at: clock::now() + chrono::Duration::from_std(lease).unwrap_or_default(),
         released,
-        write_id: write_id.clone(),
+        write_id: crate::failover::new_run_id(),
+        request_id: w.request_id.map(str::to_string),
     };
-    Draft {
-        bytes: serde_json::to_vec(&b).expect("lock body"),
-        write_id,
-        sent: Instant::now(),
-    }
+    serde_json::to_vec(&b).expect("lock body")
 }
 
 /// How a conditional write of the lock ended, once settled.
 enum Written {
-    /// It took effect; the object's ETag now.
+    /// It (or an earlier attempt of ours) took effect; the object's ETag now.
     Ours(String),
     /// Its precondition failed: the object is someone else's version (as read back).
     Refused(Option<Holder>),
 }
 
-/// Writes `d` under `condition` and settles an ambiguous answer by reading the lock back.
-/// Transient failures are tried again (each a new conditional write); an outcome that stays
-/// unknown is an error.
+/// Writes `make()` under `condition` and settles an ambiguous answer by reading the lock back:
+/// a body `ours` accepts means one of our attempts took effect. Transient failures are tried
+/// again (each a new conditional write); an outcome that stays unknown is an error.
 async fn write_settled(
     store: &dyn ObjectStore,
     bucket: &str,
     key: &str,
     encryption: &Encryption,
     condition: WriteCondition,
-    make: impl Fn() -> Draft,
+    make: impl Fn() -> Vec<u8>,
+    ours: impl Fn(&LockBody) -> bool,
 ) -> Result<Written, CloudError> {
     let mut attempt = 0;
     loop {
         attempt += 1;
-        let d = make();
         let err = match store
-            .put_object(
-                bucket,
-                key,
-                d.bytes.clone(),
-                encryption,
-                Some(condition.clone()),
-            )
+            .put_object(bucket, key, make(), encryption, Some(condition.clone()))
             .await
         {
             Ok(etag) => return Ok(Written::Ours(etag.unwrap_or_default())),
             Err(e) => e,
         };
-        // Did it take effect anyway (a lost answer, or a retry that met its own write)?
+        // Did it take effect anyway (a lost or late answer, or an earlier attempt of ours)?
         let found = store.get_object(bucket, key).await?;
         let holder = found.as_ref().and_then(Holder::from_object);
         if let (Some(o), Some(h)) = (&found, &holder) {
-            if h.body.write_id == d.write_id {
+            if ours(&h.body) {
                 tracing::info!(key, error = %err, "lock write answered with an error but took effect");
                 return Ok(Written::Ours(o.etag.clone().unwrap_or_default()));
             }
@@ -300,46 +322,61 @@ async fn write_settled(
     }
 }
 
-/// Tries to take the cluster's lock for `owner`.
+/// Tries to take the cluster's lock for `owner` (the run id) of Lambda request `request_id`.
 pub async fn acquire<'a>(
     store: &'a dyn ObjectStore,
     bucket: &str,
     cluster: &str,
     owner: &str,
+    request_id: Option<&str>,
     lease: Duration,
     encryption: &Encryption,
 ) -> Result<Acquire<'a>, CloudError> {
     let key = lock_key(cluster);
     let acquired_at = clock::now();
-    let held = |etag: String, sent: Instant| {
+    let start = Instant::now();
+    let held = |etag: String| {
         Acquire::Held(Lease {
             store,
             bucket: bucket.to_string(),
             key: key.clone(),
             owner: owner.to_string(),
+            request_id: request_id.map(str::to_string),
             lease,
             encryption: encryption.clone(),
             acquired_at,
+            keep: std::sync::atomic::AtomicBool::new(false),
             state: Mutex::new(LeaseState {
                 etag,
-                valid_until: sent + lease,
+                valid_until: start + lease,
                 lost: None,
             }),
         })
     };
-    let start = Instant::now();
+    let me = Writer { owner, request_id };
     let take = |condition: WriteCondition| {
-        write_settled(store, bucket, &key, encryption, condition, move || {
-            draft(owner, acquired_at, lease, false)
-        })
+        write_settled(
+            store,
+            bucket,
+            &key,
+            encryption,
+            condition,
+            move || draft(me, acquired_at, lease, false),
+            |b| b.owner == owner && !b.released,
+        )
     };
-    // Create it; or, when it exists, take it over only if its lease is over, and only the
-    // version we judged.
+    // Someone else's live lock, unless it is an earlier attempt of this same invocation.
+    let busy = |h: &Holder| {
+        let same_invocation = request_id.is_some() && h.body.request_id.as_deref() == request_id;
+        !h.is_free(clock::now()) && !same_invocation
+    };
+    // Create it; or, when it exists, take it over only if its lease is over (or it is an
+    // earlier attempt of ours), and only the version we judged.
     let mut condition = WriteCondition::IfNoneMatch;
     for _ in 0..WRITE_ATTEMPTS {
         match take(condition).await? {
-            Written::Ours(etag) => return Ok(held(etag, start)),
-            Written::Refused(Some(h)) if !h.is_free(clock::now()) => return Ok(Acquire::Busy(h)),
+            Written::Ours(etag) => return Ok(held(etag)),
+            Written::Refused(Some(h)) if busy(&h) => return Ok(Acquire::Busy(h)),
             Written::Refused(_) => {}
         }
         let Some(current) = store.get_object(bucket, &key).await? else {
@@ -348,7 +385,10 @@ pub async fn acquire<'a>(
             continue;
         };
         match Holder::from_object(&current) {
-            Some(h) if !h.is_free(clock::now()) => return Ok(Acquire::Busy(h)),
+            Some(h) if h.body.owner == owner && !h.body.released => {
+                return Ok(held(current.etag.unwrap_or_default()))
+            }
+            Some(h) if busy(&h) => return Ok(Acquire::Busy(h)),
             _ => {}
         }
         let Some(etag) = current.etag else {
@@ -374,40 +414,53 @@ impl Lease<'_> {
         self.lease
     }
 
+    /// A call of this run may still land after the run ends: keep the lock until its lease
+    /// ends (which covers that call's worst case) instead of releasing it.
+    pub fn keep_until_expiry(&self) {
+        self.keep.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
     /// Extends the lease; fails if the lock is no longer ours.
     pub async fn renew(&self) -> Result<(), String> {
         let mut st = self.state.lock().await;
         self.write(&mut st, false).await
     }
 
-    /// Releases the lock (the next run takes it at once).
+    /// Releases the lock (the next run takes it at once), unless it is kept.
     pub async fn release(self) -> Result<(), String> {
         let mut st = self.state.lock().await;
         if let Some(lost) = &st.lost {
             return Err(lost.clone());
         }
+        if self.keep.load(std::sync::atomic::Ordering::SeqCst) {
+            tracing::warn!(key = %self.key, "keeping the cluster lock until its lease ends: a call of this run may still land");
+            return Ok(());
+        }
         self.write(&mut st, true).await
     }
 
     async fn write(&self, st: &mut LeaseState, released: bool) -> Result<(), String> {
-        let sent = std::sync::Mutex::new(Instant::now());
+        let started = Instant::now();
+        let me = Writer {
+            owner: &self.owner,
+            request_id: self.request_id.as_deref(),
+        };
         let written = write_settled(
             self.store,
             &self.bucket,
             &self.key,
             &self.encryption,
             WriteCondition::IfMatch(st.etag.clone()),
-            || {
-                let d = draft(&self.owner, self.acquired_at, self.lease, released);
-                *sent.lock().expect("sent") = d.sent;
-                d
-            },
+            || draft(me, self.acquired_at, self.lease, released),
+            |b| b.owner == self.owner && b.released == released,
         )
         .await;
         match written {
             Ok(Written::Ours(etag)) => {
                 st.etag = etag;
-                st.valid_until = *sent.lock().expect("sent") + self.lease;
+                // From before the first attempt: whichever of ours landed, the lease runs at
+                // least this long.
+                st.valid_until = started + self.lease;
                 Ok(())
             }
             Ok(Written::Refused(holder)) => {
@@ -463,6 +516,7 @@ mod tests {
             B,
             "pair",
             owner,
+            None,
             Duration::from_secs(secs),
             &Encryption::None,
         )
@@ -583,6 +637,7 @@ mod tests {
             B,
             "pair",
             "run-1",
+            None,
             Duration::from_secs(60),
             &Encryption::None,
         )
@@ -617,6 +672,7 @@ mod tests {
             expires_at: "2099-01-01T00:00:00Z".parse().unwrap(),
             released: false,
             write_id: "x".into(),
+            request_id: None,
         };
         cloud
             .put_object(
@@ -680,5 +736,65 @@ mod tests {
         held(take(&cloud, "run-2", 60).await);
         // The forced-out holder is fenced.
         assert!(live.renew().await.is_err());
+    }
+
+    /// Adversarial review of issue 9.1: an earlier attempt of this run landed after its answer
+    /// was given up on, so the next attempt met our own write (412): still ours, on acquire
+    /// and on renewal, whatever write id is there.
+    #[tokio::test]
+    async fn our_own_earlier_write_counts_as_ours() {
+        let cloud = MemoryCloud::seed();
+        let lease = held(take(&cloud, "run-1", 60).await);
+        // A second take by the same run (a retried step) finds its own live lock.
+        held(take(&cloud, "run-1", 60).await);
+        // Our earlier renewal lands late: the object has our owner and another ETag.
+        let mut body = holder(&cloud);
+        body.write_id = "late".into();
+        cloud
+            .put_object(
+                B,
+                &lock_key("pair"),
+                serde_json::to_vec(&body).unwrap(),
+                &Encryption::None,
+                None,
+            )
+            .await
+            .unwrap();
+        lease.renew().await.unwrap();
+        lease.release().await.unwrap();
+        assert!(holder(&cloud).released);
+    }
+
+    /// A lock left by an earlier attempt of the same Lambda invocation (same request id) is
+    /// taken over at once; anyone else's is not.
+    #[tokio::test]
+    async fn an_earlier_attempt_of_the_same_invocation_is_taken_over() {
+        let cloud = MemoryCloud::seed();
+        let take_as = |owner: &'static str, request: Option<&'static str>| {
+            acquire(
+                &cloud,
+                B,
+                "pair",
+                owner,
+                request,
+                Duration::from_secs(60),
+                &Encryption::None,
+            )
+        };
+        let Acquire::Held(_dead) = take_as("attempt-1", Some("req-1")).await.unwrap() else {
+            panic!("free")
+        };
+        assert!(matches!(
+            take_as("other", Some("req-2")).await.unwrap(),
+            Acquire::Busy(_)
+        ));
+        assert!(matches!(
+            take_as("cli", None).await.unwrap(),
+            Acquire::Busy(_)
+        ));
+        let Acquire::Held(_retry) = take_as("attempt-2", Some("req-1")).await.unwrap() else {
+            panic!("the retry of the same invocation must take it over")
+        };
+        assert_eq!(holder(&cloud).owner, "attempt-2");
     }
 }

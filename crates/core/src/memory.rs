@@ -430,6 +430,15 @@ impl MemoryCloud {
         });
     }
 
+    /// Disassociates an EIP (by allocation id), as DisassociateAddress would.
+    pub fn disassociate(&self, allocation_id: &str) {
+        let mut w = self.world.lock().unwrap();
+        let e = w.eips.get_mut(allocation_id).expect("eip");
+        e.association_id = None;
+        e.network_interface_id = None;
+        e.private_ip = None;
+    }
+
     /// Makes `table` the VPC's main route table (subnets without an association use it).
     pub fn make_main(&self, table: &str) {
         let mut w = self.world.lock().unwrap();

@@ -244,7 +244,7 @@ pub fn assess(decl: &Declaration, snap: &Snapshot, member: &Instance) -> Assessm
         reasons: Vec::new(),
         ops: Vec::new(),
         in_place: Vec::new(),
-        warnings: snap.outside_vpc.clone(),
+        warnings: snap.left_alone.clone(),
     };
     let moved = p.secondary_ips(member);
     p.routes(member);

@@ -569,6 +569,7 @@ mod tests {
             "cfe-state-bigip-ha",
             "default",
             "other-run",
+            None,
             Duration::from_secs(120),
             &crate::declaration::Encryption::None,
         )

@@ -179,6 +179,15 @@ fn route(r: &types::Route) -> Option<Route> {
     })
 }
 
+/// A mutation's attempts are never abandoned while they may still land: its one attempt may
+/// take the whole call time, so the SDK retries only attempts that were answered (an error
+/// or a lost connection), never one still in flight. A call the executor gives up on is then
+/// known to be possibly in flight, and the run keeps its lock until that call's worst case.
+fn one_attempt_at_a_time() -> aws_sdk_ec2::config::Builder {
+    aws_sdk_ec2::config::Builder::default()
+        .timeout_config(super::timeouts(crate::ports::CALL_TIMEOUT))
+}
+
 #[async_trait]
 impl Ec2Describe for AwsEc2 {
     async fn describe_instances(&self, filters: &[Filter]) -> Result<Vec<Instance>, CloudError> {
@@ -423,6 +432,8 @@ impl Ec2Mutate for AwsEc2 {
     ) -> Result<String, CloudError> {
         let out = self
             .associate(allocation_id, network_interface_id, private_ip)
+            .customize()
+            .config_override(one_attempt_at_a_time())
             .send()
             .await
             .map_err(|e| cloud_error("AssociateAddress", e))?;
@@ -436,6 +447,8 @@ impl Ec2Mutate for AwsEc2 {
         network_interface_id: &str,
     ) -> Result<(), CloudError> {
         self.replace(route_table_id, destination, network_interface_id)
+            .customize()
+            .config_override(one_attempt_at_a_time())
             .send()
             .await
             .map_err(|e| cloud_error("ReplaceRoute", e))?;
@@ -449,6 +462,8 @@ impl Ec2Mutate for AwsEc2 {
     ) -> Result<String, CloudError> {
         let out = self
             .swap(association_id, route_table_id)
+            .customize()
+            .config_override(one_attempt_at_a_time())
             .send()
             .await
             .map_err(|e| cloud_error("ReplaceRouteTableAssociation", e))?;
@@ -466,6 +481,8 @@ impl Ec2Mutate for AwsEc2 {
             .network_interface_id(network_interface_id)
             .set_private_ip_addresses(Some(ips.iter().map(ToString::to_string).collect()))
             .allow_reassignment(allow_reassignment)
+            .customize()
+            .config_override(one_attempt_at_a_time())
             .send()
             .await
             .map_err(|e| cloud_error("AssignPrivateIpAddresses", e))?;

@@ -187,6 +187,18 @@ impl Intercept for CallLog {
     }
 }
 
+/// How long one attempt may take before the SDK abandons it and tries again.
+const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The clients' timeouts: connecting, one attempt, and the whole call (`ports::CALL_TIMEOUT`).
+pub(crate) fn timeouts(attempt: Duration) -> TimeoutConfig {
+    TimeoutConfig::builder()
+        .connect_timeout(Duration::from_secs(3))
+        .operation_attempt_timeout(attempt)
+        .operation_timeout(crate::ports::CALL_TIMEOUT)
+        .build()
+}
+
 /// Loads the SDK configuration and builds both adapters.
 pub async fn connect(opts: &AwsOptions) -> AwsCloud {
     connect_with(opts, None).await
@@ -200,13 +212,7 @@ pub async fn connect_with(opts: &AwsOptions, log: Option<CallLog>) -> AwsCloud {
     let mut loader = aws_config::defaults(BehaviorVersion::latest())
         .http_client(http)
         .retry_config(RetryConfig::standard().with_max_attempts(4))
-        .timeout_config(
-            TimeoutConfig::builder()
-                .connect_timeout(Duration::from_secs(3))
-                .operation_attempt_timeout(Duration::from_secs(10))
-                .operation_timeout(crate::ports::CALL_TIMEOUT)
-                .build(),
-        );
+        .timeout_config(timeouts(ATTEMPT_TIMEOUT));
     let emulator = opts.is_emulator();
     if let Some(region) = &opts.region {
         loader = loader.region(Region::new(region.clone()));
