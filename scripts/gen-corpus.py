@@ -99,6 +99,7 @@ decl("max-concurrency-huge", "serverless.maxConcurrency: expected a whole number
 decl("alarm-target-eni", "serverless.alarmTargets.bigip-a: \"eni-0603a4992d0579540\" is not an instance id", lambda d: d.update({"serverless": {"alarmTargets": {"bigip-a": "eni-0603a4992d0579540"}}}))
 decl("serverless-unknown-prop", "serverless.cooldown: unknown property", lambda d: d.update({"serverless": {"cooldown": 5}}))
 decl("lock-lease-short", "serverless.lockLeaseSeconds: expected a whole number from 10 to 900", lambda d: d.update({"serverless": {"lockLeaseSeconds": 5}}))
+decl("appliance-source-aws", "serverless.applianceSources[0]: \"aws.ec2\" is not an event source", lambda d: d.update({"serverless": {"applianceSources": ["aws.ec2"]}}))
 decl("failback-to-bad", "serverless.failbackTo:", lambda d: d.update({"serverless": {"failbackTo": "failover01"}}))
 
 def ev(name, expect, obj=None, text=None):
@@ -139,11 +140,6 @@ s = copy.deepcopy(sns); m = dict(msg); m.pop("NewStateValue"); s["Records"][0]["
 ev("sns-message-no-state", "Records[0].Sns.Message: is not a CloudWatch alarm notification", s)
 ev("sns-no-records", "Records: expected exactly one SNS record", {"Records": []})
 ev("alarm-action-data-string", "alarmData:", {"source": "aws.cloudwatch", "time": "2026-11-29T07:00:00.000+0000", "alarmData": "ALARM"})
-a = copy.deepcopy(alarm); a["detail"]["configuration"]["metrics"] = []
-ev("alarm-no-dimension", "alarm: alarm \"bigip-a-status-check\" has no InstanceId dimension", a)
-a = copy.deepcopy(alarm); m2 = copy.deepcopy(a["detail"]["configuration"]["metrics"][0]); m2["id"] = "m2"
-m2["metricStat"]["metric"]["dimensions"]["InstanceId"] = "i-061cbb31a5158ad30"; a["detail"]["configuration"]["metrics"].append(m2)
-ev("alarm-two-instances", "alarm: alarm \"bigip-a-status-check\" watches several instances", a)
 ev("detail-type-number", "event: invalid type", {"detail-type": 7, "source": "x", "detail": {}})
 
 with open(os.path.join(out, "expected.tsv"), "w") as f:

@@ -113,3 +113,41 @@ async fn plan_refuses_vips_as_next_hops_and_execute_then_inspect() {
     assert_eq!(view["drift"], false);
     assert_eq!(view["lastState"]["taskState"], "SUCCEEDED");
 }
+
+/// `invoke` trusts what the Lambda trusts: events from the caller's own account (STS
+/// GetCallerIdentity, moto's 123456789012) and region. The sample alarm fails over; the same
+/// alarm from another region, or under `--region` of another region, is IGNORED.
+#[tokio::test(flavor = "multi_thread")]
+async fn invoke_trusts_the_callers_account_and_region() {
+    let Some(moto) = Moto::start() else { return };
+    let (cloud, _) = moto.cloud().await;
+    let (topo, ids, _) = seed_lab(&cloud).await;
+    let uri = format!("s3://{}/{DECLARATION_KEY}", topo.bucket.name);
+    let dir = std::env::temp_dir().join(format!("cf-invoke-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let alarm = dir.join("alarm.json");
+    std::fs::write(&alarm, ids.rewrite(&repo_file("events/alarm-sns.json"))).unwrap();
+    let invoke = |region: &str| {
+        let out = cli()
+            .args(["invoke", alarm.to_str().unwrap(), "--declaration", &uri])
+            .args(["--endpoint-url", &moto.endpoint, "--region", region])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    let out = invoke("eu-west-1");
+    assert_eq!(out["status"], "IGNORED", "{out}");
+    assert!(
+        out["reason"].as_str().unwrap().starts_with(
+            "the event comes from region us-east-1, not this function's region eu-west-1"
+        ),
+        "{out}"
+    );
+    let out = invoke("us-east-1");
+    assert_eq!(out["status"], "SUCCEEDED", "{out}");
+}

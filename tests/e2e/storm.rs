@@ -1,7 +1,7 @@
 //! An alarm storm against moto: many concurrent invocations for one cluster, exactly one
 //! set of mutations (the S3 lock is real: moto enforces If-None-Match / If-Match).
 
-use failover_core::handler::{handle, Invocation};
+use failover_core::handler::handle;
 use failover_core::lab::{SEED_B_EXT, SEED_RTB};
 
 use crate::moto::Moto;
@@ -19,11 +19,8 @@ async fn alarm_storm_yields_exactly_one_set_of_mutations() {
     let runs = (0..STORM).map(|i| {
         let (cloud, loc, event) = (&cloud, &loc, &event);
         async move {
-            let invocation = Invocation {
-                request_id: Some(format!("storm-{i}")),
-                deadline: None,
-            };
-            handle(&cloud.ec2, &cloud.s3, loc, event, invocation).await
+            let id = format!("storm-{i}");
+            handle(&cloud.ec2, &cloud.s3, loc, event, invocation(Some(&id))).await
         }
     });
     let results = futures::future::join_all(runs).await;

@@ -11,6 +11,7 @@ use failover_core::aws::emulator::{has_moto, python_in, Emulator};
 use failover_core::aws::{self, AwsOptions};
 use failover_core::discovery::resolve_bucket;
 use failover_core::doctor::{doctor, Verdict};
+use failover_core::events::{Trust, DEFAULT_ALARM_NAME_PREFIX};
 use failover_core::failover::{run, RunRequest, TargetSpec};
 use failover_core::handler::{handle, load_declaration, Invocation, Location};
 use failover_core::inspect::{inspect, Inspection};
@@ -101,6 +102,9 @@ enum Command {
         /// Declaration: s3://BUCKET/KEY or a file.
         #[arg(long, env = "DECLARATION_URI")]
         declaration: String,
+        /// Alarms named with this prefix (or mapped in serverless.alarmTargets) may fail over.
+        #[arg(long, env = "ALARM_NAME_PREFIX", default_value = DEFAULT_ALARM_NAME_PREFIX)]
+        alarm_name_prefix: String,
     },
     /// Show members, whom each managed route and EIP follows, and the last state.
     Inspect {
@@ -216,6 +220,18 @@ async fn open(opts: &AwsOptions, loc: &Location) -> Result<(aws::AwsCloud, Decla
     Ok((cloud, decl))
 }
 
+/// What `invoke` trusts: events from the caller's own account (STS) and region, as the
+/// Lambda trusts its function's.
+async fn trust(opts: &AwsOptions, alarm_name_prefix: &str) -> Result<Trust, CliError> {
+    let home = aws::caller_home(opts)
+        .await
+        .map_err(|e| CliError(format!("cannot tell this account and region: {e}")))?;
+    Ok(Trust {
+        home: Some(home),
+        alarm_name_prefix: alarm_name_prefix.to_string(),
+    })
+}
+
 fn target(s: &str) -> Result<String, CliError> {
     if failover_core::declaration::is_instance_id(s) {
         Ok(s.to_string())
@@ -298,7 +314,11 @@ async fn dispatch(cli: &Cli) -> Result<(), CliError> {
             outcome.into_result()?;
             Ok(())
         }
-        Command::Invoke { event, declaration } => {
+        Command::Invoke {
+            event,
+            declaration,
+            alarm_name_prefix,
+        } => {
             let loc = location(declaration)?;
             let text = std::fs::read_to_string(event)
                 .map_err(|e| CliError(format!("{}: {e}", event.display())))?;
@@ -307,7 +327,11 @@ async fn dispatch(cli: &Cli) -> Result<(), CliError> {
                 .map_err(|e| CliError(format!("invalid event: {e}")))?;
             let payload: Value = serde_json::from_str(&text).expect("parsed above");
             let cloud = aws::connect(&opts).await;
-            let out = handle(&cloud.ec2, &cloud.s3, &loc, &payload, Invocation::default()).await?;
+            let invocation = Invocation {
+                trust: trust(&opts, alarm_name_prefix).await?,
+                ..Invocation::default()
+            };
+            let out = handle(&cloud.ec2, &cloud.s3, &loc, &payload, invocation).await?;
             show_report(cli.output, &out);
             Ok(())
         }
@@ -676,9 +700,13 @@ async fn floor(python: Option<PathBuf>) -> Result<(), CliError> {
     let event: Value =
         serde_json::from_str(&ids.rewrite(include_str!("../../../events/alarm-eventbridge.json")))
             .expect("event");
+    let invocation = Invocation {
+        trust: trust(&opts, DEFAULT_ALARM_NAME_PREFIX).await?,
+        ..Invocation::default()
+    };
     log.clear();
     let start = std::time::Instant::now();
-    let out = handle(&cloud.ec2, &cloud.s3, &loc, &event, Invocation::default()).await?;
+    let out = handle(&cloud.ec2, &cloud.s3, &loc, &event, invocation).await?;
     let end = std::time::Instant::now();
     let wall = end - start;
     let busy = log.busy(start, end);

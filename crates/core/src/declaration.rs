@@ -221,7 +221,14 @@ pub struct Extension {
     /// the subnet's association to the target's table: one call per subnet, whatever the
     /// number of routes (default false).
     pub association_swap: bool,
+    /// `applianceSources`: the EventBridge `source` values an "Appliance Active" event may
+    /// carry (default [`DEFAULT_APPLIANCE_SOURCE`], the one docs/deploy.md tells appliances
+    /// to send); an announcement from any other source is ignored.
+    pub appliance_sources: Vec<String>,
 }
+
+/// The `source` the docs tell appliances to put on their "Appliance Active" events.
+pub const DEFAULT_APPLIANCE_SOURCE: &str = "bigip.failover";
 
 /// How a member is probed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -295,6 +302,7 @@ impl Default for Extension {
             mutation_rate: 5,
             mutation_burst: 50,
             association_swap: false,
+            appliance_sources: vec![DEFAULT_APPLIANCE_SOURCE.to_string()],
         }
     }
 }
@@ -789,6 +797,28 @@ fn parse_extension(v: &Value, p: Path) -> Result<Extension, DeclarationError> {
     }
     if let Some(v) = o.opt_bool("associationSwap")? {
         ext.association_swap = v;
+    }
+    if let Some((items, _)) = o.opt_array("applianceSources", 1, 10)? {
+        ext.appliance_sources.clear();
+        for (v, p) in items {
+            let source = v
+                .as_str()
+                .ok_or_else(|| p.err(format!("expected a string, got {}", show(v))))?;
+            // EventBridge reserves `aws.*` for AWS services; PutEvents cannot send it.
+            let ok = (1..=256).contains(&source.len())
+                && !source.starts_with("aws.")
+                && source.bytes().all(|b| b.is_ascii_graphic());
+            if !ok {
+                return Err(p.err(format!(
+                    "{} is not an event source (1-256 printable characters, not aws.*)",
+                    show_str(source)
+                )));
+            }
+            if ext.appliance_sources.iter().any(|s| s == source) {
+                return Err(p.err(format!("{} is listed twice", show_str(source))));
+            }
+            ext.appliance_sources.push(source.to_string());
+        }
     }
     if let Some((v, p)) = o.opt("probe") {
         ext.probe = Some(parse_probe(v, p)?);

@@ -4,6 +4,7 @@
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::aws::{self, AwsCloud, AwsOptions};
+use crate::events::{Home, Trust, DEFAULT_ALARM_NAME_PREFIX};
 use crate::handler::{Invocation, Location};
 
 /// Reads `DECLARATION_URI` (required) and `AWS_ENDPOINT_URL` (for local runs), and builds the
@@ -31,5 +32,17 @@ pub fn invocation(request_id: String, deadline_epoch_ms: u64) -> Invocation {
     Invocation {
         request_id: Some(request_id),
         deadline,
+        trust: Trust::default(),
+    }
+}
+
+/// What the failover function trusts: its own account and region, from the invoked function's
+/// ARN, and the stack's alarm-name prefix (`ALARM_NAME_PREFIX`, set by the template from its
+/// `AlarmNamePrefix` parameter; default `cloud-failover-`).
+pub fn trust(invoked_function_arn: &str) -> Trust {
+    Trust {
+        home: Home::from_function_arn(invoked_function_arn),
+        alarm_name_prefix: std::env::var("ALARM_NAME_PREFIX")
+            .unwrap_or_else(|_| DEFAULT_ALARM_NAME_PREFIX.to_string()),
     }
 }

@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 
 use crate::declaration::Declaration;
 use crate::error::FailoverError;
-use crate::events::{self, Intent};
+use crate::events::{self, Intent, Trust};
 use crate::failover::{run, RunOutcome, RunRequest};
 use crate::ports::{Ec2, ObjectStore};
 use crate::state::Mode;
@@ -124,10 +124,13 @@ pub struct Invocation {
     pub request_id: Option<String>,
     /// Lambda deadline.
     pub deadline: Option<Instant>,
+    /// The function's own account and region, and the stack's alarm-name prefix.
+    pub trust: Trust,
 }
 
 /// Handles one event: returns the run report (or why nothing was done) as JSON. The event
-/// is validated before anything is read from the cloud.
+/// is validated, and its account and region checked, before anything is read from the cloud;
+/// an ignored event (`IGNORED`, with the reason) makes no call but reading the declaration.
 pub async fn handle(
     ec2: &dyn Ec2,
     store: &dyn ObjectStore,
@@ -137,12 +140,12 @@ pub async fn handle(
 ) -> Result<Value, FailoverError> {
     let trigger = events::parse(event)?;
     tracing::info!(?trigger, "event received");
+    if let Some(reason) = trigger.untrusted(&invocation.trust) {
+        return Ok(ignored(reason));
+    }
     let decl = load_declaration(store, declaration).await?;
-    match trigger.intent(&decl.extension)? {
-        Intent::Ignore { reason } => {
-            tracing::info!(%reason, "ignored");
-            Ok(json!({"status": "IGNORED", "reason": reason}))
-        }
+    match trigger.intent(&decl.extension, &invocation.trust) {
+        Intent::Ignore { reason } => Ok(ignored(reason)),
         Intent::Run {
             target,
             mode,
@@ -177,6 +180,11 @@ pub async fn handle(
             Ok(out)
         }
     }
+}
+
+fn ignored(reason: String) -> Value {
+    tracing::info!(%reason, "ignored");
+    json!({"status": "IGNORED", "reason": reason})
 }
 
 /// The probe function: probes the members until shortly before the next scheduled run (or the
