@@ -55,6 +55,8 @@ decl("sse-aes-with-key", "externalStorage.encryption.serverSide.keyId: is only v
 decl("sse-kms-empty-key", "externalStorage.encryption.serverSide.keyId: must not be empty", lambda d: ENC(d).update({"algorithm": "aws:kms", "keyId": ""}))
 decl("sse-enabled-string", "externalStorage.encryption.serverSide.enabled: expected true or false", lambda d: ENC(d).update({"enabled": "true"}))
 decl("state-file-slash", "externalStorage.stateFileName:", lambda d: d["externalStorage"].update({"stateFileName": "a/b.json"}))
+decl("state-file-dotdot", "externalStorage.stateFileName: \"..\" is not a file name", lambda d: d["externalStorage"].update({"stateFileName": ".."}))
+decl("class-twice", "declaration: has the key \"class\" twice in one object", text=json.dumps(base).replace('"class": "Cloud_Failover"', '"class": "Cloud_Failover", "class": "Cloud_Failover"', 1))
 decl("state-file-empty", "externalStorage.stateFileName:", lambda d: d["externalStorage"].update({"stateFileName": ""}))
 decl("addresses-enabled-yes", "failoverAddresses.enabled: expected true or false", lambda d: d["failoverAddresses"].update({"enabled": "yes"}))
 decl("addresses-no-scope", "failoverAddresses: needs scopingTags or addressGroupDefinitions", lambda d: d["failoverAddresses"].pop("scopingTags"))
@@ -140,6 +142,7 @@ s = copy.deepcopy(sns); m = dict(msg); m.pop("NewStateValue"); s["Records"][0]["
 ev("sns-message-no-state", "Records[0].Sns.Message: is not a CloudWatch alarm notification", s)
 ev("sns-no-records", "Records: expected exactly one SNS record", {"Records": []})
 ev("alarm-action-data-string", "alarmData:", {"source": "aws.cloudwatch", "time": "2026-11-29T07:00:00.000+0000", "alarmData": "ALARM"})
+ev("direct-target-twice", "event: has the key \"target\" twice in one object (line 1, column 63)", text='{"action": "execute", "target": "i-055fd78af29715fbf", "target": "i-061cbb31a5158ad30"}')
 ev("detail-type-number", "event: invalid type", {"detail-type": 7, "source": "x", "detail": {}})
 
 with open(os.path.join(out, "expected.tsv"), "w") as f:

@@ -107,7 +107,7 @@ async fn every_bad_event_is_named_and_touches_nothing() {
             "{path}: {err:?} does not start with {expect:?}"
         );
 
-        if let Ok(value) = serde_json::from_str::<serde_json::Value>(text) {
+        if let Ok(value) = failover_core::json::parse(text) {
             let cloud = MemoryCloud::seed();
             let loc = Location::File(decl_file.clone().into());
             let e = handle(&cloud, &cloud, &loc, &value, Invocation::default())

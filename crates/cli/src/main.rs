@@ -325,7 +325,7 @@ async fn dispatch(cli: &Cli) -> Result<(), CliError> {
             // Checked before any cloud client exists: a bad event touches nothing.
             failover_core::events::parse_text(&text)
                 .map_err(|e| CliError(format!("invalid event: {e}")))?;
-            let payload: Value = serde_json::from_str(&text).expect("parsed above");
+            let payload: Value = failover_core::json::parse(&text).expect("parsed above");
             let cloud = aws::connect(&opts).await;
             let invocation = Invocation {
                 trust: trust(&opts, alarm_name_prefix).await?,

@@ -320,16 +320,8 @@ impl Declaration {
                 ),
             ));
         }
-        let value: Value = serde_json::from_str(text).map_err(|e| {
-            err(
-                "declaration",
-                format!(
-                    "is not valid JSON (line {}, column {}: {e})",
-                    e.line(),
-                    e.column()
-                ),
-            )
-        })?;
+        let value: Value =
+            crate::json::parse(text).map_err(|e| err("declaration", e.to_string()))?;
         Declaration::from_value(&value)
     }
 
@@ -448,9 +440,17 @@ fn parse_storage(v: &Value, p: Path) -> Result<ExternalStorage, DeclarationError
     })?;
     let state_file_name = match o.opt_str("stateFileName")? {
         Some((n, p)) => {
-            if n.is_empty() || n.len() > 200 || n.contains('/') || n.chars().any(char::is_control) {
+            // "." and ".." would make `f5cloudfailover/..`: a path that HTTP clients and S3
+            // consoles resolve out of the prefix.
+            if n.is_empty()
+                || n.len() > 200
+                || n.contains('/')
+                || n == "."
+                || n == ".."
+                || n.chars().any(char::is_control)
+            {
                 return Err(p.err(format!(
-                    "{} is not a file name (1-200 characters, no '/')",
+                    "{} is not a file name (1-200 characters, no '/', not \".\" or \"..\")",
                     show_str(n)
                 )));
             }
@@ -1189,6 +1189,30 @@ mod tests {
             .route_groups()
             .is_empty());
         assert!(Declaration::parse(SNAT_NONE).is_ok());
+    }
+
+    /// A declaration saved with a byte order mark reads as without one; a repeated key is an
+    /// error naming it; stateFileName ".." is refused.
+    #[test]
+    fn bom_duplicate_keys_and_dot_dot() {
+        let plain = Declaration::parse(AFTER).unwrap();
+        assert_eq!(
+            Declaration::parse(&format!("\u{feff}{AFTER}")).unwrap(),
+            plain
+        );
+        let twice = AFTER.replacen("\"class\"", "\"class\": \"Cloud_Failover\", \"class\"", 1);
+        let e = Declaration::parse(&twice).unwrap_err().to_string();
+        assert!(
+            e.starts_with("declaration: has the key \"class\" twice in one object (line "),
+            "{e}"
+        );
+        for name in ["..", "."] {
+            let e = with(|v| v["externalStorage"]["stateFileName"] = name.into())
+                .unwrap_err()
+                .to_string();
+            assert!(e.starts_with("externalStorage.stateFileName: "), "{e}");
+        }
+        assert!(with(|v| v["externalStorage"]["stateFileName"] = "..state.json".into()).is_ok());
     }
 
     fn with(patch: impl FnOnce(&mut Value)) -> Result<Declaration, DeclarationError> {

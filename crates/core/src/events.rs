@@ -430,16 +430,7 @@ pub fn parse_text(text: &str) -> Result<Trigger, EventError> {
             ),
         ));
     }
-    let v: Value = serde_json::from_str(text).map_err(|e| {
-        bad(
-            "event",
-            format!(
-                "is not valid JSON (line {}, column {}: {e})",
-                e.line(),
-                e.column()
-            ),
-        )
-    })?;
+    let v: Value = crate::json::parse(text).map_err(|e| bad("event", e.to_string()))?;
     parse(&v)
 }
 
@@ -494,12 +485,15 @@ fn parse_sns(v: &Value) -> Result<Trigger, EventError> {
             format!("expected exactly one SNS record, got {}", e.records.len()),
         ));
     };
-    let p: SnsAlarm = serde_json::from_str(&record.sns.message).map_err(|err| {
-        bad(
-            "Records[0].Sns.Message",
-            format!("is not a CloudWatch alarm notification: {err}"),
-        )
-    })?;
+    let p: SnsAlarm = crate::json::parse(&record.sns.message)
+        .map_err(|e| e.to_string())
+        .and_then(|v| serde_json::from_value(v).map_err(|e| e.to_string()))
+        .map_err(|err| {
+            bad(
+                "Records[0].Sns.Message",
+                format!("is not a CloudWatch alarm notification: {err}"),
+            )
+        })?;
     let trigger = p.trigger.unwrap_or_default();
     let dims = trigger
         .dimensions
@@ -1081,6 +1075,30 @@ mod tests {
         );
         assert_eq!(Home::from_function_arn(""), None);
         assert_eq!(Home::from_function_arn("arn:aws:lambda:::function:x"), None);
+    }
+
+    /// An event saved by a Windows editor starts with a byte order mark; a key given twice
+    /// must not silently mean its last value.
+    #[test]
+    fn a_bom_is_skipped_and_a_repeated_key_is_named() {
+        let text = format!("\u{feff}{}", file("events/direct-execute.json"));
+        assert!(matches!(parse_text(&text), Ok(Trigger::Direct { .. })));
+        let e = parse_text(r#"{"action": "dry-run", "target": "i-055fd78af29715fbf", "target": "i-061cbb31a5158ad30"}"#)
+            .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "event: has the key \"target\" twice in one object (line 1, column 63)"
+        );
+        // Inside an SNS message too.
+        let text = file("events/alarm-sns.json").replace(
+            r#"\"NewStateValue\": \"ALARM\","#,
+            r#"\"NewStateValue\": \"OK\", \"NewStateValue\": \"ALARM\","#,
+        );
+        let e = parse_text(&text).unwrap_err();
+        assert!(
+            e.message.contains("has the key \"NewStateValue\" twice"),
+            "{e}"
+        );
     }
 
     #[test]

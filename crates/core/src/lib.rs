@@ -21,6 +21,7 @@ pub mod execute;
 pub mod failover;
 pub mod handler;
 pub mod inspect;
+pub mod json;
 pub mod lab;
 pub mod lock;
 pub mod memory;
