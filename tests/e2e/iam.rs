@@ -235,3 +235,18 @@ fn triggers_admit_only_this_accounts_alarms_and_the_appliances() {
     let active = repo_file("events/appliance-active.json");
     assert!(active.contains(&format!("\"source\": \"{DEFAULT_APPLIANCE_SOURCE}\"")));
 }
+
+/// A run that crashed holding the cluster lock must not block every trigger after it for
+/// longer than one function timeout: the default lease fits the failover function's timeout.
+#[test]
+fn the_default_lock_lease_fits_the_function_timeout() {
+    let template: Value = serde_yaml::from_str(&repo_file("template.yaml")).unwrap();
+    let timeout = template["Resources"]["FailoverFunction"]["Properties"]["Timeout"]
+        .as_u64()
+        .expect("Timeout");
+    let lease = failover_core::declaration::Extension::default().lock_lease_seconds;
+    assert!(
+        lease <= timeout,
+        "default lockLeaseSeconds {lease} s outlives the function timeout {timeout} s"
+    );
+}

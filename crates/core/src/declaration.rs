@@ -201,7 +201,8 @@ pub struct Extension {
     pub alarm_targets: BTreeMap<String, String>,
     /// `maxConcurrency`: mutations sent at once (default 16, 1..=64).
     pub max_concurrency: usize,
-    /// `lockLeaseSeconds`: how long the cluster lock lasts unless renewed (default 120).
+    /// `lockLeaseSeconds`: how long the cluster lock lasts unless renewed (default
+    /// [`DEFAULT_LOCK_LEASE_SECONDS`]).
     pub lock_lease_seconds: u64,
     /// `cooldownSeconds`: no second failover to another member within this time unless
     /// forced (default 60; 0 turns damping off).
@@ -226,6 +227,12 @@ pub struct Extension {
     /// to send); an announcement from any other source is ignored.
     pub appliance_sources: Vec<String>,
 }
+
+/// The default cluster lock lease: the failover function's timeout (template.yaml, 60 s), so
+/// a run that crashed holding the lock blocks the triggers after it for at most one timeout.
+/// A live run never needs longer: it stops sending before its deadline and renews the lease
+/// before each mutation round.
+pub const DEFAULT_LOCK_LEASE_SECONDS: u64 = 60;
 
 /// The `source` the docs tell appliances to put on their "Appliance Active" events.
 pub const DEFAULT_APPLIANCE_SOURCE: &str = "bigip.failover";
@@ -295,7 +302,7 @@ impl Default for Extension {
             cluster_name: "default".into(),
             alarm_targets: BTreeMap::new(),
             max_concurrency: DEFAULT_MAX_CONCURRENCY,
-            lock_lease_seconds: 120,
+            lock_lease_seconds: DEFAULT_LOCK_LEASE_SECONDS,
             cooldown_seconds: 60,
             failback_to: None,
             probe: None,

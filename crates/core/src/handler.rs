@@ -8,9 +8,10 @@ use std::time::Instant;
 use serde_json::{json, Value};
 
 use crate::declaration::Declaration;
+use crate::discovery::discover;
 use crate::error::FailoverError;
 use crate::events::{self, Intent, Trust};
-use crate::failover::{run, RunOutcome, RunRequest};
+use crate::failover::{run, RunOutcome, RunRequest, TargetSpec};
 use crate::ports::{Ec2, ObjectStore};
 use crate::state::Mode;
 
@@ -157,7 +158,7 @@ pub async fn handle(
                 store,
                 &decl,
                 RunRequest {
-                    target,
+                    target: target.clone(),
                     mode,
                     trigger,
                     request_id: invocation.request_id,
@@ -167,9 +168,20 @@ pub async fn handle(
             )
             .await?
             .into_result()?;
+            if let RunOutcome::Skipped(skip) = &outcome {
+                if let Some(reason) = followed_unhealthy(ec2, store, &decl, &target).await? {
+                    tracing::warn!(status = skip.status, %reason, "skipped, but not done: retry");
+                    return Err(FailoverError::Deferred {
+                        status: skip.status,
+                        message: skip.message.clone(),
+                        reason,
+                    });
+                }
+            }
             let mut out = serde_json::to_value(&outcome).expect("report serializes");
             // One top-level `status` on every answer, for SNS filter policies and callers:
-            // SUCCEEDED | DRY_RUN | IN_PROGRESS | COOLDOWN (IGNORED above; failures are errors).
+            // SUCCEEDED | DRY_RUN | IN_PROGRESS | COOLDOWN (IGNORED above; failures, and skips
+            // while the followed member is unhealthy, are errors).
             if let RunOutcome::Completed(r) = &outcome {
                 let status = match r.record.mode {
                     Mode::DryRun => "DRY_RUN",
@@ -180,6 +192,40 @@ pub async fn handle(
             Ok(out)
         }
     }
+}
+
+/// Why a run that stepped aside (`IN_PROGRESS`, `COOLDOWN`) is not the end, if it is not:
+/// the routes and Elastic IPs do not all follow one member, or the member they follow is not
+/// running, fails its EC2 status checks, or is the one this trigger reports failed (an
+/// alarm in ALARM, an instance stopping). One fresh snapshot decides.
+async fn followed_unhealthy(
+    ec2: &dyn Ec2,
+    store: &dyn ObjectStore,
+    decl: &Declaration,
+    target: &TargetSpec,
+) -> Result<Option<String>, FailoverError> {
+    let snap = discover(ec2, store, decl)
+        .await
+        .map_err(FailoverError::Discovery)?;
+    let view = crate::inspect::picture(decl, &snap, None);
+    let Some(active) = view.active else {
+        return Ok(view
+            .drift
+            .then(|| "the routes and Elastic IPs do not all follow one member".to_string()));
+    };
+    let reason = match snap.member(&active) {
+        Some(m) if m.state != "running" => {
+            Some(format!("the cloud follows {active}, which is {}", m.state))
+        }
+        _ if snap.impaired.contains(&active) => Some(format!(
+            "the cloud follows {active}, which fails its EC2 status checks"
+        )),
+        _ if matches!(target, TargetSpec::PeerOf(failed) if *failed == active) => Some(format!(
+            "the cloud follows {active}, which this trigger reports failed"
+        )),
+        _ => None,
+    };
+    Ok(reason)
 }
 
 fn ignored(reason: String) -> Value {
@@ -217,4 +263,130 @@ pub async fn handle_inspect(
         .await
         .map_err(FailoverError::Discovery)?;
     Ok(serde_json::to_value(&view).expect("inspection serializes"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::events::{Home, Trust};
+    use crate::lab::{SEED_A, SEED_B};
+    use crate::memory::MemoryCloud;
+
+    const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
+
+    fn decl() -> Location {
+        Location::File(format!("{ROOT}/examples/seed-article/declaration-after.json").into())
+    }
+
+    /// The working declaration with `serverless.cooldownSeconds: 1`, as a file.
+    fn short_cooldown() -> Location {
+        let mut v = crate::json::parse(
+            &std::fs::read_to_string(format!(
+                "{ROOT}/examples/seed-article/declaration-after.json"
+            ))
+            .unwrap(),
+        )
+        .unwrap();
+        v["serverless"] = json!({"cooldownSeconds": 1});
+        let path = std::env::temp_dir().join(format!("cf-cooldown-{}.json", std::process::id()));
+        std::fs::write(&path, v.to_string()).unwrap();
+        Location::File(path)
+    }
+
+    fn invocation() -> Invocation {
+        Invocation {
+            trust: Trust::at(Home {
+                account: "123456789012".into(),
+                region: "us-east-1".into(),
+            }),
+            ..Invocation::default()
+        }
+    }
+
+    fn event(name: &str) -> Value {
+        crate::json::parse(&std::fs::read_to_string(format!("{ROOT}/events/{name}")).unwrap())
+            .unwrap()
+    }
+
+    fn direct(target: &str, force: bool) -> Value {
+        json!({"action": "execute", "target": target, "force": force})
+    }
+
+    async fn on(cloud: &MemoryCloud, e: &Value) -> Result<Value, FailoverError> {
+        handle(cloud, cloud, &decl(), e, invocation()).await
+    }
+
+    async fn on_short(cloud: &MemoryCloud, e: &Value) -> Result<Value, FailoverError> {
+        handle(cloud, cloud, &short_cooldown(), e, invocation()).await
+    }
+
+    /// The field's case: a manual failback to A, then A really fails 30 s later. Its alarm
+    /// meets the cooldown; that skip must not be the end while the cloud follows the failed
+    /// unit: the answer is a (retryable) error.
+    #[tokio::test]
+    async fn a_skip_while_the_followed_member_is_unhealthy_is_retried() {
+        let cloud = MemoryCloud::seed();
+        on(&cloud, &direct(SEED_B, true)).await.unwrap();
+        let back = on(&cloud, &direct(SEED_A, true)).await.unwrap();
+        assert_eq!(back["status"], "SUCCEEDED", "{back}");
+
+        // A fails its status checks; its alarm fires within the cooldown.
+        cloud.set_impaired(SEED_A, true);
+        let e = on(&cloud, &event("alarm-eventbridge.json"))
+            .await
+            .expect_err("a COOLDOWN answer would drop the failover");
+        assert_eq!(e.error_type(), "FailoverDeferred", "{e}");
+        assert!(
+            e.to_string().starts_with(&format!(
+                "COOLDOWN, but the cloud follows {SEED_A}, which fails its EC2 status checks"
+            )),
+            "{e}"
+        );
+        // A stopped unit, likewise.
+        cloud.set_impaired(SEED_A, false);
+        cloud.set_instance_state(SEED_A, "stopped");
+        let e = on(&cloud, &event("ec2-state-change.json"))
+            .await
+            .unwrap_err();
+        assert_eq!(e.error_type(), "FailoverDeferred", "{e}");
+    }
+
+    /// Lambda's retry, once the cooldown has passed, does the failover the skip deferred.
+    #[tokio::test]
+    async fn the_retry_after_the_cooldown_fails_over() {
+        let cloud = MemoryCloud::seed();
+        on_short(&cloud, &direct(SEED_B, true)).await.unwrap();
+        on_short(&cloud, &direct(SEED_A, true)).await.unwrap();
+        cloud.set_impaired(SEED_A, true);
+        let alarm = event("alarm-eventbridge.json");
+        let e = on_short(&cloud, &alarm).await.unwrap_err();
+        assert_eq!(e.error_type(), "FailoverDeferred", "{e}");
+        tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+        let out = on_short(&cloud, &alarm).await.unwrap();
+        assert_eq!(out["status"], "SUCCEEDED", "{out}");
+        assert_eq!(out["target"], SEED_B, "{out}");
+    }
+
+    /// The alarm itself is the health signal: a health-check alarm on a unit that still runs
+    /// and passes its status checks is retried too while the cloud follows that unit.
+    #[tokio::test]
+    async fn the_alarm_reporting_the_followed_member_counts_as_unhealthy() {
+        let cloud = MemoryCloud::seed();
+        on(&cloud, &direct(SEED_B, true)).await.unwrap();
+        on(&cloud, &direct(SEED_A, true)).await.unwrap();
+        let e = on(&cloud, &event("alarm-sns.json")).await.unwrap_err();
+        assert!(
+            e.to_string().contains("which this trigger reports failed"),
+            "{e}"
+        );
+    }
+
+    /// A skip while the cloud follows a healthy member stays a successful COOLDOWN answer.
+    #[tokio::test]
+    async fn a_skip_while_the_followed_member_is_healthy_stays_a_skip() {
+        let cloud = MemoryCloud::seed();
+        on(&cloud, &direct(SEED_B, true)).await.unwrap();
+        let out = on(&cloud, &direct(SEED_A, false)).await.unwrap();
+        assert_eq!(out["status"], "COOLDOWN", "{out}");
+    }
 }
