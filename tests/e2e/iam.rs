@@ -250,3 +250,27 @@ fn the_default_lock_lease_fits_the_function_timeout() {
         "default lockLeaseSeconds {lease} s outlives the function timeout {timeout} s"
     );
 }
+
+/// `retryFailover` has its meaning: a schedule, at the declaration's interval (the
+/// `RetryFailoverInterval` parameter), invokes the failover function; none when it is 0.
+#[test]
+fn the_retry_failover_schedule_invokes_the_failover_function() {
+    let template: Value = serde_yaml::from_str(&repo_file("template.yaml")).unwrap();
+    let res = &template["Resources"];
+    let rule = &res["RetryFailoverSchedule"];
+    assert_eq!(rule["Condition"], "HasRetrySchedule");
+    let expr = serde_yaml::to_string(&rule["Properties"]["ScheduleExpression"]).unwrap();
+    assert!(
+        expr.contains("rate(${RetryFailoverInterval} minutes)"),
+        "{expr}"
+    );
+    let target = serde_yaml::to_string(&rule["Properties"]["Targets"][0]["Arn"]).unwrap();
+    assert!(target.contains("FailoverFunction.Arn"), "{target}");
+    let permission = &res["RetryFailoverSchedulePermission"]["Properties"];
+    assert_eq!(permission["Principal"], "events.amazonaws.com");
+    let p = &template["Parameters"]["RetryFailoverInterval"];
+    assert_eq!(
+        (p["Default"].as_u64(), p["MaxValue"].as_u64()),
+        (Some(0), Some(1440))
+    );
+}

@@ -31,6 +31,8 @@ pub const APPLIANCE_ACTIVE: &str = "Appliance Active";
 pub const ALARM_STATE_CHANGE: &str = "CloudWatch Alarm State Change";
 /// `detail-type` of EC2 instance state changes on EventBridge.
 pub const EC2_STATE_CHANGE: &str = "EC2 Instance State-change Notification";
+/// `detail-type` of EventBridge schedules (the `retryFailover` reconcile).
+pub const SCHEDULED_EVENT: &str = "Scheduled Event";
 /// The stack's default alarm-name prefix (template parameter `AlarmNamePrefix`).
 pub const DEFAULT_ALARM_NAME_PREFIX: &str = "cloud-failover-";
 
@@ -236,6 +238,11 @@ pub enum Trigger {
         /// Where it says it comes from.
         origin: Origin,
     },
+    /// The `retryFailover` schedule fired.
+    Schedule {
+        /// Where it says it comes from.
+        origin: Origin,
+    },
     /// A direct invoke (authenticated by IAM: `lambda:InvokeFunction`).
     Direct {
         /// Execute or dry run.
@@ -265,6 +272,11 @@ pub enum Intent {
         trigger: String,
         /// Skip the cooldown (direct invokes with `"force": true`).
         force: bool,
+    },
+    /// Converge drift on the member the last failover made active (`retryFailover`).
+    Reconcile {
+        /// Trigger label for the record.
+        trigger: String,
     },
     /// Nothing to do.
     Ignore {
@@ -540,6 +552,7 @@ fn parse_eventbridge(v: &Value) -> Result<Trigger, EventError> {
                 origin,
             })
         }
+        SCHEDULED_EVENT => Ok(Trigger::Schedule { origin }),
         APPLIANCE_ACTIVE => {
             let d: ApplianceDetail = typed(&e.detail, "detail")?;
             Ok(Trigger::ApplianceActive {
@@ -551,7 +564,7 @@ fn parse_eventbridge(v: &Value) -> Result<Trigger, EventError> {
         other => Err(bad(
             "detail-type",
             format!(
-                "{other:?} is not supported (expected {ALARM_STATE_CHANGE:?}, {EC2_STATE_CHANGE:?} or {APPLIANCE_ACTIVE:?})"
+                "{other:?} is not supported (expected {ALARM_STATE_CHANGE:?}, {EC2_STATE_CHANGE:?}, {APPLIANCE_ACTIVE:?} or {SCHEDULED_EVENT:?})"
             ),
         )),
     }
@@ -610,7 +623,8 @@ impl Trigger {
         match self {
             Trigger::Alarm { origin, .. }
             | Trigger::InstanceState { origin, .. }
-            | Trigger::ApplianceActive { origin, .. } => Some(origin),
+            | Trigger::ApplianceActive { origin, .. }
+            | Trigger::Schedule { origin } => Some(origin),
             Trigger::Direct { .. } => None,
         }
     }
@@ -698,6 +712,10 @@ impl Trigger {
                     force: true,
                 }
             }
+            // Whether the declaration's `retryFailover` is enabled is the handler's to check.
+            Trigger::Schedule { .. } => Intent::Reconcile {
+                trigger: "reconcile (retryFailover)".into(),
+            },
             Trigger::Direct {
                 mode,
                 target,

@@ -8,12 +8,12 @@ use std::time::Instant;
 use serde_json::{json, Value};
 
 use crate::declaration::Declaration;
-use crate::discovery::discover;
+use crate::discovery::{discover, resolve_bucket};
 use crate::error::FailoverError;
 use crate::events::{self, Intent, Trust};
 use crate::failover::{run, RunOutcome, RunRequest, TargetSpec};
 use crate::ports::{Ec2, ObjectStore};
-use crate::state::Mode;
+use crate::state::{LastFailover, Mode, StateLog};
 
 /// Every API operation `handle` can send (the failover function's IAM role grants exactly
 /// these; `tests/e2e/iam.rs` checks the template against it).
@@ -147,6 +147,7 @@ pub async fn handle(
     let decl = load_declaration(store, declaration).await?;
     match trigger.intent(&decl.extension, &invocation.trust) {
         Intent::Ignore { reason } => Ok(ignored(reason)),
+        Intent::Reconcile { trigger } => reconcile(ec2, store, &decl, trigger, invocation).await,
         Intent::Run {
             target,
             mode,
@@ -178,20 +179,84 @@ pub async fn handle(
                     });
                 }
             }
-            let mut out = serde_json::to_value(&outcome).expect("report serializes");
-            // One top-level `status` on every answer, for SNS filter policies and callers:
-            // SUCCEEDED | DRY_RUN | IN_PROGRESS | COOLDOWN (IGNORED above; failures, and skips
-            // while the followed member is unhealthy, are errors).
-            if let RunOutcome::Completed(r) = &outcome {
-                let status = match r.record.mode {
-                    Mode::DryRun => "DRY_RUN",
-                    Mode::Execute => "SUCCEEDED",
-                };
-                out["status"] = status.into();
-            }
-            Ok(out)
+            Ok(answer(&outcome))
         }
     }
+}
+
+/// The run report as the answer, with one top-level `status` for SNS filter policies and
+/// callers: SUCCEEDED | DRY_RUN | IN_PROGRESS | COOLDOWN (IGNORED elsewhere; failures, and
+/// skips while the followed member is unhealthy, are errors).
+fn answer(outcome: &RunOutcome) -> Value {
+    let mut out = serde_json::to_value(outcome).expect("report serializes");
+    if let RunOutcome::Completed(r) = outcome {
+        let status = match r.record.mode {
+            Mode::DryRun => "DRY_RUN",
+            Mode::Execute => "SUCCEEDED",
+        };
+        out["status"] = status.into();
+    }
+    out
+}
+
+/// `retryFailover`, as under CFE: every `interval` minutes, run the failover to the member
+/// the last failover made active (the pair's own announcement, an alarm's or an operator's
+/// decision, as recorded in the state file), which converges whatever drifted since; no
+/// probe needed. Nothing to do when `retryFailover` is not enabled or no failover is recorded.
+async fn reconcile(
+    ec2: &dyn Ec2,
+    store: &dyn ObjectStore,
+    decl: &Declaration,
+    trigger: String,
+    invocation: Invocation,
+) -> Result<Value, FailoverError> {
+    let Some(retry) = decl.retry_failover.as_ref().filter(|r| r.enabled) else {
+        return Ok(ignored(
+            "retryFailover is not enabled in the declaration: no scheduled reconcile".into(),
+        ));
+    };
+    let (bucket, _) = resolve_bucket(store, &decl.external_storage.scope)
+        .await
+        .map_err(FailoverError::Discovery)?;
+    let Some(bucket) = bucket else {
+        return Ok(ignored(
+            "no state bucket: no failover recorded to reconcile to".into(),
+        ));
+    };
+    let state = StateLog {
+        store,
+        bucket,
+        decl,
+    }
+    .read_state()
+    .await
+    .map_err(FailoverError::State)?;
+    let last: Option<LastFailover> = state
+        .as_ref()
+        .and_then(|s| s.get(crate::declaration::EXTENSION_KEY))
+        .and_then(|s| s.get("lastFailover"))
+        .and_then(|v| serde_json::from_value(v.clone()).ok());
+    let Some(last) = last else {
+        return Ok(ignored(
+            "no failover recorded yet: nothing to reconcile to".into(),
+        ));
+    };
+    let outcome = run(
+        ec2,
+        store,
+        decl,
+        RunRequest {
+            target: TargetSpec::Instance(last.target),
+            mode: Mode::Execute,
+            trigger: format!("{trigger}, every {} min", retry.interval_minutes),
+            request_id: invocation.request_id,
+            force: false,
+            deadline: invocation.deadline,
+        },
+    )
+    .await?
+    .into_result()?;
+    Ok(answer(&outcome))
 }
 
 /// Why a run that stepped aside (`IN_PROGRESS`, `COOLDOWN`) is not the end, if it is not:
@@ -379,6 +444,84 @@ mod tests {
             e.to_string().contains("which this trigger reports failed"),
             "{e}"
         );
+    }
+
+    /// The working declaration with `retryFailover` enabled, as a file.
+    fn with_retry() -> Location {
+        let mut v = crate::json::parse(
+            &std::fs::read_to_string(format!(
+                "{ROOT}/examples/seed-article/declaration-after.json"
+            ))
+            .unwrap(),
+        )
+        .unwrap();
+        v["retryFailover"] = json!({"enabled": true, "interval": 5});
+        let path = std::env::temp_dir().join(format!("cf-retry-{}.json", std::process::id()));
+        std::fs::write(&path, v.to_string()).unwrap();
+        Location::File(path)
+    }
+
+    /// `retryFailover`: the schedule converges drift on the member the last failover made
+    /// active (here B), whoever moved the route back to A.
+    #[tokio::test]
+    async fn the_scheduled_reconcile_converges_drift_on_the_last_target() {
+        use crate::lab::{SEED_A_EXT, SEED_B_EXT, SEED_RTB};
+        use crate::ports::Ec2Mutate;
+        let cloud = MemoryCloud::seed();
+        let loc = with_retry();
+        let schedule = event("schedule-reconcile.json");
+        let out = handle(&cloud, &cloud, &loc, &schedule, invocation())
+            .await
+            .unwrap();
+        assert_eq!(out["status"], "IGNORED", "{out}");
+        assert_eq!(
+            out["reason"],
+            "no failover recorded yet: nothing to reconcile to"
+        );
+
+        handle(&cloud, &cloud, &loc, &direct(SEED_B, true), invocation())
+            .await
+            .unwrap();
+        let default_route = "0.0.0.0/0".parse().unwrap();
+        cloud
+            .replace_route(SEED_RTB, default_route, SEED_A_EXT)
+            .await
+            .unwrap();
+        let out = handle(&cloud, &cloud, &loc, &schedule, invocation())
+            .await
+            .unwrap();
+        assert_eq!(out["status"], "SUCCEEDED", "{out}");
+        assert_eq!(out["target"], SEED_B, "{out}");
+        assert_eq!(
+            cloud.route_target(SEED_RTB, default_route).as_deref(),
+            Some(SEED_B_EXT)
+        );
+        // Nothing drifted: nothing to change.
+        cloud.reset_calls();
+        let out = handle(&cloud, &cloud, &loc, &schedule, invocation())
+            .await
+            .unwrap();
+        assert_eq!(out["plan"]["operations"], json!([]), "{out}");
+        assert_eq!(cloud.mutation_count(), 0);
+    }
+
+    /// Without `retryFailover.enabled` (or from another account) the schedule does nothing.
+    #[tokio::test]
+    async fn the_schedule_does_nothing_unless_retry_failover_is_enabled() {
+        let cloud = MemoryCloud::seed();
+        let out = on(&cloud, &event("schedule-reconcile.json")).await.unwrap();
+        assert_eq!(out["status"], "IGNORED", "{out}");
+        assert!(cloud.calls().is_empty(), "{:?}", cloud.calls());
+        let foreign = crate::json::parse(
+            &std::fs::read_to_string(format!("{ROOT}/events/schedule-reconcile.json"))
+                .unwrap()
+                .replace("123456789012", "999999999999"),
+        )
+        .unwrap();
+        let out = handle(&cloud, &cloud, &with_retry(), &foreign, invocation())
+            .await
+            .unwrap();
+        assert_eq!(out["status"], "IGNORED", "{out}");
     }
 
     /// A skip while the cloud follows a healthy member stays a successful COOLDOWN answer.
