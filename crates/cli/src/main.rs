@@ -18,6 +18,7 @@ use failover_core::inspect::{inspect, Inspection};
 use failover_core::lab::Topology;
 use failover_core::ports::ObjectStore;
 use failover_core::state::{state_key, Mode, StateLog};
+use failover_core::text::printable;
 use failover_core::{Declaration, FailoverError};
 use serde_json::Value;
 
@@ -511,6 +512,8 @@ fn show_report(output: Output, v: &Value) {
     }
 }
 
+/// The table of `inspect`. History objects and the state file are read back from S3 (they may
+/// predate escaping, or be written by anyone with access): their text is escaped here too.
 fn print_inspection(v: &Inspection) {
     println!(
         "cluster {} · active: {} · drift: {}",
@@ -550,11 +553,11 @@ fn print_inspection(v: &Inspection) {
             "  run {} {} {} → {} ({}) {}: {}",
             r.started_at,
             r.run_id,
-            r.trigger,
+            printable(&r.trigger),
             r.target,
             r.duration_ms.map(|d| format!("{d} ms")).unwrap_or_default(),
             r.task_state,
-            r.message
+            printable(&r.message)
         );
     }
     if let Some(s) = &v.last_state {
@@ -562,8 +565,8 @@ fn print_inspection(v: &Inspection) {
             "  state {} at {} on {}: {}",
             s["taskState"].as_str().unwrap_or("?"),
             s["timestamp"].as_str().unwrap_or("?"),
-            s["instance"].as_str().unwrap_or("?"),
-            s["message"].as_str().unwrap_or("")
+            printable(s["instance"].as_str().unwrap_or("?")),
+            printable(s["message"].as_str().unwrap_or(""))
         );
     }
 }

@@ -22,6 +22,7 @@ use serde_json::Value;
 use crate::declaration::{is_instance_id, Extension};
 use crate::failover::TargetSpec;
 use crate::state::Mode;
+use crate::text::printable;
 
 /// Largest event accepted, in bytes (Lambda's async payload limit is 256 KiB).
 pub const MAX_EVENT_BYTES: usize = 256 * 1024;
@@ -678,7 +679,7 @@ impl Trigger {
                 "stopping" | "stopped" | "shutting-down" | "terminated" => Intent::Run {
                     target: TargetSpec::PeerOf(instance_id.clone()),
                     mode: Mode::Execute,
-                    trigger: format!("ec2:{instance_id} {state}"),
+                    trigger: format!("ec2:{instance_id} {}", printable(state)),
                     force: false,
                 },
                 "running" if ext.failback_to.as_deref() == Some(instance_id.as_str()) => {
@@ -690,7 +691,8 @@ impl Trigger {
                     }
                 }
                 _ => ignore(format!(
-                    "{instance_id} is {state}: no failover (no automatic failback)"
+                    "{instance_id} is {}: no failover (no automatic failback)",
+                    printable(state)
                 )),
             },
             Trigger::ApplianceActive {
@@ -708,7 +710,7 @@ impl Trigger {
                 Intent::Run {
                     target: TargetSpec::Instance(instance_id.clone()),
                     mode: Mode::Execute,
-                    trigger: format!("active:{instance_id} from {source}"),
+                    trigger: format!("active:{instance_id} from {}", printable(source)),
                     force: true,
                 }
             }
@@ -744,6 +746,8 @@ fn alarm_intent(
     state: AlarmState,
     instance_ids: &[String],
 ) -> Intent {
+    // Matched raw; shown escaped (it reaches logs, tables and the state file).
+    let shown = printable(name);
     let mapped = ext.alarm_targets.get(name);
     if mapped.is_none() && !name.starts_with(&trust.alarm_name_prefix) {
         return ignore(format!(
@@ -753,7 +757,7 @@ fn alarm_intent(
     }
     if state != AlarmState::Alarm && ext.failback_to.is_none() {
         return ignore(format!(
-            "alarm {name} is {state}: no failover (no automatic failback)"
+            "alarm {shown} is {state}: no failover (no automatic failback)"
         ));
     }
     let member = match (mapped, instance_ids) {
@@ -779,7 +783,7 @@ fn alarm_intent(
             ))
         }
     };
-    let trigger = format!("alarm:{name} {state} via {}", via.label());
+    let trigger = format!("alarm:{shown} {state} via {}", via.label());
     match state {
         AlarmState::Alarm => Intent::Run {
             target: TargetSpec::PeerOf(member),
@@ -793,7 +797,7 @@ fn alarm_intent(
             trigger: format!("{trigger} (failback)"),
             force: false,
         },
-        _ => ignore(format!("alarm {name} is {state}: no failover")),
+        _ => ignore(format!("alarm {shown} is {state}: no failover")),
     }
 }
 
@@ -1078,6 +1082,69 @@ mod tests {
             ..Extension::default()
         };
         assert!(matches!(t.intent(&ext, &home()), Intent::Run { .. }));
+    }
+
+    /// An alarm name (or event field) with a newline and an ESC sequence must not forge a
+    /// log line or repaint a terminal: labels and reasons carry it escaped.
+    #[test]
+    fn control_characters_in_alarm_names_are_escaped() {
+        let evil = "cloud-failover-i-055fd78af29715fbf\n2026-11-29T07:00:00Z INFO forged\u{1b}[2J";
+        let t = forged_sns(
+            "123456789012",
+            "us-east-1",
+            "cloud-failover-i-055fd78af29715fbf-status",
+        );
+        let Trigger::Alarm {
+            via,
+            state,
+            instance_ids,
+            origin,
+            ..
+        } = t
+        else {
+            panic!()
+        };
+        let t = Trigger::Alarm {
+            via,
+            name: evil.into(),
+            state,
+            instance_ids,
+            origin,
+        };
+        match t.intent(&Extension::default(), &home()) {
+            Intent::Run { trigger, .. } => {
+                assert!(!trigger.chars().any(char::is_control), "{trigger:?}");
+                assert!(
+                    trigger.contains("\\n2026-11-29T07:00:00Z INFO forged\\u{1b}[2J"),
+                    "{trigger}"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        let Trigger::Alarm {
+            via,
+            name,
+            instance_ids,
+            origin,
+            ..
+        } = t
+        else {
+            panic!()
+        };
+        let ok = Trigger::Alarm {
+            via,
+            name,
+            state: AlarmState::Ok,
+            instance_ids,
+            origin,
+        };
+        let r = reason(ok.intent(&Extension::default(), &home()));
+        assert!(!r.chars().any(char::is_control), "{r:?}");
+        let text = file("events/appliance-active.json")
+            .replace("bigip.failover", "bigip.failover\\u001b[31m");
+        let t = parse_text(&text).unwrap();
+        let r = reason(t.intent(&Extension::default(), &home()));
+        assert!(!r.chars().any(char::is_control), "{r:?}");
     }
 
     #[test]

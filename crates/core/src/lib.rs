@@ -33,6 +33,7 @@ pub mod plan;
 pub mod ports;
 pub mod probe;
 pub mod state;
+pub mod text;
 
 pub use declaration::Declaration;
 pub use error::{CloudError, ErrorKind, FailoverError};
