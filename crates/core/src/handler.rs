@@ -524,6 +524,63 @@ mod tests {
         assert_eq!(out["status"], "IGNORED", "{out}");
     }
 
+    /// Answers every HTTP GET with 200 and `body`, on a loopback port.
+    async fn page(body: &'static str) -> std::net::SocketAddr {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            loop {
+                let (mut s, _) = listener.accept().await.unwrap();
+                let mut buf = [0u8; 1024];
+                let _ = s.read(&mut buf).await;
+                let answer = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = s.write_all(answer.as_bytes()).await;
+            }
+        });
+        addr
+    }
+
+    /// The probe's alternative to the appliance's announcement: each unit serves a page that
+    /// says ACTIVE only on the active unit; the probe (no AWS call from the box) makes the cloud
+    /// follow the unit that says so.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn the_probe_follows_the_unit_whose_page_says_active() {
+        use crate::lab::{SEED_B_EXT, SEED_RTB};
+        let (a, b) = (page("STANDBY").await, page("ACTIVE").await);
+        let mut v = crate::json::parse(
+            &std::fs::read_to_string(format!(
+                "{ROOT}/examples/seed-article/declaration-after.json"
+            ))
+            .unwrap(),
+        )
+        .unwrap();
+        v["serverless"] = json!({"probe": {
+            "kind": "http", "path": "/active", "expectBody": "ACTIVE",
+            "intervalMs": 100, "timeoutMs": 500, "failuresToDown": 2, "successesToUp": 1,
+            "targets": {SEED_A: a.to_string(), SEED_B: b.to_string()}
+        }});
+        let path = std::env::temp_dir().join(format!("cf-probe-{}.json", std::process::id()));
+        std::fs::write(&path, v.to_string()).unwrap();
+        let cloud = MemoryCloud::seed();
+        let inv = Invocation {
+            deadline: Some(std::time::Instant::now() + std::time::Duration::from_millis(6500)),
+            ..invocation()
+        };
+        let report = handle_probe(&cloud, &cloud, &Location::File(path), inv)
+            .await
+            .unwrap();
+        let default_route = "0.0.0.0/0".parse().unwrap();
+        assert_eq!(
+            cloud.route_target(SEED_RTB, default_route).as_deref(),
+            Some(SEED_B_EXT),
+            "{report:#}"
+        );
+    }
+
     /// A skip while the cloud follows a healthy member stays a successful COOLDOWN answer.
     #[tokio::test]
     async fn a_skip_while_the_followed_member_is_healthy_stays_a_skip() {
