@@ -214,6 +214,14 @@ fn triggers_admit_only_this_accounts_alarms_and_the_appliances() {
     assert!(serde_yaml::to_string(&bus["Principal"]["AWS"])
         .unwrap()
         .contains("ApplianceRoleArns"));
+    let deny = &res["ApplianceBusDenyOthers"]["Properties"]["Statement"];
+    assert_eq!(deny["Effect"], "Deny");
+    assert_eq!(deny["Principal"], "*");
+    assert!(
+        serde_yaml::to_string(&deny["Condition"]["ArnNotEquals"]["aws:PrincipalArn"])
+            .unwrap()
+            .contains("ApplianceRoleArns")
+    );
 
     for name in [
         "alarm-eventbridge.json",
