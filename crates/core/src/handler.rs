@@ -170,7 +170,7 @@ pub async fn handle(
             .await?
             .into_result()?;
             if let RunOutcome::Skipped(skip) = &outcome {
-                if let Some(reason) = followed_unhealthy(ec2, store, &decl, &target).await? {
+                if let Some(reason) = followed_unhealthy(ec2, store, &decl, &target, force).await? {
                     tracing::warn!(status = skip.status, %reason, "skipped, but not done: retry");
                     return Err(FailoverError::Deferred {
                         status: skip.status,
@@ -262,12 +262,14 @@ async fn reconcile(
 /// Why a run that stepped aside (`IN_PROGRESS`, `COOLDOWN`) is not the end, if it is not:
 /// the routes and Elastic IPs do not all follow one member, or the member they follow is not
 /// running, fails its EC2 status checks, or is the one this trigger reports failed (an
-/// alarm in ALARM, an instance stopping). One fresh snapshot decides.
+/// alarm in ALARM, an instance stopping), or is not the one an authoritative request named
+/// (the appliance's own announcement, a forced direct invoke). One fresh snapshot decides.
 async fn followed_unhealthy(
     ec2: &dyn Ec2,
     store: &dyn ObjectStore,
     decl: &Declaration,
     target: &TargetSpec,
+    authoritative: bool,
 ) -> Result<Option<String>, FailoverError> {
     let snap = discover(ec2, store, decl)
         .await
@@ -288,6 +290,9 @@ async fn followed_unhealthy(
         _ if matches!(target, TargetSpec::PeerOf(failed) if *failed == active) => Some(format!(
             "the cloud follows {active}, which this trigger reports failed"
         )),
+        _ if authoritative && matches!(target, TargetSpec::Instance(t) if *t != active) => Some(
+            format!("the cloud follows {active}, not the member this request names as active"),
+        ),
         _ => None,
     };
     Ok(reason)
@@ -579,6 +584,49 @@ mod tests {
             Some(SEED_B_EXT),
             "{report:#}"
         );
+    }
+
+    /// The appliance's announcement meets a run in progress (the lock held): unless the cloud
+    /// already follows the announced unit, the skip is retried, never dropped.
+    #[tokio::test]
+    async fn an_announcement_that_meets_a_held_lock_is_retried() {
+        use crate::declaration::Encryption;
+        let cloud = MemoryCloud::seed();
+        let held = crate::lock::acquire(
+            &cloud,
+            "cfe-state-bigip-ha",
+            "default",
+            "someone-else",
+            std::time::Duration::from_secs(60),
+            &Encryption::None,
+        )
+        .await
+        .unwrap();
+        assert!(matches!(held, crate::lock::Acquire::Held(_)));
+        let e = on(&cloud, &event("appliance-active.json"))
+            .await
+            .unwrap_err();
+        assert_eq!(e.error_type(), "FailoverDeferred", "{e}");
+        assert!(
+            e.to_string()
+                .starts_with("IN_PROGRESS, but the cloud follows"),
+            "{e}"
+        );
+        // The cloud already follows B: an announcement of B that meets the lock is done.
+        let cloud = MemoryCloud::seed();
+        on(&cloud, &direct(SEED_B, true)).await.unwrap();
+        let _held = crate::lock::acquire(
+            &cloud,
+            "cfe-state-bigip-ha",
+            "default",
+            "someone-else",
+            std::time::Duration::from_secs(60),
+            &Encryption::None,
+        )
+        .await
+        .unwrap();
+        let out = on(&cloud, &event("appliance-active.json")).await.unwrap();
+        assert_eq!(out["status"], "IN_PROGRESS", "{out}");
     }
 
     /// A skip while the cloud follows a healthy member stays a successful COOLDOWN answer.
