@@ -2,6 +2,7 @@
 //! One test target on purpose: every test binary links the whole SDK again.
 
 mod announce;
+mod attempts;
 mod cli;
 mod corpus;
 mod doctor;

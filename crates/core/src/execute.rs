@@ -13,7 +13,7 @@ use crate::lock::Fence;
 use crate::model::{ElasticIp, Filter, NetworkInterface, RouteTable};
 use crate::pace::{Pacer, Pacing};
 use crate::plan::{Action, Operation, Plan};
-use crate::ports::{Ec2, Mutation};
+use crate::ports::{on_the_wire, Ec2, Mutation};
 
 /// Whether an operation's API call succeeded.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -39,7 +39,8 @@ pub struct Outcome {
     pub verified: bool,
     /// Call duration in milliseconds (all attempts).
     pub millis: u64,
-    /// Calls sent (more than one when throttled).
+    /// Requests sent, the SDK's own retries included (more than one when throttled or
+    /// retried after a transient error).
     pub attempts: u32,
 }
 
@@ -156,8 +157,10 @@ async fn run_one(ec2: &dyn Ec2, op: &Operation, pacer: &Pacer) -> Outcome {
     let action = mutation.operation();
     let result = loop {
         pacer.take(action).await;
-        attempts += 1;
-        match send(ec2, mutation.clone()).await {
+        // The adapter's client may retry by itself: every request it sent counts.
+        let (sent, wire) = on_the_wire(send(ec2, mutation.clone())).await;
+        attempts += wire;
+        match sent {
             Err(e) if e.kind == ErrorKind::Throttled && attempts <= MAX_THROTTLE_RETRIES => {
                 pacer.throttled(action);
                 tracing::warn!(operation = %op.id, attempts, rate = pacer.rate(action), "throttled: slowing down");

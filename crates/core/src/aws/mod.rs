@@ -187,6 +187,27 @@ impl Intercept for CallLog {
     }
 }
 
+/// Reports each request the EC2 client puts on the wire, its own retries included
+/// (`ports::sent_on_the_wire`), so an outcome's `attempts` is what AWS saw.
+#[derive(Debug)]
+struct WireAttempts;
+
+impl Intercept for WireAttempts {
+    fn name(&self) -> &'static str {
+        "WireAttempts"
+    }
+
+    fn read_before_transmit(
+        &self,
+        _context: &BeforeTransmitInterceptorContextRef<'_>,
+        _components: &RuntimeComponents,
+        _cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        crate::ports::sent_on_the_wire();
+        Ok(())
+    }
+}
+
 /// Loads the SDK configuration and builds both adapters.
 pub async fn connect(opts: &AwsOptions) -> AwsCloud {
     connect_with(opts, None).await
@@ -198,7 +219,7 @@ pub async fn connect_with(opts: &AwsOptions, log: Option<CallLog>) -> AwsCloud {
     let config = sdk_config(opts).await;
     let mut s3_config = aws_sdk_s3::config::Builder::from(&config)
         .force_path_style(config.endpoint_url().is_some());
-    let mut ec2_config = aws_sdk_ec2::config::Builder::from(&config);
+    let mut ec2_config = aws_sdk_ec2::config::Builder::from(&config).interceptor(WireAttempts);
     if let Some(log) = log {
         s3_config = s3_config.interceptor(log.clone());
         ec2_config = ec2_config.interceptor(log);
