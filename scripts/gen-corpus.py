@@ -55,6 +55,8 @@ decl("sse-aes-with-key", "externalStorage.encryption.serverSide.keyId: is only v
 decl("sse-kms-empty-key", "externalStorage.encryption.serverSide.keyId: must not be empty", lambda d: ENC(d).update({"algorithm": "aws:kms", "keyId": ""}))
 decl("sse-enabled-string", "externalStorage.encryption.serverSide.enabled: expected true or false", lambda d: ENC(d).update({"enabled": "true"}))
 decl("state-file-slash", "externalStorage.stateFileName:", lambda d: d["externalStorage"].update({"stateFileName": "a/b.json"}))
+decl("state-file-dotdot", "externalStorage.stateFileName: \"..\" is not a file name", lambda d: d["externalStorage"].update({"stateFileName": ".."}))
+decl("class-twice", "declaration: has the key \"class\" twice in one object", text=json.dumps(base).replace('"class": "Cloud_Failover"', '"class": "Cloud_Failover", "class": "Cloud_Failover"', 1))
 decl("state-file-empty", "externalStorage.stateFileName:", lambda d: d["externalStorage"].update({"stateFileName": ""}))
 decl("addresses-enabled-yes", "failoverAddresses.enabled: expected true or false", lambda d: d["failoverAddresses"].update({"enabled": "yes"}))
 decl("addresses-no-scope", "failoverAddresses: needs scopingTags or addressGroupDefinitions", lambda d: d["failoverAddresses"].pop("scopingTags"))
@@ -100,6 +102,7 @@ decl("max-concurrency-huge", "serverless.maxConcurrency: expected a whole number
 decl("alarm-target-eni", "serverless.alarmTargets.bigip-a: \"eni-0603a4992d0579540\" is not an instance id", lambda d: d.update({"serverless": {"alarmTargets": {"bigip-a": "eni-0603a4992d0579540"}}}))
 decl("serverless-unknown-prop", "serverless.cooldown: unknown property", lambda d: d.update({"serverless": {"cooldown": 5}}))
 decl("lock-lease-short", "serverless.lockLeaseSeconds: expected a whole number from 10 to 900", lambda d: d.update({"serverless": {"lockLeaseSeconds": 5}}))
+decl("appliance-source-aws", "serverless.applianceSources[0]: \"aws.ec2\" is not an event source", lambda d: d.update({"serverless": {"applianceSources": ["aws.ec2"]}}))
 decl("failback-to-bad", "serverless.failbackTo:", lambda d: d.update({"serverless": {"failbackTo": "failover01"}}))
 
 def ev(name, expect, obj=None, text=None):
@@ -140,11 +143,7 @@ s = copy.deepcopy(sns); m = dict(msg); m.pop("NewStateValue"); s["Records"][0]["
 ev("sns-message-no-state", "Records[0].Sns.Message: is not a CloudWatch alarm notification", s)
 ev("sns-no-records", "Records: expected exactly one SNS record", {"Records": []})
 ev("alarm-action-data-string", "alarmData:", {"source": "aws.cloudwatch", "time": "2026-11-29T07:00:00.000+0000", "alarmData": "ALARM"})
-a = copy.deepcopy(alarm); a["detail"]["configuration"]["metrics"] = []
-ev("alarm-no-dimension", "alarm: alarm \"bigip-a-status-check\" has no InstanceId dimension", a)
-a = copy.deepcopy(alarm); m2 = copy.deepcopy(a["detail"]["configuration"]["metrics"][0]); m2["id"] = "m2"
-m2["metricStat"]["metric"]["dimensions"]["InstanceId"] = "i-061cbb31a5158ad30"; a["detail"]["configuration"]["metrics"].append(m2)
-ev("alarm-two-instances", "alarm: alarm \"bigip-a-status-check\" watches several instances", a)
+ev("direct-target-twice", "event: has the key \"target\" twice in one object (line 1, column 63)", text='{"action": "execute", "target": "i-055fd78af29715fbf", "target": "i-061cbb31a5158ad30"}')
 ev("detail-type-number", "event: invalid type", {"detail-type": 7, "source": "x", "detail": {}})
 
 with open(os.path.join(out, "expected.tsv"), "w") as f:

@@ -170,10 +170,14 @@ async fn operator_commands_and_exit_codes() {
     assert_eq!(c, Some(0), "{out}{err}");
     assert!(out.contains(&format!("\"target\": \"{b}\"")), "{out}");
 
-    // An automatic trigger inside the cooldown: COOLDOWN, exit 4.
-    let (c, _, err) = code(&["invoke", &b_stops, "--declaration", &after]);
+    // Inside the cooldown, an unforced execute: COOLDOWN, exit 4.
+    let (c, _, err) = code(&["execute", "--declaration", &after, "--target", &a]);
     assert_eq!(c, Some(4), "{err}");
     assert!(err.lines().any(|l| l.starts_with("COOLDOWN: ")), "{err}");
+    // A trigger saying the followed unit (B) failed, inside the cooldown: deferred (exit 10),
+    // so Lambda retries it rather than dropping it.
+    let (c, _, err) = code(&["invoke", &b_stops, "--declaration", &after]);
+    assert_eq!(c, Some(10), "{err}");
 
     // IGNORED, exit 5; refused, exit 6; drift, exit 7; no bucket, exit 8.
     let (c, _, err) = code(&["invoke", &ok_event, "--declaration", &after]);
@@ -270,4 +274,42 @@ async fn operator_commands_and_exit_codes() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// `invoke` trusts what the Lambda trusts: events from the caller's own account (STS
+/// GetCallerIdentity, moto's 123456789012) and region. The sample alarm fails over; the same
+/// alarm from another region, or under `--region` of another region, is IGNORED.
+#[tokio::test(flavor = "multi_thread")]
+async fn invoke_trusts_the_callers_account_and_region() {
+    let Some(moto) = Moto::start() else { return };
+    let (cloud, _) = moto.cloud().await;
+    let (topo, ids, _) = seed_lab(&cloud).await;
+    let uri = format!("s3://{}/{DECLARATION_KEY}", topo.bucket.name);
+    let dir = std::env::temp_dir().join(format!("cf-invoke-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let alarm = dir.join("alarm.json");
+    std::fs::write(&alarm, ids.rewrite(&repo_file("events/alarm-sns.json"))).unwrap();
+    let invoke = |region: &str| {
+        let out = cli()
+            .args(["invoke", alarm.to_str().unwrap(), "--declaration", &uri])
+            .args(["--endpoint-url", &moto.endpoint, "--region", region])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    let out = invoke("eu-west-1");
+    assert_eq!(out["status"], "IGNORED", "{out}");
+    assert!(
+        out["reason"].as_str().unwrap().starts_with(
+            "the event comes from region us-east-1, not this function's region eu-west-1"
+        ),
+        "{out}"
+    );
+    let out = invoke("us-east-1");
+    assert_eq!(out["status"], "SUCCEEDED", "{out}");
 }

@@ -4,14 +4,14 @@
 
 use std::process::Command;
 
-use failover_core::declaration::{Encryption, Extension};
+use failover_core::declaration::Encryption;
 use failover_core::events;
 use failover_core::handler::{handle, Invocation, Location};
 use failover_core::memory::MemoryCloud;
 use failover_core::ports::ObjectStore;
 use failover_core::Declaration;
 
-use crate::support::repo_file;
+use crate::support::{invocation, repo_file};
 
 const BUCKET: &str = "cfe-state-bigip-ha";
 
@@ -101,16 +101,13 @@ async fn every_bad_event_is_named_and_touches_nothing() {
         crate::support::ROOT
     );
     for (path, text, expect) in &cases {
-        let err = events::parse_text(text)
-            .and_then(|t| t.intent(&Extension::default()))
-            .expect_err(path)
-            .to_string();
+        let err = events::parse_text(text).expect_err(path).to_string();
         assert!(
             err.starts_with(expect.as_str()),
             "{path}: {err:?} does not start with {expect:?}"
         );
 
-        if let Ok(value) = serde_json::from_str::<serde_json::Value>(text) {
+        if let Ok(value) = failover_core::json::parse(text) {
             let cloud = MemoryCloud::seed();
             let loc = Location::File(decl_file.clone().into());
             let e = handle(&cloud, &cloud, &loc, &value, Invocation::default())
@@ -147,4 +144,98 @@ fn huge_inputs_are_refused_by_size() {
         e.starts_with("event: is 1048587 bytes, more than the 262144 allowed"),
         "{e}"
     );
+}
+
+/// Every real CloudWatch alarm shape (`tests/corpus/alarms/`) through the failover handler:
+/// the ones that name a member fail over (SUCCEEDED), the others answer IGNORED with the
+/// reason and make no cloud call — never InvalidEvent, so nothing lands in the failure queue.
+#[tokio::test]
+async fn every_real_alarm_shape_is_answered_through_the_handler() {
+    let index = repo_file("tests/corpus/alarms/expected.tsv");
+    let decl = Location::File(
+        format!(
+            "{}/examples/seed-article/declaration-after.json",
+            crate::support::ROOT
+        )
+        .into(),
+    );
+    let mut cases = 0;
+    for (name, expect) in index
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.split_once('\t'))
+    {
+        let event: serde_json::Value =
+            serde_json::from_str(&repo_file(&format!("tests/corpus/alarms/{name}"))).unwrap();
+        let cloud = MemoryCloud::seed();
+        let out = handle(&cloud, &cloud, &decl, &event, invocation(None))
+            .await
+            .unwrap_or_else(|e| panic!("{name}: {} {e}", e.error_type()));
+        if let Some(start) = expect.strip_prefix("ignored: ") {
+            assert_eq!(out["status"], "IGNORED", "{name}: {out}");
+            let reason = out["reason"].as_str().unwrap();
+            assert!(reason.starts_with(start), "{name}: {reason}");
+            assert!(cloud.calls().is_empty(), "{name}: {:?}", cloud.calls());
+        } else {
+            assert_eq!(out["status"], "SUCCEEDED", "{name}: {out}");
+        }
+        cases += 1;
+    }
+    assert!(cases >= 14, "{cases} shapes");
+}
+
+/// The field's forged events: an SNS alarm with an unrelated name from another account and
+/// region, and an "Appliance Active" from `source: evil.attacker`. Both executed failovers;
+/// now both are IGNORED with the reason, making no cloud call.
+#[tokio::test]
+async fn forged_events_are_ignored_without_a_cloud_call() {
+    let decl = Location::File(
+        format!(
+            "{}/examples/seed-article/declaration-after.json",
+            crate::support::ROOT
+        )
+        .into(),
+    );
+    let forged_alarm = repo_file("events/alarm-sns.json")
+        .replace("123456789012", "999999999999")
+        .replace("us-east-1", "eu-west-1")
+        .replace(
+            "cloud-failover-i-055fd78af29715fbf-status",
+            "ops-i-055fd78af29715fbf",
+        );
+    let forged_active =
+        repo_file("events/appliance-active.json").replace("bigip.failover", "evil.attacker");
+    let same_account_unrelated = repo_file("events/alarm-sns.json").replace(
+        "cloud-failover-i-055fd78af29715fbf-status",
+        "ops-i-055fd78af29715fbf",
+    );
+    for (what, text, reason) in [
+        (
+            "forged SNS alarm",
+            forged_alarm,
+            "the event comes from account 999999999999",
+        ),
+        (
+            "evil.attacker",
+            forged_active,
+            "\"Appliance Active\" from source \"evil.attacker\"",
+        ),
+        (
+            "unrelated alarm name",
+            same_account_unrelated,
+            "alarm \"ops-i-055fd78af29715fbf\" is neither",
+        ),
+    ] {
+        let event: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let cloud = MemoryCloud::seed();
+        let out = handle(&cloud, &cloud, &decl, &event, invocation(None))
+            .await
+            .unwrap_or_else(|e| panic!("{what}: {e}"));
+        assert_eq!(out["status"], "IGNORED", "{what}: {out}");
+        assert!(
+            out["reason"].as_str().unwrap().starts_with(reason),
+            "{what}: {out}"
+        );
+        assert!(cloud.calls().is_empty(), "{what}: {:?}", cloud.calls());
+    }
 }

@@ -180,3 +180,128 @@ fn sdk_adapters_send_only_listed_operations() {
         );
     }
 }
+
+/// Who may trigger the failover function, as the template wires it: the alarm topic admits
+/// only CloudWatch for this account's alarms; the appliance rule only the appliances'
+/// source; the function gets the stack's alarm-name prefix; the sample events agree with it.
+#[test]
+fn triggers_admit_only_this_accounts_alarms_and_the_appliances() {
+    use failover_core::declaration::DEFAULT_APPLIANCE_SOURCE;
+    use failover_core::events::DEFAULT_ALARM_NAME_PREFIX;
+
+    let template: Value = serde_yaml::from_str(&repo_file("template.yaml")).unwrap();
+    let res = &template["Resources"];
+    let params = &template["Parameters"];
+    assert_eq!(
+        params["AlarmNamePrefix"]["Default"],
+        DEFAULT_ALARM_NAME_PREFIX
+    );
+    assert_eq!(
+        params["ApplianceSource"]["Default"],
+        DEFAULT_APPLIANCE_SOURCE
+    );
+
+    let topic = &res["AlarmTopicPolicy"]["Properties"];
+    let statements = topic["PolicyDocument"]["Statement"].as_sequence().unwrap();
+    assert_eq!(statements.len(), 1);
+    let s = &statements[0];
+    assert_eq!(s["Principal"]["Service"], "cloudwatch.amazonaws.com");
+    assert_eq!(s["Action"], "sns:Publish");
+    assert!(s["Condition"]["StringEquals"]
+        .get("aws:SourceAccount")
+        .is_some());
+    assert!(
+        serde_yaml::to_string(&s["Condition"]["ArnLike"]["aws:SourceArn"])
+            .unwrap()
+            .contains("alarm:${AlarmNamePrefix}*")
+    );
+
+    let f = &res["FailoverFunction"]["Properties"];
+    assert_eq!(
+        serde_yaml::to_string(&f["Environment"]["Variables"]["ALARM_NAME_PREFIX"]).unwrap(),
+        serde_yaml::to_string(&serde_yaml::from_str::<Value>("!Ref AlarmNamePrefix").unwrap())
+            .unwrap()
+    );
+    let events = &f["Events"];
+    let alarm_rule =
+        serde_yaml::to_string(&events["AlarmStateChange"]["Properties"]["Pattern"]).unwrap();
+    assert!(alarm_rule.contains("AlarmNamePrefix"), "{alarm_rule}");
+    let active = &events["ApplianceActive"]["Properties"]["Pattern"];
+    assert!(
+        serde_yaml::to_string(&active["source"])
+            .unwrap()
+            .contains("ApplianceSource"),
+        "the appliance rule filters no source"
+    );
+    let bus = &res["ApplianceBusPolicy"]["Properties"]["Statement"];
+    assert!(serde_yaml::to_string(&bus["Principal"]["AWS"])
+        .unwrap()
+        .contains("ApplianceRoleArns"));
+    let deny = &res["ApplianceBusDenyOthers"]["Properties"]["Statement"];
+    assert_eq!(deny["Effect"], "Deny");
+    assert_eq!(deny["Principal"], "*");
+    assert!(
+        serde_yaml::to_string(&deny["Condition"]["ArnNotEquals"]["aws:PrincipalArn"])
+            .unwrap()
+            .contains("ApplianceRoleArns")
+    );
+
+    for name in [
+        "alarm-eventbridge.json",
+        "alarm-ok-eventbridge.json",
+        "alarm-sns.json",
+        "alarm-action.json",
+    ] {
+        let text = repo_file(&format!("events/{name}"));
+        let Ok(failover_core::events::Trigger::Alarm { name: alarm, .. }) =
+            failover_core::events::parse_text(&text)
+        else {
+            panic!("{name}")
+        };
+        assert!(
+            alarm.starts_with(DEFAULT_ALARM_NAME_PREFIX),
+            "{name}: {alarm}"
+        );
+    }
+    let active = repo_file("events/appliance-active.json");
+    assert!(active.contains(&format!("\"source\": \"{DEFAULT_APPLIANCE_SOURCE}\"")));
+}
+
+/// A run that crashed holding the cluster lock must not block every trigger after it for
+/// longer than one function timeout: the default lease fits the failover function's timeout.
+#[test]
+fn the_default_lock_lease_fits_the_function_timeout() {
+    let template: Value = serde_yaml::from_str(&repo_file("template.yaml")).unwrap();
+    let timeout = template["Resources"]["FailoverFunction"]["Properties"]["Timeout"]
+        .as_u64()
+        .expect("Timeout");
+    let lease = failover_core::declaration::Extension::default().lock_lease_seconds;
+    assert!(
+        lease <= timeout,
+        "default lockLeaseSeconds {lease} s outlives the function timeout {timeout} s"
+    );
+}
+
+/// `retryFailover` has its meaning: a schedule, at the declaration's interval (the
+/// `RetryFailoverInterval` parameter), invokes the failover function; none when it is 0.
+#[test]
+fn the_retry_failover_schedule_invokes_the_failover_function() {
+    let template: Value = serde_yaml::from_str(&repo_file("template.yaml")).unwrap();
+    let res = &template["Resources"];
+    let rule = &res["RetryFailoverSchedule"];
+    assert_eq!(rule["Condition"], "HasRetrySchedule");
+    let expr = serde_yaml::to_string(&rule["Properties"]["ScheduleExpression"]).unwrap();
+    assert!(
+        expr.contains("rate(${RetryFailoverInterval} minutes)"),
+        "{expr}"
+    );
+    let target = serde_yaml::to_string(&rule["Properties"]["Targets"][0]["Arn"]).unwrap();
+    assert!(target.contains("FailoverFunction.Arn"), "{target}");
+    let permission = &res["RetryFailoverSchedulePermission"]["Properties"];
+    assert_eq!(permission["Principal"], "events.amazonaws.com");
+    let p = &template["Parameters"]["RetryFailoverInterval"];
+    assert_eq!(
+        (p["Default"].as_u64(), p["MaxValue"].as_u64()),
+        (Some(0), Some(1440))
+    );
+}

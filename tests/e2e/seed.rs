@@ -1,7 +1,7 @@
 //! The field report's failover and failback through the Lambda handler, scope rules and
 //! dry runs, all through the real SDK against moto.
 
-use failover_core::handler::{handle, Invocation};
+use failover_core::handler::handle;
 use failover_core::lab::{tags, Topology, SEED_A, SEED_A_EXT, SEED_B_EXT, SEED_RTB, SEED_TAG};
 use failover_core::ports::ObjectStore;
 use serde_json::json;
@@ -37,10 +37,7 @@ async fn seed_failover_and_failback_through_the_handler() {
         &cloud.s3,
         &loc,
         &event(&ids, "alarm-eventbridge.json"),
-        Invocation {
-            request_id: Some("req-1".into()),
-            deadline: None,
-        },
+        invocation(Some("req-1")),
     )
     .await
     .unwrap();

@@ -4,7 +4,8 @@ use aws_sdk_ec2::types::Filter;
 use failover_core::aws::lab::{self, LabIds};
 use failover_core::aws::AwsCloud;
 use failover_core::declaration::Encryption;
-use failover_core::handler::Location;
+use failover_core::events::{Home, Trust};
+use failover_core::handler::{Invocation, Location};
 use failover_core::lab::Topology;
 use failover_core::ports::ObjectStore;
 use serde_json::Value;
@@ -112,6 +113,29 @@ pub async fn on(
     ids: &LabIds,
     name: &str,
 ) -> Result<Value, failover_core::FailoverError> {
-    let invocation = failover_core::handler::Invocation::default();
-    failover_core::handler::handle(&cloud.ec2, &cloud.s3, loc, &event(ids, name), invocation).await
+    failover_core::handler::handle(
+        &cloud.ec2,
+        &cloud.s3,
+        loc,
+        &event(ids, name),
+        invocation(None),
+    )
+    .await
+}
+
+/// moto's account and the lab's region: where the sample events say they come from.
+pub fn home() -> Home {
+    Home {
+        account: "123456789012".into(),
+        region: "us-east-1".into(),
+    }
+}
+
+/// An invocation of the function deployed in [`home`], with the stack's default prefix.
+pub fn invocation(request_id: Option<&str>) -> Invocation {
+    Invocation {
+        request_id: request_id.map(str::to_string),
+        deadline: None,
+        trust: Trust::at(home()),
+    }
 }

@@ -11,6 +11,7 @@ use failover_core::aws::emulator::{has_moto, python_in, Emulator};
 use failover_core::aws::{self, AwsOptions};
 use failover_core::discovery::resolve_bucket;
 use failover_core::doctor::{doctor, Verdict};
+use failover_core::events::{Trust, DEFAULT_ALARM_NAME_PREFIX};
 use failover_core::failover::{run, RunOutcome, RunRequest, TargetSpec};
 use failover_core::handler::{handle, load_declaration, Invocation, Location};
 use failover_core::inspect::{inspect, Inspection};
@@ -18,6 +19,7 @@ use failover_core::lab::Topology;
 use failover_core::lock::{unlock, Unlocked};
 use failover_core::ports::ObjectStore;
 use failover_core::state::{read_history, state_key, Mode, StateLog};
+use failover_core::text::printable;
 use failover_core::{Declaration, FailoverError};
 use serde_json::Value;
 
@@ -145,6 +147,9 @@ enum Command {
         /// Declaration: s3://BUCKET/KEY or a file.
         #[arg(long, env = "DECLARATION_URI")]
         declaration: String,
+        /// Alarms named with this prefix (or mapped in serverless.alarmTargets) may fail over.
+        #[arg(long, env = "ALARM_NAME_PREFIX", default_value = DEFAULT_ALARM_NAME_PREFIX)]
+        alarm_name_prefix: String,
     },
     /// Show members, whom each managed route and EIP follows, and the last state.
     Inspect {
@@ -222,6 +227,8 @@ mod exit {
     pub const NO_BUCKET: u8 = 8;
     /// `unlock`/`reset`: a live run holds the lock (use --force).
     pub const LOCK_HELD: u8 = 9;
+    /// A skip while the cloud follows an unhealthy member: to be retried (FailoverDeferred).
+    pub const DEFERRED: u8 = 10;
 
     /// The code for a run's `status`.
     pub fn of_status(status: &str) -> Option<u8> {
@@ -263,6 +270,7 @@ impl From<FailoverError> for CliError {
         let code = match &e {
             FailoverError::Refused(_) => exit::REFUSED,
             FailoverError::NoStateBucket(_) => exit::NO_BUCKET,
+            FailoverError::Deferred { .. } => exit::DEFERRED,
             _ => exit::FAILED,
         };
         CliError {
@@ -329,6 +337,18 @@ async fn open(opts: &AwsOptions, loc: &Location) -> Result<(aws::AwsCloud, Decla
     let cloud = aws::connect(opts).await;
     let decl = load_declaration(&cloud.s3, loc).await?;
     Ok((cloud, decl))
+}
+
+/// What `invoke` trusts: events from the caller's own account (STS) and region, as the
+/// Lambda trusts its function's.
+async fn trust(opts: &AwsOptions, alarm_name_prefix: &str) -> Result<Trust, CliError> {
+    let home = aws::caller_home(opts)
+        .await
+        .map_err(|e| CliError::new(format!("cannot tell this account and region: {e}")))?;
+    Ok(Trust {
+        home: Some(home),
+        alarm_name_prefix: alarm_name_prefix.to_string(),
+    })
 }
 
 fn target(s: &str) -> Result<TargetSpec, CliError> {
@@ -452,16 +472,24 @@ async fn dispatch(cli: &Cli) -> Result<(), CliError> {
             outcome.into_result()?;
             Ok(())
         }
-        Command::Invoke { event, declaration } => {
+        Command::Invoke {
+            event,
+            declaration,
+            alarm_name_prefix,
+        } => {
             let loc = location(declaration)?;
             let text = std::fs::read_to_string(event)
                 .map_err(|e| CliError::new(format!("{}: {e}", event.display())))?;
             // Checked before any cloud client exists: a bad event touches nothing.
             failover_core::events::parse_text(&text)
                 .map_err(|e| CliError::new(format!("invalid event: {e}")))?;
-            let payload: Value = serde_json::from_str(&text).expect("parsed above");
+            let payload: Value = failover_core::json::parse(&text).expect("parsed above");
             let cloud = aws::connect(&opts).await;
-            let out = handle(&cloud.ec2, &cloud.s3, &loc, &payload, Invocation::default()).await?;
+            let invocation = Invocation {
+                trust: trust(&opts, alarm_name_prefix).await?,
+                ..Invocation::default()
+            };
+            let out = handle(&cloud.ec2, &cloud.s3, &loc, &payload, invocation).await?;
             show_report(cli.output, &out);
             let status = out["status"].as_str().unwrap_or_default();
             if let Some(code) = exit::of_status(status) {
@@ -736,6 +764,8 @@ fn show_report(output: Output, v: &Value) {
     }
 }
 
+/// The table of `inspect`. History objects and the state file are read back from S3 (they may
+/// predate escaping, or be written by anyone with access): their text is escaped here too.
 fn print_inspection(v: &Inspection) {
     println!(
         "cluster {} · active: {} · drift: {}",
@@ -775,11 +805,11 @@ fn print_inspection(v: &Inspection) {
             "  run {} {} {} → {} ({}) {}: {}",
             r.started_at,
             r.run_id,
-            r.trigger,
+            printable(&r.trigger),
             r.target,
             r.duration_ms.map(|d| format!("{d} ms")).unwrap_or_default(),
             r.task_state,
-            r.message
+            printable(&r.message)
         );
     }
     if let Some(s) = &v.last_state {
@@ -787,8 +817,8 @@ fn print_inspection(v: &Inspection) {
             "  state {} at {} on {}: {}",
             s["taskState"].as_str().unwrap_or("?"),
             s["timestamp"].as_str().unwrap_or("?"),
-            s["instance"].as_str().unwrap_or("?"),
-            s["message"].as_str().unwrap_or("")
+            printable(s["instance"].as_str().unwrap_or("?")),
+            printable(s["message"].as_str().unwrap_or(""))
         );
     }
 }
@@ -925,9 +955,13 @@ async fn floor(python: Option<PathBuf>) -> Result<(), CliError> {
     let event: Value =
         serde_json::from_str(&ids.rewrite(include_str!("../../../events/alarm-eventbridge.json")))
             .expect("event");
+    let invocation = Invocation {
+        trust: trust(&opts, DEFAULT_ALARM_NAME_PREFIX).await?,
+        ..Invocation::default()
+    };
     log.clear();
     let start = std::time::Instant::now();
-    let out = handle(&cloud.ec2, &cloud.s3, &loc, &event, Invocation::default()).await?;
+    let out = handle(&cloud.ec2, &cloud.s3, &loc, &event, invocation).await?;
     let end = std::time::Instant::now();
     let wall = end - start;
     let busy = log.busy(start, end);

@@ -208,7 +208,8 @@ pub struct Extension {
     pub alarm_targets: BTreeMap<String, String>,
     /// `maxConcurrency`: mutations sent at once (default 16, 1..=64).
     pub max_concurrency: usize,
-    /// `lockLeaseSeconds`: how long the cluster lock lasts unless renewed (default 120).
+    /// `lockLeaseSeconds`: how long the cluster lock lasts unless renewed (default
+    /// [`DEFAULT_LOCK_LEASE_SECONDS`]).
     pub lock_lease_seconds: u64,
     /// `cooldownSeconds`: no second failover to another member within this time unless
     /// forced (default 60; 0 turns damping off).
@@ -234,7 +235,20 @@ pub struct Extension {
     /// `takeOverGatewayRoutes`: a declared route that points at a gateway (internet, NAT,
     /// transit, peering, …) instead of an appliance may be taken over (default false: refused).
     pub take_over_gateway_routes: bool,
+    /// `applianceSources`: the EventBridge `source` values an "Appliance Active" event may
+    /// carry (default [`DEFAULT_APPLIANCE_SOURCE`], the one docs/deploy.md tells appliances
+    /// to send); an announcement from any other source is ignored.
+    pub appliance_sources: Vec<String>,
 }
+
+/// The default cluster lock lease: the failover function's timeout (template.yaml, 60 s), so
+/// a run that crashed holding the lock blocks the triggers after it for at most one timeout.
+/// A live run never needs longer: it stops sending before its deadline and renews the lease
+/// before each mutation round.
+pub const DEFAULT_LOCK_LEASE_SECONDS: u64 = 60;
+
+/// The `source` the docs tell appliances to put on their "Appliance Active" events.
+pub const DEFAULT_APPLIANCE_SOURCE: &str = "bigip.failover";
 
 /// How a member is probed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -301,7 +315,7 @@ impl Default for Extension {
             cluster_name: DEFAULT_CLUSTER.into(),
             alarm_targets: BTreeMap::new(),
             max_concurrency: DEFAULT_MAX_CONCURRENCY,
-            lock_lease_seconds: 120,
+            lock_lease_seconds: DEFAULT_LOCK_LEASE_SECONDS,
             cooldown_seconds: 60,
             failback_to: None,
             probe: None,
@@ -310,6 +324,7 @@ impl Default for Extension {
             association_swap: false,
             vpc_id: None,
             take_over_gateway_routes: false,
+            appliance_sources: vec![DEFAULT_APPLIANCE_SOURCE.to_string()],
         }
     }
 }
@@ -327,16 +342,8 @@ impl Declaration {
                 ),
             ));
         }
-        let value: Value = serde_json::from_str(text).map_err(|e| {
-            err(
-                "declaration",
-                format!(
-                    "is not valid JSON (line {}, column {}: {e})",
-                    e.line(),
-                    e.column()
-                ),
-            )
-        })?;
+        let value: Value =
+            crate::json::parse(text).map_err(|e| err("declaration", e.to_string()))?;
         Declaration::from_value(&value)
     }
 
@@ -455,9 +462,17 @@ fn parse_storage(v: &Value, p: Path) -> Result<ExternalStorage, DeclarationError
     })?;
     let state_file_name = match o.opt_str("stateFileName")? {
         Some((n, p)) => {
-            if n.is_empty() || n.len() > 200 || n.contains('/') || n.chars().any(char::is_control) {
+            // "." and ".." would make `f5cloudfailover/..`: a path that HTTP clients and S3
+            // consoles resolve out of the prefix.
+            if n.is_empty()
+                || n.len() > 200
+                || n.contains('/')
+                || n == "."
+                || n == ".."
+                || n.chars().any(char::is_control)
+            {
                 return Err(p.err(format!(
-                    "{} is not a file name (1-200 characters, no '/')",
+                    "{} is not a file name (1-200 characters, no '/', not \".\" or \"..\")",
                     show_str(n)
                 )));
             }
@@ -819,6 +834,28 @@ fn parse_extension(v: &Value, p: Path) -> Result<Extension, DeclarationError> {
             return Err(p.err(format!("{} is not a VPC id (vpc-…)", show_str(id))));
         }
         ext.vpc_id = Some(id.to_string());
+    }
+    if let Some((items, _)) = o.opt_array("applianceSources", 1, 10)? {
+        ext.appliance_sources.clear();
+        for (v, p) in items {
+            let source = v
+                .as_str()
+                .ok_or_else(|| p.err(format!("expected a string, got {}", show(v))))?;
+            // EventBridge reserves `aws.*` for AWS services; PutEvents cannot send it.
+            let ok = (1..=256).contains(&source.len())
+                && !source.starts_with("aws.")
+                && source.bytes().all(|b| b.is_ascii_graphic());
+            if !ok {
+                return Err(p.err(format!(
+                    "{} is not an event source (1-256 printable characters, not aws.*)",
+                    show_str(source)
+                )));
+            }
+            if ext.appliance_sources.iter().any(|s| s == source) {
+                return Err(p.err(format!("{} is listed twice", show_str(source))));
+            }
+            ext.appliance_sources.push(source.to_string());
+        }
     }
     if let Some((v, p)) = o.opt("probe") {
         ext.probe = Some(parse_probe(v, p)?);
@@ -1195,6 +1232,30 @@ mod tests {
             .route_groups()
             .is_empty());
         assert!(Declaration::parse(SNAT_NONE).is_ok());
+    }
+
+    /// A declaration saved with a byte order mark reads as without one; a repeated key is an
+    /// error naming it; stateFileName ".." is refused.
+    #[test]
+    fn bom_duplicate_keys_and_dot_dot() {
+        let plain = Declaration::parse(AFTER).unwrap();
+        assert_eq!(
+            Declaration::parse(&format!("\u{feff}{AFTER}")).unwrap(),
+            plain
+        );
+        let twice = AFTER.replacen("\"class\"", "\"class\": \"Cloud_Failover\", \"class\"", 1);
+        let e = Declaration::parse(&twice).unwrap_err().to_string();
+        assert!(
+            e.starts_with("declaration: has the key \"class\" twice in one object (line "),
+            "{e}"
+        );
+        for name in ["..", "."] {
+            let e = with(|v| v["externalStorage"]["stateFileName"] = name.into())
+                .unwrap_err()
+                .to_string();
+            assert!(e.starts_with("externalStorage.stateFileName: "), "{e}");
+        }
+        assert!(with(|v| v["externalStorage"]["stateFileName"] = "..state.json".into()).is_ok());
     }
 
     fn with(patch: impl FnOnce(&mut Value)) -> Result<Declaration, DeclarationError> {

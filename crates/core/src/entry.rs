@@ -4,6 +4,7 @@
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::aws::{self, AwsCloud, AwsOptions};
+use crate::events::{Home, Trust, DEFAULT_ALARM_NAME_PREFIX};
 use crate::handler::{Invocation, Location};
 
 /// Reads `DECLARATION_URI` (required) and `AWS_ENDPOINT_URL` (for local runs), and builds the
@@ -31,5 +32,33 @@ pub fn invocation(request_id: String, deadline_epoch_ms: u64) -> Invocation {
     Invocation {
         request_id: Some(request_id),
         deadline,
+        trust: Trust::default(),
+    }
+}
+
+/// What the failover function trusts: its own account and region, from the invoked function's
+/// ARN, and the stack's alarm-name prefix (`ALARM_NAME_PREFIX`, set by the template from its
+/// `AlarmNamePrefix` parameter; default `cloud-failover-`). Local Lambda emulators pass no
+/// real ARN (`cargo lambda watch` says `function-arn`): only then are `AWS_ACCOUNT_ID` and
+/// `AWS_REGION` used, when both are set (`scripts/invoke-local.sh` sets moto's).
+pub fn trust(invoked_function_arn: &str) -> Trust {
+    let home = Home::from_function_arn(invoked_function_arn).or_else(|| {
+        match (std::env::var("AWS_ACCOUNT_ID"), std::env::var("AWS_REGION")) {
+            (Ok(account), Ok(region)) if !account.is_empty() && !region.is_empty() => {
+                Some(Home { account, region })
+            }
+            _ => None,
+        }
+    });
+    if home.is_none() {
+        tracing::warn!(
+            arn = %invoked_function_arn,
+            "the invoked function ARN names no account and region: no event from outside is trusted"
+        );
+    }
+    Trust {
+        home,
+        alarm_name_prefix: std::env::var("ALARM_NAME_PREFIX")
+            .unwrap_or_else(|_| DEFAULT_ALARM_NAME_PREFIX.to_string()),
     }
 }

@@ -106,6 +106,18 @@ pub enum FailoverError {
     /// Mutations were sent but some failed or did not verify; the state log says which.
     #[error("failover FAILED: {0}")]
     Failed(String),
+    /// The run stepped aside (`IN_PROGRESS`, `COOLDOWN`) while the member the cloud follows
+    /// is unhealthy: an error on purpose, so that Lambda retries the event (and, once its
+    /// retries are spent, files it in the failure queue) instead of dropping the failover.
+    #[error("{status}, but {reason}: try again ({message})")]
+    Deferred {
+        /// `IN_PROGRESS` or `COOLDOWN`.
+        status: &'static str,
+        /// Why the run stepped aside.
+        message: String,
+        /// Why that is not the end.
+        reason: String,
+    },
 }
 
 impl FailoverError {
@@ -122,6 +134,7 @@ impl FailoverError {
             FailoverError::LockLost(_) => "LockLost",
             FailoverError::Refused(_) => "FailoverRefused",
             FailoverError::Failed(_) => "FailoverFailed",
+            FailoverError::Deferred { .. } => "FailoverDeferred",
         }
     }
 }

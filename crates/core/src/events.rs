@@ -1,18 +1,28 @@
-//! Triggers: every event shape the failover function accepts, typed with `aws_lambda_events`,
-//! and the intent each one carries (fail over to whom, or do nothing and why).
+//! Triggers: every event shape the failover function accepts, and the intent each one carries
+//! (fail over to whom, or do nothing and why). Envelopes are typed with `aws_lambda_events`
+//! (`EventBridgeEvent`, `SnsEvent`, `InstanceStateChange`); the CloudWatch alarm bodies have
+//! their own lenient types below, because the crate's alarm types require what CloudWatch
+//! leaves out or sends as null (`AlarmDescription: null`, `Unit: null`, no `TreatMissingData`,
+//! no `Trigger` for composite alarms, no `metricStat` on metric-math expressions, no
+//! `actionsSuppressor` on most composite alarms).
+//!
+//! Who may trigger what is decided here, in one place: [`Trigger::untrusted`] (the event's
+//! account and region must be the function's own) and [`Trigger::intent`] (alarm names in
+//! `serverless.alarmTargets` or under the stack's prefix, appliance sources in
+//! `serverless.applianceSources`).
 
-use aws_lambda_events::cloudwatch_alarms::{
-    CloudWatchAlarm, CloudWatchAlarmData, CloudWatchAlarmStateValue,
-};
+use std::collections::BTreeMap;
+
 use aws_lambda_events::cloudwatch_events::ec2::InstanceStateChange;
 use aws_lambda_events::eventbridge::EventBridgeEvent;
-use aws_lambda_events::sns::{CloudWatchAlarmPayload, SnsEvent};
+use aws_lambda_events::sns::SnsEvent;
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::declaration::{is_instance_id, Extension};
 use crate::failover::TargetSpec;
 use crate::state::Mode;
+use crate::text::printable;
 
 /// Largest event accepted, in bytes (Lambda's async payload limit is 256 KiB).
 pub const MAX_EVENT_BYTES: usize = 256 * 1024;
@@ -22,6 +32,10 @@ pub const APPLIANCE_ACTIVE: &str = "Appliance Active";
 pub const ALARM_STATE_CHANGE: &str = "CloudWatch Alarm State Change";
 /// `detail-type` of EC2 instance state changes on EventBridge.
 pub const EC2_STATE_CHANGE: &str = "EC2 Instance State-change Notification";
+/// `detail-type` of EventBridge schedules (the `retryFailover` reconcile).
+pub const SCHEDULED_EVENT: &str = "Scheduled Event";
+/// The stack's default alarm-name prefix (template parameter `AlarmNamePrefix`).
+pub const DEFAULT_ALARM_NAME_PREFIX: &str = "cloud-failover-";
 
 /// An event that is not one the function accepts, naming the field.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -52,6 +66,140 @@ pub enum AlarmVia {
     AlarmAction,
 }
 
+impl AlarmVia {
+    fn label(self) -> &'static str {
+        match self {
+            AlarmVia::EventBridge => "event-bridge",
+            AlarmVia::Sns => "sns",
+            AlarmVia::AlarmAction => "alarm-action",
+        }
+    }
+}
+
+/// An alarm's state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum AlarmState {
+    /// `ALARM`.
+    Alarm,
+    /// `OK`.
+    Ok,
+    /// `INSUFFICIENT_DATA`.
+    InsufficientData,
+}
+
+impl std::fmt::Display for AlarmState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            AlarmState::Alarm => "ALARM",
+            AlarmState::Ok => "OK",
+            AlarmState::InsufficientData => "INSUFFICIENT_DATA",
+        })
+    }
+}
+
+/// Every account and region an event states about where it comes from (envelope fields and
+/// ARNs). An event is acted on only when all of them are the function's own.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Origin {
+    /// Account ids stated.
+    pub accounts: Vec<String>,
+    /// Regions stated.
+    pub regions: Vec<String>,
+}
+
+impl Origin {
+    fn account(mut self, a: Option<&str>) -> Self {
+        if let Some(a) = a.filter(|a| !a.is_empty()) {
+            if !self.accounts.iter().any(|x| x == a) {
+                self.accounts.push(a.to_string());
+            }
+        }
+        self
+    }
+
+    fn region(mut self, r: Option<&str>) -> Self {
+        if let Some(r) = r.filter(|r| !r.is_empty()) {
+            if !self.regions.iter().any(|x| x == r) {
+                self.regions.push(r.to_string());
+            }
+        }
+        self
+    }
+
+    /// Adds the region and account of an ARN (`arn:PARTITION:SERVICE:REGION:ACCOUNT:…`).
+    fn arn(self, arn: Option<&str>) -> Self {
+        match arn.and_then(arn_region_account) {
+            Some((region, account)) => self.region(Some(region)).account(Some(account)),
+            None => self,
+        }
+    }
+}
+
+/// The region and account of an ARN.
+fn arn_region_account(arn: &str) -> Option<(&str, &str)> {
+    let mut parts = arn.splitn(6, ':');
+    let (Some("arn"), Some(_), Some(_), Some(region), Some(account), Some(_)) = (
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+    ) else {
+        return None;
+    };
+    Some((region, account))
+}
+
+/// The function's own account and region.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Home {
+    /// Account id.
+    pub account: String,
+    /// Region.
+    pub region: String,
+}
+
+impl Home {
+    /// From the invoked function's ARN (`arn:aws:lambda:REGION:ACCOUNT:function:NAME`).
+    pub fn from_function_arn(arn: &str) -> Option<Home> {
+        let (region, account) = arn_region_account(arn)?;
+        (!region.is_empty() && !account.is_empty()).then(|| Home {
+            account: account.into(),
+            region: region.into(),
+        })
+    }
+}
+
+/// What the function trusts: its own account and region, and the stack's alarm-name prefix.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Trust {
+    /// The function's account and region; unknown: no event that states an origin is acted on.
+    pub home: Option<Home>,
+    /// Alarms whose name starts with this (or that `serverless.alarmTargets` maps) may fail over.
+    pub alarm_name_prefix: String,
+}
+
+impl Default for Trust {
+    fn default() -> Self {
+        Trust {
+            home: None,
+            alarm_name_prefix: DEFAULT_ALARM_NAME_PREFIX.into(),
+        }
+    }
+}
+
+impl Trust {
+    /// Trusts events from `home`, with the default alarm-name prefix.
+    pub fn at(home: Home) -> Trust {
+        Trust {
+            home: Some(home),
+            ..Trust::default()
+        }
+    }
+}
+
 /// A parsed trigger.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(
@@ -66,10 +214,12 @@ pub enum Trigger {
         via: AlarmVia,
         /// Alarm name.
         name: String,
-        /// New state: `ALARM`, `OK` or `INSUFFICIENT_DATA`.
-        state: String,
+        /// New state.
+        state: AlarmState,
         /// `InstanceId` dimensions of its metrics.
         instance_ids: Vec<String>,
+        /// Where it says it comes from.
+        origin: Origin,
     },
     /// An EC2 instance changed state.
     InstanceState {
@@ -77,6 +227,8 @@ pub enum Trigger {
         instance_id: String,
         /// New state.
         state: String,
+        /// Where it says it comes from.
+        origin: Origin,
     },
     /// An appliance announced it is now active.
     ApplianceActive {
@@ -84,8 +236,15 @@ pub enum Trigger {
         instance_id: String,
         /// The event's `source`.
         source: String,
+        /// Where it says it comes from.
+        origin: Origin,
     },
-    /// A direct invoke.
+    /// The `retryFailover` schedule fired.
+    Schedule {
+        /// Where it says it comes from.
+        origin: Origin,
+    },
+    /// A direct invoke (authenticated by IAM: `lambda:InvokeFunction`).
     Direct {
         /// Execute or dry run.
         mode: Mode,
@@ -115,11 +274,20 @@ pub enum Intent {
         /// Skip the cooldown (direct invokes with `"force": true`).
         force: bool,
     },
+    /// Converge drift on the member the last failover made active (`retryFailover`).
+    Reconcile {
+        /// Trigger label for the record.
+        trigger: String,
+    },
     /// Nothing to do.
     Ignore {
         /// Why.
         reason: String,
     },
+}
+
+fn ignore(reason: String) -> Intent {
+    Intent::Ignore { reason }
 }
 
 /// The direct-invoke payload.
@@ -137,6 +305,119 @@ struct Direct {
 #[serde(rename_all = "camelCase")]
 struct ApplianceDetail {
     instance_id: String,
+}
+
+/// A metric alarm's, metric-math alarm's or composite alarm's data, as CloudWatch sends it on
+/// EventBridge (`detail`) and to a Lambda alarm action (`alarmData`). Only what is used is
+/// read; everything else may be absent or null.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct AlarmData {
+    alarm_name: String,
+    state: AlarmStateData,
+    #[serde(default)]
+    configuration: Option<AlarmConfiguration>,
+}
+
+#[derive(Debug, Deserialize)]
+struct AlarmStateData {
+    value: AlarmState,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct AlarmConfiguration {
+    /// Metric alarms: one entry; metric math: expressions and metrics; composite: absent.
+    #[serde(default)]
+    metrics: Option<Vec<MetricQuery>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct MetricQuery {
+    /// Absent on expressions (`"expression": "SUM(METRICS())"`).
+    #[serde(default)]
+    metric_stat: Option<MetricStat>,
+}
+
+#[derive(Debug, Deserialize)]
+struct MetricStat {
+    metric: MetricName,
+}
+
+#[derive(Debug, Deserialize)]
+struct MetricName {
+    #[serde(default)]
+    dimensions: Option<BTreeMap<String, String>>,
+}
+
+/// The Lambda-alarm-action payload around `alarmData`.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct AlarmAction {
+    #[serde(default)]
+    account_id: Option<String>,
+    #[serde(default)]
+    alarm_arn: Option<String>,
+    #[serde(default)]
+    region: Option<String>,
+    alarm_data: AlarmData,
+}
+
+/// A CloudWatch alarm notification in an SNS message (metric, metric-math and composite
+/// alarms). `Region` is a display name ("US East (N. Virginia)"): the region comes from ARNs.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct SnsAlarm {
+    alarm_name: String,
+    new_state_value: AlarmState,
+    #[serde(rename = "AWSAccountId", default)]
+    aws_account_id: Option<String>,
+    #[serde(default)]
+    alarm_arn: Option<String>,
+    /// Absent on composite alarms.
+    #[serde(default)]
+    trigger: Option<SnsAlarmTrigger>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct SnsAlarmTrigger {
+    /// Single-metric alarms.
+    #[serde(default)]
+    dimensions: Option<Vec<SnsDimension>>,
+    /// Metric-math alarms.
+    #[serde(default)]
+    metrics: Option<Vec<SnsMetricQuery>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct SnsMetricQuery {
+    #[serde(default)]
+    metric_stat: Option<SnsMetricStat>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct SnsMetricStat {
+    metric: SnsMetric,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct SnsMetric {
+    #[serde(default)]
+    dimensions: Option<Vec<SnsDimension>>,
+}
+
+/// CloudWatch writes `{"value": …, "name": …}` (lower case) in SNS notifications; the
+/// capitalized spelling of its API is accepted too.
+#[derive(Debug, Deserialize)]
+struct SnsDimension {
+    #[serde(alias = "Name")]
+    name: String,
+    #[serde(alias = "Value")]
+    value: String,
 }
 
 fn typed<T: DeserializeOwned>(v: &Value, field: &str) -> Result<T, EventError> {
@@ -162,16 +443,7 @@ pub fn parse_text(text: &str) -> Result<Trigger, EventError> {
             ),
         ));
     }
-    let v: Value = serde_json::from_str(text).map_err(|e| {
-        bad(
-            "event",
-            format!(
-                "is not valid JSON (line {}, column {}: {e})",
-                e.line(),
-                e.column()
-            ),
-        )
-    })?;
+    let v: Value = crate::json::parse(text).map_err(|e| bad("event", e.to_string()))?;
     parse(&v)
 }
 
@@ -187,8 +459,12 @@ pub fn parse(v: &Value) -> Result<Trigger, EventError> {
         return parse_eventbridge(v);
     }
     if obj.contains_key("alarmData") {
-        let a: CloudWatchAlarm<Value, Value> = typed(v, "alarmData")?;
-        return Ok(alarm(AlarmVia::AlarmAction, &a.alarm_data));
+        let a: AlarmAction = typed(v, "alarmData")?;
+        let origin = Origin::default()
+            .account(a.account_id.as_deref())
+            .region(a.region.as_deref())
+            .arn(a.alarm_arn.as_deref());
+        return Ok(alarm(AlarmVia::AlarmAction, a.alarm_data, origin));
     }
     if obj.contains_key("action") {
         let d: Direct = typed(v, "event")?;
@@ -222,80 +498,94 @@ fn parse_sns(v: &Value) -> Result<Trigger, EventError> {
             format!("expected exactly one SNS record, got {}", e.records.len()),
         ));
     };
-    let p: CloudWatchAlarmPayload = serde_json::from_str(&record.sns.message).map_err(|err| {
-        bad(
-            "Records[0].Sns.Message",
-            format!("is not a CloudWatch alarm notification: {err}"),
-        )
-    })?;
-    let dims = p
-        .trigger
+    let p: SnsAlarm = crate::json::parse(&record.sns.message)
+        .map_err(|e| e.to_string())
+        .and_then(|v| serde_json::from_value(v).map_err(|e| e.to_string()))
+        .map_err(|err| {
+            bad(
+                "Records[0].Sns.Message",
+                format!("is not a CloudWatch alarm notification: {err}"),
+            )
+        })?;
+    let trigger = p.trigger.unwrap_or_default();
+    let dims = trigger
         .dimensions
         .iter()
+        .flatten()
         .chain(
-            p.trigger
+            trigger
                 .metrics
                 .iter()
+                .flatten()
                 .filter_map(|m| m.metric_stat.as_ref())
-                .flat_map(|s| &s.metric.dimensions),
+                .flat_map(|s| s.metric.dimensions.iter().flatten()),
         )
         .filter(|d| d.name == "InstanceId")
         .map(|d| d.value.clone());
+    let origin = Origin::default()
+        .account(p.aws_account_id.as_deref())
+        .arn(p.alarm_arn.as_deref())
+        .arn(Some(&record.sns.topic_arn));
     Ok(Trigger::Alarm {
         via: AlarmVia::Sns,
-        name: p.alarm_name.clone(),
-        state: p.new_state_value.clone(),
+        name: p.alarm_name,
+        state: p.new_state_value,
         instance_ids: dedup(dims),
+        origin,
     })
 }
 
 fn parse_eventbridge(v: &Value) -> Result<Trigger, EventError> {
     let e: EventBridgeEvent<Value> = typed(v, "event")?;
+    let origin = Origin::default()
+        .account(e.account.as_deref())
+        .region(e.region.as_deref());
     match e.detail_type.as_str() {
         ALARM_STATE_CHANGE => {
-            let d: CloudWatchAlarmData<Value, Value> = typed(&e.detail, "detail")?;
-            Ok(alarm(AlarmVia::EventBridge, &d))
+            let d: AlarmData = typed(&e.detail, "detail")?;
+            Ok(alarm(AlarmVia::EventBridge, d, origin))
         }
         EC2_STATE_CHANGE => {
             let d: InstanceStateChange = typed(&e.detail, "detail")?;
             Ok(Trigger::InstanceState {
                 instance_id: instance_id(&d.instance_id, "detail.instance-id")?,
                 state: d.state,
+                origin,
             })
         }
+        SCHEDULED_EVENT => Ok(Trigger::Schedule { origin }),
         APPLIANCE_ACTIVE => {
             let d: ApplianceDetail = typed(&e.detail, "detail")?;
             Ok(Trigger::ApplianceActive {
                 instance_id: instance_id(&d.instance_id, "detail.instanceId")?,
                 source: e.source,
+                origin,
             })
         }
         other => Err(bad(
             "detail-type",
             format!(
-                "{other:?} is not supported (expected {ALARM_STATE_CHANGE:?}, {EC2_STATE_CHANGE:?} or {APPLIANCE_ACTIVE:?})"
+                "{other:?} is not supported (expected {ALARM_STATE_CHANGE:?}, {EC2_STATE_CHANGE:?}, {APPLIANCE_ACTIVE:?} or {SCHEDULED_EVENT:?})"
             ),
         )),
     }
 }
 
-fn alarm(via: AlarmVia, d: &CloudWatchAlarmData<Value, Value>) -> Trigger {
-    let state = match d.state.as_ref().map(|s| &s.value) {
-        Some(CloudWatchAlarmStateValue::Alarm) => "ALARM",
-        Some(CloudWatchAlarmStateValue::Ok) => "OK",
-        _ => "INSUFFICIENT_DATA",
-    };
-    let dims = d.configuration["metrics"]
-        .as_array()
+fn alarm(via: AlarmVia, d: AlarmData, origin: Origin) -> Trigger {
+    let dims = d
+        .configuration
+        .unwrap_or_default()
+        .metrics
         .into_iter()
         .flatten()
-        .filter_map(|m| m["metricStat"]["metric"]["dimensions"]["InstanceId"].as_str())
-        .map(str::to_string);
+        .filter_map(|m| m.metric_stat)
+        .filter_map(|s| s.metric.dimensions?.remove("InstanceId"));
     Trigger::Alarm {
         via,
-        name: d.alarm_name.clone(),
-        state: state.into(),
+        name: d.alarm_name,
+        state: d.state.value,
         instance_ids: dedup(dims),
+        origin,
     }
 }
 
@@ -329,70 +619,67 @@ fn dedup(ids: impl Iterator<Item = String>) -> Vec<String> {
 }
 
 impl Trigger {
-    /// What this trigger asks for, given the declaration's extension block.
-    pub fn intent(&self, ext: &Extension) -> Result<Intent, EventError> {
-        Ok(match self {
+    /// Where the event says it comes from (`None` for direct invokes, which IAM authenticates).
+    pub fn origin(&self) -> Option<&Origin> {
+        match self {
+            Trigger::Alarm { origin, .. }
+            | Trigger::InstanceState { origin, .. }
+            | Trigger::ApplianceActive { origin, .. }
+            | Trigger::Schedule { origin } => Some(origin),
+            Trigger::Direct { .. } => None,
+        }
+    }
+
+    /// Why this event must not be acted on, if it must not: it states no account or region,
+    /// or one that is not the function's own. Needs nothing but the event and `trust`, so the
+    /// handler checks it before any cloud call.
+    pub fn untrusted(&self, trust: &Trust) -> Option<String> {
+        let origin = self.origin()?;
+        let Some(home) = &trust.home else {
+            return Some(
+                "the function's own account and region are unknown: no event from outside is trusted"
+                    .into(),
+            );
+        };
+        if origin.accounts.is_empty() || origin.regions.is_empty() {
+            return Some("the event states no account or no region: not trusted".into());
+        }
+        if let Some(a) = origin.accounts.iter().find(|a| **a != home.account) {
+            return Some(format!(
+                "the event comes from account {a}, not this function's account {}",
+                home.account
+            ));
+        }
+        if let Some(r) = origin.regions.iter().find(|r| **r != home.region) {
+            return Some(format!(
+                "the event comes from region {r}, not this function's region {}",
+                home.region
+            ));
+        }
+        None
+    }
+
+    /// What this trigger asks for, given the declaration's extension block and what the
+    /// function trusts. Everything that is not acted on is an `Ignore` with the reason.
+    pub fn intent(&self, ext: &Extension, trust: &Trust) -> Intent {
+        if let Some(reason) = self.untrusted(trust) {
+            return ignore(reason);
+        }
+        match self {
             Trigger::Alarm {
                 via,
                 name,
                 state,
                 instance_ids,
-            } => {
-                if state != "ALARM" && ext.failback_to.is_none() {
-                    return Ok(Intent::Ignore {
-                        reason: format!(
-                            "alarm {name} is {state}: no failover (no automatic failback)"
-                        ),
-                    });
-                }
-                let member = match ext.alarm_targets.get(name) {
-                    Some(id) => id.clone(),
-                    None => match instance_ids.as_slice() {
-                        [one] => instance_id(one, "InstanceId dimension")?,
-                        [] => match instance_id_in(name) {
-                            Some(id) => id,
-                            None => {
-                                return Err(bad(
-                                    "alarm",
-                                    format!("alarm {name:?} has no InstanceId dimension, no instance id in its name and no serverless.alarmTargets entry"),
-                                ))
-                            }
-                        },
-                        many => {
-                            return Err(bad(
-                                "alarm",
-                                format!("alarm {name:?} watches several instances ({}); map it in serverless.alarmTargets", many.join(", ")),
-                            ))
-                        }
-                    },
-                };
-                let via = serde_json::to_value(via).expect("enum");
-                let trigger = format!("alarm:{name} {state} via {}", via.as_str().unwrap_or("?"));
-                if state == "ALARM" {
-                    Intent::Run {
-                        target: TargetSpec::PeerOf(member),
-                        mode: Mode::Execute,
-                        trigger,
-                        force: false,
-                    }
-                } else if state == "OK" && ext.failback_to.as_deref() == Some(member.as_str()) {
-                    Intent::Run {
-                        target: TargetSpec::Instance(member),
-                        mode: Mode::Execute,
-                        trigger: format!("{trigger} (failback)"),
-                        force: false,
-                    }
-                } else {
-                    Intent::Ignore {
-                        reason: format!("alarm {name} is {state}: no failover"),
-                    }
-                }
-            }
-            Trigger::InstanceState { instance_id, state } => match state.as_str() {
+                ..
+            } => alarm_intent(ext, trust, *via, name, *state, instance_ids),
+            Trigger::InstanceState {
+                instance_id, state, ..
+            } => match state.as_str() {
                 "stopping" | "stopped" | "shutting-down" | "terminated" => Intent::Run {
                     target: TargetSpec::PeerOf(instance_id.clone()),
                     mode: Mode::Execute,
-                    trigger: format!("ec2:{instance_id} {state}"),
+                    trigger: format!("ec2:{instance_id} {}", printable(state)),
                     force: false,
                 },
                 "running" if ext.failback_to.as_deref() == Some(instance_id.as_str()) => {
@@ -403,20 +690,33 @@ impl Trigger {
                         force: false,
                     }
                 }
-                _ => Intent::Ignore {
-                    reason: format!(
-                        "{instance_id} is {state}: no failover (no automatic failback)"
-                    ),
-                },
+                _ => ignore(format!(
+                    "{instance_id} is {}: no failover (no automatic failback)",
+                    printable(state)
+                )),
             },
             Trigger::ApplianceActive {
                 instance_id,
                 source,
-            } => Intent::Run {
-                target: TargetSpec::Instance(instance_id.clone()),
-                mode: Mode::Execute,
-                trigger: format!("active:{instance_id} from {source}"),
-                force: false,
+                ..
+            } => {
+                if !ext.appliance_sources.iter().any(|s| s == source) {
+                    return ignore(format!(
+                        "\"Appliance Active\" from source {source:?}, which serverless.applianceSources does not list ({})",
+                        ext.appliance_sources.join(", ")
+                    ));
+                }
+                // The pair's own HA decided who is active: the cloud follows, undamped.
+                Intent::Run {
+                    target: TargetSpec::Instance(instance_id.clone()),
+                    mode: Mode::Execute,
+                    trigger: format!("active:{instance_id} from {}", printable(source)),
+                    force: true,
+                }
+            }
+            // Whether the declaration's `retryFailover` is enabled is the handler's to check.
+            Trigger::Schedule { .. } => Intent::Reconcile {
+                trigger: "reconcile (retryFailover)".into(),
             },
             Trigger::Direct {
                 mode,
@@ -432,7 +732,72 @@ impl Trigger {
                 },
                 force: *force,
             },
-        })
+        }
+    }
+}
+
+/// An alarm's intent: only alarms `serverless.alarmTargets` maps or that carry the stack's
+/// prefix, and only when they name exactly one member.
+fn alarm_intent(
+    ext: &Extension,
+    trust: &Trust,
+    via: AlarmVia,
+    name: &str,
+    state: AlarmState,
+    instance_ids: &[String],
+) -> Intent {
+    // Matched raw; shown escaped (it reaches logs, tables and the state file).
+    let shown = printable(name);
+    let mapped = ext.alarm_targets.get(name);
+    if mapped.is_none() && !name.starts_with(&trust.alarm_name_prefix) {
+        return ignore(format!(
+            "alarm {name:?} is neither in serverless.alarmTargets nor named with the stack's prefix {:?}",
+            trust.alarm_name_prefix
+        ));
+    }
+    if state != AlarmState::Alarm && ext.failback_to.is_none() {
+        return ignore(format!(
+            "alarm {shown} is {state}: no failover (no automatic failback)"
+        ));
+    }
+    let member = match (mapped, instance_ids) {
+        (Some(id), _) => id.clone(),
+        (None, [one]) if is_instance_id(one) => one.clone(),
+        (None, [one]) => {
+            return ignore(format!(
+                "alarm {name:?} watches {one:?}, which is not an instance id; map it in serverless.alarmTargets"
+            ))
+        }
+        (None, []) => match instance_id_in(name) {
+            Some(id) => id,
+            None => {
+                return ignore(format!(
+                    "alarm {name:?} maps to no member: no InstanceId dimension, no instance id in its name and no serverless.alarmTargets entry"
+                ))
+            }
+        },
+        (None, many) => {
+            return ignore(format!(
+                "alarm {name:?} watches several instances ({}); map it in serverless.alarmTargets",
+                many.join(", ")
+            ))
+        }
+    };
+    let trigger = format!("alarm:{shown} {state} via {}", via.label());
+    match state {
+        AlarmState::Alarm => Intent::Run {
+            target: TargetSpec::PeerOf(member),
+            mode: Mode::Execute,
+            trigger,
+            force: false,
+        },
+        AlarmState::Ok if ext.failback_to.as_deref() == Some(member.as_str()) => Intent::Run {
+            target: TargetSpec::Instance(member),
+            mode: Mode::Execute,
+            trigger: format!("{trigger} (failback)"),
+            force: false,
+        },
+        _ => ignore(format!("alarm {shown} is {state}: no failover")),
     }
 }
 
@@ -440,14 +805,32 @@ impl Trigger {
 mod tests {
     use super::*;
 
+    const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
+
+    fn file(rel: &str) -> String {
+        std::fs::read_to_string(format!("{ROOT}/{rel}")).unwrap_or_else(|e| panic!("{rel}: {e}"))
+    }
+
     fn sample(name: &str) -> Trigger {
-        let path = format!("{}/../../events/{name}", env!("CARGO_MANIFEST_DIR"));
-        parse_text(&std::fs::read_to_string(&path).unwrap())
-            .unwrap_or_else(|e| panic!("{name}: {e}"))
+        parse_text(&file(&format!("events/{name}"))).unwrap_or_else(|e| panic!("{name}: {e}"))
+    }
+
+    fn home() -> Trust {
+        Trust::at(Home {
+            account: "123456789012".into(),
+            region: "us-east-1".into(),
+        })
     }
 
     fn intent(name: &str) -> Intent {
-        sample(name).intent(&Extension::default()).unwrap()
+        sample(name).intent(&Extension::default(), &home())
+    }
+
+    fn reason(i: Intent) -> String {
+        match i {
+            Intent::Ignore { reason } => reason,
+            other => panic!("expected an Ignore, got {other:?}"),
+        }
     }
 
     const A: &str = "i-055fd78af29715fbf";
@@ -468,7 +851,7 @@ mod tests {
                     ..
                 } => {
                     assert_eq!(v, via, "{file}");
-                    assert_eq!(state, "ALARM");
+                    assert_eq!(state, AlarmState::Alarm);
                     assert_eq!(instance_ids, vec![A.to_string()]);
                 }
                 other => panic!("{file}: {other:?}"),
@@ -483,6 +866,57 @@ mod tests {
         }
     }
 
+    /// GIVEN CloudWatch's real notification shapes (null or missing description, unit, ARN,
+    /// TreatMissingData; lowercase dimension keys; composite and metric-math alarms) over SNS,
+    /// EventBridge and the Lambda alarm action, WHEN parsed, THEN each is a trigger and asks for
+    /// what `tests/corpus/alarms/expected.tsv` says (never an InvalidEvent).
+    #[test]
+    fn every_real_alarm_shape_parses_and_asks_for_the_right_thing() {
+        let index = file("tests/corpus/alarms/expected.tsv");
+        let rows: Vec<(&str, &str)> = index
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter_map(|l| l.split_once('\t'))
+            .collect();
+        assert!(rows.len() >= 14, "{} shapes", rows.len());
+        for (name, expect) in rows {
+            let trigger = parse_text(&file(&format!("tests/corpus/alarms/{name}")))
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert!(matches!(trigger, Trigger::Alarm { .. }), "{name}");
+            match (trigger.intent(&Extension::default(), &home()), expect) {
+                (Intent::Run { target, .. }, e) if e.starts_with("run: peer of ") => {
+                    let member = e.trim_start_matches("run: peer of ").to_string();
+                    assert_eq!(target, TargetSpec::PeerOf(member), "{name}");
+                }
+                (Intent::Ignore { reason }, e) if e.starts_with("ignored: ") => {
+                    let start = e.trim_start_matches("ignored: ");
+                    assert!(reason.starts_with(start), "{name}: {reason:?}");
+                }
+                (got, e) => panic!("{name}: expected {e}, got {got:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn composite_alarms_follow_their_mapping() {
+        let t = parse_text(&file(
+            "tests/corpus/alarms/eventbridge-composite-suppressor.json",
+        ))
+        .unwrap();
+        let mut ext = Extension::default();
+        ext.alarm_targets
+            .insert("cloud-failover-service-aggregated".into(), B.into());
+        assert_eq!(
+            t.intent(&ext, &home()),
+            Intent::Run {
+                target: TargetSpec::PeerOf(B.into()),
+                mode: Mode::Execute,
+                trigger: "alarm:cloud-failover-service-aggregated ALARM via event-bridge".into(),
+                force: false,
+            }
+        );
+    }
+
     #[test]
     fn ok_alarm_and_running_instance_do_nothing() {
         assert!(matches!(
@@ -492,9 +926,12 @@ mod tests {
         let t = Trigger::InstanceState {
             instance_id: A.into(),
             state: "running".into(),
+            origin: Origin::default()
+                .account(Some("123456789012"))
+                .region(Some("us-east-1")),
         };
         assert!(matches!(
-            t.intent(&Extension::default()).unwrap(),
+            t.intent(&Extension::default(), &home()),
             Intent::Ignore { .. }
         ));
     }
@@ -516,12 +953,21 @@ mod tests {
         ));
     }
 
+    /// The pair's own HA decided: its announcement is never damped by the cooldown.
+    #[test]
+    fn appliance_announcements_are_not_damped() {
+        assert!(matches!(
+            intent("appliance-active.json"),
+            Intent::Run { force: true, .. }
+        ));
+    }
+
     #[test]
     fn alarm_mapping_overrides_dimensions() {
         let mut ext = Extension::default();
         ext.alarm_targets
-            .insert("bigip-a-status-check".into(), B.into());
-        match sample("alarm-eventbridge.json").intent(&ext).unwrap() {
+            .insert("cloud-failover-i-055fd78af29715fbf-status".into(), B.into());
+        match sample("alarm-eventbridge.json").intent(&ext, &home()) {
             Intent::Run { target, .. } => assert_eq!(target, TargetSpec::PeerOf(B.into())),
             other => panic!("{other:?}"),
         }
@@ -536,6 +982,208 @@ mod tests {
         assert_eq!(instance_id_in("i-061cbb31a5158ad30").as_deref(), Some(B));
         assert_eq!(instance_id_in("multi-i-12"), None);
         assert_eq!(instance_id_in("hi-055fd78af29715fbf"), None);
+    }
+
+    /// A forged SNS alarm: another account and region, a name outside the stack's prefix.
+    fn forged_sns(account: &str, region: &str, name: &str) -> Trigger {
+        let text = file("events/alarm-sns.json")
+            .replace("123456789012", account)
+            .replace("us-east-1", region)
+            .replace("cloud-failover-i-055fd78af29715fbf-status", name);
+        parse_text(&text).unwrap()
+    }
+
+    #[test]
+    fn events_from_another_account_or_region_are_ignored() {
+        let ext = Extension::default();
+        let r = reason(
+            forged_sns("999999999999", "eu-west-1", "x-i-055fd78af29715fbf").intent(&ext, &home()),
+        );
+        assert!(r.contains("account 999999999999"), "{r}");
+        let r = reason(
+            forged_sns(
+                "123456789012",
+                "eu-west-1",
+                "cloud-failover-i-055fd78af29715fbf-status",
+            )
+            .intent(&ext, &home()),
+        );
+        assert!(r.contains("region eu-west-1"), "{r}");
+        // One forged claim is enough: the topic is ours but the alarm's ARN is not.
+        let text = file("events/alarm-sns.json").replace(
+            "arn:aws:cloudwatch:us-east-1:123456789012",
+            "arn:aws:cloudwatch:us-east-1:999999999999",
+        );
+        let r = reason(parse_text(&text).unwrap().intent(&ext, &home()));
+        assert!(r.contains("account 999999999999"), "{r}");
+        for name in [
+            "ec2-state-change.json",
+            "appliance-active.json",
+            "alarm-action.json",
+        ] {
+            let text = file(&format!("events/{name}")).replace("123456789012", "999999999999");
+            let r = reason(parse_text(&text).unwrap().intent(&ext, &home()));
+            assert!(r.contains("account 999999999999"), "{name}: {r}");
+        }
+        let text = file("events/alarm-eventbridge.json")
+            .replace("\"region\": \"us-east-1\"", "\"region\": \"eu-west-1\"");
+        let r = reason(parse_text(&text).unwrap().intent(&ext, &home()));
+        assert!(r.contains("region eu-west-1"), "{r}");
+    }
+
+    #[test]
+    fn events_without_a_known_home_or_origin_are_ignored() {
+        let ext = Extension::default();
+        let r = reason(sample("alarm-eventbridge.json").intent(&ext, &Trust::default()));
+        assert!(r.contains("account and region are unknown"), "{r}");
+        let text =
+            file("events/ec2-state-change.json").replace("\"account\": \"123456789012\",", "");
+        let r = reason(parse_text(&text).unwrap().intent(&ext, &home()));
+        assert!(r.contains("states no account"), "{r}");
+        // Direct invokes are authenticated by IAM, not by their payload.
+        assert!(matches!(
+            sample("direct-execute.json").intent(&ext, &Trust::default()),
+            Intent::Run { .. }
+        ));
+    }
+
+    #[test]
+    fn sns_alarms_obey_the_alarm_name_allow_list() {
+        let ext = Extension::default();
+        let t = forged_sns("123456789012", "us-east-1", "unrelated-i-055fd78af29715fbf");
+        let r = reason(t.intent(&ext, &home()));
+        assert!(
+            r.starts_with("alarm \"unrelated-i-055fd78af29715fbf\" is neither in serverless.alarmTargets nor named with the stack's prefix \"cloud-failover-\""),
+            "{r}"
+        );
+        let mut mapped = Extension::default();
+        mapped
+            .alarm_targets
+            .insert("unrelated-i-055fd78af29715fbf".into(), A.into());
+        assert!(matches!(t.intent(&mapped, &home()), Intent::Run { .. }));
+        let custom = Trust {
+            alarm_name_prefix: "unrelated-".into(),
+            ..home()
+        };
+        assert!(matches!(t.intent(&ext, &custom), Intent::Run { .. }));
+    }
+
+    #[test]
+    fn appliance_announcements_only_from_listed_sources() {
+        let text = file("events/appliance-active.json").replace("bigip.failover", "evil.attacker");
+        let t = parse_text(&text).unwrap();
+        let r = reason(t.intent(&Extension::default(), &home()));
+        assert_eq!(
+            r,
+            "\"Appliance Active\" from source \"evil.attacker\", which serverless.applianceSources does not list (bigip.failover)"
+        );
+        let ext = Extension {
+            appliance_sources: vec!["evil.attacker".into()],
+            ..Extension::default()
+        };
+        assert!(matches!(t.intent(&ext, &home()), Intent::Run { .. }));
+    }
+
+    /// An alarm name (or event field) with a newline and an ESC sequence must not forge a
+    /// log line or repaint a terminal: labels and reasons carry it escaped.
+    #[test]
+    fn control_characters_in_alarm_names_are_escaped() {
+        let evil = "cloud-failover-i-055fd78af29715fbf\n2026-11-29T07:00:00Z INFO forged\u{1b}[2J";
+        let t = forged_sns(
+            "123456789012",
+            "us-east-1",
+            "cloud-failover-i-055fd78af29715fbf-status",
+        );
+        let Trigger::Alarm {
+            via,
+            state,
+            instance_ids,
+            origin,
+            ..
+        } = t
+        else {
+            panic!()
+        };
+        let t = Trigger::Alarm {
+            via,
+            name: evil.into(),
+            state,
+            instance_ids,
+            origin,
+        };
+        match t.intent(&Extension::default(), &home()) {
+            Intent::Run { trigger, .. } => {
+                assert!(!trigger.chars().any(char::is_control), "{trigger:?}");
+                assert!(
+                    trigger.contains("\\n2026-11-29T07:00:00Z INFO forged\\u{1b}[2J"),
+                    "{trigger}"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        let Trigger::Alarm {
+            via,
+            name,
+            instance_ids,
+            origin,
+            ..
+        } = t
+        else {
+            panic!()
+        };
+        let ok = Trigger::Alarm {
+            via,
+            name,
+            state: AlarmState::Ok,
+            instance_ids,
+            origin,
+        };
+        let r = reason(ok.intent(&Extension::default(), &home()));
+        assert!(!r.chars().any(char::is_control), "{r:?}");
+        let text = file("events/appliance-active.json")
+            .replace("bigip.failover", "bigip.failover\\u001b[31m");
+        let t = parse_text(&text).unwrap();
+        let r = reason(t.intent(&Extension::default(), &home()));
+        assert!(!r.chars().any(char::is_control), "{r:?}");
+    }
+
+    #[test]
+    fn function_arns_give_the_home() {
+        assert_eq!(
+            Home::from_function_arn(
+                "arn:aws:lambda:eu-central-1:111122223333:function:cf-failover:live"
+            ),
+            Some(Home {
+                account: "111122223333".into(),
+                region: "eu-central-1".into()
+            })
+        );
+        assert_eq!(Home::from_function_arn(""), None);
+        assert_eq!(Home::from_function_arn("arn:aws:lambda:::function:x"), None);
+    }
+
+    /// An event saved by a Windows editor starts with a byte order mark; a key given twice
+    /// must not silently mean its last value.
+    #[test]
+    fn a_bom_is_skipped_and_a_repeated_key_is_named() {
+        let text = format!("\u{feff}{}", file("events/direct-execute.json"));
+        assert!(matches!(parse_text(&text), Ok(Trigger::Direct { .. })));
+        let e = parse_text(r#"{"action": "dry-run", "target": "i-055fd78af29715fbf", "target": "i-061cbb31a5158ad30"}"#)
+            .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "event: has the key \"target\" twice in one object (line 1, column 63)"
+        );
+        // Inside an SNS message too.
+        let text = file("events/alarm-sns.json").replace(
+            r#"\"NewStateValue\": \"ALARM\","#,
+            r#"\"NewStateValue\": \"OK\", \"NewStateValue\": \"ALARM\","#,
+        );
+        let e = parse_text(&text).unwrap_err();
+        assert!(
+            e.message.contains("has the key \"NewStateValue\" twice"),
+            "{e}"
+        );
     }
 
     #[test]

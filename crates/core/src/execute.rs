@@ -13,7 +13,7 @@ use crate::lock::{Fence, FENCE_NEED};
 use crate::model::{ElasticIp, Filter, NetworkInterface, RouteTable};
 use crate::pace::{Pacer, Pacing};
 use crate::plan::{Action, Operation, Plan};
-use crate::ports::{Ec2, Mutation, CALL_TIMEOUT};
+use crate::ports::{on_the_wire, Ec2, Mutation, CALL_TIMEOUT};
 
 /// Whether an operation's API call succeeded.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -39,7 +39,8 @@ pub struct Outcome {
     pub verified: bool,
     /// Call duration in milliseconds (all attempts).
     pub millis: u64,
-    /// Calls sent (more than one when throttled).
+    /// Requests sent, the SDK's own retries included (more than one when throttled or
+    /// retried after a transient error).
     pub attempts: u32,
     /// The run stopped waiting for this call (deadline or call timeout): it may still land.
     pub in_flight: bool,
@@ -167,10 +168,12 @@ async fn run_one(ec2: &dyn Ec2, op: &Operation, pacer: &Pacer, fence: &dyn Fence
             out.millis = start.elapsed().as_millis() as u64;
             return out;
         }
-        attempts += 1;
-        let sent = tokio::time::timeout(CALL_TIMEOUT, send(ec2, mutation.clone()))
-            .await
-            .unwrap_or_else(|_| Err(timed_out(action)));
+        // The adapter's client may retry by itself: every request it sent counts.
+        let (sent, wire) =
+            tokio::time::timeout(CALL_TIMEOUT, on_the_wire(send(ec2, mutation.clone())))
+                .await
+                .unwrap_or_else(|_| (Err(timed_out(action)), 1));
+        attempts += wire;
         match sent {
             Err(e) if e.kind == ErrorKind::Throttled && attempts <= MAX_THROTTLE_RETRIES => {
                 pacer.throttled(action);

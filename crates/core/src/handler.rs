@@ -8,11 +8,12 @@ use std::time::Instant;
 use serde_json::{json, Value};
 
 use crate::declaration::Declaration;
+use crate::discovery::{discover, resolve_bucket};
 use crate::error::FailoverError;
-use crate::events::{self, Intent};
-use crate::failover::{run, RunOutcome, RunRequest};
+use crate::events::{self, Intent, Trust};
+use crate::failover::{run, RunOutcome, RunRequest, TargetSpec};
 use crate::ports::{Ec2, ObjectStore};
-use crate::state::Mode;
+use crate::state::{LastFailover, Mode, StateLog};
 
 /// Every API operation `handle` can send (the failover function's IAM role grants exactly
 /// these; `tests/e2e/iam.rs` checks the template against it).
@@ -124,10 +125,13 @@ pub struct Invocation {
     pub request_id: Option<String>,
     /// Lambda deadline.
     pub deadline: Option<Instant>,
+    /// The function's own account and region, and the stack's alarm-name prefix.
+    pub trust: Trust,
 }
 
 /// Handles one event: returns the run report (or why nothing was done) as JSON. The event
-/// is validated before anything is read from the cloud.
+/// is validated, and its account and region checked, before anything is read from the cloud;
+/// an ignored event (`IGNORED`, with the reason) makes no call but reading the declaration.
 pub async fn handle(
     ec2: &dyn Ec2,
     store: &dyn ObjectStore,
@@ -137,12 +141,13 @@ pub async fn handle(
 ) -> Result<Value, FailoverError> {
     let trigger = events::parse(event)?;
     tracing::info!(?trigger, "event received");
+    if let Some(reason) = trigger.untrusted(&invocation.trust) {
+        return Ok(ignored(reason));
+    }
     let decl = load_declaration(store, declaration).await?;
-    match trigger.intent(&decl.extension)? {
-        Intent::Ignore { reason } => {
-            tracing::info!(%reason, "ignored");
-            Ok(json!({"status": "IGNORED", "reason": reason}))
-        }
+    match trigger.intent(&decl.extension, &invocation.trust) {
+        Intent::Ignore { reason } => Ok(ignored(reason)),
+        Intent::Reconcile { trigger } => reconcile(ec2, store, &decl, trigger, invocation).await,
         Intent::Run {
             target,
             mode,
@@ -154,7 +159,7 @@ pub async fn handle(
                 store,
                 &decl,
                 RunRequest {
-                    target,
+                    target: target.clone(),
                     mode,
                     trigger,
                     request_id: invocation.request_id,
@@ -164,19 +169,138 @@ pub async fn handle(
             )
             .await?
             .into_result()?;
-            let mut out = serde_json::to_value(&outcome).expect("report serializes");
-            // One top-level `status` on every answer, for SNS filter policies and callers:
-            // SUCCEEDED | DRY_RUN | IN_PROGRESS | COOLDOWN (IGNORED above; failures are errors).
-            if let RunOutcome::Completed(r) = &outcome {
-                let status = match r.record.mode {
-                    Mode::DryRun => "DRY_RUN",
-                    Mode::Execute => "SUCCEEDED",
-                };
-                out["status"] = status.into();
+            if let RunOutcome::Skipped(skip) = &outcome {
+                if let Some(reason) = followed_unhealthy(ec2, store, &decl, &target, force).await? {
+                    tracing::warn!(status = skip.status, %reason, "skipped, but not done: retry");
+                    return Err(FailoverError::Deferred {
+                        status: skip.status,
+                        message: skip.message.clone(),
+                        reason,
+                    });
+                }
             }
-            Ok(out)
+            Ok(answer(&outcome))
         }
     }
+}
+
+/// The run report as the answer, with one top-level `status` for SNS filter policies and
+/// callers: SUCCEEDED | DRY_RUN | IN_PROGRESS | COOLDOWN (IGNORED elsewhere; failures, and
+/// skips while the followed member is unhealthy, are errors).
+fn answer(outcome: &RunOutcome) -> Value {
+    let mut out = serde_json::to_value(outcome).expect("report serializes");
+    if let RunOutcome::Completed(r) = outcome {
+        let status = match r.record.mode {
+            Mode::DryRun => "DRY_RUN",
+            Mode::Execute => "SUCCEEDED",
+        };
+        out["status"] = status.into();
+    }
+    out
+}
+
+/// `retryFailover`, as under CFE: every `interval` minutes, run the failover to the member
+/// the last failover made active (the pair's own announcement, an alarm's or an operator's
+/// decision, as recorded in the state file), which converges whatever drifted since; no
+/// probe needed. Nothing to do when `retryFailover` is not enabled or no failover is recorded.
+async fn reconcile(
+    ec2: &dyn Ec2,
+    store: &dyn ObjectStore,
+    decl: &Declaration,
+    trigger: String,
+    invocation: Invocation,
+) -> Result<Value, FailoverError> {
+    let Some(retry) = decl.retry_failover.as_ref().filter(|r| r.enabled) else {
+        return Ok(ignored(
+            "retryFailover is not enabled in the declaration: no scheduled reconcile".into(),
+        ));
+    };
+    let (bucket, _) = resolve_bucket(store, &decl.external_storage.scope)
+        .await
+        .map_err(FailoverError::Discovery)?;
+    let Some(bucket) = bucket else {
+        return Ok(ignored(
+            "no state bucket: no failover recorded to reconcile to".into(),
+        ));
+    };
+    let state = StateLog {
+        store,
+        bucket,
+        decl,
+    }
+    .read_state()
+    .await
+    .map_err(FailoverError::State)?;
+    let last: Option<LastFailover> = state
+        .as_ref()
+        .and_then(|s| s.get(crate::declaration::EXTENSION_KEY))
+        .and_then(|s| s.get("lastFailover"))
+        .and_then(|v| serde_json::from_value(v.clone()).ok());
+    let Some(last) = last else {
+        return Ok(ignored(
+            "no failover recorded yet: nothing to reconcile to".into(),
+        ));
+    };
+    let outcome = run(
+        ec2,
+        store,
+        decl,
+        RunRequest {
+            target: TargetSpec::Instance(last.target),
+            mode: Mode::Execute,
+            trigger: format!("{trigger}, every {} min", retry.interval_minutes),
+            request_id: invocation.request_id,
+            force: false,
+            deadline: invocation.deadline,
+        },
+    )
+    .await?
+    .into_result()?;
+    Ok(answer(&outcome))
+}
+
+/// Why a run that stepped aside (`IN_PROGRESS`, `COOLDOWN`) is not the end, if it is not:
+/// the routes and Elastic IPs do not all follow one member, or the member they follow is not
+/// running, fails its EC2 status checks, or is the one this trigger reports failed (an
+/// alarm in ALARM, an instance stopping), or is not the one an authoritative request named
+/// (the appliance's own announcement, a forced direct invoke). One fresh snapshot decides.
+async fn followed_unhealthy(
+    ec2: &dyn Ec2,
+    store: &dyn ObjectStore,
+    decl: &Declaration,
+    target: &TargetSpec,
+    authoritative: bool,
+) -> Result<Option<String>, FailoverError> {
+    let snap = discover(ec2, store, decl)
+        .await
+        .map_err(FailoverError::Discovery)?;
+    let view = crate::inspect::picture(decl, &snap, None);
+    let Some(active) = view.active else {
+        return Ok(view
+            .drift
+            .then(|| "the routes and Elastic IPs do not all follow one member".to_string()));
+    };
+    let reason = match snap.member(&active) {
+        Some(m) if m.state != "running" => {
+            Some(format!("the cloud follows {active}, which is {}", m.state))
+        }
+        _ if snap.impaired.contains(&active) => Some(format!(
+            "the cloud follows {active}, which fails its EC2 status checks"
+        )),
+        _ if matches!(target, TargetSpec::PeerOf(failed) if *failed == active) => Some(format!(
+            "the cloud follows {active}, which this trigger reports failed"
+        )),
+        _ if authoritative && matches!(target, TargetSpec::Instance(t) if *t != active) => Some(
+            format!("the cloud follows {active}, not the member this request names as active"),
+        ),
+        _ => None,
+    };
+    Ok(reason)
+}
+
+fn ignored(reason: String) -> Value {
+    tracing::info!(%reason, "ignored");
+    json!({"status": "IGNORED", "reason": reason})
 }
 
 /// The probe function: probes the members until shortly before the next scheduled run (or the
@@ -209,4 +333,310 @@ pub async fn handle_inspect(
         .await
         .map_err(FailoverError::Discovery)?;
     Ok(serde_json::to_value(&view).expect("inspection serializes"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::events::{Home, Trust};
+    use crate::lab::{SEED_A, SEED_B};
+    use crate::memory::MemoryCloud;
+
+    const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
+
+    fn decl() -> Location {
+        Location::File(format!("{ROOT}/examples/seed-article/declaration-after.json").into())
+    }
+
+    /// The working declaration with `serverless.cooldownSeconds: 1`, as a file.
+    fn short_cooldown() -> Location {
+        let mut v = crate::json::parse(
+            &std::fs::read_to_string(format!(
+                "{ROOT}/examples/seed-article/declaration-after.json"
+            ))
+            .unwrap(),
+        )
+        .unwrap();
+        v["serverless"] = json!({"cooldownSeconds": 1});
+        let path = std::env::temp_dir().join(format!("cf-cooldown-{}.json", std::process::id()));
+        std::fs::write(&path, v.to_string()).unwrap();
+        Location::File(path)
+    }
+
+    fn invocation() -> Invocation {
+        Invocation {
+            trust: Trust::at(Home {
+                account: "123456789012".into(),
+                region: "us-east-1".into(),
+            }),
+            ..Invocation::default()
+        }
+    }
+
+    fn event(name: &str) -> Value {
+        crate::json::parse(&std::fs::read_to_string(format!("{ROOT}/events/{name}")).unwrap())
+            .unwrap()
+    }
+
+    fn direct(target: &str, force: bool) -> Value {
+        json!({"action": "execute", "target": target, "force": force})
+    }
+
+    async fn on(cloud: &MemoryCloud, e: &Value) -> Result<Value, FailoverError> {
+        handle(cloud, cloud, &decl(), e, invocation()).await
+    }
+
+    async fn on_short(cloud: &MemoryCloud, e: &Value) -> Result<Value, FailoverError> {
+        handle(cloud, cloud, &short_cooldown(), e, invocation()).await
+    }
+
+    /// The field's case: a manual failback to A, then A really fails 30 s later. Its alarm
+    /// meets the cooldown; that skip must not be the end while the cloud follows the failed
+    /// unit: the answer is a (retryable) error.
+    #[tokio::test]
+    async fn a_skip_while_the_followed_member_is_unhealthy_is_retried() {
+        let cloud = MemoryCloud::seed();
+        on(&cloud, &direct(SEED_B, true)).await.unwrap();
+        let back = on(&cloud, &direct(SEED_A, true)).await.unwrap();
+        assert_eq!(back["status"], "SUCCEEDED", "{back}");
+
+        // A fails its status checks; its alarm fires within the cooldown.
+        cloud.set_impaired(SEED_A, true);
+        let e = on(&cloud, &event("alarm-eventbridge.json"))
+            .await
+            .expect_err("a COOLDOWN answer would drop the failover");
+        assert_eq!(e.error_type(), "FailoverDeferred", "{e}");
+        assert!(
+            e.to_string().starts_with(&format!(
+                "COOLDOWN, but the cloud follows {SEED_A}, which fails its EC2 status checks"
+            )),
+            "{e}"
+        );
+        // A stopped unit, likewise.
+        cloud.set_impaired(SEED_A, false);
+        cloud.set_instance_state(SEED_A, "stopped");
+        let e = on(&cloud, &event("ec2-state-change.json"))
+            .await
+            .unwrap_err();
+        assert_eq!(e.error_type(), "FailoverDeferred", "{e}");
+    }
+
+    /// Lambda's retry, once the cooldown has passed, does the failover the skip deferred.
+    #[tokio::test]
+    async fn the_retry_after_the_cooldown_fails_over() {
+        let cloud = MemoryCloud::seed();
+        on_short(&cloud, &direct(SEED_B, true)).await.unwrap();
+        on_short(&cloud, &direct(SEED_A, true)).await.unwrap();
+        cloud.set_impaired(SEED_A, true);
+        let alarm = event("alarm-eventbridge.json");
+        let e = on_short(&cloud, &alarm).await.unwrap_err();
+        assert_eq!(e.error_type(), "FailoverDeferred", "{e}");
+        tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+        let out = on_short(&cloud, &alarm).await.unwrap();
+        assert_eq!(out["status"], "SUCCEEDED", "{out}");
+        assert_eq!(out["target"], SEED_B, "{out}");
+    }
+
+    /// The alarm itself is the health signal: a health-check alarm on a unit that still runs
+    /// and passes its status checks is retried too while the cloud follows that unit.
+    #[tokio::test]
+    async fn the_alarm_reporting_the_followed_member_counts_as_unhealthy() {
+        let cloud = MemoryCloud::seed();
+        on(&cloud, &direct(SEED_B, true)).await.unwrap();
+        on(&cloud, &direct(SEED_A, true)).await.unwrap();
+        let e = on(&cloud, &event("alarm-sns.json")).await.unwrap_err();
+        assert!(
+            e.to_string().contains("which this trigger reports failed"),
+            "{e}"
+        );
+    }
+
+    /// The working declaration with `retryFailover` enabled, as a file.
+    fn with_retry() -> Location {
+        let mut v = crate::json::parse(
+            &std::fs::read_to_string(format!(
+                "{ROOT}/examples/seed-article/declaration-after.json"
+            ))
+            .unwrap(),
+        )
+        .unwrap();
+        v["retryFailover"] = json!({"enabled": true, "interval": 5});
+        let path = std::env::temp_dir().join(format!("cf-retry-{}.json", std::process::id()));
+        std::fs::write(&path, v.to_string()).unwrap();
+        Location::File(path)
+    }
+
+    /// `retryFailover`: the schedule converges drift on the member the last failover made
+    /// active (here B), whoever moved the route back to A.
+    #[tokio::test]
+    async fn the_scheduled_reconcile_converges_drift_on_the_last_target() {
+        use crate::lab::{SEED_A_EXT, SEED_B_EXT, SEED_RTB};
+        use crate::ports::Ec2Mutate;
+        let cloud = MemoryCloud::seed();
+        let loc = with_retry();
+        let schedule = event("schedule-reconcile.json");
+        let out = handle(&cloud, &cloud, &loc, &schedule, invocation())
+            .await
+            .unwrap();
+        assert_eq!(out["status"], "IGNORED", "{out}");
+        assert_eq!(
+            out["reason"],
+            "no failover recorded yet: nothing to reconcile to"
+        );
+
+        handle(&cloud, &cloud, &loc, &direct(SEED_B, true), invocation())
+            .await
+            .unwrap();
+        let default_route = "0.0.0.0/0".parse().unwrap();
+        cloud
+            .replace_route(SEED_RTB, default_route, SEED_A_EXT)
+            .await
+            .unwrap();
+        let out = handle(&cloud, &cloud, &loc, &schedule, invocation())
+            .await
+            .unwrap();
+        assert_eq!(out["status"], "SUCCEEDED", "{out}");
+        assert_eq!(out["target"], SEED_B, "{out}");
+        assert_eq!(
+            cloud.route_target(SEED_RTB, default_route).as_deref(),
+            Some(SEED_B_EXT)
+        );
+        // Nothing drifted: nothing to change.
+        cloud.reset_calls();
+        let out = handle(&cloud, &cloud, &loc, &schedule, invocation())
+            .await
+            .unwrap();
+        assert_eq!(out["plan"]["operations"], json!([]), "{out}");
+        assert_eq!(cloud.mutation_count(), 0);
+    }
+
+    /// Without `retryFailover.enabled` (or from another account) the schedule does nothing.
+    #[tokio::test]
+    async fn the_schedule_does_nothing_unless_retry_failover_is_enabled() {
+        let cloud = MemoryCloud::seed();
+        let out = on(&cloud, &event("schedule-reconcile.json")).await.unwrap();
+        assert_eq!(out["status"], "IGNORED", "{out}");
+        assert!(cloud.calls().is_empty(), "{:?}", cloud.calls());
+        let foreign = crate::json::parse(
+            &std::fs::read_to_string(format!("{ROOT}/events/schedule-reconcile.json"))
+                .unwrap()
+                .replace("123456789012", "999999999999"),
+        )
+        .unwrap();
+        let out = handle(&cloud, &cloud, &with_retry(), &foreign, invocation())
+            .await
+            .unwrap();
+        assert_eq!(out["status"], "IGNORED", "{out}");
+    }
+
+    /// Answers every HTTP GET with 200 and `body`, on a loopback port.
+    async fn page(body: &'static str) -> std::net::SocketAddr {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            loop {
+                let (mut s, _) = listener.accept().await.unwrap();
+                let mut buf = [0u8; 1024];
+                let _ = s.read(&mut buf).await;
+                let answer = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = s.write_all(answer.as_bytes()).await;
+            }
+        });
+        addr
+    }
+
+    /// The probe's alternative to the appliance's announcement: each unit serves a page that
+    /// says ACTIVE only on the active unit; the probe (no AWS call from the box) makes the cloud
+    /// follow the unit that says so.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn the_probe_follows_the_unit_whose_page_says_active() {
+        use crate::lab::{SEED_B_EXT, SEED_RTB};
+        let (a, b) = (page("STANDBY").await, page("ACTIVE").await);
+        let mut v = crate::json::parse(
+            &std::fs::read_to_string(format!(
+                "{ROOT}/examples/seed-article/declaration-after.json"
+            ))
+            .unwrap(),
+        )
+        .unwrap();
+        v["serverless"] = json!({"probe": {
+            "kind": "http", "path": "/active", "expectBody": "ACTIVE",
+            "intervalMs": 100, "timeoutMs": 500, "failuresToDown": 2, "successesToUp": 1,
+            "targets": {SEED_A: a.to_string(), SEED_B: b.to_string()}
+        }});
+        let path = std::env::temp_dir().join(format!("cf-probe-{}.json", std::process::id()));
+        std::fs::write(&path, v.to_string()).unwrap();
+        let cloud = MemoryCloud::seed();
+        let inv = Invocation {
+            deadline: Some(std::time::Instant::now() + std::time::Duration::from_millis(6500)),
+            ..invocation()
+        };
+        let report = handle_probe(&cloud, &cloud, &Location::File(path), inv)
+            .await
+            .unwrap();
+        let default_route = "0.0.0.0/0".parse().unwrap();
+        assert_eq!(
+            cloud.route_target(SEED_RTB, default_route).as_deref(),
+            Some(SEED_B_EXT),
+            "{report:#}"
+        );
+    }
+
+    /// The appliance's announcement meets a run in progress (the lock held): unless the cloud
+    /// already follows the announced unit, the skip is retried, never dropped.
+    #[tokio::test]
+    async fn an_announcement_that_meets_a_held_lock_is_retried() {
+        use crate::declaration::Encryption;
+        let cloud = MemoryCloud::seed();
+        let held = crate::lock::acquire(
+            &cloud,
+            "cfe-state-bigip-ha",
+            "default",
+            "someone-else",
+            None,
+            std::time::Duration::from_secs(60),
+            &Encryption::None,
+        )
+        .await
+        .unwrap();
+        assert!(matches!(held, crate::lock::Acquire::Held(_)));
+        let e = on(&cloud, &event("appliance-active.json"))
+            .await
+            .unwrap_err();
+        assert_eq!(e.error_type(), "FailoverDeferred", "{e}");
+        assert!(
+            e.to_string()
+                .starts_with("IN_PROGRESS, but the cloud follows"),
+            "{e}"
+        );
+        // The cloud already follows B: an announcement of B that meets the lock is done.
+        let cloud = MemoryCloud::seed();
+        on(&cloud, &direct(SEED_B, true)).await.unwrap();
+        let _held = crate::lock::acquire(
+            &cloud,
+            "cfe-state-bigip-ha",
+            "default",
+            "someone-else",
+            None,
+            std::time::Duration::from_secs(60),
+            &Encryption::None,
+        )
+        .await
+        .unwrap();
+        let out = on(&cloud, &event("appliance-active.json")).await.unwrap();
+        assert_eq!(out["status"], "IN_PROGRESS", "{out}");
+    }
+
+    /// A skip while the cloud follows a healthy member stays a successful COOLDOWN answer.
+    #[tokio::test]
+    async fn a_skip_while_the_followed_member_is_healthy_stays_a_skip() {
+        let cloud = MemoryCloud::seed();
+        on(&cloud, &direct(SEED_B, true)).await.unwrap();
+        let out = on(&cloud, &direct(SEED_A, false)).await.unwrap();
+        assert_eq!(out["status"], "COOLDOWN", "{out}");
+    }
 }

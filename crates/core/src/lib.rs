@@ -22,6 +22,7 @@ pub mod execute;
 pub mod failover;
 pub mod handler;
 pub mod inspect;
+pub mod json;
 pub mod lab;
 pub mod lock;
 pub mod memory;
@@ -33,6 +34,7 @@ pub mod plan;
 pub mod ports;
 pub mod probe;
 pub mod state;
+pub mod text;
 
 pub use declaration::Declaration;
 pub use error::{CloudError, ErrorKind, FailoverError};

@@ -26,12 +26,15 @@ pub struct Instance {
 }
 
 impl Instance {
-    /// The `Name` tag, else the id.
-    pub fn display_name(&self) -> &str {
-        self.tags
-            .get("Name")
-            .map(String::as_str)
-            .unwrap_or(&self.id)
+    /// The `Name` tag (control characters escaped: it reaches logs, tables and reasons),
+    /// else the id.
+    pub fn display_name(&self) -> std::borrow::Cow<'_, str> {
+        crate::text::printable(
+            self.tags
+                .get("Name")
+                .map(String::as_str)
+                .unwrap_or(&self.id),
+        )
     }
 
     /// The interface holding `ip` (primary, secondary or IPv6), if any.
@@ -194,5 +197,29 @@ impl Filter {
         tags.iter()
             .map(|(k, v)| Filter::new(format!("tag:{k}"), [v]))
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A `Name` tag reaches refusal reasons, doctor lines, inspect tables and the state file:
+    /// its control characters arrive escaped.
+    #[test]
+    fn name_tags_are_shown_escaped() {
+        let unit = |name: &str| Instance {
+            id: "i-055fd78af29715fbf".into(),
+            state: "running".into(),
+            availability_zone: "us-east-1a".into(),
+            instance_type: String::new(),
+            tags: [("Name".to_string(), name.to_string())].into(),
+            network_interfaces: Vec::new(),
+        };
+        assert_eq!(
+            unit("bigip-a\r\n\u{1b}[31mFAILED").display_name(),
+            "bigip-a\\r\\n\\u{1b}[31mFAILED"
+        );
+        assert_eq!(unit("failover01").display_name(), "failover01");
     }
 }

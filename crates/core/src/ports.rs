@@ -18,6 +18,28 @@ use crate::net::Cidr;
 /// so a run knows how long a mutation it sends can still land (see `lock::Fence`).
 pub const CALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
+tokio::task_local! {
+    /// Requests put on the wire for the call in progress (see [`on_the_wire`]).
+    static WIRE: std::cell::Cell<u32>;
+}
+
+/// Runs one port call and says how many requests it put on the wire: an adapter whose client
+/// retries by itself (the SDK's standard retries) reports each attempt with
+/// [`sent_on_the_wire`]; an adapter that reports none sent one. The executor counts these in
+/// each outcome's `attempts`.
+pub async fn on_the_wire<T>(call: impl std::future::Future<Output = T>) -> (T, u32) {
+    WIRE.scope(std::cell::Cell::new(0), async {
+        let out = call.await;
+        (out, WIRE.with(|n| n.get()).max(1))
+    })
+    .await
+}
+
+/// Called by an adapter for each request it sends (outside [`on_the_wire`]: nothing).
+pub fn sent_on_the_wire() {
+    let _ = WIRE.try_with(|n| n.set(n.get() + 1));
+}
+
 /// EC2 operations that change the cloud (what `Ec2Mutate` sends).
 pub const MUTATING_OPERATIONS: [&str; 4] = [
     "AssociateAddress",

@@ -2,7 +2,7 @@
 //! environment: `DECLARATION_URI` (s3://BUCKET/KEY, required) and, for local runs against an
 //! emulator, `AWS_ENDPOINT_URL`.
 
-use failover_core::entry::{invocation, lambda_setup};
+use failover_core::entry::{invocation, lambda_setup, trust};
 use failover_core::handler::handle;
 use failover_core::metrics;
 use lambda_runtime::{service_fn, Diagnostic, Error, LambdaEvent};
@@ -14,7 +14,8 @@ async fn main() -> Result<(), Error> {
     let (cloud, declaration) = lambda_setup().await?;
     let (cloud, declaration) = (&cloud, &declaration);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
-        let inv = invocation(event.context.request_id, event.context.deadline);
+        let mut inv = invocation(event.context.request_id, event.context.deadline);
+        inv.trust = trust(&event.context.invoked_function_arn);
         let result = handle(&cloud.ec2, &cloud.s3, declaration, &event.payload, inv).await;
         // CloudWatch Embedded Metric Format: one line on stdout per invocation.
         println!("{}", metrics::emf("failover", &result));

@@ -199,6 +199,27 @@ pub(crate) fn timeouts(attempt: Duration) -> TimeoutConfig {
         .build()
 }
 
+/// Reports each request the EC2 client puts on the wire, its own retries included
+/// (`ports::sent_on_the_wire`), so an outcome's `attempts` is what AWS saw.
+#[derive(Debug)]
+struct WireAttempts;
+
+impl Intercept for WireAttempts {
+    fn name(&self) -> &'static str {
+        "WireAttempts"
+    }
+
+    fn read_before_transmit(
+        &self,
+        _context: &BeforeTransmitInterceptorContextRef<'_>,
+        _components: &RuntimeComponents,
+        _cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        crate::ports::sent_on_the_wire();
+        Ok(())
+    }
+}
+
 /// Loads the SDK configuration and builds both adapters.
 pub async fn connect(opts: &AwsOptions) -> AwsCloud {
     connect_with(opts, None).await
@@ -206,6 +227,46 @@ pub async fn connect(opts: &AwsOptions) -> AwsCloud {
 
 /// Like [`connect`], recording every call in `log` when given.
 pub async fn connect_with(opts: &AwsOptions, log: Option<CallLog>) -> AwsCloud {
+    let emulator = opts.is_emulator();
+    let config = sdk_config(opts).await;
+    let mut s3_config = aws_sdk_s3::config::Builder::from(&config)
+        .force_path_style(config.endpoint_url().is_some());
+    let mut ec2_config = aws_sdk_ec2::config::Builder::from(&config).interceptor(WireAttempts);
+    if let Some(log) = log {
+        s3_config = s3_config.interceptor(log.clone());
+        ec2_config = ec2_config.interceptor(log);
+    }
+    let s3_config = s3_config.build();
+    AwsCloud {
+        ec2: AwsEc2::new(aws_sdk_ec2::Client::from_conf(ec2_config.build()), emulator),
+        s3: AwsS3::new(aws_sdk_s3::Client::from_conf(s3_config)),
+    }
+}
+
+/// The account (STS `GetCallerIdentity`) and region of the caller: the CLI's `invoke` trusts
+/// events from there, as the Lambda trusts its own function's account and region.
+pub async fn caller_home(opts: &AwsOptions) -> Result<crate::events::Home, CloudError> {
+    let config = sdk_config(opts).await;
+    let region = config.region().map(|r| r.to_string()).ok_or_else(|| {
+        CloudError::new(
+            "GetCallerIdentity",
+            ErrorKind::Rejected,
+            "NoRegion",
+            "no region configured (--region or AWS_REGION)",
+        )
+    })?;
+    let sts = aws_sdk_sts::Client::new(&config);
+    let out = sts
+        .get_caller_identity()
+        .send()
+        .await
+        .map_err(|e| cloud_error("GetCallerIdentity", e))?;
+    let account = out.account().unwrap_or_default().to_string();
+    Ok(crate::events::Home { account, region })
+}
+
+/// One SDK configuration for every client: region, endpoint, retries, timeouts, credentials.
+async fn sdk_config(opts: &AwsOptions) -> aws_config::SdkConfig {
     let http = aws_smithy_http_client::Builder::new()
         .tls_provider(tls::Provider::Rustls(CryptoMode::Ring))
         .build_https();
@@ -227,19 +288,7 @@ pub async fn connect_with(opts: &AwsOptions, log: Option<CallLog>) -> AwsCloud {
             "testing", "testing", None, None, "emulator",
         ));
     }
-    let config = loader.load().await;
-    let mut s3_config = aws_sdk_s3::config::Builder::from(&config)
-        .force_path_style(config.endpoint_url().is_some());
-    let mut ec2_config = aws_sdk_ec2::config::Builder::from(&config);
-    if let Some(log) = log {
-        s3_config = s3_config.interceptor(log.clone());
-        ec2_config = ec2_config.interceptor(log);
-    }
-    let s3_config = s3_config.build();
-    AwsCloud {
-        ec2: AwsEc2::new(aws_sdk_ec2::Client::from_conf(ec2_config.build()), emulator),
-        s3: AwsS3::new(aws_sdk_s3::Client::from_conf(s3_config)),
-    }
+    loader.load().await
 }
 
 /// Converts an SDK error into a `CloudError`, keeping the code, message and source.

@@ -1,0 +1,43 @@
+#!/bin/sh
+# Announces "this unit is now active" to cloud-failover: one EventBridge PutEvents, signed
+# (SigV4, curl --aws-sigv4, curl >= 7.75) with the instance role's temporary credentials from
+# IMDSv2. Run it on the unit that has just become active, e.g. from BIG-IP's
+# /config/failover/active. The role needs the stack's ApplianceAnnouncePolicy (output
+# ApplianceAnnouncePolicyArn); the event's source must be listed in the declaration's
+# serverless.applianceSources (default bigip.failover).
+#
+# Environment (all optional): EVENT_BUS (default: default; the stack's ApplianceEventBusArn
+# when it made one), APPLIANCE_SOURCE (bigip.failover), IMDS_ENDPOINT and EVENTS_ENDPOINT
+# (overrides, for tests against a local endpoint).
+# Exit 0 when EventBridge accepted the event; non-zero (with the answer on stderr) otherwise.
+set -eu
+
+imds=${IMDS_ENDPOINT:-http://169.254.169.254}
+token=$(curl -sfS -X PUT -H "X-aws-ec2-metadata-token-ttl-seconds: 60" "$imds/latest/api/token")
+md() { curl -sfS -H "X-aws-ec2-metadata-token: $token" "$imds/latest/meta-data/$1"; }
+
+instance=$(md instance-id)
+region=$(md placement/region)
+role=$(md iam/security-credentials/ | head -n 1)
+creds=$(md "iam/security-credentials/$role" | tr -d '\n')
+field() { printf '%s' "$creds" | sed -n "s/.*\"$1\" *: *\"\([^\"]*\)\".*/\1/p"; }
+key=$(field AccessKeyId)
+secret=$(field SecretAccessKey)
+session=$(field Token)
+
+bus=${EVENT_BUS:-default}
+source=${APPLIANCE_SOURCE:-bigip.failover}
+endpoint=${EVENTS_ENDPOINT:-https://events.$region.amazonaws.com}
+detail=$(printf '{\\"instanceId\\":\\"%s\\"}' "$instance")
+body=$(printf '{"Entries":[{"EventBusName":"%s","Source":"%s","DetailType":"Appliance Active","Detail":"%s"}]}' \
+  "$bus" "$source" "$detail")
+
+answer=$(curl -sS --max-time 10 --aws-sigv4 "aws:amz:$region:events" --user "$key:$secret" \
+  -H "X-Amz-Security-Token: $session" \
+  -H "Content-Type: application/x-amz-json-1.1" \
+  -H "X-Amz-Target: AWSEvents.PutEvents" \
+  --data-binary "$body" "$endpoint/")
+case $answer in
+  *'"FailedEntryCount":0'*|*'"FailedEntryCount": 0'*) echo "announced $instance as active ($source)" ;;
+  *) echo "announce failed: $answer" >&2; exit 1 ;;
+esac
