@@ -2,7 +2,7 @@
 //! lost answer after S3 applied a lock write, a 503 on one, a hung EC2 mutation.
 
 use failover_core::aws::{self, AwsOptions};
-use failover_core::handler::{handle, Invocation};
+use failover_core::handler::handle;
 use failover_core::lab::{SEED_B_EXT, SEED_RTB};
 use serde_json::Value;
 
@@ -32,7 +32,7 @@ async fn alarm(
         &cloud.s3,
         loc,
         &event(ids, "alarm-eventbridge.json"),
-        Invocation::default(),
+        invocation(None),
     )
     .await
     .unwrap()
