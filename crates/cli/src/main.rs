@@ -237,6 +237,9 @@ async fn dispatch(cli: &Cli) -> Result<(), CliError> {
                 .map_err(|e| CliError(format!("{}: {e}", file.display())))?;
             let decl = Declaration::parse(&text)
                 .map_err(|e| CliError(format!("invalid declaration: {e}")))?;
+            for w in &decl.warnings {
+                eprintln!("warning: {w}");
+            }
             match cli.output {
                 Output::Json => print_json(&serde_json::to_value(&decl).expect("json")),
                 Output::Table => println!("{}: valid ({})", file.display(), summary(&decl)),
@@ -254,6 +257,9 @@ async fn dispatch(cli: &Cli) -> Result<(), CliError> {
                 .map_err(|e| CliError(format!("{}: {e}", file.display())))?;
             let decl = Declaration::parse(&text)
                 .map_err(|e| CliError(format!("invalid declaration: {e}")))?;
+            for w in &decl.warnings {
+                eprintln!("warning: {w}");
+            }
             let cloud = aws::connect(&opts).await;
             cloud
                 .s3
