@@ -1,6 +1,7 @@
 //! End-to-end tests through the real AWS SDK against a moto server (one per test).
 //! One test target on purpose: every test binary links the whole SDK again.
 
+mod cfe;
 mod cli;
 mod corpus;
 mod doctor;
