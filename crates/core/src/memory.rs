@@ -161,6 +161,7 @@ impl MemoryCloud {
                             primary_ip: n.primary,
                             secondary_ips: n.secondary.clone(),
                             ipv6_ips: Vec::new(),
+                            public_ips: BTreeMap::new(),
                             source_dest_check: n.source_dest_check,
                             tags: n.tags.clone(),
                         },
@@ -489,9 +490,21 @@ impl World {
             network_interfaces: rec
                 .interfaces
                 .iter()
-                .filter_map(|n| self.interfaces.get(n).cloned())
+                .filter_map(|n| self.interface(n))
                 .collect(),
         }
+    }
+
+    /// An interface as EC2 describes it: with the Elastic IPs associated with its addresses.
+    fn interface(&self, id: &str) -> Option<NetworkInterface> {
+        let mut n = self.interfaces.get(id)?.clone();
+        n.public_ips = self
+            .eips
+            .values()
+            .filter(|e| e.network_interface_id.as_deref() == Some(id))
+            .filter_map(|e| Some((e.private_ip?, e.public_ip)))
+            .collect();
+        Some(n)
     }
 }
 
@@ -607,7 +620,7 @@ impl Ec2Describe for MemoryCloud {
         self.call("DescribeNetworkInterfaces", |w| {
             select(
                 "DescribeNetworkInterfaces",
-                w.interfaces.values().cloned(),
+                w.interfaces.keys().filter_map(|id| w.interface(id)),
                 filters,
                 eni_field,
             )

@@ -69,6 +69,9 @@ pub enum Action {
         from_network_interface_id: String,
         /// The addresses.
         ips: Vec<IpAddr>,
+        /// Elastic IPs associated with them now (private → public): CFE's `publicAddress`.
+        #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+        public_ips: BTreeMap<IpAddr, IpAddr>,
     },
 }
 
@@ -529,6 +532,21 @@ impl Planner<'_> {
             for ip in &ips {
                 moved.insert(*ip, to.clone());
             }
+            let public_ips = self
+                .snap
+                .members
+                .iter()
+                .flat_map(|m| &m.network_interfaces)
+                .chain(&self.snap.nic_map_interfaces)
+                .find(|n| n.id == from)
+                .map(|n| {
+                    n.public_ips
+                        .iter()
+                        .filter(|(private, _)| ips.contains(private))
+                        .map(|(k, v)| (*k, *v))
+                        .collect()
+                })
+                .unwrap_or_default();
             let list: Vec<String> = ips.iter().map(ToString::to_string).collect();
             self.ops.push(Operation {
                 id: format!("ips:{from}->{to}"),
@@ -543,6 +561,7 @@ impl Planner<'_> {
                     network_interface_id: to,
                     from_network_interface_id: from,
                     ips,
+                    public_ips,
                 },
             });
         }
@@ -920,6 +939,33 @@ mod tests {
                 (0, "route:rtb-060adeaa8fe5b2bbb:0.0.0.0/0"),
                 (1, "eip:98.80.114.203"),
             ]
+        );
+    }
+
+    #[tokio::test]
+    async fn same_az_state_entries_are_written_as_cfe_writes_them() {
+        use crate::failover::{RunRequest, TargetSpec};
+        use crate::state::{cfe_state, Mode, RunRecord};
+        // GIVEN the same-AZ pair, the VIP 10.0.0.101 with its EIP on A
+        let cloud = MemoryCloud::from_topology(&same_az());
+        let d = patched(|v| {
+            v["failoverRoutes"]["routeGroupDefinitions"][0]["defaultNextHopAddresses"]["items"] =
+                json!(["10.0.0.11", "10.0.0.12"]);
+        });
+        let p = plan_on(&cloud, &d, SEED_B).await.unwrap();
+        // WHEN the run's state file is written
+        let req = RunRequest::new(TargetSpec::Instance(SEED_B.into()), Mode::Execute, "test");
+        let state = cfe_state(&RunRecord::new("r1".into(), &d, &req).with_plan(&p));
+        // THEN each moved address carries publicAddress and a numeric ipVersion, as CFE 2.2+
+        // writes (and needs, to replay a FAILED file)
+        let addresses =
+            json!([{"address": "10.0.0.101", "publicAddress": "98.80.114.203", "ipVersion": 4}]);
+        assert_eq!(
+            state["failoverOperations"]["addresses"]["interfaces"],
+            json!({
+                "disassociate": [{"networkInterfaceId": SEED_A_EXT, "addresses": addresses}],
+                "associate": [{"networkInterfaceId": SEED_B_EXT, "addresses": addresses}],
+            })
         );
     }
 }

@@ -186,6 +186,18 @@ pub fn history_key(record: &RunRecord) -> String {
     )
 }
 
+/// One `interfaces.{disassociate,associate}[].addresses` entry exactly as CFE 2.2+ writes it
+/// (`_checkForNicOperations`): `address`, `publicAddress` only when an Elastic IP is associated,
+/// and `ipVersion` as a number (CFE ≥ 2.2 drops entries without it when it replays the file).
+fn interface_address(ip: std::net::IpAddr, public: Option<&std::net::IpAddr>) -> Value {
+    let mut entry = json!({"address": ip.to_string()});
+    if let Some(p) = public {
+        entry["publicAddress"] = p.to_string().into();
+    }
+    entry["ipVersion"] = if ip.is_ipv6() { 6 } else { 4 }.into();
+    entry
+}
+
 /// The state file body in CFE's shape.
 pub fn cfe_state(record: &RunRecord) -> Value {
     let mut public = Map::new();
@@ -224,10 +236,11 @@ pub fn cfe_state(record: &RunRecord) -> Value {
                 network_interface_id,
                 from_network_interface_id,
                 ips,
+                public_ips,
             } => {
                 let addrs: Vec<Value> = ips
                     .iter()
-                    .map(|i| json!({"address": i.to_string()}))
+                    .map(|ip| interface_address(*ip, public_ips.get(ip)))
                     .collect();
                 disassociate.push(
                     json!({"networkInterfaceId": from_network_interface_id, "addresses": addrs}),

@@ -127,6 +127,14 @@ macro_rules! interface_from {
                 .iter()
                 .filter_map(|a| ip(a.ipv6_address()))
                 .collect(),
+            public_ips: n
+                .private_ip_addresses()
+                .iter()
+                .filter_map(|a| {
+                    let public = ip(a.association()?.public_ip())?;
+                    Some((ip(a.private_ip_address())?, public))
+                })
+                .collect(),
             source_dest_check: n.source_dest_check().unwrap_or(true),
             tags: $tags,
         })
