@@ -210,10 +210,15 @@ fn location(s: &str) -> Result<Location, CliError> {
 }
 
 /// The SDK adapters and the declaration at `loc` (read through them when it is in S3).
+/// The SDK adapters follow the declaration's endpoints, CA bundle and bucket region.
 async fn open(opts: &AwsOptions, loc: &Location) -> Result<(aws::AwsCloud, Declaration), CliError> {
     let cloud = aws::connect(opts).await;
     let decl = load_declaration(&cloud.s3, loc).await?;
-    Ok((cloud, decl))
+    let settings = aws::ClientSettings::from_declaration(&decl).map_err(CliError)?;
+    if settings == aws::ClientSettings::default() {
+        return Ok((cloud, decl));
+    }
+    Ok((aws::connect_for(opts, &settings, None).await, decl))
 }
 
 fn target(s: &str) -> Result<String, CliError> {
@@ -313,6 +318,9 @@ async fn dispatch(cli: &Cli) -> Result<(), CliError> {
                 .map_err(|e| CliError(format!("invalid event: {e}")))?;
             let payload: Value = serde_json::from_str(&text).expect("parsed above");
             let cloud = aws::connect(&opts).await;
+            let cloud = failover_core::entry::for_declaration(cloud, &opts, &loc)
+                .await
+                .map_err(CliError)?;
             let out = handle(&cloud.ec2, &cloud.s3, &loc, &payload, Invocation::default()).await?;
             show_report(cli.output, &out);
             Ok(())
