@@ -431,6 +431,18 @@ impl Declaration {
         })
     }
 
+    /// `controls.logLevel` as a `tracing` filter directive: CFE's levels (winston's, without
+    /// `http`) onto tracing's; `verbose` has no level of its own and logs as `debug`.
+    pub fn log_directive(&self) -> &'static str {
+        match self.log_level.as_str() {
+            "error" => "error",
+            "warning" => "warn",
+            "debug" | "verbose" => "debug",
+            "silly" => "trace",
+            _ => "info",
+        }
+    }
+
     /// Address failover settings when present and enabled.
     pub fn addresses(&self) -> Option<&FailoverAddresses> {
         self.failover_addresses.as_ref().filter(|a| a.enabled)
@@ -1811,6 +1823,21 @@ mod tests {
         let e =
             with(|v| v["externalStorage"]["endpointDnsName"] = "vpce-bad name".into()).unwrap_err();
         assert_eq!(e.path, "externalStorage.endpointDnsName");
+    }
+
+    #[test]
+    fn log_level_maps_onto_tracing_levels() {
+        let level = |l: &str| {
+            with(|v| v["controls"]["logLevel"] = l.into())
+                .unwrap()
+                .log_directive()
+        };
+        assert_eq!(level("error"), "error");
+        assert_eq!(level("warning"), "warn");
+        assert_eq!(level("info"), "info");
+        assert_eq!(level("verbose"), "debug");
+        assert_eq!(level("debug"), "debug");
+        assert_eq!(level("silly"), "trace");
     }
 
     #[test]

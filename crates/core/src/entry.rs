@@ -7,8 +7,9 @@ use crate::aws::{self, AwsCloud, AwsOptions, ClientSettings};
 use crate::handler::{load_declaration, Invocation, Location};
 
 /// Reads `DECLARATION_URI` (required) and `AWS_ENDPOINT_URL` (for local runs), and builds the
-/// SDK adapters once, before the first event.
-pub async fn lambda_setup() -> Result<(AwsCloud, Location), String> {
+/// SDK adapters once, before the first event. Also returns the declaration's
+/// `controls.logLevel` (as a filter directive) for [`init_tracing`].
+pub async fn lambda_setup() -> Result<(AwsCloud, Location, Option<&'static str>), String> {
     let declaration: Location = std::env::var("DECLARATION_URI")
         .map_err(|_| "DECLARATION_URI is not set (expected s3://BUCKET/KEY)".to_string())?
         .parse()
@@ -18,8 +19,46 @@ pub async fn lambda_setup() -> Result<(AwsCloud, Location), String> {
         endpoint_url: std::env::var("AWS_ENDPOINT_URL").ok(),
     };
     let cloud = aws::connect(&opts).await;
+    let log_level = load_declaration(&cloud.s3, &declaration)
+        .await
+        .ok()
+        .map(|d| d.log_directive());
     let cloud = for_declaration(cloud, &opts, &declaration).await?;
-    Ok((cloud, declaration))
+    Ok((cloud, declaration, log_level))
+}
+
+/// The functions' log filter: `RUST_LOG` (local debugging) wins, then the declaration's
+/// `controls.logLevel` (as CFE's did), then Lambda's `AWS_LAMBDA_LOG_LEVEL`, else `info`.
+pub fn log_filter(
+    rust_log: Option<String>,
+    declared: Option<&str>,
+    lambda: Option<String>,
+) -> String {
+    rust_log
+        .or(declared.map(str::to_string))
+        .or(lambda.map(|l| l.to_lowercase()))
+        .unwrap_or_else(|| "info".into())
+}
+
+/// Sets up logging for a Lambda `main` (never for tests): the level from [`log_filter`], JSON
+/// lines when `AWS_LAMBDA_LOG_FORMAT` is `JSON` (as `lambda_runtime`'s default subscriber).
+pub fn init_tracing(declared: Option<&str>) {
+    use tracing_subscriber::EnvFilter;
+    let filter = log_filter(
+        std::env::var("RUST_LOG").ok(),
+        declared,
+        std::env::var("AWS_LAMBDA_LOG_LEVEL").ok(),
+    );
+    let fmt = tracing_subscriber::fmt()
+        .with_target(false)
+        .without_time()
+        .with_env_filter(EnvFilter::try_new(&filter).unwrap_or_else(|_| EnvFilter::new("info")));
+    let json = std::env::var("AWS_LAMBDA_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json"));
+    if json {
+        fmt.json().init()
+    } else {
+        fmt.init()
+    }
 }
 
 /// The adapters the declaration asks for: its PrivateLink endpoints (`endpointDnsName`), CA
@@ -51,5 +90,25 @@ pub fn invocation(request_id: String, deadline_epoch_ms: u64) -> Invocation {
     Invocation {
         request_id: Some(request_id),
         deadline,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_declared_log_level_sets_the_functions_level() {
+        // GIVEN the stack's Lambda level and a declaration asking for silly
+        let lambda = Some("TRACE".to_string());
+        // THEN the declaration decides, RUST_LOG overrides it, Lambda's level is the fallback
+        assert_eq!(log_filter(None, Some("trace"), lambda.clone()), "trace");
+        assert_eq!(log_filter(None, Some("warn"), lambda.clone()), "warn");
+        assert_eq!(
+            log_filter(Some("debug".into()), Some("warn"), lambda.clone()),
+            "debug"
+        );
+        assert_eq!(log_filter(None, None, Some("WARN".into())), "warn");
+        assert_eq!(log_filter(None, None, None), "info");
     }
 }
