@@ -245,6 +245,10 @@ pub struct Extension {
     /// the subnet's association to the target's table: one call per subnet, whatever the
     /// number of routes (default false).
     pub association_swap: bool,
+    /// `createMissingRoutes`: the route groups (indexes into `failoverRoutes`' groups) whose
+    /// declared ranges are created (CreateRoute) in scoped tables that lack them, pointing at
+    /// the active unit; `true` in the declaration opts in every group (default: none).
+    pub create_missing_routes: std::collections::BTreeSet<usize>,
 }
 
 /// How a member is probed.
@@ -319,6 +323,7 @@ impl Default for Extension {
             mutation_rate: 5,
             mutation_burst: 50,
             association_swap: false,
+            create_missing_routes: std::collections::BTreeSet::new(),
         }
     }
 }
@@ -413,8 +418,9 @@ impl Declaration {
             }
             None => None,
         };
+        let route_groups = failover_routes.as_ref().map_or(0, |r| r.groups.len());
         let extension = match top.opt(EXTENSION_KEY) {
-            Some((v, p)) => parse_extension(v, p)?,
+            Some((v, p)) => parse_extension(v, p, route_groups)?,
             None => Extension::default(),
         };
         top.finish()?;
@@ -1044,7 +1050,7 @@ fn parse_next_hops(v: &Value, p: Path) -> Result<NextHops, DeclarationError> {
     Ok(hops)
 }
 
-fn parse_extension(v: &Value, p: Path) -> Result<Extension, DeclarationError> {
+fn parse_extension(v: &Value, p: Path, route_groups: usize) -> Result<Extension, DeclarationError> {
     let mut o = Obj::new(v, p)?;
     let mut ext = Extension::default();
     if let Some((name, p)) = o.opt_str("clusterName")? {
@@ -1101,6 +1107,37 @@ fn parse_extension(v: &Value, p: Path) -> Result<Extension, DeclarationError> {
     }
     if let Some(v) = o.opt_bool("associationSwap")? {
         ext.association_swap = v;
+    }
+    if let Some((v, cp)) = o.opt("createMissingRoutes") {
+        ext.create_missing_routes = match v {
+            Value::Bool(true) => (0..route_groups).collect(),
+            Value::Bool(false) => Default::default(),
+            Value::Array(items) => {
+                let mut set = std::collections::BTreeSet::new();
+                for (i, item) in items.iter().enumerate() {
+                    let ip = cp.idx(i);
+                    match item.as_u64() {
+                        Some(n) if (n as usize) < route_groups => {
+                            set.insert(n as usize);
+                        }
+                        _ => {
+                            return Err(ip.err(format!(
+                                "expected the index of a route group (0 to {}), got {}",
+                                route_groups.saturating_sub(1),
+                                show(item)
+                            )))
+                        }
+                    }
+                }
+                set
+            }
+            other => {
+                return Err(cp.err(format!(
+                    "expected true, false or a list of route group indexes, got {}",
+                    show(other)
+                )))
+            }
+        };
     }
     if let Some((v, p)) = o.opt("probe") {
         ext.probe = Some(parse_probe(v, p)?);

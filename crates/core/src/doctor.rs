@@ -162,11 +162,12 @@ pub fn static_checks(decl: &Declaration, snap: &Snapshot) -> Vec<Check> {
     for st in &snap.route_tables {
         let g = &groups[st.group];
         for r in &g.ranges {
-            if !st.table.routes.iter().any(|x| x.destination == r.range) {
+            let absent = !st.table.routes.iter().any(|x| x.destination == r.range);
+            if absent && !decl.extension.create_missing_routes.contains(&st.group) {
                 routes_missing.push((
                     Verdict::Warn,
                     format!("{} has no route {}", st.table.id, r.range),
-                    format!("create the route first (aws ec2 create-route --route-table-id {} …); failover replaces routes, never creates them", st.table.id),
+                    format!("create the route first (aws ec2 create-route --route-table-id {} …), or opt route group {} in to serverless.createMissingRoutes", st.table.id, st.group),
                 ));
             }
             let items = match r.next_hops.as_ref().unwrap_or(&g.default_next_hops) {
@@ -501,6 +502,30 @@ mod tests {
         assert!(verdict(&checks, "permissions")
             .detail
             .contains("DryRun allowed 2 call(s)"));
+    }
+
+    #[tokio::test]
+    async fn a_missing_route_warns_unless_its_group_opts_in_and_the_create_is_dry_run() {
+        let with_range = |opt_in: bool| {
+            let mut v: serde_json::Value = serde_json::from_str(AFTER).unwrap();
+            v["failoverRoutes"]["routeGroupDefinitions"][0]["scopingAddressRanges"] =
+                serde_json::json!([{"range": "0.0.0.0/0"}, {"range": "172.16.9.0/24"}]);
+            v["serverless"] = serde_json::json!({"createMissingRoutes": opt_in});
+            v.to_string()
+        };
+        let c = verdict(
+            &run(&MemoryCloud::seed(), &with_range(false)).await,
+            "routes",
+        );
+        assert_eq!(c.verdict, Verdict::Warn, "{c:?}");
+        assert!(c.fix.unwrap().contains("serverless.createMissingRoutes"));
+        let cloud = MemoryCloud::seed();
+        let checks = run(&cloud, &with_range(true)).await;
+        assert_eq!(verdict(&checks, "routes").verdict, Verdict::Pass);
+        assert!(cloud.calls().iter().any(|c| c == "CreateRoute(DryRun)"));
+        cloud.deny("CreateRoute");
+        let c = verdict(&run(&cloud, &with_range(true)).await, "permissions");
+        assert!(c.detail.contains("CreateRoute is denied"), "{c:?}");
     }
 
     #[tokio::test]

@@ -208,6 +208,14 @@ async fn send(ec2: &dyn Ec2, m: Mutation) -> Result<(), CloudError> {
             ec2.replace_route(&route_table_id, destination, &network_interface_id)
                 .await
         }
+        Mutation::CreateRoute {
+            route_table_id,
+            destination,
+            network_interface_id,
+        } => {
+            ec2.create_route(&route_table_id, destination, &network_interface_id)
+                .await
+        }
         Mutation::AssociateAddress {
             allocation_id,
             network_interface_id,
@@ -235,6 +243,7 @@ pub async fn verify(ec2: &dyn Ec2, ops: &[Operation]) -> Result<BTreeSet<String>
     for op in ops {
         match &op.action {
             Action::ReplaceRoute { route_table_id, .. }
+            | Action::CreateRoute { route_table_id, .. }
             | Action::SwapAssociation { route_table_id, .. } => {
                 tables.insert(route_table_id.clone());
             }
@@ -277,6 +286,12 @@ pub async fn verify(ec2: &dyn Ec2, ops: &[Operation]) -> Result<BTreeSet<String>
     for op in ops {
         let holds = match &op.action {
             Action::ReplaceRoute {
+                route_table_id,
+                destination,
+                network_interface_id,
+                ..
+            }
+            | Action::CreateRoute {
                 route_table_id,
                 destination,
                 network_interface_id,

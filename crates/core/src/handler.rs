@@ -24,6 +24,7 @@ pub const OPERATIONS: &[&str] = &[
     "DescribeAddresses",
     "AssociateAddress",
     "ReplaceRoute",
+    "CreateRoute",
     "AssignPrivateIpAddresses",
     "ReplaceRouteTableAssociation",
     "ListBuckets",

@@ -813,6 +813,64 @@ impl Ec2Mutate for MemoryCloud {
         })
     }
 
+    async fn create_route(
+        &self,
+        route_table_id: &str,
+        destination: Cidr,
+        network_interface_id: &str,
+    ) -> Result<(), CloudError> {
+        const OP: &str = "CreateRoute";
+        if let Some(e) = self.pause(OP).await {
+            return Err(e);
+        }
+        self.call(OP, |w| {
+            let vpc = w
+                .interfaces
+                .get(network_interface_id)
+                .ok_or_else(|| {
+                    err(
+                        OP,
+                        ErrorKind::NotFound,
+                        "InvalidNetworkInterfaceID.NotFound",
+                        network_interface_id,
+                    )
+                })?
+                .vpc_id
+                .clone();
+            let t = w.tables.get_mut(route_table_id).ok_or_else(|| {
+                err(
+                    OP,
+                    ErrorKind::NotFound,
+                    "InvalidRouteTableID.NotFound",
+                    route_table_id,
+                )
+            })?;
+            if t.vpc_id != vpc {
+                return Err(err(
+                    OP,
+                    ErrorKind::Rejected,
+                    "InvalidParameterValue",
+                    "route table and network interface belong to different networks",
+                ));
+            }
+            // AWS: one route per destination in a table.
+            if t.routes.iter().any(|r| r.destination == destination) {
+                return Err(err(
+                    OP,
+                    ErrorKind::Rejected,
+                    "RouteAlreadyExists",
+                    format!("the route identified by {destination} already exists"),
+                ));
+            }
+            t.routes.push(Route {
+                destination,
+                network_interface_id: Some(network_interface_id.into()),
+                other_target: None,
+            });
+            Ok(())
+        })
+    }
+
     async fn replace_route_table_association(
         &self,
         association_id: &str,

@@ -32,6 +32,18 @@ pub enum Action {
         /// What the route pointed at before.
         current_target: String,
     },
+    /// CreateRoute (`serverless.createMissingRoutes`): the declared range is absent from the
+    /// table; it is created pointing at the target's ENI.
+    CreateRoute {
+        /// Route table.
+        route_table_id: String,
+        /// Route destination.
+        destination: Cidr,
+        /// Target ENI.
+        network_interface_id: String,
+        /// The next-hop address (the ENI's primary IP) that selected the ENI.
+        next_hop_address: IpAddr,
+    },
     /// AssociateAddress (AllowReassociation): move the EIP to `private_ip` on the ENI.
     AssociateAddress {
         /// EIP allocation.
@@ -86,6 +98,16 @@ impl Action {
                 network_interface_id,
                 ..
             } => Mutation::ReplaceRoute {
+                route_table_id: route_table_id.clone(),
+                destination: *destination,
+                network_interface_id: network_interface_id.clone(),
+            },
+            Action::CreateRoute {
+                route_table_id,
+                destination,
+                network_interface_id,
+                ..
+            } => Mutation::CreateRoute {
                 route_table_id: route_table_id.clone(),
                 destination: *destination,
                 network_interface_id: network_interface_id.clone(),
@@ -390,10 +412,42 @@ impl Planner<'_> {
                     },
                 };
                 let Some(route) = table.routes.iter().find(|x| x.destination == r.range) else {
-                    self.warnings.push(format!(
-                        "route {} is not in route table {} (not created; add it to manage it)",
-                        r.range, table.id
-                    ));
+                    if !self
+                        .decl
+                        .extension
+                        .create_missing_routes
+                        .contains(&st.group)
+                    {
+                        self.warnings.push(format!(
+                            "route {} is not in route table {} (not created; add it, or opt in with serverless.createMissingRoutes)",
+                            r.range, table.id
+                        ));
+                        continue;
+                    }
+                    match next_hop_on(t, &items, r.range) {
+                        Ok((eni, hop)) => self.ops.push(Operation {
+                            id: format!("route:{}:{}", table.id, r.range),
+                            wave: 0,
+                            why: format!(
+                                "route {} is not in {} (route group {} opts in to createMissingRoutes); the active unit {} ({}) has next hop {hop} on {}",
+                                r.range,
+                                table.id,
+                                st.group,
+                                t.id,
+                                t.display_name(),
+                                eni.id
+                            ),
+                            action: Action::CreateRoute {
+                                route_table_id: table.id.clone(),
+                                destination: r.range,
+                                network_interface_id: eni.id.clone(),
+                                next_hop_address: hop,
+                            },
+                        }),
+                        Err(reason) => self
+                            .reasons
+                            .push(format!("route {} in {}: {reason}", r.range, table.id)),
+                    }
                     continue;
                 };
                 let (eni, hop) = match next_hop_on(t, &items, r.range) {
@@ -939,6 +993,96 @@ mod tests {
                 (0, "route:rtb-060adeaa8fe5b2bbb:0.0.0.0/0"),
                 (1, "eip:98.80.114.203"),
             ]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_missing_route_is_created_only_when_its_group_opts_in() {
+        use crate::execute::{execute, ExecOptions};
+        use crate::lock::NoFence;
+        // GIVEN the seed table without 172.16.9.0/24, declared in route group 0
+        let cloud = MemoryCloud::seed();
+        let declared = |opt_in: Value| {
+            patched(|v| {
+                v["failoverRoutes"]["routeGroupDefinitions"][0]["scopingAddressRanges"] =
+                    json!([{"range": "0.0.0.0/0"}, {"range": "172.16.9.0/24"}]);
+                v["serverless"] = json!({"createMissingRoutes": opt_in});
+            })
+        };
+        // WHEN the group does not opt in, THEN the plan only warns (CFE's behaviour)
+        let p = plan_on(&cloud, &declared(json!(false)), SEED_B)
+            .await
+            .unwrap();
+        assert!(!p
+            .operations
+            .iter()
+            .any(|o| matches!(o.action, Action::CreateRoute { .. })));
+        assert!(
+            p.warnings
+                .iter()
+                .any(|w| w.contains("route 172.16.9.0/24 is not in route table")),
+            "{:?}",
+            p.warnings
+        );
+        // WHEN it opts in, THEN the route is planned, created to the active unit's ENI, verified
+        let d = declared(json!([0]));
+        let p = plan_on(&cloud, &d, SEED_B).await.unwrap();
+        let create = p
+            .operations
+            .iter()
+            .find(|o| o.id == format!("route:{SEED_RTB}:172.16.9.0/24"))
+            .expect("planned");
+        assert_eq!(
+            create.action,
+            Action::CreateRoute {
+                route_table_id: SEED_RTB.into(),
+                destination: cidr("172.16.9.0/24"),
+                network_interface_id: SEED_B_EXT.into(),
+                next_hop_address: "10.0.4.11".parse().unwrap(),
+            }
+        );
+        let opts = ExecOptions {
+            max_concurrency: 4,
+            pacing: Default::default(),
+            deadline: None,
+        };
+        let out = execute(&cloud, &p, &opts, &NoFence).await;
+        assert!(out.iter().all(|o| o.verified), "{out:?}");
+        assert!(cloud.calls().iter().any(|c| c == "CreateRoute"));
+        // and a second run finds it in place (replaced, never created twice)
+        let snap = discover(&cloud, &cloud, &d).await.unwrap();
+        assert!(plan(&d, &snap, SEED_B).unwrap().operations.is_empty());
+        // The state file records it with the routes, in CFE's shape.
+        let req = crate::failover::RunRequest::new(
+            crate::failover::TargetSpec::Instance(SEED_B.into()),
+            crate::state::Mode::Execute,
+            "test",
+        );
+        let state = crate::state::cfe_state(
+            &crate::state::RunRecord::new("r1".into(), &d, &req).with_plan(&p),
+        );
+        let routes = state["failoverOperations"]["routes"]["operations"]
+            .as_array()
+            .unwrap();
+        assert!(
+            routes
+                .iter()
+                .any(|r| r["routeAddress"] == "172.16.9.0/24"
+                    && r["networkInterfaceId"] == SEED_B_EXT)
+        );
+    }
+
+    #[test]
+    fn create_missing_routes_names_route_groups() {
+        let e = Declaration::from_value(&{
+            let mut v: Value = serde_json::from_str(AFTER).unwrap();
+            v["serverless"] = json!({"createMissingRoutes": [1]});
+            v
+        })
+        .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "serverless.createMissingRoutes[0]: expected the index of a route group (0 to 0), got a number (1)"
         );
     }
 

@@ -14,9 +14,10 @@ use crate::model::{ElasticIp, Filter, Instance, NetworkInterface, RouteTable};
 use crate::net::Cidr;
 
 /// EC2 operations that change the cloud (what `Ec2Mutate` sends).
-pub const MUTATING_OPERATIONS: [&str; 4] = [
+pub const MUTATING_OPERATIONS: [&str; 5] = [
     "AssociateAddress",
     "ReplaceRoute",
+    "CreateRoute",
     "AssignPrivateIpAddresses",
     "ReplaceRouteTableAssociation",
 ];
@@ -35,6 +36,7 @@ pub const PERMISSIONS: &[(&str, &[&str])] = &[
     ("DescribeAddresses", &["ec2:DescribeAddresses"]),
     ("AssociateAddress", &["ec2:AssociateAddress"]),
     ("ReplaceRoute", &["ec2:ReplaceRoute"]),
+    ("CreateRoute", &["ec2:CreateRoute"]),
     (
         "AssignPrivateIpAddresses",
         &["ec2:AssignPrivateIpAddresses"],
@@ -118,6 +120,15 @@ pub enum Mutation {
         /// Target ENI.
         network_interface_id: String,
     },
+    /// CreateRoute (`serverless.createMissingRoutes`): a declared range absent from the table.
+    CreateRoute {
+        /// Route table.
+        route_table_id: String,
+        /// Destination.
+        destination: Cidr,
+        /// Target ENI.
+        network_interface_id: String,
+    },
     /// ReplaceRouteTableAssociation: the subnet of `association_id` moves to `route_table_id`.
     ReplaceRouteTableAssociation {
         /// The subnet's current association.
@@ -140,6 +151,7 @@ impl Mutation {
         match self {
             Mutation::AssociateAddress { .. } => "AssociateAddress",
             Mutation::ReplaceRoute { .. } => "ReplaceRoute",
+            Mutation::CreateRoute { .. } => "CreateRoute",
             Mutation::AssignPrivateIps { .. } => "AssignPrivateIpAddresses",
             Mutation::ReplaceRouteTableAssociation { .. } => "ReplaceRouteTableAssociation",
         }
@@ -172,6 +184,13 @@ pub trait Ec2Mutate: Send + Sync {
     ) -> Result<String, CloudError>;
     /// ReplaceRoute to an ENI (`DestinationCidrBlock` or `DestinationIpv6CidrBlock`).
     async fn replace_route(
+        &self,
+        route_table_id: &str,
+        destination: Cidr,
+        network_interface_id: &str,
+    ) -> Result<(), CloudError>;
+    /// CreateRoute to an ENI (fails with `RouteAlreadyExists` when the destination is taken).
+    async fn create_route(
         &self,
         route_table_id: &str,
         destination: Cidr,

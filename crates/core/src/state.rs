@@ -254,6 +254,12 @@ pub fn cfe_state(record: &RunRecord) -> Value {
                 network_interface_id,
                 next_hop_address,
                 ..
+            }
+            | Action::CreateRoute {
+                route_table_id,
+                destination,
+                network_interface_id,
+                next_hop_address,
             } => routes.push(json!({
                 "routeTableId": route_table_id,
                 "networkInterfaceId": network_interface_id,

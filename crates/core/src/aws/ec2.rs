@@ -4,6 +4,7 @@ use std::net::IpAddr;
 
 use async_trait::async_trait;
 use aws_sdk_ec2::operation::associate_address::builders::AssociateAddressFluentBuilder;
+use aws_sdk_ec2::operation::create_route::builders::CreateRouteFluentBuilder;
 use aws_sdk_ec2::operation::replace_route::builders::ReplaceRouteFluentBuilder;
 use aws_sdk_ec2::operation::replace_route_table_association::builders::ReplaceRouteTableAssociationFluentBuilder;
 use aws_sdk_ec2::types;
@@ -52,6 +53,19 @@ impl AwsEc2 {
         let req = self
             .client
             .replace_route()
+            .route_table_id(table)
+            .network_interface_id(eni);
+        if destination.is_ipv6() {
+            req.destination_ipv6_cidr_block(destination.to_string())
+        } else {
+            req.destination_cidr_block(destination.to_string())
+        }
+    }
+
+    fn create(&self, table: &str, destination: Cidr, eni: &str) -> CreateRouteFluentBuilder {
+        let req = self
+            .client
+            .create_route()
             .route_table_id(table)
             .network_interface_id(eni);
         if destination.is_ipv6() {
@@ -400,6 +414,17 @@ impl Ec2Mutate for AwsEc2 {
                 .await
                 .map(|_| ())
                 .map_err(|e| cloud_error(op, e)),
+            Mutation::CreateRoute {
+                route_table_id,
+                destination,
+                network_interface_id,
+            } => self
+                .create(route_table_id, *destination, network_interface_id)
+                .dry_run(true)
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(|e| cloud_error(op, e)),
             // AssignPrivateIpAddresses has no DryRun parameter.
             Mutation::AssignPrivateIps { .. } => return Ok(DryRun::Unchecked),
         };
@@ -440,6 +465,19 @@ impl Ec2Mutate for AwsEc2 {
             .send()
             .await
             .map_err(|e| cloud_error("ReplaceRoute", e))?;
+        Ok(())
+    }
+
+    async fn create_route(
+        &self,
+        route_table_id: &str,
+        destination: Cidr,
+        network_interface_id: &str,
+    ) -> Result<(), CloudError> {
+        self.create(route_table_id, destination, network_interface_id)
+            .send()
+            .await
+            .map_err(|e| cloud_error("CreateRoute", e))?;
         Ok(())
     }
 
