@@ -245,6 +245,9 @@ async fn dispatch(cli: &Cli) -> Result<(), CliError> {
             for w in &decl.warnings {
                 eprintln!("warning: {w}");
             }
+            for w in failover_core::doctor::stack_tag_mismatches(&decl) {
+                eprintln!("warning: {w}");
+            }
             match cli.output {
                 Output::Json => print_json(&serde_json::to_value(&decl).expect("json")),
                 Output::Table => println!("{}: valid ({})", file.display(), summary(&decl)),
