@@ -108,6 +108,7 @@ fn failover_role_grants_exactly_what_the_code_calls() {
         ("ec2:CreateRoute", "route-table"),
         ("ec2:AssociateAddress", "elastic-ip"),
         ("ec2:AssignPrivateIpAddresses", "network-interface"),
+        ("ec2:UnassignPrivateIpAddresses", "network-interface"),
         ("ec2:ReplaceRouteTableAssociation", "route-table"),
     ] {
         let scoped = statements.iter().any(|s| {

@@ -136,7 +136,8 @@ impl FailoverAddresses {
                 scoping_address,
                 vip_addresses,
             } => Some((*scoping_address, vip_addresses.as_slice())),
-            AddressGroup::NetworkInterfaceAddress { .. } => None,
+            AddressGroup::NetworkInterfaceAddress { .. }
+            | AddressGroup::NetworkInterfacePrefix { .. } => None,
         })
     }
 }
@@ -160,6 +161,12 @@ pub enum AddressGroup {
     NetworkInterfaceAddress {
         /// The secondary private IP.
         scoping_address: IpAddr,
+    },
+    /// `networkInterfaceAddress` with an IPv4 prefix (CFE 2.2+): the ENI's delegated prefix
+    /// moves to the active unit's interface in the same subnet.
+    NetworkInterfacePrefix {
+        /// The delegated prefix (/28).
+        prefix: Cidr,
     },
 }
 
@@ -805,6 +812,37 @@ fn parse_addresses(v: &Value, p: Path) -> Result<FailoverAddresses, DeclarationE
         for (v, p) in items {
             let mut g = Obj::new(v, p)?;
             let (kind, kp) = g.req_str("type")?;
+            if kind == "networkInterfaceAddress" {
+                if let Some((Value::String(text), ap)) = g.opt("scopingAddress") {
+                    if text.contains('/') {
+                        let prefix: Cidr = text
+                            .parse()
+                            .map_err(|e: CidrError| ap.err(format!("{} {e}", show_str(text))))?;
+                        if prefix.is_ipv6() {
+                            return Err(ap.err(format!(
+                                "{} is not an IPv4 prefix (only IPv4 prefixes move between interfaces)",
+                                show_str(text)
+                            )));
+                        }
+                        if prefix.prefix() != 28 {
+                            ap.warn(format!(
+                                "{} is not a /28: EC2 delegates IPv4 prefixes as /28 only, so no interface holds it",
+                                show_str(text)
+                            ));
+                        }
+                        if let Some((_, vp)) = g.opt("vipAddresses") {
+                            vp.warn("is ignored for networkInterfaceAddress (as CFE does): the scopingAddress itself moves");
+                        }
+                        g.finish()?;
+                        let group = AddressGroup::NetworkInterfacePrefix { prefix };
+                        if groups.contains(&group) {
+                            return Err(ap.err(format!("{} is defined twice", show_str(text))));
+                        }
+                        groups.push(group);
+                        continue;
+                    }
+                }
+            }
             let (addr, ap) = g.req_ip("scopingAddress")?;
             let group = match kind {
                 "elasticIpAddress" => {
@@ -1860,6 +1898,42 @@ mod tests {
         let e =
             with(|v| v["externalStorage"]["endpointDnsName"] = "vpce-bad name".into()).unwrap_err();
         assert_eq!(e.path, "externalStorage.endpointDnsName");
+    }
+
+    #[test]
+    fn an_ipv4_prefix_is_a_network_interface_address() {
+        let group = |addr: &str| {
+            with(|v| {
+                v["failoverAddresses"]["addressGroupDefinitions"] = serde_json::json!([
+                    {"type": "networkInterfaceAddress", "scopingAddress": addr}
+                ])
+            })
+        };
+        let d = group("10.0.12.48/28").unwrap();
+        assert_eq!(
+            d.addresses().unwrap().groups,
+            vec![AddressGroup::NetworkInterfacePrefix {
+                prefix: "10.0.12.48/28".parse().unwrap()
+            }]
+        );
+        assert!(d.warnings.is_empty(), "{:?}", d.warnings);
+        let d = group("10.0.12.32/27").unwrap();
+        assert!(d.warnings[0].contains("is not a /28"), "{:?}", d.warnings);
+        let e = group("10.0.12.49/28").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "failoverAddresses.addressGroupDefinitions[0].scopingAddress: \"10.0.12.49/28\" has host bits set (did you mean 10.0.12.48/28?)"
+        );
+        let e = group("2001:db8::/64").unwrap_err();
+        assert!(e.message.contains("is not an IPv4 prefix"), "{e}");
+        // An elastic IP is still an address, never a prefix.
+        let e = with(|v| {
+            v["failoverAddresses"]["addressGroupDefinitions"] = serde_json::json!([
+                {"type": "elasticIpAddress", "scopingAddress": "10.0.12.48/28", "vipAddresses": ["10.0.0.101", "10.0.4.101"]}
+            ])
+        })
+        .unwrap_err();
+        assert!(e.message.contains("is not an IP address"), "{e}");
     }
 
     #[test]

@@ -224,6 +224,20 @@ async fn send(ec2: &dyn Ec2, m: Mutation) -> Result<(), CloudError> {
             .associate_address(&allocation_id, &network_interface_id, private_ip)
             .await
             .map(|_| ()),
+        Mutation::AssignIpv4Prefixes {
+            network_interface_id,
+            prefixes,
+        } => {
+            ec2.assign_ipv4_prefixes(&network_interface_id, &prefixes)
+                .await
+        }
+        Mutation::UnassignIpv4Prefixes {
+            network_interface_id,
+            prefixes,
+        } => {
+            ec2.unassign_ipv4_prefixes(&network_interface_id, &prefixes)
+                .await
+        }
         Mutation::AssignPrivateIps {
             network_interface_id,
             ips,
@@ -251,6 +265,14 @@ pub async fn verify(ec2: &dyn Ec2, ops: &[Operation]) -> Result<BTreeSet<String>
                 allocations.insert(allocation_id.clone());
             }
             Action::AssignPrivateIps {
+                network_interface_id,
+                ..
+            }
+            | Action::ReleasePrefix {
+                network_interface_id,
+                ..
+            }
+            | Action::AssignPrefix {
                 network_interface_id,
                 ..
             } => {
@@ -320,6 +342,20 @@ pub async fn verify(ec2: &dyn Ec2, ops: &[Operation]) -> Result<BTreeSet<String>
             } => enis.iter().any(|n| {
                 n.id == *network_interface_id && ips.iter().all(|ip| n.secondary_ips.contains(ip))
             }),
+            Action::ReleasePrefix {
+                network_interface_id,
+                prefix,
+                ..
+            } => enis
+                .iter()
+                .any(|n| n.id == *network_interface_id && !n.ipv4_prefixes.contains(prefix)),
+            Action::AssignPrefix {
+                network_interface_id,
+                prefix,
+                ..
+            } => enis
+                .iter()
+                .any(|n| n.id == *network_interface_id && n.ipv4_prefixes.contains(prefix)),
             Action::SwapAssociation {
                 route_table_id,
                 subnet_id,

@@ -26,6 +26,7 @@ pub const OPERATIONS: &[&str] = &[
     "ReplaceRoute",
     "CreateRoute",
     "AssignPrivateIpAddresses",
+    "UnassignPrivateIpAddresses",
     "ReplaceRouteTableAssociation",
     "ListBuckets",
     "GetBucketTagging",

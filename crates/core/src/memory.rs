@@ -161,6 +161,7 @@ impl MemoryCloud {
                             primary_ip: n.primary,
                             secondary_ips: n.secondary.clone(),
                             ipv6_ips: Vec::new(),
+                            ipv4_prefixes: n.prefixes.clone(),
                             public_ips: BTreeMap::new(),
                             source_dest_check: n.source_dest_check,
                             tags: n.tags.clone(),
@@ -933,6 +934,104 @@ impl Ec2Mutate for MemoryCloud {
                 .associations
                 .push(assoc);
             Ok(id)
+        })
+    }
+
+    /// EC2's rules for delegated IPv4 prefixes: /28, inside the interface's subnet, held by
+    /// one interface at a time (no reassignment: the holder must unassign first).
+    async fn assign_ipv4_prefixes(
+        &self,
+        network_interface_id: &str,
+        prefixes: &[Cidr],
+    ) -> Result<(), CloudError> {
+        const OP: &str = "AssignPrivateIpAddresses";
+        if let Some(e) = self.pause(OP).await {
+            return Err(e);
+        }
+        self.call(OP, |w| {
+            let to = w
+                .interfaces
+                .get(network_interface_id)
+                .cloned()
+                .ok_or_else(|| {
+                    err(
+                        OP,
+                        ErrorKind::NotFound,
+                        "InvalidNetworkInterfaceID.NotFound",
+                        network_interface_id,
+                    )
+                })?;
+            let subnet = w.subnets.get(&to.subnet_id).map(|s| s.cidr);
+            for p in prefixes {
+                if p.is_ipv6() || p.prefix() != 28 {
+                    return Err(err(
+                        OP,
+                        ErrorKind::Rejected,
+                        "InvalidParameterValue",
+                        format!("{p}: IPv4 prefixes are delegated as /28"),
+                    ));
+                }
+                if !subnet.is_some_and(|c| c.contains(p.addr()) && c.prefix() <= p.prefix()) {
+                    return Err(err(
+                        OP,
+                        ErrorKind::Rejected,
+                        "InvalidParameterValue",
+                        format!("{p} does not fall within the subnet of {network_interface_id}"),
+                    ));
+                }
+                if let Some(other) = w.interfaces.values().find(|n| n.ipv4_prefixes.contains(p)) {
+                    return Err(err(
+                        OP,
+                        ErrorKind::Rejected,
+                        "InvalidParameterValue",
+                        format!("prefix {p} is already assigned to {}", other.id),
+                    ));
+                }
+                if w.interfaces.values().any(|n| {
+                    p.contains(n.primary_ip) || n.secondary_ips.iter().any(|ip| p.contains(*ip))
+                }) {
+                    return Err(err(
+                        OP,
+                        ErrorKind::Rejected,
+                        "PrivateIpAddressInUse",
+                        format!("prefix {p} overlaps an address in use"),
+                    ));
+                }
+            }
+            let to = w.interfaces.get_mut(network_interface_id).expect("checked");
+            to.ipv4_prefixes.extend(prefixes.iter().copied());
+            Ok(())
+        })
+    }
+
+    async fn unassign_ipv4_prefixes(
+        &self,
+        network_interface_id: &str,
+        prefixes: &[Cidr],
+    ) -> Result<(), CloudError> {
+        const OP: &str = "UnassignPrivateIpAddresses";
+        if let Some(e) = self.pause(OP).await {
+            return Err(e);
+        }
+        self.call(OP, |w| {
+            let from = w.interfaces.get_mut(network_interface_id).ok_or_else(|| {
+                err(
+                    OP,
+                    ErrorKind::NotFound,
+                    "InvalidNetworkInterfaceID.NotFound",
+                    network_interface_id,
+                )
+            })?;
+            if let Some(p) = prefixes.iter().find(|p| !from.ipv4_prefixes.contains(p)) {
+                return Err(err(
+                    OP,
+                    ErrorKind::Rejected,
+                    "InvalidParameterValue",
+                    format!("prefix {p} is not assigned to {network_interface_id}"),
+                ));
+            }
+            from.ipv4_prefixes.retain(|p| !prefixes.contains(p));
+            Ok(())
         })
     }
 

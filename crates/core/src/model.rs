@@ -57,6 +57,9 @@ pub struct NetworkInterface {
     pub secondary_ips: Vec<IpAddr>,
     /// IPv6 addresses.
     pub ipv6_ips: Vec<IpAddr>,
+    /// Delegated IPv4 prefixes (`Ipv4Prefixes`, /28 each).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub ipv4_prefixes: Vec<Cidr>,
     /// Elastic IPs associated with its private IPs (private → public), whatever their tags:
     /// CFE records them as `publicAddress` of a moved secondary IP.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]

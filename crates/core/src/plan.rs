@@ -73,6 +73,25 @@ pub enum Action {
         /// The target's twin table.
         route_table_id: String,
     },
+    /// UnassignPrivateIpAddresses (`Ipv4Prefixes`): the first half of a prefix move, in wave 0
+    /// (EC2 does not reassign delegated prefixes: the holder releases it first).
+    ReleasePrefix {
+        /// The ENI that holds it now.
+        network_interface_id: String,
+        /// The delegated prefix.
+        prefix: Cidr,
+        /// The target's ENI that takes it in wave 1.
+        to_network_interface_id: String,
+    },
+    /// AssignPrivateIpAddresses (`Ipv4Prefixes`): the second half, in wave 1.
+    AssignPrefix {
+        /// Receiving ENI (target unit, same subnet).
+        network_interface_id: String,
+        /// The delegated prefix.
+        prefix: Cidr,
+        /// The ENI that released it.
+        from_network_interface_id: String,
+    },
     /// AssignPrivateIpAddresses (AllowReassignment): move secondary IPs between ENIs of one subnet.
     AssignPrivateIps {
         /// Receiving ENI (target unit).
@@ -129,6 +148,22 @@ impl Action {
             } => Mutation::ReplaceRouteTableAssociation {
                 association_id: association_id.clone(),
                 route_table_id: route_table_id.clone(),
+            },
+            Action::ReleasePrefix {
+                network_interface_id,
+                prefix,
+                ..
+            } => Mutation::UnassignIpv4Prefixes {
+                network_interface_id: network_interface_id.clone(),
+                prefixes: vec![*prefix],
+            },
+            Action::AssignPrefix {
+                network_interface_id,
+                prefix,
+                ..
+            } => Mutation::AssignIpv4Prefixes {
+                network_interface_id: network_interface_id.clone(),
+                prefixes: vec![*prefix],
             },
             Action::AssignPrivateIps {
                 network_interface_id,
@@ -513,6 +548,10 @@ impl Planner<'_> {
             return moved;
         };
         for g in &a.groups {
+            if let AddressGroup::NetworkInterfacePrefix { prefix } = g {
+                self.prefix(t, *prefix);
+                continue;
+            }
             let AddressGroup::NetworkInterfaceAddress {
                 scoping_address: ip,
             } = g
@@ -620,6 +659,68 @@ impl Planner<'_> {
             });
         }
         moved
+    }
+
+    /// Plans the move of a delegated IPv4 prefix to the target's interface in the same subnet:
+    /// release (wave 0), then assign (wave 1), as CFE 2.2+ does.
+    fn prefix(&mut self, t: &Instance, prefix: Cidr) {
+        let holder = self.snap.members.iter().find_map(|m| {
+            m.network_interfaces
+                .iter()
+                .find(|n| n.ipv4_prefixes.contains(&prefix))
+                .map(|n| (m, n))
+        });
+        let Some((owner, from)) = holder else {
+            self.reasons.push(format!(
+                "prefix {prefix} (networkInterfaceAddress) is not delegated to any member's interface (assign it to the active unit's interface in its subnet: aws ec2 assign-private-ip-addresses --ipv4-prefixes {prefix} …)"
+            ));
+            return;
+        };
+        if owner.id == t.id {
+            self.in_place
+                .push(format!("prefix {prefix} on {}", from.id));
+            return;
+        }
+        let Some(to) = t
+            .network_interfaces
+            .iter()
+            .find(|n| n.subnet_id == from.subnet_id)
+        else {
+            self.reasons.push(format!(
+                "prefix {prefix} is in subnet {} but target {} has no interface there (prefixes move only within a subnet)",
+                from.subnet_id, t.id
+            ));
+            return;
+        };
+        let why = format!(
+            "prefix {prefix} is delegated to {} of {} ({}); the active unit {} ({}) takes it on {} (same subnet; EC2 moves a prefix by release, then assign)",
+            from.id,
+            owner.id,
+            owner.display_name(),
+            t.id,
+            t.display_name(),
+            to.id
+        );
+        self.ops.push(Operation {
+            id: format!("prefix-release:{prefix}"),
+            wave: 0,
+            why: why.clone(),
+            action: Action::ReleasePrefix {
+                network_interface_id: from.id.clone(),
+                prefix,
+                to_network_interface_id: to.id.clone(),
+            },
+        });
+        self.ops.push(Operation {
+            id: format!("prefix:{prefix}"),
+            wave: 1,
+            why,
+            action: Action::AssignPrefix {
+                network_interface_id: to.id.clone(),
+                prefix,
+                from_network_interface_id: from.id.clone(),
+            },
+        });
     }
 
     fn elastic_ips(&mut self, t: &Instance, moved: &BTreeMap<IpAddr, String>) {
@@ -1084,6 +1185,142 @@ mod tests {
             e.to_string(),
             "serverless.createMissingRoutes[0]: expected the index of a route group (0 to 0), got a number (1)"
         );
+    }
+
+    /// Same-AZ pair with the prefix 10.0.0.48/28 delegated to A's external interface.
+    fn same_az_with_prefix() -> Topology {
+        let mut topo = same_az();
+        topo.instances[0]
+            .interfaces
+            .iter_mut()
+            .find(|x| x.id == SEED_A_EXT)
+            .unwrap()
+            .prefixes = vec![cidr("10.0.0.48/28")];
+        topo
+    }
+
+    #[tokio::test]
+    async fn an_ipv4_prefix_moves_by_release_then_assign_and_is_logged_as_cfe_does() {
+        use crate::execute::{execute, ExecOptions};
+        use crate::lock::NoFence;
+        use crate::state::{cfe_state, Mode, RunRecord};
+        // GIVEN CFE 2.2+'s declaration form: a prefix as networkInterfaceAddress.scopingAddress
+        let cloud = MemoryCloud::from_topology(&same_az_with_prefix());
+        let d = patched(|v| {
+            v["failoverRoutes"]["routeGroupDefinitions"][0]["defaultNextHopAddresses"]["items"] =
+                json!(["10.0.0.11", "10.0.0.12"]);
+            v["failoverAddresses"]["addressGroupDefinitions"] =
+                json!([{"type": "networkInterfaceAddress", "scopingAddress": "10.0.0.48/28"}]);
+        });
+        // WHEN B becomes active
+        let p = plan_on(&cloud, &d, SEED_B).await.unwrap();
+        let ids: Vec<(u8, &str)> = p
+            .operations
+            .iter()
+            .map(|o| (o.wave, o.id.as_str()))
+            .filter(|(_, id)| id.starts_with("prefix"))
+            .collect();
+        // THEN A releases it first, B takes it in the next round
+        assert_eq!(
+            ids,
+            [
+                (0, "prefix-release:10.0.0.48/28"),
+                (1, "prefix:10.0.0.48/28")
+            ]
+        );
+        let opts = ExecOptions {
+            max_concurrency: 4,
+            pacing: Default::default(),
+            deadline: None,
+        };
+        let out = execute(&cloud, &p, &opts, &NoFence).await;
+        assert!(out.iter().all(|o| o.verified), "{out:?}");
+        let snap = discover(&cloud, &cloud, &d).await.unwrap();
+        let b = snap.member(SEED_B).unwrap();
+        assert!(b
+            .network_interfaces
+            .iter()
+            .any(|n| n.id == SEED_B_EXT && n.ipv4_prefixes == [cidr("10.0.0.48/28")]));
+        assert!(plan(&d, &snap, SEED_B).unwrap().operations.is_empty());
+        // and the state file has CFE 2.2+'s prefix entries
+        let req = crate::failover::RunRequest::new(
+            crate::failover::TargetSpec::Instance(SEED_B.into()),
+            Mode::Execute,
+            "test",
+        );
+        let state = cfe_state(&RunRecord::new("r1".into(), &d, &req).with_plan(&p));
+        let entry = json!([{"address": "10.0.0.48/28", "ipVersion": 4, "prefix": true}]);
+        let ifs = &state["failoverOperations"]["addresses"]["interfaces"];
+        assert!(ifs["disassociate"]
+            .as_array()
+            .unwrap()
+            .contains(&json!({"networkInterfaceId": SEED_A_EXT, "addresses": entry})));
+        assert!(ifs["associate"]
+            .as_array()
+            .unwrap()
+            .contains(&json!({"networkInterfaceId": SEED_B_EXT, "addresses": entry})));
+        // Failing back moves it again; a prefix on no member is refused with the fix.
+        assert_eq!(
+            plan(&d, &snap, SEED_A)
+                .unwrap()
+                .operations
+                .iter()
+                .filter(|o| o.id.starts_with("prefix"))
+                .count(),
+            2
+        );
+        let d2 = patched(|v| {
+            v["failoverAddresses"]["addressGroupDefinitions"] =
+                json!([{"type": "networkInterfaceAddress", "scopingAddress": "10.0.0.64/28"}]);
+        });
+        let r = plan_on(&cloud, &d2, SEED_B).await.unwrap_err();
+        assert!(
+            r.reasons[0]
+                .starts_with("prefix 10.0.0.64/28 (networkInterfaceAddress) is not delegated"),
+            "{r}"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_in_memory_cloud_enforces_ec2s_prefix_rules() {
+        use crate::ports::Ec2Mutate;
+        let cloud = MemoryCloud::from_topology(&same_az_with_prefix());
+        let p = cidr("10.0.0.48/28");
+        // held by A: B cannot take it (no reassignment of prefixes)
+        let e = cloud
+            .assign_ipv4_prefixes(SEED_B_EXT, &[p])
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("already assigned"), "{e}");
+        // only /28, only inside the interface's subnet, only free addresses
+        let e = cloud
+            .assign_ipv4_prefixes(SEED_B_EXT, &[cidr("10.0.0.64/27")])
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("/28"), "{e}");
+        let e = cloud
+            .assign_ipv4_prefixes(SEED_B_EXT, &[cidr("10.0.9.0/28")])
+            .await
+            .unwrap_err();
+        assert!(
+            e.to_string().contains("does not fall within the subnet"),
+            "{e}"
+        );
+        let e = cloud
+            .assign_ipv4_prefixes(SEED_B_EXT, &[cidr("10.0.0.96/28")])
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("overlaps an address in use"), "{e}");
+        // unassign only what the interface holds
+        assert!(cloud
+            .unassign_ipv4_prefixes(SEED_B_EXT, &[p])
+            .await
+            .is_err());
+        cloud
+            .unassign_ipv4_prefixes(SEED_A_EXT, &[p])
+            .await
+            .unwrap();
+        cloud.assign_ipv4_prefixes(SEED_B_EXT, &[p]).await.unwrap();
     }
 
     #[tokio::test]

@@ -14,11 +14,12 @@ use crate::model::{ElasticIp, Filter, Instance, NetworkInterface, RouteTable};
 use crate::net::Cidr;
 
 /// EC2 operations that change the cloud (what `Ec2Mutate` sends).
-pub const MUTATING_OPERATIONS: [&str; 5] = [
+pub const MUTATING_OPERATIONS: [&str; 6] = [
     "AssociateAddress",
     "ReplaceRoute",
     "CreateRoute",
     "AssignPrivateIpAddresses",
+    "UnassignPrivateIpAddresses",
     "ReplaceRouteTableAssociation",
 ];
 
@@ -40,6 +41,10 @@ pub const PERMISSIONS: &[(&str, &[&str])] = &[
     (
         "AssignPrivateIpAddresses",
         &["ec2:AssignPrivateIpAddresses"],
+    ),
+    (
+        "UnassignPrivateIpAddresses",
+        &["ec2:UnassignPrivateIpAddresses"],
     ),
     (
         "ReplaceRouteTableAssociation",
@@ -136,6 +141,21 @@ pub enum Mutation {
         /// The table it moves to.
         route_table_id: String,
     },
+    /// AssignPrivateIpAddresses with `Ipv4Prefixes`: delegated prefixes onto an interface
+    /// (they must be free: EC2 does not reassign prefixes).
+    AssignIpv4Prefixes {
+        /// Receiving ENI.
+        network_interface_id: String,
+        /// The prefixes.
+        prefixes: Vec<Cidr>,
+    },
+    /// UnassignPrivateIpAddresses with `Ipv4Prefixes`: frees them for another interface.
+    UnassignIpv4Prefixes {
+        /// The ENI that holds them.
+        network_interface_id: String,
+        /// The prefixes.
+        prefixes: Vec<Cidr>,
+    },
     /// AssignPrivateIpAddresses (with AllowReassignment).
     AssignPrivateIps {
         /// Receiving ENI.
@@ -152,7 +172,10 @@ impl Mutation {
             Mutation::AssociateAddress { .. } => "AssociateAddress",
             Mutation::ReplaceRoute { .. } => "ReplaceRoute",
             Mutation::CreateRoute { .. } => "CreateRoute",
-            Mutation::AssignPrivateIps { .. } => "AssignPrivateIpAddresses",
+            Mutation::AssignPrivateIps { .. } | Mutation::AssignIpv4Prefixes { .. } => {
+                "AssignPrivateIpAddresses"
+            }
+            Mutation::UnassignIpv4Prefixes { .. } => "UnassignPrivateIpAddresses",
             Mutation::ReplaceRouteTableAssociation { .. } => "ReplaceRouteTableAssociation",
         }
     }
@@ -202,6 +225,18 @@ pub trait Ec2Mutate: Send + Sync {
         association_id: &str,
         route_table_id: &str,
     ) -> Result<String, CloudError>;
+    /// AssignPrivateIpAddresses with `Ipv4Prefixes` (free prefixes only).
+    async fn assign_ipv4_prefixes(
+        &self,
+        network_interface_id: &str,
+        prefixes: &[Cidr],
+    ) -> Result<(), CloudError>;
+    /// UnassignPrivateIpAddresses with `Ipv4Prefixes`.
+    async fn unassign_ipv4_prefixes(
+        &self,
+        network_interface_id: &str,
+        prefixes: &[Cidr],
+    ) -> Result<(), CloudError>;
     /// AssignPrivateIpAddresses; with `allow_reassignment` the addresses (and any EIPs on them)
     /// move from the interface that holds them.
     async fn assign_private_ips(

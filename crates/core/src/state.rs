@@ -248,6 +248,23 @@ pub fn cfe_state(record: &RunRecord) -> Value {
                 associate
                     .push(json!({"networkInterfaceId": network_interface_id, "addresses": addrs}));
             }
+            // CFE 2.2+: `{address: <prefix>, ipVersion: 4, prefix: true}`.
+            Action::ReleasePrefix {
+                network_interface_id,
+                prefix,
+                ..
+            } => disassociate.push(json!({
+                "networkInterfaceId": network_interface_id,
+                "addresses": [{"address": prefix.to_string(), "ipVersion": 4, "prefix": true}],
+            })),
+            Action::AssignPrefix {
+                network_interface_id,
+                prefix,
+                ..
+            } => associate.push(json!({
+                "networkInterfaceId": network_interface_id,
+                "addresses": [{"address": prefix.to_string(), "ipVersion": 4, "prefix": true}],
+            })),
             Action::ReplaceRoute {
                 route_table_id,
                 destination,

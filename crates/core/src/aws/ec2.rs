@@ -141,6 +141,11 @@ macro_rules! interface_from {
                 .iter()
                 .filter_map(|a| ip(a.ipv6_address()))
                 .collect(),
+            ipv4_prefixes: n
+                .ipv4_prefixes()
+                .iter()
+                .filter_map(|p| p.ipv4_prefix()?.parse().ok())
+                .collect(),
             public_ips: n
                 .private_ip_addresses()
                 .iter()
@@ -425,8 +430,10 @@ impl Ec2Mutate for AwsEc2 {
                 .await
                 .map(|_| ())
                 .map_err(|e| cloud_error(op, e)),
-            // AssignPrivateIpAddresses has no DryRun parameter.
-            Mutation::AssignPrivateIps { .. } => return Ok(DryRun::Unchecked),
+            // AssignPrivateIpAddresses and UnassignPrivateIpAddresses have no DryRun parameter.
+            Mutation::AssignPrivateIps { .. }
+            | Mutation::AssignIpv4Prefixes { .. }
+            | Mutation::UnassignIpv4Prefixes { .. } => return Ok(DryRun::Unchecked),
         };
         match sent {
             Err(e) if e.code.as_deref() == Some("DryRunOperation") => Ok(DryRun::Allowed),
@@ -492,6 +499,36 @@ impl Ec2Mutate for AwsEc2 {
             .await
             .map_err(|e| cloud_error("ReplaceRouteTableAssociation", e))?;
         Ok(out.new_association_id().unwrap_or_default().to_string())
+    }
+
+    async fn assign_ipv4_prefixes(
+        &self,
+        network_interface_id: &str,
+        prefixes: &[Cidr],
+    ) -> Result<(), CloudError> {
+        self.client
+            .assign_private_ip_addresses()
+            .network_interface_id(network_interface_id)
+            .set_ipv4_prefixes(Some(prefixes.iter().map(ToString::to_string).collect()))
+            .send()
+            .await
+            .map_err(|e| cloud_error("AssignPrivateIpAddresses", e))?;
+        Ok(())
+    }
+
+    async fn unassign_ipv4_prefixes(
+        &self,
+        network_interface_id: &str,
+        prefixes: &[Cidr],
+    ) -> Result<(), CloudError> {
+        self.client
+            .unassign_private_ip_addresses()
+            .network_interface_id(network_interface_id)
+            .set_ipv4_prefixes(Some(prefixes.iter().map(ToString::to_string).collect()))
+            .send()
+            .await
+            .map_err(|e| cloud_error("UnassignPrivateIpAddresses", e))?;
+        Ok(())
     }
 
     async fn assign_private_ips(
