@@ -214,11 +214,10 @@ fn location(s: &str) -> Result<Location, CliError> {
 async fn open(opts: &AwsOptions, loc: &Location) -> Result<(aws::AwsCloud, Declaration), CliError> {
     let cloud = aws::connect(opts).await;
     let decl = load_declaration(&cloud.s3, loc).await?;
-    let settings = aws::ClientSettings::from_declaration(&decl).map_err(CliError)?;
-    if settings == aws::ClientSettings::default() {
-        return Ok((cloud, decl));
-    }
-    Ok((aws::connect_for(opts, &settings, None).await, decl))
+    let cloud = failover_core::entry::with_settings(cloud, opts, &decl)
+        .await
+        .map_err(CliError)?;
+    Ok((cloud, decl))
 }
 
 fn target(s: &str) -> Result<String, CliError> {

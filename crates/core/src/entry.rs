@@ -4,6 +4,7 @@
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::aws::{self, AwsCloud, AwsOptions, ClientSettings};
+use crate::declaration::Declaration;
 use crate::handler::{load_declaration, Invocation, Location};
 
 /// Reads `DECLARATION_URI` (required) and `AWS_ENDPOINT_URL` (for local runs), and builds the
@@ -19,12 +20,13 @@ pub async fn lambda_setup() -> Result<(AwsCloud, Location, Option<&'static str>)
         endpoint_url: std::env::var("AWS_ENDPOINT_URL").ok(),
     };
     let cloud = aws::connect(&opts).await;
-    let log_level = load_declaration(&cloud.s3, &declaration)
-        .await
-        .ok()
-        .map(|d| d.log_directive());
-    let cloud = for_declaration(cloud, &opts, &declaration).await?;
-    Ok((cloud, declaration, log_level))
+    // Read once at cold start: a declaration that does not load is reported by each
+    // invocation instead, so the base adapters and log level are kept.
+    let Ok(decl) = load_declaration(&cloud.s3, &declaration).await else {
+        return Ok((cloud, declaration, None));
+    };
+    let cloud = with_settings(cloud, &opts, &decl).await?;
+    Ok((cloud, declaration, Some(decl.log_directive())))
 }
 
 /// The functions' log filter: `RUST_LOG` (local debugging) wins, then the declaration's
@@ -61,19 +63,28 @@ pub fn init_tracing(declared: Option<&str>) {
     }
 }
 
-/// The adapters the declaration asks for: its PrivateLink endpoints (`endpointDnsName`), CA
-/// bundle (`trustedCertBundle`) and bucket region. Read once, at cold start: a change to them
-/// takes effect with the next cold start. A declaration that does not load is reported by
-/// each invocation instead, so the base adapters are kept.
+/// The adapters the declaration at `declaration` asks for (see [`with_settings`]); the base
+/// adapters when it does not load (each invocation reports that).
 pub async fn for_declaration(
     cloud: AwsCloud,
     opts: &AwsOptions,
     declaration: &Location,
 ) -> Result<AwsCloud, String> {
-    let Ok(decl) = load_declaration(&cloud.s3, declaration).await else {
-        return Ok(cloud);
-    };
-    let settings = ClientSettings::from_declaration(&decl)?;
+    match load_declaration(&cloud.s3, declaration).await {
+        Ok(decl) => with_settings(cloud, opts, &decl).await,
+        Err(_) => Ok(cloud),
+    }
+}
+
+/// The adapters `decl` asks for: its PrivateLink endpoints (`endpointDnsName`), CA bundle
+/// (`trustedCertBundle`) and bucket region; `cloud` itself when it asks for none. The Lambdas
+/// apply them at cold start: a change takes effect with the next cold start.
+pub async fn with_settings(
+    cloud: AwsCloud,
+    opts: &AwsOptions,
+    decl: &Declaration,
+) -> Result<AwsCloud, String> {
+    let settings = ClientSettings::from_declaration(decl)?;
     if settings == ClientSettings::default() {
         return Ok(cloud);
     }
