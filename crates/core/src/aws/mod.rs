@@ -422,10 +422,15 @@ mod tests {
                 .nth(1)
                 .and_then(|c| c.split(',').next())
                 .unwrap_or_default();
+            let body = req
+                .body()
+                .bytes()
+                .map(|b| String::from_utf8_lossy(b).into_owned())
+                .unwrap_or_default();
             self.0
                 .lock()
                 .unwrap()
-                .push(format!("{} {scope}", req.uri()));
+                .push(format!("{} {scope} {body}", req.uri()));
             Err("captured, not sent".into())
         }
     }
@@ -589,6 +594,38 @@ mod tests {
         })
         .await;
         assert!(trusting.bucket_exists("cfe-state").await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn prefix_moves_are_sent_as_ec2_expects() {
+        // (moto has no delegated prefixes: the requests are checked here, stopped before sending)
+        use crate::ports::Ec2Mutate;
+        let opts = AwsOptions {
+            region: None,
+            endpoint_url: Some("http://127.0.0.1:9".into()),
+        };
+        let (ec2, _) = sdk_configs(&opts, &ClientSettings::default(), None).await;
+        let seen = Capture::default();
+        let client =
+            aws_sdk_ec2::Client::from_conf(ec2.to_builder().interceptor(seen.clone()).build());
+        let adapter = AwsEc2::new(client, false);
+        let p: crate::net::Cidr = "10.0.0.48/28".parse().unwrap();
+        assert!(adapter
+            .unassign_ipv4_prefixes("eni-0a", &[p])
+            .await
+            .is_err());
+        assert!(adapter.assign_ipv4_prefixes("eni-0b", &[p]).await.is_err());
+        let seen = seen.0.lock().unwrap().clone();
+        assert_eq!(seen.len(), 2, "{seen:?}");
+        for (req, action, eni) in [
+            (&seen[0], "UnassignPrivateIpAddresses", "eni-0a"),
+            (&seen[1], "AssignPrivateIpAddresses", "eni-0b"),
+        ] {
+            assert!(req.contains(&format!("Action={action}&")), "{req}");
+            assert!(req.contains(&format!("NetworkInterfaceId={eni}")), "{req}");
+            assert!(req.contains("Ipv4Prefix.1=10.0.0.48%2F28"), "{req}");
+            assert!(!req.contains("AllowReassignment"), "{req}");
+        }
     }
 
     #[test]
