@@ -143,3 +143,161 @@ async fn plan_refuses_vips_as_next_hops_and_execute_then_inspect() {
     assert_eq!(view["drift"], false);
     assert_eq!(view["lastState"]["taskState"], "SUCCEEDED");
 }
+
+/// Issue 12.2 and 12.3 on moto through the binary: an exit code per outcome, `--target peer`,
+/// `unlock`, `reset`, `history`, and no panic on a closed stdout.
+#[tokio::test(flavor = "multi_thread")]
+async fn operator_commands_and_exit_codes() {
+    use failover_core::declaration::Encryption;
+    use failover_core::lab::{SEED_A, SEED_RTB};
+    use failover_core::ports::ObjectStore;
+    let Some(moto) = Moto::start() else { return };
+    let (cloud, _) = moto.cloud().await;
+    let topo = Topology::seed();
+    let after_text = repo_file("examples/seed-article/declaration-after.json");
+    let (ids, _) = lab_with(&cloud, &topo, &after_text).await;
+    let dir = std::env::temp_dir().join(format!("cf-ops-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let write = |name: &str, text: &str| {
+        let p = dir.join(name);
+        std::fs::write(&p, ids.rewrite(text)).unwrap();
+        p.to_string_lossy().to_string()
+    };
+    let after = write("after.json", &after_text);
+    let snat_none = write(
+        "snat-none.json",
+        &repo_file("examples/seed-article/cfe-snat-none.json"),
+    );
+    let mut v: serde_json::Value = serde_json::from_str(&after_text).unwrap();
+    let storage = v["externalStorage"].as_object_mut().unwrap();
+    storage.remove("scopingTags");
+    storage.insert("scopingName".into(), "no-such-bucket".into());
+    let nowhere = write("nowhere.json", &v.to_string());
+    let b_stops = write(
+        "b-stops.json",
+        &repo_file("events/ec2-state-change.json").replace(SEED_A, SEED_B),
+    );
+    let ok_event = write("ok.json", &repo_file("events/alarm-ok-eventbridge.json"));
+    let (a, b) = (ids.real(SEED_A).to_string(), ids.real(SEED_B).to_string());
+    let run = |args: &[&str]| {
+        cli()
+            .args(args)
+            .args(["--endpoint-url", &moto.endpoint, "--region", "us-east-1"])
+            .output()
+            .unwrap()
+    };
+    let code = |args: &[&str]| {
+        let out = run(args);
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+
+    // --target peer: the other member of the one followed (A): B.
+    let (c, out, err) = code(&["execute", "--declaration", &after, "--target", "peer"]);
+    assert_eq!(c, Some(0), "{out}{err}");
+    assert!(out.contains(&format!("\"target\": \"{b}\"")), "{out}");
+
+    // An automatic trigger inside the cooldown: COOLDOWN, exit 4.
+    let (c, _, err) = code(&["invoke", &b_stops, "--declaration", &after]);
+    assert_eq!(c, Some(4), "{err}");
+    assert!(err.lines().any(|l| l.starts_with("COOLDOWN: ")), "{err}");
+
+    // IGNORED, exit 5; refused, exit 6; drift, exit 7; no bucket, exit 8.
+    let (c, _, err) = code(&["invoke", &ok_event, "--declaration", &after]);
+    assert_eq!(c, Some(5), "{err}");
+    let (c, _, err) = code(&[
+        "execute",
+        "--declaration",
+        &snat_none,
+        "--target",
+        &a,
+        "--force",
+    ]);
+    assert_eq!(c, Some(6), "{err}");
+    cloud
+        .ec2
+        .client()
+        .replace_route()
+        .route_table_id(ids.real(SEED_RTB))
+        .destination_cidr_block("0.0.0.0/0")
+        .network_interface_id(ids.real(failover_core::lab::SEED_A_EXT))
+        .send()
+        .await
+        .unwrap();
+    let (c, _, err) = code(&["inspect", "--declaration", &after]);
+    assert_eq!(c, Some(7), "{err}");
+    let (c, _, err) = code(&["state", "--declaration", &nowhere]);
+    assert_eq!(c, Some(8), "{err}");
+
+    // history --failed: the refusal, not the success.
+    let (c, out, _) = code(&["history", "--declaration", &after, "--failed"]);
+    assert_eq!(c, Some(0));
+    let runs: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(runs.as_array().unwrap().len(), 1, "{runs:#}");
+    assert_eq!(runs[0]["taskState"], "FAILED");
+    let (_, out, _) = code(&["history", "--declaration", &after]);
+    let runs: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(runs.as_array().unwrap().len(), 2, "{runs:#}");
+
+    // A live lock: IN_PROGRESS (3); unlock refuses (9) unless forced.
+    let lock = serde_json::json!({
+        "owner": "other-run", "acquiredAt": "2026-11-29T00:00:00Z",
+        "expiresAt": (chrono::Utc::now() + chrono::Duration::seconds(300)).to_rfc3339(),
+        "released": false, "writeId": "w"
+    });
+    cloud
+        .s3
+        .put_object(
+            &topo.bucket.name,
+            "f5cloudfailover/lock/default.json",
+            serde_json::to_vec(&lock).unwrap(),
+            &Encryption::None,
+            None,
+        )
+        .await
+        .unwrap();
+    let (c, _, err) = code(&[
+        "execute",
+        "--declaration",
+        &after,
+        "--target",
+        &a,
+        "--force",
+    ]);
+    assert_eq!(c, Some(3), "{err}");
+    let (c, _, err) = code(&["unlock", "--declaration", &after]);
+    assert_eq!(c, Some(9), "{err}");
+    assert!(err.contains("other-run"), "{err}");
+    // reset --force: the lock released and the state a clean slate, so no cooldown either.
+    let (c, _, err) = code(&["reset", "--declaration", &after, "--force"]);
+    assert_eq!(c, Some(0), "{err}");
+    let (_, state, _) = code(&["state", "--declaration", &after]);
+    assert!(state.contains("Reset by cloud-failover reset"), "{state}");
+    let (c, out, err) = code(&["invoke", &b_stops, "--declaration", &after]);
+    assert_eq!(c, Some(0), "{out}{err}");
+
+    // A closed stdout is no panic (exit 101): SIGPIPE ends the process quietly.
+    let mut child = cli()
+        .args([
+            "history",
+            "--declaration",
+            &after,
+            "--endpoint-url",
+            &moto.endpoint,
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    assert_ne!(
+        out.status.code(),
+        Some(101),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

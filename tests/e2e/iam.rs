@@ -125,6 +125,29 @@ fn failover_role_grants_exactly_what_the_code_calls() {
             "{action} on {resource} is not conditioned on the scoping tag"
         );
     }
+    // Where the target is not tagged (the interface an EIP moves to, the subnet a table is
+    // swapped onto), it is confined to the cluster's VPC (issue 9.4).
+    for (action, resource) in [
+        ("ec2:AssociateAddress", "network-interface"),
+        ("ec2:ReplaceRouteTableAssociation", "subnet"),
+    ] {
+        let in_vpc: Vec<&serde_yaml::Value> = statements
+            .iter()
+            .filter(|s| {
+                let acts = serde_yaml::to_string(&s["Action"]).unwrap();
+                let res = serde_yaml::to_string(&s["Resource"]).unwrap();
+                acts.contains(action) && res.contains(&format!(":{resource}/*"))
+            })
+            .collect();
+        assert!(!in_vpc.is_empty(), "{action} on {resource} not granted");
+        for s in in_vpc {
+            let vpc = serde_yaml::to_string(&s["Condition"]["ArnEquals"]["ec2:Vpc"]).unwrap();
+            assert!(
+                vpc.contains(":vpc/${VpcId}"),
+                "{action} on {resource} is not confined to the VPC: {s:?}"
+            );
+        }
+    }
 }
 
 #[test]

@@ -11,12 +11,13 @@ use failover_core::aws::emulator::{has_moto, python_in, Emulator};
 use failover_core::aws::{self, AwsOptions};
 use failover_core::discovery::resolve_bucket;
 use failover_core::doctor::{doctor, Verdict};
-use failover_core::failover::{run, RunRequest, TargetSpec};
+use failover_core::failover::{run, RunOutcome, RunRequest, TargetSpec};
 use failover_core::handler::{handle, load_declaration, Invocation, Location};
 use failover_core::inspect::{inspect, Inspection};
 use failover_core::lab::Topology;
+use failover_core::lock::{unlock, Unlocked};
 use failover_core::ports::ObjectStore;
-use failover_core::state::{state_key, Mode, StateLog};
+use failover_core::state::{read_history, state_key, Mode, StateLog};
 use failover_core::{Declaration, FailoverError};
 use serde_json::Value;
 
@@ -64,6 +65,9 @@ enum Command {
     Validate {
         /// Declaration file.
         file: PathBuf,
+        /// Other clusters' declarations: warn when one would share its state file or lock.
+        #[arg(long)]
+        against: Vec<PathBuf>,
     },
     /// Validate a declaration, then upload it.
     Declare {
@@ -78,7 +82,8 @@ enum Command {
         /// Declaration: s3://BUCKET/KEY or a file.
         #[arg(long, env = "DECLARATION_URI")]
         declaration: String,
-        /// Target instance id (becomes active).
+        /// Target instance id (becomes active), or `peer`: the other member of the one the
+        /// cloud follows now.
         #[arg(long)]
         target: String,
     },
@@ -87,12 +92,51 @@ enum Command {
         /// Declaration: s3://BUCKET/KEY or a file.
         #[arg(long, env = "DECLARATION_URI")]
         declaration: String,
-        /// Target instance id (becomes active).
+        /// Target instance id (becomes active), or `peer`: the other member of the one the
+        /// cloud follows now.
         #[arg(long)]
         target: String,
         /// Fail over even within the cooldown after the last failover.
         #[arg(long)]
         force: bool,
+        /// Stop sending mutations this many seconds from now (less a reserve to verify and
+        /// record the outcome), as a Lambda's deadline does.
+        #[arg(long, default_value_t = 900, value_parser = clap::value_parser!(u64).range(5..=3600))]
+        deadline: u64,
+    },
+    /// Release the cluster lock (CFE's /reset for the lock). A live run's lock needs --force.
+    Unlock {
+        /// Declaration: s3://BUCKET/KEY or a file.
+        #[arg(long, env = "DECLARATION_URI")]
+        declaration: String,
+        /// Release it even though its lease is still running (its run is then fenced).
+        #[arg(long)]
+        force: bool,
+    },
+    /// Release the lock and rewrite the state file as a clean slate (CFE's /reset): no last
+    /// failover (so no cooldown), no RUNNING or FAILED run to recover.
+    Reset {
+        /// Declaration: s3://BUCKET/KEY or a file.
+        #[arg(long, env = "DECLARATION_URI")]
+        declaration: String,
+        /// Also when a live run holds the lock.
+        #[arg(long)]
+        force: bool,
+    },
+    /// The cluster's runs from the history, newest first.
+    History {
+        /// Declaration: s3://BUCKET/KEY or a file.
+        #[arg(long, env = "DECLARATION_URI")]
+        declaration: String,
+        /// Only runs that did not succeed (FAILED, refused).
+        #[arg(long)]
+        failed: bool,
+        /// Another cluster in the same bucket (default: the declaration's clusterName).
+        #[arg(long)]
+        cluster: Option<String>,
+        /// How many runs.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
     },
     /// Run the failover Lambda's handler once on an event file (same code path).
     Invoke {
@@ -160,22 +204,87 @@ enum LabCommand {
     },
 }
 
-/// A failure worth one line on stderr.
-struct CliError(String);
+/// Exit codes, one per outcome an operator or a script must tell apart (README "Exit codes").
+mod exit {
+    /// An error, a FAILED run, or a doctor FAIL.
+    pub const FAILED: u8 = 1;
+    /// Another run holds the cluster lock (IN_PROGRESS).
+    pub const IN_PROGRESS: u8 = 3;
+    /// Flap damping skipped the failover (COOLDOWN).
+    pub const COOLDOWN: u8 = 4;
+    /// The event was not acted on (IGNORED).
+    pub const IGNORED: u8 = 5;
+    /// The planner refused (nothing changed).
+    pub const REFUSED: u8 = 6;
+    /// `inspect`: the cloud follows no single member (drift).
+    pub const DRIFT: u8 = 7;
+    /// The state bucket was not found.
+    pub const NO_BUCKET: u8 = 8;
+    /// `unlock`/`reset`: a live run holds the lock (use --force).
+    pub const LOCK_HELD: u8 = 9;
+
+    /// The code for a run's `status`.
+    pub fn of_status(status: &str) -> Option<u8> {
+        match status {
+            "IN_PROGRESS" => Some(IN_PROGRESS),
+            "COOLDOWN" => Some(COOLDOWN),
+            "IGNORED" => Some(IGNORED),
+            _ => None,
+        }
+    }
+}
+
+/// A failure worth one line on stderr, with its exit code.
+struct CliError {
+    message: String,
+    code: u8,
+}
+
+impl CliError {
+    /// An error (exit 1).
+    fn new(message: impl Into<String>) -> CliError {
+        CliError {
+            message: format!("error: {}", message.into()),
+            code: exit::FAILED,
+        }
+    }
+
+    /// An outcome that is not an error but must not read as success (its own exit code).
+    fn status(code: u8, status: &str, message: &str) -> CliError {
+        CliError {
+            message: format!("{status}: {message}"),
+            code,
+        }
+    }
+}
 
 impl From<FailoverError> for CliError {
     fn from(e: FailoverError) -> Self {
-        CliError(e.to_string())
+        let code = match &e {
+            FailoverError::Refused(_) => exit::REFUSED,
+            FailoverError::NoStateBucket(_) => exit::NO_BUCKET,
+            _ => exit::FAILED,
+        };
+        CliError {
+            message: format!("error: {e}"),
+            code,
+        }
     }
 }
 
 impl From<String> for CliError {
     fn from(e: String) -> Self {
-        CliError(e)
+        CliError::new(e)
     }
 }
 
 fn main() -> ExitCode {
+    // Die quietly of SIGPIPE like other Unix tools (`cloud-failover history | head`), instead
+    // of panicking on a closed stdout.
+    // SAFETY: called first thing in main, before any thread exists.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     init_logs(&cli);
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -184,15 +293,21 @@ fn main() -> ExitCode {
         .expect("tokio runtime");
     match rt.block_on(dispatch(&cli)) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(CliError(msg)) => {
-            eprintln!("error: {msg}");
-            ExitCode::FAILURE
+        Err(e) => {
+            eprintln!("{}", e.message);
+            ExitCode::from(e.code)
         }
     }
 }
 
 fn init_logs(cli: &Cli) {
-    let filter = tracing_subscriber::EnvFilter::try_new(&cli.log_level)
+    // Progress lines (one per mutation wave) when a person watches stderr.
+    let level = if std::io::stderr().is_terminal() {
+        format!("{},progress=info", cli.log_level)
+    } else {
+        cli.log_level.clone()
+    };
+    let filter = tracing_subscriber::EnvFilter::try_new(&level)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -206,7 +321,7 @@ fn init_logs(cli: &Cli) {
 
 fn location(s: &str) -> Result<Location, CliError> {
     s.parse::<Location>()
-        .map_err(|e| CliError(format!("--declaration: {e}")))
+        .map_err(|e| CliError::new(format!("--declaration: {e}")))
 }
 
 /// The SDK adapters and the declaration at `loc` (read through them when it is in S3).
@@ -216,18 +331,33 @@ async fn open(opts: &AwsOptions, loc: &Location) -> Result<(aws::AwsCloud, Decla
     let decl = load_declaration(&cloud.s3, loc).await?;
     let cloud = failover_core::entry::with_settings(cloud, opts, &decl)
         .await
-        .map_err(CliError)?;
+        .map_err(CliError::new)?;
     Ok((cloud, decl))
 }
 
-fn target(s: &str) -> Result<String, CliError> {
-    if failover_core::declaration::is_instance_id(s) {
-        Ok(s.to_string())
+fn target(s: &str) -> Result<TargetSpec, CliError> {
+    if s == "peer" {
+        Ok(TargetSpec::Peer)
+    } else if failover_core::declaration::is_instance_id(s) {
+        Ok(TargetSpec::Instance(s.to_string()))
     } else {
-        Err(CliError(format!(
-            "--target: {s:?} is not an instance id (i-…)"
+        Err(CliError::new(format!(
+            "--target: {s:?} is not an instance id (i-…) or \"peer\""
         )))
     }
+}
+
+/// The state bucket, or exit 8.
+async fn bucket(cloud: &aws::AwsCloud, decl: &Declaration) -> Result<String, CliError> {
+    let (bucket, _) = resolve_bucket(&cloud.s3, &decl.external_storage.scope)
+        .await
+        .map_err(|e| CliError::new(e.to_string()))?;
+    bucket.ok_or_else(|| {
+        CliError::from(FailoverError::NoStateBucket(format!(
+            "externalStorage of cluster {} matches no bucket",
+            decl.extension.cluster_name
+        )))
+    })
 }
 
 async fn dispatch(cli: &Cli) -> Result<(), CliError> {
@@ -236,11 +366,25 @@ async fn dispatch(cli: &Cli) -> Result<(), CliError> {
         endpoint_url: cli.endpoint_url.clone(),
     };
     match &cli.command {
-        Command::Validate { file } => {
-            let text = std::fs::read_to_string(file)
-                .map_err(|e| CliError(format!("{}: {e}", file.display())))?;
-            let decl = Declaration::parse(&text)
-                .map_err(|e| CliError(format!("invalid declaration: {e}")))?;
+        Command::Validate { file, against } => {
+            let read = |file: &PathBuf, named: bool| {
+                let text = std::fs::read_to_string(file)
+                    .map_err(|e| CliError::new(format!("{}: {e}", file.display())))?;
+                Declaration::parse(&text).map_err(|e| {
+                    let which = if named {
+                        format!("{}: ", file.display())
+                    } else {
+                        String::new()
+                    };
+                    CliError::new(format!("invalid declaration: {which}{e}"))
+                })
+            };
+            let decl = read(file, false)?;
+            for other in against {
+                for w in failover_core::state::shared_keys(&decl, &read(other, true)?) {
+                    eprintln!("warning: {} and {}: {w}", file.display(), other.display());
+                }
+            }
             for w in &decl.warnings {
                 eprintln!("warning: {w}");
             }
@@ -256,14 +400,16 @@ async fn dispatch(cli: &Cli) -> Result<(), CliError> {
         Command::Declare { file, to } => {
             let Location::S3 { bucket, key } = to
                 .parse::<Location>()
-                .map_err(|e| CliError(format!("--to: {e}")))?
+                .map_err(|e| CliError::new(format!("--to: {e}")))?
             else {
-                return Err(CliError(format!("--to: {to:?} is not s3://BUCKET/KEY")));
+                return Err(CliError::new(format!(
+                    "--to: {to:?} is not s3://BUCKET/KEY"
+                )));
             };
             let text = std::fs::read_to_string(file)
-                .map_err(|e| CliError(format!("{}: {e}", file.display())))?;
+                .map_err(|e| CliError::new(format!("{}: {e}", file.display())))?;
             let decl = Declaration::parse(&text)
-                .map_err(|e| CliError(format!("invalid declaration: {e}")))?;
+                .map_err(|e| CliError::new(format!("invalid declaration: {e}")))?;
             for w in &decl.warnings {
                 eprintln!("warning: {w}");
             }
@@ -278,7 +424,7 @@ async fn dispatch(cli: &Cli) -> Result<(), CliError> {
                     None,
                 )
                 .await
-                .map_err(|e| CliError(e.to_string()))?;
+                .map_err(|e| CliError::new(e.to_string()))?;
             match cli.output {
                 Output::Json => {
                     print_json(&serde_json::json!({"uploaded": format!("s3://{bucket}/{key}")}))
@@ -296,35 +442,48 @@ async fn dispatch(cli: &Cli) -> Result<(), CliError> {
             target: t,
             ..
         } => {
-            let (mode, force) = match &cli.command {
-                Command::Execute { force, .. } => (Mode::Execute, *force),
-                _ => (Mode::DryRun, false),
+            let (mode, force, deadline) = match &cli.command {
+                Command::Execute {
+                    force, deadline, ..
+                } => (Mode::Execute, *force, Some(*deadline)),
+                _ => (Mode::DryRun, false, None),
             };
             let loc = location(declaration)?;
             let t = target(t)?;
             let (cloud, decl) = open(&opts, &loc).await?;
-            let mut req = RunRequest::new(TargetSpec::Instance(t), mode, "cli");
+            let mut req = RunRequest::new(t, mode, "cli");
             req.force = force;
+            req.deadline =
+                deadline.map(|s| std::time::Instant::now() + std::time::Duration::from_secs(s));
             let outcome = run(&cloud.ec2, &cloud.s3, &decl, req).await?;
             let value = serde_json::to_value(&outcome).expect("json");
             show_report(cli.output, &value);
+            if let RunOutcome::Skipped(skip) = &outcome {
+                let code = exit::of_status(skip.status).unwrap_or(exit::FAILED);
+                return Err(CliError::status(code, skip.status, &skip.message));
+            }
             outcome.into_result()?;
             Ok(())
         }
         Command::Invoke { event, declaration } => {
             let loc = location(declaration)?;
             let text = std::fs::read_to_string(event)
-                .map_err(|e| CliError(format!("{}: {e}", event.display())))?;
+                .map_err(|e| CliError::new(format!("{}: {e}", event.display())))?;
             // Checked before any cloud client exists: a bad event touches nothing.
             failover_core::events::parse_text(&text)
-                .map_err(|e| CliError(format!("invalid event: {e}")))?;
+                .map_err(|e| CliError::new(format!("invalid event: {e}")))?;
             let payload: Value = serde_json::from_str(&text).expect("parsed above");
             let cloud = aws::connect(&opts).await;
             let cloud = failover_core::entry::for_declaration(cloud, &opts, &loc)
                 .await
-                .map_err(CliError)?;
+                .map_err(CliError::new)?;
             let out = handle(&cloud.ec2, &cloud.s3, &loc, &payload, Invocation::default()).await?;
             show_report(cli.output, &out);
+            let status = out["status"].as_str().unwrap_or_default();
+            if let Some(code) = exit::of_status(status) {
+                let why = out["reason"].as_str().or(out["message"].as_str());
+                return Err(CliError::status(code, status, why.unwrap_or_default()));
+            }
             Ok(())
         }
         Command::Inspect { declaration } => {
@@ -332,10 +491,103 @@ async fn dispatch(cli: &Cli) -> Result<(), CliError> {
             let (cloud, decl) = open(&opts, &loc).await?;
             let view = inspect(&cloud.ec2, &cloud.s3, &decl)
                 .await
-                .map_err(|e| CliError(e.to_string()))?;
+                .map_err(|e| CliError::new(e.to_string()))?;
             match cli.output {
                 Output::Json => print_json(&serde_json::to_value(&view).expect("json")),
                 Output::Table => print_inspection(&view),
+            }
+            if view.bucket.is_none() {
+                return Err(CliError::from(FailoverError::NoStateBucket(
+                    "so there is no state, history or lock to show".into(),
+                )));
+            }
+            if view.drift {
+                return Err(CliError::status(
+                    exit::DRIFT,
+                    "DRIFT",
+                    "the managed items do not all follow one member (see follows)",
+                ));
+            }
+            Ok(())
+        }
+        Command::Unlock { declaration, force } | Command::Reset { declaration, force } => {
+            let loc = location(declaration)?;
+            let (cloud, decl) = open(&opts, &loc).await?;
+            let bucket = bucket(&cloud, &decl).await?;
+            let cluster = &decl.extension.cluster_name;
+            let enc = &decl.external_storage.encryption;
+            let out = unlock(&cloud.s3, &bucket, cluster, enc, *force)
+                .await
+                .map_err(|e| CliError::new(e.to_string()))?;
+            if let Unlocked::Held { holder } = &out {
+                return Err(CliError::status(
+                    exit::LOCK_HELD,
+                    "LOCK_HELD",
+                    &format!(
+                        "run {} holds the lock of cluster {cluster} until {}; if its runner died, use --force",
+                        holder.body.owner, holder.held_until
+                    ),
+                ));
+            }
+            let mut value = serde_json::to_value(&out).expect("json");
+            if matches!(cli.command, Command::Reset { .. }) {
+                let log = StateLog {
+                    store: &cloud.s3,
+                    bucket: bucket.clone(),
+                    decl: &decl,
+                };
+                log.reset_state("cloud-failover reset")
+                    .await
+                    .map_err(|e| CliError::new(e.to_string()))?;
+                value["stateFile"] = format!("s3://{bucket}/{}", state_key(&decl)).into();
+            }
+            match cli.output {
+                Output::Json => print_json(&value),
+                Output::Table => match &out {
+                    Unlocked::Released { holder } => println!(
+                        "released the lock of cluster {cluster} (held by run {}){}",
+                        holder.body.owner,
+                        if value.get("stateFile").is_some() {
+                            "; state file reset"
+                        } else {
+                            ""
+                        }
+                    ),
+                    _ => println!(
+                        "the lock of cluster {cluster} was free{}",
+                        if value.get("stateFile").is_some() {
+                            "; state file reset"
+                        } else {
+                            ""
+                        }
+                    ),
+                },
+            }
+            Ok(())
+        }
+        Command::History {
+            declaration,
+            failed,
+            cluster,
+            limit,
+        } => {
+            let loc = location(declaration)?;
+            let (cloud, decl) = open(&opts, &loc).await?;
+            let bucket = bucket(&cloud, &decl).await?;
+            let cluster = cluster.as_deref().unwrap_or(&decl.extension.cluster_name);
+            let runs = read_history(&cloud.s3, &bucket, cluster, *limit, *failed)
+                .await
+                .map_err(|e| CliError::new(e.to_string()))?;
+            match cli.output {
+                Output::Json => print_json(&serde_json::to_value(&runs).expect("json")),
+                Output::Table => {
+                    for r in &runs {
+                        println!(
+                            "{}  {:<9} {:<20} → {:<20} {}",
+                            r.started_at, r.task_state, r.trigger, r.target, r.message
+                        );
+                    }
+                }
             }
             Ok(())
         }
@@ -344,7 +596,7 @@ async fn dispatch(cli: &Cli) -> Result<(), CliError> {
             let (cloud, decl) = open(&opts, &loc).await?;
             let checks = doctor(&cloud.ec2, &cloud.s3, &decl)
                 .await
-                .map_err(|e| CliError(e.to_string()))?;
+                .map_err(|e| CliError::new(e.to_string()))?;
             match cli.output {
                 Output::Json => print_json(&serde_json::to_value(&checks).expect("json")),
                 Output::Table => {
@@ -364,7 +616,7 @@ async fn dispatch(cli: &Cli) -> Result<(), CliError> {
             }
             let failed = checks.iter().filter(|c| c.verdict == Verdict::Fail).count();
             if failed > 0 {
-                return Err(CliError(format!("doctor: {failed} check(s) failed")));
+                return Err(CliError::new(format!("doctor: {failed} check(s) failed")));
             }
             Ok(())
         }
@@ -397,22 +649,22 @@ async fn dispatch(cli: &Cli) -> Result<(), CliError> {
             command: LabCommand::Up { rewrite },
         } => {
             if !opts.is_emulator() {
-                return Err(CliError(
-                    "lab up creates resources: it runs only against a local emulator (--endpoint-url http://127.0.0.1:PORT)".into(),
+                return Err(CliError::new(
+                    "lab up creates resources: it runs only against a local emulator (--endpoint-url http://127.0.0.1:PORT)",
                 ));
             }
             let cloud = aws::connect(&opts).await;
             let ids = aws::lab::create(&cloud, &Topology::seed())
                 .await
-                .map_err(|e| CliError(e.to_string()))?;
+                .map_err(|e| CliError::new(e.to_string()))?;
             for spec in rewrite {
                 let (from, to) = spec
                     .split_once(':')
-                    .ok_or_else(|| CliError(format!("--rewrite: {spec:?} is not IN:OUT")))?;
-                let text =
-                    std::fs::read_to_string(from).map_err(|e| CliError(format!("{from}: {e}")))?;
+                    .ok_or_else(|| CliError::new(format!("--rewrite: {spec:?} is not IN:OUT")))?;
+                let text = std::fs::read_to_string(from)
+                    .map_err(|e| CliError::new(format!("{from}: {e}")))?;
                 std::fs::write(to, ids.rewrite(&text))
-                    .map_err(|e| CliError(format!("{to}: {e}")))?;
+                    .map_err(|e| CliError::new(format!("{to}: {e}")))?;
             }
             print_json(&serde_json::to_value(&ids).expect("json"));
             Ok(())
@@ -421,10 +673,7 @@ async fn dispatch(cli: &Cli) -> Result<(), CliError> {
 }
 
 async fn read_state(cloud: &aws::AwsCloud, decl: &Declaration) -> Result<Value, CliError> {
-    let (bucket, _) = resolve_bucket(&cloud.s3, &decl.external_storage.scope)
-        .await
-        .map_err(|e| CliError(e.to_string()))?;
-    let bucket = bucket.ok_or_else(|| CliError("state bucket not found".into()))?;
+    let bucket = bucket(cloud, decl).await?;
     let log = StateLog {
         store: &cloud.s3,
         bucket,
@@ -432,8 +681,8 @@ async fn read_state(cloud: &aws::AwsCloud, decl: &Declaration) -> Result<Value, 
     };
     log.read_state()
         .await
-        .map_err(|e| CliError(e.to_string()))?
-        .ok_or_else(|| CliError(format!("no state file at {}", state_key(decl))))
+        .map_err(|e| CliError::new(e.to_string()))?
+        .ok_or_else(|| CliError::new(format!("no state file at {}", state_key(decl))))
 }
 
 fn print_json(v: &Value) {
@@ -535,7 +784,7 @@ fn print_inspection(v: &Inspection) {
         );
     }
     if let Some(l) = &v.lock {
-        println!("  lock held by run {} until {}", l.owner, l.expires_at);
+        println!("  lock held by run {} until {}", l.body.owner, l.held_until);
     }
     for r in &v.recent_runs {
         println!(
@@ -563,12 +812,12 @@ fn print_inspection(v: &Inspection) {
 fn start_moto(python: Option<PathBuf>) -> Result<Emulator, CliError> {
     let python = python.unwrap_or_else(|| python_in(std::path::Path::new(".venv")));
     if !has_moto(&python) {
-        return Err(CliError(format!(
+        return Err(CliError::new(format!(
             "{} has no moto: run `make drill` (installs moto[server] into .venv) or pass --python",
             python.display()
         )));
     }
-    Emulator::start(&python).map_err(|e| CliError(format!("starting moto: {e}")))
+    Emulator::start(&python).map_err(|e| CliError::new(format!("starting moto: {e}")))
 }
 
 async fn drill(
@@ -581,8 +830,8 @@ async fn drill(
     use failover_core::drill::{self, Appliance, DrillConfig};
     use failover_core::lab::{SEED_A, SEED_A_EXT, SEED_B, SEED_B_EXT, SEED_RTB};
     if kill_at >= duration {
-        return Err(CliError(
-            "--kill-at must be before the end of --duration".into(),
+        return Err(CliError::new(
+            "--kill-at must be before the end of --duration",
         ));
     }
     let moto = start_moto(python)?;
@@ -594,8 +843,8 @@ async fn drill(
     .await;
     let ids = aws::lab::create(&cloud, &Topology::seed())
         .await
-        .map_err(|e| CliError(e.to_string()))?;
-    let io = |e: std::io::Error| CliError(e.to_string());
+        .map_err(|e| CliError::new(e.to_string()))?;
+    let io = |e: std::io::Error| CliError::new(e.to_string());
     let a = Appliance::start("failover01.www.non-97.net")
         .await
         .map_err(io)?;
@@ -615,7 +864,7 @@ async fn drill(
             "targets": {ids.real(SEED_A): a.addr.to_string(), ids.real(SEED_B): b.addr.to_string()}
         }
     });
-    let decl = Declaration::from_value(&v).map_err(|e| CliError(e.to_string()))?;
+    let decl = Declaration::from_value(&v).map_err(|e| CliError::new(e.to_string()))?;
     eprintln!(
         "drill: moto at {endpoint}; appliances {} at {} and {} at {}",
         a.name, a.addr, b.name, b.addr
@@ -647,15 +896,15 @@ async fn drill(
     }
     if let Some(path) = plot {
         std::fs::write(path, drill::svg(&report))
-            .map_err(|e| CliError(format!("{}: {e}", path.display())))?;
+            .map_err(|e| CliError::new(format!("{}: {e}", path.display())))?;
         eprintln!("drill: plot written to {}", path.display());
     }
     match report.gap_ms {
         Some(g) if g <= 5000 => Ok(()),
-        Some(g) => Err(CliError(format!(
+        Some(g) => Err(CliError::new(format!(
             "gap without answers {g} ms is over the 5 s goal"
         ))),
-        None => Err(CliError("answers never came back".into())),
+        None => Err(CliError::new("answers never came back")),
     }
 }
 
@@ -670,7 +919,7 @@ async fn floor(python: Option<PathBuf>) -> Result<(), CliError> {
     let cloud = aws::connect_with(&opts, Some(log.clone())).await;
     let ids = aws::lab::create(&cloud, &Topology::seed())
         .await
-        .map_err(|e| CliError(e.to_string()))?;
+        .map_err(|e| CliError::new(e.to_string()))?;
     let text = ids.rewrite(include_str!(
         "../../../examples/seed-article/declaration-after.json"
     ));
@@ -684,7 +933,7 @@ async fn floor(python: Option<PathBuf>) -> Result<(), CliError> {
             None,
         )
         .await
-        .map_err(|e| CliError(e.to_string()))?;
+        .map_err(|e| CliError::new(e.to_string()))?;
     let loc = Location::S3 {
         bucket: "cfe-state-bigip-ha".into(),
         key: "declaration.json".into(),

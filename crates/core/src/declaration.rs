@@ -21,6 +21,10 @@ pub const DEFAULT_STATE_FILE: &str = "f5cloudfailoverstate.json";
 pub const EXTENSION_KEY: &str = "serverless";
 /// Default number of mutations sent at once.
 pub const DEFAULT_MAX_CONCURRENCY: usize = 16;
+/// `serverless.clusterName` when none is declared: its state file is where CFE keeps it.
+pub const DEFAULT_CLUSTER: &str = "default";
+/// The longest cluster-lock lease a declaration may ask for (`serverless.lockLeaseSeconds`).
+pub const MAX_LOCK_LEASE_SECONDS: u64 = 900;
 
 /// CFE's schema versions, newest first: the union of its schema's `schemaVersion` enums from
 /// v0.9.1 (which accepted only "0.9.0") to v2.5.0 (there was no 2.3.0).
@@ -256,6 +260,12 @@ pub struct Extension {
     /// declared ranges are created (CreateRoute) in scoped tables that lack them, pointing at
     /// the active unit; `true` in the declaration opts in every group (default: none).
     pub create_missing_routes: std::collections::BTreeSet<usize>,
+    /// `vpcId`: the VPC the pair lives in. Absent: derived from the route tables in scope (and
+    /// the interfaces the EIPs and next hops are on); a scope that spans VPCs is refused.
+    pub vpc_id: Option<String>,
+    /// `takeOverGatewayRoutes`: a declared route that points at a gateway (internet, NAT,
+    /// transit, peering, …) instead of an appliance may be taken over (default false: refused).
+    pub take_over_gateway_routes: bool,
 }
 
 /// How a member is probed.
@@ -320,7 +330,7 @@ impl Default for ProbeConfig {
 impl Default for Extension {
     fn default() -> Self {
         Extension {
-            cluster_name: "default".into(),
+            cluster_name: DEFAULT_CLUSTER.into(),
             alarm_targets: BTreeMap::new(),
             max_concurrency: DEFAULT_MAX_CONCURRENCY,
             lock_lease_seconds: 120,
@@ -331,6 +341,8 @@ impl Default for Extension {
             mutation_burst: 50,
             association_swap: false,
             create_missing_routes: std::collections::BTreeSet::new(),
+            vpc_id: None,
+            take_over_gateway_routes: false,
         }
     }
 }
@@ -1125,7 +1137,7 @@ fn parse_extension(v: &Value, p: Path, route_groups: usize) -> Result<Extension,
     if let Some(n) = o.opt_int("maxConcurrency", 1, 64)? {
         ext.max_concurrency = n as usize;
     }
-    if let Some(n) = o.opt_int("lockLeaseSeconds", 10, 900)? {
+    if let Some(n) = o.opt_int("lockLeaseSeconds", 10, MAX_LOCK_LEASE_SECONDS)? {
         ext.lock_lease_seconds = n;
     }
     if let Some(n) = o.opt_int("cooldownSeconds", 0, 86_400)? {
@@ -1176,6 +1188,15 @@ fn parse_extension(v: &Value, p: Path, route_groups: usize) -> Result<Extension,
                 )))
             }
         };
+    }
+    if let Some(v) = o.opt_bool("takeOverGatewayRoutes")? {
+        ext.take_over_gateway_routes = v;
+    }
+    if let Some((id, p)) = o.opt_str("vpcId")? {
+        if !is_vpc_id(id) {
+            return Err(p.err(format!("{} is not a VPC id (vpc-…)", show_str(id))));
+        }
+        ext.vpc_id = Some(id.to_string());
     }
     if let Some((v, p)) = o.opt("probe") {
         ext.probe = Some(parse_probe(v, p)?);
@@ -1268,6 +1289,12 @@ fn parse_probe(v: &Value, p: Path) -> Result<ProbeConfig, DeclarationError> {
 /// True for strings shaped like an EC2 instance id.
 pub fn is_instance_id(s: &str) -> bool {
     let hex = s.strip_prefix("i-").unwrap_or("");
+    (8..=17).contains(&hex.len()) && hex.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// Whether `s` looks like a VPC id (`vpc-` and 8 or 17 hex digits).
+pub fn is_vpc_id(s: &str) -> bool {
+    let hex = s.strip_prefix("vpc-").unwrap_or("");
     (8..=17).contains(&hex.len()) && hex.bytes().all(|b| b.is_ascii_hexdigit())
 }
 

@@ -56,6 +56,8 @@ pub struct Snapshot {
     pub missing_route_tables: Vec<String>,
     /// Route groups selected by tags that matched no table.
     pub empty_tag_groups: Vec<usize>,
+    /// Tables selected by two route groups (the planner refuses with these).
+    pub tables_in_two_groups: Vec<String>,
     /// EIPs in scope.
     pub elastic_ips: Vec<ScopedEip>,
     /// EIPs named by `addressGroupDefinitions` that do not exist.
@@ -72,6 +74,13 @@ pub struct Snapshot {
     pub impaired: Vec<String>,
     /// See `Ec2Describe::reports_eip_private_ip`.
     pub eip_private_ip_reliable: bool,
+    /// The VPC the cluster lives in (declared, or the one its scope resolves to).
+    pub vpc_id: Option<String>,
+    /// Why the scope does not resolve to one VPC, or names a resource outside it: the
+    /// planner refuses with these.
+    pub vpc_conflicts: Vec<String>,
+    /// Resources selected by tags that are in another VPC, left alone (warnings).
+    pub outside_vpc: Vec<String>,
 }
 
 impl Snapshot {
@@ -142,7 +151,14 @@ async fn snapshot(
         .map(|a| a.scoping_tags.clone())
         .filter(|t| !t.is_empty());
 
-    // Round 1: everything selected by id or tag, in parallel.
+    let declared_vpc = decl.extension.vpc_id.as_deref();
+    let in_vpc = |mut filters: Vec<Filter>| {
+        filters.extend(declared_vpc.map(|v| Filter::new("vpc-id", [v])));
+        filters
+    };
+
+    // Round 1: everything selected by id or tag, in parallel (tag selections only within the
+    // declared VPC; a table named by id is checked against it below, to say so).
     let tables = try_join_all(
         decl.route_groups()
             .iter()
@@ -150,7 +166,7 @@ async fn snapshot(
             .map(|(i, g)| async move {
                 let filters = match &g.scope {
                     Scope::Name(id) => vec![Filter::new("route-table-id", [id])],
-                    Scope::Tags(tags) => Filter::tags(tags),
+                    Scope::Tags(tags) => in_vpc(Filter::tags(tags)),
                 };
                 ec2.describe_route_tables(&filters).await.map(|t| (i, t))
             }),
@@ -178,7 +194,7 @@ async fn snapshot(
             Some(tags) => {
                 let mut filters = Filter::tags(tags);
                 filters.push(Filter::new("tag-key", [NIC_MAP_TAG]));
-                ec2.describe_network_interfaces(&filters).await
+                ec2.describe_network_interfaces(&in_vpc(filters)).await
             }
             None => Ok(Vec::new()),
         }
@@ -194,7 +210,7 @@ async fn snapshot(
         ..Snapshot::default()
     };
     let groups = decl.route_groups();
-    let mut seen_tables = BTreeSet::new();
+    let mut seen_tables: BTreeMap<String, usize> = BTreeMap::new();
     for (i, found) in tables {
         if found.is_empty() {
             match &groups[i].scope {
@@ -203,15 +219,45 @@ async fn snapshot(
             }
         }
         for table in found {
-            // A table selected by two groups is managed by the first.
-            if seen_tables.insert(table.id.clone()) {
-                snap.route_tables.push(ScopedTable { group: i, table });
+            match seen_tables.get(&table.id) {
+                None => {
+                    seen_tables.insert(table.id.clone(), i);
+                    snap.route_tables.push(ScopedTable { group: i, table });
+                }
+                Some(&first) => snap.tables_in_two_groups.push(format!(
+                    "route table {} is selected by route groups {first} and {i}: one group would silently win; merge their ranges into one group, or scope them to different tables",
+                    table.id
+                )),
             }
         }
     }
     scope_eips(&mut snap, decl, eips);
+    snap.vpc_id = declared_vpc.map(str::to_string);
+    match declared_vpc {
+        Some(vpc) => {
+            for st in &snap.route_tables {
+                if st.table.vpc_id != vpc {
+                    snap.vpc_conflicts.push(format!(
+                        "route table {} is in {}, outside the cluster's VPC {vpc} (serverless.vpcId)",
+                        st.table.id, st.table.vpc_id
+                    ));
+                }
+            }
+        }
+        None => {
+            let mut evidence = VpcEvidence::default();
+            for st in &snap.route_tables {
+                evidence.add(&st.table.vpc_id, &st.table.id);
+            }
+            for n in &snap.nic_map_interfaces {
+                evidence.add(&n.vpc_id, &n.id);
+            }
+            evidence.settle(&mut snap);
+        }
+    }
 
-    // Round 2: the interfaces holding every address the plan refers to.
+    // Round 2: the interfaces holding every address the plan refers to (within the VPC when
+    // it is known), and the interfaces the EIPs are on now (to keep to the VPC).
     let mut wanted: BTreeSet<IpAddr> = BTreeSet::new();
     for st in &snap.route_tables {
         let g = &groups[st.group];
@@ -242,20 +288,64 @@ async fn snapshot(
     }
     let v4: Vec<IpAddr> = wanted.iter().copied().filter(IpAddr::is_ipv4).collect();
     let v6: Vec<IpAddr> = wanted.iter().copied().filter(IpAddr::is_ipv6).collect();
+    let vpc_filter: Vec<Filter> = snap
+        .vpc_id
+        .iter()
+        .map(|v| Filter::new("vpc-id", [v]))
+        .collect();
     let mut calls = Vec::new();
     for chunk in v4.chunks(MAX_FILTER_VALUES) {
-        calls.push(vec![Filter::new("addresses.private-ip-address", chunk)]);
+        let mut f = vec![Filter::new("addresses.private-ip-address", chunk)];
+        f.extend(vpc_filter.iter().cloned());
+        calls.push(f);
     }
     for chunk in v6.chunks(MAX_FILTER_VALUES) {
-        calls.push(vec![Filter::new("ipv6-addresses.ipv6-address", chunk)]);
+        let mut f = vec![Filter::new("ipv6-addresses.ipv6-address", chunk)];
+        f.extend(vpc_filter.iter().cloned());
+        calls.push(f);
     }
-    let enis = try_join_all(calls.iter().map(|f| ec2.describe_network_interfaces(f))).await?;
+    let eip_enis: Vec<String> = snap
+        .elastic_ips
+        .iter()
+        .filter_map(|e| e.eip.network_interface_id.clone())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let (enis, eip_enis) = try_join(
+        try_join_all(calls.iter().map(|f| ec2.describe_network_interfaces(f))),
+        try_join_all(eip_enis.chunks(MAX_FILTER_VALUES).map(|c| async move {
+            ec2.describe_network_interfaces(&[Filter::new("network-interface-id", c)])
+                .await
+        })),
+    )
+    .await?;
+    let mut enis: Vec<NetworkInterface> = enis.into_iter().flatten().collect();
+    let eip_enis: BTreeMap<String, String> = eip_enis
+        .into_iter()
+        .flatten()
+        .map(|n| (n.id, n.vpc_id))
+        .collect();
+    if snap.vpc_id.is_none() && snap.vpc_conflicts.is_empty() {
+        // Nothing in round 1 said where the cluster is: the interfaces say it.
+        let mut evidence = VpcEvidence::default();
+        for n in &enis {
+            evidence.add(&n.vpc_id, &n.id);
+        }
+        for (eni, vpc) in &eip_enis {
+            evidence.add(vpc, eni);
+        }
+        evidence.settle(&mut snap);
+    }
+    if let Some(vpc) = snap.vpc_id.clone() {
+        enis.retain(|n| n.vpc_id == vpc);
+        snap.nic_map_interfaces.retain(|n| n.vpc_id == vpc);
+        keep_eips_in(&mut snap, decl, &vpc, &eip_enis);
+    }
 
     // Round 3: the member instances, and all their interfaces with tags (DescribeInstances
     // does not return interface tags, which `f5_cloud_failover_nic_map` needs).
     let instance_ids: BTreeSet<String> = enis
         .iter()
-        .flatten()
         .chain(&snap.nic_map_interfaces)
         .filter_map(|n| n.instance_id.clone())
         .collect();
@@ -294,6 +384,77 @@ async fn snapshot(
     }
     snap.members.sort_by(|a, b| a.id.cmp(&b.id));
     Ok(snap)
+}
+
+/// Which VPCs the resources in scope are in, and which resources say so.
+#[derive(Default)]
+struct VpcEvidence(BTreeMap<String, Vec<String>>);
+
+impl VpcEvidence {
+    fn add(&mut self, vpc: &str, resource: &str) {
+        if !vpc.is_empty() {
+            self.0
+                .entry(vpc.to_string())
+                .or_default()
+                .push(resource.to_string());
+        }
+    }
+
+    /// One VPC: the cluster's. Several: a conflict the planner refuses with.
+    fn settle(self, snap: &mut Snapshot) {
+        match self.0.len() {
+            0 => {}
+            1 => snap.vpc_id = self.0.into_keys().next(),
+            _ => {
+                let list: Vec<String> = self
+                    .0
+                    .iter()
+                    .map(|(vpc, ids)| format!("{vpc} ({})", ids.join(", ")))
+                    .collect();
+                snap.vpc_conflicts.push(format!(
+                    "the declaration's scope spans {} VPCs: {}; a cluster lives in one VPC: declare serverless.vpcId, or give each cluster its own scoping tags",
+                    list.len(),
+                    list.join("; ")
+                ));
+            }
+        }
+    }
+}
+
+/// Keeps the EIPs that are free or on an interface in `vpc`: one named in the declaration
+/// but on another VPC's interface is a conflict; one selected by tags is left alone.
+fn keep_eips_in(
+    snap: &mut Snapshot,
+    decl: &Declaration,
+    vpc: &str,
+    eni_vpcs: &BTreeMap<String, String>,
+) {
+    let explicit = decl
+        .addresses()
+        .is_some_and(|a| a.elastic_ip_groups().next().is_some());
+    let mut kept = Vec::new();
+    for e in std::mem::take(&mut snap.elastic_ips) {
+        let Some(elsewhere) = e
+            .eip
+            .network_interface_id
+            .as_ref()
+            .and_then(|n| eni_vpcs.get(n).map(|v| (n, v)))
+            .filter(|(_, v)| v.as_str() != vpc)
+        else {
+            kept.push(e);
+            continue;
+        };
+        let what = format!(
+            "Elastic IP {} is on {} in {}, outside the cluster's VPC {vpc}",
+            e.eip.public_ip, elsewhere.0, elsewhere.1
+        );
+        if explicit {
+            snap.vpc_conflicts.push(what);
+        } else {
+            snap.outside_vpc.push(format!("{what}: left alone"));
+        }
+    }
+    snap.elastic_ips = kept;
 }
 
 fn scope_eips(snap: &mut Snapshot, decl: &Declaration, found: Vec<ElasticIp>) {

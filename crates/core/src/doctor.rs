@@ -6,13 +6,16 @@ use std::collections::BTreeSet;
 
 use serde::Serialize;
 
-use crate::declaration::{AddressGroup, Declaration, Encryption, NextHops, Scope};
+use crate::declaration::{
+    AddressGroup, Declaration, Encryption, NextHops, Scope, MAX_LOCK_LEASE_SECONDS,
+};
 use crate::discovery::{discover, ips_from_tag, Snapshot, SELF_IPS_TAG};
 use crate::error::CloudError;
 use crate::inspect::picture;
-use crate::lock::{lock_key, LockBody};
+use crate::lock::{current_holder, lock_key};
 use crate::plan::plan;
 use crate::ports::{DryRun, Ec2, ObjectStore};
+use crate::state::{foreign_record, state_key};
 
 /// The scoping tag key of CFE deployments (and of this project's IAM conditions).
 pub const LABEL_KEY: &str = "f5_cloud_failover_label";
@@ -121,17 +124,25 @@ pub async fn doctor(
     checks.push(bucket_check(store, decl, &snap).await?);
     checks.push(permission_check(ec2, decl, &snap).await?);
     if let Some(bucket) = &snap.bucket {
-        let lock = store
-            .get_object(bucket, &lock_key(&decl.extension.cluster_name))
-            .await?;
-        let held = lock
-            .and_then(|o| serde_json::from_slice::<LockBody>(&o.body).ok())
-            .filter(|l| !l.is_free(chrono::Utc::now()));
+        let held = current_holder(store, bucket, &decl.extension.cluster_name).await?;
         checks.push(match held {
+            Some(l) if l.capped => Check {
+                name: "cluster-lock",
+                verdict: Verdict::Fail,
+                detail: format!(
+                    "held by run {} claiming a lease until {}, beyond the longest lease a holder may ask for ({MAX_LOCK_LEASE_SECONDS} s from its write): it is honoured only until {}",
+                    l.body.owner, l.body.expires_at, l.held_until
+                ),
+                fix: Some(format!(
+                    "a writer with a skewed clock, or a forged lock: find who wrote s3://{bucket}/{} and, if no failover is running, remove it: aws s3 rm s3://{bucket}/{}",
+                    lock_key(&decl.extension.cluster_name),
+                    lock_key(&decl.extension.cluster_name)
+                )),
+            },
             Some(l) => Check {
                 name: "cluster-lock",
                 verdict: Verdict::Warn,
-                detail: format!("held by run {} until {}", l.owner, l.expires_at),
+                detail: format!("held by run {} until {}", l.body.owner, l.held_until),
                 fix: Some(
                     "a failover is running; if its runner died, the lease expires by itself".into(),
                 ),
@@ -145,6 +156,206 @@ pub async fn doctor(
         });
     }
     Ok(checks)
+}
+
+/// The cluster lives in one VPC; what the scope selects elsewhere.
+fn vpc_check(snap: &Snapshot) -> Check {
+    let mut problems: Vec<(Verdict, String, String)> = snap
+        .vpc_conflicts
+        .iter()
+        .map(|c| {
+            (
+                Verdict::Fail,
+                c.clone(),
+                "declare serverless.vpcId, or scope the declaration to one VPC's resources".into(),
+            )
+        })
+        .collect();
+    problems.extend(snap.outside_vpc.iter().map(|w| {
+        (
+            Verdict::Warn,
+            w.clone(),
+            "give each cluster its own scoping tags (another VPC's resources carry these)".into(),
+        )
+    }));
+    let ok = match &snap.vpc_id {
+        Some(v) => format!("the cluster lives in {v}"),
+        None => "no VPC resolved (nothing in scope was found)".into(),
+    };
+    check("vpc", problems, ok)
+}
+
+/// Where an EIP's VIPs are, judged per topology. A cross-AZ pair (one VIP per unit): each
+/// member holds exactly one of them, and none holds another's. A same-AZ pair (one VIP that
+/// moves as a secondary IP): exactly one member holds it, as AWS allows one holder (the moto
+/// emulator copies the address instead of moving it, so both may show it there).
+fn vip_problems(
+    e: &crate::discovery::ScopedEip,
+    snap: &Snapshot,
+) -> Vec<(Verdict, String, String)> {
+    let holders = |vip: &std::net::IpAddr| -> Vec<&str> {
+        snap.members
+            .iter()
+            .filter(|m| {
+                m.network_interfaces
+                    .iter()
+                    .any(|n| n.secondary_ips.contains(vip))
+            })
+            .map(|m| m.id.as_str())
+            .collect()
+    };
+    let mut out = Vec::new();
+    if let [vip] = e.vips.as_slice() {
+        let h = holders(vip);
+        if h.len() != 1 {
+            out.push((
+                Verdict::Fail,
+                format!(
+                    "Elastic IP {}: its one VIP {vip} (same-AZ pair) is held by {} members ({})",
+                    e.eip.public_ip,
+                    h.len(),
+                    h.join(", ")
+                ),
+                format!("exactly one unit holds {vip}: assign it to the active unit's interface (aws ec2 assign-private-ip-addresses --allow-reassignment --private-ip-addresses {vip} --network-interface-id <ENI>)"),
+            ));
+        }
+        return out;
+    }
+    for m in &snap.members {
+        let held: Vec<String> = e
+            .vips
+            .iter()
+            .filter(|v| {
+                m.network_interfaces
+                    .iter()
+                    .any(|n| n.secondary_ips.contains(v))
+            })
+            .map(ToString::to_string)
+            .collect();
+        if held.len() != 1 {
+            out.push((
+                Verdict::Fail,
+                format!(
+                    "Elastic IP {}: member {} holds {} of its VIPs as secondary IPs ({})",
+                    e.eip.public_ip,
+                    m.id,
+                    held.len(),
+                    held.join(", ")
+                ),
+                "each unit of a cross-AZ pair needs exactly one of the EIP's VIPs as a secondary private IP".to_string(),
+            ));
+        }
+    }
+    out
+}
+
+/// What the cloud follows now: a stopped or impaired member, a split, an EIP associated
+/// nowhere, a managed route on an interface of no member.
+fn cloud_check(decl: &Declaration, snap: &Snapshot) -> Check {
+    let pic = picture(decl, snap, None);
+    let mut problems = Vec::new();
+    let peer = |id: &str| {
+        snap.members
+            .iter()
+            .find(|m| m.id != id && m.state == "running" && !snap.impaired.contains(&m.id))
+            .map_or("<a healthy member>".to_string(), |m| m.id.clone())
+    };
+    if let Some(active) = &pic.active {
+        let m = snap.member(active).expect("active is a member");
+        if m.state != "running" || snap.impaired.contains(&m.id) {
+            let how = if m.state != "running" {
+                m.state.as_str()
+            } else {
+                "failing its status checks"
+            };
+            problems.push((
+                Verdict::Fail,
+                format!("the cloud follows {active}, which is {how}: its traffic goes nowhere"),
+                format!("cloud-failover execute --target {}", peer(active)),
+            ));
+        }
+    } else if pic.drift {
+        let split: Vec<String> = pic
+            .follows
+            .iter()
+            .map(|f| format!("{} has {} of the managed items", f.member, f.in_place))
+            .collect();
+        problems.push((
+            Verdict::Warn,
+            format!("the cloud is split between members: {}", split.join(", ")),
+            "cloud-failover execute --target <the unit the pair says is active>".to_string(),
+        ));
+    }
+    for e in &snap.elastic_ips {
+        if e.eip.association_id.is_none() {
+            problems.push((
+                Verdict::Warn,
+                format!(
+                    "Elastic IP {} is associated with nothing: it answers no one",
+                    e.eip.public_ip
+                ),
+                "cloud-failover execute --target <the active unit> (associates it with its VIP)"
+                    .to_string(),
+            ));
+        }
+    }
+    for r in &pic.routes {
+        if r.member.is_none() && r.target.starts_with("eni-") {
+            problems.push((
+                Verdict::Warn,
+                format!(
+                    "route {} in {} points at {}, an interface of no member",
+                    r.destination, r.route_table_id, r.target
+                ),
+                "cloud-failover execute --target <the active unit>".to_string(),
+            ));
+        }
+    }
+    let ok = match &pic.active {
+        Some(a) => format!("every managed item follows {a}"),
+        None => "nothing managed is in scope".into(),
+    };
+    check("cloud", problems, ok)
+}
+
+/// Association-swap mode: the twins are in sync (the planner's rule), and every member has a
+/// twin in every route group (or a failover to it would be refused).
+fn twin_check(decl: &Declaration, snap: &Snapshot) -> Option<Check> {
+    if !decl.extension.association_swap {
+        return None;
+    }
+    let mut problems: Vec<(Verdict, String, String)> = crate::plan::twin_problems(decl, snap)
+        .into_iter()
+        .map(|p| {
+            (
+                Verdict::Fail,
+                p,
+                "make the twins identical but for next hops, each tagged f5_cloud_failover_member=<its instance id>".to_string(),
+            )
+        })
+        .collect();
+    for (gi, _) in decl.route_groups().iter().enumerate() {
+        for m in &snap.members {
+            let has = snap.route_tables.iter().any(|st| {
+                st.group == gi && st.table.tags.get(crate::plan::MEMBER_TAG) == Some(&m.id)
+            });
+            if !has {
+                problems.push((
+                    Verdict::Fail,
+                    format!("route group {gi} has no twin table for member {}", m.id),
+                    format!(
+                        "copy the other twin for {} with its next hops, tagged f5_cloud_failover_member={} and the scoping tags",
+                        m.id, m.id
+                    ),
+                ));
+            }
+        }
+    }
+    Some(check(
+        "twin-tables",
+        problems,
+        "each member has a twin table in every group, all in sync".into(),
+    ))
 }
 
 /// The checks that need only the snapshot.
@@ -177,6 +388,9 @@ pub fn static_checks(decl: &Declaration, snap: &Snapshot) -> Vec<Check> {
             )
         })
         .collect();
+    out.push(vpc_check(snap));
+    out.push(cloud_check(decl, snap));
+    out.extend(twin_check(decl, snap));
     out.push(if snap.members.len() >= 2 {
         check(
             "members",
@@ -189,7 +403,7 @@ pub fn static_checks(decl: &Declaration, snap: &Snapshot) -> Vec<Check> {
             vec![(
                 Verdict::Fail,
                 format!("{} member(s) found: {}", names.len(), names.join(", ")),
-                "declare next hops / VIPs that are addresses of both units' interfaces".into(),
+                "declare next hops / VIPs that are addresses of both units' interfaces, or (same-AZ pairs) tag both units' interfaces with the scoping tags and f5_cloud_failover_nic_map=<same value>".into(),
             )],
             String::new(),
         )
@@ -336,32 +550,7 @@ pub fn static_checks(decl: &Declaration, snap: &Snapshot) -> Vec<Check> {
         ));
     }
     for e in &snap.elastic_ips {
-        for m in &snap.members {
-            let held: Vec<String> = e
-                .vips
-                .iter()
-                .filter(|v| {
-                    m.network_interfaces
-                        .iter()
-                        .any(|n| n.secondary_ips.contains(v))
-                })
-                .map(ToString::to_string)
-                .collect();
-            if held.len() != 1 {
-                eip_problems.push((
-                    Verdict::Fail,
-                    format!(
-                        "Elastic IP {}: member {} holds {} of its VIPs as secondary IPs ({})",
-                        e.eip.public_ip,
-                        m.id,
-                        held.len(),
-                        held.join(", ")
-                    ),
-                    "each unit needs exactly one of the EIP's VIPs as a secondary private IP"
-                        .to_string(),
-                ));
-            }
-        }
+        eip_problems.extend(vip_problems(e, snap));
     }
     if let Some(a) = decl.addresses() {
         for g in &a.groups {
@@ -414,8 +603,24 @@ async fn bucket_check(
         Encryption::Aes256 => Some("AES256"),
         Encryption::Kms { .. } => Some("aws:kms"),
     };
-    let actual = store.bucket_encryption(bucket).await?;
+    let key = state_key(decl);
+    let (actual, state) = futures::try_join!(
+        store.bucket_encryption(bucket),
+        store.get_object(bucket, &key)
+    )?;
     let mut problems = Vec::new();
+    let members: Vec<String> = snap.members.iter().map(|m| m.id.clone()).collect();
+    let foreign = state
+        .and_then(|o| serde_json::from_slice::<serde_json::Value>(&o.body).ok())
+        .and_then(|v| foreign_record(&v, &decl.extension.cluster_name, &members));
+    if let Some(why) = foreign {
+        problems.push((
+            Verdict::Warn,
+            format!("the state file {key} is written by another cluster too ({why})"),
+            "give each cluster its own serverless.clusterName (its state file and lock follow it)"
+                .to_string(),
+        ));
+    }
     if !snap.extra_buckets.is_empty() {
         problems.push((
             Verdict::Warn,
@@ -472,8 +677,11 @@ async fn permission_check(
                 "permissions",
                 vec![(
                     Verdict::Fail,
-                    format!("a failover to {} is refused: {r}", standby.id),
-                    "fix the failing checks above".into(),
+                    format!(
+                        "a failover to {} is refused, so no call could be checked: {r}",
+                        standby.id
+                    ),
+                    "each refusal reason names what to change; then run doctor again".into(),
                 )],
                 String::new(),
             ))
@@ -628,5 +836,144 @@ mod tests {
         assert_eq!(c.verdict, Verdict::Fail);
         assert!(c.detail.contains("ReplaceRoute is denied"));
         assert_eq!(cloud.mutation_count(), 0, "DryRun only");
+    }
+
+    /// Issue 9.3: a lock claiming a lease until 2099 fails the lock check, naming the cap.
+    #[tokio::test]
+    async fn a_lock_beyond_any_lease_fails() {
+        let cloud = MemoryCloud::seed();
+        let body = serde_json::json!({
+            "owner": "skewed", "acquiredAt": "2026-01-01T00:00:00Z",
+            "expiresAt": "2099-01-01T00:00:00Z", "released": false
+        });
+        cloud
+            .put_object(
+                "cfe-state-bigip-ha",
+                &lock_key("default"),
+                serde_json::to_vec(&body).unwrap(),
+                &Encryption::None,
+                None,
+            )
+            .await
+            .unwrap();
+        let c = verdict(&run(&cloud, AFTER).await, "cluster-lock");
+        assert_eq!(c.verdict, Verdict::Fail, "{c:?}");
+        assert!(c.detail.contains("beyond the longest lease"), "{c:?}");
+        assert!(c
+            .fix
+            .unwrap()
+            .contains("aws s3 rm s3://cfe-state-bigip-ha/f5cloudfailover/lock/default.json"));
+    }
+
+    /// Issue 9.4 and 9.5: doctor says where the cluster lives, fails a scope spanning two
+    /// VPCs, and warns when the state file is another cluster's.
+    #[tokio::test]
+    async fn vpc_scope_and_shared_state_file() {
+        let cloud = MemoryCloud::seed();
+        let c = verdict(&run(&cloud, AFTER).await, "vpc");
+        assert_eq!(c.verdict, Verdict::Pass);
+        assert_eq!(c.detail, "the cluster lives in vpc-0287f01407d1276f0");
+
+        let copy = crate::lab::Topology::seed().copy(1);
+        cloud.add_topology(&copy);
+        let mut v: serde_json::Value = serde_json::from_str(AFTER).unwrap();
+        let group = &mut v["failoverRoutes"]["routeGroupDefinitions"][0];
+        group.as_object_mut().unwrap().remove("scopingName");
+        group["scopingTags"] = serde_json::json!({LABEL_KEY: "bigip_high_availability_solution"});
+        let checks = run(&cloud, &v.to_string()).await;
+        let c = verdict(&checks, "vpc");
+        assert_eq!(c.verdict, Verdict::Fail);
+        assert!(c.detail.contains("spans 2 VPCs"), "{c:?}");
+
+        // The copy's cluster (same default name, same bucket) finds the seed cluster's record.
+        let seed = Declaration::parse(AFTER).unwrap();
+        let mut r = crate::failover::RunRequest::new(
+            crate::failover::TargetSpec::Instance(crate::lab::SEED_B.into()),
+            crate::state::Mode::Execute,
+            "test",
+        );
+        r.force = true;
+        crate::failover::run(&cloud, &cloud, &seed, r)
+            .await
+            .unwrap();
+        let other = AFTER.replace(SEED_RTB, &copy.route_tables[0].id);
+        let c = verdict(&run(&cloud, &other).await, "state-bucket");
+        assert_eq!(c.verdict, Verdict::Warn, "{c:?}");
+        assert!(c.detail.contains("written by another cluster"), "{c:?}");
+    }
+
+    /// Issue 11.4: a correct same-AZ pair (one VIP, on one unit) passes; the state moto makes
+    /// (the VIP on both units) fails.
+    #[tokio::test]
+    async fn same_az_vip_rule() {
+        let topo = crate::plan::tests::same_az();
+        let mut v: serde_json::Value = serde_json::from_str(AFTER).unwrap();
+        v["failoverRoutes"]["routeGroupDefinitions"][0]["defaultNextHopAddresses"]["items"] =
+            serde_json::json!(["10.0.0.11", "10.0.0.12"]);
+        let text = v.to_string();
+        let c = verdict(
+            &run(&MemoryCloud::from_topology(&topo), &text).await,
+            "elastic-ips",
+        );
+        assert_eq!(c.verdict, Verdict::Pass, "{c:?}");
+        let mut both = topo.clone();
+        both.instances[1].interfaces[1].secondary = vec!["10.0.0.101".parse().unwrap()];
+        let c = verdict(
+            &run(&MemoryCloud::from_topology(&both), &text).await,
+            "elastic-ips",
+        );
+        assert_eq!(c.verdict, Verdict::Fail, "{c:?}");
+        assert!(c.detail.contains("held by 2 members"), "{c:?}");
+    }
+
+    /// Issue 11.8: findings for the cloud following a stopped member and for a split cloud.
+    #[tokio::test]
+    async fn the_cloud_following_a_stopped_member_or_split() {
+        let cloud = MemoryCloud::seed();
+        let c = verdict(&run(&cloud, AFTER).await, "cloud");
+        assert_eq!(c.verdict, Verdict::Pass, "{c:?}");
+        assert!(c
+            .detail
+            .contains("every managed item follows i-055fd78af29715fbf"));
+        cloud.set_instance_state(crate::lab::SEED_A, "stopped");
+        let c = verdict(&run(&cloud, AFTER).await, "cloud");
+        assert_eq!(c.verdict, Verdict::Fail, "{c:?}");
+        assert!(c.detail.contains("which is stopped"), "{c:?}");
+        assert_eq!(
+            c.fix.as_deref(),
+            Some("cloud-failover execute --target i-061cbb31a5158ad30")
+        );
+        let cloud = MemoryCloud::seed();
+        use crate::ports::Ec2Mutate;
+        cloud
+            .replace_route(SEED_RTB, "0.0.0.0/0".parse().unwrap(), SEED_B_EXT)
+            .await
+            .unwrap();
+        let c = verdict(&run(&cloud, AFTER).await, "cloud");
+        assert_eq!(c.verdict, Verdict::Warn, "{c:?}");
+        assert!(c.detail.contains("split between members"), "{c:?}");
+    }
+
+    /// Issue 11.8: association-swap checks of doctor's own.
+    #[tokio::test]
+    async fn twin_tables_are_checked() {
+        let mut topo = crate::plan::swap_tests::twins();
+        let d = crate::plan::swap_tests::decl();
+        let cloud = MemoryCloud::from_topology(&topo);
+        let checks = doctor(&cloud, &cloud, &d).await.unwrap();
+        assert_eq!(verdict(&checks, "twin-tables").verdict, Verdict::Pass);
+        topo.route_tables.pop();
+        let cloud = MemoryCloud::from_topology(&topo);
+        let c = verdict(&doctor(&cloud, &cloud, &d).await.unwrap(), "twin-tables");
+        assert_eq!(c.verdict, Verdict::Fail, "{c:?}");
+        assert!(
+            c.detail
+                .contains("no twin table for member i-061cbb31a5158ad30"),
+            "{c:?}"
+        );
+        let cloud = MemoryCloud::from_topology(&crate::plan::swap_tests::twins());
+        cloud.make_main(SEED_RTB);
+        let c = verdict(&doctor(&cloud, &cloud, &d).await.unwrap(), "twin-tables");
+        assert!(c.detail.contains("main route table"), "{c:?}");
     }
 }

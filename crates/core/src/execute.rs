@@ -9,11 +9,11 @@ use futures::try_join;
 use serde::Serialize;
 
 use crate::error::{CloudError, ErrorKind};
-use crate::lock::Fence;
+use crate::lock::{Fence, FENCE_NEED};
 use crate::model::{ElasticIp, Filter, NetworkInterface, RouteTable};
 use crate::pace::{Pacer, Pacing};
 use crate::plan::{Action, Operation, Plan};
-use crate::ports::{Ec2, Mutation};
+use crate::ports::{Ec2, Mutation, CALL_TIMEOUT};
 
 /// Whether an operation's API call succeeded.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -61,9 +61,11 @@ pub struct ExecOptions {
 }
 
 /// Runs `plan` (wave 0, then wave 1), then verifies. Mutations are paced by a token bucket
-/// and a throttled call is retried after the next token (the bucket slowing down each time);
-/// the fence is checked before each wave; nothing is sent, and nothing awaited, past
-/// `deadline - DEADLINE_RESERVE`. Never returns early: every operation gets an outcome.
+/// and a throttled call is retried after the next token (the bucket slowing down each time).
+/// Each call is sent only while the fence holds for the call's worst case ([`CALL_TIMEOUT`],
+/// enforced here, plus the lock's margin), so no call can land after the lock could pass to
+/// another run; nothing is sent, and nothing awaited, past `deadline - DEADLINE_RESERVE`.
+/// Never returns early: every operation gets an outcome.
 pub async fn execute(
     ec2: &dyn Ec2,
     plan: &Plan,
@@ -81,21 +83,18 @@ pub async fn execute(
         if ops.is_empty() {
             continue;
         }
-        let refused = if wave == 0 {
-            Ok(())
-        } else {
-            fence.check().await
-        };
-        if let Err(reason) = refused {
-            tracing::error!(%reason, "fence failed: not sending the next round");
-            outcomes.extend(ops.iter().map(|op| not_sent(op, &reason)));
-            continue;
-        }
+        let sent = ops.len();
         let results: Vec<Outcome> = stream::iter(ops)
-            .map(|op| bounded(run_one(ec2, op, &pacer), stop, op))
+            .map(|op| bounded(run_one(ec2, op, &pacer, fence), stop, op))
             .buffer_unordered(max_concurrency.max(1))
             .collect()
             .await;
+        let ok = results
+            .iter()
+            .filter(|o| o.status == CallStatus::Succeeded)
+            .count();
+        // One line per wave for an operator watching (the CLI shows target "progress").
+        tracing::info!(target: "progress", wave, operations = sent, succeeded = ok, failed = sent - ok, "wave done");
         outcomes.extend(results);
     }
     match within(verify(ec2, &plan.operations), stop).await {
@@ -149,15 +148,25 @@ fn not_sent(op: &Operation, reason: &str) -> Outcome {
     }
 }
 
-async fn run_one(ec2: &dyn Ec2, op: &Operation, pacer: &Pacer) -> Outcome {
+async fn run_one(ec2: &dyn Ec2, op: &Operation, pacer: &Pacer, fence: &dyn Fence) -> Outcome {
     let start = Instant::now();
     let mut attempts = 0;
     let mutation = op.action.mutation();
     let action = mutation.operation();
     let result = loop {
         pacer.take(action).await;
+        if let Err(reason) = fence.hold_for(FENCE_NEED).await {
+            tracing::error!(operation = %op.id, %reason, "fence: not sending");
+            let mut out = not_sent(op, &format!("not sent: {reason}"));
+            out.attempts = attempts;
+            out.millis = start.elapsed().as_millis() as u64;
+            return out;
+        }
         attempts += 1;
-        match send(ec2, mutation.clone()).await {
+        let sent = tokio::time::timeout(CALL_TIMEOUT, send(ec2, mutation.clone()))
+            .await
+            .unwrap_or_else(|_| Err(timed_out(action)));
+        match sent {
             Err(e) if e.kind == ErrorKind::Throttled && attempts <= MAX_THROTTLE_RETRIES => {
                 pacer.throttled(action);
                 tracing::warn!(operation = %op.id, attempts, rate = pacer.rate(action), "throttled: slowing down");
@@ -189,6 +198,18 @@ async fn run_one(ec2: &dyn Ec2, op: &Operation, pacer: &Pacer) -> Outcome {
         millis,
         attempts,
     }
+}
+
+fn timed_out(action: &'static str) -> CloudError {
+    CloudError::new(
+        action,
+        ErrorKind::Transient,
+        "CallTimeout",
+        format!(
+            "no answer within {} s (the call may still take effect; the verify round and the next run see)",
+            CALL_TIMEOUT.as_secs()
+        ),
+    )
 }
 
 async fn send(ec2: &dyn Ec2, m: Mutation) -> Result<(), CloudError> {

@@ -2,7 +2,7 @@
 //! execute, fenced by the lock → verify → state SUCCEEDED/FAILED + history) → unlock.
 
 use std::hash::{BuildHasher, Hasher};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use chrono::Utc;
 use serde::{Deserialize, Serialize};
@@ -13,11 +13,11 @@ use crate::declaration::{Declaration, Scope};
 use crate::discovery::{discover, discover_cloud, resolve_bucket, Snapshot};
 use crate::error::FailoverError;
 use crate::execute::{execute, ExecOptions};
-use crate::lock::{acquire, Acquire, Fence, Lease};
+use crate::lock::{acquire, effective_lease, Acquire, Fence, Lease, FENCE_NEED};
 use crate::pace::Pacing;
 use crate::plan::{plan, Plan};
 use crate::ports::{Ec2, ObjectStore};
-use crate::state::{state_key, LastFailover, Mode, RunRecord, StateLog, TaskState};
+use crate::state::{foreign_record, state_key, LastFailover, Mode, RunRecord, StateLog, TaskState};
 
 /// Whom to fail over to.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -27,6 +27,8 @@ pub enum TargetSpec {
     Instance(String),
     /// A healthy running member other than this one becomes active (this one failed).
     PeerOf(String),
+    /// The peer of the member the cloud follows now (an operator's "fail over", no id needed).
+    Peer,
 }
 
 /// One run's inputs besides the declaration.
@@ -120,9 +122,22 @@ pub fn new_run_id() -> String {
 }
 
 /// Resolves the target instance id against the snapshot.
-pub fn resolve_target(snap: &Snapshot, spec: &TargetSpec) -> Result<String, FailoverError> {
+pub fn resolve_target(
+    decl: &Declaration,
+    snap: &Snapshot,
+    spec: &TargetSpec,
+) -> Result<String, FailoverError> {
     match spec {
         TargetSpec::Instance(id) => Ok(id.clone()),
+        TargetSpec::Peer => {
+            let pic = crate::inspect::picture(decl, snap, None);
+            let active = pic.active.ok_or_else(|| {
+                FailoverError::Refused(vec![
+                    "the cloud follows no single member now (drift, or nothing managed): name the target (--target i-…)".into(),
+                ])
+            })?;
+            resolve_target(decl, snap, &TargetSpec::PeerOf(active))
+        }
         TargetSpec::PeerOf(failed) => {
             if snap.member(failed).is_none() {
                 return Err(FailoverError::Refused(vec![format!(
@@ -194,7 +209,7 @@ async fn dry_run(
     let snap = discover(ec2, store, decl)
         .await
         .map_err(FailoverError::Discovery)?;
-    let target = resolve_target(&snap, &req.target)?;
+    let target = resolve_target(decl, &snap, &req.target)?;
     let plan = plan(decl, &snap, &target).map_err(|r| FailoverError::Refused(r.reasons))?;
     record = record.with_plan(&plan);
     record.task_state = TaskState::Succeeded;
@@ -220,7 +235,7 @@ async fn execute_locked(
         .await
         .map_err(FailoverError::Discovery)?;
     let bucket = bucket.ok_or_else(|| FailoverError::NoStateBucket(describe_scope(decl)))?;
-    let lease = Duration::from_secs(decl.extension.lock_lease_seconds);
+    let lease = effective_lease(decl.extension.lock_lease_seconds);
     let lock = acquire(
         store,
         &bucket,
@@ -236,7 +251,7 @@ async fn execute_locked(
         Acquire::Busy(holder) => {
             let message = format!(
                 "another run ({}) holds the cluster lock until {}: it is handling the failover",
-                holder.owner, holder.expires_at
+                holder.body.owner, holder.held_until
             );
             tracing::info!(%message, "in progress elsewhere");
             return Ok(RunOutcome::Skipped(Skipped {
@@ -275,7 +290,23 @@ async fn execute_held(
                 .map_err(FailoverError::Discovery)
         },
     )?;
-    let prev = previous(prev_state.as_ref());
+    record.members = snap.members.iter().map(|m| m.id.clone()).collect();
+    let foreign = prev_state
+        .as_ref()
+        .and_then(|s| foreign_record(s, &record.cluster, &record.members));
+    if let Some(why) = &foreign {
+        let warning = format!(
+            "the state file {} belongs to another cluster ({why}): nothing is read from it; give each cluster its own serverless.clusterName",
+            state_key(decl)
+        );
+        tracing::warn!(%warning, "shared state file");
+        record.warnings.push(warning);
+    }
+    let prev = if foreign.is_some() {
+        Previous::default()
+    } else {
+        previous(prev_state.as_ref())
+    };
     record.last_failover = prev.last_failover.clone();
     if matches!(
         prev.task_state,
@@ -284,7 +315,7 @@ async fn execute_held(
         record.recovers = prev.run_id.clone();
         tracing::warn!(previous = ?prev.run_id, state = ?prev.task_state, "the previous run did not finish cleanly: re-planning from the current cloud");
     }
-    let planned = resolve_target(&snap, &req.target).and_then(|target| {
+    let planned = resolve_target(decl, &snap, &req.target).and_then(|target| {
         record.target = target.clone();
         plan(decl, &snap, &target).map_err(|r| FailoverError::Refused(r.reasons))
     });
@@ -305,6 +336,14 @@ async fn execute_held(
         }
     };
     record = record.with_plan(&plan);
+    if lease.lease().as_secs() > decl.extension.lock_lease_seconds {
+        record.warnings.push(format!(
+            "serverless.lockLeaseSeconds {} is shorter than a call's worst case and the margin to renew ({} s): the lease was extended to {} s",
+            decl.extension.lock_lease_seconds,
+            FENCE_NEED.as_secs(),
+            lease.lease().as_secs()
+        ));
+    }
     tracing::info!(target = %plan.target, operations = plan.operations.len(), in_place = plan.in_place.len(), "planned");
     for w in &plan.warnings {
         tracing::warn!(warning = %w, "plan warning");
@@ -322,7 +361,10 @@ async fn execute_held(
     if !report.plan.operations.is_empty() {
         // Nothing is mutated unless the lock is still ours and the log first says what is
         // about to be done.
-        lease.check().await.map_err(FailoverError::LockLost)?;
+        lease
+            .hold_for(FENCE_NEED)
+            .await
+            .map_err(FailoverError::LockLost)?;
         log.write_state(&report.record)
             .await
             .map_err(FailoverError::State)?;
@@ -402,6 +444,7 @@ mod tests {
     use crate::error::ErrorKind;
     use crate::lab::{SEED_A, SEED_A_EXT, SEED_B, SEED_B_EXT, SEED_EIP, SEED_RTB};
     use crate::memory::{FaultTiming, MemoryCloud};
+    use crate::net::Cidr;
     use crate::ports::ObjectStore;
     use proptest::prelude::*;
     use serde_json::Value;
@@ -678,6 +721,239 @@ mod tests {
         let d0 = Declaration::from_value(&v).unwrap();
         completed(run(&cloud, &cloud, &d0, unforced(SEED_A)).await.unwrap());
         assert_eq!(route(&cloud), SEED_B_EXT);
+    }
+
+    /// Issue 9.2: a paced wave longer than the lease. Lease 10 s, 31 routes and the EIP at one
+    /// mutation a second, a second run to the other member 14 s in. Before the fix the second
+    /// run took the expired lock and both sent: routes split between A and B.
+    #[tokio::test(start_paused = true)]
+    async fn the_lease_outlives_a_paced_wave() {
+        let mut topo = crate::lab::Topology::seed();
+        let extra: Vec<Cidr> = (0..30)
+            .map(|i| format!("172.16.{i}.0/24").parse().unwrap())
+            .collect();
+        topo.route_tables[0]
+            .routes
+            .extend(extra.iter().map(|c| (*c, SEED_A_EXT.to_string())));
+        let cloud = MemoryCloud::from_topology(&topo);
+        let mut v: Value = serde_json::from_str(AFTER).unwrap();
+        let ranges = &mut v["failoverRoutes"]["routeGroupDefinitions"][0]["scopingAddressRanges"];
+        for c in &extra {
+            ranges
+                .as_array_mut()
+                .unwrap()
+                .push(serde_json::json!({ "range": c.to_string() }));
+        }
+        v["serverless"] = serde_json::json!({
+            "lockLeaseSeconds": 10, "mutationRate": 1, "mutationBurst": 1, "cooldownSeconds": 0
+        });
+        let d = Declaration::from_value(&v).unwrap();
+        let (first, second) =
+            tokio::join!(run(&cloud, &cloud, &d, req(SEED_B, Mode::Execute)), async {
+                tokio::time::sleep(std::time::Duration::from_secs(14)).await;
+                run(&cloud, &cloud, &d, req(SEED_A, Mode::Execute)).await
+            });
+        let first = completed(first.unwrap());
+        assert_eq!(first.record.task_state, TaskState::Succeeded);
+        assert!(
+            first
+                .record
+                .warnings
+                .iter()
+                .any(|w| w.contains("lease was extended")),
+            "{:?}",
+            first.record.warnings
+        );
+        match second.unwrap() {
+            RunOutcome::Skipped(s) => assert_eq!(s.status, "IN_PROGRESS"),
+            RunOutcome::Completed(r) => panic!(
+                "a second run ran inside the first's wave: {:?}",
+                r.record.message
+            ),
+        }
+        for c in std::iter::once("0.0.0.0/0".parse().unwrap()).chain(extra) {
+            assert_eq!(cloud.route_target(SEED_RTB, c).unwrap(), SEED_B_EXT, "{c}");
+        }
+        assert_eq!(eip_eni(&cloud), SEED_B_EXT);
+        assert_eq!(state(&cloud)["instance"], "failover02.www.non-97.net");
+    }
+
+    /// Two copies of one template (same addressing plan and tags) in one account; the
+    /// cluster under test is copy 1, whose ids sort after copy 0's.
+    fn two_vpcs() -> (MemoryCloud, crate::lab::Topology) {
+        let seed = crate::lab::Topology::seed();
+        let copy = seed.copy(1);
+        let cloud = MemoryCloud::from_topology(&seed);
+        cloud.add_topology(&copy);
+        (cloud, copy)
+    }
+
+    fn decl_for(copy: &crate::lab::Topology, serverless: Value) -> Declaration {
+        let mut v: Value =
+            serde_json::from_str(&AFTER.replace(SEED_RTB, &copy.route_tables[0].id)).unwrap();
+        v["serverless"] = serverless;
+        Declaration::from_value(&v).unwrap()
+    }
+
+    /// Issue 9.4: before the fix the peer of copy 1's A was copy 0's A (the first running
+    /// member by id), so the cluster failed over into the other VPC.
+    #[tokio::test]
+    async fn a_cluster_never_fails_over_into_another_vpc() {
+        let (cloud, copy) = two_vpcs();
+        let d = decl_for(&copy, serde_json::json!({}));
+        let (a, b) = (&copy.instances[0], &copy.instances[1]);
+        let mut r = RunRequest::new(TargetSpec::PeerOf(a.id.clone()), Mode::Execute, "ec2");
+        r.force = true;
+        let out = completed(run(&cloud, &cloud, &d, r).await.unwrap());
+        assert_eq!(out.plan.target, b.id, "{:?}", out.plan);
+        let rtb = &copy.route_tables[0].id;
+        let b_ext = &b.interfaces[1].id;
+        assert_eq!(
+            cloud
+                .route_target(rtb, "0.0.0.0/0".parse().unwrap())
+                .as_ref(),
+            Some(b_ext)
+        );
+        let eip = cloud.elastic_ip(copy.elastic_ips[0].public_ip).unwrap();
+        assert_eq!(eip.network_interface_id.as_ref(), Some(b_ext));
+        // Copy 0 is untouched: its EIP (same tags, same VIPs) was out of scope.
+        assert_eq!(route(&cloud), SEED_A_EXT);
+        assert_eq!(eip_eni(&cloud), SEED_A_EXT);
+        assert!(
+            out.plan
+                .warnings
+                .iter()
+                .any(|w| w.contains(SEED_EIP) && w.contains("left alone")),
+            "{:?}",
+            out.plan.warnings
+        );
+        // A target in the other VPC is not a member.
+        let err = run(&cloud, &cloud, &d, req(SEED_B, Mode::Execute))
+            .await
+            .unwrap_err();
+        let FailoverError::Refused(reasons) = err else {
+            panic!("{err:?}")
+        };
+        assert!(
+            reasons[0].contains("not a member") && reasons[0].contains(&copy.vpc_id),
+            "{reasons:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_scope_spanning_vpcs_or_outside_the_declared_one_is_refused() {
+        let (cloud, copy) = two_vpcs();
+        // Tags alone select both copies' tables: refused, naming both VPCs.
+        let mut v: Value = serde_json::from_str(AFTER).unwrap();
+        let group = &mut v["failoverRoutes"]["routeGroupDefinitions"][0];
+        group.as_object_mut().unwrap().remove("scopingName");
+        group["scopingTags"] =
+            serde_json::json!({"f5_cloud_failover_label": "bigip_high_availability_solution"});
+        let tagged = Declaration::from_value(&v).unwrap();
+        let err = run(&cloud, &cloud, &tagged, req(SEED_B, Mode::DryRun))
+            .await
+            .unwrap_err();
+        let FailoverError::Refused(reasons) = err else {
+            panic!("{err:?}")
+        };
+        assert!(reasons[0].contains("spans 2 VPCs"), "{reasons:?}");
+        assert!(
+            reasons[0].contains("vpc-0287f01407d1276f0") && reasons[0].contains(&copy.vpc_id),
+            "{reasons:?}"
+        );
+        // Declaring the VPC settles it.
+        v["serverless"] = serde_json::json!({"vpcId": "vpc-0287f01407d1276f0"});
+        let scoped = Declaration::from_value(&v).unwrap();
+        let out = completed(
+            run(&cloud, &cloud, &scoped, req(SEED_B, Mode::Execute))
+                .await
+                .unwrap(),
+        );
+        assert_eq!(out.record.task_state, TaskState::Succeeded);
+        assert_eq!(route(&cloud), SEED_B_EXT);
+        let other = &copy.route_tables[0].id;
+        assert_eq!(
+            cloud
+                .route_target(other, "0.0.0.0/0".parse().unwrap())
+                .as_ref(),
+            Some(&copy.instances[0].interfaces[1].id)
+        );
+        // A table named by id in another VPC than the declared one is refused.
+        let d = decl_for(&copy, serde_json::json!({"vpcId": "vpc-0287f01407d1276f0"}));
+        let err = run(&cloud, &cloud, &d, req(SEED_A, Mode::DryRun))
+            .await
+            .unwrap_err();
+        let FailoverError::Refused(reasons) = err else {
+            panic!("{err:?}")
+        };
+        assert!(
+            reasons[0].contains(other) && reasons[0].contains("outside the cluster's VPC"),
+            "{reasons:?}"
+        );
+    }
+
+    /// Issue 9.5: two clusters in one bucket, both unnamed, so one state key. Before the fix
+    /// the second read the first's record and skipped its own alarm-driven failover as
+    /// COOLDOWN. A named cluster keeps its own state file.
+    #[tokio::test]
+    async fn a_cluster_reads_nothing_from_another_clusters_record() {
+        let (cloud, copy) = two_vpcs();
+        let seed = Declaration::parse(AFTER).unwrap();
+        let other = decl_for(&copy, serde_json::json!({}));
+        let alarm =
+            |id: &str| RunRequest::new(TargetSpec::PeerOf(id.into()), Mode::Execute, "alarm");
+        completed(run(&cloud, &cloud, &seed, alarm(SEED_A)).await.unwrap());
+        assert_eq!(route(&cloud), SEED_B_EXT);
+        let out = completed(
+            run(&cloud, &cloud, &other, alarm(&copy.instances[0].id))
+                .await
+                .unwrap(),
+        );
+        assert_eq!(out.record.task_state, TaskState::Succeeded);
+        assert_eq!(out.plan.target, copy.instances[1].id);
+        assert!(
+            out.record
+                .warnings
+                .iter()
+                .any(|w| w.contains("belongs to another cluster")),
+            "{:?}",
+            out.record.warnings
+        );
+        // Named: its own key.
+        let named = decl_for(&copy, serde_json::json!({"clusterName": "pair-2"}));
+        assert_eq!(
+            state_key(&named),
+            "f5cloudfailover/pair-2/f5cloudfailoverstate.json"
+        );
+        assert_eq!(state_key(&seed), STATE);
+        let r = completed(
+            run(
+                &cloud,
+                &cloud,
+                &named,
+                req(&copy.instances[0].id, Mode::Execute),
+            )
+            .await
+            .unwrap(),
+        );
+        assert_eq!(r.record.task_state, TaskState::Succeeded);
+        assert!(cloud.object(BUCKET, &state_key(&named)).is_some());
+        assert!(crate::state::shared_keys(&seed, &other).len() == 2);
+        assert!(crate::state::shared_keys(&seed, &named).is_empty());
+    }
+
+    /// Issue 12.3: `--target peer` fails over to the other member without its id.
+    #[tokio::test]
+    async fn peer_is_the_other_member_of_the_one_followed() {
+        let cloud = MemoryCloud::seed();
+        let d = Declaration::parse(AFTER).unwrap();
+        let mut r = RunRequest::new(TargetSpec::Peer, Mode::Execute, "cli");
+        r.force = true;
+        let out = completed(run(&cloud, &cloud, &d, r.clone()).await.unwrap());
+        assert_eq!(out.plan.target, SEED_B);
+        let back = completed(run(&cloud, &cloud, &d, r).await.unwrap());
+        assert_eq!(back.plan.target, SEED_A);
+        assert_eq!(route(&cloud), SEED_A_EXT);
     }
 
     #[tokio::test]

@@ -200,7 +200,7 @@ pub async fn handle_probe(
         Some(d) => (Instant::now() + WINDOW).min(d.checked_sub(RESERVE).unwrap_or(d)),
         None => Instant::now() + WINDOW,
     };
-    let report = crate::probe::watch(ec2, store, &decl, until).await?;
+    let report = crate::probe::watch(ec2, store, &decl, until, invocation.deadline).await?;
     Ok(serde_json::to_value(&report).expect("report serializes"))
 }
 

@@ -1,15 +1,16 @@
 //! Inspect: which member the cloud currently follows, per route and per Elastic IP, and the
 //! last state the log recorded.
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::Value;
 
 use crate::declaration::Declaration;
 use crate::discovery::{discover, Snapshot};
 use crate::error::CloudError;
-use crate::lock::{lock_key, LockBody};
+use crate::lock::{current_holder, Holder};
 use crate::ports::{Ec2Describe, ObjectStore};
-use crate::state::{StateLog, PREFIX};
+pub use crate::state::RunSummary;
+use crate::state::{read_history, StateLog};
 
 /// A member instance.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -65,38 +66,35 @@ pub struct Inspection {
     pub routes: Vec<RouteView>,
     /// Managed Elastic IPs.
     pub elastic_ips: Vec<EipView>,
-    /// The member every route and EIP follows, when they agree.
+    /// Per member: how many managed items (EIPs, routes, secondary IPs, twin associations)
+    /// follow it, and how many would have to change (`plan::assess`).
+    pub follows: Vec<Follow>,
+    /// The member every managed item follows, when there is one.
     pub active: Option<String>,
-    /// True when routes/EIPs point at different members or at none.
+    /// True when managed items exist and no member has them all.
     pub drift: bool,
     /// State bucket.
     pub bucket: Option<String>,
     /// `taskState`, `timestamp`, `instance` and `message` of the state file.
     pub last_state: Option<Value>,
     /// The cluster lock, when held.
-    pub lock: Option<LockBody>,
+    pub lock: Option<Holder>,
     /// The most recent runs from the history, newest first.
     pub recent_runs: Vec<RunSummary>,
 }
 
-/// One run from the history.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// How far the cloud follows one member.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct RunSummary {
-    /// Run id.
-    pub run_id: String,
-    /// Trigger.
-    pub trigger: String,
-    /// Target.
-    pub target: String,
-    /// Result.
-    pub task_state: String,
-    /// Summary.
-    pub message: String,
-    /// Start.
-    pub started_at: String,
-    /// Wall time.
-    pub duration_ms: Option<u64>,
+pub struct Follow {
+    /// Instance id.
+    pub member: String,
+    /// Managed items already following it.
+    pub in_place: usize,
+    /// Operations a failover to it would make.
+    pub to_change: usize,
+    /// What would block a failover to it (its health aside).
+    pub blocked: Vec<String>,
 }
 
 /// How many history objects `inspect` reads.
@@ -117,12 +115,11 @@ pub async fn inspect(
         bucket: bucket.clone(),
         decl,
     };
-    let history_prefix = format!("{PREFIX}/history/{}/", decl.extension.cluster_name);
-    let lock_object = lock_key(&decl.extension.cluster_name);
-    let (state, lock, mut keys) = futures::try_join!(
+    let cluster = &decl.extension.cluster_name;
+    let (state, lock, runs) = futures::try_join!(
         log.read_state(),
-        store.get_object(&bucket, &lock_object),
-        store.list_keys(&bucket, &history_prefix),
+        current_holder(store, &bucket, cluster),
+        read_history(store, &bucket, cluster, RECENT_RUNS, false),
     )?;
     let last_state = state.map(|s| {
         let mut v = serde_json::Map::new();
@@ -131,20 +128,9 @@ pub async fn inspect(
         }
         Value::Object(v)
     });
-    keys.sort();
-    keys.reverse();
-    keys.truncate(RECENT_RUNS);
-    let runs =
-        futures::future::try_join_all(keys.iter().map(|k| store.get_object(&bucket, k))).await?;
     let mut view = picture(decl, &snap, last_state);
-    view.lock = lock
-        .and_then(|o| serde_json::from_slice::<LockBody>(&o.body).ok())
-        .filter(|l| !l.is_free(chrono::Utc::now()));
-    view.recent_runs = runs
-        .into_iter()
-        .flatten()
-        .filter_map(|o| serde_json::from_slice(&o.body).ok())
-        .collect();
+    view.lock = lock;
+    view.recent_runs = runs;
     Ok(view)
 }
 
@@ -178,15 +164,28 @@ pub fn picture(decl: &Declaration, snap: &Snapshot, last_state: Option<Value>) -
             member: owner(e.eip.network_interface_id.as_deref()),
         })
         .collect();
-    let followed: Vec<Option<&String>> = routes
+    let assessed: Vec<(String, crate::plan::Assessment)> = snap
+        .members
         .iter()
-        .map(|r| r.member.as_ref())
-        .chain(elastic_ips.iter().map(|e| e.member.as_ref()))
+        .map(|m| (m.id.clone(), crate::plan::assess(decl, snap, m)))
         .collect();
-    let active = match followed.first() {
-        Some(Some(first)) if followed.iter().all(|m| *m == Some(*first)) => Some((*first).clone()),
+    let managed = assessed
+        .iter()
+        .any(|(_, a)| !a.in_place.is_empty() || !a.operations.is_empty());
+    let mut followed = assessed.iter().filter(|(_, a)| a.followed());
+    let active = match (followed.next(), followed.next()) {
+        (Some((id, _)), None) => Some(id.clone()),
         _ => None,
     };
+    let follows = assessed
+        .into_iter()
+        .map(|(member, a)| Follow {
+            member,
+            in_place: a.in_place.len(),
+            to_change: a.operations.len(),
+            blocked: a.reasons,
+        })
+        .collect();
     Inspection {
         cluster: decl.extension.cluster_name.clone(),
         members: snap
@@ -199,7 +198,8 @@ pub fn picture(decl: &Declaration, snap: &Snapshot, last_state: Option<Value>) -
                 availability_zone: m.availability_zone.clone(),
             })
             .collect(),
-        drift: active.is_none() && !followed.is_empty(),
+        drift: active.is_none() && managed,
+        follows,
         active,
         routes,
         elastic_ips,
@@ -207,5 +207,87 @@ pub fn picture(decl: &Declaration, snap: &Snapshot, last_state: Option<Value>) -
         last_state,
         lock: None,
         recent_runs: Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lab::{SEED_A, SEED_A_EXT, SEED_B, SEED_B_EXT};
+    use crate::memory::MemoryCloud;
+    use crate::probe::{decide, Health};
+    use std::collections::BTreeMap;
+
+    async fn view(cloud: &MemoryCloud, d: &Declaration) -> Inspection {
+        inspect(cloud, cloud, d).await.unwrap()
+    }
+
+    fn healthy(ids: &[&str]) -> BTreeMap<String, Health> {
+        ids.iter()
+            .map(|id| {
+                let mut h = Health::new();
+                h.up = true;
+                h.successes = 1;
+                (id.to_string(), h)
+            })
+            .collect()
+    }
+
+    /// Issue 11.1: in association-swap mode the twins' routes point at both members by design.
+    /// Before the fix inspect always saw drift (active none) and the probe "repaired" a healthy
+    /// cluster; routes only, the tie went to the larger instance id (B).
+    #[tokio::test]
+    async fn swap_mode_follows_the_twin_the_subnets_use() {
+        let mut topo = crate::plan::swap_tests::twins();
+        topo.elastic_ips.clear();
+        let cloud = MemoryCloud::from_topology(&topo);
+        let d = crate::plan::swap_tests::decl();
+        let v = view(&cloud, &d).await;
+        assert_eq!(v.active.as_deref(), Some(SEED_A), "{:?}", v.follows);
+        assert!(!v.drift);
+        assert_eq!(decide(&v, &healthy(&[SEED_A, SEED_B])), None);
+    }
+
+    /// Issue 11.2: a same-AZ pair whose failover objects are a VIP (secondary IP) and a route:
+    /// a VIP left on the other unit is drift; the VIP alone decides who is followed.
+    #[tokio::test]
+    async fn secondary_ips_count_in_who_is_followed() {
+        let cloud = MemoryCloud::from_topology(&crate::plan::tests::same_az());
+        let mut v: serde_json::Value = serde_json::from_str(include_str!(
+            "../../../examples/seed-article/declaration-after.json"
+        ))
+        .unwrap();
+        v["failoverAddresses"] = serde_json::json!({
+            "enabled": true,
+            "addressGroupDefinitions": [{"type": "networkInterfaceAddress", "scopingAddress": "10.0.0.101"}]
+        });
+        v["failoverRoutes"]["routeGroupDefinitions"][0]["defaultNextHopAddresses"]["items"] =
+            serde_json::json!(["10.0.0.11", "10.0.0.12"]);
+        let d = Declaration::from_value(&v).unwrap();
+        let pic = view(&cloud, &d).await;
+        assert_eq!(pic.active.as_deref(), Some(SEED_A));
+        // The VIP moves to B behind the cluster's back: the route still follows A.
+        use crate::ports::Ec2Mutate;
+        cloud
+            .assign_private_ips(SEED_B_EXT, &["10.0.0.101".parse().unwrap()], true)
+            .await
+            .unwrap();
+        let pic = view(&cloud, &d).await;
+        assert!(pic.drift, "{:?}", pic.follows);
+        assert_eq!(pic.active, None);
+        // Each member has one item: a tie, so the probe does not pick by id.
+        assert_eq!(decide(&pic, &healthy(&[SEED_A, SEED_B])), None);
+        // With the route moved as well, B is followed; A down means nothing to do.
+        cloud
+            .replace_route(
+                "rtb-060adeaa8fe5b2bbb",
+                "0.0.0.0/0".parse().unwrap(),
+                SEED_B_EXT,
+            )
+            .await
+            .unwrap();
+        let pic = view(&cloud, &d).await;
+        assert_eq!(pic.active.as_deref(), Some(SEED_B));
+        let _ = SEED_A_EXT;
     }
 }

@@ -66,6 +66,8 @@ pub struct InstanceSpec {
     pub name: String,
     /// Availability Zone.
     pub az: String,
+    /// Instance type (sets the per-interface address limit the in-memory cloud enforces).
+    pub instance_type: String,
     /// Interfaces.
     pub interfaces: Vec<InterfaceSpec>,
 }
@@ -153,6 +155,52 @@ fn iface(id: &str, subnet: &str, primary: &str, secondary: &[&str], sdc: bool) -
 }
 
 impl Topology {
+    /// This topology again as another copy of the same template: the same addressing plan,
+    /// tags and bucket, in another VPC with other resource ids (copy `n`, 1-15) and another
+    /// public IP per EIP. Two copies in one account are the "repeated template" case.
+    pub fn copy(&self, n: u8) -> Topology {
+        assert!((1..16).contains(&n), "copy 1-15");
+        let id = |s: &str| -> String {
+            match s.split_once('-') {
+                Some((prefix, hex)) if hex.bytes().all(|b| b.is_ascii_hexdigit()) => {
+                    format!("{prefix}-{n:x}{}", &hex[1..])
+                }
+                _ => format!("{s}-{n}"),
+            }
+        };
+        let mut t = self.clone();
+        t.vpc_id = id(&t.vpc_id);
+        for s in &mut t.subnets {
+            s.id = id(&s.id);
+        }
+        for i in &mut t.instances {
+            i.id = id(&i.id);
+            for n in &mut i.interfaces {
+                n.id = id(&n.id);
+                n.subnet = id(&n.subnet);
+            }
+        }
+        for e in &mut t.elastic_ips {
+            e.allocation_id = id(&e.allocation_id);
+            if let IpAddr::V4(v4) = e.public_ip {
+                e.public_ip = IpAddr::V4((u32::from(v4) + u32::from(n)).into());
+            }
+            if let Some((eni, _)) = &mut e.associated_with {
+                *eni = id(eni);
+            }
+        }
+        for r in &mut t.route_tables {
+            r.id = id(&r.id);
+            for (_, eni) in &mut r.routes {
+                *eni = id(eni);
+            }
+            for s in &mut r.subnets {
+                *s = id(s);
+            }
+        }
+        t
+    }
+
     /// The field report's topology: BIG-IP A in us-east-1a, B in us-east-1b, the VIP's EIP on
     /// A's external secondary IP, the web subnet's default route through A's external ENI.
     pub fn seed() -> Topology {
@@ -181,6 +229,7 @@ impl Topology {
                     id: SEED_A.into(),
                     name: "failover01.www.non-97.net".into(),
                     az: "us-east-1a".into(),
+                    instance_type: "m5.xlarge".into(),
                     interfaces: vec![
                         iface(
                             "eni-026bb5fe081900500",
@@ -209,6 +258,7 @@ impl Topology {
                     id: SEED_B.into(),
                     name: "failover02.www.non-97.net".into(),
                     az: "us-east-1b".into(),
+                    instance_type: "m5.xlarge".into(),
                     interfaces: vec![
                         iface(
                             "eni-01d04904d876f5924",

@@ -9,6 +9,7 @@
 
 #[cfg(feature = "aws")]
 pub mod aws;
+pub mod clock;
 pub mod declaration;
 pub mod discovery;
 pub mod doctor;

@@ -47,6 +47,7 @@ struct InstanceRec {
     state: String,
     impaired: bool,
     az: String,
+    instance_type: String,
     tags: Tags,
     interfaces: Vec<String>,
 }
@@ -55,7 +56,15 @@ struct InstanceRec {
 struct Bucket {
     tags: Tags,
     encryption: Option<String>,
-    objects: BTreeMap<String, (Vec<u8>, String, Encryption)>,
+    objects: BTreeMap<String, StoredRec>,
+}
+
+#[derive(Clone, Debug)]
+struct StoredRec {
+    body: Vec<u8>,
+    etag: String,
+    encryption: Encryption,
+    last_modified: chrono::DateTime<chrono::Utc>,
 }
 
 #[derive(Debug, Default)]
@@ -132,8 +141,14 @@ impl MemoryCloud {
     /// An account holding `topo` with its logical ids as real ids.
     pub fn from_topology(topo: &Topology) -> MemoryCloud {
         let cloud = MemoryCloud::new();
+        cloud.add_topology(topo);
+        cloud
+    }
+
+    /// Adds `topo` to this account (its bucket is shared if it exists already).
+    pub fn add_topology(&self, topo: &Topology) {
         {
-            let mut w = cloud.world.lock().unwrap();
+            let mut w = self.world.lock().unwrap();
             for s in &topo.subnets {
                 w.subnets.insert(s.id.clone(), Subnet { cidr: s.cidr });
             }
@@ -146,6 +161,7 @@ impl MemoryCloud {
                         state: "running".into(),
                         impaired: false,
                         az: i.az.clone(),
+                        instance_type: i.instance_type.clone(),
                         tags: t,
                         interfaces: i.interfaces.iter().map(|n| n.id.clone()).collect(),
                     },
@@ -191,11 +207,13 @@ impl MemoryCloud {
                     destination: topo.vpc_cidr,
                     network_interface_id: None,
                     other_target: Some("local".into()),
+                    local: true,
                 }];
                 routes.extend(t.routes.iter().map(|(d, eni)| Route {
                     destination: *d,
                     network_interface_id: Some(eni.clone()),
                     other_target: None,
+                    local: false,
                 }));
                 let associations = t
                     .subnets
@@ -217,16 +235,14 @@ impl MemoryCloud {
                     },
                 );
             }
-            w.buckets.insert(
-                topo.bucket.name.clone(),
-                Bucket {
+            w.buckets
+                .entry(topo.bucket.name.clone())
+                .or_insert_with(|| Bucket {
                     tags: topo.bucket.tags.clone(),
                     encryption: Some("AES256".into()),
                     ..Bucket::default()
-                },
-            );
+                });
         }
-        cloud
     }
 
     /// The field report's topology (`Topology::seed()`).
@@ -403,6 +419,31 @@ impl MemoryCloud {
         w.tables.get_mut(table).expect("table").tags.remove(key);
     }
 
+    /// Adds a route to a gateway (`igw-…`, `nat-…`) to a table.
+    pub fn add_gateway_route(&self, table: &str, destination: Cidr, gateway: &str) {
+        let mut w = self.world.lock().unwrap();
+        let t = w.tables.get_mut(table).expect("table");
+        t.routes.retain(|r| r.destination != destination);
+        t.routes.push(Route {
+            destination,
+            network_interface_id: None,
+            other_target: Some(gateway.into()),
+            local: false,
+        });
+    }
+
+    /// Makes `table` the VPC's main route table (subnets without an association use it).
+    pub fn make_main(&self, table: &str) {
+        let mut w = self.world.lock().unwrap();
+        let id = format!("rtbassoc-{:017x}", w.next());
+        let t = w.tables.get_mut(table).expect("table");
+        t.associations.push(Association {
+            id,
+            subnet_id: None,
+            main: true,
+        });
+    }
+
     /// Sets an interface's source/destination check.
     pub fn set_source_dest_check(&self, eni: &str, on: bool) {
         let mut w = self.world.lock().unwrap();
@@ -430,13 +471,21 @@ impl MemoryCloud {
     /// An object's body, for assertions.
     pub fn object(&self, bucket: &str, key: &str) -> Option<Vec<u8>> {
         let w = self.world.lock().unwrap();
-        w.buckets.get(bucket)?.objects.get(key).map(|o| o.0.clone())
+        w.buckets
+            .get(bucket)?
+            .objects
+            .get(key)
+            .map(|o| o.body.clone())
     }
 
     /// The encryption an object was written with.
     pub fn object_encryption(&self, bucket: &str, key: &str) -> Option<Encryption> {
         let w = self.world.lock().unwrap();
-        w.buckets.get(bucket)?.objects.get(key).map(|o| o.2.clone())
+        w.buckets
+            .get(bucket)?
+            .objects
+            .get(key)
+            .map(|o| o.encryption.clone())
     }
 
     /// Logs the call and returns an injected fault due now, if any.
@@ -487,6 +536,7 @@ impl World {
             id: id.to_string(),
             state: rec.state.clone(),
             availability_zone: rec.az.clone(),
+            instance_type: rec.instance_type.clone(),
             tags: rec.tags.clone(),
             network_interfaces: rec
                 .interfaces
@@ -800,14 +850,8 @@ impl Ec2Mutate for MemoryCloud {
                         format!("no route with destination {destination} in {route_table_id}"),
                     )
                 })?;
-            if r.other_target.as_deref() == Some("local") {
-                return Err(err(
-                    OP,
-                    ErrorKind::Rejected,
-                    "InvalidParameterValue",
-                    "cannot replace the local route",
-                ));
-            }
+            // AWS lets the local route's target be replaced by an interface (middlebox
+            // routing): so does this cloud; keeping to ranges outside it is the planner's job.
             r.network_interface_id = Some(network_interface_id.into());
             r.other_target = None;
             Ok(())
@@ -867,6 +911,7 @@ impl Ec2Mutate for MemoryCloud {
                 destination,
                 network_interface_id: Some(network_interface_id.into()),
                 other_target: None,
+                local: false,
             });
             Ok(())
         })
@@ -1059,6 +1104,24 @@ impl Ec2Mutate for MemoryCloud {
                     )
                 })?;
             let subnet = w.subnets.get(&to.subnet_id).map(|s| s.cidr);
+            let limit = to
+                .instance_id
+                .as_ref()
+                .and_then(|i| w.instances.get(i))
+                .and_then(|i| crate::model::ipv4_per_interface(&i.instance_type));
+            let after = 1 + to.secondary_ips.len()
+                + ips
+                    .iter()
+                    .filter(|ip| ip.is_ipv4() && !to.secondary_ips.contains(ip))
+                    .count();
+            if let Some(limit) = limit.filter(|l| after > *l) {
+                return Err(err(
+                    OP,
+                    ErrorKind::Rejected,
+                    "PrivateIpAddressLimitExceeded",
+                    format!("{network_interface_id} would hold {after} IPv4 addresses; its instance type allows {limit}"),
+                ));
+            }
             for ip in ips {
                 if !subnet.is_some_and(|c| c.contains(*ip)) {
                     return Err(err(
@@ -1177,9 +1240,10 @@ impl ObjectStore for MemoryCloud {
                 .buckets
                 .get(bucket)
                 .ok_or_else(|| err("GetObject", ErrorKind::NotFound, "NoSuchBucket", bucket))?;
-            Ok(b.objects.get(key).map(|(body, etag, _)| StoredObject {
-                body: body.clone(),
-                etag: Some(etag.clone()),
+            Ok(b.objects.get(key).map(|o| StoredObject {
+                body: o.body.clone(),
+                etag: Some(o.etag.clone()),
+                last_modified: Some(o.last_modified),
             }))
         })
     }
@@ -1202,7 +1266,7 @@ impl ObjectStore for MemoryCloud {
                 .buckets
                 .get_mut(bucket)
                 .ok_or_else(|| err(OP, ErrorKind::NotFound, "NoSuchBucket", bucket))?;
-            let current = b.objects.get(key).map(|o| o.1.clone());
+            let current = b.objects.get(key).map(|o| o.etag.clone());
             let ok = match (&condition, &current) {
                 (None, _) => true,
                 (Some(WriteCondition::IfNoneMatch), c) => c.is_none(),
@@ -1217,8 +1281,13 @@ impl ObjectStore for MemoryCloud {
                     key,
                 ));
             }
-            b.objects
-                .insert(key.to_string(), (body, etag.clone(), encryption.clone()));
+            let rec = StoredRec {
+                body,
+                etag: etag.clone(),
+                encryption: encryption.clone(),
+                last_modified: crate::clock::now(),
+            };
+            b.objects.insert(key.to_string(), rec);
             Ok(Some(etag))
         })
     }

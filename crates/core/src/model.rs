@@ -18,6 +18,8 @@ pub struct Instance {
     pub state: String,
     /// Availability Zone.
     pub availability_zone: String,
+    /// Instance type, e.g. `m5.xlarge` (empty when unknown).
+    pub instance_type: String,
     /// Tags (the `Name` tag names the unit in reports).
     pub tags: Tags,
     /// Attached network interfaces.
@@ -36,6 +38,31 @@ impl Instance {
     /// The interface holding `ip` (primary, secondary or IPv6), if any.
     pub fn interface_with(&self, ip: IpAddr) -> Option<&NetworkInterface> {
         self.network_interfaces.iter().find(|n| n.has_ip(ip))
+    }
+}
+
+/// How many IPv4 addresses (primary included) one interface of this instance type may hold,
+/// for the types appliance pairs commonly run on (AWS's published per-type limits); `None`
+/// for a type not listed here, which is then not checked.
+pub fn ipv4_per_interface(instance_type: &str) -> Option<usize> {
+    let size = instance_type.split_once('.')?.1;
+    let family = instance_type.split_once('.')?.0;
+    match family {
+        "t3" | "t3a" => match size {
+            "nano" | "micro" => Some(2),
+            "small" => Some(4),
+            "medium" => Some(6),
+            "large" => Some(12),
+            "xlarge" | "2xlarge" => Some(15),
+            _ => None,
+        },
+        "m5" | "m5n" | "m6i" | "c5" | "c5n" | "c6i" | "r5" | "r6i" => match size {
+            "large" => Some(10),
+            "xlarge" | "2xlarge" => Some(15),
+            "4xlarge" | "8xlarge" | "9xlarge" | "12xlarge" => Some(30),
+            _ => None,
+        },
+        _ => None,
     }
 }
 
@@ -115,6 +142,9 @@ pub struct Route {
     pub network_interface_id: Option<String>,
     /// Any other target (gateway, NAT gateway, `local`, instance id), for reports.
     pub other_target: Option<String>,
+    /// The VPC's local route (a VPC CIDR), whatever it points at now: AWS lets its target be
+    /// replaced by an interface, which would send all traffic within the VPC through it.
+    pub local: bool,
 }
 
 impl Route {

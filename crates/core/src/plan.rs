@@ -217,19 +217,21 @@ pub struct Refusal {
 
 /// Plans the failover to `target`.
 pub fn plan(decl: &Declaration, snap: &Snapshot, target: &str) -> Result<Plan, Refusal> {
-    let mut p = Planner {
-        decl,
-        snap,
-        reasons: Vec::new(),
-        ops: Vec::new(),
-        in_place: Vec::new(),
-        warnings: Vec::new(),
-    };
+    if !snap.vpc_conflicts.is_empty() {
+        return Err(Refusal {
+            reasons: snap.vpc_conflicts.clone(),
+        });
+    }
     let Some(t) = snap.member(target) else {
         let members: Vec<&str> = snap.members.iter().map(|m| m.id.as_str()).collect();
+        let place = snap
+            .vpc_id
+            .as_ref()
+            .map(|v| format!(" in {v}"))
+            .unwrap_or_default();
         return Err(Refusal {
             reasons: vec![format!(
-                "target {target} is not a member of the cluster (members: {})",
+                "target {target} is not a member of the cluster (members{place}: {})",
                 if members.is_empty() {
                     "none found".to_string()
                 } else {
@@ -257,20 +259,63 @@ pub fn plan(decl: &Declaration, snap: &Snapshot, target: &str) -> Result<Plan, R
             )],
         });
     }
-    let moved = p.secondary_ips(t);
-    p.routes(t);
-    p.elastic_ips(t, &moved);
-    if !p.reasons.is_empty() {
-        return Err(Refusal { reasons: p.reasons });
+    let a = assess(decl, snap, t);
+    if !a.reasons.is_empty() {
+        return Err(Refusal { reasons: a.reasons });
     }
-    p.ops.sort_by(|a, b| (a.wave, &a.id).cmp(&(b.wave, &b.id)));
     Ok(Plan {
         target: t.id.clone(),
         target_name: t.display_name().to_string(),
+        operations: a.operations,
+        in_place: a.in_place,
+        warnings: a.warnings,
+    })
+}
+
+/// What it takes for the cloud to follow `member`, whatever the member's health: the
+/// operations, the managed items already in place for it, and what stands in the way. The
+/// one rule for "whom does the cloud follow": `plan` builds on it, and `inspect` (and so the
+/// probe) asks it of every member.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Assessment {
+    /// Operations, in a stable order (wave, then id).
+    pub operations: Vec<Operation>,
+    /// Managed items already following the member.
+    pub in_place: Vec<String>,
+    /// Things worth knowing that do not block.
+    pub warnings: Vec<String>,
+    /// What blocks following the member.
+    pub reasons: Vec<String>,
+}
+
+impl Assessment {
+    /// Whether the cloud follows the member in everything managed (and something is).
+    pub fn followed(&self) -> bool {
+        self.operations.is_empty() && self.reasons.is_empty() && !self.in_place.is_empty()
+    }
+}
+
+/// Assesses `member` (see [`Assessment`]).
+pub fn assess(decl: &Declaration, snap: &Snapshot, member: &Instance) -> Assessment {
+    let mut p = Planner {
+        decl,
+        snap,
+        reasons: Vec::new(),
+        ops: Vec::new(),
+        in_place: Vec::new(),
+        warnings: snap.outside_vpc.clone(),
+    };
+    let moved = p.secondary_ips(member);
+    p.routes(member);
+    p.elastic_ips(member, &moved);
+    p.ops.sort_by(|a, b| (a.wave, &a.id).cmp(&(b.wave, &b.id)));
+    Assessment {
         operations: p.ops,
         in_place: p.in_place,
         warnings: p.warnings,
-    })
+        reasons: p.reasons,
+    }
 }
 
 struct Planner<'a> {
@@ -306,6 +351,12 @@ pub fn twin_problems(decl: &Declaration, snap: &Snapshot) -> Vec<String> {
                 .collect()
         };
         for table in &twins {
+            if table.associations.iter().any(|a| a.main) {
+                problems.push(format!(
+                    "twin route table {} is the VPC's main route table: subnets that use it implicitly cannot be moved to another twin; associate them explicitly (aws ec2 associate-route-table --route-table-id {} --subnet-id <subnet>) and make another table main",
+                    table.id, table.id
+                ));
+            }
             let Some(member) = table.tags.get(MEMBER_TAG) else {
                 problems.push(format!(
                     "route table {} has no {MEMBER_TAG} tag (associationSwap needs one table per member, tagged with its instance id)",
@@ -361,6 +412,8 @@ pub fn twin_problems(decl: &Declaration, snap: &Snapshot) -> Vec<String> {
 impl Planner<'_> {
     /// Association-swap mode: move each subnet to the target's twin table.
     fn swap_associations(&mut self, t: &Instance) {
+        self.reasons
+            .extend(self.snap.tables_in_two_groups.iter().cloned());
         let problems = twin_problems(self.decl, self.snap);
         if !problems.is_empty() {
             self.reasons.extend(problems);
@@ -418,6 +471,8 @@ impl Planner<'_> {
             return self.swap_associations(t);
         }
         let groups = self.decl.route_groups();
+        self.reasons
+            .extend(self.snap.tables_in_two_groups.iter().cloned());
         for id in &self.snap.missing_route_tables {
             self.reasons.push(format!(
                 "route table {id} (scopingName in failoverRoutes) does not exist or is not visible"
@@ -485,6 +540,29 @@ impl Planner<'_> {
                     }
                     continue;
                 };
+                if route.local {
+                    self.reasons.push(format!(
+                        "range {} is the VPC's local route in {}: pointing it at an appliance would send all traffic within the VPC through it; remove the range from the declaration",
+                        r.range, table.id
+                    ));
+                    continue;
+                }
+                if let (None, Some(gw)) = (&route.network_interface_id, &route.other_target) {
+                    let what = format!(
+                        "route {} in {} points at {gw}, not at an appliance",
+                        r.range, table.id
+                    );
+                    if self.decl.extension.take_over_gateway_routes {
+                        self.warnings.push(format!(
+                            "{what}: taken over (serverless.takeOverGatewayRoutes)"
+                        ));
+                    } else {
+                        self.reasons.push(format!(
+                            "{what}: taking it over changes that path for every subnet using the table; set serverless.takeOverGatewayRoutes: true if that is meant, or remove the range"
+                        ));
+                        continue;
+                    }
+                }
                 let (eni, hop) = match next_hop_on(t, &items, r.range) {
                     Ok(x) => x,
                     Err(reason) => {
@@ -608,14 +686,54 @@ impl Planner<'_> {
             if to.subnet_id != peer_nic.subnet_id {
                 continue; // across AZs, Elastic IPs move instead
             }
-            let ips = moves
-                .entry((to.id.clone(), peer_nic.id.clone()))
-                .or_default();
             for ip in &peer_nic.secondary_ips {
+                // One owner per address: an explicit group and the nic_map pass must agree.
+                let elsewhere = moves
+                    .iter()
+                    .find(|((t2, _), l)| *t2 != to.id && l.contains(ip))
+                    .map(|((t2, _), _)| t2.clone());
+                if let Some(other) = elsewhere {
+                    self.reasons.push(format!(
+                        "address {ip} would move to both {other} (networkInterfaceAddress, same subnet) and {} ({NIC_MAP_TAG}={map}): give it one owner (tag the interfaces consistently, or drop one)",
+                        to.id
+                    ));
+                    continue;
+                }
+                let ips = moves
+                    .entry((to.id.clone(), peer_nic.id.clone()))
+                    .or_default();
                 if !ips.contains(ip) {
                     ips.push(*ip);
                 }
             }
+        }
+        // The receiving interfaces' address limits (per instance type).
+        let mut incoming: BTreeMap<&str, BTreeSet<IpAddr>> = BTreeMap::new();
+        for ((to, _), ips) in &moves {
+            incoming
+                .entry(to.as_str())
+                .or_default()
+                .extend(ips.iter().filter(|i| i.is_ipv4()));
+        }
+        for (to, ips) in &incoming {
+            let Some(n) = t.network_interfaces.iter().find(|n| n.id == *to) else {
+                continue;
+            };
+            let Some(limit) = crate::model::ipv4_per_interface(&t.instance_type) else {
+                continue;
+            };
+            let after = 1
+                + n.secondary_ips.len()
+                + ips.iter().filter(|i| !n.secondary_ips.contains(i)).count();
+            if after > limit {
+                self.reasons.push(format!(
+                    "{to} of {} ({}) would hold {after} IPv4 addresses, more than its type allows per interface ({limit}): use a larger type or fewer addresses",
+                    t.id, t.instance_type
+                ));
+            }
+        }
+        if !self.reasons.is_empty() {
+            return moved;
         }
         for ((to, from), mut ips) in moves {
             if ips.is_empty() {
@@ -828,7 +946,7 @@ fn next_hop_on<'t>(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::discovery::discover;
     use crate::lab::{tags, Topology, SEED_A, SEED_A_EXT, SEED_B, SEED_B_EXT, SEED_RTB, SEED_TAG};
@@ -1052,6 +1170,75 @@ mod tests {
             .any(|w| w.contains("source/destination check is on for eni-04bec0335a47b26c3")));
     }
 
+    /// Issue 11.7: a range equal to the VPC CIDR is the local route. AWS lets its target be
+    /// replaced (so does the in-memory cloud now); the planner refuses it.
+    #[tokio::test]
+    async fn the_local_route_is_never_taken_over() {
+        let cloud = MemoryCloud::seed();
+        let d = patched(|v| {
+            v["failoverRoutes"]["routeGroupDefinitions"][0]["scopingAddressRanges"] =
+                json!([{"range": "0.0.0.0/0"}, {"range": "10.0.0.0/16"}]);
+        });
+        let r = plan_on(&cloud, &d, SEED_B).await.unwrap_err();
+        assert!(
+            r.reasons
+                .iter()
+                .any(|x| x.contains("range 10.0.0.0/16 is the VPC's local route")),
+            "{r}"
+        );
+        // The cloud itself allows it, as AWS does.
+        use crate::ports::Ec2Mutate;
+        cloud
+            .replace_route(SEED_RTB, cidr("10.0.0.0/16"), SEED_B_EXT)
+            .await
+            .unwrap();
+        let r = plan_on(&cloud, &d, SEED_A).await.unwrap_err();
+        assert!(r.reasons.iter().any(|x| x.contains("local route")), "{r}");
+    }
+
+    /// Issue 11.6: a table selected by two route groups was managed by the first only.
+    #[tokio::test]
+    async fn a_table_in_two_route_groups_is_refused() {
+        let cloud = MemoryCloud::seed();
+        let d = patched(|v| {
+            let g0 = v["failoverRoutes"]["routeGroupDefinitions"][0].clone();
+            let mut g1 = g0.clone();
+            g1.as_object_mut().unwrap().remove("scopingName");
+            g1["scopingTags"] = json!({SEED_TAG.0: SEED_TAG.1});
+            g1["scopingAddressRanges"] = json!([{"range": "192.168.0.0/16"}]);
+            v["failoverRoutes"]["routeGroupDefinitions"] = json!([g0, g1]);
+        });
+        let r = plan_on(&cloud, &d, SEED_B).await.unwrap_err();
+        assert!(
+            r.reasons.iter().any(|x| x.contains(&format!(
+                "route table {SEED_RTB} is selected by route groups 0 and 1"
+            ))),
+            "{r}"
+        );
+    }
+
+    /// Issue 11.9: a declared route that points at a gateway is not taken over silently.
+    #[tokio::test]
+    async fn a_route_to_a_gateway_is_refused_unless_opted_in() {
+        let cloud = MemoryCloud::seed();
+        cloud.add_gateway_route(SEED_RTB, cidr("0.0.0.0/0"), "igw-0123456789abcdef0");
+        let r = plan_on(&cloud, &decl(AFTER), SEED_B).await.unwrap_err();
+        assert!(
+            r.reasons
+                .iter()
+                .any(|x| x.contains("points at igw-0123456789abcdef0, not at an appliance")),
+            "{r}"
+        );
+        let d = patched(|v| v["serverless"] = json!({"takeOverGatewayRoutes": true}));
+        let p = plan_on(&cloud, &d, SEED_B).await.unwrap();
+        assert!(p.operations.iter().any(|o| o.id.starts_with("route:")));
+        assert!(
+            p.warnings.iter().any(|w| w.contains("taken over")),
+            "{:?}",
+            p.warnings
+        );
+    }
+
     /// Same-AZ pair: both units' external ENIs in one subnet; the VIP moves as a secondary IP.
     pub(crate) fn same_az() -> Topology {
         let mut topo = Topology::seed();
@@ -1072,6 +1259,65 @@ mod tests {
             .tags
             .insert("f5_cloud_failover_vips".into(), "10.0.0.101".into());
         topo
+    }
+
+    /// Issue 11.9: an explicit networkInterfaceAddress group and the nic_map pass picked
+    /// different interfaces of the target for one address: two conflicting moves in one plan.
+    #[tokio::test]
+    async fn one_owner_per_moved_address() {
+        let mut topo = same_az();
+        let mut extra = topo.instances[1].interfaces[1].clone();
+        extra.id = "eni-0eeeeeeeeeeeeeeee".into();
+        extra.primary = "10.0.0.13".parse().unwrap();
+        extra.tags = tags([SEED_TAG]);
+        topo.instances[1].interfaces.insert(1, extra);
+        let cloud = MemoryCloud::from_topology(&topo);
+        let d = patched(|v| {
+            v["failoverAddresses"]["addressGroupDefinitions"] =
+                json!([{"type": "networkInterfaceAddress", "scopingAddress": "10.0.0.101"}]);
+            v["failoverRoutes"]["routeGroupDefinitions"][0]["defaultNextHopAddresses"]["items"] =
+                json!(["10.0.0.11", "10.0.0.12"]);
+        });
+        let r = plan_on(&cloud, &d, SEED_B).await.unwrap_err();
+        assert!(
+            r.reasons
+                .iter()
+                .any(|x| x.contains("address 10.0.0.101 would move to both eni-0eeeeeeeeeeeeeeee")),
+            "{r}"
+        );
+    }
+
+    /// Issue 11.9: the per-interface IPv4 limit of the target's type, in the planner and in the
+    /// in-memory cloud (AWS: PrivateIpAddressLimitExceeded).
+    #[tokio::test]
+    async fn the_targets_address_limit_is_checked() {
+        let mut topo = same_az();
+        topo.instances[0].interfaces[1]
+            .secondary
+            .push("10.0.0.102".parse().unwrap());
+        topo.instances[1].instance_type = "t3.micro".into();
+        let cloud = MemoryCloud::from_topology(&topo);
+        let d = patched(|v| {
+            v["failoverRoutes"]["routeGroupDefinitions"][0]["defaultNextHopAddresses"]["items"] =
+                json!(["10.0.0.11", "10.0.0.12"]);
+        });
+        let r = plan_on(&cloud, &d, SEED_B).await.unwrap_err();
+        assert!(
+            r.reasons
+                .iter()
+                .any(|x| x.contains("would hold 3 IPv4 addresses") && x.contains("(2)")),
+            "{r}"
+        );
+        use crate::ports::Ec2Mutate;
+        let e = cloud
+            .assign_private_ips(
+                SEED_B_EXT,
+                &["10.0.0.101".parse().unwrap(), "10.0.0.102".parse().unwrap()],
+                true,
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(e.code.as_deref(), Some("PrivateIpAddressLimitExceeded"));
     }
 
     #[tokio::test]
@@ -1352,7 +1598,7 @@ mod tests {
 }
 
 #[cfg(test)]
-mod swap_tests {
+pub(crate) mod swap_tests {
     use super::*;
     use crate::discovery::discover;
     use crate::execute::{execute, ExecOptions};
@@ -1362,7 +1608,7 @@ mod swap_tests {
     use serde_json::json;
 
     /// The seed with twin tables: A's (the seed's, both web subnets) and B's.
-    fn twins() -> Topology {
+    pub(crate) fn twins() -> Topology {
         let mut topo = Topology::seed();
         topo.route_tables[0]
             .tags
@@ -1376,7 +1622,7 @@ mod swap_tests {
         topo
     }
 
-    fn decl() -> Declaration {
+    pub(crate) fn decl() -> Declaration {
         let mut v: serde_json::Value = serde_json::from_str(include_str!(
             "../../../examples/seed-article/declaration-after.json"
         ))
@@ -1420,6 +1666,23 @@ mod swap_tests {
         let back = plan(&d, &snap, SEED_A).unwrap();
         assert_eq!(back.operations.len(), 3);
         let _ = SEED_A_EXT;
+    }
+
+    /// Issue 11.5: with the main table as A's twin, subnets using it implicitly stayed on A
+    /// while the run reported SUCCEEDED.
+    #[tokio::test]
+    async fn a_main_table_twin_is_refused() {
+        let cloud = MemoryCloud::from_topology(&twins());
+        cloud.make_main(&twins().route_tables[0].id);
+        let d = decl();
+        let snap = discover(&cloud, &cloud, &d).await.unwrap();
+        let r = plan(&d, &snap, SEED_B).unwrap_err();
+        assert!(
+            r.reasons
+                .iter()
+                .any(|x| x.contains("is the VPC's main route table")),
+            "{r}"
+        );
     }
 
     #[tokio::test]

@@ -13,6 +13,11 @@ use crate::error::CloudError;
 use crate::model::{ElasticIp, Filter, Instance, NetworkInterface, RouteTable};
 use crate::net::Cidr;
 
+/// The longest one call through a port may take, all retries included: the SDK adapters
+/// configure it as their operation timeout, and the executor enforces it around each mutation,
+/// so a run knows how long a mutation it sends can still land (see `lock::Fence`).
+pub const CALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// EC2 operations that change the cloud (what `Ec2Mutate` sends).
 pub const MUTATING_OPERATIONS: [&str; 6] = [
     "AssociateAddress",
@@ -258,6 +263,8 @@ pub struct StoredObject {
     pub body: Vec<u8>,
     /// Entity tag, for conditional writes.
     pub etag: Option<String>,
+    /// When the store last wrote it (its own clock: S3's `Last-Modified`).
+    pub last_modified: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// A precondition on a write.

@@ -18,7 +18,7 @@ use crate::error::FailoverError;
 use crate::failover::{run, RunOutcome, RunRequest, TargetSpec};
 use crate::inspect::picture;
 use crate::ports::{Ec2, ObjectStore};
-use crate::state::Mode;
+use crate::state::{Mode, TaskState};
 
 /// How often the probe re-reads who the cloud follows (besides after each failover).
 const REFRESH: Duration = Duration::from_secs(15);
@@ -35,8 +35,15 @@ pub struct Health {
     pub successes: u32,
 }
 
+impl Default for Health {
+    fn default() -> Health {
+        Health::new()
+    }
+}
+
 impl Health {
-    fn new() -> Health {
+    /// A member not probed yet (counted up).
+    pub fn new() -> Health {
         Health {
             up: true,
             failures: 0,
@@ -167,12 +174,14 @@ pub struct ProbeReport {
     pub events: Vec<ProbeEvent>,
 }
 
-/// Probes until `until`, failing over in process when needed.
+/// Probes until `until`, failing over in process when needed; a failover it starts honours
+/// `deadline` (the Lambda's) as the failover function's runs do.
 pub async fn watch(
     ec2: &dyn Ec2,
     store: &dyn ObjectStore,
     decl: &Declaration,
     until: Instant,
+    deadline: Option<Instant>,
 ) -> Result<ProbeReport, FailoverError> {
     let cfg = decl.extension.probe.clone().ok_or_else(|| {
         FailoverError::Refused(vec!["the declaration has no serverless.probe block".into()])
@@ -187,6 +196,8 @@ pub async fn watch(
     let mut view = None;
     let mut refreshed = Instant::now();
     let interval = Duration::from_millis(cfg.interval_ms);
+    let mut backoff = Backoff::default();
+    let mut last_action: Option<String> = None;
     while Instant::now() + interval < until {
         let tick = Instant::now();
         if view.is_none() || refreshed.elapsed() > REFRESH {
@@ -207,42 +218,137 @@ pub async fn watch(
         .await;
         report.rounds += 1;
         for (id, ok) in results {
-            let h = report.health.entry(id.clone()).or_insert_with(Health::new);
+            let h = report.health.entry(id.clone()).or_default();
             if h.record(ok, &cfg) {
                 let what = format!("{id} is {}", if h.up { "UP" } else { "DOWN" });
                 tracing::warn!(member = %id, up = h.up, "health changed");
                 report.events.push(ProbeEvent { at_ms: at(), what });
+                backoff.something_changed();
             }
         }
-        if let Some((target, why)) = decide(pic, &report.health) {
-            let req = RunRequest::new(
-                TargetSpec::Instance(target.clone()),
-                Mode::Execute,
-                format!("probe: {why}"),
-            );
-            let what = match run(ec2, store, decl, req).await {
-                Ok(RunOutcome::Completed(r)) => format!(
-                    "failover to {target} ({why}): {} — {}",
-                    serde_json::to_value(r.record.task_state)
-                        .expect("enum")
-                        .as_str()
-                        .unwrap_or(""),
-                    r.record.message
-                ),
-                Ok(RunOutcome::Skipped(s)) => {
-                    format!("failover to {target} ({why}) skipped: {}", s.message)
-                }
-                Err(e) => format!("failover to {target} ({why}) failed: {e}"),
-            };
-            tracing::warn!(%what, "probe acted");
-            report.events.push(ProbeEvent { at_ms: at(), what });
-            view = None;
+        if let Some((target, why)) = decide(pic, &report.health).filter(|_| backoff.may_try()) {
+            let (what, done) =
+                try_failover(ec2, store, decl, &target, &why, deadline, &mut backoff).await;
+            if last_action.as_ref() != Some(&what) {
+                tracing::warn!(%what, "probe acted");
+                report.events.push(ProbeEvent {
+                    at_ms: at(),
+                    what: what.clone(),
+                });
+                last_action = Some(what);
+            }
+            if done {
+                view = None;
+            }
         }
         if let Some(rest) = interval.checked_sub(tick.elapsed()) {
             tokio::time::sleep(rest).await;
         }
     }
     Ok(report)
+}
+
+/// First wait after a failover attempt that did not complete (lock held, cooldown, refused,
+/// failed); it doubles up to [`BACKOFF_MAX`] while nothing changes.
+pub const BACKOFF_FIRST: Duration = Duration::from_secs(1);
+/// Longest wait between two attempts while nothing changes.
+pub const BACKOFF_MAX: Duration = REFRESH;
+
+/// When the probe may try a failover again. A refused target is retried as a dry run first,
+/// so a refusal that stays the same writes no further history.
+#[derive(Debug)]
+struct Backoff {
+    next_at: Option<Instant>,
+    step: Duration,
+    refused: bool,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Backoff {
+            next_at: None,
+            step: BACKOFF_FIRST,
+            refused: false,
+        }
+    }
+}
+
+impl Backoff {
+    fn may_try(&self) -> bool {
+        self.next_at.is_none_or(|t| Instant::now() >= t)
+    }
+
+    fn wait(&mut self) {
+        self.next_at = Some(Instant::now() + self.step);
+        self.step = (self.step * 2).min(BACKOFF_MAX);
+    }
+
+    /// A member's health changed: try at once (a refusal is still checked dry first).
+    fn something_changed(&mut self) {
+        self.next_at = None;
+        self.step = BACKOFF_FIRST;
+    }
+
+    fn succeeded(&mut self) {
+        *self = Backoff::default();
+    }
+}
+
+/// One failover attempt by the probe; returns what happened and whether the cloud may have
+/// changed (so the view is read again).
+async fn try_failover(
+    ec2: &dyn Ec2,
+    store: &dyn ObjectStore,
+    decl: &Declaration,
+    target: &str,
+    why: &str,
+    deadline: Option<Instant>,
+    backoff: &mut Backoff,
+) -> (String, bool) {
+    let request = |mode| {
+        let mut req = RunRequest::new(
+            TargetSpec::Instance(target.to_string()),
+            mode,
+            format!("probe: {why}"),
+        );
+        req.deadline = deadline;
+        req
+    };
+    if backoff.refused {
+        if let Err(e) = run(ec2, store, decl, request(Mode::DryRun)).await {
+            backoff.wait();
+            return (format!("failover to {target} ({why}) failed: {e}"), false);
+        }
+    }
+    match run(ec2, store, decl, request(Mode::Execute)).await {
+        Ok(RunOutcome::Completed(r)) => {
+            if r.record.task_state == TaskState::Succeeded {
+                backoff.succeeded();
+            } else {
+                backoff.refused = false;
+                backoff.wait();
+            }
+            let state = serde_json::to_value(r.record.task_state).expect("enum");
+            let what = format!(
+                "failover to {target} ({why}): {} — {}",
+                state.as_str().unwrap_or(""),
+                r.record.message
+            );
+            (what, true)
+        }
+        Ok(RunOutcome::Skipped(s)) => {
+            backoff.wait();
+            (
+                format!("failover to {target} ({why}) skipped: {}", s.message),
+                false,
+            )
+        }
+        Err(e) => {
+            backoff.refused = matches!(e, FailoverError::Refused(_));
+            backoff.wait();
+            (format!("failover to {target} ({why}) failed: {e}"), true)
+        }
+    }
 }
 
 /// Where each member is probed: `probe.targets`, else its first interface's primary IP.
@@ -274,21 +380,24 @@ pub fn decide(
             .map(|m| (m.id.clone(), format!("{active} is down"))),
         Some(_) => None,
         None if pic.drift => {
-            // Converge on the healthy member most managed items already follow.
-            let mut votes: BTreeMap<&str, usize> = BTreeMap::new();
-            for m in pic
-                .routes
+            // Converge on the healthy member most managed items already follow; on a tie
+            // nothing moves (never a choice by id order).
+            let running = |id: &str| {
+                pic.members
+                    .iter()
+                    .any(|m| m.id == id && m.state == "running")
+            };
+            let mut healthy: Vec<&crate::inspect::Follow> = pic
+                .follows
                 .iter()
-                .filter_map(|r| r.member.as_deref())
-                .chain(pic.elastic_ips.iter().filter_map(|e| e.member.as_deref()))
-            {
-                *votes.entry(m).or_default() += 1;
+                .filter(|f| running(&f.member) && up(&f.member) && f.blocked.is_empty())
+                .collect();
+            healthy.sort_by_key(|f| std::cmp::Reverse(f.in_place));
+            match healthy.as_slice() {
+                [best, next, ..] if next.in_place == best.in_place => None,
+                [best, ..] => Some((best.member.clone(), "drift repair".to_string())),
+                [] => None,
             }
-            pic.members
-                .iter()
-                .filter(|m| m.state == "running" && up(&m.id))
-                .max_by_key(|m| votes.get(m.id.as_str()).copied().unwrap_or(0))
-                .map(|m| (m.id.clone(), "drift repair".to_string()))
         }
         None => None,
     }
@@ -362,6 +471,144 @@ mod tests {
         }
         assert!(h.record(true, &c));
         assert!(h.up);
+    }
+
+    /// Issue 9.6: a failover the probe starts late in its window stops sending before the
+    /// Lambda deadline and records FAILED, instead of being cut off mid-wave.
+    #[tokio::test]
+    async fn the_probes_failover_honours_the_lambda_deadline() {
+        use crate::lab::{SEED_A, SEED_A_EXT, SEED_B, SEED_RTB};
+        use crate::memory::MemoryCloud;
+        let up = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let up_addr = up.local_addr().unwrap();
+        tokio::spawn(async move { while up.accept().await.is_ok() {} });
+        let down_addr = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap()
+        };
+        let mut v: serde_json::Value = serde_json::from_str(include_str!(
+            "../../../examples/seed-article/declaration-after.json"
+        ))
+        .unwrap();
+        v["serverless"] = serde_json::json!({"probe": {
+            "kind": "tcp", "intervalMs": 100, "timeoutMs": 200, "failuresToDown": 2, "successesToUp": 1,
+            "targets": {SEED_A: down_addr.to_string(), SEED_B: up_addr.to_string()}
+        }});
+        let decl = Declaration::from_value(&v).unwrap();
+        let cloud = MemoryCloud::seed();
+        // The route change hangs far past the deadline.
+        cloud.delay("ReplaceRoute", Duration::from_secs(120));
+        let now = Instant::now();
+        let deadline = now + crate::execute::DEADLINE_RESERVE + Duration::from_secs(3);
+        let report = watch(
+            &cloud,
+            &cloud,
+            &decl,
+            now + Duration::from_secs(2),
+            Some(deadline),
+        )
+        .await
+        .unwrap();
+        let failover = report
+            .events
+            .iter()
+            .find(|e| e.what.starts_with("failover to"))
+            .expect("the probe failed over");
+        assert!(failover.what.contains("FAILED"), "{}", failover.what);
+        assert!(
+            failover.what.contains("not verified (route:"),
+            "{}",
+            failover.what
+        );
+        // What could be done was done: the EIP moved; the route stayed on A.
+        assert_eq!(
+            cloud
+                .route_target(SEED_RTB, "0.0.0.0/0".parse().unwrap())
+                .unwrap(),
+            SEED_A_EXT
+        );
+    }
+
+    /// A probe whose A is down and B up, probing every 100 ms for `secs` seconds.
+    async fn watch_a_down(cloud: &crate::memory::MemoryCloud, secs: u64) -> ProbeReport {
+        use crate::lab::{SEED_A, SEED_B};
+        let up = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let up_addr = up.local_addr().unwrap();
+        tokio::spawn(async move { while up.accept().await.is_ok() {} });
+        let down_addr = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let mut v: serde_json::Value = serde_json::from_str(include_str!(
+            "../../../examples/seed-article/declaration-after.json"
+        ))
+        .unwrap();
+        v["serverless"] = serde_json::json!({"probe": {
+            "kind": "tcp", "intervalMs": 100, "timeoutMs": 200, "failuresToDown": 2, "successesToUp": 1,
+            "targets": {SEED_A: down_addr.to_string(), SEED_B: up_addr.to_string()}
+        }});
+        let decl = Declaration::from_value(&v).unwrap();
+        watch(
+            cloud,
+            cloud,
+            &decl,
+            Instant::now() + Duration::from_secs(secs),
+            None,
+        )
+        .await
+        .unwrap()
+    }
+
+    /// Issue 11.3: while another run holds the lock the probe backs off (before the fix it
+    /// tried every tick: ~30 lock attempts and discoveries in 3 s).
+    #[tokio::test]
+    async fn the_probe_backs_off_while_the_lock_is_held() {
+        let cloud = crate::memory::MemoryCloud::seed();
+        let crate::lock::Acquire::Held(_other) = crate::lock::acquire(
+            &cloud,
+            "cfe-state-bigip-ha",
+            "default",
+            "other-run",
+            Duration::from_secs(120),
+            &crate::declaration::Encryption::None,
+        )
+        .await
+        .unwrap() else {
+            panic!("free lock")
+        };
+        cloud.reset_calls();
+        let report = watch_a_down(&cloud, 3).await;
+        let tries = cloud.calls().iter().filter(|c| *c == "PutObject").count();
+        assert!((1..=3).contains(&tries), "{tries} lock attempts in 3 s");
+        let skipped: Vec<&ProbeEvent> = report
+            .events
+            .iter()
+            .filter(|e| e.what.contains("skipped"))
+            .collect();
+        assert_eq!(
+            skipped.len(),
+            1,
+            "one event per distinct outcome: {:?}",
+            report.events
+        );
+        assert_eq!(cloud.mutation_count(), 0);
+    }
+
+    /// Issue 11.3: a refused failover is recorded once, then checked dry while it stays refused.
+    #[tokio::test]
+    async fn a_refused_failover_writes_one_history_record() {
+        let cloud = crate::memory::MemoryCloud::seed();
+        cloud.set_impaired(crate::lab::SEED_B, true);
+        watch_a_down(&cloud, 3).await;
+        let history = crate::ports::ObjectStore::list_keys(
+            &cloud,
+            "cfe-state-bigip-ha",
+            "f5cloudfailover/history/",
+        )
+        .await
+        .unwrap();
+        assert_eq!(history.len(), 1, "{history:?}");
+        assert_eq!(cloud.mutation_count(), 0);
     }
 
     #[tokio::test]

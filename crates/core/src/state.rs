@@ -5,7 +5,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
-use crate::declaration::{Declaration, EXTENSION_KEY};
+use crate::declaration::{Declaration, Scope, DEFAULT_CLUSTER, EXTENSION_KEY};
 use crate::error::CloudError;
 use crate::execute::Outcome;
 use crate::failover::RunRequest;
@@ -79,6 +79,8 @@ pub struct RunRecord {
     pub recovers: Option<String>,
     /// The last failover that changed something (kept across runs, for flap damping).
     pub last_failover: Option<LastFailover>,
+    /// The cluster's members when the run started (tells one cluster's record from another's).
+    pub members: Vec<String>,
 }
 
 /// When the cluster last failed over, and to whom.
@@ -114,6 +116,7 @@ impl RunRecord {
             refusal: Vec::new(),
             recovers: None,
             last_failover: None,
+            members: Vec::new(),
         }
     }
 
@@ -161,7 +164,7 @@ impl RunRecord {
         self.target_name = plan.target_name.clone();
         self.operations = plan.operations.clone();
         self.in_place = plan.in_place.clone();
-        self.warnings = plan.warnings.clone();
+        self.warnings.extend(plan.warnings.iter().cloned());
         self
     }
 }
@@ -171,16 +174,83 @@ pub fn timestamp(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
-/// Key of the state file.
+/// Key of the state file: where CFE keeps it for the default cluster, under the cluster's
+/// name for a named one (so clusters sharing a bucket do not share a state file).
 pub fn state_key(decl: &Declaration) -> String {
-    format!("{PREFIX}/{}", decl.external_storage.state_file_name)
+    let file = &decl.external_storage.state_file_name;
+    match decl.extension.cluster_name.as_str() {
+        DEFAULT_CLUSTER => format!("{PREFIX}/{file}"),
+        cluster => format!("{PREFIX}/{cluster}/{file}"),
+    }
+}
+
+/// Why a state file is not this cluster's own record, if it is not: another cluster's name, or
+/// members none of which are ours (two declarations resolving to one key). A file without our
+/// `serverless` block (CFE's own) is not judged here.
+pub fn foreign_record(state: &Value, cluster: &str, members: &[String]) -> Option<String> {
+    let ext = state.get(EXTENSION_KEY)?;
+    let theirs = ext
+        .get("cluster")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    if theirs != cluster {
+        return Some(format!("it records cluster {theirs:?}, not {cluster:?}"));
+    }
+    let recorded: Vec<&str> = ext
+        .get("members")
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    if recorded.is_empty()
+        || members.is_empty()
+        || recorded.iter().any(|m| members.iter().any(|o| o == m))
+    {
+        return None;
+    }
+    Some(format!(
+        "it records members {} and this cluster's are {}",
+        recorded.join(", "),
+        members.join(", ")
+    ))
+}
+
+/// Warnings when two declarations would share a state file or a lock: the same cluster name
+/// and state file name, with bucket scopes one bucket could satisfy.
+pub fn shared_keys(a: &Declaration, b: &Declaration) -> Vec<String> {
+    let same_bucket = match (&a.external_storage.scope, &b.external_storage.scope) {
+        (Scope::Name(x), Scope::Name(y)) => x == y,
+        (Scope::Tags(x), Scope::Tags(y)) => x.iter().all(|(k, v)| y.get(k).is_none_or(|w| w == v)),
+        _ => true,
+    };
+    if !same_bucket {
+        return Vec::new();
+    }
+    let mut out = Vec::new();
+    if state_key(a) == state_key(b) {
+        out.push(format!(
+            "both declarations write the state file {} in the same bucket: give each cluster its own serverless.clusterName (or externalStorage.stateFileName)",
+            state_key(a)
+        ));
+    }
+    if a.extension.cluster_name == b.extension.cluster_name {
+        out.push(format!(
+            "both declarations take the lock of cluster {:?}: one pair's failover waits for the other's; give each its own serverless.clusterName",
+            a.extension.cluster_name
+        ));
+    }
+    out
+}
+
+/// Prefix of a cluster's history objects.
+pub fn history_prefix(cluster: &str) -> String {
+    format!("{PREFIX}/history/{cluster}/")
 }
 
 /// Key of a run's history object (sorts by time).
 pub fn history_key(record: &RunRecord) -> String {
     format!(
-        "{PREFIX}/history/{}/{}-{}.json",
-        record.cluster,
+        "{}{}-{}.json",
+        history_prefix(&record.cluster),
         record.started_at.format("%Y%m%dT%H%M%S%.3fZ"),
         record.run_id
     )
@@ -196,6 +266,58 @@ fn interface_address(ip: std::net::IpAddr, public: Option<&std::net::IpAddr>) ->
     }
     entry["ipVersion"] = if ip.is_ipv6() { 6 } else { 4 }.into();
     entry
+}
+
+/// One run from the history.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RunSummary {
+    /// Run id.
+    pub run_id: String,
+    /// Trigger.
+    pub trigger: String,
+    /// Target.
+    pub target: String,
+    /// Result.
+    pub task_state: String,
+    /// Summary.
+    pub message: String,
+    /// Start.
+    pub started_at: String,
+    /// Wall time.
+    pub duration_ms: Option<u64>,
+}
+
+/// The cluster's most recent runs, newest first (only those that did not succeed when
+/// `failed_only`: FAILED runs and refusals).
+pub async fn read_history(
+    store: &dyn ObjectStore,
+    bucket: &str,
+    cluster: &str,
+    limit: usize,
+    failed_only: bool,
+) -> Result<Vec<RunSummary>, CloudError> {
+    let mut keys = store.list_keys(bucket, &history_prefix(cluster)).await?;
+    keys.sort();
+    keys.reverse();
+    let mut out = Vec::new();
+    // Read in pages of `limit`, so a filter still finds `limit` matches.
+    for page in keys.chunks(limit.max(1)) {
+        let objects =
+            futures::future::try_join_all(page.iter().map(|k| store.get_object(bucket, k))).await?;
+        out.extend(
+            objects
+                .into_iter()
+                .flatten()
+                .filter_map(|o| serde_json::from_slice::<RunSummary>(&o.body).ok())
+                .filter(|r| !failed_only || r.task_state != "SUCCEEDED"),
+        );
+        if out.len() >= limit {
+            break;
+        }
+    }
+    out.truncate(limit);
+    Ok(out)
 }
 
 /// The state file body in CFE's shape.
@@ -340,6 +462,20 @@ impl StateLog<'_> {
             .put_object(&self.bucket, key, body, encryption, None)
             .await
             .map(|_| ())
+    }
+
+    /// Rewrites the state file as a clean slate (`cloud-failover reset`): SUCCEEDED, no
+    /// operations, no last failover (so no cooldown), saying who reset it.
+    pub async fn reset_state(&self, by: &str) -> Result<(), CloudError> {
+        let v = json!({
+            "taskState": TaskState::Succeeded,
+            "message": format!("Reset by {by}"),
+            "timestamp": timestamp(Utc::now()),
+            "instance": "",
+            "failoverOperations": {},
+            EXTENSION_KEY: {"cluster": self.decl.extension.cluster_name, "reset": true},
+        });
+        self.put(&state_key(self.decl), &v).await
     }
 
     /// Reads the current state file, if any.

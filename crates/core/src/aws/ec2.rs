@@ -192,8 +192,11 @@ fn route(r: &types::Route) -> Option<Route> {
         .or(r.core_network_arn())
         .or(r.instance_id())
         .map(str::to_string);
+    let local = r.gateway_id() == Some("local")
+        || r.origin() == Some(&types::RouteOrigin::CreateRouteTable);
     Some(Route {
         destination,
+        local,
         network_interface_id: r.network_interface_id().map(str::to_string),
         other_target: if r.network_interface_id().is_some() {
             None
@@ -236,6 +239,10 @@ impl Ec2Describe for AwsEc2 {
                     .and_then(|p| p.availability_zone())
                     .unwrap_or_default()
                     .to_string(),
+                instance_type: i
+                    .instance_type()
+                    .map(|t| t.as_str().to_string())
+                    .unwrap_or_default(),
                 tags: tags(i.tags()),
                 network_interfaces: enis
                     .iter()

@@ -289,7 +289,7 @@ async fn sdk_configs(
             TimeoutConfig::builder()
                 .connect_timeout(Duration::from_secs(3))
                 .operation_attempt_timeout(Duration::from_secs(10))
-                .operation_timeout(Duration::from_secs(30))
+                .operation_timeout(crate::ports::CALL_TIMEOUT)
                 .build(),
         );
     let emulator = opts.is_emulator();

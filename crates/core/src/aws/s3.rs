@@ -1,6 +1,7 @@
 //! S3 adapter over `aws-sdk-s3`.
 
 use async_trait::async_trait;
+use aws_config::retry::RetryConfig;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::ServerSideEncryption;
 use aws_sdk_s3::Client;
@@ -136,6 +137,9 @@ impl ObjectStore for AwsS3 {
             }
         };
         let etag = out.e_tag().map(str::to_string);
+        let last_modified = out
+            .last_modified()
+            .and_then(|t| chrono::DateTime::from_timestamp(t.secs(), t.subsec_nanos()));
         let body = out.body.collect().await.map_err(|e| CloudError {
             operation: "GetObject",
             kind: ErrorKind::Transient,
@@ -146,6 +150,7 @@ impl ObjectStore for AwsS3 {
         Ok(Some(StoredObject {
             body: body.into_bytes().to_vec(),
             etag,
+            last_modified,
         }))
     }
 
@@ -171,12 +176,26 @@ impl ObjectStore for AwsS3 {
                 .server_side_encryption(ServerSideEncryption::AwsKms)
                 .set_ssekms_key_id(key_id.clone()),
         };
+        let conditional = condition.is_some();
         req = match condition {
             None => req,
             Some(WriteCondition::IfNoneMatch) => req.if_none_match("*"),
             Some(WriteCondition::IfMatch(etag)) => req.if_match(etag),
         };
-        let out = req.send().await.map_err(|e| cloud_error("PutObject", e))?;
+        let sent = if conditional {
+            // A conditional write whose response was lost must not be sent again blindly: the
+            // retry would fail its own precondition (412) although the first one took effect.
+            // The caller (the lock) reads the object back to learn what happened.
+            req.customize()
+                .config_override(
+                    aws_sdk_s3::config::Builder::default().retry_config(RetryConfig::disabled()),
+                )
+                .send()
+                .await
+        } else {
+            req.send().await
+        };
+        let out = sent.map_err(|e| cloud_error("PutObject", e))?;
         Ok(out.e_tag().map(str::to_string))
     }
 

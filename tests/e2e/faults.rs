@@ -1,0 +1,142 @@
+//! Faults real networks make, injected between the SDK and moto (`proxy::FaultProxy`): a
+//! lost answer after S3 applied a lock write, a 503 on one, a hung EC2 mutation.
+
+use failover_core::aws::{self, AwsOptions};
+use failover_core::handler::{handle, Invocation};
+use failover_core::lab::{SEED_B_EXT, SEED_RTB};
+use serde_json::Value;
+
+use crate::moto::Moto;
+use crate::proxy::{Fault, FaultProxy, Seen};
+use crate::support::*;
+
+fn lock_put(r: &Seen) -> bool {
+    r.method == "PUT" && r.path.contains("/f5cloudfailover/lock/")
+}
+
+async fn through(proxy: &FaultProxy) -> aws::AwsCloud {
+    aws::connect(&AwsOptions {
+        region: Some("us-east-1".into()),
+        endpoint_url: Some(proxy.endpoint.clone()),
+    })
+    .await
+}
+
+async fn alarm(
+    cloud: &aws::AwsCloud,
+    loc: &failover_core::handler::Location,
+    ids: &failover_core::aws::lab::LabIds,
+) -> Value {
+    handle(
+        &cloud.ec2,
+        &cloud.s3,
+        loc,
+        &event(ids, "alarm-eventbridge.json"),
+        Invocation::default(),
+    )
+    .await
+    .unwrap()
+}
+
+/// Issue 9.1: S3 applies the lock's create, the answer is lost. Before the fix the SDK sent it
+/// again, the retry met its own write (412) and the run answered IN_PROGRESS, locked out of its
+/// own failover by its own lock. Now the run reads the lock back, finds its write id, and goes
+/// on; its release (answer lost too) is settled the same way, so the lock ends free.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_lost_answer_to_a_lock_write_does_not_lock_the_run_out() {
+    let Some(moto) = Moto::start() else { return };
+    let (direct, _) = moto.cloud().await;
+    let (topo, ids, loc) = seed_lab(&direct).await;
+    let proxy = FaultProxy::start(&moto.endpoint).await;
+    proxy.rule(
+        |r| lock_put(r) && r.header("if-none-match") == Some("*"),
+        Fault::LoseResponse,
+        1,
+    );
+    proxy.rule(
+        |r| lock_put(r) && r.header("if-match").is_some(),
+        Fault::LoseResponse,
+        1,
+    );
+    let cloud = through(&proxy).await;
+    let out = alarm(&cloud, &loc, &ids).await;
+    assert_eq!(out["taskState"], "SUCCEEDED", "{out:#}");
+    assert_eq!(proxy.armed(), 0, "both faults struck");
+    assert_eq!(
+        proxy
+            .seen(|r| lock_put(r) && r.header("if-none-match").is_some())
+            .len(),
+        1,
+        "the lost create was not sent again blindly"
+    );
+    assert_eq!(
+        route_target(&direct, ids.real(SEED_RTB), "0.0.0.0/0")
+            .await
+            .as_deref(),
+        Some(ids.real(SEED_B_EXT))
+    );
+    let lock: Value = serde_json::from_slice(
+        &direct
+            .s3
+            .client()
+            .get_object()
+            .bucket(&topo.bucket.name)
+            .key("f5cloudfailover/lock/default.json")
+            .send()
+            .await
+            .unwrap()
+            .body
+            .collect()
+            .await
+            .unwrap()
+            .into_bytes(),
+    )
+    .unwrap();
+    assert_eq!(lock["released"], true, "{lock:#}");
+}
+
+/// A 503 on the lock's create (nothing applied) is tried again by the lock itself.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_503_on_a_lock_write_is_tried_again() {
+    let Some(moto) = Moto::start() else { return };
+    let (direct, _) = moto.cloud().await;
+    let (_topo, ids, loc) = seed_lab(&direct).await;
+    let proxy = FaultProxy::start(&moto.endpoint).await;
+    proxy.rule(
+        lock_put,
+        Fault::Answer(
+            503,
+            "<Error><Code>ServiceUnavailable</Code><Message>injected</Message></Error>",
+        ),
+        1,
+    );
+    let cloud = through(&proxy).await;
+    let out = alarm(&cloud, &loc, &ids).await;
+    assert_eq!(out["taskState"], "SUCCEEDED", "{out:#}");
+    assert_eq!(proxy.armed(), 0);
+}
+
+/// EC2 applies ReplaceRoute and the answer is lost: the SDK retries (the call is idempotent),
+/// the verify round sees the route on B, and the run succeeds.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_lost_answer_to_a_route_change_still_verifies() {
+    let Some(moto) = Moto::start() else { return };
+    let (direct, _) = moto.cloud().await;
+    let (_topo, ids, loc) = seed_lab(&direct).await;
+    let proxy = FaultProxy::start(&moto.endpoint).await;
+    proxy.rule(
+        |r| String::from_utf8_lossy(&r.body).contains("Action=ReplaceRoute"),
+        Fault::LoseResponse,
+        1,
+    );
+    let cloud = through(&proxy).await;
+    let out = alarm(&cloud, &loc, &ids).await;
+    assert_eq!(out["taskState"], "SUCCEEDED", "{out:#}");
+    assert_eq!(proxy.armed(), 0);
+    assert_eq!(
+        route_target(&direct, ids.real(SEED_RTB), "0.0.0.0/0")
+            .await
+            .as_deref(),
+        Some(ids.real(SEED_B_EXT))
+    );
+}
