@@ -12,6 +12,36 @@ fn cli() -> Command {
 }
 
 #[test]
+fn validate_prints_what_loads_but_deserves_a_look() {
+    // F5's OpenAPI form ("enabled": "true") and a scoping key the stack's IAM does not allow.
+    let file = format!(
+        "{}/tests/corpus/cfe/v0.9-example-string-ranges.json",
+        crate::support::ROOT
+    );
+    let out = cli().args(["validate", &file]).output().unwrap();
+    assert!(out.status.success());
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        err.contains(
+            "warning: failoverRoutes.scopingAddressRanges[0]: a plain string is CFE 0.9's form"
+        ),
+        "{err}"
+    );
+    assert!(err.contains("warning: failoverAddresses.scopingTags scopes by F5_CLOUD_FAILOVER_LABEL but the stack's IAM policy allows changes only to resources tagged f5_cloud_failover_label"), "{err}");
+    let file = format!(
+        "{}/tests/corpus/cfe/v2.5-openapi-tag-discovery.json",
+        crate::support::ROOT
+    );
+    let out = cli().args(["validate", &file]).output().unwrap();
+    assert!(out.status.success());
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        err.contains("warning: failoverAddresses.enabled: a string (\"true\") read as true"),
+        "{err}"
+    );
+}
+
+#[test]
 fn validate_names_the_json_path_of_a_broken_declaration() {
     let dir = std::env::temp_dir().join(format!("cf-validate-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();

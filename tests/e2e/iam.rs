@@ -105,8 +105,10 @@ fn failover_role_grants_exactly_what_the_code_calls() {
     // evaluates it: the EIP, the route table, the interface whose addresses move.
     for (action, resource) in [
         ("ec2:ReplaceRoute", "route-table"),
+        ("ec2:CreateRoute", "route-table"),
         ("ec2:AssociateAddress", "elastic-ip"),
         ("ec2:AssignPrivateIpAddresses", "network-interface"),
+        ("ec2:UnassignPrivateIpAddresses", "network-interface"),
         ("ec2:ReplaceRouteTableAssociation", "route-table"),
     ] {
         let scoped = statements.iter().any(|s| {

@@ -3,6 +3,7 @@
 
 mod announce;
 mod attempts;
+mod cfe;
 mod cli;
 mod corpus;
 mod doctor;

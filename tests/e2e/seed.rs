@@ -311,3 +311,41 @@ async fn association_swap_moves_subnets_to_the_targets_twin_table() {
     );
     assert_eq!(calls.mutation_count(), 0);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_opted_in_missing_route_is_created_through_the_sdk() {
+    let Some(moto) = Moto::start() else { return };
+    let (cloud, calls) = moto.cloud().await;
+    let topo = Topology::seed();
+    // The working declaration plus a range the web table lacks, its group opted in.
+    let mut decl: serde_json::Value =
+        serde_json::from_str(&repo_file("examples/seed-article/declaration-after.json")).unwrap();
+    decl["failoverRoutes"]["routeGroupDefinitions"][0]["scopingAddressRanges"] =
+        json!([{"range": "0.0.0.0/0"}, {"range": "172.16.9.0/24"}]);
+    decl["serverless"] = json!({"createMissingRoutes": true});
+    let (ids, loc) = lab_with(&cloud, &topo, &decl.to_string()).await;
+    let (rtb, b_ext) = (ids.real(SEED_RTB), ids.real(SEED_B_EXT));
+    assert_eq!(route_target(&cloud, rtb, "172.16.9.0/24").await, None);
+
+    calls.clear();
+    let out = handle(
+        &cloud.ec2,
+        &cloud.s3,
+        &loc,
+        &event(&ids, "alarm-eventbridge.json"),
+        invocation(None),
+    )
+    .await
+    .unwrap();
+    assert_eq!(out["taskState"], "SUCCEEDED", "{out:#}");
+    assert!(calls.calls().iter().any(|c| c == "CreateRoute"));
+    assert_eq!(
+        route_target(&cloud, rtb, "172.16.9.0/24").await.as_deref(),
+        Some(b_ext)
+    );
+    let state = state_file(&cloud, &topo.bucket.name).await.unwrap();
+    let routes = state["failoverOperations"]["routes"]["operations"]
+        .as_array()
+        .unwrap();
+    assert!(routes.iter().any(|r| r["routeAddress"] == "172.16.9.0/24"));
+}

@@ -333,9 +333,13 @@ fn location(s: &str) -> Result<Location, CliError> {
 }
 
 /// The SDK adapters and the declaration at `loc` (read through them when it is in S3).
+/// The SDK adapters follow the declaration's endpoints, CA bundle and bucket region.
 async fn open(opts: &AwsOptions, loc: &Location) -> Result<(aws::AwsCloud, Declaration), CliError> {
     let cloud = aws::connect(opts).await;
     let decl = load_declaration(&cloud.s3, loc).await?;
+    let cloud = failover_core::entry::with_settings(cloud, opts, &decl)
+        .await
+        .map_err(CliError::new)?;
     Ok((cloud, decl))
 }
 
@@ -401,6 +405,12 @@ async fn dispatch(cli: &Cli) -> Result<(), CliError> {
                     eprintln!("warning: {} and {}: {w}", file.display(), other.display());
                 }
             }
+            for w in &decl.warnings {
+                eprintln!("warning: {w}");
+            }
+            for w in failover_core::doctor::stack_tag_mismatches(&decl) {
+                eprintln!("warning: {w}");
+            }
             match cli.output {
                 Output::Json => print_json(&serde_json::to_value(&decl).expect("json")),
                 Output::Table => println!("{}: valid ({})", file.display(), summary(&decl)),
@@ -420,6 +430,9 @@ async fn dispatch(cli: &Cli) -> Result<(), CliError> {
                 .map_err(|e| CliError::new(format!("{}: {e}", file.display())))?;
             let decl = Declaration::parse(&text)
                 .map_err(|e| CliError::new(format!("invalid declaration: {e}")))?;
+            for w in &decl.warnings {
+                eprintln!("warning: {w}");
+            }
             let cloud = aws::connect(&opts).await;
             cloud
                 .s3
@@ -485,6 +498,9 @@ async fn dispatch(cli: &Cli) -> Result<(), CliError> {
                 .map_err(|e| CliError::new(format!("invalid event: {e}")))?;
             let payload: Value = failover_core::json::parse(&text).expect("parsed above");
             let cloud = aws::connect(&opts).await;
+            let cloud = failover_core::entry::for_declaration(cloud, &opts, &loc)
+                .await
+                .map_err(CliError::new)?;
             let invocation = Invocation {
                 trust: trust(&opts, alarm_name_prefix).await?,
                 ..Invocation::default()

@@ -2,9 +2,11 @@
 //! parsed strictly (every error names its JSON path), plus one optional extension block,
 //! `serverless`, for what CFE lacks.
 
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::net::IpAddr;
+use std::rc::Rc;
 
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -26,6 +28,14 @@ pub const DEFAULT_CLUSTER: &str = "default";
 pub const RESERVED_CLUSTER_NAMES: [&str; 4] = ["lock", "history", ".", ".."];
 /// The longest cluster-lock lease a declaration may ask for (`serverless.lockLeaseSeconds`).
 pub const MAX_LOCK_LEASE_SECONDS: u64 = 900;
+
+/// CFE's schema versions, newest first: the union of its schema's `schemaVersion` enums from
+/// v0.9.1 (which accepted only "0.9.0") to v2.5.0 (there was no 2.3.0).
+pub const SCHEMA_VERSIONS: [&str; 30] = [
+    "2.5.0", "2.4.0", "2.2.0", "2.1.3", "2.1.2", "2.1.1", "2.1.0", "2.0.2", "2.0.1", "2.0.0",
+    "1.15.0", "1.14.0", "1.13.0", "1.12.0", "1.11.0", "1.10.0", "1.9.0", "1.8.0", "1.7.1", "1.7.0",
+    "1.6.1", "1.6.0", "1.5.0", "1.4.0", "1.3.0", "1.2.0", "1.1.0", "1.0.0", "0.9.1", "0.9.0",
+];
 
 /// A declaration that failed to parse or validate: the JSON path and what is wrong there.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -58,6 +68,13 @@ pub struct Declaration {
     pub retry_failover: Option<RetryFailover>,
     /// The `serverless` extension block, with defaults applied.
     pub extension: Extension,
+    /// `trustedCertBundle` (CFE 1.9+): a PEM file of CA certificates the SDK clients trust
+    /// (private endpoints, TLS-inspecting proxies).
+    pub trusted_cert_bundle: Option<String>,
+    /// What loaded but deserves a look, each `path: message` (types coerced as CFE did,
+    /// legacy bucket names, properties CFE ignores).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 /// How a resource is selected: by its id/name, or by tags.
@@ -80,6 +97,11 @@ pub struct ExternalStorage {
     pub state_file_name: String,
     /// Server-side encryption for everything written.
     pub encryption: Encryption,
+    /// The bucket's region, when `scopingName` was a virtual-host name
+    /// (`bucket.s3.REGION.amazonaws.com`, split as CFE 2.1+ does).
+    pub bucket_region: Option<String>,
+    /// `endpointDnsName` (CFE 2.4): the S3 interface endpoint (AWS PrivateLink) to talk to.
+    pub endpoint_dns_name: Option<String>,
 }
 
 /// `externalStorage.encryption.serverSide`.
@@ -109,6 +131,8 @@ pub struct FailoverAddresses {
     pub require_scoping_tags: bool,
     /// `addressGroupDefinitions`.
     pub groups: Vec<AddressGroup>,
+    /// `endpointDnsName` (CFE 2.4): the EC2 interface endpoint (AWS PrivateLink) to talk to.
+    pub endpoint_dns_name: Option<String>,
 }
 
 impl FailoverAddresses {
@@ -119,7 +143,8 @@ impl FailoverAddresses {
                 scoping_address,
                 vip_addresses,
             } => Some((*scoping_address, vip_addresses.as_slice())),
-            AddressGroup::NetworkInterfaceAddress { .. } => None,
+            AddressGroup::NetworkInterfaceAddress { .. }
+            | AddressGroup::NetworkInterfacePrefix { .. } => None,
         })
     }
 }
@@ -143,6 +168,12 @@ pub enum AddressGroup {
     NetworkInterfaceAddress {
         /// The secondary private IP.
         scoping_address: IpAddr,
+    },
+    /// `networkInterfaceAddress` with an IPv4 prefix (CFE 2.2+): the ENI's delegated prefix
+    /// moves to the active unit's interface in the same subnet.
+    NetworkInterfacePrefix {
+        /// The delegated prefix (/28).
+        prefix: Cidr,
     },
 }
 
@@ -229,6 +260,10 @@ pub struct Extension {
     /// the subnet's association to the target's table: one call per subnet, whatever the
     /// number of routes (default false).
     pub association_swap: bool,
+    /// `createMissingRoutes`: the route groups (indexes into `failoverRoutes`' groups) whose
+    /// declared ranges are created (CreateRoute) in scoped tables that lack them, pointing at
+    /// the active unit; `true` in the declaration opts in every group (default: none).
+    pub create_missing_routes: std::collections::BTreeSet<usize>,
     /// `vpcId`: the VPC the pair lives in. Absent: derived from the route tables in scope (and
     /// the interfaces the EIPs and next hops are on); a scope that spans VPCs is refused.
     pub vpc_id: Option<String>,
@@ -322,6 +357,7 @@ impl Default for Extension {
             mutation_rate: 5,
             mutation_burst: 50,
             association_swap: false,
+            create_missing_routes: std::collections::BTreeSet::new(),
             vpc_id: None,
             take_over_gateway_routes: false,
             appliance_sources: vec![DEFAULT_APPLIANCE_SOURCE.to_string()],
@@ -349,7 +385,11 @@ impl Declaration {
 
     /// Validates an already-parsed JSON value.
     pub fn from_value(value: &Value) -> Result<Declaration, DeclarationError> {
-        let mut top = Obj::new(value, Path::root())?;
+        let root = Path::root();
+        let mut coerced = value.clone();
+        coerce_cfe_types(&mut coerced, &root);
+        let value = &coerced;
+        let mut top = Obj::new(value, root.clone())?;
         let (class, p) = top.req_str("class")?;
         if class != "Cloud_Failover" {
             return Err(p.err(format!("{} is not \"Cloud_Failover\"", show_str(class))));
@@ -360,17 +400,24 @@ impl Declaration {
         }
         let schema_version = match top.opt_str("schemaVersion")? {
             Some((v, p)) => {
-                let ok = v.split('.').count() == 3
-                    && v.split('.')
-                        .all(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
-                if !ok {
-                    return Err(p.err(format!("{} is not a version like \"1.0.0\"", show_str(v))));
+                if !SCHEMA_VERSIONS.contains(&v) {
+                    return Err(p.err(format!(
+                        "{} is not a released CFE schema version ({} … {})",
+                        show_str(v),
+                        SCHEMA_VERSIONS[SCHEMA_VERSIONS.len() - 1],
+                        SCHEMA_VERSIONS[0]
+                    )));
                 }
                 Some(v.to_string())
             }
             None => None,
         };
         top.opt_str("$schema")?;
+        let trusted_cert_bundle = match top.opt_str("trustedCertBundle")? {
+            Some(("", _)) => None,
+            Some((b, _)) => Some(b.to_string()),
+            None => None,
+        };
         let log_level = match top.opt("controls") {
             Some((v, p)) => parse_controls(v, p)?,
             None => "info".to_string(),
@@ -400,8 +447,9 @@ impl Declaration {
             }
             None => None,
         };
+        let route_groups = failover_routes.as_ref().map_or(0, |r| r.groups.len());
         let extension = match top.opt(EXTENSION_KEY) {
-            Some((v, p)) => parse_extension(v, p)?,
+            Some((v, p)) => parse_extension(v, p, route_groups)?,
             None => Extension::default(),
         };
         top.finish()?;
@@ -413,7 +461,21 @@ impl Declaration {
             failover_routes,
             retry_failover,
             extension,
+            trusted_cert_bundle,
+            warnings: root.warnings(),
         })
+    }
+
+    /// `controls.logLevel` as a `tracing` filter directive: CFE's levels (winston's, without
+    /// `http`) onto tracing's; `verbose` has no level of its own and logs as `debug`.
+    pub fn log_directive(&self) -> &'static str {
+        match self.log_level.as_str() {
+            "error" => "error",
+            "warning" => "warn",
+            "debug" | "verbose" => "debug",
+            "silly" => "trace",
+            _ => "info",
+        }
     }
 
     /// Address failover settings when present and enabled.
@@ -427,6 +489,121 @@ impl Declaration {
             Some(r) if r.enabled => &r.groups,
             _ => &[],
         }
+    }
+}
+
+/// The JSON type CFE's schema gives a scalar property.
+#[derive(Clone, Copy)]
+enum Want {
+    Bool,
+    Int,
+    Str,
+}
+
+/// Where CFE's schema (v1.0–v2.5) types a scalar: `*` is any array item. The `serverless`
+/// block is ours and is not coerced.
+const CFE_SCALARS: &[(&str, Want)] = &[
+    ("class", Want::Str),
+    ("schemaVersion", Want::Str),
+    ("$schema", Want::Str),
+    ("environment", Want::Str),
+    ("trustedCertBundle", Want::Str),
+    ("controls.class", Want::Str),
+    ("controls.logLevel", Want::Str),
+    ("externalStorage.scopingName", Want::Str),
+    ("externalStorage.stateFileName", Want::Str),
+    ("externalStorage.endpointDnsName", Want::Str),
+    ("externalStorage.encryption.serverSide.enabled", Want::Bool),
+    ("externalStorage.encryption.serverSide.algorithm", Want::Str),
+    ("externalStorage.encryption.serverSide.keyId", Want::Str),
+    ("failoverAddresses.enabled", Want::Bool),
+    ("failoverAddresses.requireScopingTags", Want::Bool),
+    ("failoverAddresses.endpointDnsName", Want::Str),
+    ("failoverRoutes.enabled", Want::Bool),
+    ("failoverRoutes.scopingAddressRanges.*.range", Want::Str),
+    (
+        "failoverRoutes.scopingAddressRanges.*.nextHopAddresses.discoveryType",
+        Want::Str,
+    ),
+    (
+        "failoverRoutes.defaultNextHopAddresses.discoveryType",
+        Want::Str,
+    ),
+    ("failoverRoutes.routeGroupDefinitions.*.scopingName", Want::Str),
+    (
+        "failoverRoutes.routeGroupDefinitions.*.scopingAddressRanges.*.range",
+        Want::Str,
+    ),
+    (
+        "failoverRoutes.routeGroupDefinitions.*.scopingAddressRanges.*.nextHopAddresses.discoveryType",
+        Want::Str,
+    ),
+    (
+        "failoverRoutes.routeGroupDefinitions.*.defaultNextHopAddresses.discoveryType",
+        Want::Str,
+    ),
+    ("retryFailover.enabled", Want::Bool),
+    ("retryFailover.interval", Want::Int),
+];
+
+/// Converts scalars of the wrong JSON type as CFE's validator did (Ajv 6 with
+/// `coerceTypes: true`), with one warning per converted field: to a boolean from "true" /
+/// "false", 1 / 0 and null; to an integer from a numeric string, a boolean and null; to a
+/// string from a number, a boolean and null. Anything else is left for the parser to reject.
+fn coerce_cfe_types(value: &mut Value, root: &Path) {
+    for (pattern, want) in CFE_SCALARS {
+        let parts: Vec<&str> = pattern.split('.').collect();
+        coerce_at(value, &parts, root.clone(), *want);
+    }
+}
+
+fn coerce_at(v: &mut Value, parts: &[&str], path: Path, want: Want) {
+    let Some((first, rest)) = parts.split_first() else {
+        if let Some(new) = coerced(v, want) {
+            path.warn(format!(
+                "{} read as {new} (CFE converts types; write it as {new})",
+                show(v)
+            ));
+            *v = new;
+        }
+        return;
+    };
+    if *first == "*" {
+        if let Value::Array(items) = v {
+            for (i, item) in items.iter_mut().enumerate() {
+                coerce_at(item, rest, path.idx(i), want);
+            }
+        }
+    } else if let Some(child) = v.as_object_mut().and_then(|m| m.get_mut(*first)) {
+        coerce_at(child, rest, path.key(first), want);
+    }
+}
+
+fn coerced(v: &Value, want: Want) -> Option<Value> {
+    match (want, v) {
+        (Want::Bool, Value::String(s)) if s == "true" => Some(Value::Bool(true)),
+        (Want::Bool, Value::String(s)) if s == "false" => Some(Value::Bool(false)),
+        (Want::Bool, Value::Number(n)) if n.as_f64() == Some(1.0) => Some(Value::Bool(true)),
+        (Want::Bool, Value::Number(n)) if n.as_f64() == Some(0.0) => Some(Value::Bool(false)),
+        (Want::Bool, Value::Null) => Some(Value::Bool(false)),
+        (Want::Int, Value::String(s)) => {
+            let n: f64 = s.trim().parse().ok()?;
+            (!s.trim().is_empty() && n.is_finite() && n.fract() == 0.0 && n.abs() < 9.0e15)
+                .then(|| Value::from(n as i64))
+        }
+        (Want::Int, Value::Bool(b)) => Some(Value::from(u8::from(*b))),
+        (Want::Int, Value::Null) => Some(Value::from(0)),
+        (Want::Str, Value::Number(n)) => {
+            Some(Value::String(match (n.as_i64(), n.as_u64(), n.as_f64()) {
+                (Some(i), _, _) => i.to_string(),
+                (_, Some(u), _) => u.to_string(),
+                (_, _, Some(f)) if f.fract() == 0.0 && f.abs() < 1e15 => (f as i64).to_string(),
+                _ => n.to_string(),
+            }))
+        }
+        (Want::Str, Value::Bool(b)) => Some(Value::String(b.to_string())),
+        (Want::Str, Value::Null) => Some(Value::String(String::new())),
+        _ => None,
     }
 }
 
@@ -453,13 +630,22 @@ fn parse_controls(v: &Value, p: Path) -> Result<String, DeclarationError> {
 
 fn parse_storage(v: &Value, p: Path) -> Result<ExternalStorage, DeclarationError> {
     let mut o = Obj::new(v, p)?;
-    let scope = parse_scope(&mut o, "a bucket name", |name| {
-        let ok = (3..=63).contains(&name.len())
-            && name
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.');
-        ok.then_some(()).ok_or("is not an S3 bucket name")
-    })?;
+    let endpoint_dns_name = parse_endpoint(&mut o, "s3")?;
+    let scope = parse_scope(&mut o, "a bucket name", |_| Ok(()))?;
+    let (scope, bucket_region) = match scope {
+        Scope::Name(name) => {
+            let np = o.path.key("scopingName");
+            let (bucket, region) = split_bucket_name(&name, endpoint_dns_name.is_some());
+            check_bucket_name(bucket, &np, &name)?;
+            if let Some(r) = region {
+                np.warn(format!(
+                    "virtual-host name read as bucket \"{bucket}\" in region \"{r}\" (as CFE 2.1+ does)"
+                ));
+            }
+            (Scope::Name(bucket.to_string()), region.map(str::to_string))
+        }
+        tags => (tags, None),
+    };
     let state_file_name = match o.opt_str("stateFileName")? {
         Some((n, p)) => {
             // "." and ".." would make `f5cloudfailover/..`: a path that HTTP clients and S3
@@ -484,38 +670,7 @@ fn parse_storage(v: &Value, p: Path) -> Result<ExternalStorage, DeclarationError
         Some((v, p)) => {
             let mut e = Obj::new(v, p)?;
             let enc = match e.opt("serverSide") {
-                Some((v, p)) => {
-                    let mut s = Obj::new(v, p)?;
-                    let enabled = s.opt_bool("enabled")?.unwrap_or(true);
-                    let algorithm = s.opt_str("algorithm")?;
-                    let key_id = s.opt_str("keyId")?;
-                    s.finish()?;
-                    match (enabled, algorithm, key_id) {
-                        (false, _, _) => Encryption::None,
-                        (true, None, None) | (true, Some(("AES256", _)), None) => {
-                            Encryption::Aes256
-                        }
-                        (true, Some(("AES256", _)), Some((_, kp))) => {
-                            return Err(kp.err("is only valid with algorithm \"aws:kms\""))
-                        }
-                        (true, Some(("aws:kms", _)), key) | (true, None, key @ Some(_)) => {
-                            if let Some((k, kp)) = &key {
-                                if k.is_empty() {
-                                    return Err(kp.err("must not be empty"));
-                                }
-                            }
-                            Encryption::Kms {
-                                key_id: key.map(|(k, _)| k.to_string()),
-                            }
-                        }
-                        (true, Some((other, ap)), _) => {
-                            return Err(ap.err(format!(
-                                "{} is not \"AES256\" or \"aws:kms\"",
-                                show_str(other)
-                            )))
-                        }
-                    }
-                }
+                Some((v, p)) => parse_server_side(v, p)?,
                 None => Encryption::None,
             };
             e.finish()?;
@@ -528,7 +683,131 @@ fn parse_storage(v: &Value, p: Path) -> Result<ExternalStorage, DeclarationError
         scope,
         state_file_name,
         encryption,
+        bucket_region,
+        endpoint_dns_name,
     })
+}
+
+/// `encryption.serverSide` with CFE's schema defaults (`enabled: false`, `algorithm:
+/// "aws:kms"`) and CFE's use of them: nothing is sent unless `enabled` is true; then the
+/// algorithm, and the key id when one is given.
+fn parse_server_side(v: &Value, p: Path) -> Result<Encryption, DeclarationError> {
+    let mut s = Obj::new(v, p)?;
+    let enabled = s.opt_bool("enabled")?.unwrap_or(false);
+    let algorithm = s.opt_str("algorithm")?;
+    let key_id = s.opt_str("keyId")?;
+    let sp = s.path.clone();
+    s.finish()?;
+    let kms = match algorithm {
+        None | Some(("aws:kms", _)) => true,
+        Some(("AES256", _)) => false,
+        Some((other, ap)) => {
+            return Err(ap.err(format!(
+                "{} is not \"AES256\" or \"aws:kms\"",
+                show_str(other)
+            )))
+        }
+    };
+    if !enabled {
+        if algorithm.is_some() || key_id.is_some() {
+            sp.key("enabled").warn(
+                "is not true, so nothing is encrypted by request (CFE's default is enabled: false; \
+                 the bucket's default encryption applies)",
+            );
+        }
+        return Ok(Encryption::None);
+    }
+    let key_id = match key_id {
+        Some(("", kp)) => {
+            kp.warn("is empty: the AWS managed key is used (as CFE did)");
+            None
+        }
+        Some((k, kp)) if !kms => {
+            kp.warn(format!(
+                "{} is ignored with algorithm \"AES256\" (S3 would refuse a KMS key with SSE-S3)",
+                show_str(k)
+            ));
+            None
+        }
+        Some((k, _)) => Some(k.to_string()),
+        None => None,
+    };
+    if algorithm.is_none() {
+        sp.key("algorithm")
+            .warn("not given: \"aws:kms\" (CFE's default) is used");
+    }
+    Ok(if kms {
+        Encryption::Kms { key_id }
+    } else {
+        Encryption::Aes256
+    })
+}
+
+/// `endpointDnsName`: the DNS name of an interface VPC endpoint for `service` (`s3`, `ec2`).
+/// CFE uses it only when it names a `vpce-` endpoint, dropping a leading `*.`; so do we, and
+/// we warn when it would be ignored.
+fn parse_endpoint(o: &mut Obj<'_>, service: &str) -> Result<Option<String>, DeclarationError> {
+    let Some((name, p)) = o.opt_str("endpointDnsName")? else {
+        return Ok(None);
+    };
+    if name.is_empty() {
+        return Ok(None);
+    }
+    if !name.contains("vpce-") {
+        p.warn(format!(
+            "{} is not an interface endpoint name (vpce-…): ignored, as CFE does; {service} is reached at its regional endpoint",
+            show_str(name)
+        ));
+        return Ok(None);
+    }
+    let host = name.strip_prefix("*.").unwrap_or(name);
+    let ok = host.len() <= 253
+        && host.split('.').all(|l| {
+            (1..=63).contains(&l.len()) && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        });
+    if !ok {
+        return Err(p.err(format!("{} is not a DNS name", show_str(name))));
+    }
+    Ok(Some(host.to_string()))
+}
+
+/// Splits a virtual-host bucket name as CFE 2.1+ does: `bucket.s3.REGION.amazonaws.com`
+/// gives the bucket and its region; with a PrivateLink endpoint
+/// (`NAME.bucket.vpce-….s3.REGION.vpce.amazonaws.com`) the region is the fifth label.
+/// Any other name is returned unchanged.
+pub fn split_bucket_name(name: &str, private_link: bool) -> (&str, Option<&str>) {
+    if !name.contains(".s3.") {
+        return (name, None);
+    }
+    let labels: Vec<&str> = name.split('.').collect();
+    let region = labels
+        .get(if private_link { 4 } else { 2 })
+        .copied()
+        .filter(|r| !r.is_empty());
+    (labels[0], region)
+}
+
+/// S3 bucket naming: 3-63 of a-z 0-9 . -; legacy us-east-1 names (made before March 2018)
+/// may also hold capitals and underscores and be up to 255 long: those load with a warning.
+fn check_bucket_name(bucket: &str, p: &Path, given: &str) -> Result<(), DeclarationError> {
+    let modern = (3..=63).contains(&bucket.len())
+        && bucket
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.');
+    if modern {
+        return Ok(());
+    }
+    let legacy = (3..=255).contains(&bucket.len())
+        && bucket
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'_');
+    if legacy {
+        p.warn(format!(
+            "\"{bucket}\" is a legacy bucket name (capitals, underscores or over 63 characters: only us-east-1 buckets made before March 2018 have one)"
+        ));
+        return Ok(());
+    }
+    Err(p.err(format!("{} is not an S3 bucket name", show_str(given))))
 }
 
 /// Reads exactly one of `scopingName` / `scopingTags` from `o`.
@@ -555,6 +834,7 @@ fn parse_scope(
 fn parse_addresses(v: &Value, p: Path) -> Result<FailoverAddresses, DeclarationError> {
     let mut o = Obj::new(v, p)?;
     let enabled = o.opt_bool("enabled")?.unwrap_or(true);
+    let endpoint_dns_name = parse_endpoint(&mut o, "ec2")?;
     let scoping_tags = o.opt_tags("scopingTags")?;
     let require_scoping_tags = o.opt_bool("requireScopingTags")?.unwrap_or(false);
     let mut groups = Vec::new();
@@ -562,6 +842,37 @@ fn parse_addresses(v: &Value, p: Path) -> Result<FailoverAddresses, DeclarationE
         for (v, p) in items {
             let mut g = Obj::new(v, p)?;
             let (kind, kp) = g.req_str("type")?;
+            if kind == "networkInterfaceAddress" {
+                if let Some((Value::String(text), ap)) = g.opt("scopingAddress") {
+                    if text.contains('/') {
+                        let prefix: Cidr = text
+                            .parse()
+                            .map_err(|e: CidrError| ap.err(format!("{} {e}", show_str(text))))?;
+                        if prefix.is_ipv6() {
+                            return Err(ap.err(format!(
+                                "{} is not an IPv4 prefix (only IPv4 prefixes move between interfaces)",
+                                show_str(text)
+                            )));
+                        }
+                        if prefix.prefix() != 28 {
+                            ap.warn(format!(
+                                "{} is not a /28: EC2 delegates IPv4 prefixes as /28 only, so no interface holds it",
+                                show_str(text)
+                            ));
+                        }
+                        if let Some((_, vp)) = g.opt("vipAddresses") {
+                            vp.warn("is ignored for networkInterfaceAddress (as CFE does): the scopingAddress itself moves");
+                        }
+                        g.finish()?;
+                        let group = AddressGroup::NetworkInterfacePrefix { prefix };
+                        if groups.contains(&group) {
+                            return Err(ap.err(format!("{} is defined twice", show_str(text))));
+                        }
+                        groups.push(group);
+                        continue;
+                    }
+                }
+            }
             let (addr, ap) = g.req_ip("scopingAddress")?;
             let group = match kind {
                 "elasticIpAddress" => {
@@ -588,9 +899,16 @@ fn parse_addresses(v: &Value, p: Path) -> Result<FailoverAddresses, DeclarationE
                         vip_addresses,
                     }
                 }
-                "networkInterfaceAddress" => AddressGroup::NetworkInterfaceAddress {
-                    scoping_address: addr,
-                },
+                "networkInterfaceAddress" => {
+                    // CFE's schema allows vipAddresses here and its own tests send them; its
+                    // same-AZ move uses only scopingAddress.
+                    if let Some((_, vp)) = g.opt("vipAddresses") {
+                        vp.warn("is ignored for networkInterfaceAddress (as CFE does): the scopingAddress itself moves");
+                    }
+                    AddressGroup::NetworkInterfaceAddress {
+                        scoping_address: addr,
+                    }
+                }
                 other => {
                     return Err(kp.err(format!(
                         "{} is not \"elasticIpAddress\" or \"networkInterfaceAddress\"",
@@ -635,6 +953,7 @@ fn parse_addresses(v: &Value, p: Path) -> Result<FailoverAddresses, DeclarationE
         scoping_tags: scoping_tags.unwrap_or_default(),
         require_scoping_tags,
         groups,
+        endpoint_dns_name,
     })
 }
 
@@ -645,7 +964,16 @@ fn parse_routes(v: &Value, p: Path) -> Result<FailoverRoutes, DeclarationError> 
     if let Some((items, _)) = o.opt_array("routeGroupDefinitions", 1, 100)? {
         for (v, p) in items {
             let mut g = Obj::new(v, p)?;
-            let scope = parse_scope(&mut g, "a route table id", check_rtb)?;
+            let scope = parse_scope(&mut g, "a route table id", |_| Ok(()))?;
+            if let Scope::Name(name) = &scope {
+                if let Err(m) = check_rtb(name) {
+                    // CFE accepts any string and compares it with route table ids.
+                    g.path.key("scopingName").warn(format!(
+                        "{} {m}: CFE compared it with route table ids and matched nothing; the plan refuses it until it names one",
+                        show_str(name)
+                    ));
+                }
+            }
             let ranges = parse_ranges(&mut g)?;
             let default_next_hops = parse_default_hops(&mut g)?;
             let gp = g.path.clone();
@@ -697,19 +1025,47 @@ fn parse_ranges(o: &mut Obj<'_>) -> Result<Vec<AddressRange>, DeclarationError> 
     let (items, _) = o.req_array("scopingAddressRanges", 1, 200)?;
     let mut ranges: Vec<AddressRange> = Vec::new();
     for (v, p) in items {
-        let mut r = Obj::new(v, p)?;
-        let (text, rp) = r.req_str("range")?;
-        let range: Cidr = text
-            .parse()
-            .map_err(|e: CidrError| rp.err(format!("{} {e}", show_str(text))))?;
+        // CFE 0.9.1 took plain strings here; later schemas an object with `range`.
+        let (text, rp, mut r) = match v {
+            Value::String(text) => {
+                p.warn("a plain string is CFE 0.9's form: read as {\"range\": …}");
+                (text.as_str(), p, None)
+            }
+            _ => {
+                let mut r = Obj::new(v, p)?;
+                let (text, rp) = r.req_str("range")?;
+                (text, rp, Some(r))
+            }
+        };
+        let range: Cidr = match text.parse() {
+            Ok(c) => c,
+            Err(CidrError::HostBits(net)) => {
+                // CFE accepts it and compares it with the routes' CIDRs as text: no EC2 route
+                // has host bits, so it matched nothing. It still matches nothing here.
+                rp.warn(format!(
+                    "{} has host bits set, so no route matches it (as under CFE); did you mean {net}?",
+                    show_str(text)
+                ));
+                if let Some(r) = r.as_mut() {
+                    r.opt("nextHopAddresses");
+                }
+                if let Some(r) = r {
+                    r.finish()?;
+                }
+                continue;
+            }
+            Err(e) => return Err(rp.err(format!("{} {e}", show_str(text)))),
+        };
         if ranges.iter().any(|x| x.range == range) {
             return Err(rp.err(format!("{} is listed twice", show_str(text))));
         }
-        let next_hops = match r.opt("nextHopAddresses") {
+        let next_hops = match r.as_mut().and_then(|r| r.opt("nextHopAddresses")) {
             Some((v, p)) => Some(parse_next_hops(v, p)?),
             None => None,
         };
-        r.finish()?;
+        if let Some(r) = r {
+            r.finish()?;
+        }
         ranges.push(AddressRange { range, next_hops });
     }
     Ok(ranges)
@@ -762,7 +1118,7 @@ fn parse_next_hops(v: &Value, p: Path) -> Result<NextHops, DeclarationError> {
     Ok(hops)
 }
 
-fn parse_extension(v: &Value, p: Path) -> Result<Extension, DeclarationError> {
+fn parse_extension(v: &Value, p: Path, route_groups: usize) -> Result<Extension, DeclarationError> {
     let mut o = Obj::new(v, p)?;
     let mut ext = Extension::default();
     if let Some((name, p)) = o.opt_str("clusterName")? {
@@ -825,6 +1181,37 @@ fn parse_extension(v: &Value, p: Path) -> Result<Extension, DeclarationError> {
     }
     if let Some(v) = o.opt_bool("associationSwap")? {
         ext.association_swap = v;
+    }
+    if let Some((v, cp)) = o.opt("createMissingRoutes") {
+        ext.create_missing_routes = match v {
+            Value::Bool(true) => (0..route_groups).collect(),
+            Value::Bool(false) => Default::default(),
+            Value::Array(items) => {
+                let mut set = std::collections::BTreeSet::new();
+                for (i, item) in items.iter().enumerate() {
+                    let ip = cp.idx(i);
+                    match item.as_u64() {
+                        Some(n) if (n as usize) < route_groups => {
+                            set.insert(n as usize);
+                        }
+                        _ => {
+                            return Err(ip.err(format!(
+                                "expected the index of a route group (0 to {}), got {}",
+                                route_groups.saturating_sub(1),
+                                show(item)
+                            )))
+                        }
+                    }
+                }
+                set
+            }
+            other => {
+                return Err(cp.err(format!(
+                    "expected true, false or a list of route group indexes, got {}",
+                    show(other)
+                )))
+            }
+        };
     }
     if let Some(v) = o.opt_bool("takeOverGatewayRoutes")? {
         ext.take_over_gateway_routes = v;
@@ -959,26 +1346,35 @@ pub fn is_vpc_id(s: &str) -> bool {
 
 // ---- a small cursor over JSON objects that tracks the path and unknown keys ----
 
-/// A JSON path under construction.
+/// A JSON path under construction, sharing one warnings list with every path derived from
+/// the same root (so the parse functions need no extra argument to report a warning).
 #[derive(Clone, Debug)]
-struct Path(String);
+struct Path(String, Rc<RefCell<Vec<String>>>);
 
 impl Path {
     fn root() -> Path {
-        Path(String::new())
+        Path(String::new(), Rc::default())
     }
     fn key(&self, k: &str) -> Path {
         if self.0.is_empty() {
-            Path(k.to_string())
+            Path(k.to_string(), self.1.clone())
         } else {
-            Path(format!("{}.{k}", self.0))
+            Path(format!("{}.{k}", self.0), self.1.clone())
         }
     }
     fn idx(&self, i: usize) -> Path {
-        Path(format!("{}[{i}]", self.0))
+        Path(format!("{}[{i}]", self.0), self.1.clone())
     }
     fn err(&self, message: impl Into<String>) -> DeclarationError {
         err(&self.to_string(), message.into())
+    }
+    /// Records a warning about this path (the declaration still loads).
+    fn warn(&self, message: impl fmt::Display) {
+        self.1.borrow_mut().push(format!("{self}: {message}"));
+    }
+    /// The warnings recorded under this root so far.
+    fn warnings(&self) -> Vec<String> {
+        self.1.borrow().clone()
     }
 }
 
@@ -1360,5 +1756,313 @@ mod tests {
             e.to_string(),
             "environment: \"azure\" is not supported (only \"aws\")"
         );
+    }
+
+    // ---- CFE compatibility (issue 13) ----
+
+    #[test]
+    fn cfe_type_coercion_converts_strings_and_warns_per_field() {
+        // GIVEN F5's OpenAPI example form: booleans and integers written as strings
+        let d = with(|v| {
+            v["failoverAddresses"]["enabled"] = "true".into();
+            v["failoverRoutes"]["enabled"] = "false".into();
+            v["retryFailover"] = serde_json::json!({"enabled": "true", "interval": "5"});
+        })
+        .unwrap();
+        // THEN they mean what they meant under CFE, with a warning naming each field
+        assert!(d.failover_addresses.as_ref().unwrap().enabled);
+        assert!(!d.failover_routes.as_ref().unwrap().enabled);
+        let retry = d.retry_failover.as_ref().unwrap();
+        assert!(retry.enabled);
+        assert_eq!(retry.interval_minutes, 5);
+        let fields: Vec<&str> = d
+            .warnings
+            .iter()
+            .map(|w| w.split(':').next().unwrap())
+            .collect();
+        assert_eq!(
+            fields,
+            [
+                "failoverAddresses.enabled",
+                "failoverRoutes.enabled",
+                "retryFailover.enabled",
+                "retryFailover.interval"
+            ]
+        );
+        assert_eq!(
+            d.warnings[3],
+            "retryFailover.interval: a string (\"5\") read as 5 (CFE converts types; write it as 5)"
+        );
+        // Ajv's other conversions: 1/0 and null to booleans, numbers to strings.
+        let d = with(|v| {
+            v["failoverAddresses"]["requireScopingTags"] = 0.into();
+            v["failoverRoutes"]["enabled"] = Value::Null;
+        })
+        .unwrap();
+        assert!(!d.addresses().unwrap().require_scoping_tags);
+        assert!(d.route_groups().is_empty());
+        // What Ajv would not convert stays an error naming the path.
+        let e = with(|v| v["failoverAddresses"]["enabled"] = "yes".into()).unwrap_err();
+        assert_eq!(e.path, "failoverAddresses.enabled");
+        let e = with(|v| v["retryFailover"] = serde_json::json!({"interval": "5.5"})).unwrap_err();
+        assert_eq!(e.path, "retryFailover.interval");
+        // The serverless block is ours: no conversion there.
+        let e = with(|v| v["serverless"] = serde_json::json!({"maxConcurrency": "4"})).unwrap_err();
+        assert_eq!(e.path, "serverless.maxConcurrency");
+    }
+
+    fn sse(server_side: Value) -> Result<Declaration, DeclarationError> {
+        with(|v| {
+            v["externalStorage"]["encryption"] = serde_json::json!({"serverSide": server_side})
+        })
+    }
+
+    #[test]
+    fn encryption_defaults_are_cfes() {
+        // CFE's schema: enabled defaults to false, algorithm to "aws:kms".
+        let enc = |s: Value| sse(s).unwrap().external_storage.encryption;
+        assert_eq!(
+            enc(serde_json::json!({"enabled": true})),
+            Encryption::Kms { key_id: None }
+        );
+        assert_eq!(
+            enc(serde_json::json!({"algorithm": "AES256"})),
+            Encryption::None
+        );
+        assert_eq!(
+            enc(serde_json::json!({"algorithm": "aws:kms", "keyId": "alias/x"})),
+            Encryption::None
+        );
+        assert_eq!(enc(serde_json::json!({})), Encryption::None);
+        assert_eq!(
+            enc(serde_json::json!({"enabled": true, "algorithm": "AES256"})),
+            Encryption::Aes256
+        );
+        assert_eq!(
+            enc(serde_json::json!({"enabled": true, "keyId": "alias/cfe"})),
+            Encryption::Kms {
+                key_id: Some("alias/cfe".into())
+            }
+        );
+        // CFE sent no key header for an empty key id, and S3 refuses a KMS key with SSE-S3.
+        assert_eq!(
+            enc(serde_json::json!({"enabled": true, "algorithm": "aws:kms", "keyId": ""})),
+            Encryption::Kms { key_id: None }
+        );
+        let d =
+            sse(serde_json::json!({"enabled": true, "algorithm": "AES256", "keyId": "k"})).unwrap();
+        assert_eq!(d.external_storage.encryption, Encryption::Aes256);
+        assert!(
+            d.warnings[0].starts_with("externalStorage.encryption.serverSide.keyId:"),
+            "{:?}",
+            d.warnings
+        );
+        let d = sse(serde_json::json!({"algorithm": "AES256"})).unwrap();
+        assert!(
+            d.warnings[0].starts_with("externalStorage.encryption.serverSide.enabled: is not true"),
+            "{:?}",
+            d.warnings
+        );
+    }
+
+    #[test]
+    fn legacy_bucket_names_load_with_a_warning() {
+        let named = |n: &str| {
+            with(|v| {
+                v["externalStorage"] = serde_json::json!({"scopingName": n});
+            })
+        };
+        let d = named("myCloudFailoverBucket").unwrap();
+        assert_eq!(
+            d.external_storage.scope,
+            Scope::Name("myCloudFailoverBucket".into())
+        );
+        assert_eq!(d.warnings.len(), 1);
+        assert!(
+            d.warnings[0].starts_with(
+                "externalStorage.scopingName: \"myCloudFailoverBucket\" is a legacy bucket name"
+            ),
+            "{:?}",
+            d.warnings
+        );
+        assert!(named("cfe_state_2017").is_ok());
+        assert!(named("cfe-state").unwrap().warnings.is_empty());
+        let e = named("my bucket!").unwrap_err();
+        assert_eq!(e.path, "externalStorage.scopingName");
+        assert!(named("ab").is_err());
+    }
+
+    #[test]
+    fn schema_version_must_be_a_released_one() {
+        for v in ["0.9.1", "1.0.0", "1.13.0", "2.1.3", "2.4.0", "2.5.0"] {
+            let d = with(|d| d["schemaVersion"] = v.into()).unwrap();
+            assert_eq!(d.schema_version.as_deref(), Some(v));
+        }
+        for v in ["9.9.9", "2.3.0", "1.0", "2.5.1"] {
+            let e = with(|d| d["schemaVersion"] = v.into()).unwrap_err();
+            assert_eq!(
+                e.to_string(),
+                format!(
+                    "schemaVersion: \"{v}\" is not a released CFE schema version (0.9.0 … 2.5.0)"
+                )
+            );
+        }
+    }
+
+    #[test]
+    fn vip_addresses_on_a_network_interface_group_are_accepted_and_ignored() {
+        // CFE's own functional tests send them (exampleDeclarationAwsPrivateLink.stache).
+        let d = with(|v| {
+            v["failoverAddresses"]["addressGroupDefinitions"] = serde_json::json!([{
+                "type": "networkInterfaceAddress",
+                "scopingAddress": "10.0.0.101",
+                "vipAddresses": ["10.0.0.101", "10.0.4.101"]
+            }])
+        })
+        .unwrap();
+        assert_eq!(
+            d.addresses().unwrap().groups,
+            vec![AddressGroup::NetworkInterfaceAddress {
+                scoping_address: "10.0.0.101".parse().unwrap()
+            }]
+        );
+        assert!(
+            d.warnings[0].starts_with(
+                "failoverAddresses.addressGroupDefinitions[0].vipAddresses: is ignored"
+            ),
+            "{:?}",
+            d.warnings
+        );
+    }
+
+    #[test]
+    fn virtual_host_bucket_names_are_split_as_cfe_does() {
+        let named = |n: &str, endpoint: Option<&str>| {
+            with(|v| {
+                v["externalStorage"] = serde_json::json!({"scopingName": n});
+                if let Some(e) = endpoint {
+                    v["externalStorage"]["endpointDnsName"] = e.into();
+                }
+            })
+            .unwrap()
+            .external_storage
+        };
+        let s = named("cfe-state.s3.us-gov-west-1.amazonaws.com", None);
+        assert_eq!(s.scope, Scope::Name("cfe-state".into()));
+        assert_eq!(s.bucket_region.as_deref(), Some("us-gov-west-1"));
+        let s = named(
+            "cfe-state.bucket.vpce-0a1b2c3d-4e5f6a7b.s3.us-east-2.vpce.amazonaws.com",
+            Some("vpce-0a1b2c3d-4e5f6a7b.s3.us-east-2.vpce.amazonaws.com"),
+        );
+        assert_eq!(s.scope, Scope::Name("cfe-state".into()));
+        assert_eq!(s.bucket_region.as_deref(), Some("us-east-2"));
+        let s = named("cfe-state", None);
+        assert_eq!(s.bucket_region, None);
+        // A dotted name without ".s3." is an ordinary bucket name.
+        let s = named("state.example.com", None);
+        assert_eq!(s.scope, Scope::Name("state.example.com".into()));
+    }
+
+    #[test]
+    fn endpoint_dns_names_and_trusted_cert_bundle_are_kept() {
+        let d = with(|v| {
+            v["externalStorage"]["endpointDnsName"] =
+                "*.vpce-0c1d2e3f-abcd1234.s3.us-east-1.vpce.amazonaws.com".into();
+            v["failoverAddresses"]["endpointDnsName"] =
+                "vpce-0d2e3f4a-bcde2345.ec2.us-east-1.vpce.amazonaws.com".into();
+            v["trustedCertBundle"] = "/config/ssl/ssl.crt/ca-bundle.crt".into();
+        })
+        .unwrap();
+        assert_eq!(
+            d.external_storage.endpoint_dns_name.as_deref(),
+            Some("vpce-0c1d2e3f-abcd1234.s3.us-east-1.vpce.amazonaws.com")
+        );
+        assert_eq!(
+            d.addresses().unwrap().endpoint_dns_name.as_deref(),
+            Some("vpce-0d2e3f4a-bcde2345.ec2.us-east-1.vpce.amazonaws.com")
+        );
+        assert_eq!(
+            d.trusted_cert_bundle.as_deref(),
+            Some("/config/ssl/ssl.crt/ca-bundle.crt")
+        );
+        // CFE ignores a name that is not an interface endpoint's; so do we, saying so.
+        let d = with(|v| {
+            v["failoverAddresses"]["endpointDnsName"] = "ec2.us-east-1.amazonaws.com".into()
+        })
+        .unwrap();
+        assert_eq!(d.addresses().unwrap().endpoint_dns_name, None);
+        assert!(d.warnings[0].starts_with("failoverAddresses.endpointDnsName:"));
+        let e =
+            with(|v| v["externalStorage"]["endpointDnsName"] = "vpce-bad name".into()).unwrap_err();
+        assert_eq!(e.path, "externalStorage.endpointDnsName");
+    }
+
+    #[test]
+    fn an_ipv4_prefix_is_a_network_interface_address() {
+        let group = |addr: &str| {
+            with(|v| {
+                v["failoverAddresses"]["addressGroupDefinitions"] = serde_json::json!([
+                    {"type": "networkInterfaceAddress", "scopingAddress": addr}
+                ])
+            })
+        };
+        let d = group("10.0.12.48/28").unwrap();
+        assert_eq!(
+            d.addresses().unwrap().groups,
+            vec![AddressGroup::NetworkInterfacePrefix {
+                prefix: "10.0.12.48/28".parse().unwrap()
+            }]
+        );
+        assert!(d.warnings.is_empty(), "{:?}", d.warnings);
+        let d = group("10.0.12.32/27").unwrap();
+        assert!(d.warnings[0].contains("is not a /28"), "{:?}", d.warnings);
+        let e = group("10.0.12.49/28").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "failoverAddresses.addressGroupDefinitions[0].scopingAddress: \"10.0.12.49/28\" has host bits set (did you mean 10.0.12.48/28?)"
+        );
+        let e = group("2001:db8::/64").unwrap_err();
+        assert!(e.message.contains("is not an IPv4 prefix"), "{e}");
+        // An elastic IP is still an address, never a prefix.
+        let e = with(|v| {
+            v["failoverAddresses"]["addressGroupDefinitions"] = serde_json::json!([
+                {"type": "elasticIpAddress", "scopingAddress": "10.0.12.48/28", "vipAddresses": ["10.0.0.101", "10.0.4.101"]}
+            ])
+        })
+        .unwrap_err();
+        assert!(e.message.contains("is not an IP address"), "{e}");
+    }
+
+    #[test]
+    fn log_level_maps_onto_tracing_levels() {
+        let level = |l: &str| {
+            with(|v| v["controls"]["logLevel"] = l.into())
+                .unwrap()
+                .log_directive()
+        };
+        assert_eq!(level("error"), "error");
+        assert_eq!(level("warning"), "warn");
+        assert_eq!(level("info"), "info");
+        assert_eq!(level("verbose"), "debug");
+        assert_eq!(level("debug"), "debug");
+        assert_eq!(level("silly"), "trace");
+    }
+
+    #[test]
+    fn cfe_0_9_string_ranges_and_host_bit_ranges_load() {
+        let d = with(|v| {
+            v["failoverRoutes"]["routeGroupDefinitions"][0]["scopingAddressRanges"] =
+                serde_json::json!(["0.0.0.0/0", {"range": "192.168.1.1/24"}])
+        })
+        .unwrap();
+        let ranges: Vec<String> = d.route_groups()[0]
+            .ranges
+            .iter()
+            .map(|r| r.range.to_string())
+            .collect();
+        // The host-bit range matched no route under CFE (text comparison); it is left out.
+        assert_eq!(ranges, ["0.0.0.0/0"]);
+        assert_eq!(d.warnings.len(), 2, "{:?}", d.warnings);
+        assert!(d.warnings[1].contains("did you mean 192.168.1.0/24?"));
     }
 }

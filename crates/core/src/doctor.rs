@@ -85,6 +85,34 @@ pub fn label(decl: &Declaration) -> Option<String> {
     scopes.iter().find_map(|t| t.get(LABEL_KEY).cloned())
 }
 
+/// Where the declaration scopes by tags without the key the stack's IAM policy conditions on
+/// (`f5_cloud_failover_label`, template.yaml): discovery would find those resources, but the
+/// function may not change them. One line per scope, naming its JSON path.
+pub fn stack_tag_mismatches(decl: &Declaration) -> Vec<String> {
+    let mut scopes: Vec<(String, &crate::declaration::Tags)> = Vec::new();
+    if let Some(a) = &decl.failover_addresses {
+        if !a.scoping_tags.is_empty() {
+            scopes.push(("failoverAddresses.scopingTags".into(), &a.scoping_tags));
+        }
+    }
+    for (i, g) in decl.route_groups().iter().enumerate() {
+        if let Scope::Tags(t) = &g.scope {
+            scopes.push((format!("failoverRoutes route group {i} scopingTags"), t));
+        }
+    }
+    scopes
+        .into_iter()
+        .filter(|(_, t)| !t.contains_key(LABEL_KEY))
+        .map(|(path, t)| {
+            let keys: Vec<&str> = t.keys().map(String::as_str).collect();
+            format!(
+                "{path} scopes by {} but the stack's IAM policy allows changes only to resources tagged {LABEL_KEY}: those changes would be denied",
+                keys.join(", ")
+            )
+        })
+        .collect()
+}
+
 /// Runs every check.
 pub async fn doctor(
     ec2: &dyn Ec2,
@@ -346,6 +374,20 @@ fn twin_check(decl: &Declaration, snap: &Snapshot) -> Option<Check> {
 /// The checks that need only the snapshot.
 pub fn static_checks(decl: &Declaration, snap: &Snapshot) -> Vec<Check> {
     let mut out = Vec::new();
+    out.push(check(
+        "scoping-tag-key",
+        stack_tag_mismatches(decl)
+            .into_iter()
+            .map(|m| {
+                (
+                    Verdict::Fail,
+                    m,
+                    format!("tag the resources with {LABEL_KEY} and scope by it (the key the stack's IAM conditions on)"),
+                )
+            })
+            .collect(),
+        format!("the declaration scopes by {LABEL_KEY}, the key the stack's IAM policy conditions on"),
+    ));
     let names: Vec<String> = snap
         .members
         .iter()
@@ -389,11 +431,12 @@ pub fn static_checks(decl: &Declaration, snap: &Snapshot) -> Vec<Check> {
     for st in &snap.route_tables {
         let g = &groups[st.group];
         for r in &g.ranges {
-            if !st.table.routes.iter().any(|x| x.destination == r.range) {
+            let absent = !st.table.routes.iter().any(|x| x.destination == r.range);
+            if absent && !decl.extension.create_missing_routes.contains(&st.group) {
                 routes_missing.push((
                     Verdict::Warn,
                     format!("{} has no route {}", st.table.id, r.range),
-                    format!("create the route first (aws ec2 create-route --route-table-id {} …); failover replaces routes, never creates them", st.table.id),
+                    format!("create the route first (aws ec2 create-route --route-table-id {} …), or opt route group {} in to serverless.createMissingRoutes", st.table.id, st.group),
                 ));
             }
             let items = match r.next_hops.as_ref().unwrap_or(&g.default_next_hops) {
@@ -722,6 +765,47 @@ mod tests {
         assert!(verdict(&checks, "permissions")
             .detail
             .contains("DryRun allowed 2 call(s)"));
+    }
+
+    #[tokio::test]
+    async fn a_missing_route_warns_unless_its_group_opts_in_and_the_create_is_dry_run() {
+        let with_range = |opt_in: bool| {
+            let mut v: serde_json::Value = serde_json::from_str(AFTER).unwrap();
+            v["failoverRoutes"]["routeGroupDefinitions"][0]["scopingAddressRanges"] =
+                serde_json::json!([{"range": "0.0.0.0/0"}, {"range": "172.16.9.0/24"}]);
+            v["serverless"] = serde_json::json!({"createMissingRoutes": opt_in});
+            v.to_string()
+        };
+        let c = verdict(
+            &run(&MemoryCloud::seed(), &with_range(false)).await,
+            "routes",
+        );
+        assert_eq!(c.verdict, Verdict::Warn, "{c:?}");
+        assert!(c.fix.unwrap().contains("serverless.createMissingRoutes"));
+        let cloud = MemoryCloud::seed();
+        let checks = run(&cloud, &with_range(true)).await;
+        assert_eq!(verdict(&checks, "routes").verdict, Verdict::Pass);
+        assert!(cloud.calls().iter().any(|c| c == "CreateRoute(DryRun)"));
+        cloud.deny("CreateRoute");
+        let c = verdict(&run(&cloud, &with_range(true)).await, "permissions");
+        assert!(c.detail.contains("CreateRoute is denied"), "{c:?}");
+    }
+
+    #[tokio::test]
+    async fn a_scoping_key_the_stack_does_not_allow_fails() {
+        let mut v: serde_json::Value = serde_json::from_str(AFTER).unwrap();
+        v["failoverAddresses"]["scopingTags"] = serde_json::json!({"team_ha": "web"});
+        let checks = run(&MemoryCloud::seed(), &v.to_string()).await;
+        let c = verdict(&checks, "scoping-tag-key");
+        assert_eq!(c.verdict, Verdict::Fail, "{c:?}");
+        assert!(
+            c.detail.starts_with("failoverAddresses.scopingTags scopes by team_ha but the stack's IAM policy allows changes only to resources tagged f5_cloud_failover_label"),
+            "{c:?}"
+        );
+        assert_eq!(
+            verdict(&run(&MemoryCloud::seed(), AFTER).await, "scoping-tag-key").verdict,
+            Verdict::Pass
+        );
     }
 
     #[tokio::test]

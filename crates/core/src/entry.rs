@@ -3,23 +3,93 @@
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use crate::aws::{self, AwsCloud, AwsOptions};
+use crate::aws::{self, AwsCloud, AwsOptions, ClientSettings};
+use crate::declaration::Declaration;
 use crate::events::{Home, Trust, DEFAULT_ALARM_NAME_PREFIX};
-use crate::handler::{Invocation, Location};
+use crate::handler::{load_declaration, Invocation, Location};
 
 /// Reads `DECLARATION_URI` (required) and `AWS_ENDPOINT_URL` (for local runs), and builds the
-/// SDK adapters once, before the first event.
-pub async fn lambda_setup() -> Result<(AwsCloud, Location), String> {
+/// SDK adapters once, before the first event. Also returns the declaration's
+/// `controls.logLevel` (as a filter directive) for [`init_tracing`].
+pub async fn lambda_setup() -> Result<(AwsCloud, Location, Option<&'static str>), String> {
     let declaration: Location = std::env::var("DECLARATION_URI")
         .map_err(|_| "DECLARATION_URI is not set (expected s3://BUCKET/KEY)".to_string())?
         .parse()
         .map_err(|e| format!("DECLARATION_URI: {e}"))?;
-    let cloud = aws::connect(&AwsOptions {
+    let opts = AwsOptions {
         region: None,
         endpoint_url: std::env::var("AWS_ENDPOINT_URL").ok(),
-    })
-    .await;
-    Ok((cloud, declaration))
+    };
+    let cloud = aws::connect(&opts).await;
+    // Read once at cold start: a declaration that does not load is reported by each
+    // invocation instead, so the base adapters and log level are kept.
+    let Ok(decl) = load_declaration(&cloud.s3, &declaration).await else {
+        return Ok((cloud, declaration, None));
+    };
+    let cloud = with_settings(cloud, &opts, &decl).await?;
+    Ok((cloud, declaration, Some(decl.log_directive())))
+}
+
+/// The functions' log filter: `RUST_LOG` (local debugging) wins, then the declaration's
+/// `controls.logLevel` (as CFE's did), then Lambda's `AWS_LAMBDA_LOG_LEVEL`, else `info`.
+pub fn log_filter(
+    rust_log: Option<String>,
+    declared: Option<&str>,
+    lambda: Option<String>,
+) -> String {
+    rust_log
+        .or(declared.map(str::to_string))
+        .or(lambda.map(|l| l.to_lowercase()))
+        .unwrap_or_else(|| "info".into())
+}
+
+/// Sets up logging for a Lambda `main` (never for tests): the level from [`log_filter`], JSON
+/// lines when `AWS_LAMBDA_LOG_FORMAT` is `JSON` (as `lambda_runtime`'s default subscriber).
+pub fn init_tracing(declared: Option<&str>) {
+    use tracing_subscriber::EnvFilter;
+    let filter = log_filter(
+        std::env::var("RUST_LOG").ok(),
+        declared,
+        std::env::var("AWS_LAMBDA_LOG_LEVEL").ok(),
+    );
+    let fmt = tracing_subscriber::fmt()
+        .with_target(false)
+        .without_time()
+        .with_env_filter(EnvFilter::try_new(&filter).unwrap_or_else(|_| EnvFilter::new("info")));
+    let json = std::env::var("AWS_LAMBDA_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json"));
+    if json {
+        fmt.json().init()
+    } else {
+        fmt.init()
+    }
+}
+
+/// The adapters the declaration at `declaration` asks for (see [`with_settings`]); the base
+/// adapters when it does not load (each invocation reports that).
+pub async fn for_declaration(
+    cloud: AwsCloud,
+    opts: &AwsOptions,
+    declaration: &Location,
+) -> Result<AwsCloud, String> {
+    match load_declaration(&cloud.s3, declaration).await {
+        Ok(decl) => with_settings(cloud, opts, &decl).await,
+        Err(_) => Ok(cloud),
+    }
+}
+
+/// The adapters `decl` asks for: its PrivateLink endpoints (`endpointDnsName`), CA bundle
+/// (`trustedCertBundle`) and bucket region; `cloud` itself when it asks for none. The Lambdas
+/// apply them at cold start: a change takes effect with the next cold start.
+pub async fn with_settings(
+    cloud: AwsCloud,
+    opts: &AwsOptions,
+    decl: &Declaration,
+) -> Result<AwsCloud, String> {
+    let settings = ClientSettings::from_declaration(decl)?;
+    if settings == ClientSettings::default() {
+        return Ok(cloud);
+    }
+    Ok(aws::connect_for(opts, &settings, None).await)
 }
 
 /// The invocation from Lambda's request id and deadline (ms since the epoch).
@@ -60,5 +130,25 @@ pub fn trust(invoked_function_arn: &str) -> Trust {
         home,
         alarm_name_prefix: std::env::var("ALARM_NAME_PREFIX")
             .unwrap_or_else(|_| DEFAULT_ALARM_NAME_PREFIX.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_declared_log_level_sets_the_functions_level() {
+        // GIVEN the stack's Lambda level and a declaration asking for silly
+        let lambda = Some("TRACE".to_string());
+        // THEN the declaration decides, RUST_LOG overrides it, Lambda's level is the fallback
+        assert_eq!(log_filter(None, Some("trace"), lambda.clone()), "trace");
+        assert_eq!(log_filter(None, Some("warn"), lambda.clone()), "warn");
+        assert_eq!(
+            log_filter(Some("debug".into()), Some("warn"), lambda.clone()),
+            "debug"
+        );
+        assert_eq!(log_filter(None, None, Some("WARN".into())), "warn");
+        assert_eq!(log_filter(None, None, None), "info");
     }
 }

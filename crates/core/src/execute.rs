@@ -243,6 +243,14 @@ async fn send(ec2: &dyn Ec2, m: Mutation) -> Result<(), CloudError> {
             ec2.replace_route(&route_table_id, destination, &network_interface_id)
                 .await
         }
+        Mutation::CreateRoute {
+            route_table_id,
+            destination,
+            network_interface_id,
+        } => {
+            ec2.create_route(&route_table_id, destination, &network_interface_id)
+                .await
+        }
         Mutation::AssociateAddress {
             allocation_id,
             network_interface_id,
@@ -251,6 +259,20 @@ async fn send(ec2: &dyn Ec2, m: Mutation) -> Result<(), CloudError> {
             .associate_address(&allocation_id, &network_interface_id, private_ip)
             .await
             .map(|_| ()),
+        Mutation::AssignIpv4Prefixes {
+            network_interface_id,
+            prefixes,
+        } => {
+            ec2.assign_ipv4_prefixes(&network_interface_id, &prefixes)
+                .await
+        }
+        Mutation::UnassignIpv4Prefixes {
+            network_interface_id,
+            prefixes,
+        } => {
+            ec2.unassign_ipv4_prefixes(&network_interface_id, &prefixes)
+                .await
+        }
         Mutation::AssignPrivateIps {
             network_interface_id,
             ips,
@@ -270,6 +292,7 @@ pub async fn verify(ec2: &dyn Ec2, ops: &[Operation]) -> Result<BTreeSet<String>
     for op in ops {
         match &op.action {
             Action::ReplaceRoute { route_table_id, .. }
+            | Action::CreateRoute { route_table_id, .. }
             | Action::SwapAssociation { route_table_id, .. } => {
                 tables.insert(route_table_id.clone());
             }
@@ -277,6 +300,14 @@ pub async fn verify(ec2: &dyn Ec2, ops: &[Operation]) -> Result<BTreeSet<String>
                 allocations.insert(allocation_id.clone());
             }
             Action::AssignPrivateIps {
+                network_interface_id,
+                ..
+            }
+            | Action::ReleasePrefix {
+                network_interface_id,
+                ..
+            }
+            | Action::AssignPrefix {
                 network_interface_id,
                 ..
             } => {
@@ -316,6 +347,12 @@ pub async fn verify(ec2: &dyn Ec2, ops: &[Operation]) -> Result<BTreeSet<String>
                 destination,
                 network_interface_id,
                 ..
+            }
+            | Action::CreateRoute {
+                route_table_id,
+                destination,
+                network_interface_id,
+                ..
             } => tables.iter().any(|t| {
                 t.id == *route_table_id
                     && t.routes.iter().any(|r| {
@@ -340,6 +377,20 @@ pub async fn verify(ec2: &dyn Ec2, ops: &[Operation]) -> Result<BTreeSet<String>
             } => enis.iter().any(|n| {
                 n.id == *network_interface_id && ips.iter().all(|ip| n.secondary_ips.contains(ip))
             }),
+            Action::ReleasePrefix {
+                network_interface_id,
+                prefix,
+                ..
+            } => enis
+                .iter()
+                .any(|n| n.id == *network_interface_id && !n.ipv4_prefixes.contains(prefix)),
+            Action::AssignPrefix {
+                network_interface_id,
+                prefix,
+                ..
+            } => enis
+                .iter()
+                .any(|n| n.id == *network_interface_id && n.ipv4_prefixes.contains(prefix)),
             Action::SwapAssociation {
                 route_table_id,
                 subnet_id,

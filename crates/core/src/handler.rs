@@ -25,7 +25,9 @@ pub const OPERATIONS: &[&str] = &[
     "DescribeAddresses",
     "AssociateAddress",
     "ReplaceRoute",
+    "CreateRoute",
     "AssignPrivateIpAddresses",
+    "UnassignPrivateIpAddresses",
     "ReplaceRouteTableAssociation",
     "ListBuckets",
     "GetBucketTagging",
@@ -115,7 +117,11 @@ pub async fn load_declaration(
         Location::File(path) => std::fs::read(path).map_err(|e| unavailable(e.to_string()))?,
     };
     let text = String::from_utf8(bytes).map_err(|_| unavailable("not UTF-8 text".into()))?;
-    Ok(Declaration::parse(&text)?)
+    let decl = Declaration::parse(&text)?;
+    for warning in &decl.warnings {
+        tracing::warn!(%warning, "declaration");
+    }
+    Ok(decl)
 }
 
 /// Who is calling and by when it must answer.

@@ -83,6 +83,8 @@ pub struct InterfaceSpec {
     pub primary: IpAddr,
     /// Secondary private IPs.
     pub secondary: Vec<IpAddr>,
+    /// Delegated IPv4 prefixes.
+    pub prefixes: Vec<Cidr>,
     /// Source/destination check.
     pub source_dest_check: bool,
     /// Tags.
@@ -146,6 +148,7 @@ fn iface(id: &str, subnet: &str, primary: &str, secondary: &[&str], sdc: bool) -
         subnet: subnet.into(),
         primary: ip(primary),
         secondary: secondary.iter().map(|s| ip(s)).collect(),
+        prefixes: Vec::new(),
         source_dest_check: sdc,
         tags: Tags::new(),
     }

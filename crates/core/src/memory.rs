@@ -177,6 +177,8 @@ impl MemoryCloud {
                             primary_ip: n.primary,
                             secondary_ips: n.secondary.clone(),
                             ipv6_ips: Vec::new(),
+                            ipv4_prefixes: n.prefixes.clone(),
+                            public_ips: BTreeMap::new(),
                             source_dest_check: n.source_dest_check,
                             tags: n.tags.clone(),
                         },
@@ -548,9 +550,21 @@ impl World {
             network_interfaces: rec
                 .interfaces
                 .iter()
-                .filter_map(|n| self.interfaces.get(n).cloned())
+                .filter_map(|n| self.interface(n))
                 .collect(),
         }
+    }
+
+    /// An interface as EC2 describes it: with the Elastic IPs associated with its addresses.
+    fn interface(&self, id: &str) -> Option<NetworkInterface> {
+        let mut n = self.interfaces.get(id)?.clone();
+        n.public_ips = self
+            .eips
+            .values()
+            .filter(|e| e.network_interface_id.as_deref() == Some(id))
+            .filter_map(|e| Some((e.private_ip?, e.public_ip)))
+            .collect();
+        Some(n)
     }
 }
 
@@ -666,7 +680,7 @@ impl Ec2Describe for MemoryCloud {
         self.call("DescribeNetworkInterfaces", |w| {
             select(
                 "DescribeNetworkInterfaces",
-                w.interfaces.values().cloned(),
+                w.interfaces.keys().filter_map(|id| w.interface(id)),
                 filters,
                 eni_field,
             )
@@ -853,6 +867,65 @@ impl Ec2Mutate for MemoryCloud {
         })
     }
 
+    async fn create_route(
+        &self,
+        route_table_id: &str,
+        destination: Cidr,
+        network_interface_id: &str,
+    ) -> Result<(), CloudError> {
+        const OP: &str = "CreateRoute";
+        if let Some(e) = self.pause(OP).await {
+            return Err(e);
+        }
+        self.call(OP, |w| {
+            let vpc = w
+                .interfaces
+                .get(network_interface_id)
+                .ok_or_else(|| {
+                    err(
+                        OP,
+                        ErrorKind::NotFound,
+                        "InvalidNetworkInterfaceID.NotFound",
+                        network_interface_id,
+                    )
+                })?
+                .vpc_id
+                .clone();
+            let t = w.tables.get_mut(route_table_id).ok_or_else(|| {
+                err(
+                    OP,
+                    ErrorKind::NotFound,
+                    "InvalidRouteTableID.NotFound",
+                    route_table_id,
+                )
+            })?;
+            if t.vpc_id != vpc {
+                return Err(err(
+                    OP,
+                    ErrorKind::Rejected,
+                    "InvalidParameterValue",
+                    "route table and network interface belong to different networks",
+                ));
+            }
+            // AWS: one route per destination in a table.
+            if t.routes.iter().any(|r| r.destination == destination) {
+                return Err(err(
+                    OP,
+                    ErrorKind::Rejected,
+                    "RouteAlreadyExists",
+                    format!("the route identified by {destination} already exists"),
+                ));
+            }
+            t.routes.push(Route {
+                destination,
+                network_interface_id: Some(network_interface_id.into()),
+                other_target: None,
+                local: false,
+            });
+            Ok(())
+        })
+    }
+
     async fn replace_route_table_association(
         &self,
         association_id: &str,
@@ -915,6 +988,104 @@ impl Ec2Mutate for MemoryCloud {
                 .associations
                 .push(assoc);
             Ok(id)
+        })
+    }
+
+    /// EC2's rules for delegated IPv4 prefixes: /28, inside the interface's subnet, held by
+    /// one interface at a time (no reassignment: the holder must unassign first).
+    async fn assign_ipv4_prefixes(
+        &self,
+        network_interface_id: &str,
+        prefixes: &[Cidr],
+    ) -> Result<(), CloudError> {
+        const OP: &str = "AssignPrivateIpAddresses";
+        if let Some(e) = self.pause(OP).await {
+            return Err(e);
+        }
+        self.call(OP, |w| {
+            let to = w
+                .interfaces
+                .get(network_interface_id)
+                .cloned()
+                .ok_or_else(|| {
+                    err(
+                        OP,
+                        ErrorKind::NotFound,
+                        "InvalidNetworkInterfaceID.NotFound",
+                        network_interface_id,
+                    )
+                })?;
+            let subnet = w.subnets.get(&to.subnet_id).map(|s| s.cidr);
+            for p in prefixes {
+                if p.is_ipv6() || p.prefix() != 28 {
+                    return Err(err(
+                        OP,
+                        ErrorKind::Rejected,
+                        "InvalidParameterValue",
+                        format!("{p}: IPv4 prefixes are delegated as /28"),
+                    ));
+                }
+                if !subnet.is_some_and(|c| c.contains(p.addr()) && c.prefix() <= p.prefix()) {
+                    return Err(err(
+                        OP,
+                        ErrorKind::Rejected,
+                        "InvalidParameterValue",
+                        format!("{p} does not fall within the subnet of {network_interface_id}"),
+                    ));
+                }
+                if let Some(other) = w.interfaces.values().find(|n| n.ipv4_prefixes.contains(p)) {
+                    return Err(err(
+                        OP,
+                        ErrorKind::Rejected,
+                        "InvalidParameterValue",
+                        format!("prefix {p} is already assigned to {}", other.id),
+                    ));
+                }
+                if w.interfaces.values().any(|n| {
+                    p.contains(n.primary_ip) || n.secondary_ips.iter().any(|ip| p.contains(*ip))
+                }) {
+                    return Err(err(
+                        OP,
+                        ErrorKind::Rejected,
+                        "PrivateIpAddressInUse",
+                        format!("prefix {p} overlaps an address in use"),
+                    ));
+                }
+            }
+            let to = w.interfaces.get_mut(network_interface_id).expect("checked");
+            to.ipv4_prefixes.extend(prefixes.iter().copied());
+            Ok(())
+        })
+    }
+
+    async fn unassign_ipv4_prefixes(
+        &self,
+        network_interface_id: &str,
+        prefixes: &[Cidr],
+    ) -> Result<(), CloudError> {
+        const OP: &str = "UnassignPrivateIpAddresses";
+        if let Some(e) = self.pause(OP).await {
+            return Err(e);
+        }
+        self.call(OP, |w| {
+            let from = w.interfaces.get_mut(network_interface_id).ok_or_else(|| {
+                err(
+                    OP,
+                    ErrorKind::NotFound,
+                    "InvalidNetworkInterfaceID.NotFound",
+                    network_interface_id,
+                )
+            })?;
+            if let Some(p) = prefixes.iter().find(|p| !from.ipv4_prefixes.contains(p)) {
+                return Err(err(
+                    OP,
+                    ErrorKind::Rejected,
+                    "InvalidParameterValue",
+                    format!("prefix {p} is not assigned to {network_interface_id}"),
+                ));
+            }
+            from.ipv4_prefixes.retain(|p| !prefixes.contains(p));
+            Ok(())
         })
     }
 

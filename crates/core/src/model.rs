@@ -1,5 +1,6 @@
 //! Cloud resources as the ports report them: the subset of EC2's model that failover needs.
 
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use serde::Serialize;
@@ -86,6 +87,13 @@ pub struct NetworkInterface {
     pub secondary_ips: Vec<IpAddr>,
     /// IPv6 addresses.
     pub ipv6_ips: Vec<IpAddr>,
+    /// Delegated IPv4 prefixes (`Ipv4Prefixes`, /28 each).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub ipv4_prefixes: Vec<Cidr>,
+    /// Elastic IPs associated with its private IPs (private → public), whatever their tags:
+    /// CFE records them as `publicAddress` of a moved secondary IP.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub public_ips: BTreeMap<IpAddr, IpAddr>,
     /// Source/destination check (must be off on a routing next hop).
     pub source_dest_check: bool,
     /// Tags (`f5_cloud_failover_nic_map` pairs interfaces across units).

@@ -32,6 +32,18 @@ pub enum Action {
         /// What the route pointed at before.
         current_target: String,
     },
+    /// CreateRoute (`serverless.createMissingRoutes`): the declared range is absent from the
+    /// table; it is created pointing at the target's ENI.
+    CreateRoute {
+        /// Route table.
+        route_table_id: String,
+        /// Route destination.
+        destination: Cidr,
+        /// Target ENI.
+        network_interface_id: String,
+        /// The next-hop address (the ENI's primary IP) that selected the ENI.
+        next_hop_address: IpAddr,
+    },
     /// AssociateAddress (AllowReassociation): move the EIP to `private_ip` on the ENI.
     AssociateAddress {
         /// EIP allocation.
@@ -61,6 +73,25 @@ pub enum Action {
         /// The target's twin table.
         route_table_id: String,
     },
+    /// UnassignPrivateIpAddresses (`Ipv4Prefixes`): the first half of a prefix move, in wave 0
+    /// (EC2 does not reassign delegated prefixes: the holder releases it first).
+    ReleasePrefix {
+        /// The ENI that holds it now.
+        network_interface_id: String,
+        /// The delegated prefix.
+        prefix: Cidr,
+        /// The target's ENI that takes it in wave 1.
+        to_network_interface_id: String,
+    },
+    /// AssignPrivateIpAddresses (`Ipv4Prefixes`): the second half, in wave 1.
+    AssignPrefix {
+        /// Receiving ENI (target unit, same subnet).
+        network_interface_id: String,
+        /// The delegated prefix.
+        prefix: Cidr,
+        /// The ENI that released it.
+        from_network_interface_id: String,
+    },
     /// AssignPrivateIpAddresses (AllowReassignment): move secondary IPs between ENIs of one subnet.
     AssignPrivateIps {
         /// Receiving ENI (target unit).
@@ -69,6 +100,9 @@ pub enum Action {
         from_network_interface_id: String,
         /// The addresses.
         ips: Vec<IpAddr>,
+        /// Elastic IPs associated with them now (private → public): CFE's `publicAddress`.
+        #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+        public_ips: BTreeMap<IpAddr, IpAddr>,
     },
 }
 
@@ -83,6 +117,16 @@ impl Action {
                 network_interface_id,
                 ..
             } => Mutation::ReplaceRoute {
+                route_table_id: route_table_id.clone(),
+                destination: *destination,
+                network_interface_id: network_interface_id.clone(),
+            },
+            Action::CreateRoute {
+                route_table_id,
+                destination,
+                network_interface_id,
+                ..
+            } => Mutation::CreateRoute {
                 route_table_id: route_table_id.clone(),
                 destination: *destination,
                 network_interface_id: network_interface_id.clone(),
@@ -104,6 +148,22 @@ impl Action {
             } => Mutation::ReplaceRouteTableAssociation {
                 association_id: association_id.clone(),
                 route_table_id: route_table_id.clone(),
+            },
+            Action::ReleasePrefix {
+                network_interface_id,
+                prefix,
+                ..
+            } => Mutation::UnassignIpv4Prefixes {
+                network_interface_id: network_interface_id.clone(),
+                prefixes: vec![*prefix],
+            },
+            Action::AssignPrefix {
+                network_interface_id,
+                prefix,
+                ..
+            } => Mutation::AssignIpv4Prefixes {
+                network_interface_id: network_interface_id.clone(),
+                prefixes: vec![*prefix],
             },
             Action::AssignPrivateIps {
                 network_interface_id,
@@ -442,10 +502,42 @@ impl Planner<'_> {
                     },
                 };
                 let Some(route) = table.routes.iter().find(|x| x.destination == r.range) else {
-                    self.warnings.push(format!(
-                        "route {} is not in route table {} (not created; add it to manage it)",
-                        r.range, table.id
-                    ));
+                    if !self
+                        .decl
+                        .extension
+                        .create_missing_routes
+                        .contains(&st.group)
+                    {
+                        self.warnings.push(format!(
+                            "route {} is not in route table {} (not created; add it, or opt in with serverless.createMissingRoutes)",
+                            r.range, table.id
+                        ));
+                        continue;
+                    }
+                    match next_hop_on(t, &items, r.range) {
+                        Ok((eni, hop)) => self.ops.push(Operation {
+                            id: format!("route:{}:{}", table.id, r.range),
+                            wave: 0,
+                            why: format!(
+                                "route {} is not in {} (route group {} opts in to createMissingRoutes); the active unit {} ({}) has next hop {hop} on {}",
+                                r.range,
+                                table.id,
+                                st.group,
+                                t.id,
+                                t.display_name(),
+                                eni.id
+                            ),
+                            action: Action::CreateRoute {
+                                route_table_id: table.id.clone(),
+                                destination: r.range,
+                                network_interface_id: eni.id.clone(),
+                                next_hop_address: hop,
+                            },
+                        }),
+                        Err(reason) => self
+                            .reasons
+                            .push(format!("route {} in {}: {reason}", r.range, table.id)),
+                    }
                     continue;
                 };
                 if route.local {
@@ -534,6 +626,10 @@ impl Planner<'_> {
             return moved;
         };
         for g in &a.groups {
+            if let AddressGroup::NetworkInterfacePrefix { prefix } = g {
+                self.prefix(t, *prefix);
+                continue;
+            }
             let AddressGroup::NetworkInterfaceAddress {
                 scoping_address: ip,
             } = g
@@ -647,6 +743,21 @@ impl Planner<'_> {
             for ip in &ips {
                 moved.insert(*ip, to.clone());
             }
+            let public_ips = self
+                .snap
+                .members
+                .iter()
+                .flat_map(|m| &m.network_interfaces)
+                .chain(&self.snap.nic_map_interfaces)
+                .find(|n| n.id == from)
+                .map(|n| {
+                    n.public_ips
+                        .iter()
+                        .filter(|(private, _)| ips.contains(private))
+                        .map(|(k, v)| (*k, *v))
+                        .collect()
+                })
+                .unwrap_or_default();
             let list: Vec<String> = ips.iter().map(ToString::to_string).collect();
             self.ops.push(Operation {
                 id: format!("ips:{from}->{to}"),
@@ -661,10 +772,73 @@ impl Planner<'_> {
                     network_interface_id: to,
                     from_network_interface_id: from,
                     ips,
+                    public_ips,
                 },
             });
         }
         moved
+    }
+
+    /// Plans the move of a delegated IPv4 prefix to the target's interface in the same subnet:
+    /// release (wave 0), then assign (wave 1), as CFE 2.2+ does.
+    fn prefix(&mut self, t: &Instance, prefix: Cidr) {
+        let holder = self.snap.members.iter().find_map(|m| {
+            m.network_interfaces
+                .iter()
+                .find(|n| n.ipv4_prefixes.contains(&prefix))
+                .map(|n| (m, n))
+        });
+        let Some((owner, from)) = holder else {
+            self.reasons.push(format!(
+                "prefix {prefix} (networkInterfaceAddress) is not delegated to any member's interface (assign it to the active unit's interface in its subnet: aws ec2 assign-private-ip-addresses --ipv4-prefixes {prefix} …)"
+            ));
+            return;
+        };
+        if owner.id == t.id {
+            self.in_place
+                .push(format!("prefix {prefix} on {}", from.id));
+            return;
+        }
+        let Some(to) = t
+            .network_interfaces
+            .iter()
+            .find(|n| n.subnet_id == from.subnet_id)
+        else {
+            self.reasons.push(format!(
+                "prefix {prefix} is in subnet {} but target {} has no interface there (prefixes move only within a subnet)",
+                from.subnet_id, t.id
+            ));
+            return;
+        };
+        let why = format!(
+            "prefix {prefix} is delegated to {} of {} ({}); the active unit {} ({}) takes it on {} (same subnet; EC2 moves a prefix by release, then assign)",
+            from.id,
+            owner.id,
+            owner.display_name(),
+            t.id,
+            t.display_name(),
+            to.id
+        );
+        self.ops.push(Operation {
+            id: format!("prefix-release:{prefix}"),
+            wave: 0,
+            why: why.clone(),
+            action: Action::ReleasePrefix {
+                network_interface_id: from.id.clone(),
+                prefix,
+                to_network_interface_id: to.id.clone(),
+            },
+        });
+        self.ops.push(Operation {
+            id: format!("prefix:{prefix}"),
+            wave: 1,
+            why,
+            action: Action::AssignPrefix {
+                network_interface_id: to.id.clone(),
+                prefix,
+                from_network_interface_id: from.id.clone(),
+            },
+        });
     }
 
     fn elastic_ips(&mut self, t: &Instance, moved: &BTreeMap<IpAddr, String>) {
@@ -1166,6 +1340,259 @@ pub(crate) mod tests {
                 (0, "route:rtb-060adeaa8fe5b2bbb:0.0.0.0/0"),
                 (1, "eip:98.80.114.203"),
             ]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_missing_route_is_created_only_when_its_group_opts_in() {
+        use crate::execute::{execute, ExecOptions};
+        use crate::lock::NoFence;
+        // GIVEN the seed table without 172.16.9.0/24, declared in route group 0
+        let cloud = MemoryCloud::seed();
+        let declared = |opt_in: Value| {
+            patched(|v| {
+                v["failoverRoutes"]["routeGroupDefinitions"][0]["scopingAddressRanges"] =
+                    json!([{"range": "0.0.0.0/0"}, {"range": "172.16.9.0/24"}]);
+                v["serverless"] = json!({"createMissingRoutes": opt_in});
+            })
+        };
+        // WHEN the group does not opt in, THEN the plan only warns (CFE's behaviour)
+        let p = plan_on(&cloud, &declared(json!(false)), SEED_B)
+            .await
+            .unwrap();
+        assert!(!p
+            .operations
+            .iter()
+            .any(|o| matches!(o.action, Action::CreateRoute { .. })));
+        assert!(
+            p.warnings
+                .iter()
+                .any(|w| w.contains("route 172.16.9.0/24 is not in route table")),
+            "{:?}",
+            p.warnings
+        );
+        // WHEN it opts in, THEN the route is planned, created to the active unit's ENI, verified
+        let d = declared(json!([0]));
+        let p = plan_on(&cloud, &d, SEED_B).await.unwrap();
+        let create = p
+            .operations
+            .iter()
+            .find(|o| o.id == format!("route:{SEED_RTB}:172.16.9.0/24"))
+            .expect("planned");
+        assert_eq!(
+            create.action,
+            Action::CreateRoute {
+                route_table_id: SEED_RTB.into(),
+                destination: cidr("172.16.9.0/24"),
+                network_interface_id: SEED_B_EXT.into(),
+                next_hop_address: "10.0.4.11".parse().unwrap(),
+            }
+        );
+        let opts = ExecOptions {
+            max_concurrency: 4,
+            pacing: Default::default(),
+            deadline: None,
+        };
+        let out = execute(&cloud, &p, &opts, &NoFence).await;
+        assert!(out.iter().all(|o| o.verified), "{out:?}");
+        assert!(cloud.calls().iter().any(|c| c == "CreateRoute"));
+        // and a second run finds it in place (replaced, never created twice)
+        let snap = discover(&cloud, &cloud, &d).await.unwrap();
+        assert!(plan(&d, &snap, SEED_B).unwrap().operations.is_empty());
+        // The state file records it with the routes, in CFE's shape.
+        let req = crate::failover::RunRequest::new(
+            crate::failover::TargetSpec::Instance(SEED_B.into()),
+            crate::state::Mode::Execute,
+            "test",
+        );
+        let state = crate::state::cfe_state(
+            &crate::state::RunRecord::new("r1".into(), &d, &req).with_plan(&p),
+        );
+        let routes = state["failoverOperations"]["routes"]["operations"]
+            .as_array()
+            .unwrap();
+        assert!(
+            routes
+                .iter()
+                .any(|r| r["routeAddress"] == "172.16.9.0/24"
+                    && r["networkInterfaceId"] == SEED_B_EXT)
+        );
+    }
+
+    #[test]
+    fn create_missing_routes_names_route_groups() {
+        let e = Declaration::from_value(&{
+            let mut v: Value = serde_json::from_str(AFTER).unwrap();
+            v["serverless"] = json!({"createMissingRoutes": [1]});
+            v
+        })
+        .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "serverless.createMissingRoutes[0]: expected the index of a route group (0 to 0), got a number (1)"
+        );
+    }
+
+    /// Same-AZ pair with the prefix 10.0.0.48/28 delegated to A's external interface.
+    fn same_az_with_prefix() -> Topology {
+        let mut topo = same_az();
+        topo.instances[0]
+            .interfaces
+            .iter_mut()
+            .find(|x| x.id == SEED_A_EXT)
+            .unwrap()
+            .prefixes = vec![cidr("10.0.0.48/28")];
+        topo
+    }
+
+    #[tokio::test]
+    async fn an_ipv4_prefix_moves_by_release_then_assign_and_is_logged_as_cfe_does() {
+        use crate::execute::{execute, ExecOptions};
+        use crate::lock::NoFence;
+        use crate::state::{cfe_state, Mode, RunRecord};
+        // GIVEN CFE 2.2+'s declaration form: a prefix as networkInterfaceAddress.scopingAddress
+        let cloud = MemoryCloud::from_topology(&same_az_with_prefix());
+        let d = patched(|v| {
+            v["failoverRoutes"]["routeGroupDefinitions"][0]["defaultNextHopAddresses"]["items"] =
+                json!(["10.0.0.11", "10.0.0.12"]);
+            v["failoverAddresses"]["addressGroupDefinitions"] =
+                json!([{"type": "networkInterfaceAddress", "scopingAddress": "10.0.0.48/28"}]);
+        });
+        // WHEN B becomes active
+        let p = plan_on(&cloud, &d, SEED_B).await.unwrap();
+        let ids: Vec<(u8, &str)> = p
+            .operations
+            .iter()
+            .map(|o| (o.wave, o.id.as_str()))
+            .filter(|(_, id)| id.starts_with("prefix"))
+            .collect();
+        // THEN A releases it first, B takes it in the next round
+        assert_eq!(
+            ids,
+            [
+                (0, "prefix-release:10.0.0.48/28"),
+                (1, "prefix:10.0.0.48/28")
+            ]
+        );
+        let opts = ExecOptions {
+            max_concurrency: 4,
+            pacing: Default::default(),
+            deadline: None,
+        };
+        let out = execute(&cloud, &p, &opts, &NoFence).await;
+        assert!(out.iter().all(|o| o.verified), "{out:?}");
+        let snap = discover(&cloud, &cloud, &d).await.unwrap();
+        let b = snap.member(SEED_B).unwrap();
+        assert!(b
+            .network_interfaces
+            .iter()
+            .any(|n| n.id == SEED_B_EXT && n.ipv4_prefixes == [cidr("10.0.0.48/28")]));
+        assert!(plan(&d, &snap, SEED_B).unwrap().operations.is_empty());
+        // and the state file has CFE 2.2+'s prefix entries
+        let req = crate::failover::RunRequest::new(
+            crate::failover::TargetSpec::Instance(SEED_B.into()),
+            Mode::Execute,
+            "test",
+        );
+        let state = cfe_state(&RunRecord::new("r1".into(), &d, &req).with_plan(&p));
+        let entry = json!([{"address": "10.0.0.48/28", "ipVersion": 4, "prefix": true}]);
+        let ifs = &state["failoverOperations"]["addresses"]["interfaces"];
+        assert!(ifs["disassociate"]
+            .as_array()
+            .unwrap()
+            .contains(&json!({"networkInterfaceId": SEED_A_EXT, "addresses": entry})));
+        assert!(ifs["associate"]
+            .as_array()
+            .unwrap()
+            .contains(&json!({"networkInterfaceId": SEED_B_EXT, "addresses": entry})));
+        // Failing back moves it again; a prefix on no member is refused with the fix.
+        assert_eq!(
+            plan(&d, &snap, SEED_A)
+                .unwrap()
+                .operations
+                .iter()
+                .filter(|o| o.id.starts_with("prefix"))
+                .count(),
+            2
+        );
+        let d2 = patched(|v| {
+            v["failoverAddresses"]["addressGroupDefinitions"] =
+                json!([{"type": "networkInterfaceAddress", "scopingAddress": "10.0.0.64/28"}]);
+        });
+        let r = plan_on(&cloud, &d2, SEED_B).await.unwrap_err();
+        assert!(
+            r.reasons[0]
+                .starts_with("prefix 10.0.0.64/28 (networkInterfaceAddress) is not delegated"),
+            "{r}"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_in_memory_cloud_enforces_ec2s_prefix_rules() {
+        use crate::ports::Ec2Mutate;
+        let cloud = MemoryCloud::from_topology(&same_az_with_prefix());
+        let p = cidr("10.0.0.48/28");
+        // held by A: B cannot take it (no reassignment of prefixes)
+        let e = cloud
+            .assign_ipv4_prefixes(SEED_B_EXT, &[p])
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("already assigned"), "{e}");
+        // only /28, only inside the interface's subnet, only free addresses
+        let e = cloud
+            .assign_ipv4_prefixes(SEED_B_EXT, &[cidr("10.0.0.64/27")])
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("/28"), "{e}");
+        let e = cloud
+            .assign_ipv4_prefixes(SEED_B_EXT, &[cidr("10.0.9.0/28")])
+            .await
+            .unwrap_err();
+        assert!(
+            e.to_string().contains("does not fall within the subnet"),
+            "{e}"
+        );
+        let e = cloud
+            .assign_ipv4_prefixes(SEED_B_EXT, &[cidr("10.0.0.96/28")])
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("overlaps an address in use"), "{e}");
+        // unassign only what the interface holds
+        assert!(cloud
+            .unassign_ipv4_prefixes(SEED_B_EXT, &[p])
+            .await
+            .is_err());
+        cloud
+            .unassign_ipv4_prefixes(SEED_A_EXT, &[p])
+            .await
+            .unwrap();
+        cloud.assign_ipv4_prefixes(SEED_B_EXT, &[p]).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn same_az_state_entries_are_written_as_cfe_writes_them() {
+        use crate::failover::{RunRequest, TargetSpec};
+        use crate::state::{cfe_state, Mode, RunRecord};
+        // GIVEN the same-AZ pair, the VIP 10.0.0.101 with its EIP on A
+        let cloud = MemoryCloud::from_topology(&same_az());
+        let d = patched(|v| {
+            v["failoverRoutes"]["routeGroupDefinitions"][0]["defaultNextHopAddresses"]["items"] =
+                json!(["10.0.0.11", "10.0.0.12"]);
+        });
+        let p = plan_on(&cloud, &d, SEED_B).await.unwrap();
+        // WHEN the run's state file is written
+        let req = RunRequest::new(TargetSpec::Instance(SEED_B.into()), Mode::Execute, "test");
+        let state = cfe_state(&RunRecord::new("r1".into(), &d, &req).with_plan(&p));
+        // THEN each moved address carries publicAddress and a numeric ipVersion, as CFE 2.2+
+        // writes (and needs, to replay a FAILED file)
+        let addresses =
+            json!([{"address": "10.0.0.101", "publicAddress": "98.80.114.203", "ipVersion": 4}]);
+        assert_eq!(
+            state["failoverOperations"]["addresses"]["interfaces"],
+            json!({
+                "disassociate": [{"networkInterfaceId": SEED_A_EXT, "addresses": addresses}],
+                "associate": [{"networkInterfaceId": SEED_B_EXT, "addresses": addresses}],
+            })
         );
     }
 }

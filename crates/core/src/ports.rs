@@ -41,10 +41,12 @@ pub fn sent_on_the_wire() {
 }
 
 /// EC2 operations that change the cloud (what `Ec2Mutate` sends).
-pub const MUTATING_OPERATIONS: [&str; 4] = [
+pub const MUTATING_OPERATIONS: [&str; 6] = [
     "AssociateAddress",
     "ReplaceRoute",
+    "CreateRoute",
     "AssignPrivateIpAddresses",
+    "UnassignPrivateIpAddresses",
     "ReplaceRouteTableAssociation",
 ];
 
@@ -62,9 +64,14 @@ pub const PERMISSIONS: &[(&str, &[&str])] = &[
     ("DescribeAddresses", &["ec2:DescribeAddresses"]),
     ("AssociateAddress", &["ec2:AssociateAddress"]),
     ("ReplaceRoute", &["ec2:ReplaceRoute"]),
+    ("CreateRoute", &["ec2:CreateRoute"]),
     (
         "AssignPrivateIpAddresses",
         &["ec2:AssignPrivateIpAddresses"],
+    ),
+    (
+        "UnassignPrivateIpAddresses",
+        &["ec2:UnassignPrivateIpAddresses"],
     ),
     (
         "ReplaceRouteTableAssociation",
@@ -145,12 +152,36 @@ pub enum Mutation {
         /// Target ENI.
         network_interface_id: String,
     },
+    /// CreateRoute (`serverless.createMissingRoutes`): a declared range absent from the table.
+    CreateRoute {
+        /// Route table.
+        route_table_id: String,
+        /// Destination.
+        destination: Cidr,
+        /// Target ENI.
+        network_interface_id: String,
+    },
     /// ReplaceRouteTableAssociation: the subnet of `association_id` moves to `route_table_id`.
     ReplaceRouteTableAssociation {
         /// The subnet's current association.
         association_id: String,
         /// The table it moves to.
         route_table_id: String,
+    },
+    /// AssignPrivateIpAddresses with `Ipv4Prefixes`: delegated prefixes onto an interface
+    /// (they must be free: EC2 does not reassign prefixes).
+    AssignIpv4Prefixes {
+        /// Receiving ENI.
+        network_interface_id: String,
+        /// The prefixes.
+        prefixes: Vec<Cidr>,
+    },
+    /// UnassignPrivateIpAddresses with `Ipv4Prefixes`: frees them for another interface.
+    UnassignIpv4Prefixes {
+        /// The ENI that holds them.
+        network_interface_id: String,
+        /// The prefixes.
+        prefixes: Vec<Cidr>,
     },
     /// AssignPrivateIpAddresses (with AllowReassignment).
     AssignPrivateIps {
@@ -167,7 +198,11 @@ impl Mutation {
         match self {
             Mutation::AssociateAddress { .. } => "AssociateAddress",
             Mutation::ReplaceRoute { .. } => "ReplaceRoute",
-            Mutation::AssignPrivateIps { .. } => "AssignPrivateIpAddresses",
+            Mutation::CreateRoute { .. } => "CreateRoute",
+            Mutation::AssignPrivateIps { .. } | Mutation::AssignIpv4Prefixes { .. } => {
+                "AssignPrivateIpAddresses"
+            }
+            Mutation::UnassignIpv4Prefixes { .. } => "UnassignPrivateIpAddresses",
             Mutation::ReplaceRouteTableAssociation { .. } => "ReplaceRouteTableAssociation",
         }
     }
@@ -204,12 +239,31 @@ pub trait Ec2Mutate: Send + Sync {
         destination: Cidr,
         network_interface_id: &str,
     ) -> Result<(), CloudError>;
+    /// CreateRoute to an ENI (fails with `RouteAlreadyExists` when the destination is taken).
+    async fn create_route(
+        &self,
+        route_table_id: &str,
+        destination: Cidr,
+        network_interface_id: &str,
+    ) -> Result<(), CloudError>;
     /// ReplaceRouteTableAssociation; returns the new association id.
     async fn replace_route_table_association(
         &self,
         association_id: &str,
         route_table_id: &str,
     ) -> Result<String, CloudError>;
+    /// AssignPrivateIpAddresses with `Ipv4Prefixes` (free prefixes only).
+    async fn assign_ipv4_prefixes(
+        &self,
+        network_interface_id: &str,
+        prefixes: &[Cidr],
+    ) -> Result<(), CloudError>;
+    /// UnassignPrivateIpAddresses with `Ipv4Prefixes`.
+    async fn unassign_ipv4_prefixes(
+        &self,
+        network_interface_id: &str,
+        prefixes: &[Cidr],
+    ) -> Result<(), CloudError>;
     /// AssignPrivateIpAddresses; with `allow_reassignment` the addresses (and any EIPs on them)
     /// move from the interface that holds them.
     async fn assign_private_ips(

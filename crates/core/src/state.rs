@@ -256,6 +256,18 @@ pub fn history_key(record: &RunRecord) -> String {
     )
 }
 
+/// One `interfaces.{disassociate,associate}[].addresses` entry exactly as CFE 2.2+ writes it
+/// (`_checkForNicOperations`): `address`, `publicAddress` only when an Elastic IP is associated,
+/// and `ipVersion` as a number (CFE ≥ 2.2 drops entries without it when it replays the file).
+fn interface_address(ip: std::net::IpAddr, public: Option<&std::net::IpAddr>) -> Value {
+    let mut entry = json!({"address": ip.to_string()});
+    if let Some(p) = public {
+        entry["publicAddress"] = p.to_string().into();
+    }
+    entry["ipVersion"] = if ip.is_ipv6() { 6 } else { 4 }.into();
+    entry
+}
+
 /// One run from the history.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -346,10 +358,11 @@ pub fn cfe_state(record: &RunRecord) -> Value {
                 network_interface_id,
                 from_network_interface_id,
                 ips,
+                public_ips,
             } => {
                 let addrs: Vec<Value> = ips
                     .iter()
-                    .map(|i| json!({"address": i.to_string()}))
+                    .map(|ip| interface_address(*ip, public_ips.get(ip)))
                     .collect();
                 disassociate.push(
                     json!({"networkInterfaceId": from_network_interface_id, "addresses": addrs}),
@@ -357,12 +370,35 @@ pub fn cfe_state(record: &RunRecord) -> Value {
                 associate
                     .push(json!({"networkInterfaceId": network_interface_id, "addresses": addrs}));
             }
+            // CFE 2.2+: `{address: <prefix>, ipVersion: 4, prefix: true}`.
+            Action::ReleasePrefix {
+                network_interface_id,
+                prefix,
+                ..
+            } => disassociate.push(json!({
+                "networkInterfaceId": network_interface_id,
+                "addresses": [{"address": prefix.to_string(), "ipVersion": 4, "prefix": true}],
+            })),
+            Action::AssignPrefix {
+                network_interface_id,
+                prefix,
+                ..
+            } => associate.push(json!({
+                "networkInterfaceId": network_interface_id,
+                "addresses": [{"address": prefix.to_string(), "ipVersion": 4, "prefix": true}],
+            })),
             Action::ReplaceRoute {
                 route_table_id,
                 destination,
                 network_interface_id,
                 next_hop_address,
                 ..
+            }
+            | Action::CreateRoute {
+                route_table_id,
+                destination,
+                network_interface_id,
+                next_hop_address,
             } => routes.push(json!({
                 "routeTableId": route_table_id,
                 "networkInterfaceId": network_interface_id,

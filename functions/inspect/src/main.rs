@@ -8,8 +8,8 @@ use serde_json::Value;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    lambda_runtime::tracing::init_default_subscriber();
-    let (cloud, declaration) = lambda_setup().await?;
+    let (cloud, declaration, log_level) = lambda_setup().await?;
+    failover_core::entry::init_tracing(log_level);
     let (cloud, declaration) = (&cloud, &declaration);
     lambda_runtime::run(service_fn(move |_event: LambdaEvent<Value>| async move {
         handle_inspect(&cloud.ec2, &cloud.s3, declaration)

@@ -4,6 +4,7 @@ use std::net::IpAddr;
 
 use async_trait::async_trait;
 use aws_sdk_ec2::operation::associate_address::builders::AssociateAddressFluentBuilder;
+use aws_sdk_ec2::operation::create_route::builders::CreateRouteFluentBuilder;
 use aws_sdk_ec2::operation::replace_route::builders::ReplaceRouteFluentBuilder;
 use aws_sdk_ec2::operation::replace_route_table_association::builders::ReplaceRouteTableAssociationFluentBuilder;
 use aws_sdk_ec2::types;
@@ -52,6 +53,19 @@ impl AwsEc2 {
         let req = self
             .client
             .replace_route()
+            .route_table_id(table)
+            .network_interface_id(eni);
+        if destination.is_ipv6() {
+            req.destination_ipv6_cidr_block(destination.to_string())
+        } else {
+            req.destination_cidr_block(destination.to_string())
+        }
+    }
+
+    fn create(&self, table: &str, destination: Cidr, eni: &str) -> CreateRouteFluentBuilder {
+        let req = self
+            .client
+            .create_route()
             .route_table_id(table)
             .network_interface_id(eni);
         if destination.is_ipv6() {
@@ -126,6 +140,19 @@ macro_rules! interface_from {
                 .ipv6_addresses()
                 .iter()
                 .filter_map(|a| ip(a.ipv6_address()))
+                .collect(),
+            ipv4_prefixes: n
+                .ipv4_prefixes()
+                .iter()
+                .filter_map(|p| p.ipv4_prefix()?.parse().ok())
+                .collect(),
+            public_ips: n
+                .private_ip_addresses()
+                .iter()
+                .filter_map(|a| {
+                    let public = ip(a.association()?.public_ip())?;
+                    Some((ip(a.private_ip_address())?, public))
+                })
                 .collect(),
             source_dest_check: n.source_dest_check().unwrap_or(true),
             tags: $tags,
@@ -408,8 +435,21 @@ impl Ec2Mutate for AwsEc2 {
                 .await
                 .map(|_| ())
                 .map_err(|e| cloud_error(op, e)),
-            // AssignPrivateIpAddresses has no DryRun parameter.
-            Mutation::AssignPrivateIps { .. } => return Ok(DryRun::Unchecked),
+            Mutation::CreateRoute {
+                route_table_id,
+                destination,
+                network_interface_id,
+            } => self
+                .create(route_table_id, *destination, network_interface_id)
+                .dry_run(true)
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(|e| cloud_error(op, e)),
+            // AssignPrivateIpAddresses and UnassignPrivateIpAddresses have no DryRun parameter.
+            Mutation::AssignPrivateIps { .. }
+            | Mutation::AssignIpv4Prefixes { .. }
+            | Mutation::UnassignIpv4Prefixes { .. } => return Ok(DryRun::Unchecked),
         };
         match sent {
             Err(e) if e.code.as_deref() == Some("DryRunOperation") => Ok(DryRun::Allowed),
@@ -455,6 +495,19 @@ impl Ec2Mutate for AwsEc2 {
         Ok(())
     }
 
+    async fn create_route(
+        &self,
+        route_table_id: &str,
+        destination: Cidr,
+        network_interface_id: &str,
+    ) -> Result<(), CloudError> {
+        self.create(route_table_id, destination, network_interface_id)
+            .send()
+            .await
+            .map_err(|e| cloud_error("CreateRoute", e))?;
+        Ok(())
+    }
+
     async fn replace_route_table_association(
         &self,
         association_id: &str,
@@ -468,6 +521,36 @@ impl Ec2Mutate for AwsEc2 {
             .await
             .map_err(|e| cloud_error("ReplaceRouteTableAssociation", e))?;
         Ok(out.new_association_id().unwrap_or_default().to_string())
+    }
+
+    async fn assign_ipv4_prefixes(
+        &self,
+        network_interface_id: &str,
+        prefixes: &[Cidr],
+    ) -> Result<(), CloudError> {
+        self.client
+            .assign_private_ip_addresses()
+            .network_interface_id(network_interface_id)
+            .set_ipv4_prefixes(Some(prefixes.iter().map(ToString::to_string).collect()))
+            .send()
+            .await
+            .map_err(|e| cloud_error("AssignPrivateIpAddresses", e))?;
+        Ok(())
+    }
+
+    async fn unassign_ipv4_prefixes(
+        &self,
+        network_interface_id: &str,
+        prefixes: &[Cidr],
+    ) -> Result<(), CloudError> {
+        self.client
+            .unassign_private_ip_addresses()
+            .network_interface_id(network_interface_id)
+            .set_ipv4_prefixes(Some(prefixes.iter().map(ToString::to_string).collect()))
+            .send()
+            .await
+            .map_err(|e| cloud_error("UnassignPrivateIpAddresses", e))?;
+        Ok(())
     }
 
     async fn assign_private_ips(

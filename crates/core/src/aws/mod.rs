@@ -25,6 +25,7 @@ use aws_smithy_runtime_api::client::orchestrator::Metadata;
 use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 
+use crate::declaration::Declaration;
 use crate::error::{CloudError, ErrorKind};
 use crate::ports::MUTATING_OPERATIONS;
 
@@ -59,6 +60,56 @@ impl AwsOptions {
             host.rsplit_once(':').map(|(h, _)| h).unwrap_or(host)
         };
         host == "localhost" || host == "::1" || host.starts_with("127.")
+    }
+}
+
+/// What the declaration says about reaching AWS (CFE's `externalStorage.endpointDnsName`,
+/// `failoverAddresses.endpointDnsName`, `trustedCertBundle`, and the region of a
+/// virtual-host bucket name).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ClientSettings {
+    /// EC2 interface endpoint host (AWS PrivateLink): EC2 calls go to `https://HOST`.
+    pub ec2_endpoint: Option<String>,
+    /// S3 interface endpoint host: S3 calls go to `https://bucket.HOST` (virtual-host style,
+    /// as CFE and AWS's PrivateLink guide do).
+    pub s3_endpoint: Option<String>,
+    /// The state bucket's region, when the declaration names it.
+    pub s3_region: Option<String>,
+    /// PEM CA certificates the clients trust instead of the system's (as CFE's `ca` option).
+    pub ca_bundle: Option<Vec<u8>>,
+}
+
+impl ClientSettings {
+    /// The settings `decl` asks for. The CA bundle file is read here; a missing file is
+    /// ignored with a warning, as CFE ignored it.
+    pub fn from_declaration(decl: &Declaration) -> Result<ClientSettings, String> {
+        let ca_bundle = match &decl.trusted_cert_bundle {
+            None => None,
+            Some(path) => match std::fs::read(path) {
+                Ok(pem) if pem.windows(27).any(|w| w == b"-----BEGIN CERTIFICATE-----") => {
+                    Some(pem)
+                }
+                Ok(_) => {
+                    return Err(format!(
+                        "trustedCertBundle: {path} holds no PEM certificate"
+                    ))
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    tracing::warn!(%path, "trustedCertBundle: no such file; the system's CA certificates are used (as CFE did)");
+                    None
+                }
+                Err(e) => return Err(format!("trustedCertBundle: {path}: {e}")),
+            },
+        };
+        Ok(ClientSettings {
+            ec2_endpoint: decl
+                .failover_addresses
+                .as_ref()
+                .and_then(|a| a.endpoint_dns_name.clone()),
+            s3_endpoint: decl.external_storage.endpoint_dns_name.clone(),
+            s3_region: decl.external_storage.bucket_region.clone(),
+            ca_bundle,
+        })
     }
 }
 
@@ -227,18 +278,22 @@ pub async fn connect(opts: &AwsOptions) -> AwsCloud {
 
 /// Like [`connect`], recording every call in `log` when given.
 pub async fn connect_with(opts: &AwsOptions, log: Option<CallLog>) -> AwsCloud {
-    let emulator = opts.is_emulator();
-    let config = sdk_config(opts).await;
-    let mut s3_config = aws_sdk_s3::config::Builder::from(&config)
-        .force_path_style(config.endpoint_url().is_some());
-    let mut ec2_config = aws_sdk_ec2::config::Builder::from(&config).interceptor(WireAttempts);
-    if let Some(log) = log {
-        s3_config = s3_config.interceptor(log.clone());
-        ec2_config = ec2_config.interceptor(log);
-    }
-    let s3_config = s3_config.build();
+    connect_for(opts, &ClientSettings::default(), log).await
+}
+
+/// The adapters for a declaration: its endpoints, CA bundle and bucket region applied on top
+/// of `opts` (they win over `opts.endpoint_url`).
+pub async fn connect_for(
+    opts: &AwsOptions,
+    settings: &ClientSettings,
+    log: Option<CallLog>,
+) -> AwsCloud {
+    let (ec2_config, s3_config) = sdk_configs(opts, settings, log).await;
     AwsCloud {
-        ec2: AwsEc2::new(aws_sdk_ec2::Client::from_conf(ec2_config.build()), emulator),
+        ec2: AwsEc2::new(
+            aws_sdk_ec2::Client::from_conf(ec2_config),
+            opts.is_emulator(),
+        ),
         s3: AwsS3::new(aws_sdk_s3::Client::from_conf(s3_config)),
     }
 }
@@ -246,7 +301,7 @@ pub async fn connect_with(opts: &AwsOptions, log: Option<CallLog>) -> AwsCloud {
 /// The account (STS `GetCallerIdentity`) and region of the caller: the CLI's `invoke` trusts
 /// events from there, as the Lambda trusts its own function's account and region.
 pub async fn caller_home(opts: &AwsOptions) -> Result<crate::events::Home, CloudError> {
-    let config = sdk_config(opts).await;
+    let config = sdk_config(opts, &ClientSettings::default()).await;
     let region = config.region().map(|r| r.to_string()).ok_or_else(|| {
         CloudError::new(
             "GetCallerIdentity",
@@ -265,11 +320,21 @@ pub async fn caller_home(opts: &AwsOptions) -> Result<crate::events::Home, Cloud
     Ok(crate::events::Home { account, region })
 }
 
-/// One SDK configuration for every client: region, endpoint, retries, timeouts, credentials.
-async fn sdk_config(opts: &AwsOptions) -> aws_config::SdkConfig {
-    let http = aws_smithy_http_client::Builder::new()
-        .tls_provider(tls::Provider::Rustls(CryptoMode::Ring))
-        .build_https();
+/// One SDK configuration for every client: region, endpoint, retries, timeouts, credentials,
+/// and the declaration's CA bundle when it names one.
+async fn sdk_config(opts: &AwsOptions, settings: &ClientSettings) -> aws_config::SdkConfig {
+    let mut http = aws_smithy_http_client::Builder::new()
+        .tls_provider(tls::Provider::Rustls(CryptoMode::Ring));
+    if let Some(pem) = &settings.ca_bundle {
+        let store = tls::TrustStore::empty().with_pem_certificate(pem.clone());
+        http = http.tls_context(
+            tls::TlsContext::builder()
+                .with_trust_store(store)
+                .build()
+                .expect("a TLS context from a trust store"),
+        );
+    }
+    let http = http.build_https();
     let mut loader = aws_config::defaults(BehaviorVersion::latest())
         .http_client(http)
         .retry_config(RetryConfig::standard().with_max_attempts(4))
@@ -289,6 +354,35 @@ async fn sdk_config(opts: &AwsOptions) -> aws_config::SdkConfig {
         ));
     }
     loader.load().await
+}
+
+/// The EC2 and S3 client configurations: the shared one, the declaration's endpoints and
+/// bucket region, the wire-attempt counter, and the call log when given.
+async fn sdk_configs(
+    opts: &AwsOptions,
+    settings: &ClientSettings,
+    log: Option<CallLog>,
+) -> (aws_sdk_ec2::Config, aws_sdk_s3::Config) {
+    let config = sdk_config(opts, settings).await;
+    let mut s3_config = aws_sdk_s3::config::Builder::from(&config)
+        .force_path_style(config.endpoint_url().is_some());
+    let mut ec2_config = aws_sdk_ec2::config::Builder::from(&config).interceptor(WireAttempts);
+    if let Some(host) = &settings.ec2_endpoint {
+        ec2_config = ec2_config.endpoint_url(format!("https://{host}"));
+    }
+    if let Some(host) = &settings.s3_endpoint {
+        s3_config = s3_config
+            .endpoint_url(format!("https://bucket.{host}"))
+            .force_path_style(false);
+    }
+    if let Some(region) = &settings.s3_region {
+        s3_config = s3_config.region(Region::new(region.clone()));
+    }
+    if let Some(log) = log {
+        s3_config = s3_config.interceptor(log.clone());
+        ec2_config = ec2_config.interceptor(log);
+    }
+    (ec2_config.build(), s3_config.build())
 }
 
 /// Converts an SDK error into a `CloudError`, keeping the code, message and source.
@@ -362,5 +456,259 @@ mod tests {
         assert!(o("http://[::1]:5000").is_emulator());
         assert!(!o("https://ec2.us-east-1.amazonaws.com").is_emulator());
         assert!(!AwsOptions::default().is_emulator());
+    }
+
+    /// Records each request's URI and signature scope, then stops it before it is sent.
+    #[derive(Clone, Debug, Default)]
+    struct Capture(Arc<Mutex<Vec<String>>>);
+
+    impl Intercept for Capture {
+        fn name(&self) -> &'static str {
+            "Capture"
+        }
+        fn read_before_transmit(
+            &self,
+            ctx: &BeforeTransmitInterceptorContextRef<'_>,
+            _: &RuntimeComponents,
+            _: &mut ConfigBag,
+        ) -> Result<(), BoxError> {
+            let req = ctx.request();
+            let auth = req.headers().get("authorization").unwrap_or_default();
+            let scope = auth
+                .split("Credential=")
+                .nth(1)
+                .and_then(|c| c.split(',').next())
+                .unwrap_or_default();
+            let body = req
+                .body()
+                .bytes()
+                .map(|b| String::from_utf8_lossy(b).into_owned())
+                .unwrap_or_default();
+            self.0
+                .lock()
+                .unwrap()
+                .push(format!("{} {scope} {body}", req.uri()));
+            Err("captured, not sent".into())
+        }
+    }
+
+    fn decl(patch: serde_json::Value) -> Declaration {
+        let mut v: serde_json::Value = serde_json::from_str(include_str!(
+            "../../../../examples/seed-article/declaration-after.json"
+        ))
+        .unwrap();
+        for (k, x) in patch.as_object().unwrap() {
+            match x {
+                serde_json::Value::Object(m) if v[k].is_object() => {
+                    for (k2, x2) in m {
+                        let obj = v[k].as_object_mut().unwrap();
+                        if x2.is_null() {
+                            obj.remove(k2);
+                        } else {
+                            obj.insert(k2.clone(), x2.clone());
+                        }
+                    }
+                }
+                _ => v[k] = x.clone(),
+            }
+        }
+        Declaration::from_value(&v).unwrap()
+    }
+
+    #[tokio::test]
+    async fn declared_private_link_endpoints_and_bucket_region_reach_the_clients() {
+        // GIVEN a declaration with CFE 2.4's endpointDnsName for S3 and EC2 and a
+        // virtual-host bucket name in another region
+        let d = decl(serde_json::json!({
+            "externalStorage": {
+                "scopingTags": null,
+                "scopingName": "cfe-state.bucket.vpce-0a1b-2c3d.s3.us-gov-west-1.vpce.amazonaws.com",
+                "endpointDnsName": "vpce-0a1b-2c3d.s3.us-gov-west-1.vpce.amazonaws.com"
+            },
+            "failoverAddresses": {
+                "endpointDnsName": "*.vpce-0e1f-2a3b.ec2.us-gov-west-1.vpce.amazonaws.com"
+            }
+        }));
+        let settings = ClientSettings::from_declaration(&d).unwrap();
+        // (an emulator endpoint in opts gives dummy credentials: nothing asks instance metadata)
+        let opts = AwsOptions {
+            region: None,
+            endpoint_url: Some("http://127.0.0.1:9".into()),
+        };
+        let (ec2, s3) = sdk_configs(&opts, &settings, None).await;
+        let seen = Capture::default();
+        let ec2 =
+            aws_sdk_ec2::Client::from_conf(ec2.to_builder().interceptor(seen.clone()).build());
+        let s3 = aws_sdk_s3::Client::from_conf(s3.to_builder().interceptor(seen.clone()).build());
+        // WHEN each client makes a call (stopped before it leaves the process)
+        let _ = ec2.describe_instances().send().await;
+        let _ = s3.head_bucket().bucket("cfe-state").send().await;
+        // THEN EC2 goes to its interface endpoint, S3 to the bucket's, signed for its region
+        let seen = seen.0.lock().unwrap().clone();
+        assert_eq!(seen.len(), 2, "{seen:?}");
+        assert!(
+            seen[0].starts_with("https://vpce-0e1f-2a3b.ec2.us-gov-west-1.vpce.amazonaws.com/ "),
+            "{seen:?}"
+        );
+        assert!(
+            seen[1].starts_with(
+                "https://cfe-state.bucket.vpce-0a1b-2c3d.s3.us-gov-west-1.vpce.amazonaws.com/ "
+            ),
+            "{seen:?}"
+        );
+        assert!(
+            seen[1].contains("/us-gov-west-1/s3/aws4_request"),
+            "{seen:?}"
+        );
+    }
+
+    /// PEM text of a DER certificate (the test needs no base64 crate).
+    fn pem(der: &[u8]) -> String {
+        const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        let mut text = String::new();
+        for chunk in der.chunks(3) {
+            let n = chunk
+                .iter()
+                .enumerate()
+                .fold(0u32, |n, (i, b)| n | (u32::from(*b) << (16 - 8 * i)));
+            for i in 0..4 {
+                text.push(if i <= chunk.len() {
+                    B64[(n >> (18 - 6 * i) & 63) as usize] as char
+                } else {
+                    '='
+                });
+            }
+        }
+        let lines: Vec<&str> = text
+            .as_bytes()
+            .chunks(64)
+            .map(|l| std::str::from_utf8(l).unwrap())
+            .collect();
+        format!(
+            "-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n",
+            lines.join("\n")
+        )
+    }
+
+    #[tokio::test]
+    async fn the_clients_trust_the_declared_ca_bundle() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        use tokio_rustls::rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
+        use tokio_rustls::rustls::{crypto::ring, ServerConfig};
+        // GIVEN an HTTPS endpoint on loopback whose certificate a private CA signed (as behind
+        // a TLS-inspecting proxy or a private endpoint)
+        let ca_key = rcgen::KeyPair::generate().unwrap();
+        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let ca = ca_params.self_signed(&ca_key).unwrap();
+        let issuer = rcgen::Issuer::new(ca_params, ca_key);
+        let leaf_key = rcgen::KeyPair::generate().unwrap();
+        let leaf = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()])
+            .unwrap()
+            .signed_by(&leaf_key, &issuer)
+            .unwrap();
+        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(leaf_key.serialize_der()));
+        let server = ServerConfig::builder_with_provider(Arc::new(ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(vec![leaf.der().clone()], key)
+            .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(server));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    if let Ok(mut s) = acceptor.accept(tcp).await {
+                        let mut buf = [0u8; 4096];
+                        let _ = s.read(&mut buf).await;
+                        let _ = s
+                            .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                            .await;
+                        let _ = s.shutdown().await;
+                    }
+                });
+            }
+        });
+        let opts = AwsOptions {
+            region: None,
+            endpoint_url: Some(format!("https://{addr}")),
+        };
+        let store = |settings: ClientSettings| {
+            let opts = opts.clone();
+            async move { connect_for(&opts, &settings, None).await.s3 }
+        };
+        use crate::ports::ObjectStore;
+        // WHEN the clients are built without the bundle, THEN the certificate is not trusted
+        let plain = store(ClientSettings::default()).await;
+        assert!(plain.bucket_exists("cfe-state").await.is_err());
+        // WHEN they are built with trustedCertBundle's CA, THEN the call goes through
+        let trusting = store(ClientSettings {
+            ca_bundle: Some(pem(ca.der()).into_bytes()),
+            ..ClientSettings::default()
+        })
+        .await;
+        assert!(trusting.bucket_exists("cfe-state").await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn prefix_moves_are_sent_as_ec2_expects() {
+        // (moto has no delegated prefixes: the requests are checked here, stopped before sending)
+        use crate::ports::Ec2Mutate;
+        let opts = AwsOptions {
+            region: None,
+            endpoint_url: Some("http://127.0.0.1:9".into()),
+        };
+        let (ec2, _) = sdk_configs(&opts, &ClientSettings::default(), None).await;
+        let seen = Capture::default();
+        let client =
+            aws_sdk_ec2::Client::from_conf(ec2.to_builder().interceptor(seen.clone()).build());
+        let adapter = AwsEc2::new(client, false);
+        let p: crate::net::Cidr = "10.0.0.48/28".parse().unwrap();
+        assert!(adapter
+            .unassign_ipv4_prefixes("eni-0a", &[p])
+            .await
+            .is_err());
+        assert!(adapter.assign_ipv4_prefixes("eni-0b", &[p]).await.is_err());
+        let seen = seen.0.lock().unwrap().clone();
+        assert_eq!(seen.len(), 2, "{seen:?}");
+        for (req, action, eni) in [
+            (&seen[0], "UnassignPrivateIpAddresses", "eni-0a"),
+            (&seen[1], "AssignPrivateIpAddresses", "eni-0b"),
+        ] {
+            assert!(req.contains(&format!("Action={action}&")), "{req}");
+            assert!(req.contains(&format!("NetworkInterfaceId={eni}")), "{req}");
+            assert!(req.contains("Ipv4Prefix.1=10.0.0.48%2F28"), "{req}");
+            assert!(!req.contains("AllowReassignment"), "{req}");
+        }
+    }
+
+    #[test]
+    fn trusted_cert_bundle_is_read_from_its_file() {
+        let dir = std::env::temp_dir().join(format!("cf-bundle-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        // Only read and checked for a PEM certificate here; the TLS stack parses it.
+        let text =
+            "-----BEGIN CERTIFICATE-----\nMIIBszCCAVmgAwIBAgIUX\n-----END CERTIFICATE-----\n";
+        let pem = dir.join("ca.pem");
+        std::fs::write(&pem, text).unwrap();
+        let bundle = |path: &std::path::Path| {
+            ClientSettings::from_declaration(&decl(
+                serde_json::json!({"trustedCertBundle": path.to_str().unwrap()}),
+            ))
+        };
+        assert_eq!(
+            bundle(&pem).unwrap().ca_bundle,
+            Some(text.as_bytes().to_vec())
+        );
+        // CFE ignored a bundle file that does not exist.
+        assert_eq!(bundle(&dir.join("none.pem")).unwrap().ca_bundle, None);
+        let junk = dir.join("junk.pem");
+        std::fs::write(&junk, "not a certificate").unwrap();
+        let e = bundle(&junk).unwrap_err();
+        assert!(e.starts_with("trustedCertBundle: "), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
