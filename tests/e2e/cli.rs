@@ -199,15 +199,20 @@ async fn operator_commands_and_exit_codes() {
     let (c, out, err) = code(&["execute", "--declaration", &after, "--target", "peer"]);
     assert_eq!(c, Some(0), "{out}{err}");
     assert!(out.contains(&format!("\"target\": \"{b}\"")), "{out}");
+    // Issue 12.1: an operator's execute is forced, and by whom is recorded (STS).
+    assert!(out.contains("\"forced\": true"), "{out}");
+    assert!(out.contains("cloud-failover execute by arn:aws:"), "{out}");
+    // Right after, back to A: obeyed although within the cooldown.
+    let (c, out, err) = code(&["execute", "--declaration", &after, "--target", &a]);
+    assert_eq!(c, Some(0), "{out}{err}");
+    let (c, out, err) = code(&["execute", "--declaration", &after, "--target", &b]);
+    assert_eq!(c, Some(0), "{out}{err}");
 
-    // Inside the cooldown, an unforced execute: COOLDOWN, exit 4.
-    let (c, _, err) = code(&["execute", "--declaration", &after, "--target", &a]);
-    assert_eq!(c, Some(4), "{err}");
-    assert!(err.lines().any(|l| l.starts_with("COOLDOWN: ")), "{err}");
     // A trigger saying the followed unit (B) failed, inside the cooldown: deferred (exit 10),
     // so Lambda retries it rather than dropping it.
     let (c, _, err) = code(&["invoke", &b_stops, "--declaration", &after]);
     assert_eq!(c, Some(10), "{err}");
+    assert!(err.contains("COOLDOWN"), "{err}");
 
     // IGNORED, exit 5; refused, exit 6; drift, exit 7; no bucket, exit 8.
     let (c, _, err) = code(&["invoke", &ok_event, "--declaration", &after]);
@@ -244,7 +249,7 @@ async fn operator_commands_and_exit_codes() {
     assert_eq!(runs[0]["taskState"], "FAILED");
     let (_, out, _) = code(&["history", "--declaration", &after]);
     let runs: serde_json::Value = serde_json::from_str(&out).unwrap();
-    assert_eq!(runs.as_array().unwrap().len(), 2, "{runs:#}");
+    assert_eq!(runs.as_array().unwrap().len(), 4, "{runs:#}");
 
     // A live lock: IN_PROGRESS (3); unlock refuses (9) unless forced.
     let lock = serde_json::json!({

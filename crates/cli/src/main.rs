@@ -98,7 +98,8 @@ enum Command {
         /// cloud follows now.
         #[arg(long)]
         target: String,
-        /// Fail over even within the cooldown after the last failover.
+        /// Accepted for old scripts: an explicit execute is always carried out, within the
+        /// cooldown too (damping is for automatic triggers).
         #[arg(long)]
         force: bool,
         /// Stop sending mutations this many seconds from now (less a reserve to verify and
@@ -472,7 +473,16 @@ async fn dispatch(cli: &Cli) -> Result<(), CliError> {
             let t = target(t)?;
             let (cloud, decl) = open(&opts, &loc).await?;
             let mut req = RunRequest::new(t, mode, "cli");
-            req.force = force;
+            if mode == Mode::Execute {
+                // An operator's explicit command is carried out: damping is for automatic
+                // triggers (`--force` is kept for scripts that pass it).
+                let _ = force;
+                req.force = true;
+                req.requested_by = Some(match aws::caller_arn(&opts).await {
+                    Ok(arn) => format!("cloud-failover execute by {arn}"),
+                    Err(e) => format!("cloud-failover execute (caller unknown: {e})"),
+                });
+            }
             req.deadline =
                 deadline.map(|s| std::time::Instant::now() + std::time::Duration::from_secs(s));
             let outcome = run(&cloud.ec2, &cloud.s3, &decl, req).await?;

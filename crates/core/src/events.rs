@@ -718,19 +718,13 @@ impl Trigger {
             Trigger::Schedule { .. } => Intent::Reconcile {
                 trigger: "reconcile (retryFailover)".into(),
             },
-            Trigger::Direct {
-                mode,
-                target,
-                force,
-            } => Intent::Run {
+            // An operator's explicit command: carried out, undamped (`force` is implied and
+            // kept only for old callers).
+            Trigger::Direct { mode, target, .. } => Intent::Run {
                 target: TargetSpec::Instance(target.clone()),
                 mode: *mode,
-                trigger: if *force {
-                    "direct (forced)".into()
-                } else {
-                    "direct".into()
-                },
-                force: *force,
+                trigger: "direct".into(),
+                force: true,
             },
         }
     }

@@ -44,6 +44,8 @@ pub struct RunRequest {
     pub request_id: Option<String>,
     /// Skip the cooldown.
     pub force: bool,
+    /// Who asked, when a person or an appliance did (recorded with a forced run).
+    pub requested_by: Option<String>,
     /// When the caller must have returned (the Lambda deadline): the run stops sending
     /// mutations early enough to record its outcome before then.
     pub deadline: Option<Instant>,
@@ -58,6 +60,7 @@ impl RunRequest {
             trigger: trigger.into(),
             request_id: None,
             force: false,
+            requested_by: None,
             deadline: None,
         }
     }
@@ -428,7 +431,7 @@ fn cooldown(
         return None;
     }
     let message = format!(
-        "cooldown: the cluster failed over to {} {age} s ago; no failover to {} for another {} s (force it with a direct invoke, \"force\": true)",
+        "cooldown: the cluster failed over to {} {age} s ago; no failover to {} for another {} s (an operator's cloud-failover execute or direct invoke is carried out)",
         last.target,
         plan.target,
         window - age

@@ -167,6 +167,10 @@ pub async fn handle(
                 RunRequest {
                     target: target.clone(),
                     mode,
+                    requested_by: force.then(|| match &invocation.request_id {
+                        Some(id) => format!("{trigger}, Lambda request {id}"),
+                        None => trigger.clone(),
+                    }),
                     trigger,
                     request_id: invocation.request_id,
                     force,
@@ -257,6 +261,7 @@ async fn reconcile(
             trigger: format!("{trigger}, every {} min", retry.interval_minutes),
             request_id: invocation.request_id,
             force: false,
+            requested_by: None,
             deadline: invocation.deadline,
         },
     )
@@ -637,12 +642,48 @@ mod tests {
         assert_eq!(out["status"], "IN_PROGRESS", "{out}");
     }
 
-    /// A skip while the cloud follows a healthy member stays a successful COOLDOWN answer.
+    /// A skip while the cloud follows a healthy member stays a successful COOLDOWN answer:
+    /// A is running again and preferred (failbackTo), but the cluster just failed over to B.
     #[tokio::test]
     async fn a_skip_while_the_followed_member_is_healthy_stays_a_skip() {
         let cloud = MemoryCloud::seed();
-        on(&cloud, &direct(SEED_B, true)).await.unwrap();
-        let out = on(&cloud, &direct(SEED_A, false)).await.unwrap();
+        let mut v = crate::json::parse(
+            &std::fs::read_to_string(format!(
+                "{ROOT}/examples/seed-article/declaration-after.json"
+            ))
+            .unwrap(),
+        )
+        .unwrap();
+        v["serverless"] = json!({"failbackTo": SEED_A});
+        let path = std::env::temp_dir().join(format!("cf-failback-{}.json", std::process::id()));
+        std::fs::write(&path, v.to_string()).unwrap();
+        let loc = Location::File(path);
+        handle(&cloud, &cloud, &loc, &direct(SEED_B, false), invocation())
+            .await
+            .unwrap();
+        let mut running = event("ec2-state-change.json");
+        running["detail"]["state"] = "running".into();
+        let out = handle(&cloud, &cloud, &loc, &running, invocation())
+            .await
+            .unwrap();
         assert_eq!(out["status"], "COOLDOWN", "{out}");
+    }
+
+    /// Issue 12.1: an operator's direct execute is carried out within the cooldown (damping is
+    /// for automatic triggers), and the record says it was forced and by whom.
+    #[tokio::test]
+    async fn an_operators_direct_execute_is_obeyed() {
+        let cloud = MemoryCloud::seed();
+        on(&cloud, &event("alarm-eventbridge.json")).await.unwrap();
+        let inv = Invocation {
+            request_id: Some("req-42".into()),
+            ..invocation()
+        };
+        let out = handle(&cloud, &cloud, &decl(), &direct(SEED_A, false), inv)
+            .await
+            .unwrap();
+        assert_eq!(out["status"], "SUCCEEDED", "{out}");
+        assert_eq!(out["forced"], true, "{out}");
+        assert_eq!(out["requestedBy"], "direct, Lambda request req-42", "{out}");
     }
 }

@@ -81,6 +81,12 @@ pub struct RunRecord {
     pub last_failover: Option<LastFailover>,
     /// The cluster's members when the run started (tells one cluster's record from another's).
     pub members: Vec<String>,
+    /// Whether damping was skipped (an operator's explicit command, the appliance's own
+    /// announcement, or `force`).
+    pub forced: bool,
+    /// Who asked for a forced run: the operator's identity (STS), the appliance's source, or
+    /// the direct invoke's request.
+    pub requested_by: Option<String>,
 }
 
 /// When the cluster last failed over, and to whom.
@@ -117,6 +123,8 @@ impl RunRecord {
             recovers: None,
             last_failover: None,
             members: Vec::new(),
+            forced: req.force,
+            requested_by: req.requested_by.clone(),
         }
     }
 

@@ -320,6 +320,17 @@ pub async fn caller_home(opts: &AwsOptions) -> Result<crate::events::Home, Cloud
     Ok(crate::events::Home { account, region })
 }
 
+/// The caller's identity (STS `GetCallerIdentity`), recorded with an operator's command.
+pub async fn caller_arn(opts: &AwsOptions) -> Result<String, CloudError> {
+    let config = sdk_config(opts, &ClientSettings::default()).await;
+    let out = aws_sdk_sts::Client::new(&config)
+        .get_caller_identity()
+        .send()
+        .await
+        .map_err(|e| cloud_error("GetCallerIdentity", e))?;
+    Ok(out.arn().unwrap_or("unknown").to_string())
+}
+
 /// One SDK configuration for every client: region, endpoint, retries, timeouts, credentials,
 /// and the declaration's CA bundle when it names one.
 async fn sdk_config(opts: &AwsOptions, settings: &ClientSettings) -> aws_config::SdkConfig {
