@@ -312,6 +312,23 @@ async fn execute_held(
         previous(prev_state.as_ref())
     };
     record.last_failover = prev.last_failover.clone();
+    // A file CFE itself wrote (side by side during a migration): while CFE runs a failover,
+    // no second one starts; CFE's last failover counts for the cooldown.
+    if let Some(cfe) = prev_state.as_ref().and_then(|s| cfe_record(s, &snap)) {
+        if let Some(since) = cfe.running_since {
+            let message = format!(
+                "CFE on {} has been failing over since {since} (its state file says RUNNING): not starting a second failover",
+                cfe.instance
+            );
+            tracing::info!(%message, "in progress elsewhere");
+            return Ok(RunOutcome::Skipped(Skipped {
+                status: "IN_PROGRESS",
+                message,
+                run_id: record.run_id,
+            }));
+        }
+        record.last_failover = record.last_failover.take().or(cfe.last);
+    }
     if matches!(
         prev.task_state,
         Some(TaskState::Running | TaskState::Failed)
@@ -403,6 +420,44 @@ async fn execute_held(
         "run finished"
     );
     Ok(RunOutcome::Completed(Box::new(report)))
+}
+
+/// How long a RUNNING state file written by CFE holds our runs back: CFE's own failover
+/// gives up within this (its retries), so an older RUNNING is a CFE that died mid-way.
+const CFE_RUNNING_WINDOW_SECONDS: i64 = 300;
+
+/// What a state file CFE wrote (no `serverless` block) says.
+struct CfeRecord {
+    /// The hostname of the unit that ran it (`instance`).
+    instance: String,
+    /// Set while CFE is failing over (RUNNING, recent).
+    running_since: Option<chrono::DateTime<Utc>>,
+    /// Its last finished failover, when its unit is a member (by `Name` tag).
+    last: Option<LastFailover>,
+}
+
+fn cfe_record(state: &Value, snap: &Snapshot) -> Option<CfeRecord> {
+    if state.get(crate::declaration::EXTENSION_KEY).is_some() {
+        return None;
+    }
+    let at: chrono::DateTime<Utc> = state.get("timestamp")?.as_str()?.parse().ok()?;
+    let instance = state.get("instance")?.as_str()?.to_string();
+    let task: TaskState = serde_json::from_value(state.get("taskState")?.clone()).ok()?;
+    let age = (Utc::now() - at).num_seconds();
+    let running_since =
+        (task == TaskState::Running && age < CFE_RUNNING_WINDOW_SECONDS).then_some(at);
+    let last = (task != TaskState::Running)
+        .then(|| snap.members.iter().find(|m| m.display_name() == instance))
+        .flatten()
+        .map(|m| LastFailover {
+            target: m.id.clone(),
+            at,
+        });
+    Some(CfeRecord {
+        instance,
+        running_since,
+        last,
+    })
 }
 
 /// How far in the future a recorded last failover may be (clock skew between writers) before
@@ -1001,6 +1056,46 @@ mod tests {
         let back = completed(run(&cloud, &cloud, &d, r).await.unwrap());
         assert_eq!(back.plan.target, SEED_A);
         assert_eq!(route(&cloud), SEED_A_EXT);
+    }
+
+    /// Issue 13.9: side by side with CFE during a migration. A RUNNING file CFE wrote holds
+    /// our runs back (no double failover); CFE's last failover counts for the cooldown.
+    #[tokio::test]
+    async fn a_state_file_cfe_wrote_is_taken_into_account() {
+        let cloud = MemoryCloud::seed();
+        let d = Declaration::parse(AFTER).unwrap();
+        let cfe = |task: &str| {
+            let mut v: Value = serde_json::from_str(include_str!(
+                "../../../examples/seed-article/state-after-failover-to-b.json"
+            ))
+            .unwrap();
+            v["taskState"] = task.into();
+            v["timestamp"] = crate::state::timestamp(Utc::now()).into();
+            serde_json::to_vec(&v).unwrap()
+        };
+        let put = |body: Vec<u8>| cloud.put_object(BUCKET, STATE, body, &Encryption::None, None);
+        // The cloud follows B, as CFE left it.
+        go(&cloud, SEED_B, Mode::Execute).await.unwrap();
+        cloud.reset_calls();
+        put(cfe("RUNNING")).await.unwrap();
+        match run(&cloud, &cloud, &d, unforced(SEED_A)).await.unwrap() {
+            RunOutcome::Skipped(s) => {
+                assert_eq!(s.status, "IN_PROGRESS");
+                assert!(
+                    s.message.contains("CFE on failover02.www.non-97.net"),
+                    "{}",
+                    s.message
+                );
+            }
+            RunOutcome::Completed(r) => panic!("ran while CFE runs: {:?}", r.record.message),
+        }
+        assert_eq!(cloud.mutation_count(), 0);
+        // CFE failed over to B a moment ago: an automatic failover back to A is damped.
+        put(cfe("SUCCEEDED")).await.unwrap();
+        match run(&cloud, &cloud, &d, unforced(SEED_B)).await.unwrap() {
+            RunOutcome::Skipped(s) => assert_eq!(s.status, "COOLDOWN", "{}", s.message),
+            RunOutcome::Completed(r) => panic!("not damped: {:?}", r.record.message),
+        }
     }
 
     #[tokio::test]
