@@ -167,6 +167,8 @@ struct Previous {
     run_id: Option<String>,
     task_state: Option<TaskState>,
     last_failover: Option<LastFailover>,
+    #[serde(default)]
+    refusal: Vec<String>,
 }
 
 fn previous(state: Option<&Value>) -> Previous {
@@ -215,7 +217,7 @@ async fn dry_run(
     let target = resolve_target(decl, &snap, &req.target)?;
     let plan = plan(decl, &snap, &target).map_err(|r| FailoverError::Refused(r.reasons))?;
     record = record.with_plan(&plan);
-    record.task_state = TaskState::Succeeded;
+    record.task_state = TaskState::DryRun;
     record.message = format!("dry run: {} operation(s) planned", plan.operations.len());
     record.finish(clock);
     Ok(RunOutcome::Completed(Box::new(RunReport {
@@ -332,9 +334,14 @@ async fn execute_held(
     if matches!(
         prev.task_state,
         Some(TaskState::Running | TaskState::Failed)
-    ) {
+    ) && prev.refusal.is_empty()
+    {
         record.recovers = prev.run_id.clone();
-        tracing::warn!(previous = ?prev.run_id, state = ?prev.task_state, "the previous run did not finish cleanly: re-planning from the current cloud");
+        tracing::warn!(
+            previous = prev.run_id.as_deref().unwrap_or("-"),
+            state = prev.task_state.map_or("-", TaskState::as_str),
+            "the previous run did not finish cleanly: re-planning from the current cloud"
+        );
     }
     let planned = resolve_target(decl, &snap, &req.target).and_then(|target| {
         record.target = target.clone();
@@ -348,6 +355,11 @@ async fn execute_held(
                 record.task_state = TaskState::Failed;
                 record.message = format!("refused: {}", reasons.join("; "));
                 record.finish(clock);
+                // The state file tells the truth too: the last task was refused (its last
+                // failover is kept for the cooldown).
+                if let Err(w) = log.write_state(&record).await {
+                    tracing::error!(error = %w, "could not record the refusal in the state file");
+                }
                 if let Err(w) = log.write_history(&record).await {
                     tracing::error!(error = %w, "could not record the refusal in history");
                 }
@@ -414,9 +426,9 @@ async fn execute_held(
             .map_err(FailoverError::State)?,
     );
     tracing::info!(
-        task_state = ?report.record.task_state,
+        task_state = report.record.task_state.as_str(),
         duration_ms = report.record.duration_ms,
-        message = %report.record.message,
+        summary = %report.record.message,
         "run finished"
     );
     Ok(RunOutcome::Completed(Box::new(report)))
@@ -608,6 +620,8 @@ mod tests {
         let cloud = MemoryCloud::seed();
         let r = go(&cloud, SEED_B, Mode::DryRun).await.unwrap();
         assert_eq!(r.plan.operations.len(), 2);
+        // Issue 12.4: a dry run does not say SUCCEEDED.
+        assert_eq!(r.record.task_state, TaskState::DryRun);
         assert_eq!(cloud.mutation_count(), 0);
         assert!(
             cloud.object(BUCKET, STATE).is_none(),
@@ -636,7 +650,16 @@ mod tests {
         .unwrap_err();
         assert!(matches!(e, FailoverError::Refused(_)));
         assert_eq!(cloud.mutation_count(), 0);
-        assert!(cloud.object(BUCKET, STATE).is_none());
+        // Issue 12.4: the state file says what happened (it used to keep "Failover Complete").
+        let st = state(&cloud);
+        assert_eq!(st["taskState"], "FAILED");
+        assert!(
+            st["message"]
+                .as_str()
+                .unwrap()
+                .starts_with("Failover failed: refused: "),
+            "{st:#}"
+        );
         let history = cloud
             .list_keys(BUCKET, "f5cloudfailover/history/")
             .await

@@ -146,7 +146,8 @@ pub async fn handle(
     invocation: Invocation,
 ) -> Result<Value, FailoverError> {
     let trigger = events::parse(event)?;
-    tracing::info!(?trigger, "event received");
+    let shown = serde_json::to_string(&trigger).unwrap_or_default();
+    tracing::info!(trigger = %shown, "event received");
     if let Some(reason) = trigger.untrusted(&invocation.trust) {
         return Ok(ignored(reason));
     }

@@ -328,10 +328,9 @@ async fn try_failover(
                 backoff.refused = false;
                 backoff.wait();
             }
-            let state = serde_json::to_value(r.record.task_state).expect("enum");
             let what = format!(
                 "failover to {target} ({why}): {} — {}",
-                state.as_str().unwrap_or(""),
+                r.record.task_state.as_str(),
                 r.record.message
             );
             (what, true)

@@ -25,6 +25,20 @@ pub enum TaskState {
     Succeeded,
     /// Some operation failed or did not verify; the next run converges.
     Failed,
+    /// A dry run: planned only (never written to the state file; not one of CFE's states).
+    DryRun,
+}
+
+impl TaskState {
+    /// CFE's spelling (`RUNNING`, `SUCCEEDED`, `FAILED`), for logs and tables.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskState::Running => "RUNNING",
+            TaskState::Succeeded => "SUCCEEDED",
+            TaskState::Failed => "FAILED",
+            TaskState::DryRun => "DRY_RUN",
+        }
+    }
 }
 
 /// Whether a run changes the cloud.
@@ -420,6 +434,7 @@ pub fn cfe_state(record: &RunRecord) -> Value {
         TaskState::Running => "Failover running".to_string(),
         TaskState::Succeeded => "Failover Complete".to_string(),
         TaskState::Failed => format!("Failover failed: {}", record.message),
+        TaskState::DryRun => format!("Dry run: {}", record.message),
     };
     let mut v = json!({
         "taskState": record.task_state,
