@@ -149,11 +149,16 @@ pub async fn handle(
     let shown = serde_json::to_string(&trigger).unwrap_or_default();
     tracing::info!(trigger = %shown, "event received");
     if let Some(reason) = trigger.untrusted(&invocation.trust) {
-        return Ok(ignored(reason));
+        // Another account's or region's event reached this function: someone should look.
+        return Ok(ignored(reason, true));
     }
     let decl = load_declaration(store, declaration).await?;
     match trigger.intent(&decl.extension, &invocation.trust) {
-        Intent::Ignore { reason } => Ok(ignored(reason)),
+        Intent::Ignore { reason } => {
+            // An announcement from a source the declaration does not list is suspicious.
+            let suspicious = matches!(trigger, events::Trigger::ApplianceActive { .. });
+            Ok(ignored(reason, suspicious))
+        }
         Intent::Reconcile { trigger } => reconcile(ec2, store, &decl, trigger, invocation).await,
         Intent::Run {
             target,
@@ -224,6 +229,7 @@ async fn reconcile(
     let Some(retry) = decl.retry_failover.as_ref().filter(|r| r.enabled) else {
         return Ok(ignored(
             "retryFailover is not enabled in the declaration: no scheduled reconcile".into(),
+            false,
         ));
     };
     let (bucket, _) = resolve_bucket(store, &decl.external_storage.scope)
@@ -232,6 +238,7 @@ async fn reconcile(
     let Some(bucket) = bucket else {
         return Ok(ignored(
             "no state bucket: no failover recorded to reconcile to".into(),
+            false,
         ));
     };
     let state = StateLog {
@@ -250,6 +257,7 @@ async fn reconcile(
     let Some(last) = last else {
         return Ok(ignored(
             "no failover recorded yet: nothing to reconcile to".into(),
+            false,
         ));
     };
     let outcome = run(
@@ -310,9 +318,17 @@ async fn followed_unhealthy(
     Ok(reason)
 }
 
-fn ignored(reason: String) -> Value {
-    tracing::info!(%reason, "ignored");
-    json!({"status": "IGNORED", "reason": reason})
+/// An IGNORED answer; a `suspicious` one (an event from outside this account and region, an
+/// announcement from an unlisted source) is logged as a warning and flagged for the
+/// operators' notification filter.
+fn ignored(reason: String, suspicious: bool) -> Value {
+    if suspicious {
+        tracing::warn!(%reason, "ignored a suspicious event");
+        json!({"status": "IGNORED", "reason": reason, "suspicious": true})
+    } else {
+        tracing::info!(%reason, "ignored");
+        json!({"status": "IGNORED", "reason": reason})
+    }
 }
 
 /// The probe function: probes the members until shortly before the next scheduled run (or the
@@ -686,5 +702,27 @@ mod tests {
         assert_eq!(out["status"], "SUCCEEDED", "{out}");
         assert_eq!(out["forced"], true, "{out}");
         assert_eq!(out["requestedBy"], "direct, Lambda request req-42", "{out}");
+    }
+
+    /// Issue 12.5: suspicious ignored events are flagged for the operators' notifications;
+    /// ordinary ones (an alarm back to OK) are not.
+    #[tokio::test]
+    async fn suspicious_ignored_events_are_flagged() {
+        let cloud = MemoryCloud::seed();
+        let mut foreign = event("alarm-eventbridge.json");
+        foreign["account"] = "999999999999".into();
+        let out = on(&cloud, &foreign).await.unwrap();
+        assert_eq!(out["status"], "IGNORED", "{out}");
+        assert_eq!(out["suspicious"], true, "{out}");
+        let mut evil = event("appliance-active.json");
+        evil["source"] = "evil.attacker".into();
+        let out = on(&cloud, &evil).await.unwrap();
+        assert_eq!(out["suspicious"], true, "{out}");
+        let out = on(&cloud, &event("alarm-ok-eventbridge.json"))
+            .await
+            .unwrap();
+        assert_eq!(out["status"], "IGNORED", "{out}");
+        assert!(out.get("suspicious").is_none(), "{out}");
+        assert_eq!(cloud.mutation_count(), 0);
     }
 }
