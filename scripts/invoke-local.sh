@@ -49,7 +49,7 @@ for e in "${events[@]}"; do
   "$MOTO_PY" - "$work/out.json" <<'PY' || status=1
 import json, sys
 out = json.load(open(sys.argv[1]))
-ops = [o["id"] for o in out.get("plan", {}).get("operations", [])]
+ops = [o["id"] for o in out.get("operations", [])]
 print("   status:", out.get("status"), "|", out.get("message") or out.get("reason") or "", "|", ops)
 sys.exit(0 if out.get("status") else 1)
 PY

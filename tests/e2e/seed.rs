@@ -118,11 +118,7 @@ async fn dry_run_and_ignored_events_mutate_nothing() {
     calls.clear();
     let out = on(&cloud, &loc, &ids, "direct-dry-run.json").await.unwrap();
     assert_eq!(out["mode"], "dry-run");
-    assert_eq!(
-        out["plan"]["operations"].as_array().unwrap().len(),
-        2,
-        "{out:#}"
-    );
+    assert_eq!(out["operations"].as_array().unwrap().len(), 2, "{out:#}");
     let out = on(&cloud, &loc, &ids, "alarm-ok-eventbridge.json")
         .await
         .unwrap();
@@ -191,11 +187,7 @@ async fn several_tables_ipv4_and_ipv6_only_in_scope_routes_move() {
         .await
         .unwrap();
     assert_eq!(out["taskState"], "SUCCEEDED", "{out:#}");
-    assert_eq!(
-        out["plan"]["operations"].as_array().unwrap().len(),
-        5,
-        "{out:#}"
-    );
+    assert_eq!(out["operations"].as_array().unwrap().len(), 5, "{out:#}");
     let (a, b) = (ids.real(SEED_A_EXT), ids.real(SEED_B_EXT));
     for t in [SEED_RTB, "rtb-0bbbbbbbbbbbbbbbb"] {
         assert_eq!(
@@ -270,7 +262,7 @@ async fn association_swap_moves_subnets_to_the_targets_twin_table() {
         .await
         .unwrap();
     assert_eq!(out["status"], "SUCCEEDED", "{out:#}");
-    let swapped: Vec<&str> = out["plan"]["operations"]
+    let swapped: Vec<&str> = out["operations"]
         .as_array()
         .unwrap()
         .iter()

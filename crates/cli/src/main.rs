@@ -769,7 +769,7 @@ fn show_report(output: Output, v: &Value) {
             .unwrap_or_default()
     );
     let outcomes = v["outcomes"].as_array().cloned().unwrap_or_default();
-    for op in v["plan"]["operations"].as_array().into_iter().flatten() {
+    for op in v["operations"].as_array().into_iter().flatten() {
         let id = op["id"].as_str().unwrap_or("");
         let outcome = outcomes.iter().find(|o| o["operation"] == id);
         let status = match outcome {
@@ -782,10 +782,10 @@ fn show_report(output: Output, v: &Value) {
             op["why"].as_str().unwrap_or("")
         );
     }
-    for i in v["plan"]["inPlace"].as_array().into_iter().flatten() {
+    for i in v["inPlace"].as_array().into_iter().flatten() {
         println!("  [in place] {}", i.as_str().unwrap_or(""));
     }
-    for w in v["plan"]["warnings"].as_array().into_iter().flatten() {
+    for w in v["warnings"].as_array().into_iter().flatten() {
         println!("  [warning] {}", w.as_str().unwrap_or(""));
     }
 }
@@ -995,7 +995,7 @@ async fn floor(python: Option<PathBuf>) -> Result<(), CliError> {
     let sum: std::time::Duration = exchanges.iter().map(|e| e.2).sum();
     print_json(&serde_json::json!({
         "status": out["status"],
-        "operations": out["plan"]["operations"].as_array().map_or(0, Vec::len),
+        "operations": out["operations"].as_array().map_or(0, Vec::len),
         "calls": exchanges.len(),
         "wallMs": wall.as_secs_f64() * 1000.0,
         "motoBusyMs": busy.as_secs_f64() * 1000.0,

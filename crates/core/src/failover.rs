@@ -66,14 +66,22 @@ impl RunRequest {
     }
 }
 
+/// The version of the answer shape (`plan`, `execute`, `invoke` and the Lambdas answer alike):
+/// 2 lists each operation once, in the record (`operations`, `inPlace`, `warnings`).
+pub const ANSWER_VERSION: u32 = 2;
+
 /// The result of a run that got as far as a plan.
 #[derive(Clone, Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RunReport {
-    /// The run record (also written to S3 when executing).
+    /// [`ANSWER_VERSION`].
+    pub version: u32,
+    /// The run record (also written to S3 when executing): target, operations, in place,
+    /// warnings, outcomes.
     #[serde(flatten)]
     pub record: RunRecord,
-    /// The plan.
+    /// The plan (its contents are in the record; not repeated in the answer).
+    #[serde(skip)]
     pub plan: Plan,
     /// State bucket (when found).
     pub bucket: Option<String>,
@@ -87,6 +95,8 @@ pub struct RunReport {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Skipped {
+    /// [`ANSWER_VERSION`].
+    pub version: u32,
     /// `IN_PROGRESS` (another run holds the lock) or `COOLDOWN` (flap damping).
     pub status: &'static str,
     /// Details.
@@ -221,6 +231,7 @@ async fn dry_run(
     record.message = format!("dry run: {} operation(s) planned", plan.operations.len());
     record.finish(clock);
     Ok(RunOutcome::Completed(Box::new(RunReport {
+        version: ANSWER_VERSION,
         record,
         plan,
         bucket: snap.bucket,
@@ -261,6 +272,7 @@ async fn execute_locked(
             );
             tracing::info!(%message, "in progress elsewhere");
             return Ok(RunOutcome::Skipped(Skipped {
+                version: ANSWER_VERSION,
                 status: "IN_PROGRESS",
                 message,
                 run_id: record.run_id,
@@ -324,6 +336,7 @@ async fn execute_held(
             );
             tracing::info!(%message, "in progress elsewhere");
             return Ok(RunOutcome::Skipped(Skipped {
+                version: ANSWER_VERSION,
                 status: "IN_PROGRESS",
                 message,
                 run_id: record.run_id,
@@ -385,6 +398,7 @@ async fn execute_held(
         return Ok(RunOutcome::Skipped(skip));
     }
     let mut report = RunReport {
+        version: ANSWER_VERSION,
         record,
         plan,
         bucket: Some(log.bucket.clone()),
@@ -505,6 +519,7 @@ fn cooldown(
     );
     tracing::warn!(%message, "flap damping");
     Some(Skipped {
+        version: ANSWER_VERSION,
         status: "COOLDOWN",
         message,
         run_id: record.run_id.clone(),

@@ -11,7 +11,7 @@ use crate::declaration::Declaration;
 use crate::discovery::{discover, resolve_bucket};
 use crate::error::FailoverError;
 use crate::events::{self, Intent, Trust};
-use crate::failover::{run, RunOutcome, RunRequest, TargetSpec};
+use crate::failover::{run, RunOutcome, RunRequest, TargetSpec, ANSWER_VERSION};
 use crate::ports::{Ec2, ObjectStore};
 use crate::state::{LastFailover, Mode, StateLog};
 
@@ -324,10 +324,10 @@ async fn followed_unhealthy(
 fn ignored(reason: String, suspicious: bool) -> Value {
     if suspicious {
         tracing::warn!(%reason, "ignored a suspicious event");
-        json!({"status": "IGNORED", "reason": reason, "suspicious": true})
+        json!({"version": ANSWER_VERSION, "status": "IGNORED", "reason": reason, "suspicious": true})
     } else {
         tracing::info!(%reason, "ignored");
-        json!({"status": "IGNORED", "reason": reason})
+        json!({"version": ANSWER_VERSION, "status": "IGNORED", "reason": reason})
     }
 }
 
@@ -534,7 +534,7 @@ mod tests {
         let out = handle(&cloud, &cloud, &loc, &schedule, invocation())
             .await
             .unwrap();
-        assert_eq!(out["plan"]["operations"], json!([]), "{out}");
+        assert_eq!(out["operations"], json!([]), "{out}");
         assert_eq!(cloud.mutation_count(), 0);
     }
 
