@@ -100,6 +100,10 @@ pub enum FailoverError {
     /// The cluster lock was taken over before a mutation round (nothing more was sent).
     #[error("{0}")]
     LockLost(String),
+    /// A trigger named an instance that is not a member of this cluster (another pair's alarm
+    /// or instance): nothing to do here.
+    #[error("{0} is not a member of this cluster")]
+    NotAMember(String),
     /// The planner refused (nothing was changed).
     #[error("refused: {}", .0.join("; "))]
     Refused(Vec<String>),
@@ -132,6 +136,7 @@ impl FailoverError {
             FailoverError::State(_) => "StateLogFailed",
             FailoverError::Lock(_) => "LockUnavailable",
             FailoverError::LockLost(_) => "LockLost",
+            FailoverError::NotAMember(_) => "NotAMember",
             FailoverError::Refused(_) => "FailoverRefused",
             FailoverError::Failed(_) => "FailoverFailed",
             FailoverError::Deferred { .. } => "FailoverDeferred",

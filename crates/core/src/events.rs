@@ -106,9 +106,21 @@ pub struct Origin {
     pub accounts: Vec<String>,
     /// Regions stated.
     pub regions: Vec<String>,
+    /// What the event says that only a forgery says (an AWS event type from a source that is
+    /// not that AWS service, an SNS record not from SNS).
+    pub forged: Vec<String>,
 }
 
 impl Origin {
+    /// Notes `what` unless `have` is `want`.
+    fn expect(mut self, field: &str, have: &str, want: &str) -> Self {
+        if have != want {
+            self.forged
+                .push(format!("{field} is {:?}, not {want:?}", printable(have)));
+        }
+        self
+    }
+
     fn account(mut self, a: Option<&str>) -> Self {
         if let Some(a) = a.filter(|a| !a.is_empty()) {
             if !self.accounts.iter().any(|x| x == a) {
@@ -525,7 +537,9 @@ fn parse_sns(v: &Value) -> Result<Trigger, EventError> {
     let origin = Origin::default()
         .account(p.aws_account_id.as_deref())
         .arn(p.alarm_arn.as_deref())
-        .arn(Some(&record.sns.topic_arn));
+        .arn(Some(&record.sns.topic_arn))
+        .arn(Some(&record.event_subscription_arn))
+        .expect("EventSource", &record.event_source, "aws:sns");
     Ok(Trigger::Alarm {
         via: AlarmVia::Sns,
         name: p.alarm_name,
@@ -537,12 +551,16 @@ fn parse_sns(v: &Value) -> Result<Trigger, EventError> {
 
 fn parse_eventbridge(v: &Value) -> Result<Trigger, EventError> {
     let e: EventBridgeEvent<Value> = typed(v, "event")?;
-    let origin = Origin::default()
+    let mut origin = Origin::default()
         .account(e.account.as_deref())
         .region(e.region.as_deref());
+    for r in e.resources.iter().flatten() {
+        origin = origin.arn(Some(r));
+    }
     match e.detail_type.as_str() {
         ALARM_STATE_CHANGE => {
             let d: AlarmData = typed(&e.detail, "detail")?;
+            let origin = origin.expect("source", &e.source, "aws.cloudwatch");
             Ok(alarm(AlarmVia::EventBridge, d, origin))
         }
         EC2_STATE_CHANGE => {
@@ -550,10 +568,12 @@ fn parse_eventbridge(v: &Value) -> Result<Trigger, EventError> {
             Ok(Trigger::InstanceState {
                 instance_id: instance_id(&d.instance_id, "detail.instance-id")?,
                 state: d.state,
-                origin,
+                origin: origin.expect("source", &e.source, "aws.ec2"),
             })
         }
-        SCHEDULED_EVENT => Ok(Trigger::Schedule { origin }),
+        SCHEDULED_EVENT => Ok(Trigger::Schedule {
+            origin: origin.expect("source", &e.source, "aws.events"),
+        }),
         APPLIANCE_ACTIVE => {
             let d: ApplianceDetail = typed(&e.detail, "detail")?;
             Ok(Trigger::ApplianceActive {
@@ -594,13 +614,15 @@ fn alarm(via: AlarmVia, d: AlarmData, origin: Origin) -> Trigger {
 pub fn instance_id_in(name: &str) -> Option<String> {
     let b = name.as_bytes();
     (0..b.len()).find_map(|i| {
+        // Bytes, not `str` slices: a name may hold non-ASCII characters anywhere (a slice
+        // inside one would panic); an id is ASCII, so the one returned is a valid slice.
         let boundary = i == 0 || !b[i - 1].is_ascii_alphanumeric();
-        if !boundary || !name[i..].starts_with("i-") {
+        if !boundary || !b[i..].starts_with(b"i-") {
             return None;
         }
-        let hex = name[i + 2..]
-            .bytes()
-            .take_while(u8::is_ascii_hexdigit)
+        let hex = b[i + 2..]
+            .iter()
+            .take_while(|c| c.is_ascii_hexdigit())
             .count();
         let end = i + 2 + hex;
         let closed = end == b.len() || !b[end].is_ascii_alphanumeric();
@@ -641,6 +663,9 @@ impl Trigger {
                     .into(),
             );
         };
+        if let Some(f) = origin.forged.first() {
+            return Some(format!("the event's {f}: not trusted"));
+        }
         if origin.accounts.is_empty() || origin.regions.is_empty() {
             return Some("the event states no account or no region: not trusted".into());
         }
@@ -1030,8 +1055,13 @@ mod tests {
         let ext = Extension::default();
         let r = reason(sample("alarm-eventbridge.json").intent(&ext, &Trust::default()));
         assert!(r.contains("account and region are unknown"), "{r}");
-        let text =
-            file("events/ec2-state-change.json").replace("\"account\": \"123456789012\",", "");
+        // Neither the envelope nor a resource ARN states the account.
+        let text = file("events/ec2-state-change.json")
+            .replace("\"account\": \"123456789012\",", "")
+            .replace(
+                "\"resources\": [\"arn:aws:ec2:us-east-1:123456789012:instance/i-055fd78af29715fbf\"],",
+                "",
+            );
         let r = reason(parse_text(&text).unwrap().intent(&ext, &home()));
         assert!(r.contains("states no account"), "{r}");
         // Direct invokes are authenticated by IAM, not by their payload.
@@ -1201,5 +1231,55 @@ mod tests {
             parse_text(r#"{"action": "execute", "target": "i-061cbb31a5158ad30", "forced": true}"#)
                 .unwrap_err();
         assert!(e.message.contains("unknown field"), "{e}");
+    }
+
+    /// Adversarial review of issue 10: a prefixed alarm name with a non-ASCII character
+    /// panicked (a `str` slice inside "ü"); it is mapped by name or ignored, never a crash.
+    #[test]
+    fn non_ascii_alarm_names_do_not_panic() {
+        assert_eq!(instance_id_in("cloud-failover-zürich-health"), None);
+        assert_eq!(
+            instance_id_in("cloud-failover-ä-i-055fd78af29715fbf-health").as_deref(),
+            Some("i-055fd78af29715fbf")
+        );
+        assert_eq!(instance_id_in("ü"), None);
+    }
+
+    /// Adversarial review of issue 10: fields of the envelope that only a forgery sets are
+    /// checked too (resources ARNs, an AWS event type from another source, the SNS record's
+    /// source and subscription).
+    #[test]
+    fn forged_envelope_fields_are_not_trusted() {
+        let trust = Trust::at(Home {
+            account: "123456789012".into(),
+            region: "us-east-1".into(),
+        });
+        let untrusted = |text: String| parse_text(&text).unwrap().untrusted(&trust);
+        let eb = file("events/alarm-eventbridge.json");
+        assert_eq!(untrusted(eb.clone()), None);
+        let r = untrusted(eb.replace(
+            "arn:aws:cloudwatch:us-east-1:123456789012:alarm",
+            "arn:aws:cloudwatch:eu-west-1:123456789012:alarm",
+        ));
+        assert!(r.unwrap().contains("region eu-west-1"));
+        let r = untrusted(eb.replace("\"aws.cloudwatch\"", "\"custom.cloudwatch\""));
+        assert!(r.unwrap().contains("source is \"custom.cloudwatch\""));
+        let ec2 = file("events/ec2-state-change.json");
+        let r = untrusted(ec2.replace("\"source\": \"aws.ec2\"", "\"source\": \"evil\""));
+        assert!(r.is_some());
+        let r = untrusted(ec2.replace(
+            "aws:ec2:us-east-1:123456789012",
+            "aws:ec2:us-east-1:210987654321",
+        ));
+        assert!(r.unwrap().contains("account 210987654321"));
+        let sns = file("events/alarm-sns.json");
+        assert_eq!(untrusted(sns.clone()), None);
+        let r = untrusted(sns.replace("\"aws:sns\"", "\"aws:sqs\""));
+        assert!(r.unwrap().contains("EventSource"));
+        let r = untrusted(sns.replace(
+            "arn:aws:sns:us-east-1:123456789012:cloud-failover-alarms:2bcfbf39",
+            "arn:aws:sns:us-west-2:123456789012:cloud-failover-alarms:2bcfbf39",
+        ));
+        assert!(r.unwrap().contains("region us-west-2"));
     }
 }

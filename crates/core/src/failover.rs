@@ -153,9 +153,7 @@ pub fn resolve_target(
         }
         TargetSpec::PeerOf(failed) => {
             if snap.member(failed).is_none() {
-                return Err(FailoverError::Refused(vec![format!(
-                    "{failed} is not a member of the cluster, so it has no peer to fail over to"
-                )]));
+                return Err(FailoverError::NotAMember(failed.clone()));
             }
             snap.members
                 .iter()

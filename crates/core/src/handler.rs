@@ -166,7 +166,7 @@ pub async fn handle(
             trigger,
             force,
         } => {
-            let outcome = run(
+            let outcome = match run(
                 ec2,
                 store,
                 &decl,
@@ -183,8 +183,19 @@ pub async fn handle(
                     deadline: invocation.deadline,
                 },
             )
-            .await?
-            .into_result()?;
+            .await
+            {
+                // Another pair's alarm or instance (e.g. two stacks with one alarm prefix).
+                Err(FailoverError::NotAMember(id)) => {
+                    return Ok(ignored(
+                        format!(
+                            "{id} is not a member of this cluster: the event is another pair's"
+                        ),
+                        false,
+                    ))
+                }
+                other => other?.into_result()?,
+            };
             if let RunOutcome::Skipped(skip) = &outcome {
                 if let Some(reason) = followed_unhealthy(ec2, store, &decl, &target, force).await? {
                     tracing::warn!(status = skip.status, %reason, "skipped, but not done: retry");
@@ -723,6 +734,25 @@ mod tests {
             .unwrap();
         assert_eq!(out["status"], "IGNORED", "{out}");
         assert!(out.get("suspicious").is_none(), "{out}");
+        assert_eq!(cloud.mutation_count(), 0);
+    }
+
+    /// Adversarial review of issue 10: an alarm naming an instance of another pair was refused
+    /// as an error (retries, failure queue, a refusal mail); it is IGNORED with the reason.
+    #[tokio::test]
+    async fn an_alarm_for_another_pairs_instance_is_ignored() {
+        let cloud = MemoryCloud::seed();
+        let text = std::fs::read_to_string(format!("{ROOT}/events/alarm-eventbridge.json"))
+            .unwrap()
+            .replace("i-055fd78af29715fbf", "i-0123456789abcdef0");
+        let out = on(&cloud, &crate::json::parse(&text).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(out["status"], "IGNORED", "{out}");
+        assert!(
+            out["reason"].as_str().unwrap().contains("not a member"),
+            "{out}"
+        );
         assert_eq!(cloud.mutation_count(), 0);
     }
 }
