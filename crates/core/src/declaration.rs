@@ -438,7 +438,10 @@ impl Declaration {
             Some((v, p)) => {
                 let mut o = Obj::new(v, p)?;
                 let enabled = o.opt_bool("enabled")?.unwrap_or(false);
-                let interval = o.opt_int("interval", 1, 1440)?.unwrap_or(15) as u32;
+                // CFE's schema bounds neither end; an interval only matters when enabled, and
+                // then it must be at least a minute (EventBridge's finest schedule).
+                let min = u64::from(enabled);
+                let interval = o.opt_int("interval", min, 525_600)?.unwrap_or(15) as u32;
                 o.finish()?;
                 Some(RetryFailover {
                     enabled,
@@ -1557,7 +1560,13 @@ impl<'a> Obj<'a> {
         }
         let mut tags = Tags::new();
         for (key, value) in map {
-            let s = value.as_str().ok_or_else(|| {
+            // CFE's schema leaves tag values untyped: a number matches the tag of its text.
+            let number = value.as_number().map(ToString::to_string);
+            if let Some(n) = &number {
+                p.key(key)
+                    .warn(format!("the number {n} is read as the tag value \"{n}\""));
+            }
+            let s = number.as_deref().or(value.as_str()).ok_or_else(|| {
                 p.key(key)
                     .err(format!("expected a tag value string, got {}", show(value)))
             })?;
@@ -2064,5 +2073,35 @@ mod tests {
         assert_eq!(ranges, ["0.0.0.0/0"]);
         assert_eq!(d.warnings.len(), 2, "{:?}", d.warnings);
         assert!(d.warnings[1].contains("did you mean 192.168.1.0/24?"));
+    }
+
+    /// Adversarial review of issue 13: declarations CFE accepts that were rejected here.
+    #[test]
+    fn retry_intervals_and_numeric_tag_values_as_cfe_reads_them() {
+        let base: Value = serde_json::from_str(AFTER).unwrap();
+        let load = |patch: &dyn Fn(&mut Value)| {
+            let mut v = base.clone();
+            patch(&mut v);
+            Declaration::from_value(&v)
+        };
+        load(&|v| v["retryFailover"] = serde_json::json!({"enabled": false, "interval": 0}))
+            .unwrap();
+        load(&|v| v["retryFailover"] = serde_json::json!({"enabled": true, "interval": 2000}))
+            .unwrap();
+        let e = load(&|v| v["retryFailover"] = serde_json::json!({"enabled": true, "interval": 0}))
+            .unwrap_err();
+        assert!(e.to_string().starts_with("retryFailover.interval:"), "{e}");
+        let d = load(&|v| {
+            v["externalStorage"]["scopingTags"] =
+                serde_json::json!({"f5_cloud_failover_label": 123})
+        })
+        .unwrap();
+        assert!(
+            d.warnings
+                .iter()
+                .any(|w| w.contains("the number 123 is read as the tag value \"123\"")),
+            "{:?}",
+            d.warnings
+        );
     }
 }
