@@ -107,6 +107,18 @@ pub enum Action {
 }
 
 impl Action {
+    /// Whether this operation is on the data path a failover restores first: every address
+    /// move (EIP, secondary IP, prefix), every subnet swap, and the default routes
+    /// (`0.0.0.0/0`, `::/0`); other routes follow.
+    pub fn restores_traffic(&self) -> bool {
+        match self {
+            Action::ReplaceRoute { destination, .. } | Action::CreateRoute { destination, .. } => {
+                destination.prefix() == 0
+            }
+            _ => true,
+        }
+    }
+
     /// The call this action makes.
     pub fn mutation(&self) -> crate::ports::Mutation {
         use crate::ports::Mutation;
@@ -309,7 +321,10 @@ pub fn assess(decl: &Declaration, snap: &Snapshot, member: &Instance) -> Assessm
     let moved = p.secondary_ips(member);
     p.routes(member);
     p.elastic_ips(member, &moved);
-    p.ops.sort_by(|a, b| (a.wave, &a.id).cmp(&(b.wave, &b.id)));
+    // Data path first: within a wave, what restores traffic (EIPs, addresses, default routes,
+    // subnet swaps) is sent before the other routes, so paced waits fall on the rest.
+    p.ops
+        .sort_by_cached_key(|o| (o.wave, !o.action.restores_traffic(), o.id.clone()));
     Assessment {
         operations: p.ops,
         in_place: p.in_place,
@@ -1168,6 +1183,41 @@ pub(crate) mod tests {
             .warnings
             .iter()
             .any(|w| w.contains("source/destination check is on for eni-04bec0335a47b26c3")));
+    }
+
+    /// Issue 15.2: data path first. Operations were sorted by id, so a default route waited
+    /// behind the other routes of its wave; now EIPs and default routes lead.
+    #[tokio::test]
+    async fn the_data_path_goes_first() {
+        // A second table whose id sorts before the seed's, with 20 non-default routes.
+        let mut topo = Topology::seed();
+        let extra: Vec<Cidr> = (0..20)
+            .map(|i| cidr(&format!("10.{}.0.0/16", 100 + i)))
+            .collect();
+        let mut other = topo.route_tables[0].clone();
+        other.id = "rtb-000000000000000aa".into();
+        other.subnets.clear();
+        other.routes = extra.iter().map(|c| (*c, SEED_A_EXT.to_string())).collect();
+        topo.route_tables.push(other);
+        let cloud = MemoryCloud::from_topology(&topo);
+        let d = patched(|v| {
+            let groups = &mut v["failoverRoutes"]["routeGroupDefinitions"];
+            let mut g = groups[0].clone();
+            g["scopingName"] = "rtb-000000000000000aa".into();
+            g["scopingAddressRanges"] = extra
+                .iter()
+                .map(|c| json!({"range": c.to_string()}))
+                .collect();
+            groups.as_array_mut().unwrap().push(g);
+        });
+        let p = plan_on(&cloud, &d, SEED_B).await.unwrap();
+        let ids: Vec<&str> = p.operations.iter().map(|o| o.id.as_str()).collect();
+        assert_eq!(ids.len(), 22);
+        assert_eq!(
+            &ids[..2],
+            &["eip:98.80.114.203", "route:rtb-060adeaa8fe5b2bbb:0.0.0.0/0"],
+            "{ids:?}"
+        );
     }
 
     /// Issue 11.7: a range equal to the VPC CIDR is the local route. AWS lets its target be
