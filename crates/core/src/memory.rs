@@ -534,6 +534,46 @@ impl MemoryCloud {
 }
 
 impl World {
+    /// The route table a route to `eni` may go in: both exist and are in one VPC (AWS's rule
+    /// for ReplaceRoute and CreateRoute).
+    fn table_for(
+        &mut self,
+        op: &'static str,
+        table: &str,
+        eni: &str,
+    ) -> Result<&mut RouteTable, CloudError> {
+        let vpc = self
+            .interfaces
+            .get(eni)
+            .ok_or_else(|| {
+                err(
+                    op,
+                    ErrorKind::NotFound,
+                    "InvalidNetworkInterfaceID.NotFound",
+                    eni,
+                )
+            })?
+            .vpc_id
+            .clone();
+        let t = self.tables.get_mut(table).ok_or_else(|| {
+            err(
+                op,
+                ErrorKind::NotFound,
+                "InvalidRouteTableID.NotFound",
+                table,
+            )
+        })?;
+        if t.vpc_id != vpc {
+            return Err(err(
+                op,
+                ErrorKind::Rejected,
+                "InvalidParameterValue",
+                "route table and network interface belong to different networks",
+            ));
+        }
+        Ok(t)
+    }
+
     fn next(&mut self) -> u64 {
         self.counter += 1;
         self.counter
@@ -818,35 +858,7 @@ impl Ec2Mutate for MemoryCloud {
             return Err(e);
         }
         self.call(OP, |w| {
-            let vpc = w
-                .interfaces
-                .get(network_interface_id)
-                .ok_or_else(|| {
-                    err(
-                        OP,
-                        ErrorKind::NotFound,
-                        "InvalidNetworkInterfaceID.NotFound",
-                        network_interface_id,
-                    )
-                })?
-                .vpc_id
-                .clone();
-            let t = w.tables.get_mut(route_table_id).ok_or_else(|| {
-                err(
-                    OP,
-                    ErrorKind::NotFound,
-                    "InvalidRouteTableID.NotFound",
-                    route_table_id,
-                )
-            })?;
-            if t.vpc_id != vpc {
-                return Err(err(
-                    OP,
-                    ErrorKind::Rejected,
-                    "InvalidParameterValue",
-                    "route table and network interface belong to different networks",
-                ));
-            }
+            let t = w.table_for(OP, route_table_id, network_interface_id)?;
             let r = t
                 .routes
                 .iter_mut()
@@ -878,35 +890,7 @@ impl Ec2Mutate for MemoryCloud {
             return Err(e);
         }
         self.call(OP, |w| {
-            let vpc = w
-                .interfaces
-                .get(network_interface_id)
-                .ok_or_else(|| {
-                    err(
-                        OP,
-                        ErrorKind::NotFound,
-                        "InvalidNetworkInterfaceID.NotFound",
-                        network_interface_id,
-                    )
-                })?
-                .vpc_id
-                .clone();
-            let t = w.tables.get_mut(route_table_id).ok_or_else(|| {
-                err(
-                    OP,
-                    ErrorKind::NotFound,
-                    "InvalidRouteTableID.NotFound",
-                    route_table_id,
-                )
-            })?;
-            if t.vpc_id != vpc {
-                return Err(err(
-                    OP,
-                    ErrorKind::Rejected,
-                    "InvalidParameterValue",
-                    "route table and network interface belong to different networks",
-                ));
-            }
+            let t = w.table_for(OP, route_table_id, network_interface_id)?;
             // AWS: one route per destination in a table.
             if t.routes.iter().any(|r| r.destination == destination) {
                 return Err(err(
