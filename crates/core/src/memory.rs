@@ -534,6 +534,18 @@ impl MemoryCloud {
 }
 
 impl World {
+    /// An interface, or EC2's NotFound.
+    fn interface(&self, op: &'static str, eni: &str) -> Result<NetworkInterface, CloudError> {
+        self.interfaces.get(eni).cloned().ok_or_else(|| {
+            err(
+                op,
+                ErrorKind::NotFound,
+                "InvalidNetworkInterfaceID.NotFound",
+                eni,
+            )
+        })
+    }
+
     /// The route table a route to `eni` may go in: both exist and are in one VPC (AWS's rule
     /// for ReplaceRoute and CreateRoute).
     fn table_for(
@@ -987,18 +999,7 @@ impl Ec2Mutate for MemoryCloud {
             return Err(e);
         }
         self.call(OP, |w| {
-            let to = w
-                .interfaces
-                .get(network_interface_id)
-                .cloned()
-                .ok_or_else(|| {
-                    err(
-                        OP,
-                        ErrorKind::NotFound,
-                        "InvalidNetworkInterfaceID.NotFound",
-                        network_interface_id,
-                    )
-                })?;
+            let to = w.interface(OP, network_interface_id)?;
             let subnet = w.subnets.get(&to.subnet_id).map(|s| s.cidr);
             for p in prefixes {
                 if p.is_ipv6() || p.prefix() != 28 {
@@ -1084,18 +1085,7 @@ impl Ec2Mutate for MemoryCloud {
             return Err(e);
         }
         self.call(OP, |w| {
-            let to = w
-                .interfaces
-                .get(network_interface_id)
-                .cloned()
-                .ok_or_else(|| {
-                    err(
-                        OP,
-                        ErrorKind::NotFound,
-                        "InvalidNetworkInterfaceID.NotFound",
-                        network_interface_id,
-                    )
-                })?;
+            let to = w.interface(OP, network_interface_id)?;
             let subnet = w.subnets.get(&to.subnet_id).map(|s| s.cidr);
             let limit = to
                 .instance_id

@@ -502,6 +502,8 @@ impl Ec2Mutate for AwsEc2 {
         network_interface_id: &str,
     ) -> Result<(), CloudError> {
         self.create(route_table_id, destination, network_interface_id)
+            .customize()
+            .config_override(one_attempt_at_a_time())
             .send()
             .await
             .map_err(|e| cloud_error("CreateRoute", e))?;
@@ -532,6 +534,8 @@ impl Ec2Mutate for AwsEc2 {
             .assign_private_ip_addresses()
             .network_interface_id(network_interface_id)
             .set_ipv4_prefixes(Some(prefixes.iter().map(ToString::to_string).collect()))
+            .customize()
+            .config_override(one_attempt_at_a_time())
             .send()
             .await
             .map_err(|e| cloud_error("AssignPrivateIpAddresses", e))?;
@@ -547,6 +551,8 @@ impl Ec2Mutate for AwsEc2 {
             .unassign_private_ip_addresses()
             .network_interface_id(network_interface_id)
             .set_ipv4_prefixes(Some(prefixes.iter().map(ToString::to_string).collect()))
+            .customize()
+            .config_override(one_attempt_at_a_time())
             .send()
             .await
             .map_err(|e| cloud_error("UnassignPrivateIpAddresses", e))?;
