@@ -534,8 +534,12 @@ impl MemoryCloud {
 }
 
 impl World {
-    /// An interface, or EC2's NotFound.
-    fn interface(&self, op: &'static str, eni: &str) -> Result<NetworkInterface, CloudError> {
+    /// An interface (as stored), or EC2's NotFound.
+    fn existing_interface(
+        &self,
+        op: &'static str,
+        eni: &str,
+    ) -> Result<NetworkInterface, CloudError> {
         self.interfaces.get(eni).cloned().ok_or_else(|| {
             err(
                 op,
@@ -999,7 +1003,7 @@ impl Ec2Mutate for MemoryCloud {
             return Err(e);
         }
         self.call(OP, |w| {
-            let to = w.interface(OP, network_interface_id)?;
+            let to = w.existing_interface(OP, network_interface_id)?;
             let subnet = w.subnets.get(&to.subnet_id).map(|s| s.cidr);
             for p in prefixes {
                 if p.is_ipv6() || p.prefix() != 28 {
@@ -1085,7 +1089,7 @@ impl Ec2Mutate for MemoryCloud {
             return Err(e);
         }
         self.call(OP, |w| {
-            let to = w.interface(OP, network_interface_id)?;
+            let to = w.existing_interface(OP, network_interface_id)?;
             let subnet = w.subnets.get(&to.subnet_id).map(|s| s.cidr);
             let limit = to
                 .instance_id
