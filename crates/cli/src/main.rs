@@ -210,10 +210,30 @@ enum LabCommand {
     },
 }
 
+/// Prints a line on stdout. A closed stdout (`cloud-failover history | head`) is no reason to
+/// panic, nor to die of SIGPIPE half way through a failover: the line is dropped, the run goes
+/// on, and its own outcome decides the exit code. (Logs on a closed stderr are dropped alike.)
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout().lock(), $($arg)*);
+    }};
+}
+
+/// Prints a line on stderr, dropping it when stderr is closed (see `say!`).
+macro_rules! stderr {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr().lock(), $($arg)*);
+    }};
+}
+
 /// Exit codes, one per outcome an operator or a script must tell apart (README "Exit codes").
 mod exit {
     /// An error, a FAILED run, or a doctor FAIL.
     pub const FAILED: u8 = 1;
+    /// A bad argument (clap's own code for its errors).
+    pub const USAGE: u8 = 2;
     /// Another run holds the cluster lock (IN_PROGRESS).
     pub const IN_PROGRESS: u8 = 3;
     /// Flap damping skipped the failover (COOLDOWN).
@@ -257,6 +277,14 @@ impl CliError {
         }
     }
 
+    /// A bad argument (exit 2, as clap's own).
+    fn usage(message: impl Into<String>) -> CliError {
+        CliError {
+            message: format!("error: {}", message.into()),
+            code: exit::USAGE,
+        }
+    }
+
     /// An outcome that is not an error but must not read as success (its own exit code).
     fn status(code: u8, status: &str, message: &str) -> CliError {
         CliError {
@@ -288,12 +316,6 @@ impl From<String> for CliError {
 }
 
 fn main() -> ExitCode {
-    // Die quietly of SIGPIPE like other Unix tools (`cloud-failover history | head`), instead
-    // of panicking on a closed stdout.
-    // SAFETY: called first thing in main, before any thread exists.
-    unsafe {
-        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
-    }
     let cli = Cli::parse();
     init_logs(&cli);
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -303,7 +325,7 @@ fn main() -> ExitCode {
     match rt.block_on(dispatch(&cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("{}", e.message);
+            stderr!("{}", e.message);
             ExitCode::from(e.code)
         }
     }
@@ -321,7 +343,10 @@ fn init_logs(cli: &Cli) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        // A log line that cannot be written (stderr closed) is dropped, not reported on the
+        // same closed stderr (which would panic).
+        .log_internal_errors(false);
     match cli.log_format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.init(),
@@ -330,7 +355,7 @@ fn init_logs(cli: &Cli) {
 
 fn location(s: &str) -> Result<Location, CliError> {
     s.parse::<Location>()
-        .map_err(|e| CliError::new(format!("--declaration: {e}")))
+        .map_err(|e| CliError::usage(format!("--declaration: {e}")))
 }
 
 /// The SDK adapters and the declaration at `loc` (read through them when it is in S3).
@@ -362,7 +387,7 @@ fn target(s: &str) -> Result<TargetSpec, CliError> {
     } else if failover_core::declaration::is_instance_id(s) {
         Ok(TargetSpec::Instance(s.to_string()))
     } else {
-        Err(CliError::new(format!(
+        Err(CliError::usage(format!(
             "--target: {s:?} is not an instance id (i-…) or \"peer\""
         )))
     }
@@ -403,18 +428,18 @@ async fn dispatch(cli: &Cli) -> Result<(), CliError> {
             let decl = read(file, false)?;
             for other in against {
                 for w in failover_core::state::shared_keys(&decl, &read(other, true)?) {
-                    eprintln!("warning: {} and {}: {w}", file.display(), other.display());
+                    stderr!("warning: {} and {}: {w}", file.display(), other.display());
                 }
             }
             for w in &decl.warnings {
-                eprintln!("warning: {w}");
+                stderr!("warning: {w}");
             }
             for w in failover_core::doctor::stack_tag_mismatches(&decl) {
-                eprintln!("warning: {w}");
+                stderr!("warning: {w}");
             }
             match cli.output {
                 Output::Json => print_json(&serde_json::to_value(&decl).expect("json")),
-                Output::Table => println!("{}: valid ({})", file.display(), summary(&decl)),
+                Output::Table => say!("{}: valid ({})", file.display(), summary(&decl)),
             }
             Ok(())
         }
@@ -432,7 +457,7 @@ async fn dispatch(cli: &Cli) -> Result<(), CliError> {
             let decl = Declaration::parse(&text)
                 .map_err(|e| CliError::new(format!("invalid declaration: {e}")))?;
             for w in &decl.warnings {
-                eprintln!("warning: {w}");
+                stderr!("warning: {w}");
             }
             let cloud = aws::connect(&opts).await;
             cloud
@@ -450,7 +475,7 @@ async fn dispatch(cli: &Cli) -> Result<(), CliError> {
                 Output::Json => {
                     print_json(&serde_json::json!({"uploaded": format!("s3://{bucket}/{key}")}))
                 }
-                Output::Table => println!("uploaded s3://{bucket}/{key} ({})", summary(&decl)),
+                Output::Table => say!("uploaded s3://{bucket}/{key} ({})", summary(&decl)),
             }
             Ok(())
         }
@@ -582,7 +607,7 @@ async fn dispatch(cli: &Cli) -> Result<(), CliError> {
             match cli.output {
                 Output::Json => print_json(&value),
                 Output::Table => match &out {
-                    Unlocked::Released { holder } => println!(
+                    Unlocked::Released { holder } => say!(
                         "released the lock of cluster {cluster} (held by run {}){}",
                         holder.body.owner,
                         if value.get("stateFile").is_some() {
@@ -591,7 +616,7 @@ async fn dispatch(cli: &Cli) -> Result<(), CliError> {
                             ""
                         }
                     ),
-                    _ => println!(
+                    _ => say!(
                         "the lock of cluster {cluster} was free{}",
                         if value.get("stateFile").is_some() {
                             "; state file reset"
@@ -620,9 +645,13 @@ async fn dispatch(cli: &Cli) -> Result<(), CliError> {
                 Output::Json => print_json(&serde_json::to_value(&runs).expect("json")),
                 Output::Table => {
                     for r in &runs {
-                        println!(
+                        say!(
                             "{}  {:<9} {:<20} → {:<20} {}",
-                            r.started_at, r.task_state, r.trigger, r.target, r.message
+                            r.started_at,
+                            r.task_state,
+                            r.trigger,
+                            r.target,
+                            r.message
                         );
                     }
                 }
@@ -640,14 +669,14 @@ async fn dispatch(cli: &Cli) -> Result<(), CliError> {
                 Output::Table => {
                     for c in &checks {
                         let v = serde_json::to_value(c.verdict).expect("json");
-                        println!(
+                        say!(
                             "{:<4}  {:<18} {}",
                             v.as_str().unwrap_or(""),
                             c.name,
                             c.detail
                         );
                         if let Some(fix) = &c.fix {
-                            println!("      {:<18} fix: {fix}", "");
+                            say!("      {:<18} fix: {fix}", "");
                         }
                     }
                 }
@@ -724,7 +753,7 @@ async fn read_state(cloud: &aws::AwsCloud, decl: &Declaration) -> Result<Value, 
 }
 
 fn print_json(v: &Value) {
-    println!("{}", serde_json::to_string_pretty(v).expect("json"));
+    say!("{}", serde_json::to_string_pretty(v).expect("json"));
 }
 
 fn summary(d: &Declaration) -> String {
@@ -748,15 +777,15 @@ fn show_report(output: Output, v: &Value) {
         return print_json(v);
     }
     if v["status"] == "IGNORED" {
-        println!("IGNORED: {}", v["reason"].as_str().unwrap_or(""));
+        say!("IGNORED: {}", v["reason"].as_str().unwrap_or(""));
         return;
     }
     if let Some(status @ ("IN_PROGRESS" | "COOLDOWN")) = v["status"].as_str() {
-        println!("{status}: {}", v["message"].as_str().unwrap_or(""));
+        say!("{status}: {}", v["message"].as_str().unwrap_or(""));
         return;
     }
     let s = |k: &str| v[k].as_str().unwrap_or("").to_string();
-    println!(
+    say!(
         "{} {} → {} ({}) · {} · {}",
         s("taskState"),
         s("mode"),
@@ -777,36 +806,39 @@ fn show_report(output: Output, v: &Value) {
             Some(o) => format!("FAILED: {}", o["error"].as_str().unwrap_or("not verified")),
             None => "planned".to_string(),
         };
-        println!(
+        say!(
             "  [{status}] {id}\n      {}",
             op["why"].as_str().unwrap_or("")
         );
     }
     for i in v["inPlace"].as_array().into_iter().flatten() {
-        println!("  [in place] {}", i.as_str().unwrap_or(""));
+        say!("  [in place] {}", i.as_str().unwrap_or(""));
     }
     for w in v["warnings"].as_array().into_iter().flatten() {
-        println!("  [warning] {}", w.as_str().unwrap_or(""));
+        say!("  [warning] {}", w.as_str().unwrap_or(""));
     }
 }
 
 /// The table of `inspect`. History objects and the state file are read back from S3 (they may
 /// predate escaping, or be written by anyone with access): their text is escaped here too.
 fn print_inspection(v: &Inspection) {
-    println!(
+    say!(
         "cluster {} · active: {} · drift: {}",
         v.cluster,
         v.active.as_deref().unwrap_or("none (split or unmanaged)"),
         if v.drift { "YES" } else { "no" }
     );
     for m in &v.members {
-        println!(
+        say!(
             "  member {} {} {} {}",
-            m.id, m.name, m.state, m.availability_zone
+            m.id,
+            m.name,
+            m.state,
+            m.availability_zone
         );
     }
     for r in &v.routes {
-        println!(
+        say!(
             "  route {} {} → {} ({})",
             r.route_table_id,
             r.destination,
@@ -815,7 +847,7 @@ fn print_inspection(v: &Inspection) {
         );
     }
     for e in &v.elastic_ips {
-        println!(
+        say!(
             "  eip {} → {} on {} ({})",
             e.public_ip,
             e.private_ip.as_deref().unwrap_or("-"),
@@ -824,10 +856,10 @@ fn print_inspection(v: &Inspection) {
         );
     }
     if let Some(l) = &v.lock {
-        println!("  lock held by run {} until {}", l.body.owner, l.held_until);
+        say!("  lock held by run {} until {}", l.body.owner, l.held_until);
     }
     for r in &v.recent_runs {
-        println!(
+        say!(
             "  run {} {} {} → {} ({}) {}: {}",
             r.started_at,
             r.run_id,
@@ -839,13 +871,16 @@ fn print_inspection(v: &Inspection) {
         );
     }
     if let Some(s) = &v.last_state {
-        println!(
+        say!(
             "  state {} at {} on {}: {}",
             s["taskState"].as_str().unwrap_or("?"),
             s["timestamp"].as_str().unwrap_or("?"),
             printable(s["instance"].as_str().unwrap_or("?")),
             printable(s["message"].as_str().unwrap_or(""))
         );
+    }
+    for w in &v.left_alone {
+        say!("  left alone: {}", printable(w));
     }
 }
 
@@ -905,11 +940,14 @@ async fn drill(
         }
     });
     let decl = Declaration::from_value(&v).map_err(|e| CliError::new(e.to_string()))?;
-    eprintln!(
+    stderr!(
         "drill: moto at {endpoint}; appliances {} at {} and {} at {}",
-        a.name, a.addr, b.name, b.addr
+        a.name,
+        a.addr,
+        b.name,
+        b.addr
     );
-    eprintln!("drill: the data path is SIMULATED: each request goes to the appliance the route table's next hop names");
+    stderr!("drill: the data path is SIMULATED: each request goes to the appliance the route table's next hop names");
     let appliances: std::collections::BTreeMap<String, Appliance> = [
         (ids.real(SEED_A_EXT).to_string(), a),
         (ids.real(SEED_B_EXT).to_string(), b),
@@ -932,12 +970,12 @@ async fn drill(
     .await?;
     match output {
         Output::Json => print_json(&serde_json::to_value(&report).expect("json")),
-        Output::Table => print!("{}", drill::timeline(&report)),
+        Output::Table => say!("{}", drill::timeline(&report).trim_end()),
     }
     if let Some(path) = plot {
         std::fs::write(path, drill::svg(&report))
             .map_err(|e| CliError::new(format!("{}: {e}", path.display())))?;
-        eprintln!("drill: plot written to {}", path.display());
+        stderr!("drill: plot written to {}", path.display());
     }
     match report.gap_ms {
         Some(g) if g <= 5000 => Ok(()),

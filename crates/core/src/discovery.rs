@@ -385,7 +385,31 @@ async fn snapshot(
         }
     }
     snap.members.sort_by(|a, b| a.id.cmp(&b.id));
+    leave_foreign_eips(&mut snap, decl);
     Ok(snap)
+}
+
+/// A tag-selected EIP none of whose VIPs is on any member is another pair's (identical tags,
+/// other addresses): left alone with a warning, not a refusal of every failover.
+fn leave_foreign_eips(snap: &mut Snapshot, decl: &Declaration) {
+    let explicit = decl
+        .addresses()
+        .is_some_and(|a| a.elastic_ip_groups().next().is_some());
+    if explicit || snap.members.is_empty() {
+        return;
+    }
+    let (ours, foreign): (Vec<ScopedEip>, Vec<ScopedEip>) = std::mem::take(&mut snap.elastic_ips)
+        .into_iter()
+        .partition(|e| e.vips.iter().any(|v| snap.holder_of(*v).is_some()));
+    snap.elastic_ips = ours;
+    for e in foreign {
+        let vips: Vec<String> = e.vips.iter().map(ToString::to_string).collect();
+        snap.left_alone.push(format!(
+            "Elastic IP {} carries the scoping tags but none of its VIPs ({}) is on a member of this cluster: left alone (another pair's?)",
+            e.eip.public_ip,
+            vips.join(", ")
+        ));
+    }
 }
 
 /// Which VPCs the resources in scope are in, and which resources say so.

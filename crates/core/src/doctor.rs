@@ -229,7 +229,10 @@ fn vip_problems(
                     h.len(),
                     h.join(", ")
                 ),
-                format!("exactly one unit holds {vip}: assign it to the active unit's interface (aws ec2 assign-private-ip-addresses --allow-reassignment --private-ip-addresses {vip} --network-interface-id <ENI>)"),
+                format!(
+                    "exactly one unit holds {vip}: {} (moves it there)",
+                    execute_command("<the unit BIG-IP says is active>")
+                ),
             ));
         }
         return out;
@@ -284,7 +287,7 @@ fn cloud_check(decl: &Declaration, snap: &Snapshot) -> Check {
             problems.push((
                 Verdict::Fail,
                 format!("the cloud follows {active}, which is {how}: its traffic goes nowhere"),
-                format!("cloud-failover execute --target {}", peer(active)),
+                execute_command(&peer(active)),
             ));
         }
     } else if pic.drift {
@@ -296,7 +299,7 @@ fn cloud_check(decl: &Declaration, snap: &Snapshot) -> Check {
         problems.push((
             Verdict::Warn,
             format!("the cloud is split between members: {}", split.join(", ")),
-            "cloud-failover execute --target <the unit the pair says is active>".to_string(),
+            execute_command("<the unit BIG-IP says is active>"),
         ));
     }
     for e in &snap.elastic_ips {
@@ -307,8 +310,11 @@ fn cloud_check(decl: &Declaration, snap: &Snapshot) -> Check {
                     "Elastic IP {} is associated with nothing: it answers no one",
                     e.eip.public_ip
                 ),
-                "cloud-failover execute --target <the active unit> (associates it with its VIP)"
-                    .to_string(),
+                format!(
+                    "{} (associates it with its VIP)",
+                    execute_command("<the unit BIG-IP says is active>")
+                )
+                .to_string(),
             ));
         }
     }
@@ -320,7 +326,7 @@ fn cloud_check(decl: &Declaration, snap: &Snapshot) -> Check {
                     "route {} in {} points at {}, an interface of no member",
                     r.destination, r.route_table_id, r.target
                 ),
-                "cloud-failover execute --target <the active unit>".to_string(),
+                execute_command("<the unit BIG-IP says is active>"),
             ));
         }
     }
@@ -369,6 +375,11 @@ fn twin_check(decl: &Declaration, snap: &Snapshot) -> Option<Check> {
         problems,
         "each member has a twin table in every group, all in sync".into(),
     ))
+}
+
+/// The command that makes the cloud follow `target` (the operator's explicit execute).
+fn execute_command(target: &str) -> String {
+    format!("cloud-failover execute --declaration \"$DECLARATION_URI\" --target {target}")
 }
 
 /// The checks that need only the snapshot.
@@ -436,7 +447,7 @@ pub fn static_checks(decl: &Declaration, snap: &Snapshot) -> Vec<Check> {
                 routes_missing.push((
                     Verdict::Warn,
                     format!("{} has no route {}", st.table.id, r.range),
-                    format!("create the route first (aws ec2 create-route --route-table-id {} …), or opt route group {} in to serverless.createMissingRoutes", st.table.id, st.group),
+                    format!("aws ec2 create-route --route-table-id {} --destination-cidr-block {} --network-interface-id <the active unit's next-hop ENI>, or opt route group {} in to serverless.createMissingRoutes", st.table.id, r.range, st.group),
                 ));
             }
             let items = match r.next_hops.as_ref().unwrap_or(&g.default_next_hops) {
@@ -652,7 +663,7 @@ async fn bucket_check(
                     "{bucket}'s default encryption is {} but the declaration writes with {want}",
                     actual.as_deref().unwrap_or("none")
                 ),
-                format!("aws s3api put-bucket-encryption --bucket {bucket} (SSEAlgorithm {want})"),
+                format!("aws s3api put-bucket-encryption --bucket {bucket} --server-side-encryption-configuration '{{\"Rules\":[{{\"ApplyServerSideEncryptionByDefault\":{{\"SSEAlgorithm\":\"{want}\"}}}}]}}'"),
             ));
         }
     }
@@ -968,7 +979,7 @@ mod tests {
         assert!(c.detail.contains("which is stopped"), "{c:?}");
         assert_eq!(
             c.fix.as_deref(),
-            Some("cloud-failover execute --target i-061cbb31a5158ad30")
+            Some("cloud-failover execute --declaration \"$DECLARATION_URI\" --target i-061cbb31a5158ad30")
         );
         let cloud = MemoryCloud::seed();
         use crate::ports::Ec2Mutate;

@@ -13,7 +13,7 @@ use crate::lock::{Fence, FENCE_NEED};
 use crate::model::{ElasticIp, Filter, NetworkInterface, RouteTable};
 use crate::pace::{Pacer, Pacing};
 use crate::plan::{Action, Operation, Plan};
-use crate::ports::{on_the_wire, Ec2, Mutation, CALL_TIMEOUT};
+use crate::ports::{on_the_wire, Ec2, Mutation, CALL_TIMEOUT, TIMED_OUT};
 
 /// Whether an operation's API call succeeded.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -210,9 +210,6 @@ async fn run_one(ec2: &dyn Ec2, op: &Operation, pacer: &Pacer, fence: &dyn Fence
         attempts,
     }
 }
-
-/// The code of a call the executor stopped waiting for after `CALL_TIMEOUT`.
-const TIMED_OUT: &str = "CallTimeout";
 
 fn timed_out(action: &'static str) -> CloudError {
     CloudError::new(

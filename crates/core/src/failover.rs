@@ -1030,6 +1030,32 @@ mod tests {
         assert_eq!(eip_eni(&cloud), SEED_B_EXT);
     }
 
+    /// Adversarial review of issue 9.4: another pair's free EIP with the same tags but other
+    /// VIPs refused every failover (CFE #118's rule); it is left alone with a warning.
+    #[tokio::test]
+    async fn an_eip_whose_vips_are_on_no_member_is_left_alone() {
+        let (cloud, copy) = two_vpcs();
+        let theirs = copy.elastic_ips[0].allocation_id.clone();
+        cloud.disassociate(&theirs);
+        cloud.tag_eip(&theirs, "f5_cloud_failover_vips", "10.5.0.101,10.5.4.101");
+        let d = Declaration::parse(AFTER).unwrap();
+        let out = completed(
+            run(&cloud, &cloud, &d, req(SEED_B, Mode::Execute))
+                .await
+                .unwrap(),
+        );
+        assert_eq!(out.record.task_state, TaskState::Succeeded);
+        assert!(
+            out.plan
+                .warnings
+                .iter()
+                .any(|w| w.contains("none of its VIPs (10.5.0.101, 10.5.4.101)")),
+            "{:?}",
+            out.plan.warnings
+        );
+        assert_eq!(eip_eni(&cloud), SEED_B_EXT);
+    }
+
     /// Issue 9.5: two clusters in one bucket, both unnamed, so one state key. Before the fix
     /// the second read the first's record and skipped its own alarm-driven failover as
     /// COOLDOWN. A named cluster keeps its own state file.

@@ -73,6 +73,9 @@ pub struct Inspection {
     pub active: Option<String>,
     /// True when managed items exist and no member has them all.
     pub drift: bool,
+    /// Resources the scope selects but that are left alone, with the reason (another VPC's,
+    /// an EIP whose VIPs no member holds, …): worth a look.
+    pub left_alone: Vec<String>,
     /// State bucket.
     pub bucket: Option<String>,
     /// `taskState`, `timestamp`, `instance` and `message` of the state file.
@@ -169,9 +172,11 @@ pub fn picture(decl: &Declaration, snap: &Snapshot, last_state: Option<Value>) -
         .iter()
         .map(|m| (m.id.clone(), crate::plan::assess(decl, snap, m)))
         .collect();
+    // Something is managed when any member has items in place, to change, or blocked (an EIP
+    // whose VIP no member holds is managed and followed by none).
     let managed = assessed
         .iter()
-        .any(|(_, a)| !a.in_place.is_empty() || !a.operations.is_empty());
+        .any(|(_, a)| !a.in_place.is_empty() || !a.operations.is_empty() || !a.reasons.is_empty());
     let mut followed = assessed.iter().filter(|(_, a)| a.followed());
     let active = match (followed.next(), followed.next()) {
         (Some((id, _)), None) => Some(id.clone()),
@@ -199,6 +204,7 @@ pub fn picture(decl: &Declaration, snap: &Snapshot, last_state: Option<Value>) -
             })
             .collect(),
         drift: active.is_none() && managed,
+        left_alone: snap.left_alone.clone(),
         follows,
         active,
         routes,
@@ -289,5 +295,30 @@ mod tests {
         let pic = view(&cloud, &d).await;
         assert_eq!(pic.active.as_deref(), Some(SEED_B));
         let _ = SEED_A_EXT;
+    }
+
+    /// Adversarial review of issue 11.2: an EIP whose one VIP no member holds answers no one;
+    /// inspect says so (left alone: its VIPs are on no member) rather than "all is well".
+    #[tokio::test]
+    async fn an_eip_no_member_can_take_is_shown() {
+        let mut topo = crate::plan::tests::same_az();
+        topo.instances[0].interfaces[1].secondary.clear();
+        topo.elastic_ips[0].associated_with = None;
+        let cloud = MemoryCloud::from_topology(&topo);
+        let mut v: serde_json::Value = serde_json::from_str(include_str!(
+            "../../../examples/seed-article/declaration-after.json"
+        ))
+        .unwrap();
+        v.as_object_mut().unwrap().remove("failoverRoutes");
+        let d = Declaration::from_value(&v).unwrap();
+        let pic = view(&cloud, &d).await;
+        assert_eq!(pic.active, None);
+        assert!(
+            pic.left_alone
+                .iter()
+                .any(|w| w.contains("98.80.114.203") && w.contains("none of its VIPs")),
+            "{:?}",
+            pic.left_alone
+        );
     }
 }

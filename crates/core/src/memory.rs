@@ -441,6 +441,13 @@ impl MemoryCloud {
         e.private_ip = None;
     }
 
+    /// Sets a tag on an EIP (by allocation id).
+    pub fn tag_eip(&self, allocation_id: &str, key: &str, value: &str) {
+        let mut w = self.world.lock().unwrap();
+        let e = w.eips.get_mut(allocation_id).expect("eip");
+        e.tags.insert(key.into(), value.into());
+    }
+
     /// Makes `table` the VPC's main route table (subnets without an association use it).
     pub fn make_main(&self, table: &str) {
         let mut w = self.world.lock().unwrap();

@@ -18,6 +18,10 @@ use crate::net::Cidr;
 /// so a run knows how long a mutation it sends can still land (see `lock::Fence`).
 pub const CALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
+/// The error code of a call given up on at its timeout (by the adapter's client or by the
+/// executor): it may still take effect.
+pub const TIMED_OUT: &str = "CallTimeout";
+
 tokio::task_local! {
     /// Requests put on the wire for the call in progress (see [`on_the_wire`]).
     static WIRE: std::cell::Cell<u32>;

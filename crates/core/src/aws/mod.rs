@@ -401,7 +401,11 @@ pub(crate) fn cloud_error<E>(operation: &'static str, err: SdkError<E, HttpRespo
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
-    let code = err.code().map(str::to_string);
+    // A timeout is a call given up on while it may still land: the executor must know.
+    let code = match &err {
+        SdkError::TimeoutError(_) => Some(crate::ports::TIMED_OUT.to_string()),
+        _ => err.code().map(str::to_string),
+    };
     let message = err.message().map(str::to_string).unwrap_or_else(|| {
         use std::error::Error;
         let mut text = err.to_string();
@@ -455,6 +459,20 @@ fn classify<E, R>(err: &SdkError<E, R>, code: Option<&str>, status: Option<u16>)
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Adversarial review of issue 9.2: the SDK's own operation timeout fires first at
+    /// `CALL_TIMEOUT`; its error must say "timed out" so the run keeps its lock (the call may
+    /// still land), as the executor's own timeout does.
+    #[test]
+    fn an_sdk_timeout_is_a_call_that_may_still_land() {
+        let e: SdkError<aws_sdk_ec2::operation::replace_route::ReplaceRouteError, HttpResponse> =
+            SdkError::timeout_error(
+                "operation timeout (all attempts including retries) occurred after 30s",
+            );
+        let c = cloud_error("ReplaceRoute", e);
+        assert_eq!(c.code.as_deref(), Some(crate::ports::TIMED_OUT));
+        assert_eq!(c.kind, ErrorKind::Transient);
+    }
 
     #[test]
     fn emulator_means_loopback_endpoint() {
