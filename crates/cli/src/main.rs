@@ -571,6 +571,18 @@ async fn dispatch(cli: &Cli) -> Result<(), CliError> {
                     "the managed items do not all follow one member (see follows)",
                 ));
             }
+            if let (Some(false), Some(b)) = (view.agrees_with_box, &view.box_says) {
+                return Err(CliError::status(
+                    exit::DRIFT,
+                    "DRIFT",
+                    &format!(
+                        "the cloud follows {}, but the appliance pair last announced {} active ({})",
+                        view.active.as_deref().unwrap_or("no single member"),
+                        b.target,
+                        b.at
+                    ),
+                ));
+            }
             Ok(())
         }
         Command::Unlock { declaration, force } | Command::Reset { declaration, force } => {
@@ -877,6 +889,18 @@ fn print_inspection(v: &Inspection) {
             s["timestamp"].as_str().unwrap_or("?"),
             printable(s["instance"].as_str().unwrap_or("?")),
             printable(s["message"].as_str().unwrap_or(""))
+        );
+    }
+    if let Some(b) = &v.box_says {
+        say!(
+            "  the box says: {} active (announced {}); the cloud {}",
+            b.target,
+            b.at,
+            if v.agrees_with_box == Some(true) {
+                "agrees"
+            } else {
+                "DISAGREES"
+            }
         );
     }
     for w in &v.left_alone {

@@ -46,6 +46,8 @@ pub struct RunRequest {
     pub force: bool,
     /// Who asked, when a person or an appliance did (recorded with a forced run).
     pub requested_by: Option<String>,
+    /// The appliance pair itself announced its target active (its own view of the box).
+    pub announced: bool,
     /// When the caller must have returned (the Lambda deadline): the run stops sending
     /// mutations early enough to record its outcome before then.
     pub deadline: Option<Instant>,
@@ -61,6 +63,7 @@ impl RunRequest {
             request_id: None,
             force: false,
             requested_by: None,
+            announced: false,
             deadline: None,
         }
     }
@@ -175,6 +178,7 @@ struct Previous {
     run_id: Option<String>,
     task_state: Option<TaskState>,
     last_failover: Option<LastFailover>,
+    last_announcement: Option<LastFailover>,
     #[serde(default)]
     refusal: Vec<String>,
 }
@@ -324,6 +328,7 @@ async fn execute_held(
         previous(prev_state.as_ref())
     };
     record.last_failover = prev.last_failover.clone();
+    record.last_announcement = prev.last_announcement.clone();
     // A file CFE itself wrote (side by side during a migration): while CFE runs a failover,
     // no second one starts; CFE's last failover counts for the cooldown.
     if let Some(cfe) = prev_state.as_ref().and_then(|s| cfe_record(s, &snap)) {
@@ -356,6 +361,12 @@ async fn execute_held(
     }
     let planned = resolve_target(decl, &snap, &req.target).and_then(|target| {
         record.target = target.clone();
+        if req.announced {
+            record.last_announcement = Some(LastFailover {
+                target: target.clone(),
+                at: Utc::now(),
+            });
+        }
         plan(decl, &snap, &target).map_err(|r| FailoverError::Refused(r.reasons))
     });
     let plan = match planned {

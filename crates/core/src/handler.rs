@@ -153,12 +153,11 @@ pub async fn handle(
         return Ok(ignored(reason, true));
     }
     let decl = load_declaration(store, declaration).await?;
+    // The appliance pair's own announcement: the box's view of who is active.
+    let announcement = matches!(trigger, events::Trigger::ApplianceActive { .. });
     match trigger.intent(&decl.extension, &invocation.trust) {
-        Intent::Ignore { reason } => {
-            // An announcement from a source the declaration does not list is suspicious.
-            let suspicious = matches!(trigger, events::Trigger::ApplianceActive { .. });
-            Ok(ignored(reason, suspicious))
-        }
+        // An announcement from a source the declaration does not list is suspicious.
+        Intent::Ignore { reason } => Ok(ignored(reason, announcement)),
         Intent::Reconcile { trigger } => reconcile(ec2, store, &decl, trigger, invocation).await,
         Intent::Run {
             target,
@@ -180,6 +179,7 @@ pub async fn handle(
                     trigger,
                     request_id: invocation.request_id,
                     force,
+                    announced: announcement,
                     deadline: invocation.deadline,
                 },
             )
@@ -282,6 +282,7 @@ async fn reconcile(
             request_id: invocation.request_id,
             force: false,
             requested_by: None,
+            announced: false,
             deadline: invocation.deadline,
         },
     )
@@ -754,5 +755,32 @@ mod tests {
             "{out}"
         );
         assert_eq!(cloud.mutation_count(), 0);
+    }
+
+    /// Issue 12.4: inspect answers "does the cloud agree with the box?" from the appliance's
+    /// last announcement, kept in the state file across runs.
+    #[tokio::test]
+    async fn inspect_compares_the_cloud_with_the_boxs_last_announcement() {
+        let cloud = MemoryCloud::seed();
+        let d = crate::declaration::Declaration::parse(
+            &std::fs::read_to_string(format!(
+                "{ROOT}/examples/seed-article/declaration-after.json"
+            ))
+            .unwrap(),
+        )
+        .unwrap();
+        on(&cloud, &event("appliance-active.json")).await.unwrap();
+        let v = crate::inspect::inspect(&cloud, &cloud, &d).await.unwrap();
+        assert_eq!(v.box_says.as_ref().unwrap().target, SEED_B);
+        assert_eq!(v.agrees_with_box, Some(true));
+        // An operator moves the cloud back to A: it no longer agrees with the box (B).
+        on(&cloud, &direct(SEED_A, false)).await.unwrap();
+        let v = crate::inspect::inspect(&cloud, &cloud, &d).await.unwrap();
+        assert_eq!(
+            v.box_says.as_ref().unwrap().target,
+            SEED_B,
+            "kept across runs"
+        );
+        assert_eq!(v.agrees_with_box, Some(false));
     }
 }

@@ -73,6 +73,10 @@ pub struct Inspection {
     pub active: Option<String>,
     /// True when managed items exist and no member has them all.
     pub drift: bool,
+    /// The box's own view: the unit the appliance pair last announced active, and when.
+    pub box_says: Option<crate::state::LastFailover>,
+    /// Whether the cloud follows the unit the box last announced (when both are known).
+    pub agrees_with_box: Option<bool>,
     /// Resources the scope selects but that are left alone, with the reason (another VPC's,
     /// an EIP whose VIPs no member holds, …): worth a look.
     pub left_alone: Vec<String>,
@@ -124,6 +128,11 @@ pub async fn inspect(
         current_holder(store, &bucket, cluster),
         read_history(store, &bucket, cluster, RECENT_RUNS, false),
     )?;
+    let box_says = state
+        .as_ref()
+        .and_then(|s| s.get(crate::declaration::EXTENSION_KEY))
+        .and_then(|e| e.get("lastAnnouncement"))
+        .and_then(|v| serde_json::from_value::<crate::state::LastFailover>(v.clone()).ok());
     let last_state = state.map(|s| {
         let mut v = serde_json::Map::new();
         for k in ["taskState", "timestamp", "instance", "message"] {
@@ -132,6 +141,10 @@ pub async fn inspect(
         Value::Object(v)
     });
     let mut view = picture(decl, &snap, last_state);
+    view.agrees_with_box = box_says
+        .as_ref()
+        .map(|b| view.active.as_deref() == Some(b.target.as_str()));
+    view.box_says = box_says;
     view.lock = lock;
     view.recent_runs = runs;
     Ok(view)
@@ -204,6 +217,8 @@ pub fn picture(decl: &Declaration, snap: &Snapshot, last_state: Option<Value>) -
             })
             .collect(),
         drift: active.is_none() && managed,
+        box_says: None,
+        agrees_with_box: None,
         left_alone: snap.left_alone.clone(),
         follows,
         active,

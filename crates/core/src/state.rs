@@ -93,6 +93,9 @@ pub struct RunRecord {
     pub recovers: Option<String>,
     /// The last failover that changed something (kept across runs, for flap damping).
     pub last_failover: Option<LastFailover>,
+    /// The unit the appliance pair last announced active (kept across runs): the box's own
+    /// view, which `inspect` compares the cloud with.
+    pub last_announcement: Option<LastFailover>,
     /// The cluster's members when the run started (tells one cluster's record from another's).
     pub members: Vec<String>,
     /// Whether damping was skipped (an operator's explicit command, the appliance's own
@@ -136,6 +139,7 @@ impl RunRecord {
             refusal: Vec::new(),
             recovers: None,
             last_failover: None,
+            last_announcement: None,
             members: Vec::new(),
             forced: req.force,
             requested_by: req.requested_by.clone(),
