@@ -3,6 +3,7 @@
 
 use failover_core::aws::{self, AwsOptions};
 use failover_core::handler::handle;
+use failover_core::ports::ObjectStore;
 use failover_core::lab::{SEED_B_EXT, SEED_RTB};
 use serde_json::Value;
 
@@ -139,4 +140,53 @@ async fn a_lost_answer_to_a_route_change_still_verifies() {
             .as_deref(),
         Some(ids.real(SEED_B_EXT))
     );
+}
+
+/// Adversarial review of issue 9.2: a ReplaceRoute held past the SDK's 30 s operation timeout
+/// still lands. The run must keep the lock (not release it), so no second run fails over in
+/// between and is undone by the late call.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_call_that_timed_out_keeps_the_lock() {
+    let Some(moto) = Moto::start() else { return };
+    let (direct, _) = moto.cloud().await;
+    let (topo, ids, loc) = seed_lab(&direct).await;
+    let proxy = FaultProxy::start(&moto.endpoint).await;
+    proxy.rule(
+        |r| String::from_utf8_lossy(&r.body).contains("Action=ReplaceRoute"),
+        Fault::Hold(std::time::Duration::from_secs(33)),
+        1,
+    );
+    let cloud = through(&proxy).await;
+    let e = handle(
+        &cloud.ec2,
+        &cloud.s3,
+        &loc,
+        &event(&ids, "alarm-eventbridge.json"),
+        invocation(None),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(e.error_type(), "FailoverFailed", "{e}");
+    let lock = direct
+        .s3
+        .get_object(&topo.bucket.name, "f5cloudfailover/lock/default.json")
+        .await
+        .unwrap()
+        .unwrap();
+    let lock: Value = serde_json::from_slice(&lock.body).unwrap();
+    assert_eq!(
+        lock["released"], false,
+        "the lock was released while the call could land"
+    );
+    // A second run meanwhile is held back.
+    let again = handle(
+        &direct.ec2,
+        &direct.s3,
+        &loc,
+        &serde_json::json!({"action": "execute", "target": ids.real(failover_core::lab::SEED_A)}),
+        invocation(None),
+    )
+    .await;
+    let text = format!("{again:?}");
+    assert!(text.contains("IN_PROGRESS"), "{text}");
 }

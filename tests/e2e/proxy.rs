@@ -1,7 +1,7 @@
 //! A fault-injecting HTTP proxy between the SDK and moto: the faults real networks make,
 //! where they hurt. A rule matches requests (method, path, headers) and, for its next `times`
-//! matches, loses the response after moto applied the request, or answers a status without
-//! forwarding it. Everything else passes through.
+//! matches, loses the response after moto applied the request, answers a status without
+//! forwarding it, or holds it past the client's timeout before forwarding it. Everything else passes through.
 
 use std::sync::{Arc, Mutex};
 
@@ -38,6 +38,8 @@ pub enum Fault {
     LoseResponse,
     /// Answer this status and body without forwarding.
     Answer(u16, &'static str),
+    /// Hold the request this long, then forward it (it lands after the client gave up).
+    Hold(std::time::Duration),
 }
 
 type Matcher = Box<dyn Fn(&Seen) -> bool + Send + Sync>;
@@ -156,6 +158,10 @@ async fn serve(conn: TcpStream, upstream: String, shared: Arc<Mutex<Shared>>) {
                 return;
             }
             continue;
+        }
+        if let Some(Fault::Hold(d)) = fault {
+            // The client gives up meanwhile; the request still lands, as a delayed one does.
+            tokio::time::sleep(d).await;
         }
         let Some(answer) = forward(&upstream, &head, &req.body).await else {
             return;
