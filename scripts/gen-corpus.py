@@ -52,7 +52,8 @@ decl("storage-both-scopes", "externalStorage: give scopingName or scopingTags, n
 decl("storage-no-scope", "externalStorage: needs scopingName", lambda d: d["externalStorage"].pop("scopingTags"))
 decl("storage-bad-bucket", "externalStorage.scopingName:", lambda d: (d["externalStorage"].pop("scopingTags"), d["externalStorage"].update({"scopingName": "my bucket!"})))
 decl("storage-tags-empty", "externalStorage.scopingTags: must name at least one tag", lambda d: d["externalStorage"].update({"scopingTags": {}}))
-decl("storage-tag-number", "externalStorage.scopingTags.f5_cloud_failover_label: expected a tag value string", lambda d: d["externalStorage"].update({"scopingTags": {"f5_cloud_failover_label": 1}}))
+# A number is read as its text (CFE's schema leaves tag values untyped); a list is no tag value.
+decl("storage-tag-list", "externalStorage.scopingTags.f5_cloud_failover_label: expected a tag value string", lambda d: d["externalStorage"].update({"scopingTags": {"f5_cloud_failover_label": ["a"]}}))
 decl("sse-algorithm-des", "externalStorage.encryption.serverSide.algorithm:", lambda d: ENC(d).update({"algorithm": "DES"}))
 decl("sse-key-number-list", "externalStorage.encryption.serverSide.keyId: expected a string", lambda d: ENC(d).update({"algorithm": "aws:kms", "keyId": [1]}))
 decl("sse-enabled-string", "externalStorage.encryption.serverSide.enabled: expected true or false", lambda d: ENC(d).update({"enabled": "yes"}))
