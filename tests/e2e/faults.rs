@@ -3,8 +3,8 @@
 
 use failover_core::aws::{self, AwsOptions};
 use failover_core::handler::handle;
-use failover_core::ports::ObjectStore;
 use failover_core::lab::{SEED_B_EXT, SEED_RTB};
+use failover_core::ports::ObjectStore;
 use serde_json::Value;
 
 use crate::moto::Moto;
