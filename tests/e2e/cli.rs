@@ -292,6 +292,29 @@ async fn operator_commands_and_exit_codes() {
     let (c, out, err) = code(&["invoke", &b_stops, "--declaration", &after]);
     assert_eq!(c, Some(0), "{out}{err}");
 
+    // CFE itself failing over (its own state file, RUNNING): reset refuses without --force.
+    let cfe_running = serde_json::json!({
+        "taskState": "RUNNING", "message": "Failover running",
+        "timestamp": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        "instance": "failover01.www.non-97.net", "failoverOperations": {}
+    });
+    cloud
+        .s3
+        .put_object(
+            &topo.bucket.name,
+            "f5cloudfailover/f5cloudfailoverstate.json",
+            serde_json::to_vec(&cfe_running).unwrap(),
+            &Encryption::None,
+            None,
+        )
+        .await
+        .unwrap();
+    let (c, _, err) = code(&["reset", "--declaration", &after]);
+    assert_eq!(c, Some(9), "{err}");
+    assert!(err.contains("CFE on failover01.www.non-97.net"), "{err}");
+    let (c, _, err) = code(&["reset", "--declaration", &after, "--force"]);
+    assert_eq!(c, Some(0), "{err}");
+
     // A closed stdout is no panic (exit 101): SIGPIPE ends the process quietly.
     let mut child = cli()
         .args([

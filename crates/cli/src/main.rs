@@ -591,6 +591,34 @@ async fn dispatch(cli: &Cli) -> Result<(), CliError> {
             let bucket = bucket(&cloud, &decl).await?;
             let cluster = &decl.extension.cluster_name;
             let enc = &decl.external_storage.encryption;
+            // `reset` reads the state first: CFE itself failing over (side by side during a
+            // migration) is a live holder too, and the box's last announcement is kept.
+            let reset_from = if matches!(cli.command, Command::Reset { .. }) {
+                let log = StateLog {
+                    store: &cloud.s3,
+                    bucket: bucket.clone(),
+                    decl: &decl,
+                };
+                let previous = log
+                    .read_state()
+                    .await
+                    .map_err(|e| CliError::new(e.to_string()))?;
+                if let Some(host) = previous
+                    .as_ref()
+                    .and_then(failover_core::failover::cfe_running)
+                {
+                    if !*force {
+                        return Err(CliError::status(
+                            exit::LOCK_HELD,
+                            "LOCK_HELD",
+                            &format!("CFE on {} is failing over (its state file says RUNNING); if it died, use --force", printable(&host)),
+                        ));
+                    }
+                }
+                Some(previous)
+            } else {
+                None
+            };
             let out = unlock(&cloud.s3, &bucket, cluster, enc, *force)
                 .await
                 .map_err(|e| CliError::new(e.to_string()))?;
@@ -605,13 +633,13 @@ async fn dispatch(cli: &Cli) -> Result<(), CliError> {
                 ));
             }
             let mut value = serde_json::to_value(&out).expect("json");
-            if matches!(cli.command, Command::Reset { .. }) {
+            if let Some(previous) = &reset_from {
                 let log = StateLog {
                     store: &cloud.s3,
                     bucket: bucket.clone(),
                     decl: &decl,
                 };
-                log.reset_state("cloud-failover reset")
+                log.reset_state("cloud-failover reset", previous.as_ref())
                     .await
                     .map_err(|e| CliError::new(e.to_string()))?;
                 value["stateFile"] = format!("s3://{bucket}/{}", state_key(&decl)).into();

@@ -179,6 +179,7 @@ struct Previous {
     task_state: Option<TaskState>,
     last_failover: Option<LastFailover>,
     last_announcement: Option<LastFailover>,
+    recovers: Option<String>,
     #[serde(default)]
     refusal: Vec<String>,
 }
@@ -358,15 +359,22 @@ async fn execute_held(
             state = prev.task_state.map_or("-", TaskState::as_str),
             "the previous run did not finish cleanly: re-planning from the current cloud"
         );
+    } else if !prev.refusal.is_empty() {
+        // A refusal in between does not hide an unfinished run before it.
+        record.recovers = prev.recovers.clone();
     }
     let planned = resolve_target(decl, &snap, &req.target).and_then(|target| {
-        record.target = target.clone();
         if req.announced {
+            // Another pair's announcement is not ours to follow, nor to record.
+            if snap.member(&target).is_none() {
+                return Err(FailoverError::NotAMember(target));
+            }
             record.last_announcement = Some(LastFailover {
                 target: target.clone(),
                 at: Utc::now(),
             });
         }
+        record.target = target.clone();
         plan(decl, &snap, &target).map_err(|r| FailoverError::Refused(r.reasons))
     });
     let plan = match planned {
@@ -439,6 +447,14 @@ async fn execute_held(
         }
     }
     report.record.conclude();
+    if req.force && report.plan.operations.is_empty() {
+        // An explicit decision (an operator's, the pair's announcement) the cloud already
+        // follows is still the decision of record: reconcile and damping go by it.
+        report.record.last_failover = Some(LastFailover {
+            target: report.plan.target.clone(),
+            at: Utc::now(),
+        });
+    }
     report.record.finish(clock);
     log.write_state(&report.record)
         .await
@@ -472,27 +488,47 @@ struct CfeRecord {
 }
 
 fn cfe_record(state: &Value, snap: &Snapshot) -> Option<CfeRecord> {
+    let (instance, task, at) = cfe_state(state)?;
+    // Only CFE on one of our members speaks for this cluster (host names compare as DNS
+    // names do, case-insensitively).
+    let member = snap
+        .members
+        .iter()
+        .find(|m| m.display_name().eq_ignore_ascii_case(&instance))?;
+    let age = (Utc::now() - at).num_seconds();
+    // A timestamp from the future (a skewed clock) holds nothing back for longer than the
+    // window either.
+    let fresh = (-COOLDOWN_SKEW_SECONDS..CFE_RUNNING_WINDOW_SECONDS).contains(&age);
+    let running_since = (task == TaskState::Running && fresh).then_some(at);
+    let last = (task != TaskState::Running).then(|| LastFailover {
+        target: member.id.clone(),
+        at,
+    });
+    Some(CfeRecord {
+        instance,
+        running_since,
+        last,
+    })
+}
+
+/// A state file CFE itself wrote (no `serverless` block): its host, task state and time.
+pub fn cfe_state(state: &Value) -> Option<(String, TaskState, chrono::DateTime<Utc>)> {
     if state.get(crate::declaration::EXTENSION_KEY).is_some() {
         return None;
     }
     let at: chrono::DateTime<Utc> = state.get("timestamp")?.as_str()?.parse().ok()?;
     let instance = state.get("instance")?.as_str()?.to_string();
     let task: TaskState = serde_json::from_value(state.get("taskState")?.clone()).ok()?;
+    Some((instance, task, at))
+}
+
+/// Whether CFE is failing over now by its state file (RUNNING within the window).
+pub fn cfe_running(state: &Value) -> Option<String> {
+    let (instance, task, at) = cfe_state(state)?;
     let age = (Utc::now() - at).num_seconds();
-    let running_since =
-        (task == TaskState::Running && age < CFE_RUNNING_WINDOW_SECONDS).then_some(at);
-    let last = (task != TaskState::Running)
-        .then(|| snap.members.iter().find(|m| m.display_name() == instance))
-        .flatten()
-        .map(|m| LastFailover {
-            target: m.id.clone(),
-            at,
-        });
-    Some(CfeRecord {
-        instance,
-        running_since,
-        last,
-    })
+    (task == TaskState::Running
+        && (-COOLDOWN_SKEW_SECONDS..CFE_RUNNING_WINDOW_SECONDS).contains(&age))
+    .then_some(instance)
 }
 
 /// How far in the future a recorded last failover may be (clock skew between writers) before
@@ -1163,12 +1199,105 @@ mod tests {
             RunOutcome::Completed(r) => panic!("ran while CFE runs: {:?}", r.record.message),
         }
         assert_eq!(cloud.mutation_count(), 0);
-        // CFE failed over to B a moment ago: an automatic failover back to A is damped.
-        put(cfe("SUCCEEDED")).await.unwrap();
+        // Adversarial review: a RUNNING from the future (a skewed clock), or from a host that
+        // is none of our members (another pair's CFE), holds nothing back.
+        let mut future: Value = serde_json::from_slice(&cfe("RUNNING")).unwrap();
+        future["timestamp"] =
+            crate::state::timestamp(Utc::now() + chrono::Duration::hours(1)).into();
+        put(serde_json::to_vec(&future).unwrap()).await.unwrap();
+        let dry = |t: &str| {
+            let mut r = RunRequest::new(TargetSpec::Instance(t.into()), Mode::Execute, "test");
+            r.force = true;
+            r
+        };
+        assert!(matches!(
+            run(&cloud, &cloud, &d, dry(SEED_B)).await.unwrap(),
+            RunOutcome::Completed(_)
+        ));
+        let mut other: Value = serde_json::from_slice(&cfe("RUNNING")).unwrap();
+        other["instance"] = "otherpair-bigip.example.net".into();
+        put(serde_json::to_vec(&other).unwrap()).await.unwrap();
+        assert!(matches!(
+            run(&cloud, &cloud, &d, dry(SEED_B)).await.unwrap(),
+            RunOutcome::Completed(_)
+        ));
+        // CFE failed over to B a moment ago: an automatic failover back to A is damped (its
+        // host name matched whatever its case).
+        let mut upper: Value = serde_json::from_slice(&cfe("SUCCEEDED")).unwrap();
+        upper["instance"] = "FAILOVER02.WWW.NON-97.NET".into();
+        put(serde_json::to_vec(&upper).unwrap()).await.unwrap();
         match run(&cloud, &cloud, &d, unforced(SEED_B)).await.unwrap() {
             RunOutcome::Skipped(s) => assert_eq!(s.status, "COOLDOWN", "{}", s.message),
             RunOutcome::Completed(r) => panic!("not damped: {:?}", r.record.message),
         }
+    }
+
+    /// Adversarial review: an explicit decision the cloud already follows is the decision of
+    /// record (the scheduled reconcile and damping go by it).
+    #[tokio::test]
+    async fn a_converged_explicit_decision_is_recorded() {
+        let cloud = MemoryCloud::seed();
+        let d = Declaration::parse(AFTER).unwrap();
+        completed(
+            run(&cloud, &cloud, &d, req(SEED_A, Mode::Execute))
+                .await
+                .unwrap(),
+        );
+        assert_eq!(
+            state(&cloud)["serverless"]["lastFailover"]["target"],
+            SEED_A
+        );
+        // Someone moves the cloud to B by hand, then the operator says B: nothing to change.
+        use crate::ports::Ec2Mutate;
+        cloud
+            .replace_route(SEED_RTB, "0.0.0.0/0".parse().unwrap(), SEED_B_EXT)
+            .await
+            .unwrap();
+        cloud
+            .associate_address(
+                "eipalloc-0814e2bbaf002a2bc",
+                SEED_B_EXT,
+                "10.0.4.101".parse().unwrap(),
+            )
+            .await
+            .unwrap();
+        let r = completed(
+            run(&cloud, &cloud, &d, req(SEED_B, Mode::Execute))
+                .await
+                .unwrap(),
+        );
+        assert!(r.plan.operations.is_empty());
+        assert_eq!(
+            state(&cloud)["serverless"]["lastFailover"]["target"],
+            SEED_B
+        );
+    }
+
+    /// Adversarial review: a refusal between a half-done run and the next does not hide the
+    /// unfinished run (`recovers` still names it).
+    #[tokio::test]
+    async fn a_refusal_in_between_keeps_the_recovery_link() {
+        let cloud = MemoryCloud::seed();
+        cloud.inject(
+            "ReplaceRoute",
+            ErrorKind::Rejected,
+            FaultTiming::BeforeEffect,
+            1,
+        );
+        let half = go(&cloud, SEED_B, Mode::Execute).await.unwrap();
+        assert_eq!(half.record.task_state, TaskState::Failed);
+        let first = half.record.run_id.clone();
+        let e = run(
+            &cloud,
+            &cloud,
+            &Declaration::parse(AFTER).unwrap(),
+            req("i-0123456789abcdef0", Mode::Execute),
+        )
+        .await
+        .unwrap_err();
+        assert!(matches!(e, FailoverError::Refused(_)), "{e:?}");
+        let last = go(&cloud, SEED_B, Mode::Execute).await.unwrap();
+        assert_eq!(last.record.recovers.as_deref(), Some(first.as_str()));
     }
 
     #[tokio::test]

@@ -783,4 +783,22 @@ mod tests {
         );
         assert_eq!(v.agrees_with_box, Some(false));
     }
+
+    /// Adversarial review: an announcement naming an instance of no member is IGNORED and
+    /// writes nothing (it used to refuse, write FAILED and become the box's view).
+    #[tokio::test]
+    async fn an_announcement_of_another_pairs_unit_is_ignored() {
+        let cloud = MemoryCloud::seed();
+        let mut e = event("appliance-active.json");
+        e["detail"]["instanceId"] = "i-0fffffffffffffff0".into();
+        let out = on(&cloud, &e).await.unwrap();
+        assert_eq!(out["status"], "IGNORED", "{out}");
+        assert!(cloud
+            .object(
+                "cfe-state-bigip-ha",
+                "f5cloudfailover/f5cloudfailoverstate.json"
+            )
+            .is_none());
+        assert_eq!(cloud.mutation_count(), 0);
+    }
 }

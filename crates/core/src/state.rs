@@ -492,15 +492,25 @@ impl StateLog<'_> {
     }
 
     /// Rewrites the state file as a clean slate (`cloud-failover reset`): SUCCEEDED, no
-    /// operations, no last failover (so no cooldown), saying who reset it.
-    pub async fn reset_state(&self, by: &str) -> Result<(), CloudError> {
+    /// operations, no last failover (so no cooldown), saying who reset it. The appliance pair's
+    /// last announcement in `previous` (the box's view, not ours) is kept.
+    pub async fn reset_state(&self, by: &str, previous: Option<&Value>) -> Result<(), CloudError> {
+        let announced = previous
+            .and_then(|p| p.get(EXTENSION_KEY))
+            .and_then(|e| e.get("lastAnnouncement"))
+            .cloned()
+            .unwrap_or(Value::Null);
         let v = json!({
             "taskState": TaskState::Succeeded,
             "message": format!("Reset by {by}"),
             "timestamp": timestamp(Utc::now()),
             "instance": "",
             "failoverOperations": {},
-            EXTENSION_KEY: {"cluster": self.decl.extension.cluster_name, "reset": true},
+            EXTENSION_KEY: {
+                "cluster": self.decl.extension.cluster_name,
+                "reset": true,
+                "lastAnnouncement": announced,
+            },
         });
         self.put(&state_key(self.decl), &v).await
     }
