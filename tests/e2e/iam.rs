@@ -307,3 +307,37 @@ fn the_retry_failover_schedule_invokes_the_failover_function() {
         (Some(0), Some(1440))
     );
 }
+
+/// Route 53 health-check alarms get data in us-east-1 only: the checks (and their alarms) are
+/// made there only, whatever the IPs given (helper-6's review of the deploy docs).
+#[test]
+fn route53_health_checks_only_in_us_east_1() {
+    let template: Value = serde_yaml::from_str(&repo_file("template.yaml")).unwrap();
+    let conditions = &template["Conditions"];
+    let shown = |v: &Value| serde_yaml::to_string(v).unwrap();
+    assert!(
+        shown(&conditions["IsUsEast1"]).contains("us-east-1")
+            && shown(&conditions["IsUsEast1"]).contains("AWS::Region"),
+        "{}",
+        shown(&conditions["IsUsEast1"])
+    );
+    for c in ["HasHealthCheckA", "HasHealthCheckB"] {
+        assert!(
+            shown(&conditions[c]).contains("IsUsEast1"),
+            "{c}: {}",
+            shown(&conditions[c])
+        );
+    }
+    for (name, r) in template["Resources"].as_mapping().unwrap() {
+        let kind = r["Type"].as_str().unwrap_or_default();
+        let route53 = kind == "AWS::Route53::HealthCheck"
+            || shown(&r["Properties"]["Namespace"]).contains("AWS/Route53");
+        if route53 {
+            let cond = r["Condition"].as_str().unwrap_or_default();
+            assert!(
+                cond == "HasHealthCheckA" || cond == "HasHealthCheckB",
+                "{name:?} is made outside us-east-1 too (Condition {cond:?})"
+            );
+        }
+    }
+}

@@ -489,8 +489,11 @@ pub fn static_checks(decl: &Declaration, snap: &Snapshot) -> Vec<Check> {
     out.push(check(
         "next-hops-primary",
         hop_problems,
-        if hops.is_empty() {
-            "no route next hops declared".into()
+        if hops.is_empty() && decl.route_groups().is_empty() {
+            "no routes declared".into()
+        } else if hops.is_empty() {
+            // Not a pass by absence: with no table in scope nothing could be checked.
+            "no next hop checked: no route table in scope (see route-tables)".into()
         } else {
             format!("primary IPs: {}", hops.join(", "))
         },
