@@ -389,12 +389,17 @@ async fn snapshot(
     Ok(snap)
 }
 
+/// Whether the declaration lists its EIPs (`addressGroupDefinitions`) rather than selecting
+/// them by tags: listed ones are the cluster's by definition, never left alone.
+fn names_its_eips(decl: &Declaration) -> bool {
+    decl.addresses()
+        .is_some_and(|a| a.elastic_ip_groups().next().is_some())
+}
+
 /// A tag-selected EIP none of whose VIPs is on any member is another pair's (identical tags,
 /// other addresses): left alone with a warning, not a refusal of every failover.
 fn leave_foreign_eips(snap: &mut Snapshot, decl: &Declaration) {
-    let explicit = decl
-        .addresses()
-        .is_some_and(|a| a.elastic_ip_groups().next().is_some());
+    let explicit = names_its_eips(decl);
     if explicit || snap.members.is_empty() {
         return;
     }
@@ -455,9 +460,7 @@ fn keep_eips_in(
     vpc: &str,
     eni_vpcs: &BTreeMap<String, String>,
 ) {
-    let explicit = decl
-        .addresses()
-        .is_some_and(|a| a.elastic_ip_groups().next().is_some());
+    let explicit = names_its_eips(decl);
     let mut kept = Vec::new();
     for e in std::mem::take(&mut snap.elastic_ips) {
         let Some(elsewhere) = e
@@ -487,9 +490,7 @@ fn keep_eips_in(
 /// EIP in scope also claims (identical tags in several VPCs: another cluster's EIP, free for
 /// a moment) is left alone: taking it would steal another cluster's address.
 fn one_eip_per_vip(snap: &mut Snapshot, decl: &Declaration) {
-    let explicit = decl
-        .addresses()
-        .is_some_and(|a| a.elastic_ip_groups().next().is_some());
+    let explicit = names_its_eips(decl);
     if explicit {
         return;
     }
