@@ -495,11 +495,7 @@ fn cfe_record(state: &Value, snap: &Snapshot) -> Option<CfeRecord> {
         .members
         .iter()
         .find(|m| m.display_name().eq_ignore_ascii_case(&instance))?;
-    let age = (Utc::now() - at).num_seconds();
-    // A timestamp from the future (a skewed clock) holds nothing back for longer than the
-    // window either.
-    let fresh = (-COOLDOWN_SKEW_SECONDS..CFE_RUNNING_WINDOW_SECONDS).contains(&age);
-    let running_since = (task == TaskState::Running && fresh).then_some(at);
+    let running_since = running_now(task, at).then_some(at);
     let last = (task != TaskState::Running).then(|| LastFailover {
         target: member.id.clone(),
         at,
@@ -525,10 +521,15 @@ pub fn cfe_state(state: &Value) -> Option<(String, TaskState, chrono::DateTime<U
 /// Whether CFE is failing over now by its state file (RUNNING within the window).
 pub fn cfe_running(state: &Value) -> Option<String> {
     let (instance, task, at) = cfe_state(state)?;
+    running_now(task, at).then_some(instance)
+}
+
+/// CFE's RUNNING written at `at` still stands: within the window (after which CFE has given
+/// up), and not from the future beyond clock skew (which would hold runs back for as long).
+fn running_now(task: TaskState, at: chrono::DateTime<Utc>) -> bool {
     let age = (Utc::now() - at).num_seconds();
-    (task == TaskState::Running
-        && (-COOLDOWN_SKEW_SECONDS..CFE_RUNNING_WINDOW_SECONDS).contains(&age))
-    .then_some(instance)
+    task == TaskState::Running
+        && (-COOLDOWN_SKEW_SECONDS..CFE_RUNNING_WINDOW_SECONDS).contains(&age)
 }
 
 /// How far in the future a recorded last failover may be (clock skew between writers) before
