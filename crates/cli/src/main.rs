@@ -372,7 +372,7 @@ async fn open(opts: &AwsOptions, loc: &Location) -> Result<(aws::AwsCloud, Decla
 /// What `invoke` trusts: events from the caller's own account (STS) and region, as the
 /// Lambda trusts its function's.
 async fn trust(opts: &AwsOptions, alarm_name_prefix: &str) -> Result<Trust, CliError> {
-    let home = aws::caller_home(opts)
+    let (home, _) = aws::caller_identity(opts)
         .await
         .map_err(|e| CliError::new(format!("cannot tell this account and region: {e}")))?;
     Ok(Trust {
@@ -503,8 +503,8 @@ async fn dispatch(cli: &Cli) -> Result<(), CliError> {
                 // triggers (`--force` is kept for scripts that pass it).
                 let _ = force;
                 req.force = true;
-                req.requested_by = Some(match aws::caller_arn(&opts).await {
-                    Ok(arn) => format!("cloud-failover execute by {arn}"),
+                req.requested_by = Some(match aws::caller_identity(&opts).await {
+                    Ok((_, arn)) => format!("cloud-failover execute by {arn}"),
                     Err(e) => format!("cloud-failover execute (caller unknown: {e})"),
                 });
             }
@@ -593,12 +593,12 @@ async fn dispatch(cli: &Cli) -> Result<(), CliError> {
             let enc = &decl.external_storage.encryption;
             // `reset` reads the state first: CFE itself failing over (side by side during a
             // migration) is a live holder too, and the box's last announcement is kept.
+            let log = StateLog {
+                store: &cloud.s3,
+                bucket: bucket.clone(),
+                decl: &decl,
+            };
             let reset_from = if matches!(cli.command, Command::Reset { .. }) {
-                let log = StateLog {
-                    store: &cloud.s3,
-                    bucket: bucket.clone(),
-                    decl: &decl,
-                };
                 let previous = log
                     .read_state()
                     .await
@@ -634,11 +634,6 @@ async fn dispatch(cli: &Cli) -> Result<(), CliError> {
             }
             let mut value = serde_json::to_value(&out).expect("json");
             if let Some(previous) = &reset_from {
-                let log = StateLog {
-                    store: &cloud.s3,
-                    bucket: bucket.clone(),
-                    decl: &decl,
-                };
                 log.reset_state("cloud-failover reset", previous.as_ref())
                     .await
                     .map_err(|e| CliError::new(e.to_string()))?;

@@ -298,9 +298,11 @@ pub async fn connect_for(
     }
 }
 
-/// The account (STS `GetCallerIdentity`) and region of the caller: the CLI's `invoke` trusts
-/// events from there, as the Lambda trusts its own function's account and region.
-pub async fn caller_home(opts: &AwsOptions) -> Result<crate::events::Home, CloudError> {
+/// Who the caller is (STS `GetCallerIdentity`): the CLI's `invoke` trusts events from its
+/// account and region, as the Lambda trusts its own function's; `execute` records its ARN.
+pub async fn caller_identity(
+    opts: &AwsOptions,
+) -> Result<(crate::events::Home, String), CloudError> {
     let config = sdk_config(opts, &ClientSettings::default()).await;
     let region = config.region().map(|r| r.to_string()).ok_or_else(|| {
         CloudError::new(
@@ -310,25 +312,16 @@ pub async fn caller_home(opts: &AwsOptions) -> Result<crate::events::Home, Cloud
             "no region configured (--region or AWS_REGION)",
         )
     })?;
-    let sts = aws_sdk_sts::Client::new(&config);
-    let out = sts
-        .get_caller_identity()
-        .send()
-        .await
-        .map_err(|e| cloud_error("GetCallerIdentity", e))?;
-    let account = out.account().unwrap_or_default().to_string();
-    Ok(crate::events::Home { account, region })
-}
-
-/// The caller's identity (STS `GetCallerIdentity`), recorded with an operator's command.
-pub async fn caller_arn(opts: &AwsOptions) -> Result<String, CloudError> {
-    let config = sdk_config(opts, &ClientSettings::default()).await;
     let out = aws_sdk_sts::Client::new(&config)
         .get_caller_identity()
         .send()
         .await
         .map_err(|e| cloud_error("GetCallerIdentity", e))?;
-    Ok(out.arn().unwrap_or("unknown").to_string())
+    let home = crate::events::Home {
+        account: out.account().unwrap_or_default().to_string(),
+        region,
+    };
+    Ok((home, out.arn().unwrap_or("unknown").to_string()))
 }
 
 /// One SDK configuration for every client: region, endpoint, retries, timeouts, credentials,
