@@ -125,17 +125,19 @@ pub async fn doctor(
     checks.push(permission_check(ec2, decl, &snap).await?);
     if let Some(bucket) = &snap.bucket {
         let cluster = &decl.extension.cluster_name;
+        let object = format!("s3://{bucket}/{}", lock_key(cluster));
         let held = match read_lock(store, bucket, cluster).await? {
             LockObject::NotALock => {
                 checks.push(Check {
                     name: "cluster-lock",
                     verdict: Verdict::Warn,
-                    detail: format!("s3://{bucket}/{} is not a lock object (unreadable body): the next run takes it over", lock_key(cluster)),
-                    fix: Some(format!("find who wrote it; to remove it: aws s3 rm s3://{bucket}/{}", lock_key(cluster))),
+                    detail: format!("{object} is not a lock object (unreadable body): the next run takes it over"),
+                    fix: Some(format!("find who wrote it; to remove it: aws s3 rm {object}")),
                 });
                 return Ok(checks);
             }
-            LockObject::Holder(h) if !h.is_free(chrono::Utc::now()) => Some(h),
+            // The engine's clock, as the lock itself judges (`lock::current_holder`).
+            LockObject::Holder(h) if !h.is_free(crate::clock::now()) => Some(h),
             _ => None,
         };
         checks.push(match held {
@@ -147,9 +149,7 @@ pub async fn doctor(
                     l.body.owner, l.body.expires_at, l.held_until
                 ),
                 fix: Some(format!(
-                    "a writer with a skewed clock, or a forged lock: find who wrote s3://{bucket}/{} and, if no failover is running, remove it: aws s3 rm s3://{bucket}/{}",
-                    lock_key(&decl.extension.cluster_name),
-                    lock_key(&decl.extension.cluster_name)
+                    "a writer with a skewed clock, or a forged lock: find who wrote {object} and, if no failover is running, remove it: aws s3 rm {object}"
                 )),
             },
             Some(l) => Check {
