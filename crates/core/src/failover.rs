@@ -1304,19 +1304,8 @@ mod tests {
     #[tokio::test]
     async fn held_lock_means_in_progress_and_no_mutation() {
         let cloud = MemoryCloud::seed();
-        let crate::lock::Acquire::Held(_lease) = crate::lock::acquire(
-            &cloud,
-            BUCKET,
-            "default",
-            "other-run",
-            None,
-            std::time::Duration::from_secs(60),
-            &Encryption::None,
-        )
-        .await
-        .unwrap() else {
-            panic!("free lock")
-        };
+        let _lease =
+            crate::lock::held_by(&cloud, "other-run", std::time::Duration::from_secs(60)).await;
         cloud.reset_calls();
         let d = Declaration::parse(AFTER).unwrap();
         match run(&cloud, &cloud, &d, req(SEED_B, Mode::Execute))
@@ -1337,19 +1326,7 @@ mod tests {
         // A run crashed after its RUNNING write and one mutation: its lease has run out.
         let cloud = MemoryCloud::seed();
         let d = Declaration::parse(AFTER).unwrap();
-        let crate::lock::Acquire::Held(_dead) = crate::lock::acquire(
-            &cloud,
-            BUCKET,
-            "default",
-            "dead-run",
-            None,
-            std::time::Duration::ZERO,
-            &Encryption::None,
-        )
-        .await
-        .unwrap() else {
-            panic!()
-        };
+        let _dead = crate::lock::held_by(&cloud, "dead-run", std::time::Duration::ZERO).await;
         let dry = go(&cloud, SEED_B, Mode::DryRun).await.unwrap();
         let mut stale = dry.record.clone();
         stale.run_id = "dead-run".into();

@@ -630,20 +630,9 @@ mod tests {
     /// already follows the announced unit, the skip is retried, never dropped.
     #[tokio::test]
     async fn an_announcement_that_meets_a_held_lock_is_retried() {
-        use crate::declaration::Encryption;
         let cloud = MemoryCloud::seed();
-        let held = crate::lock::acquire(
-            &cloud,
-            "cfe-state-bigip-ha",
-            "default",
-            "someone-else",
-            None,
-            std::time::Duration::from_secs(60),
-            &Encryption::None,
-        )
-        .await
-        .unwrap();
-        assert!(matches!(held, crate::lock::Acquire::Held(_)));
+        let _held =
+            crate::lock::held_by(&cloud, "someone-else", std::time::Duration::from_secs(60)).await;
         let e = on(&cloud, &event("appliance-active.json"))
             .await
             .unwrap_err();
@@ -656,17 +645,8 @@ mod tests {
         // The cloud already follows B: an announcement of B that meets the lock is done.
         let cloud = MemoryCloud::seed();
         on(&cloud, &direct(SEED_B, true)).await.unwrap();
-        let _held = crate::lock::acquire(
-            &cloud,
-            "cfe-state-bigip-ha",
-            "default",
-            "someone-else",
-            None,
-            std::time::Duration::from_secs(60),
-            &Encryption::None,
-        )
-        .await
-        .unwrap();
+        let _held =
+            crate::lock::held_by(&cloud, "someone-else", std::time::Duration::from_secs(60)).await;
         let out = on(&cloud, &event("appliance-active.json")).await.unwrap();
         assert_eq!(out["status"], "IN_PROGRESS", "{out}");
     }

@@ -503,6 +503,31 @@ impl Fence for Lease<'_> {
     }
 }
 
+/// For tests elsewhere: another run (`owner`) holds the seed bucket's `default` cluster lock
+/// for `lease`.
+#[cfg(test)]
+pub(crate) async fn held_by<'a>(
+    store: &'a dyn ObjectStore,
+    owner: &str,
+    lease: Duration,
+) -> Lease<'a> {
+    let taken = acquire(
+        store,
+        "cfe-state-bigip-ha",
+        crate::declaration::DEFAULT_CLUSTER,
+        owner,
+        None,
+        lease,
+        &Encryption::None,
+    )
+    .await
+    .expect("lock write");
+    match taken {
+        Acquire::Held(l) => l,
+        Acquire::Busy(h) => panic!("the lock is {}'s", h.body.owner),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
