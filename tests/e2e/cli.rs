@@ -28,6 +28,25 @@ fn validate_prints_what_loads_but_deserves_a_look() {
         "{err}"
     );
     assert!(err.contains("warning: failoverAddresses.scopingTags scopes by F5_CLOUD_FAILOVER_LABEL but the stack's IAM policy allows changes only to resources tagged f5_cloud_failover_label"), "{err}");
+    // A stack deployed with that key (ScopingTagKey, known to the CLI as SCOPING_TAG_KEY)
+    // agrees with the declaration, and then disagrees with the default key.
+    let out = cli()
+        .args(["validate", &file])
+        .env("SCOPING_TAG_KEY", "F5_CLOUD_FAILOVER_LABEL")
+        .output()
+        .unwrap();
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(!err.contains("stack's IAM policy"), "{err}");
+    let seed = format!("{}/examples/seed-article/declaration-after.json", ROOT);
+    let out = cli()
+        .args(["validate", &seed, "--scoping-tag-key", "team_ha"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        err.contains("resources tagged team_ha (ScopingTagKey)"),
+        "{err}"
+    );
     let file = format!(
         "{}/tests/corpus/cfe/v2.5-openapi-tag-discovery.json",
         crate::support::ROOT

@@ -21,6 +21,22 @@ fn untag(v: &Value) -> &Value {
     }
 }
 
+/// A policy document: YAML, or JSON text through `!Sub` (where a parameter is part of a
+/// condition key). The text must be JSON once substituted; `${ScopingTagKey}` becomes
+/// `SCOPING_TAG_KEY`, so the tests can see a condition is keyed by the parameter.
+fn document(doc: &Value) -> Value {
+    match doc {
+        Value::Tagged(t) if t.tag == "Sub" => {
+            let text = t.value.as_str().expect("!Sub of a string");
+            let text = text.replace("${ScopingTagKey}", "SCOPING_TAG_KEY");
+            let json: serde_json::Value = serde_json::from_str(&text)
+                .unwrap_or_else(|e| panic!("policy text is not JSON ({e}):\n{text}"));
+            serde_yaml::to_value(json).unwrap()
+        }
+        yaml => yaml.clone(),
+    }
+}
+
 fn actions_granted(function: &str) -> (BTreeSet<String>, Vec<Value>) {
     let template: Value = serde_yaml::from_str(&repo_file("template.yaml")).unwrap();
     let props = &template["Resources"][function]["Properties"];
@@ -33,7 +49,7 @@ fn actions_granted(function: &str) -> (BTreeSet<String>, Vec<Value>) {
                 let name = t.value.as_str().unwrap();
                 let res = &template["Resources"][name];
                 assert_eq!(res["Type"], "AWS::IAM::ManagedPolicy", "{name}");
-                res["Properties"]["PolicyDocument"].clone()
+                document(&res["Properties"]["PolicyDocument"])
             }
             Value::String(arn) => panic!("{function} uses a policy outside the template: {arn}"),
             inline => inline.clone(),
@@ -101,8 +117,9 @@ fn failover_role_grants_exactly_what_the_code_calls() {
         OPERATIONS,
         &["kms:GenerateDataKey", "kms:Decrypt"],
     );
-    // Every mutating EC2 action is scoped by the f5_cloud_failover_label tag where AWS
-    // evaluates it: the EIP, the route table, the interface whose addresses move.
+    // Every mutating EC2 action is scoped by the stack's scoping tag (its key the ScopingTagKey
+    // parameter) where AWS evaluates it: the EIP, the route table, the interface whose
+    // addresses move.
     for (action, resource) in [
         ("ec2:ReplaceRoute", "route-table"),
         ("ec2:CreateRoute", "route-table"),
@@ -117,7 +134,7 @@ fn failover_role_grants_exactly_what_the_code_calls() {
             acts.contains(action)
                 && res.contains(&format!(":{resource}/*"))
                 && s["Condition"]["StringEquals"]
-                    .get("aws:ResourceTag/f5_cloud_failover_label")
+                    .get("aws:ResourceTag/SCOPING_TAG_KEY")
                     .is_some()
         });
         assert!(
@@ -339,5 +356,35 @@ fn route53_health_checks_only_in_us_east_1() {
                 "{name:?} is made outside us-east-1 too (Condition {cond:?})"
             );
         }
+    }
+}
+
+#[test]
+fn the_scoping_tag_key_is_one_parameter_of_the_stack() {
+    // The key the IAM conditions on is the ScopingTagKey parameter (default CFE's), and every
+    // function knows it (SCOPING_TAG_KEY) to say when a declaration scopes by another.
+    let text = repo_file("template.yaml");
+    let template: Value = serde_yaml::from_str(&text).unwrap();
+    assert_eq!(
+        template["Parameters"]["ScopingTagKey"]["Default"],
+        failover_core::doctor::LABEL_KEY
+    );
+    for function in ["FailoverFunction", "ProbeFunction", "InspectFunction"] {
+        let var = &template["Resources"][function]["Properties"]["Environment"]["Variables"]
+            ["SCOPING_TAG_KEY"];
+        match var {
+            Value::Tagged(t) => assert_eq!(
+                (t.tag.to_string(), &t.value),
+                ("!Ref".into(), &Value::from("ScopingTagKey")),
+                "{function}"
+            ),
+            other => panic!("{function}: SCOPING_TAG_KEY is {other:?}"),
+        }
+    }
+    for literal in [
+        "ResourceTag/f5_cloud_failover_label",
+        "Key: f5_cloud_failover_label",
+    ] {
+        assert!(!text.contains(literal), "{literal}: use the parameter");
     }
 }

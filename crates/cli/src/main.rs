@@ -45,6 +45,10 @@ struct Cli {
     /// Log format on stderr.
     #[arg(long, global = true, value_enum, default_value = "text")]
     log_format: LogFormat,
+    /// The scoping tag key the stack's IAM policy conditions on (its ScopingTagKey): validate
+    /// and doctor say where the declaration scopes by another.
+    #[arg(long, global = true, env = "SCOPING_TAG_KEY", default_value = failover_core::doctor::LABEL_KEY)]
+    scoping_tag_key: String,
     #[command(subcommand)]
     command: Command,
 }
@@ -434,7 +438,7 @@ async fn dispatch(cli: &Cli) -> Result<(), CliError> {
             for w in &decl.warnings {
                 stderr!("warning: {w}");
             }
-            for w in failover_core::doctor::stack_tag_mismatches(&decl) {
+            for w in failover_core::doctor::stack_tag_mismatches(&decl, &cli.scoping_tag_key) {
                 stderr!("warning: {w}");
             }
             match cli.output {
@@ -696,7 +700,7 @@ async fn dispatch(cli: &Cli) -> Result<(), CliError> {
         Command::Doctor { declaration } => {
             let loc = location(declaration)?;
             let (cloud, decl) = open(&opts, &loc).await?;
-            let checks = doctor(&cloud.ec2, &cloud.s3, &decl)
+            let checks = doctor(&cloud.ec2, &cloud.s3, &decl, &cli.scoping_tag_key)
                 .await
                 .map_err(|e| CliError::new(e.to_string()))?;
             match cli.output {

@@ -147,6 +147,14 @@ impl FailoverAddresses {
             | AddressGroup::NetworkInterfacePrefix { .. } => None,
         })
     }
+
+    /// The delegated IPv4 prefixes (`networkInterfaceAddress` groups naming a prefix).
+    pub fn prefixes(&self) -> impl Iterator<Item = Cidr> + '_ {
+        self.groups.iter().filter_map(|g| match g {
+            AddressGroup::NetworkInterfacePrefix { prefix } => Some(*prefix),
+            _ => None,
+        })
+    }
 }
 
 /// One of `failoverAddresses.addressGroupDefinitions`.

@@ -44,6 +44,17 @@ pub struct ScopedEip {
     pub vips: Vec<IpAddr>,
 }
 
+/// An Elastic IP on an address of a declared IPv4 prefix: it follows the prefix (CFE 2.2+).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PrefixEip {
+    /// The EIP.
+    pub eip: ElasticIp,
+    /// The prefix address it maps to: its private IP, or, when the release of the prefix left
+    /// it unassociated, the address an unfinished run's state file names.
+    pub address: IpAddr,
+}
+
 /// What the cloud looked like when the run started.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -60,6 +71,9 @@ pub struct Snapshot {
     pub tables_in_two_groups: Vec<String>,
     /// EIPs in scope.
     pub elastic_ips: Vec<ScopedEip>,
+    /// EIPs on addresses of the declared IPv4 prefixes (any holder; the planner moves those
+    /// on the interface holding the prefix).
+    pub prefix_eips: Vec<PrefixEip>,
     /// EIPs named by `addressGroupDefinitions` that do not exist.
     pub missing_elastic_ips: Vec<IpAddr>,
     /// EIPs carrying the scoping tags but no usable `f5_cloud_failover_vips` tag.
@@ -103,6 +117,44 @@ impl Snapshot {
             .iter()
             .find(|m| m.network_interfaces.iter().any(|n| n.id == eni_id))
     }
+}
+
+/// Finds again the EIPs an unfinished run was moving onto addresses of the declared prefixes
+/// (`moves`: allocation id, address, from its state file): the release of a prefix
+/// disassociates the EIPs on its addresses, so only the log still knows where they belong.
+/// Those still unassociated join `snap.prefix_eips` with the logged address.
+pub async fn recover_prefix_eips(
+    ec2: &dyn Ec2Describe,
+    decl: &Declaration,
+    moves: &[(String, IpAddr)],
+    snap: &mut Snapshot,
+) -> Result<(), CloudError> {
+    let Some(a) = decl.addresses() else {
+        return Ok(());
+    };
+    let lost: BTreeMap<&str, IpAddr> = moves
+        .iter()
+        .filter(|(id, ip)| {
+            a.prefixes().any(|p| p.contains(*ip))
+                && !snap.prefix_eips.iter().any(|e| e.eip.allocation_id == *id)
+        })
+        .map(|(id, ip)| (id.as_str(), *ip))
+        .collect();
+    if lost.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<&str> = lost.keys().copied().collect();
+    for eip in ec2
+        .describe_addresses(&[Filter::new("allocation-id", &ids)])
+        .await?
+    {
+        if eip.network_interface_id.is_none() {
+            if let Some(&address) = lost.get(eip.allocation_id.as_str()) {
+                snap.prefix_eips.push(PrefixEip { eip, address });
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Parses a comma/space separated list of IPs from a tag value (bad items are skipped).
@@ -190,6 +242,26 @@ async fn snapshot(
         }
         ec2.describe_addresses(&filters).await
     };
+    // EIPs on the prefixes' addresses (CFE 2.2+ finds them by private address, as here).
+    let prefix_eips = async {
+        let Some(a) = addresses else {
+            return Ok(Vec::new());
+        };
+        let all: Vec<IpAddr> = a.prefixes().flat_map(|p| p.ipv4_addresses()).collect();
+        let found = try_join_all(all.chunks(MAX_FILTER_VALUES).map(|c| {
+            let mut filters = vec![Filter::new("private-ip-address", c)];
+            if a.require_scoping_tags {
+                filters.extend(Filter::tags(&a.scoping_tags));
+            }
+            async move { ec2.describe_addresses(&filters).await }
+        }))
+        .await?;
+        Ok(found
+            .into_iter()
+            .flatten()
+            .filter_map(|eip| eip.private_ip.map(|address| PrefixEip { eip, address }))
+            .collect())
+    };
     let nic_map = async {
         match &address_tags {
             Some(tags) => {
@@ -200,13 +272,17 @@ async fn snapshot(
             None => Ok(Vec::new()),
         }
     };
-    let ((tables, eips, nic_map), (bucket, extra_buckets)) =
-        try_join(try_join3(tables, eips, nic_map), bucket).await?;
+    let ((tables, eips, nic_map), (prefix_eips, (bucket, extra_buckets))) = try_join(
+        try_join3(tables, eips, nic_map),
+        try_join(prefix_eips, bucket),
+    )
+    .await?;
 
     let mut snap = Snapshot {
         bucket,
         extra_buckets,
         nic_map_interfaces: nic_map,
+        prefix_eips,
         eip_private_ip_reliable: ec2.reports_eip_private_ip(),
         ..Snapshot::default()
     };

@@ -17,7 +17,8 @@ use crate::plan::plan;
 use crate::ports::{DryRun, Ec2, ObjectStore};
 use crate::state::{foreign_record, state_key};
 
-/// The scoping tag key of CFE deployments (and of this project's IAM conditions).
+/// The scoping tag key of CFE deployments, and the default of the stack's `ScopingTagKey`
+/// (the key its IAM conditions on; `SCOPING_TAG_KEY` in the functions and the CLI).
 pub const LABEL_KEY: &str = "f5_cloud_failover_label";
 
 /// A check's result.
@@ -68,8 +69,8 @@ fn check(name: &'static str, problems: Vec<(Verdict, String, String)>, ok: Strin
     }
 }
 
-/// The `f5_cloud_failover_label` value the declaration scopes by, if any.
-pub fn label(decl: &Declaration) -> Option<String> {
+/// The value of the scoping tag `key` the declaration scopes by, if any.
+pub fn label(decl: &Declaration, key: &str) -> Option<String> {
     let mut scopes: Vec<&crate::declaration::Tags> = Vec::new();
     if let Some(a) = &decl.failover_addresses {
         scopes.push(&a.scoping_tags);
@@ -82,13 +83,14 @@ pub fn label(decl: &Declaration) -> Option<String> {
             scopes.push(t);
         }
     }
-    scopes.iter().find_map(|t| t.get(LABEL_KEY).cloned())
+    scopes.iter().find_map(|t| t.get(key).cloned())
 }
 
-/// Where the declaration scopes by tags without the key the stack's IAM policy conditions on
-/// (`f5_cloud_failover_label`, template.yaml): discovery would find those resources, but the
-/// function may not change them. One line per scope, naming its JSON path.
-pub fn stack_tag_mismatches(decl: &Declaration) -> Vec<String> {
+/// Where the declaration scopes by tags without `stack_key`, the key the stack's IAM policy
+/// conditions on (template.yaml's `ScopingTagKey`, the functions' `SCOPING_TAG_KEY`):
+/// discovery would find those resources, but the function may not change them. One line per
+/// scope, naming its JSON path.
+pub fn stack_tag_mismatches(decl: &Declaration, stack_key: &str) -> Vec<String> {
     let mut scopes: Vec<(String, &crate::declaration::Tags)> = Vec::new();
     if let Some(a) = &decl.failover_addresses {
         if !a.scoping_tags.is_empty() {
@@ -102,11 +104,11 @@ pub fn stack_tag_mismatches(decl: &Declaration) -> Vec<String> {
     }
     scopes
         .into_iter()
-        .filter(|(_, t)| !t.contains_key(LABEL_KEY))
+        .filter(|(_, t)| !t.contains_key(stack_key))
         .map(|(path, t)| {
             let keys: Vec<&str> = t.keys().map(String::as_str).collect();
             format!(
-                "{path} scopes by {} but the stack's IAM policy allows changes only to resources tagged {LABEL_KEY}: those changes would be denied",
+                "{path} scopes by {} but the stack's IAM policy allows changes only to resources tagged {stack_key} (ScopingTagKey): those changes would be denied",
                 keys.join(", ")
             )
         })
@@ -118,11 +120,12 @@ pub async fn doctor(
     ec2: &dyn Ec2,
     store: &dyn ObjectStore,
     decl: &Declaration,
+    stack_key: &str,
 ) -> Result<Vec<Check>, CloudError> {
     let snap = discover(ec2, store, decl).await?;
-    let mut checks = static_checks(decl, &snap);
+    let mut checks = static_checks(decl, &snap, stack_key);
     checks.push(bucket_check(store, decl, &snap).await?);
-    checks.push(permission_check(ec2, decl, &snap).await?);
+    checks.push(permission_check(ec2, decl, &snap, stack_key).await?);
     if let Some(bucket) = &snap.bucket {
         let cluster = &decl.extension.cluster_name;
         let object = format!("s3://{bucket}/{}", lock_key(cluster));
@@ -383,21 +386,21 @@ fn execute_command(target: &str) -> String {
 }
 
 /// The checks that need only the snapshot.
-pub fn static_checks(decl: &Declaration, snap: &Snapshot) -> Vec<Check> {
+pub fn static_checks(decl: &Declaration, snap: &Snapshot, stack_key: &str) -> Vec<Check> {
     let mut out = Vec::new();
     out.push(check(
         "scoping-tag-key",
-        stack_tag_mismatches(decl)
+        stack_tag_mismatches(decl, stack_key)
             .into_iter()
             .map(|m| {
                 (
                     Verdict::Fail,
                     m,
-                    format!("tag the resources with {LABEL_KEY} and scope by it (the key the stack's IAM conditions on)"),
+                    format!("deploy the stack with ScopingTagKey set to the declaration's key (sam deploy --parameter-overrides ScopingTagKey=…), or tag the resources with {stack_key} and scope by it"),
                 )
             })
             .collect(),
-        format!("the declaration scopes by {LABEL_KEY}, the key the stack's IAM policy conditions on"),
+        format!("the declaration scopes by {stack_key}, the key the stack's IAM policy conditions on"),
     ));
     let names: Vec<String> = snap
         .members
@@ -538,13 +541,13 @@ pub fn static_checks(decl: &Declaration, snap: &Snapshot) -> Vec<Check> {
         ),
     ));
     let mut tag_problems = Vec::new();
-    if let Some(value) = label(decl) {
+    if let Some(value) = label(decl, stack_key) {
         for st in &snap.route_tables {
-            if st.table.tags.get(LABEL_KEY) != Some(&value) {
+            if st.table.tags.get(stack_key) != Some(&value) {
                 tag_problems.push((
                     Verdict::Fail,
-                    format!("route table {} lacks the scoping tag {LABEL_KEY}={value}: route failover did nothing in the field report until it had it, and the function's IAM role may not change it", st.table.id),
-                    format!("aws ec2 create-tags --resources {} --tags Key={LABEL_KEY},Value={value}", st.table.id),
+                    format!("route table {} lacks the scoping tag {stack_key}={value}: route failover did nothing in the field report until it had it, and the function's IAM role may not change it", st.table.id),
+                    format!("aws ec2 create-tags --resources {} --tags Key={stack_key},Value={value}", st.table.id),
                 ));
             }
         }
@@ -684,6 +687,7 @@ async fn permission_check(
     ec2: &dyn Ec2,
     decl: &Declaration,
     snap: &Snapshot,
+    stack_key: &str,
 ) -> Result<Check, CloudError> {
     let active = picture(decl, snap, None).active;
     let Some(standby) = snap.members.iter().find(|m| Some(&m.id) != active.as_ref()) else {
@@ -728,7 +732,7 @@ async fn permission_check(
                 Verdict::Fail,
                 format!("{} is denied ({})", m.operation(), op.id),
                 format!(
-                    "grant ec2:{} (see template.yaml; resources need the {LABEL_KEY} tag)",
+                    "grant ec2:{} (see template.yaml; resources need the {stack_key} tag)",
                     m.operation()
                 ),
             )),
@@ -761,7 +765,7 @@ mod tests {
     const SNAT_NONE: &str = include_str!("../../../examples/seed-article/cfe-snat-none.json");
 
     async fn run(cloud: &MemoryCloud, text: &str) -> Vec<Check> {
-        doctor(cloud, cloud, &Declaration::parse(text).unwrap())
+        doctor(cloud, cloud, &Declaration::parse(text).unwrap(), LABEL_KEY)
             .await
             .unwrap()
     }
@@ -820,6 +824,24 @@ mod tests {
             verdict(&run(&MemoryCloud::seed(), AFTER).await, "scoping-tag-key").verdict,
             Verdict::Pass
         );
+        // A stack deployed with ScopingTagKey=team_ha agrees with that declaration, and
+        // disagrees with one scoping by the default key.
+        let cloud = MemoryCloud::seed();
+        let d = Declaration::parse(&v.to_string()).unwrap();
+        let team = doctor(&cloud, &cloud, &d, "team_ha").await.unwrap();
+        assert_eq!(verdict(&team, "scoping-tag-key").verdict, Verdict::Pass);
+        let d = Declaration::parse(AFTER).unwrap();
+        let c = verdict(
+            &doctor(&cloud, &cloud, &d, "team_ha").await.unwrap(),
+            "scoping-tag-key",
+        );
+        assert_eq!(c.verdict, Verdict::Fail, "{c:?}");
+        assert!(
+            c.detail
+                .contains("allows changes only to resources tagged team_ha"),
+            "{c:?}"
+        );
+        assert!(c.fix.unwrap().contains("ScopingTagKey"));
     }
 
     #[tokio::test]
@@ -1001,11 +1023,11 @@ mod tests {
         let mut topo = crate::plan::swap_tests::twins();
         let d = crate::plan::swap_tests::decl();
         let cloud = MemoryCloud::from_topology(&topo);
-        let checks = doctor(&cloud, &cloud, &d).await.unwrap();
+        let checks = doctor(&cloud, &cloud, &d, LABEL_KEY).await.unwrap();
         assert_eq!(verdict(&checks, "twin-tables").verdict, Verdict::Pass);
         topo.route_tables.pop();
         let cloud = MemoryCloud::from_topology(&topo);
-        let c = verdict(&doctor(&cloud, &cloud, &d).await.unwrap(), "twin-tables");
+        let c = verdict(&doctor(&cloud, &cloud, &d, LABEL_KEY).await.unwrap(), "twin-tables");
         assert_eq!(c.verdict, Verdict::Fail, "{c:?}");
         assert!(
             c.detail
@@ -1014,7 +1036,7 @@ mod tests {
         );
         let cloud = MemoryCloud::from_topology(&crate::plan::swap_tests::twins());
         cloud.make_main(SEED_RTB);
-        let c = verdict(&doctor(&cloud, &cloud, &d).await.unwrap(), "twin-tables");
+        let c = verdict(&doctor(&cloud, &cloud, &d, LABEL_KEY).await.unwrap(), "twin-tables");
         assert!(c.detail.contains("main route table"), "{c:?}");
     }
 }

@@ -8,10 +8,32 @@ use crate::declaration::Declaration;
 use crate::events::{Home, Trust, DEFAULT_ALARM_NAME_PREFIX};
 use crate::handler::{load_declaration, Invocation, Location};
 
-/// Reads `DECLARATION_URI` (required) and `AWS_ENDPOINT_URL` (for local runs), and builds the
-/// SDK adapters once, before the first event. Also returns the declaration's
-/// `controls.logLevel` (as a filter directive) for [`init_tracing`].
-pub async fn lambda_setup() -> Result<(AwsCloud, Location, Option<&'static str>), String> {
+/// What a Lambda `main` sets up once, before the first event.
+pub struct Setup {
+    /// The SDK adapters (shaped by the declaration's endpoints, CA bundle, bucket region).
+    pub cloud: AwsCloud,
+    /// `DECLARATION_URI`.
+    pub declaration: Location,
+    log_directive: Option<&'static str>,
+    warnings: Vec<String>,
+}
+
+impl Setup {
+    /// Starts logging (see [`init_tracing`]) and logs what the cold start found wrong with
+    /// the configuration.
+    pub fn init_tracing(&self) {
+        init_tracing(self.log_directive);
+        for w in &self.warnings {
+            tracing::warn!(warning = %w, "configuration");
+        }
+    }
+}
+
+/// Reads `DECLARATION_URI` (required), `AWS_ENDPOINT_URL` (for local runs) and
+/// `SCOPING_TAG_KEY` (the stack's `ScopingTagKey`), and builds the SDK adapters once, before
+/// the first event; keeps the declaration's `controls.logLevel` for [`Setup::init_tracing`],
+/// and a warning for each scope the stack's IAM policy does not allow.
+pub async fn lambda_setup() -> Result<Setup, String> {
     let declaration: Location = std::env::var("DECLARATION_URI")
         .map_err(|_| "DECLARATION_URI is not set (expected s3://BUCKET/KEY)".to_string())?
         .parse()
@@ -24,10 +46,21 @@ pub async fn lambda_setup() -> Result<(AwsCloud, Location, Option<&'static str>)
     // Read once at cold start: a declaration that does not load is reported by each
     // invocation instead, so the base adapters and log level are kept.
     let Ok(decl) = load_declaration(&cloud.s3, &declaration).await else {
-        return Ok((cloud, declaration, None));
+        return Ok(Setup {
+            cloud,
+            declaration,
+            log_directive: None,
+            warnings: Vec::new(),
+        });
     };
-    let cloud = with_settings(cloud, &opts, &decl).await?;
-    Ok((cloud, declaration, Some(decl.log_directive())))
+    let stack_key =
+        std::env::var("SCOPING_TAG_KEY").unwrap_or_else(|_| crate::doctor::LABEL_KEY.into());
+    Ok(Setup {
+        cloud: with_settings(cloud, &opts, &decl).await?,
+        declaration,
+        log_directive: Some(decl.log_directive()),
+        warnings: crate::doctor::stack_tag_mismatches(&decl, &stack_key),
+    })
 }
 
 /// The functions' log filter: `RUST_LOG` (local debugging) wins, then the declaration's
@@ -45,7 +78,7 @@ pub fn log_filter(
 
 /// Sets up logging for a Lambda `main` (never for tests): the level from [`log_filter`], JSON
 /// lines when `AWS_LAMBDA_LOG_FORMAT` is `JSON` (as `lambda_runtime`'s default subscriber).
-pub fn init_tracing(declared: Option<&str>) {
+fn init_tracing(declared: Option<&str>) {
     use tracing_subscriber::EnvFilter;
     let filter = log_filter(
         std::env::var("RUST_LOG").ok(),

@@ -63,7 +63,7 @@ pub struct ExecOptions {
     pub deadline: Option<Instant>,
 }
 
-/// Runs `plan` (wave 0, then wave 1), then verifies. Mutations are paced by a token bucket
+/// Runs `plan` wave by wave (0, 1, 2: see `Operation::wave`), then verifies. Mutations are paced by a token bucket
 /// and a throttled call is retried after the next token (the bucket slowing down each time).
 /// Each call is sent only while the fence holds for the call's worst case ([`CALL_TIMEOUT`],
 /// enforced here, plus the lock's margin), so no call can land after the lock could pass to
@@ -81,7 +81,8 @@ pub async fn execute(
     let pacer = Pacer::new(opts.pacing);
     let max_concurrency = opts.max_concurrency;
     let mut outcomes = Vec::with_capacity(plan.operations.len());
-    for wave in [0u8, 1] {
+    let waves: std::collections::BTreeSet<u8> = plan.operations.iter().map(|o| o.wave).collect();
+    for wave in waves {
         let ops: Vec<&Operation> = plan.operations.iter().filter(|o| o.wave == wave).collect();
         if ops.is_empty() {
             continue;

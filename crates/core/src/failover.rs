@@ -10,14 +10,17 @@ use serde_json::Value;
 use tracing::Instrument;
 
 use crate::declaration::{Declaration, Scope};
-use crate::discovery::{discover, discover_cloud, resolve_bucket, Snapshot};
+use crate::discovery::{discover, discover_cloud, recover_prefix_eips, resolve_bucket, Snapshot};
 use crate::error::FailoverError;
 use crate::execute::{execute, ExecOptions};
 use crate::lock::{acquire, effective_lease, Acquire, Fence, Lease, FENCE_NEED};
 use crate::pace::Pacing;
 use crate::plan::{plan, Plan};
 use crate::ports::{Ec2, ObjectStore};
-use crate::state::{foreign_record, state_key, LastFailover, Mode, RunRecord, StateLog, TaskState};
+use crate::state::{
+    foreign_record, state_key, unfinished_eip_moves, LastFailover, Mode, RunRecord, StateLog,
+    TaskState,
+};
 
 /// Whom to fail over to.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -303,7 +306,7 @@ async fn execute_held(
     lease: &Lease<'_>,
 ) -> Result<RunOutcome, FailoverError> {
     let clock = Instant::now();
-    let (prev_state, snap) = futures::try_join!(
+    let (prev_state, mut snap) = futures::try_join!(
         async { log.read_state().await.map_err(FailoverError::State) },
         async {
             discover_cloud(ec2, decl, &log.bucket)
@@ -328,6 +331,15 @@ async fn execute_held(
     } else {
         previous(prev_state.as_ref())
     };
+    // An unfinished run's EIPs on prefix addresses, which the release left unassociated.
+    if let (None, Some(state)) = (&foreign, &prev_state) {
+        let moves = unfinished_eip_moves(state);
+        if !moves.is_empty() {
+            recover_prefix_eips(ec2, decl, &moves, &mut snap)
+                .await
+                .map_err(FailoverError::Discovery)?;
+        }
+    }
     record.last_failover = prev.last_failover.clone();
     record.last_announcement = prev.last_announcement.clone();
     // A file CFE itself wrote (side by side during a migration): while CFE runs a failover,

@@ -789,6 +789,9 @@ impl Ec2Describe for MemoryCloud {
                         Some(match f.name.as_str() {
                             "public-ip" => has(&f.values, e.public_ip),
                             "allocation-id" => has(&f.values, &e.allocation_id),
+                            "private-ip-address" => {
+                                e.private_ip.is_some_and(|ip| has(&f.values, ip))
+                            }
                             "network-interface-id" => e
                                 .network_interface_id
                                 .as_ref()
@@ -833,7 +836,11 @@ impl Ec2Mutate for MemoryCloud {
                     network_interface_id,
                 )
             })?;
-            if !(eni.primary_ip == private_ip || eni.secondary_ips.contains(&private_ip)) {
+            let in_prefix = eni.ipv4_prefixes.iter().any(|p| p.contains(private_ip));
+            if !(eni.primary_ip == private_ip
+                || eni.secondary_ips.contains(&private_ip)
+                || in_prefix)
+            {
                 return Err(err(
                     OP,
                     ErrorKind::Rejected,
@@ -1081,6 +1088,17 @@ impl Ec2Mutate for MemoryCloud {
                 ));
             }
             from.ipv4_prefixes.retain(|p| !prefixes.contains(p));
+            // An EIP on an address of a released prefix is disassociated, as EC2 does.
+            for e in w.eips.values_mut() {
+                let on_released = e.network_interface_id.as_deref() == Some(network_interface_id)
+                    && e.private_ip
+                        .is_some_and(|ip| prefixes.iter().any(|p| p.contains(ip)));
+                if on_released {
+                    e.association_id = None;
+                    e.network_interface_id = None;
+                    e.private_ip = None;
+                }
+            }
             Ok(())
         })
     }

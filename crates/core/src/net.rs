@@ -47,6 +47,20 @@ impl Cidr {
         }
     }
 
+    /// Every address of an IPv4 block of at most 256 addresses (a delegated prefix is a /28);
+    /// empty for IPv6 and larger blocks.
+    pub fn ipv4_addresses(&self) -> Vec<IpAddr> {
+        match self.addr {
+            IpAddr::V4(n) if self.prefix >= 24 => {
+                let first = u32::from(n);
+                (0..1u32 << (32 - self.prefix))
+                    .map(|i| IpAddr::V4((first + i).into()))
+                    .collect()
+            }
+            _ => Vec::new(),
+        }
+    }
+
     /// Parses leniently: host bits are cleared instead of rejected (for values read from EC2).
     pub fn parse_lenient(s: &str) -> Result<Cidr, CidrError> {
         match s.parse::<Cidr>() {
@@ -135,6 +149,26 @@ mod tests {
             "2600:1f18::/56".parse::<Cidr>().unwrap().to_string(),
             "2600:1f18::/56"
         );
+    }
+
+    #[test]
+    fn a_delegated_prefix_lists_its_sixteen_addresses() {
+        let p: Cidr = "10.0.0.48/28".parse().unwrap();
+        let all = p.ipv4_addresses();
+        assert_eq!(all.len(), 16);
+        assert_eq!(all[0].to_string(), "10.0.0.48");
+        assert_eq!(all[15].to_string(), "10.0.0.63");
+        assert!(all.iter().all(|a| p.contains(*a)));
+        assert!("10.0.0.0/16"
+            .parse::<Cidr>()
+            .unwrap()
+            .ipv4_addresses()
+            .is_empty());
+        assert!("2600::/124"
+            .parse::<Cidr>()
+            .unwrap()
+            .ipv4_addresses()
+            .is_empty());
     }
 
     #[test]

@@ -195,7 +195,8 @@ impl Action {
 pub struct Operation {
     /// Stable id, e.g. `route:rtb-…:0.0.0.0/0`.
     pub id: String,
-    /// 0 = first round; 1 = after the secondary-IP moves of round 0 (EIPs on moved IPs).
+    /// 0 = first round; 1 = after the moves of round 0 (EIPs on moved secondary IPs, the
+    /// assign half of a prefix move); 2 = EIPs on the addresses of a prefix assigned in 1.
     pub wave: u8,
     /// What to do.
     pub action: Action,
@@ -812,6 +813,7 @@ impl Planner<'_> {
         if owner.id == t.id {
             self.in_place
                 .push(format!("prefix {prefix} on {}", from.id));
+            self.prefix_eips(t, prefix, &from.id, &from.id, 0);
             return;
         }
         let Some(to) = t
@@ -854,6 +856,61 @@ impl Planner<'_> {
                 from_network_interface_id: from.id.clone(),
             },
         });
+        self.prefix_eips(t, prefix, &from.id, &to.id, 2);
+    }
+
+    /// The EIPs on addresses of `prefix` follow it to the same address on `to` (CFE 2.2+), in
+    /// `wave` (2: after the assign of wave 1; the release disassociates them). Those on the
+    /// interface holding the prefix, or left unassociated by an unfinished run, move; an EIP on
+    /// the same address of any other interface (another VPC's plan) is not this prefix's.
+    fn prefix_eips(&mut self, t: &Instance, prefix: Cidr, from: &str, to: &str, wave: u8) {
+        for pe in &self.snap.prefix_eips {
+            let e = &pe.eip;
+            if !prefix.contains(pe.address)
+                || self
+                    .snap
+                    .elastic_ips
+                    .iter()
+                    .any(|se| se.eip.allocation_id == e.allocation_id)
+            {
+                continue;
+            }
+            let on = e.network_interface_id.as_deref();
+            let what = format!("Elastic IP {} → {} on {to}", e.public_ip, pe.address);
+            if on == Some(to) && e.private_ip == Some(pe.address) {
+                self.in_place.push(what);
+                continue;
+            }
+            if !(on.is_none() || on == Some(from)) {
+                continue;
+            }
+            let was = match on {
+                Some(n) => format!("{} on {n}", pe.address),
+                None => format!(
+                    "nothing (unassociated; an unfinished run put it on {})",
+                    pe.address
+                ),
+            };
+            self.ops.push(Operation {
+                id: format!("eip:{}", e.public_ip),
+                wave,
+                why: format!(
+                    "Elastic IP {} maps to {was}, an address of prefix {prefix}; the active unit {} ({}) holds the prefix on {to}",
+                    e.public_ip,
+                    t.id,
+                    t.display_name()
+                ),
+                action: Action::AssociateAddress {
+                    allocation_id: e.allocation_id.clone(),
+                    public_ip: e.public_ip,
+                    network_interface_id: to.to_string(),
+                    private_ip: pe.address,
+                    current_association_id: e.association_id.clone(),
+                    current_network_interface_id: e.network_interface_id.clone(),
+                    current_private_ip: e.private_ip,
+                },
+            });
+        }
     }
 
     fn elastic_ips(&mut self, t: &Instance, moved: &BTreeMap<IpAddr, String>) {
@@ -1575,6 +1632,118 @@ pub(crate) mod tests {
                 .starts_with("prefix 10.0.0.64/28 (networkInterfaceAddress) is not delegated"),
             "{r}"
         );
+    }
+
+    #[tokio::test]
+    async fn an_eip_on_a_prefix_address_follows_the_prefix_and_an_interrupted_move_is_finished() {
+        use crate::error::ErrorKind;
+        use crate::failover::{run, RunOutcome, RunRequest, TargetSpec};
+        use crate::lab::EipSpec;
+        use crate::memory::FaultTiming;
+        use crate::state::{Mode, TaskState};
+        // GIVEN the prefix on A, and an EIP on its address 10.0.0.50 (no VIP tags: CFE 2.2+
+        // finds it by its private address)
+        let mut topo = same_az_with_prefix();
+        let eip: IpAddr = "203.0.113.50".parse().unwrap();
+        let address: IpAddr = "10.0.0.50".parse().unwrap();
+        topo.elastic_ips.push(EipSpec {
+            allocation_id: "eipalloc-0prefix".into(),
+            public_ip: eip,
+            tags: tags([SEED_TAG]),
+            associated_with: Some((SEED_A_EXT.into(), address)),
+        });
+        let cloud = MemoryCloud::from_topology(&topo);
+        let d = patched(|v| {
+            v["failoverRoutes"]["routeGroupDefinitions"][0]["defaultNextHopAddresses"]["items"] =
+                json!(["10.0.0.11", "10.0.0.12"]);
+            v["failoverAddresses"]["addressGroupDefinitions"] =
+                json!([{"type": "networkInterfaceAddress", "scopingAddress": "10.0.0.48/28"}]);
+        });
+        // WHEN B becomes active
+        let p = plan_on(&cloud, &d, SEED_B).await.unwrap();
+        // THEN the EIP goes to the same address on B, in the round after B holds the prefix
+        let op = p
+            .operations
+            .iter()
+            .find(|o| o.id == format!("eip:{eip}"))
+            .expect("the EIP follows the prefix");
+        assert_eq!(op.wave, 2);
+        match &op.action {
+            Action::AssociateAddress {
+                network_interface_id,
+                private_ip,
+                ..
+            } => assert_eq!(
+                (network_interface_id.as_str(), *private_ip),
+                (SEED_B_EXT, address)
+            ),
+            other => panic!("{other:?}"),
+        }
+        // AND an EIP on the same address of an interface that does not hold the prefix (another
+        // VPC with the same addressing plan) is not this prefix's
+        let mut snap = discover(&cloud, &cloud, &d).await.unwrap();
+        snap.prefix_eips[0].eip.network_interface_id = Some("eni-0othervpc".into());
+        let other = plan(&d, &snap, SEED_B).unwrap();
+        assert!(other.operations.iter().all(|o| !o.id.starts_with("eip:")));
+
+        // WHEN a run is interrupted after the release (the re-association is refused once)
+        let req = || {
+            let mut r = RunRequest::new(TargetSpec::Instance(SEED_B.into()), Mode::Execute, "test");
+            r.force = true;
+            r
+        };
+        cloud.inject(
+            "AssociateAddress",
+            ErrorKind::Rejected,
+            FaultTiming::BeforeEffect,
+            1,
+        );
+        let first = match run(&cloud, &cloud, &d, req()).await.unwrap() {
+            RunOutcome::Completed(r) => r,
+            RunOutcome::Skipped(s) => panic!("{s:?}"),
+        };
+        assert_eq!(first.record.task_state, TaskState::Failed);
+        // THEN the EIP is unassociated (EC2 disassociates it with the prefix) and nothing in
+        // the cloud says where it belongs
+        assert_eq!(cloud.elastic_ip(eip).unwrap().network_interface_id, None);
+        assert!(plan_on(&cloud, &d, SEED_B)
+            .await
+            .unwrap()
+            .operations
+            .is_empty());
+        // AND the next run finishes the job from the state file's record of the move
+        let second = match run(&cloud, &cloud, &d, req()).await.unwrap() {
+            RunOutcome::Completed(r) => r,
+            RunOutcome::Skipped(s) => panic!("{s:?}"),
+        };
+        assert_eq!(
+            second.record.task_state,
+            TaskState::Succeeded,
+            "{:?}",
+            second.record
+        );
+        assert_eq!(
+            second
+                .plan
+                .operations
+                .iter()
+                .map(|o| o.id.as_str())
+                .collect::<Vec<_>>(),
+            [format!("eip:{eip}")]
+        );
+        let now = cloud.elastic_ip(eip).unwrap();
+        assert_eq!(
+            (now.network_interface_id.as_deref(), now.private_ip),
+            (Some(SEED_B_EXT), Some(address))
+        );
+        // AND failing back takes prefix and EIP back to A
+        let back = plan_on(&cloud, &d, SEED_A).await.unwrap();
+        let ids: Vec<(u8, &str)> = back
+            .operations
+            .iter()
+            .map(|o| (o.wave, o.id.as_str()))
+            .collect();
+        assert!(ids.contains(&(2, &*format!("eip:{eip}"))), "{ids:?}");
     }
 
     #[tokio::test]

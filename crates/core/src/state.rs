@@ -346,6 +346,34 @@ pub async fn read_history(
     Ok(out)
 }
 
+/// The Elastic IP moves (allocation id, target private IP) of an unfinished run (RUNNING or
+/// FAILED), read from CFE's `publicAddresses` (written so by CFE and by us alike); empty for
+/// a run that finished.
+pub fn unfinished_eip_moves(state: &Value) -> Vec<(String, std::net::IpAddr)> {
+    let unfinished = matches!(
+        state.get("taskState").and_then(Value::as_str),
+        Some("RUNNING" | "FAILED")
+    );
+    if !unfinished {
+        return Vec::new();
+    }
+    state
+        .pointer("/failoverOperations/addresses/publicAddresses")
+        .and_then(Value::as_object)
+        .into_iter()
+        .flatten()
+        .filter_map(|(_, v)| {
+            let allocation = v.get("AllocationId")?.as_str()?;
+            let ip = v
+                .pointer("/target/PrivateIpAddress")?
+                .as_str()?
+                .parse()
+                .ok()?;
+            Some((allocation.to_string(), ip))
+        })
+        .collect()
+}
+
 /// The state file body in CFE's shape.
 pub fn cfe_state(record: &RunRecord) -> Value {
     let mut public = Map::new();

@@ -8,9 +8,9 @@ use serde_json::Value;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    let (cloud, declaration, log_level) = lambda_setup().await?;
-    failover_core::entry::init_tracing(log_level);
-    let (cloud, declaration) = (&cloud, &declaration);
+    let setup = lambda_setup().await?;
+    setup.init_tracing();
+    let (cloud, declaration) = (&setup.cloud, &setup.declaration);
     lambda_runtime::run(service_fn(move |_event: LambdaEvent<Value>| async move {
         handle_inspect(&cloud.ec2, &cloud.s3, declaration)
             .await
