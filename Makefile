@@ -40,7 +40,7 @@ logs:  ## Tail the deployed function's logs
 
 drill:  ## The field report's experiment locally: kill the active appliance, measure the gap (drill.svg)
 	bash scripts/ensure-moto.sh >/dev/null
-	cargo run --quiet -p cloud-failover -- drill --output table --plot drill.svg
+	cargo run --quiet --bin cf-lab -- drill --output table --plot drill.svg
 
 bench:  ## Reproduce BENCHMARKS.md (simulated EC2 failover times, bootstrap sizes, init, RSS, drill)
 	bash scripts/bench.sh

@@ -6,21 +6,22 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 tgt=${CARGO_TARGET_DIR:-target}
 tools=$(bash scripts/ensure-sam.sh)
-cargo build --quiet --release -p failover-bench
+cargo build --quiet --release --bin failover-bench
 PATH="$tools:$PATH" cargo lambda build --release --compiler cargo --bin failover --bin probe --bin inspect
-cargo build --quiet -p cloud-failover
+cargo build --quiet --bin cloud-failover --bin cf-lab
 cf="$tgt/debug/cloud-failover"
+lab="$tgt/debug/cf-lab"
 work=$(mktemp -d)
 "$tgt/release/failover-bench" benchmarks.svg >"$work/sim.md"
 source scripts/moto.sh
-$cf lab up --rewrite "examples/seed-article/declaration-after.json:$work/declaration.json" \
+$lab up --rewrite "examples/seed-article/declaration-after.json:$work/declaration.json" \
   --rewrite "events/direct-execute.json:$work/event.json" >/dev/null
 uri=s3://cfe-state-bigip-ha/declarations/cluster.json
 $cf declare "$work/declaration.json" --to "$uri" >/dev/null
 python3 scripts/coldstart.py "$tgt/lambda" "$cf" "$AWS_ENDPOINT_URL" "$uri" "$work/event.json" 5 >"$work/cold.md"
 glibc=$(objdump -T "$tgt/lambda/failover/bootstrap" | grep -o 'GLIBC_[0-9.]*' | sort -V | tail -1)
-$cf drill --output table --plot drill.svg --python "$MOTO_PY" >"$work/drill.txt" 2>/dev/null
-for i in 1 2 3 4 5; do $cf lab floor --python "$MOTO_PY" >"$work/floor$i.json"; done
+$lab drill --output table --plot drill.svg --python "$MOTO_PY" >"$work/drill.txt" 2>/dev/null
+for i in 1 2 3 4 5; do $lab floor --python "$MOTO_PY" >"$work/floor$i.json"; done
 floor=$(python3 - "$work" <<'PY'
 import json, statistics, sys
 runs = [json.load(open(f"{sys.argv[1]}/floor{i}.json")) for i in range(1, 6)]
@@ -91,7 +92,7 @@ Goals: ≤ 25 MB, ≤ 30 ms init, ≤ 64 MB RSS.
 
 ## Against moto: how close to the emulator's own floor
 
-\`cloud-failover lab floor\` (debug build, median of 5): moto holding the seed, the failover
+\`cf-lab floor\` (debug build, median of 5): moto holding the seed, the failover
 handler run once on \`events/alarm-eventbridge.json\` through the real SDK, every HTTP exchange
 timed by an SDK interceptor. *moto busy* is the time at least one call was in flight (moto's
 own floor for this run); *own* is the rest (our code: parsing, planning, signing, JSON).
@@ -102,7 +103,7 @@ $floor
 
 ## Drill
 
-\`cloud-failover drill\` (\`make drill\`): moto, two loopback appliances, a request every 100 ms
+\`cf-lab drill\` (\`make drill\`): moto, two loopback appliances, a request every 100 ms
 to whichever one the route table's next hop names (a simulated data path), the active one
 killed at 2 s, the probe (200 ms interval, 2 failures to call it down) failing over:
 

@@ -3,13 +3,14 @@
 # working declaration, the failover Lambda's handler on the sample alarm event.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --quiet --bin cloud-failover
+cargo build --quiet --bin cloud-failover --bin cf-lab
 cf=target/debug/cloud-failover
+lab=target/debug/cf-lab
 source scripts/moto.sh
 echo "== moto at $AWS_ENDPOINT_URL"
 work=$(mktemp -d)
 echo "== building the field report's topology (BIG-IP A active in us-east-1a, B standby in us-east-1b)"
-$cf lab up \
+$lab up \
   --rewrite "examples/seed-article/declaration-after.json:$work/declaration.json" \
   --rewrite "examples/seed-article/cfe-snat-none.json:$work/cfe-snat-none.json" \
   --rewrite "events/alarm-eventbridge.json:$work/alarm.json" \

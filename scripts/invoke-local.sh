@@ -10,13 +10,13 @@ cd "$(dirname "$0")/.."
 export PATH="$(scripts/ensure-sam.sh):$PATH"
 events=("$@")
 [ ${#events[@]} -gt 0 ] || events=(events/*.json)
-cargo build --quiet -p cloud-failover -p failover
+cargo build --quiet --bin cloud-failover --bin cf-lab --bin failover
 cf=target/debug/cloud-failover
 source scripts/moto.sh
 work=$(mktemp -d)
 rewrites=(--rewrite "examples/seed-article/declaration-after.json:$work/declaration.json")
 for e in "${events[@]}"; do rewrites+=(--rewrite "$e:$work/$(basename "$e")"); done
-$cf lab up "${rewrites[@]}" >/dev/null
+target/debug/cf-lab up "${rewrites[@]}" >/dev/null
 uri="s3://cfe-state-bigip-ha/declarations/cluster.json"
 $cf declare "$work/declaration.json" --to "$uri" --output table
 port=$("$MOTO_PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')

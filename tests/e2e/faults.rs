@@ -26,7 +26,7 @@ async fn through(proxy: &FaultProxy) -> aws::AwsCloud {
 async fn alarm(
     cloud: &aws::AwsCloud,
     loc: &failover_core::handler::Location,
-    ids: &failover_core::aws::lab::LabIds,
+    ids: &failover_lab::builder::LabIds,
 ) -> Value {
     handle(
         &cloud.ec2,

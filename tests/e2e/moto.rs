@@ -1,9 +1,9 @@
-//! A moto server per test (see `failover_core::aws::emulator`).
+//! A moto server per test (see `failover_lab::emulator`).
 
 use std::path::{Path, PathBuf};
 
-use failover_core::aws::emulator::{has_moto, python_in, Emulator};
 use failover_core::aws::{self, AwsCloud, AwsOptions, CallLog};
+use failover_lab::emulator::{has_moto, python_in, Emulator};
 
 /// A running moto server.
 pub struct Moto {

@@ -1,13 +1,13 @@
 //! Shared steps: build the lab, upload a declaration, read the cloud back through the SDK.
 
 use aws_sdk_ec2::types::Filter;
-use failover_core::aws::lab::{self, LabIds};
 use failover_core::aws::AwsCloud;
 use failover_core::declaration::Encryption;
 use failover_core::events::{Home, Trust};
 use failover_core::handler::{Invocation, Location};
 use failover_core::lab::Topology;
 use failover_core::ports::ObjectStore;
+use failover_lab::builder::{self as lab, LabIds};
 use serde_json::Value;
 
 /// Where tests keep the declaration in the lab bucket.

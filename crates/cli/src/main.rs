@@ -7,7 +7,6 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use failover_core::aws::emulator::{has_moto, python_in, Emulator};
 use failover_core::aws::{self, AwsOptions};
 use failover_core::discovery::resolve_bucket;
 use failover_core::doctor::{doctor, Verdict};
@@ -15,7 +14,6 @@ use failover_core::events::{Trust, DEFAULT_ALARM_NAME_PREFIX};
 use failover_core::failover::{run, RunOutcome, RunRequest, TargetSpec};
 use failover_core::handler::{handle, load_declaration, Invocation, Location};
 use failover_core::inspect::{inspect, Inspection};
-use failover_core::lab::Topology;
 use failover_core::lock::{unlock, Unlocked};
 use failover_core::ports::ObjectStore;
 use failover_core::state::{read_history, state_key, Mode, StateLog};
@@ -168,49 +166,11 @@ enum Command {
         #[arg(long, env = "DECLARATION_URI")]
         declaration: String,
     },
-    /// The field report's experiment, locally: moto, two loopback appliances, a client every
-    /// 100 ms, the active one killed, the probe failing over; prints the timeline and the gap.
-    Drill {
-        /// Write an SVG plot of response time over the run.
-        #[arg(long)]
-        plot: Option<PathBuf>,
-        /// Python with moto[server] (default: .venv/bin/python, else python3).
-        #[arg(long)]
-        python: Option<PathBuf>,
-        /// Length of the run, seconds.
-        #[arg(long, default_value_t = 8)]
-        duration: u64,
-        /// When the active appliance is killed, seconds.
-        #[arg(long, default_value_t = 2)]
-        kill_at: u64,
-    },
     /// Print the state file (f5cloudfailoverstate.json) the last run wrote.
     State {
         /// Declaration: s3://BUCKET/KEY or a file.
         #[arg(long, env = "DECLARATION_URI")]
         declaration: String,
-    },
-    /// Lab helpers for a local emulator.
-    Lab {
-        #[command(subcommand)]
-        command: LabCommand,
-    },
-}
-
-#[derive(Subcommand, Debug)]
-enum LabCommand {
-    /// Start moto, build the seed, run the failover handler once on the sample alarm and
-    /// report its wall time against the time moto itself spent answering (JSON).
-    Floor {
-        /// Python with moto[server] (default: .venv/bin/python, else python3).
-        #[arg(long)]
-        python: Option<PathBuf>,
-    },
-    /// Create the field report's topology and print the id map (logical → emulator ids).
-    Up {
-        /// Copy IN to OUT with logical ids replaced by the emulator's (repeatable), as IN:OUT.
-        #[arg(long = "rewrite", value_name = "IN:OUT")]
-        rewrite: Vec<String>,
     },
 }
 
@@ -367,7 +327,7 @@ fn location(s: &str) -> Result<Location, CliError> {
 async fn open(opts: &AwsOptions, loc: &Location) -> Result<(aws::AwsCloud, Declaration), CliError> {
     let cloud = aws::connect(opts).await;
     let decl = load_declaration(&cloud.s3, loc).await?;
-    let cloud = failover_core::entry::with_settings(cloud, opts, &decl)
+    let cloud = failover_core::aws::with_settings(cloud, opts, &decl)
         .await
         .map_err(CliError::new)?;
     Ok((cloud, decl))
@@ -537,7 +497,7 @@ async fn dispatch(cli: &Cli) -> Result<(), CliError> {
                 .map_err(|e| CliError::new(format!("invalid event: {e}")))?;
             let payload: Value = failover_core::json::parse(&text).expect("parsed above");
             let cloud = aws::connect(&opts).await;
-            let cloud = failover_core::entry::for_declaration(cloud, &opts, &loc)
+            let cloud = failover_core::aws::for_declaration(cloud, &opts, &loc)
                 .await
                 .map_err(CliError::new)?;
             let invocation = Invocation {
@@ -726,53 +686,11 @@ async fn dispatch(cli: &Cli) -> Result<(), CliError> {
             }
             Ok(())
         }
-        Command::Drill {
-            plot,
-            python,
-            duration,
-            kill_at,
-        } => {
-            drill(
-                cli.output,
-                plot.as_deref(),
-                python.clone(),
-                *duration,
-                *kill_at,
-            )
-            .await
-        }
         Command::State { declaration } => {
             let loc = location(declaration)?;
             let (cloud, decl) = open(&opts, &loc).await?;
             let state = read_state(&cloud, &decl).await?;
             print_json(&state);
-            Ok(())
-        }
-        Command::Lab {
-            command: LabCommand::Floor { python },
-        } => floor(python.clone()).await,
-        Command::Lab {
-            command: LabCommand::Up { rewrite },
-        } => {
-            if !opts.is_emulator() {
-                return Err(CliError::new(
-                    "lab up creates resources: it runs only against a local emulator (--endpoint-url http://127.0.0.1:PORT)",
-                ));
-            }
-            let cloud = aws::connect(&opts).await;
-            let ids = aws::lab::create(&cloud, &Topology::seed())
-                .await
-                .map_err(|e| CliError::new(e.to_string()))?;
-            for spec in rewrite {
-                let (from, to) = spec
-                    .split_once(':')
-                    .ok_or_else(|| CliError::new(format!("--rewrite: {spec:?} is not IN:OUT")))?;
-                let text = std::fs::read_to_string(from)
-                    .map_err(|e| CliError::new(format!("{from}: {e}")))?;
-                std::fs::write(to, ids.rewrite(&text))
-                    .map_err(|e| CliError::new(format!("{to}: {e}")))?;
-            }
-            print_json(&serde_json::to_value(&ids).expect("json"));
             Ok(())
         }
     }
@@ -933,163 +851,4 @@ fn print_inspection(v: &Inspection) {
     for w in &v.left_alone {
         say!("  left alone: {}", printable(w));
     }
-}
-
-fn start_moto(python: Option<PathBuf>) -> Result<Emulator, CliError> {
-    let python = python.unwrap_or_else(|| python_in(std::path::Path::new(".venv")));
-    if !has_moto(&python) {
-        return Err(CliError::new(format!(
-            "{} has no moto: run `make drill` (installs moto[server] into .venv) or pass --python",
-            python.display()
-        )));
-    }
-    Emulator::start(&python).map_err(|e| CliError::new(format!("starting moto: {e}")))
-}
-
-async fn drill(
-    output: Output,
-    plot: Option<&std::path::Path>,
-    python: Option<PathBuf>,
-    duration: u64,
-    kill_at: u64,
-) -> Result<(), CliError> {
-    use failover_core::drill::{self, Appliance, DrillConfig};
-    use failover_core::lab::{SEED_A, SEED_A_EXT, SEED_B, SEED_B_EXT, SEED_RTB};
-    if kill_at >= duration {
-        return Err(CliError::new(
-            "--kill-at must be before the end of --duration",
-        ));
-    }
-    let moto = start_moto(python)?;
-    let endpoint = moto.endpoint.clone();
-    let cloud = aws::connect(&AwsOptions {
-        region: Some("us-east-1".into()),
-        endpoint_url: Some(endpoint.clone()),
-    })
-    .await;
-    let ids = aws::lab::create(&cloud, &Topology::seed())
-        .await
-        .map_err(|e| CliError::new(e.to_string()))?;
-    let io = |e: std::io::Error| CliError::new(e.to_string());
-    let a = Appliance::start("failover01.www.non-97.net")
-        .await
-        .map_err(io)?;
-    let b = Appliance::start("failover02.www.non-97.net")
-        .await
-        .map_err(io)?;
-    let text = ids.rewrite(include_str!(
-        "../../../examples/seed-article/declaration-after.json"
-    ));
-    let mut v: Value = serde_json::from_str(&text).expect("embedded declaration");
-    v["serverless"] = serde_json::json!({
-        "clusterName": "drill",
-        "cooldownSeconds": 0,
-        "probe": {
-            "kind": "http", "path": "/", "expectBody": "ACTIVE",
-            "intervalMs": 200, "timeoutMs": 300, "failuresToDown": 2, "successesToUp": 1,
-            "targets": {ids.real(SEED_A): a.addr.to_string(), ids.real(SEED_B): b.addr.to_string()}
-        }
-    });
-    let decl = Declaration::from_value(&v).map_err(|e| CliError::new(e.to_string()))?;
-    stderr!(
-        "drill: moto at {endpoint}; appliances {} at {} and {} at {}",
-        a.name,
-        a.addr,
-        b.name,
-        b.addr
-    );
-    stderr!("drill: the data path is SIMULATED: each request goes to the appliance the route table's next hop names");
-    let appliances: std::collections::BTreeMap<String, Appliance> = [
-        (ids.real(SEED_A_EXT).to_string(), a),
-        (ids.real(SEED_B_EXT).to_string(), b),
-    ]
-    .into();
-    let cfg = DrillConfig {
-        duration: std::time::Duration::from_secs(duration),
-        kill_at: std::time::Duration::from_secs(kill_at),
-        ..DrillConfig::default()
-    };
-    let report = drill::run(
-        &cloud.ec2,
-        &cloud.s3,
-        &decl,
-        ids.real(SEED_RTB),
-        "0.0.0.0/0".parse().expect("cidr"),
-        &appliances,
-        &cfg,
-    )
-    .await?;
-    match output {
-        Output::Json => print_json(&serde_json::to_value(&report).expect("json")),
-        Output::Table => say!("{}", drill::timeline(&report).trim_end()),
-    }
-    if let Some(path) = plot {
-        std::fs::write(path, drill::svg(&report))
-            .map_err(|e| CliError::new(format!("{}: {e}", path.display())))?;
-        stderr!("drill: plot written to {}", path.display());
-    }
-    match report.gap_ms {
-        Some(g) if g <= 5000 => Ok(()),
-        Some(g) => Err(CliError::new(format!(
-            "gap without answers {g} ms is over the 5 s goal"
-        ))),
-        None => Err(CliError::new("answers never came back")),
-    }
-}
-
-/// Wall time of one seed failover through the handler vs moto's own time (exchanges in flight).
-async fn floor(python: Option<PathBuf>) -> Result<(), CliError> {
-    let moto = start_moto(python)?;
-    let log = aws::CallLog::default();
-    let opts = AwsOptions {
-        region: Some("us-east-1".into()),
-        endpoint_url: Some(moto.endpoint.clone()),
-    };
-    let cloud = aws::connect_with(&opts, Some(log.clone())).await;
-    let ids = aws::lab::create(&cloud, &Topology::seed())
-        .await
-        .map_err(|e| CliError::new(e.to_string()))?;
-    let text = ids.rewrite(include_str!(
-        "../../../examples/seed-article/declaration-after.json"
-    ));
-    cloud
-        .s3
-        .put_object(
-            "cfe-state-bigip-ha",
-            "declaration.json",
-            text.into_bytes(),
-            &failover_core::declaration::Encryption::None,
-            None,
-        )
-        .await
-        .map_err(|e| CliError::new(e.to_string()))?;
-    let loc = Location::S3 {
-        bucket: "cfe-state-bigip-ha".into(),
-        key: "declaration.json".into(),
-    };
-    let event: Value =
-        serde_json::from_str(&ids.rewrite(include_str!("../../../events/alarm-eventbridge.json")))
-            .expect("event");
-    let invocation = Invocation {
-        trust: trust(&opts, DEFAULT_ALARM_NAME_PREFIX).await?,
-        ..Invocation::default()
-    };
-    log.clear();
-    let start = std::time::Instant::now();
-    let out = handle(&cloud.ec2, &cloud.s3, &loc, &event, invocation).await?;
-    let end = std::time::Instant::now();
-    let wall = end - start;
-    let busy = log.busy(start, end);
-    let exchanges = log.exchanges();
-    let sum: std::time::Duration = exchanges.iter().map(|e| e.2).sum();
-    print_json(&serde_json::json!({
-        "status": out["status"],
-        "operations": out["operations"].as_array().map_or(0, Vec::len),
-        "calls": exchanges.len(),
-        "wallMs": wall.as_secs_f64() * 1000.0,
-        "motoBusyMs": busy.as_secs_f64() * 1000.0,
-        "sumOfCallLatenciesMs": sum.as_secs_f64() * 1000.0,
-        "ownMs": (wall.saturating_sub(busy)).as_secs_f64() * 1000.0,
-    }));
-    Ok(())
 }

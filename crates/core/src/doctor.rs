@@ -1027,7 +1027,10 @@ mod tests {
         assert_eq!(verdict(&checks, "twin-tables").verdict, Verdict::Pass);
         topo.route_tables.pop();
         let cloud = MemoryCloud::from_topology(&topo);
-        let c = verdict(&doctor(&cloud, &cloud, &d, LABEL_KEY).await.unwrap(), "twin-tables");
+        let c = verdict(
+            &doctor(&cloud, &cloud, &d, LABEL_KEY).await.unwrap(),
+            "twin-tables",
+        );
         assert_eq!(c.verdict, Verdict::Fail, "{c:?}");
         assert!(
             c.detail
@@ -1036,7 +1039,10 @@ mod tests {
         );
         let cloud = MemoryCloud::from_topology(&crate::plan::swap_tests::twins());
         cloud.make_main(SEED_RTB);
-        let c = verdict(&doctor(&cloud, &cloud, &d, LABEL_KEY).await.unwrap(), "twin-tables");
+        let c = verdict(
+            &doctor(&cloud, &cloud, &d, LABEL_KEY).await.unwrap(),
+            "twin-tables",
+        );
         assert!(c.detail.contains("main route table"), "{c:?}");
     }
 }

@@ -5,7 +5,8 @@
 //! [`failover::run`]: [`discovery`] takes a snapshot, the pure [`plan`]ner decides,
 //! the [`execute`]or mutates and verifies, and the [`state`] log records it all in S3.
 //! The cloud is reached only through the traits in [`ports`], implemented by [`aws`]
-//! (the SDK) and [`memory`] (an in-memory cloud for tests).
+//! (the SDK) and, with the `testing` feature (tests and the developer tooling only),
+//! `memory` (an in-memory cloud enforcing AWS's rules) with the `lab` topologies.
 
 #[cfg(feature = "aws")]
 pub mod aws;
@@ -13,9 +14,6 @@ pub mod clock;
 pub mod declaration;
 pub mod discovery;
 pub mod doctor;
-pub mod drill;
-#[cfg(feature = "aws")]
-pub mod entry;
 pub mod error;
 pub mod events;
 pub mod execute;
@@ -23,8 +21,10 @@ pub mod failover;
 pub mod handler;
 pub mod inspect;
 pub mod json;
+#[cfg(any(test, feature = "testing"))]
 pub mod lab;
 pub mod lock;
+#[cfg(any(test, feature = "testing"))]
 pub mod memory;
 pub mod metrics;
 pub mod model;

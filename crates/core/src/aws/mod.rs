@@ -2,8 +2,6 @@
 //! an endpoint override for local emulators, path-style S3 when overridden).
 
 pub mod ec2;
-pub mod emulator;
-pub mod lab;
 pub mod s3;
 
 use std::sync::{Arc, Mutex};
@@ -389,8 +387,36 @@ async fn sdk_configs(
     (ec2_config.build(), s3_config.build())
 }
 
+/// The adapters the declaration at `declaration` asks for (see [`with_settings`]); the base
+/// adapters when it does not load (each invocation reports that).
+pub async fn for_declaration(
+    cloud: AwsCloud,
+    opts: &AwsOptions,
+    declaration: &crate::handler::Location,
+) -> Result<AwsCloud, String> {
+    match crate::handler::load_declaration(&cloud.s3, declaration).await {
+        Ok(decl) => with_settings(cloud, opts, &decl).await,
+        Err(_) => Ok(cloud),
+    }
+}
+
+/// The adapters `decl` asks for: its PrivateLink endpoints (`endpointDnsName`), CA bundle
+/// (`trustedCertBundle`) and bucket region; `cloud` itself when it asks for none. The Lambdas
+/// apply them at cold start: a change takes effect with the next cold start.
+pub async fn with_settings(
+    cloud: AwsCloud,
+    opts: &AwsOptions,
+    decl: &crate::declaration::Declaration,
+) -> Result<AwsCloud, String> {
+    let settings = ClientSettings::from_declaration(decl)?;
+    if settings == ClientSettings::default() {
+        return Ok(cloud);
+    }
+    Ok(connect_for(opts, &settings, None).await)
+}
+
 /// Converts an SDK error into a `CloudError`, keeping the code, message and source.
-pub(crate) fn cloud_error<E>(operation: &'static str, err: SdkError<E, HttpResponse>) -> CloudError
+pub fn cloud_error<E>(operation: &'static str, err: SdkError<E, HttpResponse>) -> CloudError
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {

@@ -9,10 +9,10 @@ use aws_sdk_ec2::types::{
 };
 use aws_sdk_s3::types::{Tag as S3Tag, Tagging};
 
-use super::{cloud_error, AwsCloud};
-use crate::declaration::Tags;
-use crate::error::CloudError;
-use crate::lab::Topology;
+use failover_core::aws::{cloud_error, AwsCloud};
+use failover_core::declaration::Tags;
+use failover_core::error::CloudError;
+use failover_core::lab::Topology;
 
 /// Logical id (or seed public IP) → id (or public IP) in the account.
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]

@@ -1,9 +1,9 @@
 //! The inspect Lambda: who is active, drift, the lock and the last runs (the same JSON as
 //! `cloud-failover inspect`). Environment as for the failover function.
 
-use failover_core::entry::lambda_setup;
 use failover_core::handler::handle_inspect;
-use lambda_runtime::{service_fn, Diagnostic, Error, LambdaEvent};
+use failover_functions::{diagnostic, lambda_setup};
+use lambda_runtime::{service_fn, Error, LambdaEvent};
 use serde_json::Value;
 
 #[tokio::main]
@@ -14,10 +14,7 @@ async fn main() -> Result<(), Error> {
     lambda_runtime::run(service_fn(move |_event: LambdaEvent<Value>| async move {
         handle_inspect(&cloud.ec2, &cloud.s3, declaration)
             .await
-            .map_err(|e| Diagnostic {
-                error_type: e.error_type().to_string(),
-                error_message: e.to_string(),
-            })
+            .map_err(diagnostic)
     }))
     .await
 }

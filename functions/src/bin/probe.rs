@@ -1,9 +1,9 @@
 //! The health-probe Lambda (scheduled every minute): probes the members for one window and
 //! fails over in process. Environment as for the failover function.
 
-use failover_core::entry::{invocation, lambda_setup};
 use failover_core::handler::handle_probe;
-use lambda_runtime::{service_fn, Diagnostic, Error, LambdaEvent};
+use failover_functions::{diagnostic, invocation, lambda_setup};
+use lambda_runtime::{service_fn, Error, LambdaEvent};
 use serde_json::Value;
 
 #[tokio::main]
@@ -15,10 +15,7 @@ async fn main() -> Result<(), Error> {
         let inv = invocation(event.context.request_id, event.context.deadline);
         handle_probe(&cloud.ec2, &cloud.s3, declaration, inv)
             .await
-            .map_err(|e| Diagnostic {
-                error_type: e.error_type().to_string(),
-                error_message: e.to_string(),
-            })
+            .map_err(diagnostic)
     }))
     .await
 }

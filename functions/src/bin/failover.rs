@@ -2,10 +2,10 @@
 //! environment: `DECLARATION_URI` (s3://BUCKET/KEY, required) and, for local runs against an
 //! emulator, `AWS_ENDPOINT_URL`.
 
-use failover_core::entry::{invocation, lambda_setup, trust};
 use failover_core::handler::handle;
 use failover_core::metrics;
-use lambda_runtime::{service_fn, Diagnostic, Error, LambdaEvent};
+use failover_functions::{diagnostic, invocation, lambda_setup, trust};
+use lambda_runtime::{service_fn, Error, LambdaEvent};
 use serde_json::Value;
 
 #[tokio::main]
@@ -19,10 +19,7 @@ async fn main() -> Result<(), Error> {
         let result = handle(&cloud.ec2, &cloud.s3, declaration, &event.payload, inv).await;
         // CloudWatch Embedded Metric Format: one line on stdout per invocation.
         println!("{}", metrics::emf("failover", &result));
-        result.map_err(|e| Diagnostic {
-            error_type: e.error_type().to_string(),
-            error_message: e.to_string(),
-        })
+        result.map_err(diagnostic)
     }))
     .await
 }

@@ -14,12 +14,12 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
-use crate::declaration::Declaration;
-use crate::error::FailoverError;
-use crate::model::Filter;
-use crate::net::Cidr;
-use crate::ports::{Ec2, ObjectStore};
-use crate::probe::{http_get, watch, ProbeEvent};
+use failover_core::declaration::Declaration;
+use failover_core::error::FailoverError;
+use failover_core::model::Filter;
+use failover_core::net::Cidr;
+use failover_core::ports::{Ec2, ObjectStore};
+use failover_core::probe::{http_get, watch, ProbeEvent};
 
 /// A loopback HTTP server standing in for an appliance.
 pub struct Appliance {
@@ -387,8 +387,8 @@ pub fn svg(r: &DrillReport) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::lab::{SEED_A, SEED_A_EXT, SEED_B, SEED_B_EXT, SEED_RTB};
-    use crate::memory::MemoryCloud;
+    use failover_core::lab::{SEED_A, SEED_A_EXT, SEED_B, SEED_B_EXT, SEED_RTB};
+    use failover_core::memory::MemoryCloud;
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn killing_the_active_unit_fails_over_through_the_probe() {

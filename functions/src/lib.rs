@@ -1,12 +1,15 @@
-//! Helpers for the entry points only (the Lambda `main`s): the one place below them that
-//! reads the environment.
+//! What the three Lambda `main`s share: the one place that reads their environment, the
+//! cold-start setup, logging, the invocation's deadline and trust, and the one mapping of a
+//! failure to Lambda's error answer.
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use crate::aws::{self, AwsCloud, AwsOptions, ClientSettings};
-use crate::declaration::Declaration;
-use crate::events::{Home, Trust, DEFAULT_ALARM_NAME_PREFIX};
-use crate::handler::{load_declaration, Invocation, Location};
+use failover_core::aws::{self, AwsCloud, AwsOptions};
+use failover_core::doctor::{stack_tag_mismatches, LABEL_KEY};
+use failover_core::events::{Home, Trust, DEFAULT_ALARM_NAME_PREFIX};
+use failover_core::handler::{load_declaration, Invocation, Location};
+use failover_core::FailoverError;
+use lambda_runtime::Diagnostic;
 
 /// What a Lambda `main` sets up once, before the first event.
 pub struct Setup {
@@ -53,13 +56,12 @@ pub async fn lambda_setup() -> Result<Setup, String> {
             warnings: Vec::new(),
         });
     };
-    let stack_key =
-        std::env::var("SCOPING_TAG_KEY").unwrap_or_else(|_| crate::doctor::LABEL_KEY.into());
+    let stack_key = std::env::var("SCOPING_TAG_KEY").unwrap_or_else(|_| LABEL_KEY.into());
     Ok(Setup {
-        cloud: with_settings(cloud, &opts, &decl).await?,
+        cloud: aws::with_settings(cloud, &opts, &decl).await?,
         declaration,
         log_directive: Some(decl.log_directive()),
-        warnings: crate::doctor::stack_tag_mismatches(&decl, &stack_key),
+        warnings: stack_tag_mismatches(&decl, &stack_key),
     })
 }
 
@@ -95,34 +97,6 @@ fn init_tracing(declared: Option<&str>) {
     } else {
         fmt.init()
     }
-}
-
-/// The adapters the declaration at `declaration` asks for (see [`with_settings`]); the base
-/// adapters when it does not load (each invocation reports that).
-pub async fn for_declaration(
-    cloud: AwsCloud,
-    opts: &AwsOptions,
-    declaration: &Location,
-) -> Result<AwsCloud, String> {
-    match load_declaration(&cloud.s3, declaration).await {
-        Ok(decl) => with_settings(cloud, opts, &decl).await,
-        Err(_) => Ok(cloud),
-    }
-}
-
-/// The adapters `decl` asks for: its PrivateLink endpoints (`endpointDnsName`), CA bundle
-/// (`trustedCertBundle`) and bucket region; `cloud` itself when it asks for none. The Lambdas
-/// apply them at cold start: a change takes effect with the next cold start.
-pub async fn with_settings(
-    cloud: AwsCloud,
-    opts: &AwsOptions,
-    decl: &Declaration,
-) -> Result<AwsCloud, String> {
-    let settings = ClientSettings::from_declaration(decl)?;
-    if settings == ClientSettings::default() {
-        return Ok(cloud);
-    }
-    Ok(aws::connect_for(opts, &settings, None).await)
 }
 
 /// The invocation from Lambda's request id and deadline (ms since the epoch).
@@ -163,6 +137,15 @@ pub fn trust(invoked_function_arn: &str) -> Trust {
         home,
         alarm_name_prefix: std::env::var("ALARM_NAME_PREFIX")
             .unwrap_or_else(|_| DEFAULT_ALARM_NAME_PREFIX.to_string()),
+    }
+}
+
+/// Lambda's error answer for a failed invocation: the error's type name (`FailoverError`'s
+/// variant, which the stack's alarms and the retry policy key on) and its message.
+pub fn diagnostic(e: FailoverError) -> Diagnostic {
+    Diagnostic {
+        error_type: e.error_type().to_string(),
+        error_message: e.to_string(),
     }
 }
 
