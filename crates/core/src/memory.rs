@@ -85,47 +85,7 @@ pub struct MemoryCloud {
     faults: Mutex<Vec<Fault>>,
     delays: Mutex<BTreeMap<String, Duration>>,
     denied: Mutex<Vec<String>>,
-    sim: Mutex<Option<Sim>>,
     calls: Mutex<Vec<String>>,
-}
-
-/// EC2 as a benchmark sees it: latency per call and a token bucket per API action, answering
-/// `RequestLimitExceeded` when the bucket is empty. Uses tokio's clock (run it paused).
-#[derive(Clone, Debug, PartialEq)]
-pub struct Simulation {
-    /// Latency of every EC2 call.
-    pub ec2_latency: Duration,
-    /// Latency added at random, up to this much (deterministic sequence).
-    pub ec2_jitter: Duration,
-    /// Latency of every S3 call.
-    pub s3_latency: Duration,
-    /// Bucket for each mutating action: (capacity, refill per second).
-    pub mutating_bucket: (f64, f64),
-    /// Bucket for each Describe* action.
-    pub describe_bucket: (f64, f64),
-}
-
-impl Default for Simulation {
-    /// EC2's documented defaults: mutating 50 / 5 per second, Describe* 100 / 20 per second.
-    fn default() -> Self {
-        Simulation {
-            ec2_latency: Duration::from_millis(100),
-            ec2_jitter: Duration::from_millis(50),
-            s3_latency: Duration::from_millis(30),
-            mutating_bucket: (50.0, 5.0),
-            describe_bucket: (100.0, 20.0),
-        }
-    }
-}
-
-#[derive(Debug)]
-struct Sim {
-    cfg: Simulation,
-    buckets: BTreeMap<String, (f64, tokio::time::Instant)>,
-    seed: u64,
-    throttled: usize,
-    /// When each EC2 call was in flight (simulated clock), and whether it mutated.
-    ec2_spans: Vec<(tokio::time::Instant, tokio::time::Instant, bool)>,
 }
 
 fn err(op: &'static str, kind: ErrorKind, code: &str, msg: impl Into<String>) -> CloudError {
@@ -270,112 +230,21 @@ impl MemoryCloud {
         self.denied.lock().unwrap().push(operation.into());
     }
 
-    /// Simulates EC2's latency and throttling (see `Simulation`).
-    pub fn simulate(&self, cfg: Simulation) {
-        *self.sim.lock().unwrap() = Some(Sim {
-            cfg,
-            buckets: BTreeMap::new(),
-            seed: 0x9e37_79b9_7f4a_7c15,
-            throttled: 0,
-            ec2_spans: Vec::new(),
-        });
-    }
-
-    /// Sequential EC2 round trips so far: calls overlapping in time are one round; a call
-    /// sent after the previous round answered starts a new one, except that consecutive
-    /// mutations (a wave the pacer spreads past the burst) stay one round.
-    pub fn ec2_rounds(&self) -> usize {
-        let guard = self.sim.lock().unwrap();
-        let Some(sim) = guard.as_ref() else { return 0 };
-        let mut spans = sim.ec2_spans.clone();
-        spans.sort_by_key(|s| (s.0, s.1));
-        let mut rounds = 0;
-        let mut current: Option<(tokio::time::Instant, bool)> = None;
-        for (s, e, mutating) in spans {
-            match current {
-                Some((end, m)) if s < end || (mutating && m) => {
-                    current = Some((end.max(e), m && mutating))
-                }
-                _ => {
-                    rounds += 1;
-                    current = Some((e, mutating));
-                }
-            }
-        }
-        rounds
-    }
-
-    /// How many calls the simulation answered with RequestLimitExceeded.
-    pub fn throttled_count(&self) -> usize {
-        self.sim.lock().unwrap().as_ref().map_or(0, |s| s.throttled)
-    }
-
     /// Removes all pending faults and delays.
     pub fn clear_faults(&self) {
         self.faults.lock().unwrap().clear();
         self.delays.lock().unwrap().clear();
     }
 
-    /// Injected delay, then the simulation's latency and token bucket: `Some(error)` when
-    /// the call is throttled.
-    async fn pause(&self, op: &'static str) -> Option<CloudError> {
+    /// The injected delay of `op`, if any (failures are injected with [`MemoryCloud::inject`];
+    /// the simulated account's latency and throttling are `failover_lab::sim`).
+    async fn pause(&self, op: &'static str) {
         let d = {
             let delays = self.delays.lock().unwrap();
             delays.get(op).or_else(|| delays.get("*")).copied()
         };
         if let Some(d) = d {
             tokio::time::sleep(d).await;
-        }
-        let latency = {
-            let mut sim = self.sim.lock().unwrap();
-            let sim = sim.as_mut()?;
-            let s3 = !(op.starts_with("Describe") || MUTATING_OPERATIONS.contains(&op));
-            if s3 {
-                sim.cfg.s3_latency
-            } else {
-                sim.seed = sim
-                    .seed
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
-                let frac = (sim.seed >> 33) as f64 / (1u64 << 31) as f64;
-                sim.cfg.ec2_latency + sim.cfg.ec2_jitter.mul_f64(frac)
-            }
-        };
-        let sent = tokio::time::Instant::now();
-        tokio::time::sleep(latency).await;
-        let mut guard = self.sim.lock().unwrap();
-        let sim = guard.as_mut()?;
-        if op.starts_with("Describe") || MUTATING_OPERATIONS.contains(&op) {
-            sim.ec2_spans.push((
-                sent,
-                tokio::time::Instant::now(),
-                MUTATING_OPERATIONS.contains(&op),
-            ));
-        }
-        let (cap, rate) = if op.starts_with("Describe") {
-            sim.cfg.describe_bucket
-        } else if MUTATING_OPERATIONS.contains(&op) {
-            sim.cfg.mutating_bucket
-        } else {
-            return None;
-        };
-        let now = tokio::time::Instant::now();
-        let (tokens, last) = sim.buckets.entry(op.to_string()).or_insert((cap, now));
-        *tokens = (*tokens + now.duration_since(*last).as_secs_f64() * rate).min(cap);
-        *last = now;
-        if *tokens >= 1.0 - 1e-9 {
-            *tokens -= 1.0;
-            None
-        } else {
-            sim.throttled += 1;
-            drop(guard);
-            self.calls.lock().unwrap().push(op.to_string());
-            Some(err(
-                op,
-                ErrorKind::Throttled,
-                "RequestLimitExceeded",
-                "Request limit exceeded.",
-            ))
         }
     }
 
@@ -703,9 +572,7 @@ fn eni_field(n: &NetworkInterface, f: &Filter) -> Option<bool> {
 #[async_trait]
 impl Ec2Describe for MemoryCloud {
     async fn describe_instances(&self, filters: &[Filter]) -> Result<Vec<Instance>, CloudError> {
-        if let Some(e) = self.pause("DescribeInstances").await {
-            return Err(e);
-        }
+        self.pause("DescribeInstances").await;
         self.call("DescribeInstances", |w| {
             let all: Vec<Instance> = w.instances.keys().map(|id| w.instance(id)).collect();
             select("DescribeInstances", all.into_iter(), filters, |i, f| {
@@ -721,9 +588,7 @@ impl Ec2Describe for MemoryCloud {
     }
 
     async fn impaired_instances(&self, instance_ids: &[String]) -> Result<Vec<String>, CloudError> {
-        if let Some(e) = self.pause("DescribeInstanceStatus").await {
-            return Err(e);
-        }
+        self.pause("DescribeInstanceStatus").await;
         self.call("DescribeInstanceStatus", |w| {
             Ok(instance_ids
                 .iter()
@@ -737,9 +602,7 @@ impl Ec2Describe for MemoryCloud {
         &self,
         filters: &[Filter],
     ) -> Result<Vec<NetworkInterface>, CloudError> {
-        if let Some(e) = self.pause("DescribeNetworkInterfaces").await {
-            return Err(e);
-        }
+        self.pause("DescribeNetworkInterfaces").await;
         self.call("DescribeNetworkInterfaces", |w| {
             select(
                 "DescribeNetworkInterfaces",
@@ -754,9 +617,7 @@ impl Ec2Describe for MemoryCloud {
         &self,
         filters: &[Filter],
     ) -> Result<Vec<RouteTable>, CloudError> {
-        if let Some(e) = self.pause("DescribeRouteTables").await {
-            return Err(e);
-        }
+        self.pause("DescribeRouteTables").await;
         self.call("DescribeRouteTables", |w| {
             select(
                 "DescribeRouteTables",
@@ -776,9 +637,7 @@ impl Ec2Describe for MemoryCloud {
     }
 
     async fn describe_addresses(&self, filters: &[Filter]) -> Result<Vec<ElasticIp>, CloudError> {
-        if let Some(e) = self.pause("DescribeAddresses").await {
-            return Err(e);
-        }
+        self.pause("DescribeAddresses").await;
         self.call("DescribeAddresses", |w| {
             select(
                 "DescribeAddresses",
@@ -824,9 +683,7 @@ impl Ec2Mutate for MemoryCloud {
         private_ip: IpAddr,
     ) -> Result<String, CloudError> {
         const OP: &str = "AssociateAddress";
-        if let Some(e) = self.pause(OP).await {
-            return Err(e);
-        }
+        self.pause(OP).await;
         self.call(OP, |w| {
             let eni = w.interfaces.get(network_interface_id).ok_or_else(|| {
                 err(
@@ -884,9 +741,7 @@ impl Ec2Mutate for MemoryCloud {
         network_interface_id: &str,
     ) -> Result<(), CloudError> {
         const OP: &str = "ReplaceRoute";
-        if let Some(e) = self.pause(OP).await {
-            return Err(e);
-        }
+        self.pause(OP).await;
         self.call(OP, |w| {
             let t = w.table_for(OP, route_table_id, network_interface_id)?;
             let r = t
@@ -916,9 +771,7 @@ impl Ec2Mutate for MemoryCloud {
         network_interface_id: &str,
     ) -> Result<(), CloudError> {
         const OP: &str = "CreateRoute";
-        if let Some(e) = self.pause(OP).await {
-            return Err(e);
-        }
+        self.pause(OP).await;
         self.call(OP, |w| {
             let t = w.table_for(OP, route_table_id, network_interface_id)?;
             // AWS: one route per destination in a table.
@@ -946,9 +799,7 @@ impl Ec2Mutate for MemoryCloud {
         route_table_id: &str,
     ) -> Result<String, CloudError> {
         const OP: &str = "ReplaceRouteTableAssociation";
-        if let Some(e) = self.pause(OP).await {
-            return Err(e);
-        }
+        self.pause(OP).await;
         self.call(OP, |w| {
             let vpc = w
                 .tables
@@ -1013,9 +864,7 @@ impl Ec2Mutate for MemoryCloud {
         prefixes: &[Cidr],
     ) -> Result<(), CloudError> {
         const OP: &str = "AssignPrivateIpAddresses";
-        if let Some(e) = self.pause(OP).await {
-            return Err(e);
-        }
+        self.pause(OP).await;
         self.call(OP, |w| {
             let to = w.existing_interface(OP, network_interface_id)?;
             let subnet = w.subnets.get(&to.subnet_id).map(|s| s.cidr);
@@ -1067,9 +916,7 @@ impl Ec2Mutate for MemoryCloud {
         prefixes: &[Cidr],
     ) -> Result<(), CloudError> {
         const OP: &str = "UnassignPrivateIpAddresses";
-        if let Some(e) = self.pause(OP).await {
-            return Err(e);
-        }
+        self.pause(OP).await;
         self.call(OP, |w| {
             let from = w.interfaces.get_mut(network_interface_id).ok_or_else(|| {
                 err(
@@ -1110,9 +957,7 @@ impl Ec2Mutate for MemoryCloud {
         allow_reassignment: bool,
     ) -> Result<(), CloudError> {
         const OP: &str = "AssignPrivateIpAddresses";
-        if let Some(e) = self.pause(OP).await {
-            return Err(e);
-        }
+        self.pause(OP).await;
         self.call(OP, |w| {
             let to = w.existing_interface(OP, network_interface_id)?;
             let subnet = w.subnets.get(&to.subnet_id).map(|s| s.cidr);
@@ -1188,16 +1033,12 @@ impl Ec2Mutate for MemoryCloud {
 #[async_trait]
 impl ObjectStore for MemoryCloud {
     async fn list_buckets(&self) -> Result<Vec<String>, CloudError> {
-        if let Some(e) = self.pause("ListBuckets").await {
-            return Err(e);
-        }
+        self.pause("ListBuckets").await;
         self.call("ListBuckets", |w| Ok(w.buckets.keys().cloned().collect()))
     }
 
     async fn bucket_tags(&self, bucket: &str) -> Result<Tags, CloudError> {
-        if let Some(e) = self.pause("GetBucketTagging").await {
-            return Err(e);
-        }
+        self.pause("GetBucketTagging").await;
         self.call("GetBucketTagging", |w| {
             w.buckets
                 .get(bucket)
@@ -1214,9 +1055,7 @@ impl ObjectStore for MemoryCloud {
     }
 
     async fn bucket_encryption(&self, bucket: &str) -> Result<Option<String>, CloudError> {
-        if let Some(e) = self.pause("GetBucketEncryption").await {
-            return Err(e);
-        }
+        self.pause("GetBucketEncryption").await;
         self.call("GetBucketEncryption", |w| {
             w.buckets
                 .get(bucket)
@@ -1233,9 +1072,7 @@ impl ObjectStore for MemoryCloud {
     }
 
     async fn bucket_exists(&self, bucket: &str) -> Result<bool, CloudError> {
-        if let Some(e) = self.pause("HeadBucket").await {
-            return Err(e);
-        }
+        self.pause("HeadBucket").await;
         self.call("HeadBucket", |w| Ok(w.buckets.contains_key(bucket)))
     }
 
@@ -1244,9 +1081,7 @@ impl ObjectStore for MemoryCloud {
         bucket: &str,
         key: &str,
     ) -> Result<Option<StoredObject>, CloudError> {
-        if let Some(e) = self.pause("GetObject").await {
-            return Err(e);
-        }
+        self.pause("GetObject").await;
         self.call("GetObject", |w| {
             let b = w
                 .buckets
@@ -1269,9 +1104,7 @@ impl ObjectStore for MemoryCloud {
         condition: Option<WriteCondition>,
     ) -> Result<Option<String>, CloudError> {
         const OP: &str = "PutObject";
-        if let Some(e) = self.pause(OP).await {
-            return Err(e);
-        }
+        self.pause(OP).await;
         self.call(OP, |w| {
             let etag = format!("\"{:032x}\"", w.next());
             let b = w
@@ -1305,9 +1138,7 @@ impl ObjectStore for MemoryCloud {
     }
 
     async fn list_keys(&self, bucket: &str, prefix: &str) -> Result<Vec<String>, CloudError> {
-        if let Some(e) = self.pause("ListObjectsV2").await {
-            return Err(e);
-        }
+        self.pause("ListObjectsV2").await;
         self.call("ListObjectsV2", |w| {
             let b = w
                 .buckets

@@ -7,3 +7,4 @@
 pub mod builder;
 pub mod drill;
 pub mod emulator;
+pub mod sim;

@@ -11,9 +11,10 @@ use failover_core::lab::{
     tags, EipSpec, SubnetSpec, TableSpec, Topology, SEED_A, SEED_A_EXT, SEED_B, SEED_B_EXT,
     SEED_TAG,
 };
-use failover_core::memory::{MemoryCloud, Simulation};
+use failover_core::memory::MemoryCloud;
 use failover_core::plan::MEMBER_TAG;
 use failover_core::state::Mode;
+use failover_lab::sim::{SimulatedCloud, Simulation};
 use serde_json::json;
 
 /// Routes per route table (a table holds at most 50 routes by default on AWS).
@@ -151,8 +152,7 @@ async fn measure(c: &Case, concurrency: usize, rate: u64, burst: u64) -> Measure
 
 /// One failover A → B on a simulated EC2 holding `topo`, timed on tokio's paused clock.
 async fn measure_on(topo: &Topology, decl: &Declaration, operations: usize) -> Measured {
-    let cloud = MemoryCloud::from_topology(topo);
-    cloud.simulate(Simulation::default());
+    let cloud = SimulatedCloud::new(MemoryCloud::from_topology(topo), Simulation::default());
     let mut req = RunRequest::new(TargetSpec::Instance(SEED_B.into()), Mode::Execute, "bench");
     req.force = true;
     let t0 = tokio::time::Instant::now();
@@ -160,16 +160,9 @@ async fn measure_on(topo: &Topology, decl: &Declaration, operations: usize) -> M
     let seconds = t0.elapsed().as_secs_f64();
     let ok = matches!(&out, Ok(RunOutcome::Completed(r)) if r.record.outcomes.iter().all(|o| o.verified)
         && r.record.outcomes.len() == operations);
-    let ec2_calls = cloud
-        .calls()
-        .iter()
-        .filter(|c| {
-            c.starts_with("Describe") || c.starts_with("Replace") || *c == "AssociateAddress"
-        })
-        .count();
     Measured {
         seconds,
-        ec2_calls,
+        ec2_calls: cloud.ec2_calls(),
         ec2_rounds: cloud.ec2_rounds(),
         throttled: cloud.throttled_count(),
         ok,

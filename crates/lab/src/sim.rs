@@ -1,0 +1,371 @@
+//! EC2 as a benchmark sees it: the in-memory cloud behind latency per call and a token bucket
+//! per API action, answering `RequestLimitExceeded` when the bucket is empty (EC2's documented
+//! defaults). Uses tokio's clock: run it paused, and the times are simulated seconds.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use failover_core::declaration::{Encryption, Tags};
+use failover_core::error::{CloudError, ErrorKind};
+use failover_core::memory::MemoryCloud;
+use failover_core::model::{ElasticIp, Filter, Instance, NetworkInterface, RouteTable};
+use failover_core::net::Cidr;
+use failover_core::ports::{
+    DryRun, Ec2Describe, Ec2Mutate, Mutation, ObjectStore, StoredObject, WriteCondition,
+    MUTATING_OPERATIONS,
+};
+use tokio::time::Instant;
+
+/// Latencies and buckets of the simulated account.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Simulation {
+    /// Latency of every EC2 call.
+    pub ec2_latency: Duration,
+    /// Latency added at random, up to this much (deterministic sequence).
+    pub ec2_jitter: Duration,
+    /// Latency of every S3 call.
+    pub s3_latency: Duration,
+    /// Bucket for each mutating action: (capacity, refill per second).
+    pub mutating_bucket: (f64, f64),
+    /// Bucket for each Describe* action.
+    pub describe_bucket: (f64, f64),
+}
+
+impl Default for Simulation {
+    /// EC2's documented defaults: mutating 50 / 5 per second, Describe* 100 / 20 per second.
+    fn default() -> Self {
+        Simulation {
+            ec2_latency: Duration::from_millis(100),
+            ec2_jitter: Duration::from_millis(50),
+            s3_latency: Duration::from_millis(30),
+            mutating_bucket: (50.0, 5.0),
+            describe_bucket: (100.0, 20.0),
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Account {
+    cfg: Simulation,
+    buckets: BTreeMap<&'static str, (f64, Instant)>,
+    seed: u64,
+    throttled: usize,
+    /// When each EC2 call was in flight, and whether it mutated.
+    ec2_spans: Vec<(Instant, Instant, bool)>,
+}
+
+/// The in-memory cloud behind the simulated account's latency and throttling.
+pub struct SimulatedCloud {
+    /// The world the calls act on.
+    pub cloud: MemoryCloud,
+    account: Mutex<Account>,
+}
+
+fn is_ec2(op: &str) -> bool {
+    op.starts_with("Describe") || MUTATING_OPERATIONS.contains(&op)
+}
+
+impl SimulatedCloud {
+    /// `cloud` behind the latencies and buckets of `cfg`.
+    pub fn new(cloud: MemoryCloud, cfg: Simulation) -> SimulatedCloud {
+        SimulatedCloud {
+            cloud,
+            account: Mutex::new(Account {
+                cfg,
+                buckets: BTreeMap::new(),
+                seed: 0x9e37_79b9_7f4a_7c15,
+                throttled: 0,
+                ec2_spans: Vec::new(),
+            }),
+        }
+    }
+
+    /// EC2 calls sent so far, throttled ones included.
+    pub fn ec2_calls(&self) -> usize {
+        self.account.lock().unwrap().ec2_spans.len()
+    }
+
+    /// How many calls were answered with RequestLimitExceeded.
+    pub fn throttled_count(&self) -> usize {
+        self.account.lock().unwrap().throttled
+    }
+
+    /// Sequential EC2 round trips so far: calls overlapping in time are one round; a call
+    /// sent after the previous round answered starts a new one, except that consecutive
+    /// mutations (a wave the pacer spreads past the burst) stay one round.
+    pub fn ec2_rounds(&self) -> usize {
+        let mut spans = self.account.lock().unwrap().ec2_spans.clone();
+        spans.sort_by_key(|s| (s.0, s.1));
+        let mut rounds = 0;
+        let mut current: Option<(Instant, bool)> = None;
+        for (s, e, mutating) in spans {
+            match current {
+                Some((end, m)) if s < end || (mutating && m) => {
+                    current = Some((end.max(e), m && mutating))
+                }
+                _ => {
+                    rounds += 1;
+                    current = Some((e, mutating));
+                }
+            }
+        }
+        rounds
+    }
+
+    /// The call's latency, then its action's bucket: an error when it is throttled.
+    async fn pause(&self, op: &'static str) -> Result<(), CloudError> {
+        let latency = {
+            let mut a = self.account.lock().unwrap();
+            if is_ec2(op) {
+                a.seed = a
+                    .seed
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                let frac = (a.seed >> 33) as f64 / (1u64 << 31) as f64;
+                a.cfg.ec2_latency + a.cfg.ec2_jitter.mul_f64(frac)
+            } else {
+                a.cfg.s3_latency
+            }
+        };
+        let sent = Instant::now();
+        tokio::time::sleep(latency).await;
+        if !is_ec2(op) {
+            return Ok(());
+        }
+        let mutating = MUTATING_OPERATIONS.contains(&op);
+        let mut a = self.account.lock().unwrap();
+        let now = Instant::now();
+        a.ec2_spans.push((sent, now, mutating));
+        let (cap, rate) = if mutating {
+            a.cfg.mutating_bucket
+        } else {
+            a.cfg.describe_bucket
+        };
+        let (tokens, last) = a.buckets.entry(op).or_insert((cap, now));
+        *tokens = (*tokens + now.duration_since(*last).as_secs_f64() * rate).min(cap);
+        *last = now;
+        if *tokens >= 1.0 - 1e-9 {
+            *tokens -= 1.0;
+            return Ok(());
+        }
+        a.throttled += 1;
+        Err(CloudError::new(
+            op,
+            ErrorKind::Throttled,
+            "RequestLimitExceeded",
+            "Request limit exceeded.",
+        ))
+    }
+}
+
+#[async_trait]
+impl Ec2Describe for SimulatedCloud {
+    async fn describe_instances(&self, filters: &[Filter]) -> Result<Vec<Instance>, CloudError> {
+        self.pause("DescribeInstances").await?;
+        self.cloud.describe_instances(filters).await
+    }
+
+    async fn describe_network_interfaces(
+        &self,
+        filters: &[Filter],
+    ) -> Result<Vec<NetworkInterface>, CloudError> {
+        self.pause("DescribeNetworkInterfaces").await?;
+        self.cloud.describe_network_interfaces(filters).await
+    }
+
+    async fn describe_route_tables(
+        &self,
+        filters: &[Filter],
+    ) -> Result<Vec<RouteTable>, CloudError> {
+        self.pause("DescribeRouteTables").await?;
+        self.cloud.describe_route_tables(filters).await
+    }
+
+    async fn describe_addresses(&self, filters: &[Filter]) -> Result<Vec<ElasticIp>, CloudError> {
+        self.pause("DescribeAddresses").await?;
+        self.cloud.describe_addresses(filters).await
+    }
+
+    async fn impaired_instances(&self, instance_ids: &[String]) -> Result<Vec<String>, CloudError> {
+        self.pause("DescribeInstanceStatus").await?;
+        self.cloud.impaired_instances(instance_ids).await
+    }
+
+    fn reports_eip_private_ip(&self) -> bool {
+        self.cloud.reports_eip_private_ip()
+    }
+}
+
+#[async_trait]
+impl Ec2Mutate for SimulatedCloud {
+    async fn dry_run(&self, m: &Mutation) -> Result<DryRun, CloudError> {
+        self.cloud.dry_run(m).await
+    }
+
+    async fn associate_address(
+        &self,
+        allocation_id: &str,
+        network_interface_id: &str,
+        private_ip: IpAddr,
+    ) -> Result<String, CloudError> {
+        self.pause("AssociateAddress").await?;
+        self.cloud
+            .associate_address(allocation_id, network_interface_id, private_ip)
+            .await
+    }
+
+    async fn replace_route(
+        &self,
+        route_table_id: &str,
+        destination: Cidr,
+        network_interface_id: &str,
+    ) -> Result<(), CloudError> {
+        self.pause("ReplaceRoute").await?;
+        self.cloud
+            .replace_route(route_table_id, destination, network_interface_id)
+            .await
+    }
+
+    async fn create_route(
+        &self,
+        route_table_id: &str,
+        destination: Cidr,
+        network_interface_id: &str,
+    ) -> Result<(), CloudError> {
+        self.pause("CreateRoute").await?;
+        self.cloud
+            .create_route(route_table_id, destination, network_interface_id)
+            .await
+    }
+
+    async fn replace_route_table_association(
+        &self,
+        association_id: &str,
+        route_table_id: &str,
+    ) -> Result<String, CloudError> {
+        self.pause("ReplaceRouteTableAssociation").await?;
+        self.cloud
+            .replace_route_table_association(association_id, route_table_id)
+            .await
+    }
+
+    async fn assign_ipv4_prefixes(
+        &self,
+        network_interface_id: &str,
+        prefixes: &[Cidr],
+    ) -> Result<(), CloudError> {
+        self.pause("AssignPrivateIpAddresses").await?;
+        self.cloud
+            .assign_ipv4_prefixes(network_interface_id, prefixes)
+            .await
+    }
+
+    async fn unassign_ipv4_prefixes(
+        &self,
+        network_interface_id: &str,
+        prefixes: &[Cidr],
+    ) -> Result<(), CloudError> {
+        self.pause("UnassignPrivateIpAddresses").await?;
+        self.cloud
+            .unassign_ipv4_prefixes(network_interface_id, prefixes)
+            .await
+    }
+
+    async fn assign_private_ips(
+        &self,
+        network_interface_id: &str,
+        ips: &[IpAddr],
+        allow_reassignment: bool,
+    ) -> Result<(), CloudError> {
+        self.pause("AssignPrivateIpAddresses").await?;
+        self.cloud
+            .assign_private_ips(network_interface_id, ips, allow_reassignment)
+            .await
+    }
+}
+
+#[async_trait]
+impl ObjectStore for SimulatedCloud {
+    async fn list_buckets(&self) -> Result<Vec<String>, CloudError> {
+        self.pause("ListBuckets").await?;
+        self.cloud.list_buckets().await
+    }
+
+    async fn bucket_tags(&self, bucket: &str) -> Result<Tags, CloudError> {
+        self.pause("GetBucketTagging").await?;
+        self.cloud.bucket_tags(bucket).await
+    }
+
+    async fn bucket_encryption(&self, bucket: &str) -> Result<Option<String>, CloudError> {
+        self.pause("GetBucketEncryption").await?;
+        self.cloud.bucket_encryption(bucket).await
+    }
+
+    async fn bucket_exists(&self, bucket: &str) -> Result<bool, CloudError> {
+        self.pause("HeadBucket").await?;
+        self.cloud.bucket_exists(bucket).await
+    }
+
+    async fn get_object(
+        &self,
+        bucket: &str,
+        key: &str,
+    ) -> Result<Option<StoredObject>, CloudError> {
+        self.pause("GetObject").await?;
+        self.cloud.get_object(bucket, key).await
+    }
+
+    async fn put_object(
+        &self,
+        bucket: &str,
+        key: &str,
+        body: Vec<u8>,
+        encryption: &Encryption,
+        condition: Option<WriteCondition>,
+    ) -> Result<Option<String>, CloudError> {
+        self.pause("PutObject").await?;
+        self.cloud
+            .put_object(bucket, key, body, encryption, condition)
+            .await
+    }
+
+    async fn list_keys(&self, bucket: &str, prefix: &str) -> Result<Vec<String>, CloudError> {
+        self.pause("ListObjectsV2").await?;
+        self.cloud.list_keys(bucket, prefix).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use failover_core::lab::{Topology, SEED_B_EXT, SEED_RTB};
+
+    #[tokio::test(start_paused = true)]
+    async fn the_bucket_throttles_past_the_burst_and_refills_at_its_rate() {
+        // GIVEN a mutating bucket of 2, refilled at 1 per second
+        let cfg = Simulation {
+            ec2_jitter: Duration::ZERO,
+            mutating_bucket: (2.0, 1.0),
+            ..Simulation::default()
+        };
+        let sim = SimulatedCloud::new(MemoryCloud::from_topology(&Topology::seed()), cfg);
+        let dst: Cidr = "0.0.0.0/0".parse().unwrap();
+        let call = || sim.replace_route(SEED_RTB, dst, SEED_B_EXT);
+        // THEN two calls pass, the third is RequestLimitExceeded, and a second later one passes
+        call().await.unwrap();
+        call().await.unwrap();
+        let e = call().await.unwrap_err();
+        assert_eq!(
+            (e.kind, e.code.as_deref()),
+            (ErrorKind::Throttled, Some("RequestLimitExceeded"))
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        call().await.unwrap();
+        assert_eq!((sim.ec2_calls(), sim.throttled_count()), (4, 1));
+        // AND consecutive mutations count as one (paced) round
+        assert_eq!(sim.ec2_rounds(), 1);
+    }
+}
