@@ -45,7 +45,8 @@ struct Cli {
     log_format: LogFormat,
     /// The scoping tag key the stack's IAM policy conditions on (its ScopingTagKey): validate
     /// and doctor say where the declaration scopes by another.
-    #[arg(long, global = true, env = "SCOPING_TAG_KEY", default_value = failover_core::doctor::LABEL_KEY)]
+    #[arg(long, global = true, env = "SCOPING_TAG_KEY", default_value = failover_core::doctor::LABEL_KEY,
+          value_parser = clap::builder::NonEmptyStringValueParser::new())]
     scoping_tag_key: String,
     #[command(subcommand)]
     command: Command,

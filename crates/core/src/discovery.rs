@@ -55,6 +55,17 @@ pub struct PrefixEip {
     pub address: IpAddr,
 }
 
+/// An Elastic IP the release of a prefix left unassociated, with the prefix address it
+/// belongs on (from an unfinished run's state file: the cloud no longer says).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DetachedEip {
+    /// The EIP's allocation id.
+    pub allocation_id: String,
+    /// The prefix address it belongs on.
+    pub address: IpAddr,
+}
+
 /// What the cloud looked like when the run started.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -120,25 +131,28 @@ impl Snapshot {
 }
 
 /// Finds again the EIPs an unfinished run was moving onto addresses of the declared prefixes
-/// (`moves`: allocation id, address, from its state file): the release of a prefix
-/// disassociates the EIPs on its addresses, so only the log still knows where they belong.
-/// Those still unassociated join `snap.prefix_eips` with the logged address.
+/// (`detached`, from its state file): the release of a prefix disassociates the EIPs on its
+/// addresses, so only the log still knows where they belong. Those still unassociated join
+/// `snap.prefix_eips` with the logged address.
 pub async fn recover_prefix_eips(
     ec2: &dyn Ec2Describe,
     decl: &Declaration,
-    moves: &[(String, IpAddr)],
+    detached: &[DetachedEip],
     snap: &mut Snapshot,
 ) -> Result<(), CloudError> {
     let Some(a) = decl.addresses() else {
         return Ok(());
     };
-    let lost: BTreeMap<&str, IpAddr> = moves
+    let lost: BTreeMap<&str, IpAddr> = detached
         .iter()
-        .filter(|(id, ip)| {
-            a.prefixes().any(|p| p.contains(*ip))
-                && !snap.prefix_eips.iter().any(|e| e.eip.allocation_id == *id)
+        .filter(|d| {
+            a.prefixes().any(|p| p.contains(d.address))
+                && !snap
+                    .prefix_eips
+                    .iter()
+                    .any(|e| e.eip.allocation_id == d.allocation_id)
         })
-        .map(|(id, ip)| (id.as_str(), *ip))
+        .map(|d| (d.allocation_id.as_str(), d.address))
         .collect();
     if lost.is_empty() {
         return Ok(());
@@ -155,6 +169,20 @@ pub async fn recover_prefix_eips(
         }
     }
     Ok(())
+}
+
+impl Snapshot {
+    /// The prefix EIPs found only through the state file (unassociated).
+    pub fn detached_eips(&self) -> Vec<DetachedEip> {
+        self.prefix_eips
+            .iter()
+            .filter(|p| p.eip.network_interface_id.is_none())
+            .map(|p| DetachedEip {
+                allocation_id: p.eip.allocation_id.clone(),
+                address: p.address,
+            })
+            .collect()
+    }
 }
 
 /// Parses a comma/space separated list of IPs from a tag value (bad items are skipped).
@@ -248,12 +276,11 @@ async fn snapshot(
             return Ok(Vec::new());
         };
         let all: Vec<IpAddr> = a.prefixes().flat_map(|p| p.ipv4_addresses()).collect();
-        let found = try_join_all(all.chunks(MAX_FILTER_VALUES).map(|c| {
-            let mut filters = vec![Filter::new("private-ip-address", c)];
-            if a.require_scoping_tags {
-                filters.extend(Filter::tags(&a.scoping_tags));
-            }
-            async move { ec2.describe_addresses(&filters).await }
+        // By address only, whatever `requireScopingTags` says (as CFE): the release detaches
+        // them all, so an EIP left out would stay detached (the planner warns of untagged ones).
+        let found = try_join_all(all.chunks(MAX_FILTER_VALUES).map(|c| async move {
+            ec2.describe_addresses(&[Filter::new("private-ip-address", c)])
+                .await
         }))
         .await?;
         Ok(found

@@ -15,7 +15,7 @@ use crate::inspect::picture;
 use crate::lock::{lock_key, read_lock, LockObject};
 use crate::plan::plan;
 use crate::ports::{DryRun, Ec2, ObjectStore};
-use crate::state::{foreign_record, state_key};
+use crate::state::{foreign_record, recall_detached_eips, state_key};
 
 /// The scoping tag key of CFE deployments, and the default of the stack's `ScopingTagKey`
 /// (the key its IAM conditions on; `SCOPING_TAG_KEY` in the functions and the CLI).
@@ -122,9 +122,17 @@ pub async fn doctor(
     decl: &Declaration,
     stack_key: &str,
 ) -> Result<Vec<Check>, CloudError> {
-    let snap = discover(ec2, store, decl).await?;
+    let mut snap = discover(ec2, store, decl).await?;
+    let state = match &snap.bucket {
+        Some(bucket) => store
+            .get_object(bucket, &state_key(decl))
+            .await?
+            .and_then(|o| serde_json::from_slice::<serde_json::Value>(&o.body).ok()),
+        None => None,
+    };
+    recall_detached_eips(ec2, decl, state.as_ref(), &mut snap).await?;
     let mut checks = static_checks(decl, &snap, stack_key);
-    checks.push(bucket_check(store, decl, &snap).await?);
+    checks.push(bucket_check(store, decl, &snap, state.as_ref()).await?);
     checks.push(permission_check(ec2, decl, &snap, stack_key).await?);
     if let Some(bucket) = &snap.bucket {
         let cluster = &decl.extension.cluster_name;
@@ -385,6 +393,83 @@ fn execute_command(target: &str) -> String {
     format!("cloud-failover execute --declaration \"$DECLARATION_URI\" --target {target}")
 }
 
+/// The EIPs and interfaces a failover to either member would change, each carrying the tag
+/// the stack's IAM conditions `AssociateAddress` and `(Un)AssignPrivateIpAddresses` on (route
+/// tables: `route-table-tag`). An EIP on a prefix address that lacks it is detached by the
+/// release and never put back.
+fn address_tag_check(decl: &Declaration, snap: &Snapshot, stack_key: &str) -> Check {
+    use crate::plan::{assess, Action};
+    let Some(value) = label(decl, stack_key) else {
+        return check(
+            "address-tags",
+            Vec::new(),
+            format!("the declaration scopes nothing by {stack_key} (see scoping-tag-key)"),
+        );
+    };
+    let eip_tags = |alloc: &str| {
+        snap.elastic_ips
+            .iter()
+            .map(|e| &e.eip)
+            .chain(snap.prefix_eips.iter().map(|p| &p.eip))
+            .find(|e| e.allocation_id == alloc)
+            .map(|e| (e.public_ip.to_string(), e.tags.clone()))
+    };
+    let eni_tags = |id: &str| {
+        snap.members
+            .iter()
+            .flat_map(|m| &m.network_interfaces)
+            .find(|n| n.id == id)
+            .map(|n| (id.to_string(), n.tags.clone()))
+    };
+    let mut untagged = BTreeSet::new();
+    for m in &snap.members {
+        for op in assess(decl, snap, m).operations {
+            let (what, found) = match &op.action {
+                Action::AssociateAddress { allocation_id, .. } => (
+                    "Elastic IP",
+                    eip_tags(allocation_id).map(|(ip, t)| (allocation_id.clone(), ip, t)),
+                ),
+                Action::AssignPrivateIps {
+                    network_interface_id,
+                    ..
+                }
+                | Action::AssignPrefix {
+                    network_interface_id,
+                    ..
+                }
+                | Action::ReleasePrefix {
+                    network_interface_id,
+                    ..
+                } => (
+                    "interface",
+                    eni_tags(network_interface_id).map(|(id, t)| (id.clone(), id, t)),
+                ),
+                _ => continue,
+            };
+            if let Some((id, shown, tags)) = found {
+                if tags.get(stack_key) != Some(&value) {
+                    untagged.insert((what, id, shown));
+                }
+            }
+        }
+    }
+    let problems = untagged
+        .into_iter()
+        .map(|(what, id, shown)| {
+            (
+                Verdict::Fail,
+                format!("{what} {shown} lacks the scoping tag {stack_key}={value}: the function's IAM role may not change it (an Elastic IP on a prefix address would stay detached once the prefix moves)"),
+                format!("aws ec2 create-tags --resources {id} --tags Key={stack_key},Value={value}"),
+            )
+        })
+        .collect();
+    check(
+        "address-tags",
+        problems,
+        "every Elastic IP and interface a failover changes carries the scoping tag".into(),
+    )
+}
+
 /// The checks that need only the snapshot.
 pub fn static_checks(decl: &Declaration, snap: &Snapshot, stack_key: &str) -> Vec<Check> {
     let mut out = Vec::new();
@@ -400,7 +485,11 @@ pub fn static_checks(decl: &Declaration, snap: &Snapshot, stack_key: &str) -> Ve
                 )
             })
             .collect(),
-        format!("the declaration scopes by {stack_key}, the key the stack's IAM policy conditions on"),
+        if label(decl, stack_key).is_some() {
+            format!("the declaration scopes by {stack_key}, the key the stack's IAM policy conditions on")
+        } else {
+            format!("the declaration scopes by no tags (names and addresses only); the resources it changes still need {stack_key} for the stack's IAM policy (see route-table-tag, address-tags)")
+        },
     ));
     let names: Vec<String> = snap
         .members
@@ -557,6 +646,7 @@ pub fn static_checks(decl: &Declaration, snap: &Snapshot, stack_key: &str) -> Ve
         tag_problems,
         "every route table in scope carries the scoping tag".into(),
     ));
+    out.push(address_tag_check(decl, snap, stack_key));
     out.push(check(
         "routes",
         routes_missing,
@@ -616,6 +706,7 @@ async fn bucket_check(
     store: &dyn ObjectStore,
     decl: &Declaration,
     snap: &Snapshot,
+    state: Option<&serde_json::Value>,
 ) -> Result<Check, CloudError> {
     let Some(bucket) = &snap.bucket else {
         return Ok(check(
@@ -634,15 +725,10 @@ async fn bucket_check(
         Encryption::Kms { .. } => Some("aws:kms"),
     };
     let key = state_key(decl);
-    let (actual, state) = futures::try_join!(
-        store.bucket_encryption(bucket),
-        store.get_object(bucket, &key)
-    )?;
+    let actual = store.bucket_encryption(bucket).await?;
     let mut problems = Vec::new();
     let members: Vec<String> = snap.members.iter().map(|m| m.id.clone()).collect();
-    let foreign = state
-        .and_then(|o| serde_json::from_slice::<serde_json::Value>(&o.body).ok())
-        .and_then(|v| foreign_record(&v, &decl.extension.cluster_name, &members));
+    let foreign = state.and_then(|v| foreign_record(v, &decl.extension.cluster_name, &members));
     if let Some(why) = foreign {
         problems.push((
             Verdict::Warn,
@@ -842,6 +928,54 @@ mod tests {
             "{c:?}"
         );
         assert!(c.fix.unwrap().contains("ScopingTagKey"));
+    }
+
+    #[tokio::test]
+    async fn an_untagged_eip_on_a_prefix_address_fails_address_tags() {
+        use crate::lab::{tags, EipSpec, SEED_A_EXT, SEED_TAG};
+        // GIVEN the prefix on A, a tagged EIP on 10.0.0.50 and an untagged one on 10.0.0.51
+        let mut topo = crate::plan::tests::same_az_with_prefix();
+        for (alloc, public, t, addr) in [
+            (
+                "eipalloc-0tagged",
+                "203.0.113.50",
+                tags([SEED_TAG]),
+                "10.0.0.50",
+            ),
+            (
+                "eipalloc-0untagged",
+                "203.0.113.51",
+                Default::default(),
+                "10.0.0.51",
+            ),
+        ] {
+            topo.elastic_ips.push(EipSpec {
+                allocation_id: alloc.into(),
+                public_ip: public.parse().unwrap(),
+                tags: t,
+                associated_with: Some((SEED_A_EXT.into(), addr.parse().unwrap())),
+            });
+        }
+        let mut v: serde_json::Value = serde_json::from_str(AFTER).unwrap();
+        v["failoverRoutes"]["routeGroupDefinitions"][0]["defaultNextHopAddresses"]["items"] =
+            serde_json::json!(["10.0.0.11", "10.0.0.12"]);
+        v["failoverAddresses"]["addressGroupDefinitions"] = serde_json::json!(
+            [{"type": "networkInterfaceAddress", "scopingAddress": "10.0.0.48/28"}]
+        );
+        let checks = run(&MemoryCloud::from_topology(&topo), &v.to_string()).await;
+        // THEN doctor names the untagged one with the command that tags it, and only it
+        let c = verdict(&checks, "address-tags");
+        assert_eq!(c.verdict, Verdict::Fail, "{c:?}");
+        assert!(
+            c.detail
+                .contains("Elastic IP 203.0.113.51 lacks the scoping tag"),
+            "{c:?}"
+        );
+        assert!(!c.detail.contains("203.0.113.50"), "{c:?}");
+        assert!(c
+            .fix
+            .unwrap()
+            .contains("aws ec2 create-tags --resources eipalloc-0untagged"));
     }
 
     #[tokio::test]

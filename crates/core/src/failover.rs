@@ -10,7 +10,7 @@ use serde_json::Value;
 use tracing::Instrument;
 
 use crate::declaration::{Declaration, Scope};
-use crate::discovery::{discover, discover_cloud, recover_prefix_eips, resolve_bucket, Snapshot};
+use crate::discovery::{discover, discover_cloud, resolve_bucket, Snapshot};
 use crate::error::FailoverError;
 use crate::execute::{execute, ExecOptions};
 use crate::lock::{acquire, effective_lease, Acquire, Fence, Lease, FENCE_NEED};
@@ -18,7 +18,7 @@ use crate::pace::Pacing;
 use crate::plan::{plan, Plan};
 use crate::ports::{Ec2, ObjectStore};
 use crate::state::{
-    foreign_record, state_key, unfinished_eip_moves, LastFailover, Mode, RunRecord, StateLog,
+    foreign_record, recall_detached_eips, state_key, LastFailover, Mode, RunRecord, StateLog,
     TaskState,
 };
 
@@ -227,9 +227,20 @@ async fn dry_run(
     mut record: RunRecord,
 ) -> Result<RunOutcome, FailoverError> {
     let clock = Instant::now();
-    let snap = discover(ec2, store, decl)
+    let mut snap = discover(ec2, store, decl)
         .await
         .map_err(FailoverError::Discovery)?;
+    if let Some(bucket) = snap.bucket.clone() {
+        let log = StateLog {
+            store,
+            bucket,
+            decl,
+        };
+        let state = log.read_state().await.map_err(FailoverError::State)?;
+        recall_detached_eips(ec2, decl, state.as_ref(), &mut snap)
+            .await
+            .map_err(FailoverError::Discovery)?;
+    }
     let target = resolve_target(decl, &snap, &req.target)?;
     let plan = plan(decl, &snap, &target).map_err(|r| FailoverError::Refused(r.reasons))?;
     record = record.with_plan(&plan);
@@ -332,14 +343,10 @@ async fn execute_held(
         previous(prev_state.as_ref())
     };
     // An unfinished run's EIPs on prefix addresses, which the release left unassociated.
-    if let (None, Some(state)) = (&foreign, &prev_state) {
-        let moves = unfinished_eip_moves(state);
-        if !moves.is_empty() {
-            recover_prefix_eips(ec2, decl, &moves, &mut snap)
-                .await
-                .map_err(FailoverError::Discovery)?;
-        }
-    }
+    recall_detached_eips(ec2, decl, prev_state.as_ref(), &mut snap)
+        .await
+        .map_err(FailoverError::Discovery)?;
+    record.detached_eips = snap.detached_eips();
     record.last_failover = prev.last_failover.clone();
     record.last_announcement = prev.last_announcement.clone();
     // A file CFE itself wrote (side by side during a migration): while CFE runs a failover,

@@ -10,7 +10,7 @@ use crate::error::CloudError;
 use crate::lock::{current_holder, Holder};
 use crate::ports::{Ec2Describe, ObjectStore};
 pub use crate::state::RunSummary;
-use crate::state::{read_history, StateLog};
+use crate::state::{read_history, recall_detached_eips, StateLog};
 
 /// A member instance.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -113,7 +113,7 @@ pub async fn inspect(
     store: &dyn ObjectStore,
     decl: &Declaration,
 ) -> Result<Inspection, CloudError> {
-    let snap = discover(ec2, store, decl).await?;
+    let mut snap = discover(ec2, store, decl).await?;
     let Some(bucket) = snap.bucket.clone() else {
         return Ok(picture(decl, &snap, None));
     };
@@ -128,6 +128,7 @@ pub async fn inspect(
         current_holder(store, &bucket, cluster),
         read_history(store, &bucket, cluster, RECENT_RUNS, false),
     )?;
+    recall_detached_eips(ec2, decl, state.as_ref(), &mut snap).await?;
     let box_says = state
         .as_ref()
         .and_then(|s| s.get(crate::declaration::EXTENSION_KEY))

@@ -7,7 +7,7 @@ use std::net::IpAddr;
 use serde::Serialize;
 
 use crate::declaration::{AddressGroup, Declaration, NextHops};
-use crate::discovery::{ips_from_tag, Snapshot, NIC_MAP_TAG, SELF_IPS_TAG};
+use crate::discovery::{ips_from_tag, matches, Snapshot, NIC_MAP_TAG, SELF_IPS_TAG};
 use crate::model::{Instance, NetworkInterface, RouteTable};
 use crate::net::Cidr;
 
@@ -805,8 +805,23 @@ impl Planner<'_> {
                 .map(|n| (m, n))
         });
         let Some((owner, from)) = holder else {
+            let detached: Vec<String> = self
+                .snap
+                .prefix_eips
+                .iter()
+                .filter(|p| prefix.contains(p.address) && p.eip.network_interface_id.is_none())
+                .map(|p| format!("{} (→ {})", p.eip.public_ip, p.address))
+                .collect();
+            let waiting = if detached.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    "; Elastic IPs {} were detached when it was released: the next run puts them back once it is assigned",
+                    detached.join(", ")
+                )
+            };
             self.reasons.push(format!(
-                "prefix {prefix} (networkInterfaceAddress) is not delegated to any member's interface (assign it to the active unit's interface in its subnet: aws ec2 assign-private-ip-addresses --ipv4-prefixes {prefix} …)"
+                "prefix {prefix} (networkInterfaceAddress) is not delegated to any member's interface (assign it to the active unit's interface in its subnet: aws ec2 assign-private-ip-addresses --ipv4-prefixes {prefix} …){waiting}"
             ));
             return;
         };
@@ -883,6 +898,18 @@ impl Planner<'_> {
             }
             if !(on.is_none() || on == Some(from)) {
                 continue;
+            }
+            let scoping = self.decl.addresses().map(|a| &a.scoping_tags);
+            if let Some(tags) = scoping.filter(|t| !matches(&e.tags, t)) {
+                let wanted: Vec<String> = tags.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                self.warnings.push(format!(
+                    "Elastic IP {} on {} (prefix {prefix}) lacks the scoping tags ({}): the stack's IAM policy lets the function move only tagged EIPs, and releasing the prefix detaches it; tag it: aws ec2 create-tags --resources {} --tags {}",
+                    e.public_ip,
+                    pe.address,
+                    wanted.join(", "),
+                    e.allocation_id,
+                    tags.iter().map(|(k, v)| format!("Key={k},Value={v}")).collect::<Vec<_>>().join(" ")
+                ));
             }
             let was = match on {
                 Some(n) => format!("{} on {n}", pe.address),
@@ -1541,7 +1568,7 @@ pub(crate) mod tests {
     }
 
     /// Same-AZ pair with the prefix 10.0.0.48/28 delegated to A's external interface.
-    fn same_az_with_prefix() -> Topology {
+    pub(crate) fn same_az_with_prefix() -> Topology {
         let mut topo = same_az();
         topo.instances[0]
             .interfaces
@@ -1744,6 +1771,120 @@ pub(crate) mod tests {
             .map(|o| (o.wave, o.id.as_str()))
             .collect();
         assert!(ids.contains(&(2, &*format!("eip:{eip}"))), "{ids:?}");
+    }
+
+    #[tokio::test]
+    async fn a_detached_prefix_eip_survives_a_refusal_and_shows_in_dry_runs_and_inspect() {
+        use crate::error::ErrorKind;
+        use crate::failover::{run, RunOutcome, RunRequest, TargetSpec};
+        use crate::inspect::inspect;
+        use crate::lab::EipSpec;
+        use crate::memory::FaultTiming;
+        use crate::ports::Ec2Mutate;
+        use crate::state::{Mode, TaskState};
+        // GIVEN the prefix on A with an EIP on 10.0.0.50, and one untagged on 10.0.0.51 while
+        // the declaration requires scoping tags
+        let mut topo = same_az_with_prefix();
+        let eip: IpAddr = "203.0.113.50".parse().unwrap();
+        let untagged: IpAddr = "203.0.113.51".parse().unwrap();
+        for (alloc, public, tags_, addr) in [
+            ("eipalloc-0prefix", eip, tags([SEED_TAG]), "10.0.0.50"),
+            (
+                "eipalloc-0untagged",
+                untagged,
+                crate::declaration::Tags::new(),
+                "10.0.0.51",
+            ),
+        ] {
+            topo.elastic_ips.push(EipSpec {
+                allocation_id: alloc.into(),
+                public_ip: public,
+                tags: tags_,
+                associated_with: Some((SEED_A_EXT.into(), addr.parse().unwrap())),
+            });
+        }
+        let cloud = MemoryCloud::from_topology(&topo);
+        let d = patched(|v| {
+            v["failoverRoutes"]["routeGroupDefinitions"][0]["defaultNextHopAddresses"]["items"] =
+                json!(["10.0.0.11", "10.0.0.12"]);
+            v["failoverAddresses"]["requireScopingTags"] = json!(true);
+            v["failoverAddresses"]["addressGroupDefinitions"] =
+                json!([{"type": "networkInterfaceAddress", "scopingAddress": "10.0.0.48/28"}]);
+        });
+        // THEN the untagged EIP is planned too (the release detaches it), with a warning
+        let p = plan_on(&cloud, &d, SEED_B).await.unwrap();
+        assert!(p
+            .operations
+            .iter()
+            .any(|o| o.id == format!("eip:{untagged}")));
+        assert!(
+            p.warnings.iter().any(|w| w.starts_with(&format!(
+                "Elastic IP {untagged} on 10.0.0.51 (prefix 10.0.0.48/28) lacks the scoping tags"
+            ))),
+            "{:?}",
+            p.warnings
+        );
+        let req = |mode| {
+            let mut r = RunRequest::new(TargetSpec::Instance(SEED_B.into()), mode, "test");
+            r.force = true;
+            r
+        };
+        let go = |mode| {
+            let (cloud, d) = (&cloud, &d);
+            async move {
+                match run(cloud, cloud, d, req(mode)).await {
+                    Ok(RunOutcome::Completed(r)) => Ok(r),
+                    Ok(RunOutcome::Skipped(s)) => panic!("{s:?}"),
+                    Err(e) => Err(e),
+                }
+            }
+        };
+        // WHEN the release lands and the assign fails
+        let assigns = p
+            .operations
+            .iter()
+            .filter(|o| o.action.mutation().operation() == "AssignPrivateIpAddresses")
+            .count() as u32;
+        cloud.inject(
+            "AssignPrivateIpAddresses",
+            ErrorKind::Rejected,
+            FaultTiming::BeforeEffect,
+            assigns,
+        );
+        let first = go(Mode::Execute).await.unwrap();
+        assert_eq!(first.record.task_state, TaskState::Failed);
+        assert_eq!(cloud.elastic_ip(eip).unwrap().network_interface_id, None);
+        // THEN the next run refuses (no member holds the prefix) and says where the EIPs go
+        let refused = go(Mode::Execute).await.unwrap_err().to_string();
+        assert!(
+            refused.contains(&format!("Elastic IPs {eip} (→ 10.0.0.50)")),
+            "{refused}"
+        );
+        // AND after the operator assigns the prefix by hand, a dry run and inspect see the
+        // detached EIPs (through the refused run's state file), and the next run puts them back
+        cloud
+            .assign_ipv4_prefixes(SEED_B_EXT, &[cidr("10.0.0.48/28")])
+            .await
+            .unwrap();
+        let dry = go(Mode::DryRun).await.unwrap();
+        let planned: Vec<&str> = dry.plan.operations.iter().map(|o| o.id.as_str()).collect();
+        assert!(planned.contains(&&*format!("eip:{eip}")), "{planned:?}");
+        let view = inspect(&cloud, &cloud, &d).await.unwrap();
+        assert!(view.drift, "{view:?}");
+        let fixed = go(Mode::Execute).await.unwrap();
+        assert_eq!(
+            fixed.record.task_state,
+            TaskState::Succeeded,
+            "{:?}",
+            fixed.record
+        );
+        for (public, address) in [(eip, "10.0.0.50"), (untagged, "10.0.0.51")] {
+            let now = cloud.elastic_ip(public).unwrap();
+            assert_eq!(
+                (now.network_interface_id.as_deref(), now.private_ip),
+                (Some(SEED_B_EXT), Some(address.parse().unwrap()))
+            );
+        }
     }
 
     #[tokio::test]

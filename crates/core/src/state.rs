@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
 use crate::declaration::{Declaration, Scope, DEFAULT_CLUSTER, EXTENSION_KEY};
+use crate::discovery::{recover_prefix_eips, DetachedEip};
 use crate::error::CloudError;
 use crate::execute::Outcome;
 use crate::failover::RunRequest;
@@ -104,6 +105,10 @@ pub struct RunRecord {
     /// Who asked for a forced run: the operator's identity (STS), the appliance's source, or
     /// the direct invoke's request.
     pub requested_by: Option<String>,
+    /// EIPs a prefix release left unassociated that this run found only through the previous
+    /// state file: carried forward until a run puts them back (a refusal does not lose them).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub detached_eips: Vec<DetachedEip>,
 }
 
 /// When the cluster last failed over, and to whom.
@@ -143,6 +148,7 @@ impl RunRecord {
             members: Vec::new(),
             forced: req.force,
             requested_by: req.requested_by.clone(),
+            detached_eips: Vec::new(),
         }
     }
 
@@ -346,10 +352,11 @@ pub async fn read_history(
     Ok(out)
 }
 
-/// The Elastic IP moves (allocation id, target private IP) of an unfinished run (RUNNING or
-/// FAILED), read from CFE's `publicAddresses` (written so by CFE and by us alike); empty for
+/// What an unfinished run (RUNNING or FAILED) says about EIPs the cloud may no longer show:
+/// its Elastic IP moves, read from CFE's `publicAddresses` (written so by CFE and by us alike),
+/// and the detached EIPs a refused run carried forward (`serverless.detachedEips`). Empty for
 /// a run that finished.
-pub fn unfinished_eip_moves(state: &Value) -> Vec<(String, std::net::IpAddr)> {
+pub fn unfinished_eip_moves(state: &Value) -> Vec<DetachedEip> {
     let unfinished = matches!(
         state.get("taskState").and_then(Value::as_str),
         Some("RUNNING" | "FAILED")
@@ -357,21 +364,48 @@ pub fn unfinished_eip_moves(state: &Value) -> Vec<(String, std::net::IpAddr)> {
     if !unfinished {
         return Vec::new();
     }
-    state
+    let moves = state
         .pointer("/failoverOperations/addresses/publicAddresses")
         .and_then(Value::as_object)
         .into_iter()
         .flatten()
         .filter_map(|(_, v)| {
-            let allocation = v.get("AllocationId")?.as_str()?;
-            let ip = v
-                .pointer("/target/PrivateIpAddress")?
-                .as_str()?
-                .parse()
-                .ok()?;
-            Some((allocation.to_string(), ip))
-        })
-        .collect()
+            Some(DetachedEip {
+                allocation_id: v.get("AllocationId")?.as_str()?.to_string(),
+                address: v
+                    .pointer("/target/PrivateIpAddress")?
+                    .as_str()?
+                    .parse()
+                    .ok()?,
+            })
+        });
+    let carried = state
+        .get(EXTENSION_KEY)
+        .and_then(|e| e.get("detachedEips"))
+        .and_then(|v| serde_json::from_value::<Vec<DetachedEip>>(v.clone()).ok())
+        .unwrap_or_default();
+    moves.chain(carried).collect()
+}
+
+/// Adds to `snap` what an unfinished run's state file knows and the cloud no longer shows:
+/// the EIPs a prefix release detached (see [`recover_prefix_eips`]). Runs, dry runs, inspect
+/// and doctor all plan from the snapshot this leaves. Another cluster's file is not read.
+pub async fn recall_detached_eips(
+    ec2: &dyn crate::ports::Ec2Describe,
+    decl: &Declaration,
+    state: Option<&Value>,
+    snap: &mut crate::discovery::Snapshot,
+) -> Result<(), CloudError> {
+    let Some(state) = state else { return Ok(()) };
+    let members: Vec<String> = snap.members.iter().map(|m| m.id.clone()).collect();
+    if foreign_record(state, &decl.extension.cluster_name, &members).is_some() {
+        return Ok(());
+    }
+    let moves = unfinished_eip_moves(state);
+    if moves.is_empty() {
+        return Ok(());
+    }
+    recover_prefix_eips(ec2, decl, &moves, snap).await
 }
 
 /// The state file body in CFE's shape.

@@ -355,8 +355,15 @@ impl Ec2Describe for AwsEc2 {
                 Some(ElasticIp {
                     allocation_id: a.allocation_id()?.to_string(),
                     public_ip: ip(a.public_ip())?,
-                    association_id: a.association_id().map(str::to_string),
-                    network_interface_id: a.network_interface_id().map(str::to_string),
+                    // An unassociated address has no ids (moto answers empty strings).
+                    association_id: a
+                        .association_id()
+                        .filter(|s| !s.is_empty())
+                        .map(str::to_string),
+                    network_interface_id: a
+                        .network_interface_id()
+                        .filter(|s| !s.is_empty())
+                        .map(str::to_string),
                     private_ip: ip(a.private_ip_address()),
                     tags: tags(a.tags()),
                 })
