@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 
 use failover_core::declaration::Extension;
 use failover_core::events::{self, Intent};
-use failover_core::failover::TargetSpec;
+use failover_core::request::TargetSpec;
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

@@ -284,7 +284,7 @@ async fn operator_commands_and_exit_codes() {
         .s3
         .put_object(
             &topo.bucket.name,
-            "f5cloudfailover/lock/default.json",
+            &failover_core::keys::lock_key("default"),
             serde_json::to_vec(&lock).unwrap(),
             &Encryption::None,
             None,
@@ -321,7 +321,10 @@ async fn operator_commands_and_exit_codes() {
         .s3
         .put_object(
             &topo.bucket.name,
-            "f5cloudfailover/f5cloudfailoverstate.json",
+            &failover_core::keys::state_object(
+                "default",
+                failover_core::declaration::DEFAULT_STATE_FILE,
+            ),
             serde_json::to_vec(&cfe_running).unwrap(),
             &Encryption::None,
             None,

@@ -82,7 +82,7 @@ async fn a_lost_answer_to_a_lock_write_does_not_lock_the_run_out() {
             .client()
             .get_object()
             .bucket(&topo.bucket.name)
-            .key("f5cloudfailover/lock/default.json")
+            .key(failover_core::keys::lock_key("default"))
             .send()
             .await
             .unwrap()
@@ -169,7 +169,7 @@ async fn a_call_that_timed_out_keeps_the_lock() {
     assert_eq!(e.error_type(), "FailoverFailed", "{e}");
     let lock = direct
         .s3
-        .get_object(&topo.bucket.name, "f5cloudfailover/lock/default.json")
+        .get_object(&topo.bucket.name, &failover_core::keys::lock_key("default"))
         .await
         .unwrap()
         .unwrap();

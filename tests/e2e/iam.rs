@@ -388,3 +388,19 @@ fn the_scoping_tag_key_is_one_parameter_of_the_stack() {
         assert!(!text.contains(literal), "{literal}: use the parameter");
     }
 }
+
+#[test]
+fn the_template_names_the_key_layout_of_the_code() {
+    // IAM (state, history, lock writes) and the history lifecycle rule use keys::PREFIX.
+    let text = repo_file("template.yaml");
+    let prefix = failover_core::keys::PREFIX;
+    assert!(
+        text.contains(&format!("/{prefix}/*")),
+        "IAM resource under {prefix}/"
+    );
+    let history = failover_core::keys::history_prefix("");
+    assert!(
+        text.contains(&format!("Prefix: {}", history.trim_end_matches('/'))),
+        "lifecycle rule on {history}"
+    );
+}

@@ -70,7 +70,10 @@ async fn seed_failover_and_failback_through_the_handler() {
         .client()
         .head_object()
         .bucket(&topo.bucket.name)
-        .key("f5cloudfailover/f5cloudfailoverstate.json")
+        .key(failover_core::keys::state_object(
+            "default",
+            failover_core::declaration::DEFAULT_STATE_FILE,
+        ))
         .send()
         .await
         .unwrap();
@@ -104,7 +107,10 @@ async fn seed_failover_and_failback_through_the_handler() {
     assert_eq!(state["instance"], "failover01.www.non-97.net");
     let history = cloud
         .s3
-        .list_keys(&topo.bucket.name, "f5cloudfailover/history/")
+        .list_keys(
+            &topo.bucket.name,
+            &failover_core::keys::history_prefix("default"),
+        )
         .await
         .unwrap();
     assert_eq!(history.len(), 3, "one history object per run: {history:?}");

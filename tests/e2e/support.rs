@@ -100,7 +100,13 @@ pub async fn eip_eni(cloud: &AwsCloud, allocation_id: &str) -> Option<String> {
 pub async fn state_file(cloud: &AwsCloud, bucket: &str) -> Option<Value> {
     cloud
         .s3
-        .get_object(bucket, "f5cloudfailover/f5cloudfailoverstate.json")
+        .get_object(
+            bucket,
+            &failover_core::keys::state_object(
+                "default",
+                failover_core::declaration::DEFAULT_STATE_FILE,
+            ),
+        )
         .await
         .unwrap()
         .map(|o| serde_json::from_slice(&o.body).unwrap())

@@ -2,10 +2,11 @@
 //! in one account, their state buckets found by the same tags.
 
 use failover_core::declaration::Declaration;
-use failover_core::failover::{run, RunRequest, TargetSpec};
+use failover_core::failover::run;
 use failover_core::handler::load_declaration;
 use failover_core::lab::{Topology, SEED_A_EXT, SEED_B, SEED_B_EXT, SEED_RTB};
-use failover_core::state::Mode;
+use failover_core::request::Mode;
+use failover_core::request::{RunRequest, TargetSpec};
 use failover_core::FailoverError;
 use failover_lab::builder as lab;
 

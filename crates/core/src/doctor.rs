@@ -12,10 +12,12 @@ use crate::declaration::{
 use crate::discovery::{discover, ips_from_tag, Snapshot, SELF_IPS_TAG};
 use crate::error::CloudError;
 use crate::inspect::picture;
-use crate::lock::{lock_key, read_lock, LockObject};
+use crate::keys::lock_key;
+use crate::keys::state_key;
+use crate::lock::{read_lock, LockObject};
 use crate::plan::plan;
 use crate::ports::{DryRun, Ec2, ObjectStore};
-use crate::state::{foreign_record, recall_detached_eips, state_key};
+use crate::state::{foreign_record, recall_detached_eips};
 
 /// The scoping tag key of CFE deployments, and the default of the stack's `ScopingTagKey`
 /// (the key its IAM conditions on; `SCOPING_TAG_KEY` in the functions and the CLI).
@@ -1084,9 +1086,9 @@ mod tests {
 
         // The copy's cluster (same default name, same bucket) finds the seed cluster's record.
         let seed = Declaration::parse(AFTER).unwrap();
-        let mut r = crate::failover::RunRequest::new(
-            crate::failover::TargetSpec::Instance(crate::lab::SEED_B.into()),
-            crate::state::Mode::Execute,
+        let mut r = crate::request::RunRequest::new(
+            crate::request::TargetSpec::Instance(crate::lab::SEED_B.into()),
+            crate::request::Mode::Execute,
             "test",
         );
         r.force = true;

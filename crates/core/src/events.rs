@@ -20,8 +20,8 @@ use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::declaration::{is_instance_id, Extension};
-use crate::failover::TargetSpec;
-use crate::state::Mode;
+use crate::request::Mode;
+use crate::request::TargetSpec;
 use crate::text::printable;
 
 /// Largest event accepted, in bytes (Lambda's async payload limit is 256 KiB).

@@ -4,16 +4,41 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
+use async_trait::async_trait;
 use futures::stream::{self, StreamExt};
 use futures::try_join;
 use serde::Serialize;
 
 use crate::error::{CloudError, ErrorKind};
-use crate::lock::{Fence, FENCE_NEED};
 use crate::model::{ElasticIp, Filter, NetworkInterface, RouteTable};
 use crate::pace::{Pacer, Pacing};
 use crate::plan::{Action, Operation, Plan};
 use crate::ports::{on_the_wire, Ec2, Mutation, CALL_TIMEOUT, TIMED_OUT};
+
+/// Time kept on the lease beyond a call's worst case: the renewal itself, and clock slack.
+pub const FENCE_MARGIN: Duration = Duration::from_secs(5);
+
+/// What a lease must cover before a mutation is sent: the call's worst case plus the margin.
+pub const FENCE_NEED: Duration = CALL_TIMEOUT.saturating_add(FENCE_MARGIN);
+
+/// Checked before each mutation: a run sends a call only while it holds the lock for at
+/// least that call's worst-case time.
+#[async_trait]
+pub trait Fence: Send + Sync {
+    /// `Ok` when the lock is ours for at least `need` from now (renewing it when less is
+    /// left); `Err` with the reason otherwise.
+    async fn hold_for(&self, need: Duration) -> Result<(), String>;
+}
+
+/// No fencing (dry runs and tests of the executor alone).
+pub struct NoFence;
+
+#[async_trait]
+impl Fence for NoFence {
+    async fn hold_for(&self, _need: Duration) -> Result<(), String> {
+        Ok(())
+    }
+}
 
 /// Whether an operation's API call succeeded.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]

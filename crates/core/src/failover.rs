@@ -1,7 +1,6 @@
 //! Orchestration of one run: bucket → lock → snapshot → target → plan → (state RUNNING →
 //! execute, fenced by the lock → verify → state SUCCEEDED/FAILED + history) → unlock.
 
-use std::hash::{BuildHasher, Hasher};
 use std::time::Instant;
 
 use chrono::Utc;
@@ -9,65 +8,95 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tracing::Instrument;
 
+use crate::declaration::DeclarationError;
 use crate::declaration::{Declaration, Scope};
 use crate::discovery::{discover, discover_cloud, resolve_bucket, Snapshot};
-use crate::error::FailoverError;
+use crate::error::CloudError;
+use crate::events::EventError;
 use crate::execute::{execute, ExecOptions};
-use crate::lock::{acquire, effective_lease, Acquire, Fence, Lease, FENCE_NEED};
+use crate::execute::{Fence, FENCE_NEED};
+use crate::keys::state_key;
+use crate::lock::{acquire, effective_lease, Acquire, Lease};
 use crate::pace::Pacing;
 use crate::plan::{plan, Plan};
 use crate::ports::{Ec2, ObjectStore};
+use crate::request::{new_run_id, Mode, RunRequest, TargetSpec};
 use crate::state::{
-    foreign_record, recall_detached_eips, state_key, LastFailover, Mode, RunRecord, StateLog,
-    TaskState,
+    foreign_record, recall_detached_eips, LastFailover, RunRecord, StateLog, TaskState,
 };
 
-/// Whom to fail over to.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub enum TargetSpec {
-    /// This instance becomes active.
-    Instance(String),
-    /// A healthy running member other than this one becomes active (this one failed).
-    PeerOf(String),
-    /// The peer of the member the cloud follows now (an operator's "fail over", no id needed).
-    Peer,
+/// Why a failover run could not be done (each variant maps to a Lambda error type).
+#[derive(Debug, thiserror::Error)]
+pub enum FailoverError {
+    /// The declaration is invalid.
+    #[error("invalid declaration: {0}")]
+    Declaration(#[from] DeclarationError),
+    /// The triggering event is invalid or unknown.
+    #[error("invalid event: {0}")]
+    Event(#[from] EventError),
+    /// The declaration could not be read.
+    #[error("cannot read the declaration from {location}: {reason}")]
+    DeclarationUnavailable {
+        /// Where it was looked for.
+        location: String,
+        /// Why it could not be read.
+        reason: String,
+    },
+    /// A describe call failed, so no plan could be made.
+    #[error("discovery failed: {0}")]
+    Discovery(#[source] CloudError),
+    /// The state bucket was not found.
+    #[error("state bucket not found: {0}")]
+    NoStateBucket(String),
+    /// Reading or writing the state log failed.
+    #[error("state log: {0}")]
+    State(#[source] CloudError),
+    /// The cluster lock could not be taken or settled (nothing was changed; retry).
+    #[error("cluster lock: {0}")]
+    Lock(#[source] CloudError),
+    /// The cluster lock was taken over before a mutation round (nothing more was sent).
+    #[error("{0}")]
+    LockLost(String),
+    /// A trigger named an instance that is not a member of this cluster (another pair's alarm
+    /// or instance): nothing to do here.
+    #[error("{0} is not a member of this cluster")]
+    NotAMember(String),
+    /// The planner refused (nothing was changed).
+    #[error("refused: {}", .0.join("; "))]
+    Refused(Vec<String>),
+    /// Mutations were sent but some failed or did not verify; the state log says which.
+    #[error("failover FAILED: {0}")]
+    Failed(String),
+    /// The run stepped aside (`IN_PROGRESS`, `COOLDOWN`) while the member the cloud follows
+    /// is unhealthy: an error on purpose, so that Lambda retries the event (and, once its
+    /// retries are spent, files it in the failure queue) instead of dropping the failover.
+    #[error("{status}, but {reason}: try again ({message})")]
+    Deferred {
+        /// `IN_PROGRESS` or `COOLDOWN`.
+        status: &'static str,
+        /// Why the run stepped aside.
+        message: String,
+        /// Why that is not the end.
+        reason: String,
+    },
 }
 
-/// One run's inputs besides the declaration.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RunRequest {
-    /// Target.
-    pub target: TargetSpec,
-    /// Execute or dry run.
-    pub mode: Mode,
-    /// What triggered it (recorded).
-    pub trigger: String,
-    /// Lambda request id, if any.
-    pub request_id: Option<String>,
-    /// Skip the cooldown.
-    pub force: bool,
-    /// Who asked, when a person or an appliance did (recorded with a forced run).
-    pub requested_by: Option<String>,
-    /// The appliance pair itself announced its target active (its own view of the box).
-    pub announced: bool,
-    /// When the caller must have returned (the Lambda deadline): the run stops sending
-    /// mutations early enough to record its outcome before then.
-    pub deadline: Option<Instant>,
-}
-
-impl RunRequest {
-    /// A request with no deadline and no force.
-    pub fn new(target: TargetSpec, mode: Mode, trigger: impl Into<String>) -> RunRequest {
-        RunRequest {
-            target,
-            mode,
-            trigger: trigger.into(),
-            request_id: None,
-            force: false,
-            requested_by: None,
-            announced: false,
-            deadline: None,
+impl FailoverError {
+    /// A short type name for Lambda's `errorType`.
+    pub fn error_type(&self) -> &'static str {
+        match self {
+            FailoverError::Declaration(_) => "InvalidDeclaration",
+            FailoverError::Event(_) => "InvalidEvent",
+            FailoverError::DeclarationUnavailable { .. } => "DeclarationUnavailable",
+            FailoverError::Discovery(_) => "DiscoveryFailed",
+            FailoverError::NoStateBucket(_) => "NoStateBucket",
+            FailoverError::State(_) => "StateLogFailed",
+            FailoverError::Lock(_) => "LockUnavailable",
+            FailoverError::LockLost(_) => "LockLost",
+            FailoverError::NotAMember(_) => "NotAMember",
+            FailoverError::Refused(_) => "FailoverRefused",
+            FailoverError::Failed(_) => "FailoverFailed",
+            FailoverError::Deferred { .. } => "FailoverDeferred",
         }
     }
 }
@@ -131,13 +160,6 @@ impl RunOutcome {
         }
         Ok(self)
     }
-}
-
-/// A fresh run id (random, 16 hex digits).
-pub fn new_run_id() -> String {
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(Utc::now().timestamp_nanos_opt().unwrap_or_default() as u128);
-    format!("{:016x}", h.finish())
 }
 
 /// Resolves the target instance id against the snapshot.
@@ -615,7 +637,13 @@ mod tests {
 
     const AFTER: &str = include_str!("../../../examples/seed-article/declaration-after.json");
     const BUCKET: &str = "cfe-state-bigip-ha";
-    const STATE: &str = "f5cloudfailover/f5cloudfailoverstate.json";
+
+    fn state_key_default() -> String {
+        crate::keys::state_object(
+            crate::declaration::DEFAULT_CLUSTER,
+            crate::declaration::DEFAULT_STATE_FILE,
+        )
+    }
 
     /// A forced request (the cooldown has its own tests).
     fn req(target: &str, mode: Mode) -> RunRequest {
@@ -643,7 +671,12 @@ mod tests {
     }
 
     fn state(cloud: &MemoryCloud) -> Value {
-        serde_json::from_slice(&cloud.object(BUCKET, STATE).expect("state file")).unwrap()
+        serde_json::from_slice(
+            &cloud
+                .object(BUCKET, &state_key_default())
+                .expect("state file"),
+        )
+        .unwrap()
     }
 
     fn route(cloud: &MemoryCloud) -> String {
@@ -681,7 +714,7 @@ mod tests {
         assert_eq!(eip["target"]["PrivateIpAddress"], "10.0.4.101");
         assert_eq!(eip["AllocationId"], "eipalloc-0814e2bbaf002a2bc");
         assert_eq!(
-            cloud.object_encryption(BUCKET, STATE),
+            cloud.object_encryption(BUCKET, &state_key_default()),
             Some(Encryption::Aes256)
         );
         assert!(cloud
@@ -704,7 +737,7 @@ mod tests {
         assert_eq!(r.record.task_state, TaskState::DryRun);
         assert_eq!(cloud.mutation_count(), 0);
         assert!(
-            cloud.object(BUCKET, STATE).is_none(),
+            cloud.object(BUCKET, &state_key_default()).is_none(),
             "a dry run writes nothing"
         );
         go(&cloud, SEED_B, Mode::Execute).await.unwrap();
@@ -741,7 +774,7 @@ mod tests {
             "{st:#}"
         );
         let history = cloud
-            .list_keys(BUCKET, "f5cloudfailover/history/")
+            .list_keys(BUCKET, &crate::keys::history_prefix("default"))
             .await
             .unwrap();
         assert_eq!(history.len(), 1);
@@ -1154,9 +1187,9 @@ mod tests {
         let named = decl_for(&copy, serde_json::json!({"clusterName": "pair-2"}));
         assert_eq!(
             state_key(&named),
-            "f5cloudfailover/pair-2/f5cloudfailoverstate.json"
+            crate::keys::state_object("pair-2", crate::declaration::DEFAULT_STATE_FILE)
         );
-        assert_eq!(state_key(&seed), STATE);
+        assert_eq!(state_key(&seed), state_key_default());
         let r = completed(
             run(
                 &cloud,
@@ -1202,7 +1235,8 @@ mod tests {
             v["timestamp"] = crate::state::timestamp(Utc::now()).into();
             serde_json::to_vec(&v).unwrap()
         };
-        let put = |body: Vec<u8>| cloud.put_object(BUCKET, STATE, body, &Encryption::None, None);
+        let key = state_key_default();
+        let put = |body: Vec<u8>| cloud.put_object(BUCKET, &key, body, &Encryption::None, None);
         // The cloud follows B, as CFE left it.
         go(&cloud, SEED_B, Mode::Execute).await.unwrap();
         cloud.reset_calls();
@@ -1399,7 +1433,7 @@ mod tests {
         // run can fail over meanwhile and be undone by it (adversarial review of issue 9.2).
         let lock: Value = serde_json::from_slice(
             &cloud
-                .object(BUCKET, &crate::lock::lock_key("default"))
+                .object(BUCKET, &crate::keys::lock_key("default"))
                 .unwrap(),
         )
         .unwrap();
@@ -1424,7 +1458,7 @@ mod tests {
         cloud
             .put_object(
                 BUCKET,
-                STATE,
+                &state_key_default(),
                 serde_json::to_vec(&st).unwrap(),
                 &Encryption::None,
                 None,
@@ -1527,7 +1561,7 @@ mod tests {
                 } else if !start_b {
                     // Stopped before mutating, or failed to write its log after: either way
                     // nothing is hidden (the log holds RUNNING or the previous state).
-                    prop_assert!(cloud.object(BUCKET, STATE).is_none() || state(&cloud)["taskState"] != "SUCCEEDED" || route(&cloud) == want);
+                    prop_assert!(cloud.object(BUCKET, &state_key_default()).is_none() || state(&cloud)["taskState"] != "SUCCEEDED" || route(&cloud) == want);
                 }
                 cloud.clear_faults();
                 let second = go(&cloud, target, Mode::Execute).await.unwrap();

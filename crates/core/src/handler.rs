@@ -9,11 +9,13 @@ use serde_json::{json, Value};
 
 use crate::declaration::Declaration;
 use crate::discovery::{discover, resolve_bucket};
-use crate::error::FailoverError;
 use crate::events::{self, Intent, Trust};
-use crate::failover::{run, RunOutcome, RunRequest, TargetSpec, ANSWER_VERSION};
+use crate::failover::FailoverError;
+use crate::failover::{run, RunOutcome, ANSWER_VERSION};
 use crate::ports::{Ec2, ObjectStore};
-use crate::state::{LastFailover, Mode, StateLog};
+use crate::request::Mode;
+use crate::request::{RunRequest, TargetSpec};
+use crate::state::{LastFailover, StateLog};
 
 /// Every API operation `handle` can send (the failover function's IAM role grants exactly
 /// these; `tests/e2e/iam.rs` checks the template against it).
@@ -776,7 +778,7 @@ mod tests {
         assert!(cloud
             .object(
                 "cfe-state-bigip-ha",
-                "f5cloudfailover/f5cloudfailoverstate.json"
+                &crate::keys::state_object("default", crate::declaration::DEFAULT_STATE_FILE)
             )
             .is_none());
         assert_eq!(cloud.mutation_count(), 0);

@@ -21,6 +21,7 @@ pub mod failover;
 pub mod handler;
 pub mod inspect;
 pub mod json;
+pub mod keys;
 #[cfg(any(test, feature = "testing"))]
 pub mod lab;
 pub mod lock;
@@ -33,8 +34,10 @@ pub mod pace;
 pub mod plan;
 pub mod ports;
 pub mod probe;
+pub mod request;
 pub mod state;
 pub mod text;
 
 pub use declaration::Declaration;
-pub use error::{CloudError, ErrorKind, FailoverError};
+pub use error::{CloudError, ErrorKind};
+pub use failover::FailoverError;

@@ -10,7 +10,7 @@
 //!   holds it"; a lock left by an earlier attempt of the same Lambda invocation is ours to take.
 //! - A run whose calls may still land (it stopped waiting for them) keeps the lock until its
 //!   lease ends instead of releasing it.
-//! - The lease is also the fence: before each mutation the executor asks [`Fence::hold_for`]
+//! - The lease is also the fence: before each mutation the executor asks [`crate::execute::Fence::hold_for`]
 //!   the call's worst-case time, and the lease is renewed when less is left. A run that cannot
 //!   renew sends nothing more.
 
@@ -25,14 +25,9 @@ use tokio::time::Instant;
 use crate::clock;
 use crate::declaration::{Encryption, MAX_LOCK_LEASE_SECONDS};
 use crate::error::{CloudError, ErrorKind};
-use crate::ports::{ObjectStore, StoredObject, WriteCondition, CALL_TIMEOUT};
-use crate::state::PREFIX;
-
-/// Time kept on the lease beyond a call's worst case: the renewal itself, and clock slack.
-pub const FENCE_MARGIN: Duration = Duration::from_secs(5);
-
-/// What a lease must cover before a mutation is sent: the call's worst case plus the margin.
-pub const FENCE_NEED: Duration = CALL_TIMEOUT.saturating_add(FENCE_MARGIN);
+use crate::execute::{Fence, FENCE_NEED};
+use crate::keys::lock_key;
+use crate::ports::{ObjectStore, StoredObject, WriteCondition};
 
 /// The shortest lease a run takes: one call's worst case, the margin, and room for ten more
 /// seconds of calls between renewals. A shorter `lockLeaseSeconds` is extended to this (with a
@@ -95,11 +90,6 @@ impl Holder {
     pub fn is_free(&self, now: DateTime<Utc>) -> bool {
         self.body.released || self.held_until <= now
     }
-}
-
-/// Key of a cluster's lock object.
-pub fn lock_key(cluster: &str) -> String {
-    format!("{PREFIX}/lock/{cluster}.json")
 }
 
 /// The cluster's lock when someone holds it now (for inspect and doctor).
@@ -204,25 +194,6 @@ pub fn effective_lease(declared_seconds: u64) -> Duration {
     Duration::from_secs(declared_seconds).max(MIN_EFFECTIVE_LEASE)
 }
 
-/// Checked before each mutation: a run sends a call only while it holds the lock for at
-/// least that call's worst-case time.
-#[async_trait]
-pub trait Fence: Send + Sync {
-    /// `Ok` when the lock is ours for at least `need` from now (renewing it when less is
-    /// left); `Err` with the reason otherwise.
-    async fn hold_for(&self, need: Duration) -> Result<(), String>;
-}
-
-/// No fencing (dry runs and tests of the executor alone).
-pub struct NoFence;
-
-#[async_trait]
-impl Fence for NoFence {
-    async fn hold_for(&self, _need: Duration) -> Result<(), String> {
-        Ok(())
-    }
-}
-
 /// A held lease.
 pub struct Lease<'a> {
     store: &'a dyn ObjectStore,
@@ -267,7 +238,7 @@ fn draft(w: Writer<'_>, acquired_at: DateTime<Utc>, lease: Duration, released: b
         acquired_at,
         expires_at: clock::now() + chrono::Duration::from_std(lease).unwrap_or_default(),
         released,
-        write_id: crate::failover::new_run_id(),
+        write_id: crate::request::new_run_id(),
         request_id: w.request_id.map(str::to_string),
     };
     serde_json::to_vec(&b).expect("lock body")

@@ -4,7 +4,7 @@
 use chrono::Utc;
 use serde_json::{json, Value};
 
-use crate::error::FailoverError;
+use crate::failover::FailoverError;
 
 /// Metric namespace.
 pub const NAMESPACE: &str = "CloudFailover";

@@ -1479,8 +1479,8 @@ pub(crate) mod tests {
 
     #[tokio::test]
     async fn a_missing_route_is_created_only_when_its_group_opts_in() {
+        use crate::execute::NoFence;
         use crate::execute::{execute, ExecOptions};
-        use crate::lock::NoFence;
         // GIVEN the seed table without 172.16.9.0/24, declared in route group 0
         let cloud = MemoryCloud::seed();
         let declared = |opt_in: Value| {
@@ -1534,9 +1534,9 @@ pub(crate) mod tests {
         let snap = discover(&cloud, &cloud, &d).await.unwrap();
         assert!(plan(&d, &snap, SEED_B).unwrap().operations.is_empty());
         // The state file records it with the routes, in CFE's shape.
-        let req = crate::failover::RunRequest::new(
-            crate::failover::TargetSpec::Instance(SEED_B.into()),
-            crate::state::Mode::Execute,
+        let req = crate::request::RunRequest::new(
+            crate::request::TargetSpec::Instance(SEED_B.into()),
+            crate::request::Mode::Execute,
             "test",
         );
         let state = crate::state::cfe_state(
@@ -1581,9 +1581,10 @@ pub(crate) mod tests {
 
     #[tokio::test]
     async fn an_ipv4_prefix_moves_by_release_then_assign_and_is_logged_as_cfe_does() {
+        use crate::execute::NoFence;
         use crate::execute::{execute, ExecOptions};
-        use crate::lock::NoFence;
-        use crate::state::{cfe_state, Mode, RunRecord};
+        use crate::request::Mode;
+        use crate::state::{cfe_state, RunRecord};
         // GIVEN CFE 2.2+'s declaration form: a prefix as networkInterfaceAddress.scopingAddress
         let cloud = MemoryCloud::from_topology(&same_az_with_prefix());
         let d = patched(|v| {
@@ -1623,8 +1624,8 @@ pub(crate) mod tests {
             .any(|n| n.id == SEED_B_EXT && n.ipv4_prefixes == [cidr("10.0.0.48/28")]));
         assert!(plan(&d, &snap, SEED_B).unwrap().operations.is_empty());
         // and the state file has CFE 2.2+'s prefix entries
-        let req = crate::failover::RunRequest::new(
-            crate::failover::TargetSpec::Instance(SEED_B.into()),
+        let req = crate::request::RunRequest::new(
+            crate::request::TargetSpec::Instance(SEED_B.into()),
             Mode::Execute,
             "test",
         );
@@ -1664,10 +1665,12 @@ pub(crate) mod tests {
     #[tokio::test]
     async fn an_eip_on_a_prefix_address_follows_the_prefix_and_an_interrupted_move_is_finished() {
         use crate::error::ErrorKind;
-        use crate::failover::{run, RunOutcome, RunRequest, TargetSpec};
+        use crate::failover::{run, RunOutcome};
         use crate::lab::EipSpec;
         use crate::memory::FaultTiming;
-        use crate::state::{Mode, TaskState};
+        use crate::request::Mode;
+        use crate::request::{RunRequest, TargetSpec};
+        use crate::state::TaskState;
         // GIVEN the prefix on A, and an EIP on its address 10.0.0.50 (no VIP tags: CFE 2.2+
         // finds it by its private address)
         let mut topo = same_az_with_prefix();
@@ -1776,12 +1779,14 @@ pub(crate) mod tests {
     #[tokio::test]
     async fn a_detached_prefix_eip_survives_a_refusal_and_shows_in_dry_runs_and_inspect() {
         use crate::error::ErrorKind;
-        use crate::failover::{run, RunOutcome, RunRequest, TargetSpec};
+        use crate::failover::{run, RunOutcome};
         use crate::inspect::inspect;
         use crate::lab::EipSpec;
         use crate::memory::FaultTiming;
         use crate::ports::Ec2Mutate;
-        use crate::state::{Mode, TaskState};
+        use crate::request::Mode;
+        use crate::request::{RunRequest, TargetSpec};
+        use crate::state::TaskState;
         // GIVEN the prefix on A with an EIP on 10.0.0.50, and one untagged on 10.0.0.51 while
         // the declaration requires scoping tags
         let mut topo = same_az_with_prefix();
@@ -1931,8 +1936,9 @@ pub(crate) mod tests {
 
     #[tokio::test]
     async fn same_az_state_entries_are_written_as_cfe_writes_them() {
-        use crate::failover::{RunRequest, TargetSpec};
-        use crate::state::{cfe_state, Mode, RunRecord};
+        use crate::request::Mode;
+        use crate::request::{RunRequest, TargetSpec};
+        use crate::state::{cfe_state, RunRecord};
         // GIVEN the same-AZ pair, the VIP 10.0.0.101 with its EIP on A
         let cloud = MemoryCloud::from_topology(&same_az());
         let d = patched(|v| {
@@ -1961,9 +1967,9 @@ pub(crate) mod tests {
 pub(crate) mod swap_tests {
     use super::*;
     use crate::discovery::discover;
+    use crate::execute::NoFence;
     use crate::execute::{execute, ExecOptions};
     use crate::lab::{tags, Topology, SEED_A, SEED_A_EXT, SEED_B, SEED_B_EXT, SEED_TAG};
-    use crate::lock::NoFence;
     use crate::memory::MemoryCloud;
     use serde_json::json;
 

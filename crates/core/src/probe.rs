@@ -14,11 +14,13 @@ use tokio::net::TcpStream;
 
 use crate::declaration::{Declaration, ProbeConfig, ProbeKind};
 use crate::discovery::discover;
-use crate::error::FailoverError;
-use crate::failover::{run, RunOutcome, RunRequest, TargetSpec};
+use crate::failover::FailoverError;
+use crate::failover::{run, RunOutcome};
 use crate::inspect::picture;
 use crate::ports::{Ec2, ObjectStore};
-use crate::state::{Mode, TaskState};
+use crate::request::Mode;
+use crate::request::{RunRequest, TargetSpec};
+use crate::state::TaskState;
 
 /// How often the probe re-reads who the cloud follows (besides after each failover).
 const REFRESH: Duration = Duration::from_secs(15);
@@ -591,7 +593,7 @@ mod tests {
         let history = crate::ports::ObjectStore::list_keys(
             &cloud,
             "cfe-state-bigip-ha",
-            "f5cloudfailover/history/",
+            &crate::keys::history_prefix("default"),
         )
         .await
         .unwrap();

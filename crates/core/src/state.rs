@@ -5,16 +5,14 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
-use crate::declaration::{Declaration, Scope, DEFAULT_CLUSTER, EXTENSION_KEY};
+use crate::declaration::{Declaration, Scope, EXTENSION_KEY};
 use crate::discovery::{recover_prefix_eips, DetachedEip};
 use crate::error::CloudError;
 use crate::execute::Outcome;
-use crate::failover::RunRequest;
+use crate::keys::{history_key, history_prefix, state_key};
 use crate::plan::{Action, Operation, Plan};
 use crate::ports::ObjectStore;
-
-/// Prefix of every object this project writes (CFE's).
-pub const PREFIX: &str = "f5cloudfailover";
+use crate::request::{Mode, RunRequest};
 
 /// CFE's task states.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -40,16 +38,6 @@ impl TaskState {
             TaskState::DryRun => "DRY_RUN",
         }
     }
-}
-
-/// Whether a run changes the cloud.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Mode {
-    /// Plan and execute.
-    Execute,
-    /// Plan only: no mutating call and no write.
-    DryRun,
 }
 
 /// One run, as recorded in the state file's `serverless` block and in the history object.
@@ -206,16 +194,6 @@ pub fn timestamp(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
-/// Key of the state file: where CFE keeps it for the default cluster, under the cluster's
-/// name for a named one (so clusters sharing a bucket do not share a state file).
-pub fn state_key(decl: &Declaration) -> String {
-    let file = &decl.external_storage.state_file_name;
-    match decl.extension.cluster_name.as_str() {
-        DEFAULT_CLUSTER => format!("{PREFIX}/{file}"),
-        cluster => format!("{PREFIX}/{cluster}/{file}"),
-    }
-}
-
 /// Why a state file is not this cluster's own record, if it is not: another cluster's name, or
 /// members none of which are ours (two declarations resolving to one key). A file without our
 /// `serverless` block (CFE's own) is not judged here.
@@ -271,21 +249,6 @@ pub fn shared_keys(a: &Declaration, b: &Declaration) -> Vec<String> {
         ));
     }
     out
-}
-
-/// Prefix of a cluster's history objects.
-pub fn history_prefix(cluster: &str) -> String {
-    format!("{PREFIX}/history/{cluster}/")
-}
-
-/// Key of a run's history object (sorts by time).
-pub fn history_key(record: &RunRecord) -> String {
-    format!(
-        "{}{}-{}.json",
-        history_prefix(&record.cluster),
-        record.started_at.format("%Y%m%dT%H%M%S%.3fZ"),
-        record.run_id
-    )
 }
 
 /// One `interfaces.{disassociate,associate}[].addresses` entry exactly as CFE 2.2+ writes it
@@ -538,7 +501,7 @@ impl StateLog<'_> {
 
     /// Writes the run's history object; returns its key.
     pub async fn write_history(&self, record: &RunRecord) -> Result<String, CloudError> {
-        let key = history_key(record);
+        let key = history_key(&record.cluster, record.started_at, &record.run_id);
         self.put(&key, record).await?;
         Ok(key)
     }

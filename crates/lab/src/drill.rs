@@ -15,7 +15,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 use failover_core::declaration::Declaration;
-use failover_core::error::FailoverError;
+use failover_core::failover::FailoverError;
 use failover_core::model::Filter;
 use failover_core::net::Cidr;
 use failover_core::ports::{Ec2, ObjectStore};
