@@ -4,6 +4,9 @@
 
 STACK ?= cloud-failover
 EVENT ?=
+# The Lambda architecture (arm64 | x86_64); empty: what samconfig.toml deploys, else what this
+# machine builds (scripts/lambda-arch.sh: arm64 when it can, natively or with zig).
+ARCH ?=
 export SAM_CLI_TELEMETRY = 0
 TOOLS = $(shell bash scripts/ensure-sam.sh)
 
@@ -20,17 +23,23 @@ lint:  ## Formatting and clippy, as CI runs them
 fmt:
 	cargo fmt --all
 
-build:  ## Release bootstrap binaries with cargo-lambda (x86_64 here; ARM64: add --arm64 on a machine with that target)
-	PATH="$(TOOLS):$$PATH" cargo lambda build --release --compiler cargo --bin failover --bin probe --bin inspect
+build:  ## Release bootstrap binaries with cargo-lambda, for the architecture `make deploy` uses (ARCH=arm64|x86_64)
+	lambda=$$(bash scripts/lambda-arch.sh $(ARCH)) && set -- $$lambda && \
+	echo "Lambda architecture $$1 (cargo-lambda compiler $$2)" && \
+	PATH="$(TOOLS):$$PATH" cargo lambda build --release --compiler $$2 \
+	  $$(if [ $$2 = cargo-zigbuild ]; then [ $$1 = arm64 ] && echo --arm64 || echo --x86-64; fi) \
+	  --bin failover --bin probe --bin inspect
 	ls -l target/lambda/*/bootstrap
 
 validate:  ## cfn-lint and sam validate --lint (offline)
 	$(TOOLS)/cfn-lint template.yaml
 	$(TOOLS)/sam validate --lint --region us-east-1
 
-deploy:  ## sam build + deploy (guided the first time)
-	PATH="$(TOOLS):$$PATH" CARGO_LAMBDA_COMPILER=cargo $(TOOLS)/sam build --beta-features
-	if [ -f samconfig.toml ]; then $(TOOLS)/sam deploy; else $(TOOLS)/sam deploy --guided; fi
+deploy:  ## sam build + deploy (guided the first time), for the Lambda architecture this machine builds (ARCH=arm64|x86_64)
+	lambda=$$(bash scripts/lambda-arch.sh $(ARCH)) && set -- $$lambda && \
+	echo "Lambda architecture $$1 (cargo-lambda compiler $$2; scripts/lambda-arch.sh)" && \
+	PATH="$(TOOLS):$$PATH" CARGO_LAMBDA_COMPILER=$$2 $(TOOLS)/sam build --beta-features --parameter-overrides Architecture=$$1 && \
+	if [ -f samconfig.toml ]; then $(TOOLS)/sam deploy; else $(TOOLS)/sam deploy --guided --parameter-overrides Architecture=$$1; fi
 
 invoke:  ## The real failover binary under `cargo lambda watch`, invoked with events/ (or EVENT=file) against moto
 	bash scripts/invoke-local.sh $(EVENT)
