@@ -1,6 +1,6 @@
 # cloud-failover — see README.md. `make demo` and `make test` need nothing installed
 # beforehand but Rust and Python 3 (tools come from PyPI into .venv / .venv-sam).
-.PHONY: demo test lint fmt build validate deploy invoke logs fuzz drill bench clean-venv
+.PHONY: demo test lint fmt build validate deploy invoke logs fuzz drill bench aws-drill aws-drill-clean clean-venv
 
 STACK ?= cloud-failover
 EVENT ?=
@@ -31,8 +31,8 @@ build:  ## Release bootstrap binaries with cargo-lambda, for the architecture `m
 	  --bin failover --bin probe --bin inspect
 	ls -l target/lambda/*/bootstrap
 
-validate:  ## cfn-lint and sam validate --lint (offline)
-	$(TOOLS)/cfn-lint template.yaml
+validate:  ## cfn-lint and sam validate --lint (offline); cfn-lint on the aws-drill lab
+	$(TOOLS)/cfn-lint template.yaml scripts/aws-drill/lab.yaml
 	$(TOOLS)/sam validate --lint --region us-east-1
 
 deploy:  ## sam build + deploy (guided the first time), for the Lambda architecture this machine builds (ARCH=arm64|x86_64)
@@ -50,6 +50,14 @@ logs:  ## Tail the deployed function's logs
 drill:  ## The field report's experiment locally: kill the active appliance, measure the gap (drill.svg)
 	bash scripts/ensure-moto.sh >/dev/null
 	cargo run --quiet -p cloud-failover -- drill --output table --plot drill.svg
+
+aws-drill:  ## The field report's experiment on your AWS account: lab, stack, stop the active unit, the gap per path (docs/aws-drill.md; costs cents; not in CI)
+	cargo build --release --quiet -p cloud-failover
+	PATH="$(TOOLS):$$PATH" $(TOOLS)/python scripts/aws-drill/kit.py run --cli target/release/cloud-failover \
+	  --sam $(TOOLS)/sam $(if $(ARCH),--lambda-arch $(ARCH)) $(if $(YES),--yes) $(DRILL_ARGS)
+
+aws-drill-clean:  ## Delete what an interrupted aws-drill left (its stacks and buckets; AWS_REGION and the regions .aws-drill/ remembers)
+	$(TOOLS)/python scripts/aws-drill/kit.py cleanup $(DRILL_ARGS)
 
 bench:  ## Reproduce BENCHMARKS.md (simulated EC2 failover times, bootstrap sizes, init, RSS, drill)
 	bash scripts/bench.sh
