@@ -230,6 +230,11 @@ class Consistency(unittest.TestCase):
             r = subprocess.run(["bash", "-n"], input=body, text=True, capture_output=True)
             self.assertEqual(r.returncode, 0, r.stderr)
 
+    def test_both_units_run_the_same_user_data(self):
+        lab = read(os.path.join(HERE, "lab.yaml"))
+        a, b, client = re.findall(r"- \|\n((?:            .*\n|\n)+)", lab)
+        self.assertEqual(a, b)  # what differs (unit name, VIP) comes from the !Sub variables
+
     def test_member_state_rule_is_the_templates(self):
         template = read(os.path.join(ROOT, "template.yaml"))
         states = re.search(r"instance-id: \[!Ref MemberAInstanceId, !Ref MemberBInstanceId\]\n\s+state: \[([^\]]+)\]", template)
