@@ -946,7 +946,8 @@ def teardown(cloud, run_id):
         try:
             delete_stack(cloud, run.lab_stack)
         except (KitError, ClientError) as e:
-            log(f"  moto: {e}")
+            log(f"  moto: its CloudFormation dropped the stack, not its VPC ({type(e).__name__}: "
+                f"{str(e)[-60:]}); sweeping the VPC through EC2")
         step("moto: sweep the lab's VPC", moto_sweep, cloud, run, remembered.get("lab", {}))
     else:
         step(f"delete {run.lab_stack}", delete_stack, cloud, run.lab_stack)
@@ -1044,20 +1045,24 @@ def find_runs(cloud):
 # --------------------------------------------------------------------------------------------
 
 def cost_lines(instance_type, hours=RUN_HOURS):
+    """One run's cost, item by item (docs/aws-drill.md has the same arithmetic)."""
     p = PRICES
     ec2 = 3 * p[instance_type] * hours
     ip = p["public_ipv4_hour"] * hours
     ebs = 3 * 8 * p["gp3_gb_month"] / 730 * hours
-    puts = hours * 3600 / 2  # the client's uploads, one every 2 s, and as many HEADs
-    s3 = puts * (p["s3_put_per_1000"] + p["s3_get_per_1000"]) / 1000
-    total = ec2 + ip + ebs + s3
+    puts = hours * 3600 / 2  # the client uploads its log every 2 s and looks for client/stop as often
+    gets = 15 * 60 * 2  # the kit reads the client's log every 0.5 s while it waits (15 min at most)
+    s3 = (puts * p["s3_put_per_1000"] + (puts + gets) * p["s3_get_per_1000"]) / 1000
+    alarm = 0.10 * hours / 730
+    total = ec2 + ip + ebs + s3 + alarm
     return [
-        f"  3 x {instance_type} x {hours} h x ${p[instance_type]}/h        = ${ec2:.4f}",
-        f"  1 public IPv4 (the EIP) x {hours} h x ${p['public_ipv4_hour']}/h   = ${ip:.4f}",
-        f"  3 x 8 GB gp3 x {hours} h x ${p['gp3_gb_month']}/GB-month / 730 h = ${ebs:.4f}",
-        f"  S3: {puts:.0f} PUT + {puts:.0f} HEAD (the client's log) = ${s3:.4f}",
-        "  Lambda, EventBridge, CloudFormation, SNS, SQS, logs: a handful of requests, $0.00",
-        "  no NAT gateway, no interface endpoint (S3 gateway endpoint: free), no dashboard, no alarms",
+        f"  3 instances: 3 x {hours} h x ${p[instance_type]}/h ({instance_type})       = ${ec2:.4f}",
+        f"  1 public IPv4 (the EIP): {hours} h x ${p['public_ipv4_hour']}/h          = ${ip:.4f}",
+        f"  3 root volumes: 3 x 8 GB x ${p['gp3_gb_month']}/GB-month x {hours} h / 730 h = ${ebs:.4f}",
+        f"  S3: {puts:.0f} PUT x ${p['s3_put_per_1000']}/1000 + {puts + gets:.0f} GET/HEAD x ${p['s3_get_per_1000']}/1000 = ${s3:.4f}",
+        f"  1 CloudWatch alarm (the stack's StackFailuresAlarm): $0.10 x {hours} h / 730 h = ${alarm:.5f}",
+        "  Lambda, EventBridge, CloudFormation, SNS, SQS, logs, a few MB out: within free tiers or $0.00",
+        "  no NAT gateway, no interface endpoint (S3 gateway endpoint: free), no dashboard",
         f"  total: about ${total:.2f} per run (list prices in us-east-1, November 2026: check yours)",
     ]
 
@@ -1069,7 +1074,7 @@ def cmd_plan(a):
     print("    VIP 10.0.0.101 / 10.0.4.101, source/dest check off); the EIP on A's VIP; the web subnet's")
     print("    0.0.0.0/0 to A's interface; an S3 gateway endpoint; the client; the lab bucket")
     print("  failover stack (template.yaml, sam build + sam deploy): the failover function and its triggers,")
-    print("    state bucket, topics, queue (no status-check alarms, no dashboard)")
+    print("    state bucket, topics, queue, its failure alarm (no status-check alarms, no dashboard)")
     print("then: both paths answer from unit A -> stop unit A -> until both answer from unit B (or --timeout)")
     print("  -> timeline, gap per path, plot -> everything deleted (also on Ctrl-C; `make aws-drill-clean` after a kill -9)")
     print("cost of one run:")

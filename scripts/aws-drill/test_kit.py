@@ -249,6 +249,9 @@ class Consistency(unittest.TestCase):
             for r in st["Resource"] if isinstance(st["Resource"], list) else [st["Resource"]]:
                 self.assertTrue("cfdrill-" in r or "ami-amazon-linux-latest" in r or "transform/Serverless" in r, r)
         self.assertTrue(kit.PREFIX == "cfdrill-")
+        docs = read(os.path.join(ROOT, "docs", "aws-drill.md"))
+        shown = re.search(r"```json\n(.*?)```", docs, re.S).group(1)
+        self.assertEqual(json.loads(shown), doc, "docs/aws-drill.md shows another policy than iam-policy.json")
 
     def test_stack_parameters_exist_in_the_template(self):
         template = read(os.path.join(ROOT, "template.yaml"))
