@@ -1,9 +1,12 @@
 # cloud-failover — see README.md. `make demo` and `make test` need nothing installed
 # beforehand but Rust and Python 3 (tools come from PyPI into .venv / .venv-sam).
-.PHONY: demo test lint fmt build validate deploy invoke logs fuzz drill bench clean-venv
+.PHONY: demo test lint fmt build validate deploy invoke logs fuzz drill bench aws-drill aws-drill-clean clean-venv
 
 STACK ?= cloud-failover
 EVENT ?=
+# The Lambda architecture (arm64 | x86_64); empty: what samconfig.toml deploys, else what this
+# machine builds (scripts/lambda-arch.sh: arm64 when it can, natively or with zig).
+ARCH ?=
 export SAM_CLI_TELEMETRY = 0
 TOOLS = $(shell bash scripts/ensure-sam.sh)
 
@@ -20,17 +23,23 @@ lint:  ## Formatting and clippy, as CI runs them
 fmt:
 	cargo fmt --all
 
-build:  ## Release bootstrap binaries with cargo-lambda (x86_64 here; ARM64: add --arm64 on a machine with that target)
-	PATH="$(TOOLS):$$PATH" cargo lambda build --release --compiler cargo --bin failover --bin probe --bin inspect
+build:  ## Release bootstrap binaries with cargo-lambda, for the architecture `make deploy` uses (ARCH=arm64|x86_64)
+	lambda=$$(bash scripts/lambda-arch.sh $(ARCH)) && set -- $$lambda && \
+	echo "Lambda architecture $$1 (cargo-lambda compiler $$2)" && \
+	PATH="$(TOOLS):$$PATH" cargo lambda build --release --compiler $$2 \
+	  $$(if [ $$2 = cargo-zigbuild ]; then [ $$1 = arm64 ] && echo --arm64 || echo --x86-64; fi) \
+	  --bin failover --bin probe --bin inspect
 	ls -l target/lambda/*/bootstrap
 
-validate:  ## cfn-lint and sam validate --lint (offline)
-	$(TOOLS)/cfn-lint template.yaml
+validate:  ## cfn-lint and sam validate --lint (offline); cfn-lint on the aws-drill lab
+	$(TOOLS)/cfn-lint template.yaml scripts/aws-drill/lab.yaml
 	$(TOOLS)/sam validate --lint --region us-east-1
 
-deploy:  ## sam build + deploy (guided the first time)
-	PATH="$(TOOLS):$$PATH" CARGO_LAMBDA_COMPILER=cargo $(TOOLS)/sam build --beta-features
-	if [ -f samconfig.toml ]; then $(TOOLS)/sam deploy; else $(TOOLS)/sam deploy --guided; fi
+deploy:  ## sam build + deploy (guided the first time), for the Lambda architecture this machine builds (ARCH=arm64|x86_64)
+	lambda=$$(bash scripts/lambda-arch.sh $(ARCH)) && set -- $$lambda && \
+	echo "Lambda architecture $$1 (cargo-lambda compiler $$2; scripts/lambda-arch.sh)" && \
+	PATH="$(TOOLS):$$PATH" CARGO_LAMBDA_COMPILER=$$2 $(TOOLS)/sam build --beta-features --parameter-overrides Architecture=$$1 && \
+	if [ -f samconfig.toml ]; then $(TOOLS)/sam deploy; else $(TOOLS)/sam deploy --guided --parameter-overrides Architecture=$$1; fi
 
 invoke:  ## The real failover binary under `cargo lambda watch`, invoked with events/ (or EVENT=file) against moto
 	bash scripts/invoke-local.sh $(EVENT)
@@ -41,6 +50,14 @@ logs:  ## Tail the deployed function's logs
 drill:  ## The field report's experiment locally: kill the active appliance, measure the gap (drill.svg)
 	bash scripts/ensure-moto.sh >/dev/null
 	cargo run --quiet --bin cf-lab -- drill --output table --plot drill.svg
+
+aws-drill:  ## The field report's experiment on your AWS account: lab, stack, stop the active unit, the gap per path (docs/aws-drill.md; costs cents; not in CI)
+	cargo build --release --quiet -p cloud-failover
+	PATH="$(TOOLS):$$PATH" $(TOOLS)/python scripts/aws-drill/kit.py run --cli target/release/cloud-failover \
+	  --sam $(TOOLS)/sam $(if $(ARCH),--lambda-arch $(ARCH)) $(if $(YES),--yes) $(DRILL_ARGS)
+
+aws-drill-clean:  ## Delete what an interrupted aws-drill left (its stacks and buckets; AWS_REGION and the regions .aws-drill/ remembers)
+	$(TOOLS)/python scripts/aws-drill/kit.py cleanup $(DRILL_ARGS)
 
 bench:  ## Reproduce BENCHMARKS.md (simulated EC2 failover times, bootstrap sizes, init, RSS, drill)
 	bash scripts/bench.sh
