@@ -8,7 +8,9 @@ use futures::future::{try_join, try_join3, try_join_all};
 use futures::stream::{self, StreamExt, TryStreamExt};
 use serde::Serialize;
 
-use crate::declaration::{AddressGroup, Declaration, NextHops, Scope, Tags};
+use crate::declaration::{
+    AddressGroup, AddressRange, Declaration, NextHops, RouteGroup, Scope, Tags,
+};
 use crate::error::CloudError;
 use crate::model::{ElasticIp, Filter, Instance, NetworkInterface, RouteTable};
 use crate::ports::{Ec2Describe, ObjectStore};
@@ -182,6 +184,26 @@ impl Snapshot {
                 address: p.address,
             })
             .collect()
+    }
+}
+
+/// The next-hop addresses that apply to `range` of `group` in `table` (the one rule for plan,
+/// doctor and discovery): the range's own list, else the group's; with `discoveryType:
+/// routeTag`, the table's `f5_self_ips` tag. `Err` says why none apply.
+pub fn next_hops_for(
+    group: &RouteGroup,
+    range: &AddressRange,
+    table: &RouteTable,
+) -> Result<Vec<IpAddr>, String> {
+    match range.next_hops.as_ref().unwrap_or(&group.default_next_hops) {
+        NextHops::Static(items) => Ok(items.clone()),
+        NextHops::RouteTag => match table.tags.get(SELF_IPS_TAG).map(|v| ips_from_tag(v)) {
+            Some(items) if !items.is_empty() => Ok(items),
+            _ => Err(format!(
+                "route table {} has no usable {SELF_IPS_TAG} tag, which discoveryType \"routeTag\" needs (e.g. \"10.0.0.11,10.0.4.11\")",
+                table.id
+            )),
+        },
     }
 }
 
@@ -365,19 +387,8 @@ async fn snapshot(
     let mut wanted: BTreeSet<IpAddr> = BTreeSet::new();
     for st in &snap.route_tables {
         let g = &groups[st.group];
-        for hops in g
-            .ranges
-            .iter()
-            .map(|r| r.next_hops.as_ref().unwrap_or(&g.default_next_hops))
-        {
-            match hops {
-                NextHops::Static(items) => wanted.extend(items),
-                NextHops::RouteTag => {
-                    if let Some(v) = st.table.tags.get(SELF_IPS_TAG) {
-                        wanted.extend(ips_from_tag(v));
-                    }
-                }
-            }
+        for r in &g.ranges {
+            wanted.extend(next_hops_for(g, r, &st.table).unwrap_or_default());
         }
     }
     for e in &snap.elastic_ips {

@@ -6,10 +6,8 @@ use std::collections::BTreeSet;
 
 use serde::Serialize;
 
-use crate::declaration::{
-    AddressGroup, Declaration, Encryption, NextHops, Scope, MAX_LOCK_LEASE_SECONDS,
-};
-use crate::discovery::{discover, ips_from_tag, Snapshot, SELF_IPS_TAG};
+use crate::declaration::{AddressGroup, Declaration, Encryption, Scope, MAX_LOCK_LEASE_SECONDS};
+use crate::discovery::{discover, next_hops_for, Snapshot, SELF_IPS_TAG};
 use crate::error::CloudError;
 use crate::inspect::picture;
 use crate::keys::lock_key;
@@ -149,9 +147,7 @@ pub async fn doctor(
                 });
                 return Ok(checks);
             }
-            // The engine's clock, as the lock itself judges (`lock::current_holder`).
-            LockObject::Holder(h) if !h.is_free(crate::clock::now()) => Some(h),
-            _ => None,
+            other => other.held(),
         };
         checks.push(match held {
             Some(l) if l.capped => Check {
@@ -544,14 +540,16 @@ pub fn static_checks(decl: &Declaration, snap: &Snapshot, stack_key: &str) -> Ve
                     format!("aws ec2 create-route --route-table-id {} --destination-cidr-block {} --network-interface-id <the active unit's next-hop ENI>, or opt route group {} in to serverless.createMissingRoutes", st.table.id, r.range, st.group),
                 ));
             }
-            let items = match r.next_hops.as_ref().unwrap_or(&g.default_next_hops) {
-                NextHops::Static(items) => items.clone(),
-                NextHops::RouteTag => st
-                    .table
-                    .tags
-                    .get(SELF_IPS_TAG)
-                    .map(|v| ips_from_tag(v))
-                    .unwrap_or_default(),
+            let items = match next_hops_for(g, r, &st.table) {
+                Ok(items) => items,
+                Err(why) => {
+                    hop_problems.push((
+                        Verdict::Fail,
+                        why,
+                        format!("aws ec2 create-tags --resources {} --tags 'Key={SELF_IPS_TAG},Value=<unit A primary IP>,<unit B primary IP>'", st.table.id),
+                    ));
+                    continue;
+                }
             };
             for ip in items {
                 match snap.holder_of(ip) {
@@ -560,7 +558,7 @@ pub fn static_checks(decl: &Declaration, snap: &Snapshot, stack_key: &str) -> Ve
                         format!("next hop {ip} is not an address of any member"),
                         "list the units' primary private IPs as next hops".to_string(),
                     )),
-                    Some((m, n)) if ip.is_ipv4() && n.primary_ip != ip => hop_problems.push((
+                    Some((m, n)) if !n.is_next_hop(ip) => hop_problems.push((
                         Verdict::Fail,
                         format!("next hop {ip} is a secondary IP (a VIP) of {} on {}; routes need the interface's primary IP {}", n.id, m.id, n.primary_ip),
                         format!("declare {} instead of {ip} (the field report's pitfall)", n.primary_ip),
@@ -978,6 +976,30 @@ mod tests {
             .fix
             .unwrap()
             .contains("aws ec2 create-tags --resources eipalloc-0untagged"));
+    }
+
+    #[tokio::test]
+    async fn a_route_tag_group_without_the_tag_fails_as_the_plan_refuses() {
+        // GIVEN discoveryType routeTag and a table without f5_self_ips
+        let mut v: serde_json::Value = serde_json::from_str(AFTER).unwrap();
+        v["failoverRoutes"]["routeGroupDefinitions"][0]["defaultNextHopAddresses"] =
+            serde_json::json!({"discoveryType": "routeTag"});
+        let cloud = MemoryCloud::seed();
+        let checks = run(&cloud, &v.to_string()).await;
+        // THEN doctor fails the next hops with the reason the planner refuses with (one rule)
+        let c = verdict(&checks, "next-hops-primary");
+        assert_eq!(c.verdict, Verdict::Fail, "{c:?}");
+        let d = Declaration::from_value(&v).unwrap();
+        let snap = discover(&cloud, &cloud, &d).await.unwrap();
+        let refusal = plan(&d, &snap, crate::lab::SEED_B).unwrap_err();
+        assert!(
+            refusal
+                .reasons
+                .iter()
+                .any(|r| c.detail.contains(r.as_str())),
+            "{c:?} vs {refusal}"
+        );
+        assert!(c.detail.contains("has no usable f5_self_ips tag"), "{c:?}");
     }
 
     #[tokio::test]

@@ -98,10 +98,7 @@ pub async fn current_holder(
     bucket: &str,
     cluster: &str,
 ) -> Result<Option<Holder>, CloudError> {
-    Ok(match read_lock(store, bucket, cluster).await? {
-        LockObject::Holder(h) if !h.is_free(clock::now()) => Some(h),
-        _ => None,
-    })
+    Ok(read_lock(store, bucket, cluster).await?.held())
 }
 
 /// The lock object as found.
@@ -113,6 +110,17 @@ pub enum LockObject {
     NotALock,
     /// A lock, held or free.
     Holder(Holder),
+}
+
+impl LockObject {
+    /// Its holder while it holds the lock (judged on the engine's clock, as the lock itself
+    /// is: the one rule for run, inspect and doctor).
+    pub fn held(self) -> Option<Holder> {
+        match self {
+            LockObject::Holder(h) if !h.is_free(clock::now()) => Some(h),
+            _ => None,
+        }
+    }
 }
 
 /// Reads the cluster's lock object.

@@ -101,6 +101,13 @@ pub struct NetworkInterface {
 }
 
 impl NetworkInterface {
+    /// Whether `item` may name this interface as a route's next hop: its primary IPv4 address
+    /// (a secondary IP, a VIP, is the field report's pitfall: EC2 routes to the interface, and
+    /// the units answer on their primary IPs), or one of its IPv6 addresses.
+    pub fn is_next_hop(&self, item: IpAddr) -> bool {
+        item.is_ipv6() || item == self.primary_ip
+    }
+
     /// Whether the interface holds `ip` in any role.
     pub fn has_ip(&self, ip: IpAddr) -> bool {
         self.primary_ip == ip || self.secondary_ips.contains(&ip) || self.ipv6_ips.contains(&ip)

@@ -6,8 +6,8 @@ use std::net::IpAddr;
 
 use serde::Serialize;
 
-use crate::declaration::{AddressGroup, Declaration, NextHops};
-use crate::discovery::{ips_from_tag, matches, Snapshot, NIC_MAP_TAG, SELF_IPS_TAG};
+use crate::declaration::{AddressGroup, Declaration};
+use crate::discovery::{matches, next_hops_for, Snapshot, NIC_MAP_TAG};
 use crate::model::{Instance, NetworkInterface, RouteTable};
 use crate::net::Cidr;
 
@@ -401,11 +401,10 @@ pub fn twin_problems(decl: &Declaration, snap: &Snapshot) -> Vec<String> {
                 continue;
             };
             for r in &g.ranges {
-                let NextHops::Static(items) = r.next_hops.as_ref().unwrap_or(&g.default_next_hops)
-                else {
+                let Ok(items) = next_hops_for(g, r, table) else {
                     continue;
                 };
-                let want = next_hop_on(m, items, r.range)
+                let want = next_hop_on(m, &items, r.range)
                     .ok()
                     .map(|(n, _)| n.id.clone());
                 let have = table.routes.iter().find(|x| x.destination == r.range);
@@ -503,19 +502,12 @@ impl Planner<'_> {
             let g = &groups[st.group];
             let table = &st.table;
             for r in &g.ranges {
-                let hops = r.next_hops.as_ref().unwrap_or(&g.default_next_hops);
-                let items = match hops {
-                    NextHops::Static(items) => items.clone(),
-                    NextHops::RouteTag => match table.tags.get(SELF_IPS_TAG) {
-                        Some(v) if !ips_from_tag(v).is_empty() => ips_from_tag(v),
-                        _ => {
-                            self.reasons.push(format!(
-                                "route table {} has no usable {SELF_IPS_TAG} tag, which discoveryType \"routeTag\" needs (e.g. \"10.0.0.11,10.0.4.11\")",
-                                table.id
-                            ));
-                            continue;
-                        }
-                    },
+                let items = match next_hops_for(g, r, table) {
+                    Ok(items) => items,
+                    Err(why) => {
+                        self.reasons.push(why);
+                        continue;
+                    }
                 };
                 let Some(route) = table.routes.iter().find(|x| x.destination == r.range) else {
                     if !self
@@ -1015,13 +1007,11 @@ fn next_hop_on<'t>(
         let Some(n) = t.interface_with(item) else {
             continue;
         };
-        if item.is_ipv4() && n.primary_ip == item {
+        // An IPv6 item names the interface for IPv6 ranges only.
+        if n.is_next_hop(item) && (item.is_ipv4() || range.is_ipv6()) {
             return Ok((n, item));
         }
-        if item.is_ipv6() && range.is_ipv6() {
-            return Ok((n, item));
-        }
-        if item.is_ipv4() {
+        if !n.is_next_hop(item) {
             secondary.get_or_insert((n, item));
         }
     }
