@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use crate::declaration::{AddressGroup, Declaration};
 use crate::discovery::{matches, next_hops_for, Snapshot, NIC_MAP_TAG};
-use crate::model::{Instance, NetworkInterface, RouteTable};
+use crate::model::{ElasticIp, Instance, NetworkInterface, RouteTable};
 use crate::net::Cidr;
 
 /// What one operation changes.
@@ -910,25 +910,13 @@ impl Planner<'_> {
                     pe.address
                 ),
             };
-            self.ops.push(Operation {
-                id: format!("eip:{}", e.public_ip),
-                wave,
-                why: format!(
-                    "Elastic IP {} maps to {was}, an address of prefix {prefix}; the active unit {} ({}) holds the prefix on {to}",
-                    e.public_ip,
-                    t.id,
-                    t.display_name()
-                ),
-                action: Action::AssociateAddress {
-                    allocation_id: e.allocation_id.clone(),
-                    public_ip: e.public_ip,
-                    network_interface_id: to.to_string(),
-                    private_ip: pe.address,
-                    current_association_id: e.association_id.clone(),
-                    current_network_interface_id: e.network_interface_id.clone(),
-                    current_private_ip: e.private_ip,
-                },
-            });
+            let why = format!(
+                "Elastic IP {} maps to {was}, an address of prefix {prefix}; the active unit {} ({}) holds the prefix on {to}",
+                e.public_ip,
+                t.id,
+                t.display_name()
+            );
+            self.ops.push(associate(e, to, pe.address, wave, why));
         }
     }
 
@@ -973,26 +961,32 @@ impl Planner<'_> {
                 (Some(ip), Some(n)) => format!("{ip} on {n}"),
                 _ => "nothing (unassociated)".to_string(),
             };
-            self.ops.push(Operation {
-                id: format!("eip:{}", e.public_ip),
-                wave,
-                why: format!(
-                    "Elastic IP {} maps to {from}; the active unit {} ({}) holds VIP {vip} on {eni}",
-                    e.public_ip,
-                    t.id,
-                    t.display_name()
-                ),
-                action: Action::AssociateAddress {
-                    allocation_id: e.allocation_id.clone(),
-                    public_ip: e.public_ip,
-                    network_interface_id: eni,
-                    private_ip: vip,
-                    current_association_id: e.association_id.clone(),
-                    current_network_interface_id: e.network_interface_id.clone(),
-                    current_private_ip: e.private_ip,
-                },
-            });
+            let why = format!(
+                "Elastic IP {} maps to {from}; the active unit {} ({}) holds VIP {vip} on {eni}",
+                e.public_ip,
+                t.id,
+                t.display_name()
+            );
+            self.ops.push(associate(e, &eni, vip, wave, why));
         }
+    }
+}
+
+/// The operation that puts EIP `e` on `private_ip` of interface `eni` (AssociateAddress).
+fn associate(e: &ElasticIp, eni: &str, private_ip: IpAddr, wave: u8, why: String) -> Operation {
+    Operation {
+        id: format!("eip:{}", e.public_ip),
+        wave,
+        why,
+        action: Action::AssociateAddress {
+            allocation_id: e.allocation_id.clone(),
+            public_ip: e.public_ip,
+            network_interface_id: eni.to_string(),
+            private_ip,
+            current_association_id: e.association_id.clone(),
+            current_network_interface_id: e.network_interface_id.clone(),
+            current_private_ip: e.private_ip,
+        },
     }
 }
 
