@@ -56,7 +56,7 @@ def measure(binary):
                AWS_LAMBDA_FUNCTION_VERSION="$LATEST", AWS_LAMBDA_LOG_FORMAT="JSON",
                AWS_LAMBDA_LOG_LEVEL="WARN", DECLARATION_URI=decl_uri, AWS_ENDPOINT_URL=endpoint,
                AWS_REGION="us-east-1", AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing",
-               AWS_EC2_METADATA_DISABLED="true")
+               AWS_EC2_METADATA_DISABLED="true", CLOUD_FAILOVER_EMULATOR="moto")
     start = time.monotonic()
     p = subprocess.Popen([binary], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     State.done.wait(60)

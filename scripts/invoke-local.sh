@@ -21,7 +21,7 @@ uri="s3://cfe-state-bigip-ha/declarations/cluster.json"
 $cf declare "$work/declaration.json" --to "$uri" --output table
 port=$("$MOTO_PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 cargo lambda watch --invoke-address 127.0.0.1 --invoke-port "$port" --ignore-changes \
-  --env-var "DECLARATION_URI=$uri" --env-var "AWS_ENDPOINT_URL=$AWS_ENDPOINT_URL" \
+  --env-var "DECLARATION_URI=$uri" --env-var "AWS_ENDPOINT_URL=$AWS_ENDPOINT_URL" --env-var CLOUD_FAILOVER_EMULATOR=moto \
   --env-var AWS_REGION=us-east-1 --env-var AWS_ACCOUNT_ID=123456789012 --env-var AWS_ACCESS_KEY_ID=testing --env-var AWS_SECRET_ACCESS_KEY=testing \
   --env-var AWS_EC2_METADATA_DISABLED=true >"$work/watch.log" 2>&1 &
 watch_pid=$!

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Usage: source scripts/moto.sh  — starts a moto server on a free loopback port, exports
-# AWS_ENDPOINT_URL / AWS_REGION / dummy credentials, and stops it when the shell exits.
+# AWS_ENDPOINT_URL / AWS_REGION / dummy credentials and CLOUD_FAILOVER_EMULATOR=moto (the
+# engine's moto shims are on only when said so), and stops it when the shell exits.
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 MOTO_PY=$("$root/scripts/ensure-moto.sh")
 MOTO_PORT=$("$MOTO_PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
@@ -13,3 +14,4 @@ for _ in $(seq 1 300); do
 done
 export AWS_ENDPOINT_URL="http://127.0.0.1:$MOTO_PORT" AWS_REGION=us-east-1
 export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_EC2_METADATA_DISABLED=true
+export CLOUD_FAILOVER_EMULATOR=moto

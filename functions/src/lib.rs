@@ -44,6 +44,7 @@ pub async fn lambda_setup() -> Result<Setup, String> {
     let opts = AwsOptions {
         region: None,
         endpoint_url: std::env::var("AWS_ENDPOINT_URL").ok(),
+        emulator: aws::Emulator::from_env()?,
     };
     let cloud = aws::connect(&opts).await;
     // Read once at cold start: a declaration that does not load is reported by each

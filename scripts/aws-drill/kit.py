@@ -118,7 +118,8 @@ class Cloud:
         env = dict(os.environ, AWS_REGION=self.region, AWS_DEFAULT_REGION=self.region)
         if self.moto:
             env.update(AWS_ENDPOINT_URL=self.endpoint_url, AWS_ACCESS_KEY_ID="testing",
-                       AWS_SECRET_ACCESS_KEY="testing", AWS_EC2_METADATA_DISABLED="true")
+                       AWS_SECRET_ACCESS_KEY="testing", AWS_EC2_METADATA_DISABLED="true",
+                       CLOUD_FAILOVER_EMULATOR="moto")
             env.pop("AWS_PROFILE", None)
             env.pop("AWS_SESSION_TOKEN", None)
         return env

@@ -60,6 +60,7 @@ async fn attempts_count_the_sdks_own_retries() {
     let cloud = aws::connect(&AwsOptions {
         region: Some("us-east-1".into()),
         endpoint_url: Some(endpoint),
+        emulator: Some(aws::Emulator::Moto),
     })
     .await;
     let (result, attempts) = on_the_wire(cloud.ec2.replace_route(

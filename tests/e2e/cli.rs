@@ -8,7 +8,7 @@ use crate::moto::Moto;
 use crate::support::*;
 
 fn cli() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_cloud-failover"))
+    cloud_failover()
 }
 
 #[test]

@@ -30,7 +30,7 @@ fn corpus(kind: &str) -> Vec<(String, String, String)> {
 }
 
 fn cli() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_cloud-failover"));
+    let mut c = crate::support::cloud_failover();
     // Loopback only: nothing here may reach a real endpoint (none is needed).
     c.args([
         "--endpoint-url",

@@ -1,7 +1,7 @@
 //! `doctor` names each pitfall of the field report, and `inspect` shows drift, on moto
 //! through the CLI binary.
 
-use std::process::{Command, Output};
+use std::process::Output;
 
 use aws_sdk_ec2::types::{AttributeBooleanValue, Tag};
 use failover_core::lab::{Topology, SEED_A, SEED_B_EXT, SEED_RTB};
@@ -17,7 +17,7 @@ struct Lab {
 
 impl Lab {
     fn run(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_cloud-failover"))
+        crate::support::cloud_failover()
             .args(args)
             .args([
                 "--endpoint-url",

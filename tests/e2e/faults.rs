@@ -19,6 +19,7 @@ async fn through(proxy: &FaultProxy) -> aws::AwsCloud {
     aws::connect(&AwsOptions {
         region: Some("us-east-1".into()),
         endpoint_url: Some(proxy.endpoint.clone()),
+        emulator: Some(aws::Emulator::Moto),
     })
     .await
 }

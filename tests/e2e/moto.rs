@@ -3,11 +3,11 @@
 use std::path::{Path, PathBuf};
 
 use failover_core::aws::{self, AwsCloud, AwsOptions, CallLog};
-use failover_lab::emulator::{has_moto, python_in, Emulator};
+use failover_lab::emulator::{has_moto, python_in, MotoServer};
 
 /// A running moto server.
 pub struct Moto {
-    _server: Emulator,
+    _server: MotoServer,
     /// `http://127.0.0.1:PORT`
     pub endpoint: String,
 }
@@ -30,7 +30,7 @@ impl Moto {
             eprintln!("SKIPPED: moto is not installed; run `make test` to install it");
             return None;
         }
-        let server = Emulator::start(&python).expect("start moto");
+        let server = MotoServer::start(&python).expect("start moto");
         Some(Moto {
             endpoint: server.endpoint.clone(),
             _server: server,
@@ -49,6 +49,7 @@ impl Moto {
         AwsOptions {
             region: Some("us-east-1".into()),
             endpoint_url: Some(self.endpoint.clone()),
+            emulator: Some(aws::Emulator::Moto),
         }
     }
 }

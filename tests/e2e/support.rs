@@ -145,3 +145,11 @@ pub fn invocation(request_id: Option<&str>) -> Invocation {
         trust: Trust::at(home()),
     }
 }
+
+/// The `cloud-failover` binary, told that its endpoints are moto (`--endpoint-url` alone no
+/// longer turns the emulator's shims on).
+pub fn cloud_failover() -> std::process::Command {
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_cloud-failover"));
+    c.env(failover_core::aws::EMULATOR_ENV, "moto");
+    c
+}

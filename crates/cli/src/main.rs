@@ -378,6 +378,7 @@ async fn dispatch(cli: &Cli) -> Result<(), CliError> {
     let opts = AwsOptions {
         region: cli.region.clone(),
         endpoint_url: cli.endpoint_url.clone(),
+        emulator: aws::Emulator::from_env().map_err(CliError::usage)?,
     };
     match &cli.command {
         Command::Validate { file, against } => {

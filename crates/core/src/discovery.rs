@@ -99,8 +99,6 @@ pub struct Snapshot {
     pub extra_buckets: Vec<String>,
     /// Members failing their EC2 status checks.
     pub impaired: Vec<String>,
-    /// See `Ec2Describe::reports_eip_private_ip`.
-    pub eip_private_ip_reliable: bool,
     /// The VPC the cluster lives in (declared, or the one its scope resolves to).
     pub vpc_id: Option<String>,
     /// Why the scope does not resolve to one VPC, or names a resource outside it: the
@@ -332,7 +330,6 @@ async fn snapshot(
         extra_buckets,
         nic_map_interfaces: nic_map,
         prefix_eips,
-        eip_private_ip_reliable: ec2.reports_eip_private_ip(),
         ..Snapshot::default()
     };
     let groups = decl.route_groups();

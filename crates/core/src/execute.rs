@@ -338,7 +338,6 @@ pub async fn verify(ec2: &dyn Ec2, ops: &[Operation]) -> Result<BTreeSet<String>
             }
         }
     }
-    let reliable = ec2.reports_eip_private_ip();
     let (tables, eips, enis): (Vec<RouteTable>, Vec<ElasticIp>, Vec<NetworkInterface>) = try_join!(
         async {
             if tables.is_empty() {
@@ -391,7 +390,7 @@ pub async fn verify(ec2: &dyn Ec2, ops: &[Operation]) -> Result<BTreeSet<String>
             } => eips.iter().any(|e| {
                 e.allocation_id == *allocation_id
                     && e.network_interface_id.as_deref() == Some(network_interface_id)
-                    && (!reliable || e.private_ip == Some(*private_ip))
+                    && e.private_ip.is_none_or(|ip| ip == *private_ip)
             }),
             Action::AssignPrivateIps {
                 network_interface_id,

@@ -951,7 +951,8 @@ impl Planner<'_> {
                 continue;
             };
             let on_eni = e.network_interface_id.as_deref() == Some(eni.as_str());
-            let same_ip = !self.snap.eip_private_ip_reliable || e.private_ip == Some(vip);
+            // An adapter that cannot tell the private IP says so (None): judged by interface.
+            let same_ip = e.private_ip.is_none_or(|ip| ip == vip);
             let what = format!("Elastic IP {} → {vip} on {eni}", e.public_ip);
             if on_eni && same_ip {
                 self.in_place.push(what);

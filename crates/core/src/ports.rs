@@ -128,11 +128,6 @@ pub trait Ec2Describe: Send + Sync {
     async fn describe_addresses(&self, filters: &[Filter]) -> Result<Vec<ElasticIp>, CloudError>;
     /// DescribeInstanceStatus: which of these instances fail their status checks.
     async fn impaired_instances(&self, instance_ids: &[String]) -> Result<Vec<String>, CloudError>;
-    /// Whether DescribeAddresses reports the private IP an EIP maps to faithfully. AWS does;
-    /// the moto emulator reports the ENI's primary IP instead, so EIPs are then compared by ENI.
-    fn reports_eip_private_ip(&self) -> bool {
-        true
-    }
 }
 
 /// One mutating call, for permission checks (`Ec2Mutate::dry_run`).

@@ -7,7 +7,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// A running moto server.
-pub struct Emulator {
+pub struct MotoServer {
     child: Child,
     /// `http://127.0.0.1:PORT`
     pub endpoint: String,
@@ -33,10 +33,10 @@ pub fn has_moto(python: &Path) -> bool {
         .is_ok_and(|s| s.success())
 }
 
-impl Emulator {
+impl MotoServer {
     /// Starts `python -m moto.server` on a free loopback port and waits (60 s at most) until
     /// it accepts connections.
-    pub fn start(python: &Path) -> std::io::Result<Emulator> {
+    pub fn start(python: &Path) -> std::io::Result<MotoServer> {
         let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
         let child = Command::new(python)
             .args([
@@ -50,7 +50,7 @@ impl Emulator {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()?;
-        let emulator = Emulator {
+        let emulator = MotoServer {
             child,
             endpoint: format!("http://127.0.0.1:{port}"),
         };
@@ -67,7 +67,7 @@ impl Emulator {
     }
 }
 
-impl Drop for Emulator {
+impl Drop for MotoServer {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();

@@ -7,14 +7,14 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand, ValueEnum};
-use failover_core::aws::{self, AwsOptions, CallLog};
+use failover_core::aws::{self, AwsOptions, CallLog, Emulator};
 use failover_core::declaration::{Declaration, Encryption};
 use failover_core::events::{Trust, DEFAULT_ALARM_NAME_PREFIX};
 use failover_core::handler::{handle, Invocation, Location};
 use failover_core::lab::{Topology, SEED_A, SEED_A_EXT, SEED_B, SEED_B_EXT, SEED_RTB};
 use failover_core::ports::ObjectStore;
 use failover_lab::drill::{self, Appliance, DrillConfig};
-use failover_lab::emulator::{has_moto, python_in, Emulator};
+use failover_lab::emulator::{has_moto, python_in, MotoServer};
 use serde_json::Value;
 
 const SEED_DECLARATION: &str =
@@ -114,8 +114,9 @@ async fn up(endpoint_url: &str, rewrite: &[String]) -> Result<(), String> {
     let opts = AwsOptions {
         region: None,
         endpoint_url: Some(endpoint_url.to_string()),
+        emulator: Some(Emulator::Moto),
     };
-    if !opts.is_emulator() {
+    if !is_loopback(endpoint_url) {
         return Err(
             "up creates resources: it runs only against a local emulator (--endpoint-url http://127.0.0.1:PORT)".into(),
         );
@@ -135,7 +136,18 @@ async fn up(endpoint_url: &str, rewrite: &[String]) -> Result<(), String> {
     Ok(())
 }
 
-fn start_moto(python: Option<PathBuf>) -> Result<Emulator, String> {
+/// Whether `url` names this machine (`up` refuses anything else: it creates resources).
+fn is_loopback(url: &str) -> bool {
+    let rest = url.split("://").nth(1).unwrap_or(url);
+    let host = rest.split('/').next().unwrap_or("");
+    let host = match host.strip_prefix('[') {
+        Some(h) => h.split(']').next().unwrap_or(""),
+        None => host.rsplit_once(':').map_or(host, |(h, _)| h),
+    };
+    host == "localhost" || host == "::1" || host.starts_with("127.")
+}
+
+fn start_moto(python: Option<PathBuf>) -> Result<MotoServer, String> {
     let python = python.unwrap_or_else(|| python_in(Path::new(".venv")));
     if !has_moto(&python) {
         return Err(format!(
@@ -143,7 +155,7 @@ fn start_moto(python: Option<PathBuf>) -> Result<Emulator, String> {
             python.display()
         ));
     }
-    Emulator::start(&python).map_err(|e| format!("starting moto: {e}"))
+    MotoServer::start(&python).map_err(|e| format!("starting moto: {e}"))
 }
 
 async fn run_drill(
@@ -161,6 +173,7 @@ async fn run_drill(
     let cloud = aws::connect(&AwsOptions {
         region: Some("us-east-1".into()),
         endpoint_url: Some(endpoint.clone()),
+        emulator: Some(Emulator::Moto),
     })
     .await;
     let ids = failover_lab::builder::create(&cloud, &Topology::seed())
@@ -234,6 +247,7 @@ async fn floor(python: Option<PathBuf>) -> Result<(), String> {
     let opts = AwsOptions {
         region: Some("us-east-1".into()),
         endpoint_url: Some(moto.endpoint.clone()),
+        emulator: Some(Emulator::Moto),
     };
     let cloud = aws::connect_with(&opts, Some(log.clone())).await;
     let ids = failover_lab::builder::create(&cloud, &Topology::seed())

@@ -193,10 +193,6 @@ impl Ec2Describe for SimulatedCloud {
         self.pause("DescribeInstanceStatus").await?;
         self.cloud.impaired_instances(instance_ids).await
     }
-
-    fn reports_eip_private_ip(&self) -> bool {
-        self.cloud.reports_eip_private_ip()
-    }
 }
 
 #[async_trait]

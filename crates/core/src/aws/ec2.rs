@@ -21,13 +21,18 @@ use crate::ports::{DryRun, Ec2Describe, Ec2Mutate, Mutation};
 #[derive(Clone, Debug)]
 pub struct AwsEc2 {
     client: Client,
-    emulator: bool,
+    emulator: Option<super::Emulator>,
 }
 
 impl AwsEc2 {
-    /// Wraps a client. `emulator` turns on the moto compatibility shims (see the README).
-    pub fn new(client: Client, emulator: bool) -> AwsEc2 {
+    /// Wraps a client. `emulator` turns on its compatibility shims (see the README).
+    pub fn new(client: Client, emulator: Option<super::Emulator>) -> AwsEc2 {
         AwsEc2 { client, emulator }
+    }
+
+    /// Whether moto's shims apply.
+    fn moto(&self) -> bool {
+        self.emulator == Some(super::Emulator::Moto)
     }
 
     /// The underlying client.
@@ -273,7 +278,7 @@ impl Ec2Describe for AwsEc2 {
         let (sent, by_ip): (Vec<Filter>, Vec<Filter>) = filters
             .iter()
             .cloned()
-            .partition(|f| !(self.emulator && f.name == "addresses.private-ip-address"));
+            .partition(|f| !(self.moto() && f.name == "addresses.private-ip-address"));
         let list: Vec<types::NetworkInterface> = self
             .client
             .describe_network_interfaces()
@@ -364,7 +369,13 @@ impl Ec2Describe for AwsEc2 {
                         .network_interface_id()
                         .filter(|s| !s.is_empty())
                         .map(str::to_string),
-                    private_ip: ip(a.private_ip_address()),
+                    // moto reports the interface's primary IP, not the one the EIP maps
+                    // to: unknown, and the engine judges such an EIP by its interface.
+                    private_ip: if self.moto() {
+                        None
+                    } else {
+                        ip(a.private_ip_address())
+                    },
                     tags: tags(a.tags()),
                 })
             })
@@ -394,10 +405,6 @@ impl Ec2Describe for AwsEc2 {
         }
         Ok(out)
     }
-
-    fn reports_eip_private_ip(&self) -> bool {
-        !self.emulator
-    }
 }
 
 #[async_trait]
@@ -416,7 +423,7 @@ impl Ec2Mutate for AwsEc2 {
                 .await
                 .map(|_| ())
                 .map_err(|e| cloud_error(op, e)),
-            Mutation::ReplaceRouteTableAssociation { .. } if self.emulator => {
+            Mutation::ReplaceRouteTableAssociation { .. } if self.moto() => {
                 return Ok(DryRun::Unchecked)
             }
             Mutation::ReplaceRouteTableAssociation {
@@ -430,7 +437,7 @@ impl Ec2Mutate for AwsEc2 {
                 .map(|_| ())
                 .map_err(|e| cloud_error(op, e)),
             // moto performs these two even with DryRun set: never send them to the emulator.
-            _ if self.emulator => return Ok(DryRun::Unchecked),
+            _ if self.moto() => return Ok(DryRun::Unchecked),
             Mutation::ReplaceRoute {
                 route_table_id,
                 destination,

@@ -40,24 +40,55 @@ pub struct AwsOptions {
     pub region: Option<String>,
     /// Endpoint override (`--endpoint-url` / `AWS_ENDPOINT_URL`), e.g. a moto server.
     pub endpoint_url: Option<String>,
+    /// The emulator behind the endpoint, when it is one.
+    pub emulator: Option<Emulator>,
 }
 
 impl AwsOptions {
-    /// True when the endpoint is on this machine (a local emulator such as moto): then
-    /// dummy credentials and a default region are used, so nothing asks instance metadata,
-    /// and the emulator's known deviations are accounted for.
+    /// Whether the emulator's known deviations are accounted for (said explicitly, never
+    /// guessed from the endpoint): dummy credentials and a default region, so nothing asks
+    /// instance metadata, and the adapter's moto shims.
     pub fn is_emulator(&self) -> bool {
-        let Some(url) = &self.endpoint_url else {
-            return false;
-        };
-        let rest = url.split("://").nth(1).unwrap_or(url);
-        let host = rest.split('/').next().unwrap_or("");
-        let host = if let Some(h) = host.strip_prefix('[') {
-            h.split(']').next().unwrap_or("")
-        } else {
-            host.rsplit_once(':').map(|(h, _)| h).unwrap_or(host)
-        };
-        host == "localhost" || host == "::1" || host.starts_with("127.")
+        self.emulator.is_some()
+    }
+}
+
+/// A local AWS emulator whose deviations the adapters account for (`--emulator moto`,
+/// `CLOUD_FAILOVER_EMULATOR=moto`). Its shims live in the adapters only: the engine above the
+/// ports sees AWS's behaviour or an honest "unknown".
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Emulator {
+    /// moto (`python -m moto.server`): AssociateAddress ignores `PrivateIpAddress` and
+    /// DescribeAddresses reports the interface's primary IP; the ENI filter
+    /// `addresses.private-ip-address` matches primary IPs only; some calls take effect despite
+    /// `DryRun`.
+    Moto,
+}
+
+/// The environment variable that names the emulator (`moto`), for the Lambdas under a local
+/// runtime and for the scripts.
+pub const EMULATOR_ENV: &str = "CLOUD_FAILOVER_EMULATOR";
+
+impl std::str::FromStr for Emulator {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Emulator, String> {
+        match s {
+            "moto" => Ok(Emulator::Moto),
+            other => Err(format!("{other:?} is not a known emulator (moto)")),
+        }
+    }
+}
+
+impl Emulator {
+    /// The emulator `CLOUD_FAILOVER_EMULATOR` names, if any (an unknown name is an error).
+    pub fn from_env() -> Result<Option<Emulator>, String> {
+        match std::env::var(EMULATOR_ENV) {
+            Ok(v) if !v.is_empty() => v
+                .parse()
+                .map(Some)
+                .map_err(|e| format!("{EMULATOR_ENV}: {e}")),
+            _ => Ok(None),
+        }
     }
 }
 
@@ -288,10 +319,7 @@ pub async fn connect_for(
 ) -> AwsCloud {
     let (ec2_config, s3_config) = sdk_configs(opts, settings, log).await;
     AwsCloud {
-        ec2: AwsEc2::new(
-            aws_sdk_ec2::Client::from_conf(ec2_config),
-            opts.is_emulator(),
-        ),
+        ec2: AwsEc2::new(aws_sdk_ec2::Client::from_conf(ec2_config), opts.emulator),
         s3: AwsS3::new(aws_sdk_s3::Client::from_conf(s3_config)),
     }
 }
@@ -494,16 +522,18 @@ mod tests {
     }
 
     #[test]
-    fn emulator_means_loopback_endpoint() {
-        let o = |u: &str| AwsOptions {
+    fn the_emulator_is_said_never_guessed() {
+        // A loopback endpoint (a fault proxy, a TLS-inspecting proxy to real AWS) is not moto.
+        let o = |u: &str, emulator| AwsOptions {
             region: None,
             endpoint_url: Some(u.into()),
+            emulator,
         };
-        assert!(o("http://127.0.0.1:5000").is_emulator());
-        assert!(o("http://localhost:5000/").is_emulator());
-        assert!(o("http://[::1]:5000").is_emulator());
-        assert!(!o("https://ec2.us-east-1.amazonaws.com").is_emulator());
+        assert!(!o("http://127.0.0.1:5000", None).is_emulator());
+        assert!(o("http://127.0.0.1:5000", Some(Emulator::Moto)).is_emulator());
         assert!(!AwsOptions::default().is_emulator());
+        assert_eq!("moto".parse::<Emulator>(), Ok(Emulator::Moto));
+        assert!("localstack".parse::<Emulator>().is_err());
     }
 
     /// Records each request's URI and signature scope, then stops it before it is sent.
@@ -582,6 +612,7 @@ mod tests {
         let opts = AwsOptions {
             region: None,
             endpoint_url: Some("http://127.0.0.1:9".into()),
+            emulator: Some(Emulator::Moto),
         };
         let (ec2, s3) = sdk_configs(&opts, &settings, None).await;
         let seen = Capture::default();
@@ -683,6 +714,7 @@ mod tests {
         let opts = AwsOptions {
             region: None,
             endpoint_url: Some(format!("https://{addr}")),
+            emulator: Some(Emulator::Moto),
         };
         let store = |settings: ClientSettings| {
             let opts = opts.clone();
@@ -708,12 +740,13 @@ mod tests {
         let opts = AwsOptions {
             region: None,
             endpoint_url: Some("http://127.0.0.1:9".into()),
+            emulator: Some(Emulator::Moto),
         };
         let (ec2, _) = sdk_configs(&opts, &ClientSettings::default(), None).await;
         let seen = Capture::default();
         let client =
             aws_sdk_ec2::Client::from_conf(ec2.to_builder().interceptor(seen.clone()).build());
-        let adapter = AwsEc2::new(client, false);
+        let adapter = AwsEc2::new(client, None);
         let p: crate::net::Cidr = "10.0.0.48/28".parse().unwrap();
         assert!(adapter
             .unassign_ipv4_prefixes("eni-0a", &[p])
