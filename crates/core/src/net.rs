@@ -4,12 +4,16 @@ use std::fmt;
 use std::net::IpAddr;
 use std::str::FromStr;
 
+use ipnet::{IpNet, Ipv4AddrRange};
+
 /// A CIDR block such as `10.0.0.0/16` or `::/0`, always in canonical form (no host bits).
+///
+/// Parsing, containment and address ranges are `ipnet`'s; what is ours is EC2's rule that a
+/// block is stored as its network address: a block with host bits is an error naming the
+/// canonical one (CFE compared ranges with what EC2 reports as text, so `10.0.1.5/24` matched
+/// nothing), and values read from EC2 are taken leniently.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Cidr {
-    addr: IpAddr,
-    prefix: u8,
-}
+pub struct Cidr(IpNet);
 
 /// Why a string is not a canonical CIDR block.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -25,38 +29,31 @@ pub enum CidrError {
 impl Cidr {
     /// The network address.
     pub fn addr(&self) -> IpAddr {
-        self.addr
+        self.0.network()
     }
 
     /// The prefix length.
     pub fn prefix(&self) -> u8 {
-        self.prefix
+        self.0.prefix_len()
     }
 
     /// True for IPv6 blocks.
     pub fn is_ipv6(&self) -> bool {
-        self.addr.is_ipv6()
+        matches!(self.0, IpNet::V6(_))
     }
 
     /// Whether `ip` lies inside this block (false across address families).
     pub fn contains(&self, ip: IpAddr) -> bool {
-        match (self.addr, ip) {
-            (IpAddr::V4(n), IpAddr::V4(a)) => mask4(self.prefix) & u32::from(a) == u32::from(n),
-            (IpAddr::V6(n), IpAddr::V6(a)) => mask6(self.prefix) & u128::from(a) == u128::from(n),
-            _ => false,
-        }
+        self.0.contains(&ip)
     }
 
-    /// Every address of an IPv4 block of at most 256 addresses (a delegated prefix is a /28);
-    /// empty for IPv6 and larger blocks.
+    /// Every address of an IPv4 block of at most 256 addresses (a delegated prefix is a /28,
+    /// all of whose addresses are usable); empty for IPv6 and larger blocks.
     pub fn ipv4_addresses(&self) -> Vec<IpAddr> {
-        match self.addr {
-            IpAddr::V4(n) if self.prefix >= 24 => {
-                let first = u32::from(n);
-                (0..1u32 << (32 - self.prefix))
-                    .map(|i| IpAddr::V4((first + i).into()))
-                    .collect()
-            }
+        match self.0 {
+            IpNet::V4(n) if n.prefix_len() >= 24 => Ipv4AddrRange::new(n.network(), n.broadcast())
+                .map(IpAddr::V4)
+                .collect(),
             _ => Vec::new(),
         }
     }
@@ -71,60 +68,22 @@ impl Cidr {
     }
 }
 
-fn mask4(prefix: u8) -> u32 {
-    if prefix == 0 {
-        0
-    } else {
-        u32::MAX << (32 - prefix)
-    }
-}
-
-fn mask6(prefix: u8) -> u128 {
-    if prefix == 0 {
-        0
-    } else {
-        u128::MAX << (128 - prefix)
-    }
-}
-
 impl FromStr for Cidr {
     type Err = CidrError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let (a, p) = s.split_once('/').ok_or(CidrError::Syntax)?;
-        if p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit()) || p.len() > 3 {
-            return Err(CidrError::Syntax);
+        let net: IpNet = s.parse().map_err(|_| CidrError::Syntax)?;
+        let canonical = Cidr(net.trunc());
+        if net.addr() != net.network() {
+            return Err(CidrError::HostBits(canonical));
         }
-        let prefix: u8 = p.parse().map_err(|_| CidrError::Syntax)?;
-        let addr: IpAddr = a.parse().map_err(|_| CidrError::Syntax)?;
-        let canonical = match addr {
-            IpAddr::V4(v4) => {
-                if prefix > 32 {
-                    return Err(CidrError::Syntax);
-                }
-                IpAddr::V4((u32::from(v4) & mask4(prefix)).into())
-            }
-            IpAddr::V6(v6) => {
-                if prefix > 128 {
-                    return Err(CidrError::Syntax);
-                }
-                IpAddr::V6((u128::from(v6) & mask6(prefix)).into())
-            }
-        };
-        let cidr = Cidr {
-            addr: canonical,
-            prefix,
-        };
-        if canonical != addr {
-            return Err(CidrError::HostBits(cidr));
-        }
-        Ok(cidr)
+        Ok(canonical)
     }
 }
 
 impl fmt::Display for Cidr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.addr, self.prefix)
+        write!(f, "{}/{}", self.addr(), self.prefix())
     }
 }
 

@@ -9,7 +9,6 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::declaration::{Declaration, ProbeConfig, ProbeKind};
@@ -100,7 +99,8 @@ async fn attempt(cfg: &ProbeConfig, addr: SocketAddr) -> bool {
     }
 }
 
-/// A minimal HTTP/1.1 GET (no TLS): the status code and the body, or why it failed.
+/// An HTTP/1.1 GET (no TLS): the status code and the body, or why it failed. hyper speaks
+/// the protocol; what a probe accepts (status, body text) is ours.
 pub async fn http_get(addr: SocketAddr, path: &str) -> Result<(u16, String), String> {
     let stream = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
     exchange(stream, addr, path).await
@@ -123,35 +123,38 @@ pub async fn https_get(
     exchange(stream, addr, path).await
 }
 
-async fn exchange<S>(mut stream: S, addr: SocketAddr, path: &str) -> Result<(u16, String), String>
+/// Largest body read from a probe target (an ACTIVE page is a few bytes).
+const MAX_BODY: usize = 64 * 1024;
+
+/// One GET over `stream` with hyper's HTTP/1.1 client (chunked and sized bodies alike): the
+/// status code and the body (at most [`MAX_BODY`] bytes), or why it failed.
+async fn exchange<S>(stream: S, addr: SocketAddr, path: &str) -> Result<(u16, String), String>
 where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
 {
-    let request = format!(
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUser-Agent: cloud-failover\r\nConnection: close\r\n\r\n"
-    );
-    stream
-        .write_all(request.as_bytes())
+    use http_body_util::{BodyExt, Empty, Limited};
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .map_err(|e| e.to_string())?;
+    let connection = tokio::spawn(connection);
+    let request = hyper::Request::get(path)
+        .header(hyper::header::HOST, addr.to_string())
+        .header(hyper::header::USER_AGENT, "cloud-failover")
+        .body(Empty::<bytes::Bytes>::new())
+        .map_err(|e| e.to_string())?;
+    let response = sender
+        .send_request(request)
         .await
         .map_err(|e| e.to_string())?;
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 4096];
-    while buf.len() < 64 * 1024 {
-        match stream.read(&mut chunk).await {
-            Ok(0) => break,
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            Err(e) => return Err(e.to_string()),
-        }
-    }
-    let text = String::from_utf8_lossy(&buf);
-    let status = text
-        .lines()
-        .next()
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| "no HTTP status line".to_string())?;
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
-    Ok((status, body.to_string()))
+    let status = response.status().as_u16();
+    let body = Limited::new(response.into_body(), MAX_BODY)
+        .collect()
+        .await
+        .map_err(|e| e.to_string())?
+        .to_bytes();
+    connection.abort();
+    Ok((status, String::from_utf8_lossy(&body).into_owned()))
 }
 
 /// Something the probe did.
@@ -407,6 +410,7 @@ pub fn decide(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     fn cfg() -> ProbeConfig {
         ProbeConfig::default()
@@ -599,6 +603,34 @@ mod tests {
         .unwrap();
         assert_eq!(history.len(), 1, "{history:?}");
         assert_eq!(cloud.mutation_count(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_chunked_page_on_a_kept_alive_connection_is_read_as_http() {
+        // GIVEN a page served as HTTP/1.1 servers commonly do: chunked, connection kept open
+        // (the hand-written client before hyper read up to EOF and saw the chunk sizes)
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            loop {
+                let (mut s, _) = listener.accept().await.unwrap();
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 1024];
+                    let _ = s.read(&mut buf).await;
+                    let _ = s
+                        .write_all(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nACT\r\n3\r\nIVE\r\n0\r\n\r\n")
+                        .await;
+                    // keep the connection open well past the probe's timeout
+                    tokio::time::sleep(Duration::from_secs(30)).await;
+                });
+            }
+        });
+        let mut c = cfg();
+        c.kind = ProbeKind::Http;
+        c.expect_body = Some("ACTIVE".into());
+        // THEN the body is the decoded page, read without waiting for the connection to close
+        assert_eq!(http_get(addr, "/").await, Ok((200, "ACTIVE".to_string())));
+        assert!(probe_once(&c, addr).await);
     }
 
     #[tokio::test]
