@@ -1,7 +1,8 @@
 //! Least privilege, proved three ways for the failover function:
 //! 1. the role in template.yaml grants exactly the IAM actions of `handler::OPERATIONS`
 //!    (no missing permission, no extra one, no wildcard action);
-//! 2. the SDK adapters can send no operation outside `ports::PERMISSIONS` (read from source);
+//! 2. the SDK adapters can send no operation outside `ports::PERMISSIONS` (their clients
+//!    carry an interceptor that refuses any other; one is sent to see it refused);
 //! 3. what the end-to-end tests saw sent is within `handler::OPERATIONS` (`seed.rs`).
 
 use std::collections::BTreeSet;
@@ -167,37 +168,48 @@ fn failover_role_grants_exactly_what_the_code_calls() {
     }
 }
 
-#[test]
-fn sdk_adapters_send_only_listed_operations() {
-    let listed: BTreeSet<&str> = PERMISSIONS.iter().map(|(op, _)| *op).collect();
-    for file in ["crates/core/src/aws/ec2.rs", "crates/core/src/aws/s3.rs"] {
-        let text: String = repo_file(file).split_whitespace().collect();
-        let mut found = 0;
-        for part in text.split(".client.").skip(1) {
-            let method: String = part
-                .chars()
-                .take_while(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '_')
-                .collect();
-            let op: String = method
-                .split('_')
-                .map(|w| {
-                    let mut c = w.chars();
-                    c.next()
-                        .map(|f| f.to_ascii_uppercase().to_string() + c.as_str())
-                        .unwrap_or_default()
-                })
-                .collect();
-            assert!(
-                listed.contains(op.as_str()),
-                "{file} sends {op}, which ports::PERMISSIONS does not list"
-            );
-            found += 1;
-        }
-        assert!(
-            found >= 6,
-            "{file}: only {found} SDK calls found; is the scan still right?"
-        );
-    }
+/// The adapters' clients refuse, before anything is sent, every operation `PERMISSIONS` does
+/// not list (an interceptor installed by `aws::connect_for`): proved by sending one.
+#[tokio::test]
+async fn sdk_adapters_send_only_listed_operations() {
+    use failover_core::aws::{self, AwsOptions, Emulator};
+    // Nothing listens on port 9: a call that gets past the guard fails to connect instead.
+    let cloud = aws::connect(&AwsOptions {
+        region: Some("us-east-1".into()),
+        endpoint_url: Some("http://127.0.0.1:9".into()),
+        emulator: Some(Emulator::Moto),
+    })
+    .await;
+    let refused = cloud.ec2.client().describe_vpcs().send().await.unwrap_err();
+    let why = format!("{:?}", refused);
+    assert!(
+        why.contains("DescribeVpcs is not in ports::PERMISSIONS"),
+        "{why}"
+    );
+    let refused = cloud
+        .s3
+        .client()
+        .delete_bucket()
+        .bucket("b")
+        .send()
+        .await
+        .unwrap_err();
+    assert!(
+        format!("{refused:?}").contains("DeleteBucket is not in ports::PERMISSIONS"),
+        "{refused:?}"
+    );
+    // A listed one passes the guard (and meets the closed port).
+    let listed = cloud
+        .ec2
+        .client()
+        .describe_route_tables()
+        .send()
+        .await
+        .unwrap_err();
+    assert!(!format!("{listed:?}").contains("PERMISSIONS"), "{listed:?}");
+    assert!(PERMISSIONS
+        .iter()
+        .any(|(op, _)| *op == "DescribeRouteTables"));
 }
 
 /// Who may trigger the failover function, as the template wires it: the alarm topic admits

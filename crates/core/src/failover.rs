@@ -1530,9 +1530,12 @@ mod tests {
                 .unwrap();
             rt.block_on(async {
                 let cloud = MemoryCloud::seed();
-                if start_b {
-                    go(&cloud, SEED_B, Mode::Execute).await.unwrap();
-                }
+                let previous_run = if start_b {
+                    Some(go(&cloud, SEED_B, Mode::Execute).await.unwrap().record.run_id)
+                } else {
+                    None
+                };
+                cloud.reset_calls();
                 for (op, kind, timing, n) in &faults {
                     cloud.inject(op, *kind, *timing, *n);
                 }
@@ -1558,10 +1561,21 @@ mod tests {
                         prop_assert_eq!(route(&cloud), want);
                         prop_assert_eq!(eip_eni(&cloud), want);
                     }
-                } else if !start_b {
-                    // Stopped before mutating, or failed to write its log after: either way
-                    // nothing is hidden (the log holds RUNNING or the previous state).
-                    prop_assert!(cloud.object(BUCKET, &state_key_default()).is_none() || state(&cloud)["taskState"] != "SUCCEEDED" || route(&cloud) == want);
+                } else {
+                    // It stopped before mutating, or could not record its end: the state file
+                    // is the previous run's (or none) and nothing was mutated, or it is this
+                    // run's RUNNING record, naming the target.
+                    let file = cloud.object(BUCKET, &state_key_default()).map(|_| state(&cloud));
+                    let ours = file.filter(|s| {
+                        s["serverless"]["runId"].as_str() != previous_run.as_deref()
+                    });
+                    match ours {
+                        None => prop_assert_eq!(cloud.mutation_count(), 0, "mutated, and the log does not say so"),
+                        Some(s) => {
+                            prop_assert_eq!(&s["taskState"], "RUNNING");
+                            prop_assert_eq!(&s["serverless"]["target"], target);
+                        }
+                    }
                 }
                 cloud.clear_faults();
                 let second = go(&cloud, target, Mode::Execute).await.unwrap();

@@ -121,7 +121,7 @@ async fn up(endpoint_url: &str, rewrite: &[String]) -> Result<(), String> {
             "up creates resources: it runs only against a local emulator (--endpoint-url http://127.0.0.1:PORT)".into(),
         );
     }
-    let cloud = aws::connect(&opts).await;
+    let cloud = aws::connect_tooling(&opts, None).await;
     let ids = failover_lab::builder::create(&cloud, &Topology::seed())
         .await
         .map_err(|e| e.to_string())?;
@@ -170,12 +170,12 @@ async fn run_drill(
     }
     let moto = start_moto(python)?;
     let endpoint = moto.endpoint.clone();
-    let cloud = aws::connect(&AwsOptions {
+    let opts = AwsOptions {
         region: Some("us-east-1".into()),
         endpoint_url: Some(endpoint.clone()),
         emulator: Some(Emulator::Moto),
-    })
-    .await;
+    };
+    let cloud = aws::connect_tooling(&opts, None).await;
     let ids = failover_lab::builder::create(&cloud, &Topology::seed())
         .await
         .map_err(|e| e.to_string())?;
@@ -249,7 +249,7 @@ async fn floor(python: Option<PathBuf>) -> Result<(), String> {
         endpoint_url: Some(moto.endpoint.clone()),
         emulator: Some(Emulator::Moto),
     };
-    let cloud = aws::connect_with(&opts, Some(log.clone())).await;
+    let cloud = aws::connect_tooling(&opts, Some(log.clone())).await;
     let ids = failover_lab::builder::create(&cloud, &Topology::seed())
         .await
         .map_err(|e| e.to_string())?;

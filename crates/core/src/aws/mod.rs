@@ -319,8 +319,53 @@ pub async fn connect_for(
 ) -> AwsCloud {
     let (ec2_config, s3_config) = sdk_configs(opts, settings, log).await;
     AwsCloud {
+        ec2: AwsEc2::new(
+            aws_sdk_ec2::Client::from_conf(ec2_config.to_builder().interceptor(OnlyListed).build()),
+            opts.emulator,
+        ),
+        s3: AwsS3::new(aws_sdk_s3::Client::from_conf(
+            s3_config.to_builder().interceptor(OnlyListed).build(),
+        )),
+    }
+}
+
+/// Adapters whose clients may send any operation: for the developer tooling and the tests
+/// that build topologies through the SDK (`crates/lab`). What ships uses [`connect_for`],
+/// whose clients send only what `ports::PERMISSIONS` lists.
+pub async fn connect_tooling(opts: &AwsOptions, log: Option<CallLog>) -> AwsCloud {
+    let (ec2_config, s3_config) = sdk_configs(opts, &ClientSettings::default(), log).await;
+    AwsCloud {
         ec2: AwsEc2::new(aws_sdk_ec2::Client::from_conf(ec2_config), opts.emulator),
         s3: AwsS3::new(aws_sdk_s3::Client::from_conf(s3_config)),
+    }
+}
+
+/// Refuses, before anything is serialized or sent, every operation `ports::PERMISSIONS` does
+/// not list: the adapters can send nothing else, whatever their code says, so the IAM role
+/// that grants exactly that list is enough (tests/e2e/iam.rs sends an unlisted one).
+#[derive(Debug)]
+struct OnlyListed;
+
+impl Intercept for OnlyListed {
+    fn name(&self) -> &'static str {
+        "OnlyListed"
+    }
+
+    fn read_before_serialization(
+        &self,
+        _context: &BeforeSerializationInterceptorContextRef<'_>,
+        _components: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let name = cfg.load::<Metadata>().map(|m| m.name().to_string());
+        match name {
+            Some(op) if crate::ports::PERMISSIONS.iter().any(|(o, _)| *o == op) => Ok(()),
+            Some(op) => Err(format!(
+                "{op} is not in ports::PERMISSIONS: the adapters may not send it"
+            )
+            .into()),
+            None => Err("an operation without a name: the adapters may not send it".into()),
+        }
     }
 }
 
