@@ -7,11 +7,12 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
+use failover_core::answer::{Answer, Status};
 use failover_core::aws::{self, AwsOptions};
 use failover_core::discovery::resolve_bucket;
 use failover_core::doctor::{doctor, Verdict};
 use failover_core::events::{Trust, DEFAULT_ALARM_NAME_PREFIX};
-use failover_core::failover::{run, RunOutcome};
+use failover_core::failover::{run, RunOutcome, RunReport};
 use failover_core::handler::{handle, load_declaration, Invocation, Location};
 use failover_core::inspect::{inspect, Inspection};
 use failover_core::keys::state_key;
@@ -219,13 +220,13 @@ mod exit {
     /// A skip while the cloud follows an unhealthy member: to be retried (FailoverDeferred).
     pub const DEFERRED: u8 = 10;
 
-    /// The code for a run's `status`.
-    pub fn of_status(status: &str) -> Option<u8> {
+    use failover_core::failover::SkipStatus;
+
+    /// The code for a run that stepped aside.
+    pub fn of_skip(status: SkipStatus) -> u8 {
         match status {
-            "IN_PROGRESS" => Some(IN_PROGRESS),
-            "COOLDOWN" => Some(COOLDOWN),
-            "IGNORED" => Some(IGNORED),
-            _ => None,
+            SkipStatus::InProgress => IN_PROGRESS,
+            SkipStatus::Cooldown => COOLDOWN,
         }
     }
 }
@@ -479,11 +480,13 @@ async fn dispatch(cli: &Cli) -> Result<(), CliError> {
             req.deadline =
                 deadline.map(|s| std::time::Instant::now() + std::time::Duration::from_secs(s));
             let outcome = run(&cloud.ec2, &cloud.s3, &decl, req).await?;
-            let value = serde_json::to_value(&outcome).expect("json");
-            show_report(cli.output, &value);
+            show_outcome(cli.output, &outcome);
             if let RunOutcome::Skipped(skip) = &outcome {
-                let code = exit::of_status(skip.status).unwrap_or(exit::FAILED);
-                return Err(CliError::status(code, skip.status, &skip.message));
+                return Err(CliError::status(
+                    exit::of_skip(skip.status),
+                    skip.status.as_str(),
+                    &skip.message,
+                ));
             }
             outcome.into_result()?;
             Ok(())
@@ -508,14 +511,21 @@ async fn dispatch(cli: &Cli) -> Result<(), CliError> {
                 trust: trust(&opts, alarm_name_prefix).await?,
                 ..Invocation::default()
             };
-            let out = handle(&cloud.ec2, &cloud.s3, &loc, &payload, invocation).await?;
-            show_report(cli.output, &out);
-            let status = out["status"].as_str().unwrap_or_default();
-            if let Some(code) = exit::of_status(status) {
-                let why = out["reason"].as_str().or(out["message"].as_str());
-                return Err(CliError::status(code, status, why.unwrap_or_default()));
+            let answer = handle(&cloud.ec2, &cloud.s3, &loc, &payload, invocation).await?;
+            show_answer(cli.output, &answer);
+            match &answer {
+                Answer::Succeeded(_) | Answer::DryRun(_) => Ok(()),
+                Answer::InProgress(skip) | Answer::Cooldown(skip) => Err(CliError::status(
+                    exit::of_skip(skip.status),
+                    skip.status.as_str(),
+                    &skip.message,
+                )),
+                Answer::Ignored(i) => Err(CliError::status(
+                    exit::IGNORED,
+                    Status::Ignored.as_str(),
+                    &i.reason,
+                )),
             }
-            Ok(())
         }
         Command::Inspect { declaration } => {
             let loc = location(declaration)?;
@@ -733,50 +743,59 @@ fn summary(d: &Declaration) -> String {
     )
 }
 
-fn show_report(output: Output, v: &Value) {
+/// What the failover function answered (`invoke`): its JSON, or a table.
+fn show_answer(output: Output, answer: &Answer) {
     if output == Output::Json {
-        return print_json(v);
+        return print_json(&serde_json::to_value(answer).expect("json"));
     }
-    if v["status"] == "IGNORED" {
-        say!("IGNORED: {}", v["reason"].as_str().unwrap_or(""));
-        return;
+    match answer {
+        Answer::Succeeded(r) | Answer::DryRun(r) => print_report(r),
+        Answer::InProgress(s) | Answer::Cooldown(s) => say!("{}: {}", s.status, s.message),
+        Answer::Ignored(i) => say!("{}: {}", Status::Ignored, i.reason),
     }
-    if let Some(status @ ("IN_PROGRESS" | "COOLDOWN")) = v["status"].as_str() {
-        say!("{status}: {}", v["message"].as_str().unwrap_or(""));
-        return;
+}
+
+/// What a run did (`plan`, `execute`): its JSON, or a table.
+fn show_outcome(output: Output, outcome: &RunOutcome) {
+    if output == Output::Json {
+        return print_json(&serde_json::to_value(outcome).expect("json"));
     }
-    let s = |k: &str| v[k].as_str().unwrap_or("").to_string();
+    match outcome {
+        RunOutcome::Completed(r) => print_report(r),
+        RunOutcome::Skipped(s) => say!("{}: {}", s.status, s.message),
+    }
+}
+
+/// The table of a run report: the run, then each operation with its outcome, what was in
+/// place, the warnings.
+fn print_report(r: &RunReport) {
+    let record = &r.record;
     say!(
         "{} {} → {} ({}) · {} · {}",
-        s("taskState"),
-        s("mode"),
-        s("target"),
-        s("targetName"),
-        s("message"),
-        v["durationMs"]
-            .as_u64()
+        record.task_state.as_str(),
+        record.mode.as_str(),
+        record.target,
+        record.target_name,
+        record.message,
+        record
+            .duration_ms
             .map(|d| format!("{d} ms"))
             .unwrap_or_default()
     );
-    let outcomes = v["outcomes"].as_array().cloned().unwrap_or_default();
-    for op in v["operations"].as_array().into_iter().flatten() {
-        let id = op["id"].as_str().unwrap_or("");
-        let outcome = outcomes.iter().find(|o| o["operation"] == id);
+    for op in &record.operations {
+        let outcome = record.outcomes.iter().find(|o| o.operation == op.id);
         let status = match outcome {
-            Some(o) if o["verified"] == true => "done".to_string(),
-            Some(o) => format!("FAILED: {}", o["error"].as_str().unwrap_or("not verified")),
+            Some(o) if o.verified => "done".to_string(),
+            Some(o) => format!("FAILED: {}", o.error.as_deref().unwrap_or("not verified")),
             None => "planned".to_string(),
         };
-        say!(
-            "  [{status}] {id}\n      {}",
-            op["why"].as_str().unwrap_or("")
-        );
+        say!("  [{status}] {}\n      {}", op.id, op.why);
     }
-    for i in v["inPlace"].as_array().into_iter().flatten() {
-        say!("  [in place] {}", i.as_str().unwrap_or(""));
+    for i in &record.in_place {
+        say!("  [in place] {i}");
     }
-    for w in v["warnings"].as_array().into_iter().flatten() {
-        say!("  [warning] {}", w.as_str().unwrap_or(""));
+    for w in &record.warnings {
+        say!("  [warning] {w}");
     }
 }
 
