@@ -4,6 +4,7 @@
 
 use std::process::Command;
 
+use failover_core::answer::{Answer, Ignored, Status};
 use failover_core::declaration::Encryption;
 use failover_core::events;
 use failover_core::handler::{handle, Invocation, Location};
@@ -172,12 +173,13 @@ async fn every_real_alarm_shape_is_answered_through_the_handler() {
             .await
             .unwrap_or_else(|e| panic!("{name}: {} {e}", e.error_type()));
         if let Some(start) = expect.strip_prefix("ignored: ") {
-            assert_eq!(out["status"], "IGNORED", "{name}: {out}");
-            let reason = out["reason"].as_str().unwrap();
+            let Answer::Ignored(Ignored { reason, .. }) = &out else {
+                panic!("{name}: {out}")
+            };
             assert!(reason.starts_with(start), "{name}: {reason}");
             assert!(cloud.calls().is_empty(), "{name}: {:?}", cloud.calls());
         } else {
-            assert_eq!(out["status"], "SUCCEEDED", "{name}: {out}");
+            assert_eq!(out.status(), Status::Succeeded, "{name}: {out}");
         }
         cases += 1;
     }
@@ -231,11 +233,10 @@ async fn forged_events_are_ignored_without_a_cloud_call() {
         let out = handle(&cloud, &cloud, &decl, &event, invocation(None))
             .await
             .unwrap_or_else(|e| panic!("{what}: {e}"));
-        assert_eq!(out["status"], "IGNORED", "{what}: {out}");
-        assert!(
-            out["reason"].as_str().unwrap().starts_with(reason),
-            "{what}: {out}"
-        );
+        let Answer::Ignored(ignored) = &out else {
+            panic!("{what}: {out}")
+        };
+        assert!(ignored.reason.starts_with(reason), "{what}: {out}");
         assert!(cloud.calls().is_empty(), "{what}: {:?}", cloud.calls());
     }
 }

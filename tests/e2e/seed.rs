@@ -1,9 +1,12 @@
 //! The field report's failover and failback through the Lambda handler, scope rules and
 //! dry runs, all through the real SDK against moto.
 
+use failover_core::answer::Status;
 use failover_core::handler::handle;
 use failover_core::lab::{tags, Topology, SEED_A, SEED_A_EXT, SEED_B_EXT, SEED_RTB, SEED_TAG};
 use failover_core::ports::ObjectStore;
+use failover_core::request::Mode;
+use failover_core::state::TaskState;
 use serde_json::json;
 
 use crate::moto::Moto;
@@ -41,8 +44,8 @@ async fn seed_failover_and_failback_through_the_handler() {
     )
     .await
     .unwrap();
-    assert_eq!(out["taskState"], "SUCCEEDED", "{out:#}");
-    assert_eq!(out["requestId"], "req-1");
+    assert_eq!(record(&out).task_state, TaskState::Succeeded, "{out}");
+    assert_eq!(record(&out).request_id.as_deref(), Some("req-1"));
     assert_eq!(calls.mutation_count(), 2);
     assert_eq!(
         route_target(&cloud, rtb, "0.0.0.0/0").await.as_deref(),
@@ -87,14 +90,14 @@ async fn seed_failover_and_failback_through_the_handler() {
     let out = on(&cloud, &loc, &ids, "alarm-eventbridge.json")
         .await
         .unwrap();
-    assert_eq!(out["message"], "already converged: nothing to change");
+    assert_eq!(record(&out).message, "already converged: nothing to change");
     assert_eq!(calls.mutation_count(), 0);
 
     // Failback by direct invoke.
     let out = on(&cloud, &loc, &ids, "direct-failback.json")
         .await
         .unwrap();
-    assert_eq!(out["taskState"], "SUCCEEDED", "{out:#}");
+    assert_eq!(record(&out).task_state, TaskState::Succeeded, "{out}");
     assert_eq!(
         route_target(&cloud, rtb, "0.0.0.0/0").await.as_deref(),
         Some(a_ext)
@@ -123,12 +126,13 @@ async fn dry_run_and_ignored_events_mutate_nothing() {
     let (_, ids, loc) = seed_lab(&cloud).await;
     calls.clear();
     let out = on(&cloud, &loc, &ids, "direct-dry-run.json").await.unwrap();
-    assert_eq!(out["mode"], "dry-run");
-    assert_eq!(out["operations"].as_array().unwrap().len(), 2, "{out:#}");
+    assert_eq!(out.status(), Status::DryRun, "{out}");
+    assert_eq!(record(&out).mode, Mode::DryRun);
+    assert_eq!(record(&out).operations.len(), 2, "{out}");
     let out = on(&cloud, &loc, &ids, "alarm-ok-eventbridge.json")
         .await
         .unwrap();
-    assert_eq!(out["status"], "IGNORED");
+    assert_eq!(out.status(), Status::Ignored, "{out}");
     assert_eq!(calls.mutation_count(), 0, "{:?}", calls.calls());
     assert!(
         !calls.calls().iter().any(|c| c == "PutObject"),
@@ -192,8 +196,8 @@ async fn several_tables_ipv4_and_ipv6_only_in_scope_routes_move() {
     let out = on(&cloud, &loc, &ids, "ec2-state-change.json")
         .await
         .unwrap();
-    assert_eq!(out["taskState"], "SUCCEEDED", "{out:#}");
-    assert_eq!(out["operations"].as_array().unwrap().len(), 5, "{out:#}");
+    assert_eq!(record(&out).task_state, TaskState::Succeeded, "{out}");
+    assert_eq!(record(&out).operations.len(), 5, "{out}");
     let (a, b) = (ids.real(SEED_A_EXT), ids.real(SEED_B_EXT));
     for t in [SEED_RTB, "rtb-0bbbbbbbbbbbbbbbb"] {
         assert_eq!(
@@ -267,15 +271,14 @@ async fn association_swap_moves_subnets_to_the_targets_twin_table() {
     let out = on(&cloud, &loc, &ids, "ec2-state-change.json")
         .await
         .unwrap();
-    assert_eq!(out["status"], "SUCCEEDED", "{out:#}");
-    let swapped: Vec<&str> = out["operations"]
-        .as_array()
-        .unwrap()
+    assert_eq!(out.status(), Status::Succeeded, "{out}");
+    let swapped: Vec<&str> = record(&out)
+        .operations
         .iter()
-        .filter_map(|o| o["id"].as_str())
+        .map(|o| o.id.as_str())
         .filter(|id| id.starts_with("assoc:"))
         .collect();
-    assert_eq!(swapped.len(), 2, "both web subnets: {out:#}");
+    assert_eq!(swapped.len(), 2, "both web subnets: {swapped:?}");
     assert!(calls
         .calls()
         .iter()
@@ -304,8 +307,8 @@ async fn association_swap_moves_subnets_to_the_targets_twin_table() {
         .await
         .unwrap();
     assert_eq!(
-        again["message"], "already converged: nothing to change",
-        "{again:#}"
+        record(&again).message,
+        "already converged: nothing to change"
     );
     assert_eq!(calls.mutation_count(), 0);
 }
@@ -335,7 +338,7 @@ async fn an_opted_in_missing_route_is_created_through_the_sdk() {
     )
     .await
     .unwrap();
-    assert_eq!(out["taskState"], "SUCCEEDED", "{out:#}");
+    assert_eq!(record(&out).task_state, TaskState::Succeeded, "{out}");
     assert!(calls.calls().iter().any(|c| c == "CreateRoute"));
     assert_eq!(
         route_target(&cloud, rtb, "172.16.9.0/24").await.as_deref(),

@@ -1,6 +1,8 @@
 //! An alarm storm against moto: many concurrent invocations for one cluster, exactly one
 //! set of mutations (the S3 lock is real: moto enforces If-None-Match / If-Match).
 
+use failover_core::answer::{Answer, Status};
+use failover_core::failover::SkipStatus;
 use failover_core::handler::handle;
 use failover_core::lab::{SEED_B_EXT, SEED_RTB};
 
@@ -33,17 +35,17 @@ async fn alarm_storm_yields_exactly_one_set_of_mutations() {
         // answers a retryable error (Lambda retries it; by then it converges).
         let out = match r {
             Err(failover_core::FailoverError::Deferred { status, .. }) => {
-                assert_eq!(*status, "IN_PROGRESS");
+                assert_eq!(*status, SkipStatus::InProgress);
                 deferred += 1;
                 continue;
             }
             other => other.as_ref().unwrap_or_else(|e| panic!("{e}")),
         };
-        match out["status"].as_str() {
-            Some("IN_PROGRESS") => in_progress += 1,
+        match out {
+            Answer::InProgress(_) => in_progress += 1,
             _ => {
-                assert_eq!(out["taskState"], "SUCCEEDED", "{out:#}");
-                if out["operations"].as_array().unwrap().is_empty() {
+                assert_eq!(out.status(), Status::Succeeded, "{out}");
+                if record(out).operations.is_empty() {
                     converged += 1;
                 } else {
                     changed += 1;

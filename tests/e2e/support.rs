@@ -1,12 +1,14 @@
 //! Shared steps: build the lab, upload a declaration, read the cloud back through the SDK.
 
 use aws_sdk_ec2::types::Filter;
+use failover_core::answer::Answer;
 use failover_core::aws::AwsCloud;
 use failover_core::declaration::Encryption;
 use failover_core::events::{Home, Trust};
 use failover_core::handler::{Invocation, Location};
 use failover_core::lab::Topology;
 use failover_core::ports::ObjectStore;
+use failover_core::state::RunRecord;
 use failover_lab::builder::{self as lab, LabIds};
 use serde_json::Value;
 
@@ -118,7 +120,7 @@ pub async fn on(
     loc: &Location,
     ids: &LabIds,
     name: &str,
-) -> Result<Value, failover_core::FailoverError> {
+) -> Result<Answer, failover_core::FailoverError> {
     failover_core::handler::handle(
         &cloud.ec2,
         &cloud.s3,
@@ -127,6 +129,14 @@ pub async fn on(
         invocation(None),
     )
     .await
+}
+
+/// The run record of a SUCCEEDED or DRY_RUN answer (any other fails the test).
+pub fn record(answer: &Answer) -> &RunRecord {
+    &answer
+        .report()
+        .unwrap_or_else(|| panic!("no run report: {answer}"))
+        .record
 }
 
 /// moto's account and the lab's region: where the sample events say they come from.

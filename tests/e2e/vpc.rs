@@ -7,6 +7,7 @@ use failover_core::handler::load_declaration;
 use failover_core::lab::{Topology, SEED_A_EXT, SEED_B, SEED_B_EXT, SEED_RTB};
 use failover_core::request::Mode;
 use failover_core::request::{RunRequest, TargetSpec};
+use failover_core::state::TaskState;
 use failover_core::FailoverError;
 use failover_lab::builder as lab;
 
@@ -28,8 +29,8 @@ async fn a_cluster_stays_in_its_vpc_when_another_vpc_has_the_same_plan() {
     let out = on(&cloud, &loc, &ids, "ec2-state-change.json")
         .await
         .unwrap();
-    assert_eq!(out["taskState"], "SUCCEEDED", "{out:#}");
-    assert_eq!(out["target"], ids.real(SEED_B), "{out:#}");
+    assert_eq!(record(&out).task_state, TaskState::Succeeded, "{out}");
+    assert_eq!(record(&out).target, ids.real(SEED_B), "{out}");
     assert_eq!(
         route_target(&cloud, ids.real(SEED_RTB), "0.0.0.0/0")
             .await

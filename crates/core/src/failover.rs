@@ -72,8 +72,8 @@ pub enum FailoverError {
     /// retries are spent, files it in the failure queue) instead of dropping the failover.
     #[error("{status}, but {reason}: try again ({message})")]
     Deferred {
-        /// `IN_PROGRESS` or `COOLDOWN`.
-        status: &'static str,
+        /// Why the run stepped aside.
+        status: SkipStatus,
         /// Why the run stepped aside.
         message: String,
         /// Why that is not the end.
@@ -126,6 +126,32 @@ pub struct RunReport {
     pub history_key: Option<String>,
 }
 
+/// The `status` of a run that stepped aside.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum SkipStatus {
+    /// Another run holds the cluster lock (or CFE is failing over).
+    InProgress,
+    /// Flap damping.
+    Cooldown,
+}
+
+impl SkipStatus {
+    /// The name, as in the JSON answer.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SkipStatus::InProgress => "IN_PROGRESS",
+            SkipStatus::Cooldown => "COOLDOWN",
+        }
+    }
+}
+
+impl std::fmt::Display for SkipStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// Why a run stepped aside without planning or changing anything.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -133,7 +159,7 @@ pub struct Skipped {
     /// [`ANSWER_VERSION`].
     pub version: u32,
     /// `IN_PROGRESS` (another run holds the lock) or `COOLDOWN` (flap damping).
-    pub status: &'static str,
+    pub status: SkipStatus,
     /// Details.
     pub message: String,
     /// This run's id.
@@ -312,7 +338,7 @@ async fn execute_locked(
             tracing::info!(%message, "in progress elsewhere");
             return Ok(RunOutcome::Skipped(Skipped {
                 version: ANSWER_VERSION,
-                status: "IN_PROGRESS",
+                status: SkipStatus::InProgress,
                 message,
                 run_id: record.run_id,
             }));
@@ -382,7 +408,7 @@ async fn execute_held(
             tracing::info!(%message, "in progress elsewhere");
             return Ok(RunOutcome::Skipped(Skipped {
                 version: ANSWER_VERSION,
-                status: "IN_PROGRESS",
+                status: SkipStatus::InProgress,
                 message,
                 run_id: record.run_id,
             }));
@@ -607,7 +633,7 @@ fn cooldown(
     tracing::warn!(%message, "flap damping");
     Some(Skipped {
         version: ANSWER_VERSION,
-        status: "COOLDOWN",
+        status: SkipStatus::Cooldown,
         message,
         run_id: record.run_id.clone(),
     })
@@ -909,7 +935,7 @@ mod tests {
         cloud.reset_calls();
         match run(&cloud, &cloud, &d, unforced(SEED_B)).await.unwrap() {
             RunOutcome::Skipped(s) => {
-                assert_eq!(s.status, "COOLDOWN");
+                assert_eq!(s.status, SkipStatus::Cooldown);
                 assert!(
                     s.message.contains("failed over to i-061cbb31a5158ad30"),
                     "{}",
@@ -973,7 +999,7 @@ mod tests {
             first.record.warnings
         );
         match second.unwrap() {
-            RunOutcome::Skipped(s) => assert_eq!(s.status, "IN_PROGRESS"),
+            RunOutcome::Skipped(s) => assert_eq!(s.status, SkipStatus::InProgress),
             RunOutcome::Completed(r) => panic!(
                 "a second run ran inside the first's wave: {:?}",
                 r.record.message
@@ -1243,7 +1269,7 @@ mod tests {
         put(cfe("RUNNING")).await.unwrap();
         match run(&cloud, &cloud, &d, unforced(SEED_A)).await.unwrap() {
             RunOutcome::Skipped(s) => {
-                assert_eq!(s.status, "IN_PROGRESS");
+                assert_eq!(s.status, SkipStatus::InProgress);
                 assert!(
                     s.message.contains("CFE on failover02.www.non-97.net"),
                     "{}",
@@ -1281,7 +1307,7 @@ mod tests {
         upper["instance"] = "FAILOVER02.WWW.NON-97.NET".into();
         put(serde_json::to_vec(&upper).unwrap()).await.unwrap();
         match run(&cloud, &cloud, &d, unforced(SEED_B)).await.unwrap() {
-            RunOutcome::Skipped(s) => assert_eq!(s.status, "COOLDOWN", "{}", s.message),
+            RunOutcome::Skipped(s) => assert_eq!(s.status, SkipStatus::Cooldown, "{}", s.message),
             RunOutcome::Completed(r) => panic!("not damped: {:?}", r.record.message),
         }
     }
@@ -1366,7 +1392,7 @@ mod tests {
             .unwrap()
         {
             RunOutcome::Skipped(s) => {
-                assert_eq!(s.status, "IN_PROGRESS");
+                assert_eq!(s.status, SkipStatus::InProgress);
                 assert!(s.message.contains("other-run"));
             }
             other => panic!("{other:?}"),
@@ -1442,7 +1468,7 @@ mod tests {
             .await
             .unwrap()
         {
-            RunOutcome::Skipped(s) => assert_eq!(s.status, "IN_PROGRESS"),
+            RunOutcome::Skipped(s) => assert_eq!(s.status, SkipStatus::InProgress),
             RunOutcome::Completed(r) => panic!("ran while a call may land: {:?}", r.record),
         }
     }

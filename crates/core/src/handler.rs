@@ -5,14 +5,17 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Instant;
 
-use serde_json::{json, Value};
+use serde_json::Value;
 
+use crate::answer::{Answer, Ignored};
 use crate::declaration::Declaration;
 use crate::discovery::{discover, resolve_bucket};
 use crate::events::{self, Intent, Trust};
 use crate::failover::FailoverError;
-use crate::failover::{run, RunOutcome, ANSWER_VERSION};
+use crate::failover::{run, RunOutcome};
+use crate::inspect::Inspection;
 use crate::ports::{Ec2, ObjectStore};
+use crate::probe::ProbeReport;
 use crate::request::Mode;
 use crate::request::{RunRequest, TargetSpec};
 use crate::state::{LastFailover, StateLog};
@@ -137,7 +140,7 @@ pub struct Invocation {
     pub trust: Trust,
 }
 
-/// Handles one event: returns the run report (or why nothing was done) as JSON. The event
+/// Handles one event: returns the run report, or why nothing was done. The event
 /// is validated, and its account and region checked, before anything is read from the cloud;
 /// an ignored event (`IGNORED`, with the reason) makes no call but reading the declaration.
 pub async fn handle(
@@ -146,7 +149,7 @@ pub async fn handle(
     declaration: &Location,
     event: &Value,
     invocation: Invocation,
-) -> Result<Value, FailoverError> {
+) -> Result<Answer, FailoverError> {
     let trigger = events::parse(event)?;
     let shown = serde_json::to_string(&trigger).unwrap_or_default();
     tracing::info!(trigger = %shown, "event received");
@@ -200,7 +203,7 @@ pub async fn handle(
             };
             if let RunOutcome::Skipped(skip) = &outcome {
                 if let Some(reason) = followed_unhealthy(ec2, store, &decl, &target, force).await? {
-                    tracing::warn!(status = skip.status, %reason, "skipped, but not done: retry");
+                    tracing::warn!(status = skip.status.as_str(), %reason, "skipped, but not done: retry");
                     return Err(FailoverError::Deferred {
                         status: skip.status,
                         message: skip.message.clone(),
@@ -208,24 +211,9 @@ pub async fn handle(
                     });
                 }
             }
-            Ok(answer(&outcome))
+            Ok(Answer::from(outcome))
         }
     }
-}
-
-/// The run report as the answer, with one top-level `status` for SNS filter policies and
-/// callers: SUCCEEDED | DRY_RUN | IN_PROGRESS | COOLDOWN (IGNORED elsewhere; failures, and
-/// skips while the followed member is unhealthy, are errors).
-fn answer(outcome: &RunOutcome) -> Value {
-    let mut out = serde_json::to_value(outcome).expect("report serializes");
-    if let RunOutcome::Completed(r) = outcome {
-        let status = match r.record.mode {
-            Mode::DryRun => "DRY_RUN",
-            Mode::Execute => "SUCCEEDED",
-        };
-        out["status"] = status.into();
-    }
-    out
 }
 
 /// `retryFailover`, as under CFE: every `interval` minutes, run the failover to the member
@@ -238,7 +226,7 @@ async fn reconcile(
     decl: &Declaration,
     trigger: String,
     invocation: Invocation,
-) -> Result<Value, FailoverError> {
+) -> Result<Answer, FailoverError> {
     let Some(retry) = decl.retry_failover.as_ref().filter(|r| r.enabled) else {
         return Ok(ignored(
             "retryFailover is not enabled in the declaration: no scheduled reconcile".into(),
@@ -290,7 +278,7 @@ async fn reconcile(
     )
     .await?
     .into_result()?;
-    Ok(answer(&outcome))
+    Ok(Answer::from(outcome))
 }
 
 /// Why a run that stepped aside (`IN_PROGRESS`, `COOLDOWN`) is not the end, if it is not:
@@ -335,14 +323,13 @@ async fn followed_unhealthy(
 /// An IGNORED answer; a `suspicious` one (an event from outside this account and region, an
 /// announcement from an unlisted source) is logged as a warning and flagged for the
 /// operators' notification filter.
-fn ignored(reason: String, suspicious: bool) -> Value {
+fn ignored(reason: String, suspicious: bool) -> Answer {
     if suspicious {
         tracing::warn!(%reason, "ignored a suspicious event");
-        json!({"version": ANSWER_VERSION, "status": "IGNORED", "reason": reason, "suspicious": true})
     } else {
         tracing::info!(%reason, "ignored");
-        json!({"version": ANSWER_VERSION, "status": "IGNORED", "reason": reason})
     }
+    Answer::Ignored(Ignored { reason, suspicious })
 }
 
 /// The probe function: probes the members until shortly before the next scheduled run (or the
@@ -352,7 +339,7 @@ pub async fn handle_probe(
     store: &dyn ObjectStore,
     declaration: &Location,
     invocation: Invocation,
-) -> Result<Value, FailoverError> {
+) -> Result<ProbeReport, FailoverError> {
     const WINDOW: std::time::Duration = std::time::Duration::from_secs(55);
     const RESERVE: std::time::Duration = std::time::Duration::from_secs(5);
     let decl = load_declaration(store, declaration).await?;
@@ -360,29 +347,31 @@ pub async fn handle_probe(
         Some(d) => (Instant::now() + WINDOW).min(d.checked_sub(RESERVE).unwrap_or(d)),
         None => Instant::now() + WINDOW,
     };
-    let report = crate::probe::watch(ec2, store, &decl, until, invocation.deadline).await?;
-    Ok(serde_json::to_value(&report).expect("report serializes"))
+    crate::probe::watch(ec2, store, &decl, until, invocation.deadline).await
 }
 
-/// The inspect function: the same JSON as `cloud-failover inspect`.
+/// The inspect function: the picture `cloud-failover inspect` shows (the Lambda answers it as
+/// the same JSON).
 pub async fn handle_inspect(
     ec2: &dyn Ec2,
     store: &dyn ObjectStore,
     declaration: &Location,
-) -> Result<Value, FailoverError> {
+) -> Result<Inspection, FailoverError> {
     let decl = load_declaration(store, declaration).await?;
-    let view = crate::inspect::inspect(ec2, store, &decl)
+    crate::inspect::inspect(ec2, store, &decl)
         .await
-        .map_err(FailoverError::Discovery)?;
-    Ok(serde_json::to_value(&view).expect("inspection serializes"))
+        .map_err(FailoverError::Discovery)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::answer::Status;
     use crate::events::{Home, Trust};
+    use crate::failover::RunReport;
     use crate::lab::{SEED_A, SEED_B};
     use crate::memory::MemoryCloud;
+    use serde_json::json;
 
     const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
 
@@ -424,12 +413,25 @@ mod tests {
         json!({"action": "execute", "target": target, "force": force})
     }
 
-    async fn on(cloud: &MemoryCloud, e: &Value) -> Result<Value, FailoverError> {
+    async fn on(cloud: &MemoryCloud, e: &Value) -> Result<Answer, FailoverError> {
         handle(cloud, cloud, &decl(), e, invocation()).await
     }
 
-    async fn on_short(cloud: &MemoryCloud, e: &Value) -> Result<Value, FailoverError> {
+    async fn on_short(cloud: &MemoryCloud, e: &Value) -> Result<Answer, FailoverError> {
         handle(cloud, cloud, &short_cooldown(), e, invocation()).await
+    }
+
+    /// The run report of a SUCCEEDED or DRY_RUN answer.
+    fn report(a: &Answer) -> &RunReport {
+        a.report().unwrap_or_else(|| panic!("no run report: {a}"))
+    }
+
+    /// An IGNORED answer's reason.
+    fn ignored(a: &Answer) -> &Ignored {
+        match a {
+            Answer::Ignored(i) => i,
+            _ => panic!("not IGNORED: {a}"),
+        }
     }
 
     /// The field's case: a manual failback to A, then A really fails 30 s later. Its alarm
@@ -440,7 +442,7 @@ mod tests {
         let cloud = MemoryCloud::seed();
         on(&cloud, &direct(SEED_B, true)).await.unwrap();
         let back = on(&cloud, &direct(SEED_A, true)).await.unwrap();
-        assert_eq!(back["status"], "SUCCEEDED", "{back}");
+        assert_eq!(back.status(), Status::Succeeded, "{back}");
 
         // A fails its status checks; its alarm fires within the cooldown.
         cloud.set_impaired(SEED_A, true);
@@ -475,8 +477,8 @@ mod tests {
         assert_eq!(e.error_type(), "FailoverDeferred", "{e}");
         tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
         let out = on_short(&cloud, &alarm).await.unwrap();
-        assert_eq!(out["status"], "SUCCEEDED", "{out}");
-        assert_eq!(out["target"], SEED_B, "{out}");
+        assert_eq!(out.status(), Status::Succeeded, "{out}");
+        assert_eq!(report(&out).record.target, SEED_B, "{out}");
     }
 
     /// The alarm itself is the health signal: a health-check alarm on a unit that still runs
@@ -520,9 +522,9 @@ mod tests {
         let out = handle(&cloud, &cloud, &loc, &schedule, invocation())
             .await
             .unwrap();
-        assert_eq!(out["status"], "IGNORED", "{out}");
+        assert_eq!(out.status(), Status::Ignored, "{out}");
         assert_eq!(
-            out["reason"],
+            ignored(&out).reason,
             "no failover recorded yet: nothing to reconcile to"
         );
 
@@ -537,8 +539,8 @@ mod tests {
         let out = handle(&cloud, &cloud, &loc, &schedule, invocation())
             .await
             .unwrap();
-        assert_eq!(out["status"], "SUCCEEDED", "{out}");
-        assert_eq!(out["target"], SEED_B, "{out}");
+        assert_eq!(out.status(), Status::Succeeded, "{out}");
+        assert_eq!(report(&out).record.target, SEED_B, "{out}");
         assert_eq!(
             cloud.route_target(SEED_RTB, default_route).as_deref(),
             Some(SEED_B_EXT)
@@ -548,7 +550,7 @@ mod tests {
         let out = handle(&cloud, &cloud, &loc, &schedule, invocation())
             .await
             .unwrap();
-        assert_eq!(out["operations"], json!([]), "{out}");
+        assert!(report(&out).record.operations.is_empty(), "{out}");
         assert_eq!(cloud.mutation_count(), 0);
     }
 
@@ -557,7 +559,7 @@ mod tests {
     async fn the_schedule_does_nothing_unless_retry_failover_is_enabled() {
         let cloud = MemoryCloud::seed();
         let out = on(&cloud, &event("schedule-reconcile.json")).await.unwrap();
-        assert_eq!(out["status"], "IGNORED", "{out}");
+        assert_eq!(out.status(), Status::Ignored, "{out}");
         assert!(cloud.calls().is_empty(), "{:?}", cloud.calls());
         let foreign = crate::json::parse(
             &std::fs::read_to_string(format!("{ROOT}/events/schedule-reconcile.json"))
@@ -568,7 +570,7 @@ mod tests {
         let out = handle(&cloud, &cloud, &with_retry(), &foreign, invocation())
             .await
             .unwrap();
-        assert_eq!(out["status"], "IGNORED", "{out}");
+        assert_eq!(out.status(), Status::Ignored, "{out}");
     }
 
     /// Answers every HTTP GET with 200 and `body`, on a loopback port.
@@ -624,7 +626,7 @@ mod tests {
         assert_eq!(
             cloud.route_target(SEED_RTB, default_route).as_deref(),
             Some(SEED_B_EXT),
-            "{report:#}"
+            "{report:?}"
         );
     }
 
@@ -650,7 +652,7 @@ mod tests {
         let _held =
             crate::lock::held_by(&cloud, "someone-else", std::time::Duration::from_secs(60)).await;
         let out = on(&cloud, &event("appliance-active.json")).await.unwrap();
-        assert_eq!(out["status"], "IN_PROGRESS", "{out}");
+        assert_eq!(out.status(), Status::InProgress, "{out}");
     }
 
     /// A skip while the cloud follows a healthy member stays a successful COOLDOWN answer:
@@ -677,7 +679,7 @@ mod tests {
         let out = handle(&cloud, &cloud, &loc, &running, invocation())
             .await
             .unwrap();
-        assert_eq!(out["status"], "COOLDOWN", "{out}");
+        assert_eq!(out.status(), Status::Cooldown, "{out}");
     }
 
     /// Issue 12.1: an operator's direct execute is carried out within the cooldown (damping is
@@ -693,9 +695,13 @@ mod tests {
         let out = handle(&cloud, &cloud, &decl(), &direct(SEED_A, false), inv)
             .await
             .unwrap();
-        assert_eq!(out["status"], "SUCCEEDED", "{out}");
-        assert_eq!(out["forced"], true, "{out}");
-        assert_eq!(out["requestedBy"], "direct, Lambda request req-42", "{out}");
+        assert_eq!(out.status(), Status::Succeeded, "{out}");
+        let record = &report(&out).record;
+        assert!(record.forced, "{out}");
+        assert_eq!(
+            record.requested_by.as_deref(),
+            Some("direct, Lambda request req-42")
+        );
     }
 
     /// Issue 12.5: suspicious ignored events are flagged for the operators' notifications;
@@ -706,17 +712,17 @@ mod tests {
         let mut foreign = event("alarm-eventbridge.json");
         foreign["account"] = "999999999999".into();
         let out = on(&cloud, &foreign).await.unwrap();
-        assert_eq!(out["status"], "IGNORED", "{out}");
-        assert_eq!(out["suspicious"], true, "{out}");
+        assert_eq!(out.status(), Status::Ignored, "{out}");
+        assert!(ignored(&out).suspicious, "{out}");
         let mut evil = event("appliance-active.json");
         evil["source"] = "evil.attacker".into();
         let out = on(&cloud, &evil).await.unwrap();
-        assert_eq!(out["suspicious"], true, "{out}");
+        assert!(ignored(&out).suspicious, "{out}");
         let out = on(&cloud, &event("alarm-ok-eventbridge.json"))
             .await
             .unwrap();
-        assert_eq!(out["status"], "IGNORED", "{out}");
-        assert!(out.get("suspicious").is_none(), "{out}");
+        assert_eq!(out.status(), Status::Ignored, "{out}");
+        assert!(!ignored(&out).suspicious, "{out}");
         assert_eq!(cloud.mutation_count(), 0);
     }
 
@@ -731,11 +737,8 @@ mod tests {
         let out = on(&cloud, &crate::json::parse(&text).unwrap())
             .await
             .unwrap();
-        assert_eq!(out["status"], "IGNORED", "{out}");
-        assert!(
-            out["reason"].as_str().unwrap().contains("not a member"),
-            "{out}"
-        );
+        assert_eq!(out.status(), Status::Ignored, "{out}");
+        assert!(ignored(&out).reason.contains("not a member"), "{out}");
         assert_eq!(cloud.mutation_count(), 0);
     }
 
@@ -774,7 +777,7 @@ mod tests {
         let mut e = event("appliance-active.json");
         e["detail"]["instanceId"] = "i-0fffffffffffffff0".into();
         let out = on(&cloud, &e).await.unwrap();
-        assert_eq!(out["status"], "IGNORED", "{out}");
+        assert_eq!(out.status(), Status::Ignored, "{out}");
         assert!(cloud
             .object(
                 "cfe-state-bigip-ha",

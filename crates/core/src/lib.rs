@@ -3,11 +3,13 @@
 //! The flow reads top to bottom: an entry point (Lambda or CLI) hands an event to
 //! [`handler`], which parses it ([`events`]), loads the [`declaration`] and calls
 //! [`failover::run`]: [`discovery`] takes a snapshot, the pure [`plan`]ner decides,
-//! the [`execute`]or mutates and verifies, and the [`state`] log records it all in S3.
+//! the [`execute`]or mutates and verifies, and the [`state`] log records it all in S3; the
+//! caller gets a typed [`answer`].
 //! The cloud is reached only through the traits in [`ports`], implemented by [`aws`]
 //! (the SDK) and, with the `testing` feature (tests and the developer tooling only),
 //! `memory` (an in-memory cloud enforcing AWS's rules) with the `lab` topologies.
 
+pub mod answer;
 #[cfg(feature = "aws")]
 pub mod aws;
 pub mod clock;
@@ -38,6 +40,7 @@ pub mod request;
 pub mod state;
 pub mod text;
 
+pub use answer::Answer;
 pub use declaration::Declaration;
 pub use error::{CloudError, ErrorKind};
 pub use failover::FailoverError;

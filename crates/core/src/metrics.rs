@@ -4,26 +4,30 @@
 use chrono::Utc;
 use serde_json::{json, Value};
 
+use crate::answer::Answer;
 use crate::failover::FailoverError;
 
 /// Metric namespace.
 pub const NAMESPACE: &str = "CloudFailover";
 
 /// The EMF document for one handler result.
-pub fn emf(function: &str, result: &Result<Value, FailoverError>) -> Value {
-    let count = |v: &Value, key: &str| v[key].as_array().map_or(0, Vec::len);
+pub fn emf(function: &str, result: &Result<Answer, FailoverError>) -> Value {
     let (planned, executed, failed, refusals, duration) = match result {
-        Ok(v) => {
-            let outcomes = v["outcomes"].as_array().cloned().unwrap_or_default();
-            let verified = outcomes.iter().filter(|o| o["verified"] == true).count();
-            (
-                count(v, "operations"),
-                verified,
-                outcomes.len() - verified,
-                0,
-                v["durationMs"].as_u64().filter(|_| !outcomes.is_empty()),
-            )
-        }
+        Ok(answer) => match answer.report() {
+            Some(r) => {
+                let outcomes = &r.record.outcomes;
+                let verified = outcomes.iter().filter(|o| o.verified).count();
+                (
+                    r.record.operations.len(),
+                    verified,
+                    outcomes.len() - verified,
+                    0,
+                    r.record.duration_ms.filter(|_| !outcomes.is_empty()),
+                )
+            }
+            // A skip or an ignored event: nothing planned.
+            None => (0, 0, 0, 0, None),
+        },
         Err(FailoverError::Refused(_)) => (0, 0, 0, 1, None),
         Err(_) => (0, 0, 0, 0, None),
     };
@@ -52,8 +56,8 @@ pub fn emf(function: &str, result: &Result<Value, FailoverError>) -> Value {
         metrics.push(json!({"Name": "FailoverDuration", "Unit": "Milliseconds"}));
         doc["FailoverDuration"] = ms.into();
     }
-    if let Ok(v) = result {
-        doc["Status"] = v["status"].clone();
+    if let Ok(answer) = result {
+        doc["Status"] = answer.status().as_str().into();
     }
     doc["_aws"]["CloudWatchMetrics"][0]["Metrics"] = metrics.into();
     doc
@@ -62,16 +66,53 @@ pub fn emf(function: &str, result: &Result<Value, FailoverError>) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::answer::Ignored;
+    use crate::declaration::Declaration;
+    use crate::execute::{CallStatus, Outcome};
+    use crate::failover::{run, RunOutcome};
+    use crate::lab::SEED_B;
+    use crate::memory::MemoryCloud;
+    use crate::request::{Mode, RunRequest, TargetSpec};
 
-    #[test]
-    fn executed_run_reports_duration_and_counts() {
-        let v = json!({"status": "SUCCEEDED", "operations": [1, 2], "durationMs": 812,
-                       "outcomes": [{"verified": true}, {"verified": false}]});
-        let d = emf("failover", &Ok(v));
+    const AFTER: &str = include_str!("../../../examples/seed-article/declaration-after.json");
+
+    /// A run of two operations, one verified and one not, as the failover function answers it.
+    async fn executed() -> Answer {
+        let cloud = MemoryCloud::seed();
+        let req = RunRequest::new(TargetSpec::Instance(SEED_B.into()), Mode::DryRun, "test");
+        let decl = Declaration::parse(AFTER).unwrap();
+        let Ok(RunOutcome::Completed(mut r)) = run(&cloud, &cloud, &decl, req).await else {
+            panic!("no plan");
+        };
+        assert_eq!(r.record.operations.len(), 2);
+        r.record.mode = Mode::Execute;
+        r.record.duration_ms = Some(812);
+        r.record.outcomes = r
+            .record
+            .operations
+            .iter()
+            .enumerate()
+            .map(|(i, op)| Outcome {
+                operation: op.id.clone(),
+                status: CallStatus::Succeeded,
+                error: None,
+                verified: i == 0,
+                millis: 1,
+                attempts: 1,
+                in_flight: false,
+            })
+            .collect();
+        Answer::from(RunOutcome::Completed(r))
+    }
+
+    #[tokio::test]
+    async fn executed_run_reports_duration_and_counts() {
+        let d = emf("failover", &Ok(executed().await));
         assert_eq!(d["OperationsPlanned"], 2);
         assert_eq!(d["OperationsExecuted"], 1);
         assert_eq!(d["OperationsFailed"], 1);
         assert_eq!(d["FailoverDuration"], 812);
+        assert_eq!(d["Status"], "SUCCEEDED");
         let names: Vec<&str> = d["_aws"]["CloudWatchMetrics"][0]["Metrics"]
             .as_array()
             .unwrap()
@@ -83,5 +124,20 @@ mod tests {
         assert_eq!(r["Refusals"], 1);
         assert_eq!(r["Errors"], 1);
         assert!(r.get("FailoverDuration").is_none());
+        assert!(r.get("Status").is_none());
+    }
+
+    #[test]
+    fn an_ignored_event_counts_a_run_and_nothing_else() {
+        let ignored = Answer::Ignored(Ignored {
+            reason: "not ours".into(),
+            suspicious: false,
+        });
+        let d = emf("failover", &Ok(ignored));
+        assert_eq!(d["Runs"], 1);
+        assert_eq!(d["OperationsPlanned"], 0);
+        assert_eq!(d["Errors"], 0);
+        assert_eq!(d["Status"], "IGNORED");
+        assert!(d.get("FailoverDuration").is_none());
     }
 }

@@ -17,6 +17,16 @@ pub enum Mode {
     DryRun,
 }
 
+impl Mode {
+    /// The name, as in the JSON answer (`execute`, `dry-run`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Execute => "execute",
+            Mode::DryRun => "dry-run",
+        }
+    }
+}
+
 /// Whom to fail over to.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -72,4 +82,16 @@ pub fn new_run_id() -> String {
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
     h.write_u128(Utc::now().timestamp_nanos_opt().unwrap_or_default() as u128);
     format!("{:016x}", h.finish())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_modes_name_is_its_json() {
+        for mode in [Mode::Execute, Mode::DryRun] {
+            assert_eq!(serde_json::to_value(mode).unwrap(), mode.as_str());
+        }
+    }
 }

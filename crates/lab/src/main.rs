@@ -290,8 +290,8 @@ async fn floor(python: Option<PathBuf>) -> Result<(), String> {
     let exchanges = log.exchanges();
     let sum: Duration = exchanges.iter().map(|e| e.2).sum();
     print_json(&serde_json::json!({
-        "status": out["status"],
-        "operations": out["operations"].as_array().map_or(0, Vec::len),
+        "status": out.status().as_str(),
+        "operations": out.report().map_or(0, |r| r.record.operations.len()),
         "calls": exchanges.len(),
         "wallMs": wall.as_secs_f64() * 1000.0,
         "motoBusyMs": busy.as_secs_f64() * 1000.0,

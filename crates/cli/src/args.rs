@@ -1,0 +1,164 @@
+//! The argument model: every command and flag of `cloud-failover` (clap).
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use failover_core::events::DEFAULT_ALARM_NAME_PREFIX;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "cloud-failover",
+    version,
+    about = "Serverless cloud failover for appliance pairs on AWS"
+)]
+pub struct Cli {
+    /// Endpoint override (e.g. a local moto server); path-style S3 is used with it.
+    #[arg(long, global = true, env = "AWS_ENDPOINT_URL")]
+    pub endpoint_url: Option<String>,
+    /// AWS region (else the standard chain).
+    #[arg(long, global = true, env = "AWS_REGION")]
+    pub region: Option<String>,
+    /// The endpoint is this local emulator: account for its known deviations (dummy
+    /// credentials, moto's quirks, see the README). Never guessed from the endpoint.
+    #[arg(long, global = true, env = "CLOUD_FAILOVER_EMULATOR", value_parser = ["moto"])]
+    pub emulator: Option<String>,
+    /// Output format.
+    #[arg(long, global = true, value_enum, default_value = "json")]
+    pub output: Output,
+    /// Log level on stderr (error, warn, info, debug, trace).
+    #[arg(long, global = true, default_value = "warn")]
+    pub log_level: String,
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+    /// The scoping tag key the stack's IAM policy conditions on (its ScopingTagKey): validate
+    /// and doctor say where the declaration scopes by another.
+    #[arg(long, global = true, env = "SCOPING_TAG_KEY", default_value = failover_core::doctor::LABEL_KEY,
+          value_parser = clap::builder::NonEmptyStringValueParser::new())]
+    pub scoping_tag_key: String,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    Json,
+    Table,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Validate a declaration file (no cloud access).
+    Validate {
+        /// Declaration file.
+        file: PathBuf,
+        /// Other clusters' declarations: warn when one would share its state file or lock.
+        #[arg(long)]
+        against: Vec<PathBuf>,
+    },
+    /// Validate a declaration, then upload it.
+    Declare {
+        /// Declaration file.
+        file: PathBuf,
+        /// Destination, s3://BUCKET/KEY.
+        #[arg(long)]
+        to: String,
+    },
+    /// Show the plan for a failover to TARGET (dry run: no mutating call, no write).
+    Plan {
+        /// Declaration: s3://BUCKET/KEY or a file.
+        #[arg(long, env = "DECLARATION_URI")]
+        declaration: String,
+        /// Target instance id (becomes active), or `peer`: the other member of the one the
+        /// cloud follows now.
+        #[arg(long)]
+        target: String,
+    },
+    /// Fail over to TARGET.
+    Execute {
+        /// Declaration: s3://BUCKET/KEY or a file.
+        #[arg(long, env = "DECLARATION_URI")]
+        declaration: String,
+        /// Target instance id (becomes active), or `peer`: the other member of the one the
+        /// cloud follows now.
+        #[arg(long)]
+        target: String,
+        /// Accepted for old scripts: an explicit execute is always carried out, within the
+        /// cooldown too (damping is for automatic triggers).
+        #[arg(long)]
+        force: bool,
+        /// Stop sending mutations this many seconds from now (less a reserve to verify and
+        /// record the outcome), as a Lambda's deadline does.
+        #[arg(long, default_value_t = 900, value_parser = clap::value_parser!(u64).range(5..=3600))]
+        deadline: u64,
+    },
+    /// Release the cluster lock (CFE's /reset for the lock). A live run's lock needs --force.
+    Unlock {
+        /// Declaration: s3://BUCKET/KEY or a file.
+        #[arg(long, env = "DECLARATION_URI")]
+        declaration: String,
+        /// Release it even though its lease is still running (its run is then fenced).
+        #[arg(long)]
+        force: bool,
+    },
+    /// Release the lock and rewrite the state file as a clean slate (CFE's /reset): no last
+    /// failover (so no cooldown), no RUNNING or FAILED run to recover.
+    Reset {
+        /// Declaration: s3://BUCKET/KEY or a file.
+        #[arg(long, env = "DECLARATION_URI")]
+        declaration: String,
+        /// Also when a live run holds the lock.
+        #[arg(long)]
+        force: bool,
+    },
+    /// The cluster's runs from the history, newest first.
+    History {
+        /// Declaration: s3://BUCKET/KEY or a file.
+        #[arg(long, env = "DECLARATION_URI")]
+        declaration: String,
+        /// Only runs that did not succeed (FAILED, refused).
+        #[arg(long)]
+        failed: bool,
+        /// Another cluster in the same bucket (default: the declaration's clusterName).
+        #[arg(long)]
+        cluster: Option<String>,
+        /// How many runs.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+    },
+    /// Run the failover Lambda's handler once on an event file (same code path).
+    Invoke {
+        /// Event JSON file (see events/).
+        event: PathBuf,
+        /// Declaration: s3://BUCKET/KEY or a file.
+        #[arg(long, env = "DECLARATION_URI")]
+        declaration: String,
+        /// Alarms named with this prefix (or mapped in serverless.alarmTargets) may fail over.
+        #[arg(long, env = "ALARM_NAME_PREFIX", default_value = DEFAULT_ALARM_NAME_PREFIX)]
+        alarm_name_prefix: String,
+    },
+    /// Show members, whom each managed route and EIP follows, and the last state.
+    Inspect {
+        /// Declaration: s3://BUCKET/KEY or a file.
+        #[arg(long, env = "DECLARATION_URI")]
+        declaration: String,
+    },
+    /// Check the deployment: pitfalls, scope, bucket, permissions (EC2 DryRun). Exit 1 on FAIL.
+    Doctor {
+        /// Declaration: s3://BUCKET/KEY or a file.
+        #[arg(long, env = "DECLARATION_URI")]
+        declaration: String,
+    },
+    /// Print the state file (f5cloudfailoverstate.json) the last run wrote.
+    State {
+        /// Declaration: s3://BUCKET/KEY or a file.
+        #[arg(long, env = "DECLARATION_URI")]
+        declaration: String,
+    },
+}

@@ -1,0 +1,180 @@
+//! The cluster as it is: `inspect`, `history`, `doctor`, `state`; and its lock and state
+//! file set straight: `unlock`, `reset`.
+
+use failover_core::aws::AwsCloud;
+use failover_core::doctor::Verdict;
+use failover_core::keys::state_key;
+use failover_core::lock::Unlocked;
+use failover_core::state::{read_history, StateLog};
+use failover_core::text::printable;
+use failover_core::{Declaration, FailoverError};
+use serde_json::Value;
+
+use super::{bucket, location, open, Context};
+use crate::exit::{self, CliError};
+use crate::render;
+
+/// `inspect`: exit 8 without a state bucket, 7 on drift (or when the cloud disagrees with
+/// the appliance pair's last announcement).
+pub async fn inspect(ctx: &Context<'_>, declaration: &str) -> Result<(), CliError> {
+    let loc = location(declaration)?;
+    let (cloud, decl) = open(&ctx.opts, &loc).await?;
+    let view = failover_core::inspect::inspect(&cloud.ec2, &cloud.s3, &decl)
+        .await
+        .map_err(|e| CliError::new(e.to_string()))?;
+    render::show_inspection(ctx.output, &view);
+    if view.bucket.is_none() {
+        return Err(CliError::from(FailoverError::NoStateBucket(
+            "so there is no state, history or lock to show".into(),
+        )));
+    }
+    if view.drift {
+        return Err(CliError::status(
+            exit::DRIFT,
+            "DRIFT",
+            "the managed items do not all follow one member (see follows)",
+        ));
+    }
+    if let (Some(false), Some(b)) = (view.agrees_with_box, &view.box_says) {
+        return Err(CliError::status(
+            exit::DRIFT,
+            "DRIFT",
+            &format!(
+                "the cloud follows {}, but the appliance pair last announced {} active ({})",
+                view.active.as_deref().unwrap_or("no single member"),
+                b.target,
+                b.at
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// `unlock [--force]`: releases the cluster lock (a live run's only with --force).
+pub async fn unlock(ctx: &Context<'_>, declaration: &str, force: bool) -> Result<(), CliError> {
+    release(ctx, declaration, force, false).await
+}
+
+/// `reset [--force]`: releases the lock and rewrites the state file as a clean slate.
+pub async fn reset(ctx: &Context<'_>, declaration: &str, force: bool) -> Result<(), CliError> {
+    release(ctx, declaration, force, true).await
+}
+
+async fn release(
+    ctx: &Context<'_>,
+    declaration: &str,
+    force: bool,
+    reset: bool,
+) -> Result<(), CliError> {
+    let loc = location(declaration)?;
+    let (cloud, decl) = open(&ctx.opts, &loc).await?;
+    let bucket = bucket(&cloud, &decl).await?;
+    let cluster = &decl.extension.cluster_name;
+    let enc = &decl.external_storage.encryption;
+    // `reset` reads the state first: CFE itself failing over (side by side during a
+    // migration) is a live holder too, and the box's last announcement is kept.
+    let log = StateLog {
+        store: &cloud.s3,
+        bucket: bucket.clone(),
+        decl: &decl,
+    };
+    let reset_from = if reset {
+        let previous = log
+            .read_state()
+            .await
+            .map_err(|e| CliError::new(e.to_string()))?;
+        if let Some(host) = previous
+            .as_ref()
+            .and_then(failover_core::failover::cfe_running)
+        {
+            if !force {
+                return Err(CliError::status(
+                    exit::LOCK_HELD,
+                    "LOCK_HELD",
+                    &format!("CFE on {} is failing over (its state file says RUNNING); if it died, use --force", printable(&host)),
+                ));
+            }
+        }
+        Some(previous)
+    } else {
+        None
+    };
+    let out = failover_core::lock::unlock(&cloud.s3, &bucket, cluster, enc, force)
+        .await
+        .map_err(|e| CliError::new(e.to_string()))?;
+    if let Unlocked::Held { holder } = &out {
+        return Err(CliError::status(
+            exit::LOCK_HELD,
+            "LOCK_HELD",
+            &format!(
+                "run {} holds the lock of cluster {cluster} until {}; if its runner died, use --force",
+                holder.body.owner, holder.held_until
+            ),
+        ));
+    }
+    let mut state_file = None;
+    if let Some(previous) = &reset_from {
+        log.reset_state("cloud-failover reset", previous.as_ref())
+            .await
+            .map_err(|e| CliError::new(e.to_string()))?;
+        state_file = Some(format!("s3://{bucket}/{}", state_key(&decl)));
+    }
+    render::show_unlocked(ctx.output, &out, cluster, state_file.as_deref());
+    Ok(())
+}
+
+/// `history [--failed] [--cluster C] [--limit N]`: the runs, newest first.
+pub async fn history(
+    ctx: &Context<'_>,
+    declaration: &str,
+    failed: bool,
+    cluster: Option<&str>,
+    limit: usize,
+) -> Result<(), CliError> {
+    let loc = location(declaration)?;
+    let (cloud, decl) = open(&ctx.opts, &loc).await?;
+    let bucket = bucket(&cloud, &decl).await?;
+    let cluster = cluster.unwrap_or(&decl.extension.cluster_name);
+    let runs = read_history(&cloud.s3, &bucket, cluster, limit, failed)
+        .await
+        .map_err(|e| CliError::new(e.to_string()))?;
+    render::show_history(ctx.output, &runs);
+    Ok(())
+}
+
+/// `doctor`: exit 1 when a check fails.
+pub async fn doctor(ctx: &Context<'_>, declaration: &str) -> Result<(), CliError> {
+    let loc = location(declaration)?;
+    let (cloud, decl) = open(&ctx.opts, &loc).await?;
+    let checks = failover_core::doctor::doctor(&cloud.ec2, &cloud.s3, &decl, ctx.scoping_tag_key)
+        .await
+        .map_err(|e| CliError::new(e.to_string()))?;
+    render::show_checks(ctx.output, &checks);
+    let failed = checks.iter().filter(|c| c.verdict == Verdict::Fail).count();
+    if failed > 0 {
+        return Err(CliError::new(format!("doctor: {failed} check(s) failed")));
+    }
+    Ok(())
+}
+
+/// `state`: the state file the last run wrote (JSON whatever `--output` says).
+pub async fn state(ctx: &Context<'_>, declaration: &str) -> Result<(), CliError> {
+    let loc = location(declaration)?;
+    let (cloud, decl) = open(&ctx.opts, &loc).await?;
+    let state = read_state(&cloud, &decl).await?;
+    render::show_state(&state);
+    Ok(())
+}
+
+async fn read_state(cloud: &AwsCloud, decl: &Declaration) -> Result<Value, CliError> {
+    let bucket = bucket(cloud, decl).await?;
+    let log = StateLog {
+        store: &cloud.s3,
+        bucket,
+        decl,
+    };
+    log.read_state()
+        .await
+        .map_err(|e| CliError::new(e.to_string()))?
+        .ok_or_else(|| CliError::new(format!("no state file at {}", state_key(decl))))
+}

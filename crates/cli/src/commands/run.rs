@@ -1,0 +1,95 @@
+//! `plan`, `execute` (a run from the CLI) and `invoke` (the failover Lambda's handler on an
+//! event file, the same code path).
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use failover_core::answer::Answer;
+use failover_core::aws;
+use failover_core::failover::{run, RunOutcome};
+use failover_core::handler::{handle, Invocation};
+use failover_core::request::{Mode, RunRequest};
+use serde_json::Value;
+
+use super::{location, open, target, trust, Context};
+use crate::exit::CliError;
+use crate::render;
+
+/// `plan --target T`: a dry run (no mutating call, no write).
+pub async fn plan(ctx: &Context<'_>, declaration: &str, to: &str) -> Result<(), CliError> {
+    run_from_cli(ctx, declaration, to, Mode::DryRun, None).await
+}
+
+/// `execute --target T [--force] [--deadline S]`: an operator's explicit command, carried out
+/// within the cooldown too (damping is for automatic triggers; `--force` is kept for scripts
+/// that pass it).
+pub async fn execute(
+    ctx: &Context<'_>,
+    declaration: &str,
+    to: &str,
+    _force: bool,
+    deadline: u64,
+) -> Result<(), CliError> {
+    run_from_cli(ctx, declaration, to, Mode::Execute, Some(deadline)).await
+}
+
+/// One run from the CLI: a skip exits with its status's code, a FAILED run with 1.
+async fn run_from_cli(
+    ctx: &Context<'_>,
+    declaration: &str,
+    to: &str,
+    mode: Mode,
+    deadline: Option<u64>,
+) -> Result<(), CliError> {
+    let loc = location(declaration)?;
+    let t = target(to)?;
+    let (cloud, decl) = open(&ctx.opts, &loc).await?;
+    let mut req = RunRequest::new(t, mode, "cli");
+    if mode == Mode::Execute {
+        req.force = true;
+        req.requested_by = Some(match aws::caller_identity(&ctx.opts).await {
+            Ok((_, arn)) => format!("cloud-failover execute by {arn}"),
+            Err(e) => format!("cloud-failover execute (caller unknown: {e})"),
+        });
+    }
+    req.deadline = deadline.map(|s| Instant::now() + Duration::from_secs(s));
+    let outcome = run(&cloud.ec2, &cloud.s3, &decl, req).await?;
+    render::show_outcome(ctx.output, &outcome);
+    if let RunOutcome::Skipped(skip) = &outcome {
+        return Err(CliError::skipped(skip));
+    }
+    outcome.into_result()?;
+    Ok(())
+}
+
+/// `invoke EVENT`: the failover function's answer; IN_PROGRESS, COOLDOWN and IGNORED exit
+/// with their own codes.
+pub async fn invoke(
+    ctx: &Context<'_>,
+    event: &Path,
+    declaration: &str,
+    alarm_name_prefix: &str,
+) -> Result<(), CliError> {
+    let loc = location(declaration)?;
+    let text = std::fs::read_to_string(event)
+        .map_err(|e| CliError::new(format!("{}: {e}", event.display())))?;
+    // Checked before any cloud client exists: a bad event touches nothing.
+    failover_core::events::parse_text(&text)
+        .map_err(|e| CliError::new(format!("invalid event: {e}")))?;
+    let payload: Value = failover_core::json::parse(&text).expect("parsed above");
+    let cloud = aws::connect(&ctx.opts).await;
+    let cloud = aws::for_declaration(cloud, &ctx.opts, &loc)
+        .await
+        .map_err(CliError::new)?;
+    let invocation = Invocation {
+        trust: trust(&ctx.opts, alarm_name_prefix).await?,
+        ..Invocation::default()
+    };
+    let answer = handle(&cloud.ec2, &cloud.s3, &loc, &payload, invocation).await?;
+    render::show_answer(ctx.output, &answer);
+    match &answer {
+        Answer::Succeeded(_) | Answer::DryRun(_) => Ok(()),
+        Answer::InProgress(skip) | Answer::Cooldown(skip) => Err(CliError::skipped(skip)),
+        Answer::Ignored(ignored) => Err(CliError::ignored(ignored)),
+    }
+}

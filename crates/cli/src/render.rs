@@ -1,0 +1,269 @@
+//! The renderers: each command's result as JSON (the default) or a table for a person.
+//! Commands decide what to show; these decide how.
+
+use std::path::Path;
+
+use failover_core::answer::{Answer, Status};
+use failover_core::doctor::Check;
+use failover_core::failover::{RunOutcome, RunReport};
+use failover_core::inspect::Inspection;
+use failover_core::lock::Unlocked;
+use failover_core::state::RunSummary;
+use failover_core::text::printable;
+use failover_core::Declaration;
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::args::Output;
+
+/// Prints `v` as pretty JSON on stdout.
+pub fn print_json<T: Serialize + ?Sized>(v: &T) {
+    let v = serde_json::to_value(v).expect("json");
+    say!("{}", serde_json::to_string_pretty(&v).expect("json"));
+}
+
+/// `validate`: the declaration as read, or one line.
+pub fn show_declaration(output: Output, file: &Path, decl: &Declaration) {
+    match output {
+        Output::Json => print_json(decl),
+        Output::Table => say!("{}: valid ({})", file.display(), summary(decl)),
+    }
+}
+
+/// `declare`: where the declaration went.
+pub fn show_uploaded(output: Output, bucket: &str, key: &str, decl: &Declaration) {
+    match output {
+        Output::Json => {
+            print_json(&serde_json::json!({"uploaded": format!("s3://{bucket}/{key}")}))
+        }
+        Output::Table => say!("uploaded s3://{bucket}/{key} ({})", summary(decl)),
+    }
+}
+
+/// A declaration in one line: its cluster, route groups and addresses.
+fn summary(d: &Declaration) -> String {
+    let eips = d.addresses().map(|a| a.groups.len()).unwrap_or(0);
+    let routes: usize = d.route_groups().iter().map(|g| g.ranges.len()).sum();
+    format!(
+        "cluster {}, {} route group(s) with {routes} range(s), addresses {}{}",
+        d.extension.cluster_name,
+        d.route_groups().len(),
+        if d.addresses().is_some() { "on" } else { "off" },
+        if eips > 0 {
+            format!(" ({eips} explicit group(s))")
+        } else {
+            String::new()
+        }
+    )
+}
+
+/// What the failover function answered (`invoke`): its JSON, or a table.
+pub fn show_answer(output: Output, answer: &Answer) {
+    if output == Output::Json {
+        return print_json(answer);
+    }
+    match answer {
+        Answer::Succeeded(r) | Answer::DryRun(r) => print_report(r),
+        Answer::InProgress(s) | Answer::Cooldown(s) => say!("{}: {}", s.status, s.message),
+        Answer::Ignored(i) => say!("{}: {}", Status::Ignored, i.reason),
+    }
+}
+
+/// What a run did (`plan`, `execute`): its JSON, or a table.
+pub fn show_outcome(output: Output, outcome: &RunOutcome) {
+    if output == Output::Json {
+        return print_json(outcome);
+    }
+    match outcome {
+        RunOutcome::Completed(r) => print_report(r),
+        RunOutcome::Skipped(s) => say!("{}: {}", s.status, s.message),
+    }
+}
+
+/// The table of a run report: the run, then each operation with its outcome, what was in
+/// place, the warnings.
+fn print_report(r: &RunReport) {
+    let record = &r.record;
+    say!(
+        "{} {} → {} ({}) · {} · {}",
+        record.task_state.as_str(),
+        record.mode.as_str(),
+        record.target,
+        record.target_name,
+        record.message,
+        record
+            .duration_ms
+            .map(|d| format!("{d} ms"))
+            .unwrap_or_default()
+    );
+    for op in &record.operations {
+        let outcome = record.outcomes.iter().find(|o| o.operation == op.id);
+        let status = match outcome {
+            Some(o) if o.verified => "done".to_string(),
+            Some(o) => format!("FAILED: {}", o.error.as_deref().unwrap_or("not verified")),
+            None => "planned".to_string(),
+        };
+        say!("  [{status}] {}\n      {}", op.id, op.why);
+    }
+    for i in &record.in_place {
+        say!("  [in place] {i}");
+    }
+    for w in &record.warnings {
+        say!("  [warning] {w}");
+    }
+}
+
+/// `inspect`: the picture, as JSON or a table.
+pub fn show_inspection(output: Output, view: &Inspection) {
+    match output {
+        Output::Json => print_json(view),
+        Output::Table => print_inspection(view),
+    }
+}
+
+/// The table of `inspect`. History objects and the state file are read back from S3 (they may
+/// predate escaping, or be written by anyone with access): their text is escaped here too.
+fn print_inspection(v: &Inspection) {
+    say!(
+        "cluster {} · active: {} · drift: {}",
+        v.cluster,
+        v.active.as_deref().unwrap_or("none (split or unmanaged)"),
+        if v.drift { "YES" } else { "no" }
+    );
+    for m in &v.members {
+        say!(
+            "  member {} {} {} {}",
+            m.id,
+            m.name,
+            m.state,
+            m.availability_zone
+        );
+    }
+    for r in &v.routes {
+        say!(
+            "  route {} {} → {} ({})",
+            r.route_table_id,
+            r.destination,
+            r.target,
+            r.member.as_deref().unwrap_or("not a member")
+        );
+    }
+    for e in &v.elastic_ips {
+        say!(
+            "  eip {} → {} on {} ({})",
+            e.public_ip,
+            e.private_ip.as_deref().unwrap_or("-"),
+            e.network_interface_id.as_deref().unwrap_or("-"),
+            e.member.as_deref().unwrap_or("not a member")
+        );
+    }
+    if let Some(l) = &v.lock {
+        say!("  lock held by run {} until {}", l.body.owner, l.held_until);
+    }
+    for r in &v.recent_runs {
+        say!(
+            "  run {} {} {} → {} ({}) {}: {}",
+            r.started_at,
+            r.run_id,
+            printable(&r.trigger),
+            r.target,
+            r.duration_ms.map(|d| format!("{d} ms")).unwrap_or_default(),
+            r.task_state,
+            printable(&r.message)
+        );
+    }
+    if let Some(s) = &v.last_state {
+        say!(
+            "  state {} at {} on {}: {}",
+            s["taskState"].as_str().unwrap_or("?"),
+            s["timestamp"].as_str().unwrap_or("?"),
+            printable(s["instance"].as_str().unwrap_or("?")),
+            printable(s["message"].as_str().unwrap_or(""))
+        );
+    }
+    if let Some(b) = &v.box_says {
+        say!(
+            "  the box says: {} active (announced {}); the cloud {}",
+            b.target,
+            b.at,
+            if v.agrees_with_box == Some(true) {
+                "agrees"
+            } else {
+                "DISAGREES"
+            }
+        );
+    }
+    for w in &v.left_alone {
+        say!("  left alone: {}", printable(w));
+    }
+}
+
+/// `unlock`, `reset`: what became of the lock (and, for `reset`, which state file was reset).
+pub fn show_unlocked(output: Output, out: &Unlocked, cluster: &str, state_file: Option<&str>) {
+    let reset = if state_file.is_some() {
+        "; state file reset"
+    } else {
+        ""
+    };
+    match output {
+        Output::Json => {
+            let mut value = serde_json::to_value(out).expect("json");
+            if let Some(key) = state_file {
+                value["stateFile"] = key.into();
+            }
+            print_json(&value)
+        }
+        Output::Table => match out {
+            Unlocked::Released { holder } => say!(
+                "released the lock of cluster {cluster} (held by run {}){reset}",
+                holder.body.owner
+            ),
+            _ => say!("the lock of cluster {cluster} was free{reset}"),
+        },
+    }
+}
+
+/// `history`: the runs, newest first.
+pub fn show_history(output: Output, runs: &[RunSummary]) {
+    match output {
+        Output::Json => print_json(runs),
+        Output::Table => {
+            for r in runs {
+                say!(
+                    "{}  {:<9} {:<20} → {:<20} {}",
+                    r.started_at,
+                    r.task_state,
+                    r.trigger,
+                    r.target,
+                    r.message
+                );
+            }
+        }
+    }
+}
+
+/// `doctor`: each check with its verdict, and the fix for what is not PASS.
+pub fn show_checks(output: Output, checks: &[Check]) {
+    match output {
+        Output::Json => print_json(checks),
+        Output::Table => {
+            for c in checks {
+                let v = serde_json::to_value(c.verdict).expect("json");
+                say!(
+                    "{:<4}  {:<18} {}",
+                    v.as_str().unwrap_or(""),
+                    c.name,
+                    c.detail
+                );
+                if let Some(fix) = &c.fix {
+                    say!("      {:<18} fix: {fix}", "");
+                }
+            }
+        }
+    }
+}
+
+/// `state`: the state file as S3 has it.
+pub fn show_state(state: &Value) {
+    print_json(state);
+}
