@@ -39,7 +39,10 @@ impl<'a> Context<'a> {
             opts: AwsOptions {
                 region: cli.region.clone(),
                 endpoint_url: cli.endpoint_url.clone(),
-                emulator: cli.emulator.as_deref().map(|e| e.parse().expect("clap checked it")),
+                emulator: cli
+                    .emulator
+                    .as_deref()
+                    .map(|e| e.parse().expect("clap checked it")),
             },
             scoping_tag_key: &cli.scoping_tag_key,
         }

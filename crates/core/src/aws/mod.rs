@@ -1,6 +1,8 @@
 //! AWS SDK adapters for the ports, and client setup (region and credentials the standard way,
 //! an endpoint override for local emulators, path-style S3 when overridden).
 
+#[cfg(test)]
+mod answers;
 pub mod ec2;
 pub mod s3;
 
