@@ -19,7 +19,13 @@ case "$requested" in ""|arm64|x86_64) ;; aarch64) requested=arm64 ;; amd64) requ
 
 saved=""
 if ! $fresh && [ -f "$root/samconfig.toml" ]; then
-  saved=$(grep -o -E 'Architecture=[\\"]*(arm64|x86_64)' "$root/samconfig.toml" | head -n1 | grep -o -E 'arm64|x86_64' || true)
+  saved=$(grep -v -E '^[[:space:]]*#' "$root/samconfig.toml" \
+    | grep -o -E 'Architecture=[\\"]*(arm64|x86_64)' | head -n1 | grep -o -E 'arm64|x86_64' || true)
+  if [ -z "$saved" ]; then
+    # A plain `sam deploy` would keep the stack's previous Architecture whatever is built.
+    echo "lambda-arch: samconfig.toml records no Architecture: add Architecture=\"arm64\" or \"x86_64\" (the stack's) to its parameter_overrides, or move it away for a guided deploy" >&2
+    exit 1
+  fi
 fi
 
 os=$(uname -s)

@@ -41,10 +41,10 @@ import probe  # noqa: E402  (scripts/aws-drill/probe.py: the measurement, shared
 
 try:
     import boto3
-    from botocore.exceptions import ClientError
+    from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 except ImportError:  # `plan` needs no AWS
     boto3 = None
-    ClientError = Exception
+    ClientError = BotoCoreError = NoCredentialsError = type("NoBoto", (Exception,), {})
 
 PREFIX = "cfdrill-"
 RUN_TAG = "cloud-failover-drill"
@@ -1401,6 +1401,13 @@ def main(argv=None):
         return {"run": cmd_run, "cleanup": cmd_cleanup, "plan": cmd_plan}[a.cmd](a)
     except KitError as e:
         log(f"error: {e}")
+        return 1
+    except NoCredentialsError:
+        log("error: no AWS credentials: configure them (aws configure, AWS_PROFILE or the "
+            "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY variables); nothing was created")
+        return 1
+    except (ClientError, BotoCoreError) as e:
+        log(f"error: AWS refused or could not be reached: {e}")
         return 1
 
 
