@@ -34,6 +34,23 @@ pub enum Verdict {
     Fail,
 }
 
+impl Verdict {
+    /// The verdict's name as the doctor shows it, the same as its JSON: PASS, WARN or FAIL.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Pass => "PASS",
+            Verdict::Warn => "WARN",
+            Verdict::Fail => "FAIL",
+        }
+    }
+}
+
+impl std::fmt::Display for Verdict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
 /// One check.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -916,6 +933,14 @@ mod tests {
 
     fn verdict(checks: &[Check], name: &str) -> Check {
         checks.iter().find(|c| c.name == name).unwrap().clone()
+    }
+
+    #[test]
+    fn a_verdicts_name_is_its_json() {
+        for v in [Verdict::Pass, Verdict::Warn, Verdict::Fail] {
+            assert_eq!(serde_json::to_value(v).unwrap(), v.as_str());
+            assert_eq!(format!("{v:<6}|"), format!("{:<6}|", v.as_str()));
+        }
     }
 
     #[tokio::test]
