@@ -6,9 +6,9 @@ use std::net::IpAddr;
 
 use serde::Serialize;
 
-use crate::declaration::{AddressGroup, Declaration};
-use crate::discovery::{matches, next_hops_for, Snapshot, NIC_MAP_TAG};
-use crate::model::{ElasticIp, Instance, NetworkInterface, RouteTable};
+use crate::declaration::{AddressGroup, AddressRange, Declaration, RouteGroup};
+use crate::discovery::{matches, next_hops_for, ScopedTable, Snapshot, NIC_MAP_TAG};
+use crate::model::{ElasticIp, Instance, NetworkInterface, Route, RouteTable};
 use crate::net::Cidr;
 
 /// What one operation changes.
@@ -481,11 +481,27 @@ impl Planner<'_> {
         }
     }
 
+    /// Plans the routes for target `t` (in association-swap mode, the twins' associations):
+    /// refuses or warns of what discovery could not scope, then plans each declared range
+    /// in each table in scope.
     fn routes(&mut self, t: &Instance) {
         if self.decl.extension.association_swap {
             return self.swap_associations(t);
         }
+        self.route_scope_problems();
         let groups = self.decl.route_groups();
+        let snap = self.snap;
+        for st in &snap.route_tables {
+            let g = &groups[st.group];
+            for r in &g.ranges {
+                self.route(t, st, g, r);
+            }
+        }
+    }
+
+    /// What discovery could not scope: tables two groups select and named tables that do
+    /// not exist (refusals), tag groups that selected nothing (warnings).
+    fn route_scope_problems(&mut self) {
         self.reasons
             .extend(self.snap.tables_in_two_groups.iter().cloned());
         for id in &self.snap.missing_route_tables {
@@ -498,132 +514,166 @@ impl Planner<'_> {
                 "no route table carries the scoping tags of route group {g}: routes are not failed over (tag the table)"
             ));
         }
-        for st in &self.snap.route_tables {
-            let g = &groups[st.group];
-            let table = &st.table;
-            for r in &g.ranges {
-                let items = match next_hops_for(g, r, table) {
-                    Ok(items) => items,
-                    Err(why) => {
-                        self.reasons.push(why);
-                        continue;
-                    }
-                };
-                let Some(route) = table.routes.iter().find(|x| x.destination == r.range) else {
-                    if !self
-                        .decl
-                        .extension
-                        .create_missing_routes
-                        .contains(&st.group)
-                    {
-                        self.warnings.push(format!(
-                            "route {} is not in route table {} (not created; add it, or opt in with serverless.createMissingRoutes)",
-                            r.range, table.id
-                        ));
-                        continue;
-                    }
-                    match next_hop_on(t, &items, r.range) {
-                        Ok((eni, hop)) => self.ops.push(Operation {
-                            id: format!("route:{}:{}", table.id, r.range),
-                            wave: 0,
-                            why: format!(
-                                "route {} is not in {} (route group {} opts in to createMissingRoutes); the active unit {} ({}) has next hop {hop} on {}",
-                                r.range,
-                                table.id,
-                                st.group,
-                                t.id,
-                                t.display_name(),
-                                eni.id
-                            ),
-                            action: Action::CreateRoute {
-                                route_table_id: table.id.clone(),
-                                destination: r.range,
-                                network_interface_id: eni.id.clone(),
-                                next_hop_address: hop,
-                            },
-                        }),
-                        Err(reason) => self
-                            .reasons
-                            .push(format!("route {} in {}: {reason}", r.range, table.id)),
-                    }
-                    continue;
-                };
-                if route.local {
-                    self.reasons.push(format!(
-                        "range {} is the VPC's local route in {}: pointing it at an appliance would send all traffic within the VPC through it; remove the range from the declaration",
-                        r.range, table.id
-                    ));
-                    continue;
-                }
-                if let (None, Some(gw)) = (&route.network_interface_id, &route.other_target) {
-                    let what = format!(
-                        "route {} in {} points at {gw}, not at an appliance",
-                        r.range, table.id
-                    );
-                    if self.decl.extension.take_over_gateway_routes {
-                        self.warnings.push(format!(
-                            "{what}: taken over (serverless.takeOverGatewayRoutes)"
-                        ));
-                    } else {
-                        self.reasons.push(format!(
-                            "{what}: taking it over changes that path for every subnet using the table; set serverless.takeOverGatewayRoutes: true if that is meant, or remove the range"
-                        ));
-                        continue;
-                    }
-                }
-                let (eni, hop) = match next_hop_on(t, &items, r.range) {
-                    Ok(x) => x,
-                    Err(reason) => {
-                        self.reasons
-                            .push(format!("route {} in {}: {reason}", r.range, table.id));
-                        continue;
-                    }
-                };
-                if eni.source_dest_check {
-                    self.warnings.push(format!(
-                        "source/destination check is on for {} ({}): traffic routed to it will be dropped; turn it off",
-                        eni.id, hop
-                    ));
-                }
-                let what = format!("route {} in {} → {} ({hop})", r.range, table.id, eni.id);
-                if route.network_interface_id.as_deref() == Some(eni.id.as_str()) {
-                    self.in_place.push(what);
-                    continue;
-                }
-                let from = match route
-                    .network_interface_id
-                    .as_deref()
-                    .and_then(|e| self.snap.owner_of_interface(e))
-                {
-                    Some(owner) => format!(
-                        "{} of {} ({})",
-                        route.target(),
-                        owner.id,
-                        owner.display_name()
-                    ),
-                    None => route.target().to_string(),
-                };
-                self.ops.push(Operation {
-                    id: format!("route:{}:{}", table.id, r.range),
-                    wave: 0,
-                    why: format!(
-                        "route {} in {} points at {from}; the active unit {} ({}) has next hop {hop} on {}",
-                        r.range,
-                        table.id,
-                        t.id,
-                        t.display_name(),
-                        eni.id
-                    ),
-                    action: Action::ReplaceRoute {
-                        route_table_id: table.id.clone(),
-                        destination: r.range,
-                        network_interface_id: eni.id.clone(),
-                        next_hop_address: hop,
-                        current_target: route.target().to_string(),
-                    },
-                });
+    }
+
+    /// Plans range `r` of group `g` in table `st`: the route pointed at `t`'s next hop,
+    /// created when missing and the group opts in, or in place, or why not.
+    fn route(&mut self, t: &Instance, st: &ScopedTable, g: &RouteGroup, r: &AddressRange) {
+        let table = &st.table;
+        let items = match next_hops_for(g, r, table) {
+            Ok(items) => items,
+            Err(why) => {
+                self.reasons.push(why);
+                return;
+            }
+        };
+        let Some(route) = table.routes.iter().find(|x| x.destination == r.range) else {
+            return self.missing_route(t, st, r, &items);
+        };
+        if !self.may_take_over(route, r, table) {
+            return;
+        }
+        let (eni, hop) = match next_hop_on(t, &items, r.range) {
+            Ok(x) => x,
+            Err(reason) => {
+                self.reasons
+                    .push(format!("route {} in {}: {reason}", r.range, table.id));
+                return;
+            }
+        };
+        if eni.source_dest_check {
+            self.warnings.push(format!(
+                "source/destination check is on for {} ({}): traffic routed to it will be dropped; turn it off",
+                eni.id, hop
+            ));
+        }
+        let what = format!("route {} in {} → {} ({hop})", r.range, table.id, eni.id);
+        if route.network_interface_id.as_deref() == Some(eni.id.as_str()) {
+            self.in_place.push(what);
+            return;
+        }
+        self.replace_route(t, table, r, route, eni, hop);
+    }
+
+    /// Range `r` is not in table `st`: created toward `t`'s next hop when its group opts in
+    /// to `createMissingRoutes`, else a warning.
+    fn missing_route(
+        &mut self,
+        t: &Instance,
+        st: &ScopedTable,
+        r: &AddressRange,
+        items: &[IpAddr],
+    ) {
+        let table = &st.table;
+        if !self
+            .decl
+            .extension
+            .create_missing_routes
+            .contains(&st.group)
+        {
+            self.warnings.push(format!(
+                "route {} is not in route table {} (not created; add it, or opt in with serverless.createMissingRoutes)",
+                r.range, table.id
+            ));
+            return;
+        }
+        match next_hop_on(t, items, r.range) {
+            Ok((eni, hop)) => self.ops.push(Operation {
+                id: format!("route:{}:{}", table.id, r.range),
+                wave: 0,
+                why: format!(
+                    "route {} is not in {} (route group {} opts in to createMissingRoutes); the active unit {} ({}) has next hop {hop} on {}",
+                    r.range,
+                    table.id,
+                    st.group,
+                    t.id,
+                    t.display_name(),
+                    eni.id
+                ),
+                action: Action::CreateRoute {
+                    route_table_id: table.id.clone(),
+                    destination: r.range,
+                    network_interface_id: eni.id.clone(),
+                    next_hop_address: hop,
+                },
+            }),
+            Err(reason) => self
+                .reasons
+                .push(format!("route {} in {}: {reason}", r.range, table.id)),
+        }
+    }
+
+    /// Whether `route` may be pointed at an appliance: never the VPC's local route; one at a
+    /// gateway only with `serverless.takeOverGatewayRoutes` (a warning then, else a refusal).
+    fn may_take_over(&mut self, route: &Route, r: &AddressRange, table: &RouteTable) -> bool {
+        if route.local {
+            self.reasons.push(format!(
+                "range {} is the VPC's local route in {}: pointing it at an appliance would send all traffic within the VPC through it; remove the range from the declaration",
+                r.range, table.id
+            ));
+            return false;
+        }
+        if let (None, Some(gw)) = (&route.network_interface_id, &route.other_target) {
+            let what = format!(
+                "route {} in {} points at {gw}, not at an appliance",
+                r.range, table.id
+            );
+            if self.decl.extension.take_over_gateway_routes {
+                self.warnings.push(format!(
+                    "{what}: taken over (serverless.takeOverGatewayRoutes)"
+                ));
+            } else {
+                self.reasons.push(format!(
+                    "{what}: taking it over changes that path for every subnet using the table; set serverless.takeOverGatewayRoutes: true if that is meant, or remove the range"
+                ));
+                return false;
             }
         }
+        true
+    }
+
+    /// Points `route` (range `r` in `table`) at `t`'s next hop `hop` on `eni`.
+    fn replace_route(
+        &mut self,
+        t: &Instance,
+        table: &RouteTable,
+        r: &AddressRange,
+        route: &Route,
+        eni: &NetworkInterface,
+        hop: IpAddr,
+    ) {
+        let from = match route
+            .network_interface_id
+            .as_deref()
+            .and_then(|e| self.snap.owner_of_interface(e))
+        {
+            Some(owner) => format!(
+                "{} of {} ({})",
+                route.target(),
+                owner.id,
+                owner.display_name()
+            ),
+            None => route.target().to_string(),
+        };
+        self.ops.push(Operation {
+            id: format!("route:{}:{}", table.id, r.range),
+            wave: 0,
+            why: format!(
+                "route {} in {} points at {from}; the active unit {} ({}) has next hop {hop} on {}",
+                r.range,
+                table.id,
+                t.id,
+                t.display_name(),
+                eni.id
+            ),
+            action: Action::ReplaceRoute {
+                route_table_id: table.id.clone(),
+                destination: r.range,
+                network_interface_id: eni.id.clone(),
+                next_hop_address: hop,
+                current_target: route.target().to_string(),
+            },
+        });
     }
 
     /// Plans same-subnet secondary IP moves; returns where moved IPs will be (ip → ENI).
