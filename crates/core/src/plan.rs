@@ -334,6 +334,9 @@ pub fn assess(decl: &Declaration, snap: &Snapshot, member: &Instance) -> Assessm
     }
 }
 
+/// Secondary IP moves being planned: (to ENI, from ENI) → the addresses.
+type IpMoves = BTreeMap<(String, String), Vec<IpAddr>>;
+
 struct Planner<'a> {
     decl: &'a Declaration,
     snap: &'a Snapshot,
@@ -678,48 +681,63 @@ impl Planner<'_> {
 
     /// Plans same-subnet secondary IP moves; returns where moved IPs will be (ip → ENI).
     fn secondary_ips(&mut self, t: &Instance) -> BTreeMap<IpAddr, String> {
-        let mut moves: BTreeMap<(String, String), Vec<IpAddr>> = BTreeMap::new();
-        let mut moved = BTreeMap::new();
+        let mut moves = IpMoves::new();
         let Some(a) = self.decl.addresses() else {
-            return moved;
+            return BTreeMap::new();
         };
         for g in &a.groups {
-            if let AddressGroup::NetworkInterfacePrefix { prefix } = g {
-                self.prefix(t, *prefix);
-                continue;
-            }
-            let AddressGroup::NetworkInterfaceAddress {
-                scoping_address: ip,
-            } = g
-            else {
-                continue;
-            };
-            let Some((holder, from)) = self.snap.holder_of(*ip) else {
-                self.reasons.push(format!(
-                    "address {ip} (networkInterfaceAddress) is not on any member's interface"
-                ));
-                continue;
-            };
-            if holder.id == t.id {
-                self.in_place.push(format!("address {ip} on {}", from.id));
-                continue;
-            }
-            if from.primary_ip == *ip {
-                self.reasons.push(format!(
-                    "address {ip} is the primary IP of {} and cannot move; use a secondary IP",
-                    from.id
-                ));
-                continue;
-            }
-            match t.network_interfaces.iter().find(|n| n.subnet_id == from.subnet_id) {
-                Some(to) => moves.entry((to.id.clone(), from.id.clone())).or_default().push(*ip),
-                None => self.reasons.push(format!(
-                    "address {ip} is in subnet {} but target {} has no interface there (secondary IPs move only within a subnet)",
-                    from.subnet_id, t.id
-                )),
-            }
+            self.address_group(t, g, &mut moves);
         }
-        // Tagged interface pairs (f5_cloud_failover_nic_map): a peer's secondary IPs follow.
+        self.nic_map_moves(t, &mut moves);
+        self.address_limits(t, &moves);
+        if !self.reasons.is_empty() {
+            return BTreeMap::new();
+        }
+        self.ip_move_operations(t, moves)
+    }
+
+    /// One address group: a prefix moves on its own; an address (`networkInterfaceAddress`)
+    /// joins `moves` to `t`'s interface in its subnet, unless it is in place or cannot move.
+    fn address_group(&mut self, t: &Instance, g: &AddressGroup, moves: &mut IpMoves) {
+        if let AddressGroup::NetworkInterfacePrefix { prefix } = g {
+            self.prefix(t, *prefix);
+            return;
+        }
+        let AddressGroup::NetworkInterfaceAddress {
+            scoping_address: ip,
+        } = g
+        else {
+            return;
+        };
+        let Some((holder, from)) = self.snap.holder_of(*ip) else {
+            self.reasons.push(format!(
+                "address {ip} (networkInterfaceAddress) is not on any member's interface"
+            ));
+            return;
+        };
+        if holder.id == t.id {
+            self.in_place.push(format!("address {ip} on {}", from.id));
+            return;
+        }
+        if from.primary_ip == *ip {
+            self.reasons.push(format!(
+                "address {ip} is the primary IP of {} and cannot move; use a secondary IP",
+                from.id
+            ));
+            return;
+        }
+        match t.network_interfaces.iter().find(|n| n.subnet_id == from.subnet_id) {
+            Some(to) => moves.entry((to.id.clone(), from.id.clone())).or_default().push(*ip),
+            None => self.reasons.push(format!(
+                "address {ip} is in subnet {} but target {} has no interface there (secondary IPs move only within a subnet)",
+                from.subnet_id, t.id
+            )),
+        }
+    }
+
+    /// Tagged interface pairs (f5_cloud_failover_nic_map): a peer's secondary IPs follow to
+    /// `t`'s interface with the same tag, when it is in the same subnet.
+    fn nic_map_moves(&mut self, t: &Instance, moves: &mut IpMoves) {
         for peer_nic in &self.snap.nic_map_interfaces {
             let Some(owner) = peer_nic.instance_id.as_deref() else {
                 continue;
@@ -765,9 +783,13 @@ impl Planner<'_> {
                 }
             }
         }
-        // The receiving interfaces' address limits (per instance type).
+    }
+
+    /// The receiving interfaces' address limits (per instance type): a move beyond one is
+    /// refused.
+    fn address_limits(&mut self, t: &Instance, moves: &IpMoves) {
         let mut incoming: BTreeMap<&str, BTreeSet<IpAddr>> = BTreeMap::new();
-        for ((to, _), ips) in &moves {
+        for ((to, _), ips) in moves {
             incoming
                 .entry(to.as_str())
                 .or_default()
@@ -790,9 +812,12 @@ impl Planner<'_> {
                 ));
             }
         }
-        if !self.reasons.is_empty() {
-            return moved;
-        }
+    }
+
+    /// One operation per (to, from) pair of `moves`, with the EIPs on the moving addresses;
+    /// returns where moved IPs will be (ip → ENI).
+    fn ip_move_operations(&mut self, t: &Instance, moves: IpMoves) -> BTreeMap<IpAddr, String> {
+        let mut moved = BTreeMap::new();
         for ((to, from), mut ips) in moves {
             if ips.is_empty() {
                 continue;
