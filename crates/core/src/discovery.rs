@@ -243,8 +243,7 @@ pub async fn discover_cloud(
 
 type BucketLookup = (Option<String>, Vec<String>);
 
-/// Reads the snapshot for `decl` in three rounds of parallel describes, with `bucket` (the
-/// state bucket's lookup) in the first.
+/// Reads the snapshot for `decl` in three rounds of describes (`bucket` runs in the first).
 async fn snapshot(
     ec2: &dyn Ec2Describe,
     decl: &Declaration,
@@ -266,8 +265,7 @@ fn in_vpc(declared_vpc: Option<&str>, mut filters: Vec<Filter>) -> Vec<Filter> {
     filters
 }
 
-/// Round 1: everything selected by id or tag, in parallel (tag selections only within the
-/// declared VPC; a table named by id is checked against it later, to say so), and the bucket.
+/// Round 1: everything selected by id or tag, and the state bucket, in parallel.
 async fn scoped_resources(
     ec2: &dyn Ec2Describe,
     decl: &Declaration,
@@ -275,6 +273,8 @@ async fn scoped_resources(
 ) -> Result<Snapshot, CloudError> {
     let addresses = decl.addresses();
     let declared_vpc = decl.extension.vpc_id.as_deref();
+    // Tag selections only within the declared VPC; a table named by id is checked against it
+    // afterwards, to say so.
     let ((tables, eips, nic_map), (prefix_eips, (bucket, extra_buckets))) = try_join(
         try_join3(
             describe_scoped_tables(ec2, decl, declared_vpc),
@@ -296,8 +296,7 @@ async fn scoped_resources(
     Ok(snap)
 }
 
-/// The route tables each route group selects (by id, or by tags within the declared VPC),
-/// with the group's index.
+/// The route tables each route group selects (by id, or by tags within the declared VPC).
 async fn describe_scoped_tables(
     ec2: &dyn Ec2Describe,
     decl: &Declaration,
@@ -318,8 +317,7 @@ async fn describe_scoped_tables(
     .await
 }
 
-/// The EIPs the declaration names (`addressGroupDefinitions`), or, without any address
-/// groups, those carrying its scoping tags.
+/// The EIPs the declaration names, or, without any address groups, those its tags select.
 async fn describe_scoped_eips(
     ec2: &dyn Ec2Describe,
     addresses: Option<&FailoverAddresses>,
@@ -365,8 +363,7 @@ async fn describe_prefix_eips(
         .collect())
 }
 
-/// The interfaces carrying the address scoping tags and `f5_cloud_failover_nic_map` (within
-/// the declared VPC).
+/// The interfaces with the address scoping tags and `f5_cloud_failover_nic_map`.
 async fn describe_nic_map_interfaces(
     ec2: &dyn Ec2Describe,
     addresses: Option<&FailoverAddresses>,
@@ -386,8 +383,7 @@ async fn describe_nic_map_interfaces(
     }
 }
 
-/// Puts the tables round 1 found into the snapshot: each once, with the first group that
-/// selected it; names and tag groups that found nothing, and tables two groups select, noted.
+/// Puts round 1's tables into `snap`, each once, noting what no table or two groups matched.
 fn scope_tables(snap: &mut Snapshot, groups: &[RouteGroup], tables: Vec<(usize, Vec<RouteTable>)>) {
     let mut seen_tables: BTreeMap<String, usize> = BTreeMap::new();
     for (i, found) in tables {
@@ -412,8 +408,7 @@ fn scope_tables(snap: &mut Snapshot, groups: &[RouteGroup], tables: Vec<(usize, 
     }
 }
 
-/// Settles the VPC after round 1: the declared one (a scoped table outside it is a conflict),
-/// else the one the scoped tables and tagged interfaces are in.
+/// Settles the VPC after round 1: the declared one, else the one the scoped resources are in.
 fn settle_vpc_from_scope(snap: &mut Snapshot, declared_vpc: Option<&str>) {
     snap.vpc_id = declared_vpc.map(str::to_string);
     match declared_vpc {
@@ -440,8 +435,7 @@ fn settle_vpc_from_scope(snap: &mut Snapshot, declared_vpc: Option<&str>) {
     }
 }
 
-/// Every address the plan refers to: the scoped tables' next hops, the EIPs' VIPs and the
-/// declared interface addresses.
+/// Every address the plan refers to: next hops, VIPs and declared interface addresses.
 fn wanted_addresses(snap: &Snapshot, decl: &Declaration) -> BTreeSet<IpAddr> {
     let groups = decl.route_groups();
     let mut wanted: BTreeSet<IpAddr> = BTreeSet::new();
@@ -464,8 +458,7 @@ fn wanted_addresses(snap: &Snapshot, decl: &Declaration) -> BTreeSet<IpAddr> {
     wanted
 }
 
-/// The DescribeNetworkInterfaces filters finding the interfaces holding `wanted` (IPv4, then
-/// IPv6, in chunks EC2 accepts), within `vpc` when it is known.
+/// The filters finding the interfaces that hold `wanted` (within `vpc` when it is known).
 fn holder_filters(wanted: &BTreeSet<IpAddr>, vpc: Option<&str>) -> Vec<Vec<Filter>> {
     let v4: Vec<IpAddr> = wanted.iter().copied().filter(IpAddr::is_ipv4).collect();
     let v6: Vec<IpAddr> = wanted.iter().copied().filter(IpAddr::is_ipv6).collect();
@@ -484,8 +477,7 @@ fn holder_filters(wanted: &BTreeSet<IpAddr>, vpc: Option<&str>) -> Vec<Vec<Filte
     calls
 }
 
-/// Round 2: the interfaces holding every address the plan refers to (within the VPC when it
-/// is known), and the VPCs of the interfaces the EIPs are on now (to keep to the VPC).
+/// Round 2: the interfaces holding the wanted addresses, and the VPCs of the EIPs' interfaces.
 async fn interfaces_by_address(
     ec2: &dyn Ec2Describe,
     decl: &Declaration,
@@ -516,8 +508,7 @@ async fn interfaces_by_address(
     Ok((enis, eip_enis))
 }
 
-/// Settles the VPC from round 2's interfaces when round 1 could not, then keeps the
-/// interfaces, the tagged interfaces and the EIPs to it; returns the interfaces kept.
+/// Settles the VPC from round 2 if still open, then keeps interfaces and EIPs to it.
 fn keep_to_vpc(
     snap: &mut Snapshot,
     decl: &Declaration,
@@ -543,14 +534,14 @@ fn keep_to_vpc(
     enis
 }
 
-/// Round 3: the member instances (those holding `enis` or a tagged interface), all their
-/// interfaces with tags (DescribeInstances does not return interface tags, which
-/// `f5_cloud_failover_nic_map` needs), and which of them are impaired.
+/// Round 3: the member instances with all their interfaces (tags included), and the impaired.
 async fn add_members(
     ec2: &dyn Ec2Describe,
     snap: &mut Snapshot,
     enis: &[NetworkInterface],
 ) -> Result<(), CloudError> {
+    // The interfaces again, by instance: DescribeInstances does not return interface tags,
+    // which `f5_cloud_failover_nic_map` needs.
     let instance_ids: BTreeSet<String> = enis
         .iter()
         .chain(&snap.nic_map_interfaces)

@@ -573,8 +573,7 @@ fn members_check(snap: &Snapshot) -> Check {
     }
 }
 
-/// What one walk over the declared ranges of every table in scope finds: next hops (each
-/// must be the primary IP of a member interface with src/dst check off) and missing routes.
+/// What one walk over every declared range of every table in scope finds.
 #[derive(Default)]
 struct RouteWalk {
     /// Next hops that are no member's primary IP, or that no table tag names.
@@ -727,8 +726,7 @@ fn route_table_tag_check(decl: &Declaration, snap: &Snapshot, stack_key: &str) -
     )
 }
 
-/// Elastic IPs: each exists, has its VIPs, and each member holds exactly one of them; every
-/// declared interface address is on a member.
+/// Every Elastic IP exists and resolves its VIPs; every declared address is on a member.
 fn elastic_ips_check(decl: &Declaration, snap: &Snapshot) -> Check {
     let mut eip_problems = Vec::new();
     for ip in &snap.missing_elastic_ips {

@@ -722,8 +722,7 @@ impl Trigger {
     }
 }
 
-/// An EC2 state change's intent: a member going away fails over to its peer; the
-/// `failbackTo` member running again fails back.
+/// An EC2 state change's intent: a member leaving fails over; `failbackTo` running fails back.
 fn instance_state_intent(ext: &Extension, instance_id: &str, state: &str) -> Intent {
     match state {
         "stopping" | "stopped" | "shutting-down" | "terminated" => Intent::Run {
@@ -745,8 +744,7 @@ fn instance_state_intent(ext: &Extension, instance_id: &str, state: &str) -> Int
     }
 }
 
-/// An "Appliance Active" event's intent, from a source `serverless.applianceSources` lists:
-/// the pair's own HA decided who is active, so the cloud follows, undamped.
+/// An "Appliance Active" event's intent, from a source `serverless.applianceSources` lists.
 fn appliance_active_intent(ext: &Extension, instance_id: &str, source: &str) -> Intent {
     if !ext.appliance_sources.iter().any(|s| s == source) {
         return ignore(format!(
@@ -754,6 +752,7 @@ fn appliance_active_intent(ext: &Extension, instance_id: &str, source: &str) -> 
             ext.appliance_sources.join(", ")
         ));
     }
+    // The pair's own HA decided who is active: the cloud follows, undamped.
     Intent::Run {
         target: TargetSpec::Instance(instance_id.to_string()),
         mode: Mode::Execute,

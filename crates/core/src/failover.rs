@@ -356,9 +356,7 @@ async fn execute_locked(
     result
 }
 
-/// The run under the held lock: reads the state file and discovers, recovers what an
-/// unfinished run left, plans or records the refusal, damps flapping, writes RUNNING,
-/// executes, and records the outcome.
+/// The run under the held lock, step by step from reading the state file to recording it.
 async fn execute_held(
     ec2: &dyn Ec2,
     decl: &Declaration,
@@ -422,8 +420,7 @@ async fn read_state_and_discover(
     )
 }
 
-/// What the previous state file says of this cluster's last run: nothing when it belongs to
-/// another cluster (which `record` is warned of).
+/// The previous run the state file records, unless it is another cluster's (then a warning).
 fn previous_of_this_cluster(
     decl: &Declaration,
     prev_state: Option<&Value>,
@@ -445,13 +442,13 @@ fn previous_of_this_cluster(
     }
 }
 
-/// A file CFE itself wrote (side by side during a migration): while CFE runs a failover, no
-/// second one starts (the skip returned); CFE's last failover counts for the cooldown.
+/// A state file CFE wrote: a skip while CFE fails over, else its last failover for the cooldown.
 fn heed_cfe(
     prev_state: Option<&Value>,
     snap: &Snapshot,
     record: &mut RunRecord,
 ) -> Option<Skipped> {
+    // Side by side during a migration: while CFE runs a failover, no second one starts.
     let cfe = prev_state.and_then(|s| cfe_record(s, snap))?;
     if let Some(since) = cfe.running_since {
         let message = format!(
@@ -489,8 +486,7 @@ fn note_recovery(prev: &Previous, record: &mut RunRecord) {
     }
 }
 
-/// Resolves the target and plans the failover to it; a refusal is recorded in the state
-/// file and history before it is returned.
+/// Resolves the target and plans for it; a refusal is recorded before it is returned.
 async fn plan_or_refuse(
     decl: &Declaration,
     req: &RunRequest,
@@ -525,14 +521,14 @@ async fn plan_or_refuse(
     }
 }
 
-/// Records a refusal: the state file tells the truth too, the last task was refused (its
-/// last failover is kept for the cooldown); so does history.
+/// Records a refusal in the state file and history (the last failover kept for the cooldown).
 async fn record_refusal(
     log: &StateLog<'_>,
     record: &mut RunRecord,
     clock: Instant,
     reasons: &[String],
 ) {
+    // The state file tells the truth too: the last task was refused.
     record.refusal = reasons.to_vec();
     record.task_state = TaskState::Failed;
     record.message = format!("refused: {}", reasons.join("; "));
@@ -557,8 +553,7 @@ fn note_extended_lease(decl: &Declaration, lease: &Lease<'_>, record: &mut RunRe
     }
 }
 
-/// Writes RUNNING and executes the plan, under the fence: nothing is mutated unless the lock
-/// is still ours and the log first says what is about to be done.
+/// Writes RUNNING and executes the plan, both under the lock's fence.
 async fn execute_fenced(
     ec2: &dyn Ec2,
     decl: &Declaration,
@@ -567,6 +562,8 @@ async fn execute_fenced(
     lease: &Lease<'_>,
     report: &mut RunReport,
 ) -> Result<(), FailoverError> {
+    // Nothing is mutated unless the lock is still ours and the log first says what is about
+    // to be done.
     lease
         .hold_for(FENCE_NEED)
         .await

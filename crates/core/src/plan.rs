@@ -484,9 +484,7 @@ impl Planner<'_> {
         }
     }
 
-    /// Plans the routes for target `t` (in association-swap mode, the twins' associations):
-    /// refuses or warns of what discovery could not scope, then plans each declared range
-    /// in each table in scope.
+    /// Plans the routes for target `t` (or, in association-swap mode, the twins' associations).
     fn routes(&mut self, t: &Instance) {
         if self.decl.extension.association_swap {
             return self.swap_associations(t);
@@ -502,8 +500,7 @@ impl Planner<'_> {
         }
     }
 
-    /// What discovery could not scope: tables two groups select and named tables that do
-    /// not exist (refusals), tag groups that selected nothing (warnings).
+    /// Refuses or warns of the route tables discovery could not scope.
     fn route_scope_problems(&mut self) {
         self.reasons
             .extend(self.snap.tables_in_two_groups.iter().cloned());
@@ -519,8 +516,7 @@ impl Planner<'_> {
         }
     }
 
-    /// Plans range `r` of group `g` in table `st`: the route pointed at `t`'s next hop,
-    /// created when missing and the group opts in, or in place, or why not.
+    /// Plans range `r` of group `g` in table `st` for target `t`.
     fn route(&mut self, t: &Instance, st: &ScopedTable, g: &RouteGroup, r: &AddressRange) {
         let table = &st.table;
         let items = match next_hops_for(g, r, table) {
@@ -558,8 +554,7 @@ impl Planner<'_> {
         self.replace_route(t, table, r, route, eni, hop);
     }
 
-    /// Range `r` is not in table `st`: created toward `t`'s next hop when its group opts in
-    /// to `createMissingRoutes`, else a warning.
+    /// A range missing from a table: created if its group opts in, else a warning.
     fn missing_route(
         &mut self,
         t: &Instance,
@@ -606,8 +601,7 @@ impl Planner<'_> {
         }
     }
 
-    /// Whether `route` may be pointed at an appliance: never the VPC's local route; one at a
-    /// gateway only with `serverless.takeOverGatewayRoutes` (a warning then, else a refusal).
+    /// Whether `route` may be pointed at an appliance (not local; a gateway's only if allowed).
     fn may_take_over(&mut self, route: &Route, r: &AddressRange, table: &RouteTable) -> bool {
         if route.local {
             self.reasons.push(format!(
@@ -696,8 +690,7 @@ impl Planner<'_> {
         self.ip_move_operations(t, moves)
     }
 
-    /// One address group: a prefix moves on its own; an address (`networkInterfaceAddress`)
-    /// joins `moves` to `t`'s interface in its subnet, unless it is in place or cannot move.
+    /// Plans one address group: a prefix, or an address joining `moves`.
     fn address_group(&mut self, t: &Instance, g: &AddressGroup, moves: &mut IpMoves) {
         if let AddressGroup::NetworkInterfacePrefix { prefix } = g {
             self.prefix(t, *prefix);
@@ -735,8 +728,7 @@ impl Planner<'_> {
         }
     }
 
-    /// Tagged interface pairs (f5_cloud_failover_nic_map): a peer's secondary IPs follow to
-    /// `t`'s interface with the same tag, when it is in the same subnet.
+    /// Adds to `moves` the secondary IPs of tagged interface pairs (f5_cloud_failover_nic_map).
     fn nic_map_moves(&mut self, t: &Instance, moves: &mut IpMoves) {
         for peer_nic in &self.snap.nic_map_interfaces {
             let Some(owner) = peer_nic.instance_id.as_deref() else {
@@ -785,8 +777,7 @@ impl Planner<'_> {
         }
     }
 
-    /// The receiving interfaces' address limits (per instance type): a move beyond one is
-    /// refused.
+    /// Refuses moves beyond the receiving interfaces' address limits (per instance type).
     fn address_limits(&mut self, t: &Instance, moves: &IpMoves) {
         let mut incoming: BTreeMap<&str, BTreeSet<IpAddr>> = BTreeMap::new();
         for ((to, _), ips) in moves {
@@ -814,8 +805,7 @@ impl Planner<'_> {
         }
     }
 
-    /// One operation per (to, from) pair of `moves`, with the EIPs on the moving addresses;
-    /// returns where moved IPs will be (ip → ENI).
+    /// One operation per (to, from) pair of `moves`; returns where moved IPs will be.
     fn ip_move_operations(&mut self, t: &Instance, moves: IpMoves) -> BTreeMap<IpAddr, String> {
         let mut moved = BTreeMap::new();
         for ((to, from), mut ips) in moves {

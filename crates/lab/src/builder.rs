@@ -118,8 +118,7 @@ async fn create_vpc(
     Ok(vpc_id)
 }
 
-/// Launches one instance on its first interface, then creates and attaches the others and
-/// configures each.
+/// Launches one instance, then creates, attaches and configures its interfaces.
 async fn create_instance(
     ec2: &Ec2Client,
     inst: &InstanceSpec,
