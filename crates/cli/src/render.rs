@@ -248,13 +248,7 @@ pub fn show_checks(output: Output, checks: &[Check]) {
         Output::Json => print_json(checks),
         Output::Table => {
             for c in checks {
-                let v = serde_json::to_value(c.verdict).expect("json");
-                say!(
-                    "{:<4}  {:<18} {}",
-                    v.as_str().unwrap_or(""),
-                    c.name,
-                    c.detail
-                );
+                say!("{:<4}  {:<18} {}", c.verdict.as_str(), c.name, c.detail);
                 if let Some(fix) = &c.fix {
                     say!("      {:<18} fix: {fix}", "");
                 }

@@ -2,6 +2,7 @@
 //! run in parallel (three rounds: scoped resources, interfaces by address, member instances).
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
 use std::net::IpAddr;
 
 use futures::future::{try_join, try_join3, try_join_all};
@@ -9,7 +10,7 @@ use futures::stream::{self, StreamExt, TryStreamExt};
 use serde::Serialize;
 
 use crate::declaration::{
-    AddressGroup, AddressRange, Declaration, NextHops, RouteGroup, Scope, Tags,
+    AddressGroup, AddressRange, Declaration, FailoverAddresses, NextHops, RouteGroup, Scope, Tags,
 };
 use crate::error::CloudError;
 use crate::model::{ElasticIp, Filter, Instance, NetworkInterface, RouteTable};
@@ -242,89 +243,47 @@ pub async fn discover_cloud(
 
 type BucketLookup = (Option<String>, Vec<String>);
 
+/// Reads the snapshot for `decl` in three rounds of describes (`bucket` runs in the first).
 async fn snapshot(
     ec2: &dyn Ec2Describe,
     decl: &Declaration,
-    bucket: impl std::future::Future<Output = Result<BucketLookup, CloudError>>,
+    bucket: impl Future<Output = Result<BucketLookup, CloudError>>,
+) -> Result<Snapshot, CloudError> {
+    let mut snap = scoped_resources(ec2, decl, bucket).await?;
+    settle_vpc_from_scope(&mut snap, decl.extension.vpc_id.as_deref());
+    let (enis, eip_enis) = interfaces_by_address(ec2, decl, &snap).await?;
+    let enis = keep_to_vpc(&mut snap, decl, enis, &eip_enis);
+    one_eip_per_vip(&mut snap, decl);
+    add_members(ec2, &mut snap, &enis).await?;
+    leave_foreign_eips(&mut snap, decl);
+    Ok(snap)
+}
+
+/// `filters`, within the declared VPC when there is one.
+fn in_vpc(declared_vpc: Option<&str>, mut filters: Vec<Filter>) -> Vec<Filter> {
+    filters.extend(declared_vpc.map(|v| Filter::new("vpc-id", [v])));
+    filters
+}
+
+/// Round 1: everything selected by id or tag, and the state bucket, in parallel.
+async fn scoped_resources(
+    ec2: &dyn Ec2Describe,
+    decl: &Declaration,
+    bucket: impl Future<Output = Result<BucketLookup, CloudError>>,
 ) -> Result<Snapshot, CloudError> {
     let addresses = decl.addresses();
-    let address_tags = addresses
-        .map(|a| a.scoping_tags.clone())
-        .filter(|t| !t.is_empty());
-
     let declared_vpc = decl.extension.vpc_id.as_deref();
-    let in_vpc = |mut filters: Vec<Filter>| {
-        filters.extend(declared_vpc.map(|v| Filter::new("vpc-id", [v])));
-        filters
-    };
-
-    // Round 1: everything selected by id or tag, in parallel (tag selections only within the
-    // declared VPC; a table named by id is checked against it below, to say so).
-    let tables = try_join_all(
-        decl.route_groups()
-            .iter()
-            .enumerate()
-            .map(|(i, g)| async move {
-                let filters = match &g.scope {
-                    Scope::Name(id) => vec![Filter::new("route-table-id", [id])],
-                    Scope::Tags(tags) => in_vpc(Filter::tags(tags)),
-                };
-                ec2.describe_route_tables(&filters).await.map(|t| (i, t))
-            }),
-    );
-    let eips = async {
-        let Some(a) = addresses else {
-            return Ok(Vec::new());
-        };
-        let explicit: Vec<IpAddr> = a.elastic_ip_groups().map(|(ip, _)| ip).collect();
-        let mut filters = Vec::new();
-        if !explicit.is_empty() {
-            filters.push(Filter::new("public-ip", &explicit));
-            if a.require_scoping_tags {
-                filters.extend(Filter::tags(&a.scoping_tags));
-            }
-        } else if a.groups.is_empty() && !a.scoping_tags.is_empty() {
-            filters = Filter::tags(&a.scoping_tags);
-        } else {
-            return Ok(Vec::new());
-        }
-        ec2.describe_addresses(&filters).await
-    };
-    // EIPs on the prefixes' addresses (CFE 2.2+ finds them by private address, as here).
-    let prefix_eips = async {
-        let Some(a) = addresses else {
-            return Ok(Vec::new());
-        };
-        let all: Vec<IpAddr> = a.prefixes().flat_map(|p| p.ipv4_addresses()).collect();
-        // By address only, whatever `requireScopingTags` says (as CFE): the release detaches
-        // them all, so an EIP left out would stay detached (the planner warns of untagged ones).
-        let found = try_join_all(all.chunks(MAX_FILTER_VALUES).map(|c| async move {
-            ec2.describe_addresses(&[Filter::new("private-ip-address", c)])
-                .await
-        }))
-        .await?;
-        Ok(found
-            .into_iter()
-            .flatten()
-            .filter_map(|eip| eip.private_ip.map(|address| PrefixEip { eip, address }))
-            .collect())
-    };
-    let nic_map = async {
-        match &address_tags {
-            Some(tags) => {
-                let mut filters = Filter::tags(tags);
-                filters.push(Filter::new("tag-key", [NIC_MAP_TAG]));
-                ec2.describe_network_interfaces(&in_vpc(filters)).await
-            }
-            None => Ok(Vec::new()),
-        }
-    };
+    // Tag selections only within the declared VPC; a table named by id is checked against it
+    // afterwards, to say so.
     let ((tables, eips, nic_map), (prefix_eips, (bucket, extra_buckets))) = try_join(
-        try_join3(tables, eips, nic_map),
-        try_join(prefix_eips, bucket),
+        try_join3(
+            describe_scoped_tables(ec2, decl, declared_vpc),
+            describe_scoped_eips(ec2, addresses),
+            describe_nic_map_interfaces(ec2, addresses, declared_vpc),
+        ),
+        try_join(describe_prefix_eips(ec2, addresses), bucket),
     )
     .await?;
-
     let mut snap = Snapshot {
         bucket,
         extra_buckets,
@@ -332,7 +291,100 @@ async fn snapshot(
         prefix_eips,
         ..Snapshot::default()
     };
-    let groups = decl.route_groups();
+    scope_tables(&mut snap, decl.route_groups(), tables);
+    scope_eips(&mut snap, decl, eips);
+    Ok(snap)
+}
+
+/// The route tables each route group selects (by id, or by tags within the declared VPC).
+async fn describe_scoped_tables(
+    ec2: &dyn Ec2Describe,
+    decl: &Declaration,
+    declared_vpc: Option<&str>,
+) -> Result<Vec<(usize, Vec<RouteTable>)>, CloudError> {
+    try_join_all(
+        decl.route_groups()
+            .iter()
+            .enumerate()
+            .map(|(i, g)| async move {
+                let filters = match &g.scope {
+                    Scope::Name(id) => vec![Filter::new("route-table-id", [id])],
+                    Scope::Tags(tags) => in_vpc(declared_vpc, Filter::tags(tags)),
+                };
+                ec2.describe_route_tables(&filters).await.map(|t| (i, t))
+            }),
+    )
+    .await
+}
+
+/// The EIPs the declaration names, or, without any address groups, those its tags select.
+async fn describe_scoped_eips(
+    ec2: &dyn Ec2Describe,
+    addresses: Option<&FailoverAddresses>,
+) -> Result<Vec<ElasticIp>, CloudError> {
+    let Some(a) = addresses else {
+        return Ok(Vec::new());
+    };
+    let explicit: Vec<IpAddr> = a.elastic_ip_groups().map(|(ip, _)| ip).collect();
+    let mut filters = Vec::new();
+    if !explicit.is_empty() {
+        filters.push(Filter::new("public-ip", &explicit));
+        if a.require_scoping_tags {
+            filters.extend(Filter::tags(&a.scoping_tags));
+        }
+    } else if a.groups.is_empty() && !a.scoping_tags.is_empty() {
+        filters = Filter::tags(&a.scoping_tags);
+    } else {
+        return Ok(Vec::new());
+    }
+    ec2.describe_addresses(&filters).await
+}
+
+/// EIPs on the prefixes' addresses (CFE 2.2+ finds them by private address, as here).
+async fn describe_prefix_eips(
+    ec2: &dyn Ec2Describe,
+    addresses: Option<&FailoverAddresses>,
+) -> Result<Vec<PrefixEip>, CloudError> {
+    let Some(a) = addresses else {
+        return Ok(Vec::new());
+    };
+    let all: Vec<IpAddr> = a.prefixes().flat_map(|p| p.ipv4_addresses()).collect();
+    // By address only, whatever `requireScopingTags` says (as CFE): the release detaches
+    // them all, so an EIP left out would stay detached (the planner warns of untagged ones).
+    let found = try_join_all(all.chunks(MAX_FILTER_VALUES).map(|c| async move {
+        ec2.describe_addresses(&[Filter::new("private-ip-address", c)])
+            .await
+    }))
+    .await?;
+    Ok(found
+        .into_iter()
+        .flatten()
+        .filter_map(|eip| eip.private_ip.map(|address| PrefixEip { eip, address }))
+        .collect())
+}
+
+/// The interfaces with the address scoping tags and `f5_cloud_failover_nic_map`.
+async fn describe_nic_map_interfaces(
+    ec2: &dyn Ec2Describe,
+    addresses: Option<&FailoverAddresses>,
+    declared_vpc: Option<&str>,
+) -> Result<Vec<NetworkInterface>, CloudError> {
+    let address_tags = addresses
+        .map(|a| a.scoping_tags.clone())
+        .filter(|t| !t.is_empty());
+    match &address_tags {
+        Some(tags) => {
+            let mut filters = Filter::tags(tags);
+            filters.push(Filter::new("tag-key", [NIC_MAP_TAG]));
+            ec2.describe_network_interfaces(&in_vpc(declared_vpc, filters))
+                .await
+        }
+        None => Ok(Vec::new()),
+    }
+}
+
+/// Puts round 1's tables into `snap`, each once, noting what no table or two groups matched.
+fn scope_tables(snap: &mut Snapshot, groups: &[RouteGroup], tables: Vec<(usize, Vec<RouteTable>)>) {
     let mut seen_tables: BTreeMap<String, usize> = BTreeMap::new();
     for (i, found) in tables {
         if found.is_empty() {
@@ -354,7 +406,10 @@ async fn snapshot(
             }
         }
     }
-    scope_eips(&mut snap, decl, eips);
+}
+
+/// Settles the VPC after round 1: the declared one, else the one the scoped resources are in.
+fn settle_vpc_from_scope(snap: &mut Snapshot, declared_vpc: Option<&str>) {
     snap.vpc_id = declared_vpc.map(str::to_string);
     match declared_vpc {
         Some(vpc) => {
@@ -375,12 +430,14 @@ async fn snapshot(
             for n in &snap.nic_map_interfaces {
                 evidence.add(&n.vpc_id, &n.id);
             }
-            evidence.settle(&mut snap);
+            evidence.settle(snap);
         }
     }
+}
 
-    // Round 2: the interfaces holding every address the plan refers to (within the VPC when
-    // it is known), and the interfaces the EIPs are on now (to keep to the VPC).
+/// Every address the plan refers to: next hops, VIPs and declared interface addresses.
+fn wanted_addresses(snap: &Snapshot, decl: &Declaration) -> BTreeSet<IpAddr> {
+    let groups = decl.route_groups();
     let mut wanted: BTreeSet<IpAddr> = BTreeSet::new();
     for st in &snap.route_tables {
         let g = &groups[st.group];
@@ -391,20 +448,21 @@ async fn snapshot(
     for e in &snap.elastic_ips {
         wanted.extend(&e.vips);
     }
-    if let Some(a) = addresses {
+    if let Some(a) = decl.addresses() {
         for g in &a.groups {
             if let AddressGroup::NetworkInterfaceAddress { scoping_address } = g {
                 wanted.insert(*scoping_address);
             }
         }
     }
+    wanted
+}
+
+/// The filters finding the interfaces that hold `wanted` (within `vpc` when it is known).
+fn holder_filters(wanted: &BTreeSet<IpAddr>, vpc: Option<&str>) -> Vec<Vec<Filter>> {
     let v4: Vec<IpAddr> = wanted.iter().copied().filter(IpAddr::is_ipv4).collect();
     let v6: Vec<IpAddr> = wanted.iter().copied().filter(IpAddr::is_ipv6).collect();
-    let vpc_filter: Vec<Filter> = snap
-        .vpc_id
-        .iter()
-        .map(|v| Filter::new("vpc-id", [v]))
-        .collect();
+    let vpc_filter: Vec<Filter> = vpc.iter().map(|v| Filter::new("vpc-id", [v])).collect();
     let mut calls = Vec::new();
     for chunk in v4.chunks(MAX_FILTER_VALUES) {
         let mut f = vec![Filter::new("addresses.private-ip-address", chunk)];
@@ -416,6 +474,16 @@ async fn snapshot(
         f.extend(vpc_filter.iter().cloned());
         calls.push(f);
     }
+    calls
+}
+
+/// Round 2: the interfaces holding the wanted addresses, and the VPCs of the EIPs' interfaces.
+async fn interfaces_by_address(
+    ec2: &dyn Ec2Describe,
+    decl: &Declaration,
+    snap: &Snapshot,
+) -> Result<(Vec<NetworkInterface>, BTreeMap<String, String>), CloudError> {
+    let calls = holder_filters(&wanted_addresses(snap, decl), snap.vpc_id.as_deref());
     let eip_enis: Vec<String> = snap
         .elastic_ips
         .iter()
@@ -431,32 +499,49 @@ async fn snapshot(
         })),
     )
     .await?;
-    let mut enis: Vec<NetworkInterface> = enis.into_iter().flatten().collect();
+    let enis: Vec<NetworkInterface> = enis.into_iter().flatten().collect();
     let eip_enis: BTreeMap<String, String> = eip_enis
         .into_iter()
         .flatten()
         .map(|n| (n.id, n.vpc_id))
         .collect();
+    Ok((enis, eip_enis))
+}
+
+/// Settles the VPC from round 2 if still open, then keeps interfaces and EIPs to it.
+fn keep_to_vpc(
+    snap: &mut Snapshot,
+    decl: &Declaration,
+    mut enis: Vec<NetworkInterface>,
+    eip_enis: &BTreeMap<String, String>,
+) -> Vec<NetworkInterface> {
     if snap.vpc_id.is_none() && snap.vpc_conflicts.is_empty() {
         // Nothing in round 1 said where the cluster is: the interfaces say it.
         let mut evidence = VpcEvidence::default();
         for n in &enis {
             evidence.add(&n.vpc_id, &n.id);
         }
-        for (eni, vpc) in &eip_enis {
+        for (eni, vpc) in eip_enis {
             evidence.add(vpc, eni);
         }
-        evidence.settle(&mut snap);
+        evidence.settle(snap);
     }
     if let Some(vpc) = snap.vpc_id.clone() {
         enis.retain(|n| n.vpc_id == vpc);
         snap.nic_map_interfaces.retain(|n| n.vpc_id == vpc);
-        keep_eips_in(&mut snap, decl, &vpc, &eip_enis);
+        keep_eips_in(snap, decl, &vpc, eip_enis);
     }
-    one_eip_per_vip(&mut snap, decl);
+    enis
+}
 
-    // Round 3: the member instances, and all their interfaces with tags (DescribeInstances
-    // does not return interface tags, which `f5_cloud_failover_nic_map` needs).
+/// Round 3: the member instances with all their interfaces (tags included), and the impaired.
+async fn add_members(
+    ec2: &dyn Ec2Describe,
+    snap: &mut Snapshot,
+    enis: &[NetworkInterface],
+) -> Result<(), CloudError> {
+    // The interfaces again, by instance: DescribeInstances does not return interface tags,
+    // which `f5_cloud_failover_nic_map` needs.
     let instance_ids: BTreeSet<String> = enis
         .iter()
         .chain(&snap.nic_map_interfaces)
@@ -496,8 +581,7 @@ async fn snapshot(
         }
     }
     snap.members.sort_by(|a, b| a.id.cmp(&b.id));
-    leave_foreign_eips(&mut snap, decl);
-    Ok(snap)
+    Ok(())
 }
 
 /// Whether the declaration lists its EIPs (`addressGroupDefinitions`) rather than selecting

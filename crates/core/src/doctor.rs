@@ -3,6 +3,7 @@
 //! and the rest of what a failover needs, one line per check with the fix.
 
 use std::collections::BTreeSet;
+use std::net::IpAddr;
 
 use serde::Serialize;
 
@@ -31,6 +32,23 @@ pub enum Verdict {
     Warn,
     /// A failover would not work (fully).
     Fail,
+}
+
+impl Verdict {
+    /// The verdict's name as the doctor shows it, the same as its JSON: PASS, WARN or FAIL.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Pass => "PASS",
+            Verdict::Warn => "WARN",
+            Verdict::Fail => "FAIL",
+        }
+    }
+}
+
+impl std::fmt::Display for Verdict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.as_str())
+    }
 }
 
 /// One check.
@@ -468,10 +486,40 @@ fn address_tag_check(decl: &Declaration, snap: &Snapshot, stack_key: &str) -> Ch
     )
 }
 
-/// The checks that need only the snapshot.
+/// A problem a check found: its verdict, what was found, and the fix.
+type Problem = (Verdict, String, String);
+
+/// The checks that need only the snapshot, in the order the doctor shows them.
 pub fn static_checks(decl: &Declaration, snap: &Snapshot, stack_key: &str) -> Vec<Check> {
-    let mut out = Vec::new();
+    let walk = RouteWalk::of(decl, snap);
+    let mut out = vec![
+        scoping_tag_key_check(decl, stack_key),
+        vpc_check(snap),
+        cloud_check(decl, snap),
+    ];
+    out.extend(twin_check(decl, snap));
+    out.push(members_check(snap));
+    out.push(next_hops_check(decl, walk.hop_problems, walk.hops_ok));
     out.push(check(
+        "source-dest-check",
+        walk.sdc_problems,
+        "off on every next-hop interface".into(),
+    ));
+    out.push(route_tables_check(snap));
+    out.push(route_table_tag_check(decl, snap, stack_key));
+    out.push(address_tag_check(decl, snap, stack_key));
+    out.push(check(
+        "routes",
+        walk.routes_missing,
+        "every declared range is in every table in scope".into(),
+    ));
+    out.push(elastic_ips_check(decl, snap));
+    out
+}
+
+/// The declaration scopes by the key the stack's IAM policy conditions on.
+fn scoping_tag_key_check(decl: &Declaration, stack_key: &str) -> Check {
+    check(
         "scoping-tag-key",
         stack_tag_mismatches(decl, stack_key)
             .into_iter()
@@ -488,7 +536,11 @@ pub fn static_checks(decl: &Declaration, snap: &Snapshot, stack_key: &str) -> Ve
         } else {
             format!("the declaration scopes by no tags (names and addresses only); the resources it changes still need {stack_key} for the stack's IAM policy (see route-table-tag, address-tags)")
         },
-    ));
+    )
+}
+
+/// Discovery found both units of the pair.
+fn members_check(snap: &Snapshot) -> Check {
     let names: Vec<String> = snap
         .members
         .iter()
@@ -502,10 +554,7 @@ pub fn static_checks(decl: &Declaration, snap: &Snapshot, stack_key: &str) -> Ve
             )
         })
         .collect();
-    out.push(vpc_check(snap));
-    out.push(cloud_check(decl, snap));
-    out.extend(twin_check(decl, snap));
-    out.push(if snap.members.len() >= 2 {
+    if snap.members.len() >= 2 {
         check(
             "members",
             vec![],
@@ -521,64 +570,92 @@ pub fn static_checks(decl: &Declaration, snap: &Snapshot, stack_key: &str) -> Ve
             )],
             String::new(),
         )
-    });
+    }
+}
 
-    // Next hops: each must be the primary IP of a member interface with src/dst check off.
-    let groups = decl.route_groups();
-    let mut hop_problems = Vec::new();
-    let mut sdc_problems = Vec::new();
-    let mut hops_ok = BTreeSet::new();
-    let mut routes_missing = Vec::new();
-    for st in &snap.route_tables {
-        let g = &groups[st.group];
-        for r in &g.ranges {
-            let absent = !st.table.routes.iter().any(|x| x.destination == r.range);
-            if absent && !decl.extension.create_missing_routes.contains(&st.group) {
-                routes_missing.push((
-                    Verdict::Warn,
-                    format!("{} has no route {}", st.table.id, r.range),
-                    format!("aws ec2 create-route --route-table-id {} --destination-cidr-block {} --network-interface-id <the active unit's next-hop ENI>, or opt route group {} in to serverless.createMissingRoutes", st.table.id, r.range, st.group),
-                ));
-            }
-            let items = match next_hops_for(g, r, &st.table) {
-                Ok(items) => items,
-                Err(why) => {
-                    hop_problems.push((
-                        Verdict::Fail,
-                        why,
-                        format!("aws ec2 create-tags --resources {} --tags 'Key={SELF_IPS_TAG},Value=<unit A primary IP>,<unit B primary IP>'", st.table.id),
+/// What one walk over every declared range of every table in scope finds.
+#[derive(Default)]
+struct RouteWalk {
+    /// Next hops that are no member's primary IP, or that no table tag names.
+    hop_problems: Vec<Problem>,
+    /// Next-hop interfaces with source/destination check on.
+    sdc_problems: Vec<Problem>,
+    /// The next hops found right, with their interface and member.
+    hops_ok: BTreeSet<String>,
+    /// Declared ranges a table lacks (and may not create).
+    routes_missing: Vec<Problem>,
+}
+
+impl RouteWalk {
+    /// Walks every declared range of every table in scope.
+    fn of(decl: &Declaration, snap: &Snapshot) -> RouteWalk {
+        let groups = decl.route_groups();
+        let mut walk = RouteWalk::default();
+        for st in &snap.route_tables {
+            let g = &groups[st.group];
+            for r in &g.ranges {
+                let absent = !st.table.routes.iter().any(|x| x.destination == r.range);
+                if absent && !decl.extension.create_missing_routes.contains(&st.group) {
+                    walk.routes_missing.push((
+                        Verdict::Warn,
+                        format!("{} has no route {}", st.table.id, r.range),
+                        format!("aws ec2 create-route --route-table-id {} --destination-cidr-block {} --network-interface-id <the active unit's next-hop ENI>, or opt route group {} in to serverless.createMissingRoutes", st.table.id, r.range, st.group),
                     ));
-                    continue;
                 }
-            };
-            for ip in items {
-                match snap.holder_of(ip) {
-                    None => hop_problems.push((
-                        Verdict::Fail,
-                        format!("next hop {ip} is not an address of any member"),
-                        "list the units' primary private IPs as next hops".to_string(),
-                    )),
-                    Some((m, n)) if !n.is_next_hop(ip) => hop_problems.push((
-                        Verdict::Fail,
-                        format!("next hop {ip} is a secondary IP (a VIP) of {} on {}; routes need the interface's primary IP {}", n.id, m.id, n.primary_ip),
-                        format!("declare {} instead of {ip} (the field report's pitfall)", n.primary_ip),
-                    )),
-                    Some((m, n)) => {
-                        hops_ok.insert(format!("{ip} ({} on {})", n.id, m.id));
-                        if n.source_dest_check {
-                            sdc_problems.push((
-                                Verdict::Fail,
-                                format!("source/destination check is on for {} ({ip}, {}): routed traffic to it is dropped (the report's 502s)", n.id, m.id),
-                                format!("aws ec2 modify-network-interface-attribute --network-interface-id {} --no-source-dest-check", n.id),
-                            ));
-                        }
+                let items = match next_hops_for(g, r, &st.table) {
+                    Ok(items) => items,
+                    Err(why) => {
+                        walk.hop_problems.push((
+                            Verdict::Fail,
+                            why,
+                            format!("aws ec2 create-tags --resources {} --tags 'Key={SELF_IPS_TAG},Value=<unit A primary IP>,<unit B primary IP>'", st.table.id),
+                        ));
+                        continue;
                     }
+                };
+                for ip in items {
+                    walk.judge_hop(snap, ip);
+                }
+            }
+        }
+        walk
+    }
+
+    /// Judges one next hop: a member interface's primary IP, with src/dst check off.
+    fn judge_hop(&mut self, snap: &Snapshot, ip: IpAddr) {
+        match snap.holder_of(ip) {
+            None => self.hop_problems.push((
+                Verdict::Fail,
+                format!("next hop {ip} is not an address of any member"),
+                "list the units' primary private IPs as next hops".to_string(),
+            )),
+            Some((m, n)) if !n.is_next_hop(ip) => self.hop_problems.push((
+                Verdict::Fail,
+                format!("next hop {ip} is a secondary IP (a VIP) of {} on {}; routes need the interface's primary IP {}", n.id, m.id, n.primary_ip),
+                format!("declare {} instead of {ip} (the field report's pitfall)", n.primary_ip),
+            )),
+            Some((m, n)) => {
+                self.hops_ok.insert(format!("{ip} ({} on {})", n.id, m.id));
+                if n.source_dest_check {
+                    self.sdc_problems.push((
+                        Verdict::Fail,
+                        format!("source/destination check is on for {} ({ip}, {}): routed traffic to it is dropped (the report's 502s)", n.id, m.id),
+                        format!("aws ec2 modify-network-interface-attribute --network-interface-id {} --no-source-dest-check", n.id),
+                    ));
                 }
             }
         }
     }
+}
+
+/// Every next hop is the primary IP of a member interface.
+fn next_hops_check(
+    decl: &Declaration,
+    hop_problems: Vec<Problem>,
+    hops_ok: BTreeSet<String>,
+) -> Check {
     let hops: Vec<String> = hops_ok.into_iter().collect();
-    out.push(check(
+    check(
         "next-hops-primary",
         hop_problems,
         if hops.is_empty() && decl.route_groups().is_empty() {
@@ -589,14 +666,11 @@ pub fn static_checks(decl: &Declaration, snap: &Snapshot, stack_key: &str) -> Ve
         } else {
             format!("primary IPs: {}", hops.join(", "))
         },
-    ));
-    out.push(check(
-        "source-dest-check",
-        sdc_problems,
-        "off on every next-hop interface".into(),
-    ));
+    )
+}
 
-    // Route tables: exist, are tagged (the IAM role and CFE both need the tag), hold the ranges.
+/// The route tables the declaration names exist, and its tag groups select some.
+fn route_tables_check(snap: &Snapshot) -> Check {
     let mut table_problems = Vec::new();
     for id in &snap.missing_route_tables {
         table_problems.push((
@@ -617,7 +691,7 @@ pub fn static_checks(decl: &Declaration, snap: &Snapshot, stack_key: &str) -> Ve
         .iter()
         .map(|t| t.table.id.as_str())
         .collect();
-    out.push(check(
+    check(
         "route-tables",
         table_problems,
         format!(
@@ -628,7 +702,11 @@ pub fn static_checks(decl: &Declaration, snap: &Snapshot, stack_key: &str) -> Ve
                 tables.join(", ")
             }
         ),
-    ));
+    )
+}
+
+/// Every route table in scope carries the scoping tag (the IAM role and CFE both need it).
+fn route_table_tag_check(decl: &Declaration, snap: &Snapshot, stack_key: &str) -> Check {
     let mut tag_problems = Vec::new();
     if let Some(value) = label(decl, stack_key) {
         for st in &snap.route_tables {
@@ -641,19 +719,15 @@ pub fn static_checks(decl: &Declaration, snap: &Snapshot, stack_key: &str) -> Ve
             }
         }
     }
-    out.push(check(
+    check(
         "route-table-tag",
         tag_problems,
         "every route table in scope carries the scoping tag".into(),
-    ));
-    out.push(address_tag_check(decl, snap, stack_key));
-    out.push(check(
-        "routes",
-        routes_missing,
-        "every declared range is in every table in scope".into(),
-    ));
+    )
+}
 
-    // Elastic IPs: each member holds exactly one of its VIPs.
+/// Every Elastic IP exists and resolves its VIPs; every declared address is on a member.
+fn elastic_ips_check(decl: &Declaration, snap: &Snapshot) -> Check {
     let mut eip_problems = Vec::new();
     for ip in &snap.missing_elastic_ips {
         eip_problems.push((
@@ -690,7 +764,7 @@ pub fn static_checks(decl: &Declaration, snap: &Snapshot, stack_key: &str) -> Ve
         .iter()
         .map(|e| format!("{} ({} VIPs)", e.eip.public_ip, e.vips.len()))
         .collect();
-    out.push(check(
+    check(
         "elastic-ips",
         eip_problems,
         if eips.is_empty() {
@@ -698,8 +772,7 @@ pub fn static_checks(decl: &Declaration, snap: &Snapshot, stack_key: &str) -> Ve
         } else {
             format!("VIP pairs resolve on both members: {}", eips.join(", "))
         },
-    ));
-    out
+    )
 }
 
 async fn bucket_check(
@@ -858,6 +931,14 @@ mod tests {
 
     fn verdict(checks: &[Check], name: &str) -> Check {
         checks.iter().find(|c| c.name == name).unwrap().clone()
+    }
+
+    #[test]
+    fn a_verdicts_name_is_its_json() {
+        for v in [Verdict::Pass, Verdict::Warn, Verdict::Fail] {
+            assert_eq!(serde_json::to_value(v).unwrap(), v.as_str());
+            assert_eq!(format!("{v:<6}|"), format!("{:<6}|", v.as_str()));
+        }
     }
 
     #[tokio::test]

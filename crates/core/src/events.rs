@@ -700,45 +700,12 @@ impl Trigger {
             } => alarm_intent(ext, trust, *via, name, *state, instance_ids),
             Trigger::InstanceState {
                 instance_id, state, ..
-            } => match state.as_str() {
-                "stopping" | "stopped" | "shutting-down" | "terminated" => Intent::Run {
-                    target: TargetSpec::PeerOf(instance_id.clone()),
-                    mode: Mode::Execute,
-                    trigger: format!("ec2:{instance_id} {}", printable(state)),
-                    force: false,
-                },
-                "running" if ext.failback_to.as_deref() == Some(instance_id.as_str()) => {
-                    Intent::Run {
-                        target: TargetSpec::Instance(instance_id.clone()),
-                        mode: Mode::Execute,
-                        trigger: format!("ec2:{instance_id} running (failback)"),
-                        force: false,
-                    }
-                }
-                _ => ignore(format!(
-                    "{instance_id} is {}: no failover (no automatic failback)",
-                    printable(state)
-                )),
-            },
+            } => instance_state_intent(ext, instance_id, state),
             Trigger::ApplianceActive {
                 instance_id,
                 source,
                 ..
-            } => {
-                if !ext.appliance_sources.iter().any(|s| s == source) {
-                    return ignore(format!(
-                        "\"Appliance Active\" from source {source:?}, which serverless.applianceSources does not list ({})",
-                        ext.appliance_sources.join(", ")
-                    ));
-                }
-                // The pair's own HA decided who is active: the cloud follows, undamped.
-                Intent::Run {
-                    target: TargetSpec::Instance(instance_id.clone()),
-                    mode: Mode::Execute,
-                    trigger: format!("active:{instance_id} from {}", printable(source)),
-                    force: true,
-                }
-            }
+            } => appliance_active_intent(ext, instance_id, source),
             // Whether the declaration's `retryFailover` is enabled is the handler's to check.
             Trigger::Schedule { .. } => Intent::Reconcile {
                 trigger: "reconcile (retryFailover)".into(),
@@ -752,6 +719,45 @@ impl Trigger {
                 force: true,
             },
         }
+    }
+}
+
+/// An EC2 state change's intent: a member leaving fails over; `failbackTo` running fails back.
+fn instance_state_intent(ext: &Extension, instance_id: &str, state: &str) -> Intent {
+    match state {
+        "stopping" | "stopped" | "shutting-down" | "terminated" => Intent::Run {
+            target: TargetSpec::PeerOf(instance_id.to_string()),
+            mode: Mode::Execute,
+            trigger: format!("ec2:{instance_id} {}", printable(state)),
+            force: false,
+        },
+        "running" if ext.failback_to.as_deref() == Some(instance_id) => Intent::Run {
+            target: TargetSpec::Instance(instance_id.to_string()),
+            mode: Mode::Execute,
+            trigger: format!("ec2:{instance_id} running (failback)"),
+            force: false,
+        },
+        _ => ignore(format!(
+            "{instance_id} is {}: no failover (no automatic failback)",
+            printable(state)
+        )),
+    }
+}
+
+/// An "Appliance Active" event's intent, from a source `serverless.applianceSources` lists.
+fn appliance_active_intent(ext: &Extension, instance_id: &str, source: &str) -> Intent {
+    if !ext.appliance_sources.iter().any(|s| s == source) {
+        return ignore(format!(
+            "\"Appliance Active\" from source {source:?}, which serverless.applianceSources does not list ({})",
+            ext.appliance_sources.join(", ")
+        ));
+    }
+    // The pair's own HA decided who is active: the cloud follows, undamped.
+    Intent::Run {
+        target: TargetSpec::Instance(instance_id.to_string()),
+        mode: Mode::Execute,
+        trigger: format!("active:{instance_id} from {}", printable(source)),
+        force: true,
     }
 }
 

@@ -356,6 +356,7 @@ async fn execute_locked(
     result
 }
 
+/// The run under the held lock, step by step from reading the state file to recording it.
 async fn execute_held(
     ec2: &dyn Ec2,
     decl: &Declaration,
@@ -365,31 +366,9 @@ async fn execute_held(
     lease: &Lease<'_>,
 ) -> Result<RunOutcome, FailoverError> {
     let clock = Instant::now();
-    let (prev_state, mut snap) = futures::try_join!(
-        async { log.read_state().await.map_err(FailoverError::State) },
-        async {
-            discover_cloud(ec2, decl, &log.bucket)
-                .await
-                .map_err(FailoverError::Discovery)
-        },
-    )?;
+    let (prev_state, mut snap) = read_state_and_discover(ec2, decl, log).await?;
     record.members = snap.members.iter().map(|m| m.id.clone()).collect();
-    let foreign = prev_state
-        .as_ref()
-        .and_then(|s| foreign_record(s, &record.cluster, &record.members));
-    if let Some(why) = &foreign {
-        let warning = format!(
-            "the state file {} belongs to another cluster ({why}): nothing is read from it; give each cluster its own serverless.clusterName",
-            state_key(decl)
-        );
-        tracing::warn!(%warning, "shared state file");
-        record.warnings.push(warning);
-    }
-    let prev = if foreign.is_some() {
-        Previous::default()
-    } else {
-        previous(prev_state.as_ref())
-    };
+    let prev = previous_of_this_cluster(decl, prev_state.as_ref(), &mut record);
     // An unfinished run's EIPs on prefix addresses, which the release left unassociated.
     recall_detached_eips(ec2, decl, prev_state.as_ref(), &mut snap)
         .await
@@ -397,83 +376,13 @@ async fn execute_held(
     record.detached_eips = snap.detached_eips();
     record.last_failover = prev.last_failover.clone();
     record.last_announcement = prev.last_announcement.clone();
-    // A file CFE itself wrote (side by side during a migration): while CFE runs a failover,
-    // no second one starts; CFE's last failover counts for the cooldown.
-    if let Some(cfe) = prev_state.as_ref().and_then(|s| cfe_record(s, &snap)) {
-        if let Some(since) = cfe.running_since {
-            let message = format!(
-                "CFE on {} has been failing over since {since} (its state file says RUNNING): not starting a second failover",
-                cfe.instance
-            );
-            tracing::info!(%message, "in progress elsewhere");
-            return Ok(RunOutcome::Skipped(Skipped {
-                version: ANSWER_VERSION,
-                status: SkipStatus::InProgress,
-                message,
-                run_id: record.run_id,
-            }));
-        }
-        record.last_failover = record.last_failover.take().or(cfe.last);
+    if let Some(skip) = heed_cfe(prev_state.as_ref(), &snap, &mut record) {
+        return Ok(RunOutcome::Skipped(skip));
     }
-    if matches!(
-        prev.task_state,
-        Some(TaskState::Running | TaskState::Failed)
-    ) && prev.refusal.is_empty()
-    {
-        record.recovers = prev.run_id.clone();
-        tracing::warn!(
-            previous = prev.run_id.as_deref().unwrap_or("-"),
-            state = prev.task_state.map_or("-", TaskState::as_str),
-            "the previous run did not finish cleanly: re-planning from the current cloud"
-        );
-    } else if !prev.refusal.is_empty() {
-        // A refusal in between does not hide an unfinished run before it.
-        record.recovers = prev.recovers.clone();
-    }
-    let planned = resolve_target(decl, &snap, &req.target).and_then(|target| {
-        if req.announced {
-            // Another pair's announcement is not ours to follow, nor to record.
-            if snap.member(&target).is_none() {
-                return Err(FailoverError::NotAMember(target));
-            }
-            record.last_announcement = Some(LastFailover {
-                target: target.clone(),
-                at: Utc::now(),
-            });
-        }
-        record.target = target.clone();
-        plan(decl, &snap, &target).map_err(|r| FailoverError::Refused(r.reasons))
-    });
-    let plan = match planned {
-        Ok(p) => p,
-        Err(e) => {
-            if let FailoverError::Refused(reasons) = &e {
-                record.refusal = reasons.clone();
-                record.task_state = TaskState::Failed;
-                record.message = format!("refused: {}", reasons.join("; "));
-                record.finish(clock);
-                // The state file tells the truth too: the last task was refused (its last
-                // failover is kept for the cooldown).
-                if let Err(w) = log.write_state(&record).await {
-                    tracing::error!(error = %w, "could not record the refusal in the state file");
-                }
-                if let Err(w) = log.write_history(&record).await {
-                    tracing::error!(error = %w, "could not record the refusal in history");
-                }
-            }
-            tracing::info!(error = %e, "no failover");
-            return Err(e);
-        }
-    };
+    note_recovery(&prev, &mut record);
+    let plan = plan_or_refuse(decl, req, &snap, &mut record, log, clock).await?;
     record = record.with_plan(&plan);
-    if lease.lease().as_secs() > decl.extension.lock_lease_seconds {
-        record.warnings.push(format!(
-            "serverless.lockLeaseSeconds {} is shorter than a call's worst case and the margin to renew ({} s): the lease was extended to {} s",
-            decl.extension.lock_lease_seconds,
-            FENCE_NEED.as_secs(),
-            lease.lease().as_secs()
-        ));
-    }
+    note_extended_lease(decl, lease, &mut record);
     tracing::info!(target = %plan.target, operations = plan.operations.len(), in_place = plan.in_place.len(), "planned");
     for w in &plan.warnings {
         tracing::warn!(warning = %w, "plan warning");
@@ -490,29 +399,201 @@ async fn execute_held(
         history_key: None,
     };
     if !report.plan.operations.is_empty() {
-        // Nothing is mutated unless the lock is still ours and the log first says what is
-        // about to be done.
-        lease
-            .hold_for(FENCE_NEED)
-            .await
-            .map_err(FailoverError::LockLost)?;
-        log.write_state(&report.record)
-            .await
-            .map_err(FailoverError::State)?;
-        let opts = ExecOptions {
-            max_concurrency: decl.extension.max_concurrency,
-            pacing: Pacing {
-                rate: decl.extension.mutation_rate as f64,
-                burst: decl.extension.mutation_burst as f64,
-            },
-            deadline: req.deadline,
-        };
-        report.record.outcomes = execute(ec2, &report.plan, &opts, lease as &dyn Fence).await;
-        if report.record.outcomes.iter().any(|o| o.in_flight) {
-            // Released now, the lock could pass to another run while our call still lands.
-            lease.keep_until_expiry();
+        execute_fenced(ec2, decl, req, log, lease, &mut report).await?;
+    }
+    record_outcome(req, log, report, clock).await
+}
+
+/// Reads the previous state file and discovers the cloud, at once.
+async fn read_state_and_discover(
+    ec2: &dyn Ec2,
+    decl: &Declaration,
+    log: &StateLog<'_>,
+) -> Result<(Option<Value>, Snapshot), FailoverError> {
+    futures::try_join!(
+        async { log.read_state().await.map_err(FailoverError::State) },
+        async {
+            discover_cloud(ec2, decl, &log.bucket)
+                .await
+                .map_err(FailoverError::Discovery)
+        },
+    )
+}
+
+/// The previous run the state file records, unless it is another cluster's (then a warning).
+fn previous_of_this_cluster(
+    decl: &Declaration,
+    prev_state: Option<&Value>,
+    record: &mut RunRecord,
+) -> Previous {
+    let foreign = prev_state.and_then(|s| foreign_record(s, &record.cluster, &record.members));
+    if let Some(why) = &foreign {
+        let warning = format!(
+            "the state file {} belongs to another cluster ({why}): nothing is read from it; give each cluster its own serverless.clusterName",
+            state_key(decl)
+        );
+        tracing::warn!(%warning, "shared state file");
+        record.warnings.push(warning);
+    }
+    if foreign.is_some() {
+        Previous::default()
+    } else {
+        previous(prev_state)
+    }
+}
+
+/// A state file CFE wrote: a skip while CFE fails over, else its last failover for the cooldown.
+fn heed_cfe(
+    prev_state: Option<&Value>,
+    snap: &Snapshot,
+    record: &mut RunRecord,
+) -> Option<Skipped> {
+    // Side by side during a migration: while CFE runs a failover, no second one starts.
+    let cfe = prev_state.and_then(|s| cfe_record(s, snap))?;
+    if let Some(since) = cfe.running_since {
+        let message = format!(
+            "CFE on {} has been failing over since {since} (its state file says RUNNING): not starting a second failover",
+            cfe.instance
+        );
+        tracing::info!(%message, "in progress elsewhere");
+        return Some(Skipped {
+            version: ANSWER_VERSION,
+            status: SkipStatus::InProgress,
+            message,
+            run_id: record.run_id.clone(),
+        });
+    }
+    record.last_failover = record.last_failover.take().or(cfe.last);
+    None
+}
+
+/// Notes in `record` the unfinished run it recovers from, if any.
+fn note_recovery(prev: &Previous, record: &mut RunRecord) {
+    if matches!(
+        prev.task_state,
+        Some(TaskState::Running | TaskState::Failed)
+    ) && prev.refusal.is_empty()
+    {
+        record.recovers = prev.run_id.clone();
+        tracing::warn!(
+            previous = prev.run_id.as_deref().unwrap_or("-"),
+            state = prev.task_state.map_or("-", TaskState::as_str),
+            "the previous run did not finish cleanly: re-planning from the current cloud"
+        );
+    } else if !prev.refusal.is_empty() {
+        // A refusal in between does not hide an unfinished run before it.
+        record.recovers = prev.recovers.clone();
+    }
+}
+
+/// Resolves the target and plans for it; a refusal is recorded before it is returned.
+async fn plan_or_refuse(
+    decl: &Declaration,
+    req: &RunRequest,
+    snap: &Snapshot,
+    record: &mut RunRecord,
+    log: &StateLog<'_>,
+    clock: Instant,
+) -> Result<Plan, FailoverError> {
+    let planned = resolve_target(decl, snap, &req.target).and_then(|target| {
+        if req.announced {
+            // Another pair's announcement is not ours to follow, nor to record.
+            if snap.member(&target).is_none() {
+                return Err(FailoverError::NotAMember(target));
+            }
+            record.last_announcement = Some(LastFailover {
+                target: target.clone(),
+                at: Utc::now(),
+            });
+        }
+        record.target = target.clone();
+        plan(decl, snap, &target).map_err(|r| FailoverError::Refused(r.reasons))
+    });
+    match planned {
+        Ok(p) => Ok(p),
+        Err(e) => {
+            if let FailoverError::Refused(reasons) = &e {
+                record_refusal(log, record, clock, reasons).await;
+            }
+            tracing::info!(error = %e, "no failover");
+            Err(e)
         }
     }
+}
+
+/// Records a refusal in the state file and history (the last failover kept for the cooldown).
+async fn record_refusal(
+    log: &StateLog<'_>,
+    record: &mut RunRecord,
+    clock: Instant,
+    reasons: &[String],
+) {
+    // The state file tells the truth too: the last task was refused.
+    record.refusal = reasons.to_vec();
+    record.task_state = TaskState::Failed;
+    record.message = format!("refused: {}", reasons.join("; "));
+    record.finish(clock);
+    if let Err(w) = log.write_state(record).await {
+        tracing::error!(error = %w, "could not record the refusal in the state file");
+    }
+    if let Err(w) = log.write_history(record).await {
+        tracing::error!(error = %w, "could not record the refusal in history");
+    }
+}
+
+/// Warns in `record` when the lease was extended beyond the declared `lockLeaseSeconds`.
+fn note_extended_lease(decl: &Declaration, lease: &Lease<'_>, record: &mut RunRecord) {
+    if lease.lease().as_secs() > decl.extension.lock_lease_seconds {
+        record.warnings.push(format!(
+            "serverless.lockLeaseSeconds {} is shorter than a call's worst case and the margin to renew ({} s): the lease was extended to {} s",
+            decl.extension.lock_lease_seconds,
+            FENCE_NEED.as_secs(),
+            lease.lease().as_secs()
+        ));
+    }
+}
+
+/// Writes RUNNING and executes the plan, both under the lock's fence.
+async fn execute_fenced(
+    ec2: &dyn Ec2,
+    decl: &Declaration,
+    req: &RunRequest,
+    log: &StateLog<'_>,
+    lease: &Lease<'_>,
+    report: &mut RunReport,
+) -> Result<(), FailoverError> {
+    // Nothing is mutated unless the lock is still ours and the log first says what is about
+    // to be done.
+    lease
+        .hold_for(FENCE_NEED)
+        .await
+        .map_err(FailoverError::LockLost)?;
+    log.write_state(&report.record)
+        .await
+        .map_err(FailoverError::State)?;
+    let opts = ExecOptions {
+        max_concurrency: decl.extension.max_concurrency,
+        pacing: Pacing {
+            rate: decl.extension.mutation_rate as f64,
+            burst: decl.extension.mutation_burst as f64,
+        },
+        deadline: req.deadline,
+    };
+    report.record.outcomes = execute(ec2, &report.plan, &opts, lease as &dyn Fence).await;
+    if report.record.outcomes.iter().any(|o| o.in_flight) {
+        // Released now, the lock could pass to another run while our call still lands.
+        lease.keep_until_expiry();
+    }
+    Ok(())
+}
+
+/// Concludes the run and records it in the state file and history.
+async fn record_outcome(
+    req: &RunRequest,
+    log: &StateLog<'_>,
+    mut report: RunReport,
+    clock: Instant,
+) -> Result<RunOutcome, FailoverError> {
     report.record.conclude();
     if req.force && report.plan.operations.is_empty() {
         // An explicit decision (an operator's, the pair's announcement) the cloud already

@@ -6,9 +6,9 @@ use std::net::IpAddr;
 
 use serde::Serialize;
 
-use crate::declaration::{AddressGroup, Declaration};
-use crate::discovery::{matches, next_hops_for, Snapshot, NIC_MAP_TAG};
-use crate::model::{ElasticIp, Instance, NetworkInterface, RouteTable};
+use crate::declaration::{AddressGroup, AddressRange, Declaration, RouteGroup};
+use crate::discovery::{matches, next_hops_for, ScopedTable, Snapshot, NIC_MAP_TAG};
+use crate::model::{ElasticIp, Instance, NetworkInterface, Route, RouteTable};
 use crate::net::Cidr;
 
 /// What one operation changes.
@@ -334,6 +334,9 @@ pub fn assess(decl: &Declaration, snap: &Snapshot, member: &Instance) -> Assessm
     }
 }
 
+/// Secondary IP moves being planned: (to ENI, from ENI) → the addresses.
+type IpMoves = BTreeMap<(String, String), Vec<IpAddr>>;
+
 struct Planner<'a> {
     decl: &'a Declaration,
     snap: &'a Snapshot,
@@ -481,11 +484,24 @@ impl Planner<'_> {
         }
     }
 
+    /// Plans the routes for target `t` (or, in association-swap mode, the twins' associations).
     fn routes(&mut self, t: &Instance) {
         if self.decl.extension.association_swap {
             return self.swap_associations(t);
         }
+        self.route_scope_problems();
         let groups = self.decl.route_groups();
+        let snap = self.snap;
+        for st in &snap.route_tables {
+            let g = &groups[st.group];
+            for r in &g.ranges {
+                self.route(t, st, g, r);
+            }
+        }
+    }
+
+    /// Refuses or warns of the route tables discovery could not scope.
+    fn route_scope_problems(&mut self) {
         self.reasons
             .extend(self.snap.tables_in_two_groups.iter().cloned());
         for id in &self.snap.missing_route_tables {
@@ -498,178 +514,222 @@ impl Planner<'_> {
                 "no route table carries the scoping tags of route group {g}: routes are not failed over (tag the table)"
             ));
         }
-        for st in &self.snap.route_tables {
-            let g = &groups[st.group];
-            let table = &st.table;
-            for r in &g.ranges {
-                let items = match next_hops_for(g, r, table) {
-                    Ok(items) => items,
-                    Err(why) => {
-                        self.reasons.push(why);
-                        continue;
-                    }
-                };
-                let Some(route) = table.routes.iter().find(|x| x.destination == r.range) else {
-                    if !self
-                        .decl
-                        .extension
-                        .create_missing_routes
-                        .contains(&st.group)
-                    {
-                        self.warnings.push(format!(
-                            "route {} is not in route table {} (not created; add it, or opt in with serverless.createMissingRoutes)",
-                            r.range, table.id
-                        ));
-                        continue;
-                    }
-                    match next_hop_on(t, &items, r.range) {
-                        Ok((eni, hop)) => self.ops.push(Operation {
-                            id: format!("route:{}:{}", table.id, r.range),
-                            wave: 0,
-                            why: format!(
-                                "route {} is not in {} (route group {} opts in to createMissingRoutes); the active unit {} ({}) has next hop {hop} on {}",
-                                r.range,
-                                table.id,
-                                st.group,
-                                t.id,
-                                t.display_name(),
-                                eni.id
-                            ),
-                            action: Action::CreateRoute {
-                                route_table_id: table.id.clone(),
-                                destination: r.range,
-                                network_interface_id: eni.id.clone(),
-                                next_hop_address: hop,
-                            },
-                        }),
-                        Err(reason) => self
-                            .reasons
-                            .push(format!("route {} in {}: {reason}", r.range, table.id)),
-                    }
-                    continue;
-                };
-                if route.local {
-                    self.reasons.push(format!(
-                        "range {} is the VPC's local route in {}: pointing it at an appliance would send all traffic within the VPC through it; remove the range from the declaration",
-                        r.range, table.id
-                    ));
-                    continue;
-                }
-                if let (None, Some(gw)) = (&route.network_interface_id, &route.other_target) {
-                    let what = format!(
-                        "route {} in {} points at {gw}, not at an appliance",
-                        r.range, table.id
-                    );
-                    if self.decl.extension.take_over_gateway_routes {
-                        self.warnings.push(format!(
-                            "{what}: taken over (serverless.takeOverGatewayRoutes)"
-                        ));
-                    } else {
-                        self.reasons.push(format!(
-                            "{what}: taking it over changes that path for every subnet using the table; set serverless.takeOverGatewayRoutes: true if that is meant, or remove the range"
-                        ));
-                        continue;
-                    }
-                }
-                let (eni, hop) = match next_hop_on(t, &items, r.range) {
-                    Ok(x) => x,
-                    Err(reason) => {
-                        self.reasons
-                            .push(format!("route {} in {}: {reason}", r.range, table.id));
-                        continue;
-                    }
-                };
-                if eni.source_dest_check {
-                    self.warnings.push(format!(
-                        "source/destination check is on for {} ({}): traffic routed to it will be dropped; turn it off",
-                        eni.id, hop
-                    ));
-                }
-                let what = format!("route {} in {} → {} ({hop})", r.range, table.id, eni.id);
-                if route.network_interface_id.as_deref() == Some(eni.id.as_str()) {
-                    self.in_place.push(what);
-                    continue;
-                }
-                let from = match route
-                    .network_interface_id
-                    .as_deref()
-                    .and_then(|e| self.snap.owner_of_interface(e))
-                {
-                    Some(owner) => format!(
-                        "{} of {} ({})",
-                        route.target(),
-                        owner.id,
-                        owner.display_name()
-                    ),
-                    None => route.target().to_string(),
-                };
-                self.ops.push(Operation {
-                    id: format!("route:{}:{}", table.id, r.range),
-                    wave: 0,
-                    why: format!(
-                        "route {} in {} points at {from}; the active unit {} ({}) has next hop {hop} on {}",
-                        r.range,
-                        table.id,
-                        t.id,
-                        t.display_name(),
-                        eni.id
-                    ),
-                    action: Action::ReplaceRoute {
-                        route_table_id: table.id.clone(),
-                        destination: r.range,
-                        network_interface_id: eni.id.clone(),
-                        next_hop_address: hop,
-                        current_target: route.target().to_string(),
-                    },
-                });
+    }
+
+    /// Plans range `r` of group `g` in table `st` for target `t`.
+    fn route(&mut self, t: &Instance, st: &ScopedTable, g: &RouteGroup, r: &AddressRange) {
+        let table = &st.table;
+        let items = match next_hops_for(g, r, table) {
+            Ok(items) => items,
+            Err(why) => {
+                self.reasons.push(why);
+                return;
+            }
+        };
+        let Some(route) = table.routes.iter().find(|x| x.destination == r.range) else {
+            return self.missing_route(t, st, r, &items);
+        };
+        if !self.may_take_over(route, r, table) {
+            return;
+        }
+        let (eni, hop) = match next_hop_on(t, &items, r.range) {
+            Ok(x) => x,
+            Err(reason) => {
+                self.reasons
+                    .push(format!("route {} in {}: {reason}", r.range, table.id));
+                return;
+            }
+        };
+        if eni.source_dest_check {
+            self.warnings.push(format!(
+                "source/destination check is on for {} ({}): traffic routed to it will be dropped; turn it off",
+                eni.id, hop
+            ));
+        }
+        let what = format!("route {} in {} → {} ({hop})", r.range, table.id, eni.id);
+        if route.network_interface_id.as_deref() == Some(eni.id.as_str()) {
+            self.in_place.push(what);
+            return;
+        }
+        self.replace_route(t, table, r, route, eni, hop);
+    }
+
+    /// A range missing from a table: created if its group opts in, else a warning.
+    fn missing_route(
+        &mut self,
+        t: &Instance,
+        st: &ScopedTable,
+        r: &AddressRange,
+        items: &[IpAddr],
+    ) {
+        let table = &st.table;
+        if !self
+            .decl
+            .extension
+            .create_missing_routes
+            .contains(&st.group)
+        {
+            self.warnings.push(format!(
+                "route {} is not in route table {} (not created; add it, or opt in with serverless.createMissingRoutes)",
+                r.range, table.id
+            ));
+            return;
+        }
+        match next_hop_on(t, items, r.range) {
+            Ok((eni, hop)) => self.ops.push(Operation {
+                id: format!("route:{}:{}", table.id, r.range),
+                wave: 0,
+                why: format!(
+                    "route {} is not in {} (route group {} opts in to createMissingRoutes); the active unit {} ({}) has next hop {hop} on {}",
+                    r.range,
+                    table.id,
+                    st.group,
+                    t.id,
+                    t.display_name(),
+                    eni.id
+                ),
+                action: Action::CreateRoute {
+                    route_table_id: table.id.clone(),
+                    destination: r.range,
+                    network_interface_id: eni.id.clone(),
+                    next_hop_address: hop,
+                },
+            }),
+            Err(reason) => self
+                .reasons
+                .push(format!("route {} in {}: {reason}", r.range, table.id)),
+        }
+    }
+
+    /// Whether `route` may be pointed at an appliance (not local; a gateway's only if allowed).
+    fn may_take_over(&mut self, route: &Route, r: &AddressRange, table: &RouteTable) -> bool {
+        if route.local {
+            self.reasons.push(format!(
+                "range {} is the VPC's local route in {}: pointing it at an appliance would send all traffic within the VPC through it; remove the range from the declaration",
+                r.range, table.id
+            ));
+            return false;
+        }
+        if let (None, Some(gw)) = (&route.network_interface_id, &route.other_target) {
+            let what = format!(
+                "route {} in {} points at {gw}, not at an appliance",
+                r.range, table.id
+            );
+            if self.decl.extension.take_over_gateway_routes {
+                self.warnings.push(format!(
+                    "{what}: taken over (serverless.takeOverGatewayRoutes)"
+                ));
+            } else {
+                self.reasons.push(format!(
+                    "{what}: taking it over changes that path for every subnet using the table; set serverless.takeOverGatewayRoutes: true if that is meant, or remove the range"
+                ));
+                return false;
             }
         }
+        true
+    }
+
+    /// Points `route` (range `r` in `table`) at `t`'s next hop `hop` on `eni`.
+    fn replace_route(
+        &mut self,
+        t: &Instance,
+        table: &RouteTable,
+        r: &AddressRange,
+        route: &Route,
+        eni: &NetworkInterface,
+        hop: IpAddr,
+    ) {
+        let from = match route
+            .network_interface_id
+            .as_deref()
+            .and_then(|e| self.snap.owner_of_interface(e))
+        {
+            Some(owner) => format!(
+                "{} of {} ({})",
+                route.target(),
+                owner.id,
+                owner.display_name()
+            ),
+            None => route.target().to_string(),
+        };
+        self.ops.push(Operation {
+            id: format!("route:{}:{}", table.id, r.range),
+            wave: 0,
+            why: format!(
+                "route {} in {} points at {from}; the active unit {} ({}) has next hop {hop} on {}",
+                r.range,
+                table.id,
+                t.id,
+                t.display_name(),
+                eni.id
+            ),
+            action: Action::ReplaceRoute {
+                route_table_id: table.id.clone(),
+                destination: r.range,
+                network_interface_id: eni.id.clone(),
+                next_hop_address: hop,
+                current_target: route.target().to_string(),
+            },
+        });
     }
 
     /// Plans same-subnet secondary IP moves; returns where moved IPs will be (ip → ENI).
     fn secondary_ips(&mut self, t: &Instance) -> BTreeMap<IpAddr, String> {
-        let mut moves: BTreeMap<(String, String), Vec<IpAddr>> = BTreeMap::new();
-        let mut moved = BTreeMap::new();
+        let mut moves = IpMoves::new();
         let Some(a) = self.decl.addresses() else {
-            return moved;
+            return BTreeMap::new();
         };
         for g in &a.groups {
-            if let AddressGroup::NetworkInterfacePrefix { prefix } = g {
-                self.prefix(t, *prefix);
-                continue;
-            }
-            let AddressGroup::NetworkInterfaceAddress {
-                scoping_address: ip,
-            } = g
-            else {
-                continue;
-            };
-            let Some((holder, from)) = self.snap.holder_of(*ip) else {
-                self.reasons.push(format!(
-                    "address {ip} (networkInterfaceAddress) is not on any member's interface"
-                ));
-                continue;
-            };
-            if holder.id == t.id {
-                self.in_place.push(format!("address {ip} on {}", from.id));
-                continue;
-            }
-            if from.primary_ip == *ip {
-                self.reasons.push(format!(
-                    "address {ip} is the primary IP of {} and cannot move; use a secondary IP",
-                    from.id
-                ));
-                continue;
-            }
-            match t.network_interfaces.iter().find(|n| n.subnet_id == from.subnet_id) {
-                Some(to) => moves.entry((to.id.clone(), from.id.clone())).or_default().push(*ip),
-                None => self.reasons.push(format!(
-                    "address {ip} is in subnet {} but target {} has no interface there (secondary IPs move only within a subnet)",
-                    from.subnet_id, t.id
-                )),
-            }
+            self.address_group(t, g, &mut moves);
         }
-        // Tagged interface pairs (f5_cloud_failover_nic_map): a peer's secondary IPs follow.
+        self.nic_map_moves(t, &mut moves);
+        self.address_limits(t, &moves);
+        if !self.reasons.is_empty() {
+            return BTreeMap::new();
+        }
+        self.ip_move_operations(t, moves)
+    }
+
+    /// Plans one address group: a prefix, or an address joining `moves`.
+    fn address_group(&mut self, t: &Instance, g: &AddressGroup, moves: &mut IpMoves) {
+        if let AddressGroup::NetworkInterfacePrefix { prefix } = g {
+            self.prefix(t, *prefix);
+            return;
+        }
+        let AddressGroup::NetworkInterfaceAddress {
+            scoping_address: ip,
+        } = g
+        else {
+            return;
+        };
+        let Some((holder, from)) = self.snap.holder_of(*ip) else {
+            self.reasons.push(format!(
+                "address {ip} (networkInterfaceAddress) is not on any member's interface"
+            ));
+            return;
+        };
+        if holder.id == t.id {
+            self.in_place.push(format!("address {ip} on {}", from.id));
+            return;
+        }
+        if from.primary_ip == *ip {
+            self.reasons.push(format!(
+                "address {ip} is the primary IP of {} and cannot move; use a secondary IP",
+                from.id
+            ));
+            return;
+        }
+        match t.network_interfaces.iter().find(|n| n.subnet_id == from.subnet_id) {
+            Some(to) => moves.entry((to.id.clone(), from.id.clone())).or_default().push(*ip),
+            None => self.reasons.push(format!(
+                "address {ip} is in subnet {} but target {} has no interface there (secondary IPs move only within a subnet)",
+                from.subnet_id, t.id
+            )),
+        }
+    }
+
+    /// Adds to `moves` the secondary IPs of tagged interface pairs (f5_cloud_failover_nic_map).
+    fn nic_map_moves(&mut self, t: &Instance, moves: &mut IpMoves) {
         for peer_nic in &self.snap.nic_map_interfaces {
             let Some(owner) = peer_nic.instance_id.as_deref() else {
                 continue;
@@ -715,9 +775,12 @@ impl Planner<'_> {
                 }
             }
         }
-        // The receiving interfaces' address limits (per instance type).
+    }
+
+    /// Refuses moves beyond the receiving interfaces' address limits (per instance type).
+    fn address_limits(&mut self, t: &Instance, moves: &IpMoves) {
         let mut incoming: BTreeMap<&str, BTreeSet<IpAddr>> = BTreeMap::new();
-        for ((to, _), ips) in &moves {
+        for ((to, _), ips) in moves {
             incoming
                 .entry(to.as_str())
                 .or_default()
@@ -740,9 +803,11 @@ impl Planner<'_> {
                 ));
             }
         }
-        if !self.reasons.is_empty() {
-            return moved;
-        }
+    }
+
+    /// One operation per (to, from) pair of `moves`; returns where moved IPs will be.
+    fn ip_move_operations(&mut self, t: &Instance, moves: IpMoves) -> BTreeMap<IpAddr, String> {
+        let mut moved = BTreeMap::new();
         for ((to, from), mut ips) in moves {
             if ips.is_empty() {
                 continue;
