@@ -43,9 +43,17 @@ pub async fn lambda_setup() -> Result<Setup, String> {
         .map_err(|e| format!("DECLARATION_URI: {e}"))?;
     let opts = AwsOptions {
         region: None,
-        endpoint_url: std::env::var("AWS_ENDPOINT_URL").ok(),
+        endpoint_url: std::env::var("AWS_ENDPOINT_URL")
+            .ok()
+            .filter(|u| !u.is_empty()),
         emulator: aws::Emulator::from_env()?,
     };
+    if opts.emulator.is_some() && opts.endpoint_url.is_none() {
+        return Err(format!(
+            "{} is set but AWS_ENDPOINT_URL is not: dummy credentials are never sent to AWS",
+            aws::EMULATOR_ENV
+        ));
+    }
     let cloud = aws::connect(&opts).await;
     // Read once at cold start: a declaration that does not load is reported by each
     // invocation instead, so the base adapters and log level are kept.

@@ -414,3 +414,50 @@ async fn invoke_trusts_the_callers_account_and_region() {
     let out = invoke("us-east-1");
     assert_eq!(out["status"], "SUCCEEDED", "{out}");
 }
+
+#[test]
+fn empty_variables_are_unset_and_the_emulator_needs_an_endpoint() {
+    let file = format!("{ROOT}/examples/seed-article/declaration-after.json");
+    // `export SCOPING_TAG_KEY=$(…)` that found nothing, an empty emulator variable: as unset.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_cloud-failover"))
+        .args(["validate", &file])
+        .env("SCOPING_TAG_KEY", "")
+        .env("CLOUD_FAILOVER_EMULATOR", "")
+        .env("AWS_ENDPOINT_URL", "")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Dummy credentials are never sent to AWS: without an endpoint the switch is ignored.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_cloud-failover"))
+        .args([
+            "--emulator",
+            "moto",
+            "--region",
+            "us-east-1",
+            "inspect",
+            "--declaration",
+            &file,
+        ])
+        .env_remove("AWS_ENDPOINT_URL")
+        // No credentials anywhere: the call fails before anything is sent.
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .env_remove("AWS_SESSION_TOKEN")
+        .env_remove("AWS_PROFILE")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
+        .env("AWS_CONFIG_FILE", "/nonexistent")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--emulator without --endpoint-url is ignored"),
+        "{err}"
+    );
+    assert!(!out.status.success());
+    assert!(!err.contains("testing"), "no dummy credentials: {err}");
+}

@@ -162,3 +162,10 @@ pub enum Command {
         declaration: String,
     },
 }
+
+impl Command {
+    /// Whether the command talks to AWS (all but `validate`).
+    pub fn uses_the_cloud(&self) -> bool {
+        !matches!(self, Command::Validate { .. })
+    }
+}

@@ -37,8 +37,29 @@ use args::{Cli, Command, LogFormat};
 use commands::Context;
 use exit::CliError;
 
+/// Variables the flags read that are set but empty: unset, as if not there (an empty
+/// `CLOUD_FAILOVER_EMULATOR=` or `SCOPING_TAG_KEY=$(…)` must not break every command).
+const OPTIONAL_ENV: [&str; 5] = [
+    "AWS_ENDPOINT_URL",
+    "AWS_REGION",
+    "CLOUD_FAILOVER_EMULATOR",
+    "SCOPING_TAG_KEY",
+    "DECLARATION_URI",
+];
+
 fn main() -> ExitCode {
+    for name in OPTIONAL_ENV {
+        if std::env::var_os(name).is_some_and(|v| v.is_empty()) {
+            std::env::remove_var(name);
+        }
+    }
     let cli = Cli::parse();
+    if cli.emulator.is_some() && cli.endpoint_url.is_none() && cli.command.uses_the_cloud() {
+        stderr!("note: --emulator without --endpoint-url is ignored: the calls go to AWS, with its behaviour and your credentials");
+    }
+    if cli.endpoint_url.is_some() && cli.emulator.is_none() && cli.command.uses_the_cloud() {
+        stderr!("note: --endpoint-url without --emulator: AWS's behaviour and real credentials are expected there (for a local moto server add --emulator moto)");
+    }
     init_logs(&cli);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -72,6 +72,10 @@ impl FromStr for Cidr {
     type Err = CidrError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
+        // The address as the standard library reads one (no leading zeros: `010.0.0.0` is
+        // ambiguous, octal to some readers), then ipnet for the block.
+        let (addr, _) = s.split_once('/').ok_or(CidrError::Syntax)?;
+        addr.parse::<IpAddr>().map_err(|_| CidrError::Syntax)?;
         let net: IpNet = s.parse().map_err(|_| CidrError::Syntax)?;
         let canonical = Cidr(net.trunc());
         if net.addr() != net.network() {
@@ -140,6 +144,8 @@ mod tests {
             "10.0.0.0/-1",
             "10.0.0.0/ 8",
             "x/8",
+            "010.0.0.0/8",
+            "10.0.0.0/08x",
         ] {
             assert_eq!(bad.parse::<Cidr>(), Err(CidrError::Syntax), "{bad}");
         }

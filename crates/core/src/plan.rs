@@ -1025,6 +1025,7 @@ impl Planner<'_> {
             }
             let from = match (&e.private_ip, &e.network_interface_id) {
                 (Some(ip), Some(n)) => format!("{ip} on {n}"),
+                (None, Some(n)) => format!("{n} (its private IP not reported)"),
                 _ => "nothing (unassociated)".to_string(),
             };
             let why = format!(

@@ -136,15 +136,22 @@ async fn up(endpoint_url: &str, rewrite: &[String]) -> Result<(), String> {
     Ok(())
 }
 
-/// Whether `url` names this machine (`up` refuses anything else: it creates resources).
+/// Whether `url` names this machine (`up` refuses anything else: it creates resources): a
+/// loopback address or `localhost`, with no user part (`http://127.0.0.1@example.com`).
 fn is_loopback(url: &str) -> bool {
-    let rest = url.split("://").nth(1).unwrap_or(url);
-    let host = rest.split('/').next().unwrap_or("");
-    let host = match host.strip_prefix('[') {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    if authority.contains('@') {
+        return false;
+    }
+    let host = match authority.strip_prefix('[') {
         Some(h) => h.split(']').next().unwrap_or(""),
-        None => host.rsplit_once(':').map_or(host, |(h, _)| h),
+        None => authority.rsplit_once(':').map_or(authority, |(h, _)| h),
     };
-    host == "localhost" || host == "::1" || host.starts_with("127.")
+    host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 fn start_moto(python: Option<PathBuf>) -> Result<MotoServer, String> {

@@ -51,7 +51,13 @@ impl AwsOptions {
     /// guessed from the endpoint): dummy credentials and a default region, so nothing asks
     /// instance metadata, and the adapter's moto shims.
     pub fn is_emulator(&self) -> bool {
-        self.emulator.is_some()
+        self.active_emulator().is_some()
+    }
+
+    /// The emulator, when there is also an endpoint to reach it at: without one the calls go
+    /// to AWS, which gets AWS's behaviour and real credentials, never the emulator's.
+    pub fn active_emulator(&self) -> Option<Emulator> {
+        self.emulator.filter(|_| self.endpoint_url.is_some())
     }
 }
 
@@ -323,7 +329,7 @@ pub async fn connect_for(
     AwsCloud {
         ec2: AwsEc2::new(
             aws_sdk_ec2::Client::from_conf(ec2_config.to_builder().interceptor(OnlyListed).build()),
-            opts.emulator,
+            opts.active_emulator(),
         ),
         s3: AwsS3::new(aws_sdk_s3::Client::from_conf(
             s3_config.to_builder().interceptor(OnlyListed).build(),
@@ -337,7 +343,10 @@ pub async fn connect_for(
 pub async fn connect_tooling(opts: &AwsOptions, log: Option<CallLog>) -> AwsCloud {
     let (ec2_config, s3_config) = sdk_configs(opts, &ClientSettings::default(), log).await;
     AwsCloud {
-        ec2: AwsEc2::new(aws_sdk_ec2::Client::from_conf(ec2_config), opts.emulator),
+        ec2: AwsEc2::new(
+            aws_sdk_ec2::Client::from_conf(ec2_config),
+            opts.active_emulator(),
+        ),
         s3: AwsS3::new(aws_sdk_s3::Client::from_conf(s3_config)),
     }
 }
