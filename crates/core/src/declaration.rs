@@ -1010,6 +1010,16 @@ fn parse_routes(v: &Value, p: Path) -> Result<FailoverRoutes, DeclarationError> 
                     .err("cannot be combined with routeGroupDefinitions (move it into a group)"));
             }
         }
+    } else if !enabled
+        && ![
+            "scopingTags",
+            "scopingAddressRanges",
+            "defaultNextHopAddresses",
+        ]
+        .iter()
+        .any(|k| o.map.contains_key(*k))
+    {
+        // `{"enabled": false}` alone: valid under CFE's schema, nothing to fail over.
     } else {
         let tags = o
             .opt_tags("scopingTags")?
@@ -2012,6 +2022,24 @@ mod tests {
         let e =
             with(|v| v["externalStorage"]["endpointDnsName"] = "vpce-bad name".into()).unwrap_err();
         assert_eq!(e.path, "externalStorage.endpointDnsName");
+    }
+
+    #[test]
+    fn disabled_routes_need_nothing_else_as_under_cfe() {
+        let d = with(|v| v["failoverRoutes"] = serde_json::json!({"enabled": false})).unwrap();
+        assert!(d.route_groups().is_empty());
+        // Enabled, or with route settings, the group still has to be complete.
+        let e = with(|v| v["failoverRoutes"] = serde_json::json!({"enabled": true})).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("needs routeGroupDefinitions or scopingTags"),
+            "{e}"
+        );
+        assert!(with(|v| {
+            v["failoverRoutes"] =
+                serde_json::json!({"enabled": false, "scopingAddressRanges": [{"range": "0.0.0.0/0"}]})
+        })
+        .is_err());
     }
 
     #[test]
