@@ -7,4 +7,5 @@
 pub mod builder;
 pub mod drill;
 pub mod emulator;
+pub mod outage;
 pub mod sim;

@@ -115,8 +115,35 @@ impl SimulatedCloud {
         rounds
     }
 
-    /// The call's latency, then its action's bucket: an error when it is throttled.
+    /// The call as the adapter's SDK client makes it: a throttled Describe* is retried as the
+    /// SDK's standard retry mode does (4 attempts in all, exponential backoff with full jitter
+    /// from 1 s, at most 20 s); mutations are retried by the executor itself.
     async fn pause(&self, op: &'static str) -> Result<(), CloudError> {
+        let mut attempt = 0;
+        loop {
+            match self.attempt(op).await {
+                Err(_) if op.starts_with("Describe") && attempt < 3 => {
+                    let cap = (2f64.powi(attempt)).min(20.0);
+                    tokio::time::sleep(Duration::from_secs_f64(cap * self.jitter())).await;
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// A deterministic fraction in [0, 1).
+    fn jitter(&self) -> f64 {
+        let mut a = self.account.lock().unwrap();
+        a.seed = a
+            .seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (a.seed >> 33) as f64 / (1u64 << 31) as f64
+    }
+
+    /// One attempt: the call's latency, then its action's bucket (an error when throttled).
+    async fn attempt(&self, op: &'static str) -> Result<(), CloudError> {
         let latency = {
             let mut a = self.account.lock().unwrap();
             if is_ec2(op) {

@@ -180,12 +180,23 @@ fn cfe_route_seconds(routes: usize) -> Option<f64> {
     }
 }
 
-/// The same, as the table shows it (CFE's 25-EIP figure is also 5 s).
+/// The same, as the table shows it: a figure F5 measured for this row as printed; one read
+/// across from a neighbouring size marked `*`. F5 measured (performance-sizing, AWS): no EIP
+/// with 50, 100, 200 and 500 routes; 25 EIPs with 0, 25, 50 and 100 routes.
 fn cfe(c: &Case) -> String {
-    match (cfe_route_seconds(c.routes), c.eips) {
-        (_, 25) if c.routes <= 1 => "5 s (25 EIPs)".into(),
+    let measured = match c.eips {
+        25 => matches!(c.routes, 50 | 100),
+        _ => false,
+    };
+    let figure = match (cfe_route_seconds(c.routes), c.eips) {
+        (_, 25) if c.routes <= 10 => "5 s (25 EIPs)".to_string(),
         (Some(s), _) => format!("{s} s"),
-        (None, _) => "–".into(),
+        (None, _) => return "–".into(),
+    };
+    if measured {
+        figure
+    } else {
+        format!("{figure}*")
     }
 }
 
@@ -267,6 +278,41 @@ fn main() {
             per_route.shown()
         );
     }
+    outage(&rt);
+}
+
+/// The AZ outage (issue 15): every cluster of a fleet failing over at once in one account.
+fn outage(rt: &tokio::runtime::Runtime) {
+    use failover_lab::outage::{az_outage, OutageReport};
+    println!();
+    println!("AZ outage (issue 15): every pair's active unit fails at once and every cluster's failover runs at once in one account, sharing its EC2 buckets; today's behaviour: independent runs, each pacing as if it had the account to itself.");
+    println!();
+    println!("| clusters | EIPs + routes each | operations | data path (every EIP and default route on the standby) | all runs done | throttle bound | throttled calls | failed operations | failed runs |");
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let show = |r: &OutageReport, each: &str| {
+        println!(
+            "| {} | {each} | {} | {} | {:.2} s | {:.1} s | {} | {} | {} |",
+            r.clusters,
+            r.operations,
+            match r.data_path_s {
+                Some(s) => format!("{s:.2} s"),
+                None => format!("never, for {} cluster(s)", r.data_path_missing),
+            },
+            r.all_done_s,
+            r.bound_s,
+            r.throttled,
+            r.failed_operations,
+            r.failed_runs
+        );
+    };
+    show(
+        &rt.block_on(az_outage(50, 2, 5, Simulation::default())),
+        "1 + 10 (2 tables)",
+    );
+    show(
+        &rt.block_on(az_outage(1, 10, 50, Simulation::default())),
+        "1 + 500 (10 tables)",
+    );
 }
 
 /// One routes count: (routes, paced s, concurrency-1 s, throttle bound s, CFE published s).
