@@ -1618,6 +1618,18 @@ pub(crate) mod tests {
         );
     }
 
+    /// CFE 2.2+'s form for the same-AZ pair: the prefix 10.0.0.48/28 as a
+    /// `networkInterfaceAddress`, next hops the units' primary IPs; then `more`.
+    fn prefix_declaration(more: impl FnOnce(&mut Value)) -> Declaration {
+        patched(|v| {
+            v["failoverRoutes"]["routeGroupDefinitions"][0]["defaultNextHopAddresses"]["items"] =
+                json!(["10.0.0.11", "10.0.0.12"]);
+            v["failoverAddresses"]["addressGroupDefinitions"] =
+                json!([{"type": "networkInterfaceAddress", "scopingAddress": "10.0.0.48/28"}]);
+            more(v);
+        })
+    }
+
     /// Same-AZ pair with the prefix 10.0.0.48/28 delegated to A's external interface.
     pub(crate) fn same_az_with_prefix() -> Topology {
         let mut topo = same_az();
@@ -1638,12 +1650,7 @@ pub(crate) mod tests {
         use crate::state::{cfe_state, RunRecord};
         // GIVEN CFE 2.2+'s declaration form: a prefix as networkInterfaceAddress.scopingAddress
         let cloud = MemoryCloud::from_topology(&same_az_with_prefix());
-        let d = patched(|v| {
-            v["failoverRoutes"]["routeGroupDefinitions"][0]["defaultNextHopAddresses"]["items"] =
-                json!(["10.0.0.11", "10.0.0.12"]);
-            v["failoverAddresses"]["addressGroupDefinitions"] =
-                json!([{"type": "networkInterfaceAddress", "scopingAddress": "10.0.0.48/28"}]);
-        });
+        let d = prefix_declaration(|_| ());
         // WHEN B becomes active
         let p = plan_on(&cloud, &d, SEED_B).await.unwrap();
         let ids: Vec<(u8, &str)> = p
@@ -1734,12 +1741,7 @@ pub(crate) mod tests {
             associated_with: Some((SEED_A_EXT.into(), address)),
         });
         let cloud = MemoryCloud::from_topology(&topo);
-        let d = patched(|v| {
-            v["failoverRoutes"]["routeGroupDefinitions"][0]["defaultNextHopAddresses"]["items"] =
-                json!(["10.0.0.11", "10.0.0.12"]);
-            v["failoverAddresses"]["addressGroupDefinitions"] =
-                json!([{"type": "networkInterfaceAddress", "scopingAddress": "10.0.0.48/28"}]);
-        });
+        let d = prefix_declaration(|_| ());
         // WHEN B becomes active
         let p = plan_on(&cloud, &d, SEED_B).await.unwrap();
         // THEN the EIP goes to the same address on B, in the round after B holds the prefix
@@ -1860,13 +1862,7 @@ pub(crate) mod tests {
             });
         }
         let cloud = MemoryCloud::from_topology(&topo);
-        let d = patched(|v| {
-            v["failoverRoutes"]["routeGroupDefinitions"][0]["defaultNextHopAddresses"]["items"] =
-                json!(["10.0.0.11", "10.0.0.12"]);
-            v["failoverAddresses"]["requireScopingTags"] = json!(true);
-            v["failoverAddresses"]["addressGroupDefinitions"] =
-                json!([{"type": "networkInterfaceAddress", "scopingAddress": "10.0.0.48/28"}]);
-        });
+        let d = prefix_declaration(|v| v["failoverAddresses"]["requireScopingTags"] = json!(true));
         // THEN the untagged EIP is planned too (the release detaches it), with a warning
         let p = plan_on(&cloud, &d, SEED_B).await.unwrap();
         assert!(p

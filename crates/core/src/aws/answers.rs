@@ -24,25 +24,29 @@ fn interceptor(rules: &[&Rule]) -> MockResponseInterceptor {
     )
 }
 
-fn ec2(rules: &[&Rule]) -> AwsEc2 {
-    let conf = aws_sdk_ec2::Config::builder()
+/// What every mocked client shares: a region, test credentials, the mock HTTP client, no
+/// retries (one answer, one call).
+fn shared() -> aws_config::SdkConfig {
+    aws_config::SdkConfig::builder()
         .behavior_version(BehaviorVersion::latest())
         .region(Region::new("us-east-1"))
-        .credentials_provider(Credentials::new("AKID", "SECRET", None, None, "answers"))
+        .credentials_provider(aws_sdk_ec2::config::SharedCredentialsProvider::new(
+            Credentials::new("AKID", "SECRET", None, None, "answers"),
+        ))
         .http_client(create_mock_http_client())
         .retry_config(RetryConfig::disabled())
+        .build()
+}
+
+fn ec2(rules: &[&Rule]) -> AwsEc2 {
+    let conf = aws_sdk_ec2::config::Builder::from(&shared())
         .interceptor(interceptor(rules))
         .build();
     AwsEc2::new(aws_sdk_ec2::Client::from_conf(conf), None)
 }
 
 fn s3(rules: &[&Rule]) -> AwsS3 {
-    let conf = aws_sdk_s3::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .region(Region::new("us-east-1"))
-        .credentials_provider(Credentials::new("AKID", "SECRET", None, None, "answers"))
-        .http_client(create_mock_http_client())
-        .retry_config(RetryConfig::disabled())
+    let conf = aws_sdk_s3::config::Builder::from(&shared())
         .interceptor(interceptor(rules))
         .build();
     AwsS3::new(aws_sdk_s3::Client::from_conf(conf))
