@@ -52,6 +52,7 @@ drill:  ## The field report's experiment locally: kill the active appliance, mea
 	cargo run --quiet --bin cf-lab -- drill --output table --plot drill.svg
 
 aws-drill:  ## The field report's experiment on your AWS account: lab, stack, stop the active unit, the gap per path (docs/aws-drill.md; costs cents; not in CI)
+	$(TOOLS)/python scripts/aws-drill/kit.py preflight
 	cargo build --release --quiet -p cloud-failover
 	PATH="$(TOOLS):$$PATH" $(TOOLS)/python scripts/aws-drill/kit.py run --cli target/release/cloud-failover \
 	  --sam $(TOOLS)/sam $(if $(ARCH),--lambda-arch $(ARCH)) $(if $(YES),--yes) $(DRILL_ARGS)

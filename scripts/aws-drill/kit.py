@@ -1104,6 +1104,14 @@ def on_signal(signum, frame):
     raise Interrupted(signal.Signals(signum).name)
 
 
+def cmd_preflight(a):
+    """Credentials and region, before anything is built or created (make aws-drill runs it first)."""
+    cloud = Cloud(a.region, a.endpoint_url)
+    account = cloud.client("sts").get_caller_identity()["Account"]
+    log(f"account {account}, region {cloud.region}: ready")
+    return 0
+
+
 def cmd_run(a):
     cloud = Cloud(a.region, a.endpoint_url)
     account = cloud.client("sts").get_caller_identity()["Account"]
@@ -1374,6 +1382,7 @@ def main(argv=None):
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--region", default=os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION"))
     common.add_argument("--endpoint-url", help="a moto server on loopback: run the steps there (simulated traffic)")
+    sub.add_parser("preflight", parents=[common], help="check credentials and region (no change)")
     r = sub.add_parser("run", parents=[common], help="the whole experiment, then teardown")
     r.add_argument("--cli", default=os.path.join(ROOT, "target", "release", "cloud-failover"))
     r.add_argument("--bootstrap", help="moto only: the failover Lambda's bootstrap (target/debug/failover)")
@@ -1398,7 +1407,8 @@ def main(argv=None):
     pl.add_argument("--instance-type", default="t3.nano", choices=sorted(k for k in PRICES if "." in k))
     a = p.parse_args(argv)
     try:
-        return {"run": cmd_run, "cleanup": cmd_cleanup, "plan": cmd_plan}[a.cmd](a)
+        return {"run": cmd_run, "cleanup": cmd_cleanup, "plan": cmd_plan,
+                "preflight": cmd_preflight}[a.cmd](a)
     except KitError as e:
         log(f"error: {e}")
         return 1
