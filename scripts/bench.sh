@@ -87,15 +87,22 @@ history and unlock (S3). About 0.95 s of that is fixed cost at the simulated lat
 routes per action the bucket's refill dominates, and the paced engine stays within 1.04× of the
 bound at 500 routes with no throttled call.
 
-The AZ-outage table (issue 15, not solved yet) is today's behaviour: every cluster runs its own
-failover at once, each pacing as if it had the account to itself; Describe* calls are retried
-as the SDK's standard mode does (4 attempts, jittered exponential backoff), mutations by the
-executor (6 retries). The account's shared buckets run dry: calls are throttled, some runs give
-up during discovery, and some clusters' EIPs and default routes never reach the standby. The
-goals issue 15 sets (every data path within 2 s, all operations within 1.1× the throttle bound,
-no throttled call, no failed operation) need one budget for the account; the single cluster of
-500 routes shows data-path-first ordering: its EIP and 10 default routes follow in under a
-second, the other 490 routes at the bucket's pace.
+The AZ-outage table (issue 15, not solved yet). *today* is today's behaviour: every cluster
+runs its own failover at once, each pacing as if it had the account to itself; Describe* calls
+are retried as the SDK's standard mode does (4 attempts, jittered exponential backoff),
+mutations by the executor (6 retries). The account's shared buckets run dry: calls are
+throttled, some runs give up during discovery, and some clusters' EIPs and default routes never
+reach the standby. *model: one executor for the account* is the design issue 15 asks to
+justify (one SQS-fed executor, concurrency 1): it discovers the clusters four at a time, plans
+each, and sends all operations through one pacer, data path first across the fleet (locks and
+state writes left out of the model: S3 shares no EC2 budget). It meets three of the goals (no
+throttled call, no failed operation, all done within 1.1× the bound) but not the 2 s data
+path: 50 discoveries cost about 400 Describe* calls against a bucket of 100 refilled at 20 per
+second, and 100 default routes need at least (100 − 50) / 5 = 10 s of ReplaceRoute's bucket
+whatever the design, so 2 s is below the documented bound. A fleet discovery in one pass
+(filters naming every cluster) would remove the first cost; the second is the bucket's. The
+single cluster of 500 routes shows data-path-first ordering: its EIP and 10 default routes
+follow in under a second, the other 490 routes at the bucket's pace.
 
 ## Functions: size, cold start, memory
 

@@ -9,12 +9,16 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use failover_core::declaration::Declaration;
+use failover_core::discovery::discover;
+use failover_core::execute::{execute, ExecOptions, NoFence};
 use failover_core::failover::{run, RunOutcome};
 use failover_core::lab::{tags, BucketSpec, TableSpec, Topology, SEED_A_EXT, SEED_B_EXT, SEED_TAG};
 use failover_core::memory::MemoryCloud;
 use failover_core::net::Cidr;
-use failover_core::request::{Mode, RunRequest, TargetSpec};
+use failover_core::plan::{plan, Plan};
+use failover_core::request::{Mode as Mode_, RunRequest, TargetSpec};
 use futures::future::join_all;
+use futures::stream::{self, StreamExt};
 use serde_json::json;
 use tokio::time::Instant;
 
@@ -163,8 +167,31 @@ pub struct OutageReport {
     pub failed_runs: usize,
 }
 
+/// How the fleet's failovers run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Today: one independent run per cluster, each pacing as if it had the account alone.
+    Independent,
+    /// A model of one executor for the account (one SQS-fed Lambda, concurrency 1): every
+    /// cluster's plan, then all operations through one pacer, data path first across the
+    /// fleet, one verify round. Locks and state writes are left out of the model (S3 has no
+    /// shared EC2 budget).
+    OneExecutor,
+}
+
 /// Fails `clusters` pairs over at once in one simulated account.
 pub async fn az_outage(
+    clusters: usize,
+    tables: usize,
+    routes_per_table: usize,
+    cfg: Simulation,
+) -> OutageReport {
+    fleet_outage(Mode::Independent, clusters, tables, routes_per_table, cfg).await
+}
+
+/// Fails `clusters` pairs over at once in one simulated account, the way `mode` says.
+pub async fn fleet_outage(
+    mode: Mode,
     clusters: usize,
     tables: usize,
     routes_per_table: usize,
@@ -206,32 +233,13 @@ pub async fn az_outage(
         when
     };
     let runs = async {
-        let outcomes = join_all(fleet.iter().map(|c| {
-            let mut req = RunRequest::new(
-                TargetSpec::Instance(c.standby.clone()),
-                Mode::Execute,
-                "az-outage",
-            );
-            req.force = true;
-            run(&sim, &sim, &c.declaration, req)
-        }))
-        .await;
-        (outcomes, t0.elapsed().as_secs_f64())
+        let failed = match mode {
+            Mode::Independent => independent_runs(&sim, &fleet, per_cluster).await,
+            Mode::OneExecutor => one_executor(&sim, &fleet, per_cluster).await,
+        };
+        (failed, t0.elapsed().as_secs_f64())
     };
-    let (when, (outcomes, all_done_s)) = futures::join!(watch, runs);
-    let mut failed_operations = 0;
-    let mut failed_runs = 0;
-    for o in &outcomes {
-        match o {
-            Ok(RunOutcome::Completed(r)) => {
-                failed_operations += r.record.outcomes.iter().filter(|o| !o.verified).count();
-            }
-            Ok(RunOutcome::Skipped(_)) | Err(_) => {
-                failed_runs += 1;
-                failed_operations += per_cluster;
-            }
-        }
-    }
+    let (when, ((failed_operations, failed_runs), all_done_s)) = futures::join!(watch, runs);
     let missing = when.iter().filter(|w| w.is_none()).count();
     let routes = clusters * tables * routes_per_table;
     OutageReport {
@@ -246,6 +254,83 @@ pub async fn az_outage(
         failed_operations,
         failed_runs,
     }
+}
+
+/// Today's behaviour: every cluster's own run, all at once. Returns (failed operations,
+/// failed runs).
+async fn independent_runs(
+    sim: &SimulatedCloud,
+    fleet: &[Cluster],
+    per_cluster: usize,
+) -> (usize, usize) {
+    let outcomes = join_all(fleet.iter().map(|c| {
+        let mut req = RunRequest::new(
+            TargetSpec::Instance(c.standby.clone()),
+            Mode_::Execute,
+            "az-outage",
+        );
+        req.force = true;
+        run(sim, sim, &c.declaration, req)
+    }))
+    .await;
+    let (mut failed_operations, mut failed_runs) = (0, 0);
+    for o in &outcomes {
+        match o {
+            Ok(RunOutcome::Completed(r)) => {
+                failed_operations += r.record.outcomes.iter().filter(|o| !o.verified).count();
+            }
+            Ok(RunOutcome::Skipped(_)) | Err(_) => {
+                failed_runs += 1;
+                failed_operations += per_cluster;
+            }
+        }
+    }
+    (failed_operations, failed_runs)
+}
+
+/// Clusters the one-executor model discovers at a time.
+const DISCOVERIES_IN_FLIGHT: usize = 4;
+
+/// The one-executor model: plan every cluster (discovery paced by the account's Describe
+/// buckets and the SDK's retries), then one execute of all operations, data path first
+/// across the fleet. Returns (failed operations, clusters not planned).
+async fn one_executor(
+    sim: &SimulatedCloud,
+    fleet: &[Cluster],
+    per_cluster: usize,
+) -> (usize, usize) {
+    // Discoveries a few at a time: the account's Describe* buckets are shared too.
+    let plans: Vec<Option<Plan>> = stream::iter(fleet.iter().map(|c| async move {
+        let snap = discover(sim, sim, &c.declaration).await.ok()?;
+        plan(&c.declaration, &snap, &c.standby).ok()
+    }))
+    .buffered(DISCOVERIES_IN_FLIGHT)
+    .collect()
+    .await;
+    let unplanned = plans.iter().filter(|p| p.is_none()).count();
+    let mut operations: Vec<_> = plans
+        .into_iter()
+        .flatten()
+        .flat_map(|p| p.operations)
+        .collect();
+    operations.sort_by_key(|o| (o.wave, !o.action.restores_traffic()));
+    let merged = Plan {
+        target: "fleet".into(),
+        target_name: "fleet".into(),
+        operations,
+        in_place: Vec::new(),
+        warnings: Vec::new(),
+    };
+    let opts = ExecOptions {
+        max_concurrency: 64,
+        pacing: Default::default(),
+        deadline: None,
+    };
+    let outcomes = execute(sim, &merged, &opts, &NoFence).await;
+    (
+        outcomes.iter().filter(|o| !o.verified).count() + unplanned * per_cluster,
+        unplanned,
+    )
 }
 
 #[cfg(test)]
@@ -266,6 +351,17 @@ mod tests {
         assert!(r.data_path_s.unwrap() <= r.all_done_s, "{r:?}");
         assert_eq!(r.throttled, 0, "{r:?}");
         assert_eq!(r.bound_s, 0.0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn one_executor_for_the_account_fails_a_small_fleet_over() {
+        let r = fleet_outage(Mode::OneExecutor, 3, 2, 5, Simulation::default()).await;
+        assert_eq!(
+            (r.failed_runs, r.failed_operations, r.data_path_missing),
+            (0, 0, 0),
+            "{r:?}"
+        );
+        assert_eq!(r.throttled, 0, "{r:?}");
     }
 
     #[test]

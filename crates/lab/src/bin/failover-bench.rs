@@ -283,15 +283,15 @@ fn main() {
 
 /// The AZ outage (issue 15): every cluster of a fleet failing over at once in one account.
 fn outage(rt: &tokio::runtime::Runtime) {
-    use failover_lab::outage::{az_outage, OutageReport};
+    use failover_lab::outage::{az_outage, fleet_outage, Mode, OutageReport};
     println!();
     println!("AZ outage (issue 15): every pair's active unit fails at once and every cluster's failover runs at once in one account, sharing its EC2 buckets; today's behaviour: independent runs, each pacing as if it had the account to itself.");
     println!();
-    println!("| clusters | EIPs + routes each | operations | data path (every EIP and default route on the standby) | all runs done | throttle bound | throttled calls | failed operations | failed runs |");
-    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
-    let show = |r: &OutageReport, each: &str| {
+    println!("| how | clusters | EIPs + routes each | operations | data path (every EIP and default route on the standby) | all runs done | throttle bound | throttled calls | failed operations | failed runs |");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let show = |r: &OutageReport, how: &str, each: &str| {
         println!(
-            "| {} | {each} | {} | {} | {:.2} s | {:.1} s | {} | {} | {} |",
+            "| {how} | {} | {each} | {} | {} | {:.2} s | {:.1} s | {} | {} | {} |",
             r.clusters,
             r.operations,
             match r.data_path_s {
@@ -307,10 +307,23 @@ fn outage(rt: &tokio::runtime::Runtime) {
     };
     show(
         &rt.block_on(az_outage(50, 2, 5, Simulation::default())),
+        "today: independent runs",
+        "1 + 10 (2 tables)",
+    );
+    show(
+        &rt.block_on(fleet_outage(
+            Mode::OneExecutor,
+            50,
+            2,
+            5,
+            Simulation::default(),
+        )),
+        "model: one executor for the account",
         "1 + 10 (2 tables)",
     );
     show(
         &rt.block_on(az_outage(1, 10, 50, Simulation::default())),
+        "today: one cluster",
         "1 + 500 (10 tables)",
     );
 }
