@@ -16,7 +16,7 @@ use crate::keys::state_key;
 use crate::lock::{read_lock, LockObject};
 use crate::plan::plan;
 use crate::ports::{DryRun, Ec2, ObjectStore};
-use crate::state::{foreign_record, recall_detached_eips};
+use crate::state::{foreign_record, recall_detached_eips, StateLog};
 
 /// The scoping tag key of CFE deployments, and the default of the stack's `ScopingTagKey`
 /// (the key its IAM conditions on; `SCOPING_TAG_KEY` in the functions and the CLI).
@@ -142,10 +142,15 @@ pub async fn doctor(
 ) -> Result<Vec<Check>, CloudError> {
     let mut snap = discover(ec2, store, decl).await?;
     let state = match &snap.bucket {
-        Some(bucket) => store
-            .get_object(bucket, &state_key(decl))
+        Some(bucket) => {
+            StateLog {
+                store,
+                bucket: bucket.clone(),
+                decl,
+            }
+            .read_state()
             .await?
-            .and_then(|o| serde_json::from_slice::<serde_json::Value>(&o.body).ok()),
+        }
         None => None,
     };
     recall_detached_eips(ec2, decl, state.as_ref(), &mut snap).await?;

@@ -144,18 +144,12 @@ impl SimulatedCloud {
 
     /// One attempt: the call's latency, then its action's bucket (an error when throttled).
     async fn attempt(&self, op: &'static str) -> Result<(), CloudError> {
-        let latency = {
-            let mut a = self.account.lock().unwrap();
-            if is_ec2(op) {
-                a.seed = a
-                    .seed
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
-                let frac = (a.seed >> 33) as f64 / (1u64 << 31) as f64;
-                a.cfg.ec2_latency + a.cfg.ec2_jitter.mul_f64(frac)
-            } else {
-                a.cfg.s3_latency
-            }
+        let latency = if is_ec2(op) {
+            let frac = self.jitter();
+            let a = self.account.lock().unwrap();
+            a.cfg.ec2_latency + a.cfg.ec2_jitter.mul_f64(frac)
+        } else {
+            self.account.lock().unwrap().cfg.s3_latency
         };
         let sent = Instant::now();
         tokio::time::sleep(latency).await;
