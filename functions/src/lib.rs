@@ -7,9 +7,11 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use failover_core::aws::{self, AwsCloud, AwsOptions};
 use failover_core::doctor::{stack_tag_mismatches, LABEL_KEY};
 use failover_core::events::{Home, Trust, DEFAULT_ALARM_NAME_PREFIX};
+use failover_core::handler::FleetAnswer;
 use failover_core::handler::{load_declaration, Invocation, Location};
-use failover_core::FailoverError;
+use failover_core::{events, metrics, FailoverError};
 use lambda_runtime::Diagnostic;
+use serde_json::{json, Value};
 
 /// What a Lambda `main` sets up once, before the first event.
 pub struct Setup {
@@ -119,6 +121,7 @@ pub fn invocation(request_id: String, deadline_epoch_ms: u64) -> Invocation {
         request_id: Some(request_id),
         deadline,
         trust: Trust::default(),
+        budget: None,
     }
 }
 
@@ -155,6 +158,66 @@ pub fn diagnostic(e: FailoverError) -> Diagnostic {
     Diagnostic {
         error_type: e.error_type().to_string(),
         error_message: e.to_string(),
+    }
+}
+
+/// The events of one invocation in fleet mode: an SQS event's messages (id, event), or the
+/// invocation's own event (a direct invoke: no id).
+pub fn fleet_events(payload: Value) -> Result<Vec<(Option<String>, Value)>, FailoverError> {
+    match events::sqs_messages(&payload) {
+        Some(messages) => Ok(messages?
+            .into_iter()
+            .map(|(id, event)| (Some(id), event))
+            .collect()),
+        None => Ok(vec![(None, payload)]),
+    }
+}
+
+/// The fleet executor's answer to one invocation, and one metrics line per answer. For an
+/// SQS batch: `batchItemFailures` names the messages to deliver again (any that failed),
+/// `answers` says what was done for each. For a direct invoke: its one answer (with the
+/// cluster named), or its error; several (the schedule) are `answers`, an error if any failed.
+pub fn fleet_response(
+    ids: &[Option<String>],
+    answers: Vec<Vec<FleetAnswer>>,
+) -> Result<Value, Diagnostic> {
+    let mut failures = Vec::new();
+    let mut shown = Vec::new();
+    let direct = ids.iter().all(Option::is_none);
+    let mut first_error = None;
+    for (id, answers) in ids.iter().zip(answers) {
+        let mut failed = false;
+        for a in answers {
+            println!("{}", metrics::emf("failover", &a.result));
+            let mut v = match &a.result {
+                Ok(answer) => serde_json::to_value(answer).unwrap_or(Value::Null),
+                Err(e) => {
+                    json!({"status": "ERROR", "errorType": e.error_type(), "errorMessage": e.to_string()})
+                }
+            };
+            if let Some(obj) = v.as_object_mut() {
+                obj.insert("cluster".into(), a.cluster.clone().into());
+                if let Some(id) = id {
+                    obj.insert("messageId".into(), id.clone().into());
+                }
+            }
+            if let Err(e) = a.result {
+                failed = true;
+                first_error.get_or_insert(e);
+            }
+            shown.push(v);
+        }
+        if let (true, Some(id)) = (failed, id) {
+            failures.push(json!({"itemIdentifier": id}));
+        }
+    }
+    if !direct {
+        return Ok(json!({"batchItemFailures": failures, "answers": shown}));
+    }
+    match (first_error, shown.len()) {
+        (Some(e), _) => Err(diagnostic(e)),
+        (None, 1) => Ok(shown.remove(0)),
+        (None, _) => Ok(json!({ "answers": shown })),
     }
 }
 

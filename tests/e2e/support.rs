@@ -153,6 +153,7 @@ pub fn invocation(request_id: Option<&str>) -> Invocation {
         request_id: request_id.map(str::to_string),
         deadline: None,
         trust: Trust::at(home()),
+        budget: None,
     }
 }
 

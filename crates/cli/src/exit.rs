@@ -42,6 +42,12 @@ pub struct CliError {
     code: u8,
 }
 
+impl std::fmt::Display for CliError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
 impl CliError {
     /// An error (exit 1).
     pub fn new(message: impl Into<String>) -> CliError {

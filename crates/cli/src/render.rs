@@ -22,6 +22,11 @@ pub fn print_json<T: Serialize + ?Sized>(v: &T) {
     say!("{}", serde_json::to_string_pretty(&v).expect("json"));
 }
 
+/// One line of text on stdout.
+pub fn say_line(line: &str) {
+    say!("{line}");
+}
+
 /// `validate`: the declaration as read, or one line.
 pub fn show_declaration(output: Output, file: &Path, decl: &Declaration) {
     match output {

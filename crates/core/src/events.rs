@@ -16,6 +16,7 @@ use std::collections::BTreeMap;
 use aws_lambda_events::cloudwatch_events::ec2::InstanceStateChange;
 use aws_lambda_events::eventbridge::EventBridgeEvent;
 use aws_lambda_events::sns::SnsEvent;
+use aws_lambda_events::sqs::SqsEvent;
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use serde_json::Value;
 
@@ -459,6 +460,41 @@ pub fn parse_text(text: &str) -> Result<Trigger, EventError> {
     parse(&v)
 }
 
+/// The messages of an SQS event (the fleet's queue), or `None` when `v` is not one: each
+/// message's id and the event its body holds. EventBridge puts the event itself in the body;
+/// SNS (without raw delivery) its notification, which is given the shape of SNS's own Lambda
+/// event; a body that is not JSON is kept as text (and refused by [`parse`]).
+pub fn sqs_messages(v: &Value) -> Option<Result<Vec<(String, Value)>, EventError>> {
+    let records = v.get("Records")?.as_array()?;
+    if records.first()?.get("eventSource")?.as_str()? != "aws:sqs" {
+        return None;
+    }
+    let e: SqsEvent = match typed(v, "Records") {
+        Ok(e) => e,
+        Err(e) => return Some(Err(e)),
+    };
+    Some(Ok(e
+        .records
+        .into_iter()
+        .map(|r| {
+            let body = r.body.unwrap_or_default();
+            let event = match crate::json::parse(&body) {
+                Ok(b) if b.get("Type").and_then(Value::as_str) == Some("Notification") => {
+                    serde_json::json!({"Records": [{
+                        "EventSource": "aws:sns",
+                        "EventVersion": "1.0",
+                        "EventSubscriptionArn": r.event_source_arn.clone().unwrap_or_default(),
+                        "Sns": b,
+                    }]})
+                }
+                Ok(b) => b,
+                Err(_) => Value::String(body),
+            };
+            (r.message_id.unwrap_or_default(), event)
+        })
+        .collect()))
+}
+
 /// Recognizes and parses an event.
 pub fn parse(v: &Value) -> Result<Trigger, EventError> {
     let Some(obj) = v.as_object() else {
@@ -829,6 +865,63 @@ fn alarm_intent(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The fleet's queue as Lambda delivers it (AWS's SQS event shape): an EventBridge event,
+    /// an SNS notification as SNS writes it to a queue (`SigningCertURL`, no raw delivery) and
+    /// an EC2 state change, each found in its message.
+    #[test]
+    fn the_fleet_queues_messages_hold_the_events() {
+        let v = crate::json::parse(include_str!("../../../events/fleet-sqs.json")).unwrap();
+        let messages = sqs_messages(&v).expect("an SQS event").unwrap();
+        let ids: Vec<&str> = messages.iter().map(|(id, _)| id.as_str()).collect();
+        assert_eq!(
+            ids,
+            [
+                "059f36b4-87a3-44ab-83d2-661975830a7d",
+                "2e1424d4-f796-459a-8184-9c92662be6da",
+                "c1a3e8f0-6b6e-4f0c-9d4e-0d7b3f1e2a55"
+            ]
+        );
+        let triggers: Vec<Trigger> = messages.iter().map(|(_, e)| parse(e).unwrap()).collect();
+        assert!(
+            matches!(
+                &triggers[0],
+                Trigger::Alarm {
+                    via: AlarmVia::EventBridge,
+                    ..
+                }
+            ),
+            "{:?}",
+            triggers[0]
+        );
+        assert!(
+            matches!(
+                &triggers[1],
+                Trigger::Alarm {
+                    via: AlarmVia::Sns,
+                    ..
+                }
+            ),
+            "{:?}",
+            triggers[1]
+        );
+        assert!(
+            matches!(&triggers[2], Trigger::InstanceState { .. }),
+            "{:?}",
+            triggers[2]
+        );
+        // Not an SQS event: not taken for one.
+        let sns = crate::json::parse(include_str!("../../../events/alarm-sns.json")).unwrap();
+        assert!(sqs_messages(&sns).is_none());
+        // A body that is not JSON is refused by the parser, naming the event.
+        let mut bad = v.clone();
+        bad["Records"][0]["body"] = "not json".into();
+        let messages = sqs_messages(&bad).unwrap().unwrap();
+        assert!(parse(&messages[0].1)
+            .unwrap_err()
+            .to_string()
+            .contains("event"));
+    }
 
     const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
 

@@ -9,6 +9,7 @@ use futures::stream::{self, StreamExt};
 use futures::try_join;
 use serde::Serialize;
 
+use crate::budget::Budget;
 use crate::error::{CloudError, ErrorKind};
 use crate::model::{ElasticIp, Filter, NetworkInterface, RouteTable};
 use crate::pace::{Pacer, Pacing};
@@ -86,6 +87,9 @@ pub struct ExecOptions {
     pub pacing: Pacing,
     /// The caller's deadline (see `DEADLINE_RESERVE`).
     pub deadline: Option<Instant>,
+    /// The executor's shared budget, when runs share the account's buckets (else a pacer of
+    /// this run's own, from `pacing`).
+    pub budget: Option<std::sync::Arc<Budget>>,
 }
 
 /// Runs `plan` wave by wave (0, 1, 2: see `Operation::wave`), then verifies. Mutations are paced by a token bucket
@@ -103,7 +107,14 @@ pub async fn execute(
     let stop = opts
         .deadline
         .map(|d| d.checked_sub(DEADLINE_RESERVE).unwrap_or(d));
-    let pacer = Pacer::new(opts.pacing);
+    let own;
+    let pacer = match &opts.budget {
+        Some(b) => &b.pacer,
+        None => {
+            own = Pacer::new(opts.pacing);
+            &own
+        }
+    };
     let max_concurrency = opts.max_concurrency;
     let mut outcomes = Vec::with_capacity(plan.operations.len());
     let waves: std::collections::BTreeSet<u8> = plan.operations.iter().map(|o| o.wave).collect();
@@ -114,7 +125,7 @@ pub async fn execute(
         }
         let sent = ops.len();
         let results: Vec<Outcome> = stream::iter(ops)
-            .map(|op| bounded(run_one(ec2, op, &pacer, fence), stop, op))
+            .map(|op| bounded(run_one(ec2, op, pacer, fence), stop, op))
             .buffer_unordered(max_concurrency.max(1))
             .collect()
             .await;
@@ -186,7 +197,7 @@ async fn run_one(ec2: &dyn Ec2, op: &Operation, pacer: &Pacer, fence: &dyn Fence
     let mutation = op.action.mutation();
     let action = mutation.operation();
     let result = loop {
-        pacer.take(action).await;
+        pacer.take(action, op.action.restores_traffic()).await;
         if let Err(reason) = fence.hold_for(FENCE_NEED).await {
             tracing::error!(operation = %op.id, %reason, "fence: not sending");
             let mut out = not_sent(op, &format!("not sent: {reason}"));

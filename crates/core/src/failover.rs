@@ -17,7 +17,7 @@ use crate::execute::{execute, ExecOptions};
 use crate::execute::{Fence, FENCE_NEED};
 use crate::keys::state_key;
 use crate::lock::{acquire, effective_lease, Acquire, Lease};
-use crate::pace::Pacing;
+use crate::pace::{Hold, Pacing};
 use crate::plan::{plan, Plan};
 use crate::ports::{Ec2, ObjectStore};
 use crate::request::{new_run_id, Mode, RunRequest, TargetSpec};
@@ -61,6 +61,14 @@ pub enum FailoverError {
     /// or instance): nothing to do here.
     #[error("{0} is not a member of this cluster")]
     NotAMember(String),
+    /// The fleet's declarations do not say which cluster an event is for (two claim it, or
+    /// one that could does not load): an operator must fix them.
+    #[error("fleet configuration: {0}")]
+    Fleet(String),
+    /// No cluster of the fleet owns the event as far as could be seen, but some cluster's
+    /// members could not be discovered (retry).
+    #[error("{0}")]
+    Unroutable(String),
     /// The planner refused (nothing was changed).
     #[error("refused: {}", .0.join("; "))]
     Refused(Vec<String>),
@@ -94,6 +102,8 @@ impl FailoverError {
             FailoverError::Lock(_) => "LockUnavailable",
             FailoverError::LockLost(_) => "LockLost",
             FailoverError::NotAMember(_) => "NotAMember",
+            FailoverError::Fleet(_) => "FleetConfiguration",
+            FailoverError::Unroutable(_) => "Unroutable",
             FailoverError::Refused(_) => "FailoverRefused",
             FailoverError::Failed(_) => "FailoverFailed",
             FailoverError::Deferred { .. } => "FailoverDeferred",
@@ -312,6 +322,8 @@ async fn execute_locked(
     req: &RunRequest,
     record: RunRecord,
 ) -> Result<RunOutcome, FailoverError> {
+    // Sharing the account's budget, the other runs' bulk waits until this run has planned.
+    let hold = req.budget.as_ref().map(|b| b.pacer.hold());
     let (bucket, _) = resolve_bucket(store, &decl.external_storage.scope)
         .await
         .map_err(FailoverError::Discovery)?;
@@ -349,7 +361,7 @@ async fn execute_locked(
         bucket,
         decl,
     };
-    let result = execute_held(ec2, decl, req, record, &log, &lease).await;
+    let result = execute_held(ec2, decl, req, record, &log, &lease, hold).await;
     if let Err(e) = lease.release().await {
         tracing::warn!(error = %e, "could not release the cluster lock (its lease will expire)");
     }
@@ -364,9 +376,10 @@ async fn execute_held(
     mut record: RunRecord,
     log: &StateLog<'_>,
     lease: &Lease<'_>,
+    hold: Option<Hold<'_>>,
 ) -> Result<RunOutcome, FailoverError> {
     let clock = Instant::now();
-    let (prev_state, mut snap) = read_state_and_discover(ec2, decl, log).await?;
+    let (prev_state, mut snap) = read_state_and_discover(ec2, decl, log, req).await?;
     record.members = snap.members.iter().map(|m| m.id.clone()).collect();
     let prev = previous_of_this_cluster(decl, prev_state.as_ref(), &mut record);
     // An unfinished run's EIPs on prefix addresses, which the release left unassociated.
@@ -381,6 +394,7 @@ async fn execute_held(
     }
     note_recovery(&prev, &mut record);
     let plan = plan_or_refuse(decl, req, &snap, &mut record, log, clock).await?;
+    drop(hold);
     record = record.with_plan(&plan);
     note_extended_lease(decl, lease, &mut record);
     tracing::info!(target = %plan.target, operations = plan.operations.len(), in_place = plan.in_place.len(), "planned");
@@ -404,12 +418,18 @@ async fn execute_held(
     record_outcome(req, log, report, clock).await
 }
 
-/// Reads the previous state file and discovers the cloud, at once.
+/// Reads the previous state file and discovers the cloud, at once (in turn with the other
+/// runs of a shared budget).
 async fn read_state_and_discover(
     ec2: &dyn Ec2,
     decl: &Declaration,
     log: &StateLog<'_>,
+    req: &RunRequest,
 ) -> Result<(Option<Value>, Snapshot), FailoverError> {
+    let _turn = match &req.budget {
+        Some(b) => Some(b.discovery().await),
+        None => None,
+    };
     futures::try_join!(
         async { log.read_state().await.map_err(FailoverError::State) },
         async {
@@ -578,6 +598,7 @@ async fn execute_fenced(
             burst: decl.extension.mutation_burst as f64,
         },
         deadline: req.deadline,
+        budget: req.budget.clone(),
     };
     report.record.outcomes = execute(ec2, &report.plan, &opts, lease as &dyn Fence).await;
     if report.record.outcomes.iter().any(|o| o.in_flight) {

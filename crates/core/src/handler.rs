@@ -1,19 +1,23 @@
 //! The failover function's logic, shared by the Lambda entry point and `cloud-failover invoke`:
 //! event → intent → declaration → run.
 
-use std::path::PathBuf;
-use std::str::FromStr;
+use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Instant;
 
 use serde_json::Value;
+use tracing::Instrument;
 
 use crate::answer::{Answer, Ignored};
+use crate::budget::Budget;
 use crate::declaration::Declaration;
 use crate::discovery::{discover, resolve_bucket};
 use crate::events::{self, Intent, Trust};
 use crate::failover::FailoverError;
 use crate::failover::{run, RunOutcome};
+use crate::fleet::{Fleet, Route, MEMBERS_MAX_AGE};
 use crate::inspect::Inspection;
+pub use crate::location::{load_declaration, Location};
 use crate::ports::{Ec2, ObjectStore};
 use crate::probe::ProbeReport;
 use crate::request::Mode;
@@ -39,6 +43,7 @@ pub const OPERATIONS: &[&str] = &[
     "HeadBucket",
     "GetObject",
     "PutObject",
+    "ListObjectsV2",
 ];
 
 /// Every API operation `handle_inspect` can send (the inspect function's role).
@@ -58,77 +63,6 @@ pub const INSPECT_OPERATIONS: &[&str] = &[
 /// The probe function fails over in process: it needs what `handle` needs.
 pub const PROBE_OPERATIONS: &[&str] = OPERATIONS;
 
-/// Where a declaration lives: `s3://bucket/key` or a local file.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Location {
-    /// An S3 object.
-    S3 {
-        /// Bucket.
-        bucket: String,
-        /// Key.
-        key: String,
-    },
-    /// A local file (CLI only).
-    File(PathBuf),
-}
-
-impl FromStr for Location {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        if let Some(rest) = s.strip_prefix("s3://") {
-            return match rest.split_once('/') {
-                Some((bucket, key)) if !bucket.is_empty() && !key.is_empty() => Ok(Location::S3 {
-                    bucket: bucket.into(),
-                    key: key.into(),
-                }),
-                _ => Err(format!("{s:?} is not s3://BUCKET/KEY")),
-            };
-        }
-        if s.is_empty() || s.contains("://") {
-            return Err(format!("{s:?} is not s3://BUCKET/KEY or a file path"));
-        }
-        Ok(Location::File(s.into()))
-    }
-}
-
-impl std::fmt::Display for Location {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Location::S3 { bucket, key } => write!(f, "s3://{bucket}/{key}"),
-            Location::File(p) => write!(f, "{}", p.display()),
-        }
-    }
-}
-
-/// Reads and validates the declaration at `loc`.
-pub async fn load_declaration(
-    store: &dyn ObjectStore,
-    loc: &Location,
-) -> Result<Declaration, FailoverError> {
-    let unavailable = |reason: String| FailoverError::DeclarationUnavailable {
-        location: loc.to_string(),
-        reason,
-    };
-    let bytes = match loc {
-        Location::S3 { bucket, key } => {
-            store
-                .get_object(bucket, key)
-                .await
-                .map_err(|e| unavailable(e.to_string()))?
-                .ok_or_else(|| unavailable("no such object".into()))?
-                .body
-        }
-        Location::File(path) => std::fs::read(path).map_err(|e| unavailable(e.to_string()))?,
-    };
-    let text = String::from_utf8(bytes).map_err(|_| unavailable("not UTF-8 text".into()))?;
-    let decl = Declaration::parse(&text)?;
-    for warning in &decl.warnings {
-        tracing::warn!(%warning, "declaration");
-    }
-    Ok(decl)
-}
-
 /// Who is calling and by when it must answer.
 #[derive(Clone, Debug, Default)]
 pub struct Invocation {
@@ -138,6 +72,8 @@ pub struct Invocation {
     pub deadline: Option<Instant>,
     /// The function's own account and region, and the stack's alarm-name prefix.
     pub trust: Trust,
+    /// The budget shared with the other runs of the same executor (the fleet).
+    pub budget: Option<Arc<Budget>>,
 }
 
 /// Handles one event: returns the run report, or why nothing was done. The event
@@ -158,12 +94,23 @@ pub async fn handle(
         return Ok(ignored(reason, true));
     }
     let decl = load_declaration(store, declaration).await?;
+    act(ec2, store, &decl, trigger, invocation).await
+}
+
+/// What a trusted trigger asks of one cluster, done: a run, a reconcile, or why nothing.
+pub async fn act(
+    ec2: &dyn Ec2,
+    store: &dyn ObjectStore,
+    decl: &Declaration,
+    trigger: events::Trigger,
+    invocation: Invocation,
+) -> Result<Answer, FailoverError> {
     // The appliance pair's own announcement: the box's view of who is active.
     let announcement = matches!(trigger, events::Trigger::ApplianceActive { .. });
     match trigger.intent(&decl.extension, &invocation.trust) {
         // An announcement from a source the declaration does not list is suspicious.
         Intent::Ignore { reason } => Ok(ignored(reason, announcement)),
-        Intent::Reconcile { trigger } => reconcile(ec2, store, &decl, trigger, invocation).await,
+        Intent::Reconcile { trigger } => reconcile(ec2, store, decl, trigger, invocation).await,
         Intent::Run {
             target,
             mode,
@@ -173,7 +120,7 @@ pub async fn handle(
             let outcome = match run(
                 ec2,
                 store,
-                &decl,
+                decl,
                 RunRequest {
                     target: target.clone(),
                     mode,
@@ -186,6 +133,7 @@ pub async fn handle(
                     force,
                     announced: announcement,
                     deadline: invocation.deadline,
+                    budget: invocation.budget,
                 },
             )
             .await
@@ -202,7 +150,7 @@ pub async fn handle(
                 other => other?.into_result()?,
             };
             if let RunOutcome::Skipped(skip) = &outcome {
-                if let Some(reason) = followed_unhealthy(ec2, store, &decl, &target, force).await? {
+                if let Some(reason) = followed_unhealthy(ec2, store, decl, &target, force).await? {
                     tracing::warn!(status = skip.status.as_str(), %reason, "skipped, but not done: retry");
                     return Err(FailoverError::Deferred {
                         status: skip.status,
@@ -274,6 +222,7 @@ async fn reconcile(
             requested_by: None,
             announced: false,
             deadline: invocation.deadline,
+            budget: invocation.budget,
         },
     )
     .await?
@@ -332,6 +281,160 @@ fn ignored(reason: String, suspicious: bool) -> Answer {
     Answer::Ignored(Ignored { reason, suspicious })
 }
 
+/// One answer of a fleet to one event, for one cluster (`None`: the event went to none).
+#[derive(Debug)]
+pub struct FleetAnswer {
+    /// The cluster (its declaration's key).
+    pub cluster: Option<String>,
+    /// What was done there.
+    pub result: Result<Answer, FailoverError>,
+}
+
+/// Handles a batch of events for a fleet (the executor for the account): each trusted event
+/// goes to the cluster that owns its instance or alarm (see `fleet`), the clusters run at
+/// once, each cluster's events in turn, and all runs share one [`Budget`]: discoveries a few
+/// at a time, one pacer for the account's mutations, data path first across the fleet.
+/// Returns each event's answers, in order.
+pub async fn handle_fleet(
+    ec2: &dyn Ec2,
+    store: &dyn ObjectStore,
+    fleet: &mut Fleet,
+    events: &[Value],
+    invocation: Invocation,
+) -> Vec<Vec<FleetAnswer>> {
+    let mut answers: Vec<Vec<FleetAnswer>> = events.iter().map(|_| Vec::new()).collect();
+    let mut trusted = Vec::new();
+    for (i, event) in events.iter().enumerate() {
+        let answer = match events::parse(event) {
+            Err(e) => Err(FailoverError::Event(e)),
+            Ok(trigger) => {
+                let shown = serde_json::to_string(&trigger).unwrap_or_default();
+                tracing::info!(trigger = %shown, "event received");
+                match trigger.untrusted(&invocation.trust) {
+                    Some(reason) => Ok(ignored(reason, true)),
+                    None => {
+                        trusted.push((i, trigger));
+                        continue;
+                    }
+                }
+            }
+        };
+        answers[i].push(FleetAnswer {
+            cluster: None,
+            result: answer,
+        });
+    }
+    if trusted.is_empty() {
+        return answers;
+    }
+    if let Err(e) = fleet.refresh(store).await {
+        for (i, _) in trusted {
+            answers[i].push(FleetAnswer {
+                cluster: None,
+                result: Err(FailoverError::DeclarationUnavailable {
+                    location: fleet
+                        .location
+                        .as_ref()
+                        .map(ToString::to_string)
+                        .unwrap_or_default(),
+                    reason: e.to_string(),
+                }),
+            });
+        }
+        return answers;
+    }
+    let all: Vec<String> = fleet.clusters.keys().cloned().collect();
+    let budget = Arc::new(Budget::new(fleet.pacing(&all)));
+    let ec2 = &budget.ec2(ec2);
+    let routes = route_all(ec2, store, fleet, &trusted).await;
+    let mut work: BTreeMap<String, Vec<(usize, events::Trigger)>> = BTreeMap::new();
+    for ((i, trigger), route) in trusted.into_iter().zip(routes) {
+        match route {
+            Ok(Route::To(keys)) if keys.is_empty() => answers[i].push(FleetAnswer {
+                cluster: None,
+                result: Ok(ignored("the fleet has no cluster".into(), false)),
+            }),
+            Ok(Route::To(keys)) => {
+                for key in keys {
+                    work.entry(key).or_default().push((i, trigger.clone()));
+                }
+            }
+            Ok(Route::Nowhere(reason)) => answers[i].push(FleetAnswer {
+                cluster: None,
+                result: Ok(ignored(reason, false)),
+            }),
+            Err(e) => answers[i].push(FleetAnswer {
+                cluster: None,
+                result: Err(e),
+            }),
+        }
+    }
+    let shared = Invocation {
+        budget: Some(budget.clone()),
+        ..invocation
+    };
+    let runs = work.into_iter().filter_map(|(key, items)| {
+        let decl = fleet.clusters.get(&key)?.declaration.clone();
+        let inv = shared.clone();
+        Some(async move {
+            let mut done = Vec::new();
+            for (i, trigger) in items {
+                let span = tracing::info_span!("cluster", cluster = %key);
+                let result = act(ec2, store, &decl, trigger, inv.clone())
+                    .instrument(span)
+                    .await;
+                done.push((i, key.clone(), result));
+            }
+            done
+        })
+    });
+    for (i, key, result) in futures::future::join_all(runs).await.into_iter().flatten() {
+        answers[i].push(FleetAnswer {
+            cluster: Some(key),
+            result,
+        });
+    }
+    answers
+}
+
+/// Routes each trigger (the fleet's declarations just read again where their ETag changed):
+/// the members of new clusters discovered, and, when an instance is owned by no cluster, the
+/// members older than [`MEMBERS_MAX_AGE`] looked up again (an appliance may be replaced).
+async fn route_all(
+    ec2: &dyn Ec2,
+    store: &dyn ObjectStore,
+    fleet: &mut Fleet,
+    trusted: &[(usize, events::Trigger)],
+) -> Vec<Result<Route, FailoverError>> {
+    let mut failures = fleet
+        .discover_members(ec2, store, std::time::Duration::MAX)
+        .await;
+    let unowned = |f: &Fleet| {
+        trusted
+            .iter()
+            .any(|(_, t)| !matches!(t, events::Trigger::Schedule { .. }) && f.owners(t).is_empty())
+    };
+    if unowned(fleet) {
+        failures = fleet.discover_members(ec2, store, MEMBERS_MAX_AGE).await;
+    }
+    trusted
+        .iter()
+        .map(|(_, t)| match fleet.route(t) {
+            Ok(Route::Nowhere(reason)) if !failures.is_empty() => {
+                Err(FailoverError::Unroutable(format!(
+                    "{reason}, but the members of {} could not be discovered: try again",
+                    failures
+                        .iter()
+                        .map(|(k, e)| format!("{k} ({e})"))
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                )))
+            }
+            other => other,
+        })
+        .collect()
+}
+
 /// The probe function: probes the members until shortly before the next scheduled run (or the
 /// Lambda deadline), failing over in process when the followed member goes down.
 pub async fn handle_probe(
@@ -340,14 +443,54 @@ pub async fn handle_probe(
     declaration: &Location,
     invocation: Invocation,
 ) -> Result<ProbeReport, FailoverError> {
+    let decl = load_declaration(store, declaration).await?;
+    let until = probe_window(invocation.deadline);
+    crate::probe::watch(ec2, store, &decl, until, invocation.deadline, None).await
+}
+
+/// The probe function over a fleet: every cluster that declares a probe, at once, for one
+/// window; their failovers share one [`Budget`]. Each cluster's report (or why not), by key.
+pub async fn handle_probe_fleet(
+    ec2: &dyn Ec2,
+    store: &dyn ObjectStore,
+    fleet: &mut Fleet,
+    invocation: Invocation,
+) -> Result<BTreeMap<String, Result<ProbeReport, String>>, FailoverError> {
+    fleet.refresh(store).await?;
+    let until = probe_window(invocation.deadline);
+    let probed: Vec<_> = fleet
+        .clusters
+        .values()
+        .filter(|c| c.declaration.extension.probe.is_some())
+        .map(|c| (c.key.clone(), c.declaration.clone()))
+        .collect();
+    let keys: Vec<String> = probed.iter().map(|(k, _)| k.clone()).collect();
+    let budget = Arc::new(Budget::new(fleet.pacing(&keys)));
+    let ec2 = &budget.ec2(ec2);
+    let reports = futures::future::join_all(probed.into_iter().map(|(key, decl)| {
+        let budget = budget.clone();
+        async move {
+            let span = tracing::info_span!("cluster", cluster = %key);
+            let report =
+                crate::probe::watch(ec2, store, &decl, until, invocation.deadline, Some(budget))
+                    .instrument(span)
+                    .await
+                    .map_err(|e| e.to_string());
+            (key, report)
+        }
+    }))
+    .await;
+    Ok(reports.into_iter().collect())
+}
+
+/// When a probe's window ends: shortly before the next scheduled run, or the deadline.
+fn probe_window(deadline: Option<Instant>) -> Instant {
     const WINDOW: std::time::Duration = std::time::Duration::from_secs(55);
     const RESERVE: std::time::Duration = std::time::Duration::from_secs(5);
-    let decl = load_declaration(store, declaration).await?;
-    let until = match invocation.deadline {
+    match deadline {
         Some(d) => (Instant::now() + WINDOW).min(d.checked_sub(RESERVE).unwrap_or(d)),
         None => Instant::now() + WINDOW,
-    };
-    crate::probe::watch(ec2, store, &decl, until, invocation.deadline).await
+    }
 }
 
 /// The inspect function: the picture `cloud-failover inspect` shows (the Lambda answers it as
@@ -361,6 +504,59 @@ pub async fn handle_inspect(
     crate::inspect::inspect(ec2, store, &decl)
         .await
         .map_err(FailoverError::Discovery)
+}
+
+/// One cluster's picture in a fleet's inspection.
+#[derive(Debug, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterInspection {
+    /// The cluster (its declaration's key).
+    pub cluster: String,
+    /// Its picture.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub inspection: Option<Inspection>,
+    /// Why there is none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// The inspect function over a fleet: every cluster's picture (a few at a time), and the
+/// declarations that do not load, with why.
+#[derive(Debug, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FleetInspection {
+    /// Each cluster, by key.
+    pub clusters: Vec<ClusterInspection>,
+    /// Declarations that do not load or clash: key → why.
+    pub broken: BTreeMap<String, String>,
+}
+
+/// The inspect function over a fleet (see [`FleetInspection`]).
+pub async fn handle_inspect_fleet(
+    ec2: &dyn Ec2,
+    store: &dyn ObjectStore,
+    fleet: &mut Fleet,
+) -> Result<FleetInspection, FailoverError> {
+    use futures::stream::{self, StreamExt};
+    fleet.refresh(store).await?;
+    let clusters = stream::iter(fleet.clusters.values().map(|c| async move {
+        let (inspection, error) = match crate::inspect::inspect(ec2, store, &c.declaration).await {
+            Ok(v) => (Some(v), None),
+            Err(e) => (None, Some(e.to_string())),
+        };
+        ClusterInspection {
+            cluster: c.key.clone(),
+            inspection,
+            error,
+        }
+    }))
+    .buffered(crate::budget::DISCOVERIES_IN_FLIGHT)
+    .collect()
+    .await;
+    Ok(FleetInspection {
+        clusters,
+        broken: fleet.broken.clone(),
+    })
 }
 
 #[cfg(test)]

@@ -4,7 +4,9 @@
 
 use std::net::IpAddr;
 
-use crate::declaration::Tags;
+use serde_json::json;
+
+use crate::declaration::{Declaration, Tags};
 use crate::net::Cidr;
 
 /// The field report's scoping tag.
@@ -308,5 +310,128 @@ impl Topology {
                 tags: label,
             },
         }
+    }
+}
+
+/// One cluster of the fleet: its topology, declaration and what to watch.
+pub struct FleetMember {
+    /// Its cloud resources.
+    pub topology: Topology,
+    /// Its declaration (`serverless.clusterName` `fleet-N`).
+    pub declaration: Declaration,
+    /// The same, as JSON (to upload).
+    pub declaration_json: serde_json::Value,
+    /// The standby unit (the target of the failover).
+    pub standby: String,
+    /// The standby's external interface (where the EIP and the routes go).
+    pub standby_eni: String,
+    /// Its route tables.
+    pub tables: Vec<String>,
+    /// Its EIP.
+    pub eip: IpAddr,
+}
+
+/// An id of cluster `n`: the seed's id with its first four hex digits replaced by `n`.
+fn id_of(n: usize, seed: &str) -> String {
+    match seed.split_once('-') {
+        Some((prefix, hex)) if hex.len() > 4 && hex.bytes().all(|b| b.is_ascii_hexdigit()) => {
+            format!("{prefix}-{n:04x}{}", &hex[4..])
+        }
+        _ => format!("{seed}-{n}"),
+    }
+}
+
+/// The destinations of each table: `0.0.0.0/0`, then /24s.
+fn destinations(routes_per_table: usize) -> Vec<Cidr> {
+    (0..routes_per_table)
+        .map(|i| {
+            if i == 0 {
+                "0.0.0.0/0".to_string()
+            } else {
+                format!("172.{}.{}.0/24", 16 + (i - 1) / 250, (i - 1) % 250)
+            }
+        })
+        .map(|s| s.parse().expect("a CIDR"))
+        .collect()
+}
+
+/// Cluster `n` (0-based) of a fleet in one account (the AZ-outage benchmark's, the fleet
+/// tests'): the field report's pair in a VPC of its own with the same addressing plan, one
+/// EIP and `tables` route tables of `routes_per_table` routes (the first `0.0.0.0/0`), its
+/// own scoping tag value and state bucket (`fleet-N`, `fleet-state-N`).
+pub fn fleet_member(n: usize, tables: usize, routes_per_table: usize) -> FleetMember {
+    let label = format!("fleet-{n}");
+    let scoped = |t: &Tags| {
+        let mut t = t.clone();
+        t.insert(SEED_TAG.0.to_string(), label.clone());
+        t
+    };
+    let seed = Topology::seed();
+    let mut t = seed.clone();
+    t.vpc_id = id_of(n, &t.vpc_id);
+    for s in &mut t.subnets {
+        s.id = id_of(n, &s.id);
+    }
+    for i in &mut t.instances {
+        i.id = id_of(n, &i.id);
+        for nic in &mut i.interfaces {
+            nic.id = id_of(n, &nic.id);
+            nic.subnet = id_of(n, &nic.subnet);
+            if !nic.tags.is_empty() {
+                nic.tags = scoped(&nic.tags);
+            }
+        }
+    }
+    for e in &mut t.elastic_ips {
+        e.allocation_id = id_of(n, &e.allocation_id);
+        e.public_ip = format!("100.64.{}.{}", n / 250, n % 250 + 1)
+            .parse()
+            .expect("an IP");
+        e.tags = scoped(&e.tags);
+        if let Some((eni, _)) = &mut e.associated_with {
+            *eni = id_of(n, eni);
+        }
+    }
+    let (a_eni, b_eni) = (id_of(n, SEED_A_EXT), id_of(n, SEED_B_EXT));
+    t.route_tables = (1..=tables)
+        .map(|k| TableSpec {
+            id: format!("rtb-{n:04x}{k:013x}"),
+            tags: tags([(SEED_TAG.0, &label)]),
+            routes: destinations(routes_per_table)
+                .into_iter()
+                .map(|d| (d, a_eni.clone()))
+                .collect(),
+            subnets: Vec::new(),
+        })
+        .collect();
+    t.bucket = BucketSpec {
+        name: format!("fleet-state-{n}"),
+        ..t.bucket.clone()
+    };
+    let ranges: Vec<_> = destinations(routes_per_table)
+        .iter()
+        .map(|d| json!({"range": d.to_string()}))
+        .collect();
+    let declaration_json = json!({
+        "class": "Cloud_Failover",
+        "environment": "aws",
+        "externalStorage": {"scopingName": t.bucket.name},
+        "failoverAddresses": {"enabled": true, "scopingTags": {SEED_TAG.0: label}},
+        "failoverRoutes": {
+            "enabled": true,
+            "scopingTags": {SEED_TAG.0: label},
+            "scopingAddressRanges": ranges,
+            "defaultNextHopAddresses": {"discoveryType": "static", "items": ["10.0.0.11", "10.0.4.11"]}
+        },
+        "serverless": {"clusterName": label}
+    });
+    FleetMember {
+        declaration: Declaration::from_value(&declaration_json).expect("a fleet declaration"),
+        declaration_json,
+        standby: t.instances[1].id.clone(),
+        standby_eni: b_eni,
+        tables: t.route_tables.iter().map(|r| r.id.clone()).collect(),
+        eip: t.elastic_ips[0].public_ip,
+        topology: t,
     }
 }

@@ -12,6 +12,7 @@
 pub mod answer;
 #[cfg(feature = "aws")]
 pub mod aws;
+pub mod budget;
 pub mod clock;
 pub mod declaration;
 pub mod discovery;
@@ -20,12 +21,14 @@ pub mod error;
 pub mod events;
 pub mod execute;
 pub mod failover;
+pub mod fleet;
 pub mod handler;
 pub mod inspect;
 pub mod json;
 pub mod keys;
 #[cfg(any(test, feature = "testing"))]
 pub mod lab;
+pub mod location;
 pub mod lock;
 #[cfg(any(test, feature = "testing"))]
 pub mod memory;

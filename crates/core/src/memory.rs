@@ -16,7 +16,7 @@ use crate::lab::Topology;
 use crate::model::{Association, ElasticIp, Filter, Instance, NetworkInterface, Route, RouteTable};
 use crate::net::Cidr;
 use crate::ports::{
-    DryRun, Ec2Describe, Ec2Mutate, Mutation, ObjectStore, StoredObject, WriteCondition,
+    DryRun, Ec2Describe, Ec2Mutate, Listed, Mutation, ObjectStore, StoredObject, WriteCondition,
     MUTATING_OPERATIONS,
 };
 
@@ -1137,7 +1137,7 @@ impl ObjectStore for MemoryCloud {
         })
     }
 
-    async fn list_keys(&self, bucket: &str, prefix: &str) -> Result<Vec<String>, CloudError> {
+    async fn list_objects(&self, bucket: &str, prefix: &str) -> Result<Vec<Listed>, CloudError> {
         self.pause("ListObjectsV2").await;
         self.call("ListObjectsV2", |w| {
             let b = w
@@ -1145,9 +1145,12 @@ impl ObjectStore for MemoryCloud {
                 .get(bucket)
                 .ok_or_else(|| err("ListObjectsV2", ErrorKind::NotFound, "NoSuchBucket", bucket))?;
             Ok(b.objects
-                .keys()
-                .filter(|k| k.starts_with(prefix))
-                .cloned()
+                .iter()
+                .filter(|(k, _)| k.starts_with(prefix))
+                .map(|(k, o)| Listed {
+                    key: k.clone(),
+                    etag: Some(o.etag.clone()),
+                })
                 .collect())
         })
     }

@@ -2,8 +2,13 @@
 //! own (a burst, then a steady rate). When EC2 answers RequestLimitExceeded anyway, the rate
 //! halves (at most once a second) and creeps back up with each success (AIMD), so a large
 //! plan runs at the rate the account allows instead of provoking a retry storm.
+//!
+//! One pacer may serve several runs at once (the fleet's executor, see [`Budget`]): a call on
+//! the data path (urgent) is then served before any other waiting for the same bucket, and
+//! the other calls wait while a run still plans (its data path is yet to come).
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -35,6 +40,8 @@ struct State {
     burst: f64,
     last: Instant,
     slowed: Option<Instant>,
+    /// Urgent calls waiting for a token.
+    urgent: usize,
 }
 
 /// Token buckets per API action (tokio's clock, so simulations can run on paused time).
@@ -42,6 +49,27 @@ struct State {
 pub struct Pacer {
     init: Pacing,
     buckets: Mutex<BTreeMap<&'static str, State>>,
+    /// Runs sharing the pacer that have not planned yet (see [`Pacer::hold`]).
+    holds: AtomicUsize,
+}
+
+/// While alive, calls that are not urgent wait (see [`Pacer::hold`]).
+#[derive(Debug)]
+pub struct Hold<'a>(&'a Pacer);
+
+impl Drop for Hold<'_> {
+    fn drop(&mut self) {
+        self.0.holds.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Counts an urgent waiter of one bucket while it waits (also when the wait is cancelled).
+struct Waiting<'a>(&'a Pacer, &'static str);
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.with(self.1, |s| s.urgent -= 1);
+    }
 }
 
 /// The lowest rate the pacer backs off to.
@@ -51,6 +79,8 @@ const INCREASE: f64 = 0.25;
 /// The pacer sends slightly under the configured rate and keeps one token of the burst in
 /// hand, so arrival jitter does not make EC2's bucket run dry.
 const HEADROOM: f64 = 0.98;
+/// How long a call that must let others go first waits before it looks again.
+const YIELD: Duration = Duration::from_millis(5);
 
 impl Pacer {
     /// Full buckets.
@@ -58,7 +88,16 @@ impl Pacer {
         Pacer {
             init: p,
             buckets: Mutex::new(BTreeMap::new()),
+            holds: AtomicUsize::new(0),
         }
+    }
+
+    /// Holds back the calls that are not urgent until the guard is dropped: a run sharing
+    /// this pacer takes it until it has planned, so no other run's bulk goes before its data
+    /// path.
+    pub fn hold(&self) -> Hold<'_> {
+        self.holds.fetch_add(1, Ordering::SeqCst);
+        Hold(self)
     }
 
     fn with<T>(&self, action: &'static str, f: impl FnOnce(&mut State) -> T) -> T {
@@ -69,18 +108,31 @@ impl Pacer {
             burst: (self.init.burst - 1.0).max(1.0),
             last: Instant::now(),
             slowed: None,
+            urgent: 0,
         });
         f(s)
     }
 
-    /// Waits for a token of `action`'s bucket.
-    pub async fn take(&self, action: &'static str) {
+    /// Waits for a token of `action`'s bucket; an `urgent` call (the data path) goes before
+    /// the others waiting, which also wait while the pacer is held.
+    pub async fn take(&self, action: &'static str, urgent: bool) {
+        let _waiting = urgent.then(|| {
+            self.with(action, |s| s.urgent += 1);
+            Waiting(self, action)
+        });
         loop {
+            let held = !urgent && self.holds.load(Ordering::SeqCst) > 0;
             let wait = self.with(action, |s| {
                 let now = Instant::now();
                 let refill = now.duration_since(s.last).as_secs_f64() * s.rate;
                 s.tokens = (s.tokens + refill).min(s.burst);
                 s.last = now;
+                if held || (!urgent && s.urgent > 0) {
+                    // Look again when the next token is due (urgent waiters take it first).
+                    return Some(
+                        Duration::from_secs_f64((1.0 - s.tokens).max(0.0) / s.rate).max(YIELD),
+                    );
+                }
                 // A little slack for float rounding: a refill of 0.99999… is a token.
                 if s.tokens >= 1.0 - 1e-6 {
                     s.tokens = (s.tokens - 1.0).max(0.0);
@@ -137,15 +189,15 @@ mod tests {
         });
         let t0 = Instant::now();
         for _ in 0..10 {
-            p.take("ReplaceRoute").await;
+            p.take("ReplaceRoute", false).await;
         }
-        p.take("AssociateAddress").await;
+        p.take("AssociateAddress", false).await;
         assert!(
             t0.elapsed() < Duration::from_millis(1),
             "bursts are immediate, one bucket per action"
         );
         for _ in 0..10 {
-            p.take("ReplaceRoute").await;
+            p.take("ReplaceRoute", false).await;
         }
         let e = t0.elapsed().as_secs_f64();
         assert!(
@@ -162,5 +214,52 @@ mod tests {
         p.succeeded("ReplaceRoute");
         assert!(p.rate("ReplaceRoute") > slowed);
         assert_eq!(p.rate("AssociateAddress"), 5.0 * HEADROOM);
+    }
+
+    /// The fleet's order: an urgent call waiting goes before every other waiting for the same
+    /// bucket, and a hold keeps the others back until it is dropped.
+    #[tokio::test(start_paused = true)]
+    async fn urgent_calls_go_first_and_a_hold_keeps_the_rest_back() {
+        use std::sync::Arc;
+        let p = Arc::new(Pacer::new(Pacing {
+            rate: 1.0,
+            burst: 2.0,
+        }));
+        // The burst (one token kept in hand) is spent.
+        p.take("ReplaceRoute", false).await;
+        let order = Arc::new(Mutex::new(Vec::new()));
+        let go = |name: &'static str, urgent: bool| {
+            let (p, order) = (p.clone(), order.clone());
+            tokio::spawn(async move {
+                p.take("ReplaceRoute", urgent).await;
+                order.lock().unwrap().push(name);
+            })
+        };
+        let bulk = go("bulk", false);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let data = go("data", true);
+        let (bulk_res, data_res) = tokio::join!(bulk, data);
+        bulk_res.unwrap();
+        data_res.unwrap();
+        assert_eq!(
+            *order.lock().unwrap(),
+            ["data", "bulk"],
+            "the data path first"
+        );
+
+        // A hold: the bulk waits however many tokens there are, the urgent does not.
+        let hold = p.hold();
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let bulk = go("bulk-held", false);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert!(!bulk.is_finished(), "held back");
+        go("data-2", true).await.unwrap();
+        assert!(!bulk.is_finished(), "still held back");
+        drop(hold);
+        bulk.await.unwrap();
+        assert_eq!(
+            *order.lock().unwrap(),
+            ["data", "bulk", "data-2", "bulk-held"]
+        );
     }
 }

@@ -1577,6 +1577,7 @@ pub(crate) mod tests {
             max_concurrency: 4,
             pacing: Default::default(),
             deadline: None,
+            budget: None,
         };
         let out = execute(&cloud, &p, &opts, &NoFence).await;
         assert!(out.iter().all(|o| o.verified), "{out:?}");
@@ -1671,6 +1672,7 @@ pub(crate) mod tests {
             max_concurrency: 4,
             pacing: Default::default(),
             deadline: None,
+            budget: None,
         };
         let out = execute(&cloud, &p, &opts, &NoFence).await;
         assert!(out.iter().all(|o| o.verified), "{out:?}");
@@ -2068,6 +2070,7 @@ pub(crate) mod swap_tests {
             max_concurrency: 16,
             pacing: Default::default(),
             deadline: None,
+            budget: None,
         };
         let out = execute(&cloud, &p, &opts, &NoFence).await;
         assert!(out.iter().all(|o| o.verified), "{out:?}");

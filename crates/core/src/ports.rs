@@ -320,6 +320,25 @@ pub trait ObjectStore: Send + Sync {
         encryption: &Encryption,
         condition: Option<WriteCondition>,
     ) -> Result<Option<String>, CloudError>;
-    /// ListObjectsV2 keys under a prefix.
-    async fn list_keys(&self, bucket: &str, prefix: &str) -> Result<Vec<String>, CloudError>;
+    /// ListObjectsV2: the objects under a prefix (key and ETag).
+    async fn list_objects(&self, bucket: &str, prefix: &str) -> Result<Vec<Listed>, CloudError>;
+
+    /// ListObjectsV2: the keys under a prefix.
+    async fn list_keys(&self, bucket: &str, prefix: &str) -> Result<Vec<String>, CloudError> {
+        Ok(self
+            .list_objects(bucket, prefix)
+            .await?
+            .into_iter()
+            .map(|o| o.key)
+            .collect())
+    }
+}
+
+/// An object a listing names.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Listed {
+    /// Key.
+    pub key: String,
+    /// Entity tag (changes with the content).
+    pub etag: Option<String>,
 }

@@ -6,11 +6,13 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use tokio::net::TcpStream;
 
+use crate::budget::Budget;
 use crate::declaration::{Declaration, ProbeConfig, ProbeKind};
 use crate::discovery::discover;
 use crate::failover::FailoverError;
@@ -187,6 +189,7 @@ pub async fn watch(
     decl: &Declaration,
     until: Instant,
     deadline: Option<Instant>,
+    budget: Option<Arc<Budget>>,
 ) -> Result<ProbeReport, FailoverError> {
     let cfg = decl.extension.probe.clone().ok_or_else(|| {
         FailoverError::Refused(vec!["the declaration has no serverless.probe block".into()])
@@ -203,6 +206,12 @@ pub async fn watch(
     let interval = Duration::from_millis(cfg.interval_ms);
     let mut backoff = Backoff::default();
     let mut last_action: Option<String> = None;
+    // The deadline and shared budget of every failover the probe runs.
+    let limits = RunRequest {
+        deadline,
+        budget,
+        ..RunRequest::new(TargetSpec::Peer, Mode::Execute, "probe")
+    };
     while Instant::now() + interval < until {
         let tick = Instant::now();
         if view.is_none() || refreshed.elapsed() > REFRESH {
@@ -233,7 +242,7 @@ pub async fn watch(
         }
         if let Some((target, why)) = decide(pic, &report.health).filter(|_| backoff.may_try()) {
             let (what, done) =
-                try_failover(ec2, store, decl, &target, &why, deadline, &mut backoff).await;
+                try_failover(ec2, store, decl, &target, &why, &limits, &mut backoff).await;
             if last_action.as_ref() != Some(&what) {
                 tracing::warn!(%what, "probe acted");
                 report.events.push(ProbeEvent {
@@ -307,17 +316,14 @@ async fn try_failover(
     decl: &Declaration,
     target: &str,
     why: &str,
-    deadline: Option<Instant>,
+    limits: &RunRequest,
     backoff: &mut Backoff,
 ) -> (String, bool) {
-    let request = |mode| {
-        let mut req = RunRequest::new(
-            TargetSpec::Instance(target.to_string()),
-            mode,
-            format!("probe: {why}"),
-        );
-        req.deadline = deadline;
-        req
+    let request = |mode| RunRequest {
+        target: TargetSpec::Instance(target.to_string()),
+        mode,
+        trigger: format!("probe: {why}"),
+        ..limits.clone()
     };
     if backoff.refused {
         if let Err(e) = run(ec2, store, decl, request(Mode::DryRun)).await {
@@ -511,6 +517,7 @@ mod tests {
             &decl,
             now + Duration::from_secs(2),
             Some(deadline),
+            None,
         )
         .await
         .unwrap();
@@ -558,6 +565,7 @@ mod tests {
             cloud,
             &decl,
             Instant::now() + Duration::from_secs(secs),
+            None,
             None,
         )
         .await

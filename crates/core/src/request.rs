@@ -2,10 +2,13 @@
 //! (built by the handler from an event, by the CLI from its arguments, by the probe).
 
 use std::hash::{BuildHasher, Hasher};
+use std::sync::Arc;
 use std::time::Instant;
 
 use chrono::Utc;
 use serde::Serialize;
+
+use crate::budget::Budget;
 
 /// Whether a run changes the cloud.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -40,7 +43,7 @@ pub enum TargetSpec {
 }
 
 /// One run's inputs besides the declaration.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub struct RunRequest {
     /// Target.
     pub target: TargetSpec,
@@ -59,6 +62,8 @@ pub struct RunRequest {
     /// When the caller must have returned (the Lambda deadline): the run stops sending
     /// mutations early enough to record its outcome before then.
     pub deadline: Option<Instant>,
+    /// The budget this run shares with the executor's other runs (the fleet), if any.
+    pub budget: Option<Arc<Budget>>,
 }
 
 impl RunRequest {
@@ -73,6 +78,7 @@ impl RunRequest {
             requested_by: None,
             announced: false,
             deadline: None,
+            budget: None,
         }
     }
 }

@@ -191,7 +191,8 @@ pub async fn run(
         }
         (samples, killed)
     };
-    let (probe, (samples, killed)) = futures::join!(watch(ec2, store, decl, until, None), client);
+    let (probe, (samples, killed)) =
+        futures::join!(watch(ec2, store, decl, until, None, None), client);
     let probe = probe?;
     let (killed_at_ms, killed) = killed.unwrap_or((0, String::new()));
     let first_fail = samples

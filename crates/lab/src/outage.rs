@@ -5,142 +5,26 @@
 //! This measures today's behaviour: independent runs, each pacing as if it had the account to
 //! itself.
 
-use std::net::IpAddr;
 use std::time::Duration;
 
-use failover_core::declaration::Declaration;
-use failover_core::discovery::discover;
-use failover_core::execute::{execute, ExecOptions, NoFence};
+use failover_core::answer::Status;
+use failover_core::declaration::Encryption;
+use failover_core::events::{Home, Trust};
 use failover_core::failover::{run, RunOutcome};
-use failover_core::lab::{tags, BucketSpec, TableSpec, Topology, SEED_A_EXT, SEED_B_EXT, SEED_TAG};
+use failover_core::fleet::Fleet;
+use failover_core::handler::{handle_fleet, Invocation};
+use failover_core::lab::SEED_A;
+use failover_core::lab::{fleet_member, FleetMember};
+use failover_core::location::Location;
 use failover_core::memory::MemoryCloud;
 use failover_core::net::Cidr;
-use failover_core::plan::{plan, Plan};
+use failover_core::ports::ObjectStore;
 use failover_core::request::{Mode as Mode_, RunRequest, TargetSpec};
 use futures::future::join_all;
-use futures::stream::{self, StreamExt};
-use serde_json::json;
+use serde_json::Value;
 use tokio::time::Instant;
 
 use crate::sim::{SimulatedCloud, Simulation};
-
-/// One cluster of the fleet: its topology, declaration and what to watch.
-pub struct Cluster {
-    /// Its cloud resources.
-    pub topology: Topology,
-    /// Its declaration (`serverless.clusterName` `fleet-N`).
-    pub declaration: Declaration,
-    /// The standby unit (the target of the failover).
-    pub standby: String,
-    /// The standby's external interface (where the EIP and the routes go).
-    pub standby_eni: String,
-    /// Its route tables.
-    pub tables: Vec<String>,
-    /// Its EIP.
-    pub eip: IpAddr,
-}
-
-/// An id of cluster `n`: the seed's id with its first four hex digits replaced by `n`.
-fn id_of(n: usize, seed: &str) -> String {
-    match seed.split_once('-') {
-        Some((prefix, hex)) if hex.len() > 4 && hex.bytes().all(|b| b.is_ascii_hexdigit()) => {
-            format!("{prefix}-{n:04x}{}", &hex[4..])
-        }
-        _ => format!("{seed}-{n}"),
-    }
-}
-
-/// The destinations of each table: `0.0.0.0/0`, then /24s.
-fn destinations(routes_per_table: usize) -> Vec<Cidr> {
-    (0..routes_per_table)
-        .map(|i| {
-            if i == 0 {
-                "0.0.0.0/0".to_string()
-            } else {
-                format!("172.{}.{}.0/24", 16 + (i - 1) / 250, (i - 1) % 250)
-            }
-        })
-        .map(|s| s.parse().expect("a CIDR"))
-        .collect()
-}
-
-/// Cluster `n` (0-based) of the fleet.
-pub fn cluster(n: usize, tables: usize, routes_per_table: usize) -> Cluster {
-    let label = format!("fleet-{n}");
-    let scoped = |t: &failover_core::declaration::Tags| {
-        let mut t = t.clone();
-        t.insert(SEED_TAG.0.to_string(), label.clone());
-        t
-    };
-    let seed = Topology::seed();
-    let mut t = seed.clone();
-    t.vpc_id = id_of(n, &t.vpc_id);
-    for s in &mut t.subnets {
-        s.id = id_of(n, &s.id);
-    }
-    for i in &mut t.instances {
-        i.id = id_of(n, &i.id);
-        for nic in &mut i.interfaces {
-            nic.id = id_of(n, &nic.id);
-            nic.subnet = id_of(n, &nic.subnet);
-            if !nic.tags.is_empty() {
-                nic.tags = scoped(&nic.tags);
-            }
-        }
-    }
-    for e in &mut t.elastic_ips {
-        e.allocation_id = id_of(n, &e.allocation_id);
-        e.public_ip = format!("100.64.{}.{}", n / 250, n % 250 + 1)
-            .parse()
-            .expect("an IP");
-        e.tags = scoped(&e.tags);
-        if let Some((eni, _)) = &mut e.associated_with {
-            *eni = id_of(n, eni);
-        }
-    }
-    let (a_eni, b_eni) = (id_of(n, SEED_A_EXT), id_of(n, SEED_B_EXT));
-    t.route_tables = (1..=tables)
-        .map(|k| TableSpec {
-            id: format!("rtb-{n:04x}{k:013x}"),
-            tags: tags([(SEED_TAG.0, &label)]),
-            routes: destinations(routes_per_table)
-                .into_iter()
-                .map(|d| (d, a_eni.clone()))
-                .collect(),
-            subnets: Vec::new(),
-        })
-        .collect();
-    t.bucket = BucketSpec {
-        name: format!("fleet-state-{n}"),
-        ..t.bucket.clone()
-    };
-    let ranges: Vec<_> = destinations(routes_per_table)
-        .iter()
-        .map(|d| json!({"range": d.to_string()}))
-        .collect();
-    let declaration = Declaration::from_value(&json!({
-        "class": "Cloud_Failover",
-        "environment": "aws",
-        "externalStorage": {"scopingName": t.bucket.name},
-        "failoverAddresses": {"enabled": true, "scopingTags": {SEED_TAG.0: label}},
-        "failoverRoutes": {
-            "enabled": true,
-            "scopingTags": {SEED_TAG.0: label},
-            "scopingAddressRanges": ranges,
-            "defaultNextHopAddresses": {"discoveryType": "static", "items": ["10.0.0.11", "10.0.4.11"]}
-        },
-        "serverless": {"clusterName": label}
-    }))
-    .expect("a fleet declaration");
-    Cluster {
-        standby: t.instances[1].id.clone(),
-        standby_eni: b_eni,
-        tables: t.route_tables.iter().map(|r| r.id.clone()).collect(),
-        eip: t.elastic_ips[0].public_ip,
-        topology: t,
-        declaration,
-    }
-}
 
 /// What the outage measured (simulated seconds from the moment every run starts).
 #[derive(Clone, Debug, PartialEq)]
@@ -172,11 +56,13 @@ pub struct OutageReport {
 pub enum Mode {
     /// Today: one independent run per cluster, each pacing as if it had the account alone.
     Independent,
-    /// A model of one executor for the account (one SQS-fed Lambda, concurrency 1): every
-    /// cluster's plan, then all operations through one pacer, data path first across the
-    /// fleet, one verify round. Locks and state writes are left out of the model (S3 has no
-    /// shared EC2 budget).
+    /// The fleet's executor for the account (`handle_fleet`: one SQS-fed Lambda,
+    /// concurrency 1), all alarms in one batch, its index of the fleet warm (kept between
+    /// invocations).
     OneExecutor,
+    /// The same, its index built at the outage (a cold executor: every cluster's members
+    /// discovered first).
+    OneExecutorCold,
 }
 
 /// Fails `clusters` pairs over at once in one simulated account.
@@ -197,8 +83,8 @@ pub async fn fleet_outage(
     routes_per_table: usize,
     cfg: Simulation,
 ) -> OutageReport {
-    let fleet: Vec<Cluster> = (0..clusters)
-        .map(|n| cluster(n, tables, routes_per_table))
+    let fleet: Vec<FleetMember> = (0..clusters)
+        .map(|n| fleet_member(n, tables, routes_per_table))
         .collect();
     let memory = MemoryCloud::new();
     for c in &fleet {
@@ -207,10 +93,18 @@ pub async fn fleet_outage(
     let (burst, rate) = cfg.mutating_bucket;
     let sim = SimulatedCloud::new(memory, cfg);
     let per_cluster = 1 + tables * routes_per_table;
+    // A warm executor's index was built before (straight from the account: no budget spent).
+    let mut index = fleet_index(&sim, &fleet).await;
+    if mode == Mode::OneExecutor {
+        index.refresh(&sim.cloud).await.expect("the fleet's index");
+        index
+            .discover_members(&sim.cloud, &sim.cloud, Duration::MAX)
+            .await;
+    }
     let t0 = Instant::now();
     // Watch the data path from outside the account (no simulated call), every 50 ms.
     let default: Cidr = "0.0.0.0/0".parse().expect("a CIDR");
-    let follows = |c: &Cluster| {
+    let follows = |c: &FleetMember| {
         sim.cloud
             .elastic_ip(c.eip)
             .and_then(|e| e.network_interface_id)
@@ -235,7 +129,9 @@ pub async fn fleet_outage(
     let runs = async {
         let failed = match mode {
             Mode::Independent => independent_runs(&sim, &fleet, per_cluster).await,
-            Mode::OneExecutor => one_executor(&sim, &fleet, per_cluster).await,
+            Mode::OneExecutor | Mode::OneExecutorCold => {
+                one_executor(&sim, &fleet, per_cluster, &mut index).await
+            }
         };
         (failed, t0.elapsed().as_secs_f64())
     };
@@ -260,7 +156,7 @@ pub async fn fleet_outage(
 /// failed runs).
 async fn independent_runs(
     sim: &SimulatedCloud,
-    fleet: &[Cluster],
+    fleet: &[FleetMember],
     per_cluster: usize,
 ) -> (usize, usize) {
     let outcomes = join_all(fleet.iter().map(|c| {
@@ -288,49 +184,70 @@ async fn independent_runs(
     (failed_operations, failed_runs)
 }
 
-/// Clusters the one-executor model discovers at a time.
-const DISCOVERIES_IN_FLIGHT: usize = 4;
+/// Where the fleet's declarations are put (the first cluster's state bucket).
+const FLEET_PREFIX: &str = "fleet/";
 
-/// The one-executor model: plan every cluster (discovery paced by the account's Describe
-/// buckets and the SDK's retries), then one execute of all operations, data path first
-/// across the fleet. Returns (failed operations, clusters not planned).
+/// The fleet as the executor sees it: every cluster's declaration under one prefix.
+async fn fleet_index(sim: &SimulatedCloud, fleet: &[FleetMember]) -> Fleet {
+    let bucket = fleet[0].topology.bucket.name.clone();
+    for (n, c) in fleet.iter().enumerate() {
+        sim.cloud
+            .put_object(
+                &bucket,
+                &format!("{FLEET_PREFIX}pair-{n:03}.json"),
+                c.declaration_json.to_string().into_bytes(),
+                &Encryption::None,
+                None,
+            )
+            .await
+            .expect("the declaration is stored");
+    }
+    Fleet::new(Location::Prefix {
+        bucket,
+        prefix: FLEET_PREFIX.into(),
+    })
+}
+
+/// Cluster `c`'s active unit (A) fails its status checks: the alarm's EventBridge event.
+fn alarm(c: &FleetMember) -> Value {
+    let text = include_str!("../../../events/alarm-eventbridge.json")
+        .replace(SEED_A, &c.topology.instances[0].id);
+    failover_core::json::parse(&text).expect("the sample event")
+}
+
+/// The executor for the account (`handle_fleet`, as the fleet's Lambda runs it): every
+/// cluster's alarm in one batch. `warm`: the executor's index of the fleet (declarations and
+/// members) is built before the outage, as it is kept between invocations. Returns (failed
+/// operations, clusters that did not succeed).
 async fn one_executor(
     sim: &SimulatedCloud,
-    fleet: &[Cluster],
+    fleet: &[FleetMember],
     per_cluster: usize,
+    index: &mut Fleet,
 ) -> (usize, usize) {
-    // Discoveries a few at a time: the account's Describe* buckets are shared too.
-    let plans: Vec<Option<Plan>> = stream::iter(fleet.iter().map(|c| async move {
-        let snap = discover(sim, sim, &c.declaration).await.ok()?;
-        plan(&c.declaration, &snap, &c.standby).ok()
-    }))
-    .buffered(DISCOVERIES_IN_FLIGHT)
-    .collect()
-    .await;
-    let unplanned = plans.iter().filter(|p| p.is_none()).count();
-    let mut operations: Vec<_> = plans
-        .into_iter()
-        .flatten()
-        .flat_map(|p| p.operations)
-        .collect();
-    operations.sort_by_key(|o| (o.wave, !o.action.restores_traffic()));
-    let merged = Plan {
-        target: "fleet".into(),
-        target_name: "fleet".into(),
-        operations,
-        in_place: Vec::new(),
-        warnings: Vec::new(),
+    let events: Vec<Value> = fleet.iter().map(alarm).collect();
+    let invocation = Invocation {
+        trust: Trust::at(Home {
+            account: "123456789012".into(),
+            region: "us-east-1".into(),
+        }),
+        ..Invocation::default()
     };
-    let opts = ExecOptions {
-        max_concurrency: 64,
-        pacing: Default::default(),
-        deadline: None,
-    };
-    let outcomes = execute(sim, &merged, &opts, &NoFence).await;
-    (
-        outcomes.iter().filter(|o| !o.verified).count() + unplanned * per_cluster,
-        unplanned,
-    )
+    let answers = handle_fleet(sim, sim, index, &events, invocation).await;
+    let (mut failed_operations, mut failed_runs) = (0, 0);
+    for a in answers.iter().flatten() {
+        match &a.result {
+            Ok(answer) if answer.status() == Status::Succeeded => {
+                let outcomes = &answer.report().expect("a report").record.outcomes;
+                failed_operations += outcomes.iter().filter(|o| !o.verified).count();
+            }
+            _ => {
+                failed_runs += 1;
+                failed_operations += per_cluster;
+            }
+        }
+    }
+    (failed_operations, failed_runs)
 }
 
 #[cfg(test)]
@@ -355,18 +272,36 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn one_executor_for_the_account_fails_a_small_fleet_over() {
-        let r = fleet_outage(Mode::OneExecutor, 3, 2, 5, Simulation::default()).await;
+        for mode in [Mode::OneExecutor, Mode::OneExecutorCold] {
+            let r = fleet_outage(mode, 3, 2, 5, Simulation::default()).await;
+            assert_eq!(
+                (r.failed_runs, r.failed_operations, r.data_path_missing),
+                (0, 0, 0),
+                "{mode:?}: {r:?}"
+            );
+            assert_eq!(r.throttled, 0, "{mode:?}: {r:?}");
+        }
+    }
+
+    /// Issue 15's AZ outage, at a size a test affords: twelve clusters overdraw the account's
+    /// mutation bucket when each paces alone, and share it without a throttled call through
+    /// the fleet's executor, every cluster's data path before the rest.
+    #[tokio::test(start_paused = true)]
+    async fn the_executor_keeps_an_outage_within_the_accounts_buckets() {
+        let alone = az_outage(12, 2, 5, Simulation::default()).await;
+        assert!(alone.throttled > 0, "independent runs overdraw: {alone:?}");
+        let fleet = fleet_outage(Mode::OneExecutor, 12, 2, 5, Simulation::default()).await;
         assert_eq!(
-            (r.failed_runs, r.failed_operations, r.data_path_missing),
-            (0, 0, 0),
-            "{r:?}"
+            (fleet.throttled, fleet.failed_operations),
+            (0, 0),
+            "{fleet:?}"
         );
-        assert_eq!(r.throttled, 0, "{r:?}");
+        assert!(fleet.data_path_s.unwrap() < fleet.all_done_s, "{fleet:?}");
     }
 
     #[test]
     fn clusters_share_the_addressing_plan_not_their_ids() {
-        let (a, b) = (cluster(0, 2, 5), cluster(7, 2, 5));
+        let (a, b) = (fleet_member(0, 2, 5), fleet_member(7, 2, 5));
         assert_ne!(a.topology.vpc_id, b.topology.vpc_id);
         assert_ne!(a.standby, b.standby);
         assert_ne!(a.eip, b.eip);

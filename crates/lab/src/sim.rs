@@ -14,7 +14,7 @@ use failover_core::memory::MemoryCloud;
 use failover_core::model::{ElasticIp, Filter, Instance, NetworkInterface, RouteTable};
 use failover_core::net::Cidr;
 use failover_core::ports::{
-    DryRun, Ec2Describe, Ec2Mutate, Mutation, ObjectStore, StoredObject, WriteCondition,
+    DryRun, Ec2Describe, Ec2Mutate, Listed, Mutation, ObjectStore, StoredObject, WriteCondition,
     MUTATING_OPERATIONS,
 };
 use tokio::time::Instant;
@@ -349,9 +349,9 @@ impl ObjectStore for SimulatedCloud {
             .await
     }
 
-    async fn list_keys(&self, bucket: &str, prefix: &str) -> Result<Vec<String>, CloudError> {
+    async fn list_objects(&self, bucket: &str, prefix: &str) -> Result<Vec<Listed>, CloudError> {
         self.pause("ListObjectsV2").await?;
-        self.cloud.list_keys(bucket, prefix).await
+        self.cloud.list_objects(bucket, prefix).await
     }
 }
 

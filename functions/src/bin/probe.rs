@@ -1,21 +1,33 @@
 //! The health-probe Lambda (scheduled every minute): probes the members for one window and
-//! fails over in process. Environment as for the failover function.
+//! fails over in process; for a fleet, every cluster that declares a probe, at once.
+//! Environment as for the failover function.
 
-use failover_core::handler::handle_probe;
+use failover_core::fleet::Fleet;
+use failover_core::handler::{handle_probe, handle_probe_fleet};
 use failover_functions::{diagnostic, invocation, lambda_setup};
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 use serde_json::Value;
+use tokio::sync::Mutex;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     let setup = lambda_setup().await?;
     setup.init_tracing();
     let (cloud, declaration) = (&setup.cloud, &setup.declaration);
+    let fleet = &Mutex::new(Fleet::new(declaration.clone()));
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
         let inv = invocation(event.context.request_id, event.context.deadline);
-        handle_probe(&cloud.ec2, &cloud.s3, declaration, inv)
-            .await
-            .map_err(diagnostic)
+        let answer = if declaration.is_fleet() {
+            let mut fleet = fleet.lock().await;
+            handle_probe_fleet(&cloud.ec2, &cloud.s3, &mut fleet, inv)
+                .await
+                .map(|v| serde_json::to_value(v).unwrap_or(Value::Null))
+        } else {
+            handle_probe(&cloud.ec2, &cloud.s3, declaration, inv)
+                .await
+                .map(|v| serde_json::to_value(v).unwrap_or(Value::Null))
+        };
+        answer.map_err(diagnostic)
     }))
     .await
 }

@@ -10,15 +10,23 @@ use failover_core::text::printable;
 use failover_core::{Declaration, FailoverError};
 use serde_json::Value;
 
-use super::{bucket, location, open, Context};
+use super::{bucket, for_each_cluster, location, open, Context};
 use crate::exit::{self, CliError};
 use crate::render;
 
 /// `inspect`: exit 8 without a state bucket, 7 on drift (or when the cloud disagrees with
 /// the appliance pair's last announcement).
+/// Over a fleet, every cluster in turn.
 pub async fn inspect(ctx: &Context<'_>, declaration: &str) -> Result<(), CliError> {
     let loc = location(declaration)?;
-    let (cloud, decl) = open(&ctx.opts, &loc).await?;
+    for_each_cluster(ctx, &loc, |c| inspect_one(ctx, c.cloud, c.decl)).await
+}
+
+async fn inspect_one(
+    ctx: &Context<'_>,
+    cloud: AwsCloud,
+    decl: Declaration,
+) -> Result<(), CliError> {
     let view = failover_core::inspect::inspect(&cloud.ec2, &cloud.s3, &decl)
         .await
         .map_err(|e| CliError::new(e.to_string()))?;
@@ -142,10 +150,14 @@ pub async fn history(
     Ok(())
 }
 
-/// `doctor`: exit 1 when a check fails.
+/// `doctor`: exit 1 when a check fails. Over a fleet, every cluster in turn (a declaration
+/// that does not load fails).
 pub async fn doctor(ctx: &Context<'_>, declaration: &str) -> Result<(), CliError> {
     let loc = location(declaration)?;
-    let (cloud, decl) = open(&ctx.opts, &loc).await?;
+    for_each_cluster(ctx, &loc, |c| doctor_one(ctx, c.cloud, c.decl)).await
+}
+
+async fn doctor_one(ctx: &Context<'_>, cloud: AwsCloud, decl: Declaration) -> Result<(), CliError> {
     let checks = failover_core::doctor::doctor(&cloud.ec2, &cloud.s3, &decl, ctx.scoping_tag_key)
         .await
         .map_err(|e| CliError::new(e.to_string()))?;

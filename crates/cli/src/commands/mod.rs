@@ -14,6 +14,7 @@ pub use run::{execute, invoke, plan};
 use failover_core::aws::{self, AwsCloud, AwsOptions};
 use failover_core::discovery::resolve_bucket;
 use failover_core::events::Trust;
+use failover_core::fleet::Fleet;
 use failover_core::handler::{load_declaration, Location};
 use failover_core::request::TargetSpec;
 use failover_core::{Declaration, FailoverError};
@@ -64,6 +65,75 @@ async fn open(opts: &AwsOptions, loc: &Location) -> Result<(AwsCloud, Declaratio
         .await
         .map_err(CliError::new)?;
     Ok((cloud, decl))
+}
+
+/// One cluster to look at: its name (the declaration's location, or its key in a fleet), the
+/// SDK adapters shaped by its declaration, and the declaration.
+struct Opened {
+    name: String,
+    cloud: AwsCloud,
+    decl: Declaration,
+}
+
+/// Every cluster at `loc`: its one declaration, or each declaration of a fleet (a prefix or
+/// a directory) that loads; and, for a fleet, those that do not, each with why.
+async fn open_all(
+    opts: &AwsOptions,
+    loc: &Location,
+) -> Result<(Vec<Opened>, Vec<(String, String)>), CliError> {
+    if !loc.is_fleet() {
+        let (cloud, decl) = open(opts, loc).await?;
+        let name = loc.to_string();
+        return Ok((vec![Opened { name, cloud, decl }], Vec::new()));
+    }
+    let base = aws::connect(opts).await;
+    let mut fleet = Fleet::new(loc.clone());
+    fleet.refresh(&base.s3).await?;
+    let mut out = Vec::new();
+    for (name, c) in fleet.clusters {
+        let cloud = aws::with_settings(base.clone(), opts, &c.declaration)
+            .await
+            .map_err(CliError::new)?;
+        let decl = (*c.declaration).clone();
+        out.push(Opened { name, cloud, decl });
+    }
+    Ok((out, fleet.broken.into_iter().collect()))
+}
+
+/// Runs `each` for every cluster at `loc` (for a fleet: under a heading, in table output),
+/// then fails with the first cluster's failure, or for a declaration that does not load.
+async fn for_each_cluster<F, Fut>(
+    ctx: &Context<'_>,
+    loc: &Location,
+    each: F,
+) -> Result<(), CliError>
+where
+    F: Fn(Opened) -> Fut,
+    Fut: std::future::Future<Output = Result<(), CliError>>,
+{
+    let (clusters, broken) = open_all(&ctx.opts, loc).await?;
+    let fleet = loc.is_fleet();
+    let mut first = None;
+    for c in clusters {
+        if fleet && ctx.output == crate::args::Output::Table {
+            crate::render::say_line(&format!("== {} ==", c.name));
+        }
+        let name = c.name.clone();
+        if let Err(e) = each(c).await {
+            if fleet {
+                crate::render::say_line(&format!("{name}: {e}"));
+            }
+            first.get_or_insert(e);
+        }
+    }
+    for (name, why) in &broken {
+        crate::render::say_line(&format!("== {name} ==\nFAIL  declaration       {why}"));
+    }
+    match (first, broken.first()) {
+        (Some(e), _) => Err(e),
+        (None, Some((name, why))) => Err(CliError::new(format!("{name}: {why}"))),
+        (None, None) => Ok(()),
+    }
 }
 
 /// What `invoke` trusts: events from the caller's own account (STS) and region, as the

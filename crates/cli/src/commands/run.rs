@@ -7,13 +7,14 @@ use std::time::{Duration, Instant};
 use failover_core::answer::Answer;
 use failover_core::aws;
 use failover_core::failover::{run, RunOutcome};
-use failover_core::handler::{handle, Invocation};
+use failover_core::fleet::Fleet;
+use failover_core::handler::{handle, handle_fleet, Invocation};
 use failover_core::request::{Mode, RunRequest};
 use serde_json::Value;
 
 use super::{location, open, target, trust, Context};
 use crate::exit::CliError;
-use crate::render;
+use crate::render::{self, say_line};
 
 /// `plan --target T`: a dry run (no mutating call, no write).
 pub async fn plan(ctx: &Context<'_>, declaration: &str, to: &str) -> Result<(), CliError> {
@@ -74,20 +75,57 @@ pub async fn invoke(
     let text = std::fs::read_to_string(event)
         .map_err(|e| CliError::new(format!("{}: {e}", event.display())))?;
     // Checked before any cloud client exists: a bad event touches nothing.
-    failover_core::events::parse_text(&text)
+    let payload: Value = failover_core::json::parse(&text)
         .map_err(|e| CliError::new(format!("invalid event: {e}")))?;
-    let payload: Value = failover_core::json::parse(&text).expect("parsed above");
+    let batch = match failover_core::events::sqs_messages(&payload) {
+        Some(messages) => messages
+            .map_err(|e| CliError::new(format!("invalid event: {e}")))?
+            .into_iter()
+            .map(|(_, e)| e)
+            .collect(),
+        None => {
+            failover_core::events::parse_text(&text)
+                .map_err(|e| CliError::new(format!("invalid event: {e}")))?;
+            vec![payload.clone()]
+        }
+    };
     let cloud = aws::connect(&ctx.opts).await;
-    let cloud = aws::for_declaration(cloud, &ctx.opts, &loc)
-        .await
-        .map_err(CliError::new)?;
     let invocation = Invocation {
         trust: trust(&ctx.opts, alarm_name_prefix).await?,
         ..Invocation::default()
     };
+    if loc.is_fleet() || batch.len() != 1 || batch[0] != payload {
+        // The fleet's executor (or the function invoked by its queue): every event routed.
+        let mut fleet = Fleet::new(loc);
+        let answers = handle_fleet(&cloud.ec2, &cloud.s3, &mut fleet, &batch, invocation).await;
+        let mut first = None;
+        for a in answers.into_iter().flatten() {
+            say_line(&format!(
+                "== {} ==",
+                a.cluster.as_deref().unwrap_or("no cluster")
+            ));
+            let outcome = match a.result {
+                Ok(answer) => shown(ctx, &answer),
+                Err(e) => Err(CliError::from(e)),
+            };
+            if let Err(e) = outcome {
+                say_line(&e.to_string());
+                first.get_or_insert(e);
+            }
+        }
+        return first.map_or(Ok(()), Err);
+    }
+    let cloud = aws::for_declaration(cloud, &ctx.opts, &loc)
+        .await
+        .map_err(CliError::new)?;
     let answer = handle(&cloud.ec2, &cloud.s3, &loc, &payload, invocation).await?;
-    render::show_answer(ctx.output, &answer);
-    match &answer {
+    shown(ctx, &answer)
+}
+
+/// Shows `answer`; IN_PROGRESS, COOLDOWN and IGNORED as their exit codes.
+fn shown(ctx: &Context<'_>, answer: &Answer) -> Result<(), CliError> {
+    render::show_answer(ctx.output, answer);
+    match answer {
         Answer::Succeeded(_) | Answer::DryRun(_) => Ok(()),
         Answer::InProgress(skip) | Answer::Cooldown(skip) => Err(CliError::skipped(skip)),
         Answer::Ignored(ignored) => Err(CliError::ignored(ignored)),

@@ -9,7 +9,7 @@ use aws_sdk_s3::Client;
 use super::cloud_error;
 use crate::declaration::{Encryption, Tags};
 use crate::error::{CloudError, ErrorKind};
-use crate::ports::{ObjectStore, StoredObject, WriteCondition};
+use crate::ports::{Listed, ObjectStore, StoredObject, WriteCondition};
 
 /// The S3 port over the AWS SDK.
 #[derive(Clone, Debug)]
@@ -199,7 +199,7 @@ impl ObjectStore for AwsS3 {
         Ok(out.e_tag().map(str::to_string))
     }
 
-    async fn list_keys(&self, bucket: &str, prefix: &str) -> Result<Vec<String>, CloudError> {
+    async fn list_objects(&self, bucket: &str, prefix: &str) -> Result<Vec<Listed>, CloudError> {
         let pages: Vec<_> = self
             .client
             .list_objects_v2()
@@ -213,7 +213,12 @@ impl ObjectStore for AwsS3 {
         Ok(pages
             .iter()
             .flat_map(|p| p.contents())
-            .filter_map(|o| o.key().map(str::to_string))
+            .filter_map(|o| {
+                Some(Listed {
+                    key: o.key()?.to_string(),
+                    etag: o.e_tag().map(str::to_string),
+                })
+            })
             .collect())
     }
 }

@@ -217,6 +217,10 @@ fn main() {
         .start_paused(true)
         .build()
         .expect("runtime");
+    if std::env::args().nth(1).as_deref() == Some("outage") {
+        // Only the AZ-outage table.
+        return outage(&rt);
+    }
     let sim = Simulation::default();
     let (burst, rate) = sim.mutating_bucket;
     println!("| routes | EIPs | engine (paced) | engine unpaced | concurrency 1 | throttle bound | CFE published | EC2 calls / rounds (paced) | throttled: paced / unpaced |");
@@ -285,7 +289,7 @@ fn main() {
 fn outage(rt: &tokio::runtime::Runtime) {
     use failover_lab::outage::{az_outage, fleet_outage, Mode, OutageReport};
     println!();
-    println!("AZ outage (issue 15): every pair's active unit fails at once and every cluster's failover runs at once in one account, sharing its EC2 buckets; today's behaviour: independent runs, each pacing as if it had the account to itself.");
+    println!("AZ outage (issue 15): every pair's active unit fails at once and every cluster's failover runs at once in one account, sharing its EC2 buckets; before the fleet: independent runs, each pacing as if it had the account to itself; the fleet: one executor for the account (handle_fleet, as the SQS-fed Lambda of concurrency 1 runs it, every alarm in one batch).");
     println!();
     println!("| how | clusters | EIPs + routes each | operations | data path (every EIP and default route on the standby) | all runs done | throttle bound | throttled calls | failed operations | failed runs |");
     println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
@@ -310,20 +314,33 @@ fn outage(rt: &tokio::runtime::Runtime) {
         "today: independent runs",
         "1 + 10 (2 tables)",
     );
-    show(
-        &rt.block_on(fleet_outage(
-            Mode::OneExecutor,
-            50,
-            2,
-            5,
+    let executor = |mode, clusters, tables, routes| {
+        rt.block_on(fleet_outage(
+            mode,
+            clusters,
+            tables,
+            routes,
             Simulation::default(),
-        )),
-        "model: one executor for the account",
+        ))
+    };
+    show(
+        &executor(Mode::OneExecutor, 50, 2, 5),
+        "fleet: one executor (index warm)",
+        "1 + 10 (2 tables)",
+    );
+    show(
+        &executor(Mode::OneExecutorCold, 50, 2, 5),
+        "fleet: one executor (cold: index built first)",
         "1 + 10 (2 tables)",
     );
     show(
         &rt.block_on(az_outage(1, 10, 50, Simulation::default())),
-        "today: one cluster",
+        "one cluster, its own run",
+        "1 + 500 (10 tables)",
+    );
+    show(
+        &executor(Mode::OneExecutor, 1, 10, 50),
+        "one cluster, fleet executor (index warm)",
         "1 + 500 (10 tables)",
     );
 }

@@ -1,0 +1,577 @@
+//! Many clusters, one deployment: every declaration under a prefix (or in a directory) is one
+//! cluster, with its own lock, state file, history and cooldown. An event goes to the cluster
+//! that owns its instance or alarm; the index that says so is kept between invocations and
+//! refreshed when a declaration's ETag changes (its members are found by the same discovery a
+//! run makes, and looked for again when an event names an instance no cluster owns).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::stream::{self, StreamExt};
+use tokio::time::Instant;
+
+use crate::budget::DISCOVERIES_IN_FLIGHT;
+use crate::declaration::Declaration;
+use crate::discovery::discover;
+use crate::events::{instance_id_in, Trigger};
+use crate::failover::FailoverError;
+use crate::location::Location;
+use crate::pace::Pacing;
+use crate::ports::{Ec2Describe, ObjectStore};
+use crate::state::shared_keys;
+
+/// How old a cluster's member list may be before an event naming an instance no cluster owns
+/// has it looked up again (an appliance replaced since).
+pub const MEMBERS_MAX_AGE: Duration = Duration::from_secs(60);
+
+/// One cluster of the fleet.
+#[derive(Clone, Debug)]
+pub struct Cluster {
+    /// The declaration's key under the prefix (or its file name): names the cluster.
+    pub key: String,
+    /// The declaration's ETag (or a hash of a file's text) when it was read.
+    pub etag: Option<String>,
+    /// The declaration.
+    pub declaration: Arc<Declaration>,
+    /// Its members (instance ids), as discovery found them, and when.
+    members: Option<(BTreeSet<String>, Instant)>,
+}
+
+impl Cluster {
+    /// Its members as last discovered (empty before the first discovery).
+    pub fn members(&self) -> impl Iterator<Item = &str> {
+        self.members
+            .iter()
+            .flat_map(|(m, _)| m.iter().map(String::as_str))
+    }
+
+    fn owns(&self, trigger: &Trigger) -> bool {
+        let member = |id: &str| self.members.as_ref().is_some_and(|(m, _)| m.contains(id));
+        match trigger {
+            Trigger::Alarm {
+                name, instance_ids, ..
+            } => {
+                self.declaration.extension.alarm_targets.contains_key(name)
+                    || instance_ids.iter().any(|i| member(i))
+                    || (instance_ids.is_empty() && instance_id_in(name).is_some_and(|i| member(&i)))
+            }
+            Trigger::InstanceState { instance_id, .. }
+            | Trigger::ApplianceActive { instance_id, .. } => member(instance_id),
+            Trigger::Direct { target, .. } => member(target),
+            Trigger::Schedule { .. } => true,
+        }
+    }
+}
+
+/// Where an event goes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Route {
+    /// To these clusters (one, except the schedule, which goes to every cluster).
+    To(Vec<String>),
+    /// Nowhere: no cluster owns what it names (the reason says what).
+    Nowhere(String),
+}
+
+/// The clusters of a fleet, as last read.
+#[derive(Debug, Default)]
+pub struct Fleet {
+    /// Where the declarations are.
+    pub location: Option<Location>,
+    /// The clusters whose declarations load, by key.
+    pub clusters: BTreeMap<String, Cluster>,
+    /// Declarations that do not load, or clash with another's state file or lock: key → why.
+    pub broken: BTreeMap<String, String>,
+    /// ETags of the broken declarations (not read again until they change).
+    broken_etags: BTreeMap<String, Option<String>>,
+}
+
+impl Fleet {
+    /// An empty fleet at `location` (read by [`Fleet::refresh`]).
+    pub fn new(location: Location) -> Fleet {
+        Fleet {
+            location: Some(location),
+            ..Fleet::default()
+        }
+    }
+
+    /// Lists the declarations and reads those new or changed since the last refresh (by
+    /// ETag); forgets those gone. A declaration that does not load, or shares a state file
+    /// or lock with another, is `broken` (named, with why) and routes nothing.
+    pub async fn refresh(&mut self, store: &dyn ObjectStore) -> Result<(), FailoverError> {
+        let location = self
+            .location
+            .clone()
+            .ok_or_else(|| unavailable("none", "no location"))?;
+        let listed = list(store, &location).await?;
+        let keep: BTreeSet<&String> = listed.iter().map(|(k, _)| k).collect();
+        self.clusters.retain(|k, _| keep.contains(k));
+        self.broken_etags.retain(|k, _| keep.contains(k));
+        for (key, etag) in &listed {
+            let known = self
+                .clusters
+                .get(key)
+                .map(|c| &c.etag)
+                .or(self.broken_etags.get(key));
+            if etag.is_some() && known == Some(etag) {
+                continue;
+            }
+            self.clusters.remove(key);
+            self.broken_etags.remove(key);
+            match read(store, &location, key).await {
+                Ok(declaration) => {
+                    self.clusters.insert(
+                        key.clone(),
+                        Cluster {
+                            key: key.clone(),
+                            etag: etag.clone(),
+                            declaration: Arc::new(declaration),
+                            members: None,
+                        },
+                    );
+                }
+                Err(why) => {
+                    self.broken_etags.insert(key.clone(), etag.clone());
+                    self.broken.insert(key.clone(), why);
+                }
+            }
+        }
+        self.broken.retain(|k, _| self.broken_etags.contains_key(k));
+        self.clashes();
+        Ok(())
+    }
+
+    /// Marks broken every cluster sharing a state file or a lock with another.
+    fn clashes(&mut self) {
+        let all: Vec<&Cluster> = self.clusters.values().collect();
+        let mut clash: BTreeMap<String, String> = BTreeMap::new();
+        for (i, a) in all.iter().enumerate() {
+            for b in &all[i + 1..] {
+                let shared = shared_keys(&a.declaration, &b.declaration);
+                if let Some(why) = shared.first() {
+                    clash.insert(a.key.clone(), format!("clashes with {}: {why}", b.key));
+                    clash.insert(b.key.clone(), format!("clashes with {}: {why}", a.key));
+                }
+            }
+        }
+        for (key, why) in clash {
+            if self.clusters.remove(&key).is_some() {
+                // Read again next time: the clash may be gone with the other's change.
+                self.broken_etags.insert(key.clone(), None);
+            }
+            self.broken.insert(key, why);
+        }
+    }
+
+    /// Discovers the members of every cluster whose list is missing or older than `max_age`
+    /// (a few clusters at a time). A cluster whose discovery fails keeps its old list; the
+    /// failures are returned (cluster key, error).
+    pub async fn discover_members(
+        &mut self,
+        ec2: &dyn Ec2Describe,
+        store: &dyn ObjectStore,
+        max_age: Duration,
+    ) -> Vec<(String, String)> {
+        let stale: Vec<(String, Arc<Declaration>)> = self
+            .clusters
+            .values()
+            .filter(|c| {
+                c.members
+                    .as_ref()
+                    .is_none_or(|(_, at)| at.elapsed() >= max_age)
+            })
+            .map(|c| (c.key.clone(), c.declaration.clone()))
+            .collect();
+        let found: Vec<_> = stream::iter(stale.into_iter().map(|(key, decl)| async move {
+            let snap = discover(ec2, store, &decl).await;
+            (
+                key,
+                snap.map(|s| s.members.into_iter().map(|m| m.id).collect()),
+            )
+        }))
+        .buffer_unordered(DISCOVERIES_IN_FLIGHT)
+        .collect()
+        .await;
+        let mut failures = Vec::new();
+        for (key, members) in found {
+            match (members, self.clusters.get_mut(&key)) {
+                (Ok(m), Some(c)) => c.members = Some((m, Instant::now())),
+                (Err(e), _) => failures.push((key, e.to_string())),
+                _ => {}
+            }
+        }
+        failures
+    }
+
+    /// The clusters that own what `trigger` names, by the index as it is.
+    pub fn owners(&self, trigger: &Trigger) -> Vec<String> {
+        self.clusters
+            .values()
+            .filter(|c| c.owns(trigger))
+            .map(|c| c.key.clone())
+            .collect()
+    }
+
+    /// Where `trigger` goes: the one cluster owning its instance or alarm (the schedule: every
+    /// cluster). Owned by none → `Nowhere` (a declaration that does not load is named, since
+    /// it may be the owner: then an error); by two → a configuration error naming both.
+    pub fn route(&self, trigger: &Trigger) -> Result<Route, FailoverError> {
+        let owners = self.owners(trigger);
+        if matches!(trigger, Trigger::Schedule { .. }) {
+            return Ok(Route::To(owners));
+        }
+        match owners.len() {
+            1 => Ok(Route::To(owners)),
+            0 if !self.broken.is_empty() => Err(FailoverError::Fleet(format!(
+                "no cluster owns {}, and declarations that do not load may: {}",
+                named(trigger),
+                self.broken
+                    .iter()
+                    .map(|(k, why)| format!("{k} ({why})"))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            ))),
+            0 => Ok(Route::Nowhere(format!(
+                "no cluster of the fleet ({} declarations) owns {}",
+                self.clusters.len(),
+                named(trigger)
+            ))),
+            _ => Err(FailoverError::Fleet(format!(
+                "{} is claimed by more than one cluster: {}; give each pair its own addresses, route tables and alarms",
+                named(trigger),
+                owners.join(", ")
+            ))),
+        }
+    }
+
+    /// The pacing one executor uses for the account: the most cautious of `keys`' declarations.
+    pub fn pacing(&self, keys: &[String]) -> Pacing {
+        keys.iter()
+            .filter_map(|k| self.clusters.get(k))
+            .map(|c| Pacing {
+                rate: c.declaration.extension.mutation_rate as f64,
+                burst: c.declaration.extension.mutation_burst as f64,
+            })
+            .reduce(|a, b| Pacing {
+                rate: a.rate.min(b.rate),
+                burst: a.burst.min(b.burst),
+            })
+            .unwrap_or_default()
+    }
+}
+
+/// What a trigger names, for a reason.
+fn named(trigger: &Trigger) -> String {
+    match trigger {
+        Trigger::Alarm {
+            name, instance_ids, ..
+        } => match instance_ids.as_slice() {
+            [] => format!("alarm {name:?}"),
+            ids => format!("alarm {name:?} (on {})", ids.join(", ")),
+        },
+        Trigger::InstanceState { instance_id, .. }
+        | Trigger::ApplianceActive { instance_id, .. } => format!("instance {instance_id}"),
+        Trigger::Direct { target, .. } => format!("instance {target}"),
+        Trigger::Schedule { .. } => "the schedule".into(),
+    }
+}
+
+fn unavailable(location: &str, reason: &str) -> FailoverError {
+    FailoverError::DeclarationUnavailable {
+        location: location.into(),
+        reason: reason.into(),
+    }
+}
+
+/// The declarations at a fleet location: (key, ETag). Folder markers are left out; a
+/// directory's `*.json` files are named by file name and tagged by a hash of their text.
+async fn list(
+    store: &dyn ObjectStore,
+    location: &Location,
+) -> Result<Vec<(String, Option<String>)>, FailoverError> {
+    match location {
+        Location::Prefix { bucket, prefix } => Ok(store
+            .list_objects(bucket, prefix)
+            .await
+            .map_err(|e| unavailable(&location.to_string(), &e.to_string()))?
+            .into_iter()
+            .filter(|o| !o.key.ends_with('/'))
+            .map(|o| (o.key, o.etag))
+            .collect()),
+        Location::Dir(dir) => {
+            let entries = std::fs::read_dir(dir)
+                .map_err(|e| unavailable(&location.to_string(), &e.to_string()))?;
+            let mut out = Vec::new();
+            for e in entries.flatten() {
+                let path = e.path();
+                if path.extension().is_some_and(|x| x == "json") {
+                    let text = std::fs::read(&path).unwrap_or_default();
+                    let etag = format!("{:x}", fnv(&text));
+                    out.push((e.file_name().to_string_lossy().into_owned(), Some(etag)));
+                }
+            }
+            out.sort();
+            Ok(out)
+        }
+        one => Ok(vec![(one.to_string(), None)]),
+    }
+}
+
+/// Reads and validates the declaration `key` of `location` (why not, as text).
+async fn read(
+    store: &dyn ObjectStore,
+    location: &Location,
+    key: &str,
+) -> Result<Declaration, String> {
+    let one = match location {
+        Location::Prefix { bucket, .. } => Location::S3 {
+            bucket: bucket.clone(),
+            key: key.into(),
+        },
+        Location::Dir(dir) => Location::File(dir.join(key)),
+        one => one.clone(),
+    };
+    crate::location::load_declaration(store, &one)
+        .await
+        .map_err(|e| e.to_string())
+}
+
+/// FNV-1a: a file's content tag (not a security hash).
+fn fnv(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf29ce484222325, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x100000001b3)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::answer::Status;
+    use crate::declaration::Encryption;
+    use crate::events::{Home, Trust};
+    use crate::handler::{handle_fleet, FleetAnswer, Invocation};
+    use crate::lab::{fleet_member, FleetMember, SEED_A};
+    use crate::memory::MemoryCloud;
+    use serde_json::Value;
+
+    const BUCKET: &str = "fleet-state-0";
+
+    /// `n` clusters in one account (one VPC each, one addressing plan), their declarations
+    /// under `fleet/` in the first cluster's state bucket.
+    async fn account(n: usize) -> (MemoryCloud, Vec<FleetMember>) {
+        let cloud = MemoryCloud::new();
+        let fleet: Vec<FleetMember> = (0..n).map(|i| fleet_member(i, 2, 3)).collect();
+        for (i, c) in fleet.iter().enumerate() {
+            cloud.add_topology(&c.topology);
+            put(&cloud, &format!("pair-{i}.json"), &c.declaration_json).await;
+        }
+        (cloud, fleet)
+    }
+
+    async fn put(cloud: &MemoryCloud, name: &str, v: &Value) {
+        cloud
+            .put_object(
+                BUCKET,
+                &format!("fleet/{name}"),
+                v.to_string().into_bytes(),
+                &Encryption::None,
+                None,
+            )
+            .await
+            .unwrap();
+    }
+
+    fn location() -> Location {
+        "s3://fleet-state-0/fleet/".parse().unwrap()
+    }
+
+    /// Cluster `c`'s unit A fails its status checks (the alarm's EventBridge event).
+    fn alarm_on(instance: &str) -> Value {
+        let text = include_str!("../../../events/alarm-eventbridge.json").replace(SEED_A, instance);
+        crate::json::parse(&text).unwrap()
+    }
+
+    fn invocation() -> Invocation {
+        Invocation {
+            trust: Trust::at(Home {
+                account: "123456789012".into(),
+                region: "us-east-1".into(),
+            }),
+            ..Invocation::default()
+        }
+    }
+
+    fn only(answers: &[Vec<FleetAnswer>], i: usize) -> &FleetAnswer {
+        let [one] = answers[i].as_slice() else {
+            panic!("event {i}: {:?}", answers[i])
+        };
+        one
+    }
+
+    fn follows_standby(cloud: &MemoryCloud, c: &FleetMember) -> bool {
+        let default = "0.0.0.0/0".parse().unwrap();
+        c.tables
+            .iter()
+            .all(|t| cloud.route_target(t, default).as_deref() == Some(c.standby_eni.as_str()))
+            && cloud
+                .elastic_ip(c.eip)
+                .and_then(|e| e.network_interface_id)
+                .as_deref()
+                == Some(c.standby_eni.as_str())
+    }
+
+    /// Three pairs with one addressing plan: each alarm fails over its own cluster and no
+    /// other; the same alarm names no cluster's instance after a refresh finds nothing new.
+    #[tokio::test]
+    async fn each_event_goes_to_the_cluster_that_owns_its_instance() {
+        let (cloud, members) = account(3).await;
+        let mut fleet = Fleet::new(location());
+        let a1 = members[1].topology.instances[0].id.clone();
+        let answers =
+            handle_fleet(&cloud, &cloud, &mut fleet, &[alarm_on(&a1)], invocation()).await;
+        let one = only(&answers, 0);
+        assert_eq!(one.cluster.as_deref(), Some("fleet/pair-1.json"));
+        let answer = one.result.as_ref().unwrap();
+        assert_eq!(answer.status(), Status::Succeeded, "{answer}");
+        assert!(follows_standby(&cloud, &members[1]));
+        assert!(!follows_standby(&cloud, &members[0]));
+        assert!(!follows_standby(&cloud, &members[2]));
+        let planned = answer.report().unwrap().plan.operations.len();
+        assert_eq!(planned, 1 + 2 * 3);
+
+        // Both other pairs' alarms in one batch: both fail over, each its own.
+        let (a0, a2) = (
+            members[0].topology.instances[0].id.clone(),
+            members[2].topology.instances[0].id.clone(),
+        );
+        cloud.reset_calls();
+        let answers = handle_fleet(
+            &cloud,
+            &cloud,
+            &mut fleet,
+            &[alarm_on(&a0), alarm_on(&a2)],
+            invocation(),
+        )
+        .await;
+        assert_eq!(
+            only(&answers, 0).cluster.as_deref(),
+            Some("fleet/pair-0.json")
+        );
+        assert_eq!(
+            only(&answers, 1).cluster.as_deref(),
+            Some("fleet/pair-2.json")
+        );
+        assert!(members.iter().all(|c| follows_standby(&cloud, c)));
+        assert_eq!(cloud.mutation_count(), 2 * planned, "{:?}", cloud.calls());
+        // The index was kept: no declaration read again (same ETags), no membership discovery.
+        let gets = cloud.calls().iter().filter(|c| *c == "GetObject").count();
+        let lists = cloud
+            .calls()
+            .iter()
+            .filter(|c| *c == "ListObjectsV2")
+            .count();
+        assert_eq!(lists, 1, "{:?}", cloud.calls());
+        assert!(
+            gets <= 2 * 2,
+            "only the runs' state files (and lock reads), not the declarations: {:?}",
+            cloud.calls()
+        );
+    }
+
+    /// An instance no cluster owns is IGNORED with the reason; one two clusters claim is
+    /// refused, naming both.
+    #[tokio::test]
+    async fn no_owner_is_ignored_and_two_owners_are_refused() {
+        let (cloud, members) = account(2).await;
+        let mut fleet = Fleet::new(location());
+        let answers = handle_fleet(
+            &cloud,
+            &cloud,
+            &mut fleet,
+            &[alarm_on("i-0123456789abcdef0")],
+            invocation(),
+        )
+        .await;
+        let one = only(&answers, 0);
+        let answer = one.result.as_ref().unwrap();
+        assert_eq!(answer.status(), Status::Ignored, "{answer}");
+        assert!(
+            answer
+                .to_string()
+                .contains("no cluster of the fleet (2 declarations) owns alarm"),
+            "{answer}"
+        );
+        assert_eq!(cloud.mutation_count(), 0);
+
+        // A second declaration for pair 0 under another cluster name: both claim its units.
+        let mut twin = members[0].declaration_json.clone();
+        twin["serverless"]["clusterName"] = "pair-0-again".into();
+        put(&cloud, "pair-0-again.json", &twin).await;
+        let a0 = members[0].topology.instances[0].id.clone();
+        let answers =
+            handle_fleet(&cloud, &cloud, &mut fleet, &[alarm_on(&a0)], invocation()).await;
+        let e = only(&answers, 0).result.as_ref().unwrap_err();
+        assert_eq!(e.error_type(), "FleetConfiguration", "{e}");
+        assert!(
+            e.to_string()
+                .contains("fleet/pair-0-again.json, fleet/pair-0.json"),
+            "{e}"
+        );
+        assert_eq!(cloud.mutation_count(), 0);
+    }
+
+    /// A declaration is read again only when its ETag changes; one that does not load, or
+    /// shares a lock with another, is named, and an event it could own is an error, not
+    /// IGNORED.
+    #[tokio::test]
+    async fn declarations_are_read_again_by_etag_and_broken_ones_are_named() {
+        let (cloud, members) = account(2).await;
+        let mut fleet = Fleet::new(location());
+        fleet.refresh(&cloud).await.unwrap();
+        assert_eq!(fleet.clusters.len(), 2);
+        cloud.reset_calls();
+        fleet.refresh(&cloud).await.unwrap();
+        assert_eq!(cloud.calls(), ["ListObjectsV2"]);
+
+        put(
+            &cloud,
+            "pair-1.json",
+            &serde_json::json!({"class": "Cloud_Failover"}),
+        )
+        .await;
+        cloud.reset_calls();
+        fleet.refresh(&cloud).await.unwrap();
+        assert_eq!(cloud.calls(), ["ListObjectsV2", "GetObject"]);
+        assert_eq!(fleet.clusters.len(), 1);
+        assert!(
+            fleet.broken["fleet/pair-1.json"].contains("invalid declaration"),
+            "{:?}",
+            fleet.broken
+        );
+        let a1 = members[1].topology.instances[0].id.clone();
+        let answers =
+            handle_fleet(&cloud, &cloud, &mut fleet, &[alarm_on(&a1)], invocation()).await;
+        let e = only(&answers, 0).result.as_ref().unwrap_err();
+        assert_eq!(e.error_type(), "FleetConfiguration", "{e}");
+        assert!(
+            e.to_string()
+                .contains("fleet/pair-1.json (invalid declaration"),
+            "{e}"
+        );
+
+        // Pair 1 fixed, but with pair 0's cluster name in the same bucket: both are named.
+        let mut same = members[1].declaration_json.clone();
+        same["serverless"]["clusterName"] = "fleet-0".into();
+        same["externalStorage"]["scopingName"] = "fleet-state-0".into();
+        put(&cloud, "pair-1.json", &same).await;
+        fleet.refresh(&cloud).await.unwrap();
+        assert!(fleet.clusters.is_empty(), "{:?}", fleet.clusters.keys());
+        assert!(fleet.broken["fleet/pair-0.json"].contains("clashes with fleet/pair-1.json"));
+
+        // Fixed: both load again.
+        put(&cloud, "pair-1.json", &members[1].declaration_json).await;
+        fleet.refresh(&cloud).await.unwrap();
+        assert_eq!(fleet.clusters.len(), 2, "{:?}", fleet.broken);
+        assert!(fleet.broken.is_empty());
+    }
+}
