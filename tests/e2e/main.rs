@@ -8,6 +8,7 @@ mod cli;
 mod corpus;
 mod doctor;
 mod faults;
+mod fleet;
 mod iam;
 mod moto;
 mod proxy;

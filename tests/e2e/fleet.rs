@@ -1,0 +1,156 @@
+//! Issue 15 on moto: a fleet of six pairs in one account (a VPC each, all with one addressing
+//! plan; three sharing one state bucket), their declarations under one prefix, failed over by
+//! concurrent alarms through the fleet's executor and the real SDK.
+
+use std::collections::BTreeSet;
+
+use failover_core::answer::Status;
+use failover_core::declaration::Encryption;
+use failover_core::fleet::Fleet;
+use failover_core::handler::{handle_fleet, FleetAnswer};
+use failover_core::lab::{fleet_member, FleetMember, SEED_A};
+use failover_core::location::Location;
+use failover_core::ports::ObjectStore;
+use failover_lab::builder::{self as lab, LabIds};
+use serde_json::Value;
+
+use crate::moto::Moto;
+use crate::support::*;
+
+/// The state bucket three clusters share (and where the fleet's declarations are).
+const SHARED: &str = "fleet-shared";
+
+/// Every id-like token of `text` (`rtb-…`, `eni-…`, `eipalloc-…`, `i-…`).
+fn ids_in(text: &str) -> BTreeSet<String> {
+    text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '-'))
+        .filter(|t| {
+            ["rtb-", "eni-", "eipalloc-", "i-"]
+                .iter()
+                .any(|p| t.starts_with(p))
+        })
+        .map(str::to_string)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_fleet_fails_over_by_concurrent_alarms_each_cluster_on_its_own() {
+    let Some(moto) = Moto::start() else { return };
+    let (cloud, log) = moto.cloud().await;
+    cloud
+        .s3
+        .client()
+        .create_bucket()
+        .bucket(SHARED)
+        .send()
+        .await
+        .unwrap();
+    let mut members: Vec<(FleetMember, LabIds)> = Vec::new();
+    for n in 0..6 {
+        let mut m = fleet_member(n, 2, 3);
+        if n < 3 {
+            m.declaration_json["externalStorage"]["scopingName"] = SHARED.into();
+        }
+        let ids = lab::create(&cloud, &m.topology).await.expect("lab");
+        let text = ids.rewrite(&m.declaration_json.to_string());
+        cloud
+            .s3
+            .put_object(
+                SHARED,
+                &format!("fleet/pair-{n}.json"),
+                text.into_bytes(),
+                &Encryption::None,
+                None,
+            )
+            .await
+            .unwrap();
+        members.push((m, ids));
+    }
+    let alarm = |(m, ids): &(FleetMember, LabIds)| -> Value {
+        let text =
+            repo_file("events/alarm-eventbridge.json").replace(SEED_A, &m.topology.instances[0].id);
+        serde_json::from_str(&ids.rewrite(&text)).unwrap()
+    };
+    let location: Location = format!("s3://{SHARED}/fleet/").parse().unwrap();
+
+    // Four alarms reach the executor in one batch while two more reach a second invocation.
+    log.clear();
+    let batch: Vec<Value> = members[..4].iter().map(alarm).collect();
+    let other: Vec<Value> = members[4..].iter().map(alarm).collect();
+    let (mut one, mut two) = (Fleet::new(location.clone()), Fleet::new(location));
+    let (a, b) = tokio::join!(
+        handle_fleet(&cloud.ec2, &cloud.s3, &mut one, &batch, invocation(None)),
+        handle_fleet(&cloud.ec2, &cloud.s3, &mut two, &other, invocation(None)),
+    );
+    let answers: Vec<FleetAnswer> = a
+        .into_iter()
+        .chain(b)
+        .map(|mut v| {
+            assert_eq!(v.len(), 1, "{v:?}");
+            v.remove(0)
+        })
+        .collect();
+
+    let mut planned = 0;
+    for (n, (answer, (m, ids))) in answers.iter().zip(&members).enumerate() {
+        assert_eq!(
+            answer.cluster.as_deref(),
+            Some(format!("fleet/pair-{n}.json").as_str())
+        );
+        let a = answer
+            .result
+            .as_ref()
+            .unwrap_or_else(|e| panic!("pair {n}: {e}"));
+        assert_eq!(a.status(), Status::Succeeded, "pair {n}: {a}");
+        let report = a.report().unwrap();
+        assert_eq!(report.record.target, ids.real(&m.standby), "pair {n}");
+        planned += report.plan.operations.len();
+        // Only this cluster's resources in its plan.
+        let own: BTreeSet<String> = ids.0.values().cloned().collect();
+        for op in &report.plan.operations {
+            let touched = ids_in(&serde_json::to_string(&op.action).unwrap());
+            assert!(
+                touched.is_subset(&own),
+                "pair {n} touches another's: {touched:?}"
+            );
+        }
+        // Its EIP and every table follow its own standby.
+        assert_eq!(
+            eip_eni(&cloud, ids.real(&m.topology.elastic_ips[0].allocation_id))
+                .await
+                .as_deref(),
+            Some(ids.real(&m.standby_eni)),
+            "pair {n}"
+        );
+        for t in &m.tables {
+            for dest in ["0.0.0.0/0", "172.16.0.0/24", "172.16.1.0/24"] {
+                assert_eq!(
+                    route_target(&cloud, ids.real(t), dest).await.as_deref(),
+                    Some(ids.real(&m.standby_eni)),
+                    "pair {n} {t} {dest}"
+                );
+            }
+        }
+        // Its own state file, also in the shared bucket.
+        let bucket = if n < 3 {
+            SHARED.to_string()
+        } else {
+            m.topology.bucket.name.clone()
+        };
+        let key =
+            failover_core::keys::state_object(&format!("fleet-{n}"), "f5cloudfailoverstate.json");
+        let state = cloud
+            .s3
+            .get_object(&bucket, &key)
+            .await
+            .unwrap()
+            .expect("state file");
+        let state: Value = serde_json::from_slice(&state.body).unwrap();
+        assert_eq!(
+            state["serverless"]["cluster"],
+            format!("fleet-{n}"),
+            "{state}"
+        );
+    }
+    assert_eq!(planned, 6 * (1 + 2 * 3));
+    assert_eq!(log.mutation_count(), planned, "{:?}", log.calls());
+}
