@@ -5,6 +5,7 @@
 use std::collections::BTreeSet;
 
 use failover_core::answer::Status;
+use failover_core::aws::AwsCloud;
 use failover_core::declaration::Encryption;
 use failover_core::fleet::Fleet;
 use failover_core::handler::{handle_fleet, FleetAnswer};
@@ -32,10 +33,9 @@ fn ids_in(text: &str) -> BTreeSet<String> {
         .collect()
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_fleet_fails_over_by_concurrent_alarms_each_cluster_on_its_own() {
-    let Some(moto) = Moto::start() else { return };
-    let (cloud, log) = moto.cloud().await;
+/// `count` pairs built on moto, their declarations under `s3://fleet-shared/fleet/` (the
+/// first three keep their state in that bucket too).
+async fn fleet_lab(cloud: &AwsCloud, count: usize) -> Vec<(FleetMember, LabIds)> {
     cloud
         .s3
         .client()
@@ -45,12 +45,12 @@ async fn a_fleet_fails_over_by_concurrent_alarms_each_cluster_on_its_own() {
         .await
         .unwrap();
     let mut members: Vec<(FleetMember, LabIds)> = Vec::new();
-    for n in 0..6 {
+    for n in 0..count {
         let mut m = fleet_member(n, 2, 3);
         if n < 3 {
             m.declaration_json["externalStorage"]["scopingName"] = SHARED.into();
         }
-        let ids = lab::create(&cloud, &m.topology).await.expect("lab");
+        let ids = lab::create(cloud, &m.topology).await.expect("lab");
         let text = ids.rewrite(&m.declaration_json.to_string());
         cloud
             .s3
@@ -65,6 +65,14 @@ async fn a_fleet_fails_over_by_concurrent_alarms_each_cluster_on_its_own() {
             .unwrap();
         members.push((m, ids));
     }
+    members
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_fleet_fails_over_by_concurrent_alarms_each_cluster_on_its_own() {
+    let Some(moto) = Moto::start() else { return };
+    let (cloud, log) = moto.cloud().await;
+    let members = fleet_lab(&cloud, 6).await;
     let alarm = |(m, ids): &(FleetMember, LabIds)| -> Value {
         let text =
             repo_file("events/alarm-eventbridge.json").replace(SEED_A, &m.topology.instances[0].id);
@@ -153,4 +161,81 @@ async fn a_fleet_fails_over_by_concurrent_alarms_each_cluster_on_its_own() {
     }
     assert_eq!(planned, 6 * (1 + 2 * 3));
     assert_eq!(log.mutation_count(), planned, "{:?}", log.calls());
+}
+
+/// `doctor` and `inspect` over a fleet: every cluster under its heading, then the fleet's own
+/// checks; a second declaration claiming a pair's units fails them, naming both.
+#[tokio::test(flavor = "multi_thread")]
+async fn doctor_and_inspect_cover_every_cluster_of_the_fleet() {
+    let Some(moto) = Moto::start() else { return };
+    let (cloud, _) = moto.cloud().await;
+    let members = fleet_lab(&cloud, 3).await;
+    let run = |command: &str| {
+        let out = cloud_failover()
+            .args([
+                command,
+                "--declaration",
+                "s3://fleet-shared/fleet/",
+                "--output",
+                "table",
+            ])
+            .args(["--endpoint-url", &moto.endpoint, "--region", "us-east-1"])
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, out, err) = run("inspect");
+    assert_eq!(code, Some(0), "{out}{err}");
+    for n in 0..3 {
+        assert!(
+            out.contains(&format!(
+                "== fleet/pair-{n}.json ==\ncluster fleet-{n} · active: "
+            )),
+            "{out}"
+        );
+    }
+    let (_, out, err) = run("doctor");
+    assert!(out.contains("== fleet ==\n"), "{out}");
+    assert!(out.contains("PASS  fleet-members"), "{out}{err}");
+    assert!(out.contains("PASS  fleet-declarations"), "{out}{err}");
+    // JSON: one document.
+    let json = cloud_failover()
+        .args(["inspect", "--declaration", "s3://fleet-shared/fleet/"])
+        .args(["--endpoint-url", &moto.endpoint, "--region", "us-east-1"])
+        .output()
+        .unwrap();
+    let doc: Value = serde_json::from_slice(&json.stdout).expect("one JSON document");
+    let clusters = doc["clusters"].as_array().unwrap();
+    assert_eq!(clusters.len(), 3, "{doc}");
+    assert_eq!(clusters[2]["cluster"], "fleet/pair-2.json");
+    assert_eq!(clusters[2]["result"]["cluster"], "fleet-2");
+
+    let (m, ids) = &members[0];
+    let mut twin = m.declaration_json.clone();
+    twin["serverless"]["clusterName"] = "pair-0-again".into();
+    cloud
+        .s3
+        .put_object(
+            SHARED,
+            "fleet/pair-0-again.json",
+            ids.rewrite(&twin.to_string()).into_bytes(),
+            &Encryption::None,
+            None,
+        )
+        .await
+        .unwrap();
+    let (code, out, err) = run("doctor");
+    assert_eq!(code, Some(1), "{out}{err}");
+    let a = ids.real(&m.topology.instances[0].id);
+    assert!(
+        out.contains(&format!("FAIL  fleet-members"))
+            && out.contains(&format!(
+                "{a} is a member of fleet/pair-0-again.json and fleet/pair-0.json"
+            )),
+        "{out}"
+    );
 }

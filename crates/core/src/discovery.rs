@@ -229,6 +229,15 @@ pub async fn discover(
     .await
 }
 
+/// Reads the snapshot for `decl` without looking for the state bucket (who the members are,
+/// what they hold: the fleet's index).
+pub async fn discover_ec2(
+    ec2: &dyn Ec2Describe,
+    decl: &Declaration,
+) -> Result<Snapshot, CloudError> {
+    snapshot(ec2, decl, async { Ok((None, Vec::new())) }).await
+}
+
 /// Reads the snapshot for `decl` when the state bucket is already known.
 pub async fn discover_cloud(
     ec2: &dyn Ec2Describe,

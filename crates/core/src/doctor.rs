@@ -87,6 +87,55 @@ fn check(name: &'static str, problems: Vec<(Verdict, String, String)>, ok: Strin
     }
 }
 
+/// The fleet's own checks (its members discovered: `Fleet::discover_members`, whose
+/// `failures` are passed): every declaration loads and keeps its own state file and lock,
+/// and no instance is a member of two clusters (its events would go to neither).
+pub fn fleet_checks(fleet: &crate::fleet::Fleet, failures: &[(String, String)]) -> Vec<Check> {
+    let broken = fleet
+        .broken
+        .iter()
+        .map(|(key, why)| {
+            (
+                Verdict::Fail,
+                format!("{key}: {why}"),
+                "fix the declaration (cloud-failover validate), or give each cluster its own serverless.clusterName".into(),
+            )
+        })
+        .collect();
+    let mut members: Vec<(Verdict, String, String)> = failures
+        .iter()
+        .map(|(key, e)| {
+            (
+                Verdict::Fail,
+                format!("{key}: discovery failed: {e}"),
+                "see the cluster's own checks".into(),
+            )
+        })
+        .collect();
+    members.extend(fleet.shared_members().into_iter().map(|(instance, keys)| {
+        (
+            Verdict::Fail,
+            format!("{instance} is a member of {}", keys.join(" and ")),
+            "give each pair its own addresses and route tables (one declaration per pair)".into(),
+        )
+    }));
+    vec![
+        check(
+            "fleet-declarations",
+            broken,
+            format!(
+                "{} declaration(s) load, each with its own state file and lock",
+                fleet.clusters.len()
+            ),
+        ),
+        check(
+            "fleet-members",
+            members,
+            "every member belongs to one cluster".into(),
+        ),
+    ]
+}
+
 /// The value of the scoping tag `key` the declaration scopes by, if any.
 pub fn label(decl: &Declaration, key: &str) -> Option<String> {
     let mut scopes: Vec<&crate::declaration::Tags> = Vec::new();

@@ -13,7 +13,7 @@ use tokio::time::Instant;
 
 use crate::budget::DISCOVERIES_IN_FLIGHT;
 use crate::declaration::Declaration;
-use crate::discovery::discover;
+use crate::discovery::discover_ec2;
 use crate::events::{instance_id_in, Trigger};
 use crate::failover::FailoverError;
 use crate::location::Location;
@@ -169,7 +169,6 @@ impl Fleet {
     pub async fn discover_members(
         &mut self,
         ec2: &dyn Ec2Describe,
-        store: &dyn ObjectStore,
         max_age: Duration,
     ) -> Vec<(String, String)> {
         let stale: Vec<(String, Arc<Declaration>)> = self
@@ -183,7 +182,7 @@ impl Fleet {
             .map(|c| (c.key.clone(), c.declaration.clone()))
             .collect();
         let found: Vec<_> = stream::iter(stale.into_iter().map(|(key, decl)| async move {
-            let snap = discover(ec2, store, &decl).await;
+            let snap = discover_ec2(ec2, &decl).await;
             (
                 key,
                 snap.map(|s| s.members.into_iter().map(|m| m.id).collect()),
@@ -201,6 +200,22 @@ impl Fleet {
             }
         }
         failures
+    }
+
+    /// Instances more than one cluster counts as a member (each with those clusters' keys):
+    /// their events could go to neither.
+    pub fn shared_members(&self) -> BTreeMap<String, Vec<String>> {
+        let mut by_member: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for c in self.clusters.values() {
+            for m in c.members() {
+                by_member
+                    .entry(m.to_string())
+                    .or_default()
+                    .push(c.key.clone());
+            }
+        }
+        by_member.retain(|_, keys| keys.len() > 1);
+        by_member
     }
 
     /// The clusters that own what `trigger` names, by the index as it is.

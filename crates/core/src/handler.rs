@@ -346,7 +346,7 @@ pub async fn handle_fleet(
     let all: Vec<String> = fleet.clusters.keys().cloned().collect();
     let budget = Arc::new(Budget::new(fleet.pacing(&all)));
     let ec2 = &budget.ec2(ec2);
-    let routes = route_all(ec2, store, fleet, &trusted).await;
+    let routes = route_all(ec2, fleet, &trusted).await;
     let mut work: BTreeMap<String, Vec<(usize, events::Trigger)>> = BTreeMap::new();
     for ((i, trigger), route) in trusted.into_iter().zip(routes) {
         match route {
@@ -402,20 +402,17 @@ pub async fn handle_fleet(
 /// members older than [`MEMBERS_MAX_AGE`] looked up again (an appliance may be replaced).
 async fn route_all(
     ec2: &dyn Ec2,
-    store: &dyn ObjectStore,
     fleet: &mut Fleet,
     trusted: &[(usize, events::Trigger)],
 ) -> Vec<Result<Route, FailoverError>> {
-    let mut failures = fleet
-        .discover_members(ec2, store, std::time::Duration::MAX)
-        .await;
+    let mut failures = fleet.discover_members(ec2, std::time::Duration::MAX).await;
     let unowned = |f: &Fleet| {
         trusted
             .iter()
             .any(|(_, t)| !matches!(t, events::Trigger::Schedule { .. }) && f.owners(t).is_empty())
     };
     if unowned(fleet) {
-        failures = fleet.discover_members(ec2, store, MEMBERS_MAX_AGE).await;
+        failures = fleet.discover_members(ec2, MEMBERS_MAX_AGE).await;
     }
     trusted
         .iter()

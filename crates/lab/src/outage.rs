@@ -97,9 +97,7 @@ pub async fn fleet_outage(
     let mut index = fleet_index(&sim, &fleet).await;
     if mode == Mode::OneExecutor {
         index.refresh(&sim.cloud).await.expect("the fleet's index");
-        index
-            .discover_members(&sim.cloud, &sim.cloud, Duration::MAX)
-            .await;
+        index.discover_members(&sim.cloud, Duration::MAX).await;
     }
     let t0 = Instant::now();
     // Watch the data path from outside the account (no simulated call), every 50 ms.

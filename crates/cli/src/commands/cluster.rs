@@ -1,8 +1,13 @@
 //! The cluster as it is: `inspect`, `history`, `doctor`, `state`; and its lock and state
 //! file set straight: `unlock`, `reset`.
 
+use std::time::Duration;
+
 use failover_core::aws::AwsCloud;
-use failover_core::doctor::Verdict;
+use failover_core::doctor::{Check, Verdict};
+use failover_core::fleet::Fleet;
+use failover_core::handler::Location;
+use failover_core::inspect::Inspection;
 use failover_core::keys::state_key;
 use failover_core::lock::Unlocked;
 use failover_core::state::{read_history, StateLog};
@@ -11,6 +16,7 @@ use failover_core::{Declaration, FailoverError};
 use serde_json::Value;
 
 use super::{bucket, for_each_cluster, location, open, Context};
+use crate::args::Output;
 use crate::exit::{self, CliError};
 use crate::render;
 
@@ -19,18 +25,33 @@ use crate::render;
 /// Over a fleet, every cluster in turn.
 pub async fn inspect(ctx: &Context<'_>, declaration: &str) -> Result<(), CliError> {
     let loc = location(declaration)?;
-    for_each_cluster(ctx, &loc, |c| inspect_one(ctx, c.cloud, c.decl)).await
+    let (doc, verdict) = for_each_cluster(
+        ctx,
+        &loc,
+        |c| inspect_one(c.cloud, c.decl),
+        render::show_inspection,
+    )
+    .await;
+    if loc.is_fleet() && ctx.output == Output::Json {
+        render::print_json(&doc);
+    }
+    verdict
 }
 
+/// One cluster's picture, and its verdict.
 async fn inspect_one(
-    ctx: &Context<'_>,
     cloud: AwsCloud,
     decl: Declaration,
-) -> Result<(), CliError> {
+) -> Result<(Inspection, Result<(), CliError>), CliError> {
     let view = failover_core::inspect::inspect(&cloud.ec2, &cloud.s3, &decl)
         .await
         .map_err(|e| CliError::new(e.to_string()))?;
-    render::show_inspection(ctx.output, &view);
+    let verdict = verdict(&view);
+    Ok((view, verdict))
+}
+
+/// `inspect`'s verdict on one cluster.
+fn verdict(view: &Inspection) -> Result<(), CliError> {
     if view.bucket.is_none() {
         return Err(CliError::from(FailoverError::NoStateBucket(
             "so there is no state, history or lock to show".into(),
@@ -154,19 +175,64 @@ pub async fn history(
 /// that does not load fails).
 pub async fn doctor(ctx: &Context<'_>, declaration: &str) -> Result<(), CliError> {
     let loc = location(declaration)?;
-    for_each_cluster(ctx, &loc, |c| doctor_one(ctx, c.cloud, c.decl)).await
+    let (mut doc, each) = for_each_cluster(
+        ctx,
+        &loc,
+        |c| doctor_one(ctx, c.cloud, c.decl),
+        |output, checks: &Vec<Check>| render::show_checks(output, checks),
+    )
+    .await;
+    if !loc.is_fleet() {
+        return each;
+    }
+    let shared = fleet_members(ctx, &loc, &mut doc).await;
+    if ctx.output == Output::Json {
+        render::print_json(&doc);
+    }
+    each.and(shared)
 }
 
-async fn doctor_one(ctx: &Context<'_>, cloud: AwsCloud, decl: Declaration) -> Result<(), CliError> {
+/// The fleet's own checks (`doctor::fleet_checks`).
+async fn fleet_members(
+    ctx: &Context<'_>,
+    loc: &Location,
+    doc: &mut serde_json::Map<String, Value>,
+) -> Result<(), CliError> {
+    let cloud = failover_core::aws::connect(&ctx.opts).await;
+    let mut fleet = Fleet::new(loc.clone());
+    fleet.refresh(&cloud.s3).await?;
+    let failures = fleet.discover_members(&cloud.ec2, Duration::MAX).await;
+    let checks = failover_core::doctor::fleet_checks(&fleet, &failures);
+    if ctx.output == Output::Table {
+        render::say_line("== fleet ==");
+        render::show_checks(ctx.output, &checks);
+    }
+    doc.insert(
+        "fleet".into(),
+        serde_json::to_value(&checks).unwrap_or_default(),
+    );
+    failed(&checks, "fleet ")
+}
+
+/// One cluster's checks, and the verdict on them.
+async fn doctor_one(
+    ctx: &Context<'_>,
+    cloud: AwsCloud,
+    decl: Declaration,
+) -> Result<(Vec<Check>, Result<(), CliError>), CliError> {
     let checks = failover_core::doctor::doctor(&cloud.ec2, &cloud.s3, &decl, ctx.scoping_tag_key)
         .await
         .map_err(|e| CliError::new(e.to_string()))?;
-    render::show_checks(ctx.output, &checks);
-    let failed = checks.iter().filter(|c| c.verdict == Verdict::Fail).count();
-    if failed > 0 {
-        return Err(CliError::new(format!("doctor: {failed} check(s) failed")));
+    let verdict = failed(&checks, "");
+    Ok((checks, verdict))
+}
+
+/// Fails when a check failed.
+fn failed(checks: &[Check], which: &str) -> Result<(), CliError> {
+    match checks.iter().filter(|c| c.verdict == Verdict::Fail).count() {
+        0 => Ok(()),
+        n => Err(CliError::new(format!("doctor: {n} {which}check(s) failed"))),
     }
-    Ok(())
 }
 
 /// `state`: the state file the last run wrote (JSON whatever `--output` says).

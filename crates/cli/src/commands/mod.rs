@@ -18,6 +18,7 @@ use failover_core::fleet::Fleet;
 use failover_core::handler::{load_declaration, Location};
 use failover_core::request::TargetSpec;
 use failover_core::{Declaration, FailoverError};
+use serde_json::{json, Value};
 
 use crate::args::{Cli, Output};
 use crate::exit::CliError;
@@ -100,40 +101,69 @@ async fn open_all(
     Ok((out, fleet.broken.into_iter().collect()))
 }
 
-/// Runs `each` for every cluster at `loc` (for a fleet: under a heading, in table output),
-/// then fails with the first cluster's failure, or for a declaration that does not load.
-async fn for_each_cluster<F, Fut>(
+/// Runs `each` for every cluster at `loc` and shows what it found with `show`: one
+/// declaration as ever; a fleet's clusters under headings (table output) or gathered into
+/// the JSON document `{"clusters": [{"cluster", "result" | "error"}], …}` the caller prints
+/// (its `fleet` entries added), returned here. Fails with the first cluster's failure, or
+/// for a declaration that does not load.
+async fn for_each_cluster<T, F, Fut>(
     ctx: &Context<'_>,
     loc: &Location,
     each: F,
-) -> Result<(), CliError>
+    show: fn(Output, &T),
+) -> (serde_json::Map<String, Value>, Result<(), CliError>)
 where
+    T: serde::Serialize,
     F: Fn(Opened) -> Fut,
-    Fut: std::future::Future<Output = Result<(), CliError>>,
+    Fut: std::future::Future<Output = Result<(T, Result<(), CliError>), CliError>>,
 {
-    let (clusters, broken) = open_all(&ctx.opts, loc).await?;
-    let fleet = loc.is_fleet();
+    let mut doc = serde_json::Map::new();
+    let (clusters, broken) = match open_all(&ctx.opts, loc).await {
+        Ok(all) => all,
+        Err(e) => return (doc, Err(e)),
+    };
+    let (fleet, table) = (loc.is_fleet(), ctx.output == Output::Table);
+    let mut items = Vec::new();
     let mut first = None;
     for c in clusters {
-        if fleet && ctx.output == crate::args::Output::Table {
-            crate::render::say_line(&format!("== {} ==", c.name));
-        }
         let name = c.name.clone();
-        if let Err(e) = each(c).await {
-            if fleet {
-                crate::render::say_line(&format!("{name}: {e}"));
+        if fleet && table {
+            crate::render::say_line(&format!("== {name} =="));
+        }
+        let verdict = match each(c).await {
+            Ok((found, verdict)) => {
+                if !fleet || table {
+                    show(ctx.output, &found);
+                } else {
+                    items.push(json!({"cluster": name, "result": found}));
+                }
+                verdict
             }
+            Err(e) => {
+                if fleet && table {
+                    crate::render::say_line(&e.to_string());
+                }
+                items.push(json!({"cluster": name, "error": e.to_string()}));
+                Err(e)
+            }
+        };
+        if let Err(e) = verdict {
             first.get_or_insert(e);
         }
     }
     for (name, why) in &broken {
-        crate::render::say_line(&format!("== {name} ==\nFAIL  declaration       {why}"));
+        if table {
+            crate::render::say_line(&format!("== {name} ==\nFAIL  declaration       {why}"));
+        }
+        items.push(json!({"cluster": name, "error": why}));
     }
-    match (first, broken.first()) {
+    doc.insert("clusters".into(), items.into());
+    let verdict = match (first, broken.first()) {
         (Some(e), _) => Err(e),
         (None, Some((name, why))) => Err(CliError::new(format!("{name}: {why}"))),
         (None, None) => Ok(()),
-    }
+    };
+    (doc, verdict)
 }
 
 /// What `invoke` trusts: events from the caller's own account (STS) and region, as the
