@@ -1,6 +1,7 @@
 //! Least privilege, proved three ways for the failover function:
 //! 1. the role in template.yaml grants exactly the IAM actions of `handler::OPERATIONS`
-//!    (no missing permission, no extra one, no wildcard action);
+//!    (no missing permission, no extra one, no wildcard action); in fleet mode the role also
+//!    gets what the queue's event source mapping needs, and nothing else (checked apart);
 //! 2. the SDK adapters can send no operation outside `ports::PERMISSIONS` (their clients
 //!    carry an interceptor that refuses any other; one is sent to see it refused);
 //! 3. what the end-to-end tests saw sent is within `handler::OPERATIONS` (`seed.rs`).
@@ -20,6 +21,24 @@ fn untag(v: &Value) -> &Value {
         Value::Tagged(t) => untag(&t.value),
         other => other,
     }
+}
+
+/// The two branches of `!If [condition, then, else]`, checking it tests `condition`.
+fn if_branches<'a>(v: &'a Value, condition: &str) -> (&'a Value, &'a Value) {
+    match v {
+        Value::Tagged(t) if t.tag == "If" => {
+            let list = t.value.as_sequence().expect("!If list");
+            assert_eq!(list.len(), 3, "{v:?}");
+            assert_eq!(list[0], condition, "{v:?}");
+            (&list[1], &list[2])
+        }
+        other => panic!("not !If [{condition}, …]: {other:?}"),
+    }
+}
+
+/// A value as YAML text (tags included), to look for the names it refers to.
+fn shown(v: &Value) -> String {
+    serde_yaml::to_string(v).unwrap()
 }
 
 /// A policy document: YAML, or JSON text through `!Sub` (where a parameter is part of a
@@ -120,7 +139,8 @@ fn failover_role_grants_exactly_what_the_code_calls() {
     );
     // Every mutating EC2 action is scoped by the stack's scoping tag (its key the ScopingTagKey
     // parameter) where AWS evaluates it: the EIP, the route table, the interface whose
-    // addresses move.
+    // addresses move. StringLike, so that a fleet's ScopingTagValue may be a pattern
+    // (`fleet-*`); an exact value matches as StringEquals did.
     for (action, resource) in [
         ("ec2:ReplaceRoute", "route-table"),
         ("ec2:CreateRoute", "route-table"),
@@ -134,7 +154,7 @@ fn failover_role_grants_exactly_what_the_code_calls() {
             let res = serde_yaml::to_string(&s["Resource"]).unwrap();
             acts.contains(action)
                 && res.contains(&format!(":{resource}/*"))
-                && s["Condition"]["StringEquals"]
+                && s["Condition"]["StringLike"]
                     .get("aws:ResourceTag/SCOPING_TAG_KEY")
                     .is_some()
         });
@@ -144,7 +164,8 @@ fn failover_role_grants_exactly_what_the_code_calls() {
         );
     }
     // Where the target is not tagged (the interface an EIP moves to, the subnet a table is
-    // swapped onto), it is confined to the cluster's VPC (issue 9.4).
+    // swapped onto), it is confined to the cluster's VPC (issue 9.4); in fleet mode to the
+    // fleet's VPCs (ArnLike on ARNs built from FleetVpcIds, template.yaml says why).
     for (action, resource) in [
         ("ec2:AssociateAddress", "network-interface"),
         ("ec2:ReplaceRouteTableAssociation", "subnet"),
@@ -159,10 +180,16 @@ fn failover_role_grants_exactly_what_the_code_calls() {
             .collect();
         assert!(!in_vpc.is_empty(), "{action} on {resource} not granted");
         for s in in_vpc {
-            let vpc = serde_yaml::to_string(&s["Condition"]["ArnEquals"]["ec2:Vpc"]).unwrap();
+            let (fleet, single) = if_branches(&s["Condition"], "IsFleet");
+            let vpc = shown(&single["ArnEquals"]["ec2:Vpc"]);
             assert!(
                 vpc.contains(":vpc/${VpcId}"),
                 "{action} on {resource} is not confined to the VPC: {s:?}"
+            );
+            let vpcs = shown(&fleet["ArnLike"]["ec2:Vpc"]);
+            assert!(
+                vpcs.contains("FleetVpcIds") && vpcs.contains(":vpc/"),
+                "{action} on {resource} is not confined to the fleet's VPCs: {s:?}"
             );
         }
     }
@@ -253,17 +280,20 @@ fn triggers_admit_only_this_accounts_alarms_and_the_appliances() {
         serde_yaml::to_string(&serde_yaml::from_str::<Value>("!Ref AlarmNamePrefix").unwrap())
             .unwrap()
     );
-    let events = &f["Events"];
-    let alarm_rule =
-        serde_yaml::to_string(&events["AlarmStateChange"]["Properties"]["Pattern"]).unwrap();
+    // The rules are resources of their own (fleet mode sends them to the queue instead).
+    let alarm_rule = shown(&res["FailoverFunctionAlarmStateChange"]["Properties"]["EventPattern"]);
     assert!(alarm_rule.contains("AlarmNamePrefix"), "{alarm_rule}");
-    let active = &events["ApplianceActive"]["Properties"]["Pattern"];
-    assert!(
-        serde_yaml::to_string(&active["source"])
-            .unwrap()
-            .contains("ApplianceSource"),
-        "the appliance rule filters no source"
+    let (fleet, single) = if_branches(
+        &res["FailoverFunctionApplianceActive"]["Properties"]["EventPattern"],
+        "IsFleet",
     );
+    for active in [fleet, single] {
+        assert!(
+            shown(&active["source"]).contains("ApplianceSource"),
+            "the appliance rule filters no source"
+        );
+        assert_eq!(shown(&active["detail-type"]).trim(), "- Appliance Active");
+    }
     let bus = &res["ApplianceBusPolicy"]["Properties"]["Statement"];
     assert!(serde_yaml::to_string(&bus["Principal"]["AWS"])
         .unwrap()
@@ -299,22 +329,29 @@ fn triggers_admit_only_this_accounts_alarms_and_the_appliances() {
 }
 
 /// A run that crashed holding the cluster lock must not block every trigger after it for
-/// longer than one function timeout: the default lease fits the failover function's timeout.
+/// longer than one function timeout: the default lease fits the failover function's timeout,
+/// in both modes (fleet mode: one invocation runs a batch, with a longer timeout; each
+/// cluster's lock still has the default lease, renewed while its run goes on).
 #[test]
 fn the_default_lock_lease_fits_the_function_timeout() {
     let template: Value = serde_yaml::from_str(&repo_file("template.yaml")).unwrap();
-    let timeout = template["Resources"]["FailoverFunction"]["Properties"]["Timeout"]
-        .as_u64()
-        .expect("Timeout");
-    let lease = failover_core::declaration::Extension::default().lock_lease_seconds;
-    assert!(
-        lease <= timeout,
-        "default lockLeaseSeconds {lease} s outlives the function timeout {timeout} s"
+    let (fleet, single) = if_branches(
+        &template["Resources"]["FailoverFunction"]["Properties"]["Timeout"],
+        "IsFleet",
     );
+    let lease = failover_core::declaration::Extension::default().lock_lease_seconds;
+    for timeout in [fleet, single] {
+        let timeout = timeout.as_u64().expect("Timeout");
+        assert!(
+            lease <= timeout,
+            "default lockLeaseSeconds {lease} s outlives the function timeout {timeout} s"
+        );
+    }
 }
 
 /// `retryFailover` has its meaning: a schedule, at the declaration's interval (the
-/// `RetryFailoverInterval` parameter), invokes the failover function; none when it is 0.
+/// `RetryFailoverInterval` parameter), invokes the failover function (fleet mode: through the
+/// fleet queue); none when it is 0.
 #[test]
 fn the_retry_failover_schedule_invokes_the_failover_function() {
     let template: Value = serde_yaml::from_str(&repo_file("template.yaml")).unwrap();
@@ -326,10 +363,20 @@ fn the_retry_failover_schedule_invokes_the_failover_function() {
         expr.contains("rate(${RetryFailoverInterval} minutes)"),
         "{expr}"
     );
-    let target = serde_yaml::to_string(&rule["Properties"]["Targets"][0]["Arn"]).unwrap();
-    assert!(target.contains("FailoverFunction.Arn"), "{target}");
-    let permission = &res["RetryFailoverSchedulePermission"]["Properties"];
-    assert_eq!(permission["Principal"], "events.amazonaws.com");
+    let (fleet, single) = if_branches(&rule["Properties"]["Targets"][0]["Arn"], "IsFleet");
+    assert!(shown(single).contains("FailoverFunction.Arn"), "{single:?}");
+    assert!(shown(fleet).contains("FleetQueue.Arn"), "{fleet:?}");
+    let permission = &res["RetryFailoverSchedulePermission"];
+    assert_eq!(permission["Condition"], "RetryInvokesFunction");
+    let when = shown(&template["Conditions"]["RetryInvokesFunction"]);
+    assert!(
+        when.contains("HasRetrySchedule") && when.contains("IsSinglePair"),
+        "{when}"
+    );
+    assert_eq!(
+        permission["Properties"]["Principal"],
+        "events.amazonaws.com"
+    );
     let p = &template["Parameters"]["RetryFailoverInterval"];
     assert_eq!(
         (p["Default"].as_u64(), p["MaxValue"].as_u64()),
