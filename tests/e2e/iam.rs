@@ -738,3 +738,36 @@ fn fleet_mode_is_one_executor_fed_by_one_queue() {
     assert!(shown(fleet).contains("/${DeclarationPrefix}*"), "{fleet:?}");
     assert!(shown(single).contains("/${DeclarationKey}"), "{single:?}");
 }
+
+/// templates/pair.yaml (fleet mode: deployed once per pair) makes a pair's status-check alarms
+/// as the single-pair stack makes its own: the same name (the stack's prefix, the instance
+/// id), metric, dimension and thresholds, so the function routes each to the pair that owns
+/// the instance.
+#[test]
+fn the_pair_template_makes_the_stacks_status_check_alarms() {
+    let stack: Value = serde_yaml::from_str(&repo_file("template.yaml")).unwrap();
+    let pair: Value = serde_yaml::from_str(&repo_file("templates/pair.yaml")).unwrap();
+    assert_eq!(
+        pair["Parameters"]["AlarmNamePrefix"]["Default"],
+        stack["Parameters"]["AlarmNamePrefix"]["Default"]
+    );
+    for alarm in ["StatusCheckAlarmA", "StatusCheckAlarmB"] {
+        let ours = &pair["Resources"][alarm]["Properties"];
+        let theirs = &stack["Resources"][alarm]["Properties"];
+        for key in [
+            "AlarmName",
+            "Namespace",
+            "MetricName",
+            "Dimensions",
+            "Statistic",
+            "Period",
+            "EvaluationPeriods",
+            "Threshold",
+            "ComparisonOperator",
+            "TreatMissingData",
+        ] {
+            assert!(!ours[key].is_null(), "{alarm}.{key}");
+            assert_eq!(ours[key], theirs[key], "{alarm}.{key}");
+        }
+    }
+}
