@@ -31,8 +31,8 @@ build:  ## Release bootstrap binaries with cargo-lambda, for the architecture `m
 	  --bin failover --bin probe --bin inspect
 	ls -l target/lambda/*/bootstrap
 
-validate:  ## cfn-lint and sam validate --lint (offline); cfn-lint on the aws-drill lab
-	$(TOOLS)/cfn-lint template.yaml scripts/aws-drill/lab.yaml
+validate:  ## cfn-lint and sam validate --lint (offline); cfn-lint on the fleet pair template and the aws-drill lab
+	$(TOOLS)/cfn-lint template.yaml templates/pair.yaml scripts/aws-drill/lab.yaml
 	$(TOOLS)/sam validate --lint --region us-east-1
 
 deploy:  ## sam build + deploy (guided the first time), for the Lambda architecture this machine builds (ARCH=arm64|x86_64)

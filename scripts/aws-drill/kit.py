@@ -51,8 +51,8 @@ RUN_TAG = "cloud-failover-drill"
 LABEL_KEY = "f5_cloud_failover_label"
 DECLARATION_KEY = "cloud-failover/declaration.json"
 STATE_DIR = os.environ.get("AWS_DRILL_STATE_DIR") or os.path.join(ROOT, ".aws-drill")  # runs not yet torn down
-# template.yaml, FailoverFunction's MemberStateChange rule: the states it passes on. The moto
-# run emulates that rule; test-on-moto.sh checks that this list is still the template's.
+# template.yaml's FailoverFunctionMemberStateChange rule (single pair): the states it passes on.
+# The moto run emulates that rule; test-on-moto.sh checks that this list is still the template's.
 MEMBER_STATES = ["stopping", "stopped", "shutting-down", "terminated", "running"]
 
 # List prices in us-east-1 at the time of writing (November 2026), to be checked on the AWS

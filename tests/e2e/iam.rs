@@ -1,6 +1,7 @@
 //! Least privilege, proved three ways for the failover function:
 //! 1. the role in template.yaml grants exactly the IAM actions of `handler::OPERATIONS`
-//!    (no missing permission, no extra one, no wildcard action);
+//!    (no missing permission, no extra one, no wildcard action); in fleet mode the role also
+//!    gets what the queue's event source mapping needs, and nothing else (checked apart);
 //! 2. the SDK adapters can send no operation outside `ports::PERMISSIONS` (their clients
 //!    carry an interceptor that refuses any other; one is sent to see it refused);
 //! 3. what the end-to-end tests saw sent is within `handler::OPERATIONS` (`seed.rs`).
@@ -20,6 +21,24 @@ fn untag(v: &Value) -> &Value {
         Value::Tagged(t) => untag(&t.value),
         other => other,
     }
+}
+
+/// The two branches of `!If [condition, then, else]`, checking it tests `condition`.
+fn if_branches<'a>(v: &'a Value, condition: &str) -> (&'a Value, &'a Value) {
+    match v {
+        Value::Tagged(t) if t.tag == "If" => {
+            let list = t.value.as_sequence().expect("!If list");
+            assert_eq!(list.len(), 3, "{v:?}");
+            assert_eq!(list[0], condition, "{v:?}");
+            (&list[1], &list[2])
+        }
+        other => panic!("not !If [{condition}, …]: {other:?}"),
+    }
+}
+
+/// A value as YAML text (tags included), to look for the names it refers to.
+fn shown(v: &Value) -> String {
+    serde_yaml::to_string(v).unwrap()
 }
 
 /// A policy document: YAML, or JSON text through `!Sub` (where a parameter is part of a
@@ -120,7 +139,8 @@ fn failover_role_grants_exactly_what_the_code_calls() {
     );
     // Every mutating EC2 action is scoped by the stack's scoping tag (its key the ScopingTagKey
     // parameter) where AWS evaluates it: the EIP, the route table, the interface whose
-    // addresses move.
+    // addresses move. StringLike, so that a fleet's ScopingTagValue may be a pattern
+    // (`fleet-*`); an exact value matches as StringEquals did.
     for (action, resource) in [
         ("ec2:ReplaceRoute", "route-table"),
         ("ec2:CreateRoute", "route-table"),
@@ -134,7 +154,7 @@ fn failover_role_grants_exactly_what_the_code_calls() {
             let res = serde_yaml::to_string(&s["Resource"]).unwrap();
             acts.contains(action)
                 && res.contains(&format!(":{resource}/*"))
-                && s["Condition"]["StringEquals"]
+                && s["Condition"]["StringLike"]
                     .get("aws:ResourceTag/SCOPING_TAG_KEY")
                     .is_some()
         });
@@ -144,7 +164,8 @@ fn failover_role_grants_exactly_what_the_code_calls() {
         );
     }
     // Where the target is not tagged (the interface an EIP moves to, the subnet a table is
-    // swapped onto), it is confined to the cluster's VPC (issue 9.4).
+    // swapped onto), it is confined to the cluster's VPC (issue 9.4); in fleet mode to the
+    // fleet's VPCs (ArnLike on ARNs built from FleetVpcIds, template.yaml says why).
     for (action, resource) in [
         ("ec2:AssociateAddress", "network-interface"),
         ("ec2:ReplaceRouteTableAssociation", "subnet"),
@@ -159,10 +180,16 @@ fn failover_role_grants_exactly_what_the_code_calls() {
             .collect();
         assert!(!in_vpc.is_empty(), "{action} on {resource} not granted");
         for s in in_vpc {
-            let vpc = serde_yaml::to_string(&s["Condition"]["ArnEquals"]["ec2:Vpc"]).unwrap();
+            let (fleet, single) = if_branches(&s["Condition"], "IsFleet");
+            let vpc = shown(&single["ArnEquals"]["ec2:Vpc"]);
             assert!(
                 vpc.contains(":vpc/${VpcId}"),
                 "{action} on {resource} is not confined to the VPC: {s:?}"
+            );
+            let vpcs = shown(&fleet["ArnLike"]["ec2:Vpc"]);
+            assert!(
+                vpcs.contains("FleetVpcIds") && vpcs.contains(":vpc/"),
+                "{action} on {resource} is not confined to the fleet's VPCs: {s:?}"
             );
         }
     }
@@ -253,17 +280,20 @@ fn triggers_admit_only_this_accounts_alarms_and_the_appliances() {
         serde_yaml::to_string(&serde_yaml::from_str::<Value>("!Ref AlarmNamePrefix").unwrap())
             .unwrap()
     );
-    let events = &f["Events"];
-    let alarm_rule =
-        serde_yaml::to_string(&events["AlarmStateChange"]["Properties"]["Pattern"]).unwrap();
+    // The rules are resources of their own (fleet mode sends them to the queue instead).
+    let alarm_rule = shown(&res["FailoverFunctionAlarmStateChange"]["Properties"]["EventPattern"]);
     assert!(alarm_rule.contains("AlarmNamePrefix"), "{alarm_rule}");
-    let active = &events["ApplianceActive"]["Properties"]["Pattern"];
-    assert!(
-        serde_yaml::to_string(&active["source"])
-            .unwrap()
-            .contains("ApplianceSource"),
-        "the appliance rule filters no source"
+    let (fleet, single) = if_branches(
+        &res["FailoverFunctionApplianceActive"]["Properties"]["EventPattern"],
+        "IsFleet",
     );
+    for active in [fleet, single] {
+        assert!(
+            shown(&active["source"]).contains("ApplianceSource"),
+            "the appliance rule filters no source"
+        );
+        assert_eq!(shown(&active["detail-type"]).trim(), "- Appliance Active");
+    }
     let bus = &res["ApplianceBusPolicy"]["Properties"]["Statement"];
     assert!(serde_yaml::to_string(&bus["Principal"]["AWS"])
         .unwrap()
@@ -299,22 +329,29 @@ fn triggers_admit_only_this_accounts_alarms_and_the_appliances() {
 }
 
 /// A run that crashed holding the cluster lock must not block every trigger after it for
-/// longer than one function timeout: the default lease fits the failover function's timeout.
+/// longer than one function timeout: the default lease fits the failover function's timeout,
+/// in both modes (fleet mode: one invocation runs a batch, with a longer timeout; each
+/// cluster's lock still has the default lease, renewed while its run goes on).
 #[test]
 fn the_default_lock_lease_fits_the_function_timeout() {
     let template: Value = serde_yaml::from_str(&repo_file("template.yaml")).unwrap();
-    let timeout = template["Resources"]["FailoverFunction"]["Properties"]["Timeout"]
-        .as_u64()
-        .expect("Timeout");
-    let lease = failover_core::declaration::Extension::default().lock_lease_seconds;
-    assert!(
-        lease <= timeout,
-        "default lockLeaseSeconds {lease} s outlives the function timeout {timeout} s"
+    let (fleet, single) = if_branches(
+        &template["Resources"]["FailoverFunction"]["Properties"]["Timeout"],
+        "IsFleet",
     );
+    let lease = failover_core::declaration::Extension::default().lock_lease_seconds;
+    for timeout in [fleet, single] {
+        let timeout = timeout.as_u64().expect("Timeout");
+        assert!(
+            lease <= timeout,
+            "default lockLeaseSeconds {lease} s outlives the function timeout {timeout} s"
+        );
+    }
 }
 
 /// `retryFailover` has its meaning: a schedule, at the declaration's interval (the
-/// `RetryFailoverInterval` parameter), invokes the failover function; none when it is 0.
+/// `RetryFailoverInterval` parameter), invokes the failover function (fleet mode: through the
+/// fleet queue); none when it is 0.
 #[test]
 fn the_retry_failover_schedule_invokes_the_failover_function() {
     let template: Value = serde_yaml::from_str(&repo_file("template.yaml")).unwrap();
@@ -326,10 +363,20 @@ fn the_retry_failover_schedule_invokes_the_failover_function() {
         expr.contains("rate(${RetryFailoverInterval} minutes)"),
         "{expr}"
     );
-    let target = serde_yaml::to_string(&rule["Properties"]["Targets"][0]["Arn"]).unwrap();
-    assert!(target.contains("FailoverFunction.Arn"), "{target}");
-    let permission = &res["RetryFailoverSchedulePermission"]["Properties"];
-    assert_eq!(permission["Principal"], "events.amazonaws.com");
+    let (fleet, single) = if_branches(&rule["Properties"]["Targets"][0]["Arn"], "IsFleet");
+    assert!(shown(single).contains("FailoverFunction.Arn"), "{single:?}");
+    assert!(shown(fleet).contains("FleetQueue.Arn"), "{fleet:?}");
+    let permission = &res["RetryFailoverSchedulePermission"];
+    assert_eq!(permission["Condition"], "RetryInvokesFunction");
+    let when = shown(&template["Conditions"]["RetryInvokesFunction"]);
+    assert!(
+        when.contains("HasRetrySchedule") && when.contains("IsSinglePair"),
+        "{when}"
+    );
+    assert_eq!(
+        permission["Properties"]["Principal"],
+        "events.amazonaws.com"
+    );
     let p = &template["Parameters"]["RetryFailoverInterval"];
     assert_eq!(
         (p["Default"].as_u64(), p["MaxValue"].as_u64()),
@@ -415,4 +462,312 @@ fn the_template_names_the_key_layout_of_the_code() {
         text.contains(&format!("Prefix: {}", history.trim_end_matches('/'))),
         "lifecycle rule on {history}"
     );
+}
+
+/// Whether `v` refers to the resource or parameter `name` (`!Ref NAME`, `!GetAtt NAME.Attr`).
+fn names(v: &Value, name: &str) -> bool {
+    let text = shown(v);
+    let reference = format!("!Ref {name}");
+    text.contains(&format!("!GetAtt {name}."))
+        || text.match_indices(&reference).any(|(i, _)| {
+            !text[i + reference.len()..].starts_with(|c: char| c.is_ascii_alphanumeric())
+        })
+}
+
+/// The statement of a resource policy whose principal is the AWS `service`.
+fn statement_for<'a>(statements: &'a [Value], service: &str) -> &'a Value {
+    statements
+        .iter()
+        .find(|s| s["Principal"]["Service"] == service)
+        .unwrap_or_else(|| panic!("no statement for {service}"))
+}
+
+/// Fleet mode (issue 15): one stack for every pair of the account, one executor. Every
+/// trigger goes to one SQS queue; the failover function takes it in batches at reserved
+/// concurrency 1 and reports the messages to retry; only this stack's rules and alarm topic
+/// may send to the queue; a single pair's stack keeps its direct wiring.
+#[test]
+fn fleet_mode_is_one_executor_fed_by_one_queue() {
+    let template: Value = serde_yaml::from_str(&repo_file("template.yaml")).unwrap();
+    let res = &template["Resources"];
+    let params = &template["Parameters"];
+
+    // Fleet mode is a parameter, off by default: existing stacks stay single-pair.
+    assert_eq!(params["DeclarationPrefix"]["Default"], "");
+    assert!(shown(&template["Conditions"]["IsFleet"]).contains("DeclarationPrefix"));
+    assert!(shown(&template["Conditions"]["IsSinglePair"]).contains("DeclarationPrefix"));
+    // A single pair must still name its pair (the parameters may be empty only in fleet mode).
+    let single_rule = shown(&template["Rules"]["SinglePairNamesItsPair"]);
+    for p in ["MemberAInstanceId", "MemberBInstanceId", "VpcId"] {
+        assert_eq!(params[p]["Default"], "", "{p}");
+        assert!(
+            single_rule.contains(p),
+            "{p} is not required for a single pair"
+        );
+    }
+    assert!(shown(&template["Rules"]["FleetNamesItsVpcs"]).contains("FleetVpcIds"));
+
+    // Every function reads the prefix in fleet mode, the one declaration otherwise.
+    for function in ["FailoverFunction", "ProbeFunction", "InspectFunction"] {
+        let uri = &res[function]["Properties"]["Environment"]["Variables"]["DECLARATION_URI"];
+        let (fleet, single) = if_branches(uri, "IsFleet");
+        assert!(
+            shown(fleet).contains("s3://${Bucket}/${DeclarationPrefix}"),
+            "{function}: {fleet:?}"
+        );
+        assert!(
+            shown(single).contains("s3://${Bucket}/${DeclarationKey}"),
+            "{function}: {single:?}"
+        );
+    }
+
+    // Every fleet-only resource exists in fleet mode only.
+    for name in [
+        "FleetQueue",
+        "FleetDeadLetterQueue",
+        "FleetQueuePolicy",
+        "FleetQueueConsumerPolicy",
+        "FleetEventSourceMapping",
+        "FleetAlarmTopicSubscription",
+        "FleetDeadLetterAlarm",
+        "FleetBacklogAlarm",
+    ] {
+        assert_eq!(res[name]["Condition"], "IsFleet", "{name}");
+    }
+
+    // One executor: reserved concurrency 1 in fleet mode, none for a single pair.
+    let f = &res["FailoverFunction"]["Properties"];
+    assert!(
+        f.get("Events").is_none(),
+        "SAM events cannot be conditional: the triggers are resources of their own"
+    );
+    let (fleet, single) = if_branches(&f["ReservedConcurrentExecutions"], "IsFleet");
+    assert_eq!(fleet.as_u64(), Some(1));
+    assert!(shown(single).contains("AWS::NoValue"), "{single:?}");
+    let (fleet_timeout, _) = if_branches(&f["Timeout"], "IsFleet");
+    let fleet_timeout = fleet_timeout.as_u64().expect("Timeout");
+
+    // The queue: encrypted, visible again after 6 function timeouts (AWS's advice for an
+    // event source mapping), 5 receives before the dead-letter queue (AWS's advice with
+    // reserved concurrency), which an alarm watches.
+    let queue = &res["FleetQueue"];
+    assert_eq!(queue["Type"], "AWS::SQS::Queue");
+    let q = &queue["Properties"];
+    assert_eq!(q["SqsManagedSseEnabled"].as_bool(), Some(true));
+    assert_eq!(q["VisibilityTimeout"].as_u64(), Some(6 * fleet_timeout));
+    assert!(names(
+        &q["RedrivePolicy"]["deadLetterTargetArn"],
+        "FleetDeadLetterQueue"
+    ));
+    assert_eq!(q["RedrivePolicy"]["maxReceiveCount"].as_u64(), Some(5));
+    let dlq = &res["FleetDeadLetterQueue"]["Properties"];
+    assert_eq!(dlq["SqsManagedSseEnabled"].as_bool(), Some(true));
+    assert!(dlq["MessageRetentionPeriod"].as_u64() > q["MessageRetentionPeriod"].as_u64());
+    let alarm = &res["FleetDeadLetterAlarm"]["Properties"];
+    assert_eq!(alarm["Namespace"], "AWS/SQS");
+    assert_eq!(alarm["MetricName"], "ApproximateNumberOfMessagesVisible");
+    assert!(names(
+        &alarm["Dimensions"][0]["Value"],
+        "FleetDeadLetterQueue"
+    ));
+    assert_eq!(alarm["ComparisonOperator"], "GreaterThanThreshold");
+    assert_eq!(alarm["Threshold"].as_u64(), Some(0));
+    assert!(names(&alarm["AlarmActions"], "OperatorAlarmTopic"));
+
+    // The mapping: batches of up to 100 gathered for the window parameter (AWS wants at least
+    // 1 s over a batch of 10), partial batch responses.
+    let mapping = &res["FleetEventSourceMapping"];
+    assert_eq!(mapping["Type"], "AWS::Lambda::EventSourceMapping");
+    let m = &mapping["Properties"];
+    assert!(names(&m["EventSourceArn"], "FleetQueue"));
+    assert!(names(&m["FunctionName"], "FailoverFunction"));
+    assert_eq!(m["BatchSize"].as_u64(), Some(100));
+    assert_eq!(
+        shown(&m["FunctionResponseTypes"]).trim(),
+        "- ReportBatchItemFailures"
+    );
+    assert!(names(
+        &m["MaximumBatchingWindowInSeconds"],
+        "FleetBatchWindowSeconds"
+    ));
+    let window = &params["FleetBatchWindowSeconds"];
+    assert_eq!(
+        (
+            window["Default"].as_u64(),
+            window["MinValue"].as_u64(),
+            window["MaxValue"].as_u64()
+        ),
+        (Some(1), Some(1), Some(5))
+    );
+    // The mapping polls with the function's role: exactly what Lambda documents it needs,
+    // on this queue only (the code itself makes no SQS call, so OPERATIONS lists none).
+    assert!(shown(&mapping["DependsOn"]).contains("FleetQueueConsumerPolicy"));
+    let consumer = &res["FleetQueueConsumerPolicy"]["Properties"];
+    assert!(names(&consumer["Roles"], "FailoverFunctionRole"));
+    let statements = consumer["PolicyDocument"]["Statement"]
+        .as_sequence()
+        .unwrap();
+    assert_eq!(statements.len(), 1);
+    let s = &statements[0];
+    assert_eq!(s["Effect"], "Allow");
+    let actions: BTreeSet<&str> = s["Action"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    assert_eq!(
+        actions,
+        BTreeSet::from([
+            "sqs:ReceiveMessage",
+            "sqs:DeleteMessage",
+            "sqs:GetQueueAttributes"
+        ])
+    );
+    assert!(names(&s["Resource"], "FleetQueue"));
+
+    // Every trigger: to the queue in fleet mode, to the function otherwise; the function's
+    // invoke permission exists for a single pair only.
+    let rules = [
+        (
+            "FailoverFunctionAlarmStateChange",
+            "FailoverFunctionAlarmStateChangePermission",
+        ),
+        (
+            "FailoverFunctionMemberStateChange",
+            "FailoverFunctionMemberStateChangePermission",
+        ),
+        (
+            "FailoverFunctionApplianceActive",
+            "FailoverFunctionApplianceActivePermission",
+        ),
+        ("RetryFailoverSchedule", "RetryFailoverSchedulePermission"),
+    ];
+    for (rule, permission) in rules {
+        assert_eq!(res[rule]["Type"], "AWS::Events::Rule", "{rule}");
+        let targets = res[rule]["Properties"]["Targets"].as_sequence().unwrap();
+        assert_eq!(targets.len(), 1, "{rule}");
+        let (fleet, single) = if_branches(&targets[0]["Arn"], "IsFleet");
+        assert!(names(fleet, "FleetQueue"), "{rule}: {fleet:?}");
+        assert!(names(single, "FailoverFunction"), "{rule}: {single:?}");
+        let p = &res[permission];
+        assert_eq!(p["Type"], "AWS::Lambda::Permission", "{permission}");
+        let when = p["Condition"].as_str().unwrap();
+        assert!(
+            when == "IsSinglePair" || shown(&template["Conditions"][when]).contains("IsSinglePair"),
+            "{permission} exists in fleet mode (Condition {when})"
+        );
+        assert!(names(&p["Properties"]["SourceArn"], rule), "{permission}");
+    }
+    // A fleet's rules cannot list every pair's instances: they match states (and the
+    // appliances' source); the function ignores instances no declaration owns. A single
+    // pair's still list its two members.
+    for rule in [
+        "FailoverFunctionMemberStateChange",
+        "FailoverFunctionApplianceActive",
+    ] {
+        let (fleet, single) = if_branches(&res[rule]["Properties"]["EventPattern"], "IsFleet");
+        for member in ["MemberAInstanceId", "MemberBInstanceId"] {
+            assert!(!shown(fleet).contains(member), "{rule}: {fleet:?}");
+            assert!(shown(single).contains(member), "{rule}: {single:?}");
+        }
+    }
+    let (fleet, single) = if_branches(
+        &res["FailoverFunctionMemberStateChange"]["Properties"]["EventPattern"],
+        "IsFleet",
+    );
+    assert_eq!(fleet["detail"]["state"], single["detail"]["state"]);
+
+    // Classic alarm actions: the alarm topic invokes the function (single pair) or feeds the
+    // queue with SNS's envelope (not raw: the function checks the topic in it).
+    let to_function = &res["FailoverFunctionClassicAlarmAction"];
+    assert_eq!(to_function["Condition"], "IsSinglePair");
+    assert_eq!(to_function["Properties"]["Protocol"], "lambda");
+    assert_eq!(
+        res["FailoverFunctionClassicAlarmActionPermission"]["Condition"],
+        "IsSinglePair"
+    );
+    let to_queue = &res["FleetAlarmTopicSubscription"]["Properties"];
+    assert_eq!(to_queue["Protocol"], "sqs");
+    assert!(names(&to_queue["Endpoint"], "FleetQueue"));
+    assert!(names(&to_queue["TopicArn"], "AlarmTopic"));
+    assert_ne!(to_queue["RawMessageDelivery"].as_bool(), Some(true));
+
+    // Who may send to the queue: EventBridge for this stack's rules only, SNS for the alarm
+    // topic only; nobody else.
+    let policy = &res["FleetQueuePolicy"]["Properties"];
+    assert!(names(&policy["Queues"], "FleetQueue"));
+    let statements = policy["PolicyDocument"]["Statement"].as_sequence().unwrap();
+    assert_eq!(statements.len(), 2);
+    for s in statements {
+        assert_eq!(s["Effect"], "Allow");
+        assert_eq!(s["Action"], "sqs:SendMessage");
+        assert!(names(&s["Resource"], "FleetQueue"));
+    }
+    let events = &statement_for(statements, "events.amazonaws.com")["Condition"]["ArnEquals"]
+        ["aws:SourceArn"];
+    let sources = events.as_sequence().expect("a list of rule ARNs");
+    assert_eq!(sources.len(), rules.len());
+    for (rule, _) in rules {
+        assert!(
+            sources.iter().any(|arn| names(arn, rule)),
+            "{rule} may not send to the queue"
+        );
+    }
+    // The optional schedule's ARN is there only when the schedule is.
+    let schedule = sources
+        .iter()
+        .find(|arn| names(arn, "RetryFailoverSchedule"))
+        .unwrap();
+    let (made, _) = if_branches(schedule, "HasRetrySchedule");
+    assert!(names(made, "RetryFailoverSchedule"));
+    let topic =
+        &statement_for(statements, "sns.amazonaws.com")["Condition"]["ArnEquals"]["aws:SourceArn"];
+    assert!(names(topic, "AlarmTopic"), "{topic:?}");
+
+    // The executor may read every declaration under the prefix (and list it: s3:ListBucket,
+    // ListObjectsV2, is granted on the bucket).
+    assert!(OPERATIONS.contains(&"ListObjectsV2"));
+    let (_, statements) = actions_granted("FailoverFunction");
+    let read = statements
+        .iter()
+        .find(|s| s["Action"] == "s3:GetObject")
+        .expect("s3:GetObject");
+    let declaration = &read["Resource"][0];
+    let (fleet, single) = if_branches(declaration, "IsFleet");
+    assert!(shown(fleet).contains("/${DeclarationPrefix}*"), "{fleet:?}");
+    assert!(shown(single).contains("/${DeclarationKey}"), "{single:?}");
+}
+
+/// templates/pair.yaml (fleet mode: deployed once per pair) makes a pair's status-check alarms
+/// as the single-pair stack makes its own: the same name (the stack's prefix, the instance
+/// id), metric, dimension and thresholds, so the function routes each to the pair that owns
+/// the instance.
+#[test]
+fn the_pair_template_makes_the_stacks_status_check_alarms() {
+    let stack: Value = serde_yaml::from_str(&repo_file("template.yaml")).unwrap();
+    let pair: Value = serde_yaml::from_str(&repo_file("templates/pair.yaml")).unwrap();
+    assert_eq!(
+        pair["Parameters"]["AlarmNamePrefix"]["Default"],
+        stack["Parameters"]["AlarmNamePrefix"]["Default"]
+    );
+    for alarm in ["StatusCheckAlarmA", "StatusCheckAlarmB"] {
+        let ours = &pair["Resources"][alarm]["Properties"];
+        let theirs = &stack["Resources"][alarm]["Properties"];
+        for key in [
+            "AlarmName",
+            "Namespace",
+            "MetricName",
+            "Dimensions",
+            "Statistic",
+            "Period",
+            "EvaluationPeriods",
+            "Threshold",
+            "ComparisonOperator",
+            "TreatMissingData",
+        ] {
+            assert!(!ours[key].is_null(), "{alarm}.{key}");
+            assert_eq!(ours[key], theirs[key], "{alarm}.{key}");
+        }
+    }
 }
