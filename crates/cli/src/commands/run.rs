@@ -75,17 +75,25 @@ pub async fn invoke(
     let text = std::fs::read_to_string(event)
         .map_err(|e| CliError::new(format!("{}: {e}", event.display())))?;
     // Checked before any cloud client exists: a bad event touches nothing.
-    let payload: Value = failover_core::json::parse(&text)
-        .map_err(|e| CliError::new(format!("invalid event: {e}")))?;
+    let invalid =
+        |e: failover_core::events::EventError| CliError::new(format!("invalid event: {e}"));
+    let payload: Value = match failover_core::json::parse(&text) {
+        Ok(v) => v,
+        // The parser's own words for it (size, JSON).
+        Err(_) => {
+            return Err(invalid(
+                failover_core::events::parse_text(&text).unwrap_err(),
+            ))
+        }
+    };
     let batch = match failover_core::events::sqs_messages(&payload) {
         Some(messages) => messages
-            .map_err(|e| CliError::new(format!("invalid event: {e}")))?
+            .map_err(invalid)?
             .into_iter()
             .map(|(_, e)| e)
             .collect(),
         None => {
-            failover_core::events::parse_text(&text)
-                .map_err(|e| CliError::new(format!("invalid event: {e}")))?;
+            failover_core::events::parse_text(&text).map_err(invalid)?;
             vec![payload.clone()]
         }
     };
