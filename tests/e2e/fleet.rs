@@ -232,7 +232,7 @@ async fn doctor_and_inspect_cover_every_cluster_of_the_fleet() {
     assert_eq!(code, Some(1), "{out}{err}");
     let a = ids.real(&m.topology.instances[0].id);
     assert!(
-        out.contains(&format!("FAIL  fleet-members"))
+        out.contains("FAIL  fleet-members")
             && out.contains(&format!(
                 "{a} is a member of fleet/pair-0-again.json and fleet/pair-0.json"
             )),
