@@ -42,6 +42,14 @@ enum Command {
         /// Copy IN to OUT with logical ids replaced by the emulator's (repeatable), as IN:OUT.
         #[arg(long = "rewrite", value_name = "IN:OUT")]
         rewrite: Vec<String>,
+        /// Instead of the seed, a fleet of N pairs (a VPC each, one addressing plan), their
+        /// declarations under s3://fleet-shared/fleet/ (the first three keep their state in
+        /// that bucket); writes each pair's alarm event into --events.
+        #[arg(long, value_name = "N")]
+        fleet: Option<usize>,
+        /// With --fleet: where to write alarm-pair-N.json (unit A of pair N fails).
+        #[arg(long, value_name = "DIR", default_value = ".")]
+        events: PathBuf,
     },
     /// The field report's experiment, locally: moto, two loopback appliances, a client every
     /// 100 ms, the active one killed, the probe failing over; prints the timeline and the gap.
@@ -94,7 +102,18 @@ async fn dispatch(cli: Cli) -> Result<(), String> {
         Command::Up {
             endpoint_url,
             rewrite,
-        } => up(&endpoint_url, &rewrite).await,
+            fleet: Some(n),
+            events,
+        } if rewrite.is_empty() => up_fleet(&endpoint_url, n, &events).await,
+        Command::Up {
+            endpoint_url,
+            rewrite,
+            fleet,
+            ..
+        } => match fleet {
+            Some(_) => Err("--fleet writes its own declarations: no --rewrite".into()),
+            None => up(&endpoint_url, &rewrite).await,
+        },
         Command::Drill {
             output,
             plot,
@@ -133,6 +152,73 @@ async fn up(endpoint_url: &str, rewrite: &[String]) -> Result<(), String> {
         std::fs::write(to, ids.rewrite(&text)).map_err(|e| format!("{to}: {e}"))?;
     }
     print_json(&serde_json::to_value(&ids).expect("json"));
+    Ok(())
+}
+
+/// The bucket (and prefix) `up --fleet` puts the declarations in.
+const FLEET_BUCKET: &str = "fleet-shared";
+
+/// `up --fleet N`: N pairs of `lab::fleet_member`, their declarations and alarm events.
+async fn up_fleet(endpoint_url: &str, n: usize, events: &Path) -> Result<(), String> {
+    if !is_loopback(endpoint_url) {
+        return Err(
+            "up creates resources: it runs only against a local emulator (--endpoint-url http://127.0.0.1:PORT)".into(),
+        );
+    }
+    if !(1..=250).contains(&n) {
+        return Err("--fleet: 1 to 250 pairs".into());
+    }
+    let opts = AwsOptions {
+        region: None,
+        endpoint_url: Some(endpoint_url.to_string()),
+        emulator: Some(Emulator::Moto),
+    };
+    let cloud = aws::connect_tooling(&opts, None).await;
+    cloud
+        .s3
+        .client()
+        .create_bucket()
+        .bucket(FLEET_BUCKET)
+        .send()
+        .await
+        .map_err(|e| format!("CreateBucket {FLEET_BUCKET}: {e}"))?;
+    std::fs::create_dir_all(events).map_err(|e| format!("{}: {e}", events.display()))?;
+    let mut pairs = Vec::new();
+    for i in 0..n {
+        let mut m = failover_core::lab::fleet_member(i, 2, 3);
+        if i < 3 {
+            m.declaration_json["externalStorage"]["scopingName"] = FLEET_BUCKET.into();
+        }
+        let ids = failover_lab::builder::create(&cloud, &m.topology)
+            .await
+            .map_err(|e| e.to_string())?;
+        let key = format!("fleet/pair-{i}.json");
+        cloud
+            .s3
+            .put_object(
+                FLEET_BUCKET,
+                &key,
+                ids.rewrite(&m.declaration_json.to_string()).into_bytes(),
+                &Encryption::None,
+                None,
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+        let alarm = ids.rewrite(&SEED_ALARM.replace(SEED_A, &m.topology.instances[0].id));
+        let file = events.join(format!("alarm-pair-{i}.json"));
+        std::fs::write(&file, alarm).map_err(|e| format!("{}: {e}", file.display()))?;
+        pairs.push(serde_json::json!({
+            "declaration": format!("s3://{FLEET_BUCKET}/{key}"),
+            "active": ids.real(&m.topology.instances[0].id),
+            "standby": ids.real(&m.standby),
+            "event": file,
+            "ids": ids,
+        }));
+    }
+    print_json(&serde_json::json!({
+        "declarations": format!("s3://{FLEET_BUCKET}/fleet/"),
+        "pairs": pairs,
+    }));
     Ok(())
 }
 
