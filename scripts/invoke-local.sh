@@ -49,6 +49,14 @@ for e in "${events[@]}"; do
   "$MOTO_PY" - "$work/out.json" <<'PY' || status=1
 import json, sys
 out = json.load(open(sys.argv[1]))
+if "batchItemFailures" in out:
+    # An SQS batch (the fleet's queue): each message's answer; a failed one is delivered again,
+    # which is an answer too when it was deferred.
+    for a in out["answers"]:
+        print("   message", a.get("messageId"), "->", a.get("cluster"), "|", a.get("status"), "|",
+              a.get("message") or a.get("reason") or a.get("errorMessage") or "")
+    failed = [a for a in out["answers"] if a.get("status") == "ERROR" and a.get("errorType") != "FailoverDeferred"]
+    sys.exit(1 if failed or not out["answers"] else 0)
 ops = [o["id"] for o in out.get("operations", [])]
 print("   status:", out.get("status"), "|", out.get("message") or out.get("reason") or "", "|", ops)
 sys.exit(0 if out.get("status") else 1)
