@@ -7,8 +7,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use failover_core::aws::{self, AwsCloud, AwsOptions};
 use failover_core::doctor::{stack_tag_mismatches, LABEL_KEY};
 use failover_core::events::{Home, Trust, DEFAULT_ALARM_NAME_PREFIX};
-use failover_core::handler::FleetAnswer;
+use failover_core::fleet::Fleet;
+use failover_core::handler::{handle_fleet, FleetAnswer};
 use failover_core::handler::{load_declaration, Invocation, Location};
+use failover_core::ports::{Ec2, ObjectStore, Queue};
 use failover_core::{events, metrics, FailoverError};
 use lambda_runtime::Diagnostic;
 use serde_json::{json, Value};
@@ -19,6 +21,8 @@ pub struct Setup {
     pub cloud: AwsCloud,
     /// `DECLARATION_URI`.
     pub declaration: Location,
+    /// Region, endpoint and emulator, for clients made later (the fleet's queue).
+    pub options: AwsOptions,
     log_directive: Option<&'static str>,
     warnings: Vec<String>,
 }
@@ -63,6 +67,7 @@ pub async fn lambda_setup() -> Result<Setup, String> {
         return Ok(Setup {
             cloud,
             declaration,
+            options: opts,
             log_directive: None,
             warnings: Vec::new(),
         });
@@ -71,6 +76,7 @@ pub async fn lambda_setup() -> Result<Setup, String> {
     Ok(Setup {
         cloud: aws::with_settings(cloud, &opts, &decl).await?,
         declaration,
+        options: opts,
         log_directive: Some(decl.log_directive()),
         warnings: stack_tag_mismatches(&decl, &stack_key),
     })
@@ -161,58 +167,100 @@ pub fn diagnostic(e: FailoverError) -> Diagnostic {
     }
 }
 
-/// The events of one invocation in fleet mode: an SQS event's messages (id, event), or the
-/// invocation's own event (a direct invoke: no id).
-pub fn fleet_events(payload: Value) -> Result<Vec<(Option<String>, Value)>, FailoverError> {
-    match events::sqs_messages(&payload) {
-        Some(messages) => Ok(messages?
-            .into_iter()
-            .map(|(id, event)| (Some(id), event))
-            .collect()),
-        None => Ok(vec![(None, payload)]),
+/// How long a message whose event failed waits before it is delivered again: a minute per
+/// delivery so far, at most five (Lambda retries an asynchronous invoke after 1 and 2
+/// minutes; the queue's own visibility timeout, six times the function's, is far longer).
+pub fn retry_delay(receive_count: u32) -> Duration {
+    Duration::from_secs(60 * u64::from(receive_count.clamp(1, 5)))
+}
+
+/// One invocation of the fleet's executor (or of the function by its queue): the events of
+/// an SQS batch, or the invocation's own event (a direct invoke), through `handle_fleet`.
+/// A failed message is delivered again after [`retry_delay`] (`Queue::retry_after`).
+pub async fn run_batch(
+    ec2: &dyn Ec2,
+    store: &dyn ObjectStore,
+    queue: &dyn Queue,
+    fleet: &mut Fleet,
+    payload: Value,
+    inv: Invocation,
+) -> Result<Value, Diagnostic> {
+    let messages = match events::sqs_messages(&payload) {
+        Some(m) => Some(m.map_err(|e| diagnostic(FailoverError::Event(e)))?),
+        None => None,
+    };
+    let events: Vec<Value> = match &messages {
+        Some(m) => m.iter().map(|m| m.event.clone()).collect(),
+        None => vec![payload],
+    };
+    let answers = handle_fleet(ec2, store, fleet, &events, inv).await;
+    let Some(messages) = messages else {
+        return direct_response(answers.into_iter().flatten().collect());
+    };
+    let mut failures = Vec::new();
+    let mut shown = Vec::new();
+    for (m, answers) in messages.iter().zip(answers) {
+        let mut failed = false;
+        for a in answers {
+            failed |= a.result.is_err();
+            shown.push(shown_answer(&a, Some(&m.message_id)));
+        }
+        if failed {
+            failures.push(json!({"itemIdentifier": m.message_id}));
+            sooner(queue, m).await;
+        }
+    }
+    Ok(json!({"batchItemFailures": failures, "answers": shown}))
+}
+
+/// Has a failed message delivered again after [`retry_delay`] (else it comes back after
+/// the queue's visibility timeout: logged).
+async fn sooner(queue: &dyn Queue, m: &events::Queued) {
+    let (Some(arn), Some(handle)) = (&m.queue_arn, &m.receipt_handle) else {
+        return;
+    };
+    let delay = retry_delay(m.receive_count);
+    match queue.retry_after(arn, handle, delay).await {
+        Ok(()) => {
+            tracing::info!(message = %m.message_id, delay_s = delay.as_secs(), "delivered again later")
+        }
+        Err(e) => {
+            tracing::warn!(message = %m.message_id, error = %e, "could not shorten the wait: the queue's visibility timeout applies")
+        }
     }
 }
 
-/// The fleet executor's answer to one invocation, and one metrics line per answer. For an
-/// SQS batch: `batchItemFailures` names the messages to deliver again (any that failed),
-/// `answers` says what was done for each. For a direct invoke: its one answer (with the
-/// cluster named), or its error; several (the schedule) are `answers`, an error if any failed.
-pub fn fleet_response(
-    ids: &[Option<String>],
-    answers: Vec<Vec<FleetAnswer>>,
-) -> Result<Value, Diagnostic> {
-    let mut failures = Vec::new();
-    let mut shown = Vec::new();
-    let direct = ids.iter().all(Option::is_none);
-    let mut first_error = None;
-    for (id, answers) in ids.iter().zip(answers) {
-        let mut failed = false;
-        for a in answers {
-            println!("{}", metrics::emf("failover", &a.result));
-            let mut v = match &a.result {
-                Ok(answer) => serde_json::to_value(answer).unwrap_or(Value::Null),
-                Err(e) => {
-                    json!({"status": "ERROR", "errorType": e.error_type(), "errorMessage": e.to_string()})
-                }
-            };
-            if let Some(obj) = v.as_object_mut() {
-                obj.insert("cluster".into(), a.cluster.clone().into());
-                if let Some(id) = id {
-                    obj.insert("messageId".into(), id.clone().into());
-                }
-            }
-            if let Err(e) = a.result {
-                failed = true;
-                first_error.get_or_insert(e);
-            }
-            shown.push(v);
+/// One answer as JSON (the cluster named, and the message it answers), with its metrics line.
+fn shown_answer(a: &FleetAnswer, message_id: Option<&str>) -> Value {
+    println!("{}", metrics::emf("failover", &a.result));
+    let mut v = match &a.result {
+        Ok(answer) => serde_json::to_value(answer).unwrap_or(Value::Null),
+        Err(e) => {
+            json!({"status": "ERROR", "errorType": e.error_type(), "errorMessage": e.to_string()})
         }
-        if let (true, Some(id)) = (failed, id) {
-            failures.push(json!({"itemIdentifier": id}));
+    };
+    if let Some(obj) = v.as_object_mut() {
+        obj.insert("cluster".into(), a.cluster.clone().into());
+        if let Some(id) = message_id {
+            obj.insert("messageId".into(), id.into());
         }
     }
-    if !direct {
-        return Ok(json!({"batchItemFailures": failures, "answers": shown}));
+    v
+}
+
+/// A direct invoke's answer: its one answer (the cluster named), or its error; several (the
+/// schedule) are `answers`, an error if any failed.
+fn direct_response(answers: Vec<FleetAnswer>) -> Result<Value, Diagnostic> {
+    let mut shown = Vec::new();
+    let mut first_error = None;
+    for a in answers {
+        let v = shown_answer(&a, None);
+        match a.result {
+            Ok(_) => shown.push(v),
+            Err(e) => {
+                first_error.get_or_insert(e);
+            }
+        }
     }
     match (first_error, shown.len()) {
         (Some(e), _) => Err(diagnostic(e)),
@@ -224,6 +272,81 @@ pub fn fleet_response(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use failover_core::answer::Status;
+    use failover_core::error::CloudError;
+    use failover_core::events::{Home, Trust};
+    use failover_core::handler::{Invocation, Location};
+    use failover_core::memory::MemoryCloud;
+    use std::sync::Mutex;
+
+    /// Records what it was asked to deliver again.
+    #[derive(Default)]
+    struct Recorded(Mutex<Vec<(String, String, Duration)>>);
+
+    #[async_trait::async_trait]
+    impl Queue for Recorded {
+        async fn retry_after(
+            &self,
+            queue_arn: &str,
+            receipt_handle: &str,
+            delay: Duration,
+        ) -> Result<(), CloudError> {
+            self.0
+                .lock()
+                .unwrap()
+                .push((queue_arn.into(), receipt_handle.into(), delay));
+            Ok(())
+        }
+    }
+
+    /// The fleet's queue as Lambda delivers it (events/fleet-sqs.json, AWS's SQS event shape):
+    /// the good messages are answered, the bad one is named in `batchItemFailures` and is
+    /// delivered again in a minute (its second delivery in two), not after the queue's 30.
+    #[tokio::test]
+    async fn a_failed_message_is_named_and_delivered_again_soon() {
+        let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+        let mut batch: Value = failover_core::json::parse(
+            &std::fs::read_to_string(format!("{root}/events/fleet-sqs.json")).unwrap(),
+        )
+        .unwrap();
+        batch["Records"][1]["body"] = "{\"not\": \"an event\"}".into();
+        batch["Records"][1]["attributes"]["ApproximateReceiveCount"] = "2".into();
+        let cloud = MemoryCloud::seed();
+        let queue = Recorded::default();
+        let loc =
+            Location::File(format!("{root}/examples/seed-article/declaration-after.json").into());
+        let mut fleet = Fleet::new(loc);
+        let inv = Invocation {
+            trust: Trust::at(Home {
+                account: "123456789012".into(),
+                region: "us-east-1".into(),
+            }),
+            ..Invocation::default()
+        };
+        let out = run_batch(&cloud, &cloud, &queue, &mut fleet, batch.clone(), inv)
+            .await
+            .unwrap();
+        let failed = &batch["Records"][1];
+        assert_eq!(
+            out["batchItemFailures"],
+            json!([{"itemIdentifier": failed["messageId"]}]),
+            "{out}"
+        );
+        let answers = out["answers"].as_array().unwrap();
+        assert_eq!(answers.len(), 3, "{out}");
+        assert_eq!(answers[0]["status"], Status::Succeeded.as_str(), "{out}");
+        assert_eq!(answers[1]["errorType"], "InvalidEvent", "{out}");
+        assert_eq!(
+            *queue.0.lock().unwrap(),
+            [(
+                failed["eventSourceARN"].as_str().unwrap().to_string(),
+                failed["receiptHandle"].as_str().unwrap().to_string(),
+                Duration::from_secs(120)
+            )]
+        );
+        assert_eq!(retry_delay(1), Duration::from_secs(60));
+        assert_eq!(retry_delay(9), Duration::from_secs(300));
+    }
 
     #[test]
     fn the_declared_log_level_sets_the_functions_level() {

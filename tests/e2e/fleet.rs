@@ -239,3 +239,61 @@ async fn doctor_and_inspect_cover_every_cluster_of_the_fleet() {
         "{out}"
     );
 }
+
+/// The executor has a failed message delivered again sooner than the queue's visibility
+/// timeout: ChangeMessageVisibility through the shipped adapter (its queue URL made from
+/// the event's queue ARN), on moto's SQS.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_message_comes_back_when_the_executor_says() {
+    use failover_core::ports::Queue;
+    let Some(moto) = Moto::start() else { return };
+    let tooling = failover_core::aws::connect_queue_tooling(&moto.options()).await;
+    let sqs = tooling.client();
+    let url = sqs
+        .create_queue()
+        .queue_name("cloud-failover-fleet")
+        .send()
+        .await
+        .unwrap()
+        .queue_url
+        .unwrap();
+    let arn = sqs
+        .get_queue_attributes()
+        .queue_url(&url)
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .unwrap()
+        .attributes
+        .unwrap()[&aws_sdk_sqs::types::QueueAttributeName::QueueArn]
+        .clone();
+    sqs.send_message()
+        .queue_url(&url)
+        .message_body(repo_file("events/alarm-eventbridge.json"))
+        .send()
+        .await
+        .unwrap();
+    let receive = || async {
+        sqs.receive_message()
+            .queue_url(&url)
+            .visibility_timeout(1800)
+            .send()
+            .await
+            .unwrap()
+            .messages
+            .unwrap_or_default()
+    };
+    let first = receive().await;
+    let handle = first[0].receipt_handle.clone().unwrap();
+    assert!(
+        receive().await.is_empty(),
+        "hidden for the visibility timeout"
+    );
+
+    let queue = failover_core::aws::connect_queue(&moto.options()).await;
+    queue
+        .retry_after(&arn, &handle, std::time::Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(receive().await.len(), 1, "delivered again at once");
+}

@@ -600,7 +600,8 @@ fn fleet_mode_is_one_executor_fed_by_one_queue() {
         (Some(1), Some(1), Some(5))
     );
     // The mapping polls with the function's role: exactly what Lambda documents it needs,
-    // on this queue only (the code itself makes no SQS call, so OPERATIONS lists none).
+    // on this queue only (the code's own SQS call, ChangeMessageVisibility, is in OPERATIONS
+    // and granted by FailoverPolicy, on this queue too).
     assert!(shown(&mapping["DependsOn"]).contains("FleetQueueConsumerPolicy"));
     let consumer = &res["FleetQueueConsumerPolicy"]["Properties"];
     assert!(names(&consumer["Roles"], "FailoverFunctionRole"));
@@ -625,6 +626,25 @@ fn fleet_mode_is_one_executor_fed_by_one_queue() {
         ])
     );
     assert!(names(&s["Resource"], "FleetQueue"));
+    // The executor's own call: on this queue only, in fleet mode only.
+    let (_, statements) = actions_granted("FailoverFunction");
+    let sooner = statements
+        .iter()
+        .find(|s| s["Sid"] == "RetryFailedMessagesSooner")
+        .expect("the ChangeMessageVisibility statement");
+    assert_eq!(sooner["Action"], "sqs:ChangeMessageVisibility");
+    assert!(names(&sooner["Resource"], "FleetQueue"));
+    let conditional = res["FailoverPolicy"]["Properties"]["PolicyDocument"]["Statement"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .any(|s| match s {
+            Value::Tagged(t) if t.tag == "If" => {
+                t.value[0] == "IsFleet" && t.value[1]["Sid"] == "RetryFailedMessagesSooner"
+            }
+            _ => false,
+        });
+    assert!(conditional, "granted in fleet mode only");
 
     // Every trigger: to the queue in fleet mode, to the function otherwise; the function's
     // invoke permission exists for a single pair only.

@@ -460,11 +460,26 @@ pub fn parse_text(text: &str) -> Result<Trigger, EventError> {
     parse(&v)
 }
 
-/// The messages of an SQS event (the fleet's queue), or `None` when `v` is not one: each
-/// message's id and the event its body holds. EventBridge puts the event itself in the body;
-/// SNS (without raw delivery) its notification, which is given the shape of SNS's own Lambda
-/// event; a body that is not JSON is kept as text (and refused by [`parse`]).
-pub fn sqs_messages(v: &Value) -> Option<Result<Vec<(String, Value)>, EventError>> {
+/// One message of an SQS event (the fleet's queue).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Queued {
+    /// Its id (`batchItemFailures` names it).
+    pub message_id: String,
+    /// Its receipt handle (to deliver it again sooner: `Queue::retry_after`).
+    pub receipt_handle: Option<String>,
+    /// The queue's ARN.
+    pub queue_arn: Option<String>,
+    /// How many times it has been received (`ApproximateReceiveCount`; 1 the first time).
+    pub receive_count: u32,
+    /// The event its body holds.
+    pub event: Value,
+}
+
+/// The messages of an SQS event (the fleet's queue), or `None` when `v` is not one.
+/// EventBridge puts the event itself in the body; SNS (without raw delivery) its
+/// notification, which is given the shape of SNS's own Lambda event; a body that is not JSON
+/// is kept as text (and refused by [`parse`]).
+pub fn sqs_messages(v: &Value) -> Option<Result<Vec<Queued>, EventError>> {
     let records = v.get("Records")?.as_array()?;
     if records.first()?.get("eventSource")?.as_str()? != "aws:sqs" {
         return None;
@@ -490,7 +505,17 @@ pub fn sqs_messages(v: &Value) -> Option<Result<Vec<(String, Value)>, EventError
                 Ok(b) => b,
                 Err(_) => Value::String(body),
             };
-            (r.message_id.unwrap_or_default(), event)
+            Queued {
+                message_id: r.message_id.unwrap_or_default(),
+                receipt_handle: r.receipt_handle,
+                queue_arn: r.event_source_arn,
+                receive_count: r
+                    .attributes
+                    .get("ApproximateReceiveCount")
+                    .and_then(|n| n.parse().ok())
+                    .unwrap_or(1),
+                event,
+            }
         })
         .collect()))
 }
@@ -873,7 +898,7 @@ mod tests {
     fn the_fleet_queues_messages_hold_the_events() {
         let v = crate::json::parse(include_str!("../../../events/fleet-sqs.json")).unwrap();
         let messages = sqs_messages(&v).expect("an SQS event").unwrap();
-        let ids: Vec<&str> = messages.iter().map(|(id, _)| id.as_str()).collect();
+        let ids: Vec<&str> = messages.iter().map(|m| m.message_id.as_str()).collect();
         assert_eq!(
             ids,
             [
@@ -882,7 +907,13 @@ mod tests {
                 "c1a3e8f0-6b6e-4f0c-9d4e-0d7b3f1e2a55"
             ]
         );
-        let triggers: Vec<Trigger> = messages.iter().map(|(_, e)| parse(e).unwrap()).collect();
+        let triggers: Vec<Trigger> = messages.iter().map(|m| parse(&m.event).unwrap()).collect();
+        assert_eq!(messages[0].receive_count, 1);
+        assert_eq!(
+            messages[0].queue_arn.as_deref(),
+            Some("arn:aws:sqs:us-east-1:123456789012:cloud-failover-fleet")
+        );
+        assert!(messages[0].receipt_handle.is_some());
         assert!(
             matches!(
                 &triggers[0],
@@ -917,7 +948,7 @@ mod tests {
         let mut bad = v.clone();
         bad["Records"][0]["body"] = "not json".into();
         let messages = sqs_messages(&bad).unwrap().unwrap();
-        assert!(parse(&messages[0].1)
+        assert!(parse(&messages[0].event)
             .unwrap_err()
             .to_string()
             .contains("event"));

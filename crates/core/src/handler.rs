@@ -44,6 +44,7 @@ pub const OPERATIONS: &[&str] = &[
     "GetObject",
     "PutObject",
     "ListObjectsV2",
+    "ChangeMessageVisibility",
 ];
 
 /// Every API operation `handle_inspect` can send (the inspect function's role).
@@ -60,7 +61,9 @@ pub const INSPECT_OPERATIONS: &[&str] = &[
     "ListObjectsV2",
 ];
 
-/// The probe function fails over in process: it needs what `handle` needs.
+/// The probe function fails over in process: it needs what `handle` needs, and its role is
+/// the failover function's policy (in fleet mode, that includes the queue's
+/// `ChangeMessageVisibility`, which only the failover function sends).
 pub const PROBE_OPERATIONS: &[&str] = OPERATIONS;
 
 /// Who is calling and by when it must answer.

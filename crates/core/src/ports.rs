@@ -88,6 +88,7 @@ pub const PERMISSIONS: &[(&str, &[&str])] = &[
     ("GetObject", &["s3:GetObject", "s3:ListBucket"]),
     ("PutObject", &["s3:PutObject"]),
     ("ListObjectsV2", &["s3:ListBucket"]),
+    ("ChangeMessageVisibility", &["sqs:ChangeMessageVisibility"]),
 ];
 
 /// The IAM actions `operations` need.
@@ -332,6 +333,19 @@ pub trait ObjectStore: Send + Sync {
             .map(|o| o.key)
             .collect())
     }
+}
+
+/// The queue feeding the fleet's executor (SQS).
+#[async_trait]
+pub trait Queue: Send + Sync {
+    /// ChangeMessageVisibility: the message (by its receipt handle) is delivered again after
+    /// `delay`, instead of after the queue's visibility timeout.
+    async fn retry_after(
+        &self,
+        queue_arn: &str,
+        receipt_handle: &str,
+        delay: std::time::Duration,
+    ) -> Result<(), CloudError>;
 }
 
 /// An object a listing names.

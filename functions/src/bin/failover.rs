@@ -4,12 +4,11 @@
 //! any invocation by SQS, handles its events as a batch (`handle_fleet`); its index of the
 //! fleet is kept between invocations.
 
+use failover_core::aws;
 use failover_core::fleet::Fleet;
-use failover_core::handler::{handle, handle_fleet};
+use failover_core::handler::handle;
 use failover_core::metrics;
-use failover_functions::{
-    diagnostic, fleet_events, fleet_response, invocation, lambda_setup, trust,
-};
+use failover_functions::{diagnostic, invocation, lambda_setup, run_batch, trust};
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 use serde_json::Value;
 use tokio::sync::Mutex;
@@ -20,17 +19,18 @@ async fn main() -> Result<(), Error> {
     setup.init_tracing();
     let (cloud, declaration) = (&setup.cloud, &setup.declaration);
     let fleet = &Mutex::new(Fleet::new(declaration.clone()));
+    // Made when a queue first invokes the function (no cold-start cost otherwise).
+    let queue = &tokio::sync::OnceCell::new();
+    let options = &setup.options;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
         let mut inv = invocation(event.context.request_id, event.context.deadline);
         inv.trust = trust(&event.context.invoked_function_arn);
         let batch = failover_core::events::sqs_messages(&event.payload).is_some();
         if batch || declaration.is_fleet() {
-            let events = fleet_events(event.payload).map_err(diagnostic)?;
-            let (ids, events): (Vec<_>, Vec<_>) = events.into_iter().unzip();
             // One batch at a time (the fleet's function runs with a concurrency of 1).
             let mut fleet = fleet.lock().await;
-            let answers = handle_fleet(&cloud.ec2, &cloud.s3, &mut fleet, &events, inv).await;
-            return fleet_response(&ids, answers);
+            let queue = queue.get_or_init(|| aws::connect_queue(options)).await;
+            return run_batch(&cloud.ec2, &cloud.s3, queue, &mut fleet, event.payload, inv).await;
         }
         let result = handle(&cloud.ec2, &cloud.s3, declaration, &event.payload, inv).await;
         // CloudWatch Embedded Metric Format: one line on stdout per invocation.

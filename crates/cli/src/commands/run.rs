@@ -90,7 +90,7 @@ pub async fn invoke(
         Some(messages) => messages
             .map_err(invalid)?
             .into_iter()
-            .map(|(_, e)| e)
+            .map(|m| m.event)
             .collect(),
         None => {
             failover_core::events::parse_text(&text).map_err(invalid)?;

@@ -5,6 +5,7 @@
 mod answers;
 pub mod ec2;
 pub mod s3;
+pub mod sqs;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -335,6 +336,23 @@ pub async fn connect_for(
             s3_config.to_builder().interceptor(OnlyListed).build(),
         )),
     }
+}
+
+/// The fleet queue's adapter (its client, like the others, sends only what
+/// `ports::PERMISSIONS` lists).
+pub async fn connect_queue(opts: &AwsOptions) -> sqs::AwsSqs {
+    let config = sdk_config(opts, &ClientSettings::default()).await;
+    sqs::AwsSqs::new(aws_sdk_sqs::Client::from_conf(
+        aws_sdk_sqs::config::Builder::from(&config)
+            .interceptor(OnlyListed)
+            .build(),
+    ))
+}
+
+/// Like [`connect_queue`], its client free to send any operation (tests make queues).
+pub async fn connect_queue_tooling(opts: &AwsOptions) -> sqs::AwsSqs {
+    let config = sdk_config(opts, &ClientSettings::default()).await;
+    sqs::AwsSqs::new(aws_sdk_sqs::Client::new(&config))
 }
 
 /// Adapters whose clients may send any operation: for the developer tooling and the tests
