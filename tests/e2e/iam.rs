@@ -645,6 +645,17 @@ fn fleet_mode_is_one_executor_fed_by_one_queue() {
             _ => false,
         });
     assert!(conditional, "granted in fleet mode only");
+    // A message's error reaches the operators through the answers' metrics (EMF).
+    let errors = &res["FleetErrorsAlarm"]["Properties"];
+    assert_eq!(errors["Namespace"], failover_core::metrics::NAMESPACE);
+    assert_eq!(errors["MetricName"], "Errors");
+    assert_eq!(errors["Dimensions"][0]["Value"], "failover");
+    let emf = failover_core::metrics::emf(
+        "failover",
+        &Err(failover_core::FailoverError::Unroutable("x".into())),
+    );
+    assert_eq!(emf["Errors"], 1);
+    assert_eq!(emf["Function"], "failover");
 
     // Every trigger: to the queue in fleet mode, to the function otherwise; the function's
     // invoke permission exists for a single pair only.
