@@ -38,6 +38,8 @@ pub struct OutageReport {
     pub data_path_s: Option<f64>,
     /// Clusters whose EIP and default routes never followed the standby.
     pub data_path_missing: usize,
+    /// When each cluster's EIP and default routes followed its standby (`None`: never).
+    pub data_path_at: Vec<Option<f64>>,
     /// When the last run returned.
     pub all_done_s: f64,
     /// The account's throttle bound for these mutations (the busiest action's bucket).
@@ -141,6 +143,7 @@ pub async fn fleet_outage(
         operations: clusters * per_cluster,
         data_path_s: (missing == 0).then(|| when.iter().flatten().copied().fold(0.0, f64::max)),
         data_path_missing: missing,
+        data_path_at: when.clone(),
         all_done_s,
         bound_s: ((routes as f64 - burst).max(0.0) / rate)
             .max((clusters as f64 - burst).max(0.0) / rate),

@@ -218,8 +218,8 @@ fn main() {
         .build()
         .expect("runtime");
     if std::env::args().nth(1).as_deref() == Some("outage") {
-        // Only the AZ-outage table.
-        return outage(&rt);
+        // Only the AZ-outage table (and its plot, when a path follows).
+        return outage(&rt, std::env::args().nth(2).as_deref());
     }
     let sim = Simulation::default();
     let (burst, rate) = sim.mutating_bucket;
@@ -282,11 +282,14 @@ fn main() {
             per_route.shown()
         );
     }
-    outage(&rt);
+    let outage_plot = std::env::args()
+        .nth(1)
+        .map(|p| std::path::Path::new(&p).with_file_name("az-outage.svg"));
+    outage(&rt, outage_plot.as_ref().and_then(|p| p.to_str()));
 }
 
 /// The AZ outage (issue 15): every cluster of a fleet failing over at once in one account.
-fn outage(rt: &tokio::runtime::Runtime) {
+fn outage(rt: &tokio::runtime::Runtime, plot_to: Option<&str>) {
     use failover_lab::outage::{az_outage, fleet_outage, Mode, OutageReport};
     println!();
     println!("AZ outage (issue 15): every pair's active unit fails at once and every cluster's failover runs at once in one account, sharing its EC2 buckets; before the fleet: independent runs, each pacing as if it had the account to itself; the fleet: one executor for the account (handle_fleet, as the SQS-fed Lambda of concurrency 1 runs it, every alarm in one batch).");
@@ -309,9 +312,10 @@ fn outage(rt: &tokio::runtime::Runtime) {
             r.failed_runs
         );
     };
+    let alone = rt.block_on(az_outage(50, 2, 5, Simulation::default()));
     show(
-        &rt.block_on(az_outage(50, 2, 5, Simulation::default())),
-        "today: independent runs",
+        &alone,
+        "before the fleet: independent runs",
         "1 + 10 (2 tables)",
     );
     let executor = |mode, clusters, tables, routes| {
@@ -323,13 +327,15 @@ fn outage(rt: &tokio::runtime::Runtime) {
             Simulation::default(),
         ))
     };
+    let warm = executor(Mode::OneExecutor, 50, 2, 5);
+    let cold = executor(Mode::OneExecutorCold, 50, 2, 5);
     show(
-        &executor(Mode::OneExecutor, 50, 2, 5),
+        &warm,
         "fleet: one executor (index warm)",
         "1 + 10 (2 tables)",
     );
     show(
-        &executor(Mode::OneExecutorCold, 50, 2, 5),
+        &cold,
         "fleet: one executor (cold: index built first)",
         "1 + 10 (2 tables)",
     );
@@ -338,11 +344,79 @@ fn outage(rt: &tokio::runtime::Runtime) {
         "one cluster, its own run",
         "1 + 500 (10 tables)",
     );
+    if let Some(path) = plot_to {
+        let lines = [
+            ("independent runs", "#c22", &alone),
+            ("one executor, index warm", "#2a6", &warm),
+            ("one executor, cold", "#26c", &cold),
+        ];
+        std::fs::write(path, outage_plot(&lines)).expect("write the plot");
+    }
     show(
         &executor(Mode::OneExecutor, 1, 10, 50),
         "one cluster, fleet executor (index warm)",
         "1 + 500 (10 tables)",
     );
+}
+
+/// The AZ-outage plot: how many clusters' data path (EIP and default routes) follows the
+/// standby, over simulated time, for each way of running the fleet's failovers.
+fn outage_plot(lines: &[(&str, &str, &failover_lab::outage::OutageReport)]) -> String {
+    let (w, h, pad) = (760.0, 380.0, 60.0);
+    let clusters = lines.iter().map(|l| l.2.clusters).max().unwrap_or(1) as f64;
+    let tmax = lines
+        .iter()
+        .flat_map(|l| l.2.data_path_at.iter().flatten())
+        .fold(1.0f64, |a, b| a.max(*b))
+        .ceil()
+        * 1.1;
+    let x = |t: f64| pad + t / tmax * (w - 2.0 * pad);
+    let y = |n: f64| h - pad - n / clusters * (h - 2.0 * pad);
+    let mut svg = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" font-family=\"sans-serif\" font-size=\"12\">\n<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n<text x=\"{pad}\" y=\"24\">AZ outage, {clusters} clusters in one account: clusters whose EIP and default routes follow the standby</text>\n"
+    );
+    svg += &format!("<line x1=\"{pad}\" y1=\"{0}\" x2=\"{1}\" y2=\"{0}\" stroke=\"black\"/><line x1=\"{pad}\" y1=\"{pad}\" x2=\"{pad}\" y2=\"{0}\" stroke=\"black\"/>\n", h - pad, w - pad);
+    for t in [0.0, tmax / 4.0, tmax / 2.0, 3.0 * tmax / 4.0] {
+        svg += &format!(
+            "<text x=\"{:.0}\" y=\"{:.0}\" text-anchor=\"middle\">{t:.0} s</text>\n",
+            x(t),
+            h - pad + 18.0
+        );
+    }
+    for n in [0.0, clusters / 2.0, clusters] {
+        svg += &format!(
+            "<text x=\"{:.0}\" y=\"{:.0}\" text-anchor=\"end\">{n:.0}</text>\n",
+            pad - 6.0,
+            y(n) + 4.0
+        );
+    }
+    for (i, (name, color, r)) in lines.iter().enumerate() {
+        let mut times: Vec<f64> = r.data_path_at.iter().flatten().copied().collect();
+        times.sort_by(f64::total_cmp);
+        let mut pts = vec![format!("{:.1},{:.1}", x(0.0), y(0.0))];
+        for (k, t) in times.iter().enumerate() {
+            pts.push(format!("{:.1},{:.1}", x(*t), y(k as f64)));
+            pts.push(format!("{:.1},{:.1}", x(*t), y(k as f64 + 1.0)));
+        }
+        pts.push(format!("{:.1},{:.1}", x(tmax), y(times.len() as f64)));
+        svg += &format!(
+            "<polyline fill=\"none\" stroke=\"{color}\" stroke-width=\"2\" points=\"{}\"/>\n",
+            pts.join(" ")
+        );
+        let never = r.data_path_missing;
+        let label = if never > 0 {
+            format!("{name} ({never} never)")
+        } else {
+            name.to_string()
+        };
+        svg += &format!(
+            "<text x=\"{:.0}\" y=\"{:.0}\" fill=\"{color}\">{label}</text>\n",
+            w - pad - 230.0,
+            h - pad - 40.0 - 16.0 * i as f64
+        );
+    }
+    svg += "</svg>\n";
+    svg
 }
 
 /// One routes count: (routes, paced s, concurrency-1 s, throttle bound s, CFE published s).
