@@ -274,6 +274,145 @@ pub trait Ec2Mutate: Send + Sync {
     ) -> Result<(), CloudError>;
 }
 
+/// What a wrapping EC2 port ([`Hooked`]) does before each call it passes on: pace it (an
+/// executor's shared budget), or delay and throttle it (a simulated account). An error is the
+/// call's answer.
+#[async_trait]
+pub trait BeforeCall: Send + Sync {
+    /// Before a call of `operation` (as the SDK names it).
+    async fn before(&self, operation: &'static str) -> Result<(), CloudError>;
+}
+
+/// An EC2 port whose calls each wait for `hook` first (DryRun checks pass untouched).
+pub struct Hooked<'a, E: ?Sized, H: ?Sized> {
+    /// The port the calls go to.
+    pub ec2: &'a E,
+    /// What runs before each.
+    pub hook: &'a H,
+}
+
+#[async_trait]
+impl<E: Ec2Describe + ?Sized, H: BeforeCall + ?Sized> Ec2Describe for Hooked<'_, E, H> {
+    async fn describe_instances(&self, filters: &[Filter]) -> Result<Vec<Instance>, CloudError> {
+        self.hook.before("DescribeInstances").await?;
+        self.ec2.describe_instances(filters).await
+    }
+
+    async fn describe_network_interfaces(
+        &self,
+        filters: &[Filter],
+    ) -> Result<Vec<NetworkInterface>, CloudError> {
+        self.hook.before("DescribeNetworkInterfaces").await?;
+        self.ec2.describe_network_interfaces(filters).await
+    }
+
+    async fn describe_route_tables(
+        &self,
+        filters: &[Filter],
+    ) -> Result<Vec<RouteTable>, CloudError> {
+        self.hook.before("DescribeRouteTables").await?;
+        self.ec2.describe_route_tables(filters).await
+    }
+
+    async fn describe_addresses(&self, filters: &[Filter]) -> Result<Vec<ElasticIp>, CloudError> {
+        self.hook.before("DescribeAddresses").await?;
+        self.ec2.describe_addresses(filters).await
+    }
+
+    async fn impaired_instances(&self, instance_ids: &[String]) -> Result<Vec<String>, CloudError> {
+        self.hook.before("DescribeInstanceStatus").await?;
+        self.ec2.impaired_instances(instance_ids).await
+    }
+}
+
+#[async_trait]
+impl<E: Ec2Mutate + ?Sized, H: BeforeCall + ?Sized> Ec2Mutate for Hooked<'_, E, H> {
+    async fn dry_run(&self, m: &Mutation) -> Result<DryRun, CloudError> {
+        self.ec2.dry_run(m).await
+    }
+
+    async fn associate_address(
+        &self,
+        allocation_id: &str,
+        network_interface_id: &str,
+        private_ip: IpAddr,
+    ) -> Result<String, CloudError> {
+        self.hook.before("AssociateAddress").await?;
+        self.ec2
+            .associate_address(allocation_id, network_interface_id, private_ip)
+            .await
+    }
+
+    async fn replace_route(
+        &self,
+        route_table_id: &str,
+        destination: Cidr,
+        network_interface_id: &str,
+    ) -> Result<(), CloudError> {
+        self.hook.before("ReplaceRoute").await?;
+        self.ec2
+            .replace_route(route_table_id, destination, network_interface_id)
+            .await
+    }
+
+    async fn create_route(
+        &self,
+        route_table_id: &str,
+        destination: Cidr,
+        network_interface_id: &str,
+    ) -> Result<(), CloudError> {
+        self.hook.before("CreateRoute").await?;
+        self.ec2
+            .create_route(route_table_id, destination, network_interface_id)
+            .await
+    }
+
+    async fn replace_route_table_association(
+        &self,
+        association_id: &str,
+        route_table_id: &str,
+    ) -> Result<String, CloudError> {
+        self.hook.before("ReplaceRouteTableAssociation").await?;
+        self.ec2
+            .replace_route_table_association(association_id, route_table_id)
+            .await
+    }
+
+    async fn assign_ipv4_prefixes(
+        &self,
+        network_interface_id: &str,
+        prefixes: &[Cidr],
+    ) -> Result<(), CloudError> {
+        self.hook.before("AssignPrivateIpAddresses").await?;
+        self.ec2
+            .assign_ipv4_prefixes(network_interface_id, prefixes)
+            .await
+    }
+
+    async fn unassign_ipv4_prefixes(
+        &self,
+        network_interface_id: &str,
+        prefixes: &[Cidr],
+    ) -> Result<(), CloudError> {
+        self.hook.before("UnassignPrivateIpAddresses").await?;
+        self.ec2
+            .unassign_ipv4_prefixes(network_interface_id, prefixes)
+            .await
+    }
+
+    async fn assign_private_ips(
+        &self,
+        network_interface_id: &str,
+        ips: &[IpAddr],
+        allow_reassignment: bool,
+    ) -> Result<(), CloudError> {
+        self.hook.before("AssignPrivateIpAddresses").await?;
+        self.ec2
+            .assign_private_ips(network_interface_id, ips, allow_reassignment)
+            .await
+    }
+}
+
 /// Both EC2 sides, for code that plans and executes.
 pub trait Ec2: Ec2Describe + Ec2Mutate {}
 impl<T: Ec2Describe + Ec2Mutate> Ec2 for T {}

@@ -160,6 +160,8 @@ async fn independent_runs(
     fleet: &[FleetMember],
     per_cluster: usize,
 ) -> (usize, usize) {
+    let ec2 = sim.ec2();
+    let ec2 = &ec2;
     let outcomes = join_all(fleet.iter().map(|c| {
         let mut req = RunRequest::new(
             TargetSpec::Instance(c.standby.clone()),
@@ -167,7 +169,7 @@ async fn independent_runs(
             "az-outage",
         );
         req.force = true;
-        run(sim, sim, &c.declaration, req)
+        run(ec2, sim, &c.declaration, req)
     }))
     .await;
     let (mut failed_operations, mut failed_runs) = (0, 0);
@@ -234,7 +236,7 @@ async fn one_executor(
         }),
         ..Invocation::default()
     };
-    let answers = handle_fleet(sim, sim, index, &events, invocation).await;
+    let answers = handle_fleet(&sim.ec2(), sim, index, &events, invocation).await;
     let (mut failed_operations, mut failed_runs) = (0, 0);
     for a in answers.iter().flatten() {
         match &a.result {

@@ -3,7 +3,6 @@
 //! defaults). Uses tokio's clock: run it paused, and the times are simulated seconds.
 
 use std::collections::BTreeMap;
-use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -11,11 +10,8 @@ use async_trait::async_trait;
 use failover_core::declaration::{Encryption, Tags};
 use failover_core::error::{CloudError, ErrorKind};
 use failover_core::memory::MemoryCloud;
-use failover_core::model::{ElasticIp, Filter, Instance, NetworkInterface, RouteTable};
-use failover_core::net::Cidr;
 use failover_core::ports::{
-    DryRun, Ec2Describe, Ec2Mutate, Listed, Mutation, ObjectStore, StoredObject, WriteCondition,
-    MUTATING_OPERATIONS,
+    BeforeCall, Hooked, Listed, ObjectStore, StoredObject, WriteCondition, MUTATING_OPERATIONS,
 };
 use tokio::time::Instant;
 
@@ -80,6 +76,14 @@ impl SimulatedCloud {
                 throttled: 0,
                 ec2_spans: Vec::new(),
             }),
+        }
+    }
+
+    /// The account's EC2, as a port: every call through the simulated account.
+    pub fn ec2(&self) -> Hooked<'_, MemoryCloud, SimulatedCloud> {
+        Hooked {
+            ec2: &self.cloud,
+            hook: self,
         }
     }
 
@@ -182,125 +186,12 @@ impl SimulatedCloud {
     }
 }
 
+/// Every EC2 call waits for the simulated account (latency, its bucket, the SDK's retries of
+/// throttled Describe* calls).
 #[async_trait]
-impl Ec2Describe for SimulatedCloud {
-    async fn describe_instances(&self, filters: &[Filter]) -> Result<Vec<Instance>, CloudError> {
-        self.pause("DescribeInstances").await?;
-        self.cloud.describe_instances(filters).await
-    }
-
-    async fn describe_network_interfaces(
-        &self,
-        filters: &[Filter],
-    ) -> Result<Vec<NetworkInterface>, CloudError> {
-        self.pause("DescribeNetworkInterfaces").await?;
-        self.cloud.describe_network_interfaces(filters).await
-    }
-
-    async fn describe_route_tables(
-        &self,
-        filters: &[Filter],
-    ) -> Result<Vec<RouteTable>, CloudError> {
-        self.pause("DescribeRouteTables").await?;
-        self.cloud.describe_route_tables(filters).await
-    }
-
-    async fn describe_addresses(&self, filters: &[Filter]) -> Result<Vec<ElasticIp>, CloudError> {
-        self.pause("DescribeAddresses").await?;
-        self.cloud.describe_addresses(filters).await
-    }
-
-    async fn impaired_instances(&self, instance_ids: &[String]) -> Result<Vec<String>, CloudError> {
-        self.pause("DescribeInstanceStatus").await?;
-        self.cloud.impaired_instances(instance_ids).await
-    }
-}
-
-#[async_trait]
-impl Ec2Mutate for SimulatedCloud {
-    async fn dry_run(&self, m: &Mutation) -> Result<DryRun, CloudError> {
-        self.cloud.dry_run(m).await
-    }
-
-    async fn associate_address(
-        &self,
-        allocation_id: &str,
-        network_interface_id: &str,
-        private_ip: IpAddr,
-    ) -> Result<String, CloudError> {
-        self.pause("AssociateAddress").await?;
-        self.cloud
-            .associate_address(allocation_id, network_interface_id, private_ip)
-            .await
-    }
-
-    async fn replace_route(
-        &self,
-        route_table_id: &str,
-        destination: Cidr,
-        network_interface_id: &str,
-    ) -> Result<(), CloudError> {
-        self.pause("ReplaceRoute").await?;
-        self.cloud
-            .replace_route(route_table_id, destination, network_interface_id)
-            .await
-    }
-
-    async fn create_route(
-        &self,
-        route_table_id: &str,
-        destination: Cidr,
-        network_interface_id: &str,
-    ) -> Result<(), CloudError> {
-        self.pause("CreateRoute").await?;
-        self.cloud
-            .create_route(route_table_id, destination, network_interface_id)
-            .await
-    }
-
-    async fn replace_route_table_association(
-        &self,
-        association_id: &str,
-        route_table_id: &str,
-    ) -> Result<String, CloudError> {
-        self.pause("ReplaceRouteTableAssociation").await?;
-        self.cloud
-            .replace_route_table_association(association_id, route_table_id)
-            .await
-    }
-
-    async fn assign_ipv4_prefixes(
-        &self,
-        network_interface_id: &str,
-        prefixes: &[Cidr],
-    ) -> Result<(), CloudError> {
-        self.pause("AssignPrivateIpAddresses").await?;
-        self.cloud
-            .assign_ipv4_prefixes(network_interface_id, prefixes)
-            .await
-    }
-
-    async fn unassign_ipv4_prefixes(
-        &self,
-        network_interface_id: &str,
-        prefixes: &[Cidr],
-    ) -> Result<(), CloudError> {
-        self.pause("UnassignPrivateIpAddresses").await?;
-        self.cloud
-            .unassign_ipv4_prefixes(network_interface_id, prefixes)
-            .await
-    }
-
-    async fn assign_private_ips(
-        &self,
-        network_interface_id: &str,
-        ips: &[IpAddr],
-        allow_reassignment: bool,
-    ) -> Result<(), CloudError> {
-        self.pause("AssignPrivateIpAddresses").await?;
-        self.cloud
-            .assign_private_ips(network_interface_id, ips, allow_reassignment)
-            .await
+impl BeforeCall for SimulatedCloud {
+    async fn before(&self, operation: &'static str) -> Result<(), CloudError> {
+        self.pause(operation).await
     }
 }
 
@@ -359,6 +250,8 @@ impl ObjectStore for SimulatedCloud {
 mod tests {
     use super::*;
     use failover_core::lab::{Topology, SEED_B_EXT, SEED_RTB};
+    use failover_core::net::Cidr;
+    use failover_core::ports::Ec2Mutate;
 
     #[tokio::test(start_paused = true)]
     async fn the_bucket_throttles_past_the_burst_and_refills_at_its_rate() {
@@ -370,7 +263,8 @@ mod tests {
         };
         let sim = SimulatedCloud::new(MemoryCloud::from_topology(&Topology::seed()), cfg);
         let dst: Cidr = "0.0.0.0/0".parse().unwrap();
-        let call = || sim.replace_route(SEED_RTB, dst, SEED_B_EXT);
+        let ec2 = sim.ec2();
+        let call = || ec2.replace_route(SEED_RTB, dst, SEED_B_EXT);
         // THEN two calls pass, the third is RequestLimitExceeded, and a second later one passes
         call().await.unwrap();
         call().await.unwrap();

@@ -157,7 +157,7 @@ async fn measure_on(topo: &Topology, decl: &Declaration, operations: usize) -> M
     let mut req = RunRequest::new(TargetSpec::Instance(SEED_B.into()), Mode::Execute, "bench");
     req.force = true;
     let t0 = tokio::time::Instant::now();
-    let out = run(&cloud, &cloud, decl, req).await;
+    let out = run(&cloud.ec2(), &cloud, decl, req).await;
     let seconds = t0.elapsed().as_secs_f64();
     let ok = matches!(&out, Ok(RunOutcome::Completed(r)) if r.record.outcomes.iter().all(|o| o.verified)
         && r.record.outcomes.len() == operations);
