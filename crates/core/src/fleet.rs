@@ -14,7 +14,7 @@ use tokio::time::Instant;
 use crate::budget::DISCOVERIES_IN_FLIGHT;
 use crate::declaration::Declaration;
 use crate::discovery::discover_ec2;
-use crate::events::{instance_id_in, Trigger};
+use crate::events::{instance_id_in, Intent, Trigger, Trust};
 use crate::failover::FailoverError;
 use crate::location::Location;
 use crate::pace::Pacing;
@@ -216,6 +216,18 @@ impl Fleet {
         }
         by_member.retain(|_, keys| keys.len() > 1);
         by_member
+    }
+
+    /// Whether some cluster would act on `trigger` if it owned what it names (its intent under
+    /// that cluster's declaration is not to ignore it): only then is an event no cluster owns
+    /// worth looking up the members again for.
+    pub fn would_act(&self, trigger: &Trigger, trust: &Trust) -> bool {
+        self.clusters.values().any(|c| {
+            !matches!(
+                trigger.intent(&c.declaration.extension, trust),
+                Intent::Ignore { .. }
+            )
+        })
     }
 
     /// The clusters that own what `trigger` names, by the index as it is.
@@ -491,6 +503,92 @@ mod tests {
             "only the runs' state files (and lock reads), not the declarations: {:?}",
             cloud.calls()
         );
+    }
+
+    /// An EC2 state change no cluster would act on (an instance starting that no declaration
+    /// fails back to) costs no lookup; one that would (an unknown instance stopping) has the
+    /// members looked up again, at most once a minute.
+    #[tokio::test]
+    async fn only_an_event_a_cluster_would_act_on_is_looked_up() {
+        let (cloud, _) = account(2).await;
+        let mut fleet = Fleet::new(location());
+        let state = |id: &str, state: &str| {
+            let mut e =
+                crate::json::parse(include_str!("../../../events/ec2-state-change.json")).unwrap();
+            e["detail"]["instance-id"] = id.into();
+            e["detail"]["state"] = state.into();
+            e
+        };
+        let stranger = "i-0123456789abcdef0";
+        let age = |fleet: &mut Fleet| {
+            for c in fleet.clusters.values_mut() {
+                c.members = c.members.take().map(|(m, at)| (m, at - MEMBERS_MAX_AGE));
+            }
+        };
+        let describes = |cloud: &MemoryCloud| {
+            cloud
+                .calls()
+                .iter()
+                .filter(|c| c.starts_with("Describe"))
+                .count()
+        };
+        // The index is built, then its members are a minute old.
+        handle_fleet(
+            &cloud,
+            &cloud,
+            &mut fleet,
+            &[state(stranger, "running")],
+            invocation(),
+        )
+        .await;
+        age(&mut fleet);
+        cloud.reset_calls();
+        let answers = handle_fleet(
+            &cloud,
+            &cloud,
+            &mut fleet,
+            &[state(stranger, "running")],
+            invocation(),
+        )
+        .await;
+        assert_eq!(
+            only(&answers, 0).result.as_ref().unwrap().status(),
+            Status::Ignored
+        );
+        assert_eq!(
+            describes(&cloud),
+            0,
+            "nobody fails back to it: {:?}",
+            cloud.calls()
+        );
+        let answers = handle_fleet(
+            &cloud,
+            &cloud,
+            &mut fleet,
+            &[state(stranger, "stopping")],
+            invocation(),
+        )
+        .await;
+        assert_eq!(
+            only(&answers, 0).result.as_ref().unwrap().status(),
+            Status::Ignored
+        );
+        assert!(
+            describes(&cloud) > 0,
+            "a member may have been replaced: {:?}",
+            cloud.calls()
+        );
+        // Looked up: fresh for a minute.
+        cloud.reset_calls();
+        handle_fleet(
+            &cloud,
+            &cloud,
+            &mut fleet,
+            &[state(stranger, "stopping")],
+            invocation(),
+        )
+        .await;
+        assert_eq!(describes(&cloud), 0, "{:?}", cloud.calls());
     }
 
     /// An instance no cluster owns is IGNORED with the reason; one two clusters claim is

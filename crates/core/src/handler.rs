@@ -349,7 +349,7 @@ pub async fn handle_fleet(
     let all: Vec<String> = fleet.clusters.keys().cloned().collect();
     let budget = Arc::new(Budget::new(fleet.pacing(&all)));
     let ec2 = &budget.ec2(ec2);
-    let routes = route_all(ec2, fleet, &trusted).await;
+    let routes = route_all(ec2, fleet, &trusted, &invocation.trust).await;
     let mut work: BTreeMap<String, Vec<(usize, events::Trigger)>> = BTreeMap::new();
     for ((i, trigger), route) in trusted.into_iter().zip(routes) {
         match route {
@@ -407,20 +407,23 @@ async fn route_all(
     ec2: &dyn Ec2,
     fleet: &mut Fleet,
     trusted: &[(usize, events::Trigger)],
+    trust: &Trust,
 ) -> Vec<Result<Route, FailoverError>> {
     let mut failures = fleet.discover_members(ec2, std::time::Duration::MAX).await;
-    let unowned = |f: &Fleet| {
-        trusted
-            .iter()
-            .any(|(_, t)| !matches!(t, events::Trigger::Schedule { .. }) && f.owners(t).is_empty())
+    // Only an event some cluster would act on, were it its own, is worth looking for (a
+    // fleet's EC2 rule passes every instance's state change in the region).
+    let lost = |f: &Fleet, t: &events::Trigger| {
+        !matches!(t, events::Trigger::Schedule { .. })
+            && f.owners(t).is_empty()
+            && f.would_act(t, trust)
     };
-    if unowned(fleet) {
+    if trusted.iter().any(|(_, t)| lost(fleet, t)) {
         failures = fleet.discover_members(ec2, MEMBERS_MAX_AGE).await;
     }
     trusted
         .iter()
         .map(|(_, t)| match fleet.route(t) {
-            Ok(Route::Nowhere(reason)) if !failures.is_empty() => {
+            Ok(Route::Nowhere(reason)) if !failures.is_empty() && lost(fleet, t) => {
                 Err(FailoverError::Unroutable(format!(
                     "{reason}, but the members of {} could not be discovered: try again",
                     failures
