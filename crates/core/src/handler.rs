@@ -985,4 +985,107 @@ mod tests {
             .is_none());
         assert_eq!(cloud.mutation_count(), 0);
     }
+
+    /// Two pairs of a fleet (one VPC each, one addressing plan) and a declaration that does
+    /// not load, under `fleet/` in the first pair's state bucket; pair 0 probes its units.
+    async fn probed_fleet(
+        a: std::net::SocketAddr,
+        b: std::net::SocketAddr,
+    ) -> (MemoryCloud, Vec<crate::lab::FleetMember>) {
+        use crate::declaration::Encryption;
+        use crate::ports::ObjectStore;
+        let cloud = MemoryCloud::new();
+        let mut members: Vec<_> = (0..2).map(|n| crate::lab::fleet_member(n, 1, 2)).collect();
+        let (ia, ib) = (
+            members[0].topology.instances[0].id.clone(),
+            members[0].topology.instances[1].id.clone(),
+        );
+        members[0].declaration_json["serverless"]["probe"] = json!({
+            "kind": "http", "path": "/active", "expectBody": "ACTIVE",
+            "intervalMs": 100, "timeoutMs": 500, "failuresToDown": 2, "successesToUp": 1,
+            "targets": {ia: a.to_string(), ib: b.to_string()}
+        });
+        for (n, m) in members.iter().enumerate() {
+            cloud.add_topology(&m.topology);
+            let body = m.declaration_json.to_string().into_bytes();
+            cloud
+                .put_object(
+                    "fleet-state-0",
+                    &format!("fleet/pair-{n}.json"),
+                    body,
+                    &Encryption::None,
+                    None,
+                )
+                .await
+                .unwrap();
+        }
+        cloud
+            .put_object(
+                "fleet-state-0",
+                "fleet/broken.json",
+                b"{".to_vec(),
+                &Encryption::None,
+                None,
+            )
+            .await
+            .unwrap();
+        (cloud, members)
+    }
+
+    /// The inspect function over a fleet: every cluster's picture, and the declaration that
+    /// does not load, named.
+    #[tokio::test]
+    async fn inspect_covers_every_cluster_of_a_fleet() {
+        let (a, b) = (page("STANDBY").await, page("ACTIVE").await);
+        let (cloud, members) = probed_fleet(a, b).await;
+        let mut fleet = Fleet::new("s3://fleet-state-0/fleet/".parse().unwrap());
+        let view = handle_inspect_fleet(&cloud, &cloud, &mut fleet)
+            .await
+            .unwrap();
+        let names: Vec<&str> = view.clusters.iter().map(|c| c.cluster.as_str()).collect();
+        assert_eq!(names, ["fleet/pair-0.json", "fleet/pair-1.json"]);
+        let pair1 = view.clusters[1].inspection.as_ref().unwrap();
+        assert_eq!(pair1.cluster, "fleet-1");
+        assert_eq!(
+            pair1.active.as_deref(),
+            Some(members[1].topology.instances[0].id.as_str())
+        );
+        assert!(
+            view.broken["fleet/broken.json"].contains("invalid declaration"),
+            "{view:?}"
+        );
+        assert_eq!(cloud.mutation_count(), 0);
+    }
+
+    /// The probe function over a fleet probes the cluster that declares a probe and fails it
+    /// over (its page says B is active); the other cluster is left alone.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn the_probe_covers_every_cluster_that_declares_one() {
+        let (a, b) = (page("STANDBY").await, page("ACTIVE").await);
+        let (cloud, members) = probed_fleet(a, b).await;
+        let mut fleet = Fleet::new("s3://fleet-state-0/fleet/".parse().unwrap());
+        let inv = Invocation {
+            deadline: Some(std::time::Instant::now() + std::time::Duration::from_millis(6500)),
+            ..invocation()
+        };
+        let reports = handle_probe_fleet(&cloud, &cloud, &mut fleet, inv)
+            .await
+            .unwrap();
+        assert_eq!(
+            reports.keys().collect::<Vec<_>>(),
+            ["fleet/pair-0.json"],
+            "{reports:?}"
+        );
+        let default_route = "0.0.0.0/0".parse().unwrap();
+        let target = |m: &crate::lab::FleetMember| cloud.route_target(&m.tables[0], default_route);
+        assert_eq!(
+            target(&members[0]).as_deref(),
+            Some(members[0].standby_eni.as_str()),
+            "{reports:?}"
+        );
+        assert_ne!(
+            target(&members[1]).as_deref(),
+            Some(members[1].standby_eni.as_str())
+        );
+    }
 }
