@@ -229,13 +229,15 @@ pub async fn discover(
     .await
 }
 
-/// Reads the snapshot for `decl` without looking for the state bucket (who the members are,
-/// what they hold: the fleet's index).
-pub async fn discover_ec2(
+/// The ids of `decl`'s members, as a snapshot finds them (the owners of the interfaces it
+/// selects), without the snapshot's last round (the members' details and status checks) or
+/// the state bucket: the fleet's index.
+pub async fn member_ids(
     ec2: &dyn Ec2Describe,
     decl: &Declaration,
-) -> Result<Snapshot, CloudError> {
-    snapshot(ec2, decl, async { Ok((None, Vec::new())) }).await
+) -> Result<Vec<String>, CloudError> {
+    let (snap, enis) = selected_interfaces(ec2, decl, async { Ok((None, Vec::new())) }).await?;
+    Ok(owners(&enis, &snap))
 }
 
 /// Reads the snapshot for `decl` when the state bucket is already known.
@@ -258,14 +260,35 @@ async fn snapshot(
     decl: &Declaration,
     bucket: impl Future<Output = Result<BucketLookup, CloudError>>,
 ) -> Result<Snapshot, CloudError> {
+    let (mut snap, enis) = selected_interfaces(ec2, decl, bucket).await?;
+    add_members(ec2, &mut snap, &enis).await?;
+    leave_foreign_eips(&mut snap, decl);
+    Ok(snap)
+}
+
+/// Rounds 1 and 2 of a snapshot: what `decl` selects, and the interfaces holding its
+/// addresses (within its VPC).
+async fn selected_interfaces(
+    ec2: &dyn Ec2Describe,
+    decl: &Declaration,
+    bucket: impl Future<Output = Result<BucketLookup, CloudError>>,
+) -> Result<(Snapshot, Vec<NetworkInterface>), CloudError> {
     let mut snap = scoped_resources(ec2, decl, bucket).await?;
     settle_vpc_from_scope(&mut snap, decl.extension.vpc_id.as_deref());
     let (enis, eip_enis) = interfaces_by_address(ec2, decl, &snap).await?;
     let enis = keep_to_vpc(&mut snap, decl, enis, &eip_enis);
     one_eip_per_vip(&mut snap, decl);
-    add_members(ec2, &mut snap, &enis).await?;
-    leave_foreign_eips(&mut snap, decl);
-    Ok(snap)
+    Ok((snap, enis))
+}
+
+/// The members: the instances the selected interfaces (and the NIC-map ones) are attached to.
+fn owners(enis: &[NetworkInterface], snap: &Snapshot) -> Vec<String> {
+    let ids: BTreeSet<String> = enis
+        .iter()
+        .chain(&snap.nic_map_interfaces)
+        .filter_map(|n| n.instance_id.clone())
+        .collect();
+    ids.into_iter().collect()
 }
 
 /// `filters`, within the declared VPC when there is one.
@@ -551,12 +574,7 @@ async fn add_members(
 ) -> Result<(), CloudError> {
     // The interfaces again, by instance: DescribeInstances does not return interface tags,
     // which `f5_cloud_failover_nic_map` needs.
-    let instance_ids: BTreeSet<String> = enis
-        .iter()
-        .chain(&snap.nic_map_interfaces)
-        .filter_map(|n| n.instance_id.clone())
-        .collect();
-    let ids: Vec<String> = instance_ids.into_iter().collect();
+    let ids = owners(enis, snap);
     let chunks: Vec<&[String]> = ids.chunks(MAX_FILTER_VALUES).collect();
     let (members, interfaces, impaired) = try_join3(
         try_join_all(chunks.iter().map(|c| async move {

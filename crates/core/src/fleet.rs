@@ -13,7 +13,7 @@ use tokio::time::Instant;
 
 use crate::budget::DISCOVERIES_IN_FLIGHT;
 use crate::declaration::Declaration;
-use crate::discovery::discover_ec2;
+use crate::discovery::member_ids;
 use crate::events::{instance_id_in, Intent, Trigger, Trust};
 use crate::failover::FailoverError;
 use crate::location::Location;
@@ -182,11 +182,8 @@ impl Fleet {
             .map(|c| (c.key.clone(), c.declaration.clone()))
             .collect();
         let found: Vec<_> = stream::iter(stale.into_iter().map(|(key, decl)| async move {
-            let snap = discover_ec2(ec2, &decl).await;
-            (
-                key,
-                snap.map(|s| s.members.into_iter().map(|m| m.id).collect()),
-            )
+            let ids = member_ids(ec2, &decl).await;
+            (key, ids.map(|ids| ids.into_iter().collect()))
         }))
         .buffer_unordered(DISCOVERIES_IN_FLIGHT)
         .collect()
