@@ -240,7 +240,8 @@ fn shown_answer(a: &FleetAnswer, message_id: Option<&str>) -> Value {
         }
     };
     if let Some(obj) = v.as_object_mut() {
-        obj.insert("cluster".into(), a.cluster.clone().into());
+        // The declaration's key (the answer's own `cluster` is its clusterName).
+        obj.insert("declaration".into(), a.cluster.clone().into());
         if let Some(id) = message_id {
             obj.insert("messageId".into(), id.into());
         }

@@ -211,7 +211,7 @@ async fn doctor_and_inspect_cover_every_cluster_of_the_fleet() {
     let doc: Value = serde_json::from_slice(&json.stdout).expect("one JSON document");
     let clusters = doc["clusters"].as_array().unwrap();
     assert_eq!(clusters.len(), 3, "{doc}");
-    assert_eq!(clusters[2]["cluster"], "fleet/pair-2.json");
+    assert_eq!(clusters[2]["declaration"], "fleet/pair-2.json");
     assert_eq!(clusters[2]["result"]["cluster"], "fleet-2");
 
     let (m, ids) = &members[0];
@@ -296,4 +296,55 @@ async fn a_failed_message_comes_back_when_the_executor_says() {
         .await
         .unwrap();
     assert_eq!(receive().await.len(), 1, "delivered again at once");
+}
+
+/// Adding a pair by `declare` (docs/fleet.md) with a copy-paste slip, its `clusterName`
+/// another pair's in the same bucket: refused before the upload, since the newcomer would be
+/// left out of the fleet; `validate --against` a fleet's directory fails the same way.
+#[tokio::test(flavor = "multi_thread")]
+async fn declare_refuses_a_pair_that_would_clash_with_the_fleet() {
+    let Some(moto) = Moto::start() else { return };
+    let (cloud, _) = moto.cloud().await;
+    let members = fleet_lab(&cloud, 2).await;
+    let dir = std::env::temp_dir().join(format!("cf-fleet-declare-{}", std::process::id()));
+    std::fs::create_dir_all(dir.join("fleet")).unwrap();
+    let (m1, ids1) = &members[1];
+    let mut slip = m1.declaration_json.clone();
+    slip["serverless"]["clusterName"] = "fleet-0".into();
+    let web1 = dir.join("web1.json");
+    std::fs::write(&web1, ids1.rewrite(&slip.to_string())).unwrap();
+    let (m0, ids0) = &members[0];
+    std::fs::write(
+        dir.join("fleet/pair-0.json"),
+        ids0.rewrite(&m0.declaration_json.to_string()),
+    )
+    .unwrap();
+
+    let out = cloud_failover()
+        .args(["declare", web1.to_str().unwrap()])
+        .args(["--to", "s3://fleet-shared/fleet/web1.json"])
+        .args(["--endpoint-url", &moto.endpoint, "--region", "us-east-1"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("not uploaded: s3://fleet-shared/fleet/web1.json would share a state file or lock with a declaration beside it: fleet/pair-0.json"),
+        "{err}"
+    );
+    let there = cloud
+        .s3
+        .get_object(SHARED, "fleet/web1.json")
+        .await
+        .unwrap();
+    assert!(there.is_none(), "nothing uploaded");
+
+    let out = cloud_failover()
+        .args(["validate", web1.to_str().unwrap(), "--against"])
+        .arg(dir.join("fleet"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("pair-0.json: both declarations"));
+    std::fs::remove_dir_all(&dir).unwrap();
 }

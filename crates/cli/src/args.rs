@@ -58,7 +58,8 @@ pub enum Command {
     Validate {
         /// Declaration file.
         file: PathBuf,
-        /// Other clusters' declarations: warn when one would share its state file or lock.
+        /// Other clusters' declarations (files, or a fleet's directory): fail when one would
+        /// share its state file or lock.
         #[arg(long)]
         against: Vec<PathBuf>,
     },
@@ -72,7 +73,7 @@ pub enum Command {
     },
     /// Show the plan for a failover to TARGET (dry run: no mutating call, no write).
     Plan {
-        /// Declaration: s3://BUCKET/KEY or a file.
+        /// Declaration: s3://BUCKET/KEY or a file (in a fleet, the pair's own).
         #[arg(long, env = "DECLARATION_URI")]
         declaration: String,
         /// Target instance id (becomes active), or `peer`: the other member of the one the
@@ -82,7 +83,7 @@ pub enum Command {
     },
     /// Fail over to TARGET.
     Execute {
-        /// Declaration: s3://BUCKET/KEY or a file.
+        /// Declaration: s3://BUCKET/KEY or a file (in a fleet, the pair's own).
         #[arg(long, env = "DECLARATION_URI")]
         declaration: String,
         /// Target instance id (becomes active), or `peer`: the other member of the one the
@@ -100,7 +101,7 @@ pub enum Command {
     },
     /// Release the cluster lock (CFE's /reset for the lock). A live run's lock needs --force.
     Unlock {
-        /// Declaration: s3://BUCKET/KEY or a file.
+        /// Declaration: s3://BUCKET/KEY or a file (in a fleet, the pair's own).
         #[arg(long, env = "DECLARATION_URI")]
         declaration: String,
         /// Release it even though its lease is still running (its run is then fenced).
@@ -110,7 +111,7 @@ pub enum Command {
     /// Release the lock and rewrite the state file as a clean slate (CFE's /reset): no last
     /// failover (so no cooldown), no RUNNING or FAILED run to recover.
     Reset {
-        /// Declaration: s3://BUCKET/KEY or a file.
+        /// Declaration: s3://BUCKET/KEY or a file (in a fleet, the pair's own).
         #[arg(long, env = "DECLARATION_URI")]
         declaration: String,
         /// Also when a live run holds the lock.
@@ -119,7 +120,7 @@ pub enum Command {
     },
     /// The cluster's runs from the history, newest first.
     History {
-        /// Declaration: s3://BUCKET/KEY or a file.
+        /// Declaration: s3://BUCKET/KEY or a file (in a fleet, the pair's own).
         #[arg(long, env = "DECLARATION_URI")]
         declaration: String,
         /// Only runs that did not succeed (FAILED, refused).
@@ -136,7 +137,7 @@ pub enum Command {
     Invoke {
         /// Event JSON file (see events/).
         event: PathBuf,
-        /// Declaration: s3://BUCKET/KEY or a file.
+        /// Declaration: s3://BUCKET/KEY or a file; a fleet: s3://BUCKET/PREFIX/ or a directory.
         #[arg(long, env = "DECLARATION_URI")]
         declaration: String,
         /// Alarms named with this prefix (or mapped in serverless.alarmTargets) may fail over.
@@ -145,19 +146,19 @@ pub enum Command {
     },
     /// Show members, whom each managed route and EIP follows, and the last state.
     Inspect {
-        /// Declaration: s3://BUCKET/KEY or a file.
+        /// Declaration: s3://BUCKET/KEY or a file; a fleet: s3://BUCKET/PREFIX/ or a directory.
         #[arg(long, env = "DECLARATION_URI")]
         declaration: String,
     },
     /// Check the deployment: pitfalls, scope, bucket, permissions (EC2 DryRun). Exit 1 on FAIL.
     Doctor {
-        /// Declaration: s3://BUCKET/KEY or a file.
+        /// Declaration: s3://BUCKET/KEY or a file; a fleet: s3://BUCKET/PREFIX/ or a directory.
         #[arg(long, env = "DECLARATION_URI")]
         declaration: String,
     },
     /// Print the state file (f5cloudfailoverstate.json) the last run wrote.
     State {
-        /// Declaration: s3://BUCKET/KEY or a file.
+        /// Declaration: s3://BUCKET/KEY or a file (in a fleet, the pair's own).
         #[arg(long, env = "DECLARATION_URI")]
         declaration: String,
     },

@@ -477,6 +477,29 @@ impl Declaration {
         })
     }
 
+    /// What this declaration sets of the SDK clients' own settings (endpoints, the bucket's
+    /// region, a CA bundle), by field name.
+    pub fn own_endpoints(&self) -> Vec<&'static str> {
+        let mut out = Vec::new();
+        if self
+            .failover_addresses
+            .as_ref()
+            .is_some_and(|a| a.endpoint_dns_name.is_some())
+        {
+            out.push("failoverAddresses.endpointDnsName");
+        }
+        if self.external_storage.endpoint_dns_name.is_some() {
+            out.push("externalStorage.endpointDnsName");
+        }
+        if self.external_storage.bucket_region.is_some() {
+            out.push("a region in externalStorage.scopingName");
+        }
+        if self.trusted_cert_bundle.is_some() {
+            out.push("trustedCertBundle");
+        }
+        out
+    }
+
     /// `controls.logLevel` as a `tracing` filter directive: CFE's levels (winston's, without
     /// `http`) onto tracing's; `verbose` has no level of its own and logs as `debug`.
     pub fn log_directive(&self) -> &'static str {

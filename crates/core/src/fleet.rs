@@ -12,13 +12,17 @@ use futures::stream::{self, StreamExt};
 use tokio::time::Instant;
 
 use crate::budget::DISCOVERIES_IN_FLIGHT;
-use crate::declaration::Declaration;
+use chrono::{DateTime, Utc};
+
+use crate::budget::Budget;
+use crate::declaration::{Declaration, Extension, MAX_DECLARATION_BYTES};
 use crate::discovery::member_ids;
 use crate::events::{instance_id_in, Intent, Trigger, Trust};
 use crate::failover::FailoverError;
+use crate::keys;
 use crate::location::Location;
 use crate::pace::Pacing;
-use crate::ports::{Ec2Describe, ObjectStore};
+use crate::ports::{Ec2Describe, Listed, ObjectStore};
 use crate::state::shared_keys;
 
 /// How old a cluster's member list may be before an event naming an instance no cluster owns
@@ -73,6 +77,14 @@ pub enum Route {
     Nowhere(String),
 }
 
+/// A declaration as last read.
+#[derive(Debug)]
+struct Loaded {
+    etag: Option<String>,
+    last_modified: Option<DateTime<Utc>>,
+    declaration: Result<Arc<Declaration>, String>,
+}
+
 /// The clusters of a fleet, as last read.
 #[derive(Debug, Default)]
 pub struct Fleet {
@@ -80,10 +92,13 @@ pub struct Fleet {
     pub location: Option<Location>,
     /// The clusters whose declarations load, by key.
     pub clusters: BTreeMap<String, Cluster>,
-    /// Declarations that do not load, or clash with another's state file or lock: key → why.
+    /// Declarations left out: those that do not load, and those that would share a state
+    /// file or lock with one in the fleet before them (key → why).
     pub broken: BTreeMap<String, String>,
-    /// ETags of the broken declarations (not read again until they change).
-    broken_etags: BTreeMap<String, Option<String>>,
+    /// Every declaration as last read, by key (read again when its ETag changes).
+    loaded: BTreeMap<String, Loaded>,
+    /// The executor's budget, kept between invocations as the account's buckets are.
+    budget: Option<Arc<Budget>>,
 }
 
 impl Fleet {
@@ -95,71 +110,116 @@ impl Fleet {
         }
     }
 
-    /// Lists the declarations and reads those new or changed since the last refresh (by
-    /// ETag); forgets those gone. A declaration that does not load, or shares a state file
-    /// or lock with another, is `broken` (named, with why) and routes nothing.
+    /// Lists the declarations (`*.json`) and reads those new or changed since the last
+    /// refresh (by ETag); forgets those gone. A location with none is an error (a mistyped
+    /// prefix must not answer every event IGNORED). A declaration that does not load, or that
+    /// would share a state file or lock with one in the fleet before it (older), is `broken`
+    /// (named, with why) and routes nothing; the older one keeps serving its pair.
     pub async fn refresh(&mut self, store: &dyn ObjectStore) -> Result<(), FailoverError> {
         let location = self
             .location
             .clone()
             .ok_or_else(|| unavailable("none", "no location"))?;
         let listed = list(store, &location).await?;
-        let keep: BTreeSet<&String> = listed.iter().map(|(k, _)| k).collect();
-        self.clusters.retain(|k, _| keep.contains(k));
-        self.broken_etags.retain(|k, _| keep.contains(k));
-        for (key, etag) in &listed {
-            let known = self
-                .clusters
-                .get(key)
-                .map(|c| &c.etag)
-                .or(self.broken_etags.get(key));
-            if etag.is_some() && known == Some(etag) {
+        if listed.is_empty() {
+            return Err(unavailable(
+                &location.to_string(),
+                "no declaration (*.json) under it",
+            ));
+        }
+        let keep: BTreeSet<&String> = listed.iter().map(|o| &o.key).collect();
+        self.loaded.retain(|k, _| keep.contains(k));
+        for o in &listed {
+            let known = self.loaded.get(&o.key).map(|l| &l.etag);
+            if o.etag.is_some() && known == Some(&o.etag) {
                 continue;
             }
-            self.clusters.remove(key);
-            self.broken_etags.remove(key);
-            match read(store, &location, key).await {
-                Ok(declaration) => {
-                    self.clusters.insert(
-                        key.clone(),
-                        Cluster {
-                            key: key.clone(),
-                            etag: etag.clone(),
-                            declaration: Arc::new(declaration),
-                            members: None,
-                        },
-                    );
+            let declaration = if o.size > MAX_DECLARATION_BYTES as u64 {
+                Err(format!(
+                    "is {} bytes, more than the {MAX_DECLARATION_BYTES} a declaration may have: not read",
+                    o.size
+                ))
+            } else {
+                let read = read(store, &location, &o.key).await;
+                if location.is_fleet() {
+                    read.and_then(fits_the_fleet)
+                } else {
+                    // One declaration (an SQS batch in single-pair mode): the function's
+                    // clients already follow its settings.
+                    read
                 }
-                Err(why) => {
-                    self.broken_etags.insert(key.clone(), etag.clone());
-                    self.broken.insert(key.clone(), why);
-                }
-            }
+            };
+            self.loaded.insert(
+                o.key.clone(),
+                Loaded {
+                    etag: o.etag.clone(),
+                    last_modified: o.last_modified,
+                    declaration: declaration.map(Arc::new),
+                },
+            );
         }
-        self.broken.retain(|k, _| self.broken_etags.contains_key(k));
-        self.clashes();
+        self.settle();
         Ok(())
     }
 
-    /// Marks broken every cluster sharing a state file or a lock with another.
-    fn clashes(&mut self) {
-        let all: Vec<&Cluster> = self.clusters.values().collect();
-        let mut clash: BTreeMap<String, String> = BTreeMap::new();
-        for (i, a) in all.iter().enumerate() {
-            for b in &all[i + 1..] {
-                let shared = shared_keys(&a.declaration, &b.declaration);
-                if let Some(why) = shared.first() {
-                    clash.insert(a.key.clone(), format!("clashes with {}: {why}", b.key));
-                    clash.insert(b.key.clone(), format!("clashes with {}: {why}", a.key));
+    /// The clusters and the broken declarations from what was read: the oldest first, each
+    /// left out when it would share a state file or lock with one already in; members kept
+    /// for declarations that did not change.
+    fn settle(&mut self) {
+        let mut order: Vec<(&String, &Loaded)> = self.loaded.iter().collect();
+        order.sort_by_key(|(key, l)| (l.last_modified, *key));
+        let mut clusters: BTreeMap<String, Cluster> = BTreeMap::new();
+        let mut broken = BTreeMap::new();
+        for (key, l) in order {
+            let decl = match &l.declaration {
+                Ok(d) => d,
+                Err(why) => {
+                    broken.insert(key.clone(), why.clone());
+                    continue;
                 }
+            };
+            let clash = clusters.values().find_map(|c| {
+                let why = shared_keys(&c.declaration, decl).into_iter().next()?;
+                Some(format!(
+                    "clashes with {}, in the fleet before it (left as it is): {why}",
+                    c.key
+                ))
+            });
+            if let Some(why) = clash {
+                broken.insert(key.clone(), why);
+                continue;
             }
+            let members = self
+                .clusters
+                .get(key)
+                .filter(|c| c.etag == l.etag)
+                .and_then(|c| c.members.clone());
+            clusters.insert(
+                key.clone(),
+                Cluster {
+                    key: key.clone(),
+                    etag: l.etag.clone(),
+                    declaration: decl.clone(),
+                    members,
+                },
+            );
         }
-        for (key, why) in clash {
-            if self.clusters.remove(&key).is_some() {
-                // Read again next time: the clash may be gone with the other's change.
-                self.broken_etags.insert(key.clone(), None);
+        self.clusters = clusters;
+        self.broken = broken;
+    }
+
+    /// The budget the executor's runs share: the one kept from earlier invocations (its
+    /// buckets spent as the account's are), unless the fleet's pacing changed.
+    pub fn budget(&mut self) -> Arc<Budget> {
+        let keys: Vec<String> = self.clusters.keys().cloned().collect();
+        let pacing = self.pacing(&keys);
+        match &self.budget {
+            Some(b) if b.pacing == pacing => b.clone(),
+            _ => {
+                let b = Arc::new(Budget::new(pacing));
+                self.budget = Some(b.clone());
+                b
             }
-            self.broken.insert(key, why);
         }
     }
 
@@ -218,13 +278,13 @@ impl Fleet {
     /// Whether some cluster would act on `trigger` if it owned what it names (its intent under
     /// that cluster's declaration is not to ignore it): only then is an event no cluster owns
     /// worth looking up the members again for.
+    /// A declaration left out (`broken`) counts with the defaults (its own are unknown).
     pub fn would_act(&self, trigger: &Trigger, trust: &Trust) -> bool {
-        self.clusters.values().any(|c| {
-            !matches!(
-                trigger.intent(&c.declaration.extension, trust),
-                Intent::Ignore { .. }
-            )
-        })
+        let acts = |ext: &Extension| !matches!(trigger.intent(ext, trust), Intent::Ignore { .. });
+        self.clusters
+            .values()
+            .any(|c| acts(&c.declaration.extension))
+            || (!self.broken.is_empty() && acts(&Extension::default()))
     }
 
     /// The clusters that own what `trigger` names, by the index as it is.
@@ -237,8 +297,7 @@ impl Fleet {
     }
 
     /// Where `trigger` goes: the one cluster owning its instance or alarm (the schedule: every
-    /// cluster). Owned by none → `Nowhere` (a declaration that does not load is named, since
-    /// it may be the owner: then an error); by two → a configuration error naming both.
+    /// cluster). Owned by none → `Nowhere`; by two → a configuration error naming both.
     pub fn route(&self, trigger: &Trigger) -> Result<Route, FailoverError> {
         let owners = self.owners(trigger);
         if matches!(trigger, Trigger::Schedule { .. }) {
@@ -246,15 +305,6 @@ impl Fleet {
         }
         match owners.len() {
             1 => Ok(Route::To(owners)),
-            0 if !self.broken.is_empty() => Err(FailoverError::Fleet(format!(
-                "no cluster owns {}, and declarations that do not load may: {}",
-                named(trigger),
-                self.broken
-                    .iter()
-                    .map(|(k, why)| format!("{k} ({why})"))
-                    .collect::<Vec<_>>()
-                    .join("; ")
-            ))),
             0 => Ok(Route::Nowhere(format!(
                 "no cluster of the fleet ({} declarations) owns {}",
                 self.clusters.len(),
@@ -307,38 +357,67 @@ fn unavailable(location: &str, reason: &str) -> FailoverError {
     }
 }
 
-/// The declarations at a fleet location: (key, ETag). Folder markers are left out; a
-/// directory's `*.json` files are named by file name and tagged by a hash of their text.
-async fn list(
-    store: &dyn ObjectStore,
-    location: &Location,
-) -> Result<Vec<(String, Option<String>)>, FailoverError> {
+/// The declarations at a fleet location: every `*.json` object (any case) under a prefix
+/// but this project's own records (`f5cloudfailover/`); a directory's `*.json` files, named by
+/// file name and tagged by a hash of their text.
+async fn list(store: &dyn ObjectStore, location: &Location) -> Result<Vec<Listed>, FailoverError> {
+    let json = |key: &str| key.to_ascii_lowercase().ends_with(".json");
     match location {
         Location::Prefix { bucket, prefix } => Ok(store
             .list_objects(bucket, prefix)
             .await
             .map_err(|e| unavailable(&location.to_string(), &e.to_string()))?
             .into_iter()
-            .filter(|o| !o.key.ends_with('/'))
-            .map(|o| (o.key, o.etag))
+            .filter(|o| json(&o.key) && !o.key.starts_with(&format!("{}/", keys::PREFIX)))
             .collect()),
         Location::Dir(dir) => {
             let entries = std::fs::read_dir(dir)
                 .map_err(|e| unavailable(&location.to_string(), &e.to_string()))?;
             let mut out = Vec::new();
             for e in entries.flatten() {
-                let path = e.path();
-                if path.extension().is_some_and(|x| x == "json") {
-                    let text = std::fs::read(&path).unwrap_or_default();
-                    let etag = format!("{:x}", fnv(&text));
-                    out.push((e.file_name().to_string_lossy().into_owned(), Some(etag)));
+                let key = e.file_name().to_string_lossy().into_owned();
+                let meta = e.metadata().ok();
+                if !json(&key) || !meta.as_ref().is_some_and(|m| m.is_file()) {
+                    continue;
                 }
+                let size = meta.as_ref().map_or(0, |m| m.len());
+                let text = if size <= MAX_DECLARATION_BYTES as u64 {
+                    std::fs::read(e.path()).unwrap_or_default()
+                } else {
+                    Vec::new()
+                };
+                out.push(Listed {
+                    key,
+                    etag: Some(format!("{:x}-{size}", fnv(&text))),
+                    size,
+                    last_modified: meta
+                        .and_then(|m| m.modified().ok())
+                        .map(DateTime::<Utc>::from),
+                });
             }
-            out.sort();
+            out.sort_by(|a, b| a.key.cmp(&b.key));
             Ok(out)
         }
-        one => Ok(vec![(one.to_string(), None)]),
+        one => Ok(vec![Listed {
+            key: one.to_string(),
+            etag: None,
+            size: 0,
+            last_modified: None,
+        }]),
     }
+}
+
+/// A declaration a fleet can serve: one that keeps to the function's own endpoints and CA
+/// certificates (the clients are the fleet's, not one per pair).
+fn fits_the_fleet(decl: Declaration) -> Result<Declaration, String> {
+    let own = decl.own_endpoints();
+    if own.is_empty() {
+        return Ok(decl);
+    }
+    Err(format!(
+        "sets {}: a fleet's pairs share the function's endpoints and CA certificates; remove them, or give this pair a stack of its own",
+        own.join(", ")
+    ))
 }
 
 /// Reads and validates the declaration `key` of `location` (why not, as text).
@@ -668,20 +747,132 @@ mod tests {
                 .contains("fleet/pair-1.json (invalid declaration"),
             "{e}"
         );
+        // An event no declaration would act on (an instance starting) stays IGNORED.
+        let mut starting =
+            crate::json::parse(include_str!("../../../events/ec2-state-change.json")).unwrap();
+        starting["detail"]["instance-id"] = a1.clone().into();
+        starting["detail"]["state"] = "running".into();
+        let answers = handle_fleet(&cloud, &cloud, &mut fleet, &[starting], invocation()).await;
+        let answer = only(&answers, 0).result.as_ref().unwrap();
+        assert_eq!(answer.status(), Status::Ignored, "{answer}");
 
-        // Pair 1 fixed, but with pair 0's cluster name in the same bucket: both are named.
+        // Pair 1 fixed, but with pair 0's cluster name in the same bucket: the newcomer is
+        // left out, named; pair 0, in the fleet before it, keeps serving its pair.
         let mut same = members[1].declaration_json.clone();
         same["serverless"]["clusterName"] = "fleet-0".into();
         same["externalStorage"]["scopingName"] = "fleet-state-0".into();
         put(&cloud, "pair-1.json", &same).await;
         fleet.refresh(&cloud).await.unwrap();
-        assert!(fleet.clusters.is_empty(), "{:?}", fleet.clusters.keys());
-        assert!(fleet.broken["fleet/pair-0.json"].contains("clashes with fleet/pair-1.json"));
+        assert_eq!(
+            fleet.clusters.keys().collect::<Vec<_>>(),
+            ["fleet/pair-0.json"]
+        );
+        assert!(
+            fleet.broken["fleet/pair-1.json"]
+                .starts_with("clashes with fleet/pair-0.json, in the fleet before it"),
+            "{:?}",
+            fleet.broken
+        );
+        let a0 = members[0].topology.instances[0].id.clone();
+        let answers =
+            handle_fleet(&cloud, &cloud, &mut fleet, &[alarm_on(&a0)], invocation()).await;
+        let answer = only(&answers, 0).result.as_ref().unwrap();
+        assert_eq!(answer.status(), Status::Succeeded, "{answer}");
 
         // Fixed: both load again.
         put(&cloud, "pair-1.json", &members[1].declaration_json).await;
         fleet.refresh(&cloud).await.unwrap();
         assert_eq!(fleet.clusters.len(), 2, "{:?}", fleet.broken);
         assert!(fleet.broken.is_empty());
+    }
+
+    /// A prefix with no declaration is an error, never a fleet that ignores every event; an
+    /// object too large for a declaration is not read; other objects and this project's own
+    /// records are not declarations; a declaration with its own endpoints is left out, named.
+    #[tokio::test]
+    async fn what_a_prefix_holds_is_a_declaration_or_said_why_not() {
+        let (cloud, members) = account(2).await;
+        let mut empty = Fleet::new("s3://fleet-state-0/Fleet/".parse().unwrap());
+        let answers = handle_fleet(
+            &cloud,
+            &cloud,
+            &mut empty,
+            &[alarm_on(SEED_A)],
+            invocation(),
+        )
+        .await;
+        let e = only(&answers, 0).result.as_ref().unwrap_err();
+        assert_eq!(e.error_type(), "DeclarationUnavailable", "{e}");
+        assert_eq!(
+            e.to_string(),
+            "cannot read the declaration from s3://fleet-state-0/Fleet/: no declaration (*.json) under it"
+        );
+
+        let store = |key: &str, body: Vec<u8>| {
+            let cloud = &cloud;
+            let key = format!("fleet/{key}");
+            async move {
+                cloud
+                    .put_object(BUCKET, &key, body, &Encryption::None, None)
+                    .await
+                    .unwrap();
+            }
+        };
+        store("README.txt", b"not a declaration".to_vec()).await;
+        store(
+            "huge.json",
+            vec![b' '; crate::declaration::MAX_DECLARATION_BYTES + 1],
+        )
+        .await;
+        let mut own = members[1].declaration_json.clone();
+        own["serverless"]["clusterName"] = "own-endpoints".into();
+        own["externalStorage"]["scopingName"] = "fleet-state-1.s3.eu-west-1.amazonaws.com".into();
+        store("own.JSON", own.to_string().into_bytes()).await;
+        cloud
+            .put_object(
+                BUCKET,
+                "f5cloudfailover/fleet-0/f5cloudfailoverstate.json",
+                b"{}".to_vec(),
+                &Encryption::None,
+                None,
+            )
+            .await
+            .unwrap();
+        let mut fleet = Fleet::new("s3://fleet-state-0/".parse().unwrap());
+        cloud.reset_calls();
+        fleet.refresh(&cloud).await.unwrap();
+        let gets = cloud.calls().iter().filter(|c| *c == "GetObject").count();
+        assert_eq!(gets, 3, "pair-0, pair-1 and own.JSON: {:?}", cloud.calls());
+        assert_eq!(fleet.clusters.len(), 2, "{:?}", fleet.broken);
+        assert!(
+            fleet.broken["fleet/huge.json"].contains("not read"),
+            "{:?}",
+            fleet.broken
+        );
+        assert!(
+            fleet.broken["fleet/own.JSON"]
+                .starts_with("sets a region in externalStorage.scopingName"),
+            "{:?}",
+            fleet.broken
+        );
+        assert_eq!(fleet.broken.len(), 2, "{:?}", fleet.broken);
+    }
+
+    /// The executor's budget is kept between invocations (its buckets spent as the
+    /// account's are), and made anew only when the fleet's pacing changes.
+    #[tokio::test]
+    async fn the_budget_outlives_an_invocation() {
+        let (cloud, members) = account(2).await;
+        let mut fleet = Fleet::new(location());
+        fleet.refresh(&cloud).await.unwrap();
+        let first = fleet.budget();
+        assert!(Arc::ptr_eq(&first, &fleet.budget()));
+        let mut slower = members[1].declaration_json.clone();
+        slower["serverless"]["mutationRate"] = 2.into();
+        put(&cloud, "pair-1.json", &slower).await;
+        fleet.refresh(&cloud).await.unwrap();
+        let second = fleet.budget();
+        assert!(!Arc::ptr_eq(&first, &second));
+        assert_eq!(second.pacing.rate, 2.0);
     }
 }

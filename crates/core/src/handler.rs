@@ -334,20 +334,12 @@ pub async fn handle_fleet(
         for (i, _) in trusted {
             answers[i].push(FleetAnswer {
                 cluster: None,
-                result: Err(FailoverError::DeclarationUnavailable {
-                    location: fleet
-                        .location
-                        .as_ref()
-                        .map(ToString::to_string)
-                        .unwrap_or_default(),
-                    reason: e.to_string(),
-                }),
+                result: Err(again(&e)),
             });
         }
         return answers;
     }
-    let all: Vec<String> = fleet.clusters.keys().cloned().collect();
-    let budget = Arc::new(Budget::new(fleet.pacing(&all)));
+    let budget = fleet.budget();
     let ec2 = &budget.ec2(ec2);
     let routes = route_all(ec2, fleet, &trusted, &invocation.trust).await;
     let mut work: BTreeMap<String, Vec<(usize, events::Trigger)>> = BTreeMap::new();
@@ -355,7 +347,10 @@ pub async fn handle_fleet(
         match route {
             Ok(Route::To(keys)) if keys.is_empty() => answers[i].push(FleetAnswer {
                 cluster: None,
-                result: Ok(ignored("the fleet has no cluster".into(), false)),
+                result: Err(FailoverError::Fleet(format!(
+                    "no declaration of the fleet loads: {}",
+                    left_out(fleet)
+                ))),
             }),
             Ok(Route::To(keys)) => {
                 for key in keys {
@@ -400,6 +395,29 @@ pub async fn handle_fleet(
     answers
 }
 
+/// The fleet's declarations left out, each with why.
+fn left_out(fleet: &Fleet) -> String {
+    fleet
+        .broken
+        .iter()
+        .map(|(k, why)| format!("{k} ({why})"))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// The same failure again, for another event (a `FailoverError` is not `Clone`).
+fn again(e: &FailoverError) -> FailoverError {
+    match e {
+        FailoverError::DeclarationUnavailable { location, reason } => {
+            FailoverError::DeclarationUnavailable {
+                location: location.clone(),
+                reason: reason.clone(),
+            }
+        }
+        other => FailoverError::Fleet(other.to_string()),
+    }
+}
+
 /// Routes each trigger (the fleet's declarations just read again where their ETag changed):
 /// the members of new clusters discovered, and, when an instance is owned by no cluster, the
 /// members older than [`MEMBERS_MAX_AGE`] looked up again (an appliance may be replaced).
@@ -423,6 +441,12 @@ async fn route_all(
     trusted
         .iter()
         .map(|(_, t)| match fleet.route(t) {
+            Ok(Route::Nowhere(reason)) if !fleet.broken.is_empty() && lost(fleet, t) => {
+                Err(FailoverError::Fleet(format!(
+                    "{reason}, and declarations left out may: {}",
+                    left_out(fleet)
+                )))
+            }
             Ok(Route::Nowhere(reason)) if !failures.is_empty() && lost(fleet, t) => {
                 Err(FailoverError::Unroutable(format!(
                     "{reason}, but the members of {} could not be discovered: try again",
@@ -513,8 +537,8 @@ pub async fn handle_inspect(
 #[derive(Debug, serde::Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ClusterInspection {
-    /// The cluster (its declaration's key).
-    pub cluster: String,
+    /// The cluster's declaration (its key; the picture names the cluster).
+    pub declaration: String,
     /// Its picture.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub inspection: Option<Inspection>,
@@ -548,7 +572,7 @@ pub async fn handle_inspect_fleet(
             Err(e) => (None, Some(e.to_string())),
         };
         ClusterInspection {
-            cluster: c.key.clone(),
+            declaration: c.key.clone(),
             inspection,
             error,
         }
@@ -1042,7 +1066,11 @@ mod tests {
         let view = handle_inspect_fleet(&cloud, &cloud, &mut fleet)
             .await
             .unwrap();
-        let names: Vec<&str> = view.clusters.iter().map(|c| c.cluster.as_str()).collect();
+        let names: Vec<&str> = view
+            .clusters
+            .iter()
+            .map(|c| c.declaration.as_str())
+            .collect();
         assert_eq!(names, ["fleet/pair-0.json", "fleet/pair-1.json"]);
         let pair1 = view.clusters[1].inspection.as_ref().unwrap();
         assert_eq!(pair1.cluster, "fleet-1");

@@ -1150,6 +1150,8 @@ impl ObjectStore for MemoryCloud {
                 .map(|(k, o)| Listed {
                     key: k.clone(),
                     etag: Some(o.etag.clone()),
+                    size: o.body.len() as u64,
+                    last_modified: Some(o.last_modified),
                 })
                 .collect())
         })

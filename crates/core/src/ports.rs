@@ -494,4 +494,8 @@ pub struct Listed {
     pub key: String,
     /// Entity tag (changes with the content).
     pub etag: Option<String>,
+    /// Size in bytes.
+    pub size: u64,
+    /// When the store last wrote it.
+    pub last_modified: Option<chrono::DateTime<chrono::Utc>>,
 }

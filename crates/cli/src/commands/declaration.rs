@@ -3,6 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use failover_core::aws;
+use failover_core::fleet::Fleet;
 use failover_core::handler::Location;
 use failover_core::ports::ObjectStore;
 use failover_core::Declaration;
@@ -26,9 +27,14 @@ pub fn validate(ctx: &Context<'_>, file: &Path, against: &[PathBuf]) -> Result<(
         })
     };
     let decl = read(file, false)?;
-    for other in against {
-        for w in failover_core::state::shared_keys(&decl, &read(other, true)?) {
-            stderr!("warning: {} and {}: {w}", file.display(), other.display());
+    let mut clashes = 0;
+    for other in fleet_files(against)? {
+        if same_file(file, &other) {
+            continue;
+        }
+        for w in failover_core::state::shared_keys(&decl, &read(&other, true)?) {
+            stderr!("error: {} and {}: {w}", file.display(), other.display());
+            clashes += 1;
         }
     }
     for w in &decl.warnings {
@@ -38,7 +44,46 @@ pub fn validate(ctx: &Context<'_>, file: &Path, against: &[PathBuf]) -> Result<(
         stderr!("warning: {w}");
     }
     render::show_declaration(ctx.output, file, &decl);
+    if clashes > 0 {
+        // One of a fleet's pairs would lose its failover to this one (or this one to it).
+        return Err(CliError::new(format!(
+            "{}: would share a state file or lock with another cluster ({clashes})",
+            file.display()
+        )));
+    }
     Ok(())
+}
+
+/// `--against`: files, and every `*.json` of a directory (a fleet's declarations).
+fn fleet_files(against: &[PathBuf]) -> Result<Vec<PathBuf>, CliError> {
+    let mut out = Vec::new();
+    for a in against {
+        if !a.is_dir() {
+            out.push(a.clone());
+            continue;
+        }
+        let entries =
+            std::fs::read_dir(a).map_err(|e| CliError::new(format!("{}: {e}", a.display())))?;
+        let mut files: Vec<PathBuf> = entries
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| {
+                p.is_file()
+                    && p.extension()
+                        .is_some_and(|x| x.eq_ignore_ascii_case("json"))
+            })
+            .collect();
+        files.sort();
+        out.extend(files);
+    }
+    Ok(out)
+}
+
+fn same_file(a: &Path, b: &Path) -> bool {
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(x), Ok(y)) => x == y,
+        _ => a == b,
+    }
 }
 
 /// `declare FILE --to s3://BUCKET/KEY`: validates, then uploads.
@@ -59,6 +104,7 @@ pub async fn declare(ctx: &Context<'_>, file: &Path, to: &str) -> Result<(), Cli
         stderr!("warning: {w}");
     }
     let cloud = aws::connect(&ctx.opts).await;
+    siblings_allow(&cloud, &bucket, &key, &decl).await?;
     cloud
         .s3
         .put_object(
@@ -72,4 +118,44 @@ pub async fn declare(ctx: &Context<'_>, file: &Path, to: &str) -> Result<(), Cli
         .map_err(|e| CliError::new(e.to_string()))?;
     render::show_uploaded(ctx.output, &bucket, &key, &decl);
     Ok(())
+}
+
+/// The declarations beside `key` (a fleet's, under the same prefix) that `decl` would share
+/// a state file or lock with: any, and nothing is uploaded (the pair already there would lose
+/// its failover to the newcomer's clash).
+async fn siblings_allow(
+    cloud: &aws::AwsCloud,
+    bucket: &str,
+    key: &str,
+    decl: &Declaration,
+) -> Result<(), CliError> {
+    let prefix = key.rsplit_once('/').map_or("", |(p, _)| p);
+    if prefix.is_empty() {
+        return Ok(());
+    }
+    let mut fleet = Fleet::new(Location::Prefix {
+        bucket: bucket.into(),
+        prefix: format!("{prefix}/"),
+    });
+    if fleet.refresh(&cloud.s3).await.is_err() {
+        // Nothing there yet (or nothing readable): nothing to clash with.
+        return Ok(());
+    }
+    let clashes: Vec<String> = fleet
+        .clusters
+        .values()
+        .filter(|c| c.key != key)
+        .flat_map(|c| {
+            failover_core::state::shared_keys(decl, &c.declaration)
+                .into_iter()
+                .map(move |w| format!("{}: {w}", c.key))
+        })
+        .collect();
+    if clashes.is_empty() {
+        return Ok(());
+    }
+    Err(CliError::new(format!(
+        "not uploaded: s3://{bucket}/{key} would share a state file or lock with a declaration beside it: {}",
+        clashes.join("; ")
+    )))
 }

@@ -103,7 +103,7 @@ async fn open_all(
 
 /// Runs `each` for every cluster at `loc` and shows what it found with `show`: one
 /// declaration as ever; a fleet's clusters under headings (table output) or gathered into
-/// the JSON document `{"clusters": [{"cluster", "result" | "error"}], …}` the caller prints
+/// the JSON document `{"clusters": [{"declaration", "result" | "error"}], …}` the caller prints
 /// (its `fleet` entries added), returned here. Fails with the first cluster's failure, or
 /// for a declaration that does not load.
 async fn for_each_cluster<T, F, Fut>(
@@ -135,7 +135,7 @@ where
                 if !fleet || table {
                     show(ctx.output, &found);
                 } else {
-                    items.push(json!({"cluster": name, "result": found}));
+                    items.push(json!({"declaration": name, "result": found}));
                 }
                 verdict
             }
@@ -143,7 +143,7 @@ where
                 if fleet && table {
                     crate::render::say_line(&e.to_string());
                 }
-                items.push(json!({"cluster": name, "error": e.to_string()}));
+                items.push(json!({"declaration": name, "error": e.to_string()}));
                 Err(e)
             }
         };
@@ -155,7 +155,7 @@ where
         if table {
             crate::render::say_line(&format!("== {name} ==\nFAIL  declaration       {why}"));
         }
-        items.push(json!({"cluster": name, "error": why}));
+        items.push(json!({"declaration": name, "error": why}));
     }
     doc.insert("clusters".into(), items.into());
     let verdict = match (first, broken.first()) {

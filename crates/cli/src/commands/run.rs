@@ -112,12 +112,16 @@ pub async fn invoke(
                 "== {} ==",
                 a.cluster.as_deref().unwrap_or("no cluster")
             ));
+            // An answer is shown once (a skip's exit code comes with it); an error is said.
             let outcome = match a.result {
                 Ok(answer) => shown(ctx, &answer),
-                Err(e) => Err(CliError::from(e)),
+                Err(e) => {
+                    let e = CliError::from(e);
+                    say_line(&e.to_string());
+                    Err(e)
+                }
             };
             if let Err(e) = outcome {
-                say_line(&e.to_string());
                 first.get_or_insert(e);
             }
         }
