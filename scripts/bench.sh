@@ -95,7 +95,7 @@ per second for Describe*; Describe* retried as the SDK's standard mode does, 4 a
   if it had the account to itself (what 50 single-pair stacks in one account do). The
   buckets run dry: calls are throttled, runs give up during discovery, and some clusters'
   EIPs and default routes never reach the standby.
-- *fleet: one executor*: the fleet mode's executor (`handle_fleet`, as the SQS-fed failover
+- *fleet: one executor*: the fleet mode's executor (\`handle_fleet\`, as the SQS-fed failover
   function of reserved concurrency 1 runs it) with every alarm in one batch. All runs share
   one budget: Describe* calls paced at the documented rate, four discoveries at a time, one
   pacer for the account's mutations in which the data path (EIPs, default routes) of every
@@ -114,7 +114,7 @@ per second for Describe*; Describe* retried as the SDK's standard mode does, 4 a
 - *one cluster*: 500 routes in 10 tables, alone, its own run and through the fleet's
   executor: the same 0.70 s to its EIP and 10 default routes and the same total, so fleet
   mode costs a single failover nothing but the queue's batch window (1 s by default,
-  `FleetBatchWindowSeconds`).
+  \`FleetBatchWindowSeconds\`).
 
 ![AZ outage: clusters whose data path follows the standby over time](az-outage.svg)
 
@@ -139,8 +139,9 @@ speed is part of it. Before the house was rebuilt (issue 14: tooling out of the 
 functions package, typed answers, hyper's client in the probe, the adapters' operation guard)
 this table read 12.0 MB and about 5.5 ms init for the failover function, with moto busy 99 ms
 in the floor below; the rebuilt functions measure 0.5-0.6 MB larger and about 10.5 ms, with
-moto busy about 120 ms for the same failover in the same runs. Every figure stays well inside
-its goal.
+moto busy about 120 ms for the same failover in the same runs. The fleet (issue 15) added
+the fleet queue's client (aws-sdk-sqs, made only when a queue invokes the function) to the
+failover bootstrap: 0.4-0.5 MB. Every figure stays well inside its goal.
 
 ## Against moto: how close to the emulator's own floor
 
