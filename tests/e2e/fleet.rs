@@ -214,7 +214,31 @@ async fn doctor_and_inspect_cover_every_cluster_of_the_fleet() {
     assert_eq!(clusters[2]["declaration"], "fleet/pair-2.json");
     assert_eq!(clusters[2]["result"]["cluster"], "fleet-2");
 
+    // invoke over the fleet, JSON: one document, each answer naming its declaration.
     let (m, ids) = &members[0];
+    let event = std::env::temp_dir().join(format!("cf-fleet-alarm-{}.json", std::process::id()));
+    let text =
+        repo_file("events/alarm-eventbridge.json").replace(SEED_A, &m.topology.instances[0].id);
+    std::fs::write(&event, ids.rewrite(&text)).unwrap();
+    let out = cloud_failover()
+        .args([
+            "invoke",
+            event.to_str().unwrap(),
+            "--declaration",
+            "s3://fleet-shared/fleet/",
+        ])
+        .args(["--endpoint-url", &moto.endpoint, "--region", "us-east-1"])
+        .output()
+        .unwrap();
+    let doc: Value = serde_json::from_slice(&out.stdout).expect("one JSON document");
+    assert_eq!(
+        doc["answers"][0]["declaration"], "fleet/pair-0.json",
+        "{doc}"
+    );
+    assert_eq!(doc["answers"][0]["status"], "SUCCEEDED", "{doc}");
+    assert_eq!(doc["answers"][0]["cluster"], "fleet-0", "{doc}");
+    std::fs::remove_file(&event).unwrap();
+
     let mut twin = m.declaration_json.clone();
     twin["serverless"]["clusterName"] = "pair-0-again".into();
     cloud

@@ -21,8 +21,6 @@ pub const DESCRIBE_PACING: Pacing = Pacing {
 /// The account's budget, shared by an executor's runs.
 #[derive(Debug)]
 pub struct Budget {
-    /// What the mutations are paced at.
-    pub pacing: Pacing,
     /// The mutation buckets (runs hold it back until they have planned: see `Pacer::hold`).
     pub pacer: Pacer,
     describes: Pacer,
@@ -34,7 +32,6 @@ impl Budget {
     /// declarations) and Describe* calls at [`DESCRIBE_PACING`].
     pub fn new(pacing: Pacing) -> Budget {
         Budget {
-            pacing,
             pacer: Pacer::new(pacing),
             describes: Pacer::new(DESCRIBE_PACING),
             discoveries: tokio::sync::Semaphore::new(DISCOVERIES_IN_FLIGHT),

@@ -80,9 +80,12 @@ pub enum Route {
 /// A declaration as last read.
 #[derive(Debug)]
 struct Loaded {
+    /// `None` after a failed read: read again at the next refresh.
     etag: Option<String>,
-    last_modified: Option<DateTime<Utc>>,
-    declaration: Result<Arc<Declaration>, String>,
+    /// The declaration, when it parses.
+    declaration: Option<Arc<Declaration>>,
+    /// Why it cannot serve, if it cannot (does not parse, too large, its own endpoints).
+    problem: Option<String>,
 }
 
 /// The clusters of a fleet, as last read.
@@ -92,9 +95,12 @@ pub struct Fleet {
     pub location: Option<Location>,
     /// The clusters whose declarations load, by key.
     pub clusters: BTreeMap<String, Cluster>,
-    /// Declarations left out: those that do not load, and those that would share a state
-    /// file or lock with one in the fleet before them (key → why).
+    /// Declarations left out, key → why: those that do not load, those that cannot serve in a
+    /// fleet, and every one that would share a state file or lock with another.
     pub broken: BTreeMap<String, String>,
+    /// The left-out declarations that parse, with their members: an event for one of their
+    /// instances is refused, naming why, not IGNORED.
+    held: BTreeMap<String, Cluster>,
     /// Every declaration as last read, by key (read again when its ETag changes).
     loaded: BTreeMap<String, Loaded>,
     /// The executor's budget, kept between invocations as the account's buckets are.
@@ -112,9 +118,10 @@ impl Fleet {
 
     /// Lists the declarations (`*.json`) and reads those new or changed since the last
     /// refresh (by ETag); forgets those gone. A location with none is an error (a mistyped
-    /// prefix must not answer every event IGNORED). A declaration that does not load, or that
-    /// would share a state file or lock with one in the fleet before it (older), is `broken`
-    /// (named, with why) and routes nothing; the older one keeps serving its pair.
+    /// prefix must not answer every event IGNORED). A declaration that does not load or
+    /// cannot serve in a fleet, and both of two that would share a state file or lock, are
+    /// left out (`broken`, named with why): two clusters on one lock have no right answer,
+    /// and which one was there first is not something S3 can tell.
     pub async fn refresh(&mut self, store: &dyn ObjectStore) -> Result<(), FailoverError> {
         let location = self
             .location
@@ -134,93 +141,110 @@ impl Fleet {
             if o.etag.is_some() && known == Some(&o.etag) {
                 continue;
             }
-            let declaration = if o.size > MAX_DECLARATION_BYTES as u64 {
-                Err(format!(
-                    "is {} bytes, more than the {MAX_DECLARATION_BYTES} a declaration may have: not read",
-                    o.size
-                ))
-            } else {
-                let read = read(store, &location, &o.key).await;
-                if location.is_fleet() {
-                    read.and_then(fits_the_fleet)
-                } else {
-                    // One declaration (an SQS batch in single-pair mode): the function's
-                    // clients already follow its settings.
-                    read
-                }
-            };
-            self.loaded.insert(
-                o.key.clone(),
+            let loaded = if o.size > MAX_DECLARATION_BYTES as u64 {
                 Loaded {
                     etag: o.etag.clone(),
-                    last_modified: o.last_modified,
-                    declaration: declaration.map(Arc::new),
-                },
-            );
+                    declaration: None,
+                    problem: Some(format!(
+                        "is {} bytes, more than the {MAX_DECLARATION_BYTES} a declaration may have: not read",
+                        o.size
+                    )),
+                }
+            } else {
+                match read(store, &location, &o.key).await {
+                    Ok(decl) => Loaded {
+                        etag: o.etag.clone(),
+                        // One declaration (an SQS batch in single-pair mode) keeps its
+                        // settings: the function's clients follow them.
+                        problem: location.is_fleet().then(|| own_endpoints(&decl)).flatten(),
+                        declaration: Some(Arc::new(decl)),
+                    },
+                    Err(FailoverError::Declaration(e)) => Loaded {
+                        etag: o.etag.clone(),
+                        declaration: None,
+                        problem: Some(format!("invalid declaration: {e}")),
+                    },
+                    // Not read (a throttle, a lost answer): tried again at the next refresh.
+                    Err(e) => Loaded {
+                        etag: None,
+                        declaration: None,
+                        problem: Some(e.to_string()),
+                    },
+                }
+            };
+            self.loaded.insert(o.key.clone(), loaded);
         }
         self.settle();
         Ok(())
     }
 
-    /// The clusters and the broken declarations from what was read: the oldest first, each
-    /// left out when it would share a state file or lock with one already in; members kept
-    /// for declarations that did not change.
+    /// The clusters and the left-out declarations from what was read; members kept for
+    /// declarations that did not change.
     fn settle(&mut self) {
-        let mut order: Vec<(&String, &Loaded)> = self.loaded.iter().collect();
-        order.sort_by_key(|(key, l)| (l.last_modified, *key));
-        let mut clusters: BTreeMap<String, Cluster> = BTreeMap::new();
-        let mut broken = BTreeMap::new();
-        for (key, l) in order {
-            let decl = match &l.declaration {
-                Ok(d) => d,
-                Err(why) => {
-                    broken.insert(key.clone(), why.clone());
-                    continue;
-                }
+        let previous: BTreeMap<String, Cluster> = std::mem::take(&mut self.clusters)
+            .into_iter()
+            .chain(std::mem::take(&mut self.held))
+            .collect();
+        let cluster =
+            |key: &String, etag: &Option<String>, declaration: &Arc<Declaration>| Cluster {
+                key: key.clone(),
+                etag: etag.clone(),
+                declaration: declaration.clone(),
+                members: previous
+                    .get(key)
+                    .filter(|c| c.etag == *etag)
+                    .and_then(|c| c.members.clone()),
             };
-            let clash = clusters.values().find_map(|c| {
-                let why = shared_keys(&c.declaration, decl).into_iter().next()?;
-                Some(format!(
-                    "clashes with {}, in the fleet before it (left as it is): {why}",
-                    c.key
-                ))
-            });
-            if let Some(why) = clash {
-                broken.insert(key.clone(), why);
-                continue;
+        let parsed: Vec<(&String, &Loaded, &Arc<Declaration>)> = self
+            .loaded
+            .iter()
+            .filter_map(|(k, l)| Some((k, l, l.declaration.as_ref()?)))
+            .collect();
+        let mut broken = BTreeMap::new();
+        for (key, l) in &self.loaded {
+            let Some(problem) = &l.problem else { continue };
+            broken.insert(key.clone(), problem.clone());
+            if let Some(d) = &l.declaration {
+                self.held.insert(key.clone(), cluster(key, &l.etag, d));
             }
-            let members = self
-                .clusters
-                .get(key)
-                .filter(|c| c.etag == l.etag)
-                .and_then(|c| c.members.clone());
-            clusters.insert(
-                key.clone(),
-                Cluster {
-                    key: key.clone(),
-                    etag: l.etag.clone(),
-                    declaration: decl.clone(),
-                    members,
-                },
-            );
         }
-        self.clusters = clusters;
+        for (key, l, decl) in parsed.iter().filter(|(_, l, _)| l.problem.is_none()) {
+            let clash: Vec<String> = parsed
+                .iter()
+                .filter(|(other, o, _)| other != key && o.problem.is_none())
+                .filter_map(|(other, _, d)| {
+                    let why = shared_keys(decl, d).into_iter().next()?;
+                    Some(format!("{other}: {why}"))
+                })
+                .collect();
+            if clash.is_empty() {
+                self.clusters
+                    .insert((*key).clone(), cluster(key, &l.etag, decl));
+            } else {
+                broken.insert(
+                    (*key).clone(),
+                    format!(
+                        "shares a state file or lock with {} (both are left out until one changes)",
+                        clash.join("; ")
+                    ),
+                );
+                self.held
+                    .insert((*key).clone(), cluster(key, &l.etag, decl));
+            }
+        }
         self.broken = broken;
     }
 
     /// The budget the executor's runs share: the one kept from earlier invocations (its
-    /// buckets spent as the account's are), unless the fleet's pacing changed.
+    /// buckets spent as the account's are), its pacing set to the fleet's as it is now.
     pub fn budget(&mut self) -> Arc<Budget> {
         let keys: Vec<String> = self.clusters.keys().cloned().collect();
         let pacing = self.pacing(&keys);
-        match &self.budget {
-            Some(b) if b.pacing == pacing => b.clone(),
-            _ => {
-                let b = Arc::new(Budget::new(pacing));
-                self.budget = Some(b.clone());
-                b
-            }
-        }
+        let b = self
+            .budget
+            .get_or_insert_with(|| Arc::new(Budget::new(pacing)));
+        b.pacer.set_pacing(pacing);
+        b.clone()
     }
 
     /// Discovers the members of every cluster whose list is missing or older than `max_age`
@@ -234,6 +258,7 @@ impl Fleet {
         let stale: Vec<(String, Arc<Declaration>)> = self
             .clusters
             .values()
+            .chain(self.held.values())
             .filter(|c| {
                 c.members
                     .as_ref()
@@ -250,7 +275,11 @@ impl Fleet {
         .await;
         let mut failures = Vec::new();
         for (key, members) in found {
-            match (members, self.clusters.get_mut(&key)) {
+            let cluster = match self.clusters.get_mut(&key) {
+                Some(c) => Some(c),
+                None => self.held.get_mut(&key),
+            };
+            match (members, cluster) {
                 (Ok(m), Some(c)) => c.members = Some((m, Instant::now())),
                 (Err(e), _) => failures.push((key, e.to_string())),
                 _ => {}
@@ -284,7 +313,20 @@ impl Fleet {
         self.clusters
             .values()
             .any(|c| acts(&c.declaration.extension))
-            || (!self.broken.is_empty() && acts(&Extension::default()))
+            || self.held.values().any(|c| acts(&c.declaration.extension))
+            || (self.unread().next().is_some() && acts(&Extension::default()))
+    }
+
+    /// Every declaration that parses, serving or left out.
+    pub fn declarations(&self) -> impl Iterator<Item = &Cluster> {
+        self.clusters.values().chain(self.held.values())
+    }
+
+    /// The left-out declarations that do not parse (their pairs unknown), with why.
+    pub fn unread(&self) -> impl Iterator<Item = (&String, &String)> {
+        self.broken
+            .iter()
+            .filter(|(k, _)| !self.held.contains_key(*k))
     }
 
     /// The clusters that own what `trigger` names, by the index as it is.
@@ -302,6 +344,25 @@ impl Fleet {
         let owners = self.owners(trigger);
         if matches!(trigger, Trigger::Schedule { .. }) {
             return Ok(Route::To(owners));
+        }
+        let held: Vec<String> = self
+            .held
+            .values()
+            .filter(|c| c.owns(trigger))
+            .map(|c| {
+                format!(
+                    "{} ({})",
+                    c.key,
+                    self.broken.get(&c.key).map_or("", String::as_str)
+                )
+            })
+            .collect();
+        if !held.is_empty() {
+            return Err(FailoverError::Fleet(format!(
+                "{} belongs to a declaration left out: {}",
+                named(trigger),
+                held.join("; ")
+            )));
         }
         match owners.len() {
             1 => Ok(Route::To(owners)),
@@ -376,7 +437,8 @@ async fn list(store: &dyn ObjectStore, location: &Location) -> Result<Vec<Listed
             let mut out = Vec::new();
             for e in entries.flatten() {
                 let key = e.file_name().to_string_lossy().into_owned();
-                let meta = e.metadata().ok();
+                // Through symlinks, as the files are read.
+                let meta = std::fs::metadata(e.path()).ok();
                 if !json(&key) || !meta.as_ref().is_some_and(|m| m.is_file()) {
                     continue;
                 }
@@ -407,25 +469,24 @@ async fn list(store: &dyn ObjectStore, location: &Location) -> Result<Vec<Listed
     }
 }
 
-/// A declaration a fleet can serve: one that keeps to the function's own endpoints and CA
-/// certificates (the clients are the fleet's, not one per pair).
-fn fits_the_fleet(decl: Declaration) -> Result<Declaration, String> {
+/// Why a declaration cannot serve in a fleet, if it cannot: it sets its own endpoints or CA
+/// certificates (a fleet's pairs share the function's clients).
+fn own_endpoints(decl: &Declaration) -> Option<String> {
     let own = decl.own_endpoints();
-    if own.is_empty() {
-        return Ok(decl);
-    }
-    Err(format!(
-        "sets {}: a fleet's pairs share the function's endpoints and CA certificates; remove them, or give this pair a stack of its own",
-        own.join(", ")
-    ))
+    (!own.is_empty()).then(|| {
+        format!(
+            "sets {}: a fleet's pairs share the function's endpoints and CA certificates; remove them, or give this pair a stack of its own",
+            own.join(", ")
+        )
+    })
 }
 
-/// Reads and validates the declaration `key` of `location` (why not, as text).
+/// Reads and validates the declaration `key` of `location`.
 async fn read(
     store: &dyn ObjectStore,
     location: &Location,
     key: &str,
-) -> Result<Declaration, String> {
+) -> Result<Declaration, FailoverError> {
     let one = match location {
         Location::Prefix { bucket, .. } => Location::S3 {
             bucket: bucket.clone(),
@@ -434,9 +495,7 @@ async fn read(
         Location::Dir(dir) => Location::File(dir.join(key)),
         one => one.clone(),
     };
-    crate::location::load_declaration(store, &one)
-        .await
-        .map_err(|e| e.to_string())
+    crate::location::load_declaration(store, &one).await
 }
 
 /// FNV-1a: a file's content tag (not a security hash).
@@ -756,28 +815,38 @@ mod tests {
         let answer = only(&answers, 0).result.as_ref().unwrap();
         assert_eq!(answer.status(), Status::Ignored, "{answer}");
 
-        // Pair 1 fixed, but with pair 0's cluster name in the same bucket: the newcomer is
-        // left out, named; pair 0, in the fleet before it, keeps serving its pair.
+        // Pair 1 fixed, but with pair 0's cluster name in the same bucket: one lock for two
+        // pairs has no right answer, and S3 cannot tell which came first (its LastModified is
+        // the last write): both are left out, named, and their instances' events refused.
         let mut same = members[1].declaration_json.clone();
         same["serverless"]["clusterName"] = "fleet-0".into();
         same["externalStorage"]["scopingName"] = "fleet-state-0".into();
         put(&cloud, "pair-1.json", &same).await;
         fleet.refresh(&cloud).await.unwrap();
-        assert_eq!(
-            fleet.clusters.keys().collect::<Vec<_>>(),
-            ["fleet/pair-0.json"]
-        );
-        assert!(
-            fleet.broken["fleet/pair-1.json"]
-                .starts_with("clashes with fleet/pair-0.json, in the fleet before it"),
-            "{:?}",
-            fleet.broken
-        );
+        assert!(fleet.clusters.is_empty(), "{:?}", fleet.clusters.keys());
+        for (key, other) in [
+            ("fleet/pair-0.json", "fleet/pair-1.json"),
+            ("fleet/pair-1.json", "fleet/pair-0.json"),
+        ] {
+            assert!(
+                fleet.broken[key]
+                    .starts_with(&format!("shares a state file or lock with {other}: ")),
+                "{:?}",
+                fleet.broken
+            );
+        }
         let a0 = members[0].topology.instances[0].id.clone();
         let answers =
             handle_fleet(&cloud, &cloud, &mut fleet, &[alarm_on(&a0)], invocation()).await;
-        let answer = only(&answers, 0).result.as_ref().unwrap();
-        assert_eq!(answer.status(), Status::Succeeded, "{answer}");
+        let e = only(&answers, 0).result.as_ref().unwrap_err();
+        assert_eq!(e.error_type(), "FleetConfiguration", "{e}");
+        assert!(e.to_string().contains("belongs to a declaration left out: fleet/pair-0.json (shares a state file or lock with fleet/pair-1.json"), "{e}");
+        // An edit of either changes nothing while they clash (no flip-flop by write time).
+        let mut edited = members[0].declaration_json.clone();
+        edited["serverless"]["cooldownSeconds"] = 30.into();
+        put(&cloud, "pair-0.json", &edited).await;
+        fleet.refresh(&cloud).await.unwrap();
+        assert!(fleet.clusters.is_empty(), "{:?}", fleet.clusters.keys());
 
         // Fixed: both load again.
         put(&cloud, "pair-1.json", &members[1].declaration_json).await;
@@ -859,7 +928,7 @@ mod tests {
     }
 
     /// The executor's budget is kept between invocations (its buckets spent as the
-    /// account's are), and made anew only when the fleet's pacing changes.
+    /// account's are), also when the fleet's pacing changes.
     #[tokio::test]
     async fn the_budget_outlives_an_invocation() {
         let (cloud, members) = account(2).await;
@@ -872,7 +941,29 @@ mod tests {
         put(&cloud, "pair-1.json", &slower).await;
         fleet.refresh(&cloud).await.unwrap();
         let second = fleet.budget();
-        assert!(!Arc::ptr_eq(&first, &second));
-        assert_eq!(second.pacing.rate, 2.0);
+        assert!(Arc::ptr_eq(&first, &second), "kept, not made anew full");
+        assert_eq!(second.pacer.pacing().rate, 2.0);
+    }
+
+    /// A declaration that could not be read (a throttle, a lost answer) is read again at
+    /// the next refresh, not left out until its ETag changes.
+    #[tokio::test]
+    async fn a_declaration_not_read_is_read_again() {
+        use crate::error::ErrorKind;
+        use crate::memory::FaultTiming;
+        let (cloud, _) = account(2).await;
+        let mut fleet = Fleet::new(location());
+        cloud.inject(
+            "GetObject",
+            ErrorKind::Throttled,
+            FaultTiming::BeforeEffect,
+            1,
+        );
+        fleet.refresh(&cloud).await.unwrap();
+        assert_eq!(fleet.clusters.len(), 1, "{:?}", fleet.broken);
+        assert_eq!(fleet.broken.len(), 1, "{:?}", fleet.broken);
+        fleet.refresh(&cloud).await.unwrap();
+        assert_eq!(fleet.clusters.len(), 2, "{:?}", fleet.broken);
+        assert!(fleet.broken.is_empty());
     }
 }

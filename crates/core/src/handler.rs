@@ -441,10 +441,14 @@ async fn route_all(
     trusted
         .iter()
         .map(|(_, t)| match fleet.route(t) {
-            Ok(Route::Nowhere(reason)) if !fleet.broken.is_empty() && lost(fleet, t) => {
+            Ok(Route::Nowhere(reason)) if fleet.unread().next().is_some() && lost(fleet, t) => {
+                let unread: Vec<String> = fleet
+                    .unread()
+                    .map(|(k, why)| format!("{k} ({why})"))
+                    .collect();
                 Err(FailoverError::Fleet(format!(
-                    "{reason}, and declarations left out may: {}",
-                    left_out(fleet)
+                    "{reason}, and declarations that cannot be read may: {}",
+                    unread.join("; ")
                 )))
             }
             Ok(Route::Nowhere(reason)) if !failures.is_empty() && lost(fleet, t) => {
@@ -484,6 +488,12 @@ pub async fn handle_probe_fleet(
     invocation: Invocation,
 ) -> Result<BTreeMap<String, Result<ProbeReport, String>>, FailoverError> {
     fleet.refresh(store).await?;
+    if fleet.clusters.is_empty() {
+        return Err(FailoverError::Fleet(format!(
+            "no declaration of the fleet loads: {}",
+            left_out(fleet)
+        )));
+    }
     let until = probe_window(invocation.deadline);
     let probed: Vec<_> = fleet
         .clusters

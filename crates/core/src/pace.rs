@@ -47,7 +47,7 @@ struct State {
 /// Token buckets per API action (tokio's clock, so simulations can run on paused time).
 #[derive(Debug)]
 pub struct Pacer {
-    init: Pacing,
+    init: Mutex<Pacing>,
     buckets: Mutex<BTreeMap<&'static str, State>>,
     /// Runs sharing the pacer that have not planned yet (see [`Pacer::hold`]).
     holds: AtomicUsize,
@@ -86,7 +86,7 @@ impl Pacer {
     /// Full buckets.
     pub fn new(p: Pacing) -> Pacer {
         Pacer {
-            init: p,
+            init: Mutex::new(p),
             buckets: Mutex::new(BTreeMap::new()),
             holds: AtomicUsize::new(0),
         }
@@ -100,12 +100,17 @@ impl Pacer {
         Hold(self)
     }
 
+    fn init(&self) -> Pacing {
+        *self.init.lock().expect("pacer")
+    }
+
     fn with<T>(&self, action: &'static str, f: impl FnOnce(&mut State) -> T) -> T {
+        let init = self.init();
         let mut buckets = self.buckets.lock().expect("pacer");
         let s = buckets.entry(action).or_insert_with(|| State {
-            tokens: (self.init.burst - 1.0).max(1.0),
-            rate: (self.init.rate * HEADROOM).max(MIN_RATE),
-            burst: (self.init.burst - 1.0).max(1.0),
+            tokens: (init.burst - 1.0).max(1.0),
+            rate: (init.rate * HEADROOM).max(MIN_RATE),
+            burst: (init.burst - 1.0).max(1.0),
             last: Instant::now(),
             slowed: None,
             urgent: 0,
@@ -167,8 +172,29 @@ impl Pacer {
 
     /// A call of `action` went through: regain a little rate, up to the configured one.
     pub fn succeeded(&self, action: &'static str) {
-        let max = (self.init.rate * HEADROOM).max(MIN_RATE);
+        let max = (self.init().rate * HEADROOM).max(MIN_RATE);
         self.with(action, |s| s.rate = (s.rate + INCREASE).min(max));
+    }
+
+    /// The pacing new buckets start from.
+    pub fn pacing(&self) -> Pacing {
+        self.init()
+    }
+
+    /// Sets the pacing, keeping what the buckets have spent: no bucket gains tokens or rate
+    /// by it (a kept budget must not start over full).
+    pub fn set_pacing(&self, p: Pacing) {
+        let mut init = self.init.lock().expect("pacer");
+        if *init == p {
+            return;
+        }
+        *init = p;
+        let (rate, burst) = ((p.rate * HEADROOM).max(MIN_RATE), (p.burst - 1.0).max(1.0));
+        for s in self.buckets.lock().expect("pacer").values_mut() {
+            s.rate = s.rate.min(rate);
+            s.burst = burst;
+            s.tokens = s.tokens.min(burst);
+        }
     }
 
     /// The current rate of `action` (calls per second).
@@ -261,5 +287,29 @@ mod tests {
             *order.lock().unwrap(),
             ["data", "bulk", "data-2", "bulk-held"]
         );
+    }
+
+    /// A kept pacer takes a new pacing without starting over full.
+    #[tokio::test(start_paused = true)]
+    async fn a_new_pacing_keeps_what_was_spent() {
+        let p = Pacer::new(Pacing {
+            rate: 5.0,
+            burst: 11.0,
+        });
+        for _ in 0..10 {
+            p.take("ReplaceRoute", false).await;
+        }
+        p.set_pacing(Pacing {
+            rate: 2.0,
+            burst: 101.0,
+        });
+        let t0 = Instant::now();
+        p.take("ReplaceRoute", false).await;
+        let waited = t0.elapsed().as_secs_f64();
+        assert!(
+            (0.4..0.6).contains(&waited),
+            "a token at the new rate, not a full bucket: {waited}"
+        );
+        assert_eq!(p.pacing().burst, 101.0);
     }
 }

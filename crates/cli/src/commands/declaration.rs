@@ -32,7 +32,16 @@ pub fn validate(ctx: &Context<'_>, file: &Path, against: &[PathBuf]) -> Result<(
         if same_file(file, &other) {
             continue;
         }
-        for w in failover_core::state::shared_keys(&decl, &read(&other, true)?) {
+        let other_decl = match read(&other, true) {
+            Ok(d) => d,
+            // In a directory, another file that does not load is not this one's problem.
+            Err(e) if against.iter().any(|a| a.is_dir() && other.starts_with(a)) => {
+                stderr!("warning: skipped {}: {e}", other.display());
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        for w in failover_core::state::shared_keys(&decl, &other_decl) {
             stderr!("error: {} and {}: {w}", file.display(), other.display());
             clashes += 1;
         }
@@ -71,6 +80,9 @@ fn fleet_files(against: &[PathBuf]) -> Result<Vec<PathBuf>, CliError> {
                 p.is_file()
                     && p.extension()
                         .is_some_and(|x| x.eq_ignore_ascii_case("json"))
+                    && p.metadata().is_ok_and(|m| {
+                        m.len() <= failover_core::declaration::MAX_DECLARATION_BYTES as u64
+                    })
             })
             .collect();
         files.sort();
@@ -141,9 +153,13 @@ async fn siblings_allow(
         // Nothing there yet (or nothing readable): nothing to clash with.
         return Ok(());
     }
+    if !key.to_ascii_lowercase().ends_with(".json") {
+        return Err(CliError::new(format!(
+            "not uploaded: s3://{bucket}/{key} is beside a fleet's declarations, and a fleet reads only *.json keys: name it {key}.json"
+        )));
+    }
     let clashes: Vec<String> = fleet
-        .clusters
-        .values()
+        .declarations()
         .filter(|c| c.key != key)
         .flat_map(|c| {
             failover_core::state::shared_keys(decl, &c.declaration)

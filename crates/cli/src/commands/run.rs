@@ -106,24 +106,38 @@ pub async fn invoke(
         // The fleet's executor (or the function invoked by its queue): every event routed.
         let mut fleet = Fleet::new(loc);
         let answers = handle_fleet(&cloud.ec2, &cloud.s3, &mut fleet, &batch, invocation).await;
-        let mut first = None;
+        let json = ctx.output == crate::args::Output::Json;
+        let (mut first, mut shown_json) = (None, Vec::new());
         for a in answers.into_iter().flatten() {
-            say_line(&format!(
-                "== {} ==",
-                a.cluster.as_deref().unwrap_or("no cluster")
-            ));
+            let declaration = a.cluster.as_deref().unwrap_or("no cluster").to_string();
+            if !json {
+                say_line(&format!("== {declaration} =="));
+            }
             // An answer is shown once (a skip's exit code comes with it); an error is said.
             let outcome = match a.result {
+                Ok(answer) if json => {
+                    let mut v = serde_json::to_value(&answer).unwrap_or_default();
+                    v["declaration"] = declaration.into();
+                    shown_json.push(v);
+                    verdict(&answer)
+                }
                 Ok(answer) => shown(ctx, &answer),
                 Err(e) => {
                     let e = CliError::from(e);
-                    say_line(&e.to_string());
+                    if json {
+                        shown_json.push(serde_json::json!({"declaration": declaration, "status": "ERROR", "errorMessage": e.to_string()}));
+                    } else {
+                        say_line(&e.to_string());
+                    }
                     Err(e)
                 }
             };
             if let Err(e) = outcome {
                 first.get_or_insert(e);
             }
+        }
+        if json {
+            render::print_json(&serde_json::json!({ "answers": shown_json }));
         }
         return first.map_or(Ok(()), Err);
     }
@@ -137,6 +151,11 @@ pub async fn invoke(
 /// Shows `answer`; IN_PROGRESS, COOLDOWN and IGNORED as their exit codes.
 fn shown(ctx: &Context<'_>, answer: &Answer) -> Result<(), CliError> {
     render::show_answer(ctx.output, answer);
+    verdict(answer)
+}
+
+/// IN_PROGRESS, COOLDOWN and IGNORED as their exit codes.
+fn verdict(answer: &Answer) -> Result<(), CliError> {
     match answer {
         Answer::Succeeded(_) | Answer::DryRun(_) => Ok(()),
         Answer::InProgress(skip) | Answer::Cooldown(skip) => Err(CliError::skipped(skip)),
