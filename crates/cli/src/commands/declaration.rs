@@ -158,6 +158,13 @@ async fn siblings_allow(
             "not uploaded: s3://{bucket}/{key} is beside a fleet's declarations, and a fleet reads only *.json keys: name it {key}.json"
         )));
     }
+    let own = decl.own_endpoints();
+    if !own.is_empty() {
+        return Err(CliError::new(format!(
+            "not uploaded: s3://{bucket}/{key} is beside a fleet's declarations, and it sets {}: a fleet's pairs share the function's endpoints and CA certificates",
+            own.join(", ")
+        )));
+    }
     let clashes: Vec<String> = fleet
         .declarations()
         .filter(|c| c.key != key)
