@@ -370,5 +370,25 @@ async fn declare_refuses_a_pair_that_would_clash_with_the_fleet() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     assert!(String::from_utf8_lossy(&out.stderr).contains("pair-0.json: both declarations"));
+
+    // A single pair's declaration, with its own CA bundle, replaced where it is: no fleet
+    // beside it, so nothing of a fleet's rules applies.
+    let mut own = m0.declaration_json.clone();
+    own["trustedCertBundle"] = "/config/ssl/ssl.crt/ca-bundle.crt".into();
+    let single = dir.join("single.json");
+    std::fs::write(&single, ids0.rewrite(&own.to_string())).unwrap();
+    for _ in 0..2 {
+        let out = cloud_failover()
+            .args(["declare", single.to_str().unwrap()])
+            .args(["--to", "s3://fleet-shared/single/declaration.json"])
+            .args(["--endpoint-url", &moto.endpoint, "--region", "us-east-1"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -164,11 +164,18 @@ impl Fleet {
                         declaration: None,
                         problem: Some(format!("invalid declaration: {e}")),
                     },
-                    // Not read (a throttle, a lost answer): tried again at the next refresh.
-                    Err(e) => Loaded {
-                        etag: None,
-                        declaration: None,
-                        problem: Some(e.to_string()),
+                    // Not read (a throttle, a lost answer): the copy read before stands, to
+                    // be read again at the next refresh; without one the fleet cannot be
+                    // known (this declaration may share a lock with another): try again.
+                    Err(e) => match self.loaded.remove(&o.key) {
+                        Some(before) if before.declaration.is_some() => {
+                            tracing::warn!(declaration = %o.key, error = %e, "not read again: the copy read before stands");
+                            Loaded {
+                                etag: None,
+                                ..before
+                            }
+                        }
+                        _ => return Err(e),
                     },
                 }
             };
@@ -224,7 +231,7 @@ impl Fleet {
                 broken.insert(
                     (*key).clone(),
                     format!(
-                        "shares a state file or lock with {} (both are left out until one changes)",
+                        "shares a state file or lock with {} (both are left out while they do)",
                         clash.join("; ")
                     ),
                 );
@@ -366,11 +373,14 @@ impl Fleet {
         }
         match owners.len() {
             1 => Ok(Route::To(owners)),
-            0 => Ok(Route::Nowhere(format!(
-                "no cluster of the fleet ({} declarations) owns {}",
-                self.clusters.len(),
-                named(trigger)
-            ))),
+            0 => Ok(Route::Nowhere(match &self.location {
+                Some(l) if l.is_fleet() => format!(
+                    "no cluster of the fleet ({} declarations) owns {}",
+                    self.clusters.len(),
+                    named(trigger)
+                ),
+                _ => format!("{} is not this cluster's", named(trigger)),
+            })),
             _ => Err(FailoverError::Fleet(format!(
                 "{} is claimed by more than one cluster: {}; give each pair its own addresses, route tables and alarms",
                 named(trigger),
@@ -945,13 +955,15 @@ mod tests {
         assert_eq!(second.pacer.pacing().rate, 2.0);
     }
 
-    /// A declaration that could not be read (a throttle, a lost answer) is read again at
-    /// the next refresh, not left out until its ETag changes.
+    /// A declaration that could not be read (a throttle, a lost answer): at a cold start
+    /// the fleet cannot be known (it may share a lock with another), so the refresh fails
+    /// and the events are tried again; in a warm index the copy read before stands and is
+    /// read again at the next refresh.
     #[tokio::test]
     async fn a_declaration_not_read_is_read_again() {
         use crate::error::ErrorKind;
         use crate::memory::FaultTiming;
-        let (cloud, _) = account(2).await;
+        let (cloud, members) = account(2).await;
         let mut fleet = Fleet::new(location());
         cloud.inject(
             "GetObject",
@@ -959,11 +971,31 @@ mod tests {
             FaultTiming::BeforeEffect,
             1,
         );
-        fleet.refresh(&cloud).await.unwrap();
-        assert_eq!(fleet.clusters.len(), 1, "{:?}", fleet.broken);
-        assert_eq!(fleet.broken.len(), 1, "{:?}", fleet.broken);
+        let e = fleet.refresh(&cloud).await.unwrap_err();
+        assert_eq!(e.error_type(), "DeclarationUnavailable", "{e}");
         fleet.refresh(&cloud).await.unwrap();
         assert_eq!(fleet.clusters.len(), 2, "{:?}", fleet.broken);
+
+        // Warm: pair 1 edited, its re-read throttled: the copy before stands, then the edit.
+        let mut edited = members[1].declaration_json.clone();
+        edited["serverless"]["cooldownSeconds"] = 7.into();
+        put(&cloud, "pair-1.json", &edited).await;
+        cloud.inject(
+            "GetObject",
+            ErrorKind::Throttled,
+            FaultTiming::BeforeEffect,
+            1,
+        );
+        fleet.refresh(&cloud).await.unwrap();
+        let cooldown = |f: &Fleet| {
+            f.clusters["fleet/pair-1.json"]
+                .declaration
+                .extension
+                .cooldown_seconds
+        };
+        assert_ne!(cooldown(&fleet), 7);
+        fleet.refresh(&cloud).await.unwrap();
+        assert_eq!(cooldown(&fleet), 7);
         assert!(fleet.broken.is_empty());
     }
 }

@@ -153,9 +153,18 @@ async fn siblings_allow(
         // Nothing there yet (or nothing readable): nothing to clash with.
         return Ok(());
     }
+    let others = fleet
+        .declarations()
+        .map(|c| &c.key)
+        .chain(fleet.unread().map(|(k, _)| k))
+        .any(|k| k != key);
+    if !others {
+        // This key alone (a single pair's declaration, replaced): no fleet beside it.
+        return Ok(());
+    }
     if !key.to_ascii_lowercase().ends_with(".json") {
         return Err(CliError::new(format!(
-            "not uploaded: s3://{bucket}/{key} is beside a fleet's declarations, and a fleet reads only *.json keys: name it {key}.json"
+            "not uploaded: s3://{bucket}/{key} is beside a fleet's declarations, and a fleet reads only *.json keys"
         )));
     }
     let own = decl.own_endpoints();
