@@ -53,7 +53,7 @@ if "batchItemFailures" in out:
     # An SQS batch (the fleet's queue): each message's answer; a failed one is delivered again,
     # which is an answer too when it was deferred.
     for a in out["answers"]:
-        print("   message", a.get("messageId"), "->", a.get("cluster"), "|", a.get("status"), "|",
+        print("   message", a.get("messageId"), "->", a.get("declaration"), "|", a.get("status"), "|",
               a.get("message") or a.get("reason") or a.get("errorMessage") or "")
     failed = [a for a in out["answers"] if a.get("status") == "ERROR" and a.get("errorType") != "FailoverDeferred"]
     sys.exit(1 if failed or not out["answers"] else 0)
