@@ -141,43 +141,21 @@ impl Fleet {
             if o.etag.is_some() && known == Some(&o.etag) {
                 continue;
             }
-            let loaded = if o.size > MAX_DECLARATION_BYTES as u64 {
-                Loaded {
-                    etag: o.etag.clone(),
-                    declaration: None,
-                    problem: Some(format!(
-                        "is {} bytes, more than the {MAX_DECLARATION_BYTES} a declaration may have: not read",
-                        o.size
-                    )),
-                }
-            } else {
-                match read(store, &location, &o.key).await {
-                    Ok(decl) => Loaded {
-                        etag: o.etag.clone(),
-                        // One declaration (an SQS batch in single-pair mode) keeps its
-                        // settings: the function's clients follow them.
-                        problem: location.is_fleet().then(|| own_endpoints(&decl)).flatten(),
-                        declaration: Some(Arc::new(decl)),
-                    },
-                    Err(FailoverError::Declaration(e)) => Loaded {
-                        etag: o.etag.clone(),
-                        declaration: None,
-                        problem: Some(format!("invalid declaration: {e}")),
-                    },
-                    // Not read (a throttle, a lost answer): the copy read before stands, to
-                    // be read again at the next refresh; without one the fleet cannot be
-                    // known (this declaration may share a lock with another): try again.
-                    Err(e) => match self.loaded.remove(&o.key) {
-                        Some(before) if before.declaration.is_some() => {
-                            tracing::warn!(declaration = %o.key, error = %e, "not read again: the copy read before stands");
-                            Loaded {
-                                etag: None,
-                                ..before
-                            }
+            let loaded = match load(store, &location, o).await {
+                Ok(loaded) => loaded,
+                // Not read (a throttle, a lost answer): the copy read before stands, to be
+                // read again at the next refresh; without one the fleet cannot be known (this
+                // declaration may share a lock with another): try again.
+                Err(e) => match self.loaded.remove(&o.key) {
+                    Some(before) if before.declaration.is_some() => {
+                        tracing::warn!(declaration = %o.key, error = %e, "not read again: the copy read before stands");
+                        Loaded {
+                            etag: None,
+                            ..before
                         }
-                        _ => return Err(e),
-                    },
-                }
+                    }
+                    _ => return Err(e),
+                },
             };
             self.loaded.insert(o.key.clone(), loaded);
         }
@@ -476,6 +454,41 @@ async fn list(store: &dyn ObjectStore, location: &Location) -> Result<Vec<Listed
             size: 0,
             last_modified: None,
         }]),
+    }
+}
+
+/// The declaration `o` names, read and judged (too large: not read); an error when it could
+/// not be read at all.
+async fn load(
+    store: &dyn ObjectStore,
+    location: &Location,
+    o: &Listed,
+) -> Result<Loaded, FailoverError> {
+    let etag = o.etag.clone();
+    if o.size > MAX_DECLARATION_BYTES as u64 {
+        return Ok(Loaded {
+            etag,
+            declaration: None,
+            problem: Some(format!(
+                "is {} bytes, more than the {MAX_DECLARATION_BYTES} a declaration may have: not read",
+                o.size
+            )),
+        });
+    }
+    match read(store, location, &o.key).await {
+        Ok(decl) => Ok(Loaded {
+            etag,
+            // One declaration (an SQS batch in single-pair mode) keeps its settings: the
+            // function's clients follow them.
+            problem: location.is_fleet().then(|| own_endpoints(&decl)).flatten(),
+            declaration: Some(Arc::new(decl)),
+        }),
+        Err(FailoverError::Declaration(e)) => Ok(Loaded {
+            etag,
+            declaration: None,
+            problem: Some(format!("invalid declaration: {e}")),
+        }),
+        Err(e) => Err(e),
     }
 }
 

@@ -306,6 +306,61 @@ pub async fn handle_fleet(
     invocation: Invocation,
 ) -> Vec<Vec<FleetAnswer>> {
     let mut answers: Vec<Vec<FleetAnswer>> = events.iter().map(|_| Vec::new()).collect();
+    let nowhere = |result| FleetAnswer {
+        cluster: None,
+        result,
+    };
+    let trusted = trusted_triggers(events, &invocation.trust, &mut answers);
+    if trusted.is_empty() {
+        return answers;
+    }
+    if let Err(e) = fleet.refresh(store).await {
+        for (i, _) in trusted {
+            answers[i].push(nowhere(Err(again(&e))));
+        }
+        return answers;
+    }
+    let budget = fleet.budget();
+    let ec2 = &budget.ec2(ec2);
+    let routes = route_all(ec2, fleet, &trusted, &invocation.trust).await;
+    let mut work: BTreeMap<String, Vec<(usize, events::Trigger)>> = BTreeMap::new();
+    for ((i, trigger), route) in trusted.into_iter().zip(routes) {
+        match route {
+            Ok(Route::To(keys)) if keys.is_empty() => {
+                answers[i].push(nowhere(Err(FailoverError::Fleet(format!(
+                    "no declaration of the fleet loads: {}",
+                    left_out(fleet)
+                )))))
+            }
+            Ok(Route::To(keys)) => {
+                for key in keys {
+                    work.entry(key).or_default().push((i, trigger.clone()));
+                }
+            }
+            Ok(Route::Nowhere(reason)) => answers[i].push(nowhere(Ok(ignored(reason, false)))),
+            Err(e) => answers[i].push(nowhere(Err(e))),
+        }
+    }
+    let shared = Invocation {
+        budget: Some(budget.clone()),
+        ..invocation
+    };
+    for (i, key, result) in run_clusters(ec2, store, fleet, work, shared).await {
+        answers[i].push(FleetAnswer {
+            cluster: Some(key),
+            result,
+        });
+    }
+    answers
+}
+
+/// The events' triggers that may be acted on, by index; each of the others (malformed, from
+/// outside this account and region) gets its answer in `answers`.
+fn trusted_triggers(
+    events: &[Value],
+    trust: &Trust,
+    answers: &mut [Vec<FleetAnswer>],
+) -> Vec<(usize, events::Trigger)> {
     let mut trusted = Vec::new();
     for (i, event) in events.iter().enumerate() {
         let answer = match events::parse(event) {
@@ -313,7 +368,7 @@ pub async fn handle_fleet(
             Ok(trigger) => {
                 let shown = serde_json::to_string(&trigger).unwrap_or_default();
                 tracing::info!(trigger = %shown, "event received");
-                match trigger.untrusted(&invocation.trust) {
+                match trigger.untrusted(trust) {
                     Some(reason) => Ok(ignored(reason, true)),
                     None => {
                         trusted.push((i, trigger));
@@ -327,53 +382,20 @@ pub async fn handle_fleet(
             result: answer,
         });
     }
-    if trusted.is_empty() {
-        return answers;
-    }
-    if let Err(e) = fleet.refresh(store).await {
-        for (i, _) in trusted {
-            answers[i].push(FleetAnswer {
-                cluster: None,
-                result: Err(again(&e)),
-            });
-        }
-        return answers;
-    }
-    let budget = fleet.budget();
-    let ec2 = &budget.ec2(ec2);
-    let routes = route_all(ec2, fleet, &trusted, &invocation.trust).await;
-    let mut work: BTreeMap<String, Vec<(usize, events::Trigger)>> = BTreeMap::new();
-    for ((i, trigger), route) in trusted.into_iter().zip(routes) {
-        match route {
-            Ok(Route::To(keys)) if keys.is_empty() => answers[i].push(FleetAnswer {
-                cluster: None,
-                result: Err(FailoverError::Fleet(format!(
-                    "no declaration of the fleet loads: {}",
-                    left_out(fleet)
-                ))),
-            }),
-            Ok(Route::To(keys)) => {
-                for key in keys {
-                    work.entry(key).or_default().push((i, trigger.clone()));
-                }
-            }
-            Ok(Route::Nowhere(reason)) => answers[i].push(FleetAnswer {
-                cluster: None,
-                result: Ok(ignored(reason, false)),
-            }),
-            Err(e) => answers[i].push(FleetAnswer {
-                cluster: None,
-                result: Err(e),
-            }),
-        }
-    }
-    let shared = Invocation {
-        budget: Some(budget.clone()),
-        ..invocation
-    };
+    trusted
+}
+
+/// Each cluster's triggers, in turn, every cluster at once: (event index, cluster, result).
+async fn run_clusters(
+    ec2: &dyn Ec2,
+    store: &dyn ObjectStore,
+    fleet: &Fleet,
+    work: BTreeMap<String, Vec<(usize, events::Trigger)>>,
+    invocation: Invocation,
+) -> Vec<(usize, String, Result<Answer, FailoverError>)> {
     let runs = work.into_iter().filter_map(|(key, items)| {
         let decl = fleet.clusters.get(&key)?.declaration.clone();
-        let inv = shared.clone();
+        let inv = invocation.clone();
         Some(async move {
             let mut done = Vec::new();
             for (i, trigger) in items {
@@ -386,13 +408,11 @@ pub async fn handle_fleet(
             done
         })
     });
-    for (i, key, result) in futures::future::join_all(runs).await.into_iter().flatten() {
-        answers[i].push(FleetAnswer {
-            cluster: Some(key),
-            result,
-        });
-    }
-    answers
+    futures::future::join_all(runs)
+        .await
+        .into_iter()
+        .flatten()
+        .collect()
 }
 
 /// The fleet's declarations left out, each with why.

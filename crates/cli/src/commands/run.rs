@@ -8,7 +8,7 @@ use failover_core::answer::Answer;
 use failover_core::aws;
 use failover_core::failover::{run, RunOutcome};
 use failover_core::fleet::Fleet;
-use failover_core::handler::{handle, handle_fleet, Invocation};
+use failover_core::handler::{handle, handle_fleet, FleetAnswer, Invocation};
 use failover_core::request::{Mode, RunRequest};
 use serde_json::Value;
 
@@ -106,40 +106,7 @@ pub async fn invoke(
         // The fleet's executor (or the function invoked by its queue): every event routed.
         let mut fleet = Fleet::new(loc);
         let answers = handle_fleet(&cloud.ec2, &cloud.s3, &mut fleet, &batch, invocation).await;
-        let json = ctx.output == crate::args::Output::Json;
-        let (mut first, mut shown_json) = (None, Vec::new());
-        for a in answers.into_iter().flatten() {
-            let declaration = a.cluster.as_deref().unwrap_or("no cluster").to_string();
-            if !json {
-                say_line(&format!("== {declaration} =="));
-            }
-            // An answer is shown once (a skip's exit code comes with it); an error is said.
-            let outcome = match a.result {
-                Ok(answer) if json => {
-                    let mut v = serde_json::to_value(&answer).unwrap_or_default();
-                    v["declaration"] = declaration.into();
-                    shown_json.push(v);
-                    verdict(&answer)
-                }
-                Ok(answer) => shown(ctx, &answer),
-                Err(e) => {
-                    let e = CliError::from(e);
-                    if json {
-                        shown_json.push(serde_json::json!({"declaration": declaration, "status": "ERROR", "errorMessage": e.to_string()}));
-                    } else {
-                        say_line(&e.to_string());
-                    }
-                    Err(e)
-                }
-            };
-            if let Err(e) = outcome {
-                first.get_or_insert(e);
-            }
-        }
-        if json {
-            render::print_json(&serde_json::json!({ "answers": shown_json }));
-        }
-        return first.map_or(Ok(()), Err);
+        return show_fleet(ctx, answers.into_iter().flatten().collect());
     }
     let cloud = aws::for_declaration(cloud, &ctx.opts, &loc)
         .await
@@ -161,4 +128,43 @@ fn verdict(answer: &Answer) -> Result<(), CliError> {
         Answer::InProgress(skip) | Answer::Cooldown(skip) => Err(CliError::skipped(skip)),
         Answer::Ignored(ignored) => Err(CliError::ignored(ignored)),
     }
+}
+
+/// A fleet's answers: under headings (table), or one JSON document `{"answers": […]}`, each
+/// naming its declaration; the first that is not a success decides the exit code.
+fn show_fleet(ctx: &Context<'_>, answers: Vec<FleetAnswer>) -> Result<(), CliError> {
+    let json = ctx.output == crate::args::Output::Json;
+    let (mut first, mut shown_json) = (None, Vec::new());
+    for a in answers {
+        let declaration = a.cluster.as_deref().unwrap_or("no cluster").to_string();
+        if !json {
+            say_line(&format!("== {declaration} =="));
+        }
+        // An answer is shown once (a skip's exit code comes with it); an error is said.
+        let outcome = match a.result {
+            Ok(answer) if json => {
+                let mut v = serde_json::to_value(&answer).unwrap_or_default();
+                v["declaration"] = declaration.into();
+                shown_json.push(v);
+                verdict(&answer)
+            }
+            Ok(answer) => shown(ctx, &answer),
+            Err(e) => {
+                let e = CliError::from(e);
+                if json {
+                    shown_json.push(serde_json::json!({"declaration": declaration, "status": "ERROR", "errorMessage": e.to_string()}));
+                } else {
+                    say_line(&e.to_string());
+                }
+                Err(e)
+            }
+        };
+        if let Err(e) = outcome {
+            first.get_or_insert(e);
+        }
+    }
+    if json {
+        render::print_json(&serde_json::json!({ "answers": shown_json }));
+    }
+    first.map_or(Ok(()), Err)
 }
