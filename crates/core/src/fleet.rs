@@ -12,7 +12,6 @@ use futures::stream::{self, StreamExt};
 use tokio::time::Instant;
 
 use crate::budget::DISCOVERIES_IN_FLIGHT;
-use chrono::{DateTime, Utc};
 
 use crate::budget::Budget;
 use crate::declaration::{Declaration, Extension, MAX_DECLARATION_BYTES};
@@ -89,10 +88,10 @@ struct Loaded {
 }
 
 /// The clusters of a fleet, as last read.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Fleet {
     /// Where the declarations are.
-    pub location: Option<Location>,
+    pub location: Location,
     /// The clusters whose declarations load, by key.
     pub clusters: BTreeMap<String, Cluster>,
     /// Declarations left out, key → why: those that do not load, those that cannot serve in a
@@ -111,8 +110,12 @@ impl Fleet {
     /// An empty fleet at `location` (read by [`Fleet::refresh`]).
     pub fn new(location: Location) -> Fleet {
         Fleet {
-            location: Some(location),
-            ..Fleet::default()
+            location,
+            clusters: BTreeMap::new(),
+            broken: BTreeMap::new(),
+            held: BTreeMap::new(),
+            loaded: BTreeMap::new(),
+            budget: None,
         }
     }
 
@@ -123,10 +126,7 @@ impl Fleet {
     /// left out (`broken`, named with why): two clusters on one lock have no right answer,
     /// and which one was there first is not something S3 can tell.
     pub async fn refresh(&mut self, store: &dyn ObjectStore) -> Result<(), FailoverError> {
-        let location = self
-            .location
-            .clone()
-            .ok_or_else(|| unavailable("none", "no location"))?;
+        let location = self.location.clone();
         let listed = list(store, &location).await?;
         if listed.is_empty() {
             return Err(unavailable(
@@ -352,7 +352,7 @@ impl Fleet {
         match owners.len() {
             1 => Ok(Route::To(owners)),
             0 => Ok(Route::Nowhere(match &self.location {
-                Some(l) if l.is_fleet() => format!(
+                l if l.is_fleet() => format!(
                     "no cluster of the fleet ({} declarations) owns {}",
                     self.clusters.len(),
                     named(trigger)
@@ -440,9 +440,6 @@ async fn list(store: &dyn ObjectStore, location: &Location) -> Result<Vec<Listed
                     key,
                     etag: Some(format!("{:x}-{size}", fnv(&text))),
                     size,
-                    last_modified: meta
-                        .and_then(|m| m.modified().ok())
-                        .map(DateTime::<Utc>::from),
                 });
             }
             out.sort_by(|a, b| a.key.cmp(&b.key));
@@ -452,7 +449,6 @@ async fn list(store: &dyn ObjectStore, location: &Location) -> Result<Vec<Listed
             key: one.to_string(),
             etag: None,
             size: 0,
-            last_modified: None,
         }]),
     }
 }

@@ -1151,7 +1151,6 @@ impl ObjectStore for MemoryCloud {
                     key: k.clone(),
                     etag: Some(o.etag.clone()),
                     size: o.body.len() as u64,
-                    last_modified: Some(o.last_modified),
                 })
                 .collect())
         })

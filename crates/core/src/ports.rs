@@ -496,6 +496,4 @@ pub struct Listed {
     pub etag: Option<String>,
     /// Size in bytes.
     pub size: u64,
-    /// When the store last wrote it.
-    pub last_modified: Option<chrono::DateTime<chrono::Utc>>,
 }

@@ -218,9 +218,6 @@ impl ObjectStore for AwsS3 {
                     key: o.key()?.to_string(),
                     etag: o.e_tag().map(str::to_string),
                     size: o.size().unwrap_or_default().max(0) as u64,
-                    last_modified: o
-                        .last_modified()
-                        .and_then(|t| chrono::DateTime::from_timestamp(t.secs(), t.subsec_nanos())),
                 })
             })
             .collect())
