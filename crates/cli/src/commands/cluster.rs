@@ -6,7 +6,6 @@ use std::time::Duration;
 use failover_core::aws::AwsCloud;
 use failover_core::doctor::{Check, Verdict};
 use failover_core::fleet::Fleet;
-use failover_core::handler::Location;
 use failover_core::inspect::Inspection;
 use failover_core::keys::state_key;
 use failover_core::lock::Unlocked;
@@ -25,7 +24,7 @@ use crate::render;
 /// Over a fleet, every cluster in turn.
 pub async fn inspect(ctx: &Context<'_>, declaration: &str) -> Result<(), CliError> {
     let loc = location(declaration)?;
-    let (doc, verdict) = for_each_cluster(
+    let (doc, verdict, _) = for_each_cluster(
         ctx,
         &loc,
         |c| inspect_one(c.cloud, c.decl),
@@ -175,7 +174,7 @@ pub async fn history(
 /// that does not load fails).
 pub async fn doctor(ctx: &Context<'_>, declaration: &str) -> Result<(), CliError> {
     let loc = location(declaration)?;
-    let (mut doc, each) = for_each_cluster(
+    let (mut doc, each, read) = for_each_cluster(
         ctx,
         &loc,
         |c| doctor_one(ctx, c.cloud, c.decl),
@@ -185,7 +184,11 @@ pub async fn doctor(ctx: &Context<'_>, declaration: &str) -> Result<(), CliError
     if !loc.is_fleet() {
         return each;
     }
-    let shared = fleet_members(ctx, &loc, &mut doc).await;
+    // The fleet as the clusters' checks read it (not listed and read a second time).
+    let shared = match read {
+        Some(fleet) => fleet_members(ctx, fleet, &mut doc).await,
+        None => Ok(()), // not read: `each` is that error
+    };
     if ctx.output == Output::Json {
         render::print_json(&doc);
     }
@@ -195,12 +198,10 @@ pub async fn doctor(ctx: &Context<'_>, declaration: &str) -> Result<(), CliError
 /// The fleet's own checks (`doctor::fleet_checks`).
 async fn fleet_members(
     ctx: &Context<'_>,
-    loc: &Location,
+    mut fleet: Fleet,
     doc: &mut serde_json::Map<String, Value>,
 ) -> Result<(), CliError> {
     let cloud = failover_core::aws::connect(&ctx.opts).await;
-    let mut fleet = Fleet::new(loc.clone());
-    fleet.refresh(&cloud.s3).await?;
     let failures = fleet.discover_members(&cloud.ec2, Duration::MAX).await;
     let checks = failover_core::doctor::fleet_checks(&fleet, &failures);
     if ctx.output == Output::Table {

@@ -77,50 +77,57 @@ struct Opened {
 }
 
 /// Every cluster at `loc`: its one declaration, or each declaration of a fleet (a prefix or
-/// a directory) that loads; and, for a fleet, those that do not, each with why.
+/// a directory) that loads; and, for a fleet, those that do not, each with why, and the fleet
+/// as read (for its own checks).
 async fn open_all(
     opts: &AwsOptions,
     loc: &Location,
-) -> Result<(Vec<Opened>, Vec<(String, String)>), CliError> {
+) -> Result<(Vec<Opened>, Vec<(String, String)>, Option<Fleet>), CliError> {
     if !loc.is_fleet() {
         let (cloud, decl) = open(opts, loc).await?;
         let name = loc.to_string();
-        return Ok((vec![Opened { name, cloud, decl }], Vec::new()));
+        return Ok((vec![Opened { name, cloud, decl }], Vec::new(), None));
     }
     let base = aws::connect(opts).await;
     let mut fleet = Fleet::new(loc.clone());
     fleet.refresh(&base.s3).await?;
     let mut out = Vec::new();
-    for (name, c) in fleet.clusters {
+    for (name, c) in &fleet.clusters {
         let cloud = aws::with_settings(base.clone(), opts, &c.declaration)
             .await
             .map_err(CliError::new)?;
         let decl = (*c.declaration).clone();
+        let name = name.clone();
         out.push(Opened { name, cloud, decl });
     }
-    Ok((out, fleet.broken.into_iter().collect()))
+    let broken = fleet.broken.clone().into_iter().collect();
+    Ok((out, broken, Some(fleet)))
 }
 
 /// Runs `each` for every cluster at `loc` and shows what it found with `show`: one
 /// declaration as ever; a fleet's clusters under headings (table output) or gathered into
 /// the JSON document `{"clusters": [{"declaration", "result" | "error"}], …}` the caller prints
-/// (its `fleet` entries added), returned here. Fails with the first cluster's failure, or
-/// for a declaration that does not load.
+/// (its `fleet` entries added), returned here with the fleet as read. Fails with the first
+/// cluster's failure, or for a declaration that does not load.
 async fn for_each_cluster<T, F, Fut>(
     ctx: &Context<'_>,
     loc: &Location,
     each: F,
     show: fn(Output, &T),
-) -> (serde_json::Map<String, Value>, Result<(), CliError>)
+) -> (
+    serde_json::Map<String, Value>,
+    Result<(), CliError>,
+    Option<Fleet>,
+)
 where
     T: serde::Serialize,
     F: Fn(Opened) -> Fut,
     Fut: std::future::Future<Output = Result<(T, Result<(), CliError>), CliError>>,
 {
     let mut doc = serde_json::Map::new();
-    let (clusters, broken) = match open_all(&ctx.opts, loc).await {
+    let (clusters, broken, read) = match open_all(&ctx.opts, loc).await {
         Ok(all) => all,
-        Err(e) => return (doc, Err(e)),
+        Err(e) => return (doc, Err(e), None),
     };
     let (fleet, table) = (loc.is_fleet(), ctx.output == Output::Table);
     let mut items = Vec::new();
@@ -163,7 +170,7 @@ where
         (None, Some((name, why))) => Err(CliError::new(format!("{name}: {why}"))),
         (None, None) => Ok(()),
     };
-    (doc, verdict)
+    (doc, verdict, read)
 }
 
 /// What `invoke` trusts: events from the caller's own account (STS) and region, as the
