@@ -329,7 +329,7 @@ pub async fn handle_fleet(
             Ok(Route::To(keys)) if keys.is_empty() => {
                 answers[i].push(nowhere(Err(FailoverError::Fleet(format!(
                     "no declaration of the fleet loads: {}",
-                    left_out(fleet)
+                    left_out(fleet.broken.iter())
                 )))))
             }
             Ok(Route::To(keys)) => {
@@ -415,11 +415,9 @@ async fn run_clusters(
         .collect()
 }
 
-/// The fleet's declarations left out, each with why.
-fn left_out(fleet: &Fleet) -> String {
-    fleet
-        .broken
-        .iter()
+/// Declarations left out, each with why: `key (why); …`.
+fn left_out<'a>(declarations: impl Iterator<Item = (&'a String, &'a String)>) -> String {
+    declarations
         .map(|(k, why)| format!("{k} ({why})"))
         .collect::<Vec<_>>()
         .join("; ")
@@ -462,23 +460,15 @@ async fn route_all(
         .iter()
         .map(|(_, t)| match fleet.route(t) {
             Ok(Route::Nowhere(reason)) if fleet.unread().next().is_some() && lost(fleet, t) => {
-                let unread: Vec<String> = fleet
-                    .unread()
-                    .map(|(k, why)| format!("{k} ({why})"))
-                    .collect();
                 Err(FailoverError::Fleet(format!(
                     "{reason}, and declarations that cannot be read may: {}",
-                    unread.join("; ")
+                    left_out(fleet.unread())
                 )))
             }
             Ok(Route::Nowhere(reason)) if !failures.is_empty() && lost(fleet, t) => {
                 Err(FailoverError::Unroutable(format!(
                     "{reason}, but the members of {} could not be discovered: try again",
-                    failures
-                        .iter()
-                        .map(|(k, e)| format!("{k} ({e})"))
-                        .collect::<Vec<_>>()
-                        .join("; ")
+                    left_out(failures.iter().map(|(k, e)| (k, e)))
                 )))
             }
             other => other,
@@ -511,7 +501,7 @@ pub async fn handle_probe_fleet(
     if fleet.clusters.is_empty() {
         return Err(FailoverError::Fleet(format!(
             "no declaration of the fleet loads: {}",
-            left_out(fleet)
+            left_out(fleet.broken.iter())
         )));
     }
     let until = probe_window(invocation.deadline);
