@@ -27,6 +27,8 @@ pub const NO_BUCKET: u8 = 8;
 pub const LOCK_HELD: u8 = 9;
 /// A skip while the cloud follows an unhealthy member: to be retried (FailoverDeferred).
 pub const DEFERRED: u8 = 10;
+/// The run moved what it could and left items out, each named (PARTIAL).
+pub const PARTIAL: u8 = 11;
 
 /// The code for a run that stepped aside.
 pub fn of_skip(status: SkipStatus) -> u8 {
@@ -96,6 +98,7 @@ impl From<FailoverError> for CliError {
             FailoverError::Refused(_) => REFUSED,
             FailoverError::NoStateBucket(_) => NO_BUCKET,
             FailoverError::Deferred { .. } => DEFERRED,
+            FailoverError::Partial(_) => PARTIAL,
             _ => FAILED,
         };
         CliError {

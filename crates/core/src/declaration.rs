@@ -26,6 +26,11 @@ pub const DEFAULT_CLUSTER: &str = "default";
 /// Cluster names that would put a named cluster's state file among the lock or history
 /// objects (`f5cloudfailover/<clusterName>/<stateFileName>`), or outside the prefix.
 pub const RESERVED_CLUSTER_NAMES: [&str; 4] = ["lock", "history", ".", ".."];
+/// The default of `serverless.verifySeconds`: a few seconds covers EC2's usual propagation
+/// ("Eventual consistency in the Amazon EC2 API" advises backing off "starting with a couple
+/// of seconds").
+pub const DEFAULT_VERIFY_SECONDS: u64 = 10;
+
 /// The longest cluster-lock lease a declaration may ask for (`serverless.lockLeaseSeconds`).
 pub const MAX_LOCK_LEASE_SECONDS: u64 = 900;
 
@@ -253,6 +258,11 @@ pub struct Extension {
     /// `cooldownSeconds`: no second failover to another member within this time unless
     /// forced (default 60; 0 turns damping off).
     pub cooldown_seconds: u64,
+    /// `verifySeconds`: how long the verify round keeps re-reading an operation whose call
+    /// succeeded before it calls it unverified, and how long after a run a later one waits for
+    /// describes to show that run's changes (EC2's API is eventually consistent; default 10,
+    /// 0..=60).
+    pub verify_seconds: u64,
     /// `failbackTo`: the preferred member; when its alarm returns to OK or it starts running,
     /// the cluster fails back to it. Absent (the default): no automatic failback.
     pub failback_to: Option<String>,
@@ -360,6 +370,7 @@ impl Default for Extension {
             max_concurrency: DEFAULT_MAX_CONCURRENCY,
             lock_lease_seconds: DEFAULT_LOCK_LEASE_SECONDS,
             cooldown_seconds: 60,
+            verify_seconds: DEFAULT_VERIFY_SECONDS,
             failback_to: None,
             probe: None,
             mutation_rate: 5,
@@ -1210,6 +1221,9 @@ fn parse_extension(v: &Value, p: Path, route_groups: usize) -> Result<Extension,
     }
     if let Some(n) = o.opt_int("cooldownSeconds", 0, 86_400)? {
         ext.cooldown_seconds = n;
+    }
+    if let Some(n) = o.opt_int("verifySeconds", 0, 60)? {
+        ext.verify_seconds = n;
     }
     if let Some((id, p)) = o.opt_str("failbackTo")? {
         if !is_instance_id(id) {

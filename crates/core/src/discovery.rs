@@ -14,6 +14,7 @@ use crate::declaration::{
 };
 use crate::error::CloudError;
 use crate::model::{ElasticIp, Filter, Instance, NetworkInterface, RouteTable};
+use crate::net::Cidr;
 use crate::ports::{Ec2Describe, ObjectStore};
 
 /// Route-table tag listing next hops for `discoveryType: routeTag`.
@@ -69,6 +70,18 @@ pub struct DetachedEip {
     pub address: IpAddr,
 }
 
+/// A delegated prefix a run released and did not assign again (it was stopped half way): the
+/// interface that released it, whose subnet it belongs in (from the state file: the cloud no
+/// longer says).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DetachedPrefix {
+    /// The prefix.
+    pub prefix: Cidr,
+    /// The interface that released it.
+    pub network_interface_id: String,
+}
+
 /// What the cloud looked like when the run started.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -88,6 +101,8 @@ pub struct Snapshot {
     /// EIPs on addresses of the declared IPv4 prefixes (any holder; the planner moves those
     /// on the interface holding the prefix).
     pub prefix_eips: Vec<PrefixEip>,
+    /// Declared prefixes no member holds that a stopped run released (from the state file).
+    pub released_prefixes: Vec<DetachedPrefix>,
     /// EIPs named by `addressGroupDefinitions` that do not exist.
     pub missing_elastic_ips: Vec<IpAddr>,
     /// EIPs carrying the scoping tags but no usable `f5_cloud_failover_vips` tag.

@@ -70,6 +70,10 @@ pub struct Outcome {
     pub attempts: u32,
     /// The run stopped waiting for this call (deadline or call timeout): it may still land.
     pub in_flight: bool,
+    /// The call succeeded, or failed in a way that may still have taken effect (a lost
+    /// answer, a 5xx, a timeout): worth re-reading until describes show it.
+    #[serde(skip)]
+    pub may_have_landed: bool,
 }
 
 /// Time kept back before a deadline to verify and record the outcome.
@@ -90,7 +94,17 @@ pub struct ExecOptions {
     /// The executor's shared budget, when runs share the account's buckets (else a pacer of
     /// this run's own, from `pacing`).
     pub budget: Option<std::sync::Arc<Budget>>,
+    /// How long the verify round keeps re-reading what it does not see yet
+    /// (`serverless.verifySeconds`; see [`verify_settled`]).
+    pub verify_window: Duration,
 }
+
+/// The first wait before the verify round reads again; each next wait doubles, up to
+/// [`VERIFY_MAX_DELAY`].
+pub const VERIFY_FIRST_DELAY: Duration = Duration::from_millis(250);
+
+/// The longest wait between two reads of the verify round.
+pub const VERIFY_MAX_DELAY: Duration = Duration::from_secs(2);
 
 /// Runs `plan` wave by wave (0, 1, 2: see `Operation::wave`), then verifies. Mutations are paced by a token bucket
 /// and a throttled call is retried after the next token (the bucket slowing down each time).
@@ -137,7 +151,8 @@ pub async fn execute(
         tracing::info!(target: "progress", wave, operations = sent, succeeded = ok, failed = sent - ok, "wave done");
         outcomes.extend(results);
     }
-    match within(verify(ec2, &plan.operations), stop).await {
+    let settled = verify_settled(ec2, &plan.operations, &outcomes, opts.verify_window, stop);
+    match settled.await {
         Some(Ok(ok)) => {
             for o in &mut outcomes {
                 o.verified = ok.contains(&o.operation);
@@ -188,6 +203,7 @@ fn not_sent(op: &Operation, reason: &str) -> Outcome {
         millis: 0,
         attempts: 0,
         in_flight: false,
+        may_have_landed: false,
     }
 }
 
@@ -233,6 +249,9 @@ async fn run_one(ec2: &dyn Ec2, op: &Operation, pacer: &Pacer, fence: &dyn Fence
     }
     Outcome {
         operation: op.id.clone(),
+        may_have_landed: result
+            .as_ref()
+            .map_or_else(|e| e.kind == ErrorKind::Transient, |_| true),
         status: if result.is_ok() {
             CallStatus::Succeeded
         } else {
@@ -314,6 +333,72 @@ async fn send(ec2: &dyn Ec2, m: Mutation) -> Result<(), CloudError> {
             ec2.assign_private_ips(&network_interface_id, &ips, true)
                 .await
         }
+        Mutation::AssignIpv6 {
+            network_interface_id,
+            ips,
+        } => ec2.assign_ipv6_addresses(&network_interface_id, &ips).await,
+        Mutation::UnassignIpv6 {
+            network_interface_id,
+            ips,
+        } => {
+            ec2.unassign_ipv6_addresses(&network_interface_id, &ips)
+                .await
+        }
+    }
+}
+
+/// Verifies `ops`, reading again with backoff ([`VERIFY_FIRST_DELAY`], doubling up to
+/// [`VERIFY_MAX_DELAY`]) while an operation whose call may have landed is not visible yet, for
+/// up to `window` and never past `stop` (`None`: the first read did not finish before it).
+/// EC2 documents its API as eventually consistent: a describe right after a
+/// mutation may still show the old state ("Eventual consistency in the Amazon EC2 API",
+/// <https://docs.aws.amazon.com/ec2/latest/devguide/eventual-consistency.html>), so one read
+/// that misses a change that was answered OK does not make it unverified.
+pub async fn verify_settled(
+    ec2: &dyn Ec2,
+    ops: &[Operation],
+    outcomes: &[Outcome],
+    window: Duration,
+    stop: Option<Instant>,
+) -> Option<Result<BTreeSet<String>, CloudError>> {
+    let start = Instant::now();
+    let mut delay = VERIFY_FIRST_DELAY;
+    let mut ok = match within(verify(ec2, ops), stop).await? {
+        Ok(ok) => ok,
+        Err(e) => return Some(Err(e)),
+    };
+    loop {
+        let waiting: Vec<Operation> = ops
+            .iter()
+            .filter(|o| {
+                !ok.contains(&o.id)
+                    && outcomes
+                        .iter()
+                        .any(|x| x.operation == o.id && (x.may_have_landed || x.in_flight))
+            })
+            .cloned()
+            .collect();
+        let out_of_time =
+            start.elapsed() + delay > window || stop.is_some_and(|s| Instant::now() + delay >= s);
+        if waiting.is_empty() || out_of_time {
+            return Some(Ok(ok));
+        }
+        tracing::info!(
+            operations = waiting.len(),
+            wait_ms = delay.as_millis() as u64,
+            "not visible yet (EC2 is eventually consistent): reading again"
+        );
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(VERIFY_MAX_DELAY);
+        match within(verify(ec2, &waiting), stop).await {
+            Some(Ok(more)) => ok.extend(more),
+            // What was seen stands; the rest stays unverified.
+            Some(Err(e)) => {
+                tracing::warn!(error = %e, "a verify re-read failed");
+                return Some(Ok(ok));
+            }
+            None => return Some(Ok(ok)),
+        }
     }
 }
 
@@ -344,6 +429,14 @@ pub async fn verify(ec2: &dyn Ec2, ops: &[Operation]) -> Result<BTreeSet<String>
             | Action::AssignPrefix {
                 network_interface_id,
                 ..
+            }
+            | Action::ReleaseIpv6 {
+                network_interface_id,
+                ..
+            }
+            | Action::AssignIpv6 {
+                network_interface_id,
+                ..
             } => {
                 enis.insert(network_interface_id.clone());
             }
@@ -372,72 +465,90 @@ pub async fn verify(ec2: &dyn Ec2, ops: &[Operation]) -> Result<BTreeSet<String>
                 .await
         },
     )?;
-    let mut ok = BTreeSet::new();
-    for op in ops {
-        let holds = match &op.action {
-            Action::ReplaceRoute {
-                route_table_id,
-                destination,
-                network_interface_id,
-                ..
-            }
-            | Action::CreateRoute {
-                route_table_id,
-                destination,
-                network_interface_id,
-                ..
-            } => tables.iter().any(|t| {
-                t.id == *route_table_id
-                    && t.routes.iter().any(|r| {
-                        r.destination == *destination
-                            && r.network_interface_id.as_deref() == Some(network_interface_id)
-                    })
-            }),
-            Action::AssociateAddress {
-                allocation_id,
-                network_interface_id,
-                private_ip,
-                ..
-            } => eips.iter().any(|e| {
-                e.allocation_id == *allocation_id
-                    && e.network_interface_id.as_deref() == Some(network_interface_id)
-                    && e.private_ip.is_none_or(|ip| ip == *private_ip)
-            }),
-            Action::AssignPrivateIps {
-                network_interface_id,
-                ips,
-                ..
-            } => enis.iter().any(|n| {
-                n.id == *network_interface_id && ips.iter().all(|ip| n.secondary_ips.contains(ip))
-            }),
-            Action::ReleasePrefix {
-                network_interface_id,
-                prefix,
-                ..
-            } => enis
-                .iter()
-                .any(|n| n.id == *network_interface_id && !n.ipv4_prefixes.contains(prefix)),
-            Action::AssignPrefix {
-                network_interface_id,
-                prefix,
-                ..
-            } => enis
-                .iter()
-                .any(|n| n.id == *network_interface_id && n.ipv4_prefixes.contains(prefix)),
-            Action::SwapAssociation {
-                route_table_id,
-                subnet_id,
-                ..
-            } => tables.iter().any(|t| {
-                t.id == *route_table_id
-                    && t.associations
-                        .iter()
-                        .any(|a| a.subnet_id.as_deref() == Some(subnet_id))
-            }),
-        };
-        if holds {
-            ok.insert(op.id.clone());
+    Ok(ops
+        .iter()
+        .filter(|op| holds(&op.action, &tables, &eips, &enis) == Some(true))
+        .map(|op| op.id.clone())
+        .collect())
+}
+
+/// Whether `action`'s desired state holds in what was read: `None` when what it changes is
+/// not among the resources read.
+pub fn holds(
+    action: &Action,
+    tables: &[RouteTable],
+    eips: &[ElasticIp],
+    enis: &[NetworkInterface],
+) -> Option<bool> {
+    let table = |id: &str| tables.iter().find(|t| t.id == id);
+    let eni = |id: &str| enis.iter().find(|n| n.id == id);
+    Some(match action {
+        Action::ReplaceRoute {
+            route_table_id,
+            destination,
+            network_interface_id,
+            ..
         }
-    }
-    Ok(ok)
+        | Action::CreateRoute {
+            route_table_id,
+            destination,
+            network_interface_id,
+            ..
+        } => table(route_table_id)?.routes.iter().any(|r| {
+            r.destination == *destination
+                && r.network_interface_id.as_deref() == Some(network_interface_id)
+        }),
+        Action::AssociateAddress {
+            allocation_id,
+            network_interface_id,
+            private_ip,
+            ..
+        } => {
+            let e = eips.iter().find(|e| e.allocation_id == *allocation_id)?;
+            e.network_interface_id.as_deref() == Some(network_interface_id)
+                && e.private_ip.is_none_or(|ip| ip == *private_ip)
+        }
+        Action::AssignPrivateIps {
+            network_interface_id,
+            ips,
+            ..
+        } => {
+            let n = eni(network_interface_id)?;
+            ips.iter().all(|ip| n.secondary_ips.contains(ip))
+        }
+        Action::ReleaseIpv6 {
+            network_interface_id,
+            ips,
+            ..
+        } => {
+            let n = eni(network_interface_id)?;
+            ips.iter().all(|ip| !n.ipv6_ips.contains(ip))
+        }
+        Action::AssignIpv6 {
+            network_interface_id,
+            ips,
+            ..
+        } => {
+            let n = eni(network_interface_id)?;
+            ips.iter().all(|ip| n.ipv6_ips.contains(ip))
+        }
+        Action::ReleasePrefix {
+            network_interface_id,
+            prefix,
+            ..
+        } => !eni(network_interface_id)?.ipv4_prefixes.contains(prefix),
+        Action::AssignPrefix {
+            network_interface_id,
+            prefix,
+            ..
+        } => eni(network_interface_id)?.ipv4_prefixes.contains(prefix),
+        Action::SwapAssociation {
+            route_table_id,
+            subnet_id,
+            ..
+        } => table(route_table_id)?
+            .associations
+            .iter()
+            .any(|a| a.subnet_id.as_deref() == Some(subnet_id)),
+    })
 }

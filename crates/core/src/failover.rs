@@ -75,6 +75,10 @@ pub enum FailoverError {
     /// Mutations were sent but some failed or did not verify; the state log says which.
     #[error("failover FAILED: {0}")]
     Failed(String),
+    /// Every planned operation verified, but items were left out (a deleted table or EIP, a
+    /// route with no next hop on the target, …); the state log names each with its reason.
+    #[error("failover PARTIAL: {0}")]
+    Partial(String),
     /// The run stepped aside (`IN_PROGRESS`, `COOLDOWN`) while the member the cloud follows
     /// is unhealthy: an error on purpose, so that Lambda retries the event (and, once its
     /// retries are spent, files it in the failure queue) instead of dropping the failover.
@@ -106,6 +110,7 @@ impl FailoverError {
             FailoverError::Unroutable(_) => "Unroutable",
             FailoverError::Refused(_) => "FailoverRefused",
             FailoverError::Failed(_) => "FailoverFailed",
+            FailoverError::Partial(_) => "FailoverPartial",
             FailoverError::Deferred { .. } => "FailoverDeferred",
         }
     }
@@ -187,11 +192,13 @@ pub enum RunOutcome {
 }
 
 impl RunOutcome {
-    /// `Err(Failed)` when the run executed and did not fully succeed.
+    /// `Err(Failed)` or `Err(Partial)` when the run executed and did not fully succeed.
     pub fn into_result(self) -> Result<RunOutcome, FailoverError> {
         if let RunOutcome::Completed(r) = &self {
-            if r.record.task_state == TaskState::Failed {
-                return Err(FailoverError::Failed(r.record.message.clone()));
+            match r.record.task_state {
+                TaskState::Failed => return Err(FailoverError::Failed(r.record.message.clone())),
+                TaskState::Partial => return Err(FailoverError::Partial(r.record.message.clone())),
+                _ => {}
             }
         }
         Ok(self)
@@ -243,6 +250,45 @@ struct Previous {
     recovers: Option<String>,
     #[serde(default)]
     refusal: Vec<String>,
+    finished_at: Option<chrono::DateTime<Utc>>,
+    #[serde(default)]
+    operations: Vec<crate::plan::Operation>,
+    #[serde(default)]
+    outcomes: Vec<Verified>,
+}
+
+/// An outcome as the state file records it (only what the next run needs).
+#[derive(Debug, Default, Deserialize)]
+struct Verified {
+    operation: String,
+    verified: bool,
+}
+
+impl Previous {
+    /// The operations the previous run saw done, when it finished less than `window` ago (a
+    /// describe may not show them yet: EC2 is eventually consistent), and how much of the
+    /// window is left.
+    fn recently_verified(
+        &self,
+        window: std::time::Duration,
+    ) -> (Vec<&crate::plan::Operation>, std::time::Duration) {
+        let age = self
+            .finished_at
+            .and_then(|at| (Utc::now() - at).to_std().ok());
+        let Some(left) = age.and_then(|a| window.checked_sub(a)) else {
+            return (Vec::new(), std::time::Duration::ZERO);
+        };
+        let done = self
+            .operations
+            .iter()
+            .filter(|op| {
+                self.outcomes
+                    .iter()
+                    .any(|o| o.operation == op.id && o.verified)
+            })
+            .collect();
+        (done, left)
+    }
 }
 
 fn previous(state: Option<&Value>) -> Previous {
@@ -387,6 +433,7 @@ async fn execute_held(
         .await
         .map_err(FailoverError::Discovery)?;
     record.detached_eips = snap.detached_eips();
+    record.detached_prefixes = snap.released_prefixes.clone();
     record.last_failover = prev.last_failover.clone();
     record.last_announcement = prev.last_announcement.clone();
     if let Some(skip) = heed_cfe(prev_state.as_ref(), &snap, &mut record) {
@@ -419,7 +466,10 @@ async fn execute_held(
 }
 
 /// Reads the previous state file and discovers the cloud, at once (in turn with the other
-/// runs of a shared budget).
+/// runs of a shared budget). When the previous run of this cluster finished within
+/// `serverless.verifySeconds` and the snapshot does not show what it verified, the snapshot is
+/// stale (EC2 describes are eventually consistent, and two describes may disagree): discovery
+/// is repeated with backoff until it does, or the window has passed.
 async fn read_state_and_discover(
     ec2: &dyn Ec2,
     decl: &Declaration,
@@ -430,14 +480,55 @@ async fn read_state_and_discover(
         Some(b) => Some(b.discovery().await),
         None => None,
     };
-    futures::try_join!(
+    let (state, mut snap) = futures::try_join!(
         async { log.read_state().await.map_err(FailoverError::State) },
         async {
             discover_cloud(ec2, decl, &log.bucket)
                 .await
                 .map_err(FailoverError::Discovery)
         },
-    )
+    )?;
+    let window = std::time::Duration::from_secs(decl.extension.verify_seconds);
+    let prev = previous(state.as_ref());
+    let (done, left) = prev.recently_verified(window);
+    let start = Instant::now();
+    let mut delay = crate::execute::VERIFY_FIRST_DELAY;
+    while !shows(&snap, &done) && start.elapsed() + delay <= left {
+        tracing::info!(
+            previous = prev.run_id.as_deref().unwrap_or("-"),
+            wait_ms = delay.as_millis() as u64,
+            "the cloud does not show the last run's verified changes yet (EC2 is eventually consistent): discovering again"
+        );
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(crate::execute::VERIFY_MAX_DELAY);
+        snap = discover_cloud(ec2, decl, &log.bucket)
+            .await
+            .map_err(FailoverError::Discovery)?;
+    }
+    Ok((state, snap))
+}
+
+/// Whether `snap` shows each of `done` that it covers (what it does not cover, it cannot
+/// contradict).
+fn shows(snap: &Snapshot, done: &[&crate::plan::Operation]) -> bool {
+    if done.is_empty() {
+        return true;
+    }
+    let tables: Vec<_> = snap.route_tables.iter().map(|t| t.table.clone()).collect();
+    let eips: Vec<_> = snap
+        .elastic_ips
+        .iter()
+        .map(|e| e.eip.clone())
+        .chain(snap.prefix_eips.iter().map(|e| e.eip.clone()))
+        .collect();
+    let enis: Vec<_> = snap
+        .members
+        .iter()
+        .flat_map(|m| m.network_interfaces.iter().cloned())
+        .chain(snap.nic_map_interfaces.iter().cloned())
+        .collect();
+    done.iter()
+        .all(|op| crate::execute::holds(&op.action, &tables, &eips, &enis) != Some(false))
 }
 
 /// The previous run the state file records, unless it is another cluster's (then a warning).
@@ -491,7 +582,7 @@ fn heed_cfe(
 fn note_recovery(prev: &Previous, record: &mut RunRecord) {
     if matches!(
         prev.task_state,
-        Some(TaskState::Running | TaskState::Failed)
+        Some(TaskState::Running | TaskState::Failed | TaskState::Partial)
     ) && prev.refusal.is_empty()
     {
         record.recovers = prev.run_id.clone();
@@ -599,6 +690,7 @@ async fn execute_fenced(
         },
         deadline: req.deadline,
         budget: req.budget.clone(),
+        verify_window: std::time::Duration::from_secs(decl.extension.verify_seconds),
     };
     report.record.outcomes = execute(ec2, &report.plan, &opts, lease as &dyn Fence).await;
     if report.record.outcomes.iter().any(|o| o.in_flight) {
@@ -880,11 +972,11 @@ mod tests {
     #[tokio::test]
     async fn refusal_mutates_nothing_and_is_recorded_in_history() {
         let cloud = MemoryCloud::seed();
-        let snat_none = include_str!("../../../examples/seed-article/cfe-snat-none.json");
+        cloud.set_instance_state(SEED_B, "stopped");
         let e = run(
             &cloud,
             &cloud,
-            &Declaration::parse(snat_none).unwrap(),
+            &Declaration::parse(AFTER).unwrap(),
             req(SEED_B, Mode::Execute),
         )
         .await
@@ -906,6 +998,87 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(history.len(), 1);
+    }
+
+    /// Issue 21.4: one item the target cannot take (here the route, whose declared next hop is
+    /// a VIP, not a primary IP) no longer stops the rest during an outage: the EIP moves, the
+    /// route is left out with its reason in the answer, the state file and the history, and
+    /// the run ends PARTIAL (an error: non-zero exit, Lambda's Errors metric).
+    #[tokio::test]
+    async fn one_stale_item_is_skipped_and_the_rest_moves() {
+        let cloud = MemoryCloud::seed();
+        let snat_none = include_str!("../../../examples/seed-article/cfe-snat-none.json");
+        let d = Declaration::parse(snat_none).unwrap();
+        let out = run(&cloud, &cloud, &d, req(SEED_B, Mode::Execute))
+            .await
+            .unwrap();
+        let RunOutcome::Completed(r) = &out else {
+            panic!("{out:?}")
+        };
+        assert_eq!(r.record.task_state, TaskState::Partial, "{:?}", r.record);
+        assert_eq!(r.record.skipped.len(), 1, "{:?}", r.record.skipped);
+        assert!(r.record.skipped[0].contains("next hop 10.0.4.101 is a secondary IP"));
+        assert_eq!(cloud.mutation_count(), 1, "the EIP only");
+        assert_eq!(eip_eni(&cloud), SEED_B_EXT);
+        assert_eq!(route(&cloud), SEED_A_EXT, "the skipped route stays");
+        let e = out.into_result().unwrap_err();
+        assert_eq!(e.error_type(), "FailoverPartial", "{e}");
+        let st = state(&cloud);
+        assert_eq!(st["taskState"], "PARTIAL");
+        assert!(st["serverless"]["skipped"][0]
+            .as_str()
+            .unwrap()
+            .contains("10.0.4.101"));
+        let history = cloud
+            .list_keys(BUCKET, &crate::keys::history_prefix("default"))
+            .await
+            .unwrap();
+        let h: Value = serde_json::from_slice(&cloud.object(BUCKET, &history[0]).unwrap()).unwrap();
+        assert_eq!(h["taskState"], "PARTIAL");
+        assert_eq!(h["skipped"], st["serverless"]["skipped"]);
+    }
+
+    /// Issue 21.1, "Eventual consistency in the Amazon EC2 API" (Amazon EC2 Developer Guide,
+    /// https://docs.aws.amazon.com/ec2/latest/devguide/eventual-consistency.html): every call
+    /// is answered OK but shows in describes 2 s later. The verify round reads again with
+    /// backoff instead of calling the run FAILED (with `verifySeconds: 0` it still does).
+    #[tokio::test(start_paused = true)]
+    async fn calls_that_show_in_describes_two_seconds_later_are_verified() {
+        for (window, want) in [(10, TaskState::Succeeded), (0, TaskState::Failed)] {
+            let cloud = MemoryCloud::seed();
+            cloud.set_visibility(crate::memory::Visibility::Fixed(
+                std::time::Duration::from_secs(2),
+            ));
+            let mut v: Value = serde_json::from_str(AFTER).unwrap();
+            v["serverless"] = serde_json::json!({"verifySeconds": window});
+            let d = Declaration::from_value(&v).unwrap();
+            let r = completed(
+                run(&cloud, &cloud, &d, req(SEED_B, Mode::Execute))
+                    .await
+                    .unwrap(),
+            );
+            assert_eq!(r.record.task_state, want, "{:?}", r.record.message);
+            assert_eq!(cloud.mutation_count(), 2, "each call sent once");
+        }
+    }
+
+    /// Issue 21.1: a run right after a SUCCEEDED one does not plan from a stale read. Describes
+    /// lag 3 s behind the first run's changes: the failback must not find "A already active"
+    /// and change nothing; it waits for describes to show the first run's verified changes.
+    #[tokio::test(start_paused = true)]
+    async fn a_run_right_after_a_succeeded_one_does_not_plan_from_a_stale_read() {
+        let cloud = MemoryCloud::seed();
+        cloud.set_visibility(crate::memory::Visibility::Immediate);
+        let first = go(&cloud, SEED_B, Mode::Execute).await.unwrap();
+        assert_eq!(first.record.task_state, TaskState::Succeeded);
+        cloud.set_visibility(crate::memory::Visibility::Fixed(
+            std::time::Duration::from_secs(3),
+        ));
+        let back = go(&cloud, SEED_A, Mode::Execute).await.unwrap();
+        assert_eq!(back.record.task_state, TaskState::Succeeded);
+        assert_eq!(back.plan.operations.len(), 2, "{:?}", back.plan);
+        assert_eq!(route(&cloud), SEED_A_EXT);
+        assert_eq!(eip_eni(&cloud), SEED_A_EXT);
     }
 
     #[tokio::test]
@@ -1443,6 +1616,7 @@ mod tests {
             )
             .await
             .unwrap();
+        cloud.settle();
         let r = completed(
             run(&cloud, &cloud, &d, req(SEED_B, Mode::Execute))
                 .await
@@ -1524,6 +1698,7 @@ mod tests {
             .replace_route(SEED_RTB, "0.0.0.0/0".parse().unwrap(), SEED_B_EXT)
             .await
             .unwrap();
+        cloud.settle();
         cloud.reset_calls();
         let r = go(&cloud, SEED_B, Mode::Execute).await.unwrap();
         assert_eq!(r.record.recovers.as_deref(), Some("dead-run"));

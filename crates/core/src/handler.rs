@@ -779,6 +779,7 @@ mod tests {
             .replace_route(SEED_RTB, default_route, SEED_A_EXT)
             .await
             .unwrap();
+        cloud.settle();
         let out = handle(&cloud, &cloud, &loc, &schedule, invocation())
             .await
             .unwrap();

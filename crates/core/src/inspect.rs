@@ -188,9 +188,9 @@ pub fn picture(decl: &Declaration, snap: &Snapshot, last_state: Option<Value>) -
         .collect();
     // Something is managed when any member has items in place, to change, or blocked (an EIP
     // whose VIP no member holds is managed and followed by none).
-    let managed = assessed
-        .iter()
-        .any(|(_, a)| !a.in_place.is_empty() || !a.operations.is_empty() || !a.reasons.is_empty());
+    let managed = assessed.iter().any(|(_, a)| {
+        !a.in_place.is_empty() || !a.operations.is_empty() || !a.obstacles().is_empty()
+    });
     let mut followed = assessed.iter().filter(|(_, a)| a.followed());
     let active = match (followed.next(), followed.next()) {
         (Some((id, _)), None) => Some(id.clone()),
@@ -202,7 +202,7 @@ pub fn picture(decl: &Declaration, snap: &Snapshot, last_state: Option<Value>) -
             member,
             in_place: a.in_place.len(),
             to_change: a.operations.len(),
-            blocked: a.reasons,
+            blocked: a.obstacles(),
         })
         .collect();
     Inspection {
@@ -294,6 +294,7 @@ mod tests {
             .assign_private_ips(SEED_B_EXT, &["10.0.0.101".parse().unwrap()], true)
             .await
             .unwrap();
+        cloud.settle();
         let pic = view(&cloud, &d).await;
         assert!(pic.drift, "{:?}", pic.follows);
         assert_eq!(pic.active, None);
@@ -308,6 +309,7 @@ mod tests {
             )
             .await
             .unwrap();
+        cloud.settle();
         let pic = view(&cloud, &d).await;
         assert_eq!(pic.active.as_deref(), Some(SEED_B));
         let _ = SEED_A_EXT;

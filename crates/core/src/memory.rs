@@ -40,6 +40,7 @@ struct Fault {
 #[derive(Clone, Debug)]
 struct Subnet {
     cidr: Cidr,
+    vpc_id: String,
 }
 
 #[derive(Clone, Debug)]
@@ -67,7 +68,7 @@ struct StoredRec {
     last_modified: chrono::DateTime<chrono::Utc>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 struct World {
     subnets: BTreeMap<String, Subnet>,
     instances: BTreeMap<String, InstanceRec>,
@@ -78,10 +79,110 @@ struct World {
     counter: u64,
 }
 
+/// How stale an EC2 describe may be. AWS documents the EC2 API as eventually consistent:
+/// "the result of an API command you run that affects your Amazon EC2 resources might not be
+/// immediately visible to all subsequent commands you run" (Amazon EC2 Developer Guide,
+/// "Eventual consistency in the Amazon EC2 API",
+/// <https://docs.aws.amazon.com/ec2/latest/devguide/eventual-consistency.html>). Mutations are
+/// validated against the current state at once; only describes lag, each on its own (two
+/// describes in a row may disagree, as two requests to EC2 may).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Visibility {
+    /// Describes show every mutation at once.
+    Immediate,
+    /// Every describe shows the state as it was this long ago.
+    Fixed(Duration),
+    /// Each describe shows the state as it was a random time ago, up to this bound.
+    UpTo(Duration),
+}
+
+impl Default for Visibility {
+    /// The core's own unit, property and fault tests run with describes up to 200 ms stale;
+    /// elsewhere (the lab, benchmarks) they are fresh unless set.
+    fn default() -> Self {
+        if cfg!(test) {
+            Visibility::UpTo(Duration::from_millis(200))
+        } else {
+            Visibility::Immediate
+        }
+    }
+}
+
+/// What describes may show while mutations are recent: the state before the oldest recent
+/// one, and the state after each recent mutation with the time it was made.
+#[derive(Debug)]
+struct Lag {
+    visibility: Visibility,
+    base: Option<World>,
+    recent: std::collections::VecDeque<(tokio::time::Instant, World)>,
+    seed: u64,
+}
+
+impl Default for Lag {
+    fn default() -> Self {
+        Lag {
+            visibility: Visibility::default(),
+            base: None,
+            recent: Default::default(),
+            seed: 0x9e37_79b9_7f4a_7c15,
+        }
+    }
+}
+
+impl Lag {
+    /// The longest a describe may lag.
+    fn bound(&self) -> Duration {
+        match self.visibility {
+            Visibility::Immediate => Duration::ZERO,
+            Visibility::Fixed(d) | Visibility::UpTo(d) => d,
+        }
+    }
+
+    /// How stale the next describe is.
+    fn staleness(&mut self) -> Duration {
+        match self.visibility {
+            Visibility::Immediate => Duration::ZERO,
+            Visibility::Fixed(d) => d,
+            Visibility::UpTo(max) => {
+                // xorshift: reproducible, no dependency.
+                self.seed ^= self.seed << 13;
+                self.seed ^= self.seed >> 7;
+                self.seed ^= self.seed << 17;
+                max.mul_f64((self.seed % 1001) as f64 / 1000.0)
+            }
+        }
+    }
+
+    /// The world the next describe shows: the state after the newest mutation made at least
+    /// its staleness ago, else the state before the recent ones.
+    fn visible<'a>(&'a mut self, truth: &'a World) -> &'a World {
+        let now = tokio::time::Instant::now();
+        let bound = self.bound();
+        // Mutations older than the bound are visible to every describe.
+        while self
+            .recent
+            .front()
+            .is_some_and(|(at, _)| *at + bound <= now)
+        {
+            self.base = self.recent.pop_front().map(|(_, w)| w);
+        }
+        if self.recent.is_empty() {
+            self.base = None;
+            return truth;
+        }
+        let cutoff = now.checked_sub(self.staleness()).unwrap_or(now);
+        match self.recent.iter().rposition(|(at, _)| *at <= cutoff) {
+            Some(i) => &self.recent[i].1,
+            None => self.base.as_ref().unwrap_or(truth),
+        }
+    }
+}
+
 /// An in-memory AWS account for one region.
 #[derive(Debug, Default)]
 pub struct MemoryCloud {
     world: Mutex<World>,
+    lag: Mutex<Lag>,
     faults: Mutex<Vec<Fault>>,
     delays: Mutex<BTreeMap<String, Duration>>,
     denied: Mutex<Vec<String>>,
@@ -110,7 +211,13 @@ impl MemoryCloud {
         {
             let mut w = self.world.lock().unwrap();
             for s in &topo.subnets {
-                w.subnets.insert(s.id.clone(), Subnet { cidr: s.cidr });
+                w.subnets.insert(
+                    s.id.clone(),
+                    Subnet {
+                        cidr: s.cidr,
+                        vpc_id: topo.vpc_id.clone(),
+                    },
+                );
             }
             for i in &topo.instances {
                 let mut t = Tags::new();
@@ -210,6 +317,33 @@ impl MemoryCloud {
         MemoryCloud::from_topology(&Topology::seed())
     }
 
+    /// Sets how stale describes may be (see [`Visibility`]).
+    pub fn set_visibility(&self, visibility: Visibility) {
+        self.lag.lock().unwrap().visibility = visibility;
+    }
+
+    /// Makes every mutation so far visible to describes at once (a test's setup done through
+    /// the API, then waited out).
+    pub fn settle(&self) {
+        let mut lag = self.lag.lock().unwrap();
+        lag.recent.clear();
+        lag.base = None;
+    }
+
+    /// Applies a test's change of the world (not an API call) at once, to what describes
+    /// show too.
+    fn edit(&self, f: impl Fn(&mut World)) {
+        let mut w = self.world.lock().unwrap();
+        f(&mut w);
+        let mut lag = self.lag.lock().unwrap();
+        if let Some(b) = lag.base.as_mut() {
+            f(b);
+        }
+        for (_, v) in lag.recent.iter_mut() {
+            f(v);
+        }
+    }
+
     /// Makes the next `times` calls of `operation` fail with `kind`.
     pub fn inject(&self, operation: &str, kind: ErrorKind, timing: FaultTiming, times: u32) {
         self.faults.lock().unwrap().push(Fault {
@@ -270,69 +404,90 @@ impl MemoryCloud {
 
     /// Sets an instance's state (`running`, `stopped`, …).
     pub fn set_instance_state(&self, id: &str, state: &str) {
-        if let Some(i) = self.world.lock().unwrap().instances.get_mut(id) {
-            i.state = state.into();
-        }
+        self.edit(|w| {
+            if let Some(i) = w.instances.get_mut(id) {
+                i.state = state.into();
+            }
+        });
     }
 
     /// Marks an instance as failing (or passing) its EC2 status checks.
     pub fn set_impaired(&self, id: &str, impaired: bool) {
-        if let Some(i) = self.world.lock().unwrap().instances.get_mut(id) {
-            i.impaired = impaired;
-        }
+        self.edit(|w| {
+            if let Some(i) = w.instances.get_mut(id) {
+                i.impaired = impaired;
+            }
+        });
     }
 
     /// Removes a tag from a route table.
     pub fn untag_route_table(&self, table: &str, key: &str) {
-        let mut w = self.world.lock().unwrap();
-        w.tables.get_mut(table).expect("table").tags.remove(key);
+        self.edit(|w| {
+            w.tables.get_mut(table).expect("table").tags.remove(key);
+        });
     }
 
     /// Adds a route to a gateway (`igw-…`, `nat-…`) to a table.
     pub fn add_gateway_route(&self, table: &str, destination: Cidr, gateway: &str) {
-        let mut w = self.world.lock().unwrap();
-        let t = w.tables.get_mut(table).expect("table");
-        t.routes.retain(|r| r.destination != destination);
-        t.routes.push(Route {
-            destination,
-            network_interface_id: None,
-            other_target: Some(gateway.into()),
-            local: false,
+        self.edit(|w| {
+            let t = w.tables.get_mut(table).expect("table");
+            t.routes.retain(|r| r.destination != destination);
+            t.routes.push(Route {
+                destination,
+                network_interface_id: None,
+                other_target: Some(gateway.into()),
+                local: false,
+            });
         });
     }
 
     /// Disassociates an EIP (by allocation id), as DisassociateAddress would.
     pub fn disassociate(&self, allocation_id: &str) {
-        let mut w = self.world.lock().unwrap();
-        let e = w.eips.get_mut(allocation_id).expect("eip");
-        e.association_id = None;
-        e.network_interface_id = None;
-        e.private_ip = None;
+        self.edit(|w| {
+            let e = w.eips.get_mut(allocation_id).expect("eip");
+            e.association_id = None;
+            e.network_interface_id = None;
+            e.private_ip = None;
+        });
     }
 
     /// Sets a tag on an EIP (by allocation id).
     pub fn tag_eip(&self, allocation_id: &str, key: &str, value: &str) {
-        let mut w = self.world.lock().unwrap();
-        let e = w.eips.get_mut(allocation_id).expect("eip");
-        e.tags.insert(key.into(), value.into());
+        self.edit(|w| {
+            let e = w.eips.get_mut(allocation_id).expect("eip");
+            e.tags.insert(key.into(), value.into());
+        });
     }
 
     /// Makes `table` the VPC's main route table (subnets without an association use it).
     pub fn make_main(&self, table: &str) {
-        let mut w = self.world.lock().unwrap();
-        let id = format!("rtbassoc-{:017x}", w.next());
-        let t = w.tables.get_mut(table).expect("table");
-        t.associations.push(Association {
-            id,
-            subnet_id: None,
-            main: true,
+        let id = format!("rtbassoc-{:017x}", self.world.lock().unwrap().next());
+        self.edit(|w| {
+            let t = w.tables.get_mut(table).expect("table");
+            t.associations.push(Association {
+                id: id.clone(),
+                subnet_id: None,
+                main: true,
+            });
         });
     }
 
     /// Sets an interface's source/destination check.
     pub fn set_source_dest_check(&self, eni: &str, on: bool) {
-        let mut w = self.world.lock().unwrap();
-        w.interfaces.get_mut(eni).expect("eni").source_dest_check = on;
+        self.edit(|w| {
+            w.interfaces.get_mut(eni).expect("eni").source_dest_check = on;
+        });
+    }
+
+    /// Adds IPv6 addresses to an interface (as if assigned when it was made).
+    pub fn add_ipv6(&self, eni: &str, ips: &[IpAddr]) {
+        self.edit(|w| {
+            w.interfaces
+                .get_mut(eni)
+                .expect("eni")
+                .ipv6_ips
+                .extend(ips.iter().copied());
+        });
     }
 
     /// The ENI a route points at.
@@ -391,7 +546,8 @@ impl MemoryCloud {
         Some((err(op, f.kind, code, "injected fault"), f.timing))
     }
 
-    /// Runs `effect` under the fault schedule for `op`.
+    /// Runs `effect` under the fault schedule for `op`. A mutation's result shows in describes
+    /// as [`Visibility`] says.
     fn call<T>(
         &self,
         op: &'static str,
@@ -401,7 +557,37 @@ impl MemoryCloud {
         if let Some((e, FaultTiming::BeforeEffect)) = fault {
             return Err(e);
         }
-        let out = effect(&mut self.world.lock().unwrap());
+        let mut w = self.world.lock().unwrap();
+        let mut lag = self.lag.lock().unwrap();
+        let lags = MUTATING_OPERATIONS.contains(&op) && !lag.bound().is_zero();
+        let before = (lags && lag.recent.is_empty()).then(|| w.ec2_view());
+        let out = effect(&mut w);
+        if lags && out.is_ok() {
+            if let Some(b) = before {
+                lag.base = Some(b);
+            }
+            lag.recent
+                .push_back((tokio::time::Instant::now(), w.ec2_view()));
+        }
+        match fault {
+            Some((e, _)) => Err(e),
+            None => out,
+        }
+    }
+
+    /// Runs a describe under the fault schedule for `op`, on what describes show now.
+    fn read<T>(
+        &self,
+        op: &'static str,
+        effect: impl FnOnce(&World) -> Result<T, CloudError>,
+    ) -> Result<T, CloudError> {
+        let fault = self.enter(op);
+        if let Some((e, FaultTiming::BeforeEffect)) = fault {
+            return Err(e);
+        }
+        let w = self.world.lock().unwrap();
+        let mut lag = self.lag.lock().unwrap();
+        let out = effect(lag.visible(&w));
         match fault {
             Some((e, _)) => Err(e),
             None => out,
@@ -410,6 +596,19 @@ impl MemoryCloud {
 }
 
 impl World {
+    /// The EC2 side of the world (what describes read), without the buckets.
+    fn ec2_view(&self) -> World {
+        World {
+            subnets: self.subnets.clone(),
+            instances: self.instances.clone(),
+            interfaces: self.interfaces.clone(),
+            tables: self.tables.clone(),
+            eips: self.eips.clone(),
+            buckets: BTreeMap::new(),
+            counter: self.counter,
+        }
+    }
+
     /// An interface (as stored), or EC2's NotFound.
     fn existing_interface(
         &self,
@@ -469,6 +668,99 @@ impl World {
     fn next(&mut self) -> u64 {
         self.counter += 1;
         self.counter
+    }
+
+    /// EC2's rules for a new route's destination (Amazon VPC User Guide, "Configure route
+    /// tables": routes, <https://docs.aws.amazon.com/vpc/latest/userguide/route-table-options.html>
+    /// and "Subnet route tables"): a route more specific than the VPC's local route must
+    /// match "the entire IPv4 or IPv6 CIDR block of a subnet" in the VPC, and
+    /// 169.254.168.0/22 and fd00:ec2::/32 cannot be routed.
+    fn routable(&self, op: &'static str, table: &str, destination: Cidr) -> Result<(), CloudError> {
+        let reserved: [Cidr; 2] = [
+            "169.254.168.0/22".parse().expect("cidr"),
+            "fd00:ec2::/32".parse().expect("cidr"),
+        ];
+        if reserved
+            .iter()
+            .any(|r| r.contains(destination.addr()) || destination.contains(r.addr()))
+        {
+            return Err(err(
+                op,
+                ErrorKind::Rejected,
+                "InvalidParameterValue",
+                format!("{destination} overlaps a range reserved by AWS and cannot be routed"),
+            ));
+        }
+        let Some(t) = self.tables.get(table) else {
+            return Ok(());
+        };
+        let within_vpc = t.routes.iter().any(|r| {
+            r.local
+                && r.destination.is_ipv6() == destination.is_ipv6()
+                && r.destination.contains(destination.addr())
+                && destination.prefix() > r.destination.prefix()
+        });
+        let a_subnet = self
+            .subnets
+            .values()
+            .any(|s| s.vpc_id == t.vpc_id && s.cidr == destination);
+        if within_vpc && !a_subnet {
+            return Err(err(
+                op,
+                ErrorKind::Rejected,
+                "InvalidParameterValue",
+                format!(
+                    "the route {destination} is more specific than the VPC's local route but is not the CIDR block of a subnet of {}",
+                    t.vpc_id
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// IPv4 addresses an interface holds against its instance type's limit: the primary, the
+    /// secondaries, and one per delegated prefix ("Each prefix that you assign to a network
+    /// interface counts as one IP address": Amazon EC2 User Guide, "Assign prefixes to Amazon
+    /// EC2 network interfaces", <https://docs.aws.amazon.com/AWSEC2/latest/UserGuide/ec2-prefix-eni.html>).
+    fn ipv4_count(n: &NetworkInterface) -> usize {
+        1 + n.secondary_ips.len() + n.ipv4_prefixes.len()
+    }
+
+    /// The per-interface IPv4 limit of `n`'s instance type, refusing `after` beyond it.
+    fn within_limit(
+        &self,
+        op: &'static str,
+        n: &NetworkInterface,
+        after: usize,
+    ) -> Result<(), CloudError> {
+        let limit = n
+            .instance_id
+            .as_ref()
+            .and_then(|i| self.instances.get(i))
+            .and_then(|i| crate::model::ipv4_per_interface(&i.instance_type));
+        match limit.filter(|l| after > *l) {
+            Some(limit) => Err(err(
+                op,
+                ErrorKind::Rejected,
+                "PrivateIpAddressLimitExceeded",
+                format!(
+                    "{} would hold {after} IPv4 addresses (prefixes count one each); its instance type allows {limit}",
+                    n.id
+                ),
+            )),
+            None => Ok(()),
+        }
+    }
+
+    /// The other interfaces of `n`'s VPC: a private address is unique within its VPC, not
+    /// the account (two VPCs may share one addressing plan).
+    fn vpc_peers<'a>(
+        &'a self,
+        n: &'a NetworkInterface,
+    ) -> impl Iterator<Item = &'a NetworkInterface> {
+        self.interfaces
+            .values()
+            .filter(move |o| o.vpc_id == n.vpc_id && o.id != n.id)
     }
 
     fn instance(&self, id: &str) -> Instance {
@@ -573,7 +865,7 @@ fn eni_field(n: &NetworkInterface, f: &Filter) -> Option<bool> {
 impl Ec2Describe for MemoryCloud {
     async fn describe_instances(&self, filters: &[Filter]) -> Result<Vec<Instance>, CloudError> {
         self.pause("DescribeInstances").await;
-        self.call("DescribeInstances", |w| {
+        self.read("DescribeInstances", |w| {
             let all: Vec<Instance> = w.instances.keys().map(|id| w.instance(id)).collect();
             select("DescribeInstances", all.into_iter(), filters, |i, f| {
                 tag_match(&i.tags, f).or_else(|| {
@@ -589,7 +881,7 @@ impl Ec2Describe for MemoryCloud {
 
     async fn impaired_instances(&self, instance_ids: &[String]) -> Result<Vec<String>, CloudError> {
         self.pause("DescribeInstanceStatus").await;
-        self.call("DescribeInstanceStatus", |w| {
+        self.read("DescribeInstanceStatus", |w| {
             Ok(instance_ids
                 .iter()
                 .filter(|id| w.instances.get(*id).is_some_and(|i| i.impaired))
@@ -603,7 +895,7 @@ impl Ec2Describe for MemoryCloud {
         filters: &[Filter],
     ) -> Result<Vec<NetworkInterface>, CloudError> {
         self.pause("DescribeNetworkInterfaces").await;
-        self.call("DescribeNetworkInterfaces", |w| {
+        self.read("DescribeNetworkInterfaces", |w| {
             select(
                 "DescribeNetworkInterfaces",
                 w.interfaces.keys().filter_map(|id| w.interface(id)),
@@ -618,7 +910,7 @@ impl Ec2Describe for MemoryCloud {
         filters: &[Filter],
     ) -> Result<Vec<RouteTable>, CloudError> {
         self.pause("DescribeRouteTables").await;
-        self.call("DescribeRouteTables", |w| {
+        self.read("DescribeRouteTables", |w| {
             select(
                 "DescribeRouteTables",
                 w.tables.values().cloned(),
@@ -638,7 +930,7 @@ impl Ec2Describe for MemoryCloud {
 
     async fn describe_addresses(&self, filters: &[Filter]) -> Result<Vec<ElasticIp>, CloudError> {
         self.pause("DescribeAddresses").await;
-        self.call("DescribeAddresses", |w| {
+        self.read("DescribeAddresses", |w| {
             select(
                 "DescribeAddresses",
                 w.eips.values().cloned(),
@@ -705,18 +997,25 @@ impl Ec2Mutate for MemoryCloud {
                     format!("{private_ip} is not a private IP of {network_interface_id}"),
                 ));
             }
-            let taken = w.eips.values().any(|e| {
-                e.allocation_id != allocation_id
-                    && e.network_interface_id.as_deref() == Some(network_interface_id)
-                    && e.private_ip == Some(private_ip)
-            });
-            if taken {
+            if !w.eips.contains_key(allocation_id) {
                 return Err(err(
                     OP,
-                    ErrorKind::Rejected,
-                    "Resource.AlreadyAssociated",
-                    private_ip.to_string(),
+                    ErrorKind::NotFound,
+                    "InvalidAllocationID.NotFound",
+                    allocation_id,
                 ));
+            }
+            // EC2 (AllowReassociation, which the engine always sends): an Elastic IP already
+            // on that private IP is disassociated from it, without an error.
+            for other in w.eips.values_mut() {
+                if other.allocation_id != allocation_id
+                    && other.network_interface_id.as_deref() == Some(network_interface_id)
+                    && other.private_ip == Some(private_ip)
+                {
+                    other.association_id = None;
+                    other.network_interface_id = None;
+                    other.private_ip = None;
+                }
             }
             let id = format!("eipassoc-{:017x}", w.next());
             let e = w.eips.get_mut(allocation_id).ok_or_else(|| {
@@ -773,6 +1072,7 @@ impl Ec2Mutate for MemoryCloud {
         const OP: &str = "CreateRoute";
         self.pause(OP).await;
         self.call(OP, |w| {
+            w.routable(OP, route_table_id, destination)?;
             let t = w.table_for(OP, route_table_id, network_interface_id)?;
             // AWS: one route per destination in a table.
             if t.routes.iter().any(|r| r.destination == destination) {
@@ -885,7 +1185,11 @@ impl Ec2Mutate for MemoryCloud {
                         format!("{p} does not fall within the subnet of {network_interface_id}"),
                     ));
                 }
-                if let Some(other) = w.interfaces.values().find(|n| n.ipv4_prefixes.contains(p)) {
+                if let Some(other) = w
+                    .vpc_peers(&to)
+                    .chain([&to])
+                    .find(|n| n.ipv4_prefixes.contains(p))
+                {
                     return Err(err(
                         OP,
                         ErrorKind::Rejected,
@@ -893,7 +1197,7 @@ impl Ec2Mutate for MemoryCloud {
                         format!("prefix {p} is already assigned to {}", other.id),
                     ));
                 }
-                if w.interfaces.values().any(|n| {
+                if w.vpc_peers(&to).chain([&to]).any(|n| {
                     p.contains(n.primary_ip) || n.secondary_ips.iter().any(|ip| p.contains(*ip))
                 }) {
                     return Err(err(
@@ -904,6 +1208,11 @@ impl Ec2Mutate for MemoryCloud {
                     ));
                 }
             }
+            let new = prefixes
+                .iter()
+                .filter(|p| !to.ipv4_prefixes.contains(p))
+                .count();
+            w.within_limit(OP, &to, World::ipv4_count(&to) + new)?;
             let to = w.interfaces.get_mut(network_interface_id).expect("checked");
             to.ipv4_prefixes.extend(prefixes.iter().copied());
             Ok(())
@@ -961,24 +1270,19 @@ impl Ec2Mutate for MemoryCloud {
         self.call(OP, |w| {
             let to = w.existing_interface(OP, network_interface_id)?;
             let subnet = w.subnets.get(&to.subnet_id).map(|s| s.cidr);
-            let limit = to
-                .instance_id
-                .as_ref()
-                .and_then(|i| w.instances.get(i))
-                .and_then(|i| crate::model::ipv4_per_interface(&i.instance_type));
-            let after = 1 + to.secondary_ips.len()
-                + ips
-                    .iter()
-                    .filter(|ip| ip.is_ipv4() && !to.secondary_ips.contains(ip))
-                    .count();
-            if let Some(limit) = limit.filter(|l| after > *l) {
+            // `PrivateIpAddress.N` takes IPv4 only; IPv6 goes through AssignIpv6Addresses
+            // (Amazon EC2 User Guide, "Multiple IP addresses"; EC2 API Reference,
+            // AssignPrivateIpAddresses and AssignIpv6Addresses).
+            if let Some(v6) = ips.iter().find(|ip| ip.is_ipv6()) {
                 return Err(err(
                     OP,
                     ErrorKind::Rejected,
-                    "PrivateIpAddressLimitExceeded",
-                    format!("{network_interface_id} would hold {after} IPv4 addresses; its instance type allows {limit}"),
+                    "InvalidParameterValue",
+                    format!("{v6} is not an IPv4 address (assign IPv6 addresses with AssignIpv6Addresses)"),
                 ));
             }
+            let new = ips.iter().filter(|ip| !to.secondary_ips.contains(ip)).count();
+            w.within_limit(OP, &to, World::ipv4_count(&to) + new)?;
             for ip in ips {
                 if !subnet.is_some_and(|c| c.contains(*ip)) {
                     return Err(err(
@@ -988,10 +1292,7 @@ impl Ec2Mutate for MemoryCloud {
                         format!("{ip} does not fall within the subnet of {network_interface_id}"),
                     ));
                 }
-                for other in w.interfaces.values() {
-                    if other.id == to.id {
-                        continue;
-                    }
+                for other in w.vpc_peers(&to) {
                     if other.primary_ip == *ip {
                         return Err(err(
                             OP,
@@ -1010,21 +1311,91 @@ impl Ec2Mutate for MemoryCloud {
                     }
                 }
             }
+            let peers: Vec<String> = w.vpc_peers(&to).map(|n| n.id.clone()).collect();
             for ip in ips {
-                for other in w.interfaces.values_mut() {
-                    other.secondary_ips.retain(|x| x != ip);
+                let from = peers
+                    .iter()
+                    .find(|p| w.interfaces[*p].secondary_ips.contains(ip))
+                    .cloned();
+                if let Some(from) = &from {
+                    let f = w.interfaces.get_mut(from).expect("peer");
+                    f.secondary_ips.retain(|x| x != ip);
                 }
                 let t = w.interfaces.get_mut(network_interface_id).expect("checked");
-                if t.primary_ip != *ip {
+                if t.primary_ip != *ip && !t.secondary_ips.contains(ip) {
                     t.secondary_ips.push(*ip);
                 }
                 // An EIP on a moved address moves with it.
                 for e in w.eips.values_mut() {
-                    if e.private_ip == Some(*ip) {
+                    if e.private_ip == Some(*ip) && e.network_interface_id == from && from.is_some() {
                         e.network_interface_id = Some(network_interface_id.into());
                     }
                 }
             }
+            Ok(())
+        })
+    }
+
+    /// AssignIpv6Addresses: an IPv6 address held by another interface is refused (EC2 has no
+    /// reassignment for IPv6: "You cannot reassign an IPv6 address from one network interface
+    /// to another until you unassign it": Amazon EC2 User Guide, "Multiple IP addresses").
+    async fn assign_ipv6_addresses(
+        &self,
+        network_interface_id: &str,
+        ips: &[IpAddr],
+    ) -> Result<(), CloudError> {
+        const OP: &str = "AssignIpv6Addresses";
+        self.pause(OP).await;
+        self.call(OP, |w| {
+            let to = w.existing_interface(OP, network_interface_id)?;
+            for ip in ips {
+                if ip.is_ipv4() {
+                    return Err(err(
+                        OP,
+                        ErrorKind::Rejected,
+                        "InvalidParameterValue",
+                        format!("{ip} is not an IPv6 address"),
+                    ));
+                }
+                if let Some(other) = w.vpc_peers(&to).find(|n| n.ipv6_ips.contains(ip)) {
+                    return Err(err(
+                        OP,
+                        ErrorKind::Rejected,
+                        "InvalidParameterValue",
+                        format!("{ip} is already assigned to {}", other.id),
+                    ));
+                }
+            }
+            let t = w.interfaces.get_mut(network_interface_id).expect("checked");
+            for ip in ips {
+                if !t.ipv6_ips.contains(ip) {
+                    t.ipv6_ips.push(*ip);
+                }
+            }
+            Ok(())
+        })
+    }
+
+    /// UnassignIpv6Addresses: the addresses must be on the interface.
+    async fn unassign_ipv6_addresses(
+        &self,
+        network_interface_id: &str,
+        ips: &[IpAddr],
+    ) -> Result<(), CloudError> {
+        const OP: &str = "UnassignIpv6Addresses";
+        self.pause(OP).await;
+        self.call(OP, |w| {
+            let from = w.existing_interface(OP, network_interface_id)?;
+            if let Some(ip) = ips.iter().find(|ip| !from.ipv6_ips.contains(ip)) {
+                return Err(err(
+                    OP,
+                    ErrorKind::Rejected,
+                    "InvalidParameterValue",
+                    format!("{ip} is not assigned to {network_interface_id}"),
+                ));
+            }
+            let f = w.interfaces.get_mut(network_interface_id).expect("checked");
+            f.ipv6_ips.retain(|x| !ips.contains(x));
             Ok(())
         })
     }
@@ -1154,5 +1525,217 @@ impl ObjectStore for MemoryCloud {
                 })
                 .collect())
         })
+    }
+}
+
+/// The in-memory cloud against AWS's documents, one rule per test, each naming its source.
+#[cfg(test)]
+mod aws_rules {
+    use super::*;
+    use crate::lab::{SEED_A_EXT, SEED_B_EXT, SEED_RTB};
+    use crate::plan::tests::same_az;
+    use crate::ports::{Ec2Describe, Ec2Mutate};
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    async fn route(cloud: &MemoryCloud) -> Option<String> {
+        let t = cloud
+            .describe_route_tables(&[Filter::new("route-table-id", [SEED_RTB])])
+            .await
+            .unwrap();
+        t[0].routes
+            .iter()
+            .find(|r| r.destination == "0.0.0.0/0".parse().unwrap())
+            .and_then(|r| r.network_interface_id.clone())
+    }
+
+    async fn eni(cloud: &MemoryCloud, id: &str) -> NetworkInterface {
+        cloud
+            .describe_network_interfaces(&[Filter::new("network-interface-id", [id])])
+            .await
+            .unwrap()
+            .remove(0)
+    }
+
+    /// "Eventual consistency in the Amazon EC2 API" (Amazon EC2 Developer Guide,
+    /// https://docs.aws.amazon.com/ec2/latest/devguide/eventual-consistency.html): "the result
+    /// of an API command you run that affects your Amazon EC2 resources might not be
+    /// immediately visible to all subsequent commands you run".
+    #[tokio::test(start_paused = true)]
+    async fn a_describe_may_not_show_a_mutation_yet() {
+        // GIVEN describes that lag 2 s
+        let cloud = MemoryCloud::seed();
+        cloud.set_visibility(Visibility::Fixed(Duration::from_secs(2)));
+        // WHEN the default route moves to B
+        cloud
+            .replace_route(SEED_RTB, "0.0.0.0/0".parse().unwrap(), SEED_B_EXT)
+            .await
+            .unwrap();
+        // THEN a describe still shows A, the change is already in force (a second move to
+        // the same target is accepted), and 2 s later describes show B
+        assert_eq!(route(&cloud).await.as_deref(), Some(SEED_A_EXT));
+        assert_eq!(
+            cloud.route_target(SEED_RTB, "0.0.0.0/0".parse().unwrap()),
+            Some(SEED_B_EXT.into())
+        );
+        tokio::time::advance(Duration::from_secs(2)).await;
+        assert_eq!(route(&cloud).await.as_deref(), Some(SEED_B_EXT));
+        // AND with a random lag, two describes in a row may disagree (no read is newer than
+        // the bound allows, and after the bound every read agrees)
+        cloud.set_visibility(Visibility::UpTo(Duration::from_secs(2)));
+        cloud
+            .replace_route(SEED_RTB, "0.0.0.0/0".parse().unwrap(), SEED_A_EXT)
+            .await
+            .unwrap();
+        tokio::time::advance(Duration::from_secs(1)).await;
+        let mut seen = std::collections::BTreeSet::new();
+        for _ in 0..20 {
+            seen.insert(route(&cloud).await);
+        }
+        assert_eq!(seen.len(), 2, "{seen:?}");
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert_eq!(route(&cloud).await.as_deref(), Some(SEED_A_EXT));
+    }
+
+    /// EC2 API Reference, AssignPrivateIpAddresses (`PrivateIpAddress.N`, IPv4) and
+    /// AssignIpv6Addresses / UnassignIpv6Addresses (`Ipv6Addresses.N`); Amazon EC2 User Guide,
+    /// "Multiple IP addresses": an IPv6 address is not reassigned from another interface
+    /// until it is unassigned there.
+    #[tokio::test]
+    async fn ipv6_addresses_go_through_their_own_calls() {
+        let cloud = MemoryCloud::from_topology(&same_az());
+        cloud.settle();
+        let v6 = ip("2600:1f18:1:1::101");
+        cloud.add_ipv6(SEED_A_EXT, &[v6]);
+        // the IPv4 call refuses an IPv6 address, and with it the IPv4 VIP of the same call
+        let e = cloud
+            .assign_private_ips(SEED_B_EXT, &[ip("10.0.0.101"), v6], true)
+            .await
+            .unwrap_err();
+        assert_eq!(e.code.as_deref(), Some("InvalidParameterValue"), "{e}");
+        assert!(!eni(&cloud, SEED_B_EXT)
+            .await
+            .secondary_ips
+            .contains(&ip("10.0.0.101")));
+        // an address another interface holds is not reassigned
+        let e = cloud
+            .assign_ipv6_addresses(SEED_B_EXT, &[v6])
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("already assigned"), "{e}");
+        // unassign, then assign, moves it
+        cloud
+            .unassign_ipv6_addresses(SEED_A_EXT, &[v6])
+            .await
+            .unwrap();
+        cloud
+            .assign_ipv6_addresses(SEED_B_EXT, &[v6])
+            .await
+            .unwrap();
+        cloud.settle();
+        assert_eq!(eni(&cloud, SEED_B_EXT).await.ipv6_ips, vec![v6]);
+        assert!(eni(&cloud, SEED_A_EXT).await.ipv6_ips.is_empty());
+    }
+
+    /// Amazon EC2 User Guide, "Assign prefixes to Amazon EC2 network interfaces": "Each prefix
+    /// that you assign to a network interface counts as one IP address".
+    #[tokio::test]
+    async fn a_delegated_prefix_counts_as_one_address() {
+        // GIVEN B on a type allowing 2 IPv4 addresses per interface, with one prefix
+        let mut topo = same_az();
+        topo.instances[1].instance_type = "t3.micro".into();
+        let cloud = MemoryCloud::from_topology(&topo);
+        cloud
+            .assign_ipv4_prefixes(SEED_B_EXT, &["10.0.0.48/28".parse().unwrap()])
+            .await
+            .unwrap();
+        // WHEN a secondary IP is assigned, THEN it is over the limit (primary + prefix = 2)
+        let e = cloud
+            .assign_private_ips(SEED_B_EXT, &[ip("10.0.0.101")], true)
+            .await
+            .unwrap_err();
+        assert_eq!(
+            e.code.as_deref(),
+            Some("PrivateIpAddressLimitExceeded"),
+            "{e}"
+        );
+    }
+
+    /// EC2 API Reference, AssociateAddress: with AllowReassociation (which the engine always
+    /// sends), "reassociation is automatic"; an Elastic IP already on that private IP is
+    /// disassociated, not an error.
+    #[tokio::test]
+    async fn reassociation_detaches_the_eip_already_on_that_address() {
+        let mut topo = crate::lab::Topology::seed();
+        topo.elastic_ips.push(crate::lab::EipSpec {
+            allocation_id: "eipalloc-0other".into(),
+            public_ip: ip("203.0.113.9"),
+            tags: crate::declaration::Tags::new(),
+            associated_with: Some((SEED_B_EXT.into(), ip("10.0.4.101"))),
+        });
+        let cloud = MemoryCloud::from_topology(&topo);
+        cloud
+            .associate_address("eipalloc-0814e2bbaf002a2bc", SEED_B_EXT, ip("10.0.4.101"))
+            .await
+            .unwrap();
+        let other = cloud.elastic_ip(ip("203.0.113.9")).unwrap();
+        assert_eq!(other.network_interface_id, None);
+        assert_eq!(other.private_ip, None);
+    }
+
+    /// Amazon VPC User Guide, "Configure route tables": a route more specific than the local
+    /// route must match "the entire IPv4 or IPv6 CIDR block of a subnet" in the VPC, and
+    /// 169.254.168.0/22 cannot be routed.
+    #[tokio::test]
+    async fn a_route_inside_the_vpc_must_be_a_whole_subnet() {
+        let cloud = MemoryCloud::seed();
+        for bad in ["10.0.3.0/25", "10.0.9.0/24", "169.254.168.0/24"] {
+            let e = cloud
+                .create_route(SEED_RTB, bad.parse().unwrap(), SEED_B_EXT)
+                .await
+                .unwrap_err();
+            assert_eq!(
+                e.code.as_deref(),
+                Some("InvalidParameterValue"),
+                "{bad}: {e}"
+            );
+        }
+        // a whole subnet's block, and a range outside the VPC, are accepted
+        for good in ["10.0.3.0/24", "172.16.9.0/24"] {
+            cloud
+                .create_route(SEED_RTB, good.parse().unwrap(), SEED_B_EXT)
+                .await
+                .unwrap();
+        }
+    }
+
+    /// Private IPv4 addresses are unique within a VPC, not the account: subnets' blocks may not
+    /// overlap within a VPC (Amazon VPC User Guide, "Subnet CIDR blocks"), while two VPCs may
+    /// use one addressing plan.
+    #[tokio::test]
+    async fn addresses_are_unique_per_vpc_not_per_account() {
+        // GIVEN the same-AZ pair twice, in two VPCs with one addressing plan
+        let topo = same_az();
+        let twin = topo.copy(1);
+        let cloud = MemoryCloud::from_topology(&topo);
+        cloud.add_topology(&twin);
+        cloud.settle();
+        let twin_a = &twin.instances[0].interfaces[1].id;
+        let twin_eip = twin.elastic_ips[0].public_ip;
+        // WHEN the first VPC's VIP moves to its B
+        cloud
+            .assign_private_ips(SEED_B_EXT, &[ip("10.0.0.101")], true)
+            .await
+            .unwrap();
+        cloud.settle();
+        // THEN the twin VPC keeps its own 10.0.0.101 and its EIP stays on it
+        assert!(eni(&cloud, twin_a)
+            .await
+            .secondary_ips
+            .contains(&ip("10.0.0.101")));
+        let e = cloud.elastic_ip(twin_eip).unwrap();
+        assert_eq!(e.network_interface_id.as_deref(), Some(twin_a.as_str()));
     }
 }

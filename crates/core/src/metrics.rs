@@ -100,6 +100,7 @@ mod tests {
                 millis: 1,
                 attempts: 1,
                 in_flight: false,
+                may_have_landed: true,
             })
             .collect();
         Answer::from(RunOutcome::Completed(r))

@@ -97,6 +97,14 @@ impl serde::Serialize for Cidr {
     }
 }
 
+/// Read back from our own records (the state file), leniently as from EC2.
+impl<'de> serde::Deserialize<'de> for Cidr {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Cidr::parse_lenient(&s).map_err(serde::de::Error::custom)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::declaration::{AddressGroup, AddressRange, Declaration, RouteGroup};
 use crate::discovery::{matches, next_hops_for, ScopedTable, Snapshot, NIC_MAP_TAG};
@@ -12,7 +12,7 @@ use crate::model::{ElasticIp, Instance, NetworkInterface, Route, RouteTable};
 use crate::net::Cidr;
 
 /// What one operation changes.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(
     rename_all = "camelCase",
     rename_all_fields = "camelCase",
@@ -92,7 +92,27 @@ pub enum Action {
         /// The ENI that released it.
         from_network_interface_id: String,
     },
-    /// AssignPrivateIpAddresses (AllowReassignment): move secondary IPs between ENIs of one subnet.
+    /// UnassignIpv6Addresses: the first half of an IPv6 move, in wave 0 (EC2 does not reassign
+    /// IPv6 addresses: the holder releases them first).
+    ReleaseIpv6 {
+        /// The ENI that holds them now.
+        network_interface_id: String,
+        /// The addresses.
+        ips: Vec<IpAddr>,
+        /// The target's ENI that takes them in wave 1.
+        to_network_interface_id: String,
+    },
+    /// AssignIpv6Addresses: the second half, in wave 1.
+    AssignIpv6 {
+        /// Receiving ENI (target unit, same subnet).
+        network_interface_id: String,
+        /// The addresses.
+        ips: Vec<IpAddr>,
+        /// The ENI that released them.
+        from_network_interface_id: String,
+    },
+    /// AssignPrivateIpAddresses (AllowReassignment): move secondary IPv4 addresses between
+    /// ENIs of one subnet.
     AssignPrivateIps {
         /// Receiving ENI (target unit).
         network_interface_id: String,
@@ -101,7 +121,7 @@ pub enum Action {
         /// The addresses.
         ips: Vec<IpAddr>,
         /// Elastic IPs associated with them now (private → public): CFE's `publicAddress`.
-        #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
         public_ips: BTreeMap<IpAddr, IpAddr>,
     },
 }
@@ -185,12 +205,28 @@ impl Action {
                 network_interface_id: network_interface_id.clone(),
                 ips: ips.clone(),
             },
+            Action::ReleaseIpv6 {
+                network_interface_id,
+                ips,
+                ..
+            } => Mutation::UnassignIpv6 {
+                network_interface_id: network_interface_id.clone(),
+                ips: ips.clone(),
+            },
+            Action::AssignIpv6 {
+                network_interface_id,
+                ips,
+                ..
+            } => Mutation::AssignIpv6 {
+                network_interface_id: network_interface_id.clone(),
+                ips: ips.clone(),
+            },
         }
     }
 }
 
 /// One planned operation.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Operation {
     /// Stable id, e.g. `route:rtb-…:0.0.0.0/0`.
@@ -218,6 +254,8 @@ pub struct Plan {
     pub in_place: Vec<String>,
     /// Things worth knowing that do not block the failover.
     pub warnings: Vec<String>,
+    /// Items left out, each with the reason: the run moves the rest and ends PARTIAL.
+    pub skipped: Vec<String>,
 }
 
 /// The planner's refusal: every reason found, nothing changed.
@@ -273,8 +311,13 @@ pub fn plan(decl: &Declaration, snap: &Snapshot, target: &str) -> Result<Plan, R
         });
     }
     let a = assess(decl, snap, t);
-    if !a.reasons.is_empty() {
-        return Err(Refusal { reasons: a.reasons });
+    // Refusals about the target refuse everything; one about an item skips it, unless no item
+    // is left to follow the target at all.
+    let nothing_left = a.operations.is_empty() && a.in_place.is_empty();
+    if !a.reasons.is_empty() || (nothing_left && !a.skipped.is_empty()) {
+        return Err(Refusal {
+            reasons: a.obstacles(),
+        });
     }
     Ok(Plan {
         target: t.id.clone(),
@@ -282,6 +325,7 @@ pub fn plan(decl: &Declaration, snap: &Snapshot, target: &str) -> Result<Plan, R
         operations: a.operations,
         in_place: a.in_place,
         warnings: a.warnings,
+        skipped: a.skipped,
     })
 }
 
@@ -298,14 +342,26 @@ pub struct Assessment {
     pub in_place: Vec<String>,
     /// Things worth knowing that do not block.
     pub warnings: Vec<String>,
-    /// What blocks following the member.
+    /// What blocks following the member at all (the target itself, or association-swap mode's
+    /// twin tables).
     pub reasons: Vec<String>,
+    /// Items that cannot follow the member, each with the reason (a deleted table or EIP, a
+    /// route with no next hop on it, …): the rest still can.
+    pub skipped: Vec<String>,
 }
 
 impl Assessment {
     /// Whether the cloud follows the member in everything managed (and something is).
     pub fn followed(&self) -> bool {
-        self.operations.is_empty() && self.reasons.is_empty() && !self.in_place.is_empty()
+        self.operations.is_empty()
+            && self.reasons.is_empty()
+            && self.skipped.is_empty()
+            && !self.in_place.is_empty()
+    }
+
+    /// Everything that stands in the way of following the member, whole or in part.
+    pub fn obstacles(&self) -> Vec<String> {
+        self.reasons.iter().chain(&self.skipped).cloned().collect()
     }
 }
 
@@ -315,6 +371,7 @@ pub fn assess(decl: &Declaration, snap: &Snapshot, member: &Instance) -> Assessm
         decl,
         snap,
         reasons: Vec::new(),
+        skipped: Vec::new(),
         ops: Vec::new(),
         in_place: Vec::new(),
         warnings: snap.left_alone.clone(),
@@ -331,6 +388,7 @@ pub fn assess(decl: &Declaration, snap: &Snapshot, member: &Instance) -> Assessm
         in_place: p.in_place,
         warnings: p.warnings,
         reasons: p.reasons,
+        skipped: p.skipped,
     }
 }
 
@@ -341,6 +399,7 @@ struct Planner<'a> {
     decl: &'a Declaration,
     snap: &'a Snapshot,
     reasons: Vec<String>,
+    skipped: Vec<String>,
     ops: Vec<Operation>,
     in_place: Vec<String>,
     warnings: Vec<String>,
@@ -502,10 +561,10 @@ impl Planner<'_> {
 
     /// Refuses or warns of the route tables discovery could not scope.
     fn route_scope_problems(&mut self) {
-        self.reasons
+        self.skipped
             .extend(self.snap.tables_in_two_groups.iter().cloned());
         for id in &self.snap.missing_route_tables {
-            self.reasons.push(format!(
+            self.skipped.push(format!(
                 "route table {id} (scopingName in failoverRoutes) does not exist or is not visible"
             ));
         }
@@ -522,7 +581,7 @@ impl Planner<'_> {
         let items = match next_hops_for(g, r, table) {
             Ok(items) => items,
             Err(why) => {
-                self.reasons.push(why);
+                self.skipped.push(why);
                 return;
             }
         };
@@ -535,7 +594,7 @@ impl Planner<'_> {
         let (eni, hop) = match next_hop_on(t, &items, r.range) {
             Ok(x) => x,
             Err(reason) => {
-                self.reasons
+                self.skipped
                     .push(format!("route {} in {}: {reason}", r.range, table.id));
                 return;
             }
@@ -575,6 +634,11 @@ impl Planner<'_> {
             ));
             return;
         }
+        if let Some(why) = unroutable(table, r.range) {
+            self.skipped
+                .push(format!("route {} in {}: {why}", r.range, table.id));
+            return;
+        }
         match next_hop_on(t, items, r.range) {
             Ok((eni, hop)) => self.ops.push(Operation {
                 id: format!("route:{}:{}", table.id, r.range),
@@ -596,7 +660,7 @@ impl Planner<'_> {
                 },
             }),
             Err(reason) => self
-                .reasons
+                .skipped
                 .push(format!("route {} in {}: {reason}", r.range, table.id)),
         }
     }
@@ -604,7 +668,7 @@ impl Planner<'_> {
     /// Whether `route` may be pointed at an appliance (not local; a gateway's only if allowed).
     fn may_take_over(&mut self, route: &Route, r: &AddressRange, table: &RouteTable) -> bool {
         if route.local {
-            self.reasons.push(format!(
+            self.skipped.push(format!(
                 "range {} is the VPC's local route in {}: pointing it at an appliance would send all traffic within the VPC through it; remove the range from the declaration",
                 r.range, table.id
             ));
@@ -620,7 +684,7 @@ impl Planner<'_> {
                     "{what}: taken over (serverless.takeOverGatewayRoutes)"
                 ));
             } else {
-                self.reasons.push(format!(
+                self.skipped.push(format!(
                     "{what}: taking it over changes that path for every subnet using the table; set serverless.takeOverGatewayRoutes: true if that is meant, or remove the range"
                 ));
                 return false;
@@ -682,10 +746,31 @@ impl Planner<'_> {
         for g in &a.groups {
             self.address_group(t, g, &mut moves);
         }
-        self.nic_map_moves(t, &mut moves);
-        self.address_limits(t, &moves);
-        if !self.reasons.is_empty() {
-            return BTreeMap::new();
+        // CFE pairs interfaces by f5_cloud_failover_nic_map only without addressGroupDefinitions:
+        // with them, only the listed addresses move (CFE v2.4.0 awsProviderTests.js, "should
+        // validate same-net case": an unlisted address stays).
+        if a.groups.is_empty() {
+            self.nic_map_moves(t, &mut moves);
+        }
+        let full = self.address_limits(t, &moves);
+        if !full.is_empty() {
+            // Nothing moves onto an interface that cannot take it all; the rest goes on.
+            moves.retain(|(to, _), _| !full.contains(to));
+            self.ops.retain(|o| match &o.action {
+                Action::ReleasePrefix {
+                    to_network_interface_id: n,
+                    ..
+                }
+                | Action::AssignPrefix {
+                    network_interface_id: n,
+                    ..
+                }
+                | Action::AssociateAddress {
+                    network_interface_id: n,
+                    ..
+                } => !full.contains(n),
+                _ => true,
+            });
         }
         self.ip_move_operations(t, moves)
     }
@@ -703,7 +788,7 @@ impl Planner<'_> {
             return;
         };
         let Some((holder, from)) = self.snap.holder_of(*ip) else {
-            self.reasons.push(format!(
+            self.skipped.push(format!(
                 "address {ip} (networkInterfaceAddress) is not on any member's interface"
             ));
             return;
@@ -713,15 +798,26 @@ impl Planner<'_> {
             return;
         }
         if from.primary_ip == *ip {
-            self.reasons.push(format!(
+            self.skipped.push(format!(
                 "address {ip} is the primary IP of {} and cannot move; use a secondary IP",
                 from.id
             ));
             return;
         }
-        match t.network_interfaces.iter().find(|n| n.subnet_id == from.subnet_id) {
+        // CFE pairs by subnet; where the target has several interfaces there, the one with the
+        // holder's f5_cloud_failover_nic_map value.
+        let in_subnet = || {
+            t.network_interfaces
+                .iter()
+                .filter(|n| n.subnet_id == from.subnet_id)
+        };
+        let paired = in_subnet().find(|n| {
+            from.tags.get(NIC_MAP_TAG).is_some()
+                && n.tags.get(NIC_MAP_TAG) == from.tags.get(NIC_MAP_TAG)
+        });
+        match paired.or_else(|| in_subnet().next()) {
             Some(to) => moves.entry((to.id.clone(), from.id.clone())).or_default().push(*ip),
-            None => self.reasons.push(format!(
+            None => self.skipped.push(format!(
                 "address {ip} is in subnet {} but target {} has no interface there (secondary IPs move only within a subnet)",
                 from.subnet_id, t.id
             )),
@@ -754,19 +850,7 @@ impl Planner<'_> {
             if to.subnet_id != peer_nic.subnet_id {
                 continue; // across AZs, Elastic IPs move instead
             }
-            for ip in &peer_nic.secondary_ips {
-                // One owner per address: an explicit group and the nic_map pass must agree.
-                let elsewhere = moves
-                    .iter()
-                    .find(|((t2, _), l)| *t2 != to.id && l.contains(ip))
-                    .map(|((t2, _), _)| t2.clone());
-                if let Some(other) = elsewhere {
-                    self.reasons.push(format!(
-                        "address {ip} would move to both {other} (networkInterfaceAddress, same subnet) and {} ({NIC_MAP_TAG}={map}): give it one owner (tag the interfaces consistently, or drop one)",
-                        to.id
-                    ));
-                    continue;
-                }
+            for ip in peer_nic.secondary_ips.iter().chain(&peer_nic.ipv6_ips) {
                 let ips = moves
                     .entry((to.id.clone(), peer_nic.id.clone()))
                     .or_default();
@@ -777,43 +861,106 @@ impl Planner<'_> {
         }
     }
 
-    /// Refuses moves beyond the receiving interfaces' address limits (per instance type).
-    fn address_limits(&mut self, t: &Instance, moves: &IpMoves) {
-        let mut incoming: BTreeMap<&str, BTreeSet<IpAddr>> = BTreeMap::new();
+    /// Refuses moves beyond the receiving interfaces' IPv4 limits (per instance type), where
+    /// each delegated prefix counts as one address ("Each prefix that you assign to a network
+    /// interface counts as one IP address": Amazon EC2 User Guide, "Assign prefixes to Amazon
+    /// EC2 network interfaces").
+    fn address_limits(&mut self, t: &Instance, moves: &IpMoves) -> BTreeSet<String> {
+        let mut incoming: BTreeMap<&str, (BTreeSet<IpAddr>, BTreeSet<Cidr>)> = BTreeMap::new();
         for ((to, _), ips) in moves {
             incoming
                 .entry(to.as_str())
                 .or_default()
+                .0
                 .extend(ips.iter().filter(|i| i.is_ipv4()));
         }
-        for (to, ips) in &incoming {
+        for op in &self.ops {
+            if let Action::AssignPrefix {
+                network_interface_id,
+                prefix,
+                ..
+            } = &op.action
+            {
+                incoming
+                    .entry(network_interface_id.as_str())
+                    .or_default()
+                    .1
+                    .insert(*prefix);
+            }
+        }
+        let Some(limit) = crate::model::ipv4_per_interface(&t.instance_type) else {
+            return BTreeSet::new();
+        };
+        let mut full = BTreeSet::new();
+        for (to, (ips, prefixes)) in &incoming {
             let Some(n) = t.network_interfaces.iter().find(|n| n.id == *to) else {
-                continue;
-            };
-            let Some(limit) = crate::model::ipv4_per_interface(&t.instance_type) else {
                 continue;
             };
             let after = 1
                 + n.secondary_ips.len()
-                + ips.iter().filter(|i| !n.secondary_ips.contains(i)).count();
+                + n.ipv4_prefixes.len()
+                + ips.iter().filter(|i| !n.secondary_ips.contains(i)).count()
+                + prefixes
+                    .iter()
+                    .filter(|p| !n.ipv4_prefixes.contains(p))
+                    .count();
             if after > limit {
-                self.reasons.push(format!(
-                    "{to} of {} ({}) would hold {after} IPv4 addresses, more than its type allows per interface ({limit}): use a larger type or fewer addresses",
+                self.skipped.push(format!(
+                    "{to} of {} ({}) would hold {after} IPv4 addresses (each delegated prefix counts as one), more than its type allows per interface ({limit}): its addresses do not move; use a larger type or fewer addresses",
                     t.id, t.instance_type
                 ));
+                full.insert(to.to_string());
             }
         }
+        full
     }
 
-    /// One operation per (to, from) pair of `moves`; returns where moved IPs will be.
+    /// The operations for each (to, from) pair of `moves`: one AssignPrivateIpAddresses for
+    /// the IPv4 addresses (wave 0), and for IPv6 ones an UnassignIpv6Addresses (wave 0) then
+    /// an AssignIpv6Addresses (wave 1). Returns where moved IPv4 addresses will be.
     fn ip_move_operations(&mut self, t: &Instance, moves: IpMoves) -> BTreeMap<IpAddr, String> {
         let mut moved = BTreeMap::new();
         for ((to, from), mut ips) in moves {
-            if ips.is_empty() {
+            ips.sort();
+            let (v4, v6): (Vec<IpAddr>, Vec<IpAddr>) = ips.into_iter().partition(IpAddr::is_ipv4);
+            let list = |ips: &[IpAddr]| -> String {
+                ips.iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            if !v6.is_empty() {
+                let why = format!(
+                    "IPv6 addresses {} are on {from}; the active unit {} ({}) takes them on {to} (same subnet; EC2 moves an IPv6 address by unassign, then assign)",
+                    list(&v6),
+                    t.id,
+                    t.display_name()
+                );
+                self.ops.push(Operation {
+                    id: format!("ipv6-release:{from}->{to}"),
+                    wave: 0,
+                    why: why.clone(),
+                    action: Action::ReleaseIpv6 {
+                        network_interface_id: from.clone(),
+                        ips: v6.clone(),
+                        to_network_interface_id: to.clone(),
+                    },
+                });
+                self.ops.push(Operation {
+                    id: format!("ipv6:{from}->{to}"),
+                    wave: 1,
+                    why,
+                    action: Action::AssignIpv6 {
+                        network_interface_id: to.clone(),
+                        ips: v6,
+                        from_network_interface_id: from.clone(),
+                    },
+                });
+            }
+            if v4.is_empty() {
                 continue;
             }
-            ips.sort();
-            for ip in &ips {
+            for ip in &v4 {
                 moved.insert(*ip, to.clone());
             }
             let public_ips = self
@@ -826,25 +973,24 @@ impl Planner<'_> {
                 .map(|n| {
                     n.public_ips
                         .iter()
-                        .filter(|(private, _)| ips.contains(private))
+                        .filter(|(private, _)| v4.contains(private))
                         .map(|(k, v)| (*k, *v))
                         .collect()
                 })
                 .unwrap_or_default();
-            let list: Vec<String> = ips.iter().map(ToString::to_string).collect();
             self.ops.push(Operation {
                 id: format!("ips:{from}->{to}"),
                 wave: 0,
                 why: format!(
                     "secondary IPs {} are on {from}; the active unit {} ({}) takes them on {to} (same subnet)",
-                    list.join(", "),
+                    list(&v4),
                     t.id,
                     t.display_name()
                 ),
                 action: Action::AssignPrivateIps {
                     network_interface_id: to,
                     from_network_interface_id: from,
-                    ips,
+                    ips: v4,
                     public_ips,
                 },
             });
@@ -862,25 +1008,7 @@ impl Planner<'_> {
                 .map(|n| (m, n))
         });
         let Some((owner, from)) = holder else {
-            let detached: Vec<String> = self
-                .snap
-                .prefix_eips
-                .iter()
-                .filter(|p| prefix.contains(p.address) && p.eip.network_interface_id.is_none())
-                .map(|p| format!("{} (→ {})", p.eip.public_ip, p.address))
-                .collect();
-            let waiting = if detached.is_empty() {
-                String::new()
-            } else {
-                format!(
-                    "; Elastic IPs {} were detached when it was released: the next run puts them back once it is assigned",
-                    detached.join(", ")
-                )
-            };
-            self.reasons.push(format!(
-                "prefix {prefix} (networkInterfaceAddress) is not delegated to any member's interface (assign it to the active unit's interface in its subnet: aws ec2 assign-private-ip-addresses --ipv4-prefixes {prefix} …){waiting}"
-            ));
-            return;
+            return self.released_prefix(t, prefix);
         };
         if owner.id == t.id {
             self.in_place
@@ -893,7 +1021,7 @@ impl Planner<'_> {
             .iter()
             .find(|n| n.subnet_id == from.subnet_id)
         else {
-            self.reasons.push(format!(
+            self.skipped.push(format!(
                 "prefix {prefix} is in subnet {} but target {} has no interface there (prefixes move only within a subnet)",
                 from.subnet_id, t.id
             ));
@@ -929,6 +1057,68 @@ impl Planner<'_> {
             },
         });
         self.prefix_eips(t, prefix, &from.id, &to.id, 2);
+    }
+
+    /// A prefix no member holds: a run stopped between its release and its assign. The state
+    /// file names the interface that released it; the target's interface in that subnet takes
+    /// it, and its EIPs follow. Without that record, the item is skipped with the fix.
+    fn released_prefix(&mut self, t: &Instance, prefix: Cidr) {
+        let released = self
+            .snap
+            .released_prefixes
+            .iter()
+            .find(|d| d.prefix == prefix)
+            .and_then(|d| {
+                self.snap
+                    .members
+                    .iter()
+                    .flat_map(|m| &m.network_interfaces)
+                    .find(|n| n.id == d.network_interface_id)
+            });
+        let to = released.and_then(|from| {
+            t.network_interfaces
+                .iter()
+                .find(|n| n.subnet_id == from.subnet_id)
+                .map(|to| (from, to))
+        });
+        let Some((from, to)) = to else {
+            let detached: Vec<String> = self
+                .snap
+                .prefix_eips
+                .iter()
+                .filter(|p| prefix.contains(p.address) && p.eip.network_interface_id.is_none())
+                .map(|p| format!("{} (→ {})", p.eip.public_ip, p.address))
+                .collect();
+            let waiting = if detached.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    "; Elastic IPs {} were detached when it was released: the next run puts them back once it is assigned",
+                    detached.join(", ")
+                )
+            };
+            self.skipped.push(format!(
+                "prefix {prefix} (networkInterfaceAddress) is not delegated to any member's interface, and no record says which subnet it was released from (assign it to the active unit's interface in its subnet: aws ec2 assign-private-ip-addresses --ipv4-prefixes {prefix} …){waiting}"
+            ));
+            return;
+        };
+        self.ops.push(Operation {
+            id: format!("prefix:{prefix}"),
+            wave: 0,
+            why: format!(
+                "prefix {prefix} is delegated to no interface: a stopped run released it from {} (state file); the active unit {} ({}) takes it on {} (same subnet)",
+                from.id,
+                t.id,
+                t.display_name(),
+                to.id
+            ),
+            action: Action::AssignPrefix {
+                network_interface_id: to.id.clone(),
+                prefix,
+                from_network_interface_id: from.id.clone(),
+            },
+        });
+        self.prefix_eips(t, prefix, &from.id, &to.id, 1);
     }
 
     /// The EIPs on addresses of `prefix` follow it to the same address on `to` (CFE 2.2+), in
@@ -987,7 +1177,7 @@ impl Planner<'_> {
 
     fn elastic_ips(&mut self, t: &Instance, moved: &BTreeMap<IpAddr, String>) {
         for ip in &self.snap.missing_elastic_ips {
-            self.reasons.push(format!(
+            self.skipped.push(format!(
                 "Elastic IP {ip} (addressGroupDefinitions) does not exist or is not visible"
             ));
         }
@@ -1006,7 +1196,7 @@ impl Planner<'_> {
             });
             let Some((eni, vip, wave)) = found else {
                 let vips: Vec<String> = se.vips.iter().map(ToString::to_string).collect();
-                self.reasons.push(format!(
+                self.skipped.push(format!(
                     "Elastic IP {}: none of its VIPs ({}) is on target {} ({}); refusing to move it to a unit that cannot answer (CFE #118)",
                     e.public_ip,
                     vips.join(", "),
@@ -1015,6 +1205,21 @@ impl Planner<'_> {
                 ));
                 continue;
             };
+            // EC2's AssociateAddress (AllowReassociation) detaches an Elastic IP already on that
+            // private IP: never one this declaration does not manage, silently.
+            let knocked = self
+                .snap
+                .holder_of(vip)
+                .and_then(|(_, n)| n.public_ips.get(&vip))
+                .filter(|p| **p != e.public_ip)
+                .filter(|p| !self.snap.elastic_ips.iter().any(|x| x.eip.public_ip == **p));
+            if let Some(other) = knocked {
+                self.skipped.push(format!(
+                    "Elastic IP {}: VIP {vip} already holds Elastic IP {other}, which this declaration does not manage; associating {} there would detach {other} (EC2 disassociates the address already on a private IP): move or release {other} first, or add it to the declaration",
+                    e.public_ip, e.public_ip
+                ));
+                continue;
+            }
             let on_eni = e.network_interface_id.as_deref() == Some(eni.as_str());
             // An adapter that cannot tell the private IP says so (None): judged by interface.
             let same_ip = e.private_ip.is_none_or(|ip| ip == vip);
@@ -1037,6 +1242,36 @@ impl Planner<'_> {
             self.ops.push(associate(e, &eni, vip, wave, why));
         }
     }
+}
+
+/// Why EC2 would refuse to create a route to `range` in `table`, if it would (Amazon VPC User
+/// Guide, "Configure route tables": a route more specific than the VPC's local route must match
+/// "the entire IPv4 or IPv6 CIDR block of a subnet", and 169.254.168.0/22 and fd00:ec2::/32
+/// cannot be routed). The planner does not know subnets' blocks, so a range inside the VPC is
+/// left to the operator.
+fn unroutable(table: &RouteTable, range: Cidr) -> Option<String> {
+    let reserved: [Cidr; 2] = [
+        "169.254.168.0/22".parse().expect("cidr"),
+        "fd00:ec2::/32".parse().expect("cidr"),
+    ];
+    if let Some(r) = reserved
+        .iter()
+        .find(|r| r.contains(range.addr()) || range.contains(r.addr()))
+    {
+        return Some(format!(
+            "{range} overlaps {r}, which AWS reserves: EC2 refuses a route to it"
+        ));
+    }
+    let local = table.routes.iter().find(|x| {
+        x.local
+            && x.destination.is_ipv6() == range.is_ipv6()
+            && x.destination.contains(range.addr())
+            && range.prefix() > x.destination.prefix()
+    })?;
+    Some(format!(
+        "{range} lies inside the VPC's range {} : EC2 creates such a route only for the whole CIDR of one of its subnets, which is not created automatically; if it is a subnet's block, create it once by hand (aws ec2 create-route --route-table-id {} --destination-cidr-block {range} --network-interface-id <the active unit's ENI>)",
+        local.destination, table.id
+    ))
 }
 
 /// The operation that puts EIP `e` on `private_ip` of interface `eni` (AssociateAddress).
@@ -1180,7 +1415,7 @@ pub(crate) mod tests {
     #[tokio::test]
     async fn vip_as_next_hop_is_refused_with_the_primary_ip() {
         let cloud = MemoryCloud::seed();
-        let r = plan_on(&cloud, &decl(SNAT_NONE), SEED_B).await.unwrap_err();
+        let r = skipped(plan_on(&cloud, &decl(SNAT_NONE), SEED_B).await.unwrap());
         assert_eq!(r.reasons.len(), 1, "{r}");
         assert!(
             r.reasons[0].contains("next hop 10.0.4.101 is a secondary IP of eni-04bec0335a47b26c3"),
@@ -1213,7 +1448,7 @@ pub(crate) mod tests {
             "10.0.0.101,10.0.4.102".into(),
         );
         let cloud = MemoryCloud::from_topology(&topo);
-        let r = plan_on(&cloud, &decl(AFTER), SEED_B).await.unwrap_err();
+        let r = skipped(plan_on(&cloud, &decl(AFTER), SEED_B).await.unwrap());
         assert!(
             r.reasons[0].contains("none of its VIPs (10.0.0.101, 10.0.4.102) is on target"),
             "{r}"
@@ -1283,7 +1518,7 @@ pub(crate) mod tests {
         );
         // Without the tag, routeTag discovery refuses.
         cloud.untag_route_table(SEED_RTB, "f5_self_ips");
-        let r = plan_on(&cloud, &d, SEED_B).await.unwrap_err();
+        let r = skipped(plan_on(&cloud, &d, SEED_B).await.unwrap());
         assert!(r.reasons[0].contains("no usable f5_self_ips tag"), "{r}");
     }
 
@@ -1364,7 +1599,7 @@ pub(crate) mod tests {
             v["failoverRoutes"]["routeGroupDefinitions"][0]["scopingAddressRanges"] =
                 json!([{"range": "0.0.0.0/0"}, {"range": "10.0.0.0/16"}]);
         });
-        let r = plan_on(&cloud, &d, SEED_B).await.unwrap_err();
+        let r = skipped(plan_on(&cloud, &d, SEED_B).await.unwrap());
         assert!(
             r.reasons
                 .iter()
@@ -1377,7 +1612,8 @@ pub(crate) mod tests {
             .replace_route(SEED_RTB, cidr("10.0.0.0/16"), SEED_B_EXT)
             .await
             .unwrap();
-        let r = plan_on(&cloud, &d, SEED_A).await.unwrap_err();
+        cloud.settle();
+        let r = skipped(plan_on(&cloud, &d, SEED_A).await.unwrap());
         assert!(r.reasons.iter().any(|x| x.contains("local route")), "{r}");
     }
 
@@ -1393,7 +1629,7 @@ pub(crate) mod tests {
             g1["scopingAddressRanges"] = json!([{"range": "192.168.0.0/16"}]);
             v["failoverRoutes"]["routeGroupDefinitions"] = json!([g0, g1]);
         });
-        let r = plan_on(&cloud, &d, SEED_B).await.unwrap_err();
+        let r = skipped(plan_on(&cloud, &d, SEED_B).await.unwrap());
         assert!(
             r.reasons.iter().any(|x| x.contains(&format!(
                 "route table {SEED_RTB} is selected by route groups 0 and 1"
@@ -1407,7 +1643,7 @@ pub(crate) mod tests {
     async fn a_route_to_a_gateway_is_refused_unless_opted_in() {
         let cloud = MemoryCloud::seed();
         cloud.add_gateway_route(SEED_RTB, cidr("0.0.0.0/0"), "igw-0123456789abcdef0");
-        let r = plan_on(&cloud, &decl(AFTER), SEED_B).await.unwrap_err();
+        let r = skipped(plan_on(&cloud, &decl(AFTER), SEED_B).await.unwrap());
         assert!(
             r.reasons
                 .iter()
@@ -1422,6 +1658,13 @@ pub(crate) mod tests {
             "{:?}",
             p.warnings
         );
+    }
+
+    /// A plan that left items out, as the reasons it gives for them (issue 21: an item the
+    /// target cannot take is skipped, the rest still moves; the run ends PARTIAL).
+    fn skipped(p: Plan) -> Refusal {
+        assert!(!p.skipped.is_empty(), "nothing skipped: {p:?}");
+        Refusal { reasons: p.skipped }
     }
 
     /// Same-AZ pair: both units' external ENIs in one subnet; the VIP moves as a secondary IP.
@@ -1446,16 +1689,22 @@ pub(crate) mod tests {
         topo
     }
 
-    /// Issue 11.9: an explicit networkInterfaceAddress group and the nic_map pass picked
-    /// different interfaces of the target for one address: two conflicting moves in one plan.
+    /// CFE v2.4.0 (awsProviderTests.js, "should validate same-net case", commit 21356468):
+    /// with addressGroupDefinitions only the listed addresses move, paired by subnet; an
+    /// unlisted secondary of the same interface stays. Where the target has two interfaces in
+    /// that subnet, the one with the holder's nic_map value takes it (there used to be two
+    /// conflicting moves in one plan).
     #[tokio::test]
-    async fn one_owner_per_moved_address() {
+    async fn with_address_definitions_only_the_listed_addresses_move() {
         let mut topo = same_az();
         let mut extra = topo.instances[1].interfaces[1].clone();
         extra.id = "eni-0eeeeeeeeeeeeeeee".into();
         extra.primary = "10.0.0.13".parse().unwrap();
         extra.tags = tags([SEED_TAG]);
         topo.instances[1].interfaces.insert(1, extra);
+        topo.instances[0].interfaces[1]
+            .secondary
+            .push("10.0.0.102".parse().unwrap());
         let cloud = MemoryCloud::from_topology(&topo);
         let d = patched(|v| {
             v["failoverAddresses"]["addressGroupDefinitions"] =
@@ -1463,13 +1712,24 @@ pub(crate) mod tests {
             v["failoverRoutes"]["routeGroupDefinitions"][0]["defaultNextHopAddresses"]["items"] =
                 json!(["10.0.0.11", "10.0.0.12"]);
         });
-        let r = plan_on(&cloud, &d, SEED_B).await.unwrap_err();
-        assert!(
-            r.reasons
-                .iter()
-                .any(|x| x.contains("address 10.0.0.101 would move to both eni-0eeeeeeeeeeeeeeee")),
-            "{r}"
-        );
+        let p = plan_on(&cloud, &d, SEED_B).await.unwrap();
+        let moves: Vec<&Action> = p
+            .operations
+            .iter()
+            .map(|o| &o.action)
+            .filter(|a| matches!(a, Action::AssignPrivateIps { .. }))
+            .collect();
+        assert_eq!(moves.len(), 1, "{moves:?}");
+        let Action::AssignPrivateIps {
+            network_interface_id,
+            ips,
+            ..
+        } = moves[0]
+        else {
+            unreachable!()
+        };
+        assert_eq!(network_interface_id, SEED_B_EXT);
+        assert_eq!(ips, &["10.0.0.101".parse::<IpAddr>().unwrap()]);
     }
 
     /// Issue 11.9: the per-interface IPv4 limit of the target's type, in the planner and in the
@@ -1486,7 +1746,7 @@ pub(crate) mod tests {
             v["failoverRoutes"]["routeGroupDefinitions"][0]["defaultNextHopAddresses"]["items"] =
                 json!(["10.0.0.11", "10.0.0.12"]);
         });
-        let r = plan_on(&cloud, &d, SEED_B).await.unwrap_err();
+        let r = skipped(plan_on(&cloud, &d, SEED_B).await.unwrap());
         assert!(
             r.reasons
                 .iter()
@@ -1578,6 +1838,9 @@ pub(crate) mod tests {
             pacing: Default::default(),
             deadline: None,
             budget: None,
+            verify_window: std::time::Duration::from_secs(
+                crate::declaration::DEFAULT_VERIFY_SECONDS,
+            ),
         };
         let out = execute(&cloud, &p, &opts, &NoFence).await;
         assert!(out.iter().all(|o| o.verified), "{out:?}");
@@ -1617,6 +1880,127 @@ pub(crate) mod tests {
             e.to_string(),
             "serverless.createMissingRoutes[0]: expected the index of a route group (0 to 0), got a number (1)"
         );
+    }
+
+    /// Issue 21.2: IPv6 secondary addresses move with AssignIpv6Addresses after the holder's
+    /// UnassignIpv6Addresses (EC2 API Reference; AssignPrivateIpAddresses takes IPv4 only, and
+    /// an IPv6 address in it would fail the call and the IPv4 VIPs with it), explicitly listed
+    /// or on nic_map-paired interfaces (CFE's functional test moves a secondary IPv6 address).
+    #[tokio::test]
+    async fn ipv6_secondaries_move_with_their_own_calls() {
+        use crate::failover::{run, RunOutcome};
+        use crate::ports::Ec2Describe;
+        use crate::request::{Mode, RunRequest, TargetSpec};
+        let v6: IpAddr = "2600:1f18:1:1::101".parse().unwrap();
+        let listed = patched(|v| {
+            v["failoverAddresses"]["addressGroupDefinitions"] = json!([
+                {"type": "networkInterfaceAddress", "scopingAddress": "10.0.0.101"},
+                {"type": "networkInterfaceAddress", "scopingAddress": v6.to_string()}
+            ]);
+            v["failoverRoutes"]["routeGroupDefinitions"][0]["defaultNextHopAddresses"]["items"] =
+                json!(["10.0.0.11", "10.0.0.12"]);
+        });
+        let nic_map = patched(|v| {
+            v["failoverRoutes"]["routeGroupDefinitions"][0]["defaultNextHopAddresses"]["items"] =
+                json!(["10.0.0.11", "10.0.0.12"]);
+        });
+        for d in [listed, nic_map] {
+            let cloud = MemoryCloud::from_topology(&same_az());
+            cloud.add_ipv6(SEED_A_EXT, &[v6]);
+            let p = plan_on(&cloud, &d, SEED_B).await.unwrap();
+            let ids: Vec<(u8, &str, &str)> = p
+                .operations
+                .iter()
+                .map(|o| (o.wave, o.id.as_str(), o.action.mutation().operation()))
+                .collect();
+            assert!(
+                ids.contains(&(
+                    0,
+                    "ipv6-release:eni-0603a4992d0579540->eni-04bec0335a47b26c3",
+                    "UnassignIpv6Addresses"
+                )),
+                "{ids:?}"
+            );
+            assert!(
+                ids.contains(&(
+                    1,
+                    "ipv6:eni-0603a4992d0579540->eni-04bec0335a47b26c3",
+                    "AssignIpv6Addresses"
+                )),
+                "{ids:?}"
+            );
+            let Some(Action::AssignPrivateIps { ips, .. }) = p
+                .operations
+                .iter()
+                .map(|o| &o.action)
+                .find(|a| matches!(a, Action::AssignPrivateIps { .. }))
+            else {
+                panic!("{ids:?}")
+            };
+            assert!(ips.iter().all(IpAddr::is_ipv4), "{ips:?}");
+            let mut r = RunRequest::new(TargetSpec::Instance(SEED_B.into()), Mode::Execute, "t");
+            r.force = true;
+            let Ok(RunOutcome::Completed(done)) = run(&cloud, &cloud, &d, r).await else {
+                panic!("run failed")
+            };
+            assert_eq!(
+                done.record.task_state,
+                crate::state::TaskState::Succeeded,
+                "{}",
+                done.record.message
+            );
+            cloud.settle();
+            let b = cloud
+                .describe_network_interfaces(&[crate::model::Filter::new(
+                    "network-interface-id",
+                    [SEED_B_EXT],
+                )])
+                .await
+                .unwrap();
+            assert_eq!(b[0].ipv6_ips, vec![v6]);
+            assert!(b[0].secondary_ips.contains(&"10.0.0.101".parse().unwrap()));
+        }
+    }
+
+    /// Issue 21.5: AssociateAddress onto a private IP that holds another Elastic IP detaches
+    /// that one on AWS (EC2 API Reference, AssociateAddress): one the declaration does not
+    /// manage is never knocked off silently; the EIP is left out with the reason.
+    #[tokio::test]
+    async fn an_unmanaged_eip_on_the_vip_is_never_knocked_off() {
+        let mut topo = Topology::seed();
+        topo.elastic_ips.push(crate::lab::EipSpec {
+            allocation_id: "eipalloc-0other".into(),
+            public_ip: "203.0.113.9".parse().unwrap(),
+            tags: crate::declaration::Tags::new(),
+            associated_with: Some((SEED_B_EXT.into(), "10.0.4.101".parse().unwrap())),
+        });
+        let cloud = MemoryCloud::from_topology(&topo);
+        let r = skipped(plan_on(&cloud, &decl(AFTER), SEED_B).await.unwrap());
+        assert!(
+            r.reasons[0].contains("VIP 10.0.4.101 already holds Elastic IP 203.0.113.9"),
+            "{r}"
+        );
+    }
+
+    /// Issue 21.5: createMissingRoutes never plans a route EC2 refuses: one inside the VPC's
+    /// range that the planner cannot show to be a whole subnet's block, or a reserved range
+    /// (Amazon VPC User Guide, "Configure route tables").
+    #[tokio::test]
+    async fn create_missing_routes_skips_what_ec2_refuses() {
+        let cloud = MemoryCloud::seed();
+        let d = patched(|v| {
+            v["failoverRoutes"]["routeGroupDefinitions"][0]["scopingAddressRanges"] = json!([
+                {"range": "0.0.0.0/0"}, {"range": "10.0.3.0/25"}, {"range": "169.254.168.0/22"}
+            ]);
+            v["serverless"] = json!({"createMissingRoutes": true});
+        });
+        let r = skipped(plan_on(&cloud, &d, SEED_B).await.unwrap());
+        assert_eq!(r.reasons.len(), 2, "{r}");
+        assert!(
+            r.reasons[0].contains("inside the VPC's range 10.0.0.0/16"),
+            "{r}"
+        );
+        assert!(r.reasons[1].contains("which AWS reserves"), "{r}");
     }
 
     /// CFE 2.2+'s form for the same-AZ pair: the prefix 10.0.0.48/28 as a
@@ -1673,6 +2057,9 @@ pub(crate) mod tests {
             pacing: Default::default(),
             deadline: None,
             budget: None,
+            verify_window: std::time::Duration::from_secs(
+                crate::declaration::DEFAULT_VERIFY_SECONDS,
+            ),
         };
         let out = execute(&cloud, &p, &opts, &NoFence).await;
         assert!(out.iter().all(|o| o.verified), "{out:?}");
@@ -1832,13 +2219,16 @@ pub(crate) mod tests {
     }
 
     #[tokio::test]
-    async fn a_detached_prefix_eip_survives_a_refusal_and_shows_in_dry_runs_and_inspect() {
+    /// Issue 21.3: a prefix move stopped half way (released, the assign failed) is finished by
+    /// the next run, from the state file; a `reset` in between keeps what restoring needs, and
+    /// a detached EIP the declaration manages is drift.
+    async fn a_prefix_move_stopped_half_way_is_finished_by_the_next_run() {
         use crate::error::ErrorKind;
         use crate::failover::{run, RunOutcome};
         use crate::inspect::inspect;
         use crate::lab::EipSpec;
         use crate::memory::FaultTiming;
-        use crate::ports::Ec2Mutate;
+        use crate::ports::Ec2Describe;
         use crate::request::Mode;
         use crate::request::{RunRequest, TargetSpec};
         use crate::state::TaskState;
@@ -1908,23 +2298,25 @@ pub(crate) mod tests {
         let first = go(Mode::Execute).await.unwrap();
         assert_eq!(first.record.task_state, TaskState::Failed);
         assert_eq!(cloud.elastic_ip(eip).unwrap().network_interface_id, None);
-        // THEN the next run refuses (no member holds the prefix) and says where the EIPs go
-        let refused = go(Mode::Execute).await.unwrap_err().to_string();
-        assert!(
-            refused.contains(&format!("Elastic IPs {eip} (→ 10.0.0.50)")),
-            "{refused}"
-        );
-        // AND after the operator assigns the prefix by hand, a dry run and inspect see the
-        // detached EIPs (through the refused run's state file), and the next run puts them back
-        cloud
-            .assign_ipv4_prefixes(SEED_B_EXT, &[cidr("10.0.0.48/28")])
-            .await
-            .unwrap();
+        // THEN a dry run plans the assign to B's interface in the prefix's subnet and the EIPs
+        // back (the state file names the interface that released it), and inspect sees drift
         let dry = go(Mode::DryRun).await.unwrap();
         let planned: Vec<&str> = dry.plan.operations.iter().map(|o| o.id.as_str()).collect();
+        assert!(planned.contains(&"prefix:10.0.0.48/28"), "{planned:?}");
         assert!(planned.contains(&&*format!("eip:{eip}")), "{planned:?}");
         let view = inspect(&cloud, &cloud, &d).await.unwrap();
         assert!(view.drift, "{view:?}");
+        // AND a reset keeps that record: after it, the next run still finishes the move
+        let log = crate::state::StateLog {
+            store: &cloud,
+            bucket: "cfe-state-bigip-ha".into(),
+            decl: &d,
+        };
+        let before = log.read_state().await.unwrap();
+        log.reset_state("test", before.as_ref()).await.unwrap();
+        let dry = go(Mode::DryRun).await.unwrap();
+        let planned: Vec<&str> = dry.plan.operations.iter().map(|o| o.id.as_str()).collect();
+        assert!(planned.contains(&"prefix:10.0.0.48/28"), "{planned:?}");
         let fixed = go(Mode::Execute).await.unwrap();
         assert_eq!(
             fixed.record.task_state,
@@ -1932,6 +2324,14 @@ pub(crate) mod tests {
             "{:?}",
             fixed.record
         );
+        let b = cloud
+            .describe_network_interfaces(&[crate::model::Filter::new(
+                "network-interface-id",
+                [SEED_B_EXT],
+            )])
+            .await
+            .unwrap();
+        assert!(b[0].ipv4_prefixes.contains(&cidr("10.0.0.48/28")));
         for (public, address) in [(eip, "10.0.0.50"), (untagged, "10.0.0.51")] {
             let now = cloud.elastic_ip(public).unwrap();
             assert_eq!(
@@ -2071,6 +2471,9 @@ pub(crate) mod swap_tests {
             pacing: Default::default(),
             deadline: None,
             budget: None,
+            verify_window: std::time::Duration::from_secs(
+                crate::declaration::DEFAULT_VERIFY_SECONDS,
+            ),
         };
         let out = execute(&cloud, &p, &opts, &NoFence).await;
         assert!(out.iter().all(|o| o.verified), "{out:?}");

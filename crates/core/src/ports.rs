@@ -45,12 +45,14 @@ pub fn sent_on_the_wire() {
 }
 
 /// EC2 operations that change the cloud (what `Ec2Mutate` sends).
-pub const MUTATING_OPERATIONS: [&str; 6] = [
+pub const MUTATING_OPERATIONS: [&str; 8] = [
     "AssociateAddress",
     "ReplaceRoute",
     "CreateRoute",
     "AssignPrivateIpAddresses",
     "UnassignPrivateIpAddresses",
+    "AssignIpv6Addresses",
+    "UnassignIpv6Addresses",
     "ReplaceRouteTableAssociation",
 ];
 
@@ -77,6 +79,8 @@ pub const PERMISSIONS: &[(&str, &[&str])] = &[
         "UnassignPrivateIpAddresses",
         &["ec2:UnassignPrivateIpAddresses"],
     ),
+    ("AssignIpv6Addresses", &["ec2:AssignIpv6Addresses"]),
+    ("UnassignIpv6Addresses", &["ec2:UnassignIpv6Addresses"]),
     (
         "ReplaceRouteTableAssociation",
         &["ec2:ReplaceRouteTableAssociation"],
@@ -183,9 +187,24 @@ pub enum Mutation {
         /// The prefixes.
         prefixes: Vec<Cidr>,
     },
-    /// AssignPrivateIpAddresses (with AllowReassignment).
+    /// AssignPrivateIpAddresses (with AllowReassignment): IPv4 addresses only.
     AssignPrivateIps {
         /// Receiving ENI.
+        network_interface_id: String,
+        /// The addresses.
+        ips: Vec<IpAddr>,
+    },
+    /// AssignIpv6Addresses: free IPv6 addresses onto an interface (EC2 does not reassign
+    /// IPv6 addresses: the holder releases them first).
+    AssignIpv6 {
+        /// Receiving ENI.
+        network_interface_id: String,
+        /// The addresses.
+        ips: Vec<IpAddr>,
+    },
+    /// UnassignIpv6Addresses: frees IPv6 addresses for another interface.
+    UnassignIpv6 {
+        /// The ENI that holds them.
         network_interface_id: String,
         /// The addresses.
         ips: Vec<IpAddr>,
@@ -203,6 +222,8 @@ impl Mutation {
                 "AssignPrivateIpAddresses"
             }
             Mutation::UnassignIpv4Prefixes { .. } => "UnassignPrivateIpAddresses",
+            Mutation::AssignIpv6 { .. } => "AssignIpv6Addresses",
+            Mutation::UnassignIpv6 { .. } => "UnassignIpv6Addresses",
             Mutation::ReplaceRouteTableAssociation { .. } => "ReplaceRouteTableAssociation",
         }
     }
@@ -271,6 +292,18 @@ pub trait Ec2Mutate: Send + Sync {
         network_interface_id: &str,
         ips: &[IpAddr],
         allow_reassignment: bool,
+    ) -> Result<(), CloudError>;
+    /// AssignIpv6Addresses (the addresses must be free).
+    async fn assign_ipv6_addresses(
+        &self,
+        network_interface_id: &str,
+        ips: &[IpAddr],
+    ) -> Result<(), CloudError>;
+    /// UnassignIpv6Addresses.
+    async fn unassign_ipv6_addresses(
+        &self,
+        network_interface_id: &str,
+        ips: &[IpAddr],
     ) -> Result<(), CloudError>;
 }
 
@@ -409,6 +442,28 @@ impl<E: Ec2Mutate + ?Sized, H: BeforeCall + ?Sized> Ec2Mutate for Hooked<'_, E, 
         self.hook.before("AssignPrivateIpAddresses").await?;
         self.ec2
             .assign_private_ips(network_interface_id, ips, allow_reassignment)
+            .await
+    }
+
+    async fn assign_ipv6_addresses(
+        &self,
+        network_interface_id: &str,
+        ips: &[IpAddr],
+    ) -> Result<(), CloudError> {
+        self.hook.before("AssignIpv6Addresses").await?;
+        self.ec2
+            .assign_ipv6_addresses(network_interface_id, ips)
+            .await
+    }
+
+    async fn unassign_ipv6_addresses(
+        &self,
+        network_interface_id: &str,
+        ips: &[IpAddr],
+    ) -> Result<(), CloudError> {
+        self.hook.before("UnassignIpv6Addresses").await?;
+        self.ec2
+            .unassign_ipv6_addresses(network_interface_id, ips)
             .await
     }
 }

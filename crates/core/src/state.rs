@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
 use crate::declaration::{Declaration, Scope, EXTENSION_KEY};
-use crate::discovery::{recover_prefix_eips, DetachedEip};
+use crate::discovery::{recover_prefix_eips, DetachedEip, DetachedPrefix};
 use crate::error::CloudError;
 use crate::execute::Outcome;
 use crate::keys::{history_key, history_prefix, state_key};
@@ -24,6 +24,9 @@ pub enum TaskState {
     Succeeded,
     /// Some operation failed or did not verify; the next run converges.
     Failed,
+    /// Every planned operation verified, but items were left out (each named with its
+    /// reason in `skipped`): not one of CFE's states, which treat it as not running.
+    Partial,
     /// A dry run: planned only (never written to the state file; not one of CFE's states).
     DryRun,
 }
@@ -35,6 +38,7 @@ impl TaskState {
             TaskState::Running => "RUNNING",
             TaskState::Succeeded => "SUCCEEDED",
             TaskState::Failed => "FAILED",
+            TaskState::Partial => "PARTIAL",
             TaskState::DryRun => "DRY_RUN",
         }
     }
@@ -76,6 +80,9 @@ pub struct RunRecord {
     pub in_place: Vec<String>,
     /// Planner warnings.
     pub warnings: Vec<String>,
+    /// Items the plan left out, each with the reason (the run ends PARTIAL).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub skipped: Vec<String>,
     /// Refusal reasons, when the planner refused.
     pub refusal: Vec<String>,
     /// The run id of an earlier run left RUNNING or FAILED that this one converges.
@@ -97,6 +104,10 @@ pub struct RunRecord {
     /// state file: carried forward until a run puts them back (a refusal does not lose them).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub detached_eips: Vec<DetachedEip>,
+    /// Prefixes a stopped run released that no member holds: carried forward until a run
+    /// assigns each to the target's interface in its subnet.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub detached_prefixes: Vec<DetachedPrefix>,
 }
 
 /// When the cluster last failed over, and to whom.
@@ -129,6 +140,7 @@ impl RunRecord {
             outcomes: Vec::new(),
             in_place: Vec::new(),
             warnings: Vec::new(),
+            skipped: Vec::new(),
             refusal: Vec::new(),
             recovers: None,
             last_failover: None,
@@ -137,6 +149,7 @@ impl RunRecord {
             forced: req.force,
             requested_by: req.requested_by.clone(),
             detached_eips: Vec::new(),
+            detached_prefixes: Vec::new(),
         }
     }
 
@@ -148,8 +161,19 @@ impl RunRecord {
             .filter(|o| !o.verified)
             .map(|o| o.operation.as_str())
             .collect();
-        if failed.is_empty() {
+        if failed.is_empty() && !self.skipped.is_empty() {
+            self.task_state = TaskState::Partial;
+            self.message = format!(
+                "{} operation(s) done and verified; {} item(s) left out: {}",
+                self.operations.len(),
+                self.skipped.len(),
+                self.skipped.join("; ")
+            );
+        } else if failed.is_empty() {
             self.task_state = TaskState::Succeeded;
+            // Everything planned is back where it belongs: nothing left to carry forward.
+            self.detached_eips.clear();
+            self.detached_prefixes.clear();
             self.message = if self.operations.is_empty() {
                 "already converged: nothing to change".into()
             } else {
@@ -185,6 +209,7 @@ impl RunRecord {
         self.operations = plan.operations.clone();
         self.in_place = plan.in_place.clone();
         self.warnings.extend(plan.warnings.iter().cloned());
+        self.skipped = plan.skipped.clone();
         self
     }
 }
@@ -315,23 +340,21 @@ pub async fn read_history(
     Ok(out)
 }
 
-/// What an unfinished run (RUNNING or FAILED) says about EIPs the cloud may no longer show:
-/// its Elastic IP moves, read from CFE's `publicAddresses` (written so by CFE and by us alike),
-/// and the detached EIPs a refused run carried forward (`serverless.detachedEips`). Empty for
-/// a run that finished.
+/// What a state file says about EIPs the cloud may no longer show: an unfinished run's
+/// (RUNNING, FAILED or PARTIAL) Elastic IP moves, read from CFE's `publicAddresses` (written
+/// so by CFE and by us alike), and the detached EIPs a record carried forward
+/// (`serverless.detachedEips`: a refused run's, a reset's).
 pub fn unfinished_eip_moves(state: &Value) -> Vec<DetachedEip> {
     let unfinished = matches!(
         state.get("taskState").and_then(Value::as_str),
-        Some("RUNNING" | "FAILED")
+        Some("RUNNING" | "FAILED" | "PARTIAL")
     );
-    if !unfinished {
-        return Vec::new();
-    }
     let moves = state
         .pointer("/failoverOperations/addresses/publicAddresses")
         .and_then(Value::as_object)
         .into_iter()
         .flatten()
+        .filter(|_| unfinished)
         .filter_map(|(_, v)| {
             Some(DetachedEip {
                 allocation_id: v.get("AllocationId")?.as_str()?.to_string(),
@@ -342,12 +365,48 @@ pub fn unfinished_eip_moves(state: &Value) -> Vec<DetachedEip> {
                     .ok()?,
             })
         });
-    let carried = state
+    moves.chain(carried(state, "detachedEips")).collect()
+}
+
+/// What a record carries forward under `key` of its `serverless` block (a refused run's or a
+/// reset's record keeps what the next run must still put back).
+fn carried<T: serde::de::DeserializeOwned>(state: &Value, key: &str) -> Vec<T> {
+    state
         .get(EXTENSION_KEY)
-        .and_then(|e| e.get("detachedEips"))
-        .and_then(|v| serde_json::from_value::<Vec<DetachedEip>>(v.clone()).ok())
-        .unwrap_or_default();
-    moves.chain(carried).collect()
+        .and_then(|e| e.get(key))
+        .and_then(|v| serde_json::from_value::<Vec<T>>(v.clone()).ok())
+        .unwrap_or_default()
+}
+
+/// The prefixes an unfinished run released (its `releasePrefix` operations) and those a
+/// record carries forward (`serverless.detachedPrefixes`): where each belongs, once no member
+/// holds it.
+pub fn unfinished_prefix_moves(state: &Value) -> Vec<DetachedPrefix> {
+    let unfinished = matches!(
+        state.get("taskState").and_then(Value::as_str),
+        Some("RUNNING" | "FAILED" | "PARTIAL")
+    );
+    let released = state
+        .get(EXTENSION_KEY)
+        .and_then(|e| e.get("operations"))
+        .and_then(|v| serde_json::from_value::<Vec<Operation>>(v.clone()).ok())
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|_| unfinished)
+        .filter_map(|op| match op.action {
+            Action::ReleasePrefix {
+                network_interface_id,
+                prefix,
+                ..
+            } => Some(DetachedPrefix {
+                prefix,
+                network_interface_id,
+            }),
+            _ => None,
+        });
+    let mut out: Vec<DetachedPrefix> = released.chain(carried(state, "detachedPrefixes")).collect();
+    out.dedup_by(|a, b| a.prefix == b.prefix);
+    out
 }
 
 /// Adds to `snap` what an unfinished run's state file knows and the cloud no longer shows:
@@ -364,6 +423,20 @@ pub async fn recall_detached_eips(
     if foreign_record(state, &decl.extension.cluster_name, &members).is_some() {
         return Ok(());
     }
+    let held = |p: &crate::net::Cidr| {
+        snap.members
+            .iter()
+            .flat_map(|m| &m.network_interfaces)
+            .any(|n| n.ipv4_prefixes.contains(p))
+    };
+    let declared: Vec<crate::net::Cidr> = decl
+        .addresses()
+        .map(|a| a.prefixes().collect())
+        .unwrap_or_default();
+    snap.released_prefixes = unfinished_prefix_moves(state)
+        .into_iter()
+        .filter(|d| declared.contains(&d.prefix) && !held(&d.prefix))
+        .collect();
     let moves = unfinished_eip_moves(state);
     if moves.is_empty() {
         return Ok(());
@@ -421,6 +494,23 @@ pub fn cfe_state(record: &RunRecord) -> Value {
                 associate
                     .push(json!({"networkInterfaceId": network_interface_id, "addresses": addrs}));
             }
+            // CFE writes IPv6 moves in the same lists, with `ipVersion: 6`.
+            Action::ReleaseIpv6 {
+                network_interface_id,
+                ips,
+                ..
+            } => disassociate.push(json!({
+                "networkInterfaceId": network_interface_id,
+                "addresses": ips.iter().map(|ip| interface_address(*ip, None)).collect::<Vec<_>>(),
+            })),
+            Action::AssignIpv6 {
+                network_interface_id,
+                ips,
+                ..
+            } => associate.push(json!({
+                "networkInterfaceId": network_interface_id,
+                "addresses": ips.iter().map(|ip| interface_address(*ip, None)).collect::<Vec<_>>(),
+            })),
             // CFE 2.2+: `{address: <prefix>, ipVersion: 4, prefix: true}`.
             Action::ReleasePrefix {
                 network_interface_id,
@@ -463,6 +553,7 @@ pub fn cfe_state(record: &RunRecord) -> Value {
         TaskState::Running => "Failover running".to_string(),
         TaskState::Succeeded => "Failover Complete".to_string(),
         TaskState::Failed => format!("Failover failed: {}", record.message),
+        TaskState::Partial => format!("Failover partial: {}", record.message),
         TaskState::DryRun => format!("Dry run: {}", record.message),
     };
     let mut v = json!({
@@ -525,6 +616,10 @@ impl StateLog<'_> {
             .and_then(|e| e.get("lastAnnouncement"))
             .cloned()
             .unwrap_or(Value::Null);
+        // What only the log knows (EIPs and prefixes a stopped run detached) survives a reset:
+        // the next run puts them back.
+        let eips = previous.map(unfinished_eip_moves).unwrap_or_default();
+        let prefixes = previous.map(unfinished_prefix_moves).unwrap_or_default();
         let v = json!({
             "taskState": TaskState::Succeeded,
             "message": format!("Reset by {by}"),
@@ -535,6 +630,8 @@ impl StateLog<'_> {
                 "cluster": self.decl.extension.cluster_name,
                 "reset": true,
                 "lastAnnouncement": announced,
+                "detachedEips": eips,
+                "detachedPrefixes": prefixes,
             },
         });
         self.put(&state_key(self.decl), &v).await

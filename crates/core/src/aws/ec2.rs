@@ -461,9 +461,12 @@ impl Ec2Mutate for AwsEc2 {
                 .map(|_| ())
                 .map_err(|e| cloud_error(op, e)),
             // AssignPrivateIpAddresses and UnassignPrivateIpAddresses have no DryRun parameter.
+            // Nor do AssignIpv6Addresses and UnassignIpv6Addresses (EC2 API Reference).
             Mutation::AssignPrivateIps { .. }
             | Mutation::AssignIpv4Prefixes { .. }
-            | Mutation::UnassignIpv4Prefixes { .. } => return Ok(DryRun::Unchecked),
+            | Mutation::UnassignIpv4Prefixes { .. }
+            | Mutation::AssignIpv6 { .. }
+            | Mutation::UnassignIpv6 { .. } => return Ok(DryRun::Unchecked),
         };
         match sent {
             Err(e) if e.code.as_deref() == Some("DryRunOperation") => Ok(DryRun::Allowed),
@@ -589,6 +592,40 @@ impl Ec2Mutate for AwsEc2 {
             .send()
             .await
             .map_err(|e| cloud_error("AssignPrivateIpAddresses", e))?;
+        Ok(())
+    }
+
+    async fn assign_ipv6_addresses(
+        &self,
+        network_interface_id: &str,
+        ips: &[IpAddr],
+    ) -> Result<(), CloudError> {
+        self.client
+            .assign_ipv6_addresses()
+            .network_interface_id(network_interface_id)
+            .set_ipv6_addresses(Some(ips.iter().map(ToString::to_string).collect()))
+            .customize()
+            .config_override(one_attempt_at_a_time())
+            .send()
+            .await
+            .map_err(|e| cloud_error("AssignIpv6Addresses", e))?;
+        Ok(())
+    }
+
+    async fn unassign_ipv6_addresses(
+        &self,
+        network_interface_id: &str,
+        ips: &[IpAddr],
+    ) -> Result<(), CloudError> {
+        self.client
+            .unassign_ipv6_addresses()
+            .network_interface_id(network_interface_id)
+            .set_ipv6_addresses(Some(ips.iter().map(ToString::to_string).collect()))
+            .customize()
+            .config_override(one_attempt_at_a_time())
+            .send()
+            .await
+            .map_err(|e| cloud_error("UnassignIpv6Addresses", e))?;
         Ok(())
     }
 }
