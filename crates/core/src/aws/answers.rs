@@ -146,6 +146,39 @@ async fn s3_errors_are_classified_as_the_lock_needs() {
     );
 }
 
+/// EC2 API Reference, "AssignPrivateIpAddresses" and "UnassignPrivateIpAddresses"
+/// (https://docs.aws.amazon.com/AWSEC2/latest/APIReference/API_AssignPrivateIpAddresses.html,
+/// https://docs.aws.amazon.com/AWSEC2/latest/APIReference/API_UnassignPrivateIpAddresses.html):
+/// no `DryRun` request parameter, so nothing is sent and the answer is "unchecked".
+#[tokio::test]
+async fn calls_without_dry_run_are_unchecked_and_not_sent() {
+    use crate::ports::{DryRun, Mutation};
+    // GIVEN a client that answers no call at all
+    let client = ec2(&[]);
+    let eni = "eni-0example".to_string();
+    for m in [
+        Mutation::AssignPrivateIps {
+            network_interface_id: eni.clone(),
+            ips: vec!["10.0.0.10".parse().unwrap()],
+        },
+        Mutation::AssignIpv4Prefixes {
+            network_interface_id: eni.clone(),
+            prefixes: vec!["10.0.0.48/28".parse().unwrap()],
+        },
+        Mutation::UnassignIpv4Prefixes {
+            network_interface_id: eni.clone(),
+            prefixes: vec!["10.0.0.48/28".parse().unwrap()],
+        },
+    ] {
+        // WHEN doctor asks for a DryRun THEN the adapter answers Unchecked without a call
+        assert_eq!(
+            client.dry_run(&m).await.unwrap(),
+            DryRun::Unchecked,
+            "{m:?}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn describe_addresses_maps_awss_example_answer() {
     // The DescribeAddresses example of the EC2 API reference (one VPC address, associated).
