@@ -385,6 +385,7 @@ impl MemoryCloud {
             ErrorKind::Throttled => "RequestLimitExceeded",
             ErrorKind::NotFound => "NotFound",
             ErrorKind::PreconditionFailed => "PreconditionFailed",
+            ErrorKind::Conflict => "ConditionalRequestConflict",
             ErrorKind::Rejected => "UnauthorizedOperation",
             ErrorKind::Transient => "InternalError",
         };

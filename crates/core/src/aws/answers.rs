@@ -117,6 +117,32 @@ async fn s3_errors_are_classified_as_the_lock_needs() {
         .await
         .unwrap_err();
     assert_eq!(e.kind, ErrorKind::PreconditionFailed, "{e}");
+    // Amazon S3 API Reference, "PutObject", If-Match / If-None-Match
+    // (https://docs.aws.amazon.com/AmazonS3/latest/API/API_PutObject.html): "If a conflicting
+    // operation occurs during the upload S3 returns a 409 ConditionalRequestConflict response.
+    // On a 409 failure you should retry the upload." A conflict, to retry: no refusal.
+    let conflict = mock!(aws_sdk_s3::Client::put_object).then_http_response(|| {
+        http(
+            409,
+            r#"<?xml version="1.0" encoding="UTF-8"?>
+<Error><Code>ConditionalRequestConflict</Code><Message>A conflicting conditional operation is currently in progress against this resource. Please try again.</Message><RequestId>example</RequestId><HostId>example</HostId></Error>"#,
+        )
+    });
+    let e = s3(&[&conflict])
+        .put_object(
+            "cfe-state",
+            "f5cloudfailover/lock/default.json",
+            b"{}".to_vec(),
+            &Encryption::Aes256,
+            Some(WriteCondition::IfMatch("\"etag\"".into())),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (e.kind, e.code.as_deref()),
+        (ErrorKind::Conflict, Some("ConditionalRequestConflict")),
+        "{e}"
+    );
     let slow = mock!(aws_sdk_s3::Client::put_object).then_http_response(|| {
         http(
             503,
