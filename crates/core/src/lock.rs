@@ -8,6 +8,8 @@
 //!   ours landed first, is settled by reading the lock back: our run id as owner means one of
 //!   our writes took effect. An unknown outcome is an error (retryable), never a "someone else
 //!   holds it"; a lock left by an earlier attempt of the same Lambda invocation is ours to take.
+//!   A 409 `ConditionalRequestConflict` (a concurrent write or delete) is settled the same way,
+//!   then tried again after a short wait, as S3 asks.
 //! - A run whose calls may still land (it stopped waiting for them) keeps the lock until its
 //!   lease ends instead of releasing it.
 //! - The lease is also the fence: before each mutation the executor asks [`crate::execute::Fence::hold_for`]
@@ -34,8 +36,13 @@ use crate::ports::{ObjectStore, StoredObject, WriteCondition};
 /// warning), since a lease that cannot outlive one call cannot fence it.
 pub const MIN_EFFECTIVE_LEASE: Duration = FENCE_NEED.saturating_add(Duration::from_secs(10));
 
-/// Conditional writes tried per lock step when the store fails transiently.
+/// Conditional writes tried per lock step when the store fails transiently or answers 409.
 const WRITE_ATTEMPTS: u32 = 3;
+
+/// The wait before trying again after a 409 `ConditionalRequestConflict`, times the attempt:
+/// the conflicting write is one S3 request, over in well under this; three attempts wait
+/// 0.3 s in all, far inside the fence's margin.
+const CONFLICT_BACKOFF: Duration = Duration::from_millis(100);
 
 /// The lock object's body.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -189,7 +196,7 @@ pub async fn unlock(
         .put_object(
             bucket,
             &key,
-            body,
+            serde_json::to_vec(&body).expect("lock body"),
             encryption,
             Some(WriteCondition::IfMatch(etag)),
         )
@@ -240,64 +247,103 @@ struct Writer<'a> {
     request_id: Option<&'a str>,
 }
 
-fn draft(w: Writer<'_>, acquired_at: DateTime<Utc>, lease: Duration, released: bool) -> Vec<u8> {
-    let b = LockBody {
+fn draft(w: Writer<'_>, acquired_at: DateTime<Utc>, lease: Duration, released: bool) -> LockBody {
+    LockBody {
         owner: w.owner.to_string(),
         acquired_at,
         expires_at: clock::now() + chrono::Duration::from_std(lease).unwrap_or_default(),
         released,
         write_id: crate::request::new_run_id(),
         request_id: w.request_id.map(str::to_string),
-    };
-    serde_json::to_vec(&b).expect("lock body")
+    }
 }
 
 /// How a conditional write of the lock ended, once settled.
 enum Written {
-    /// It (or an earlier attempt of ours) took effect; the object's ETag now.
+    /// One of this step's attempts took effect; the object's ETag now.
     Ours(String),
     /// Its precondition failed: the object is someone else's version (as read back).
     Refused(Option<Holder>),
 }
 
 /// Writes `make()` under `condition` and settles an ambiguous answer by reading the lock back:
-/// a body `ours` accepts means one of our attempts took effect. Transient failures are tried
-/// again (each a new conditional write); an outcome that stays unknown is an error.
+/// a body of one of this step's attempts means it took effect. A body `ours` accepts from an
+/// earlier write (an earlier step, or a late landing) is ours but holds only until that
+/// write's lease ends: it is written over (`If-Match` its ETag). Transient failures and 409
+/// conflicts are tried again (each a new conditional write); an outcome that stays unknown is
+/// an error.
 async fn write_settled(
     store: &dyn ObjectStore,
     bucket: &str,
     key: &str,
     encryption: &Encryption,
-    condition: WriteCondition,
-    make: impl Fn() -> Vec<u8>,
+    mut condition: WriteCondition,
+    make: impl Fn() -> LockBody,
     ours: impl Fn(&LockBody) -> bool,
 ) -> Result<Written, CloudError> {
+    let mut sent = Vec::new();
     let mut attempt = 0;
     loop {
         attempt += 1;
+        let body = make();
+        sent.push(body.write_id.clone());
+        let bytes = serde_json::to_vec(&body).expect("lock body");
         let err = match store
-            .put_object(bucket, key, make(), encryption, Some(condition.clone()))
+            .put_object(bucket, key, bytes, encryption, Some(condition.clone()))
             .await
         {
             Ok(etag) => return Ok(Written::Ours(etag.unwrap_or_default())),
             Err(e) => e,
         };
-        // Did it take effect anyway (a lost or late answer, or an earlier attempt of ours)?
+        // Did it take effect anyway (a lost or late answer)?
         let found = store.get_object(bucket, key).await?;
         let holder = found.as_ref().and_then(Holder::from_object);
-        if let (Some(o), Some(h)) = (&found, &holder) {
-            if ours(&h.body) {
+        let etag = found.and_then(|o| o.etag);
+        if let Some(h) = holder.as_ref().filter(|h| ours(&h.body)) {
+            if sent.contains(&h.body.write_id) {
                 tracing::info!(key, error = %err, "lock write answered with an error but took effect");
-                return Ok(Written::Ours(o.etag.clone().unwrap_or_default()));
+                return Ok(Written::Ours(etag.unwrap_or_default()));
+            }
+            let again = matches!(
+                err.kind,
+                ErrorKind::PreconditionFailed
+                    | ErrorKind::Conflict
+                    | ErrorKind::Transient
+                    | ErrorKind::Throttled
+            );
+            match etag {
+                Some(etag) if again && attempt < WRITE_ATTEMPTS => {
+                    tracing::info!(key, error = %err, "the lock is ours from an earlier write; writing over it");
+                    condition = WriteCondition::IfMatch(etag);
+                    wait_after(&err, attempt).await;
+                    continue;
+                }
+                _ if again => {
+                    return Err(unsettled(
+                        key,
+                        &format!("it is ours from an earlier write, and this step's write did not land ({err})"),
+                    ))
+                }
+                _ => return Err(err),
             }
         }
         match err.kind {
             ErrorKind::PreconditionFailed => return Ok(Written::Refused(holder)),
-            ErrorKind::Transient | ErrorKind::Throttled if attempt < WRITE_ATTEMPTS => {
+            ErrorKind::Transient | ErrorKind::Throttled | ErrorKind::Conflict
+                if attempt < WRITE_ATTEMPTS =>
+            {
                 tracing::warn!(key, attempt, error = %err, "lock write failed; trying again");
+                wait_after(&err, attempt).await;
             }
             _ => return Err(err),
         }
+    }
+}
+
+/// After a 409: S3 says "retry the upload", once the conflicting request is over.
+async fn wait_after(err: &CloudError, attempt: u32) {
+    if err.kind == ErrorKind::Conflict {
+        tokio::time::sleep(CONFLICT_BACKOFF * attempt).await;
     }
 }
 
@@ -664,6 +710,68 @@ mod tests {
         );
         held(take(&cloud, "run-1", 60).await);
         assert_eq!(holder(&cloud).owner, "run-1");
+    }
+
+    /// Amazon S3 User Guide, "How to prevent object overwrites with conditional writes"
+    /// (https://docs.aws.amazon.com/AmazonS3/latest/userguide/conditional-writes.html) and the
+    /// PutObject API reference (https://docs.aws.amazon.com/AmazonS3/latest/API/API_PutObject.html):
+    /// a conditional write that meets a conflicting operation fails with 409
+    /// `ConditionalRequestConflict`, "retry the upload". Not a refusal, nor someone else's lock.
+    #[tokio::test(start_paused = true)]
+    async fn a_conflicting_write_is_tried_again() {
+        // GIVEN S3 answers the create with 409 once
+        let cloud = MemoryCloud::seed();
+        cloud.inject(
+            "PutObject",
+            ErrorKind::Conflict,
+            FaultTiming::BeforeEffect,
+            1,
+        );
+        // WHEN a run takes the lock THEN it is taken on the next attempt
+        let lease = held(take(&cloud, "run-1", 60).await);
+        assert_eq!(holder(&cloud).owner, "run-1");
+        // GIVEN a renewal answered with 409 twice WHEN renewing THEN the third attempt renews
+        cloud.inject(
+            "PutObject",
+            ErrorKind::Conflict,
+            FaultTiming::BeforeEffect,
+            2,
+        );
+        lease.renew().await.unwrap();
+        // GIVEN conflicts on every attempt WHEN renewing THEN an error, but the lock is not lost
+        cloud.inject(
+            "PutObject",
+            ErrorKind::Conflict,
+            FaultTiming::BeforeEffect,
+            WRITE_ATTEMPTS,
+        );
+        let err = lease.renew().await.unwrap_err();
+        assert!(err.contains("could not renew"), "{err}");
+        assert!(err.contains("ConditionalRequestConflict"), "{err}");
+        lease.renew().await.unwrap();
+        lease.release().await.unwrap();
+        assert!(holder(&cloud).released);
+    }
+
+    /// A renewal that failed without effect finds the lock still ours (its previous write):
+    /// that is no renewal, so the lease is written again rather than counted as extended.
+    #[tokio::test(start_paused = true)]
+    async fn a_renewal_that_did_not_land_is_written_again() {
+        // GIVEN a lease 30 s old, and a renewal whose first write fails before any effect
+        let cloud = MemoryCloud::seed();
+        let lease = held(take(&cloud, "run-1", 60).await);
+        let before = holder(&cloud).expires_at;
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        for kind in [ErrorKind::Transient, ErrorKind::Conflict] {
+            cloud.inject("PutObject", kind, FaultTiming::BeforeEffect, 1);
+            // WHEN renewing
+            lease.renew().await.unwrap();
+        }
+        // THEN the lock object itself holds 30 s longer, as the fence believes
+        assert!(
+            (holder(&cloud).expires_at - before).num_seconds() >= 30,
+            "the renewal must have landed"
+        );
     }
 
     /// A body claiming a lease in 2099 blocks no longer than the longest lease from its write.
