@@ -363,6 +363,14 @@ impl MemoryCloud {
             .map(|o| o.body.clone())
     }
 
+    /// Deletes an object, as DeleteObject would (an operator's `aws s3 rm`).
+    pub fn remove_object(&self, bucket: &str, key: &str) {
+        let mut w = self.world.lock().unwrap();
+        if let Some(b) = w.buckets.get_mut(bucket) {
+            b.objects.remove(key);
+        }
+    }
+
     /// The encryption an object was written with.
     pub fn object_encryption(&self, bucket: &str, key: &str) -> Option<Encryption> {
         let w = self.world.lock().unwrap();
@@ -1121,7 +1129,15 @@ impl ObjectStore for MemoryCloud {
                 (None, _) => true,
                 (Some(WriteCondition::IfNoneMatch), c) => c.is_none(),
                 (Some(WriteCondition::IfMatch(want)), Some(have)) => want == have,
-                (Some(WriteCondition::IfMatch(_)), None) => false,
+                // S3: If-Match on a key with no object is 404 NoSuchKey, not 412.
+                (Some(WriteCondition::IfMatch(_)), None) => {
+                    return Err(err(
+                        OP,
+                        ErrorKind::NotFound,
+                        "NoSuchKey",
+                        format!("The specified key does not exist: {key}"),
+                    ))
+                }
             };
             if !ok {
                 return Err(err(
@@ -1159,5 +1175,49 @@ impl ObjectStore for MemoryCloud {
                 })
                 .collect())
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const B: &str = "cfe-state-bigip-ha";
+
+    /// Amazon S3 User Guide, "How to prevent object overwrites with conditional writes"
+    /// (https://docs.aws.amazon.com/AmazonS3/latest/userguide/conditional-writes.html), and the
+    /// PutObject API reference (https://docs.aws.amazon.com/AmazonS3/latest/API/API_PutObject.html):
+    /// `If-Match` on a key with no object fails with 404 `NoSuchKey`; only an ETag that does
+    /// not match is 412 Precondition Failed.
+    #[tokio::test]
+    async fn if_match_on_a_missing_key_is_no_such_key() {
+        let cloud = MemoryCloud::seed();
+        let put = |key: &'static str, etag: &str| {
+            cloud.put_object(
+                B,
+                key,
+                b"{}".to_vec(),
+                &Encryption::None,
+                Some(WriteCondition::IfMatch(etag.into())),
+            )
+        };
+        // GIVEN no object at the key WHEN writing If-Match THEN 404 NoSuchKey
+        let e = put("missing", "\"0\"").await.unwrap_err();
+        assert_eq!(
+            (e.kind, e.code.as_deref()),
+            (ErrorKind::NotFound, Some("NoSuchKey"))
+        );
+        // GIVEN an object WHEN writing If-Match another ETag THEN 412 PreconditionFailed
+        let etag = cloud
+            .put_object(B, "present", b"{}".to_vec(), &Encryption::None, None)
+            .await
+            .unwrap()
+            .unwrap();
+        let e = put("present", "\"other\"").await.unwrap_err();
+        assert_eq!(
+            (e.kind, e.code.as_deref()),
+            (ErrorKind::PreconditionFailed, Some("PreconditionFailed"))
+        );
+        put("present", &etag).await.unwrap();
     }
 }
