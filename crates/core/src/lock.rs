@@ -192,7 +192,7 @@ pub async fn unlock(
         request_id: holder.body.request_id.as_deref(),
     };
     let body = draft(w, holder.body.acquired_at, Duration::ZERO, true);
-    store
+    let written = store
         .put_object(
             bucket,
             &key,
@@ -200,8 +200,13 @@ pub async fn unlock(
             encryption,
             Some(WriteCondition::IfMatch(etag)),
         )
-        .await?;
-    Ok(Unlocked::Released { holder })
+        .await;
+    match written {
+        Ok(_) => Ok(Unlocked::Released { holder }),
+        // Deleted since it was read (S3's 404 to If-Match): nobody holds it.
+        Err(e) if e.code.as_deref() == Some("NoSuchKey") => Ok(Unlocked::Free),
+        Err(e) => Err(e),
+    }
 }
 
 /// The lease a run takes for a declared `lockLeaseSeconds`.
@@ -264,6 +269,8 @@ enum Written {
     Ours(String),
     /// Its precondition failed: the object is someone else's version (as read back).
     Refused(Option<Holder>),
+    /// `If-Match` found no object (404 `NoSuchKey`): the lock was deleted.
+    Gone,
 }
 
 /// Writes `make()` under `condition` and settles an ambiguous answer by reading the lock back:
@@ -297,6 +304,7 @@ async fn write_settled(
         };
         // Did it take effect anyway (a lost or late answer)?
         let found = store.get_object(bucket, key).await?;
+        let absent = found.is_none();
         let holder = found.as_ref().and_then(Holder::from_object);
         let etag = found.and_then(|o| o.etag);
         if let Some(h) = holder.as_ref().filter(|h| ours(&h.body)) {
@@ -329,6 +337,9 @@ async fn write_settled(
         }
         match err.kind {
             ErrorKind::PreconditionFailed => return Ok(Written::Refused(holder)),
+            ErrorKind::NotFound if absent && matches!(condition, WriteCondition::IfMatch(_)) => {
+                return Ok(Written::Gone)
+            }
             ErrorKind::Transient | ErrorKind::Throttled | ErrorKind::Conflict
                 if attempt < WRITE_ATTEMPTS =>
             {
@@ -403,6 +414,11 @@ pub async fn acquire<'a>(
             Written::Ours(etag) => return Ok(held(etag)),
             Written::Refused(Some(h)) if busy(&h) => return Ok(Acquire::Busy(h)),
             Written::Refused(_) => {}
+            // Deleted since it was read: free, so create it.
+            Written::Gone => {
+                condition = WriteCondition::IfNoneMatch;
+                continue;
+            }
         }
         let Some(current) = store.get_object(bucket, &key).await? else {
             // Released by deletion between our two calls: create it.
@@ -494,6 +510,14 @@ impl Lease<'_> {
                     .unwrap_or_default();
                 let reason = format!(
                     "lost the cluster lock ({} was taken over{by} after its lease ran out)",
+                    self.key
+                );
+                st.lost = Some(reason.clone());
+                Err(reason)
+            }
+            Ok(Written::Gone) => {
+                let reason = format!(
+                    "lost the cluster lock ({} was deleted while this run held it)",
                     self.key
                 );
                 st.lost = Some(reason.clone());
@@ -772,6 +796,60 @@ mod tests {
             (holder(&cloud).expires_at - before).num_seconds() >= 30,
             "the renewal must have landed"
         );
+    }
+
+    /// Amazon S3 User Guide, "How to prevent object overwrites with conditional writes"
+    /// (https://docs.aws.amazon.com/AmazonS3/latest/userguide/conditional-writes.html):
+    /// `If-Match` on a key with no object answers 404 `NoSuchKey`. A renewal whose lock object
+    /// was deleted has lost the lock (nobody took it over), and says so.
+    #[tokio::test]
+    async fn a_renewal_of_a_deleted_lock_is_a_lost_lock() {
+        // GIVEN a held lease whose object an operator deleted
+        let cloud = MemoryCloud::seed();
+        let lease = held(take(&cloud, "run-1", 60).await);
+        cloud.remove_object(B, &lock_key("pair"));
+        // WHEN the fence renews it
+        let err = lease.hold_for(Duration::from_secs(3600)).await.unwrap_err();
+        // THEN the lock is lost, as deleted, and nothing more is sent
+        assert!(err.contains("lost the cluster lock"), "{err}");
+        assert!(err.contains("deleted"), "{err}");
+        assert!(!err.contains("taken over"), "{err}");
+        let calls = cloud.calls().len();
+        assert!(lease.hold_for(Duration::ZERO).await.is_err());
+        assert_eq!(cloud.calls().len(), calls);
+    }
+
+    /// The same rule on a takeover: the expired lock deleted between its read and the
+    /// `If-Match` write (404 `NoSuchKey`) leaves the lock free, and it is created.
+    #[tokio::test(start_paused = true)]
+    async fn a_takeover_of_a_lock_deleted_meanwhile_creates_it() {
+        // GIVEN an expired lock, and writes that take a second each
+        let cloud = MemoryCloud::seed();
+        let _crashed = held(take(&cloud, "crashed", 0).await);
+        cloud.delay("PutObject", Duration::from_secs(1));
+        // WHEN run-2 takes it over while the lock is deleted between its read (t = 1 s) and
+        // its If-Match write (t = 2 s)
+        let (taken, ()) = tokio::join!(take(&cloud, "run-2", 60), async {
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+            cloud.remove_object(B, &lock_key("pair"));
+        });
+        // THEN run-2 holds it
+        held(taken);
+        assert_eq!(holder(&cloud).owner, "run-2");
+    }
+
+    /// The same rule on an operator's unlock: a lock deleted between its read and the
+    /// release's `If-Match` write (404 `NoSuchKey`) is free, not an error.
+    #[tokio::test(start_paused = true)]
+    async fn an_unlock_of_a_lock_deleted_meanwhile_finds_it_free() {
+        let cloud = MemoryCloud::seed();
+        let _dead = held(take(&cloud, "crashed", 0).await);
+        cloud.delay("PutObject", Duration::from_secs(1));
+        let (out, ()) = tokio::join!(unlock(&cloud, B, "pair", &Encryption::None, false), async {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            cloud.remove_object(B, &lock_key("pair"));
+        });
+        assert_eq!(out.unwrap(), Unlocked::Free);
     }
 
     /// A body claiming a lease in 2099 blocks no longer than the longest lease from its write.
