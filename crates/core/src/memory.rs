@@ -92,6 +92,16 @@ fn err(op: &'static str, kind: ErrorKind, code: &str, msg: impl Into<String>) ->
     CloudError::new(op, kind, code, msg)
 }
 
+/// S3's 404 for a bucket that does not exist (named, as the adapter names it).
+fn no_such_bucket(op: &'static str, bucket: &str) -> CloudError {
+    err(
+        op,
+        ErrorKind::NotFound,
+        "NoSuchBucket",
+        format!("bucket {bucket} does not exist"),
+    )
+}
+
 impl MemoryCloud {
     /// An empty account.
     pub fn new() -> MemoryCloud {
@@ -1099,7 +1109,7 @@ impl ObjectStore for MemoryCloud {
             let b = w
                 .buckets
                 .get(bucket)
-                .ok_or_else(|| err("GetObject", ErrorKind::NotFound, "NoSuchBucket", bucket))?;
+                .ok_or_else(|| no_such_bucket("GetObject", bucket))?;
             Ok(b.objects.get(key).map(|o| StoredObject {
                 body: o.body.clone(),
                 etag: Some(o.etag.clone()),
@@ -1123,7 +1133,7 @@ impl ObjectStore for MemoryCloud {
             let b = w
                 .buckets
                 .get_mut(bucket)
-                .ok_or_else(|| err(OP, ErrorKind::NotFound, "NoSuchBucket", bucket))?;
+                .ok_or_else(|| no_such_bucket(OP, bucket))?;
             let current = b.objects.get(key).map(|o| o.etag.clone());
             let ok = match (&condition, &current) {
                 (None, _) => true,

@@ -205,6 +205,36 @@ async fn calls_without_dry_run_are_unchecked_and_not_sent() {
     }
 }
 
+/// Amazon S3 API Reference, "Error responses"
+/// (https://docs.aws.amazon.com/AmazonS3/latest/API/ErrorResponses.html): `NoSuchBucket`, 404,
+/// "The specified bucket does not exist". A missing state bucket is no "no state, no lock":
+/// GetObject fails, naming the bucket; only `NoSuchKey` is an absent object.
+#[tokio::test]
+async fn a_missing_bucket_is_an_error_naming_it() {
+    // GIVEN S3 answers GetObject with NoSuchBucket
+    let missing = mock!(aws_sdk_s3::Client::get_object).then_http_response(|| {
+        http(
+            404,
+            r#"<?xml version="1.0" encoding="UTF-8"?>
+<Error><Code>NoSuchBucket</Code><Message>The specified bucket does not exist</Message><BucketName>cfe-state-gone</BucketName><RequestId>example</RequestId><HostId>example</HostId></Error>"#,
+        )
+    });
+    // WHEN the state file is read
+    let e = s3(&[&missing])
+        .get_object(
+            "cfe-state-gone",
+            "f5cloudfailover/f5cloudfailoverstate.json",
+        )
+        .await
+        .unwrap_err();
+    // THEN an error naming the bucket
+    assert_eq!(
+        (e.kind, e.code.as_deref()),
+        (ErrorKind::NotFound, Some("NoSuchBucket"))
+    );
+    assert!(e.to_string().contains("cfe-state-gone"), "{e}");
+}
+
 #[tokio::test]
 async fn describe_addresses_maps_awss_example_answer() {
     // The DescribeAddresses example of the EC2 API reference (one VPC address, associated).
