@@ -12,8 +12,22 @@ use failover_core::handler::{handle_fleet, FleetAnswer};
 use failover_core::handler::{load_declaration, Invocation, Location};
 use failover_core::ports::{Ec2, ObjectStore, Queue};
 use failover_core::{events, metrics, FailoverError};
-use lambda_runtime::Diagnostic;
+use lambda_runtime::{Diagnostic, LambdaEvent};
+use serde_json::value::RawValue;
 use serde_json::{json, Value};
+
+/// An invocation as Lambda delivers it: the payload's JSON text, unread (see [`payload`]).
+pub type RawEvent = LambdaEvent<Box<RawValue>>;
+
+/// The invocation's payload, read by the CLI's strict reader (`events::parse_json`), not by
+/// serde_json, which keeps the last of a key given twice: `{"target":"i-a","target":"i-b"}`
+/// is an `InvalidEvent` naming the key, for every function alike.
+pub fn payload(event: RawEvent) -> Result<LambdaEvent<Value>, Diagnostic> {
+    let LambdaEvent { payload, context } = event;
+    let value =
+        events::parse_json(payload.get()).map_err(|e| diagnostic(FailoverError::Event(e)))?;
+    Ok(LambdaEvent::new(value, context))
+}
 
 /// What a Lambda `main` sets up once, before the first event.
 pub struct Setup {
@@ -347,6 +361,30 @@ mod tests {
         );
         assert_eq!(retry_delay(1), Duration::from_secs(60));
         assert_eq!(retry_delay(9), Duration::from_secs(300));
+    }
+
+    /// serde_json (lambda_runtime's reader, RFC 8259 leaves duplicate names open) keeps the
+    /// last of a key given twice; the CLI's reader refuses it. One reader for both.
+    #[test]
+    fn a_key_given_twice_is_an_invalid_event_as_in_the_cli() {
+        // GIVEN an event naming two targets, as Lambda delivers it
+        let text = r#"{"action": "execute", "target": "i-0a", "target": "i-0b"}"#;
+        let raw = RawValue::from_string(text.to_string()).unwrap();
+        let event = LambdaEvent::new(raw, lambda_runtime::Context::default());
+        // WHEN the function reads its payload
+        let e = payload(event).unwrap_err();
+        // THEN it is refused as the CLI refuses it, naming the key
+        assert_eq!(e.error_type, "InvalidEvent");
+        assert!(e.error_message.contains("\"target\" twice"), "{e:?}");
+        let cli = failover_core::events::parse_text(text).unwrap_err();
+        assert!(e.error_message.contains(&cli.to_string()), "{e:?} vs {cli}");
+        // AND a well-formed payload reads as serde_json reads it, context kept
+        let raw = RawValue::from_string(r#"{"action": "execute", "target": "i-0b"}"#.into());
+        let mut event = LambdaEvent::new(raw.unwrap(), lambda_runtime::Context::default());
+        event.context.request_id = "req-1".into();
+        let read = payload(event).unwrap();
+        assert_eq!(read.payload, json!({"action": "execute", "target": "i-0b"}));
+        assert_eq!(read.context.request_id, "req-1");
     }
 
     #[test]

@@ -933,11 +933,16 @@ async fn permission_check(
     };
     let mut problems = Vec::new();
     let mut allowed = Vec::new();
+    // Calls EC2 gives no DryRun, and calls this endpoint performs despite DryRun.
+    let mut no_dry_run = BTreeSet::new();
     let mut unchecked = BTreeSet::new();
     for op in &p.operations {
         let m = op.action.mutation();
         match ec2.dry_run(&m).await? {
             DryRun::Allowed => allowed.push(m.operation()),
+            DryRun::Unchecked if !m.has_dry_run() => {
+                no_dry_run.insert(m.operation());
+            }
             DryRun::Unchecked => {
                 unchecked.insert(m.operation());
             }
@@ -956,10 +961,18 @@ async fn permission_check(
         allowed.len(),
         standby.id
     );
+    let list = |ops: BTreeSet<&str>| ops.into_iter().collect::<Vec<_>>().join(", ");
+    if !no_dry_run.is_empty() {
+        ok.push_str(&format!(
+            "; not checked: {} (EC2 gives them no DryRun parameter: the IAM policy simulator \
+             or the template's policy is their check)",
+            list(no_dry_run)
+        ));
+    }
     if !unchecked.is_empty() {
         ok.push_str(&format!(
-            "; not checkable here: {}",
-            unchecked.into_iter().collect::<Vec<_>>().join(", ")
+            "; not checked: {} (this endpoint performs them despite DryRun)",
+            list(unchecked)
         ));
     }
     if p.operations.is_empty() {
@@ -1166,6 +1179,41 @@ mod tests {
         let c = verdict(&run(&cloud, AFTER).await, "route-table-tag");
         assert_eq!(c.verdict, Verdict::Fail);
         assert!(c.detail.contains("lacks the scoping tag"), "{c:?}");
+    }
+
+    /// EC2 API Reference, "AssignPrivateIpAddresses" and "UnassignPrivateIpAddresses"
+    /// (https://docs.aws.amazon.com/AWSEC2/latest/APIReference/API_AssignPrivateIpAddresses.html,
+    /// https://docs.aws.amazon.com/AWSEC2/latest/APIReference/API_UnassignPrivateIpAddresses.html):
+    /// their request parameters have no `DryRun`, so no answer can say they are allowed.
+    #[tokio::test]
+    async fn calls_without_dry_run_are_named_unchecked_not_allowed() {
+        // GIVEN a failover that moves a delegated prefix (Unassign, then Assign) and a route
+        let cloud = MemoryCloud::from_topology(&crate::plan::tests::same_az_with_prefix());
+        let mut v: serde_json::Value = serde_json::from_str(AFTER).unwrap();
+        v["failoverRoutes"]["routeGroupDefinitions"][0]["defaultNextHopAddresses"]["items"] =
+            serde_json::json!(["10.0.0.11", "10.0.0.12"]);
+        v["failoverAddresses"]["addressGroupDefinitions"] = serde_json::json!(
+            [{"type": "networkInterfaceAddress", "scopingAddress": "10.0.0.48/28"}]
+        );
+        // WHEN doctor checks the permissions
+        let c = verdict(&run(&cloud, &v.to_string()).await, "permissions");
+        // THEN only the calls with a DryRun count as allowed; the others are named, with why
+        // and what checks them instead
+        assert_eq!(c.verdict, Verdict::Pass, "{c:?}");
+        assert!(c.detail.starts_with("DryRun allowed 1 call(s)"), "{c:?}");
+        assert!(
+            c.detail.contains(
+                "not checked: AssignPrivateIpAddresses, UnassignPrivateIpAddresses \
+                 (EC2 gives them no DryRun parameter"
+            ),
+            "{c:?}"
+        );
+        assert!(c.detail.contains("IAM policy simulator"), "{c:?}");
+        assert!(!cloud
+            .calls()
+            .iter()
+            .any(|c| c.starts_with("AssignPrivateIpAddresses(")
+                || c.starts_with("UnassignPrivateIpAddresses(")));
     }
 
     #[tokio::test]

@@ -13,6 +13,9 @@ pub enum ErrorKind {
     NotFound,
     /// A conditional write failed (HTTP 412).
     PreconditionFailed,
+    /// A conditional write met a conflicting write or delete (S3's 409
+    /// `ConditionalRequestConflict`): it did not take effect; retry it.
+    Conflict,
     /// The request was refused as invalid or unauthorized.
     Rejected,
     /// A network failure, timeout or 5xx.

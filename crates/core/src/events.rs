@@ -456,8 +456,14 @@ pub fn parse_text(text: &str) -> Result<Trigger, EventError> {
             ),
         ));
     }
-    let v: Value = crate::json::parse(text).map_err(|e| bad("event", e.to_string()))?;
-    parse(&v)
+    parse(&parse_json(text)?)
+}
+
+/// Reads an invocation's JSON text with the strict reader (`json::parse`: a key given twice is
+/// refused, naming it, where serde_json keeps the last value): the one reader of the CLI's
+/// `invoke` and of the Lambdas' payloads.
+pub fn parse_json(text: &str) -> Result<Value, EventError> {
+    crate::json::parse(text).map_err(|e| bad("event", e.to_string()))
 }
 
 /// One message of an SQS event (the fleet's queue).

@@ -8,6 +8,8 @@
 //!   ours landed first, is settled by reading the lock back: our run id as owner means one of
 //!   our writes took effect. An unknown outcome is an error (retryable), never a "someone else
 //!   holds it"; a lock left by an earlier attempt of the same Lambda invocation is ours to take.
+//!   A 409 `ConditionalRequestConflict` (a concurrent write or delete) is settled the same way,
+//!   then tried again after a short wait, as S3 asks.
 //! - A run whose calls may still land (it stopped waiting for them) keeps the lock until its
 //!   lease ends instead of releasing it.
 //! - The lease is also the fence: before each mutation the executor asks [`crate::execute::Fence::hold_for`]
@@ -34,8 +36,13 @@ use crate::ports::{ObjectStore, StoredObject, WriteCondition};
 /// warning), since a lease that cannot outlive one call cannot fence it.
 pub const MIN_EFFECTIVE_LEASE: Duration = FENCE_NEED.saturating_add(Duration::from_secs(10));
 
-/// Conditional writes tried per lock step when the store fails transiently.
+/// Conditional writes tried per lock step when the store fails transiently or answers 409.
 const WRITE_ATTEMPTS: u32 = 3;
+
+/// The wait before trying again after a 409 `ConditionalRequestConflict`, times the attempt:
+/// the conflicting write is one S3 request, over in well under this; three attempts wait
+/// 0.3 s in all, far inside the fence's margin.
+const CONFLICT_BACKOFF: Duration = Duration::from_millis(100);
 
 /// The lock object's body.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -185,16 +192,21 @@ pub async fn unlock(
         request_id: holder.body.request_id.as_deref(),
     };
     let body = draft(w, holder.body.acquired_at, Duration::ZERO, true);
-    store
+    let written = store
         .put_object(
             bucket,
             &key,
-            body,
+            serde_json::to_vec(&body).expect("lock body"),
             encryption,
             Some(WriteCondition::IfMatch(etag)),
         )
-        .await?;
-    Ok(Unlocked::Released { holder })
+        .await;
+    match written {
+        Ok(_) => Ok(Unlocked::Released { holder }),
+        // Deleted since it was read (S3's 404 to If-Match): nobody holds it.
+        Err(e) if e.code.as_deref() == Some("NoSuchKey") => Ok(Unlocked::Free),
+        Err(e) => Err(e),
+    }
 }
 
 /// The lease a run takes for a declared `lockLeaseSeconds`.
@@ -240,64 +252,109 @@ struct Writer<'a> {
     request_id: Option<&'a str>,
 }
 
-fn draft(w: Writer<'_>, acquired_at: DateTime<Utc>, lease: Duration, released: bool) -> Vec<u8> {
-    let b = LockBody {
+fn draft(w: Writer<'_>, acquired_at: DateTime<Utc>, lease: Duration, released: bool) -> LockBody {
+    LockBody {
         owner: w.owner.to_string(),
         acquired_at,
         expires_at: clock::now() + chrono::Duration::from_std(lease).unwrap_or_default(),
         released,
         write_id: crate::request::new_run_id(),
         request_id: w.request_id.map(str::to_string),
-    };
-    serde_json::to_vec(&b).expect("lock body")
+    }
 }
 
 /// How a conditional write of the lock ended, once settled.
 enum Written {
-    /// It (or an earlier attempt of ours) took effect; the object's ETag now.
+    /// One of this step's attempts took effect; the object's ETag now.
     Ours(String),
     /// Its precondition failed: the object is someone else's version (as read back).
     Refused(Option<Holder>),
+    /// `If-Match` found no object (404 `NoSuchKey`): the lock was deleted.
+    Gone,
 }
 
 /// Writes `make()` under `condition` and settles an ambiguous answer by reading the lock back:
-/// a body `ours` accepts means one of our attempts took effect. Transient failures are tried
-/// again (each a new conditional write); an outcome that stays unknown is an error.
+/// a body of one of this step's attempts means it took effect. A body `ours` accepts from an
+/// earlier write (an earlier step, or a late landing) is ours but holds only until that
+/// write's lease ends: it is written over (`If-Match` its ETag). Transient failures and 409
+/// conflicts are tried again (each a new conditional write); an outcome that stays unknown is
+/// an error.
 async fn write_settled(
     store: &dyn ObjectStore,
     bucket: &str,
     key: &str,
     encryption: &Encryption,
-    condition: WriteCondition,
-    make: impl Fn() -> Vec<u8>,
+    mut condition: WriteCondition,
+    make: impl Fn() -> LockBody,
     ours: impl Fn(&LockBody) -> bool,
 ) -> Result<Written, CloudError> {
+    let mut sent = Vec::new();
     let mut attempt = 0;
     loop {
         attempt += 1;
+        let body = make();
+        sent.push(body.write_id.clone());
+        let bytes = serde_json::to_vec(&body).expect("lock body");
         let err = match store
-            .put_object(bucket, key, make(), encryption, Some(condition.clone()))
+            .put_object(bucket, key, bytes, encryption, Some(condition.clone()))
             .await
         {
             Ok(etag) => return Ok(Written::Ours(etag.unwrap_or_default())),
             Err(e) => e,
         };
-        // Did it take effect anyway (a lost or late answer, or an earlier attempt of ours)?
+        // Did it take effect anyway (a lost or late answer)?
         let found = store.get_object(bucket, key).await?;
+        let absent = found.is_none();
         let holder = found.as_ref().and_then(Holder::from_object);
-        if let (Some(o), Some(h)) = (&found, &holder) {
-            if ours(&h.body) {
+        let etag = found.and_then(|o| o.etag);
+        if let Some(h) = holder.as_ref().filter(|h| ours(&h.body)) {
+            if sent.contains(&h.body.write_id) {
                 tracing::info!(key, error = %err, "lock write answered with an error but took effect");
-                return Ok(Written::Ours(o.etag.clone().unwrap_or_default()));
+                return Ok(Written::Ours(etag.unwrap_or_default()));
+            }
+            let again = matches!(
+                err.kind,
+                ErrorKind::PreconditionFailed
+                    | ErrorKind::Conflict
+                    | ErrorKind::Transient
+                    | ErrorKind::Throttled
+            );
+            match etag {
+                Some(etag) if again && attempt < WRITE_ATTEMPTS => {
+                    tracing::info!(key, error = %err, "the lock is ours from an earlier write; writing over it");
+                    condition = WriteCondition::IfMatch(etag);
+                    wait_after(&err, attempt).await;
+                    continue;
+                }
+                _ if again => {
+                    return Err(unsettled(
+                        key,
+                        &format!("it is ours from an earlier write, and this step's write did not land ({err})"),
+                    ))
+                }
+                _ => return Err(err),
             }
         }
         match err.kind {
             ErrorKind::PreconditionFailed => return Ok(Written::Refused(holder)),
-            ErrorKind::Transient | ErrorKind::Throttled if attempt < WRITE_ATTEMPTS => {
+            ErrorKind::NotFound if absent && matches!(condition, WriteCondition::IfMatch(_)) => {
+                return Ok(Written::Gone)
+            }
+            ErrorKind::Transient | ErrorKind::Throttled | ErrorKind::Conflict
+                if attempt < WRITE_ATTEMPTS =>
+            {
                 tracing::warn!(key, attempt, error = %err, "lock write failed; trying again");
+                wait_after(&err, attempt).await;
             }
             _ => return Err(err),
         }
+    }
+}
+
+/// After a 409: S3 says "retry the upload", once the conflicting request is over.
+async fn wait_after(err: &CloudError, attempt: u32) {
+    if err.kind == ErrorKind::Conflict {
+        tokio::time::sleep(CONFLICT_BACKOFF * attempt).await;
     }
 }
 
@@ -357,6 +414,11 @@ pub async fn acquire<'a>(
             Written::Ours(etag) => return Ok(held(etag)),
             Written::Refused(Some(h)) if busy(&h) => return Ok(Acquire::Busy(h)),
             Written::Refused(_) => {}
+            // Deleted since it was read: free, so create it.
+            Written::Gone => {
+                condition = WriteCondition::IfNoneMatch;
+                continue;
+            }
         }
         let Some(current) = store.get_object(bucket, &key).await? else {
             // Released by deletion between our two calls: create it.
@@ -448,6 +510,14 @@ impl Lease<'_> {
                     .unwrap_or_default();
                 let reason = format!(
                     "lost the cluster lock ({} was taken over{by} after its lease ran out)",
+                    self.key
+                );
+                st.lost = Some(reason.clone());
+                Err(reason)
+            }
+            Ok(Written::Gone) => {
+                let reason = format!(
+                    "lost the cluster lock ({} was deleted while this run held it)",
                     self.key
                 );
                 st.lost = Some(reason.clone());
@@ -664,6 +734,122 @@ mod tests {
         );
         held(take(&cloud, "run-1", 60).await);
         assert_eq!(holder(&cloud).owner, "run-1");
+    }
+
+    /// Amazon S3 User Guide, "How to prevent object overwrites with conditional writes"
+    /// (https://docs.aws.amazon.com/AmazonS3/latest/userguide/conditional-writes.html) and the
+    /// PutObject API reference (https://docs.aws.amazon.com/AmazonS3/latest/API/API_PutObject.html):
+    /// a conditional write that meets a conflicting operation fails with 409
+    /// `ConditionalRequestConflict`, "retry the upload". Not a refusal, nor someone else's lock.
+    #[tokio::test(start_paused = true)]
+    async fn a_conflicting_write_is_tried_again() {
+        // GIVEN S3 answers the create with 409 once
+        let cloud = MemoryCloud::seed();
+        cloud.inject(
+            "PutObject",
+            ErrorKind::Conflict,
+            FaultTiming::BeforeEffect,
+            1,
+        );
+        // WHEN a run takes the lock THEN it is taken on the next attempt
+        let lease = held(take(&cloud, "run-1", 60).await);
+        assert_eq!(holder(&cloud).owner, "run-1");
+        // GIVEN a renewal answered with 409 twice WHEN renewing THEN the third attempt renews
+        cloud.inject(
+            "PutObject",
+            ErrorKind::Conflict,
+            FaultTiming::BeforeEffect,
+            2,
+        );
+        lease.renew().await.unwrap();
+        // GIVEN conflicts on every attempt WHEN renewing THEN an error, but the lock is not lost
+        cloud.inject(
+            "PutObject",
+            ErrorKind::Conflict,
+            FaultTiming::BeforeEffect,
+            WRITE_ATTEMPTS,
+        );
+        let err = lease.renew().await.unwrap_err();
+        assert!(err.contains("could not renew"), "{err}");
+        assert!(err.contains("ConditionalRequestConflict"), "{err}");
+        lease.renew().await.unwrap();
+        lease.release().await.unwrap();
+        assert!(holder(&cloud).released);
+    }
+
+    /// A renewal that failed without effect finds the lock still ours (its previous write):
+    /// that is no renewal, so the lease is written again rather than counted as extended.
+    #[tokio::test(start_paused = true)]
+    async fn a_renewal_that_did_not_land_is_written_again() {
+        // GIVEN a lease 30 s old, and a renewal whose first write fails before any effect
+        let cloud = MemoryCloud::seed();
+        let lease = held(take(&cloud, "run-1", 60).await);
+        let before = holder(&cloud).expires_at;
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        for kind in [ErrorKind::Transient, ErrorKind::Conflict] {
+            cloud.inject("PutObject", kind, FaultTiming::BeforeEffect, 1);
+            // WHEN renewing
+            lease.renew().await.unwrap();
+        }
+        // THEN the lock object itself holds 30 s longer, as the fence believes
+        assert!(
+            (holder(&cloud).expires_at - before).num_seconds() >= 30,
+            "the renewal must have landed"
+        );
+    }
+
+    /// Amazon S3 User Guide, "How to prevent object overwrites with conditional writes"
+    /// (https://docs.aws.amazon.com/AmazonS3/latest/userguide/conditional-writes.html):
+    /// `If-Match` on a key with no object answers 404 `NoSuchKey`. A renewal whose lock object
+    /// was deleted has lost the lock (nobody took it over), and says so.
+    #[tokio::test]
+    async fn a_renewal_of_a_deleted_lock_is_a_lost_lock() {
+        // GIVEN a held lease whose object an operator deleted
+        let cloud = MemoryCloud::seed();
+        let lease = held(take(&cloud, "run-1", 60).await);
+        cloud.remove_object(B, &lock_key("pair"));
+        // WHEN the fence renews it
+        let err = lease.hold_for(Duration::from_secs(3600)).await.unwrap_err();
+        // THEN the lock is lost, as deleted, and nothing more is sent
+        assert!(err.contains("lost the cluster lock"), "{err}");
+        assert!(err.contains("deleted"), "{err}");
+        assert!(!err.contains("taken over"), "{err}");
+        let calls = cloud.calls().len();
+        assert!(lease.hold_for(Duration::ZERO).await.is_err());
+        assert_eq!(cloud.calls().len(), calls);
+    }
+
+    /// The same rule on a takeover: the expired lock deleted between its read and the
+    /// `If-Match` write (404 `NoSuchKey`) leaves the lock free, and it is created.
+    #[tokio::test(start_paused = true)]
+    async fn a_takeover_of_a_lock_deleted_meanwhile_creates_it() {
+        // GIVEN an expired lock, and writes that take a second each
+        let cloud = MemoryCloud::seed();
+        let _crashed = held(take(&cloud, "crashed", 0).await);
+        cloud.delay("PutObject", Duration::from_secs(1));
+        // WHEN run-2 takes it over while the lock is deleted between its read (t = 1 s) and
+        // its If-Match write (t = 2 s)
+        let (taken, ()) = tokio::join!(take(&cloud, "run-2", 60), async {
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+            cloud.remove_object(B, &lock_key("pair"));
+        });
+        // THEN run-2 holds it
+        held(taken);
+        assert_eq!(holder(&cloud).owner, "run-2");
+    }
+
+    /// The same rule on an operator's unlock: a lock deleted between its read and the
+    /// release's `If-Match` write (404 `NoSuchKey`) is free, not an error.
+    #[tokio::test(start_paused = true)]
+    async fn an_unlock_of_a_lock_deleted_meanwhile_finds_it_free() {
+        let cloud = MemoryCloud::seed();
+        let _dead = held(take(&cloud, "crashed", 0).await);
+        cloud.delay("PutObject", Duration::from_secs(1));
+        let (out, ()) = tokio::join!(unlock(&cloud, B, "pair", &Encryption::None, false), async {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            cloud.remove_object(B, &lock_key("pair"));
+        });
+        assert_eq!(out.unwrap(), Unlocked::Free);
     }
 
     /// A body claiming a lease in 2099 blocks no longer than the longest lease from its write.

@@ -193,6 +193,16 @@ fn err(op: &'static str, kind: ErrorKind, code: &str, msg: impl Into<String>) ->
     CloudError::new(op, kind, code, msg)
 }
 
+/// S3's 404 for a bucket that does not exist (named, as the adapter names it).
+fn no_such_bucket(op: &'static str, bucket: &str) -> CloudError {
+    err(
+        op,
+        ErrorKind::NotFound,
+        "NoSuchBucket",
+        format!("bucket {bucket} does not exist"),
+    )
+}
+
 impl MemoryCloud {
     /// An empty account.
     pub fn new() -> MemoryCloud {
@@ -518,6 +528,14 @@ impl MemoryCloud {
             .map(|o| o.body.clone())
     }
 
+    /// Deletes an object, as DeleteObject would (an operator's `aws s3 rm`).
+    pub fn remove_object(&self, bucket: &str, key: &str) {
+        let mut w = self.world.lock().unwrap();
+        if let Some(b) = w.buckets.get_mut(bucket) {
+            b.objects.remove(key);
+        }
+    }
+
     /// The encryption an object was written with.
     pub fn object_encryption(&self, bucket: &str, key: &str) -> Option<Encryption> {
         let w = self.world.lock().unwrap();
@@ -540,6 +558,7 @@ impl MemoryCloud {
             ErrorKind::Throttled => "RequestLimitExceeded",
             ErrorKind::NotFound => "NotFound",
             ErrorKind::PreconditionFailed => "PreconditionFailed",
+            ErrorKind::Conflict => "ConditionalRequestConflict",
             ErrorKind::Rejected => "UnauthorizedOperation",
             ErrorKind::Transient => "InternalError",
         };
@@ -960,6 +979,10 @@ impl Ec2Describe for MemoryCloud {
 impl Ec2Mutate for MemoryCloud {
     async fn dry_run(&self, m: &Mutation) -> Result<DryRun, CloudError> {
         let op = m.operation();
+        if !m.has_dry_run() {
+            // Nothing to send: EC2's API has no DryRun for it.
+            return Ok(DryRun::Unchecked);
+        }
         self.calls.lock().unwrap().push(format!("{op}(DryRun)"));
         Ok(if self.denied.lock().unwrap().iter().any(|d| d == op) {
             DryRun::Denied
@@ -1457,7 +1480,7 @@ impl ObjectStore for MemoryCloud {
             let b = w
                 .buckets
                 .get(bucket)
-                .ok_or_else(|| err("GetObject", ErrorKind::NotFound, "NoSuchBucket", bucket))?;
+                .ok_or_else(|| no_such_bucket("GetObject", bucket))?;
             Ok(b.objects.get(key).map(|o| StoredObject {
                 body: o.body.clone(),
                 etag: Some(o.etag.clone()),
@@ -1481,13 +1504,21 @@ impl ObjectStore for MemoryCloud {
             let b = w
                 .buckets
                 .get_mut(bucket)
-                .ok_or_else(|| err(OP, ErrorKind::NotFound, "NoSuchBucket", bucket))?;
+                .ok_or_else(|| no_such_bucket(OP, bucket))?;
             let current = b.objects.get(key).map(|o| o.etag.clone());
             let ok = match (&condition, &current) {
                 (None, _) => true,
                 (Some(WriteCondition::IfNoneMatch), c) => c.is_none(),
                 (Some(WriteCondition::IfMatch(want)), Some(have)) => want == have,
-                (Some(WriteCondition::IfMatch(_)), None) => false,
+                // S3: If-Match on a key with no object is 404 NoSuchKey, not 412.
+                (Some(WriteCondition::IfMatch(_)), None) => {
+                    return Err(err(
+                        OP,
+                        ErrorKind::NotFound,
+                        "NoSuchKey",
+                        format!("The specified key does not exist: {key}"),
+                    ))
+                }
             };
             if !ok {
                 return Err(err(
@@ -1737,5 +1768,49 @@ mod aws_rules {
             .contains(&ip("10.0.0.101")));
         let e = cloud.elastic_ip(twin_eip).unwrap();
         assert_eq!(e.network_interface_id.as_deref(), Some(twin_a.as_str()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const B: &str = "cfe-state-bigip-ha";
+
+    /// Amazon S3 User Guide, "How to prevent object overwrites with conditional writes"
+    /// (https://docs.aws.amazon.com/AmazonS3/latest/userguide/conditional-writes.html), and the
+    /// PutObject API reference (https://docs.aws.amazon.com/AmazonS3/latest/API/API_PutObject.html):
+    /// `If-Match` on a key with no object fails with 404 `NoSuchKey`; only an ETag that does
+    /// not match is 412 Precondition Failed.
+    #[tokio::test]
+    async fn if_match_on_a_missing_key_is_no_such_key() {
+        let cloud = MemoryCloud::seed();
+        let put = |key: &'static str, etag: &str| {
+            cloud.put_object(
+                B,
+                key,
+                b"{}".to_vec(),
+                &Encryption::None,
+                Some(WriteCondition::IfMatch(etag.into())),
+            )
+        };
+        // GIVEN no object at the key WHEN writing If-Match THEN 404 NoSuchKey
+        let e = put("missing", "\"0\"").await.unwrap_err();
+        assert_eq!(
+            (e.kind, e.code.as_deref()),
+            (ErrorKind::NotFound, Some("NoSuchKey"))
+        );
+        // GIVEN an object WHEN writing If-Match another ETag THEN 412 PreconditionFailed
+        let etag = cloud
+            .put_object(B, "present", b"{}".to_vec(), &Encryption::None, None)
+            .await
+            .unwrap()
+            .unwrap();
+        let e = put("present", "\"other\"").await.unwrap_err();
+        assert_eq!(
+            (e.kind, e.code.as_deref()),
+            (ErrorKind::PreconditionFailed, Some("PreconditionFailed"))
+        );
+        put("present", &etag).await.unwrap();
     }
 }

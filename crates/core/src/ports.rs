@@ -227,6 +227,20 @@ impl Mutation {
             Mutation::ReplaceRouteTableAssociation { .. } => "ReplaceRouteTableAssociation",
         }
     }
+
+    /// Whether EC2's API gives this call a `DryRun` parameter: AssignPrivateIpAddresses and
+    /// UnassignPrivateIpAddresses have none (see their EC2 API Reference pages), so no
+    /// backend can check them; the IAM policy simulator or the stack's policy is their check.
+    pub fn has_dry_run(&self) -> bool {
+        !matches!(
+            self,
+            Mutation::AssignPrivateIps { .. }
+                | Mutation::AssignIpv4Prefixes { .. }
+                | Mutation::UnassignIpv4Prefixes { .. }
+                | Mutation::AssignIpv6 { .. }
+                | Mutation::UnassignIpv6 { .. }
+        )
+    }
 }
 
 /// What a DryRun said about a mutation.
@@ -236,7 +250,8 @@ pub enum DryRun {
     Allowed,
     /// `UnauthorizedOperation`: the caller may not.
     Denied,
-    /// The backend cannot check it (the emulator performs some calls despite DryRun).
+    /// Not checked: EC2 gives the call no `DryRun` ([`Mutation::has_dry_run`]), or the
+    /// endpoint performs it despite DryRun (the emulator).
     Unchecked,
 }
 

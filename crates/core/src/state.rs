@@ -646,3 +646,44 @@ impl StateLog<'_> {
         Ok(obj.and_then(|o| serde_json::from_slice(&o.body).ok()))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::memory::MemoryCloud;
+
+    /// Amazon S3 API Reference, "Error responses"
+    /// (https://docs.aws.amazon.com/AmazonS3/latest/API/ErrorResponses.html): GetObject in a
+    /// bucket that does not exist fails with 404 `NoSuchBucket`. A missing state bucket is an
+    /// error naming it, never "no state file, no lock".
+    #[tokio::test]
+    async fn a_missing_state_bucket_is_an_error_naming_it() {
+        // GIVEN a declaration whose state bucket is gone
+        let cloud = MemoryCloud::seed();
+        let decl = Declaration::parse(include_str!(
+            "../../../examples/seed-article/declaration-after.json"
+        ))
+        .unwrap();
+        let log = StateLog {
+            store: &cloud,
+            bucket: "cfe-state-gone".into(),
+            decl: &decl,
+        };
+        // WHEN the state file and the lock are read THEN both fail, naming the bucket
+        let e = log.read_state().await.unwrap_err();
+        assert_eq!(e.code.as_deref(), Some("NoSuchBucket"));
+        assert!(
+            e.to_string()
+                .contains("bucket cfe-state-gone does not exist"),
+            "{e}"
+        );
+        let e = crate::lock::current_holder(&cloud, "cfe-state-gone", "default")
+            .await
+            .unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("bucket cfe-state-gone does not exist"),
+            "{e}"
+        );
+    }
+}

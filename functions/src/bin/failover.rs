@@ -8,8 +8,10 @@ use failover_core::aws;
 use failover_core::fleet::Fleet;
 use failover_core::handler::handle;
 use failover_core::metrics;
-use failover_functions::{diagnostic, invocation, lambda_setup, run_batch, trust};
-use lambda_runtime::{service_fn, Error, LambdaEvent};
+use failover_functions::{
+    diagnostic, invocation, lambda_setup, payload, run_batch, trust, RawEvent,
+};
+use lambda_runtime::{service_fn, Error};
 use serde_json::Value;
 use tokio::sync::Mutex;
 
@@ -22,7 +24,8 @@ async fn main() -> Result<(), Error> {
     // Made when a queue first invokes the function (no cold-start cost otherwise).
     let queue = &tokio::sync::OnceCell::new();
     let options = &setup.options;
-    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
+    lambda_runtime::run(service_fn(move |event: RawEvent| async move {
+        let event = payload(event)?;
         let mut inv = invocation(event.context.request_id, event.context.deadline);
         inv.trust = trust(&event.context.invoked_function_arn);
         let batch = failover_core::events::sqs_messages(&event.payload).is_some();

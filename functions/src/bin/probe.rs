@@ -4,8 +4,8 @@
 
 use failover_core::fleet::Fleet;
 use failover_core::handler::{handle_probe, handle_probe_fleet};
-use failover_functions::{diagnostic, invocation, lambda_setup};
-use lambda_runtime::{service_fn, Error, LambdaEvent};
+use failover_functions::{diagnostic, invocation, lambda_setup, payload, RawEvent};
+use lambda_runtime::{service_fn, Error};
 use serde_json::Value;
 use tokio::sync::Mutex;
 
@@ -15,7 +15,8 @@ async fn main() -> Result<(), Error> {
     setup.init_tracing();
     let (cloud, declaration) = (&setup.cloud, &setup.declaration);
     let fleet = &Mutex::new(Fleet::new(declaration.clone()));
-    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
+    lambda_runtime::run(service_fn(move |event: RawEvent| async move {
+        let event = payload(event)?;
         let inv = invocation(event.context.request_id, event.context.deadline);
         let answer = if declaration.is_fleet() {
             let mut fleet = fleet.lock().await;

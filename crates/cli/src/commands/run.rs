@@ -77,15 +77,8 @@ pub async fn invoke(
     // Checked before any cloud client exists: a bad event touches nothing.
     let invalid =
         |e: failover_core::events::EventError| CliError::new(format!("invalid event: {e}"));
-    let payload: Value = match failover_core::json::parse(&text) {
-        Ok(v) => v,
-        // The parser's own words for it (size, JSON).
-        Err(_) => {
-            return Err(invalid(
-                failover_core::events::parse_text(&text).unwrap_err(),
-            ))
-        }
-    };
+    // The reader the Lambdas use for their payloads (a key given twice is refused).
+    let payload: Value = failover_core::events::parse_json(&text).map_err(invalid)?;
     let batch = match failover_core::events::sqs_messages(&payload) {
         Some(messages) => messages
             .map_err(invalid)?

@@ -117,6 +117,32 @@ async fn s3_errors_are_classified_as_the_lock_needs() {
         .await
         .unwrap_err();
     assert_eq!(e.kind, ErrorKind::PreconditionFailed, "{e}");
+    // Amazon S3 API Reference, "PutObject", If-Match / If-None-Match
+    // (https://docs.aws.amazon.com/AmazonS3/latest/API/API_PutObject.html): "If a conflicting
+    // operation occurs during the upload S3 returns a 409 ConditionalRequestConflict response.
+    // On a 409 failure you should retry the upload." A conflict, to retry: no refusal.
+    let conflict = mock!(aws_sdk_s3::Client::put_object).then_http_response(|| {
+        http(
+            409,
+            r#"<?xml version="1.0" encoding="UTF-8"?>
+<Error><Code>ConditionalRequestConflict</Code><Message>A conflicting conditional operation is currently in progress against this resource. Please try again.</Message><RequestId>example</RequestId><HostId>example</HostId></Error>"#,
+        )
+    });
+    let e = s3(&[&conflict])
+        .put_object(
+            "cfe-state",
+            "f5cloudfailover/lock/default.json",
+            b"{}".to_vec(),
+            &Encryption::Aes256,
+            Some(WriteCondition::IfMatch("\"etag\"".into())),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (e.kind, e.code.as_deref()),
+        (ErrorKind::Conflict, Some("ConditionalRequestConflict")),
+        "{e}"
+    );
     let slow = mock!(aws_sdk_s3::Client::put_object).then_http_response(|| {
         http(
             503,
@@ -144,6 +170,69 @@ async fn s3_errors_are_classified_as_the_lock_needs() {
             .unwrap(),
         None
     );
+}
+
+/// EC2 API Reference, "AssignPrivateIpAddresses" and "UnassignPrivateIpAddresses"
+/// (https://docs.aws.amazon.com/AWSEC2/latest/APIReference/API_AssignPrivateIpAddresses.html,
+/// https://docs.aws.amazon.com/AWSEC2/latest/APIReference/API_UnassignPrivateIpAddresses.html):
+/// no `DryRun` request parameter, so nothing is sent and the answer is "unchecked".
+#[tokio::test]
+async fn calls_without_dry_run_are_unchecked_and_not_sent() {
+    use crate::ports::{DryRun, Mutation};
+    // GIVEN a client that answers no call at all
+    let client = ec2(&[]);
+    let eni = "eni-0example".to_string();
+    for m in [
+        Mutation::AssignPrivateIps {
+            network_interface_id: eni.clone(),
+            ips: vec!["10.0.0.10".parse().unwrap()],
+        },
+        Mutation::AssignIpv4Prefixes {
+            network_interface_id: eni.clone(),
+            prefixes: vec!["10.0.0.48/28".parse().unwrap()],
+        },
+        Mutation::UnassignIpv4Prefixes {
+            network_interface_id: eni.clone(),
+            prefixes: vec!["10.0.0.48/28".parse().unwrap()],
+        },
+    ] {
+        // WHEN doctor asks for a DryRun THEN the adapter answers Unchecked without a call
+        assert_eq!(
+            client.dry_run(&m).await.unwrap(),
+            DryRun::Unchecked,
+            "{m:?}"
+        );
+    }
+}
+
+/// Amazon S3 API Reference, "Error responses"
+/// (https://docs.aws.amazon.com/AmazonS3/latest/API/ErrorResponses.html): `NoSuchBucket`, 404,
+/// "The specified bucket does not exist". A missing state bucket is no "no state, no lock":
+/// GetObject fails, naming the bucket; only `NoSuchKey` is an absent object.
+#[tokio::test]
+async fn a_missing_bucket_is_an_error_naming_it() {
+    // GIVEN S3 answers GetObject with NoSuchBucket
+    let missing = mock!(aws_sdk_s3::Client::get_object).then_http_response(|| {
+        http(
+            404,
+            r#"<?xml version="1.0" encoding="UTF-8"?>
+<Error><Code>NoSuchBucket</Code><Message>The specified bucket does not exist</Message><BucketName>cfe-state-gone</BucketName><RequestId>example</RequestId><HostId>example</HostId></Error>"#,
+        )
+    });
+    // WHEN the state file is read
+    let e = s3(&[&missing])
+        .get_object(
+            "cfe-state-gone",
+            "f5cloudfailover/f5cloudfailoverstate.json",
+        )
+        .await
+        .unwrap_err();
+    // THEN an error naming the bucket
+    assert_eq!(
+        (e.kind, e.code.as_deref()),
+        (ErrorKind::NotFound, Some("NoSuchBucket"))
+    );
+    assert!(e.to_string().contains("cfe-state-gone"), "{e}");
 }
 
 #[tokio::test]

@@ -411,6 +411,9 @@ impl Ec2Describe for AwsEc2 {
 impl Ec2Mutate for AwsEc2 {
     async fn dry_run(&self, m: &Mutation) -> Result<DryRun, CloudError> {
         let op = m.operation();
+        if !m.has_dry_run() {
+            return Ok(DryRun::Unchecked);
+        }
         let sent = match m {
             Mutation::AssociateAddress {
                 allocation_id,
@@ -460,8 +463,7 @@ impl Ec2Mutate for AwsEc2 {
                 .await
                 .map(|_| ())
                 .map_err(|e| cloud_error(op, e)),
-            // AssignPrivateIpAddresses and UnassignPrivateIpAddresses have no DryRun parameter.
-            // Nor do AssignIpv6Addresses and UnassignIpv6Addresses (EC2 API Reference).
+            // No DryRun parameter: answered above.
             Mutation::AssignPrivateIps { .. }
             | Mutation::AssignIpv4Prefixes { .. }
             | Mutation::UnassignIpv4Prefixes { .. }

@@ -562,6 +562,7 @@ fn classify<E, R>(err: &SdkError<E, R>, code: Option<&str>, status: Option<u16>)
         | "SlowDown"
         | "TooManyRequestsException" => ErrorKind::Throttled,
         "PreconditionFailed" => ErrorKind::PreconditionFailed,
+        "ConditionalRequestConflict" => ErrorKind::Conflict,
         "NoSuchBucket" | "NoSuchKey" | "NotFound" => ErrorKind::NotFound,
         c if c.ends_with(".NotFound") => ErrorKind::NotFound,
         "InternalError" | "InternalFailure" | "ServiceUnavailable" | "Unavailable" => {

@@ -11,6 +11,17 @@ use crate::declaration::{Encryption, Tags};
 use crate::error::{CloudError, ErrorKind};
 use crate::ports::{Listed, ObjectStore, StoredObject, WriteCondition};
 
+/// S3's error code for a bucket that does not exist.
+const NO_SUCH_BUCKET: &str = "NoSuchBucket";
+
+/// S3 says "The specified bucket does not exist" without naming it: name it.
+fn no_such_bucket(mut e: CloudError, bucket: &str) -> CloudError {
+    if e.code.as_deref() == Some(NO_SUCH_BUCKET) {
+        e.message = format!("bucket {bucket} does not exist");
+    }
+    e
+}
+
 /// The S3 port over the AWS SDK.
 #[derive(Clone, Debug)]
 pub struct AwsS3 {
@@ -128,8 +139,10 @@ impl ObjectStore for AwsS3 {
         {
             Ok(out) => out,
             Err(e) => {
-                let e = cloud_error("GetObject", e);
-                return if e.kind == ErrorKind::NotFound {
+                let e = no_such_bucket(cloud_error("GetObject", e), bucket);
+                // Only a missing key is an absent object; a missing bucket is an error.
+                return if e.kind == ErrorKind::NotFound && e.code.as_deref() != Some(NO_SUCH_BUCKET)
+                {
                     Ok(None)
                 } else {
                     Err(e)
@@ -195,7 +208,7 @@ impl ObjectStore for AwsS3 {
         } else {
             req.send().await
         };
-        let out = sent.map_err(|e| cloud_error("PutObject", e))?;
+        let out = sent.map_err(|e| no_such_bucket(cloud_error("PutObject", e), bucket))?;
         Ok(out.e_tag().map(str::to_string))
     }
 
@@ -209,7 +222,7 @@ impl ObjectStore for AwsS3 {
             .send()
             .try_collect()
             .await
-            .map_err(|e| cloud_error("ListObjectsV2", e))?;
+            .map_err(|e| no_such_bucket(cloud_error("ListObjectsV2", e), bucket))?;
         Ok(pages
             .iter()
             .flat_map(|p| p.contents())
