@@ -138,7 +138,7 @@ impl Default for Retries {
     }
 }
 
-/// The client's retry quota as aws-smithy-runtime keeps it: a retry takes its cost and holds
+/// A client's retry quota as aws-smithy-runtime keeps it: a retry takes its cost and holds
 /// it as the client's one permit (a newer permit replaces it, and the replaced one's tokens
 /// are gone); a success gives the held permit back, or one token when none is held.
 #[derive(Debug)]
@@ -147,23 +147,68 @@ struct Quota {
     held: bool,
 }
 
+impl Quota {
+    fn new(retries: &Retries) -> Quota {
+        Quota {
+            tokens: retries.quota,
+            held: false,
+        }
+    }
+
+    /// Pays for a retry, if it can.
+    fn take(&mut self, retries: &Retries) -> bool {
+        if self.tokens < retries.retry_cost {
+            return false;
+        }
+        self.tokens -= retries.retry_cost;
+        self.held = true;
+        true
+    }
+
+    /// A call succeeded: the held permit comes back, or one token.
+    fn succeeded(&mut self, retries: &Retries) {
+        let back = if self.held { retries.retry_cost } else { 1 };
+        self.tokens = (self.tokens + back).min(retries.quota);
+        self.held = false;
+    }
+}
+
 #[derive(Debug)]
 struct Account {
     cfg: Simulation,
     /// Each action's buckets (its smaller one for unfiltered calls apart): tokens, when.
     buckets: BTreeMap<(&'static str, bool), (f64, Instant)>,
-    quota: Quota,
     seed: u64,
     throttled: usize,
     /// When each EC2 attempt was in flight, and whether it mutated.
     ec2_spans: Vec<(Instant, Instant, bool)>,
 }
 
-/// The in-memory cloud behind the simulated account's latency, throttling and client.
+/// The in-memory cloud behind the simulated account's latency and throttling, called through
+/// one SDK client ([`SimulatedCloud::ec2`]) or more ([`SimulatedCloud::client`]).
 pub struct SimulatedCloud {
     /// The world the calls act on.
     pub cloud: MemoryCloud,
     account: Mutex<Account>,
+    /// The retry quota of the client behind [`SimulatedCloud::ec2`].
+    quota: Mutex<Quota>,
+}
+
+/// Another SDK client on the simulated account (another Lambda): the same buckets, its own
+/// retry quota.
+pub struct SdkClient<'a> {
+    sim: &'a SimulatedCloud,
+    quota: Mutex<Quota>,
+}
+
+impl SdkClient<'_> {
+    /// The account's EC2 through this client.
+    pub fn ec2(&self) -> Hooked<'_, MemoryCloud, Self> {
+        Hooked {
+            ec2: &self.sim.cloud,
+            hook: self,
+        }
+    }
 }
 
 impl SimulatedCloud {
@@ -171,11 +216,8 @@ impl SimulatedCloud {
     pub fn new(cloud: MemoryCloud, cfg: Simulation) -> SimulatedCloud {
         SimulatedCloud {
             cloud,
+            quota: Mutex::new(Quota::new(&cfg.retries)),
             account: Mutex::new(Account {
-                quota: Quota {
-                    tokens: cfg.retries.quota,
-                    held: false,
-                },
                 cfg,
                 buckets: BTreeMap::new(),
                 seed: 0x9e37_79b9_7f4a_7c15,
@@ -185,11 +227,21 @@ impl SimulatedCloud {
         }
     }
 
-    /// The account's EC2, as a port: every call through the simulated account.
+    /// The account's EC2, as a port: every call through the simulated account and its
+    /// client.
     pub fn ec2(&self) -> Hooked<'_, MemoryCloud, SimulatedCloud> {
         Hooked {
             ec2: &self.cloud,
             hook: self,
+        }
+    }
+
+    /// A new SDK client on the account, with its own retry quota.
+    pub fn client(&self) -> SdkClient<'_> {
+        let quota = Quota::new(&self.account.lock().unwrap().cfg.retries);
+        SdkClient {
+            sim: self,
+            quota: Mutex::new(quota),
         }
     }
 
@@ -227,18 +279,24 @@ impl SimulatedCloud {
 
     /// One EC2 call as the adapters' SDK client makes it: attempts until one is not
     /// throttled, the attempts run out or the retry quota does, a backoff before each retry.
-    /// `scoped`: a Describe* sent with a filter or ids (a mutation always is).
-    async fn call(&self, op: &'static str, scoped: bool) -> Result<(), CloudError> {
+    /// `scoped`: a Describe* sent with a filter or ids (a mutation always is); `quota`: the
+    /// client's.
+    async fn call(
+        &self,
+        quota: &Mutex<Quota>,
+        op: &'static str,
+        scoped: bool,
+    ) -> Result<(), CloudError> {
         let retries = self.account.lock().unwrap().cfg.retries.clone();
         let mut attempt = 1;
         loop {
             sent_on_the_wire();
             let answer = self.attempt(op, scoped).await;
             if answer.is_ok() {
-                self.succeeded();
+                quota.lock().unwrap().succeeded(&retries);
                 return answer;
             }
-            if attempt >= retries.max_attempts || !self.take_retry_permit() {
+            if attempt >= retries.max_attempts || !quota.lock().unwrap().take(&retries) {
                 return answer;
             }
             let ceiling = retries
@@ -248,30 +306,6 @@ impl SimulatedCloud {
             tokio::time::sleep(ceiling.mul_f64(self.jitter())).await;
             attempt += 1;
         }
-    }
-
-    /// The retry quota pays for a retry, if it can.
-    fn take_retry_permit(&self) -> bool {
-        let mut a = self.account.lock().unwrap();
-        let cost = a.cfg.retries.retry_cost;
-        if a.quota.tokens < cost {
-            return false;
-        }
-        a.quota.tokens -= cost;
-        a.quota.held = true;
-        true
-    }
-
-    /// A call succeeded: the held permit comes back, or one token.
-    fn succeeded(&self) {
-        let mut a = self.account.lock().unwrap();
-        let back = if a.quota.held {
-            a.cfg.retries.retry_cost
-        } else {
-            1
-        };
-        a.quota.tokens = (a.quota.tokens + back).min(a.cfg.retries.quota);
-        a.quota.held = false;
     }
 
     /// A deterministic fraction in [0, 1).
@@ -326,7 +360,7 @@ impl SimulatedCloud {
 #[async_trait]
 impl BeforeCall for SimulatedCloud {
     async fn before(&self, operation: &'static str) -> Result<(), CloudError> {
-        self.call(operation, true).await
+        self.call(&self.quota, operation, true).await
     }
 
     async fn before_describe(
@@ -334,7 +368,23 @@ impl BeforeCall for SimulatedCloud {
         operation: &'static str,
         scoped: bool,
     ) -> Result<(), CloudError> {
-        self.call(operation, scoped).await
+        self.call(&self.quota, operation, scoped).await
+    }
+}
+
+/// The same through another client.
+#[async_trait]
+impl BeforeCall for SdkClient<'_> {
+    async fn before(&self, operation: &'static str) -> Result<(), CloudError> {
+        self.sim.call(&self.quota, operation, true).await
+    }
+
+    async fn before_describe(
+        &self,
+        operation: &'static str,
+        scoped: bool,
+    ) -> Result<(), CloudError> {
+        self.sim.call(&self.quota, operation, scoped).await
     }
 }
 
@@ -587,6 +637,9 @@ mod tests {
         // AND a success with no permit held gives one token
         success().await.unwrap();
         success().await.unwrap();
-        assert_eq!(sim.account.lock().unwrap().quota.tokens, 5 + 1);
+        assert_eq!(sim.quota.lock().unwrap().tokens, 5 + 1);
+        // AND another client (another Lambda) has a quota of its own
+        let other = sim.client();
+        assert_eq!(on_the_wire(other.before("ReplaceRoute")).await.1, 3);
     }
 }
