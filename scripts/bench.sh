@@ -41,17 +41,22 @@ project's build machine (2 cores, 24 GiB, x86_64). Re-run it to reproduce them.
 
 \`target/release/failover-bench\`: the real engine (discovery, lock, plan, pacing, execute,
 verify, state log) against the in-memory cloud simulating EC2: 100 ms + up to 50 ms latency per
-EC2 call, 30 ms per S3 call, and one token bucket per API action with EC2's documented defaults
-(mutating actions: 50, refilled at 5 per second; Describe*: 100 at 20 per second;
-RequestLimitExceeded when empty). It runs on tokio's paused clock, so the times are
+EC2 call, 30 ms per S3 call, and one token bucket per API action with EC2's documented figures
+(mutating actions: 50, refilled at 5 per second; AssignPrivateIpAddresses and
+UnassignPrivateIpAddresses: 100 at 5; Describe*: 100 at 20 per second, 50 at 10 for
+DescribeInstances, DescribeInstanceStatus and DescribeNetworkInterfaces sent unfiltered;
+RequestLimitExceeded when empty), called as the SDK client calls (a throttled call sent up to
+4 times, full-jitter backoff from 1 s, a retry quota of 500 tokens per client, 5 a retry).
+It runs on tokio's paused clock, so the times are
 **simulated seconds**, identical on any machine. Route tables hold 50 routes each (500 routes =
 10 tables); EIPs move between VIP pairs. Columns:
 
 - *engine (paced)*: the default configuration (pacing 5/s after a burst of 50, per action,
   just under the bucket; 64 calls in flight at most);
 - *engine unpaced*: pacing set to 1000/s: the bucket runs dry, calls are throttled and retried
-  (6 times at most, the pacer halving its rate), and some give up (*incomplete*: those
-  operations FAILED and the next run would finish them);
+  (by the SDK client, then by the executor while fewer than 7 requests went on the wire, the
+  pacer halving its rate), and some give up (*incomplete*: those operations FAILED and the
+  next run would finish them);
 - *concurrency 1*: the same engine sending one call at a time (sequential baseline);
 - *throttle bound*: the least time any client can take, (mutations − burst) / refill, per action;
 - *CFE published*: F5's figures for AWS (CFE's performance-sizing page; real AWS, with its
@@ -89,7 +94,8 @@ bound at 500 routes with no throttled call.
 
 The AZ-outage table (issue 15): every pair's active unit fails at the same moment, in one
 account whose EC2 buckets are shared (each action 50 / 5 per second for mutations, 100 / 20
-per second for Describe*; Describe* retried as the SDK's standard mode does, 4 attempts).
+per second for Describe*; every throttled call retried as the SDK's standard mode does, 4
+attempts, each Lambda's client with its own retry quota).
 
 - *before the fleet: independent runs*: every cluster's own failover at once, each pacing as
   if it had the account to itself (what 50 single-pair stacks in one account do). The

@@ -329,6 +329,18 @@ pub trait Ec2Mutate: Send + Sync {
 pub trait BeforeCall: Send + Sync {
     /// Before a call of `operation` (as the SDK names it).
     async fn before(&self, operation: &'static str) -> Result<(), CloudError>;
+
+    /// Before a Describe* call; `scoped` when it names filters or ids (EC2 throttles some
+    /// Describe* sent with neither, nor MaxResults, on a smaller bucket). By default, as any
+    /// call.
+    async fn before_describe(
+        &self,
+        operation: &'static str,
+        scoped: bool,
+    ) -> Result<(), CloudError> {
+        let _ = scoped;
+        self.before(operation).await
+    }
 }
 
 /// An EC2 port whose calls each wait for `hook` first (DryRun checks pass untouched).
@@ -342,7 +354,9 @@ pub struct Hooked<'a, E: ?Sized, H: ?Sized> {
 #[async_trait]
 impl<E: Ec2Describe + ?Sized, H: BeforeCall + ?Sized> Ec2Describe for Hooked<'_, E, H> {
     async fn describe_instances(&self, filters: &[Filter]) -> Result<Vec<Instance>, CloudError> {
-        self.hook.before("DescribeInstances").await?;
+        self.hook
+            .before_describe("DescribeInstances", !filters.is_empty())
+            .await?;
         self.ec2.describe_instances(filters).await
     }
 
@@ -350,7 +364,9 @@ impl<E: Ec2Describe + ?Sized, H: BeforeCall + ?Sized> Ec2Describe for Hooked<'_,
         &self,
         filters: &[Filter],
     ) -> Result<Vec<NetworkInterface>, CloudError> {
-        self.hook.before("DescribeNetworkInterfaces").await?;
+        self.hook
+            .before_describe("DescribeNetworkInterfaces", !filters.is_empty())
+            .await?;
         self.ec2.describe_network_interfaces(filters).await
     }
 
@@ -358,17 +374,23 @@ impl<E: Ec2Describe + ?Sized, H: BeforeCall + ?Sized> Ec2Describe for Hooked<'_,
         &self,
         filters: &[Filter],
     ) -> Result<Vec<RouteTable>, CloudError> {
-        self.hook.before("DescribeRouteTables").await?;
+        self.hook
+            .before_describe("DescribeRouteTables", !filters.is_empty())
+            .await?;
         self.ec2.describe_route_tables(filters).await
     }
 
     async fn describe_addresses(&self, filters: &[Filter]) -> Result<Vec<ElasticIp>, CloudError> {
-        self.hook.before("DescribeAddresses").await?;
+        self.hook
+            .before_describe("DescribeAddresses", !filters.is_empty())
+            .await?;
         self.ec2.describe_addresses(filters).await
     }
 
     async fn impaired_instances(&self, instance_ids: &[String]) -> Result<Vec<String>, CloudError> {
-        self.hook.before("DescribeInstanceStatus").await?;
+        self.hook
+            .before_describe("DescribeInstanceStatus", !instance_ids.is_empty())
+            .await?;
         self.ec2.impaired_instances(instance_ids).await
     }
 }

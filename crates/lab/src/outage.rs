@@ -160,16 +160,16 @@ async fn independent_runs(
     fleet: &[FleetMember],
     per_cluster: usize,
 ) -> (usize, usize) {
-    let ec2 = sim.ec2();
-    let ec2 = &ec2;
-    let outcomes = join_all(fleet.iter().map(|c| {
+    // Each run is its own Lambda: its own SDK client (and retry quota) on the account.
+    let clients: Vec<_> = fleet.iter().map(|_| sim.client()).collect();
+    let outcomes = join_all(fleet.iter().zip(&clients).map(|(c, client)| async move {
         let mut req = RunRequest::new(
             TargetSpec::Instance(c.standby.clone()),
             Mode_::Execute,
             "az-outage",
         );
         req.force = true;
-        run(ec2, sim, &c.declaration, req)
+        run(&client.ec2(), sim, &c.declaration, req).await
     }))
     .await;
     let (mut failed_operations, mut failed_runs) = (0, 0);

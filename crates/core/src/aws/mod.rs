@@ -279,6 +279,10 @@ impl Intercept for CallLog {
 /// How long one attempt may take before the SDK abandons it and tries again.
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Attempts the clients make for one call, the first included (the SDK's standard retry mode,
+/// whose own default is 3): a throttled or transient failure is sent again after a backoff.
+pub const SDK_MAX_ATTEMPTS: u32 = 4;
+
 /// The clients' timeouts: connecting, one attempt, and the whole call (`ports::CALL_TIMEOUT`).
 pub(crate) fn timeouts(attempt: Duration) -> TimeoutConfig {
     TimeoutConfig::builder()
@@ -441,7 +445,7 @@ async fn sdk_config(opts: &AwsOptions, settings: &ClientSettings) -> aws_config:
     let http = http.build_https();
     let mut loader = aws_config::defaults(BehaviorVersion::latest())
         .http_client(http)
-        .retry_config(RetryConfig::standard().with_max_attempts(4))
+        .retry_config(RetryConfig::standard().with_max_attempts(SDK_MAX_ATTEMPTS))
         .timeout_config(timeouts(ATTEMPT_TIMEOUT));
     let emulator = opts.is_emulator();
     if let Some(region) = &opts.region {

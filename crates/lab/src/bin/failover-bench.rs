@@ -1,6 +1,8 @@
 //! `failover-bench`: failover time for routes ∈ {1, 10, 50, 100, 200, 500} and EIPs ∈ {1, 25}
 //! against the in-memory cloud simulating EC2 (latency per call, a token bucket per API
-//! action: 50 / 5 per second for mutating actions, 100 / 20 for Describe*), on tokio's paused
+//! action with EC2's documented figures: 50 / 5 per second for ReplaceRoute and
+//! AssociateAddress, 100 / 20 for a filtered Describe*; the SDK client's retries of a throttled
+//! call: see `failover_lab::sim`), on tokio's paused
 //! clock: the times are simulated seconds, reproducible on any machine. Side by side: the
 //! engine (paced), the same engine unpaced, the engine with concurrency 1, the throttle lower
 //! bound, and CFE's published figures. Prints Markdown.
