@@ -79,7 +79,9 @@ pub struct Outcome {
 /// Time kept back before a deadline to verify and record the outcome.
 pub const DEADLINE_RESERVE: Duration = Duration::from_secs(3);
 
-/// How many times a throttled call is sent again (each time after a paced token).
+/// How many requests a throttled mutation may take in all, the SDK client's own retries
+/// included (`aws::SDK_MAX_ATTEMPTS` a call): past this the executor sends it no more; below
+/// it, it sends the call again after the next paced token.
 pub const MAX_THROTTLE_RETRIES: u32 = 6;
 
 /// How the executor sends.

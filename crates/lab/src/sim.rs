@@ -10,7 +10,8 @@
 //! non-mutating actions" ("a specific subset of non-mutating API actions that, when requested
 //! without specifying either pagination or a filter, use tokens from a smaller token bucket")
 //! 50 at 10; among its "Uncategorized actions" ("their own token bucket sizes and refill
-//! rates"), AssignPrivateIpAddresses and UnassignPrivateIpAddresses have 100 at 5. A bucket
+//! rates"), AssignPrivateIpAddresses, UnassignPrivateIpAddresses and AssignIpv6Addresses have
+//! 100 at 5 (UnassignIpv6Addresses, not listed, is a mutating action). A bucket
 //! here refills continuously, where AWS adds its tokens every second.
 //!
 //! The retries are those of the SDK for Rust's standard retry mode (AWS SDKs and Tools
@@ -87,6 +88,7 @@ impl Default for Simulation {
             own_buckets: vec![
                 ("AssignPrivateIpAddresses", (100.0, 5.0)),
                 ("UnassignPrivateIpAddresses", (100.0, 5.0)),
+                ("AssignIpv6Addresses", (100.0, 5.0)),
             ],
             retries: Retries::default(),
         }
