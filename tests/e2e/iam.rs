@@ -147,6 +147,8 @@ fn failover_role_grants_exactly_what_the_code_calls() {
         ("ec2:AssociateAddress", "elastic-ip"),
         ("ec2:AssignPrivateIpAddresses", "network-interface"),
         ("ec2:UnassignPrivateIpAddresses", "network-interface"),
+        ("ec2:AssignIpv6Addresses", "network-interface"),
+        ("ec2:UnassignIpv6Addresses", "network-interface"),
         ("ec2:ReplaceRouteTableAssociation", "route-table"),
     ] {
         let scoped = statements.iter().any(|s| {

@@ -37,6 +37,8 @@ pub const OPERATIONS: &[&str] = &[
     "CreateRoute",
     "AssignPrivateIpAddresses",
     "UnassignPrivateIpAddresses",
+    "AssignIpv6Addresses",
+    "UnassignIpv6Addresses",
     "ReplaceRouteTableAssociation",
     "ListBuckets",
     "GetBucketTagging",

@@ -845,6 +845,49 @@ mod tests {
         }
     }
 
+    /// Issue 21.2: IPv6 addresses go out as AssignIpv6Addresses / UnassignIpv6Addresses with
+    /// `Ipv6Addresses.N` (EC2 API Reference), never as `PrivateIpAddress.N` of
+    /// AssignPrivateIpAddresses. (moto answers 500 to the `ipv6-addresses.ipv6-address`
+    /// filter: the requests are checked here, stopped before sending; the moves themselves on
+    /// the in-memory cloud.)
+    #[tokio::test]
+    async fn ipv6_moves_are_sent_as_ec2_expects() {
+        use crate::ports::Ec2Mutate;
+        let opts = AwsOptions {
+            region: None,
+            endpoint_url: Some("http://127.0.0.1:9".into()),
+            emulator: Some(Emulator::Moto),
+        };
+        let (ec2, _) = sdk_configs(&opts, &ClientSettings::default(), None).await;
+        let seen = Capture::default();
+        let client =
+            aws_sdk_ec2::Client::from_conf(ec2.to_builder().interceptor(seen.clone()).build());
+        let adapter = AwsEc2::new(client, None);
+        let v6: std::net::IpAddr = "2600:1f18:1:1::101".parse().unwrap();
+        assert!(adapter
+            .unassign_ipv6_addresses("eni-0a", &[v6])
+            .await
+            .is_err());
+        assert!(adapter
+            .assign_ipv6_addresses("eni-0b", &[v6])
+            .await
+            .is_err());
+        let seen = seen.0.lock().unwrap().clone();
+        assert_eq!(seen.len(), 2, "{seen:?}");
+        for (req, action, eni) in [
+            (&seen[0], "UnassignIpv6Addresses", "eni-0a"),
+            (&seen[1], "AssignIpv6Addresses", "eni-0b"),
+        ] {
+            assert!(req.contains(&format!("Action={action}&")), "{req}");
+            assert!(req.contains(&format!("NetworkInterfaceId={eni}")), "{req}");
+            assert!(
+                req.contains("Ipv6Addresses.1=2600%3A1f18%3A1%3A1%3A%3A101"),
+                "{req}"
+            );
+            assert!(!req.contains("PrivateIpAddress"), "{req}");
+        }
+    }
+
     #[test]
     fn trusted_cert_bundle_is_read_from_its_file() {
         let dir = std::env::temp_dir().join(format!("cf-bundle-{}", std::process::id()));
