@@ -127,8 +127,15 @@ async fn plan_refuses_vips_as_next_hops_and_execute_then_inspect() {
             .unwrap()
     };
     calls.clear();
+    // The route is left out (its next hop is a VIP), the EIP would move: PARTIAL, exit 11.
     let out = run(&["plan", "--declaration", &snat_none, "--target", &b]);
-    assert!(!out.status.success());
+    assert_eq!(
+        out.status.code(),
+        Some(11),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     let err = String::from_utf8(out.stderr).unwrap();
     assert!(
         err.contains("next hop 10.0.4.101 is a secondary IP"),
@@ -172,7 +179,7 @@ async fn plan_refuses_vips_as_next_hops_and_execute_then_inspect() {
 #[tokio::test(flavor = "multi_thread")]
 async fn operator_commands_and_exit_codes() {
     use failover_core::declaration::Encryption;
-    use failover_core::lab::{SEED_A, SEED_RTB};
+    use failover_core::lab::SEED_A;
     use failover_core::ports::ObjectStore;
     let Some(moto) = Moto::start() else { return };
     let (cloud, _) = moto.cloud().await;
@@ -237,7 +244,7 @@ async fn operator_commands_and_exit_codes() {
     assert_eq!(c, Some(10), "{err}");
     assert!(err.contains("COOLDOWN"), "{err}");
 
-    // IGNORED, exit 5; refused, exit 6; drift, exit 7; no bucket, exit 8.
+    // IGNORED, exit 5; refused, exit 6; drift, exit 7; no bucket, exit 8; PARTIAL, exit 11.
     let (c, _, err) = code(&["invoke", &ok_event, "--declaration", &after]);
     assert_eq!(c, Some(5), "{err}");
     let (c, _, err) = code(&[
@@ -248,31 +255,33 @@ async fn operator_commands_and_exit_codes() {
         &a,
         "--force",
     ]);
+    assert_eq!(c, Some(11), "{err}");
+    assert!(err.contains("failover PARTIAL"), "{err}");
+    let (c, _, err) = code(&[
+        "execute",
+        "--declaration",
+        &after,
+        "--target",
+        "i-0123456789abcdef0",
+        "--force",
+    ]);
     assert_eq!(c, Some(6), "{err}");
-    cloud
-        .ec2
-        .client()
-        .replace_route()
-        .route_table_id(ids.real(SEED_RTB))
-        .destination_cidr_block("0.0.0.0/0")
-        .network_interface_id(ids.real(failover_core::lab::SEED_A_EXT))
-        .send()
-        .await
-        .unwrap();
+    // The PARTIAL run moved the EIP to A and left the route on B: drift.
     let (c, _, err) = code(&["inspect", "--declaration", &after]);
     assert_eq!(c, Some(7), "{err}");
     let (c, _, err) = code(&["state", "--declaration", &nowhere]);
     assert_eq!(c, Some(8), "{err}");
 
-    // history --failed: the refusal, not the success.
+    // history --failed: the refusal and the PARTIAL run, not the successes.
     let (c, out, _) = code(&["history", "--declaration", &after, "--failed"]);
     assert_eq!(c, Some(0));
     let runs: serde_json::Value = serde_json::from_str(&out).unwrap();
-    assert_eq!(runs.as_array().unwrap().len(), 1, "{runs:#}");
+    assert_eq!(runs.as_array().unwrap().len(), 2, "{runs:#}");
     assert_eq!(runs[0]["taskState"], "FAILED");
+    assert_eq!(runs[1]["taskState"], "PARTIAL");
     let (_, out, _) = code(&["history", "--declaration", &after]);
     let runs: serde_json::Value = serde_json::from_str(&out).unwrap();
-    assert_eq!(runs.as_array().unwrap().len(), 4, "{runs:#}");
+    assert_eq!(runs.as_array().unwrap().len(), 5, "{runs:#}");
 
     // A live lock: IN_PROGRESS (3); unlock refuses (9) unless forced.
     let lock = serde_json::json!({

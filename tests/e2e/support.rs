@@ -18,9 +18,15 @@ pub const DECLARATION_KEY: &str = "declarations/cluster.json";
 /// The repository root (this test target belongs to crates/cli).
 pub const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
 
-/// A file of the repository, as text.
+/// A file of the repository, as text; a sample event's times moved to now (`lab::fresh`:
+/// an event older than `serverless.maxEventAgeSeconds` is not acted on).
 pub fn repo_file(rel: &str) -> String {
-    std::fs::read_to_string(format!("{ROOT}/{rel}")).unwrap()
+    let text = std::fs::read_to_string(format!("{ROOT}/{rel}")).unwrap();
+    if rel.starts_with("events/") || rel.starts_with("tests/corpus/") {
+        failover_core::lab::fresh(&text)
+    } else {
+        text
+    }
 }
 
 /// Creates `topo`, uploads the declaration file `decl` rewritten to the emulator's ids.

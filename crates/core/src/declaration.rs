@@ -263,6 +263,10 @@ pub struct Extension {
     /// describes to show that run's changes (EC2's API is eventually consistent; default 10,
     /// 0..=60).
     pub verify_seconds: u64,
+    /// `maxEventAgeSeconds`: an alarm, announcement or state change dated longer ago than this
+    /// is not acted on (a late delivery, a retry, a redelivered message); 0 turns the bound
+    /// off (default 900).
+    pub max_event_age_seconds: u64,
     /// `failbackTo`: the preferred member; when its alarm returns to OK or it starts running,
     /// the cluster fails back to it. Absent (the default): no automatic failback.
     pub failback_to: Option<String>,
@@ -371,6 +375,7 @@ impl Default for Extension {
             lock_lease_seconds: DEFAULT_LOCK_LEASE_SECONDS,
             cooldown_seconds: 60,
             verify_seconds: DEFAULT_VERIFY_SECONDS,
+            max_event_age_seconds: 900,
             failback_to: None,
             probe: None,
             mutation_rate: 5,
@@ -1224,6 +1229,9 @@ fn parse_extension(v: &Value, p: Path, route_groups: usize) -> Result<Extension,
     }
     if let Some(n) = o.opt_int("verifySeconds", 0, 60)? {
         ext.verify_seconds = n;
+    }
+    if let Some(n) = o.opt_int("maxEventAgeSeconds", 0, 86_400)? {
+        ext.max_event_age_seconds = n;
     }
     if let Some((id, p)) = o.opt_str("failbackTo")? {
         if !is_instance_id(id) {

@@ -11,6 +11,7 @@
 //! `serverless.alarmTargets` or under the stack's prefix, appliance sources in
 //! `serverless.applianceSources`).
 
+use chrono::{DateTime, Utc};
 use std::collections::BTreeMap;
 
 use aws_lambda_events::cloudwatch_events::ec2::InstanceStateChange;
@@ -99,6 +100,9 @@ impl std::fmt::Display for AlarmState {
     }
 }
 
+/// How far ahead of the function's clock an event's time may be (the sender's clock skew).
+pub const EVENT_CLOCK_SKEW_SECONDS: i64 = 60;
+
 /// Every account and region an event states about where it comes from (envelope fields and
 /// ARNs). An event is acted on only when all of them are the function's own.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
@@ -110,6 +114,15 @@ pub struct Origin {
     /// What the event says that only a forgery says (an AWS event type from a source that is
     /// not that AWS service, an SNS record not from SNS).
     pub forged: Vec<String>,
+    /// When the event says it happened: EventBridge's `time`, SNS's `Timestamp`, an alarm
+    /// action's `time` (a message read from SQS carries the original event's, not the
+    /// delivery's).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub at: Option<DateTime<Utc>>,
+    /// EventBridge's `replay-name`: "EventBridge adds this field to events when it replays
+    /// them" from an archive (Amazon EventBridge User Guide, "Replaying archived events").
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replay: Option<String>,
 }
 
 impl Origin {
@@ -369,6 +382,9 @@ struct MetricName {
 struct AlarmAction {
     #[serde(default)]
     account_id: Option<String>,
+    /// `2023-08-04T12:36:15.490+0000` (CloudWatch's form: no colon in the offset).
+    #[serde(default)]
+    time: Option<String>,
     #[serde(default)]
     alarm_arn: Option<String>,
     #[serde(default)]
@@ -539,10 +555,15 @@ pub fn parse(v: &Value) -> Result<Trigger, EventError> {
     }
     if obj.contains_key("alarmData") {
         let a: AlarmAction = typed(v, "alarmData")?;
-        let origin = Origin::default()
+        let mut origin = Origin::default()
             .account(a.account_id.as_deref())
             .region(a.region.as_deref())
             .arn(a.alarm_arn.as_deref());
+        origin.at = a
+            .time
+            .as_deref()
+            .map(|t| event_time(t, "time"))
+            .transpose()?;
         return Ok(alarm(AlarmVia::AlarmAction, a.alarm_data, origin));
     }
     if obj.contains_key("action") {
@@ -601,12 +622,13 @@ fn parse_sns(v: &Value) -> Result<Trigger, EventError> {
         )
         .filter(|d| d.name == "InstanceId")
         .map(|d| d.value.clone());
-    let origin = Origin::default()
+    let mut origin = Origin::default()
         .account(p.aws_account_id.as_deref())
         .arn(p.alarm_arn.as_deref())
         .arn(Some(&record.sns.topic_arn))
         .arn(Some(&record.event_subscription_arn))
         .expect("EventSource", &record.event_source, "aws:sns");
+    origin.at = Some(record.sns.timestamp);
     Ok(Trigger::Alarm {
         via: AlarmVia::Sns,
         name: p.alarm_name,
@@ -621,6 +643,10 @@ fn parse_eventbridge(v: &Value) -> Result<Trigger, EventError> {
     let mut origin = Origin::default()
         .account(e.account.as_deref())
         .region(e.region.as_deref());
+    origin.at = e.time;
+    origin.replay = v
+        .get("replay-name")
+        .map(|r| r.as_str().map_or_else(|| r.to_string(), str::to_string));
     for r in e.resources.iter().flatten() {
         origin = origin.arn(Some(r));
     }
@@ -656,6 +682,14 @@ fn parse_eventbridge(v: &Value) -> Result<Trigger, EventError> {
             ),
         )),
     }
+}
+
+/// An event's time: RFC 3339, or CloudWatch's `+0000` offset form.
+fn event_time(t: &str, field: &str) -> Result<DateTime<Utc>, EventError> {
+    DateTime::parse_from_rfc3339(t)
+        .or_else(|_| DateTime::parse_from_str(t, "%Y-%m-%dT%H:%M:%S%.f%z"))
+        .map(|d| d.with_timezone(&Utc))
+        .map_err(|e| bad(field, format!("{t:?} is not a time: {e}")))
 }
 
 fn alarm(via: AlarmVia, d: AlarmData, origin: Origin) -> Trigger {
@@ -719,6 +753,38 @@ impl Trigger {
         }
     }
 
+    /// When the event says it happened (`None` for direct invokes and events without a time).
+    pub fn at(&self) -> Option<DateTime<Utc>> {
+        self.origin().and_then(|o| o.at)
+    }
+
+    /// Why this event is too old, too new or replayed to act on now, if it is: older than
+    /// `serverless.maxEventAgeSeconds`, further ahead than [`EVENT_CLOCK_SKEW_SECONDS`], or
+    /// replayed from an EventBridge archive. An operator's direct invoke has no such bound.
+    pub fn stale(&self, ext: &Extension, now: DateTime<Utc>) -> Option<String> {
+        let origin = self.origin()?;
+        if let Some(replay) = &origin.replay {
+            return Some(format!(
+                "replayed by EventBridge (replay-name {:?}): an old decision is not acted on again",
+                printable(replay)
+            ));
+        }
+        let at = origin.at?;
+        let age = (now - at).num_seconds();
+        if age < -EVENT_CLOCK_SKEW_SECONDS {
+            return Some(format!(
+                "the event is dated {at}, {} s ahead of this function's clock (more than the {EVENT_CLOCK_SKEW_SECONDS} s clock skew allowed)",
+                -age
+            ));
+        }
+        let bound = ext.max_event_age_seconds;
+        (bound > 0 && age > bound as i64).then(|| {
+            format!(
+                "the event is dated {at}, {age} s ago: older than serverless.maxEventAgeSeconds ({bound} s)"
+            )
+        })
+    }
+
     /// Why this event must not be acted on, if it must not: it states no account or region,
     /// or one that is not the function's own. Needs nothing but the event and `trust`, so the
     /// handler checks it before any cloud call.
@@ -755,6 +821,9 @@ impl Trigger {
     /// function trusts. Everything that is not acted on is an `Ignore` with the reason.
     pub fn intent(&self, ext: &Extension, trust: &Trust) -> Intent {
         if let Some(reason) = self.untrusted(trust) {
+            return ignore(reason);
+        }
+        if let Some(reason) = self.stale(ext, crate::clock::now()) {
             return ignore(reason);
         }
         match self {
@@ -902,7 +971,10 @@ mod tests {
     /// an EC2 state change, each found in its message.
     #[test]
     fn the_fleet_queues_messages_hold_the_events() {
-        let v = crate::json::parse(include_str!("../../../events/fleet-sqs.json")).unwrap();
+        let v = crate::json::parse(&crate::lab::fresh(include_str!(
+            "../../../events/fleet-sqs.json"
+        )))
+        .unwrap();
         let messages = sqs_messages(&v).expect("an SQS event").unwrap();
         let ids: Vec<&str> = messages.iter().map(|m| m.message_id.as_str()).collect();
         assert_eq!(
@@ -948,7 +1020,10 @@ mod tests {
             triggers[2]
         );
         // Not an SQS event: not taken for one.
-        let sns = crate::json::parse(include_str!("../../../events/alarm-sns.json")).unwrap();
+        let sns = crate::json::parse(&crate::lab::fresh(include_str!(
+            "../../../events/alarm-sns.json"
+        )))
+        .unwrap();
         assert!(sqs_messages(&sns).is_none());
         // A body that is not JSON is refused by the parser, naming the event.
         let mut bad = v.clone();
@@ -962,8 +1037,11 @@ mod tests {
 
     const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
 
+    /// A file of the repository; a sample event's times moved to now (`lab::fresh`).
     fn file(rel: &str) -> String {
-        std::fs::read_to_string(format!("{ROOT}/{rel}")).unwrap_or_else(|e| panic!("{rel}: {e}"))
+        let text = std::fs::read_to_string(format!("{ROOT}/{rel}"))
+            .unwrap_or_else(|e| panic!("{rel}: {e}"));
+        crate::lab::fresh(&text)
     }
 
     fn sample(name: &str) -> Trigger {

@@ -72,6 +72,10 @@ pub enum FailoverError {
     /// The planner refused (nothing was changed).
     #[error("refused: {}", .0.join("; "))]
     Refused(Vec<String>),
+    /// The event is older than the last decision carried out for the cluster (a retry, a
+    /// redelivery, a replay): nothing was changed; the handler answers IGNORED.
+    #[error("{0}")]
+    Superseded(String),
     /// Mutations were sent but some failed or did not verify; the state log says which.
     #[error("failover FAILED: {0}")]
     Failed(String),
@@ -109,6 +113,7 @@ impl FailoverError {
             FailoverError::Fleet(_) => "FleetConfiguration",
             FailoverError::Unroutable(_) => "Unroutable",
             FailoverError::Refused(_) => "FailoverRefused",
+            FailoverError::Superseded(_) => "Superseded",
             FailoverError::Failed(_) => "FailoverFailed",
             FailoverError::Partial(_) => "FailoverPartial",
             FailoverError::Deferred { .. } => "FailoverDeferred",
@@ -192,12 +197,17 @@ pub enum RunOutcome {
 }
 
 impl RunOutcome {
-    /// `Err(Failed)` or `Err(Partial)` when the run executed and did not fully succeed.
+    /// `Err(Failed)` or `Err(Partial)` when the run executed and did not fully succeed (or,
+    /// dry, would leave items out).
     pub fn into_result(self) -> Result<RunOutcome, FailoverError> {
         if let RunOutcome::Completed(r) = &self {
             match r.record.task_state {
                 TaskState::Failed => return Err(FailoverError::Failed(r.record.message.clone())),
                 TaskState::Partial => return Err(FailoverError::Partial(r.record.message.clone())),
+                // A dry run says so too: a failover now would end PARTIAL.
+                TaskState::DryRun if !r.record.skipped.is_empty() => {
+                    return Err(FailoverError::Partial(r.record.message.clone()))
+                }
                 _ => {}
             }
         }
@@ -247,6 +257,7 @@ struct Previous {
     task_state: Option<TaskState>,
     last_failover: Option<LastFailover>,
     last_announcement: Option<LastFailover>,
+    last_event_at: Option<chrono::DateTime<Utc>>,
     recovers: Option<String>,
     #[serde(default)]
     refusal: Vec<String>,
@@ -350,6 +361,13 @@ async fn dry_run(
     record = record.with_plan(&plan);
     record.task_state = TaskState::DryRun;
     record.message = format!("dry run: {} operation(s) planned", plan.operations.len());
+    if !plan.skipped.is_empty() {
+        record.message += &format!(
+            "; {} item(s) would be left out: {}",
+            plan.skipped.len(),
+            plan.skipped.join("; ")
+        );
+    }
     record.finish(clock);
     Ok(RunOutcome::Completed(Box::new(RunReport {
         version: ANSWER_VERSION,
@@ -436,6 +454,17 @@ async fn execute_held(
     record.detached_prefixes = snap.released_prefixes.clone();
     record.last_failover = prev.last_failover.clone();
     record.last_announcement = prev.last_announcement.clone();
+    record.last_event_at = prev.last_event_at;
+    if let (Some(at), Some(last)) = (req.event_at, prev.last_event_at) {
+        // Older news never overrides newer: a retried, redelivered or replayed event.
+        if at < last {
+            let why = format!(
+                "the event is dated {at}, before the last decision carried out for this cluster (on an event dated {last}): older news, not acted on"
+            );
+            tracing::info!(%why, "superseded");
+            return Err(FailoverError::Superseded(why));
+        }
+    }
     if let Some(skip) = heed_cfe(prev_state.as_ref(), &snap, &mut record) {
         return Ok(RunOutcome::Skipped(skip));
     }
@@ -708,6 +737,7 @@ async fn record_outcome(
     clock: Instant,
 ) -> Result<RunOutcome, FailoverError> {
     report.record.conclude();
+    report.record.last_event_at = report.record.last_event_at.max(req.event_at);
     if req.force && report.plan.operations.is_empty() {
         // An explicit decision (an operator's, the pair's announcement) the cloud already
         // follows is still the decision of record: reconcile and damping go by it.

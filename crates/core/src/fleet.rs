@@ -568,7 +568,8 @@ mod tests {
 
     /// Cluster `c`'s unit A fails its status checks (the alarm's EventBridge event).
     fn alarm_on(instance: &str) -> Value {
-        let text = include_str!("../../../events/alarm-eventbridge.json").replace(SEED_A, instance);
+        let text = crate::lab::fresh(include_str!("../../../events/alarm-eventbridge.json"))
+            .replace(SEED_A, instance);
         crate::json::parse(&text).unwrap()
     }
 
@@ -667,8 +668,10 @@ mod tests {
         let (cloud, _) = account(2).await;
         let mut fleet = Fleet::new(location());
         let state = |id: &str, state: &str| {
-            let mut e =
-                crate::json::parse(include_str!("../../../events/ec2-state-change.json")).unwrap();
+            let mut e = crate::json::parse(&crate::lab::fresh(include_str!(
+                "../../../events/ec2-state-change.json"
+            )))
+            .unwrap();
             e["detail"]["instance-id"] = id.into();
             e["detail"]["state"] = state.into();
             e
@@ -826,8 +829,10 @@ mod tests {
             "{e}"
         );
         // An event no declaration would act on (an instance starting) stays IGNORED.
-        let mut starting =
-            crate::json::parse(include_str!("../../../events/ec2-state-change.json")).unwrap();
+        let mut starting = crate::json::parse(&crate::lab::fresh(include_str!(
+            "../../../events/ec2-state-change.json"
+        )))
+        .unwrap();
         starting["detail"]["instance-id"] = a1.clone().into();
         starting["detail"]["state"] = "running".into();
         let answers = handle_fleet(&cloud, &cloud, &mut fleet, &[starting], invocation()).await;

@@ -112,6 +112,7 @@ pub async fn act(
 ) -> Result<Answer, FailoverError> {
     // The appliance pair's own announcement: the box's view of who is active.
     let announcement = matches!(trigger, events::Trigger::ApplianceActive { .. });
+    let event_at = trigger.at();
     match trigger.intent(&decl.extension, &invocation.trust) {
         // An announcement from a source the declaration does not list is suspicious.
         Intent::Ignore { reason } => Ok(ignored(reason, announcement)),
@@ -139,10 +140,12 @@ pub async fn act(
                     announced: announcement,
                     deadline: invocation.deadline,
                     budget: invocation.budget,
+                    event_at,
                 },
             )
             .await
             {
+                Err(FailoverError::Superseded(why)) => return Ok(ignored(why, false)),
                 // Another pair's alarm or instance (e.g. two stacks with one alarm prefix).
                 Err(FailoverError::NotAMember(id)) => {
                     return Ok(ignored(
@@ -155,6 +158,15 @@ pub async fn act(
                 other => other?.into_result()?,
             };
             if let RunOutcome::Skipped(skip) = &outcome {
+                // The last announcement wins: one that meets another run is carried out after
+                // it (Lambda retries it), never dropped.
+                if announcement && skip.status == crate::failover::SkipStatus::InProgress {
+                    return Err(FailoverError::Deferred {
+                        status: skip.status,
+                        message: skip.message.clone(),
+                        reason: "the appliance's announcement must be carried out after the run in progress".into(),
+                    });
+                }
                 if let Some(reason) = followed_unhealthy(ec2, store, decl, &target, force).await? {
                     tracing::warn!(status = skip.status.as_str(), %reason, "skipped, but not done: retry");
                     return Err(FailoverError::Deferred {
@@ -228,6 +240,7 @@ async fn reconcile(
             announced: false,
             deadline: invocation.deadline,
             budget: invocation.budget,
+            event_at: None,
         },
     )
     .await?
@@ -650,8 +663,8 @@ mod tests {
     }
 
     fn event(name: &str) -> Value {
-        crate::json::parse(&std::fs::read_to_string(format!("{ROOT}/events/{name}")).unwrap())
-            .unwrap()
+        let text = std::fs::read_to_string(format!("{ROOT}/events/{name}")).unwrap();
+        crate::json::parse(&crate::lab::fresh(&text)).unwrap()
     }
 
     fn direct(target: &str, force: bool) -> Value {
@@ -808,9 +821,10 @@ mod tests {
         assert_eq!(out.status(), Status::Ignored, "{out}");
         assert!(cloud.calls().is_empty(), "{:?}", cloud.calls());
         let foreign = crate::json::parse(
-            &std::fs::read_to_string(format!("{ROOT}/events/schedule-reconcile.json"))
-                .unwrap()
-                .replace("123456789012", "999999999999"),
+            &crate::lab::fresh(
+                &std::fs::read_to_string(format!("{ROOT}/events/schedule-reconcile.json")).unwrap(),
+            )
+            .replace("123456789012", "999999999999"),
         )
         .unwrap();
         let out = handle(&cloud, &cloud, &with_retry(), &foreign, invocation())
@@ -876,8 +890,9 @@ mod tests {
         );
     }
 
-    /// The appliance's announcement meets a run in progress (the lock held): unless the cloud
-    /// already follows the announced unit, the skip is retried, never dropped.
+    /// The last announcement wins: the appliance's announcement that meets a run in progress
+    /// (the lock held) is retried, never dropped, even when the cloud follows the announced
+    /// unit now (the run in progress may be moving it away).
     #[tokio::test]
     async fn an_announcement_that_meets_a_held_lock_is_retried() {
         let cloud = MemoryCloud::seed();
@@ -888,17 +903,80 @@ mod tests {
             .unwrap_err();
         assert_eq!(e.error_type(), "FailoverDeferred", "{e}");
         assert!(
-            e.to_string()
-                .starts_with("IN_PROGRESS, but the cloud follows"),
+            e.to_string().starts_with(
+                "IN_PROGRESS, but the appliance's announcement must be carried out after the run in progress"
+            ),
             "{e}"
         );
-        // The cloud already follows B: an announcement of B that meets the lock is done.
         let cloud = MemoryCloud::seed();
         on(&cloud, &direct(SEED_B, true)).await.unwrap();
         let _held =
             crate::lock::held_by(&cloud, "someone-else", std::time::Duration::from_secs(60)).await;
-        let out = on(&cloud, &event("appliance-active.json")).await.unwrap();
-        assert_eq!(out.status(), Status::InProgress, "{out}");
+        let e = on(&cloud, &event("appliance-active.json"))
+            .await
+            .unwrap_err();
+        assert_eq!(e.error_type(), "FailoverDeferred", "{e}");
+    }
+
+    /// Older never overrides newer, and stale or replayed events are not acted on: B's
+    /// announcement dated 07:00:30 is carried out; A's dated 07:00:00, delivered again after
+    /// it (a Lambda retry, an SQS redelivery), is IGNORED; an alarm dated 2020 or 2099, and
+    /// an event EventBridge replays from an archive (`replay-name`), are IGNORED with the
+    /// reason; an operator's direct invoke has no such bound.
+    #[tokio::test]
+    async fn events_are_ordered_by_their_own_time_and_must_be_fresh() {
+        use crate::lab::{SEED_B_EXT, SEED_RTB};
+        let cloud = MemoryCloud::seed();
+        let now = crate::clock::now();
+        let dated = |name: &str, at: chrono::DateTime<chrono::Utc>, instance: &str| {
+            let text = std::fs::read_to_string(format!("{ROOT}/events/{name}")).unwrap();
+            crate::json::parse(&crate::lab::fresh_at(&text, at).replace(SEED_B, instance)).unwrap()
+        };
+        // appliance-active.json announces B
+        let b_at = now - chrono::Duration::seconds(30);
+        let a_at = now - chrono::Duration::seconds(60);
+        let out = on(&cloud, &dated("appliance-active.json", b_at, SEED_B))
+            .await
+            .unwrap();
+        assert_eq!(out.status(), Status::Succeeded, "{out}");
+        let out = on(&cloud, &dated("appliance-active.json", a_at, SEED_A))
+            .await
+            .unwrap();
+        assert_eq!(out.status(), Status::Ignored, "{out}");
+        assert!(out.to_string().contains("older news"), "{out}");
+        assert_eq!(
+            cloud.route_target(SEED_RTB, "0.0.0.0/0".parse().unwrap()),
+            Some(SEED_B_EXT.into())
+        );
+        // A newer announcement of A is carried out.
+        let out = on(&cloud, &dated("appliance-active.json", now, SEED_A))
+            .await
+            .unwrap();
+        assert_eq!(out.status(), Status::Succeeded, "{out}");
+        // Too old, too far ahead, replayed: IGNORED, nothing called but the declaration read.
+        for (at, why) in [
+            (
+                "2020-01-01T00:00:00Z".parse().unwrap(),
+                "older than serverless.maxEventAgeSeconds",
+            ),
+            (
+                "2099-01-01T00:00:00Z".parse().unwrap(),
+                "ahead of this function's clock",
+            ),
+        ] {
+            let out = on(&cloud, &dated("alarm-eventbridge.json", at, SEED_B))
+                .await
+                .unwrap();
+            assert_eq!(out.status(), Status::Ignored, "{out}");
+            assert!(out.to_string().contains(why), "{out}");
+        }
+        let mut replayed = dated("alarm-eventbridge.json", now, SEED_B);
+        replayed["replay-name"] = json!("replay-after-outage");
+        let out = on(&cloud, &replayed).await.unwrap();
+        assert_eq!(out.status(), Status::Ignored, "{out}");
+        assert!(out.to_string().contains("replayed by EventBridge"), "{out}");
+        let out = on(&cloud, &direct(SEED_B, true)).await.unwrap();
+        assert_eq!(out.status(), Status::Succeeded, "{out}");
     }
 
     /// A skip while the cloud follows a healthy member stays a successful COOLDOWN answer:
@@ -977,9 +1055,10 @@ mod tests {
     #[tokio::test]
     async fn an_alarm_for_another_pairs_instance_is_ignored() {
         let cloud = MemoryCloud::seed();
-        let text = std::fs::read_to_string(format!("{ROOT}/events/alarm-eventbridge.json"))
-            .unwrap()
-            .replace("i-055fd78af29715fbf", "i-0123456789abcdef0");
+        let text = crate::lab::fresh(
+            &std::fs::read_to_string(format!("{ROOT}/events/alarm-eventbridge.json")).unwrap(),
+        )
+        .replace("i-055fd78af29715fbf", "i-0123456789abcdef0");
         let out = on(&cloud, &crate::json::parse(&text).unwrap())
             .await
             .unwrap();

@@ -435,3 +435,89 @@ pub fn fleet_member(n: usize, tables: usize, routes_per_table: usize) -> FleetMe
         topology: t,
     }
 }
+
+/// `text` (a sample event) with every timestamp in it (`2026-11-29T07:00:00Z`,
+/// `…00.123Z`, CloudWatch's `…00.000+0000`) moved by one offset, so that the newest is now and
+/// their order and spacing are kept: sample events are dated, and an event older than
+/// `serverless.maxEventAgeSeconds` is not acted on.
+pub fn fresh(text: &str) -> String {
+    fresh_at(text, chrono::Utc::now())
+}
+
+/// [`fresh`], with the newest timestamp at `now`.
+pub fn fresh_at(text: &str, now: chrono::DateTime<chrono::Utc>) -> String {
+    use chrono::{DateTime, NaiveDateTime, Utc};
+    // (start, end, time, fraction digits, CloudWatch's +0000 form)
+    let mut found: Vec<(usize, usize, DateTime<Utc>, usize, bool)> = Vec::new();
+    let b = text.as_bytes();
+    let mut i = 0;
+    while i + 19 <= b.len() {
+        let head = &text[i..i + 19];
+        let shape = head.bytes().enumerate().all(|(k, c)| match k {
+            4 | 7 => c == b'-',
+            10 => c == b'T',
+            13 | 16 => c == b':',
+            _ => c.is_ascii_digit(),
+        });
+        let Some(t) = shape
+            .then(|| NaiveDateTime::parse_from_str(head, "%Y-%m-%dT%H:%M:%S").ok())
+            .flatten()
+        else {
+            i += 1;
+            continue;
+        };
+        let mut end = i + 19;
+        let mut frac = 0;
+        if b.get(end) == Some(&b'.') {
+            frac = b[end + 1..]
+                .iter()
+                .take_while(|c| c.is_ascii_digit())
+                .count();
+            end += 1 + frac;
+        }
+        let rest = &text[end..];
+        let (plus, len) = if rest.starts_with('Z') {
+            (false, 1)
+        } else if rest.starts_with("+0000") {
+            (true, 5)
+        } else {
+            i += 1;
+            continue;
+        };
+        found.push((i, end + len, t.and_utc(), frac, plus));
+        i = end + len;
+    }
+    let Some(newest) = found.iter().map(|f| f.2).max() else {
+        return text.to_string();
+    };
+    let shift = now - newest;
+    let mut out = String::with_capacity(text.len());
+    let mut at = 0;
+    for (start, end, t, frac, plus) in found {
+        out.push_str(&text[at..start]);
+        let t = t + shift;
+        out.push_str(&t.format("%Y-%m-%dT%H:%M:%S").to_string());
+        if frac > 0 {
+            let nanos = format!("{:09}", t.timestamp_subsec_nanos());
+            out.push('.');
+            out.push_str(&nanos[..frac.min(9)]);
+        }
+        out.push_str(if plus { "+0000" } else { "Z" });
+        at = end;
+    }
+    out.push_str(&text[at..]);
+    out
+}
+
+#[cfg(test)]
+mod fresh_tests {
+    #[test]
+    fn sample_times_move_together_to_now() {
+        let now = "2030-01-01T00:10:00Z".parse().unwrap();
+        let text = r#"{"time": "2026-11-29T07:00:00Z", "a": "2026-11-29T07:05:00.123Z", "b": "2026-11-29T07:00:00.000+0000", "id": "i-0123"}"#;
+        assert_eq!(
+            super::fresh_at(text, now),
+            r#"{"time": "2030-01-01T00:05:00Z", "a": "2030-01-01T00:10:00.000Z", "b": "2030-01-01T00:05:00.000+0000", "id": "i-0123"}"#
+        );
+    }
+}

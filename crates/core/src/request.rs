@@ -64,6 +64,9 @@ pub struct RunRequest {
     pub deadline: Option<Instant>,
     /// The budget this run shares with the executor's other runs (the fleet), if any.
     pub budget: Option<Arc<Budget>>,
+    /// When the triggering event says it happened (alarms, announcements, state changes):
+    /// a run older than the last decision carried out for the cluster is not carried out.
+    pub event_at: Option<chrono::DateTime<Utc>>,
 }
 
 impl RunRequest {
@@ -79,6 +82,7 @@ impl RunRequest {
             announced: false,
             deadline: None,
             budget: None,
+            event_at: None,
         }
     }
 }

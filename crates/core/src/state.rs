@@ -92,6 +92,10 @@ pub struct RunRecord {
     /// The unit the appliance pair last announced active (kept across runs): the box's own
     /// view, which `inspect` compares the cloud with.
     pub last_announcement: Option<LastFailover>,
+    /// The time of the newest event whose decision was carried out (kept across runs): an
+    /// alarm or announcement dated before it is older news and is not acted on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_event_at: Option<DateTime<Utc>>,
     /// The cluster's members when the run started (tells one cluster's record from another's).
     pub members: Vec<String>,
     /// Whether damping was skipped (an operator's explicit command, the appliance's own
@@ -145,6 +149,7 @@ impl RunRecord {
             recovers: None,
             last_failover: None,
             last_announcement: None,
+            last_event_at: None,
             members: Vec::new(),
             forced: req.force,
             requested_by: req.requested_by.clone(),

@@ -149,7 +149,9 @@ async fn up(endpoint_url: &str, rewrite: &[String]) -> Result<(), String> {
             .split_once(':')
             .ok_or_else(|| format!("--rewrite: {spec:?} is not IN:OUT"))?;
         let text = std::fs::read_to_string(from).map_err(|e| format!("{from}: {e}"))?;
-        std::fs::write(to, ids.rewrite(&text)).map_err(|e| format!("{to}: {e}"))?;
+        // A sample event's times move to now: an older one would be IGNORED as stale.
+        let text = failover_core::lab::fresh(&ids.rewrite(&text));
+        std::fs::write(to, text).map_err(|e| format!("{to}: {e}"))?;
     }
     print_json(&serde_json::to_value(&ids).expect("json"));
     Ok(())
@@ -204,7 +206,9 @@ async fn up_fleet(endpoint_url: &str, n: usize, events: &Path) -> Result<(), Str
             )
             .await
             .map_err(|e| e.to_string())?;
-        let alarm = ids.rewrite(&SEED_ALARM.replace(SEED_A, &m.topology.instances[0].id));
+        let alarm = failover_core::lab::fresh(
+            &ids.rewrite(&SEED_ALARM.replace(SEED_A, &m.topology.instances[0].id)),
+        );
         let file = events.join(format!("alarm-pair-{i}.json"));
         std::fs::write(&file, alarm).map_err(|e| format!("{}: {e}", file.display()))?;
         pairs.push(serde_json::json!({
@@ -361,7 +365,8 @@ async fn floor(python: Option<PathBuf>) -> Result<(), String> {
         bucket: "cfe-state-bigip-ha".into(),
         key: "declaration.json".into(),
     };
-    let event: Value = serde_json::from_str(&ids.rewrite(SEED_ALARM)).expect("event");
+    let event: Value =
+        serde_json::from_str(&failover_core::lab::fresh(&ids.rewrite(SEED_ALARM))).expect("event");
     let (home, _) = aws::caller_identity(&opts)
         .await
         .map_err(|e| format!("cannot tell this account and region: {e}"))?;

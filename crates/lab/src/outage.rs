@@ -213,7 +213,7 @@ async fn fleet_index(sim: &SimulatedCloud, fleet: &[FleetMember]) -> Fleet {
 
 /// Cluster `c`'s active unit (A) fails its status checks: the alarm's EventBridge event.
 fn alarm(c: &FleetMember) -> Value {
-    let text = include_str!("../../../events/alarm-eventbridge.json")
+    let text = failover_core::lab::fresh(include_str!("../../../events/alarm-eventbridge.json"))
         .replace(SEED_A, &c.topology.instances[0].id);
     failover_core::json::parse(&text).expect("the sample event")
 }
