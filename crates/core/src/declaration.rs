@@ -331,7 +331,7 @@ pub struct ProbeConfig {
     pub path: String,
     /// `expectStatus` (default 200).
     pub expect_status: u16,
-    /// `expectBody`: a substring the body must contain (e.g. `ACTIVE`).
+    /// `expectBody`: the whole body (trimmed) a unit that is up serves (e.g. `ACTIVE`).
     pub expect_body: Option<String>,
     /// `intervalMs` between rounds (default 300).
     pub interval_ms: u64,
@@ -1351,7 +1351,34 @@ fn parse_probe(v: &Value, p: Path) -> Result<ProbeConfig, DeclarationError> {
     if let Some(n) = o.opt_int("expectStatus", 100, 599)? {
         cfg.expect_status = n as u16;
     }
-    if let Some((body, _)) = o.opt_str("expectBody")? {
+    if let Some((body, bp)) = o.opt_str("expectBody")? {
+        if body.trim().is_empty() {
+            return Err(bp.err("is empty: name the whole text the page serves when the unit is active (e.g. ACTIVE)"));
+        }
+        // The probe compares the whole trimmed body; say so where a substring would mislead.
+        let word = body.trim().to_ascii_uppercase();
+        if let Some(neg) = ["IN", "NOT ", "UN", "NON"]
+            .iter()
+            .map(|p| format!("{p}{word}"))
+            .find(|n| {
+                [
+                    "INACTIVE",
+                    "NOT ACTIVE",
+                    "UNHEALTHY",
+                    "NOT UP",
+                    "NOT READY",
+                    "UNAVAILABLE",
+                    "NONACTIVE",
+                ]
+                .contains(&n.as_str())
+            })
+        {
+            bp.warn(format!(
+                "{} is part of {neg:?}: the probe counts a unit up only when the whole page (trimmed) is {}, so serve exactly that when active and anything else (e.g. {neg}) otherwise",
+                show_str(body),
+                show_str(body)
+            ));
+        }
         cfg.expect_body = Some(body.to_string());
     }
     if let Some(n) = o.opt_int("intervalMs", 100, 60_000)? {

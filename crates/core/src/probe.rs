@@ -95,10 +95,16 @@ async fn attempt(cfg: &ProbeConfig, addr: SocketAddr) -> bool {
                 && cfg
                     .expect_body
                     .as_deref()
-                    .is_none_or(|want| body.contains(want))
+                    .is_none_or(|want| body_matches(&body, want))
         }
         Err(_) => false,
     }
+}
+
+/// Whether a page's body says `want`: the whole body, trimmed, is `want` (a page saying
+/// `INACTIVE` is not `ACTIVE`, as a substring match would have it).
+pub fn body_matches(body: &str, want: &str) -> bool {
+    body.trim() == want.trim()
 }
 
 /// An HTTP/1.1 GET (no TLS): the status code and the body, or why it failed. hyper speaks
@@ -639,6 +645,31 @@ mod tests {
         // THEN the body is the decoded page, read without waiting for the connection to close
         assert_eq!(http_get(addr, "/").await, Ok((200, "ACTIVE".to_string())));
         assert!(probe_once(&c, addr).await);
+    }
+
+    /// The dead-in-function unit serves `INACTIVE`: with `expectBody: "ACTIVE"` it is not up
+    /// (a substring match counted it up, and kept the cloud on it).
+    #[test]
+    fn the_active_page_is_matched_whole() {
+        assert!(body_matches("ACTIVE\n", "ACTIVE"));
+        assert!(body_matches("  ACTIVE ", "ACTIVE"));
+        assert!(!body_matches("INACTIVE", "ACTIVE"));
+        assert!(!body_matches("NOT ACTIVE", "ACTIVE"));
+        assert!(!body_matches("<html>ACTIVE</html>", "ACTIVE"));
+        let mut v: serde_json::Value = serde_json::from_str(include_str!(
+            "../../../examples/seed-article/declaration-after.json"
+        ))
+        .unwrap();
+        v["serverless"] = serde_json::json!({"probe": {"kind": "http", "expectBody": "ACTIVE"}});
+        let warnings = crate::declaration::Declaration::from_value(&v)
+            .unwrap()
+            .warnings;
+        assert!(
+            warnings
+                .iter()
+                .any(|w| w.contains("is part of \"INACTIVE\"")),
+            "{warnings:?}"
+        );
     }
 
     #[tokio::test]
