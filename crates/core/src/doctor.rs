@@ -204,6 +204,9 @@ pub async fn doctor(
     };
     recall_detached_eips(ec2, decl, state.as_ref(), &mut snap).await?;
     let mut checks = static_checks(decl, &snap, stack_key);
+    if let Some(c) = state.as_ref().and_then(|s| cfe_check(s, &snap)) {
+        checks.push(c);
+    }
     checks.push(bucket_check(store, decl, &snap, state.as_ref()).await?);
     checks.push(permission_check(ec2, decl, &snap, stack_key).await?);
     if let Some(bucket) = &snap.bucket {
@@ -250,6 +253,28 @@ pub async fn doctor(
         });
     }
     Ok(checks)
+}
+
+/// CFE failing over now, by the state file (side by side during a migration): the stack's
+/// automatic triggers are held back until it ends. Matched to no member, it fails: its record
+/// may be this pair's under another name, and its last failover does not count for damping.
+fn cfe_check(state: &serde_json::Value, snap: &Snapshot) -> Option<Check> {
+    let (host, member, since) = crate::failover::cfe_in_progress(state, snap)?;
+    let host = crate::text::printable(&host);
+    Some(match member {
+        Some(m) => Check {
+            name: "cfe-running",
+            verdict: Verdict::Warn,
+            detail: format!("CFE on {host} ({m}) has been failing over since {since}: no run of this stack starts meanwhile"),
+            fix: Some("wait for CFE to finish (its record is disregarded after 300 s); once this stack is in charge, uninstall CFE (docs/migrating-from-cfe.md)".into()),
+        },
+        None => Check {
+            name: "cfe-running",
+            verdict: Verdict::Fail,
+            detail: format!("CFE on {host} has been failing over since {since}, and neither its interfaces nor its host name match a member: automatic triggers are held back all the same"),
+            fix: Some(format!("if {host} is one of this pair's units, set its Name tag to its host name (aws ec2 create-tags --resources <instance id> --tags Key=Name,Value={host}); if it is another pair's CFE, give this cluster its own state bucket or stateFileName")),
+        },
+    })
 }
 
 /// The cluster lives in one VPC; what the scope selects elsewhere.
@@ -998,6 +1023,54 @@ mod tests {
 
     fn verdict(checks: &[Check], name: &str) -> Check {
         checks.iter().find(|c| c.name == name).unwrap().clone()
+    }
+
+    /// Cut-over beside a running CFE: its fresh RUNNING record is reported, matched to B by
+    /// the interfaces it moved things to although its host name is not B's Name tag (WARN),
+    /// and matched to no member at all (FAIL, with the fix); no record, no check.
+    #[tokio::test]
+    async fn a_cfe_failover_in_progress_is_reported() {
+        use crate::ports::ObjectStore;
+        let cloud = MemoryCloud::seed();
+        assert!(!run(&cloud, AFTER)
+            .await
+            .iter()
+            .any(|c| c.name == "cfe-running"));
+        let cloud = &cloud;
+        let put = |host: &str, ops: bool| {
+            let mut v: serde_json::Value = serde_json::from_str(include_str!(
+                "../../../examples/seed-article/state-after-failover-to-b.json"
+            ))
+            .unwrap();
+            v["taskState"] = "RUNNING".into();
+            v["instance"] = host.into();
+            v["timestamp"] = crate::state::timestamp(chrono::Utc::now()).into();
+            if !ops {
+                v["failoverOperations"] = serde_json::json!({});
+            }
+            let key = crate::keys::state_object(
+                crate::declaration::DEFAULT_CLUSTER,
+                crate::declaration::DEFAULT_STATE_FILE,
+            );
+            let body = serde_json::to_vec(&v).unwrap();
+            async move {
+                cloud
+                    .put_object("cfe-state-bigip-ha", &key, body, &Encryption::None, None)
+                    .await
+                    .unwrap();
+            }
+        };
+        put("bigip-b.corp.example.com", true).await;
+        let c = verdict(&run(cloud, AFTER).await, "cfe-running");
+        assert_eq!(c.verdict, Verdict::Warn, "{c:?}");
+        assert!(c.detail.contains(crate::lab::SEED_B), "{c:?}");
+        put("otherpair-bigip.example.net", false).await;
+        let c = verdict(&run(cloud, AFTER).await, "cfe-running");
+        assert_eq!(c.verdict, Verdict::Fail, "{c:?}");
+        assert!(c
+            .fix
+            .unwrap()
+            .contains("Key=Name,Value=otherpair-bigip.example.net"));
     }
 
     #[test]

@@ -465,7 +465,7 @@ async fn execute_held(
             return Err(FailoverError::Superseded(why));
         }
     }
-    if let Some(skip) = heed_cfe(prev_state.as_ref(), &snap, &mut record) {
+    if let Some(skip) = heed_cfe(prev_state.as_ref(), &snap, req, &mut record) {
         return Ok(RunOutcome::Skipped(skip));
     }
     note_recovery(&prev, &mut record);
@@ -586,14 +586,29 @@ fn previous_of_this_cluster(
 fn heed_cfe(
     prev_state: Option<&Value>,
     snap: &Snapshot,
+    req: &RunRequest,
     record: &mut RunRecord,
 ) -> Option<Skipped> {
     // Side by side during a migration: while CFE runs a failover, no second one starts.
     let cfe = prev_state.and_then(|s| cfe_record(s, snap))?;
     if let Some(since) = cfe.running_since {
+        let who = match &cfe.member {
+            Some(m) => format!("CFE on {} ({m})", cfe.instance),
+            None if req.force => {
+                // An operator's explicit command goes on; the record says what it met.
+                record.warnings.push(format!(
+                    "CFE on {} (no member of this cluster by its interfaces or Name tag) has been failing over since {since}: carried out as an explicit command",
+                    cfe.instance
+                ));
+                return None;
+            }
+            None => format!(
+                "CFE on {} (matched to no member by its interfaces or Name tag, so possibly this pair's under another name; an operator's cloud-failover execute is carried out)",
+                cfe.instance
+            ),
+        };
         let message = format!(
-            "CFE on {} has been failing over since {since} (its state file says RUNNING): not starting a second failover",
-            cfe.instance
+            "{who} has been failing over since {since} (its state file says RUNNING): not starting a second failover",
         );
         tracing::info!(%message, "in progress elsewhere");
         return Some(Skipped {
@@ -772,30 +787,79 @@ const CFE_RUNNING_WINDOW_SECONDS: i64 = 300;
 struct CfeRecord {
     /// The hostname of the unit that ran it (`instance`).
     instance: String,
+    /// The member it names, if one can be told (see [`cfe_member`]).
+    member: Option<String>,
     /// Set while CFE is failing over (RUNNING, recent).
     running_since: Option<chrono::DateTime<Utc>>,
-    /// Its last finished failover, when its unit is a member (by `Name` tag).
+    /// Its last finished failover, when its unit is a member.
     last: Option<LastFailover>,
 }
 
 fn cfe_record(state: &Value, snap: &Snapshot) -> Option<CfeRecord> {
     let (instance, task, at) = cfe_state(state)?;
-    // Only CFE on one of our members speaks for this cluster (host names compare as DNS
-    // names do, case-insensitively).
-    let member = snap
-        .members
-        .iter()
-        .find(|m| m.display_name().eq_ignore_ascii_case(&instance))?;
+    let member = cfe_member(state, &instance, snap);
     let running_since = running_now(task, at).then_some(at);
-    let last = (task != TaskState::Running).then(|| LastFailover {
-        target: member.id.clone(),
-        at,
-    });
+    let last = member
+        .clone()
+        .filter(|_| task != TaskState::Running)
+        .map(|target| LastFailover { target, at });
     Some(CfeRecord {
         instance,
+        member,
         running_since,
         last,
     })
+}
+
+/// The member a CFE state file is about: the owner of the interfaces its operations moved
+/// things to (CFE fails over *to* the unit it runs on; interface ids identify an instance),
+/// else the member whose `Name` tag is its host name, or the host name's first label (BIG-IP
+/// host names are FQDNs, Name tags often not), compared as DNS names, case-insensitively.
+fn cfe_member(state: &Value, host: &str, snap: &Snapshot) -> Option<String> {
+    let ops = state.get("failoverOperations");
+    let enis = ops
+        .and_then(|o| o.pointer("/routes/operations"))
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|r| r.get("networkInterfaceId"))
+        .chain(
+            ops.and_then(|o| o.pointer("/addresses/publicAddresses"))
+                .and_then(Value::as_object)
+                .into_iter()
+                .flat_map(|m| m.values())
+                .filter_map(|p| p.pointer("/target/NetworkInterfaceId")),
+        )
+        .chain(
+            ops.and_then(|o| o.pointer("/addresses/interfaces/associate"))
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(|a| a.get("networkInterfaceId")),
+        )
+        .filter_map(Value::as_str);
+    let by_interface = enis
+        .filter_map(|e| snap.owner_of_interface(e))
+        .map(|m| m.id.clone())
+        .next();
+    let label = |s: &str| s.split('.').next().unwrap_or(s).to_ascii_lowercase();
+    by_interface.or_else(|| {
+        let named = |m: &&crate::model::Instance| {
+            let name = m.display_name();
+            name.eq_ignore_ascii_case(host) || label(&name) == label(host)
+        };
+        snap.members.iter().find(named).map(|m| m.id.clone())
+    })
+}
+
+/// A CFE failover in progress by this state file (RUNNING, recent): CFE's host, the member it
+/// is matched to (by its interfaces or Name tag; `None` when none), and since when.
+pub fn cfe_in_progress(
+    state: &Value,
+    snap: &Snapshot,
+) -> Option<(String, Option<String>, chrono::DateTime<Utc>)> {
+    let r = cfe_record(state, snap)?;
+    Some((r.instance, r.member, r.running_since?))
 }
 
 /// A state file CFE itself wrote (no `serverless` block): its host, task state and time.
@@ -1599,13 +1663,39 @@ mod tests {
             run(&cloud, &cloud, &d, dry(SEED_B)).await.unwrap(),
             RunOutcome::Completed(_)
         ));
+        // A RUNNING record whose host name is no member's Name tag, and whose interfaces are
+        // none of ours (another pair's CFE, or ours under another name): an automatic trigger
+        // is held back all the same, with the reason; an operator's command goes on.
         let mut other: Value = serde_json::from_slice(&cfe("RUNNING")).unwrap();
         other["instance"] = "otherpair-bigip.example.net".into();
+        other["failoverOperations"] = serde_json::json!({});
         put(serde_json::to_vec(&other).unwrap()).await.unwrap();
-        assert!(matches!(
-            run(&cloud, &cloud, &d, dry(SEED_B)).await.unwrap(),
-            RunOutcome::Completed(_)
-        ));
+        match run(&cloud, &cloud, &d, unforced(SEED_A)).await.unwrap() {
+            RunOutcome::Skipped(s) => {
+                assert!(s.message.contains("matched to no member"), "{}", s.message)
+            }
+            RunOutcome::Completed(r) => panic!("ran while CFE runs: {:?}", r.record.message),
+        }
+        let RunOutcome::Completed(r) = run(&cloud, &cloud, &d, dry(SEED_B)).await.unwrap() else {
+            panic!("an operator's command is held back")
+        };
+        assert!(
+            r.record
+                .warnings
+                .iter()
+                .any(|w| w.contains("otherpair-bigip")),
+            "{:?}",
+            r.record.warnings
+        );
+        // CFE's host name is an FQDN, the Name tag is not: its record is still this pair's,
+        // by the interfaces it moved things to.
+        let mut fqdn: Value = serde_json::from_slice(&cfe("RUNNING")).unwrap();
+        fqdn["instance"] = "bigip-b.corp.example.com".into();
+        put(serde_json::to_vec(&fqdn).unwrap()).await.unwrap();
+        match run(&cloud, &cloud, &d, dry(SEED_A)).await.unwrap() {
+            RunOutcome::Skipped(s) => assert!(s.message.contains(SEED_B), "{}", s.message),
+            RunOutcome::Completed(r) => panic!("ran while CFE runs: {:?}", r.record.message),
+        }
         // CFE failed over to B a moment ago: an automatic failover back to A is damped (its
         // host name matched whatever its case).
         let mut upper: Value = serde_json::from_slice(&cfe("SUCCEEDED")).unwrap();
