@@ -443,8 +443,119 @@ async fn execute_held(
     hold: Option<Hold<'_>>,
 ) -> Result<RunOutcome, FailoverError> {
     let clock = Instant::now();
-    let (prev_state, mut snap) = read_state_and_discover(ec2, decl, log, req).await?;
+    let (prev_state, snap) = read_state_and_discover(ec2, decl, log, req).await?;
     record.members = snap.members.iter().map(|m| m.id.clone()).collect();
+    // The members' own lock, beside the cluster's: a clusterName edited while a run is in
+    // flight names another cluster lock, never another pair, so two names never move one pair
+    // at once.
+    let members = if record.members.is_empty() {
+        None
+    } else {
+        let name = members_lock_name(&record.members);
+        match acquire(
+            log.store,
+            &log.bucket,
+            &name,
+            &record.run_id,
+            req.request_id.as_deref(),
+            lease.lease(),
+            &decl.external_storage.encryption,
+        )
+        .await
+        .map_err(FailoverError::Lock)?
+        {
+            Acquire::Held(l) => Some(l),
+            Acquire::Busy(holder) => {
+                let message = format!(
+                    "another run ({}) holds the lock of these members ({}) until {}: the pair is being failed over under another serverless.clusterName (was the declaration's clusterName changed during a run?)",
+                    holder.body.owner,
+                    record.members.join(", "),
+                    holder.held_until
+                );
+                tracing::info!(%message, "in progress elsewhere");
+                return Ok(RunOutcome::Skipped(Skipped {
+                    version: ANSWER_VERSION,
+                    status: SkipStatus::InProgress,
+                    message,
+                    run_id: record.run_id,
+                }));
+            }
+        }
+    };
+    let leases = Leases {
+        cluster: lease,
+        members: members.as_ref(),
+    };
+    let result = execute_members_held(
+        ec2, decl, req, record, log, &leases, hold, prev_state, snap, clock,
+    )
+    .await;
+    if let Some(l) = members {
+        if let Err(e) = l.release().await {
+            tracing::warn!(error = %e, "could not release the members' lock (its lease will expire)");
+        }
+    }
+    result
+}
+
+/// The lock name of a set of members: `members@<hash of their sorted ids>` (`@` is in no
+/// cluster name).
+fn members_lock_name(members: &[String]) -> String {
+    let mut ids: Vec<&str> = members.iter().map(String::as_str).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    // FNV-1a, 64 bits: stable across builds and processes.
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in ids.join(",").bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("members@{h:016x}")
+}
+
+/// The leases a run holds: its cluster's and, once discovered, its members'. Both must hold
+/// before a mutation is sent.
+struct Leases<'a, 'b> {
+    cluster: &'a Lease<'b>,
+    members: Option<&'a Lease<'b>>,
+}
+
+#[async_trait::async_trait]
+impl Fence for Leases<'_, '_> {
+    async fn hold_for(&self, need: std::time::Duration) -> Result<(), String> {
+        self.cluster.hold_for(need).await?;
+        match self.members {
+            Some(m) => m.hold_for(need).await,
+            None => Ok(()),
+        }
+    }
+}
+
+impl Leases<'_, '_> {
+    /// Keeps both until their leases expire (a call may still land).
+    fn keep_until_expiry(&self) {
+        self.cluster.keep_until_expiry();
+        if let Some(m) = self.members {
+            m.keep_until_expiry();
+        }
+    }
+}
+
+/// The run under both locks, from the previous state file to the record.
+#[allow(clippy::too_many_arguments)]
+async fn execute_members_held(
+    ec2: &dyn Ec2,
+    decl: &Declaration,
+    req: &RunRequest,
+    mut record: RunRecord,
+    log: &StateLog<'_>,
+    leases: &Leases<'_, '_>,
+    hold: Option<Hold<'_>>,
+    prev_state: Option<Value>,
+    mut snap: Snapshot,
+    clock: Instant,
+) -> Result<RunOutcome, FailoverError> {
+    let lease = leases.cluster;
     let prev = previous_of_this_cluster(decl, prev_state.as_ref(), &mut record);
     // An unfinished run's EIPs on prefix addresses, which the release left unassociated.
     recall_detached_eips(ec2, decl, prev_state.as_ref(), &mut snap)
@@ -489,7 +600,7 @@ async fn execute_held(
         history_key: None,
     };
     if !report.plan.operations.is_empty() {
-        execute_fenced(ec2, decl, req, log, lease, &mut report).await?;
+        execute_fenced(ec2, decl, req, log, leases, &mut report).await?;
     }
     record_outcome(req, log, report, clock).await
 }
@@ -714,7 +825,7 @@ async fn execute_fenced(
     decl: &Declaration,
     req: &RunRequest,
     log: &StateLog<'_>,
-    lease: &Lease<'_>,
+    lease: &Leases<'_, '_>,
     report: &mut RunReport,
 ) -> Result<(), FailoverError> {
     // Nothing is mutated unless the lock is still ours and the log first says what is about
@@ -1599,6 +1710,65 @@ mod tests {
         assert!(cloud.object(BUCKET, &state_key(&named)).is_some());
         assert!(crate::state::shared_keys(&seed, &other).len() == 2);
         assert!(crate::state::shared_keys(&seed, &named).is_empty());
+    }
+
+    /// A rename never splits the cloud: while a run under the old clusterName is in flight
+    /// (holding its cluster's and its members' locks), an operator's execute under the new
+    /// name takes the new name's lock but not the members': IN_PROGRESS, nothing sent. Once the
+    /// old run ends, the new name runs.
+    #[tokio::test]
+    async fn a_renamed_cluster_waits_for_a_run_under_its_old_name() {
+        use crate::lock::{acquire, Acquire};
+        let cloud = MemoryCloud::seed();
+        let lease = std::time::Duration::from_secs(60);
+        let take = |name: String| {
+            let cloud = &cloud;
+            async move {
+                match acquire(
+                    cloud,
+                    BUCKET,
+                    &name,
+                    "old-run",
+                    None,
+                    lease,
+                    &Encryption::Aes256,
+                )
+                .await
+                .unwrap()
+                {
+                    Acquire::Held(l) => l,
+                    Acquire::Busy(h) => panic!("{h:?}"),
+                }
+            }
+        };
+        let old = take("default".into()).await;
+        let members = take(members_lock_name(&[SEED_B.into(), SEED_A.into()])).await;
+        let mut v: Value = serde_json::from_str(AFTER).unwrap();
+        v["serverless"] = serde_json::json!({"clusterName": "web-renamed"});
+        let renamed = Declaration::from_value(&v).unwrap();
+        match run(&cloud, &cloud, &renamed, req(SEED_B, Mode::Execute))
+            .await
+            .unwrap()
+        {
+            RunOutcome::Skipped(s) => {
+                assert_eq!(s.status, SkipStatus::InProgress);
+                assert!(
+                    s.message.contains("another serverless.clusterName"),
+                    "{}",
+                    s.message
+                );
+            }
+            RunOutcome::Completed(r) => panic!("split: {:?}", r.record.message),
+        }
+        assert_eq!(cloud.mutation_count(), 0);
+        old.release().await.unwrap();
+        members.release().await.unwrap();
+        let r = completed(
+            run(&cloud, &cloud, &renamed, req(SEED_B, Mode::Execute))
+                .await
+                .unwrap(),
+        );
+        assert_eq!(r.record.task_state, TaskState::Succeeded);
     }
 
     /// Issue 12.3: `--target peer` fails over to the other member without its id.
