@@ -753,6 +753,21 @@ impl Trigger {
         }
     }
 
+    /// The instances the event names (an alarm's `InstanceId` dimensions, or the one in its
+    /// name; the instance of a state change or announcement; a direct invoke's target).
+    pub fn instance_ids(&self) -> Vec<String> {
+        match self {
+            Trigger::Alarm {
+                name, instance_ids, ..
+            } if instance_ids.is_empty() => instance_id_in(name).into_iter().collect(),
+            Trigger::Alarm { instance_ids, .. } => instance_ids.clone(),
+            Trigger::InstanceState { instance_id, .. }
+            | Trigger::ApplianceActive { instance_id, .. } => vec![instance_id.clone()],
+            Trigger::Direct { target, .. } => vec![target.clone()],
+            Trigger::Schedule { .. } => Vec::new(),
+        }
+    }
+
     /// When the event says it happened (`None` for direct invokes and events without a time).
     pub fn at(&self) -> Option<DateTime<Utc>> {
         self.origin().and_then(|o| o.at)

@@ -24,6 +24,9 @@ use crate::pace::Pacing;
 use crate::ports::{Ec2Describe, Listed, ObjectStore};
 use crate::state::shared_keys;
 
+/// Declarations read from S3 at once (S3 serves thousands of GETs a second per prefix).
+const DECLARATION_READS_IN_FLIGHT: usize = 64;
+
 /// How old a cluster's member list may be before an event naming an instance no cluster owns
 /// has it looked up again (an appliance replaced since).
 pub const MEMBERS_MAX_AGE: Duration = Duration::from_secs(60);
@@ -136,12 +139,24 @@ impl Fleet {
         }
         let keep: BTreeSet<&String> = listed.iter().map(|o| &o.key).collect();
         self.loaded.retain(|k, _| keep.contains(k));
-        for o in &listed {
-            let known = self.loaded.get(&o.key).map(|l| &l.etag);
-            if o.etag.is_some() && known == Some(&o.etag) {
-                continue;
-            }
-            let loaded = match load(store, &location, o).await {
+        let changed: Vec<&Listed> = listed
+            .iter()
+            .filter(|o| {
+                o.etag.is_none() || self.loaded.get(&o.key).map(|l| &l.etag) != Some(&o.etag)
+            })
+            .collect();
+        // Read at once, a bounded number at a time: a cold start of a large fleet waits for
+        // S3's latency once per batch, not once per declaration.
+        let read: Vec<(&Listed, Result<Loaded, FailoverError>)> =
+            stream::iter(changed.into_iter().map(|o| {
+                let location = &location;
+                async move { (o, load(store, location, o).await) }
+            }))
+            .buffered(DECLARATION_READS_IN_FLIGHT)
+            .collect()
+            .await;
+        for (o, read) in read {
+            let loaded = match read {
                 Ok(loaded) => loaded,
                 // Not read (a throttle, a lost answer): the copy read before stands, to be
                 // read again at the next refresh; without one the fleet cannot be known (this
@@ -240,15 +255,60 @@ impl Fleet {
         ec2: &dyn Ec2Describe,
         max_age: Duration,
     ) -> Vec<(String, String)> {
+        self.discover_where(ec2, |c| {
+            c.members
+                .as_ref()
+                .is_none_or(|(_, at)| at.elapsed() >= max_age)
+        })
+        .await
+    }
+
+    /// The clusters not yet discovered (a cold start).
+    pub fn undiscovered(&self) -> usize {
+        self.declarations().filter(|c| c.members.is_none()).count()
+    }
+
+    /// Discovers, among the clusters not yet discovered, those an event naming `instances`
+    /// may be for: whose address scoping tags an interface of one of them carries, or whose
+    /// `alarmTargets` name one. At a cold start this routes an event by what it names, with a
+    /// few clusters' discovery instead of every one's; the others are discovered when an event
+    /// is owned by none of those found (as before), or a later invocation needs them.
+    pub async fn discover_candidates(
+        &mut self,
+        ec2: &dyn Ec2Describe,
+        instances: &[crate::model::Instance],
+    ) -> Vec<(String, String)> {
+        let named = |c: &Cluster| {
+            let decl = &c.declaration;
+            let by_alarm = decl
+                .extension
+                .alarm_targets
+                .values()
+                .any(|t| instances.iter().any(|i| &i.id == t));
+            let by_tags = decl.addresses().is_some_and(|a| {
+                !a.scoping_tags.is_empty()
+                    && instances
+                        .iter()
+                        .flat_map(|i| &i.network_interfaces)
+                        .any(|n| crate::discovery::matches(&n.tags, &a.scoping_tags))
+            });
+            by_alarm || by_tags
+        };
+        self.discover_where(ec2, |c| c.members.is_none() && named(c))
+            .await
+    }
+
+    /// Discovers the members of the clusters `pick` selects (a few at a time).
+    async fn discover_where(
+        &mut self,
+        ec2: &dyn Ec2Describe,
+        pick: impl Fn(&Cluster) -> bool,
+    ) -> Vec<(String, String)> {
         let stale: Vec<(String, Arc<Declaration>)> = self
             .clusters
             .values()
             .chain(self.held.values())
-            .filter(|c| {
-                c.members
-                    .as_ref()
-                    .is_none_or(|(_, at)| at.elapsed() >= max_age)
-            })
+            .filter(|c| pick(c))
             .map(|c| (c.key.clone(), c.declaration.clone()))
             .collect();
         let found: Vec<_> = stream::iter(stale.into_iter().map(|(key, decl)| async move {

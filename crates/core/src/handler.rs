@@ -454,13 +454,41 @@ fn again(e: &FailoverError) -> FailoverError {
 /// Routes each trigger (the fleet's declarations just read again where their ETag changed):
 /// the members of new clusters discovered, and, when an instance is owned by no cluster, the
 /// members older than [`MEMBERS_MAX_AGE`] looked up again (an appliance may be replaced).
+/// At a cold start (many clusters not discovered yet), the clusters the events' instances may
+/// belong to, discovered first: one DescribeInstances for the instances the events name, then
+/// only the clusters whose scoping tags their interfaces carry. Returns the discovery failures.
+async fn route_cold(
+    ec2: &dyn Ec2,
+    fleet: &mut Fleet,
+    trusted: &[(usize, events::Trigger)],
+) -> Vec<(String, String)> {
+    /// Below this many undiscovered clusters, discovering them all costs little.
+    const COLD: usize = 8;
+    if fleet.undiscovered() < COLD {
+        return fleet.discover_members(ec2, std::time::Duration::MAX).await;
+    }
+    let ids: std::collections::BTreeSet<String> =
+        trusted.iter().flat_map(|(_, t)| t.instance_ids()).collect();
+    if ids.is_empty() {
+        return fleet.discover_members(ec2, std::time::Duration::MAX).await;
+    }
+    let filter = crate::model::Filter::new("instance-id", &ids);
+    match ec2.describe_instances(&[filter]).await {
+        Ok(found) => fleet.discover_candidates(ec2, &found).await,
+        Err(e) => vec![("(the events' instances)".into(), e.to_string())],
+    }
+}
+
 async fn route_all(
     ec2: &dyn Ec2,
     fleet: &mut Fleet,
     trusted: &[(usize, events::Trigger)],
     trust: &Trust,
 ) -> Vec<Result<Route, FailoverError>> {
-    let mut failures = fleet.discover_members(ec2, std::time::Duration::MAX).await;
+    let mut failures = route_cold(ec2, fleet, trusted).await;
+    if !failures.is_empty() || trusted.iter().any(|(_, t)| fleet.owners(t).is_empty()) {
+        failures = fleet.discover_members(ec2, std::time::Duration::MAX).await;
+    }
     // Only an event some cluster would act on, were it its own, is worth looking for (a
     // fleet's EC2 rule passes every instance's state change in the region).
     let lost = |f: &Fleet, t: &events::Trigger| {

@@ -377,9 +377,8 @@ pub fn fleet_member(n: usize, tables: usize, routes_per_table: usize) -> FleetMe
         for nic in &mut i.interfaces {
             nic.id = id_of(n, &nic.id);
             nic.subnet = id_of(n, &nic.subnet);
-            if !nic.tags.is_empty() {
-                nic.tags = scoped(&nic.tags);
-            }
+            // Every interface carries the pair's label, as CFE's deployment guides tag them.
+            nic.tags = scoped(&nic.tags);
         }
     }
     for e in &mut t.elastic_ips {

@@ -403,7 +403,7 @@ mod tests {
         v["serverless"] = serde_json::json!({
             "cooldownSeconds": 0,
             "probe": {"kind": "http", "intervalMs": 100, "timeoutMs": 200, "failuresToDown": 2,
-                      "successesToUp": 1, "expectBody": "ACTIVE",
+                      "successesToUp": 1,
                       "targets": {SEED_A: a.addr.to_string(), SEED_B: b.addr.to_string()}}
         });
         let decl = Declaration::from_value(&v).unwrap();

@@ -289,7 +289,7 @@ async fn run_drill(
         "clusterName": "drill",
         "cooldownSeconds": 0,
         "probe": {
-            "kind": "http", "path": "/", "expectBody": "ACTIVE",
+            "kind": "http", "path": "/",
             "intervalMs": 200, "timeoutMs": 300, "failuresToDown": 2, "successesToUp": 1,
             "targets": {ids.real(SEED_A): a.addr.to_string(), ids.real(SEED_B): b.addr.to_string()}
         }

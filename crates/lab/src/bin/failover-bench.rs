@@ -359,6 +359,21 @@ fn outage(rt: &tokio::runtime::Runtime, plot_to: Option<&str>) {
         "one cluster, fleet executor (index warm)",
         "1 + 500 (10 tables)",
     );
+    println!();
+    println!("Fleet cold start: the executor's first event after it started (no index), one pair's alarm, fleets of every size; the event is routed by the instance it names (one DescribeInstances, then the clusters whose scoping tags its interfaces carry) before the rest of the fleet is discovered.");
+    println!();
+    println!("| declarations | alarm answered | status | EC2 calls |");
+    println!("|---:|---:|---|---:|");
+    for n in [10, 100, 300, 1000] {
+        let c = rt.block_on(failover_lab::outage::fleet_cold_start(
+            n,
+            Simulation::default(),
+        ));
+        println!(
+            "| {} | {:.2} s | {} | {} |",
+            c.clusters, c.answered_s, c.status, c.ec2_calls
+        );
+    }
 }
 
 /// The AZ-outage plot: how many clusters' data path (EIP and default routes) follows the
