@@ -767,6 +767,18 @@ async fn plan_or_refuse(
             if snap.member(&target).is_none() {
                 return Err(FailoverError::NotAMember(target));
             }
+            if let Some(wait) = announcement_too_soon(record.last_announcement.as_ref(), &target)
+            {
+                return Err(FailoverError::Deferred {
+                    status: SkipStatus::Cooldown,
+                    message: format!(
+                        "the pair announced {} active {} s ago and now {target}: announcements of this pair alternate faster than one per {ANNOUNCE_MIN_INTERVAL_SECONDS} s (split brain, or a unit announcing another's instance)",
+                        record.last_announcement.as_ref().map_or("", |l| l.target.as_str()),
+                        ANNOUNCE_MIN_INTERVAL_SECONDS - wait
+                    ),
+                    reason: format!("it is carried out after {wait} s, if still the last word"),
+                });
+            }
             record.last_announcement = Some(LastFailover {
                 target: target.clone(),
                 at: Utc::now(),
@@ -785,6 +797,21 @@ async fn plan_or_refuse(
             Err(e)
         }
     }
+}
+
+/// How soon after one announcement of the pair another naming the other unit is carried out:
+/// announcements are rate-limited per pair, so a split brain (or a unit announcing the other's
+/// instance) moves the cloud at most once in this time; a deferred one is retried.
+pub const ANNOUNCE_MIN_INTERVAL_SECONDS: i64 = 10;
+
+/// How many seconds are left before an announcement of `target` may follow `last`, when some
+/// are.
+fn announcement_too_soon(last: Option<&LastFailover>, target: &str) -> Option<i64> {
+    let last = last.filter(|l| l.target != target)?;
+    let age = (Utc::now() - last.at).num_seconds();
+    (0..ANNOUNCE_MIN_INTERVAL_SECONDS)
+        .contains(&age)
+        .then(|| ANNOUNCE_MIN_INTERVAL_SECONDS - age)
 }
 
 /// Records a refusal in the state file and history (the last failover kept for the cooldown).

@@ -723,6 +723,49 @@ mod tests {
     /// An EC2 state change no cluster would act on (an instance starting that no declaration
     /// fails back to) costs no lookup; one that would (an unknown instance stopping) has the
     /// members looked up again, at most once a minute.
+    /// An appliance of pair 1 cannot announce pair 2's instance: each pair's declaration lists
+    /// its own `applianceSources`, and its appliances' role may put events with that source
+    /// only (the bus policy's `events:source` condition); an announcement from pair 1's source
+    /// naming pair 2's instance is IGNORED and flagged, and pair 2 stays where it is.
+    #[tokio::test]
+    async fn an_announcement_binds_to_its_own_pairs_source() {
+        let cloud = MemoryCloud::new();
+        let fleet_members: Vec<FleetMember> = (0..2).map(|i| fleet_member(i, 1, 1)).collect();
+        for (i, c) in fleet_members.iter().enumerate() {
+            cloud.add_topology(&c.topology);
+            let mut v = c.declaration_json.clone();
+            v["serverless"]["applianceSources"] =
+                serde_json::json!([format!("bigip.failover.pair-{i}")]);
+            put(&cloud, &format!("pair-{i}.json"), &v).await;
+        }
+        let announce = |source: &str, instance: &str| {
+            let mut e = crate::json::parse(&crate::lab::fresh(include_str!(
+                "../../../events/appliance-active.json"
+            )))
+            .unwrap();
+            e["source"] = source.into();
+            e["detail"]["instanceId"] = instance.into();
+            e
+        };
+        let mut fleet = Fleet::new(location());
+        let forged = announce("bigip.failover.pair-0", &fleet_members[1].standby);
+        let answers = handle_fleet(&cloud, &cloud, &mut fleet, &[forged], invocation()).await;
+        let one = only(&answers, 0);
+        let answer = one.result.as_ref().unwrap();
+        assert_eq!(answer.status(), Status::Ignored, "{answer}");
+        assert!(
+            answer.to_string().contains("bigip.failover.pair-0"),
+            "{answer}"
+        );
+        assert!(!follows_standby(&cloud, &fleet_members[1]));
+        // Its own source is carried out.
+        let own = announce("bigip.failover.pair-1", &fleet_members[1].standby);
+        let answers = handle_fleet(&cloud, &cloud, &mut fleet, &[own], invocation()).await;
+        let answer = only(&answers, 0).result.as_ref().unwrap();
+        assert_eq!(answer.status(), Status::Succeeded, "{answer}");
+        assert!(follows_standby(&cloud, &fleet_members[1]));
+    }
+
     #[tokio::test]
     async fn only_an_event_a_cluster_would_act_on_is_looked_up() {
         let (cloud, _) = account(2).await;

@@ -976,11 +976,16 @@ mod tests {
             cloud.route_target(SEED_RTB, "0.0.0.0/0".parse().unwrap()),
             Some(SEED_B_EXT.into())
         );
-        // A newer announcement of A is carried out.
-        let out = on(&cloud, &dated("appliance-active.json", now, SEED_A))
+        // A newer announcement of A, 30 s after B's was dated but right after it was carried
+        // out: rate-limited per pair (deferred, so retried: never dropped).
+        let e = on(&cloud, &dated("appliance-active.json", now, SEED_A))
             .await
-            .unwrap();
-        assert_eq!(out.status(), Status::Succeeded, "{out}");
+            .unwrap_err();
+        assert_eq!(e.error_type(), "FailoverDeferred", "{e}");
+        assert!(
+            e.to_string().contains("alternate faster than one per 10 s"),
+            "{e}"
+        );
         // Too old, too far ahead, replayed: IGNORED, nothing called but the declaration read.
         for (at, why) in [
             (
