@@ -252,6 +252,15 @@ pub async fn member_ids(
     decl: &Declaration,
 ) -> Result<Vec<String>, CloudError> {
     let (snap, enis) = selected_interfaces(ec2, decl, async { Ok((None, Vec::new())) }).await?;
+    // A scope that spans VPCs names no pair: its "members" would be other pairs' instances.
+    if let Some(conflict) = snap.vpc_conflicts.first() {
+        return Err(CloudError::new(
+            "DescribeNetworkInterfaces",
+            crate::error::ErrorKind::Rejected,
+            "ScopeSpansVpcs",
+            conflict.clone(),
+        ));
+    }
     Ok(owners(&enis, &snap))
 }
 
@@ -563,13 +572,17 @@ fn keep_to_vpc(
     eip_enis: &BTreeMap<String, String>,
 ) -> Vec<NetworkInterface> {
     if snap.vpc_id.is_none() && snap.vpc_conflicts.is_empty() {
-        // Nothing in round 1 said where the cluster is: the interfaces say it.
+        // Nothing in round 1 said where the cluster is: the interfaces holding its own EIPs
+        // say it; only without any, the interfaces holding its addresses (which two VPCs with
+        // one addressing plan both hold).
         let mut evidence = VpcEvidence::default();
-        for n in &enis {
-            evidence.add(&n.vpc_id, &n.id);
-        }
         for (eni, vpc) in eip_enis {
             evidence.add(vpc, eni);
+        }
+        if evidence.0.is_empty() {
+            for n in &enis {
+                evidence.add(&n.vpc_id, &n.id);
+            }
         }
         evidence.settle(snap);
     }

@@ -766,6 +766,57 @@ mod tests {
         assert!(follows_standby(&cloud, &fleet_members[1]));
     }
 
+    /// A neighbour's scope problem never stops a healthy pair. Two pairs in two VPCs with one
+    /// addressing plan: pair 1's declaration has only its EIP (no routes), and its VPC comes
+    /// from the interface holding its own tagged EIP, not from every interface holding the
+    /// same VIPs (pair 0's too); both pairs' alarms are carried out, each its own. A pair
+    /// whose scope spans VPCs (a route table that lost its tag, next hops held in both) is
+    /// left out of routing and named; the other pair's alarm still runs.
+    #[tokio::test]
+    async fn a_neighbours_scope_never_blocks_a_pair() {
+        let cloud = MemoryCloud::new();
+        let pairs: Vec<FleetMember> = (0..2).map(|i| fleet_member(i, 1, 1)).collect();
+        for c in &pairs {
+            cloud.add_topology(&c.topology);
+        }
+        put(&cloud, "pair-0.json", &pairs[0].declaration_json).await;
+        let mut eip_only = pairs[1].declaration_json.clone();
+        eip_only.as_object_mut().unwrap().remove("failoverRoutes");
+        put(&cloud, "pair-1.json", &eip_only).await;
+        let mut fleet = Fleet::new(location());
+        let alarms: Vec<Value> = pairs
+            .iter()
+            .map(|p| alarm_on(&p.topology.instances[0].id))
+            .collect();
+        let answers = handle_fleet(&cloud, &cloud, &mut fleet, &alarms, invocation()).await;
+        for (i, p) in pairs.iter().enumerate() {
+            let a = only(&answers, i);
+            assert_eq!(a.cluster.as_deref(), Some(&*format!("fleet/pair-{i}.json")));
+            let answer = a.result.as_ref().unwrap();
+            assert_eq!(answer.status(), Status::Succeeded, "{answer}");
+            let eip = cloud.elastic_ip(p.eip).unwrap();
+            assert_eq!(eip.network_interface_id.as_deref(), Some(&*p.standby_eni));
+        }
+        // Pair 1 by routes only, its table untagged: its next hops are held in both VPCs.
+        let cloud = MemoryCloud::new();
+        for c in &pairs {
+            cloud.add_topology(&c.topology);
+        }
+        put(&cloud, "pair-0.json", &pairs[0].declaration_json).await;
+        let mut routes_only = pairs[1].declaration_json.clone();
+        routes_only
+            .as_object_mut()
+            .unwrap()
+            .remove("failoverAddresses");
+        put(&cloud, "pair-1.json", &routes_only).await;
+        cloud.untag_route_table(&pairs[1].tables[0], crate::lab::SEED_TAG.0);
+        let mut fleet = Fleet::new(location());
+        let answers = handle_fleet(&cloud, &cloud, &mut fleet, &alarms[..1], invocation()).await;
+        let answer = only(&answers, 0).result.as_ref().unwrap();
+        assert_eq!(answer.status(), Status::Succeeded, "{answer}");
+        assert!(follows_standby(&cloud, &pairs[0]));
+    }
+
     #[tokio::test]
     async fn only_an_event_a_cluster_would_act_on_is_looked_up() {
         let (cloud, _) = account(2).await;
