@@ -411,13 +411,7 @@ async fn execute_locked(
                 "another run ({}) holds the cluster lock until {}: it is handling the failover",
                 holder.body.owner, holder.held_until
             );
-            tracing::info!(%message, "in progress elsewhere");
-            return Ok(RunOutcome::Skipped(Skipped {
-                version: ANSWER_VERSION,
-                status: SkipStatus::InProgress,
-                message,
-                run_id: record.run_id,
-            }));
+            return Ok(RunOutcome::Skipped(in_progress(message, record.run_id)));
         }
     };
     let log = StateLog {
@@ -472,13 +466,7 @@ async fn execute_held(
                     record.members.join(", "),
                     holder.held_until
                 );
-                tracing::info!(%message, "in progress elsewhere");
-                return Ok(RunOutcome::Skipped(Skipped {
-                    version: ANSWER_VERSION,
-                    status: SkipStatus::InProgress,
-                    message,
-                    run_id: record.run_id,
-                }));
+                return Ok(RunOutcome::Skipped(in_progress(message, record.run_id)));
             }
         }
     };
@@ -496,6 +484,17 @@ async fn execute_held(
         }
     }
     result
+}
+
+/// A run that steps aside because another failover of the pair is under way.
+fn in_progress(message: String, run_id: String) -> Skipped {
+    tracing::info!(%message, "in progress elsewhere");
+    Skipped {
+        version: ANSWER_VERSION,
+        status: SkipStatus::InProgress,
+        message,
+        run_id,
+    }
 }
 
 /// The lock name of a set of members: `members@<hash of their sorted ids>` (`@` is in no
@@ -721,13 +720,7 @@ fn heed_cfe(
         let message = format!(
             "{who} has been failing over since {since} (its state file says RUNNING): not starting a second failover",
         );
-        tracing::info!(%message, "in progress elsewhere");
-        return Some(Skipped {
-            version: ANSWER_VERSION,
-            status: SkipStatus::InProgress,
-            message,
-            run_id: record.run_id.clone(),
-        });
+        return Some(in_progress(message, record.run_id.clone()));
     }
     record.last_failover = record.last_failover.take().or(cfe.last);
     None
