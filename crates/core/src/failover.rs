@@ -1225,7 +1225,7 @@ mod tests {
         assert_eq!(history.len(), 1);
     }
 
-    /// Issue 21.4: one item the target cannot take (here the route, whose declared next hop is
+    /// One item the target cannot take (here the route, whose declared next hop is
     /// a VIP, not a primary IP) no longer stops the rest during an outage: the EIP moves, the
     /// route is left out with its reason in the answer, the state file and the history, and
     /// the run ends PARTIAL (an error: non-zero exit, Lambda's Errors metric).
@@ -1263,7 +1263,7 @@ mod tests {
         assert_eq!(h["skipped"], st["serverless"]["skipped"]);
     }
 
-    /// Issue 21.1, "Eventual consistency in the Amazon EC2 API" (Amazon EC2 Developer Guide,
+    /// "Eventual consistency in the Amazon EC2 API" (Amazon EC2 Developer Guide,
     /// https://docs.aws.amazon.com/ec2/latest/devguide/eventual-consistency.html): every call
     /// is answered OK but shows in describes 2 s later. The verify round reads again with
     /// backoff instead of calling the run FAILED (with `verifySeconds: 0` it still does).
@@ -1287,7 +1287,7 @@ mod tests {
         }
     }
 
-    /// Issue 21.1: a run right after a SUCCEEDED one does not plan from a stale read. Describes
+    /// A run right after a SUCCEEDED one does not plan from a stale read. Describes
     /// lag 3 s behind the first run's changes: the failback must not find "A already active"
     /// and change nothing; it waits for describes to show the first run's verified changes.
     #[tokio::test(start_paused = true)]

@@ -1660,7 +1660,7 @@ pub(crate) mod tests {
         );
     }
 
-    /// A plan that left items out, as the reasons it gives for them (issue 21: an item the
+    /// A plan that left items out, as the reasons it gives for them (an item the
     /// target cannot take is skipped, the rest still moves; the run ends PARTIAL).
     fn skipped(p: Plan) -> Refusal {
         assert!(!p.skipped.is_empty(), "nothing skipped: {p:?}");
@@ -1882,7 +1882,7 @@ pub(crate) mod tests {
         );
     }
 
-    /// Issue 21.2: IPv6 secondary addresses move with AssignIpv6Addresses after the holder's
+    /// IPv6 secondary addresses move with AssignIpv6Addresses after the holder's
     /// UnassignIpv6Addresses (EC2 API Reference; AssignPrivateIpAddresses takes IPv4 only, and
     /// an IPv6 address in it would fail the call and the IPv4 VIPs with it), explicitly listed
     /// or on nic_map-paired interfaces (CFE's functional test moves a secondary IPv6 address).
@@ -1962,7 +1962,7 @@ pub(crate) mod tests {
         }
     }
 
-    /// Issue 21.5: AssociateAddress onto a private IP that holds another Elastic IP detaches
+    /// AssociateAddress onto a private IP that holds another Elastic IP detaches
     /// that one on AWS (EC2 API Reference, AssociateAddress): one the declaration does not
     /// manage is never knocked off silently; the EIP is left out with the reason.
     #[tokio::test]
@@ -1982,7 +1982,7 @@ pub(crate) mod tests {
         );
     }
 
-    /// Issue 21.5: createMissingRoutes never plans a route EC2 refuses: one inside the VPC's
+    /// createMissingRoutes never plans a route EC2 refuses: one inside the VPC's
     /// range that the planner cannot show to be a whole subnet's block, or a reserved range
     /// (Amazon VPC User Guide, "Configure route tables").
     #[tokio::test]
@@ -2219,7 +2219,7 @@ pub(crate) mod tests {
     }
 
     #[tokio::test]
-    /// Issue 21.3: a prefix move stopped half way (released, the assign failed) is finished by
+    /// a prefix move stopped half way (released, the assign failed) is finished by
     /// the next run, from the state file; a `reset` in between keeps what restoring needs, and
     /// a detached EIP the declaration manages is drift.
     async fn a_prefix_move_stopped_half_way_is_finished_by_the_next_run() {

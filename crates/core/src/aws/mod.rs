@@ -845,7 +845,7 @@ mod tests {
         }
     }
 
-    /// Issue 21.2: IPv6 addresses go out as AssignIpv6Addresses / UnassignIpv6Addresses with
+    /// IPv6 addresses go out as AssignIpv6Addresses / UnassignIpv6Addresses with
     /// `Ipv6Addresses.N` (EC2 API Reference), never as `PrivateIpAddress.N` of
     /// AssignPrivateIpAddresses. (moto answers 500 to the `ipv6-addresses.ipv6-address`
     /// filter: the requests are checked here, stopped before sending; the moves themselves on
