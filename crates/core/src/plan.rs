@@ -2219,7 +2219,7 @@ pub(crate) mod tests {
     }
 
     #[tokio::test]
-    /// a prefix move stopped half way (released, the assign failed) is finished by
+    /// A prefix move stopped half way (released, the assign failed) is finished by
     /// the next run, from the state file; a `reset` in between keeps what restoring needs, and
     /// a detached EIP the declaration manages is drift.
     async fn a_prefix_move_stopped_half_way_is_finished_by_the_next_run() {
