@@ -99,7 +99,9 @@ fn role_documents(template: &Value, function: &str) -> Vec<Value> {
 /// Whether a statement grants what Lambda itself does with the role (its logs, its
 /// destination, the probe's network interfaces: Sid `Lambda…`), not what the code calls.
 fn lambdas_own(s: &Value) -> bool {
-    s["Sid"].as_str().is_some_and(|sid| sid.starts_with("Lambda"))
+    s["Sid"]
+        .as_str()
+        .is_some_and(|sid| sid.starts_with("Lambda"))
 }
 
 fn action_list(s: &Value) -> Vec<String> {
@@ -175,7 +177,10 @@ fn inspect_and_probe_roles_grant_exactly_what_their_code_calls() {
     // use them (Deny on lambda:SourceFunctionArn).
     let template: Value = serde_yaml::from_str(&repo_file("template.yaml")).unwrap();
     let probe = &template["Resources"]["ProbeFunction"]["Properties"];
-    assert!(probe["Policies"].is_null(), "SAM would make the probe's role");
+    assert!(
+        probe["Policies"].is_null(),
+        "SAM would make the probe's role"
+    );
     let docs = role_documents(&template, "ProbeFunction");
     let statements: Vec<&Value> = docs
         .iter()
@@ -197,10 +202,13 @@ fn inspect_and_probe_roles_grant_exactly_what_their_code_calls() {
         "ec2:UnassignPrivateIpAddresses",
     ];
     assert_eq!(lambdas, documented.into_iter().map(String::from).collect());
-    for s in statements.iter().filter(|s| s["Effect"] == "Allow" && lambdas_own(s)) {
-        let writes = action_list(s).iter().any(|a| {
-            a.starts_with("ec2:") && !a.starts_with("ec2:Describe")
-        });
+    for s in statements
+        .iter()
+        .filter(|s| s["Effect"] == "Allow" && lambdas_own(s))
+    {
+        let writes = action_list(s)
+            .iter()
+            .any(|a| a.starts_with("ec2:") && !a.starts_with("ec2:Describe"));
         assert!(
             !writes || s["Resource"] != "*",
             "unscoped EC2 write for Lambda: {s:?}"
@@ -871,14 +879,26 @@ fn fleet_mode_is_one_executor_fed_by_one_queue() {
     // Everyone but those sources (and DeployerRoleArns) is denied, the account's principals
     // included (tests/iam/evaluate.py sends the requests).
     let deny = &statements[2];
-    assert_eq!((&deny["Effect"], &deny["Principal"]), (&Value::from("Deny"), &Value::from("*")));
+    assert_eq!(
+        (&deny["Effect"], &deny["Principal"]),
+        (&Value::from("Deny"), &Value::from("*"))
+    );
     let (with_deployers, without) = if_branches(&deny["Condition"], "HasDeployers");
     for c in [with_deployers, without] {
         let sources = shown(&c["ArnNotEquals"]["aws:SourceArn"]);
-        assert!(names(&c["ArnNotEquals"]["aws:SourceArn"], "AlarmTopic"), "{sources}");
-        assert!(sources.contains("FailoverFunctionApplianceActive.Arn"), "{sources}");
+        assert!(
+            names(&c["ArnNotEquals"]["aws:SourceArn"], "AlarmTopic"),
+            "{sources}"
+        );
+        assert!(
+            sources.contains("FailoverFunctionApplianceActive.Arn"),
+            "{sources}"
+        );
     }
-    assert!(names(&with_deployers["ArnNotLike"]["aws:PrincipalArn"], "DeployerRoleArns"));
+    assert!(names(
+        &with_deployers["ArnNotLike"]["aws:PrincipalArn"],
+        "DeployerRoleArns"
+    ));
     let statements = &statements[..2];
     for s in statements {
         assert_eq!(s["Effect"], "Allow");
