@@ -6,6 +6,7 @@ plain JSON: the roles with every policy attached to them, and the resource polic
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 from dataclasses import dataclass, field
@@ -17,6 +18,7 @@ NO_VALUE = object()
 def sam_transform(template_text: str, parameters: dict, managed: dict) -> dict:
     """The SAM transform of the template, as `sam deploy` asks CloudFormation to run it."""
     os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+    logging.getLogger("samtranslator").setLevel(logging.ERROR)  # its unpublished-metrics note
     from samtranslator.translator.transform import transform
     from samtranslator.yaml_helper import yaml_parse
 
