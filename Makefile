@@ -31,9 +31,10 @@ build:  ## Release bootstrap binaries with cargo-lambda, for the architecture `m
 	  --bin failover --bin probe --bin inspect
 	ls -l target/lambda/*/bootstrap
 
-validate:  ## cfn-lint and sam validate --lint (offline); cfn-lint on the fleet pair template and the aws-drill lab
+validate:  ## cfn-lint and sam validate --lint (offline); cfn-lint on the fleet pair template and the aws-drill lab; the rendered IAM judged request by request, parliament and cloudsplaining (tests/iam)
 	$(TOOLS)/cfn-lint template.yaml templates/pair.yaml scripts/aws-drill/lab.yaml
 	$(TOOLS)/sam validate --lint --region us-east-1
+	$$(bash scripts/ensure-iam-tools.sh) tests/iam/evaluate.py
 
 deploy:  ## sam build + deploy (guided the first time), for the Lambda architecture this machine builds (ARCH=arm64|x86_64)
 	lambda=$$(bash scripts/lambda-arch.sh $(ARCH)) && set -- $$lambda && \

@@ -10,11 +10,18 @@
 # when it made one), APPLIANCE_SOURCE (bigip.failover), IMDS_ENDPOINT and EVENTS_ENDPOINT
 # (overrides, for tests against a local endpoint).
 # Exit 0 when EventBridge accepted the event; non-zero (with the answer on stderr) otherwise.
+#
+# No secret is ever on a command line (any local user sees those in ps): the IMDS token, the
+# access key, the secret key and the session token reach curl on its standard input, as a
+# config file (curl -K -), from shell variables (printf is a shell builtin: no process).
 set -eu
 
 imds=${IMDS_ENDPOINT:-http://169.254.169.254}
 token=$(curl -sfS -X PUT -H "X-aws-ec2-metadata-token-ttl-seconds: 60" "$imds/latest/api/token")
-md() { curl -sfS -H "X-aws-ec2-metadata-token: $token" "$imds/latest/meta-data/$1"; }
+md() {
+  printf 'header = "X-aws-ec2-metadata-token: %s"\n' "$token" |
+    curl -sfS -K - "$imds/latest/meta-data/$1"
+}
 
 instance=$(md instance-id)
 region=$(md placement/region)
@@ -32,11 +39,11 @@ detail=$(printf '{\\"instanceId\\":\\"%s\\"}' "$instance")
 body=$(printf '{"Entries":[{"EventBusName":"%s","Source":"%s","DetailType":"Appliance Active","Detail":"%s"}]}' \
   "$bus" "$source" "$detail")
 
-answer=$(curl -sS --max-time 10 --aws-sigv4 "aws:amz:$region:events" --user "$key:$secret" \
-  -H "X-Amz-Security-Token: $session" \
-  -H "Content-Type: application/x-amz-json-1.1" \
-  -H "X-Amz-Target: AWSEvents.PutEvents" \
-  --data-binary "$body" "$endpoint/")
+answer=$(printf 'user = "%s:%s"\nheader = "X-Amz-Security-Token: %s"\n' "$key" "$secret" "$session" |
+  curl -sS --max-time 10 --aws-sigv4 "aws:amz:$region:events" -K - \
+    -H "Content-Type: application/x-amz-json-1.1" \
+    -H "X-Amz-Target: AWSEvents.PutEvents" \
+    --data-binary "$body" "$endpoint/")
 case $answer in
   *'"FailedEntryCount":0'*|*'"FailedEntryCount": 0'*) echo "announced $instance as active ($source)" ;;
   *) echo "announce failed: $answer" >&2; exit 1 ;;

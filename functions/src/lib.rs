@@ -96,28 +96,15 @@ pub async fn lambda_setup() -> Result<Setup, String> {
     })
 }
 
-/// The functions' log filter: `RUST_LOG` (local debugging) wins, then the declaration's
-/// `controls.logLevel` (as CFE's did), then Lambda's `AWS_LAMBDA_LOG_LEVEL`, else `info`.
-pub fn log_filter(
-    rust_log: Option<String>,
-    declared: Option<&str>,
-    lambda: Option<String>,
-) -> String {
-    rust_log
-        .or(declared.map(str::to_string))
-        .or(lambda.map(|l| l.to_lowercase()))
-        .unwrap_or_else(|| "info".into())
-}
-
-/// Sets up logging for a Lambda `main` (never for tests): the level from [`log_filter`], JSON
-/// lines when `AWS_LAMBDA_LOG_FORMAT` is `JSON` (as `lambda_runtime`'s default subscriber).
+/// Sets up logging for a Lambda `main` (never for tests): the level by one rule
+/// ([`failover_core::logging`]: `RUST_LOG`, else the declaration's `controls.logLevel`, else
+/// `info`; the SDK's crates never above debug), JSON lines when `AWS_LAMBDA_LOG_FORMAT` is
+/// `JSON` (as `lambda_runtime`'s default subscriber). Lambda's own `AWS_LAMBDA_LOG_LEVEL`
+/// (the stack sets `TRACE`: drop nothing) is not a level here.
 fn init_tracing(declared: Option<&str>) {
     use tracing_subscriber::EnvFilter;
-    let filter = log_filter(
-        std::env::var("RUST_LOG").ok(),
-        declared,
-        std::env::var("AWS_LAMBDA_LOG_LEVEL").ok(),
-    );
+    let rust_log = std::env::var("RUST_LOG").ok();
+    let filter = failover_core::logging::lambda_filter(rust_log.as_deref(), declared);
     let fmt = tracing_subscriber::fmt()
         .with_target(false)
         .without_time()
@@ -385,20 +372,5 @@ mod tests {
         let read = payload(event).unwrap();
         assert_eq!(read.payload, json!({"action": "execute", "target": "i-0b"}));
         assert_eq!(read.context.request_id, "req-1");
-    }
-
-    #[test]
-    fn the_declared_log_level_sets_the_functions_level() {
-        // GIVEN the stack's Lambda level and a declaration asking for silly
-        let lambda = Some("TRACE".to_string());
-        // THEN the declaration decides, RUST_LOG overrides it, Lambda's level is the fallback
-        assert_eq!(log_filter(None, Some("trace"), lambda.clone()), "trace");
-        assert_eq!(log_filter(None, Some("warn"), lambda.clone()), "warn");
-        assert_eq!(
-            log_filter(Some("debug".into()), Some("warn"), lambda.clone()),
-            "debug"
-        );
-        assert_eq!(log_filter(None, None, Some("WARN".into())), "warn");
-        assert_eq!(log_filter(None, None, None), "info");
     }
 }

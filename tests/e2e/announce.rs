@@ -1,8 +1,9 @@
 //! The appliance's own announcement, from the box: `examples/bigip/announce-active.sh` (curl
 //! `--aws-sigv4` with the instance role's credentials from IMDSv2) against a local endpoint
 //! that plays IMDS and EventBridge. The request must carry a valid SigV4 signature for
-//! `events` in the instance's region, signed with the role's session credentials, and the
-//! event EventBridge would deliver must fail over to that unit, undamped.
+//! `events` in the instance's region, signed with the role's session credentials, no secret
+//! may be on a curl command line (`ps` shows those to any local user), and the event
+//! EventBridge would deliver must fail over to that unit, undamped.
 
 use std::collections::BTreeMap;
 use std::process::Command;
@@ -175,10 +176,40 @@ async fn the_appliance_announces_itself_with_a_signed_put_events() {
     let seen = Arc::new(Mutex::new(Vec::new()));
     tokio::spawn(serve(listener, seen.clone()));
 
+    // A curl first in PATH that records its command line (what `ps` shows any local user),
+    // then runs the real one.
+    let dir = std::env::temp_dir().join(format!("announce-argv-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let real = Command::new("sh")
+        .args(["-c", "command -v curl"])
+        .output()
+        .unwrap();
+    let real = String::from_utf8(real.stdout).unwrap().trim().to_string();
+    assert!(!real.is_empty(), "no curl");
+    let argv_log = dir.join("argv");
+    let _ = std::fs::remove_file(&argv_log);
+    let wrapper = dir.join("curl");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\nprintf '%s\\n' \"$*\" >> '{}'\nexec '{real}' \"$@\"\n",
+            argv_log.display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = format!(
+        "{}:{}",
+        dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+
     let script = format!("{ROOT}/examples/bigip/announce-active.sh");
     let out = tokio::task::spawn_blocking(move || {
         Command::new("sh")
             .arg(script)
+            .env("PATH", path)
             .env("IMDS_ENDPOINT", &endpoint)
             .env("EVENTS_ENDPOINT", &endpoint)
             .env_remove("EVENT_BUS")
@@ -194,6 +225,25 @@ async fn the_appliance_announces_itself_with_a_signed_put_events() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+    // No secret on any curl's command line: the keys, the session token and the IMDS token
+    // went in on standard input (curl -K -).
+    let argv = std::fs::read_to_string(&argv_log).unwrap();
+    assert_eq!(
+        argv.lines().count(),
+        6,
+        "token, 4 metadata reads, PutEvents:\n{argv}"
+    );
+    for secret in [KEY, SECRET, SESSION, "TOKEN"] {
+        assert!(
+            !argv.contains(secret),
+            "{secret} on a command line:\n{argv}"
+        );
+    }
+    assert!(
+        argv.lines().last().unwrap().contains("--aws-sigv4"),
+        "{argv}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 
     let requests = seen.lock().unwrap().clone();
     let [req] = &requests[..] else {

@@ -42,12 +42,16 @@ fn shown(v: &Value) -> String {
 }
 
 /// A policy document: YAML, or JSON text through `!Sub` (where a parameter is part of a
-/// condition key). The text must be JSON once substituted; `${ScopingTagKey}` becomes
-/// `SCOPING_TAG_KEY`, so the tests can see a condition is keyed by the parameter.
+/// condition key), with or without a map of variables. The text must be JSON once
+/// substituted; `${ScopingTagKey}` becomes `SCOPING_TAG_KEY`, so the tests can see a
+/// condition is keyed by the parameter (other variables stay as they are, inside strings).
 fn document(doc: &Value) -> Value {
     match doc {
         Value::Tagged(t) if t.tag == "Sub" => {
-            let text = t.value.as_str().expect("!Sub of a string");
+            let text = match &t.value {
+                Value::Sequence(list) => list[0].as_str().expect("!Sub [text, variables]"),
+                text => text.as_str().expect("!Sub of a string"),
+            };
             let text = text.replace("${ScopingTagKey}", "SCOPING_TAG_KEY");
             let json: serde_json::Value = serde_json::from_str(&text)
                 .unwrap_or_else(|e| panic!("policy text is not JSON ({e}):\n{text}"));
@@ -57,35 +61,74 @@ fn document(doc: &Value) -> Value {
     }
 }
 
-fn actions_granted(function: &str) -> (BTreeSet<String>, Vec<Value>) {
-    let template: Value = serde_yaml::from_str(&repo_file("template.yaml")).unwrap();
+/// The policy documents of `function`'s role: SAM's `Policies`, or (the probe) the
+/// `ManagedPolicyArns` and inline `Policies` of its own role. An optional policy
+/// (`!If [cond, !Ref P, !Ref AWS::NoValue]`) counts as attached.
+fn role_documents(template: &Value, function: &str) -> Vec<Value> {
     let props = &template["Resources"][function]["Properties"];
-    let mut actions = BTreeSet::new();
-    let mut statements = Vec::new();
-    for policy in props["Policies"].as_sequence().expect("policies") {
+    let (managed, inline) = match &props["Role"] {
+        Value::Null => (props["Policies"].clone(), Value::Null),
+        Value::Tagged(t) if t.tag == "GetAtt" => {
+            let role = t.value.as_str().unwrap().trim_end_matches(".Arn");
+            let role = &template["Resources"][role];
+            assert_eq!(role["Type"], "AWS::IAM::Role");
+            let p = &role["Properties"];
+            (p["ManagedPolicyArns"].clone(), p["Policies"].clone())
+        }
+        other => panic!("{function}'s role is {other:?}"),
+    };
+    let mut docs = Vec::new();
+    for policy in managed.as_sequence().expect("policies") {
         // An inline policy, or `!Ref` to an AWS::IAM::ManagedPolicy of this template.
-        let doc = match policy {
-            Value::Tagged(t) if t.tag == "Ref" => {
-                let name = t.value.as_str().unwrap();
-                let res = &template["Resources"][name];
+        docs.push(match untag(policy) {
+            Value::String(name) if matches!(policy, Value::Tagged(_)) => {
+                let res = &template["Resources"][name.as_str()];
                 assert_eq!(res["Type"], "AWS::IAM::ManagedPolicy", "{name}");
                 document(&res["Properties"]["PolicyDocument"])
             }
             Value::String(arn) => panic!("{function} uses a policy outside the template: {arn}"),
             inline => inline.clone(),
-        };
+        });
+    }
+    for policy in inline.as_sequence().into_iter().flatten() {
+        docs.push(policy["PolicyDocument"].clone());
+    }
+    docs
+}
+
+/// Whether a statement grants what Lambda itself does with the role (its logs, its
+/// destination, the probe's network interfaces: Sid `Lambda…`), not what the code calls.
+fn lambdas_own(s: &Value) -> bool {
+    s["Sid"]
+        .as_str()
+        .is_some_and(|sid| sid.starts_with("Lambda"))
+}
+
+fn action_list(s: &Value) -> Vec<String> {
+    match &s["Action"] {
+        Value::String(a) => vec![a.clone()],
+        Value::Sequence(list) => list
+            .iter()
+            .map(|a| a.as_str().unwrap().to_string())
+            .collect(),
+        other => panic!("Action {other:?}"),
+    }
+}
+
+/// The actions `function`'s code may call, and their Allow statements (Lambda's own and the
+/// Deny statements apart).
+fn actions_granted(function: &str) -> (BTreeSet<String>, Vec<Value>) {
+    let template: Value = serde_yaml::from_str(&repo_file("template.yaml")).unwrap();
+    let mut actions = BTreeSet::new();
+    let mut statements = Vec::new();
+    for doc in role_documents(&template, function) {
         for s in doc["Statement"].as_sequence().expect("statements") {
             let s = untag(s).clone();
-            assert_eq!(s["Effect"], "Allow");
-            match &s["Action"] {
-                Value::String(a) => {
-                    actions.insert(a.clone());
-                }
-                Value::Sequence(list) => {
-                    actions.extend(list.iter().map(|a| a.as_str().unwrap().to_string()))
-                }
-                other => panic!("Action {other:?}"),
+            if s["Effect"] == "Deny" || lambdas_own(&s) {
+                continue;
             }
+            assert_eq!(s["Effect"], "Allow");
+            actions.extend(action_list(&s));
             statements.push(s);
         }
     }
@@ -128,6 +171,60 @@ fn inspect_and_probe_roles_grant_exactly_what_their_code_calls() {
         PROBE_OPERATIONS,
         &["kms:GenerateDataKey", "kms:Decrypt"],
     );
+    // The probe has its own role (SAM's would carry AWSLambdaVPCAccessExecutionRole, EC2
+    // writes on every interface): what Lambda itself needs is the documented list, each
+    // scoped (tests/iam/evaluate.py judges them request by request), and the code may not
+    // use them (Deny on lambda:SourceFunctionArn).
+    let template: Value = serde_yaml::from_str(&repo_file("template.yaml")).unwrap();
+    let probe = &template["Resources"]["ProbeFunction"]["Properties"];
+    assert!(
+        probe["Policies"].is_null(),
+        "SAM would make the probe's role"
+    );
+    let docs = role_documents(&template, "ProbeFunction");
+    let statements: Vec<&Value> = docs
+        .iter()
+        .flat_map(|d| d["Statement"].as_sequence().unwrap())
+        .collect();
+    let lambdas: BTreeSet<String> = statements
+        .iter()
+        .filter(|s| s["Effect"] == "Allow" && lambdas_own(s))
+        .flat_map(|s| action_list(s))
+        .collect();
+    let documented = [
+        "logs:CreateLogStream",
+        "logs:PutLogEvents",
+        "sns:Publish",
+        "ec2:DescribeSubnets",
+        "ec2:CreateNetworkInterface",
+        "ec2:DeleteNetworkInterface",
+        "ec2:AssignPrivateIpAddresses",
+        "ec2:UnassignPrivateIpAddresses",
+    ];
+    assert_eq!(lambdas, documented.into_iter().map(String::from).collect());
+    for s in statements
+        .iter()
+        .filter(|s| s["Effect"] == "Allow" && lambdas_own(s))
+    {
+        let writes = action_list(s)
+            .iter()
+            .any(|a| a.starts_with("ec2:") && !a.starts_with("ec2:Describe"));
+        assert!(
+            !writes || s["Resource"] != "*",
+            "unscoped EC2 write for Lambda: {s:?}"
+        );
+    }
+    let denied: Vec<&&Value> = statements
+        .iter()
+        .filter(|s| s["Effect"] == "Deny")
+        .collect();
+    assert!(
+        denied.iter().all(|s| s["Condition"]["Null"]
+            .get("lambda:SourceFunctionArn")
+            .is_some()),
+        "{denied:?}"
+    );
+    assert_eq!(denied.len(), 2);
 }
 
 #[test]
@@ -141,30 +238,59 @@ fn failover_role_grants_exactly_what_the_code_calls() {
     // parameter) where AWS evaluates it: the EIP, the route table, the interface whose
     // addresses move. StringLike, so that a fleet's ScopingTagValue may be a pattern
     // (`fleet-*`); an exact value matches as StringEquals did.
-    for (action, resource) in [
-        ("ec2:ReplaceRoute", "route-table"),
-        ("ec2:CreateRoute", "route-table"),
-        ("ec2:AssociateAddress", "elastic-ip"),
-        ("ec2:AssignPrivateIpAddresses", "network-interface"),
-        ("ec2:UnassignPrivateIpAddresses", "network-interface"),
-        ("ec2:AssignIpv6Addresses", "network-interface"),
-        ("ec2:UnassignIpv6Addresses", "network-interface"),
-        ("ec2:ReplaceRouteTableAssociation", "route-table"),
+    // Route tables and interfaces must also be in the pair's VPC (the fleet's VPCs).
+    for (action, resource, in_vpc) in [
+        ("ec2:ReplaceRoute", "route-table", true),
+        ("ec2:CreateRoute", "route-table", true),
+        ("ec2:AssociateAddress", "elastic-ip", false),
+        ("ec2:AssignPrivateIpAddresses", "network-interface", true),
+        ("ec2:UnassignPrivateIpAddresses", "network-interface", true),
+        ("ec2:AssignIpv6Addresses", "network-interface", true),
+        ("ec2:UnassignIpv6Addresses", "network-interface", true),
+        ("ec2:ReplaceRouteTableAssociation", "route-table", true),
     ] {
-        let scoped = statements.iter().any(|s| {
-            let acts = serde_yaml::to_string(&s["Action"]).unwrap();
-            let res = serde_yaml::to_string(&s["Resource"]).unwrap();
-            acts.contains(action)
-                && res.contains(&format!(":{resource}/*"))
-                && s["Condition"]["StringLike"]
+        let grants: Vec<&Value> = statements
+            .iter()
+            .filter(|s| {
+                let acts = serde_yaml::to_string(&s["Action"]).unwrap();
+                let res = serde_yaml::to_string(&s["Resource"]).unwrap();
+                acts.contains(action) && res.contains(&format!(":{resource}/*"))
+            })
+            .collect();
+        assert!(!grants.is_empty(), "{action} on {resource} is not granted");
+        for s in grants {
+            assert!(
+                s["Condition"]["StringLike"]
                     .get("aws:ResourceTag/SCOPING_TAG_KEY")
-                    .is_some()
-        });
-        assert!(
-            scoped,
-            "{action} on {resource} is not conditioned on the scoping tag"
-        );
+                    .is_some(),
+                "{action} on {resource} is not conditioned on the scoping tag"
+            );
+            if in_vpc {
+                assert_eq!(
+                    s["Condition"]["ArnLike"]["ec2:Vpc"][0], "${VpcArns}",
+                    "{action} on {resource} is not confined to the VPC"
+                );
+            }
+        }
     }
+    // CreateRoute only when the stack says it creates routes (createMissingRoutes).
+    let template: Value = serde_yaml::from_str(&repo_file("template.yaml")).unwrap();
+    assert_eq!(
+        template["Resources"]["CreateRoutesPolicy"]["Condition"],
+        "CreatesRoutes"
+    );
+    assert!(shown(&template["Conditions"]["CreatesRoutes"]).contains("CreateMissingRoutes"));
+    assert_eq!(
+        template["Parameters"]["CreateMissingRoutes"]["Default"],
+        "false"
+    );
+    // The interface form of AssociateAddress only: nothing on instances.
+    assert!(
+        statements
+            .iter()
+            .all(|s| !shown(&s["Resource"]).contains(":instance/")),
+        "AssociateAddress by InstanceId is never sent"
+    );
     // Where the target is not tagged (the interface an EIP moves to, the subnet a table is
     // swapped onto), it is confined to the cluster's VPC (issue 9.4); in fleet mode to the
     // fleet's VPCs (ArnLike on ARNs built from FleetVpcIds, template.yaml says why).
@@ -263,7 +389,21 @@ fn triggers_admit_only_this_accounts_alarms_and_the_appliances() {
 
     let topic = &res["AlarmTopicPolicy"]["Properties"];
     let statements = topic["PolicyDocument"]["Statement"].as_sequence().unwrap();
-    assert_eq!(statements.len(), 1);
+    assert_eq!(statements.len(), 2);
+    // Everyone else, the account's own principals included, is denied (they need no Allow).
+    let deny = &statements[1];
+    assert_eq!(
+        (&deny["Effect"], &deny["Principal"], &deny["Action"]),
+        (
+            &Value::from("Deny"),
+            &Value::from("*"),
+            &Value::from("sns:Publish")
+        )
+    );
+    assert_eq!(
+        deny["Condition"]["ArnNotLike"]["aws:SourceArn"],
+        statements[0]["Condition"]["ArnLike"]["aws:SourceArn"]
+    );
     let s = &statements[0];
     assert_eq!(s["Principal"]["Service"], "cloudwatch.amazonaws.com");
     assert_eq!(s["Action"], "sns:Publish");
@@ -731,11 +871,37 @@ fn fleet_mode_is_one_executor_fed_by_one_queue() {
     let policy = &res["FleetQueuePolicy"]["Properties"];
     assert!(names(&policy["Queues"], "FleetQueue"));
     let statements = policy["PolicyDocument"]["Statement"].as_sequence().unwrap();
-    assert_eq!(statements.len(), 2);
+    assert_eq!(statements.len(), 3);
     for s in statements {
-        assert_eq!(s["Effect"], "Allow");
         assert_eq!(s["Action"], "sqs:SendMessage");
         assert!(names(&s["Resource"], "FleetQueue"));
+    }
+    // Everyone but those sources (and DeployerRoleArns) is denied, the account's principals
+    // included (tests/iam/evaluate.py sends the requests).
+    let deny = &statements[2];
+    assert_eq!(
+        (&deny["Effect"], &deny["Principal"]),
+        (&Value::from("Deny"), &Value::from("*"))
+    );
+    let (with_deployers, without) = if_branches(&deny["Condition"], "HasDeployers");
+    for c in [with_deployers, without] {
+        let sources = shown(&c["ArnNotEquals"]["aws:SourceArn"]);
+        assert!(
+            names(&c["ArnNotEquals"]["aws:SourceArn"], "AlarmTopic"),
+            "{sources}"
+        );
+        assert!(
+            sources.contains("FailoverFunctionApplianceActive.Arn"),
+            "{sources}"
+        );
+    }
+    assert!(names(
+        &with_deployers["ArnNotLike"]["aws:PrincipalArn"],
+        "DeployerRoleArns"
+    ));
+    let statements = &statements[..2];
+    for s in statements {
+        assert_eq!(s["Effect"], "Allow");
     }
     let events = &statement_for(statements, "events.amazonaws.com")["Condition"]["ArnEquals"]
         ["aws:SourceArn"];

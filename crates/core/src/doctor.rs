@@ -911,14 +911,91 @@ async fn bucket_check(
             ));
         }
     }
+    problems.extend(protection_problems(store, bucket).await);
     Ok(check(
         "state-bucket",
         problems,
         format!(
-            "{bucket}, default encryption {}",
+            "{bucket}, default encryption {}, versioned, public access blocked, TLS only",
             actual.as_deref().unwrap_or("none")
         ),
     ))
+}
+
+/// What keeps the state and the declaration safe besides encryption, as the stack's own
+/// bucket has it (an ExistingStateBucket may not): versioning (an overwritten state file or
+/// declaration can be had back), the public access block, and a policy refusing requests
+/// without TLS. A setting doctor may not read is named as such, not taken as missing.
+async fn protection_problems(
+    store: &dyn ObjectStore,
+    bucket: &str,
+) -> Vec<(Verdict, String, String)> {
+    let unreadable = |what: &str, e: CloudError| {
+        (
+            Verdict::Warn,
+            format!("{bucket}'s {what} could not be read ({e})"),
+            format!("run doctor with rights to read {bucket}'s {what}"),
+        )
+    };
+    let mut problems = Vec::new();
+    match store.bucket_versioning(bucket).await {
+        Ok(Some(status)) if status == "Enabled" => {}
+        Ok(status) => problems.push((
+            Verdict::Warn,
+            format!(
+                "{bucket}'s versioning is {}: an overwritten state file or declaration cannot be had back",
+                status.as_deref().unwrap_or("off")
+            ),
+            format!("aws s3api put-bucket-versioning --bucket {bucket} --versioning-configuration Status=Enabled"),
+        )),
+        Err(e) => problems.push(unreadable("versioning", e)),
+    }
+    match store.public_access_blocked(bucket).await {
+        Ok(true) => {}
+        Ok(false) => problems.push((
+            Verdict::Warn,
+            format!("{bucket} does not block public access (all four settings)"),
+            format!("aws s3api put-public-access-block --bucket {bucket} --public-access-block-configuration BlockPublicAcls=true,IgnorePublicAcls=true,BlockPublicPolicy=true,RestrictPublicBuckets=true"),
+        )),
+        Err(e) => problems.push(unreadable("public access block", e)),
+    }
+    match store.bucket_policy(bucket).await {
+        Ok(Some(policy)) if denies_plain_http(&policy) => {}
+        Ok(_) => problems.push((
+            Verdict::Warn,
+            format!("{bucket}'s policy does not refuse requests without TLS"),
+            format!("add to {bucket}'s policy (aws s3api put-bucket-policy): {{\"Effect\":\"Deny\",\"Principal\":\"*\",\"Action\":\"s3:*\",\"Resource\":[\"arn:aws:s3:::{bucket}\",\"arn:aws:s3:::{bucket}/*\"],\"Condition\":{{\"Bool\":{{\"aws:SecureTransport\":\"false\"}}}}}}"),
+        )),
+        Err(e) => problems.push(unreadable("policy", e)),
+    }
+    problems
+}
+
+/// Whether a bucket policy denies every principal every S3 action when the request does not
+/// use TLS (`aws:SecureTransport` false), as the stack's StateBucketPolicy does.
+fn denies_plain_http(policy: &str) -> bool {
+    let Ok(doc) = serde_json::from_str::<serde_json::Value>(policy) else {
+        return false;
+    };
+    let statements = match &doc["Statement"] {
+        serde_json::Value::Array(list) => list.clone(),
+        one => vec![one.clone()],
+    };
+    let listed = |v: &serde_json::Value, want: &[&str]| match v {
+        serde_json::Value::String(s) => want.contains(&s.as_str()),
+        serde_json::Value::Array(list) => list
+            .iter()
+            .any(|s| s.as_str().is_some_and(|s| want.contains(&s))),
+        _ => false,
+    };
+    statements.iter().any(|s| {
+        let everyone = s["Principal"] == "*" || s["Principal"]["AWS"] == "*";
+        let insecure = ["Bool", "BoolIfExists"].iter().any(|op| {
+            let v = &s["Condition"][*op]["aws:SecureTransport"];
+            v == "false" || v == false
+        });
+        s["Effect"] == "Deny" && everyone && listed(&s["Action"], &["s3:*", "*"]) && insecure
+    })
 }
 
 async fn permission_check(
@@ -1090,6 +1167,74 @@ mod tests {
         assert!(verdict(&checks, "permissions")
             .detail
             .contains("DryRun allowed 2 call(s)"));
+    }
+
+    /// An existing bucket without the stack bucket's protections: each is named with its
+    /// fix; with them (the seed's bucket is made as the stack makes it) the check passes.
+    #[tokio::test]
+    async fn an_unprotected_state_bucket_warns() {
+        use crate::memory::BucketProtection;
+        let cloud = MemoryCloud::seed();
+        let d = Declaration::parse(AFTER).unwrap();
+        let snap = discover(&cloud, &cloud, &d).await.unwrap();
+        let bucket = snap.bucket.clone().unwrap();
+        let c = verdict(&run(&cloud, AFTER).await, "state-bucket");
+        assert_eq!(c.verdict, Verdict::Pass, "{c:?}");
+        assert!(
+            c.detail
+                .ends_with("versioned, public access blocked, TLS only"),
+            "{c:?}"
+        );
+
+        // GIVEN a bucket with none of them (an ExistingStateBucket as CreateBucket leaves it)
+        cloud.set_bucket_protection(&bucket, BucketProtection::default());
+        let c = verdict(&run(&cloud, AFTER).await, "state-bucket");
+        assert_eq!(c.verdict, Verdict::Warn, "{c:?}");
+        for said in [
+            "versioning is off",
+            "does not block public access",
+            "does not refuse requests without TLS",
+        ] {
+            assert!(c.detail.contains(said), "{said}: {c:?}");
+        }
+        let fix = c.fix.unwrap();
+        assert!(fix.contains("put-bucket-versioning"), "{fix}");
+        assert!(fix.contains("put-public-access-block"), "{fix}");
+        assert!(fix.contains("aws:SecureTransport"), "{fix}");
+
+        // A suspended versioning, and a policy that only allows, are not enough either.
+        let mut p = BucketProtection::of_the_stack(&bucket);
+        p.versioning = Some("Suspended".into());
+        p.policy = Some(r#"{"Statement":[{"Effect":"Allow","Principal":"*","Action":"s3:GetObject","Resource":"*"}]}"#.into());
+        cloud.set_bucket_protection(&bucket, p);
+        let c = verdict(&run(&cloud, AFTER).await, "state-bucket");
+        assert!(c.detail.contains("versioning is Suspended"), "{c:?}");
+        assert!(c.detail.contains("without TLS"), "{c:?}");
+        assert!(!c.detail.contains("public access"), "{c:?}");
+        // The calls are the ports' (ports::PERMISSIONS lists them).
+        for op in [
+            "GetBucketVersioning",
+            "GetPublicAccessBlock",
+            "GetBucketPolicy",
+        ] {
+            assert!(cloud.calls().iter().any(|c| c == op), "{op}");
+            assert!(crate::ports::PERMISSIONS.iter().any(|(o, _)| *o == op));
+        }
+    }
+
+    #[test]
+    fn a_tls_only_policy_is_a_deny_of_everything_without_secure_transport() {
+        let stack = crate::memory::BucketProtection::of_the_stack("b")
+            .policy
+            .unwrap();
+        assert!(denies_plain_http(&stack));
+        let if_exists = stack.replace("\"Bool\"", "\"BoolIfExists\"");
+        assert!(denies_plain_http(&if_exists));
+        assert!(!denies_plain_http(&stack.replace("Deny", "Allow")));
+        assert!(!denies_plain_http(
+            &stack.replace("\"s3:*\"", "\"s3:GetObject\"")
+        ));
+        assert!(!denies_plain_http("not json"));
     }
 
     #[tokio::test]

@@ -30,6 +30,7 @@ pub mod keys;
 pub mod lab;
 pub mod location;
 pub mod lock;
+pub mod logging;
 #[cfg(any(test, feature = "testing"))]
 pub mod memory;
 pub mod metrics;

@@ -57,7 +57,43 @@ struct InstanceRec {
 struct Bucket {
     tags: Tags,
     encryption: Option<String>,
+    protection: BucketProtection,
     objects: BTreeMap<String, StoredRec>,
+}
+
+/// What a bucket's versioning, public access block and policy say (GetBucketVersioning,
+/// GetPublicAccessBlock, GetBucketPolicy); see [`MemoryCloud::set_bucket_protection`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct BucketProtection {
+    /// `Enabled` or `Suspended`; `None`: never enabled.
+    pub versioning: Option<String>,
+    /// All four public-access-block settings on.
+    pub public_access_blocked: bool,
+    /// The bucket policy's JSON text.
+    pub policy: Option<String>,
+}
+
+impl BucketProtection {
+    /// What the stack's StateBucket gets (template.yaml): versioning, the public access
+    /// block, and a policy denying every request without TLS.
+    pub fn of_the_stack(bucket: &str) -> BucketProtection {
+        let policy = serde_json::json!({
+            "Version": "2012-10-17",
+            "Statement": [{
+                "Sid": "DenyInsecureTransport",
+                "Effect": "Deny",
+                "Principal": "*",
+                "Action": "s3:*",
+                "Resource": [format!("arn:aws:s3:::{bucket}"), format!("arn:aws:s3:::{bucket}/*")],
+                "Condition": {"Bool": {"aws:SecureTransport": "false"}}
+            }]
+        });
+        BucketProtection {
+            versioning: Some("Enabled".into()),
+            public_access_blocked: true,
+            policy: Some(policy.to_string()),
+        }
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -317,6 +353,7 @@ impl MemoryCloud {
                 .or_insert_with(|| Bucket {
                     tags: topo.bucket.tags.clone(),
                     encryption: Some("AES256".into()),
+                    protection: BucketProtection::of_the_stack(&topo.bucket.name),
                     ..Bucket::default()
                 });
         }
@@ -544,6 +581,28 @@ impl MemoryCloud {
             .objects
             .get(key)
             .map(|o| o.encryption.clone())
+    }
+
+    /// Sets what the bucket's versioning, public access block and policy say (an existing
+    /// bucket of the operator's, not the stack's).
+    pub fn set_bucket_protection(&self, bucket: &str, protection: BucketProtection) {
+        let mut w = self.world.lock().unwrap();
+        w.buckets.entry(bucket.to_string()).or_default().protection = protection;
+    }
+
+    /// One of the bucket's protection settings, as its Get* call answers.
+    fn protection<T>(
+        &self,
+        op: &'static str,
+        bucket: &str,
+        read: impl FnOnce(&BucketProtection) -> T,
+    ) -> Result<T, CloudError> {
+        self.call(op, |w| {
+            w.buckets
+                .get(bucket)
+                .map(|b| read(&b.protection))
+                .ok_or_else(|| err(op, ErrorKind::NotFound, "NoSuchBucket", bucket))
+        })
     }
 
     /// Logs the call and returns an injected fault due now, if any.
@@ -1463,6 +1522,21 @@ impl ObjectStore for MemoryCloud {
                     )
                 })
         })
+    }
+
+    async fn bucket_versioning(&self, bucket: &str) -> Result<Option<String>, CloudError> {
+        self.pause("GetBucketVersioning").await;
+        self.protection("GetBucketVersioning", bucket, |p| p.versioning.clone())
+    }
+
+    async fn public_access_blocked(&self, bucket: &str) -> Result<bool, CloudError> {
+        self.pause("GetPublicAccessBlock").await;
+        self.protection("GetPublicAccessBlock", bucket, |p| p.public_access_blocked)
+    }
+
+    async fn bucket_policy(&self, bucket: &str) -> Result<Option<String>, CloudError> {
+        self.pause("GetBucketPolicy").await;
+        self.protection("GetBucketPolicy", bucket, |p| p.policy.clone())
     }
 
     async fn bucket_exists(&self, bucket: &str) -> Result<bool, CloudError> {

@@ -87,6 +87,9 @@ pub const PERMISSIONS: &[(&str, &[&str])] = &[
     ),
     ("ListBuckets", &["s3:ListAllMyBuckets"]),
     ("GetBucketEncryption", &["s3:GetEncryptionConfiguration"]),
+    ("GetBucketVersioning", &["s3:GetBucketVersioning"]),
+    ("GetPublicAccessBlock", &["s3:GetBucketPublicAccessBlock"]),
+    ("GetBucketPolicy", &["s3:GetBucketPolicy"]),
     ("GetBucketTagging", &["s3:GetBucketTagging"]),
     ("HeadBucket", &["s3:ListBucket"]),
     ("GetObject", &["s3:GetObject", "s3:ListBucket"]),
@@ -538,6 +541,13 @@ pub trait ObjectStore: Send + Sync {
     async fn bucket_tags(&self, bucket: &str) -> Result<Tags, CloudError>;
     /// GetBucketEncryption: the default SSE algorithm (`None` when none is configured).
     async fn bucket_encryption(&self, bucket: &str) -> Result<Option<String>, CloudError>;
+    /// GetBucketVersioning: `Enabled` or `Suspended` (`None` when never enabled).
+    async fn bucket_versioning(&self, bucket: &str) -> Result<Option<String>, CloudError>;
+    /// GetPublicAccessBlock: whether all four of the bucket's settings block public access
+    /// (`false` when it has no configuration).
+    async fn public_access_blocked(&self, bucket: &str) -> Result<bool, CloudError>;
+    /// GetBucketPolicy: the policy's JSON text (`None` when the bucket has none).
+    async fn bucket_policy(&self, bucket: &str) -> Result<Option<String>, CloudError>;
     /// HeadBucket: whether the bucket exists and is reachable.
     async fn bucket_exists(&self, bucket: &str) -> Result<bool, CloudError>;
     /// GetObject (`None` when the key does not exist).

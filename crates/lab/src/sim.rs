@@ -407,6 +407,21 @@ impl ObjectStore for SimulatedCloud {
         self.cloud.bucket_encryption(bucket).await
     }
 
+    async fn bucket_versioning(&self, bucket: &str) -> Result<Option<String>, CloudError> {
+        self.s3_round_trip().await;
+        self.cloud.bucket_versioning(bucket).await
+    }
+
+    async fn public_access_blocked(&self, bucket: &str) -> Result<bool, CloudError> {
+        self.s3_round_trip().await;
+        self.cloud.public_access_blocked(bucket).await
+    }
+
+    async fn bucket_policy(&self, bucket: &str) -> Result<Option<String>, CloudError> {
+        self.s3_round_trip().await;
+        self.cloud.bucket_policy(bucket).await
+    }
+
     async fn bucket_exists(&self, bucket: &str) -> Result<bool, CloudError> {
         self.s3_round_trip().await;
         self.cloud.bucket_exists(bucket).await

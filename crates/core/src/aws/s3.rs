@@ -110,6 +110,60 @@ impl ObjectStore for AwsS3 {
         }
     }
 
+    async fn bucket_versioning(&self, bucket: &str) -> Result<Option<String>, CloudError> {
+        let out = self
+            .client
+            .get_bucket_versioning()
+            .bucket(bucket)
+            .send()
+            .await
+            .map_err(|e| no_such_bucket(cloud_error("GetBucketVersioning", e), bucket))?;
+        Ok(out.status().map(|s| s.as_str().to_string()))
+    }
+
+    async fn public_access_blocked(&self, bucket: &str) -> Result<bool, CloudError> {
+        match self
+            .client
+            .get_public_access_block()
+            .bucket(bucket)
+            .send()
+            .await
+        {
+            Ok(out) => Ok(out.public_access_block_configuration().is_some_and(|c| {
+                [
+                    c.block_public_acls(),
+                    c.ignore_public_acls(),
+                    c.block_public_policy(),
+                    c.restrict_public_buckets(),
+                ]
+                .iter()
+                .all(|on| *on == Some(true))
+            })),
+            Err(e) => {
+                let e = cloud_error("GetPublicAccessBlock", e);
+                if e.code.as_deref() == Some("NoSuchPublicAccessBlockConfiguration") {
+                    Ok(false)
+                } else {
+                    Err(no_such_bucket(e, bucket))
+                }
+            }
+        }
+    }
+
+    async fn bucket_policy(&self, bucket: &str) -> Result<Option<String>, CloudError> {
+        match self.client.get_bucket_policy().bucket(bucket).send().await {
+            Ok(out) => Ok(out.policy().map(str::to_string)),
+            Err(e) => {
+                let e = cloud_error("GetBucketPolicy", e);
+                if e.code.as_deref() == Some("NoSuchBucketPolicy") {
+                    Ok(None)
+                } else {
+                    Err(no_such_bucket(e, bucket))
+                }
+            }
+        }
+    }
+
     async fn bucket_exists(&self, bucket: &str) -> Result<bool, CloudError> {
         match self.client.head_bucket().bucket(bucket).send().await {
             Ok(_) => Ok(true),
