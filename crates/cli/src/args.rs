@@ -9,7 +9,12 @@ use failover_core::events::DEFAULT_ALARM_NAME_PREFIX;
 #[command(
     name = "cloud-failover",
     version,
-    about = "Serverless cloud failover for appliance pairs on AWS"
+    about = "Serverless cloud failover for appliance pairs on AWS",
+    after_help = "Exit codes: 0 success (SUCCEEDED, DRY_RUN, doctor without FAIL); 1 an error, a FAILED run or a doctor FAIL; \
+2 bad arguments; 3 IN_PROGRESS (another run holds the lock); 4 COOLDOWN; 5 IGNORED (invoke); \
+6 refused by the planner (nothing changed); 7 inspect found drift; 8 no state bucket; \
+9 unlock/reset found a live run's lock (use --force); 10 deferred (retry); \
+11 PARTIAL (what could move moved; the items left out are named)."
 )]
 pub struct Cli {
     /// Endpoint override (e.g. a local moto server); path-style S3 is used with it.
@@ -22,9 +27,9 @@ pub struct Cli {
     /// credentials, moto's quirks, see the README). Never guessed from the endpoint.
     #[arg(long, global = true, env = "CLOUD_FAILOVER_EMULATOR", value_parser = ["moto"])]
     pub emulator: Option<String>,
-    /// Output format.
-    #[arg(long, global = true, value_enum, default_value = "json")]
-    pub output: Output,
+    /// Output format (default: a table on a terminal, JSON when piped).
+    #[arg(long, global = true, value_enum)]
+    pub output: Option<Output>,
     /// Log level on stderr (error, warn, info, debug, trace).
     #[arg(long, global = true, default_value = "warn")]
     pub log_level: String,

@@ -232,6 +232,7 @@ pub fn show_unlocked(output: Output, out: &Unlocked, cluster: &str, state_file: 
 pub fn show_history(output: Output, runs: &[RunSummary]) {
     match output {
         Output::Json => print_json(runs),
+        Output::Table if runs.is_empty() => say!("no runs yet"),
         Output::Table => {
             for r in runs {
                 say!(
@@ -263,6 +264,46 @@ pub fn show_checks(output: Output, checks: &[Check]) {
 }
 
 /// `state`: the state file as S3 has it.
-pub fn show_state(state: &Value) {
-    print_json(state);
+pub fn show_state(output: Output, state: &Value) {
+    if output == Output::Json {
+        return print_json(state);
+    }
+    let text = |v: &Value| v.as_str().map(str::to_string).unwrap_or_else(|| "-".into());
+    let ext = &state["serverless"];
+    say!(
+        "{}  {}  {} · {}",
+        text(&state["taskState"]),
+        text(&state["timestamp"]),
+        text(&state["instance"]),
+        text(&state["message"])
+    );
+    if ext.is_object() {
+        say!(
+            "run {} · trigger {} · target {} ({})",
+            text(&ext["runId"]),
+            text(&ext["trigger"]),
+            text(&ext["target"]),
+            text(&ext["targetName"])
+        );
+        for (what, key) in [
+            ("last failover", "lastFailover"),
+            ("last announcement", "lastAnnouncement"),
+        ] {
+            if ext[key].is_object() {
+                say!(
+                    "{what}: {} at {}",
+                    text(&ext[key]["target"]),
+                    text(&ext[key]["at"])
+                );
+            }
+        }
+        for item in ext["skipped"].as_array().into_iter().flatten() {
+            say!("left out: {}", text(item));
+        }
+        if let Some(by) = ext["requestedBy"].as_str() {
+            say!("requested by {by}");
+        }
+    } else {
+        say!("(written by CFE: no serverless block)");
+    }
 }

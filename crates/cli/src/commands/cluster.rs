@@ -236,12 +236,12 @@ fn failed(checks: &[Check], which: &str) -> Result<(), CliError> {
     }
 }
 
-/// `state`: the state file the last run wrote (JSON whatever `--output` says).
+/// `state`: the state file the last run wrote (as stored, or its summary as a table).
 pub async fn state(ctx: &Context<'_>, declaration: &str) -> Result<(), CliError> {
     let loc = location(declaration)?;
     let (cloud, decl) = open(&ctx.opts, &loc).await?;
     let state = read_state(&cloud, &decl).await?;
-    render::show_state(&state);
+    render::show_state(ctx.output, &state);
     Ok(())
 }
 

@@ -37,7 +37,14 @@ impl<'a> Context<'a> {
     /// The global flags of `cli`.
     pub fn of(cli: &'a Cli) -> Context<'a> {
         Context {
-            output: cli.output,
+            output: cli.output.unwrap_or_else(|| {
+                use std::io::IsTerminal;
+                if std::io::stdout().is_terminal() {
+                    Output::Table
+                } else {
+                    Output::Json
+                }
+            }),
             opts: AwsOptions {
                 region: cli.region.clone(),
                 endpoint_url: cli.endpoint_url.clone(),
