@@ -793,7 +793,7 @@ fn elastic_ips_check(decl: &Declaration, snap: &Snapshot) -> Check {
     for ip in &snap.eips_without_vips {
         eip_problems.push((
             Verdict::Fail,
-            format!("Elastic IP {ip} has the scoping tags but no f5_cloud_failover_vips tag"),
+            format!("Elastic IP {ip} has the scoping tags but no f5_cloud_failover_vips (or legacy VIPS) tag"),
             "tag it f5_cloud_failover_vips=<VIP on unit A>,<VIP on unit B>".to_string(),
         ));
     }

@@ -1183,7 +1183,7 @@ impl Planner<'_> {
         }
         for ip in &self.snap.eips_without_vips {
             self.warnings.push(format!(
-                "Elastic IP {ip} carries the scoping tags but no f5_cloud_failover_vips tag: left alone"
+                "Elastic IP {ip} carries the scoping tags but no f5_cloud_failover_vips (or legacy VIPS) tag: left alone"
             ));
         }
         for se in &self.snap.elastic_ips {
