@@ -640,7 +640,7 @@ async fn add_members(
 
 /// Whether the declaration lists its EIPs (`addressGroupDefinitions`) rather than selecting
 /// them by tags: listed ones are the cluster's by definition, never left alone.
-fn names_its_eips(decl: &Declaration) -> bool {
+pub fn names_its_eips(decl: &Declaration) -> bool {
     decl.addresses()
         .is_some_and(|a| a.elastic_ip_groups().next().is_some())
 }
