@@ -264,3 +264,48 @@ async fn p1478_an_unassociated_listed_eip_is_associated_differs() {
 // ---------------------------------------------------------------------------------------
 // failoverTests.js and the README: route declarations
 // ---------------------------------------------------------------------------------------
+
+/// failover.js:688-696 and 973-985 (`failoverAddresses` is optional: address discovery is
+/// skipped) with the README's promise that a route table missing its scoping tag is a
+/// warning: a routes-only declaration whose table lacks the tag still finds the pair by its
+/// declared next hops, warns, and the run goes on.
+#[tokio::test]
+async fn routes_only_with_an_untagged_table_warns_and_runs() {
+    // GIVEN routes only, by tags, and the seed table without its scoping tag
+    let cloud = MemoryCloud::seed();
+    cloud.untag_route_table(SEED_RTB, SEED_TAG.0);
+    let d = declaration(|v| {
+        v.as_object_mut().unwrap().remove("failoverAddresses");
+        v["failoverRoutes"] = json!({
+            "scopingTags": {SEED_TAG.0: SEED_TAG.1},
+            "scopingAddressRanges": [{"range": "0.0.0.0/0"}],
+            "defaultNextHopAddresses": {"discoveryType": "static", "items": ["10.0.0.11", "10.0.4.11"]}
+        });
+    });
+    // WHEN planning the failover to B
+    let p = plan_to(&cloud, &d, SEED_B)
+        .await
+        .unwrap_or_else(|r| panic!("refused: {r}"));
+    // THEN both units are members, the plan warns of the table, and nothing is refused
+    let snap = snapshot(&cloud, &d).await;
+    let members: Vec<&str> = snap.members.iter().map(|m| m.id.as_str()).collect();
+    assert_eq!(members, [SEED_A, SEED_B]);
+    assert!(
+        p.warnings
+            .iter()
+            .any(|w| w.contains("no route table carries the scoping tags")),
+        "{:?}",
+        p.warnings
+    );
+    assert!(p.operations.is_empty());
+    // AND the run completes
+    let r = fail_over(&cloud, &d, SEED_B).await;
+    assert_eq!(r.record.task_state, crate::state::TaskState::Succeeded);
+    assert!(
+        r.record
+            .message
+            .starts_with("nothing to change: no managed item found (no route table carries"),
+        "{}",
+        r.record.message
+    );
+}

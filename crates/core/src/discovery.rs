@@ -494,10 +494,19 @@ fn settle_vpc_from_scope(snap: &mut Snapshot, declared_vpc: Option<&str>) {
     }
 }
 
-/// Every address the plan refers to: next hops, VIPs and declared interface addresses.
+/// Every address the plan refers to: next hops, VIPs and declared interface addresses. The
+/// declared (static) next hops count whether or not a table is in scope: a table missing its
+/// scoping tag is a warning, and the pair is still found by them.
 fn wanted_addresses(snap: &Snapshot, decl: &Declaration) -> BTreeSet<IpAddr> {
     let groups = decl.route_groups();
     let mut wanted: BTreeSet<IpAddr> = BTreeSet::new();
+    for g in groups {
+        for r in &g.ranges {
+            if let NextHops::Static(items) = r.next_hops.as_ref().unwrap_or(&g.default_next_hops) {
+                wanted.extend(items);
+            }
+        }
+    }
     for st in &snap.route_tables {
         let g = &groups[st.group];
         for r in &g.ranges {
