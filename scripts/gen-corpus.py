@@ -77,7 +77,7 @@ decl("eip-defined-twice", "failoverAddresses.addressGroupDefinitions[1].scopingA
 decl("route-groups-empty", "failoverRoutes.routeGroupDefinitions: must not be empty", lambda d: d["failoverRoutes"].update({"routeGroupDefinitions": []}))
 decl("route-table-id-bad", "failoverRoutes.routeGroupDefinitions[0].scopingName: expected a string", lambda d: G(d).update({"scopingName": ["rtb-060adeaa8fe5b2bbb"]}))
 decl("route-group-both-scopes", "failoverRoutes.routeGroupDefinitions[0]: give scopingName or scopingTags, not both", lambda d: G(d).update({"scopingTags": {"a": "b"}}))
-decl("ranges-missing", "failoverRoutes.routeGroupDefinitions[0].scopingAddressRanges: is required", lambda d: G(d).pop("scopingAddressRanges"))
+decl("ranges-missing", "failoverRoutes.scopingAddressRanges: is required", lambda d: d.update({"failoverRoutes": {"scopingTags": {"f5_cloud_failover_label": "x"}, "defaultNextHopAddresses": G(d)["defaultNextHopAddresses"]}}))
 decl("ranges-empty", "failoverRoutes.routeGroupDefinitions[0].scopingAddressRanges: must not be empty", lambda d: G(d).update({"scopingAddressRanges": []}))
 decl("range-prefix-33", "failoverRoutes.routeGroupDefinitions[0].scopingAddressRanges[0].range: \"10.0.0.0/33\" is not a CIDR", lambda d: G(d).update({"scopingAddressRanges": [{"range": "10.0.0.0/33"}]}))
 decl("range-ipv6-prefix-129", "failoverRoutes.routeGroupDefinitions[0].scopingAddressRanges[0].range:", lambda d: G(d).update({"scopingAddressRanges": [{"range": "::/129"}]}))

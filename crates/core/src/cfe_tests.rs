@@ -309,3 +309,38 @@ async fn routes_only_with_an_untagged_table_warns_and_runs() {
         r.record.message
     );
 }
+
+/// F:1106 'should parse config for route group definitions without scoping address ranges'
+/// (failover.js:323: the range defaults to 'all'). CFE's schema allows a route group without
+/// `scopingAddressRanges`; on AWS, v2.4.0 then updates no route (cloud.js:1086 looks each
+/// route's CIDR up in the string 'all'). It loads here with a warning saying so, and the
+/// group manages no route.
+#[tokio::test]
+async fn f1106_a_route_group_without_ranges_loads_and_manages_no_route() {
+    // GIVEN the seed route group without scopingAddressRanges
+    let mut v: Value = serde_json::from_str(AFTER).unwrap();
+    v["failoverRoutes"]["routeGroupDefinitions"][0]
+        .as_object_mut()
+        .unwrap()
+        .remove("scopingAddressRanges");
+    // WHEN it is read
+    let d = Declaration::from_value(&v).unwrap_or_else(|e| panic!("{e}"));
+    // THEN a warning names the field and what it does
+    assert!(
+        d.warnings.iter().any(|w| w.starts_with(
+            "failoverRoutes.routeGroupDefinitions[0].scopingAddressRanges:"
+        ) && w.contains("no route")),
+        "{:?}",
+        d.warnings
+    );
+    // AND a failover moves the EIP but no route
+    let cloud = MemoryCloud::seed();
+    let p = plan_to(&cloud, &d, SEED_B).await.unwrap();
+    assert!(route_moves(&p).is_empty(), "{:?}", p.operations);
+    assert_eq!(eip_moves(&p).len(), 1);
+    // AND the top-level form still needs its ranges, as CFE's schema says (base_schema.json:
+    // `required: ["scopingTags", "scopingAddressRanges"]` without routeGroupDefinitions)
+    v["failoverRoutes"] = json!({"scopingTags": {SEED_TAG.0: SEED_TAG.1}});
+    let e = Declaration::from_value(&v).unwrap_err();
+    assert_eq!(e.to_string(), "failoverRoutes.scopingAddressRanges: is required");
+}

@@ -1019,7 +1019,17 @@ fn parse_routes(v: &Value, p: Path) -> Result<FailoverRoutes, DeclarationError> 
                     ));
                 }
             }
-            let ranges = parse_ranges(&mut g)?;
+            let ranges = if g.map.contains_key("scopingAddressRanges") {
+                parse_ranges(&mut g)?
+            } else {
+                // CFE's schema allows it, and CFE defaults the range to "all"; on AWS, v2.4.0
+                // then looked each route's CIDR up in the string "all" (cloud.js:1086) and
+                // updated none. Nothing is managed here either, rather than every route.
+                g.path.key("scopingAddressRanges").warn(
+                    "not given: this route group manages no route (CFE's default range \"all\" updated no route on AWS); list the destinations to fail over, e.g. [{\"range\": \"0.0.0.0/0\"}]",
+                );
+                Vec::new()
+            };
             let default_next_hops = parse_default_hops(&mut g)?;
             let gp = g.path.clone();
             g.finish()?;
