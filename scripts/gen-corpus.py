@@ -76,6 +76,7 @@ decl("nic-address-missing", "failoverAddresses.addressGroupDefinitions[0].scopin
 decl("eip-defined-twice", "failoverAddresses.addressGroupDefinitions[1].scopingAddress:", eip_groups([EIP, EIP]))
 decl("route-groups-empty", "failoverRoutes.routeGroupDefinitions: must not be empty", lambda d: d["failoverRoutes"].update({"routeGroupDefinitions": []}))
 decl("route-table-id-bad", "failoverRoutes.routeGroupDefinitions[0].scopingName: expected a string", lambda d: G(d).update({"scopingName": ["rtb-060adeaa8fe5b2bbb"]}))
+decl("route-table-name", "failoverRoutes.routeGroupDefinitions[0].scopingName: \"myroutetable-1\" is not a route table id (rtb-…)", lambda d: G(d).update({"scopingName": "myroutetable-1"}))
 decl("route-group-both-scopes", "failoverRoutes.routeGroupDefinitions[0]: give scopingName or scopingTags, not both", lambda d: G(d).update({"scopingTags": {"a": "b"}}))
 decl("ranges-missing", "failoverRoutes.scopingAddressRanges: is required", lambda d: d.update({"failoverRoutes": {"scopingTags": {"f5_cloud_failover_label": "x"}, "defaultNextHopAddresses": G(d)["defaultNextHopAddresses"]}}))
 decl("ranges-empty", "failoverRoutes.routeGroupDefinitions[0].scopingAddressRanges: must not be empty", lambda d: G(d).update({"scopingAddressRanges": []}))

@@ -15,14 +15,20 @@ use std::net::IpAddr;
 
 use serde_json::{json, Value};
 
-use crate::declaration::Declaration;
+use crate::declaration::{Declaration, NextHops, Scope};
 use crate::discovery::{discover, Snapshot};
+use crate::error::CloudError;
 use crate::failover::{run, RunOutcome, RunReport};
 use crate::lab::{tags, InstanceSpec, Topology, SEED_A, SEED_A_EXT, SEED_B, SEED_B_EXT, SEED_EIP};
 use crate::lab::{SEED_RTB, SEED_TAG};
 use crate::memory::MemoryCloud;
+use crate::model::{ElasticIp, Filter, Instance, NetworkInterface, RouteTable};
+use crate::net::Cidr;
+use crate::plan::tests::same_az;
 use crate::plan::{plan, Action, Plan, Refusal};
+use crate::ports::{Ec2Describe, Mutation};
 use crate::request::{Mode, RunRequest, TargetSpec};
+use crate::state::TaskState;
 
 const AFTER: &str = include_str!("../../../examples/seed-article/declaration-after.json");
 const BUCKET: &str = "cfe-state-bigip-ha";
@@ -343,4 +349,39 @@ async fn f1106_a_route_group_without_ranges_loads_and_manages_no_route() {
     v["failoverRoutes"] = json!({"scopingTags": {SEED_TAG.0: SEED_TAG.1}});
     let e = Declaration::from_value(&v).unwrap_err();
     assert_eq!(e.to_string(), "failoverRoutes.scopingAddressRanges: is required");
+}
+
+/// P:1884 'update routes using route name': a route group's `scopingName` selects the table
+/// whose RouteTableId it is (abstract/cloud.js:225-244 compares it with each table's id, AWS
+/// tables having no name). A name that is no table id (CFE's own example
+/// ipv6RouteFailover.json has `myroutetable-1`) matched nothing under CFE, so every failover
+/// left the routes alone: refused here when the declaration is read (validate, declare,
+/// doctor and a run all read it so), naming the fix.
+#[tokio::test]
+async fn p1884_a_route_group_names_its_table_by_id_and_a_name_is_refused() {
+    // GIVEN the seed's route group by table id, WHEN failing over to B, THEN its route moves
+    let cloud = MemoryCloud::seed();
+    let p = plan_to(&cloud, &declaration(|_| {}), SEED_B).await.unwrap();
+    assert_eq!(
+        route_moves(&p),
+        vec![(SEED_RTB.into(), "0.0.0.0/0".into(), SEED_B_EXT.into())]
+    );
+    // GIVEN a scopingName that is no route table id
+    for name in ["myroutetable-1", "12345"] {
+        let mut v: Value = serde_json::from_str(AFTER).unwrap();
+        v["failoverRoutes"]["routeGroupDefinitions"][0]["scopingName"] = name.into();
+        // WHEN it is read, THEN it is refused with the path and the fix
+        let e = Declaration::from_value(&v).unwrap_err();
+        assert_eq!(
+            e.path,
+            "failoverRoutes.routeGroupDefinitions[0].scopingName",
+            "{e}"
+        );
+        assert!(
+            e.message.starts_with(&format!("\"{name}\" is not a route table id (rtb-…)"))
+                && e.message.contains("aws ec2 describe-route-tables")
+                && e.message.contains("scopingTags"),
+            "{e}"
+        );
+    }
 }
