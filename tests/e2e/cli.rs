@@ -124,13 +124,23 @@ fn a_route_table_given_by_name_is_refused_by_every_command() {
         );
         let commands: [&[&str]; 4] = [
             &["validate", &file],
-            &["declare", &file, "--to", "s3://cfe-state-bigip-ha/cloud-failover/declaration.json"],
+            &[
+                "declare",
+                &file,
+                "--to",
+                "s3://cfe-state-bigip-ha/cloud-failover/declaration.json",
+            ],
             &["doctor", "--declaration", &file],
             &["plan", "--declaration", &file, "--target", SEED_B],
         ];
         for args in commands {
             let out = cli()
-                .args(["--endpoint-url", "http://127.0.0.1:9", "--region", "us-east-1"])
+                .args([
+                    "--endpoint-url",
+                    "http://127.0.0.1:9",
+                    "--region",
+                    "us-east-1",
+                ])
                 .args(args)
                 .env("AWS_EC2_METADATA_DISABLED", "true")
                 .output()

@@ -1086,7 +1086,9 @@ fn check_rtb(name: &str) -> Result<(), String> {
 
 /// `s` as one shell word in a suggested command.
 fn shell_word(s: &str) -> String {
-    if s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)) {
+    if s.bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+    {
         s.to_string()
     } else {
         format!("'{}'", s.replace('\'', r"'\''"))

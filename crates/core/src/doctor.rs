@@ -322,7 +322,10 @@ fn vip_problems(
         return out;
     }
     let (what, fix) = if listed {
-        ("", "each unit of a cross-AZ pair needs exactly one of the EIP's vipAddresses")
+        (
+            "",
+            "each unit of a cross-AZ pair needs exactly one of the EIP's vipAddresses",
+        )
     } else {
         (
             " as secondary IPs",

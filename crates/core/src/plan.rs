@@ -814,7 +814,7 @@ impl Planner<'_> {
                 .filter(|n| n.subnet_id == from.subnet_id)
         };
         let paired = in_subnet().find(|n| {
-            from.tags.get(NIC_MAP_TAG).is_some()
+            from.tags.contains_key(NIC_MAP_TAG)
                 && n.tags.get(NIC_MAP_TAG) == from.tags.get(NIC_MAP_TAG)
         });
         match paired.or_else(|| in_subnet().next()) {
