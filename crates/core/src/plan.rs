@@ -270,6 +270,19 @@ pub struct Refusal {
 
 /// Plans the failover to `target`.
 pub fn plan(decl: &Declaration, snap: &Snapshot, target: &str) -> Result<Plan, Refusal> {
+    if decl.addresses().is_none() && decl.route_groups().is_empty() {
+        // Both disabled (how CFE's failover is paused): nothing to do, not a refusal.
+        return Ok(Plan {
+            target: target.to_string(),
+            target_name: target.to_string(),
+            operations: Vec::new(),
+            in_place: Vec::new(),
+            warnings: vec![
+                "failoverAddresses and failoverRoutes are disabled (or absent): nothing is failed over, as under CFE".into(),
+            ],
+            skipped: Vec::new(),
+        });
+    }
     if !snap.vpc_conflicts.is_empty() {
         return Err(Refusal {
             reasons: snap.vpc_conflicts.clone(),
