@@ -9,7 +9,8 @@
 //! its provider calls our planned operations and the cloud after executing them.
 //!
 //! A case whose name ends in `_differs` asserts our behaviour where it departs from CFE's on
-//! purpose; its comment says why, and docs/migrating-from-cfe.md lists each difference.
+//! purpose; its comment says why, and docs/migrating-from-cfe.md lists each difference. The
+//! few cases no CFE test covers cite the CFE source or document they follow.
 
 use std::net::IpAddr;
 
@@ -1271,10 +1272,11 @@ fn f1064_a_route_group_by_scoping_name() {
     assert_eq!(d.route_groups()[0].scope, Scope::Name(SEED_RTB.into()));
 }
 
-/// F:1216 'should throw error when state file name is empty string' (F:1210-1294 check
-/// setStateFileName; F:1300 'should use custom state file name in failover execution'): an
-/// empty state file name is refused; a custom one, with or without an extension, is where the
-/// state is written (`f5cloudfailover/<name>`).
+/// F:1216 'should throw error when state file name is empty string', F:1288 'should accept
+/// state file name with extension', F:1294 '… without extension' and F:1300 'should use
+/// custom state file name in failover execution': an empty state file name is refused; a
+/// custom one, with or without an extension, is where the state is written
+/// (`f5cloudfailover/<name>`).
 #[tokio::test]
 async fn f1216_f1300_state_file_names() {
     let mut v: Value = serde_json::from_str(AFTER).unwrap();
