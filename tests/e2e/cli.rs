@@ -103,6 +103,60 @@ fn validate_names_the_json_path_of_a_broken_declaration() {
         .contains("--target: \"eni-1\" is not an instance id"));
 }
 
+/// CFE's AWS provider compared a route group's `scopingName` with route table ids
+/// (abstract/cloud.js:225-244; awsProviderTests.js:1884 'update routes using route name', CFE
+/// v2.4.0, commit 21356468): a table's name, like CFE's own placeholder `myroutetable-1`,
+/// matched nothing and no route ever failed over. validate, declare, doctor and plan refuse
+/// it alike when they read it, with the fix, and declare uploads nothing: its endpoint here
+/// is a closed port, which any call would have reached first.
+#[test]
+fn a_route_table_given_by_name_is_refused_by_every_command() {
+    let dir = std::env::temp_dir().join(format!("cf-rtb-name-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for name in ["myroutetable-1", "12345"] {
+        let file = dir.join(format!("{name}.json"));
+        let text = repo_file("examples/seed-article/declaration-after.json")
+            .replace("rtb-060adeaa8fe5b2bbb", name);
+        std::fs::write(&file, text).unwrap();
+        let file = file.to_string_lossy().to_string();
+        let want = format!(
+            "failoverRoutes.routeGroupDefinitions[0].scopingName: \"{name}\" is not a route table id (rtb-…): "
+        );
+        let commands: [&[&str]; 4] = [
+            &["validate", &file],
+            &[
+                "declare",
+                &file,
+                "--to",
+                "s3://cfe-state-bigip-ha/cloud-failover/declaration.json",
+            ],
+            &["doctor", "--declaration", &file],
+            &["plan", "--declaration", &file, "--target", SEED_B],
+        ];
+        for args in commands {
+            let out = cli()
+                .args([
+                    "--endpoint-url",
+                    "http://127.0.0.1:9",
+                    "--region",
+                    "us-east-1",
+                ])
+                .args(args)
+                .env("AWS_EC2_METADATA_DISABLED", "true")
+                .output()
+                .unwrap();
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+            assert!(err.contains(&want), "{args:?}: {err}");
+            assert!(
+                err.contains("aws ec2 describe-route-tables --filters Name=tag:Name,Values="),
+                "{args:?}: {err}"
+            );
+            assert_eq!(err.trim().lines().count(), 1, "{args:?}: {err}");
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn plan_refuses_vips_as_next_hops_and_execute_then_inspect() {
     let Some(moto) = Moto::start() else { return };

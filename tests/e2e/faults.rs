@@ -153,7 +153,14 @@ async fn a_lost_answer_to_a_route_change_still_verifies() {
 async fn a_call_that_timed_out_keeps_the_lock() {
     let Some(moto) = Moto::start() else { return };
     let (direct, _) = moto.cloud().await;
-    let (topo, ids, loc) = seed_lab(&direct).await;
+    // No verify window: the held call lands 3 s after its timeout, inside the default
+    // window, and a verified late call rightly ends the run SUCCEEDED; this is the run that
+    // stops waiting before it lands.
+    let mut decl: Value =
+        serde_json::from_str(&repo_file("examples/seed-article/declaration-after.json")).unwrap();
+    decl["serverless"] = serde_json::json!({"verifySeconds": 0});
+    let topo = failover_core::lab::Topology::seed();
+    let (ids, loc) = lab_with(&direct, &topo, &decl.to_string()).await;
     let proxy = FaultProxy::start(&moto.endpoint).await;
     proxy.rule(
         |r| String::from_utf8_lossy(&r.body).contains("Action=ReplaceRoute"),

@@ -681,7 +681,7 @@ fn parse_controls(v: &Value, p: Path) -> Result<String, DeclarationError> {
 fn parse_storage(v: &Value, p: Path) -> Result<ExternalStorage, DeclarationError> {
     let mut o = Obj::new(v, p)?;
     let endpoint_dns_name = parse_endpoint(&mut o, "s3")?;
-    let scope = parse_scope(&mut o, "a bucket name", |_| Ok(()))?;
+    let scope = parse_scope(&mut o, "a bucket name", |_| Ok::<(), &str>(()))?;
     let (scope, bucket_region) = match scope {
         Scope::Name(name) => {
             let np = o.path.key("scopingName");
@@ -861,10 +861,10 @@ fn check_bucket_name(bucket: &str, p: &Path, given: &str) -> Result<(), Declarat
 }
 
 /// Reads exactly one of `scopingName` / `scopingTags` from `o`.
-fn parse_scope(
+fn parse_scope<M: fmt::Display>(
     o: &mut Obj<'_>,
     what: &str,
-    check_name: impl Fn(&str) -> Result<(), &'static str>,
+    check_name: impl Fn(&str) -> Result<(), M>,
 ) -> Result<Scope, DeclarationError> {
     let name = o.opt_str("scopingName")?;
     let tags = o.opt_tags("scopingTags")?;
@@ -1014,17 +1014,20 @@ fn parse_routes(v: &Value, p: Path) -> Result<FailoverRoutes, DeclarationError> 
     if let Some((items, _)) = o.opt_array("routeGroupDefinitions", 1, 100)? {
         for (v, p) in items {
             let mut g = Obj::new(v, p)?;
-            let scope = parse_scope(&mut g, "a route table id", |_| Ok(()))?;
-            if let Scope::Name(name) = &scope {
-                if let Err(m) = check_rtb(name) {
-                    // CFE accepts any string and compares it with route table ids.
-                    g.path.key("scopingName").warn(format!(
-                        "{} {m}: CFE compared it with route table ids and matched nothing; the plan refuses it until it names one",
-                        show_str(name)
-                    ));
-                }
-            }
-            let ranges = parse_ranges(&mut g)?;
+            // CFE accepted any string and compared it with route table ids: a table's name
+            // matched nothing, so every failover left its routes alone. Refused on paper.
+            let scope = parse_scope(&mut g, "a route table id", check_rtb)?;
+            let ranges = if g.map.contains_key("scopingAddressRanges") {
+                parse_ranges(&mut g)?
+            } else {
+                // CFE's schema allows it, and CFE defaults the range to "all"; on AWS, v2.4.0
+                // then looked each route's CIDR up in the string "all" (cloud.js:1086) and
+                // updated none. Nothing is managed here either, rather than every route.
+                g.path.key("scopingAddressRanges").warn(
+                    "not given: this route group manages no route (CFE's default range \"all\" updated no route on AWS); list the destinations to fail over, e.g. [{\"range\": \"0.0.0.0/0\"}]",
+                );
+                Vec::new()
+            };
             let default_next_hops = parse_default_hops(&mut g)?;
             let gp = g.path.clone();
             g.finish()?;
@@ -1075,10 +1078,26 @@ fn parse_routes(v: &Value, p: Path) -> Result<FailoverRoutes, DeclarationError> 
     Ok(FailoverRoutes { enabled, groups })
 }
 
-fn check_rtb(name: &str) -> Result<(), &'static str> {
+fn check_rtb(name: &str) -> Result<(), String> {
     let hex = name.strip_prefix("rtb-").unwrap_or("");
-    let ok = (8..=17).contains(&hex.len()) && hex.bytes().all(|b| b.is_ascii_hexdigit());
-    ok.then_some(()).ok_or("is not a route table id (rtb-…)")
+    if (8..=17).contains(&hex.len()) && hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Ok(());
+    }
+    Err(format!(
+        "is not a route table id (rtb-…): CFE compared scopingName with route table ids, so it matched no table and no route failed over; give the table's id (aws ec2 describe-route-tables --filters Name=tag:Name,Values={} --query 'RouteTables[].RouteTableId'), or select the table with scopingTags",
+        shell_word(name)
+    ))
+}
+
+/// `s` as one shell word in a suggested command.
+fn shell_word(s: &str) -> String {
+    if s.bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+    {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', r"'\''"))
+    }
 }
 
 fn parse_ranges(o: &mut Obj<'_>) -> Result<Vec<AddressRange>, DeclarationError> {

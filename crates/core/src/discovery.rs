@@ -21,6 +21,9 @@ use crate::ports::{Ec2Describe, ObjectStore};
 pub const SELF_IPS_TAG: &str = "f5_self_ips";
 /// EIP tag listing one VIP per unit.
 pub const VIPS_TAG: &str = "f5_cloud_failover_vips";
+/// The same tag under its name in CFE's user guide up to v1.1, which CFE still reads
+/// (constants.js `AWS_VIPS_TAGS`, "keep VIPS for backwards compatability").
+pub const LEGACY_VIPS_TAG: &str = "VIPS";
 /// ENI tag pairing interfaces across units for same-AZ secondary IP moves.
 pub const NIC_MAP_TAG: &str = "f5_cloud_failover_nic_map";
 /// EC2 accepts at most this many values in one filter.
@@ -105,7 +108,7 @@ pub struct Snapshot {
     pub released_prefixes: Vec<DetachedPrefix>,
     /// EIPs named by `addressGroupDefinitions` that do not exist.
     pub missing_elastic_ips: Vec<IpAddr>,
-    /// EIPs carrying the scoping tags but no usable `f5_cloud_failover_vips` tag.
+    /// EIPs carrying the scoping tags but no usable `f5_cloud_failover_vips` (or `VIPS`) tag.
     pub eips_without_vips: Vec<String>,
     /// Interfaces carrying the scoping tags and `f5_cloud_failover_nic_map`.
     pub nic_map_interfaces: Vec<NetworkInterface>,
@@ -219,6 +222,15 @@ pub fn next_hops_for(
             )),
         },
     }
+}
+
+/// An EIP's list of VIPs: its `f5_cloud_failover_vips` tag, else its legacy `VIPS` tag. (CFE
+/// took whichever of the two EC2 listed first; tag order is not kept here, so the current
+/// name wins.)
+pub fn vips_tag(tags: &Tags) -> Option<&str> {
+    tags.get(VIPS_TAG)
+        .or_else(|| tags.get(LEGACY_VIPS_TAG))
+        .map(String::as_str)
 }
 
 /// Parses a comma/space separated list of IPs from a tag value (bad items are skipped).
@@ -491,10 +503,19 @@ fn settle_vpc_from_scope(snap: &mut Snapshot, declared_vpc: Option<&str>) {
     }
 }
 
-/// Every address the plan refers to: next hops, VIPs and declared interface addresses.
+/// Every address the plan refers to: next hops, VIPs and declared interface addresses. The
+/// declared (static) next hops count whether or not a table is in scope: a table missing its
+/// scoping tag is a warning, and the pair is still found by them.
 fn wanted_addresses(snap: &Snapshot, decl: &Declaration) -> BTreeSet<IpAddr> {
     let groups = decl.route_groups();
     let mut wanted: BTreeSet<IpAddr> = BTreeSet::new();
+    for g in groups {
+        for r in &g.ranges {
+            if let NextHops::Static(items) = r.next_hops.as_ref().unwrap_or(&g.default_next_hops) {
+                wanted.extend(items);
+            }
+        }
+    }
     for st in &snap.route_tables {
         let g = &groups[st.group];
         for r in &g.ranges {
@@ -641,7 +662,7 @@ async fn add_members(
 
 /// Whether the declaration lists its EIPs (`addressGroupDefinitions`) rather than selecting
 /// them by tags: listed ones are the cluster's by definition, never left alone.
-fn names_its_eips(decl: &Declaration) -> bool {
+pub fn names_its_eips(decl: &Declaration) -> bool {
     decl.addresses()
         .is_some_and(|a| a.elastic_ip_groups().next().is_some())
 }
@@ -771,11 +792,7 @@ fn scope_eips(snap: &mut Snapshot, decl: &Declaration, found: Vec<ElasticIp>) {
     let explicit: Vec<(IpAddr, &[IpAddr])> = a.elastic_ip_groups().collect();
     if explicit.is_empty() {
         for e in &found {
-            let vips = e
-                .tags
-                .get(VIPS_TAG)
-                .map(|v| ips_from_tag(v))
-                .unwrap_or_default();
+            let vips = vips_tag(&e.tags).map(ips_from_tag).unwrap_or_default();
             if vips.is_empty() {
                 snap.eips_without_vips.push(e.public_ip.to_string());
             } else {

@@ -307,19 +307,22 @@ fn vpc_check(snap: &Snapshot) -> Check {
 /// Where an EIP's VIPs are, judged per topology. A cross-AZ pair (one VIP per unit): each
 /// member holds exactly one of them, and none holds another's. A same-AZ pair (one VIP that
 /// moves as a secondary IP): exactly one member holds it, as AWS allows one holder (the moto
-/// emulator copies the address instead of moving it, so both may show it there).
+/// emulator copies the address instead of moving it, so both may show it there). A VIP is a
+/// secondary IP, or, for an EIP the declaration lists, any address (the planner's rule).
 fn vip_problems(
     e: &crate::discovery::ScopedEip,
     snap: &Snapshot,
+    listed: bool,
 ) -> Vec<(Verdict, String, String)> {
+    let holds = |m: &crate::model::Instance, vip: &std::net::IpAddr| {
+        m.network_interfaces
+            .iter()
+            .any(|n| n.secondary_ips.contains(vip) || (listed && n.primary_ip == *vip))
+    };
     let holders = |vip: &std::net::IpAddr| -> Vec<&str> {
         snap.members
             .iter()
-            .filter(|m| {
-                m.network_interfaces
-                    .iter()
-                    .any(|n| n.secondary_ips.contains(vip))
-            })
+            .filter(|m| holds(m, vip))
             .map(|m| m.id.as_str())
             .collect()
     };
@@ -343,28 +346,35 @@ fn vip_problems(
         }
         return out;
     }
+    let (what, fix) = if listed {
+        (
+            "",
+            "each unit of a cross-AZ pair needs exactly one of the EIP's vipAddresses",
+        )
+    } else {
+        (
+            " as secondary IPs",
+            "each unit of a cross-AZ pair needs exactly one of the EIP's VIPs as a secondary private IP (selected by tags, an EIP never moves onto a primary IP, as under CFE; list it in addressGroupDefinitions for that)",
+        )
+    };
     for m in &snap.members {
         let held: Vec<String> = e
             .vips
             .iter()
-            .filter(|v| {
-                m.network_interfaces
-                    .iter()
-                    .any(|n| n.secondary_ips.contains(v))
-            })
+            .filter(|v| holds(m, v))
             .map(ToString::to_string)
             .collect();
         if held.len() != 1 {
             out.push((
                 Verdict::Fail,
                 format!(
-                    "Elastic IP {}: member {} holds {} of its VIPs as secondary IPs ({})",
+                    "Elastic IP {}: member {} holds {} of its VIPs{what} ({})",
                     e.eip.public_ip,
                     m.id,
                     held.len(),
                     held.join(", ")
                 ),
-                "each unit of a cross-AZ pair needs exactly one of the EIP's VIPs as a secondary private IP".to_string(),
+                fix.to_string(),
             ));
         }
     }
@@ -818,12 +828,13 @@ fn elastic_ips_check(decl: &Declaration, snap: &Snapshot) -> Check {
     for ip in &snap.eips_without_vips {
         eip_problems.push((
             Verdict::Fail,
-            format!("Elastic IP {ip} has the scoping tags but no f5_cloud_failover_vips tag"),
+            format!("Elastic IP {ip} has the scoping tags but no f5_cloud_failover_vips (or legacy VIPS) tag"),
             "tag it f5_cloud_failover_vips=<VIP on unit A>,<VIP on unit B>".to_string(),
         ));
     }
+    let listed = crate::discovery::names_its_eips(decl);
     for e in &snap.elastic_ips {
-        eip_problems.extend(vip_problems(e, snap));
+        eip_problems.extend(vip_problems(e, snap, listed));
     }
     if let Some(a) = decl.addresses() {
         for g in &a.groups {

@@ -13,6 +13,8 @@ pub mod answer;
 #[cfg(feature = "aws")]
 pub mod aws;
 pub mod budget;
+#[cfg(test)]
+mod cfe_tests;
 pub mod clock;
 pub mod declaration;
 pub mod discovery;

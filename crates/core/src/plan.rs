@@ -7,7 +7,9 @@ use std::net::IpAddr;
 use serde::{Deserialize, Serialize};
 
 use crate::declaration::{AddressGroup, AddressRange, Declaration, RouteGroup};
-use crate::discovery::{matches, next_hops_for, ScopedTable, Snapshot, NIC_MAP_TAG};
+use crate::discovery::{
+    matches, names_its_eips, next_hops_for, ScopedEip, ScopedTable, Snapshot, NIC_MAP_TAG,
+};
 use crate::model::{ElasticIp, Instance, NetworkInterface, Route, RouteTable};
 use crate::net::Cidr;
 
@@ -268,6 +270,19 @@ pub struct Refusal {
 
 /// Plans the failover to `target`.
 pub fn plan(decl: &Declaration, snap: &Snapshot, target: &str) -> Result<Plan, Refusal> {
+    if decl.addresses().is_none() && decl.route_groups().is_empty() {
+        // Both disabled (how CFE's failover is paused): nothing to do, not a refusal.
+        return Ok(Plan {
+            target: target.to_string(),
+            target_name: target.to_string(),
+            operations: Vec::new(),
+            in_place: Vec::new(),
+            warnings: vec![
+                "failoverAddresses and failoverRoutes are disabled (or absent): nothing is failed over, as under CFE".into(),
+            ],
+            skipped: Vec::new(),
+        });
+    }
     if !snap.vpc_conflicts.is_empty() {
         return Err(Refusal {
             reasons: snap.vpc_conflicts.clone(),
@@ -923,12 +938,6 @@ impl Planner<'_> {
         for ((to, from), mut ips) in moves {
             ips.sort();
             let (v4, v6): (Vec<IpAddr>, Vec<IpAddr>) = ips.into_iter().partition(IpAddr::is_ipv4);
-            let list = |ips: &[IpAddr]| -> String {
-                ips.iter()
-                    .map(ToString::to_string)
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            };
             if !v6.is_empty() {
                 let why = format!(
                     "IPv6 addresses {} are on {from}; the active unit {} ({}) takes them on {to} (same subnet; EC2 moves an IPv6 address by unassign, then assign)",
@@ -1183,65 +1192,136 @@ impl Planner<'_> {
         }
         for ip in &self.snap.eips_without_vips {
             self.warnings.push(format!(
-                "Elastic IP {ip} carries the scoping tags but no f5_cloud_failover_vips tag: left alone"
+                "Elastic IP {ip} carries the scoping tags but no f5_cloud_failover_vips (or legacy VIPS) tag: left alone"
             ));
         }
+        let listed = names_its_eips(self.decl);
         for se in &self.snap.elastic_ips {
-            let e = &se.eip;
-            // Where the VIP will be on the target: now, or after a wave-0 move.
-            let found = se.vips.iter().find_map(|vip| {
-                t.interface_with(*vip)
-                    .map(|n| (n.id.clone(), *vip, 0u8))
-                    .or_else(|| moved.get(vip).map(|eni| (eni.clone(), *vip, 1u8)))
-            });
-            let Some((eni, vip, wave)) = found else {
-                let vips: Vec<String> = se.vips.iter().map(ToString::to_string).collect();
-                self.skipped.push(format!(
-                    "Elastic IP {}: none of its VIPs ({}) is on target {} ({}); refusing to move it to a unit that cannot answer (CFE #118)",
-                    e.public_ip,
-                    vips.join(", "),
-                    t.id,
-                    t.display_name()
-                ));
-                continue;
-            };
-            // EC2's AssociateAddress (AllowReassociation) detaches an Elastic IP already on that
-            // private IP: never one this declaration does not manage, silently.
-            let knocked = self
-                .snap
-                .holder_of(vip)
-                .and_then(|(_, n)| n.public_ips.get(&vip))
-                .filter(|p| **p != e.public_ip)
-                .filter(|p| !self.snap.elastic_ips.iter().any(|x| x.eip.public_ip == **p));
-            if let Some(other) = knocked {
-                self.skipped.push(format!(
-                    "Elastic IP {}: VIP {vip} already holds Elastic IP {other}, which this declaration does not manage; associating {} there would detach {other} (EC2 disassociates the address already on a private IP): move or release {other} first, or add it to the declaration",
-                    e.public_ip, e.public_ip
-                ));
+            if listed && self.in_use_elsewhere(se) {
                 continue;
             }
-            let on_eni = e.network_interface_id.as_deref() == Some(eni.as_str());
-            // An adapter that cannot tell the private IP says so (None): judged by interface.
-            let same_ip = e.private_ip.is_none_or(|ip| ip == vip);
-            let what = format!("Elastic IP {} → {vip} on {eni}", e.public_ip);
-            if on_eni && same_ip {
-                self.in_place.push(what);
-                continue;
+            if let Some((eni, vip, wave)) = self.vip_on_target(t, se, moved, listed) {
+                self.elastic_ip(t, &se.eip, &eni, vip, wave);
             }
-            let from = match (&e.private_ip, &e.network_interface_id) {
-                (Some(ip), Some(n)) => format!("{ip} on {n}"),
-                (None, Some(n)) => format!("{n} (its private IP not reported)"),
-                _ => "nothing (unassociated)".to_string(),
-            };
-            let why = format!(
-                "Elastic IP {} maps to {from}; the active unit {} ({}) holds VIP {vip} on {eni}",
-                e.public_ip,
-                t.id,
-                t.display_name()
-            );
-            self.ops.push(associate(e, &eni, vip, wave, why));
         }
     }
+
+    /// A listed EIP on an address outside its vipAddresses is in use elsewhere: left alone
+    /// with a warning, as CFE does (cloud.js:624-626).
+    fn in_use_elsewhere(&mut self, se: &ScopedEip) -> bool {
+        let e = &se.eip;
+        let on = match (e.private_ip, e.network_interface_id.as_deref()) {
+            (Some(ip), eni) if !se.vips.contains(&ip) => {
+                eni.map_or(ip.to_string(), |n| format!("{ip} ({n})"))
+            }
+            // An adapter that cannot tell the private IP: an interface of no member.
+            (None, Some(n)) if self.snap.owner_of_interface(n).is_none() => n.to_string(),
+            _ => return false,
+        };
+        self.warnings.push(format!(
+            "Elastic IP {} is on {on}, none of its vipAddresses ({}): left alone, as CFE does (it is in use elsewhere); if it belongs to this pair, add that address to vipAddresses or move the Elastic IP by hand",
+            e.public_ip,
+            list(&se.vips)
+        ));
+        true
+    }
+
+    /// Where `se`'s VIP will be on the target (ENI, VIP, wave): now, or after a wave-0 move;
+    /// else the item is skipped with the reason. Selected by tags, a VIP is a secondary IP, as
+    /// CFE reads the tag (its user guide: EIPs on primary IPs are the units' own and are not
+    /// remapped); listed, any address of the target.
+    fn vip_on_target(
+        &mut self,
+        t: &Instance,
+        se: &ScopedEip,
+        moved: &BTreeMap<IpAddr, String>,
+        listed: bool,
+    ) -> Option<(String, IpAddr, u8)> {
+        let e = &se.eip;
+        let found = se.vips.iter().find_map(|vip| {
+            t.interface_with(*vip)
+                .filter(|n| listed || n.secondary_ips.contains(vip))
+                .map(|n| (n.id.clone(), *vip, 0u8))
+                .or_else(|| moved.get(vip).map(|eni| (eni.clone(), *vip, 1u8)))
+        });
+        if found.is_some() {
+            return found;
+        }
+        let primary = se
+            .vips
+            .iter()
+            .find_map(|v| t.interface_with(*v).map(|n| (n, v)));
+        self.skipped.push(match primary {
+            Some((n, vip)) => format!(
+                "Elastic IP {}: its tag names {vip}, the primary IP of {} on target {} ({}); selected by tags, an Elastic IP moves to secondary IPs only, as under CFE (a primary IP is the unit's own); to move it onto primary IPs, list it in addressGroupDefinitions ({{\"type\": \"elasticIpAddress\", \"scopingAddress\": \"{}\", \"vipAddresses\": [\"{}\"]}})",
+                e.public_ip,
+                n.id,
+                t.id,
+                t.display_name(),
+                e.public_ip,
+                se.vips
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("\", \"")
+            ),
+            None => format!(
+                "Elastic IP {}: none of its VIPs ({}) is on target {} ({}); refusing to move it to a unit that cannot answer (CFE #118)",
+                e.public_ip,
+                list(&se.vips),
+                t.id,
+                t.display_name()
+            ),
+        });
+        None
+    }
+
+    /// Plans EIP `e` onto `vip` of `eni` on target `t` (in place when it is there already).
+    fn elastic_ip(&mut self, t: &Instance, e: &ElasticIp, eni: &str, vip: IpAddr, wave: u8) {
+        // EC2's AssociateAddress (AllowReassociation) detaches an Elastic IP already on that
+        // private IP: never one this declaration does not manage, silently.
+        let knocked = self
+            .snap
+            .holder_of(vip)
+            .and_then(|(_, n)| n.public_ips.get(&vip))
+            .filter(|p| **p != e.public_ip)
+            .filter(|p| !self.snap.elastic_ips.iter().any(|x| x.eip.public_ip == **p));
+        if let Some(other) = knocked {
+            self.skipped.push(format!(
+                "Elastic IP {}: VIP {vip} already holds Elastic IP {other}, which this declaration does not manage; associating {} there would detach {other} (EC2 disassociates the address already on a private IP): move or release {other} first, or add it to the declaration",
+                e.public_ip, e.public_ip
+            ));
+            return;
+        }
+        let on_eni = e.network_interface_id.as_deref() == Some(eni);
+        // An adapter that cannot tell the private IP says so (None): judged by interface.
+        let same_ip = e.private_ip.is_none_or(|ip| ip == vip);
+        let what = format!("Elastic IP {} → {vip} on {eni}", e.public_ip);
+        if on_eni && same_ip {
+            self.in_place.push(what);
+            return;
+        }
+        let from = match (&e.private_ip, &e.network_interface_id) {
+            (Some(ip), Some(n)) => format!("{ip} on {n}"),
+            (None, Some(n)) => format!("{n} (its private IP not reported)"),
+            _ => "nothing (unassociated)".to_string(),
+        };
+        let why = format!(
+            "Elastic IP {} maps to {from}; the active unit {} ({}) holds VIP {vip} on {eni}",
+            e.public_ip,
+            t.id,
+            t.display_name()
+        );
+        self.ops.push(associate(e, eni, vip, wave, why));
+    }
+}
+
+/// Addresses as a comma-separated list.
+fn list(ips: &[IpAddr]) -> String {
+    ips.iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Why EC2 would refuse to create a route to `range` in `table`, if it would (Amazon VPC User

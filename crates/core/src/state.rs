@@ -179,7 +179,13 @@ impl RunRecord {
             // Everything planned is back where it belongs: nothing left to carry forward.
             self.detached_eips.clear();
             self.detached_prefixes.clear();
-            self.message = if self.operations.is_empty() {
+            self.message = if self.operations.is_empty() && self.in_place.is_empty() {
+                // Not "converged": nothing managed was found (e.g. no table in scope).
+                format!(
+                    "nothing to change: no managed item found ({})",
+                    self.warnings.join("; ")
+                )
+            } else if self.operations.is_empty() {
                 "already converged: nothing to change".into()
             } else {
                 format!("{} operation(s) done and verified", self.operations.len())
