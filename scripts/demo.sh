@@ -19,7 +19,7 @@ uri="s3://cfe-state-bigip-ha/declarations/cluster.json"
 $cf declare "$work/declaration.json" --to "$uri" --output table
 echo; echo "== before"
 $cf inspect --declaration "$uri" --output table
-echo; echo "== the pitfall: VIPs as route next hops (cfe-snat-none.json) are refused"
+echo; echo "== the pitfall: VIPs as route next hops (cfe-snat-none.json): the route is left out, with the primary IP to declare (PARTIAL, exit 11)"
 b=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["i-061cbb31a5158ad30"])' "$work/ids.json")
 $cf plan --declaration "$work/cfe-snat-none.json" --target "$b" --output table || true
 echo; echo "== alarm: BIG-IP A failed its status check (events/alarm-eventbridge.json) -> failover"
@@ -27,12 +27,12 @@ $cf invoke "$work/alarm.json" --declaration "$uri" --output table
 echo; echo "== after failover"
 $cf inspect --declaration "$uri" --output table
 echo; echo "== f5cloudfailoverstate.json"
-$cf state --declaration "$uri"
+$cf state --declaration "$uri" --output json
 echo; echo "== failback to A (events/direct-failback.json)"
 $cf invoke "$work/failback.json" --declaration "$uri" --output table
 echo; echo "== after failback"
 $cf inspect --declaration "$uri" --output table
 echo; echo "== f5cloudfailoverstate.json"
-$cf state --declaration "$uri"
+$cf state --declaration "$uri" --output json
 rm -rf "$work"
 echo; echo "== done; moto stops now"
