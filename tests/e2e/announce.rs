@@ -263,7 +263,8 @@ async fn the_appliance_announces_itself_with_a_signed_put_events() {
         "detail-type": entry["DetailType"],
         "source": entry["Source"],
         "account": home().account,
-        "time": "2026-11-29T07:00:00Z",
+        // EventBridge stamps the time it received the entry.
+        "time": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         "region": home().region,
         "resources": [],
         "detail": serde_json::from_str::<serde_json::Value>(entry["Detail"].as_str().unwrap()).unwrap(),

@@ -14,8 +14,9 @@ use crate::moto::Moto;
 use crate::proxy::{Fault, FaultProxy, Seen};
 use crate::support::*;
 
+/// A write of the cluster's lock (not of its members' lock, `lock/members@…`).
 fn lock_put(r: &Seen) -> bool {
-    r.method == "PUT" && r.path.contains("/f5cloudfailover/lock/")
+    r.method == "PUT" && r.path.contains("/f5cloudfailover/lock/") && !r.path.contains("members")
 }
 
 async fn through(proxy: &FaultProxy) -> aws::AwsCloud {

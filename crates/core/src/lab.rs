@@ -451,15 +451,15 @@ pub fn fresh_at(text: &str, now: chrono::DateTime<chrono::Utc>) -> String {
     let b = text.as_bytes();
     let mut i = 0;
     while i + 19 <= b.len() {
-        let head = &text[i..i + 19];
-        let shape = head.bytes().enumerate().all(|(k, c)| match k {
-            4 | 7 => c == b'-',
-            10 => c == b'T',
-            13 | 16 => c == b':',
+        // ASCII bytes only: a slice over them is on character boundaries.
+        let shape = b[i..i + 19].iter().enumerate().all(|(k, c)| match k {
+            4 | 7 => *c == b'-',
+            10 => *c == b'T',
+            13 | 16 => *c == b':',
             _ => c.is_ascii_digit(),
         });
         let Some(t) = shape
-            .then(|| NaiveDateTime::parse_from_str(head, "%Y-%m-%dT%H:%M:%S").ok())
+            .then(|| NaiveDateTime::parse_from_str(&text[i..i + 19], "%Y-%m-%dT%H:%M:%S").ok())
             .flatten()
         else {
             i += 1;
@@ -474,10 +474,10 @@ pub fn fresh_at(text: &str, now: chrono::DateTime<chrono::Utc>) -> String {
                 .count();
             end += 1 + frac;
         }
-        let rest = &text[end..];
-        let (plus, len) = if rest.starts_with('Z') {
+        let rest = &b[end..];
+        let (plus, len) = if rest.starts_with(b"Z") {
             (false, 1)
-        } else if rest.starts_with("+0000") {
+        } else if rest.starts_with(b"+0000") {
             (true, 5)
         } else {
             i += 1;
@@ -510,6 +510,14 @@ pub fn fresh_at(text: &str, now: chrono::DateTime<chrono::Utc>) -> String {
 
 #[cfg(test)]
 mod fresh_tests {
+    #[test]
+    fn text_around_a_time_may_be_any_unicode() {
+        let text = "… 2026-11-29T07:00:00Z …é";
+        let now = "2030-01-01T00:00:00Z".parse().unwrap();
+        assert_eq!(super::fresh_at(text, now), "… 2030-01-01T00:00:00Z …é");
+        assert_eq!(super::fresh_at("…é…", now), "…é…");
+    }
+
     #[test]
     fn sample_times_move_together_to_now() {
         let now = "2030-01-01T00:10:00Z".parse().unwrap();
