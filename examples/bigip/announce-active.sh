@@ -7,8 +7,9 @@
 # serverless.applianceSources (default bigip.failover).
 #
 # Environment (all optional): EVENT_BUS (default: default; the stack's ApplianceEventBusArn
-# when it made one), APPLIANCE_SOURCE (bigip.failover), IMDS_ENDPOINT and EVENTS_ENDPOINT
-# (overrides, for tests against a local endpoint).
+# when it made one), APPLIANCE_SOURCE (bigip.failover; in a fleet, the pair's own, e.g.
+# bigip.failover.web1: docs/fleet.md), IMDS_ENDPOINT and EVENTS_ENDPOINT (overrides, for tests
+# against a local endpoint).
 # Exit 0 when EventBridge accepted the event; non-zero (with the answer on stderr) otherwise.
 #
 # No secret is ever on a command line (any local user sees those in ps): the IMDS token, the

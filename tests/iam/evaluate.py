@@ -9,7 +9,8 @@ requests evaluated against each role and resource policy (policy.py):
   interfaces, the fleet queue's mapping) and the stack's own triggers;
 - must-deny: each hole of issue 24 written as requests, every EC2 write on resources outside
   the scope (another VPC, no scoping tag), and what a role of another pair or another account
-  would try.
+  would try (in a fleet with its appliance bus, with templates/pair.yaml rendered for each
+  pair: one pair's appliance announcing with another pair's source).
 
 An operation of the list with no request shape here fails the run: a new permission cannot
 land without being written as requests, and its must-deny neighbours next to them.
@@ -39,6 +40,7 @@ KEY = "f5_cloud_failover_label"  # the ScopingTagKey default (doctor::LABEL_KEY)
 PREFIX = "cloud-failover-"  # events::DEFAULT_ALARM_NAME_PREFIX
 DEPLOYER = f"arn:aws:iam::{A}:role/deployer"
 APPLIANCE = f"arn:aws:iam::{A}:role/bigip-ha-role"
+SPARE = f"arn:aws:iam::{A}:role/bigip-spare"  # admitted by a fleet stack, of no pair stack
 INSIDER = f"arn:aws:iam::{A}:role/someone-else"  # any other principal of the account
 OUTSIDER = f"arn:aws:iam::{OTHER}:role/attacker"
 EVERYTHING = [{"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}]
@@ -81,6 +83,18 @@ class Pair:
     vpc: str
     n: str  # distinguishes its resource ids
 
+    @property
+    def name(self):
+        return self.tag.removeprefix("fleet-")
+
+    @property
+    def role(self):  # its appliances' role
+        return f"arn:aws:iam::{A}:role/bigip-{self.name}"
+
+    @property
+    def source(self):  # its own "Appliance Active" source (fleet mode)
+        return f"bigip.failover.{self.name}"
+
     def ids(self, kind):
         return {"eni": f"eni-0{self.n * 16}", "eip": f"eipalloc-0{self.n * 16}", "rtb": f"rtb-0{self.n * 16}",
                 "twin": f"rtb-1{self.n * 16}", "subnet": f"subnet-0{self.n * 16}"}[kind]
@@ -119,6 +133,10 @@ class Scenario:
     pairs: list  # the stack's pairs
     strangers: list  # pairs the stack must not touch (another pair, another VPC)
     fleet: bool = False
+    # (role, source) of each appliance that must be able to announce.
+    appliances: list = field(default_factory=lambda: [(APPLIANCE, "bigip.failover")])
+    # templates/pair.yaml's parameters for each of the fleet's pairs (the stack's name first).
+    pair_stacks: list = field(default_factory=list)
     stack: render.Stack = field(init=False, default=None)
 
     def p(self, name):
@@ -142,6 +160,18 @@ class Scenario:
 
     def arn_of(self, logical, attr="Arn"):
         return self.stack.get_att(logical, attr)
+
+
+BOUND_PAIRS = [Pair("fleet-blue", VPC_A, "a"), Pair("fleet-green", VPC_B, "d")]
+
+
+def pair_stack(pair: Pair) -> tuple:
+    """templates/pair.yaml's stack name and parameters for `pair` (ApplianceEventBusName: the
+    fleet stack's output of that name, filled in once the fleet is rendered)."""
+    return (f"cloud-failover-pair-{pair.name}", {
+        "MemberAInstanceId": f"i-0{pair.n * 16}", "MemberBInstanceId": f"i-1{pair.n * 16}", "PairName": pair.name,
+        "ApplianceSource": pair.source, "ApplianceRoleArns": pair.role,
+    })
 
 
 SCENARIOS = [
@@ -178,6 +208,21 @@ SCENARIOS = [
         pairs=[Pair("fleet-blue", VPC_A, "a"), Pair("fleet-green", VPC_B, "d")],
         strangers=[Pair("pair-2", VPC_A, "b"), Pair("fleet-blue", VPC_X, "c")],
         fleet=True,
+        # The default bus: the shared source, or a pair's own.
+        appliances=[(APPLIANCE, "bigip.failover"), (APPLIANCE, "bigip.failover.blue")],
+    ),
+    Scenario(
+        "fleet with its appliance bus and a pair stack per pair (bound announcements)",
+        {
+            "ScopingTagValue": "fleet-*", "DeclarationPrefix": DECL_PREFIX,
+            "FleetVpcIds": f"{VPC_A},{VPC_B}", "DeployerRoleArns": DEPLOYER,
+            "ApplianceRoleArns": ",".join([p.role for p in BOUND_PAIRS] + [SPARE]),
+        },
+        pairs=BOUND_PAIRS,
+        strangers=[Pair("pair-2", VPC_A, "b"), Pair("fleet-blue", VPC_X, "c")],
+        fleet=True,
+        appliances=[(p.role, p.source) for p in BOUND_PAIRS],
+        pair_stacks=[pair_stack(p) for p in BOUND_PAIRS],
     ),
 ]
 
@@ -334,13 +379,22 @@ def trigger_allows(sc) -> list:
             cases.append(Case(f"the deployer writes {key}", call(
                 "s3:PutObject", [sc.obj(key)], {"aws:PrincipalArn": DEPLOYER, "aws:SecureTransport": "true"}),
                 DEPLOYER, EVERYTHING))
-    announce = sc.stack.document(sc.stack.resources["ApplianceAnnouncePolicy"]["Properties"]["PolicyDocument"])
-    bus = sc.stack.value({"Fn::GetAtt": ["ApplianceBus", "Arn"]}) if sc.has("ApplianceBus") else \
-        f"arn:aws:events:{R}:{A}:event-bus/default"
-    cases.append(Case("an appliance announces itself", call(
-        "events:PutEvents", [(bus, {})], {"aws:PrincipalArn": APPLIANCE, "events:source": "bigip.failover",
-                                          "events:detail-type": "Appliance Active"}), APPLIANCE, [announce]))
+    announce = announce_policy(sc)
+    for role, source in sc.appliances:
+        cases.append(Case(f"an appliance announces itself ({source})", announcing(sc, role, source), role, [announce]))
     return cases
+
+
+def announce_policy(sc) -> dict:
+    """The stack's ApplianceAnnouncePolicy, which the appliances' roles hold."""
+    return sc.stack.document(sc.stack.resources["ApplianceAnnouncePolicy"]["Properties"]["PolicyDocument"])
+
+
+def announcing(sc, role, source, detail_type="Appliance Active") -> list:
+    """`role` puts an "Appliance Active" event with `source` where the units send it."""
+    bus = sc.arn_of("ApplianceBus") if sc.has("ApplianceBus") else f"arn:aws:events:{R}:{A}:event-bus/default"
+    return call("events:PutEvents", [(bus, {})],
+                {"aws:PrincipalArn": role, "events:source": source, "events:detail-type": detail_type})
 
 
 # Every EC2 write a role could be asked to make outside its scope (issue 24: no role may hold
@@ -505,18 +559,46 @@ def trigger_denies(sc) -> list:
         "s3:GetObject", [sc.obj("f5cloudfailover/x.json")], {"aws:PrincipalArn": OUTSIDER, "aws:SecureTransport": "true"}),
         OUTSIDER, EVERYTHING))
     if sc.has("ApplianceBus"):
-        bus = sc.arn_of("ApplianceBus")
-        announce = sc.stack.document(sc.stack.resources["ApplianceAnnouncePolicy"]["Properties"]["PolicyDocument"])
-        good = {"events:source": "bigip.failover", "events:detail-type": "Appliance Active"}
+        announce = announce_policy(sc)
+        role, source = sc.appliances[0]
         cases += [
-            Case("4: an account principal puts an announcement on the appliance bus", call(
-                "events:PutEvents", [(bus, {})], {"aws:PrincipalArn": INSIDER, **good}), INSIDER, EVERYTHING),
-            Case("4: another account puts an announcement", call(
-                "events:PutEvents", [(bus, {})], {"aws:PrincipalArn": OUTSIDER, **good}), OUTSIDER, EVERYTHING),
-            Case("4: an appliance sends another detail-type", call(
-                "events:PutEvents", [(bus, {})], {"aws:PrincipalArn": APPLIANCE, "events:source": "bigip.failover",
-                                                  "events:detail-type": "Something Else"}), APPLIANCE, [announce]),
+            Case("4: an account principal puts an announcement on the appliance bus",
+                 announcing(sc, INSIDER, source), INSIDER, EVERYTHING),
+            Case("4: another account puts an announcement", announcing(sc, OUTSIDER, source), OUTSIDER, EVERYTHING),
+            Case("4: an appliance sends another detail-type",
+                 announcing(sc, role, source, "Something Else"), role, [announce]),
         ]
+    cases += announcement_binding_denies(sc)
+    return cases
+
+
+def announcement_binding_denies(sc) -> list:
+    """Fleet mode with the appliance bus: an announcement moves the pair whose declaration
+    lists its source, so only that pair's roles may use the source (its pair stack's
+    statement), whatever their own policies allow."""
+    if not sc.pair_stacks:
+        return []
+    announce = announce_policy(sc)
+    (blue, blue_source), (_, green_source) = sc.appliances[:2]
+    cases = []
+    for identity, held in (([announce], "the announce policy"), (EVERYTHING, "every right")):
+        cases += [
+            Case(f"5: pair blue's appliance announces with pair green's source ({held})",
+                 announcing(sc, blue, green_source), blue, identity),
+            Case(f"5: pair blue's appliance announces with the shared source ({held})",
+                 announcing(sc, blue, "bigip.failover"), blue, identity),
+            Case(f"5: a role the fleet admits, of no pair, announces with pair blue's source ({held})",
+                 announcing(sc, SPARE, blue_source), SPARE, identity),
+        ]
+    cases += [
+        Case("5: a role of no pair announces with pair green's source",
+             announcing(sc, INSIDER, green_source), INSIDER, EVERYTHING),
+        Case("5: a role of no pair announces with a source of no pair",
+             announcing(sc, INSIDER, "bigip.failover.nobody"), INSIDER, EVERYTHING),
+        Case("5: a role of another account announces with pair blue's source",
+             announcing(sc, f"arn:aws:iam::{OTHER}:role/bigip-blue", blue_source),
+             f"arn:aws:iam::{OTHER}:role/bigip-blue", EVERYTHING),
+    ]
     return cases
 
 
@@ -658,6 +740,66 @@ def evaluator_self_checks(sc, managed) -> list:
     ]
 
 
+def binding_self_checks(sc) -> list:
+    """Pair green's statement is what keeps pair blue's appliance from announcing with green's
+    source: without it, the request is allowed."""
+    if not sc.pair_stacks:
+        return []
+    (blue, _), (_, green_source) = sc.appliances[:2]
+    request = announcing(sc, blue, green_source)[0]
+    request.principal = {"AWS": blue}
+    request.context = evaluated_context(request.action, request.resource, request.context)
+    bus = sc.resource_policies[request.resource]
+    green = sc.pair_stacks[1][0].replace("-", "")  # its statement's Sid
+    without = {"Statement": [s for s in bus["Statement"] if s.get("Sid") != green]}
+    return [
+        ("pair green's stack adds its statement to the fleet's bus", len(without["Statement"]) < len(bus["Statement"])),
+        ("without pair green's statement, pair blue's appliance announces with green's source",
+         allowed(request, [announce_policy(sc)], without, A)),
+    ]
+
+
+# ---- the appliance rule's event pattern ----
+def pattern_matches(pattern: dict, event: dict) -> bool:
+    """EventBridge's matching, for what the stack's rules use: each field of the pattern is a
+    list of exact strings and {"prefix": ...} objects, or a nested pattern (EventBridge User
+    Guide, "Event patterns" and "Content filtering": prefix matching). Any other operator is an
+    error, never a silent "no match"."""
+    for key, want in pattern.items():
+        if key not in event:
+            return False
+        if isinstance(want, dict):
+            if not isinstance(event[key], dict) or not pattern_matches(want, event[key]):
+                return False
+            continue
+
+        def one(w, value=event[key]):
+            if isinstance(w, str):
+                return w == value
+            if set(w) == {"prefix"} and isinstance(w["prefix"], str):
+                return isinstance(value, str) and value.startswith(w["prefix"])
+            raise NotImplementedError(f"event pattern operator {w}")
+
+        if not any(one(w) for w in want):
+            return False
+    return True
+
+
+def appliance_rule_checks(sc) -> list:
+    """The Appliance Active rule passes what the appliances announce (fleet mode: every
+    pair's own source, by prefix) and nothing else."""
+    pattern = sc.stack.value(sc.stack.resources["FailoverFunctionApplianceActive"]["Properties"]["EventPattern"])
+    member = "i-0aaaaaaaaaaaaaaaa" if not sc.fleet else "i-0123456789abcdef0"
+    event = lambda source: {"source": source, "detail-type": "Appliance Active", "detail": {"instanceId": member}}  # noqa: E731
+    passes = {s for _, s in sc.appliances} | ({p.source for p in sc.pairs} if sc.fleet else set())
+    out = [(f"the appliance rule passes {s}", pattern_matches(pattern, event(s))) for s in sorted(passes)]
+    for s in ("evil.attacker", "bigip.failoverevil", "aws.events"):
+        out.append((f"the appliance rule refuses {s}", not pattern_matches(pattern, event(s))))
+    other = {**event(sorted(passes)[0]), "detail-type": "Something Else"}
+    out.append(("the appliance rule refuses another detail-type", not pattern_matches(pattern, other)))
+    return out
+
+
 # ---- linters ----
 def lint(sc: Scenario) -> list:
     """(tool, policy, finding) for parliament and cloudsplaining on every rendered policy."""
@@ -706,8 +848,16 @@ def main() -> int:
     for sc in SCENARIOS:
         sc.stack = render.load(ROOT, sc.params, managed, account=A, region=R)
         sc.roles = sc.stack.roles(managed)
-        sc.resource_policies = {**sc.stack.resource_policies(), **lambda_permissions(sc)}
-        print(f"== {sc.name}: roles {', '.join(sorted(sc.roles))}")
+        pair_stacks = [
+            render.load_plain(ROOT / "templates" / "pair.yaml", {
+                **params, "ApplianceEventBusName": sc.stack.value(sc.stack.cfn["Outputs"]["ApplianceEventBusName"]["Value"]),
+            }, account=A, region=R, name=name)
+            for name, params in sc.pair_stacks
+        ]
+        sc.resource_policies = render.merged(
+            sc.stack.resource_policies(), lambda_permissions(sc), *(p.resource_policies() for p in pair_stacks))
+        print(f"== {sc.name}: roles {', '.join(sorted(sc.roles))}"
+              + (f"; pair stacks {', '.join(p.name for p in pair_stacks)}" if pair_stacks else ""))
         check(not any("AWSLambdaVPCAccessExecutionRole" in p for r in sc.roles.values() for p in r["policies"]),
               f"[{sc.name}] a role holds AWSLambdaVPCAccessExecutionRole")
         allows, denies = must_allow(sc, permissions, lists, missing), must_deny(sc)
@@ -715,8 +865,10 @@ def main() -> int:
             check(verdict(sc, case), f"[{sc.name}] must-allow, denied: {case.label} ({case.principal})")
         for case in denies:
             check(not verdict(sc, case), f"[{sc.name}] must-deny, allowed: {case.label} ({case.principal})")
-        for what, ok in evaluator_self_checks(sc, managed):
+        for what, ok in evaluator_self_checks(sc, managed) + binding_self_checks(sc):
             check(ok, f"[{sc.name}] evaluator self-check: {what}")
+        for what, ok in appliance_rule_checks(sc):
+            check(ok, f"[{sc.name}] {what}")
         for name, action, key in misused_condition_keys(sc):
             check(False, f"[{sc.name}] {name}: condition key {key} is not evaluated for {action}")
         totals["must-allow"] += len(allows)

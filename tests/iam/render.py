@@ -1,7 +1,9 @@
 """template.yaml as CloudFormation would deploy it: the real SAM transform (aws-sam-translator,
 offline), then every condition and intrinsic function resolved for one set of parameters, with
 made-up but well-formed physical names and ARNs for the stack's resources. What comes out is
-plain JSON: the roles with every policy attached to them, and the resource policies."""
+plain JSON: the roles with every policy attached to them, and the resource policies.
+templates/pair.yaml (no transform) is resolved the same way, its statements on the fleet's
+resources joined to theirs."""
 
 from __future__ import annotations
 
@@ -268,3 +270,20 @@ class Stack:
 def load(root: Path, parameters: dict, managed: dict, **names) -> Stack:
     cfn = sam_transform((root / "template.yaml").read_text(), parameters, managed)
     return Stack(cfn, parameters, **names)
+
+
+def load_plain(path: Path, parameters: dict, **names) -> Stack:
+    """A template without a transform (templates/pair.yaml), resolved as `load` resolves one."""
+    from samtranslator.yaml_helper import yaml_parse
+
+    return Stack(yaml_parse(path.read_text()), parameters, **names)
+
+
+def merged(*policies: dict) -> dict:
+    """Resource ARN -> policy, for several stacks' resource_policies(): statements that stacks
+    add to one resource (a pair stack's statement on the fleet's bus) join its policy."""
+    out = {}
+    for p in policies:
+        for arn, doc in p.items():
+            out.setdefault(arn, {"Version": "2012-10-17", "Statement": []})["Statement"] += doc["Statement"]
+    return out
