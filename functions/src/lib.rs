@@ -307,9 +307,9 @@ mod tests {
     #[tokio::test]
     async fn a_failed_message_is_named_and_delivered_again_soon() {
         let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
-        let mut batch: Value = failover_core::json::parse(
+        let mut batch: Value = failover_core::json::parse(&failover_core::lab::fresh(
             &std::fs::read_to_string(format!("{root}/events/fleet-sqs.json")).unwrap(),
-        )
+        ))
         .unwrap();
         batch["Records"][1]["body"] = "{\"not\": \"an event\"}".into();
         batch["Records"][1]["attributes"]["ApproximateReceiveCount"] = "2".into();

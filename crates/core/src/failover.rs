@@ -883,6 +883,8 @@ async fn record_outcome(
     clock: Instant,
 ) -> Result<RunOutcome, FailoverError> {
     report.record.conclude();
+    // Events are ordered among themselves: a command (an operator's, the probe's) has no
+    // event time, and a health alarm dated before it still counts (its state persists).
     report.record.last_event_at = report.record.last_event_at.max(req.event_at);
     if req.force && report.plan.operations.is_empty() {
         // An explicit decision (an operator's, the pair's announcement) the cloud already
