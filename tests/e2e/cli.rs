@@ -257,11 +257,13 @@ async fn operator_commands_and_exit_codes() {
     storage.remove("scopingTags");
     storage.insert("scopingName".into(), "no-such-bucket".into());
     let nowhere = write("nowhere.json", &v.to_string());
-    let b_stops = write(
-        "b-stops.json",
-        &repo_file("events/ec2-state-change.json").replace(SEED_A, SEED_B),
-    );
-    let ok_event = write("ok.json", &repo_file("events/alarm-ok-eventbridge.json"));
+    let fresh_b_stops = || {
+        write(
+            "b-stops.json",
+            &repo_file("events/ec2-state-change.json").replace(SEED_A, SEED_B),
+        )
+    };
+    let fresh_ok = || write("ok.json", &repo_file("events/alarm-ok-eventbridge.json"));
     let (a, b) = (ids.real(SEED_A).to_string(), ids.real(SEED_B).to_string());
     let run = |args: &[&str]| {
         cli()
@@ -294,11 +296,15 @@ async fn operator_commands_and_exit_codes() {
 
     // A trigger saying the followed unit (B) failed, inside the cooldown: deferred (exit 10),
     // so Lambda retries it rather than dropping it.
+    // (Events are dated when written: after the operator's commands above, which are
+    // decisions in time too.)
+    let b_stops = fresh_b_stops();
     let (c, _, err) = code(&["invoke", &b_stops, "--declaration", &after]);
     assert_eq!(c, Some(10), "{err}");
     assert!(err.contains("COOLDOWN"), "{err}");
 
     // IGNORED, exit 5; refused, exit 6; drift, exit 7; no bucket, exit 8; PARTIAL, exit 11.
+    let ok_event = fresh_ok();
     let (c, _, err) = code(&["invoke", &ok_event, "--declaration", &after]);
     assert_eq!(c, Some(5), "{err}");
     let (c, _, err) = code(&[
@@ -366,11 +372,26 @@ async fn operator_commands_and_exit_codes() {
     let (c, _, err) = code(&["unlock", "--declaration", &after]);
     assert_eq!(c, Some(9), "{err}");
     assert!(err.contains("other-run"), "{err}");
+    // A crashed run also leaves its members' lock (taken beside the cluster's): reset --force
+    // releases both, or every run would answer IN_PROGRESS until its lease ran out.
+    let members = failover_core::lock::members_lock_name(&[a.clone(), b.clone()]);
+    cloud
+        .s3
+        .put_object(
+            &topo.bucket.name,
+            &failover_core::keys::lock_key(&members),
+            serde_json::to_vec(&lock).unwrap(),
+            &Encryption::None,
+            None,
+        )
+        .await
+        .unwrap();
     // reset --force: the lock released and the state a clean slate, so no cooldown either.
     let (c, _, err) = code(&["reset", "--declaration", &after, "--force"]);
     assert_eq!(c, Some(0), "{err}");
     let (_, state, _) = code(&["state", "--declaration", &after]);
     assert!(state.contains("Reset by cloud-failover reset"), "{state}");
+    let b_stops = fresh_b_stops();
     let (c, out, err) = code(&["invoke", &b_stops, "--declaration", &after]);
     assert_eq!(c, Some(0), "{out}{err}");
 

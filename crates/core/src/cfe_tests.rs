@@ -371,7 +371,7 @@ async fn p1884_a_route_group_names_its_table_by_id_and_a_name_is_refused() {
         vec![(SEED_RTB.into(), "0.0.0.0/0".into(), SEED_B_EXT.into())]
     );
     // GIVEN a scopingName that is no route table id
-    for name in ["myroutetable-1", "12345"] {
+    for name in ["myroutetable-1", "12345", "rtb-5EDCF493cee9e7480"] {
         let mut v: Value = serde_json::from_str(AFTER).unwrap();
         v["failoverRoutes"]["routeGroupDefinitions"][0]["scopingName"] = name.into();
         // WHEN it is read, THEN it is refused with the path and the fix

@@ -1080,7 +1080,12 @@ fn parse_routes(v: &Value, p: Path) -> Result<FailoverRoutes, DeclarationError> 
 
 fn check_rtb(name: &str) -> Result<(), String> {
     let hex = name.strip_prefix("rtb-").unwrap_or("");
-    if (8..=17).contains(&hex.len()) && hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+    // EC2's ids are lower-case hex: a capital never matches a table.
+    if (8..=17).contains(&hex.len())
+        && hex
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    {
         return Ok(());
     }
     Err(format!(

@@ -784,7 +784,13 @@ impl Trigger {
                 printable(replay)
             ));
         }
-        let at = origin.at?;
+        let Some(at) = origin.at else {
+            // EventBridge, SNS and CloudWatch's alarm action always date what they deliver.
+            return Some(
+                "the event states no time (EventBridge's time, SNS's Timestamp, the alarm action's time): not acted on"
+                    .into(),
+            );
+        };
         let age = (now - at).num_seconds();
         if age < -EVENT_CLOCK_SKEW_SECONDS {
             return Some(format!(
@@ -1510,5 +1516,15 @@ mod tests {
             "arn:aws:sns:us-west-2:123456789012:cloud-failover-alarms:2bcfbf39",
         ));
         assert!(r.unwrap().contains("region us-west-2"));
+    }
+
+    /// EventBridge, SNS and the alarm action always date what they deliver: an event without
+    /// a time (hand-made or forged) is not acted on.
+    #[test]
+    fn an_event_without_a_time_is_not_acted_on() {
+        let mut v = crate::json::parse(&file("events/alarm-eventbridge.json")).unwrap();
+        v.as_object_mut().unwrap().remove("time");
+        let r = reason(parse(&v).unwrap().intent(&Extension::default(), &home()));
+        assert!(r.contains("states no time"), "{r}");
     }
 }

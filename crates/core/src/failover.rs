@@ -445,7 +445,7 @@ async fn execute_held(
     let members = if record.members.is_empty() {
         None
     } else {
-        let name = members_lock_name(&record.members);
+        let name = crate::lock::members_lock_name(&record.members);
         match acquire(
             log.store,
             &log.bucket,
@@ -497,21 +497,6 @@ fn in_progress(message: String, run_id: String) -> Skipped {
     }
 }
 
-/// The lock name of a set of members: `members@<hash of their sorted ids>` (`@` is in no
-/// cluster name).
-fn members_lock_name(members: &[String]) -> String {
-    let mut ids: Vec<&str> = members.iter().map(String::as_str).collect();
-    ids.sort_unstable();
-    ids.dedup();
-    // FNV-1a, 64 bits: stable across builds and processes.
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in ids.join(",").bytes() {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    format!("members@{h:016x}")
-}
-
 /// The leases a run holds: its cluster's and, once discovered, its members'. Both must hold
 /// before a mutation is sent.
 struct Leases<'a, 'b> {
@@ -556,18 +541,13 @@ async fn execute_members_held(
 ) -> Result<RunOutcome, FailoverError> {
     let lease = leases.cluster;
     let prev = previous_of_this_cluster(decl, prev_state.as_ref(), &mut record);
-    // An unfinished run's EIPs on prefix addresses, which the release left unassociated.
-    recall_detached_eips(ec2, decl, prev_state.as_ref(), &mut snap)
-        .await
-        .map_err(FailoverError::Discovery)?;
-    record.detached_eips = snap.detached_eips();
-    record.detached_prefixes = snap.released_prefixes.clone();
     record.last_failover = prev.last_failover.clone();
     record.last_announcement = prev.last_announcement.clone();
     record.last_event_at = prev.last_event_at;
     if let (Some(at), Some(last)) = (req.event_at, prev.last_event_at) {
-        // Older news never overrides newer: a retried, redelivered or replayed event.
-        if at < last {
+        // Older news never overrides newer: a retried, redelivered or replayed event. By whole
+        // seconds: EventBridge and CloudWatch date events to the second.
+        if at.timestamp() < last.timestamp() {
             let why = format!(
                 "the event is dated {at}, before the last decision carried out for this cluster (on an event dated {last}): older news, not acted on"
             );
@@ -575,6 +555,24 @@ async fn execute_members_held(
             return Err(FailoverError::Superseded(why));
         }
     }
+    if let Some(wait) = announcement_wait(req, prev.last_announcement.as_ref())? {
+        // Holding the lock, so that an announcement arriving meanwhile waits its turn after
+        // this one (deferred, retried): the order of arrival stands.
+        tracing::info!(
+            wait_s = wait.as_secs(),
+            "announcements alternate: this one waits its turn"
+        );
+        tokio::time::sleep(wait).await;
+        snap = discover_cloud(ec2, decl, &log.bucket)
+            .await
+            .map_err(FailoverError::Discovery)?;
+    }
+    // An unfinished run's EIPs on prefix addresses, which the release left unassociated.
+    recall_detached_eips(ec2, decl, prev_state.as_ref(), &mut snap)
+        .await
+        .map_err(FailoverError::Discovery)?;
+    record.detached_eips = snap.detached_eips();
+    record.detached_prefixes = snap.released_prefixes.clone();
     if let Some(skip) = heed_cfe(prev_state.as_ref(), &snap, req, &mut record) {
         return Ok(RunOutcome::Skipped(skip));
     }
@@ -704,7 +702,9 @@ fn heed_cfe(
     if let Some(since) = cfe.running_since {
         let who = match &cfe.member {
             Some(m) => format!("CFE on {} ({m})", cfe.instance),
-            None if req.force => {
+            // An operator's command (an announcement is forced too, but it is the same BIG-IP
+            // failover CFE is carrying out).
+            None if req.force && !req.announced => {
                 // An operator's explicit command goes on; the record says what it met.
                 record.warnings.push(format!(
                     "CFE on {} (no member of this cluster by its interfaces or Name tag) has been failing over since {since}: carried out as an explicit command",
@@ -760,18 +760,6 @@ async fn plan_or_refuse(
             if snap.member(&target).is_none() {
                 return Err(FailoverError::NotAMember(target));
             }
-            if let Some(wait) = announcement_too_soon(record.last_announcement.as_ref(), &target)
-            {
-                return Err(FailoverError::Deferred {
-                    status: SkipStatus::Cooldown,
-                    message: format!(
-                        "the pair announced {} active {} s ago and now {target}: announcements of this pair alternate faster than one per {ANNOUNCE_MIN_INTERVAL_SECONDS} s (split brain, or a unit announcing another's instance)",
-                        record.last_announcement.as_ref().map_or("", |l| l.target.as_str()),
-                        ANNOUNCE_MIN_INTERVAL_SECONDS - wait
-                    ),
-                    reason: format!("it is carried out after {wait} s, if still the last word"),
-                });
-            }
             record.last_announcement = Some(LastFailover {
                 target: target.clone(),
                 at: Utc::now(),
@@ -796,6 +784,37 @@ async fn plan_or_refuse(
 /// announcements are rate-limited per pair, so a split brain (or a unit announcing the other's
 /// instance) moves the cloud at most once in this time; a deferred one is retried.
 pub const ANNOUNCE_MIN_INTERVAL_SECONDS: i64 = 10;
+
+/// How long an announcement must wait for the pair's rate limit (see
+/// [`announcement_too_soon`]); deferred (retried) when the Lambda deadline leaves no time for
+/// the wait and the run.
+fn announcement_wait(
+    req: &RunRequest,
+    last: Option<&LastFailover>,
+) -> Result<Option<std::time::Duration>, FailoverError> {
+    let (true, TargetSpec::Instance(target)) = (req.announced, &req.target) else {
+        return Ok(None);
+    };
+    let Some(wait) = announcement_too_soon(last, target) else {
+        return Ok(None);
+    };
+    let wait = std::time::Duration::from_secs(wait as u64);
+    let room = req.deadline.is_none_or(|d| {
+        d.saturating_duration_since(Instant::now())
+            > wait + FENCE_NEED + crate::execute::DEADLINE_RESERVE
+    });
+    if room {
+        return Ok(Some(wait));
+    }
+    Err(FailoverError::Deferred {
+        status: SkipStatus::Cooldown,
+        message: format!(
+            "the pair announced {} active less than {ANNOUNCE_MIN_INTERVAL_SECONDS} s ago and now {target}: announcements of this pair alternate faster than one per {ANNOUNCE_MIN_INTERVAL_SECONDS} s (split brain, or a unit announcing another's instance)",
+            last.map_or("", |l| l.target.as_str()),
+        ),
+        reason: "no time is left in this invocation to wait its turn".into(),
+    })
+}
 
 /// How many seconds are left before an announcement of `target` may follow `last`, when some
 /// are.
@@ -883,9 +902,13 @@ async fn record_outcome(
     clock: Instant,
 ) -> Result<RunOutcome, FailoverError> {
     report.record.conclude();
-    // Events are ordered among themselves: a command (an operator's, the probe's) has no
-    // event time, and a health alarm dated before it still counts (its state persists).
-    report.record.last_event_at = report.record.last_event_at.max(req.event_at);
+    // The decision's time: its event's, or now for a command (an operator's, the probe's):
+    // an event dated before it, delivered late or again, is older news and does not undo it.
+    // Never later than now: an event dated ahead (within the clock skew allowed) must not
+    // make the next real alarm look older.
+    let now = crate::clock::now();
+    let decided = req.event_at.map_or(now, |at| at.min(now));
+    report.record.last_event_at = report.record.last_event_at.max(Some(decided));
     if req.force && report.plan.operations.is_empty() {
         // An explicit decision (an operator's, the pair's announcement) the cloud already
         // follows is still the decision of record: reconcile and damping go by it.
@@ -1251,7 +1274,10 @@ mod tests {
         let e = out.into_result().unwrap_err();
         assert_eq!(e.error_type(), "FailoverPartial", "{e}");
         let st = state(&cloud);
-        assert_eq!(st["taskState"], "PARTIAL");
+        // CFE reads the top level (SUCCEEDED: every planned operation completed; it would wait
+        // for up to 20 minutes on a state it does not know); the serverless block says PARTIAL.
+        assert_eq!(st["taskState"], "SUCCEEDED");
+        assert_eq!(st["serverless"]["taskState"], "PARTIAL");
         assert!(st["serverless"]["skipped"][0]
             .as_str()
             .unwrap()
@@ -1764,7 +1790,11 @@ mod tests {
             }
         };
         let old = take("default".into()).await;
-        let members = take(members_lock_name(&[SEED_B.into(), SEED_A.into()])).await;
+        let members = take(crate::lock::members_lock_name(&[
+            SEED_B.into(),
+            SEED_A.into(),
+        ]))
+        .await;
         let mut v: Value = serde_json::from_str(AFTER).unwrap();
         v["serverless"] = serde_json::json!({"clusterName": "web-renamed"});
         let renamed = Declaration::from_value(&v).unwrap();
@@ -1868,6 +1898,14 @@ mod tests {
             }
             RunOutcome::Completed(r) => panic!("ran while CFE runs: {:?}", r.record.message),
         }
+        // The pair's announcement is forced too, but it is the BIG-IP failover CFE is carrying
+        // out: held back like an alarm.
+        let mut announced = dry(SEED_A);
+        announced.announced = true;
+        assert!(matches!(
+            run(&cloud, &cloud, &d, announced).await.unwrap(),
+            RunOutcome::Skipped(_)
+        ));
         let RunOutcome::Completed(r) = run(&cloud, &cloud, &d, dry(SEED_B)).await.unwrap() else {
             panic!("an operator's command is held back")
         };

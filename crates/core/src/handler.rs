@@ -946,6 +946,56 @@ mod tests {
         assert_eq!(e.error_type(), "FailoverDeferred", "{e}");
     }
 
+    /// An operator's command is a decision in time too: the alarm that moved the cloud to B,
+    /// delivered again after the operator failed back to A, is older news (it used to move
+    /// the cloud back to B once the cooldown had passed).
+    #[tokio::test]
+    async fn an_event_older_than_an_operators_command_does_not_undo_it() {
+        use crate::lab::{SEED_A_EXT, SEED_RTB};
+        let cloud = MemoryCloud::seed();
+        let text =
+            std::fs::read_to_string(format!("{ROOT}/events/alarm-eventbridge.json")).unwrap();
+        let alarm = crate::json::parse(&crate::lab::fresh_at(
+            &text,
+            crate::clock::now() - chrono::Duration::seconds(5),
+        ))
+        .unwrap();
+        let out = on(&cloud, &alarm).await.unwrap();
+        assert_eq!(out.status(), Status::Succeeded, "{out}");
+        on(&cloud, &direct(SEED_A, true)).await.unwrap();
+        let out = on(&cloud, &alarm).await.unwrap();
+        assert_eq!(out.status(), Status::Ignored, "{out}");
+        assert!(out.to_string().contains("older news"), "{out}");
+        assert_eq!(
+            cloud.route_target(SEED_RTB, "0.0.0.0/0".parse().unwrap()),
+            Some(SEED_A_EXT.into())
+        );
+    }
+
+    /// An event dated ahead (within the 60 s of clock skew allowed) is carried out, but the
+    /// decision of record is never later than the function's clock: the next real alarm is
+    /// not older news (it was IGNORED, and the cloud stayed on the failed unit).
+    #[tokio::test]
+    async fn an_event_dated_ahead_does_not_silence_the_next_one() {
+        let cloud = MemoryCloud::seed();
+        let text = std::fs::read_to_string(format!("{ROOT}/events/appliance-active.json")).unwrap();
+        let ahead = crate::json::parse(&crate::lab::fresh_at(
+            &text,
+            crate::clock::now() + chrono::Duration::seconds(55),
+        ))
+        .unwrap();
+        let out = on(&cloud, &ahead).await.unwrap();
+        assert_eq!(out.status(), Status::Succeeded, "{out}");
+        // B (now followed) fails its status check: the alarm, dated now.
+        let text =
+            std::fs::read_to_string(format!("{ROOT}/events/alarm-eventbridge.json")).unwrap();
+        let alarm = crate::json::parse(&crate::lab::fresh(&text).replace(SEED_A, SEED_B)).unwrap();
+        match on(&cloud, &alarm).await {
+            Ok(a) => assert_ne!(a.status(), Status::Ignored, "{a}"),
+            Err(e) => assert_eq!(e.error_type(), "FailoverDeferred", "{e}"),
+        }
+    }
+
     /// Older never overrides newer, and stale or replayed events are not acted on: B's
     /// announcement dated 07:00:30 is carried out; A's dated 07:00:00, delivered again after
     /// it (a Lambda retry, an SQS redelivery), is IGNORED; an alarm dated 2020 or 2099, and
@@ -976,15 +1026,17 @@ mod tests {
             cloud.route_target(SEED_RTB, "0.0.0.0/0".parse().unwrap()),
             Some(SEED_B_EXT.into())
         );
-        // A newer announcement of A, 30 s after B's was dated but right after it was carried
-        // out: rate-limited per pair (deferred, so retried: never dropped).
-        let e = on(&cloud, &dated("appliance-active.json", now, SEED_A))
+        // A newer announcement of A, right after B's was carried out: rate-limited per pair, it
+        // waits its turn (holding the lock), then is carried out.
+        let started = std::time::Instant::now();
+        let out = on(&cloud, &dated("appliance-active.json", now, SEED_A))
             .await
-            .unwrap_err();
-        assert_eq!(e.error_type(), "FailoverDeferred", "{e}");
-        assert!(
-            e.to_string().contains("alternate faster than one per 10 s"),
-            "{e}"
+            .unwrap();
+        assert_eq!(out.status(), Status::Succeeded, "{out}");
+        assert!(started.elapsed() >= std::time::Duration::from_secs(8));
+        assert_eq!(
+            cloud.route_target(SEED_RTB, "0.0.0.0/0".parse().unwrap()),
+            Some(crate::lab::SEED_A_EXT.into())
         );
         // Too old, too far ahead, replayed: IGNORED, nothing called but the declaration read.
         for (at, why) in [

@@ -209,6 +209,21 @@ pub async fn unlock(
     }
 }
 
+/// The lock name of a set of members: `members@<hash of their sorted ids>` (`@` is in no
+/// cluster name).
+pub fn members_lock_name(members: &[String]) -> String {
+    let mut ids: Vec<&str> = members.iter().map(String::as_str).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    // FNV-1a, 64 bits: stable across builds and processes.
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in ids.join(",").bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("members@{h:016x}")
+}
+
 /// The lease a run takes for a declared `lockLeaseSeconds`.
 pub fn effective_lease(declared_seconds: u64) -> Duration {
     Duration::from_secs(declared_seconds).max(MIN_EFFECTIVE_LEASE)

@@ -567,8 +567,15 @@ pub fn cfe_state(record: &RunRecord) -> Value {
         TaskState::Partial => format!("Failover partial: {}", record.message),
         TaskState::DryRun => format!("Dry run: {}", record.message),
     };
+    // CFE knows RUNNING, SUCCEEDED and FAILED, and waits while any other state stands (its
+    // failover.js _checkTaskState): a PARTIAL run, whose every planned operation completed,
+    // is SUCCEEDED to CFE (the serverless block says PARTIAL, with the items left out).
+    let cfe_task = match record.task_state {
+        TaskState::Partial => TaskState::Succeeded,
+        other => other,
+    };
     let mut v = json!({
-        "taskState": record.task_state,
+        "taskState": cfe_task,
         "message": message,
         "timestamp": timestamp(record.finished_at.unwrap_or(record.started_at)),
         "instance": record.target_name,

@@ -140,6 +140,28 @@ async fn release(
             ),
         ));
     }
+    // The members' own lock, which a run takes beside the cluster's (found by discovering the
+    // members, as a run does): released the same way.
+    if let Ok(members) = failover_core::discovery::member_ids(&cloud.ec2, &decl).await {
+        if !members.is_empty() {
+            let name = failover_core::lock::members_lock_name(&members);
+            let also = failover_core::lock::unlock(&cloud.s3, &bucket, &name, enc, force)
+                .await
+                .map_err(|e| CliError::new(e.to_string()))?;
+            if let Unlocked::Held { holder } = also {
+                return Err(CliError::status(
+                    exit::LOCK_HELD,
+                    "LOCK_HELD",
+                    &format!(
+                        "run {} holds the lock of these members ({}) until {}; if its runner died, use --force",
+                        holder.body.owner,
+                        members.join(", "),
+                        holder.held_until
+                    ),
+                ));
+            }
+        }
+    }
     let mut state_file = None;
     if let Some(previous) = &reset_from {
         log.reset_state("cloud-failover reset", previous.as_ref())
