@@ -128,7 +128,7 @@ pub enum Command {
         /// Declaration: s3://BUCKET/KEY or a file (in a fleet, the pair's own).
         #[arg(long, env = "DECLARATION_URI")]
         declaration: String,
-        /// Only runs that did not succeed (FAILED, refused).
+        /// Only runs that did not succeed (FAILED, PARTIAL, refused).
         #[arg(long)]
         failed: bool,
         /// Another cluster in the same bucket (default: the declaration's clusterName).
