@@ -438,9 +438,10 @@ pub fn fleet_member(n: usize, tables: usize, routes_per_table: usize) -> FleetMe
 /// `text` (a sample event) with every timestamp in it (`2026-11-29T07:00:00Z`,
 /// `…00.123Z`, CloudWatch's `…00.000+0000`) moved by one offset, so that the newest is now and
 /// their order and spacing are kept: sample events are dated, and an event older than
-/// `serverless.maxEventAgeSeconds` is not acted on.
+/// `serverless.maxEventAgeSeconds` is not acted on. Now is the engine's clock
+/// ([`crate::clock::now`]), which a simulation on tokio's paused clock moves too.
 pub fn fresh(text: &str) -> String {
-    fresh_at(text, chrono::Utc::now())
+    fresh_at(text, crate::clock::now())
 }
 
 /// [`fresh`], with the newest timestamp at `now`.
