@@ -3,7 +3,8 @@
 # working declaration, the failover Lambda's handler on the sample alarm event.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --quiet --bin cloud-failover --bin cf-lab
+echo "== building the CLI and the lab (the first build takes about 8 minutes on 2 cores)"
+cargo build --bin cloud-failover --bin cf-lab
 cf=target/debug/cloud-failover
 lab=target/debug/cf-lab
 source scripts/moto.sh
