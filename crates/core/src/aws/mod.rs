@@ -539,7 +539,7 @@ where
             text = format!("{text}: {s}");
             src = s.source();
         }
-        text
+        in_words(&text)
     });
     let status = err.raw_response().map(|r| r.status().as_u16());
     let kind = classify(&err, code.as_deref(), status);
@@ -550,6 +550,23 @@ where
         message,
         source: Some(Box::new(err)),
     }
+}
+
+/// The SDK's chain of errors for a request that was never answered, in words an operator acts
+/// on ("dispatch failure: other: …" says neither what failed nor what to do).
+fn in_words(chain: &str) -> String {
+    let lower = chain.to_ascii_lowercase();
+    if lower.contains("credential") {
+        return format!(
+            "no usable AWS credentials: set AWS_PROFILE (and run aws sso login if it is an SSO profile), or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or run where a role is attached (the SDK said: {chain})"
+        );
+    }
+    if lower.starts_with("dispatch failure") {
+        return format!(
+            "the request could not be sent (no network path to the endpoint, a wrong --endpoint-url or region, or a proxy refusing it): {chain}"
+        );
+    }
+    chain.to_string()
 }
 
 fn classify<E, R>(err: &SdkError<E, R>, code: Option<&str>, status: Option<u16>) -> ErrorKind {
@@ -585,6 +602,19 @@ fn classify<E, R>(err: &SdkError<E, R>, code: Option<&str>, status: Option<u16>)
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An unanswered request says what to do in words, not the SDK's "dispatch failure: other".
+    #[test]
+    fn an_unsent_request_is_said_in_words() {
+        let creds = in_words("dispatch failure: other: failed to load credentials: no providers in chain provided credentials");
+        assert!(
+            creds.starts_with("no usable AWS credentials: set AWS_PROFILE"),
+            "{creds}"
+        );
+        let net = in_words("dispatch failure: io error: error trying to connect: tcp connect error: Connection refused");
+        assert!(net.starts_with("the request could not be sent"), "{net}");
+        assert_eq!(in_words("AccessDenied"), "AccessDenied");
+    }
 
     /// Adversarial review of issue 9.2: the SDK's own operation timeout fires first at
     /// `CALL_TIMEOUT`; its error must say "timed out" so the run keeps its lock (the call may
