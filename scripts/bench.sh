@@ -116,7 +116,7 @@ attempts, each Lambda's client with its own retry quota).
 - All done: the throttle bound is ReplaceRoute's, (500 − 50) / 5 = 90 s for the fleet's 500
   routes. The warm executor ends within 1.04× of it; the cold one spends its first seconds
   finding the fleet's members (rounds one and two of each cluster's discovery, 250
-  Describe* calls, five per cluster, at 20 a second), within 1.09×.
+  Describe* calls, five per cluster, at 20 a second), within 1.08×.
 - *one cluster*: 500 routes in 10 tables, alone, its own run and through the fleet's
   executor: the same 0.70 s to its EIP and 10 default routes and the same total, so fleet
   mode costs a single failover nothing but the queue's batch window (1 s by default,
