@@ -33,6 +33,9 @@ done
 status=0
 for e in "${events[@]}"; do
   echo "== cargo lambda invoke failover --data-file $e"
+  # Dated when sent, as EventBridge and SNS date what they deliver (an event older than the
+  # cluster's last decision is IGNORED as older news).
+  target/debug/cf-lab date "$work/$(basename "$e")"
   if ! cargo lambda invoke failover --invoke-address 127.0.0.1 --invoke-port "$port" \
       --data-file "$work/$(basename "$e")" --output-format json >"$work/out.json" 2>"$work/err.txt"; then
     # FailoverDeferred is an answer, not a failure: a skip while the cloud follows the unit the

@@ -51,6 +51,13 @@ enum Command {
         #[arg(long, value_name = "DIR", default_value = ".")]
         events: PathBuf,
     },
+    /// Re-date sample event files in place: their times move to now, order and spacing kept
+    /// (an event older than maxEventAgeSeconds, or than the cluster's last decision, is
+    /// IGNORED).
+    Date {
+        /// Event files.
+        files: Vec<PathBuf>,
+    },
     /// The field report's experiment, locally: moto, two loopback appliances, a client every
     /// 100 ms, the active one killed, the probe failing over; prints the timeline and the gap.
     Drill {
@@ -122,6 +129,15 @@ async fn dispatch(cli: Cli) -> Result<(), String> {
             kill_at,
         } => run_drill(output, plot.as_deref(), python, duration, kill_at).await,
         Command::Floor { python } => floor(python).await,
+        Command::Date { files } => {
+            for f in files {
+                let text =
+                    std::fs::read_to_string(&f).map_err(|e| format!("{}: {e}", f.display()))?;
+                std::fs::write(&f, failover_core::lab::fresh(&text))
+                    .map_err(|e| format!("{}: {e}", f.display()))?;
+            }
+            Ok(())
+        }
     }
 }
 
