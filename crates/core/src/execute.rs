@@ -108,6 +108,36 @@ pub const VERIFY_FIRST_DELAY: Duration = Duration::from_millis(250);
 /// The longest wait between two reads of the verify round.
 pub const VERIFY_MAX_DELAY: Duration = Duration::from_secs(2);
 
+/// The waits between reads of what EC2's describes may not show yet (the verify round, a
+/// run's discovery right after another run): [`VERIFY_FIRST_DELAY`], doubling up to
+/// [`VERIFY_MAX_DELAY`], as long as each fits in the window.
+pub struct Rereads {
+    start: Instant,
+    window: Duration,
+    delay: Duration,
+}
+
+impl Rereads {
+    /// Waits that fit in `window` from now.
+    pub fn within(window: Duration) -> Rereads {
+        Rereads {
+            start: Instant::now(),
+            window,
+            delay: VERIFY_FIRST_DELAY,
+        }
+    }
+
+    /// The next wait, if it still fits in the window.
+    pub fn next_wait(&mut self) -> Option<Duration> {
+        let wait = self.delay;
+        if self.start.elapsed() + wait > self.window {
+            return None;
+        }
+        self.delay = (wait * 2).min(VERIFY_MAX_DELAY);
+        Some(wait)
+    }
+}
+
 /// Runs `plan` wave by wave (0, 1, 2: see `Operation::wave`), then verifies. Mutations are paced by a token bucket
 /// and a throttled call is retried after the next token (the bucket slowing down each time).
 /// Each call is sent only while the fence holds for the call's worst case ([`CALL_TIMEOUT`],
@@ -363,8 +393,7 @@ pub async fn verify_settled(
     window: Duration,
     stop: Option<Instant>,
 ) -> Option<Result<BTreeSet<String>, CloudError>> {
-    let start = Instant::now();
-    let mut delay = VERIFY_FIRST_DELAY;
+    let mut rereads = Rereads::within(window);
     let mut ok = match within(verify(ec2, ops), stop).await? {
         Ok(ok) => ok,
         Err(e) => return Some(Err(e)),
@@ -380,18 +409,21 @@ pub async fn verify_settled(
             })
             .cloned()
             .collect();
-        let out_of_time =
-            start.elapsed() + delay > window || stop.is_some_and(|s| Instant::now() + delay >= s);
-        if waiting.is_empty() || out_of_time {
+        if waiting.is_empty() {
             return Some(Ok(ok));
         }
+        let Some(wait) = rereads
+            .next_wait()
+            .filter(|w| stop.is_none_or(|s| Instant::now() + *w < s))
+        else {
+            return Some(Ok(ok));
+        };
         tracing::info!(
             operations = waiting.len(),
-            wait_ms = delay.as_millis() as u64,
+            wait_ms = wait.as_millis() as u64,
             "not visible yet (EC2 is eventually consistent): reading again"
         );
-        tokio::time::sleep(delay).await;
-        delay = (delay * 2).min(VERIFY_MAX_DELAY);
+        tokio::time::sleep(wait).await;
         match within(verify(ec2, &waiting), stop).await {
             Some(Ok(more)) => ok.extend(more),
             // What was seen stands; the rest stays unverified.

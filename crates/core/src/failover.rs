@@ -628,16 +628,17 @@ async fn read_state_and_discover(
     let window = std::time::Duration::from_secs(decl.extension.verify_seconds);
     let prev = previous(state.as_ref());
     let (done, left) = prev.recently_verified(window);
-    let start = Instant::now();
-    let mut delay = crate::execute::VERIFY_FIRST_DELAY;
-    while !shows(&snap, &done) && start.elapsed() + delay <= left {
+    let mut rereads = crate::execute::Rereads::within(left);
+    while !shows(&snap, &done) {
+        let Some(wait) = rereads.next_wait() else {
+            break;
+        };
         tracing::info!(
             previous = prev.run_id.as_deref().unwrap_or("-"),
-            wait_ms = delay.as_millis() as u64,
+            wait_ms = wait.as_millis() as u64,
             "the cloud does not show the last run's verified changes yet (EC2 is eventually consistent): discovering again"
         );
-        tokio::time::sleep(delay).await;
-        delay = (delay * 2).min(crate::execute::VERIFY_MAX_DELAY);
+        tokio::time::sleep(wait).await;
         snap = discover_cloud(ec2, decl, &log.bucket)
             .await
             .map_err(FailoverError::Discovery)?;
