@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
 use failover_core::aws::{self, AwsOptions};
-use failover_core::ports::{on_the_wire, Ec2Mutate};
+use failover_core::ports::{on_the_wire, Ec2Mutate, Mutation};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
@@ -63,11 +63,11 @@ async fn attempts_count_the_sdks_own_retries() {
         emulator: Some(aws::Emulator::Moto),
     })
     .await;
-    let (result, attempts) = on_the_wire(cloud.ec2.replace_route(
-        "rtb-060adeaa8fe5b2bbb",
-        "0.0.0.0/0".parse().unwrap(),
-        "eni-04bec0335a47b26c3",
-    ))
+    let (result, attempts) = on_the_wire(cloud.ec2.mutate(&Mutation::ReplaceRoute {
+        route_table_id: "rtb-060adeaa8fe5b2bbb".into(),
+        destination: "0.0.0.0/0".parse().unwrap(),
+        network_interface_id: "eni-04bec0335a47b26c3".into(),
+    }))
     .await;
     result.unwrap();
     assert_eq!(

@@ -2,14 +2,14 @@
 //! 1. the role in template.yaml grants exactly the IAM actions of `handler::OPERATIONS`
 //!    (no missing permission, no extra one, no wildcard action); in fleet mode the role also
 //!    gets what the queue's event source mapping needs, and nothing else (checked apart);
-//! 2. the SDK adapters can send no operation outside `ports::PERMISSIONS` (their clients
+//! 2. the SDK adapters can send no operation the ports do not send (`ports::sendable`) (their clients
 //!    carry an interceptor that refuses any other; one is sent to see it refused);
 //! 3. what the end-to-end tests saw sent is within `handler::OPERATIONS` (`seed.rs`).
 
 use std::collections::BTreeSet;
 
 use failover_core::handler::{INSPECT_OPERATIONS, OPERATIONS, PROBE_OPERATIONS};
-use failover_core::ports::{iam_actions, PERMISSIONS};
+use failover_core::ports::{iam_actions, sendable};
 use serde_yaml::Value;
 
 use crate::support::repo_file;
@@ -140,8 +140,7 @@ fn grants_exactly(function: &str, operations: &[&str], kms: &[&str]) -> Vec<Valu
     let (granted, statements) = actions_granted(function);
     let needed: BTreeSet<String> = iam_actions(operations.iter().copied())
         .into_iter()
-        .chain(kms.iter().copied())
-        .map(String::from)
+        .chain(kms.iter().copied().map(String::from))
         .collect();
     let missing: Vec<_> = needed.difference(&granted).collect();
     let extra: Vec<_> = granted.difference(&needed).collect();
@@ -323,8 +322,8 @@ fn failover_role_grants_exactly_what_the_code_calls() {
     }
 }
 
-/// The adapters' clients refuse, before anything is sent, every operation `PERMISSIONS` does
-/// not list (an interceptor installed by `aws::connect_for`): proved by sending one.
+/// The adapters' clients refuse, before anything is sent, every operation the ports do not
+/// send (an interceptor installed by `aws::connect_for`): proved by sending one.
 #[tokio::test]
 async fn sdk_adapters_send_only_listed_operations() {
     use failover_core::aws::{self, AwsOptions, Emulator};
@@ -338,7 +337,7 @@ async fn sdk_adapters_send_only_listed_operations() {
     let refused = cloud.ec2.client().describe_vpcs().send().await.unwrap_err();
     let why = format!("{:?}", refused);
     assert!(
-        why.contains("DescribeVpcs is not in ports::PERMISSIONS"),
+        why.contains("DescribeVpcs is not an operation the ports send"),
         "{why}"
     );
     let refused = cloud
@@ -350,7 +349,7 @@ async fn sdk_adapters_send_only_listed_operations() {
         .await
         .unwrap_err();
     assert!(
-        format!("{refused:?}").contains("DeleteBucket is not in ports::PERMISSIONS"),
+        format!("{refused:?}").contains("DeleteBucket is not an operation the ports send"),
         "{refused:?}"
     );
     // A listed one passes the guard (and meets the closed port).
@@ -361,10 +360,8 @@ async fn sdk_adapters_send_only_listed_operations() {
         .send()
         .await
         .unwrap_err();
-    assert!(!format!("{listed:?}").contains("PERMISSIONS"), "{listed:?}");
-    assert!(PERMISSIONS
-        .iter()
-        .any(|(op, _)| *op == "DescribeRouteTables"));
+    assert!(!format!("{listed:?}").contains("sendable"), "{listed:?}");
+    assert!(sendable("DescribeRouteTables"));
 }
 
 /// Who may trigger the failover function, as the template wires it: the alarm topic admits

@@ -3,8 +3,9 @@ real SAM transform for a single pair (two parameter sets) and for a fleet, the A
 policies SAM attaches expanded from aws-managed-policies.json, then two tables of concrete
 requests evaluated against each role and resource policy (policy.py):
 
-- must-allow: every call the engine sends, from the code's one list (ports::PERMISSIONS,
-  handler::OPERATIONS / INSPECT_OPERATIONS / PROBE_OPERATIONS, read from the Rust source),
+- must-allow: every call the engine sends, from the code's one list (ports'
+  DESCRIBE_OPERATIONS, MUTATING_OPERATIONS, STORE_READS and PERMISSIONS, from which
+  handler::OPERATIONS / INSPECT_OPERATIONS / PROBE_OPERATIONS are built; read from the Rust source),
   plus what Lambda itself does with each role (logs, destinations, the probe's network
   interfaces, the fleet queue's mapping) and the stack's own triggers;
 - must-deny: each hole of issue 24 written as requests, every EC2 write on resources outside
@@ -48,27 +49,42 @@ EVERYTHING = [{"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Actio
 
 # ---- the code's one list of what it sends ----
 def rust_lists() -> tuple[dict, dict]:
+    """The ports' lists and the roles' lists, read from the Rust source: a role's list is
+    built from the ports' (`concat` of named lists and literals); an EC2 operation needs
+    `ec2:` and its own name, an S3 or SQS one what `PERMISSIONS` gives it."""
     def source(path):  # without comments
         return re.sub(r"//[^\n]*", "", (ROOT / path).read_text())
 
     ports = source("crates/core/src/ports.rs")
-    body = re.search(r"pub const PERMISSIONS: &\[\(&str, &\[&str\]\)\] = &\[(.*?)\n\];", ports, re.S)
+    handler = source("crates/core/src/handler.rs")
+    consts = {}
+    for text in (ports, handler):
+        for name, expr in re.findall(r"const (\w+): [^=]*= (.*?);\n", text, re.S):
+            consts[name] = expr
+
+    def names(name, seen=()):
+        assert name not in seen, f"{name} refers to itself"
+        out = []
+        for literal, ref in re.findall(r'"(\w+)"|\b([A-Z][A-Z0-9_]{2,})\b', consts[name]):
+            if literal:
+                out.append(literal)
+            elif ref in consts:
+                out += names(ref, seen + (name,))
+        return list(dict.fromkeys(out))  # `concat::<{ total(X) }>(X)` names X twice
+
+    body = consts["PERMISSIONS"]
     permissions = {
         op: re.findall(r'"([^"]+)"', actions)
-        for op, actions in re.findall(r'\(\s*"(\w+)",\s*&\[([^\]]*)\]\s*,?\s*\)', body.group(1))
+        for op, actions in re.findall(r'\(\s*"(\w+)",\s*&\[([^\]]*)\]\s*,?\s*\)', body)
     }
-    handler = source("crates/core/src/handler.rs")
-    lists = {}
-    for name in ("OPERATIONS", "INSPECT_OPERATIONS", "PROBE_OPERATIONS"):
-        m = re.search(rf"pub const {name}: &\[&str\] = (&\[(.*?)\]|(\w+));", handler, re.S)
-        lists[name] = re.findall(r'"(\w+)"', m.group(2)) if m.group(2) else m.group(3)
-    for name, v in lists.items():
-        if isinstance(v, str):
-            lists[name] = lists[v]
-    # The parse is checked, not trusted: each list is non-empty and within PERMISSIONS.
-    assert len(permissions) >= 20 and all(permissions.values()), permissions
+    ec2_ops = names("DESCRIBE_OPERATIONS") + names("MUTATING_OPERATIONS")
+    permissions.update({op: [f"ec2:{op}"] for op in ec2_ops})
+    lists = {name: names(name) for name in ("OPERATIONS", "INSPECT_OPERATIONS", "PROBE_OPERATIONS")}
+    # The parse is checked, not trusted: each list is non-empty and within what the ports send.
+    assert len(ec2_ops) == 13 and len(permissions) >= 20 and all(permissions.values()), permissions
     for name, ops in lists.items():
         assert ops and set(ops) <= set(permissions), (name, set(ops) - set(permissions))
+    assert set(ec2_ops) <= set(lists["OPERATIONS"]), set(ec2_ops) - set(lists["OPERATIONS"])
     return permissions, lists
 
 

@@ -1222,7 +1222,7 @@ mod tests {
         assert!(c.detail.contains("versioning is Suspended"), "{c:?}");
         assert!(c.detail.contains("without TLS"), "{c:?}");
         assert!(!c.detail.contains("public access"), "{c:?}");
-        // The calls are the ports' (ports::PERMISSIONS lists them).
+        // The calls are the ports' (ports::PERMISSIONS lists them and their IAM actions).
         for op in [
             "GetBucketVersioning",
             "GetPublicAccessBlock",
@@ -1575,7 +1575,6 @@ mod tests {
             Some("cloud-failover execute --declaration \"$DECLARATION_URI\" --target i-061cbb31a5158ad30")
         );
         let cloud = MemoryCloud::seed();
-        use crate::ports::Ec2Mutate;
         cloud
             .replace_route(SEED_RTB, "0.0.0.0/0".parse().unwrap(), SEED_B_EXT)
             .await

@@ -14,7 +14,7 @@ use crate::error::{CloudError, ErrorKind};
 use crate::model::{ElasticIp, Filter, NetworkInterface, RouteTable};
 use crate::pace::{Pacer, Pacing};
 use crate::plan::{Action, Operation, Plan};
-use crate::ports::{on_the_wire, Ec2, Mutation, CALL_TIMEOUT, TIMED_OUT};
+use crate::ports::{on_the_wire, Ec2, CALL_TIMEOUT, TIMED_OUT};
 
 /// Time kept on the lease beyond a call's worst case: the renewal itself, and clock slack.
 pub const FENCE_MARGIN: Duration = Duration::from_secs(5);
@@ -254,10 +254,9 @@ async fn run_one(ec2: &dyn Ec2, op: &Operation, pacer: &Pacer, fence: &dyn Fence
             return out;
         }
         // The adapter's client may retry by itself: every request it sent counts.
-        let (sent, wire) =
-            tokio::time::timeout(CALL_TIMEOUT, on_the_wire(send(ec2, mutation.clone())))
-                .await
-                .unwrap_or_else(|_| (Err(timed_out(action)), 1));
+        let (sent, wire) = tokio::time::timeout(CALL_TIMEOUT, on_the_wire(ec2.mutate(&mutation)))
+            .await
+            .unwrap_or_else(|_| (Err(timed_out(action)), 1));
         attempts += wire;
         match sent {
             Err(e) if e.kind == ErrorKind::Throttled && attempts <= MAX_THROTTLE_RETRIES => {
@@ -268,7 +267,7 @@ async fn run_one(ec2: &dyn Ec2, op: &Operation, pacer: &Pacer, fence: &dyn Fence
                 if other.is_ok() {
                     pacer.succeeded(action);
                 }
-                break other;
+                break other.map(|_| ());
             }
         }
     };
@@ -309,74 +308,6 @@ fn timed_out(action: &'static str) -> CloudError {
             CALL_TIMEOUT.as_secs()
         ),
     )
-}
-
-async fn send(ec2: &dyn Ec2, m: Mutation) -> Result<(), CloudError> {
-    match m {
-        Mutation::ReplaceRouteTableAssociation {
-            association_id,
-            route_table_id,
-        } => ec2
-            .replace_route_table_association(&association_id, &route_table_id)
-            .await
-            .map(|_| ()),
-        Mutation::ReplaceRoute {
-            route_table_id,
-            destination,
-            network_interface_id,
-        } => {
-            ec2.replace_route(&route_table_id, destination, &network_interface_id)
-                .await
-        }
-        Mutation::CreateRoute {
-            route_table_id,
-            destination,
-            network_interface_id,
-        } => {
-            ec2.create_route(&route_table_id, destination, &network_interface_id)
-                .await
-        }
-        Mutation::AssociateAddress {
-            allocation_id,
-            network_interface_id,
-            private_ip,
-        } => ec2
-            .associate_address(&allocation_id, &network_interface_id, private_ip)
-            .await
-            .map(|_| ()),
-        Mutation::AssignIpv4Prefixes {
-            network_interface_id,
-            prefixes,
-        } => {
-            ec2.assign_ipv4_prefixes(&network_interface_id, &prefixes)
-                .await
-        }
-        Mutation::UnassignIpv4Prefixes {
-            network_interface_id,
-            prefixes,
-        } => {
-            ec2.unassign_ipv4_prefixes(&network_interface_id, &prefixes)
-                .await
-        }
-        Mutation::AssignPrivateIps {
-            network_interface_id,
-            ips,
-        } => {
-            ec2.assign_private_ips(&network_interface_id, &ips, true)
-                .await
-        }
-        Mutation::AssignIpv6 {
-            network_interface_id,
-            ips,
-        } => ec2.assign_ipv6_addresses(&network_interface_id, &ips).await,
-        Mutation::UnassignIpv6 {
-            network_interface_id,
-            ips,
-        } => {
-            ec2.unassign_ipv6_addresses(&network_interface_id, &ips)
-                .await
-        }
-    }
 }
 
 /// Verifies `ops`, reading again with backoff ([`VERIFY_FIRST_DELAY`], doubling up to

@@ -1954,7 +1954,6 @@ mod tests {
             SEED_A
         );
         // Someone moves the cloud to B by hand, then the operator says B: nothing to change.
-        use crate::ports::Ec2Mutate;
         cloud
             .replace_route(SEED_RTB, "0.0.0.0/0".parse().unwrap(), SEED_B_EXT)
             .await
@@ -2044,7 +2043,6 @@ mod tests {
             decl: &d,
         };
         log.write_state(&stale).await.unwrap();
-        use crate::ports::Ec2Mutate;
         cloud
             .replace_route(SEED_RTB, "0.0.0.0/0".parse().unwrap(), SEED_B_EXT)
             .await

@@ -18,50 +18,30 @@ use crate::failover::{run, RunOutcome};
 use crate::fleet::{Fleet, Route, MEMBERS_MAX_AGE};
 use crate::inspect::Inspection;
 pub use crate::location::{load_declaration, Location};
-use crate::ports::{Ec2, ObjectStore};
+use crate::ports::{concat, total, Ec2, ObjectStore};
+use crate::ports::{DESCRIBE_OPERATIONS, MUTATING_OPERATIONS, STORE_READS};
 use crate::probe::ProbeReport;
 use crate::request::Mode;
 use crate::request::{RunRequest, TargetSpec};
 use crate::state::{LastFailover, StateLog};
 
-/// Every API operation `handle` can send (the failover function's IAM role grants exactly
-/// these; `tests/e2e/iam.rs` checks the template against it).
-pub const OPERATIONS: &[&str] = &[
-    "DescribeInstances",
-    "DescribeInstanceStatus",
-    "DescribeNetworkInterfaces",
-    "DescribeRouteTables",
-    "DescribeAddresses",
-    "AssociateAddress",
-    "ReplaceRoute",
-    "CreateRoute",
-    "AssignPrivateIpAddresses",
-    "UnassignPrivateIpAddresses",
-    "AssignIpv6Addresses",
-    "UnassignIpv6Addresses",
-    "ReplaceRouteTableAssociation",
-    "ListBuckets",
-    "GetBucketTagging",
-    "HeadBucket",
-    "GetObject",
-    "PutObject",
-    "ListObjectsV2",
-    "ChangeMessageVisibility",
+/// What the failover function's role grants: every operation `handle` can send, from the
+/// ports' lists (`tests/e2e/iam.rs` and `tests/iam/evaluate.py` check the template against it).
+const FAILOVER_PARTS: &[&[&str]] = &[
+    &DESCRIBE_OPERATIONS,
+    &MUTATING_OPERATIONS,
+    &STORE_READS,
+    &["PutObject", "ChangeMessageVisibility"],
 ];
 
+/// Every API operation `handle` can send (the failover function's IAM role grants exactly
+/// these).
+pub const OPERATIONS: &[&str] = &concat::<{ total(FAILOVER_PARTS) }>(FAILOVER_PARTS);
+
+const INSPECT_PARTS: &[&[&str]] = &[&DESCRIBE_OPERATIONS, &STORE_READS];
+
 /// Every API operation `handle_inspect` can send (the inspect function's role).
-pub const INSPECT_OPERATIONS: &[&str] = &[
-    "DescribeInstances",
-    "DescribeInstanceStatus",
-    "DescribeNetworkInterfaces",
-    "DescribeRouteTables",
-    "DescribeAddresses",
-    "ListBuckets",
-    "GetBucketTagging",
-    "HeadBucket",
-    "GetObject",
-    "ListObjectsV2",
-];
+pub const INSPECT_OPERATIONS: &[&str] = &concat::<{ total(INSPECT_PARTS) }>(INSPECT_PARTS);
 
 /// The probe function fails over in process: it needs what `handle` needs, and its role is
 /// the failover function's policy (in fleet mode, that includes the queue's
@@ -801,7 +781,6 @@ mod tests {
     #[tokio::test]
     async fn the_scheduled_reconcile_converges_drift_on_the_last_target() {
         use crate::lab::{SEED_A_EXT, SEED_B_EXT, SEED_RTB};
-        use crate::ports::Ec2Mutate;
         let cloud = MemoryCloud::seed();
         let loc = with_retry();
         let schedule = event("schedule-reconcile.json");

@@ -289,7 +289,6 @@ mod tests {
         let pic = view(&cloud, &d).await;
         assert_eq!(pic.active.as_deref(), Some(SEED_A));
         // The VIP moves to B behind the cluster's back: the route still follows A.
-        use crate::ports::Ec2Mutate;
         cloud
             .assign_private_ips(SEED_B_EXT, &["10.0.0.101".parse().unwrap()], true)
             .await

@@ -1050,7 +1050,89 @@ impl Ec2Mutate for MemoryCloud {
         })
     }
 
-    async fn associate_address(
+    async fn mutate(&self, m: &Mutation) -> Result<Option<String>, CloudError> {
+        Ok(match m {
+            Mutation::AssociateAddress {
+                allocation_id,
+                network_interface_id,
+                private_ip,
+            } => Some(
+                self.associate_address(allocation_id, network_interface_id, *private_ip)
+                    .await?,
+            ),
+            Mutation::ReplaceRoute {
+                route_table_id,
+                destination,
+                network_interface_id,
+            } => {
+                self.replace_route(route_table_id, *destination, network_interface_id)
+                    .await?;
+                None
+            }
+            Mutation::CreateRoute {
+                route_table_id,
+                destination,
+                network_interface_id,
+            } => {
+                self.create_route(route_table_id, *destination, network_interface_id)
+                    .await?;
+                None
+            }
+            Mutation::ReplaceRouteTableAssociation {
+                association_id,
+                route_table_id,
+            } => Some(
+                self.replace_route_table_association(association_id, route_table_id)
+                    .await?,
+            ),
+            Mutation::AssignIpv4Prefixes {
+                network_interface_id,
+                prefixes,
+            } => {
+                self.assign_ipv4_prefixes(network_interface_id, prefixes)
+                    .await?;
+                None
+            }
+            Mutation::UnassignIpv4Prefixes {
+                network_interface_id,
+                prefixes,
+            } => {
+                self.unassign_ipv4_prefixes(network_interface_id, prefixes)
+                    .await?;
+                None
+            }
+            Mutation::AssignPrivateIps {
+                network_interface_id,
+                ips,
+            } => {
+                self.assign_private_ips(network_interface_id, ips, true)
+                    .await?;
+                None
+            }
+            Mutation::AssignIpv6 {
+                network_interface_id,
+                ips,
+            } => {
+                self.assign_ipv6_addresses(network_interface_id, ips)
+                    .await?;
+                None
+            }
+            Mutation::UnassignIpv6 {
+                network_interface_id,
+                ips,
+            } => {
+                self.unassign_ipv6_addresses(network_interface_id, ips)
+                    .await?;
+                None
+            }
+        })
+    }
+}
+
+/// EC2's mutating calls, one function each, as the model answers them (reached through
+/// [`Ec2Mutate::mutate`]; tests also call them directly to set a scene).
+impl MemoryCloud {
+    pub async fn associate_address(
         &self,
         allocation_id: &str,
         network_interface_id: &str,
@@ -1115,7 +1197,7 @@ impl Ec2Mutate for MemoryCloud {
         })
     }
 
-    async fn replace_route(
+    pub async fn replace_route(
         &self,
         route_table_id: &str,
         destination: Cidr,
@@ -1145,7 +1227,7 @@ impl Ec2Mutate for MemoryCloud {
         })
     }
 
-    async fn create_route(
+    pub async fn create_route(
         &self,
         route_table_id: &str,
         destination: Cidr,
@@ -1175,7 +1257,7 @@ impl Ec2Mutate for MemoryCloud {
         })
     }
 
-    async fn replace_route_table_association(
+    pub async fn replace_route_table_association(
         &self,
         association_id: &str,
         route_table_id: &str,
@@ -1240,7 +1322,7 @@ impl Ec2Mutate for MemoryCloud {
 
     /// EC2's rules for delegated IPv4 prefixes: /28, inside the interface's subnet, held by
     /// one interface at a time (no reassignment: the holder must unassign first).
-    async fn assign_ipv4_prefixes(
+    pub async fn assign_ipv4_prefixes(
         &self,
         network_interface_id: &str,
         prefixes: &[Cidr],
@@ -1301,7 +1383,7 @@ impl Ec2Mutate for MemoryCloud {
         })
     }
 
-    async fn unassign_ipv4_prefixes(
+    pub async fn unassign_ipv4_prefixes(
         &self,
         network_interface_id: &str,
         prefixes: &[Cidr],
@@ -1341,7 +1423,7 @@ impl Ec2Mutate for MemoryCloud {
         })
     }
 
-    async fn assign_private_ips(
+    pub async fn assign_private_ips(
         &self,
         network_interface_id: &str,
         ips: &[IpAddr],
@@ -1421,7 +1503,7 @@ impl Ec2Mutate for MemoryCloud {
     /// AssignIpv6Addresses: an IPv6 address held by another interface is refused (EC2 has no
     /// reassignment for IPv6: "You cannot reassign an IPv6 address from one network interface
     /// to another until you unassign it": Amazon EC2 User Guide, "Multiple IP addresses").
-    async fn assign_ipv6_addresses(
+    pub async fn assign_ipv6_addresses(
         &self,
         network_interface_id: &str,
         ips: &[IpAddr],
@@ -1459,7 +1541,7 @@ impl Ec2Mutate for MemoryCloud {
     }
 
     /// UnassignIpv6Addresses: the addresses must be on the interface.
-    async fn unassign_ipv6_addresses(
+    pub async fn unassign_ipv6_addresses(
         &self,
         network_interface_id: &str,
         ips: &[IpAddr],
@@ -1639,7 +1721,7 @@ mod aws_rules {
     use super::*;
     use crate::lab::{SEED_A_EXT, SEED_B_EXT, SEED_RTB};
     use crate::plan::tests::same_az;
-    use crate::ports::{Ec2Describe, Ec2Mutate};
+    use crate::ports::Ec2Describe;
 
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()

@@ -1687,7 +1687,6 @@ pub(crate) mod tests {
             "{r}"
         );
         // The cloud itself allows it, as AWS does.
-        use crate::ports::Ec2Mutate;
         cloud
             .replace_route(SEED_RTB, cidr("10.0.0.0/16"), SEED_B_EXT)
             .await
@@ -1833,7 +1832,6 @@ pub(crate) mod tests {
                 .any(|x| x.contains("would hold 3 IPv4 addresses") && x.contains("(2)")),
             "{r}"
         );
-        use crate::ports::Ec2Mutate;
         let e = cloud
             .assign_private_ips(
                 SEED_B_EXT,
@@ -2423,7 +2421,6 @@ pub(crate) mod tests {
 
     #[tokio::test]
     async fn the_in_memory_cloud_enforces_ec2s_prefix_rules() {
-        use crate::ports::Ec2Mutate;
         let cloud = MemoryCloud::from_topology(&same_az_with_prefix());
         let p = cidr("10.0.0.48/28");
         // held by A: B cannot take it (no reassignment of prefixes)

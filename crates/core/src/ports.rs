@@ -44,7 +44,17 @@ pub fn sent_on_the_wire() {
     let _ = WIRE.try_with(|n| n.set(n.get() + 1));
 }
 
-/// EC2 operations that change the cloud (what `Ec2Mutate` sends).
+/// The read-only EC2 operations the ports send ([`Ec2Describe`]).
+pub const DESCRIBE_OPERATIONS: [&str; 5] = [
+    "DescribeInstances",
+    "DescribeInstanceStatus",
+    "DescribeNetworkInterfaces",
+    "DescribeRouteTables",
+    "DescribeAddresses",
+];
+
+/// The EC2 operations that change the cloud: every name [`Mutation::operation`] answers
+/// (a test in this module holds the two together).
 pub const MUTATING_OPERATIONS: [&str; 8] = [
     "AssociateAddress",
     "ReplaceRoute",
@@ -56,35 +66,11 @@ pub const MUTATING_OPERATIONS: [&str; 8] = [
     "ReplaceRouteTableAssociation",
 ];
 
-/// Every API operation the ports send (as the SDK names it), with the IAM actions it needs.
+/// The S3 and SQS operations the ports send (as the SDK names them), with the IAM actions
+/// each needs; an EC2 operation needs `ec2:` and its own name ([`iam_actions`]).
 /// `GetObject` and `HeadBucket` need `s3:ListBucket` so a missing key or bucket answers 404,
 /// not 403.
 pub const PERMISSIONS: &[(&str, &[&str])] = &[
-    ("DescribeInstances", &["ec2:DescribeInstances"]),
-    ("DescribeInstanceStatus", &["ec2:DescribeInstanceStatus"]),
-    (
-        "DescribeNetworkInterfaces",
-        &["ec2:DescribeNetworkInterfaces"],
-    ),
-    ("DescribeRouteTables", &["ec2:DescribeRouteTables"]),
-    ("DescribeAddresses", &["ec2:DescribeAddresses"]),
-    ("AssociateAddress", &["ec2:AssociateAddress"]),
-    ("ReplaceRoute", &["ec2:ReplaceRoute"]),
-    ("CreateRoute", &["ec2:CreateRoute"]),
-    (
-        "AssignPrivateIpAddresses",
-        &["ec2:AssignPrivateIpAddresses"],
-    ),
-    (
-        "UnassignPrivateIpAddresses",
-        &["ec2:UnassignPrivateIpAddresses"],
-    ),
-    ("AssignIpv6Addresses", &["ec2:AssignIpv6Addresses"]),
-    ("UnassignIpv6Addresses", &["ec2:UnassignIpv6Addresses"]),
-    (
-        "ReplaceRouteTableAssociation",
-        &["ec2:ReplaceRouteTableAssociation"],
-    ),
     ("ListBuckets", &["s3:ListAllMyBuckets"]),
     ("GetBucketEncryption", &["s3:GetEncryptionConfiguration"]),
     ("GetBucketVersioning", &["s3:GetBucketVersioning"]),
@@ -98,20 +84,70 @@ pub const PERMISSIONS: &[(&str, &[&str])] = &[
     ("ChangeMessageVisibility", &["sqs:ChangeMessageVisibility"]),
 ];
 
+/// The reads of the declaration, the state and the lock that every function makes.
+pub const STORE_READS: [&str; 5] = [
+    "ListBuckets",
+    "GetBucketTagging",
+    "HeadBucket",
+    "GetObject",
+    "ListObjectsV2",
+];
+
+/// `parts`, one after another: a role's operations from the lists above.
+pub const fn concat<const N: usize>(parts: &[&[&'static str]]) -> [&'static str; N] {
+    let mut out = [""; N];
+    let (mut i, mut k) = (0, 0);
+    while i < parts.len() {
+        let mut j = 0;
+        while j < parts[i].len() {
+            out[k] = parts[i][j];
+            k += 1;
+            j += 1;
+        }
+        i += 1;
+    }
+    assert!(k == N, "concat: N is not the parts' total length");
+    out
+}
+
+/// How many names `parts` hold (the `N` of [`concat`]).
+pub const fn total(parts: &[&[&str]]) -> usize {
+    let (mut i, mut n) = (0, 0);
+    while i < parts.len() {
+        n += parts[i].len();
+        i += 1;
+    }
+    n
+}
+
+/// Whether the ports may send `operation` (an EC2 one of the lists above, or in
+/// [`PERMISSIONS`]).
+pub fn sendable(operation: &str) -> bool {
+    ec2_operation(operation) || PERMISSIONS.iter().any(|(o, _)| *o == operation)
+}
+
+fn ec2_operation(operation: &str) -> bool {
+    DESCRIBE_OPERATIONS.contains(&operation) || MUTATING_OPERATIONS.contains(&operation)
+}
+
 /// The IAM actions `operations` need.
 pub fn iam_actions<'a>(
     operations: impl IntoIterator<Item = &'a str>,
-) -> std::collections::BTreeSet<&'static str> {
+) -> std::collections::BTreeSet<String> {
     operations
         .into_iter()
-        .flat_map(|op| {
+        .flat_map(|op| -> Vec<String> {
+            if ec2_operation(op) {
+                return vec![format!("ec2:{op}")];
+            }
             PERMISSIONS
                 .iter()
                 .find(|(name, _)| *name == op)
-                .unwrap_or_else(|| panic!("{op} is not in ports::PERMISSIONS"))
+                .unwrap_or_else(|| panic!("the ports send no {op}"))
                 .1
                 .iter()
-                .copied()
+                .map(|a| a.to_string())
+                .collect()
         })
         .collect()
 }
@@ -138,7 +174,10 @@ pub trait Ec2Describe: Send + Sync {
     async fn impaired_instances(&self, instance_ids: &[String]) -> Result<Vec<String>, CloudError>;
 }
 
-/// One mutating call, for permission checks (`Ec2Mutate::dry_run`).
+/// One mutating EC2 call: what the executor sends ([`Ec2Mutate::mutate`]) and what doctor
+/// checks ([`Ec2Mutate::dry_run`]). Adding one: a variant here (with its name in
+/// [`Mutation::operation`] and [`MUTATING_OPERATIONS`]), and its request in each adapter's
+/// `mutate` (`aws::ec2`, `memory`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Mutation {
     /// AssociateAddress.
@@ -263,66 +302,11 @@ pub enum DryRun {
 pub trait Ec2Mutate: Send + Sync {
     /// Sends `m` with `DryRun=true`: checks permission without changing anything.
     async fn dry_run(&self, m: &Mutation) -> Result<DryRun, CloudError>;
-    /// AssociateAddress with `AllowReassociation` (moves the EIP with no disassociate gap);
-    /// returns the new association id.
-    async fn associate_address(
-        &self,
-        allocation_id: &str,
-        network_interface_id: &str,
-        private_ip: IpAddr,
-    ) -> Result<String, CloudError>;
-    /// ReplaceRoute to an ENI (`DestinationCidrBlock` or `DestinationIpv6CidrBlock`).
-    async fn replace_route(
-        &self,
-        route_table_id: &str,
-        destination: Cidr,
-        network_interface_id: &str,
-    ) -> Result<(), CloudError>;
-    /// CreateRoute to an ENI (fails with `RouteAlreadyExists` when the destination is taken).
-    async fn create_route(
-        &self,
-        route_table_id: &str,
-        destination: Cidr,
-        network_interface_id: &str,
-    ) -> Result<(), CloudError>;
-    /// ReplaceRouteTableAssociation; returns the new association id.
-    async fn replace_route_table_association(
-        &self,
-        association_id: &str,
-        route_table_id: &str,
-    ) -> Result<String, CloudError>;
-    /// AssignPrivateIpAddresses with `Ipv4Prefixes` (free prefixes only).
-    async fn assign_ipv4_prefixes(
-        &self,
-        network_interface_id: &str,
-        prefixes: &[Cidr],
-    ) -> Result<(), CloudError>;
-    /// UnassignPrivateIpAddresses with `Ipv4Prefixes`.
-    async fn unassign_ipv4_prefixes(
-        &self,
-        network_interface_id: &str,
-        prefixes: &[Cidr],
-    ) -> Result<(), CloudError>;
-    /// AssignPrivateIpAddresses; with `allow_reassignment` the addresses (and any EIPs on them)
-    /// move from the interface that holds them.
-    async fn assign_private_ips(
-        &self,
-        network_interface_id: &str,
-        ips: &[IpAddr],
-        allow_reassignment: bool,
-    ) -> Result<(), CloudError>;
-    /// AssignIpv6Addresses (the addresses must be free).
-    async fn assign_ipv6_addresses(
-        &self,
-        network_interface_id: &str,
-        ips: &[IpAddr],
-    ) -> Result<(), CloudError>;
-    /// UnassignIpv6Addresses.
-    async fn unassign_ipv6_addresses(
-        &self,
-        network_interface_id: &str,
-        ips: &[IpAddr],
-    ) -> Result<(), CloudError>;
+    /// Sends `m`: AssociateAddress with `AllowReassociation` (the EIP moves with no
+    /// disassociate gap), AssignPrivateIpAddresses with `AllowReassignment`, the others as
+    /// named. Answers the new association id where EC2 gives one (AssociateAddress,
+    /// ReplaceRouteTableAssociation).
+    async fn mutate(&self, m: &Mutation) -> Result<Option<String>, CloudError>;
 }
 
 /// What a wrapping EC2 port ([`Hooked`]) does before each call it passes on: pace it (an
@@ -404,107 +388,9 @@ impl<E: Ec2Mutate + ?Sized, H: BeforeCall + ?Sized> Ec2Mutate for Hooked<'_, E, 
         self.ec2.dry_run(m).await
     }
 
-    async fn associate_address(
-        &self,
-        allocation_id: &str,
-        network_interface_id: &str,
-        private_ip: IpAddr,
-    ) -> Result<String, CloudError> {
-        self.hook.before("AssociateAddress").await?;
-        self.ec2
-            .associate_address(allocation_id, network_interface_id, private_ip)
-            .await
-    }
-
-    async fn replace_route(
-        &self,
-        route_table_id: &str,
-        destination: Cidr,
-        network_interface_id: &str,
-    ) -> Result<(), CloudError> {
-        self.hook.before("ReplaceRoute").await?;
-        self.ec2
-            .replace_route(route_table_id, destination, network_interface_id)
-            .await
-    }
-
-    async fn create_route(
-        &self,
-        route_table_id: &str,
-        destination: Cidr,
-        network_interface_id: &str,
-    ) -> Result<(), CloudError> {
-        self.hook.before("CreateRoute").await?;
-        self.ec2
-            .create_route(route_table_id, destination, network_interface_id)
-            .await
-    }
-
-    async fn replace_route_table_association(
-        &self,
-        association_id: &str,
-        route_table_id: &str,
-    ) -> Result<String, CloudError> {
-        self.hook.before("ReplaceRouteTableAssociation").await?;
-        self.ec2
-            .replace_route_table_association(association_id, route_table_id)
-            .await
-    }
-
-    async fn assign_ipv4_prefixes(
-        &self,
-        network_interface_id: &str,
-        prefixes: &[Cidr],
-    ) -> Result<(), CloudError> {
-        self.hook.before("AssignPrivateIpAddresses").await?;
-        self.ec2
-            .assign_ipv4_prefixes(network_interface_id, prefixes)
-            .await
-    }
-
-    async fn unassign_ipv4_prefixes(
-        &self,
-        network_interface_id: &str,
-        prefixes: &[Cidr],
-    ) -> Result<(), CloudError> {
-        self.hook.before("UnassignPrivateIpAddresses").await?;
-        self.ec2
-            .unassign_ipv4_prefixes(network_interface_id, prefixes)
-            .await
-    }
-
-    async fn assign_private_ips(
-        &self,
-        network_interface_id: &str,
-        ips: &[IpAddr],
-        allow_reassignment: bool,
-    ) -> Result<(), CloudError> {
-        self.hook.before("AssignPrivateIpAddresses").await?;
-        self.ec2
-            .assign_private_ips(network_interface_id, ips, allow_reassignment)
-            .await
-    }
-
-    async fn assign_ipv6_addresses(
-        &self,
-        network_interface_id: &str,
-        ips: &[IpAddr],
-    ) -> Result<(), CloudError> {
-        self.hook.before("AssignIpv6Addresses").await?;
-        self.ec2
-            .assign_ipv6_addresses(network_interface_id, ips)
-            .await
-    }
-
-    async fn unassign_ipv6_addresses(
-        &self,
-        network_interface_id: &str,
-        ips: &[IpAddr],
-    ) -> Result<(), CloudError> {
-        self.hook.before("UnassignIpv6Addresses").await?;
-        self.ec2
-            .unassign_ipv6_addresses(network_interface_id, ips)
-            .await
+    async fn mutate(&self, m: &Mutation) -> Result<Option<String>, CloudError> {
+        self.hook.before(m.operation()).await?;
+        self.ec2.mutate(m).await
     }
 }
 
@@ -598,4 +484,98 @@ pub struct Listed {
     pub etag: Option<String>,
     /// Size in bytes.
     pub size: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One mutation of each kind. The match below stops compiling when a variant is added
+    /// until it has an example here.
+    fn one_of_each() -> Vec<Mutation> {
+        let (eni, ip, cidr) = (
+            "eni-0a".to_string(),
+            "10.0.0.10".parse::<IpAddr>().unwrap(),
+            "10.0.0.0/28".parse::<Cidr>().unwrap(),
+        );
+        let all = vec![
+            Mutation::AssociateAddress {
+                allocation_id: "eipalloc-0a".into(),
+                network_interface_id: eni.clone(),
+                private_ip: ip,
+            },
+            Mutation::ReplaceRoute {
+                route_table_id: "rtb-0a".into(),
+                destination: cidr,
+                network_interface_id: eni.clone(),
+            },
+            Mutation::CreateRoute {
+                route_table_id: "rtb-0a".into(),
+                destination: cidr,
+                network_interface_id: eni.clone(),
+            },
+            Mutation::ReplaceRouteTableAssociation {
+                association_id: "rtbassoc-0a".into(),
+                route_table_id: "rtb-0a".into(),
+            },
+            Mutation::AssignIpv4Prefixes {
+                network_interface_id: eni.clone(),
+                prefixes: vec![cidr],
+            },
+            Mutation::UnassignIpv4Prefixes {
+                network_interface_id: eni.clone(),
+                prefixes: vec![cidr],
+            },
+            Mutation::AssignPrivateIps {
+                network_interface_id: eni.clone(),
+                ips: vec![ip],
+            },
+            Mutation::AssignIpv6 {
+                network_interface_id: eni.clone(),
+                ips: vec!["2001:db8::10".parse().unwrap()],
+            },
+            Mutation::UnassignIpv6 {
+                network_interface_id: eni,
+                ips: vec!["2001:db8::10".parse().unwrap()],
+            },
+        ];
+        for m in &all {
+            match m {
+                Mutation::AssociateAddress { .. }
+                | Mutation::ReplaceRoute { .. }
+                | Mutation::CreateRoute { .. }
+                | Mutation::ReplaceRouteTableAssociation { .. }
+                | Mutation::AssignIpv4Prefixes { .. }
+                | Mutation::UnassignIpv4Prefixes { .. }
+                | Mutation::AssignPrivateIps { .. }
+                | Mutation::AssignIpv6 { .. }
+                | Mutation::UnassignIpv6 { .. } => {}
+            }
+        }
+        all
+    }
+
+    /// The one list of mutating names is what the mutations answer, no more, no less; the
+    /// IAM actions derive from it (the template's roles are checked against these in
+    /// tests/e2e/iam.rs and tests/iam/evaluate.py).
+    #[test]
+    fn the_mutating_names_are_the_mutations_and_their_iam_actions_derive() {
+        let named: std::collections::BTreeSet<&str> =
+            one_of_each().iter().map(Mutation::operation).collect();
+        let listed: std::collections::BTreeSet<&str> =
+            MUTATING_OPERATIONS.iter().copied().collect();
+        assert_eq!(named, listed);
+        assert_eq!(
+            listed.len(),
+            MUTATING_OPERATIONS.len(),
+            "a name listed twice"
+        );
+        assert!(iam_actions(["ReplaceRoute"]).contains("ec2:ReplaceRoute"));
+        assert_eq!(
+            iam_actions(["GetObject"]),
+            ["s3:GetObject", "s3:ListBucket"].map(String::from).into()
+        );
+        assert!(sendable("DescribeAddresses") && !sendable("DescribeVpcs"));
+        assert!(!sendable("DeleteBucket"));
+    }
 }

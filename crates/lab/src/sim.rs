@@ -462,6 +462,7 @@ mod tests {
     use failover_core::lab::{Topology, SEED_A, SEED_B_EXT, SEED_RTB};
     use failover_core::model::Filter;
     use failover_core::net::Cidr;
+    use failover_core::ports::Mutation;
     use failover_core::ports::{on_the_wire, Ec2Describe, Ec2Mutate};
 
     fn simulated(cfg: Simulation) -> SimulatedCloud {
@@ -510,7 +511,12 @@ mod tests {
         let sim = simulated(cfg);
         let dst: Cidr = "0.0.0.0/0".parse().unwrap();
         let ec2 = sim.ec2();
-        let call = || ec2.replace_route(SEED_RTB, dst, SEED_B_EXT);
+        let route = Mutation::ReplaceRoute {
+            route_table_id: SEED_RTB.into(),
+            destination: dst,
+            network_interface_id: SEED_B_EXT.into(),
+        };
+        let call = || ec2.mutate(&route);
         // THEN two calls pass, the third is RequestLimitExceeded, and a second later one passes
         call().await.unwrap();
         call().await.unwrap();

@@ -83,7 +83,11 @@ async fn ec2_errors_are_classified_as_the_executor_needs() {
             .then_http_response(move || http(status, body));
         // WHEN the adapter sends it
         let e = ec2(&[&rule])
-            .replace_route("rtb-0example", "0.0.0.0/0".parse().unwrap(), "eni-0example")
+            .mutate(&crate::ports::Mutation::ReplaceRoute {
+                route_table_id: "rtb-0example".into(),
+                destination: "0.0.0.0/0".parse().unwrap(),
+                network_interface_id: "eni-0example".into(),
+            })
             .await
             .unwrap_err();
         // THEN the code is kept and the kind is what the executor retries (or not) on

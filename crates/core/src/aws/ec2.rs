@@ -483,151 +483,143 @@ impl Ec2Mutate for AwsEc2 {
         }
     }
 
-    async fn associate_address(
-        &self,
-        allocation_id: &str,
-        network_interface_id: &str,
-        private_ip: IpAddr,
-    ) -> Result<String, CloudError> {
-        let out = self
-            .associate(allocation_id, network_interface_id, private_ip)
-            .customize()
-            .config_override(one_attempt_at_a_time())
-            .send()
-            .await
-            .map_err(|e| cloud_error("AssociateAddress", e))?;
-        Ok(out.association_id().unwrap_or_default().to_string())
+    async fn mutate(&self, m: &Mutation) -> Result<Option<String>, CloudError> {
+        let op = m.operation();
+        Ok(match m {
+            Mutation::AssociateAddress {
+                allocation_id,
+                network_interface_id,
+                private_ip,
+            } => {
+                let out = self
+                    .associate(allocation_id, network_interface_id, *private_ip)
+                    .customize()
+                    .config_override(one_attempt_at_a_time())
+                    .send()
+                    .await
+                    .map_err(|e| cloud_error(op, e))?;
+                Some(out.association_id().unwrap_or_default().to_string())
+            }
+            Mutation::ReplaceRoute {
+                route_table_id,
+                destination,
+                network_interface_id,
+            } => {
+                self.replace(route_table_id, *destination, network_interface_id)
+                    .customize()
+                    .config_override(one_attempt_at_a_time())
+                    .send()
+                    .await
+                    .map_err(|e| cloud_error(op, e))?;
+                None
+            }
+            Mutation::CreateRoute {
+                route_table_id,
+                destination,
+                network_interface_id,
+            } => {
+                self.create(route_table_id, *destination, network_interface_id)
+                    .customize()
+                    .config_override(one_attempt_at_a_time())
+                    .send()
+                    .await
+                    .map_err(|e| cloud_error(op, e))?;
+                None
+            }
+            Mutation::ReplaceRouteTableAssociation {
+                association_id,
+                route_table_id,
+            } => {
+                let out = self
+                    .swap(association_id, route_table_id)
+                    .customize()
+                    .config_override(one_attempt_at_a_time())
+                    .send()
+                    .await
+                    .map_err(|e| cloud_error(op, e))?;
+                Some(out.new_association_id().unwrap_or_default().to_string())
+            }
+            Mutation::AssignIpv4Prefixes {
+                network_interface_id,
+                prefixes,
+            } => {
+                self.client
+                    .assign_private_ip_addresses()
+                    .network_interface_id(network_interface_id)
+                    .set_ipv4_prefixes(Some(texts(prefixes)))
+                    .customize()
+                    .config_override(one_attempt_at_a_time())
+                    .send()
+                    .await
+                    .map_err(|e| cloud_error(op, e))?;
+                None
+            }
+            Mutation::UnassignIpv4Prefixes {
+                network_interface_id,
+                prefixes,
+            } => {
+                self.client
+                    .unassign_private_ip_addresses()
+                    .network_interface_id(network_interface_id)
+                    .set_ipv4_prefixes(Some(texts(prefixes)))
+                    .customize()
+                    .config_override(one_attempt_at_a_time())
+                    .send()
+                    .await
+                    .map_err(|e| cloud_error(op, e))?;
+                None
+            }
+            Mutation::AssignPrivateIps {
+                network_interface_id,
+                ips,
+            } => {
+                self.client
+                    .assign_private_ip_addresses()
+                    .network_interface_id(network_interface_id)
+                    .set_private_ip_addresses(Some(texts(ips)))
+                    .allow_reassignment(true)
+                    .customize()
+                    .config_override(one_attempt_at_a_time())
+                    .send()
+                    .await
+                    .map_err(|e| cloud_error(op, e))?;
+                None
+            }
+            Mutation::AssignIpv6 {
+                network_interface_id,
+                ips,
+            } => {
+                self.client
+                    .assign_ipv6_addresses()
+                    .network_interface_id(network_interface_id)
+                    .set_ipv6_addresses(Some(texts(ips)))
+                    .customize()
+                    .config_override(one_attempt_at_a_time())
+                    .send()
+                    .await
+                    .map_err(|e| cloud_error(op, e))?;
+                None
+            }
+            Mutation::UnassignIpv6 {
+                network_interface_id,
+                ips,
+            } => {
+                self.client
+                    .unassign_ipv6_addresses()
+                    .network_interface_id(network_interface_id)
+                    .set_ipv6_addresses(Some(texts(ips)))
+                    .customize()
+                    .config_override(one_attempt_at_a_time())
+                    .send()
+                    .await
+                    .map_err(|e| cloud_error(op, e))?;
+                None
+            }
+        })
     }
+}
 
-    async fn replace_route(
-        &self,
-        route_table_id: &str,
-        destination: Cidr,
-        network_interface_id: &str,
-    ) -> Result<(), CloudError> {
-        self.replace(route_table_id, destination, network_interface_id)
-            .customize()
-            .config_override(one_attempt_at_a_time())
-            .send()
-            .await
-            .map_err(|e| cloud_error("ReplaceRoute", e))?;
-        Ok(())
-    }
-
-    async fn create_route(
-        &self,
-        route_table_id: &str,
-        destination: Cidr,
-        network_interface_id: &str,
-    ) -> Result<(), CloudError> {
-        self.create(route_table_id, destination, network_interface_id)
-            .customize()
-            .config_override(one_attempt_at_a_time())
-            .send()
-            .await
-            .map_err(|e| cloud_error("CreateRoute", e))?;
-        Ok(())
-    }
-
-    async fn replace_route_table_association(
-        &self,
-        association_id: &str,
-        route_table_id: &str,
-    ) -> Result<String, CloudError> {
-        let out = self
-            .swap(association_id, route_table_id)
-            .customize()
-            .config_override(one_attempt_at_a_time())
-            .send()
-            .await
-            .map_err(|e| cloud_error("ReplaceRouteTableAssociation", e))?;
-        Ok(out.new_association_id().unwrap_or_default().to_string())
-    }
-
-    async fn assign_ipv4_prefixes(
-        &self,
-        network_interface_id: &str,
-        prefixes: &[Cidr],
-    ) -> Result<(), CloudError> {
-        self.client
-            .assign_private_ip_addresses()
-            .network_interface_id(network_interface_id)
-            .set_ipv4_prefixes(Some(prefixes.iter().map(ToString::to_string).collect()))
-            .customize()
-            .config_override(one_attempt_at_a_time())
-            .send()
-            .await
-            .map_err(|e| cloud_error("AssignPrivateIpAddresses", e))?;
-        Ok(())
-    }
-
-    async fn unassign_ipv4_prefixes(
-        &self,
-        network_interface_id: &str,
-        prefixes: &[Cidr],
-    ) -> Result<(), CloudError> {
-        self.client
-            .unassign_private_ip_addresses()
-            .network_interface_id(network_interface_id)
-            .set_ipv4_prefixes(Some(prefixes.iter().map(ToString::to_string).collect()))
-            .customize()
-            .config_override(one_attempt_at_a_time())
-            .send()
-            .await
-            .map_err(|e| cloud_error("UnassignPrivateIpAddresses", e))?;
-        Ok(())
-    }
-
-    async fn assign_private_ips(
-        &self,
-        network_interface_id: &str,
-        ips: &[IpAddr],
-        allow_reassignment: bool,
-    ) -> Result<(), CloudError> {
-        self.client
-            .assign_private_ip_addresses()
-            .network_interface_id(network_interface_id)
-            .set_private_ip_addresses(Some(ips.iter().map(ToString::to_string).collect()))
-            .allow_reassignment(allow_reassignment)
-            .customize()
-            .config_override(one_attempt_at_a_time())
-            .send()
-            .await
-            .map_err(|e| cloud_error("AssignPrivateIpAddresses", e))?;
-        Ok(())
-    }
-
-    async fn assign_ipv6_addresses(
-        &self,
-        network_interface_id: &str,
-        ips: &[IpAddr],
-    ) -> Result<(), CloudError> {
-        self.client
-            .assign_ipv6_addresses()
-            .network_interface_id(network_interface_id)
-            .set_ipv6_addresses(Some(ips.iter().map(ToString::to_string).collect()))
-            .customize()
-            .config_override(one_attempt_at_a_time())
-            .send()
-            .await
-            .map_err(|e| cloud_error("AssignIpv6Addresses", e))?;
-        Ok(())
-    }
-
-    async fn unassign_ipv6_addresses(
-        &self,
-        network_interface_id: &str,
-        ips: &[IpAddr],
-    ) -> Result<(), CloudError> {
-        self.client
-            .unassign_ipv6_addresses()
-            .network_interface_id(network_interface_id)
-            .set_ipv6_addresses(Some(ips.iter().map(ToString::to_string).collect()))
-            .customize()
-            .config_override(one_attempt_at_a_time())
-            .send()
-            .await
-            .map_err(|e| cloud_error("UnassignIpv6Addresses", e))?;
-        Ok(())
-    }
+/// Each item as EC2's request lists take it (text).
+fn texts<T: ToString>(items: &[T]) -> Vec<String> {
+    items.iter().map(ToString::to_string).collect()
 }

@@ -342,8 +342,8 @@ pub async fn connect_for(
     }
 }
 
-/// The fleet queue's adapter (its client, like the others, sends only what
-/// `ports::PERMISSIONS` lists).
+/// The fleet queue's adapter (its client, like the others, sends only what the ports send:
+/// `ports::sendable`).
 pub async fn connect_queue(opts: &AwsOptions) -> sqs::AwsSqs {
     let config = sdk_config(opts, &ClientSettings::default()).await;
     sqs::AwsSqs::new(aws_sdk_sqs::Client::from_conf(
@@ -361,7 +361,7 @@ pub async fn connect_queue_tooling(opts: &AwsOptions) -> sqs::AwsSqs {
 
 /// Adapters whose clients may send any operation: for the developer tooling and the tests
 /// that build topologies through the SDK (`crates/lab`). What ships uses [`connect_for`],
-/// whose clients send only what `ports::PERMISSIONS` lists.
+/// whose clients send only what the ports send (`ports::sendable`).
 pub async fn connect_tooling(opts: &AwsOptions, log: Option<CallLog>) -> AwsCloud {
     let (ec2_config, s3_config) = sdk_configs(opts, &ClientSettings::default(), log).await;
     AwsCloud {
@@ -373,8 +373,8 @@ pub async fn connect_tooling(opts: &AwsOptions, log: Option<CallLog>) -> AwsClou
     }
 }
 
-/// Refuses, before anything is serialized or sent, every operation `ports::PERMISSIONS` does
-/// not list: the adapters can send nothing else, whatever their code says, so the IAM role
+/// Refuses, before anything is serialized or sent, every operation the ports do not send
+/// (`ports::sendable`): the adapters can send nothing else, whatever their code says, so the IAM role
 /// that grants exactly that list is enough (tests/e2e/iam.rs sends an unlisted one).
 #[derive(Debug)]
 struct OnlyListed;
@@ -392,9 +392,9 @@ impl Intercept for OnlyListed {
     ) -> Result<(), BoxError> {
         let name = cfg.load::<Metadata>().map(|m| m.name().to_string());
         match name {
-            Some(op) if crate::ports::PERMISSIONS.iter().any(|(o, _)| *o == op) => Ok(()),
+            Some(op) if crate::ports::sendable(&op) => Ok(()),
             Some(op) => Err(format!(
-                "{op} is not in ports::PERMISSIONS: the adapters may not send it"
+                "{op} is not an operation the ports send (ports::sendable): the adapters may not send it"
             )
             .into()),
             None => Err("an operation without a name: the adapters may not send it".into()),
@@ -845,7 +845,7 @@ mod tests {
     #[tokio::test]
     async fn prefix_moves_are_sent_as_ec2_expects() {
         // (moto has no delegated prefixes: the requests are checked here, stopped before sending)
-        use crate::ports::Ec2Mutate;
+        use crate::ports::{Ec2Mutate, Mutation};
         let opts = AwsOptions {
             region: None,
             endpoint_url: Some("http://127.0.0.1:9".into()),
@@ -857,11 +857,21 @@ mod tests {
             aws_sdk_ec2::Client::from_conf(ec2.to_builder().interceptor(seen.clone()).build());
         let adapter = AwsEc2::new(client, None);
         let p: crate::net::Cidr = "10.0.0.48/28".parse().unwrap();
+        let eni = |id: &str| id.to_string();
         assert!(adapter
-            .unassign_ipv4_prefixes("eni-0a", &[p])
+            .mutate(&Mutation::UnassignIpv4Prefixes {
+                network_interface_id: eni("eni-0a"),
+                prefixes: vec![p],
+            })
             .await
             .is_err());
-        assert!(adapter.assign_ipv4_prefixes("eni-0b", &[p]).await.is_err());
+        assert!(adapter
+            .mutate(&Mutation::AssignIpv4Prefixes {
+                network_interface_id: eni("eni-0b"),
+                prefixes: vec![p],
+            })
+            .await
+            .is_err());
         let seen = seen.0.lock().unwrap().clone();
         assert_eq!(seen.len(), 2, "{seen:?}");
         for (req, action, eni) in [
@@ -882,7 +892,7 @@ mod tests {
     /// the in-memory cloud.)
     #[tokio::test]
     async fn ipv6_moves_are_sent_as_ec2_expects() {
-        use crate::ports::Ec2Mutate;
+        use crate::ports::{Ec2Mutate, Mutation};
         let opts = AwsOptions {
             region: None,
             endpoint_url: Some("http://127.0.0.1:9".into()),
@@ -895,11 +905,17 @@ mod tests {
         let adapter = AwsEc2::new(client, None);
         let v6: std::net::IpAddr = "2600:1f18:1:1::101".parse().unwrap();
         assert!(adapter
-            .unassign_ipv6_addresses("eni-0a", &[v6])
+            .mutate(&Mutation::UnassignIpv6 {
+                network_interface_id: "eni-0a".into(),
+                ips: vec![v6],
+            })
             .await
             .is_err());
         assert!(adapter
-            .assign_ipv6_addresses("eni-0b", &[v6])
+            .mutate(&Mutation::AssignIpv6 {
+                network_interface_id: "eni-0b".into(),
+                ips: vec![v6],
+            })
             .await
             .is_err());
         let seen = seen.0.lock().unwrap().clone();
