@@ -4,17 +4,21 @@
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use aws_lambda_events::sqs::SqsBatchResponse;
+use failover_core::answer::Answer;
 use failover_core::aws::{self, AwsCloud, AwsOptions};
 use failover_core::doctor::{stack_tag_mismatches, LABEL_KEY};
 use failover_core::events::{Home, Trust, DEFAULT_ALARM_NAME_PREFIX};
+use failover_core::fleet::ClusterResult;
 use failover_core::fleet::Fleet;
-use failover_core::handler::{handle_fleet, FleetAnswer};
+use failover_core::handler::{handle, handle_fleet, Scope};
 use failover_core::handler::{load_declaration, Invocation, Location};
 use failover_core::ports::{Ec2, ObjectStore, Queue};
 use failover_core::{events, metrics, FailoverError};
 use lambda_runtime::{Diagnostic, LambdaEvent};
+use serde::Serialize;
 use serde_json::value::RawValue;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 /// An invocation as Lambda delivers it: the payload's JSON text, unread (see [`payload`]).
 pub type RawEvent = LambdaEvent<Box<RawValue>>;
@@ -175,6 +179,56 @@ pub fn retry_delay(receive_count: u32) -> Duration {
     Duration::from_secs(60 * u64::from(receive_count.clamp(1, 5)))
 }
 
+/// The failover function's reply: a single pair's answer; a fleet's to a direct invoke (the
+/// one cluster's, or each cluster's for the schedule); or an SQS batch's.
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+pub enum FailoverReply {
+    /// A single pair's answer to its event.
+    Answer(Answer),
+    /// The one cluster's answer, its declaration named.
+    Cluster(ClusterResult<Answer>),
+    /// Each cluster's answer (the schedule).
+    Answers {
+        /// In the fleet's key order.
+        answers: Vec<ClusterResult<Answer>>,
+    },
+    /// An SQS batch's.
+    Batch(BatchReply),
+}
+
+/// An SQS batch's reply: the messages Lambda delivers again (AWS's `SqsBatchResponse`, for
+/// `ReportBatchItemFailures`), and every event's answers, each naming its message.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BatchReply {
+    /// `batchItemFailures`.
+    #[serde(flatten)]
+    pub response: SqsBatchResponse,
+    /// Each event's answers.
+    pub answers: Vec<ClusterResult<Answer>>,
+}
+
+/// One invocation of the failover function: an SQS batch (of a fleet's executor, or of a
+/// pair's function by its queue) or any event of a fleet through `handle_fleet`; else the
+/// pair's event through `handle`. Each answer writes its metrics line.
+pub async fn respond(
+    cloud: &AwsCloud,
+    scope: &Scope,
+    queue: impl std::future::Future<Output = &aws::sqs::AwsSqs>,
+    payload: Value,
+    inv: Invocation,
+) -> Result<FailoverReply, Diagnostic> {
+    if events::sqs_messages(&payload).is_none() && !scope.is_fleet() {
+        let result = handle(&cloud.ec2, &cloud.s3, scope.location(), &payload, inv).await;
+        // CloudWatch Embedded Metric Format: one line on stdout per answer.
+        println!("{}", metrics::emf("failover", &result));
+        return result.map(FailoverReply::Answer).map_err(diagnostic);
+    }
+    let mut fleet = scope.fleet().await;
+    run_batch(&cloud.ec2, &cloud.s3, queue.await, &mut fleet, payload, inv).await
+}
+
 /// One invocation of the fleet's executor (or of the function by its queue): the events of
 /// an SQS batch, or the invocation's own event (a direct invoke), through `handle_fleet`.
 /// A failed message is delivered again after [`retry_delay`] (`Queue::retry_after`).
@@ -185,7 +239,7 @@ pub async fn run_batch(
     fleet: &mut Fleet,
     payload: Value,
     inv: Invocation,
-) -> Result<Value, Diagnostic> {
+) -> Result<FailoverReply, Diagnostic> {
     let messages = match events::sqs_messages(&payload) {
         Some(m) => Some(m.map_err(|e| diagnostic(FailoverError::Event(e)))?),
         None => None,
@@ -195,23 +249,29 @@ pub async fn run_batch(
         None => vec![payload],
     };
     let answers = handle_fleet(ec2, store, fleet, &events, inv).await;
+    for a in answers.iter().flatten() {
+        println!("{}", metrics::emf("failover", &a.result));
+    }
     let Some(messages) = messages else {
         return direct_response(answers.into_iter().flatten().collect());
     };
-    let mut failures = Vec::new();
-    let mut shown = Vec::new();
+    let mut reply = BatchReply {
+        response: SqsBatchResponse::default(),
+        answers: Vec::new(),
+    };
     for (m, answers) in messages.iter().zip(answers) {
-        let mut failed = false;
-        for a in answers {
-            failed |= a.result.is_err();
-            shown.push(shown_answer(&a, Some(&m.message_id)));
-        }
-        if failed {
-            failures.push(json!({"itemIdentifier": m.message_id}));
+        if answers.iter().any(|a| a.result.is_err()) {
+            reply.response.add_failure(m.message_id.clone());
             sooner(queue, m).await;
         }
+        reply
+            .answers
+            .extend(answers.into_iter().map(|a| ClusterResult {
+                message_id: Some(m.message_id.clone()),
+                ..a
+            }));
     }
-    Ok(json!({"batchItemFailures": failures, "answers": shown}))
+    Ok(FailoverReply::Batch(reply))
 }
 
 /// Has a failed message delivered again after [`retry_delay`] (else it comes back after
@@ -231,44 +291,18 @@ async fn sooner(queue: &dyn Queue, m: &events::Queued) {
     }
 }
 
-/// One answer as JSON (the cluster named, and the message it answers), with its metrics line.
-fn shown_answer(a: &FleetAnswer, message_id: Option<&str>) -> Value {
-    println!("{}", metrics::emf("failover", &a.result));
-    let mut v = match &a.result {
-        Ok(answer) => serde_json::to_value(answer).unwrap_or(Value::Null),
-        Err(e) => {
-            json!({"status": "ERROR", "errorType": e.error_type(), "errorMessage": e.to_string()})
-        }
-    };
-    if let Some(obj) = v.as_object_mut() {
-        // The declaration's key (the answer's own `cluster` is its clusterName).
-        obj.insert("declaration".into(), a.cluster.clone().into());
-        if let Some(id) = message_id {
-            obj.insert("messageId".into(), id.into());
-        }
-    }
-    v
-}
-
 /// A direct invoke's answer: its one answer (the cluster named), or its error; several (the
 /// schedule) are `answers`, an error if any failed.
-fn direct_response(answers: Vec<FleetAnswer>) -> Result<Value, Diagnostic> {
-    let mut shown = Vec::new();
-    let mut first_error = None;
-    for a in answers {
-        let v = shown_answer(&a, None);
-        match a.result {
-            Ok(_) => shown.push(v),
-            Err(e) => {
-                first_error.get_or_insert(e);
-            }
+fn direct_response(mut answers: Vec<ClusterResult<Answer>>) -> Result<FailoverReply, Diagnostic> {
+    if let Some(i) = answers.iter().position(|a| a.result.is_err()) {
+        if let Err(e) = answers.swap_remove(i).result {
+            return Err(diagnostic(e));
         }
     }
-    match (first_error, shown.len()) {
-        (Some(e), _) => Err(diagnostic(e)),
-        (None, 1) => Ok(shown.remove(0)),
-        (None, _) => Ok(json!({ "answers": shown })),
-    }
+    Ok(match answers.len() {
+        1 => FailoverReply::Cluster(answers.remove(0)),
+        _ => FailoverReply::Answers { answers },
+    })
 }
 
 #[cfg(test)]
@@ -279,6 +313,7 @@ mod tests {
     use failover_core::events::{Home, Trust};
     use failover_core::handler::{Invocation, Location};
     use failover_core::memory::MemoryCloud;
+    use serde_json::json;
     use std::sync::Mutex;
 
     /// Records what it was asked to deliver again.
@@ -325,9 +360,11 @@ mod tests {
             }),
             ..Invocation::default()
         };
-        let out = run_batch(&cloud, &cloud, &queue, &mut fleet, batch.clone(), inv)
+        let reply = run_batch(&cloud, &cloud, &queue, &mut fleet, batch.clone(), inv)
             .await
             .unwrap();
+        // The reply as Lambda sends it: AWS's SqsBatchResponse, with the answers beside it.
+        let out = serde_json::to_value(&reply).unwrap();
         let failed = &batch["Records"][1];
         assert_eq!(
             out["batchItemFailures"],

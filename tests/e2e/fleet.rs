@@ -4,11 +4,13 @@
 
 use std::collections::BTreeSet;
 
+use failover_core::answer::Answer;
 use failover_core::answer::Status;
 use failover_core::aws::AwsCloud;
 use failover_core::declaration::Encryption;
+use failover_core::fleet::ClusterResult;
 use failover_core::fleet::Fleet;
-use failover_core::handler::{handle_fleet, FleetAnswer};
+use failover_core::handler::handle_fleet;
 use failover_core::lab::{fleet_member, FleetMember, SEED_A};
 use failover_core::location::Location;
 use failover_core::ports::ObjectStore;
@@ -89,7 +91,7 @@ async fn a_fleet_fails_over_by_concurrent_alarms_each_cluster_on_its_own() {
         handle_fleet(&cloud.ec2, &cloud.s3, &mut one, &batch, invocation(None)),
         handle_fleet(&cloud.ec2, &cloud.s3, &mut two, &other, invocation(None)),
     );
-    let answers: Vec<FleetAnswer> = a
+    let answers: Vec<ClusterResult<Answer>> = a
         .into_iter()
         .chain(b)
         .map(|mut v| {
@@ -212,7 +214,8 @@ async fn doctor_and_inspect_cover_every_cluster_of_the_fleet() {
     let clusters = doc["clusters"].as_array().unwrap();
     assert_eq!(clusters.len(), 3, "{doc}");
     assert_eq!(clusters[2]["declaration"], "fleet/pair-2.json");
-    assert_eq!(clusters[2]["result"]["cluster"], "fleet-2");
+    assert_eq!(clusters[2]["cluster"], "fleet-2", "{doc}");
+    assert!(doc["broken"].is_object(), "{doc}");
 
     // invoke over the fleet, JSON: one document, each answer naming its declaration.
     let (m, ids) = &members[0];

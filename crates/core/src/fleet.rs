@@ -90,6 +90,73 @@ struct Loaded {
     problem: Option<String>,
 }
 
+/// One cluster's result in a fleet's answer: its declaration's key (none when the event went
+/// to no cluster), the SQS message it answers, and what was done there. As JSON: the
+/// result's own fields (or `status: ERROR` with `errorType` and `errorMessage`), plus
+/// `declaration` and `messageId`.
+#[derive(Debug)]
+pub struct ClusterResult<T> {
+    /// The cluster (its declaration's key).
+    pub cluster: Option<String>,
+    /// The SQS message whose event this answers.
+    pub message_id: Option<String>,
+    /// What was done there.
+    pub result: Result<T, FailoverError>,
+}
+
+impl<T: serde::Serialize> serde::Serialize for ClusterResult<T> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::Error;
+        let found = match &self.result {
+            Ok(t) => Ok(serde_json::to_value(t).map_err(S::Error::custom)?),
+            Err(e) => Err((e.error_type(), e.to_string())),
+        };
+        serde::Serialize::serialize(
+            &result_json(found, self.cluster.as_deref(), self.message_id.as_deref()),
+            serializer,
+        )
+    }
+}
+
+/// One cluster's result as JSON, as [`ClusterResult`] shows it (the CLI's fleet output too):
+/// what was found, its own fields, or `status: ERROR` with `errorType` and `errorMessage`;
+/// plus `declaration` (the key; an answer's own `cluster` is its clusterName) and `messageId`.
+pub fn result_json(
+    found: Result<serde_json::Value, (&str, String)>,
+    declaration: Option<&str>,
+    message_id: Option<&str>,
+) -> serde_json::Value {
+    let mut v = found.unwrap_or_else(|(error_type, message)| {
+        serde_json::json!({"status": "ERROR", "errorType": error_type, "errorMessage": message})
+    });
+    if let Some(obj) = v.as_object_mut() {
+        if let Some(key) = declaration {
+            obj.insert("declaration".into(), key.into());
+        }
+        if let Some(id) = message_id {
+            obj.insert("messageId".into(), id.into());
+        }
+    }
+    v
+}
+
+/// A fleet's answer: each cluster's result, and the declarations left out, with why.
+#[derive(Debug, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FleetReport<T> {
+    /// Each cluster's result, by key.
+    pub clusters: Vec<ClusterResult<T>>,
+    /// Declarations that do not load or clash: key → why.
+    pub broken: BTreeMap<String, String>,
+}
+
+impl<T> FleetReport<T> {
+    /// The first cluster's failure, if any.
+    pub fn first_error(&self) -> Option<&FailoverError> {
+        self.clusters.iter().find_map(|c| c.result.as_ref().err())
+    }
+}
+
 /// The clusters of a fleet, as last read.
 #[derive(Debug)]
 pub struct Fleet {
@@ -427,6 +494,51 @@ impl Fleet {
         }
     }
 
+    /// One cluster's path, mapped over the fleet: the declarations read again (where their
+    /// ETag changed), then `run` on each cluster `selects` keeps, `in_flight` at a time, in
+    /// key order; an error when no declaration loads.
+    pub async fn map<T, F, Fut>(
+        &mut self,
+        store: &dyn ObjectStore,
+        selects: impl Fn(&Declaration) -> bool,
+        in_flight: usize,
+        run: F,
+    ) -> Result<FleetReport<T>, FailoverError>
+    where
+        F: Fn(Arc<Declaration>) -> Fut,
+        Fut: std::future::Future<Output = Result<T, FailoverError>>,
+    {
+        self.refresh(store).await?;
+        if self.clusters.is_empty() {
+            return Err(FailoverError::Fleet(format!(
+                "no declaration of the fleet loads: {}",
+                left_out(self.broken.iter())
+            )));
+        }
+        let chosen: Vec<(String, Arc<Declaration>)> = self
+            .clusters
+            .values()
+            .filter(|c| selects(&c.declaration))
+            .map(|c| (c.key.clone(), c.declaration.clone()))
+            .collect();
+        let run = &run;
+        let clusters = stream::iter(chosen.into_iter().map(|(key, decl)| async move {
+            let span = tracing::info_span!("cluster", cluster = %key);
+            ClusterResult {
+                result: tracing::Instrument::instrument(run(decl), span).await,
+                cluster: Some(key),
+                message_id: None,
+            }
+        }))
+        .buffered(in_flight.max(1))
+        .collect()
+        .await;
+        Ok(FleetReport {
+            clusters,
+            broken: self.broken.clone(),
+        })
+    }
+
     /// The pacing one executor uses for the account: the most cautious of `keys`' declarations.
     pub fn pacing(&self, keys: &[String]) -> Pacing {
         keys.iter()
@@ -584,13 +696,22 @@ fn fnv(bytes: &[u8]) -> u64 {
     })
 }
 
+/// Declarations left out, each with why: `key (why); …`.
+pub fn left_out<'a>(declarations: impl Iterator<Item = (&'a String, &'a String)>) -> String {
+    declarations
+        .map(|(k, why)| format!("{k} ({why})"))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::answer::Answer;
     use crate::answer::Status;
     use crate::declaration::Encryption;
     use crate::events::{Home, Trust};
-    use crate::handler::{handle_fleet, FleetAnswer, Invocation};
+    use crate::handler::{handle_fleet, Invocation};
     use crate::lab::{fleet_member, FleetMember, SEED_A};
     use crate::memory::MemoryCloud;
     use serde_json::Value;
@@ -643,7 +764,7 @@ mod tests {
         }
     }
 
-    fn only(answers: &[Vec<FleetAnswer>], i: usize) -> &FleetAnswer {
+    fn only(answers: &[Vec<ClusterResult<Answer>>], i: usize) -> &ClusterResult<Answer> {
         let [one] = answers[i].as_slice() else {
             panic!("event {i}: {:?}", answers[i])
         };

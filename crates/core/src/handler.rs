@@ -15,7 +15,7 @@ use crate::discovery::{discover, resolve_bucket};
 use crate::events::{self, Intent, Trust};
 use crate::failover::FailoverError;
 use crate::failover::{run, RunOutcome};
-use crate::fleet::{Fleet, Route, MEMBERS_MAX_AGE};
+use crate::fleet::{left_out, ClusterResult, Fleet, FleetReport, Route, MEMBERS_MAX_AGE};
 use crate::inspect::Inspection;
 pub use crate::location::{load_declaration, Location};
 use crate::ports::{concat, total, Ec2, ObjectStore};
@@ -279,15 +279,6 @@ fn ignored(reason: String, suspicious: bool) -> Answer {
     Answer::Ignored(Ignored { reason, suspicious })
 }
 
-/// One answer of a fleet to one event, for one cluster (`None`: the event went to none).
-#[derive(Debug)]
-pub struct FleetAnswer {
-    /// The cluster (its declaration's key).
-    pub cluster: Option<String>,
-    /// What was done there.
-    pub result: Result<Answer, FailoverError>,
-}
-
 /// Handles a batch of events for a fleet (the executor for the account): each trusted event
 /// goes to the cluster that owns its instance or alarm (see `fleet`), the clusters run at
 /// once, each cluster's events in turn, and all runs share one [`Budget`]: discoveries a few
@@ -299,10 +290,11 @@ pub async fn handle_fleet(
     fleet: &mut Fleet,
     events: &[Value],
     invocation: Invocation,
-) -> Vec<Vec<FleetAnswer>> {
-    let mut answers: Vec<Vec<FleetAnswer>> = events.iter().map(|_| Vec::new()).collect();
-    let nowhere = |result| FleetAnswer {
+) -> Vec<Vec<ClusterResult<Answer>>> {
+    let mut answers: Vec<Vec<ClusterResult<Answer>>> = events.iter().map(|_| Vec::new()).collect();
+    let nowhere = |result| ClusterResult {
         cluster: None,
+        message_id: None,
         result,
     };
     let trusted = trusted_triggers(events, &invocation.trust, &mut answers);
@@ -341,8 +333,9 @@ pub async fn handle_fleet(
         ..invocation
     };
     for (i, key, result) in run_clusters(ec2, store, fleet, work, shared).await {
-        answers[i].push(FleetAnswer {
+        answers[i].push(ClusterResult {
             cluster: Some(key),
+            message_id: None,
             result,
         });
     }
@@ -354,7 +347,7 @@ pub async fn handle_fleet(
 fn trusted_triggers(
     events: &[Value],
     trust: &Trust,
-    answers: &mut [Vec<FleetAnswer>],
+    answers: &mut [Vec<ClusterResult<Answer>>],
 ) -> Vec<(usize, events::Trigger)> {
     let mut trusted = Vec::new();
     for (i, event) in events.iter().enumerate() {
@@ -372,8 +365,9 @@ fn trusted_triggers(
                 }
             }
         };
-        answers[i].push(FleetAnswer {
+        answers[i].push(ClusterResult {
             cluster: None,
+            message_id: None,
             result: answer,
         });
     }
@@ -408,14 +402,6 @@ async fn run_clusters(
         .into_iter()
         .flatten()
         .collect()
-}
-
-/// Declarations left out, each with why: `key (why); …`.
-fn left_out<'a>(declarations: impl Iterator<Item = (&'a String, &'a String)>) -> String {
-    declarations
-        .map(|(k, why)| format!("{k} ({why})"))
-        .collect::<Vec<_>>()
-        .join("; ")
 }
 
 /// The same failure again, for another event (a `FailoverError` is not `Clone`).
@@ -499,58 +485,108 @@ async fn route_all(
         .collect()
 }
 
+/// A single pair's answer, or a fleet's report: what the functions and the CLI reply.
+#[derive(Debug, serde::Serialize)]
+#[serde(untagged)]
+pub enum Reply<T> {
+    /// One pair's.
+    One(T),
+    /// Each cluster's, with the declarations left out.
+    Fleet(FleetReport<T>),
+}
+
+/// What a function serves: one pair's declaration, or a fleet's (its index kept between
+/// invocations). Each answer is one cluster's path; over a fleet, that path mapped over its
+/// clusters ([`Fleet::map`]).
+#[derive(Debug)]
+pub struct Scope {
+    location: Location,
+    fleet: tokio::sync::Mutex<Fleet>,
+}
+
+impl Scope {
+    /// The scope of `location` (a fleet when it is a prefix or directory).
+    pub fn new(location: Location) -> Scope {
+        Scope {
+            fleet: tokio::sync::Mutex::new(Fleet::new(location.clone())),
+            location,
+        }
+    }
+
+    /// Where its declarations are.
+    pub fn location(&self) -> &Location {
+        &self.location
+    }
+
+    /// Whether this is a fleet.
+    pub fn is_fleet(&self) -> bool {
+        self.location.is_fleet()
+    }
+
+    /// The fleet's index (one batch at a time: the fleet's function runs with a concurrency
+    /// of 1).
+    pub async fn fleet(&self) -> tokio::sync::MutexGuard<'_, Fleet> {
+        self.fleet.lock().await
+    }
+
+    /// `run` on the pair's declaration, or on each cluster of the fleet that `selects`
+    /// keeps, `in_flight` at a time, their EC2 calls sharing one [`Budget`].
+    async fn map<T, F, Fut>(
+        &self,
+        store: &dyn ObjectStore,
+        selects: impl Fn(&Declaration) -> bool,
+        in_flight: usize,
+        run: F,
+    ) -> Result<Reply<T>, FailoverError>
+    where
+        F: Fn(Arc<Declaration>, Option<Arc<Budget>>) -> Fut,
+        Fut: std::future::Future<Output = Result<T, FailoverError>>,
+    {
+        if !self.is_fleet() {
+            let decl = load_declaration(store, &self.location).await?;
+            return run(Arc::new(decl), None).await.map(Reply::One);
+        }
+        let mut fleet = self.fleet().await;
+        fleet.refresh(store).await?;
+        let keys: Vec<String> = fleet
+            .clusters
+            .values()
+            .filter(|c| selects(&c.declaration))
+            .map(|c| c.key.clone())
+            .collect();
+        let budget = Arc::new(Budget::new(fleet.pacing(&keys)));
+        let run = &run;
+        fleet
+            .map(store, selects, in_flight, |decl| {
+                run(decl, Some(budget.clone()))
+            })
+            .await
+            .map(Reply::Fleet)
+    }
+}
+
 /// The probe function: probes the members until shortly before the next scheduled run (or the
-/// Lambda deadline), failing over in process when the followed member goes down.
+/// Lambda deadline), failing over in process when the followed member goes down; over a
+/// fleet, every cluster that declares a probe, at once, their failovers sharing one budget.
 pub async fn handle_probe(
     ec2: &dyn Ec2,
     store: &dyn ObjectStore,
-    declaration: &Location,
+    scope: &Scope,
     invocation: Invocation,
-) -> Result<ProbeReport, FailoverError> {
-    let decl = load_declaration(store, declaration).await?;
+) -> Result<Reply<ProbeReport>, FailoverError> {
     let until = probe_window(invocation.deadline);
-    crate::probe::watch(ec2, store, &decl, until, invocation.deadline, None).await
-}
-
-/// The probe function over a fleet: every cluster that declares a probe, at once, for one
-/// window; their failovers share one [`Budget`]. Each cluster's report (or why not), by key.
-pub async fn handle_probe_fleet(
-    ec2: &dyn Ec2,
-    store: &dyn ObjectStore,
-    fleet: &mut Fleet,
-    invocation: Invocation,
-) -> Result<BTreeMap<String, Result<ProbeReport, String>>, FailoverError> {
-    fleet.refresh(store).await?;
-    if fleet.clusters.is_empty() {
-        return Err(FailoverError::Fleet(format!(
-            "no declaration of the fleet loads: {}",
-            left_out(fleet.broken.iter())
-        )));
-    }
-    let until = probe_window(invocation.deadline);
-    let probed: Vec<_> = fleet
-        .clusters
-        .values()
-        .filter(|c| c.declaration.extension.probe.is_some())
-        .map(|c| (c.key.clone(), c.declaration.clone()))
-        .collect();
-    let keys: Vec<String> = probed.iter().map(|(k, _)| k.clone()).collect();
-    let budget = Arc::new(Budget::new(fleet.pacing(&keys)));
-    let ec2 = &budget.ec2(ec2);
-    let reports = futures::future::join_all(probed.into_iter().map(|(key, decl)| {
-        let budget = budget.clone();
-        async move {
-            let span = tracing::info_span!("cluster", cluster = %key);
-            let report =
-                crate::probe::watch(ec2, store, &decl, until, invocation.deadline, Some(budget))
-                    .instrument(span)
-                    .await
-                    .map_err(|e| e.to_string());
-            (key, report)
-        }
-    }))
-    .await;
-    Ok(reports.into_iter().collect())
+    let deadline = invocation.deadline;
+    let probed = |d: &Declaration| d.extension.probe.is_some();
+    scope
+        .map(store, probed, usize::MAX, |decl, budget| async move {
+            let paced = budget.as_ref().map(|b| b.ec2(ec2));
+            let ec2: &dyn Ec2 = match &paced {
+                Some(p) => p,
+                None => ec2,
+            };
+            crate::probe::watch(ec2, store, &decl, until, deadline, budget.clone()).await
+        })
+        .await
 }
 
 /// When a probe's window ends: shortly before the next scheduled run, or the deadline.
@@ -564,69 +600,26 @@ fn probe_window(deadline: Option<Instant>) -> Instant {
 }
 
 /// The inspect function: the picture `cloud-failover inspect` shows (the Lambda answers it as
-/// the same JSON).
+/// the same JSON); over a fleet, every cluster's (a few at a time), and the declarations
+/// that do not load, with why.
 pub async fn handle_inspect(
     ec2: &dyn Ec2,
     store: &dyn ObjectStore,
-    declaration: &Location,
-) -> Result<Inspection, FailoverError> {
-    let decl = load_declaration(store, declaration).await?;
-    crate::inspect::inspect(ec2, store, &decl)
+    scope: &Scope,
+) -> Result<Reply<Inspection>, FailoverError> {
+    let every = |_: &Declaration| true;
+    scope
+        .map(
+            store,
+            every,
+            crate::budget::DISCOVERIES_IN_FLIGHT,
+            |decl, _| async move {
+                crate::inspect::inspect(ec2, store, &decl)
+                    .await
+                    .map_err(FailoverError::Discovery)
+            },
+        )
         .await
-        .map_err(FailoverError::Discovery)
-}
-
-/// One cluster's picture in a fleet's inspection.
-#[derive(Debug, serde::Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ClusterInspection {
-    /// The cluster's declaration (its key; the picture names the cluster).
-    pub declaration: String,
-    /// Its picture.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub inspection: Option<Inspection>,
-    /// Why there is none.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-}
-
-/// The inspect function over a fleet: every cluster's picture (a few at a time), and the
-/// declarations that do not load, with why.
-#[derive(Debug, serde::Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct FleetInspection {
-    /// Each cluster, by key.
-    pub clusters: Vec<ClusterInspection>,
-    /// Declarations that do not load or clash: key → why.
-    pub broken: BTreeMap<String, String>,
-}
-
-/// The inspect function over a fleet (see [`FleetInspection`]).
-pub async fn handle_inspect_fleet(
-    ec2: &dyn Ec2,
-    store: &dyn ObjectStore,
-    fleet: &mut Fleet,
-) -> Result<FleetInspection, FailoverError> {
-    use futures::stream::{self, StreamExt};
-    fleet.refresh(store).await?;
-    let clusters = stream::iter(fleet.clusters.values().map(|c| async move {
-        let (inspection, error) = match crate::inspect::inspect(ec2, store, &c.declaration).await {
-            Ok(v) => (Some(v), None),
-            Err(e) => (None, Some(e.to_string())),
-        };
-        ClusterInspection {
-            declaration: c.key.clone(),
-            inspection,
-            error,
-        }
-    }))
-    .buffered(crate::budget::DISCOVERIES_IN_FLIGHT)
-    .collect()
-    .await;
-    Ok(FleetInspection {
-        clusters,
-        broken: fleet.broken.clone(),
-    })
 }
 
 #[cfg(test)]
@@ -886,9 +879,10 @@ mod tests {
             deadline: Some(std::time::Instant::now() + std::time::Duration::from_millis(6500)),
             ..invocation()
         };
-        let report = handle_probe(&cloud, &cloud, &Location::File(path), inv)
+        let report = handle_probe(&cloud, &cloud, &Scope::new(Location::File(path)), inv)
             .await
             .unwrap();
+        assert!(matches!(report, Reply::One(_)), "{report:?}");
         let default_route = "0.0.0.0/0".parse().unwrap();
         assert_eq!(
             cloud.route_target(SEED_RTB, default_route).as_deref(),
@@ -1228,17 +1222,17 @@ mod tests {
     async fn inspect_covers_every_cluster_of_a_fleet() {
         let (a, b) = (page("STANDBY").await, page("ACTIVE").await);
         let (cloud, members) = probed_fleet(a, b).await;
-        let mut fleet = Fleet::new("s3://fleet-state-0/fleet/".parse().unwrap());
-        let view = handle_inspect_fleet(&cloud, &cloud, &mut fleet)
-            .await
-            .unwrap();
+        let scope = Scope::new("s3://fleet-state-0/fleet/".parse().unwrap());
+        let Reply::Fleet(view) = handle_inspect(&cloud, &cloud, &scope).await.unwrap() else {
+            panic!("a fleet's answer")
+        };
         let names: Vec<&str> = view
             .clusters
             .iter()
-            .map(|c| c.declaration.as_str())
+            .filter_map(|c| c.cluster.as_deref())
             .collect();
         assert_eq!(names, ["fleet/pair-0.json", "fleet/pair-1.json"]);
-        let pair1 = view.clusters[1].inspection.as_ref().unwrap();
+        let pair1 = view.clusters[1].result.as_ref().unwrap();
         assert_eq!(pair1.cluster, "fleet-1");
         assert_eq!(
             pair1.active.as_deref(),
@@ -1257,19 +1251,28 @@ mod tests {
     async fn the_probe_covers_every_cluster_that_declares_one() {
         let (a, b) = (page("STANDBY").await, page("ACTIVE").await);
         let (cloud, members) = probed_fleet(a, b).await;
-        let mut fleet = Fleet::new("s3://fleet-state-0/fleet/".parse().unwrap());
+        let scope = Scope::new("s3://fleet-state-0/fleet/".parse().unwrap());
         let inv = Invocation {
             deadline: Some(std::time::Instant::now() + std::time::Duration::from_millis(6500)),
             ..invocation()
         };
-        let reports = handle_probe_fleet(&cloud, &cloud, &mut fleet, inv)
-            .await
-            .unwrap();
+        let Reply::Fleet(reports) = handle_probe(&cloud, &cloud, &scope, inv).await.unwrap() else {
+            panic!("a fleet's answer")
+        };
+        let probed: Vec<_> = reports
+            .clusters
+            .iter()
+            .map(|c| c.cluster.as_deref())
+            .collect();
+        assert_eq!(probed, [Some("fleet/pair-0.json")], "{reports:?}");
+        assert!(reports.clusters[0].result.is_ok(), "{reports:?}");
+        // As JSON: the report's own fields, its declaration named, and who is left out.
+        let json = serde_json::to_value(&reports).unwrap();
         assert_eq!(
-            reports.keys().collect::<Vec<_>>(),
-            ["fleet/pair-0.json"],
-            "{reports:?}"
+            json["clusters"][0]["declaration"], "fleet/pair-0.json",
+            "{json}"
         );
+        assert!(json["broken"]["fleet/broken.json"].is_string(), "{json}");
         let default_route = "0.0.0.0/0".parse().unwrap();
         let target = |m: &crate::lab::FleetMember| cloud.route_target(&m.tables[0], default_route);
         assert_eq!(

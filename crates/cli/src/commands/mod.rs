@@ -14,11 +14,11 @@ pub use run::{execute, invoke, plan};
 use failover_core::aws::{self, AwsCloud, AwsOptions};
 use failover_core::discovery::resolve_bucket;
 use failover_core::events::Trust;
-use failover_core::fleet::Fleet;
+use failover_core::fleet::{result_json, Fleet};
 use failover_core::handler::{load_declaration, Location};
 use failover_core::request::TargetSpec;
 use failover_core::{Declaration, FailoverError};
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use crate::args::{Cli, Output};
 use crate::exit::CliError;
@@ -113,7 +113,8 @@ async fn open_all(
 
 /// Runs `each` for every cluster at `loc` and shows what it found with `show`: one
 /// declaration as ever; a fleet's clusters under headings (table output) or gathered into
-/// the JSON document `{"clusters": [{"declaration", "result" | "error"}], …}` the caller prints
+/// the JSON document `{"clusters": […], "broken": {…}, …}` the caller prints (each cluster as
+/// the functions show it: `fleet::result_json`)
 /// (its `fleet` entries added), returned here with the fleet as read. Fails with the first
 /// cluster's failure, or for a declaration that does not load.
 async fn for_each_cluster<T, F, Fut>(
@@ -149,7 +150,8 @@ where
                 if !fleet || table {
                     show(ctx.output, &found);
                 } else {
-                    items.push(json!({"declaration": name, "result": found}));
+                    let found = serde_json::to_value(&found).unwrap_or_default();
+                    items.push(result_json(Ok(found), Some(&name), None));
                 }
                 verdict
             }
@@ -157,7 +159,11 @@ where
                 if fleet && table {
                     crate::render::say_line(&e.to_string());
                 }
-                items.push(json!({"declaration": name, "error": e.to_string()}));
+                items.push(result_json(
+                    Err(("Error", e.to_string())),
+                    Some(&name),
+                    None,
+                ));
                 Err(e)
             }
         };
@@ -169,9 +175,13 @@ where
         if table {
             crate::render::say_line(&format!("== {name} ==\nFAIL  declaration       {why}"));
         }
-        items.push(json!({"declaration": name, "error": why}));
     }
     doc.insert("clusters".into(), items.into());
+    let broken_json: serde_json::Map<String, Value> = broken
+        .iter()
+        .map(|(name, why)| (name.clone(), why.as_str().into()))
+        .collect();
+    doc.insert("broken".into(), broken_json.into());
     let verdict = match (first, broken.first()) {
         (Some(e), _) => Err(e),
         (None, Some((name, why))) => Err(CliError::new(format!("{name}: {why}"))),

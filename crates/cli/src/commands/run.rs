@@ -7,8 +7,9 @@ use std::time::{Duration, Instant};
 use failover_core::answer::Answer;
 use failover_core::aws;
 use failover_core::failover::{run, RunOutcome};
+use failover_core::fleet::ClusterResult;
 use failover_core::fleet::Fleet;
-use failover_core::handler::{handle, handle_fleet, FleetAnswer, Invocation};
+use failover_core::handler::{handle, handle_fleet, Invocation};
 use failover_core::request::{Mode, RunRequest};
 use serde_json::Value;
 
@@ -123,30 +124,29 @@ fn verdict(answer: &Answer) -> Result<(), CliError> {
     }
 }
 
-/// A fleet's answers: under headings (table), or one JSON document `{"answers": […]}`, each
-/// naming its declaration; the first that is not a success decides the exit code.
-fn show_fleet(ctx: &Context<'_>, answers: Vec<FleetAnswer>) -> Result<(), CliError> {
+/// A fleet's answers: under headings (table), or one JSON document `{"answers": […]}` (each
+/// as the fleet's function answers it, naming its declaration); the first that is not a
+/// success decides the exit code.
+fn show_fleet(ctx: &Context<'_>, answers: Vec<ClusterResult<Answer>>) -> Result<(), CliError> {
     let json = ctx.output == crate::args::Output::Json;
-    let (mut first, mut shown_json) = (None, Vec::new());
+    if json {
+        render::print_json(&serde_json::json!({ "answers": answers }));
+    }
+    let mut first = None;
     for a in answers {
-        let declaration = a.cluster.as_deref().unwrap_or("no cluster").to_string();
         if !json {
-            say_line(&format!("== {declaration} =="));
+            say_line(&format!(
+                "== {} ==",
+                a.cluster.as_deref().unwrap_or("no cluster")
+            ));
         }
         // An answer is shown once (a skip's exit code comes with it); an error is said.
         let outcome = match a.result {
-            Ok(answer) if json => {
-                let mut v = serde_json::to_value(&answer).unwrap_or_default();
-                v["declaration"] = declaration.into();
-                shown_json.push(v);
-                verdict(&answer)
-            }
+            Ok(answer) if json => verdict(&answer),
             Ok(answer) => shown(ctx, &answer),
             Err(e) => {
                 let e = CliError::from(e);
-                if json {
-                    shown_json.push(serde_json::json!({"declaration": declaration, "status": "ERROR", "errorMessage": e.to_string()}));
-                } else {
+                if !json {
                     say_line(&e.to_string());
                 }
                 Err(e)
@@ -155,9 +155,6 @@ fn show_fleet(ctx: &Context<'_>, answers: Vec<FleetAnswer>) -> Result<(), CliErr
         if let Err(e) = outcome {
             first.get_or_insert(e);
         }
-    }
-    if json {
-        render::print_json(&serde_json::json!({ "answers": shown_json }));
     }
     first.map_or(Ok(()), Err)
 }
