@@ -1714,9 +1714,9 @@ impl<'a> Obj<'a> {
 mod tests {
     use super::*;
 
-    const AFTER: &str = include_str!("../../../examples/seed-article/declaration-after.json");
-    const BEFORE: &str = include_str!("../../../examples/seed-article/declaration-before.json");
-    const SNAT_NONE: &str = include_str!("../../../examples/seed-article/cfe-snat-none.json");
+    const AFTER: &str = include_str!("../../../../examples/seed-article/declaration-after.json");
+    const BEFORE: &str = include_str!("../../../../examples/seed-article/declaration-before.json");
+    const SNAT_NONE: &str = include_str!("../../../../examples/seed-article/cfe-snat-none.json");
 
     fn tag(k: &str, v: &str) -> Tags {
         [(k.to_string(), v.to_string())].into_iter().collect()
