@@ -993,7 +993,7 @@ mod tests {
     #[test]
     fn the_fleet_queues_messages_hold_the_events() {
         let v = crate::json::parse(&crate::lab::fresh(include_str!(
-            "../../../events/fleet-sqs.json"
+            "../../../../events/fleet-sqs.json"
         )))
         .unwrap();
         let messages = sqs_messages(&v).expect("an SQS event").unwrap();
@@ -1042,7 +1042,7 @@ mod tests {
         );
         // Not an SQS event: not taken for one.
         let sns = crate::json::parse(&crate::lab::fresh(include_str!(
-            "../../../events/alarm-sns.json"
+            "../../../../events/alarm-sns.json"
         )))
         .unwrap();
         assert!(sqs_messages(&sns).is_none());
