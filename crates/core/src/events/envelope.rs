@@ -2,7 +2,7 @@
 
 use aws_lambda_events::cloudwatch_events::ec2::InstanceStateChange;
 use aws_lambda_events::eventbridge::EventBridgeEvent;
-use aws_lambda_events::sns::SnsEvent;
+use aws_lambda_events::sns::{SnsEvent, SnsMessage, SnsRecord};
 use aws_lambda_events::sqs::SqsEvent;
 use chrono::{DateTime, Utc};
 use serde::{de::DeserializeOwned, Deserialize};
@@ -84,9 +84,9 @@ pub struct Queued {
 }
 
 /// The messages of an SQS event (the fleet's queue), or `None` when `v` is not one.
-/// EventBridge puts the event itself in the body; SNS (without raw delivery) its
-/// notification, which is given the shape of SNS's own Lambda event; a body that is not JSON
-/// is kept as text (and refused by [`parse`]).
+/// EventBridge puts the event itself in the body, SNS (without raw delivery) its notification:
+/// either is kept as it is, for [`parse`]; a body that is not JSON is kept as text (and
+/// refused by [`parse`]).
 pub fn sqs_messages(v: &Value) -> Option<Result<Vec<Queued>, EventError>> {
     let records = v.get("Records")?.as_array()?;
     if records.first()?.get("eventSource")?.as_str()? != "aws:sqs" {
@@ -102,14 +102,6 @@ pub fn sqs_messages(v: &Value) -> Option<Result<Vec<Queued>, EventError>> {
         .map(|r| {
             let body = r.body.unwrap_or_default();
             let event = match crate::json::parse(&body) {
-                Ok(b) if b.get("Type").and_then(Value::as_str) == Some("Notification") => {
-                    serde_json::json!({"Records": [{
-                        "EventSource": "aws:sns",
-                        "EventVersion": "1.0",
-                        "EventSubscriptionArn": r.event_source_arn.clone().unwrap_or_default(),
-                        "Sns": b,
-                    }]})
-                }
                 Ok(b) => b,
                 Err(_) => Value::String(body),
             };
@@ -135,6 +127,11 @@ pub fn parse(v: &Value) -> Result<Trigger, EventError> {
     };
     if obj.contains_key("Records") {
         return parse_sns(v);
+    }
+    if obj.get("Type").and_then(Value::as_str) == Some("Notification") {
+        // An SNS notification as SNS writes it to a queue (an SQS message's body).
+        let n: SnsMessage = typed(v, "event")?;
+        return sns_alarm(&n, None);
     }
     if obj.contains_key("detail-type") {
         return parse_eventbridge(v);
@@ -184,12 +181,22 @@ fn parse_sns(v: &Value) -> Result<Trigger, EventError> {
             format!("expected exactly one SNS record, got {}", e.records.len()),
         ));
     };
-    let p: SnsAlarm = crate::json::parse(&record.sns.message)
+    sns_alarm(&record.sns, Some(record))
+}
+
+/// The CloudWatch alarm in an SNS notification; `record` is the SNS Lambda event's record
+/// around it, absent when the notification came in an SQS message.
+fn sns_alarm(n: &SnsMessage, record: Option<&SnsRecord>) -> Result<Trigger, EventError> {
+    let field = match record {
+        Some(_) => "Records[0].Sns.Message",
+        None => "Message",
+    };
+    let p: SnsAlarm = crate::json::parse(&n.message)
         .map_err(|e| e.to_string())
         .and_then(|v| serde_json::from_value(v).map_err(|e| e.to_string()))
         .map_err(|err| {
             bad(
-                "Records[0].Sns.Message",
+                field,
                 format!("is not a CloudWatch alarm notification: {err}"),
             )
         })?;
@@ -211,10 +218,15 @@ fn parse_sns(v: &Value) -> Result<Trigger, EventError> {
     let mut origin = Origin::default()
         .account(p.aws_account_id.as_deref())
         .arn(p.alarm_arn.as_deref())
-        .arn(Some(&record.sns.topic_arn))
-        .arn(Some(&record.event_subscription_arn))
-        .expect("EventSource", &record.event_source, "aws:sns");
-    origin.at = Some(record.sns.timestamp);
+        .arn(Some(&n.topic_arn));
+    if let Some(record) = record {
+        origin = origin.arn(Some(&record.event_subscription_arn)).expect(
+            "EventSource",
+            &record.event_source,
+            "aws:sns",
+        );
+    }
+    origin.at = Some(n.timestamp);
     Ok(Trigger::Alarm {
         via: AlarmVia::Sns,
         name: p.alarm_name,
