@@ -5,7 +5,7 @@
 //! `test/unit/providers/awsProviderTests.js` (P), `test/unit/failoverTests.js` (F) and
 //! `test/functional/tests/providers/aws/tests.js` (FT). Each case names the `it(...)` it
 //! follows (file:line and title) and asserts what that test expects, in our terms: CFE's
-//! mocked addresses become the seed topology's (`lab::Topology::seed`, `plan::tests::same_az`),
+//! mocked addresses become the seed topology's (`lab::Topology::seed`, `testing::same_az`),
 //! its provider calls our planned operations and the cloud after executing them.
 //!
 //! A case whose name ends in `_differs` asserts our behaviour where it departs from CFE's on
@@ -25,11 +25,11 @@ use crate::lab::{SEED_RTB, SEED_TAG};
 use crate::memory::MemoryCloud;
 use crate::model::{ElasticIp, Filter, Instance, NetworkInterface, RouteTable};
 use crate::net::Cidr;
-use crate::plan::tests::same_az;
 use crate::plan::{plan, Action, Plan, Refusal};
 use crate::ports::{Ec2Describe, Mutation};
 use crate::request::{Mode, RunRequest, TargetSpec};
 use crate::state::TaskState;
+use crate::testing::same_az;
 
 const AFTER: &str = include_str!("../../../examples/seed-article/declaration-after.json");
 const BUCKET: &str = "cfe-state-bigip-ha";
@@ -656,7 +656,7 @@ async fn p1495_an_eip_on_an_unlisted_address_of_a_member_is_left_alone() {
 // awsProviderTests.js: same-network (same-AZ) address moves
 // ---------------------------------------------------------------------------------------
 
-/// The same-AZ pair (`plan::tests::same_az`): A and B's external interfaces in one subnet,
+/// The same-AZ pair (`testing::same_az`): A and B's external interfaces in one subnet,
 /// both tagged with the scoping tag and `f5_cloud_failover_nic_map=external`; A holds the
 /// VIP 10.0.0.101 with the EIP, and here also 10.0.0.102 (no EIP).
 fn same_az_two_vips() -> Topology {
@@ -836,7 +836,7 @@ async fn p0881_p0889_ipv6_moves_by_unassign_then_assign() {
 #[tokio::test]
 async fn p2202_a_prefix_moves_by_subnet_and_its_eips_follow() {
     // GIVEN A's external interface holding 10.0.0.48/28 and the seed EIP on 10.0.0.50
-    let mut topo = crate::plan::tests::same_az_with_prefix();
+    let mut topo = crate::testing::same_az_with_prefix();
     topo.elastic_ips[0].associated_with = Some((SEED_A_EXT.into(), ip("10.0.0.50")));
     let cloud = MemoryCloud::from_topology(&topo);
     let d = same_az_declaration(|v| {
@@ -1459,7 +1459,7 @@ fn ft0907_the_legacy_declaration_is_accepted() {
 /// the peer's; after the failover the peer's interface holds it.
 #[tokio::test]
 async fn ft1053_to_1078_a_prefix_fails_over() {
-    let cloud = MemoryCloud::from_topology(&crate::plan::tests::same_az_with_prefix());
+    let cloud = MemoryCloud::from_topology(&crate::testing::same_az_with_prefix());
     let d = same_az_declaration(|v| {
         v["failoverAddresses"]["addressGroupDefinitions"] =
             json!([{"type": "networkInterfaceAddress", "scopingAddress": "10.0.0.48/28"}]);

@@ -1311,7 +1311,7 @@ mod tests {
     async fn an_untagged_eip_on_a_prefix_address_fails_address_tags() {
         use crate::lab::{tags, EipSpec, SEED_A_EXT, SEED_TAG};
         // GIVEN the prefix on A, a tagged EIP on 10.0.0.50 and an untagged one on 10.0.0.51
-        let mut topo = crate::plan::tests::same_az_with_prefix();
+        let mut topo = crate::testing::same_az_with_prefix();
         for (alloc, public, t, addr) in [
             (
                 "eipalloc-0tagged",
@@ -1417,7 +1417,7 @@ mod tests {
     #[tokio::test]
     async fn calls_without_dry_run_are_named_unchecked_not_allowed() {
         // GIVEN a failover that moves a delegated prefix (Unassign, then Assign) and a route
-        let cloud = MemoryCloud::from_topology(&crate::plan::tests::same_az_with_prefix());
+        let cloud = MemoryCloud::from_topology(&crate::testing::same_az_with_prefix());
         let mut v: serde_json::Value = serde_json::from_str(AFTER).unwrap();
         v["failoverRoutes"]["routeGroupDefinitions"][0]["defaultNextHopAddresses"]["items"] =
             serde_json::json!(["10.0.0.11", "10.0.0.12"]);
@@ -1537,7 +1537,7 @@ mod tests {
     /// (the VIP on both units) fails.
     #[tokio::test]
     async fn same_az_vip_rule() {
-        let topo = crate::plan::tests::same_az();
+        let topo = crate::testing::same_az();
         let mut v: serde_json::Value = serde_json::from_str(AFTER).unwrap();
         v["failoverRoutes"]["routeGroupDefinitions"][0]["defaultNextHopAddresses"]["items"] =
             serde_json::json!(["10.0.0.11", "10.0.0.12"]);
@@ -1588,8 +1588,8 @@ mod tests {
     /// Issue 11.8: association-swap checks of doctor's own.
     #[tokio::test]
     async fn twin_tables_are_checked() {
-        let mut topo = crate::plan::swap_tests::twins();
-        let d = crate::plan::swap_tests::decl();
+        let mut topo = crate::testing::swap::twins();
+        let d = crate::testing::swap::decl();
         let cloud = MemoryCloud::from_topology(&topo);
         let checks = doctor(&cloud, &cloud, &d, LABEL_KEY).await.unwrap();
         assert_eq!(verdict(&checks, "twin-tables").verdict, Verdict::Pass);
@@ -1605,7 +1605,7 @@ mod tests {
                 .contains("no twin table for member i-061cbb31a5158ad30"),
             "{c:?}"
         );
-        let cloud = MemoryCloud::from_topology(&crate::plan::swap_tests::twins());
+        let cloud = MemoryCloud::from_topology(&crate::testing::swap::twins());
         cloud.make_main(SEED_RTB);
         let c = verdict(
             &doctor(&cloud, &cloud, &d, LABEL_KEY).await.unwrap(),

@@ -260,10 +260,10 @@ mod tests {
     /// cluster; routes only, the tie went to the larger instance id (B).
     #[tokio::test]
     async fn swap_mode_follows_the_twin_the_subnets_use() {
-        let mut topo = crate::plan::swap_tests::twins();
+        let mut topo = crate::testing::swap::twins();
         topo.elastic_ips.clear();
         let cloud = MemoryCloud::from_topology(&topo);
-        let d = crate::plan::swap_tests::decl();
+        let d = crate::testing::swap::decl();
         let v = view(&cloud, &d).await;
         assert_eq!(v.active.as_deref(), Some(SEED_A), "{:?}", v.follows);
         assert!(!v.drift);
@@ -274,7 +274,7 @@ mod tests {
     /// a VIP left on the other unit is drift; the VIP alone decides who is followed.
     #[tokio::test]
     async fn secondary_ips_count_in_who_is_followed() {
-        let cloud = MemoryCloud::from_topology(&crate::plan::tests::same_az());
+        let cloud = MemoryCloud::from_topology(&crate::testing::same_az());
         let mut v: serde_json::Value = serde_json::from_str(include_str!(
             "../../../examples/seed-article/declaration-after.json"
         ))
@@ -318,7 +318,7 @@ mod tests {
     /// inspect says so (left alone: its VIPs are on no member) rather than "all is well".
     #[tokio::test]
     async fn an_eip_no_member_can_take_is_shown() {
-        let mut topo = crate::plan::tests::same_az();
+        let mut topo = crate::testing::same_az();
         topo.instances[0].interfaces[1].secondary.clear();
         topo.elastic_ips[0].associated_with = None;
         let cloud = MemoryCloud::from_topology(&topo);

@@ -44,6 +44,8 @@ pub mod ports;
 pub mod probe;
 pub mod request;
 pub mod state;
+#[cfg(test)]
+pub(crate) mod testing;
 pub mod text;
 
 pub use answer::Answer;

@@ -1720,8 +1720,8 @@ impl ObjectStore for MemoryCloud {
 mod aws_rules {
     use super::*;
     use crate::lab::{SEED_A_EXT, SEED_B_EXT, SEED_RTB};
-    use crate::plan::tests::same_az;
     use crate::ports::Ec2Describe;
+    use crate::testing::same_az;
 
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()

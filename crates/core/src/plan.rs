@@ -1411,11 +1411,12 @@ fn next_hop_on<'t>(
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     use super::*;
     use crate::discovery::discover;
     use crate::lab::{tags, Topology, SEED_A, SEED_A_EXT, SEED_B, SEED_B_EXT, SEED_RTB, SEED_TAG};
     use crate::memory::MemoryCloud;
+    use crate::testing::{same_az, same_az_with_prefix};
     use serde_json::{json, Value};
 
     const AFTER: &str = include_str!("../../../examples/seed-article/declaration-after.json");
@@ -1746,28 +1747,6 @@ pub(crate) mod tests {
         Refusal { reasons: p.skipped }
     }
 
-    /// Same-AZ pair: both units' external ENIs in one subnet; the VIP moves as a secondary IP.
-    pub(crate) fn same_az() -> Topology {
-        let mut topo = Topology::seed();
-        let b = &mut topo.instances[1];
-        b.az = "us-east-1a".into();
-        b.interfaces[1].subnet = "subnet-a-external".into();
-        b.interfaces[1].primary = "10.0.0.12".parse().unwrap();
-        b.interfaces[1].secondary.clear();
-        for (i, n) in [(0usize, SEED_A_EXT), (1, SEED_B_EXT)] {
-            let iface = topo.instances[i]
-                .interfaces
-                .iter_mut()
-                .find(|x| x.id == n)
-                .unwrap();
-            iface.tags = tags([SEED_TAG, ("f5_cloud_failover_nic_map", "external")]);
-        }
-        topo.elastic_ips[0]
-            .tags
-            .insert("f5_cloud_failover_vips".into(), "10.0.0.101".into());
-        topo
-    }
-
     /// CFE v2.4.0 (awsProviderTests.js, "should validate same-net case", commit 21356468):
     /// with addressGroupDefinitions only the listed addresses move, paired by subnet; an
     /// unlisted secondary of the same interface stays. Where the target has two interfaces in
@@ -2091,18 +2070,6 @@ pub(crate) mod tests {
                 json!([{"type": "networkInterfaceAddress", "scopingAddress": "10.0.0.48/28"}]);
             more(v);
         })
-    }
-
-    /// Same-AZ pair with the prefix 10.0.0.48/28 delegated to A's external interface.
-    pub(crate) fn same_az_with_prefix() -> Topology {
-        let mut topo = same_az();
-        topo.instances[0]
-            .interfaces
-            .iter_mut()
-            .find(|x| x.id == SEED_A_EXT)
-            .unwrap()
-            .prefixes = vec![cidr("10.0.0.48/28")];
-        topo
     }
 
     #[tokio::test]
@@ -2490,43 +2457,14 @@ pub(crate) mod tests {
 }
 
 #[cfg(test)]
-pub(crate) mod swap_tests {
+mod swap_tests {
     use super::*;
     use crate::discovery::discover;
     use crate::execute::NoFence;
     use crate::execute::{execute, ExecOptions};
-    use crate::lab::{tags, Topology, SEED_A, SEED_A_EXT, SEED_B, SEED_B_EXT, SEED_TAG};
+    use crate::lab::{SEED_A, SEED_A_EXT, SEED_B, SEED_B_EXT};
     use crate::memory::MemoryCloud;
-    use serde_json::json;
-
-    /// The seed with twin tables: A's (the seed's, both web subnets) and B's.
-    pub(crate) fn twins() -> Topology {
-        let mut topo = Topology::seed();
-        topo.route_tables[0]
-            .tags
-            .insert(MEMBER_TAG.into(), SEED_A.into());
-        let mut b = topo.route_tables[0].clone();
-        b.id = "rtb-0bbbbbbbbbbbbbbbb".into();
-        b.tags = tags([SEED_TAG, (MEMBER_TAG, SEED_B)]);
-        b.routes = vec![("0.0.0.0/0".parse().unwrap(), SEED_B_EXT.into())];
-        b.subnets = vec![];
-        topo.route_tables.push(b);
-        topo
-    }
-
-    pub(crate) fn decl() -> Declaration {
-        let mut v: serde_json::Value = serde_json::from_str(include_str!(
-            "../../../examples/seed-article/declaration-after.json"
-        ))
-        .unwrap();
-        v["failoverRoutes"] = json!({
-            "scopingTags": {SEED_TAG.0: SEED_TAG.1},
-            "scopingAddressRanges": [{"range": "0.0.0.0/0"}],
-            "defaultNextHopAddresses": {"discoveryType": "static", "items": ["10.0.0.11", "10.0.4.11"]}
-        });
-        v["serverless"] = json!({"associationSwap": true});
-        Declaration::from_value(&v).unwrap()
-    }
+    use crate::testing::swap::{decl, twins};
 
     #[tokio::test]
     async fn failover_swaps_each_subnet_to_the_targets_twin() {
