@@ -1,12 +1,26 @@
 #!/usr/bin/env python3
-"""Prints the `crate::` module graph of crates/core (code only: comments and test modules
-are left out) and its cycles; exits 1 when there is a cycle. Usage: scripts/module-graph.py"""
+"""Prints the module graph of crates/core (code only: comments and test modules are left
+out), checks its layers and its cycles; exits 1 on a cycle or an arrow that points up.
+
+The folders are the layers: engine/ (what a failover is) below app/ (what the entry points
+do with it) below ops/ (what only operators run); aws/ is an adapter over the engine alone.
+memory, lab, testing and cfe_tests are test support (tests and the developer tooling).
+Usage: scripts/module-graph.py"""
 import collections
 import os
 import re
 import sys
 
 SRC = os.path.join(os.path.dirname(__file__), "..", "crates", "core", "src")
+LAYERS = ("engine", "app", "ops")
+# What each layer may use (besides itself).
+ALLOWED = {
+    "engine": {"engine"},
+    "app": {"engine", "app"},
+    "ops": {"engine", "app", "ops"},
+    "aws": {"engine", "aws"},
+    "support": {"engine", "app", "ops", "aws", "support"},
+}
 
 
 def code(path):
@@ -17,26 +31,38 @@ def code(path):
     return "\n".join(l.split("//")[0] for l in text.splitlines())
 
 
-def module_files():
+def rs_files(path):
+    if os.path.isfile(path):
+        return [path]
+    return [os.path.join(d, f) for d, _, fs in os.walk(path) for f in sorted(fs) if f.endswith(".rs")]
+
+
+def modules():
+    """module name -> (layer, files)."""
+    out = {}
     for f in sorted(os.listdir(SRC)):
-        if f.endswith(".rs") and f != "lib.rs":
-            yield f[:-3], [os.path.join(SRC, f)]
-        elif os.path.isdir(os.path.join(SRC, f)):
-            d = os.path.join(SRC, f)
-            yield f, [os.path.join(d, g) for g in sorted(os.listdir(d)) if g.endswith(".rs")]
+        path = os.path.join(SRC, f)
+        name = f[:-3] if f.endswith(".rs") else f
+        if f == "lib.rs":
+            continue
+        if f in LAYERS:
+            for g in sorted(os.listdir(path)):
+                if g == "mod.rs":
+                    continue
+                out[g[:-3] if g.endswith(".rs") else g] = (f, rs_files(os.path.join(path, g)))
+        else:
+            out[name] = ("aws" if name == "aws" else "support", rs_files(path))
+    return out
 
 
-def graph():
-    files = dict(module_files())
+def graph(mods):
     deps = collections.defaultdict(set)
-    for m, paths in files.items():
+    for m, (_, paths) in mods.items():
         for p in paths:
             s = code(p)
-            found = re.findall(r"crate::([a-z_]+)", s)
-            for group in re.findall(r"use crate::\{([^;]*)\};", s, re.S):
-                found += re.findall(r"(?:^|[\s,{])([a-z_]+)(?:::|[,}\s])", " " + group)
-            deps[m].update(d for d in found if d != m and d in files)
-    return files, deps
+            found = re.findall(r"crate::(?:(?:engine|app|ops)::)?([a-z_]+)", s)
+            deps[m].update(d for d in found if d != m and d in mods)
+    return deps
 
 
 def cycles(nodes, deps):
@@ -70,10 +96,18 @@ def cycles(nodes, deps):
     return out
 
 
-files, deps = graph()
-for m in sorted(files):
-    print(f"{m} -> {', '.join(sorted(deps[m])) or '-'}")
-found = cycles(files, deps)
+mods = modules()
+deps = graph(mods)
+bad = []
+for layer in ("engine", "app", "ops", "aws", "support"):
+    for m in sorted(k for k, (l, _) in mods.items() if l == layer):
+        print(f"{layer}/{m} -> {', '.join(sorted(deps[m])) or '-'}")
+        for d in sorted(deps[m]):
+            if mods[d][0] not in ALLOWED[layer]:
+                bad.append(f"UPWARD: {layer}/{m} -> {mods[d][0]}/{d}")
+found = cycles(mods, deps)
 for c in found:
     print("CYCLE:", " ".join(c))
-sys.exit(1 if found else 0)
+for b in bad:
+    print(b)
+sys.exit(1 if found or bad else 0)

@@ -5,16 +5,17 @@
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use aws_lambda_events::sqs::SqsBatchResponse;
-use failover_core::answer::Answer;
+use failover_core::app::events::{Home, Trust, DEFAULT_ALARM_NAME_PREFIX};
+use failover_core::app::fleet::ClusterResult;
+use failover_core::app::fleet::Fleet;
+use failover_core::app::handler::{handle, handle_fleet, Scope};
+use failover_core::app::handler::{load_declaration, Invocation, Location};
+use failover_core::app::{events, metrics};
 use failover_core::aws::{self, AwsCloud, AwsOptions};
-use failover_core::doctor::{stack_tag_mismatches, LABEL_KEY};
-use failover_core::events::{Home, Trust, DEFAULT_ALARM_NAME_PREFIX};
-use failover_core::fleet::ClusterResult;
-use failover_core::fleet::Fleet;
-use failover_core::handler::{handle, handle_fleet, Scope};
-use failover_core::handler::{load_declaration, Invocation, Location};
-use failover_core::ports::{Ec2, ObjectStore, Queue};
-use failover_core::{events, metrics, FailoverError};
+use failover_core::engine::answer::Answer;
+use failover_core::engine::declaration::{stack_tag_mismatches, LABEL_KEY};
+use failover_core::engine::ports::{Ec2, ObjectStore, Queue};
+use failover_core::FailoverError;
 use lambda_runtime::{Diagnostic, LambdaEvent};
 use serde::Serialize;
 use serde_json::value::RawValue;
@@ -101,14 +102,14 @@ pub async fn lambda_setup() -> Result<Setup, String> {
 }
 
 /// Sets up logging for a Lambda `main` (never for tests): the level by one rule
-/// ([`failover_core::logging`]: `RUST_LOG`, else the declaration's `controls.logLevel`, else
+/// ([`failover_core::app::logging`]: `RUST_LOG`, else the declaration's `controls.logLevel`, else
 /// `info`; the SDK's crates never above debug), JSON lines when `AWS_LAMBDA_LOG_FORMAT` is
 /// `JSON` (as `lambda_runtime`'s default subscriber). Lambda's own `AWS_LAMBDA_LOG_LEVEL`
 /// (the stack sets `TRACE`: drop nothing) is not a level here.
 fn init_tracing(declared: Option<&str>) {
     use tracing_subscriber::EnvFilter;
     let rust_log = std::env::var("RUST_LOG").ok();
-    let filter = failover_core::logging::lambda_filter(rust_log.as_deref(), declared);
+    let filter = failover_core::app::logging::lambda_filter(rust_log.as_deref(), declared);
     let fmt = tracing_subscriber::fmt()
         .with_target(false)
         .without_time()
@@ -308,10 +309,10 @@ fn direct_response(mut answers: Vec<ClusterResult<Answer>>) -> Result<FailoverRe
 #[cfg(test)]
 mod tests {
     use super::*;
-    use failover_core::answer::Status;
-    use failover_core::error::CloudError;
-    use failover_core::events::{Home, Trust};
-    use failover_core::handler::{Invocation, Location};
+    use failover_core::app::events::{Home, Trust};
+    use failover_core::app::handler::{Invocation, Location};
+    use failover_core::engine::answer::Status;
+    use failover_core::engine::error::CloudError;
     use failover_core::memory::MemoryCloud;
     use serde_json::json;
     use std::sync::Mutex;
@@ -342,7 +343,7 @@ mod tests {
     #[tokio::test]
     async fn a_failed_message_is_named_and_delivered_again_soon() {
         let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
-        let mut batch: Value = failover_core::json::parse(&failover_core::lab::fresh(
+        let mut batch: Value = failover_core::engine::json::parse(&failover_core::lab::fresh(
             &std::fs::read_to_string(format!("{root}/events/fleet-sqs.json")).unwrap(),
         ))
         .unwrap();
@@ -400,7 +401,7 @@ mod tests {
         // THEN it is refused as the CLI refuses it, naming the key
         assert_eq!(e.error_type, "InvalidEvent");
         assert!(e.error_message.contains("\"target\" twice"), "{e:?}");
-        let cli = failover_core::events::parse_text(text).unwrap_err();
+        let cli = failover_core::app::events::parse_text(text).unwrap_err();
         assert!(e.error_message.contains(&cli.to_string()), "{e:?} vs {cli}");
         // AND a well-formed payload reads as serde_json reads it, context kept
         let raw = RawValue::from_string(r#"{"action": "execute", "target": "i-0b"}"#.into());

@@ -1,8 +1,8 @@
 #![no_main]
 //! Event parsing and intent never panic.
 
-use failover_core::declaration::Extension;
-use failover_core::events::{self, Home, Trust};
+use failover_core::engine::declaration::Extension;
+use failover_core::app::events::{self, Home, Trust};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -9,9 +9,9 @@ use std::collections::BTreeMap;
 use std::process::Command;
 use std::sync::{Arc, Mutex};
 
-use failover_core::declaration::Extension;
-use failover_core::events::{self, Intent};
-use failover_core::request::TargetSpec;
+use failover_core::app::events::{self, Intent};
+use failover_core::engine::declaration::Extension;
+use failover_core::engine::request::TargetSpec;
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

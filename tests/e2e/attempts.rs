@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
 use failover_core::aws::{self, AwsOptions};
-use failover_core::ports::{on_the_wire, Ec2Mutate, Mutation};
+use failover_core::engine::ports::{on_the_wire, Ec2Mutate, Mutation};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 

@@ -3,9 +3,9 @@
 //! but those it marks `rejected` (a route table named by its name: CFE matched no table),
 //! which are refused when read, with the fix.
 
-use failover_core::discovery::discover_cloud;
+use failover_core::engine::discovery::discover_cloud;
+use failover_core::engine::plan::plan;
 use failover_core::memory::MemoryCloud;
-use failover_core::plan::plan;
 use failover_core::Declaration;
 
 use crate::support::{repo_file, ROOT};

@@ -232,9 +232,9 @@ async fn plan_refuses_vips_as_next_hops_and_execute_then_inspect() {
 /// `unlock`, `reset`, `history`, and no panic on a closed stdout.
 #[tokio::test(flavor = "multi_thread")]
 async fn operator_commands_and_exit_codes() {
-    use failover_core::declaration::Encryption;
+    use failover_core::engine::declaration::Encryption;
+    use failover_core::engine::ports::ObjectStore;
     use failover_core::lab::SEED_A;
-    use failover_core::ports::ObjectStore;
     let Some(moto) = Moto::start() else { return };
     let (cloud, _) = moto.cloud().await;
     let topo = Topology::seed();
@@ -353,7 +353,7 @@ async fn operator_commands_and_exit_codes() {
         .s3
         .put_object(
             &topo.bucket.name,
-            &failover_core::keys::lock_key("default"),
+            &failover_core::engine::keys::lock_key("default"),
             serde_json::to_vec(&lock).unwrap(),
             &Encryption::None,
             None,
@@ -374,12 +374,12 @@ async fn operator_commands_and_exit_codes() {
     assert!(err.contains("other-run"), "{err}");
     // A crashed run also leaves its members' lock (taken beside the cluster's): reset --force
     // releases both, or every run would answer IN_PROGRESS until its lease ran out.
-    let members = failover_core::lock::members_lock_name(&[a.clone(), b.clone()]);
+    let members = failover_core::engine::lock::members_lock_name(&[a.clone(), b.clone()]);
     cloud
         .s3
         .put_object(
             &topo.bucket.name,
-            &failover_core::keys::lock_key(&members),
+            &failover_core::engine::keys::lock_key(&members),
             serde_json::to_vec(&lock).unwrap(),
             &Encryption::None,
             None,
@@ -405,9 +405,9 @@ async fn operator_commands_and_exit_codes() {
         .s3
         .put_object(
             &topo.bucket.name,
-            &failover_core::keys::state_object(
+            &failover_core::engine::keys::state_object(
                 "default",
-                failover_core::declaration::DEFAULT_STATE_FILE,
+                failover_core::engine::declaration::DEFAULT_STATE_FILE,
             ),
             serde_json::to_vec(&cfe_running).unwrap(),
             &Encryption::None,

@@ -4,12 +4,12 @@
 
 use std::process::Command;
 
-use failover_core::answer::{Answer, Ignored, Status};
-use failover_core::declaration::Encryption;
-use failover_core::events;
-use failover_core::handler::{handle, Invocation, Location};
+use failover_core::app::events;
+use failover_core::app::handler::{handle, Invocation, Location};
+use failover_core::engine::answer::{Answer, Ignored, Status};
+use failover_core::engine::declaration::Encryption;
+use failover_core::engine::ports::ObjectStore;
 use failover_core::memory::MemoryCloud;
-use failover_core::ports::ObjectStore;
 use failover_core::Declaration;
 
 use crate::support::{invocation, repo_file};
@@ -108,7 +108,7 @@ async fn every_bad_event_is_named_and_touches_nothing() {
             "{path}: {err:?} does not start with {expect:?}"
         );
 
-        if let Ok(value) = failover_core::json::parse(text) {
+        if let Ok(value) = failover_core::engine::json::parse(text) {
             let cloud = MemoryCloud::seed();
             let loc = Location::File(decl_file.clone().into());
             let e = handle(&cloud, &cloud, &loc, &value, Invocation::default())

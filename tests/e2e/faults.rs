@@ -1,13 +1,13 @@
 //! Faults real networks make, injected between the SDK and moto (`proxy::FaultProxy`): a
 //! lost answer after S3 applied a lock write, a 503 on one, a hung EC2 mutation.
 
-use failover_core::answer::Answer;
+use failover_core::app::handler::handle;
 use failover_core::aws::{self, AwsOptions};
-use failover_core::failover::SkipStatus;
-use failover_core::handler::handle;
+use failover_core::engine::answer::Answer;
+use failover_core::engine::failover::SkipStatus;
+use failover_core::engine::ports::ObjectStore;
+use failover_core::engine::state::TaskState;
 use failover_core::lab::{SEED_B_EXT, SEED_RTB};
-use failover_core::ports::ObjectStore;
-use failover_core::state::TaskState;
 use serde_json::Value;
 
 use crate::moto::Moto;
@@ -30,7 +30,7 @@ async fn through(proxy: &FaultProxy) -> aws::AwsCloud {
 
 async fn alarm(
     cloud: &aws::AwsCloud,
-    loc: &failover_core::handler::Location,
+    loc: &failover_core::app::handler::Location,
     ids: &failover_lab::builder::LabIds,
 ) -> Answer {
     handle(
@@ -87,7 +87,7 @@ async fn a_lost_answer_to_a_lock_write_does_not_lock_the_run_out() {
             .client()
             .get_object()
             .bucket(&topo.bucket.name)
-            .key(failover_core::keys::lock_key("default"))
+            .key(failover_core::engine::keys::lock_key("default"))
             .send()
             .await
             .unwrap()
@@ -195,7 +195,10 @@ async fn a_call_that_timed_out_keeps_the_lock() {
     }
     let lock = direct
         .s3
-        .get_object(&topo.bucket.name, &failover_core::keys::lock_key("default"))
+        .get_object(
+            &topo.bucket.name,
+            &failover_core::engine::keys::lock_key("default"),
+        )
         .await
         .unwrap()
         .unwrap();

@@ -4,16 +4,16 @@
 
 use std::collections::BTreeSet;
 
-use failover_core::answer::Answer;
-use failover_core::answer::Status;
+use failover_core::app::fleet::ClusterResult;
+use failover_core::app::fleet::Fleet;
+use failover_core::app::handler::handle_fleet;
+use failover_core::app::location::Location;
 use failover_core::aws::AwsCloud;
-use failover_core::declaration::Encryption;
-use failover_core::fleet::ClusterResult;
-use failover_core::fleet::Fleet;
-use failover_core::handler::handle_fleet;
+use failover_core::engine::answer::Answer;
+use failover_core::engine::answer::Status;
+use failover_core::engine::declaration::Encryption;
+use failover_core::engine::ports::ObjectStore;
 use failover_core::lab::{fleet_member, FleetMember, SEED_A};
-use failover_core::location::Location;
-use failover_core::ports::ObjectStore;
 use failover_lab::builder::{self as lab, LabIds};
 use serde_json::Value;
 
@@ -146,8 +146,10 @@ async fn a_fleet_fails_over_by_concurrent_alarms_each_cluster_on_its_own() {
         } else {
             m.topology.bucket.name.clone()
         };
-        let key =
-            failover_core::keys::state_object(&format!("fleet-{n}"), "f5cloudfailoverstate.json");
+        let key = failover_core::engine::keys::state_object(
+            &format!("fleet-{n}"),
+            "f5cloudfailoverstate.json",
+        );
         let state = cloud
             .s3
             .get_object(&bucket, &key)
@@ -272,7 +274,7 @@ async fn doctor_and_inspect_cover_every_cluster_of_the_fleet() {
 /// the event's queue ARN), on moto's SQS.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_failed_message_comes_back_when_the_executor_says() {
-    use failover_core::ports::Queue;
+    use failover_core::engine::ports::Queue;
     let Some(moto) = Moto::start() else { return };
     let tooling = failover_core::aws::connect_queue_tooling(&moto.options()).await;
     let sqs = tooling.client();

@@ -8,8 +8,8 @@
 
 use std::collections::BTreeSet;
 
-use failover_core::handler::{INSPECT_OPERATIONS, OPERATIONS, PROBE_OPERATIONS};
-use failover_core::ports::{iam_actions, sendable};
+use failover_core::app::handler::{INSPECT_OPERATIONS, OPERATIONS, PROBE_OPERATIONS};
+use failover_core::engine::ports::{iam_actions, sendable};
 use serde_yaml::Value;
 
 use crate::support::repo_file;
@@ -369,8 +369,8 @@ async fn sdk_adapters_send_only_listed_operations() {
 /// source; the function gets the stack's alarm-name prefix; the sample events agree with it.
 #[test]
 fn triggers_admit_only_this_accounts_alarms_and_the_appliances() {
-    use failover_core::declaration::DEFAULT_APPLIANCE_SOURCE;
-    use failover_core::events::DEFAULT_ALARM_NAME_PREFIX;
+    use failover_core::app::events::DEFAULT_ALARM_NAME_PREFIX;
+    use failover_core::engine::declaration::DEFAULT_APPLIANCE_SOURCE;
 
     let template: Value = serde_yaml::from_str(&repo_file("template.yaml")).unwrap();
     let res = &template["Resources"];
@@ -453,8 +453,8 @@ fn triggers_admit_only_this_accounts_alarms_and_the_appliances() {
         "alarm-action.json",
     ] {
         let text = repo_file(&format!("events/{name}"));
-        let Ok(failover_core::events::Trigger::Alarm { name: alarm, .. }) =
-            failover_core::events::parse_text(&text)
+        let Ok(failover_core::app::events::Trigger::Alarm { name: alarm, .. }) =
+            failover_core::app::events::parse_text(&text)
         else {
             panic!("{name}")
         };
@@ -478,7 +478,7 @@ fn the_default_lock_lease_fits_the_function_timeout() {
         &template["Resources"]["FailoverFunction"]["Properties"]["Timeout"],
         "IsFleet",
     );
-    let lease = failover_core::declaration::Extension::default().lock_lease_seconds;
+    let lease = failover_core::engine::declaration::Extension::default().lock_lease_seconds;
     for timeout in [fleet, single] {
         let timeout = timeout.as_u64().expect("Timeout");
         assert!(
@@ -565,7 +565,7 @@ fn the_scoping_tag_key_is_one_parameter_of_the_stack() {
     let template: Value = serde_yaml::from_str(&text).unwrap();
     assert_eq!(
         template["Parameters"]["ScopingTagKey"]["Default"],
-        failover_core::doctor::LABEL_KEY
+        failover_core::engine::declaration::LABEL_KEY
     );
     for function in ["FailoverFunction", "ProbeFunction", "InspectFunction"] {
         let var = &template["Resources"][function]["Properties"]["Environment"]["Variables"]
@@ -591,12 +591,12 @@ fn the_scoping_tag_key_is_one_parameter_of_the_stack() {
 fn the_template_names_the_key_layout_of_the_code() {
     // IAM (state, history, lock writes) and the history lifecycle rule use keys::PREFIX.
     let text = repo_file("template.yaml");
-    let prefix = failover_core::keys::PREFIX;
+    let prefix = failover_core::engine::keys::PREFIX;
     assert!(
         text.contains(&format!("/{prefix}/*")),
         "IAM resource under {prefix}/"
     );
-    let history = failover_core::keys::history_prefix("");
+    let history = failover_core::engine::keys::history_prefix("");
     assert!(
         text.contains(&format!("Prefix: {}", history.trim_end_matches('/'))),
         "lifecycle rule on {history}"
@@ -786,10 +786,10 @@ fn fleet_mode_is_one_executor_fed_by_one_queue() {
     assert!(conditional, "granted in fleet mode only");
     // A message's error reaches the operators through the answers' metrics (EMF).
     let errors = &res["FleetErrorsAlarm"]["Properties"];
-    assert_eq!(errors["Namespace"], failover_core::metrics::NAMESPACE);
+    assert_eq!(errors["Namespace"], failover_core::app::metrics::NAMESPACE);
     assert_eq!(errors["MetricName"], "Errors");
     assert_eq!(errors["Dimensions"][0]["Value"], "failover");
-    let emf = failover_core::metrics::emf(
+    let emf = failover_core::app::metrics::emf(
         "failover",
         &Err(failover_core::FailoverError::Unroutable("x".into())),
     );

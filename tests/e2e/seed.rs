@@ -1,12 +1,12 @@
 //! The field report's failover and failback through the Lambda handler, scope rules and
 //! dry runs, all through the real SDK against moto.
 
-use failover_core::answer::Status;
-use failover_core::handler::handle;
+use failover_core::app::handler::handle;
+use failover_core::engine::answer::Status;
+use failover_core::engine::ports::ObjectStore;
+use failover_core::engine::request::Mode;
+use failover_core::engine::state::TaskState;
 use failover_core::lab::{tags, Topology, SEED_A, SEED_A_EXT, SEED_B_EXT, SEED_RTB, SEED_TAG};
-use failover_core::ports::ObjectStore;
-use failover_core::request::Mode;
-use failover_core::state::TaskState;
 use serde_json::json;
 
 use crate::moto::Moto;
@@ -73,9 +73,9 @@ async fn seed_failover_and_failback_through_the_handler() {
         .client()
         .head_object()
         .bucket(&topo.bucket.name)
-        .key(failover_core::keys::state_object(
+        .key(failover_core::engine::keys::state_object(
             "default",
-            failover_core::declaration::DEFAULT_STATE_FILE,
+            failover_core::engine::declaration::DEFAULT_STATE_FILE,
         ))
         .send()
         .await
@@ -112,7 +112,7 @@ async fn seed_failover_and_failback_through_the_handler() {
         .s3
         .list_keys(
             &topo.bucket.name,
-            &failover_core::keys::history_prefix("default"),
+            &failover_core::engine::keys::history_prefix("default"),
         )
         .await
         .unwrap();
@@ -243,7 +243,7 @@ async fn several_tables_ipv4_and_ipv6_only_in_scope_routes_move() {
 async fn association_swap_moves_subnets_to_the_targets_twin_table() {
     let Some(moto) = Moto::start() else { return };
     let (cloud, calls) = moto.cloud().await;
-    let member = failover_core::plan::MEMBER_TAG;
+    let member = failover_core::engine::plan::MEMBER_TAG;
     let mut topo = Topology::seed();
     topo.route_tables[0]
         .tags

@@ -1,9 +1,9 @@
 //! An alarm storm against moto: many concurrent invocations for one cluster, exactly one
 //! set of mutations (the S3 lock is real: moto enforces If-None-Match / If-Match).
 
-use failover_core::answer::{Answer, Status};
-use failover_core::failover::SkipStatus;
-use failover_core::handler::handle;
+use failover_core::app::handler::handle;
+use failover_core::engine::answer::{Answer, Status};
+use failover_core::engine::failover::SkipStatus;
 use failover_core::lab::{SEED_B_EXT, SEED_RTB};
 
 use crate::moto::Moto;

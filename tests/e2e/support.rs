@@ -1,14 +1,14 @@
 //! Shared steps: build the lab, upload a declaration, read the cloud back through the SDK.
 
 use aws_sdk_ec2::types::Filter;
-use failover_core::answer::Answer;
+use failover_core::app::events::{Home, Trust};
+use failover_core::app::handler::{Invocation, Location};
 use failover_core::aws::AwsCloud;
-use failover_core::declaration::Encryption;
-use failover_core::events::{Home, Trust};
-use failover_core::handler::{Invocation, Location};
+use failover_core::engine::answer::Answer;
+use failover_core::engine::declaration::Encryption;
+use failover_core::engine::ports::ObjectStore;
+use failover_core::engine::state::RunRecord;
 use failover_core::lab::Topology;
-use failover_core::ports::ObjectStore;
-use failover_core::state::RunRecord;
 use failover_lab::builder::{self as lab, LabIds};
 use serde_json::Value;
 
@@ -110,9 +110,9 @@ pub async fn state_file(cloud: &AwsCloud, bucket: &str) -> Option<Value> {
         .s3
         .get_object(
             bucket,
-            &failover_core::keys::state_object(
+            &failover_core::engine::keys::state_object(
                 "default",
-                failover_core::declaration::DEFAULT_STATE_FILE,
+                failover_core::engine::declaration::DEFAULT_STATE_FILE,
             ),
         )
         .await
@@ -127,7 +127,7 @@ pub async fn on(
     ids: &LabIds,
     name: &str,
 ) -> Result<Answer, failover_core::FailoverError> {
-    failover_core::handler::handle(
+    failover_core::app::handler::handle(
         &cloud.ec2,
         &cloud.s3,
         loc,

@@ -1,13 +1,13 @@
 //! Issue 9.4 and 9.5 on moto: two copies of one template (same addressing plan, same tags)
 //! in one account, their state buckets found by the same tags.
 
-use failover_core::declaration::Declaration;
-use failover_core::failover::run;
-use failover_core::handler::load_declaration;
+use failover_core::app::handler::load_declaration;
+use failover_core::engine::declaration::Declaration;
+use failover_core::engine::failover::run;
+use failover_core::engine::request::Mode;
+use failover_core::engine::request::{RunRequest, TargetSpec};
+use failover_core::engine::state::TaskState;
 use failover_core::lab::{Topology, SEED_A_EXT, SEED_B, SEED_B_EXT, SEED_RTB};
-use failover_core::request::Mode;
-use failover_core::request::{RunRequest, TargetSpec};
-use failover_core::state::TaskState;
 use failover_core::FailoverError;
 use failover_lab::builder as lab;
 

@@ -55,8 +55,8 @@ def rust_lists() -> tuple[dict, dict]:
     def source(path):  # without comments
         return re.sub(r"//[^\n]*", "", (ROOT / path).read_text())
 
-    ports = source("crates/core/src/ports.rs")
-    handler = source("crates/core/src/handler.rs")
+    ports = source("crates/core/src/engine/ports.rs")
+    handler = source("crates/core/src/app/handler.rs")
     consts = {}
     for text in (ports, handler):
         for name, expr in re.findall(r"const (\w+): [^=]*= (.*?);\n", text, re.S):

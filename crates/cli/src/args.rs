@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use failover_core::events::DEFAULT_ALARM_NAME_PREFIX;
+use failover_core::app::events::DEFAULT_ALARM_NAME_PREFIX;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -38,7 +38,7 @@ pub struct Cli {
     pub log_format: LogFormat,
     /// The scoping tag key the stack's IAM policy conditions on (its ScopingTagKey): validate
     /// and doctor say where the declaration scopes by another.
-    #[arg(long, global = true, env = "SCOPING_TAG_KEY", default_value = failover_core::doctor::LABEL_KEY,
+    #[arg(long, global = true, env = "SCOPING_TAG_KEY", default_value = failover_core::engine::declaration::LABEL_KEY,
           value_parser = clap::builder::NonEmptyStringValueParser::new())]
     pub scoping_tag_key: String,
     #[command(subcommand)]

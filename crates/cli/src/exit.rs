@@ -3,8 +3,8 @@
 
 use std::process::ExitCode;
 
-use failover_core::answer::{Ignored, Status};
-use failover_core::failover::{SkipStatus, Skipped};
+use failover_core::engine::answer::{Ignored, Status};
+use failover_core::engine::failover::{SkipStatus, Skipped};
 use failover_core::FailoverError;
 
 /// An error, a FAILED run, or a doctor FAIL.

@@ -79,8 +79,8 @@ fn init_logs(cli: &Cli) {
         cli.log_level.clone()
     };
     // The SDK's crates never above debug, whatever --log-level says (their trace lines carry
-    // the access key id: failover_core::logging).
-    let level = failover_core::logging::capped(&level);
+    // the access key id: failover_core::app::logging).
+    let level = failover_core::app::logging::capped(&level);
     let filter = tracing_subscriber::EnvFilter::try_new(&level)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
     let builder = tracing_subscriber::fmt()

@@ -3,13 +3,13 @@
 
 use std::path::Path;
 
-use failover_core::answer::{Answer, Status};
-use failover_core::doctor::Check;
-use failover_core::failover::{RunOutcome, RunReport};
-use failover_core::inspect::Inspection;
-use failover_core::lock::Unlocked;
-use failover_core::state::RunSummary;
-use failover_core::text::printable;
+use failover_core::app::inspect::Inspection;
+use failover_core::engine::answer::{Answer, Status};
+use failover_core::engine::failover::{RunOutcome, RunReport};
+use failover_core::engine::lock::Unlocked;
+use failover_core::engine::state::RunSummary;
+use failover_core::engine::text::printable;
+use failover_core::ops::doctor::Check;
 use failover_core::Declaration;
 use serde::Serialize;
 use serde_json::Value;

@@ -16,19 +16,19 @@ use std::net::IpAddr;
 
 use serde_json::{json, Value};
 
-use crate::declaration::{Declaration, NextHops, Scope};
-use crate::discovery::{discover, Snapshot};
-use crate::error::CloudError;
-use crate::failover::{run, RunOutcome, RunReport};
+use crate::engine::declaration::{Declaration, NextHops, Scope};
+use crate::engine::discovery::{discover, Snapshot};
+use crate::engine::error::CloudError;
+use crate::engine::failover::{run, RunOutcome, RunReport};
+use crate::engine::model::{ElasticIp, Filter, Instance, NetworkInterface, RouteTable};
+use crate::engine::net::Cidr;
+use crate::engine::plan::{plan, Action, Plan, Refusal};
+use crate::engine::ports::{Ec2Describe, Mutation};
+use crate::engine::request::{Mode, RunRequest, TargetSpec};
+use crate::engine::state::TaskState;
 use crate::lab::{tags, InstanceSpec, Topology, SEED_A, SEED_A_EXT, SEED_B, SEED_B_EXT, SEED_EIP};
 use crate::lab::{SEED_RTB, SEED_TAG};
 use crate::memory::MemoryCloud;
-use crate::model::{ElasticIp, Filter, Instance, NetworkInterface, RouteTable};
-use crate::net::Cidr;
-use crate::plan::{plan, Action, Plan, Refusal};
-use crate::ports::{Ec2Describe, Mutation};
-use crate::request::{Mode, RunRequest, TargetSpec};
-use crate::state::TaskState;
 use crate::testing::same_az;
 
 const AFTER: &str = include_str!("../../../examples/seed-article/declaration-after.json");
@@ -242,9 +242,9 @@ async fn listed_vip_addresses_may_be_primary_ips() {
         vec![(ip(SEED_EIP), SEED_B_EXT.into(), ip("10.0.4.11"))]
     );
     // AND doctor's Elastic IP check passes
-    let checks = crate::doctor::static_checks(&d, &snapshot(&cloud, &d).await, SEED_TAG.0);
+    let checks = crate::ops::doctor::static_checks(&d, &snapshot(&cloud, &d).await, SEED_TAG.0);
     let eips = checks.iter().find(|c| c.name == "elastic-ips").unwrap();
-    assert_eq!(eips.verdict, crate::doctor::Verdict::Pass, "{eips:?}");
+    assert_eq!(eips.verdict, crate::ops::doctor::Verdict::Pass, "{eips:?}");
 }
 
 /// P:1478 'across-net publicIp has not private address association' (cloud.js:619-621):
@@ -307,7 +307,10 @@ async fn routes_only_with_an_untagged_table_warns_and_runs() {
     assert!(p.operations.is_empty());
     // AND the run completes
     let r = fail_over(&cloud, &d, SEED_B).await;
-    assert_eq!(r.record.task_state, crate::state::TaskState::Succeeded);
+    assert_eq!(
+        r.record.task_state,
+        crate::engine::state::TaskState::Succeeded
+    );
     assert!(
         r.record
             .message
@@ -971,7 +974,7 @@ async fn p1848_a_throttled_replace_route_is_retried() {
     let cloud = MemoryCloud::seed();
     cloud.inject(
         "ReplaceRoute",
-        crate::error::ErrorKind::Throttled,
+        crate::engine::error::ErrorKind::Throttled,
         crate::memory::FaultTiming::BeforeEffect,
         1,
     );
@@ -1029,7 +1032,7 @@ fn p1927_an_unknown_discovery_type_is_an_error() {
 async fn p1940_p2046_inspect_shows_what_follows_the_active_unit() {
     let cloud = MemoryCloud::seed();
     let d = declaration(|_| {});
-    let pic = crate::inspect::picture(&d, &snapshot(&cloud, &d).await, None);
+    let pic = crate::app::inspect::picture(&d, &snapshot(&cloud, &d).await, None);
     assert_eq!(pic.active.as_deref(), Some(SEED_A));
     assert!(pic
         .routes
@@ -1047,19 +1050,19 @@ async fn p1940_p2046_inspect_shows_what_follows_the_active_unit() {
 // ---------------------------------------------------------------------------------------
 
 fn state_file(cloud: &MemoryCloud, name: &str) -> Value {
-    let key = crate::keys::state_object(crate::declaration::DEFAULT_CLUSTER, name);
+    let key = crate::engine::keys::state_object(crate::engine::declaration::DEFAULT_CLUSTER, name);
     serde_json::from_slice(&cloud.object(BUCKET, &key).expect("state file")).unwrap()
 }
 
 /// Writes the default state file, as another writer (CFE) would.
 async fn put_state(cloud: &MemoryCloud, v: Value) {
-    use crate::ports::ObjectStore;
-    let key = crate::keys::state_object(
-        crate::declaration::DEFAULT_CLUSTER,
-        crate::declaration::DEFAULT_STATE_FILE,
+    use crate::engine::ports::ObjectStore;
+    let key = crate::engine::keys::state_object(
+        crate::engine::declaration::DEFAULT_CLUSTER,
+        crate::engine::declaration::DEFAULT_STATE_FILE,
     );
     let body = v.to_string().into_bytes();
-    let none = crate::declaration::Encryption::None;
+    let none = crate::engine::declaration::Encryption::None;
     cloud
         .put_object(BUCKET, &key, body, &none, None)
         .await
@@ -1078,7 +1081,7 @@ async fn f0215_a_failover_updates_addresses_and_routes_and_records_success() {
         cloud.route_target(SEED_RTB, "0.0.0.0/0".parse().unwrap()),
         Some(SEED_B_EXT.into())
     );
-    let st = state_file(&cloud, crate::declaration::DEFAULT_STATE_FILE);
+    let st = state_file(&cloud, crate::engine::declaration::DEFAULT_STATE_FILE);
     assert_eq!(st["taskState"], "SUCCEEDED");
     assert_eq!(st["message"], "Failover Complete");
 }
@@ -1139,14 +1142,14 @@ async fn f0272_cfe_running_holds_the_run_back_then_it_proceeds_differs() {
     let d = declaration(|_| {});
     let cfe = |task: &str| {
         json!({"taskState": task, "message": "", "instance": "failover01.www.non-97.net",
-               "timestamp": crate::state::timestamp(chrono::Utc::now()), "failoverOperations": {}})
+               "timestamp": crate::engine::state::timestamp(chrono::Utc::now()), "failoverOperations": {}})
     };
     put_state(&cloud, cfe("RUNNING")).await;
     let mut req = RunRequest::new(TargetSpec::Instance(SEED_B.into()), Mode::Execute, "test");
     req.force = true;
     let out = run(&cloud, &cloud, &d, req.clone()).await;
     assert!(
-        matches!(&out, Ok(RunOutcome::Skipped(s)) if s.status == crate::failover::SkipStatus::InProgress),
+        matches!(&out, Ok(RunOutcome::Skipped(s)) if s.status == crate::engine::failover::SkipStatus::InProgress),
         "{out:?}"
     );
     assert_eq!(cloud.mutation_count(), 0);
@@ -1182,7 +1185,7 @@ async fn f0783_after_a_failed_run_the_next_one_rediscovers_differs() {
     let d = declaration(|_| {});
     cloud.inject(
         "ReplaceRoute",
-        crate::error::ErrorKind::Rejected,
+        crate::engine::error::ErrorKind::Rejected,
         crate::memory::FaultTiming::BeforeEffect,
         1,
     );
@@ -1212,13 +1215,13 @@ async fn f0866_reset_writes_a_clean_state_file() {
     let cloud = MemoryCloud::seed();
     let d = declaration(|_| {});
     fail_over(&cloud, &d, SEED_B).await;
-    let log = crate::state::StateLog {
+    let log = crate::engine::state::StateLog {
         store: &cloud,
         bucket: BUCKET.into(),
         decl: &d,
     };
     log.reset_state("test", None).await.unwrap();
-    let st = state_file(&cloud, crate::declaration::DEFAULT_STATE_FILE);
+    let st = state_file(&cloud, crate::engine::declaration::DEFAULT_STATE_FILE);
     assert_eq!(st["taskState"], "SUCCEEDED");
     assert_eq!(st["failoverOperations"], json!({}));
 }
@@ -1353,7 +1356,7 @@ async fn ft0421_ft0465_same_network_ipv6_follows_on_the_tag_path() {
 async fn ft0510_ft0553_inspect_routes_by_unit() {
     let cloud = MemoryCloud::seed();
     let d = declaration(|_| {});
-    let pic = crate::inspect::picture(&d, &snapshot(&cloud, &d).await, None);
+    let pic = crate::app::inspect::picture(&d, &snapshot(&cloud, &d).await, None);
     let via = |m: &str| {
         pic.routes
             .iter()

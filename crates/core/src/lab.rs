@@ -6,8 +6,8 @@ use std::net::IpAddr;
 
 use serde_json::json;
 
-use crate::declaration::{Declaration, Tags};
-use crate::net::Cidr;
+use crate::engine::declaration::{Declaration, Tags};
+use crate::engine::net::Cidr;
 
 /// The field report's scoping tag.
 pub const SEED_TAG: (&str, &str) = (
@@ -439,9 +439,9 @@ pub fn fleet_member(n: usize, tables: usize, routes_per_table: usize) -> FleetMe
 /// `…00.123Z`, CloudWatch's `…00.000+0000`) moved by one offset, so that the newest is now and
 /// their order and spacing are kept: sample events are dated, and an event older than
 /// `serverless.maxEventAgeSeconds` is not acted on. Now is the engine's clock
-/// ([`crate::clock::now`]), which a simulation on tokio's paused clock moves too.
+/// ([`crate::engine::clock::now`]), which a simulation on tokio's paused clock moves too.
 pub fn fresh(text: &str) -> String {
-    fresh_at(text, crate::clock::now())
+    fresh_at(text, crate::engine::clock::now())
 }
 
 /// [`fresh`], with the newest timestamp at `now`.

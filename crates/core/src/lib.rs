@@ -1,54 +1,37 @@
 //! Serverless cloud failover for network-appliance pairs on AWS.
 //!
-//! The flow reads top to bottom: an entry point (Lambda or CLI) hands an event to
-//! [`handler`], which parses it ([`events`]), loads the [`declaration`] and calls
-//! [`failover::run`]: [`discovery`] takes a snapshot, the pure [`plan`]ner decides,
-//! the [`execute`]or mutates and verifies, and the [`state`] log records it all in S3; the
-//! caller gets a typed [`answer`].
-//! The cloud is reached only through the traits in [`ports`], implemented by [`aws`]
-//! (the SDK) and, with the `testing` feature (tests and the developer tooling only),
-//! `memory` (an in-memory cloud enforcing AWS's rules) with the `lab` topologies.
+//! Three layers, arrows only downward (`scripts/module-graph.py` checks):
+//! - [`engine`]: what a failover is. The [`declaration`](engine::declaration), a
+//!   [`discovery`](engine::discovery) snapshot, the pure [`plan`](engine::plan)ner, the
+//!   [`execute`](engine::execute)or (paced, fenced by the [`lock`](engine::lock), verified),
+//!   the [`state`](engine::state) log, and [`failover::run`](engine::failover::run) that ties
+//!   them; the cloud only through the traits in [`ports`](engine::ports).
+//! - [`app`]: what the entry points do with it: events in, a pair's or a fleet's typed answer
+//!   out ([`handler`](app::handler), [`fleet`](app::fleet)), the probe, inspect.
+//! - the adapters: [`aws`] (the SDK) and, with the `testing` feature (tests and the developer
+//!   tooling only), `memory` (an in-memory cloud enforcing AWS's rules) with the `lab`
+//!   topologies; and `ops` (the `ops` feature: `doctor`, for the CLI; the Lambdas do not
+//!   link it).
 
-pub mod answer;
+pub mod app;
 #[cfg(feature = "aws")]
 pub mod aws;
-pub mod budget;
 #[cfg(test)]
 mod cfe_tests;
-pub mod clock;
-pub mod declaration;
-pub mod discovery;
-pub mod doctor;
-pub mod error;
-pub mod events;
-pub mod execute;
-pub mod failover;
-pub mod fleet;
-pub mod handler;
-pub mod inspect;
-pub mod json;
-pub mod keys;
+pub mod engine;
 #[cfg(any(test, feature = "testing"))]
 pub mod lab;
-pub mod location;
-pub mod lock;
-pub mod logging;
 #[cfg(any(test, feature = "testing"))]
 pub mod memory;
-pub mod metrics;
-pub mod model;
-pub mod net;
-pub mod pace;
-pub mod plan;
-pub mod ports;
-pub mod probe;
-pub mod request;
-pub mod state;
+#[cfg(any(test, feature = "ops"))]
+pub mod ops;
 #[cfg(test)]
 pub(crate) mod testing;
-pub mod text;
 
-pub use answer::Answer;
-pub use declaration::Declaration;
-pub use error::{CloudError, ErrorKind};
-pub use failover::FailoverError;
+pub use app::fleet::{ClusterResult, Fleet, FleetReport};
+pub use app::handler::{handle, handle_inspect, handle_probe, Invocation, Reply, Scope};
+pub use app::location::{load_declaration, Location};
+pub use engine::answer::Answer;
+pub use engine::declaration::Declaration;
+pub use engine::error::{CloudError, ErrorKind};
+pub use engine::failover::FailoverError;

@@ -10,15 +10,17 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use crate::declaration::{Encryption, Tags};
-use crate::error::{CloudError, ErrorKind};
-use crate::lab::Topology;
-use crate::model::{Association, ElasticIp, Filter, Instance, NetworkInterface, Route, RouteTable};
-use crate::net::Cidr;
-use crate::ports::{
+use crate::engine::declaration::{Encryption, Tags};
+use crate::engine::error::{CloudError, ErrorKind};
+use crate::engine::model::{
+    Association, ElasticIp, Filter, Instance, NetworkInterface, Route, RouteTable,
+};
+use crate::engine::net::Cidr;
+use crate::engine::ports::{
     DryRun, Ec2Describe, Ec2Mutate, Listed, Mutation, ObjectStore, StoredObject, WriteCondition,
     MUTATING_OPERATIONS,
 };
+use crate::lab::Topology;
 
 /// When an injected fault strikes relative to the call's effect.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -815,7 +817,7 @@ impl World {
             .instance_id
             .as_ref()
             .and_then(|i| self.instances.get(i))
-            .and_then(|i| crate::model::ipv4_per_interface(&i.instance_type));
+            .and_then(|i| crate::engine::model::ipv4_per_interface(&i.instance_type));
         match limit.filter(|l| after > *l) {
             Some(limit) => Err(err(
                 op,
@@ -1688,7 +1690,7 @@ impl ObjectStore for MemoryCloud {
                 body,
                 etag: etag.clone(),
                 encryption: encryption.clone(),
-                last_modified: crate::clock::now(),
+                last_modified: crate::engine::clock::now(),
             };
             b.objects.insert(key.to_string(), rec);
             Ok(Some(etag))
@@ -1719,8 +1721,8 @@ impl ObjectStore for MemoryCloud {
 #[cfg(test)]
 mod aws_rules {
     use super::*;
+    use crate::engine::ports::Ec2Describe;
     use crate::lab::{SEED_A_EXT, SEED_B_EXT, SEED_RTB};
-    use crate::ports::Ec2Describe;
     use crate::testing::same_az;
 
     fn ip(s: &str) -> IpAddr {
@@ -1859,7 +1861,7 @@ mod aws_rules {
         topo.elastic_ips.push(crate::lab::EipSpec {
             allocation_id: "eipalloc-0other".into(),
             public_ip: ip("203.0.113.9"),
-            tags: crate::declaration::Tags::new(),
+            tags: crate::engine::declaration::Tags::new(),
             associated_with: Some((SEED_B_EXT.into(), ip("10.0.4.101"))),
         });
         let cloud = MemoryCloud::from_topology(&topo);

@@ -40,9 +40,9 @@ pub(crate) fn same_az_with_prefix() -> Topology {
 pub(crate) mod swap {
     use serde_json::json;
 
-    use crate::declaration::Declaration;
+    use crate::engine::declaration::Declaration;
+    use crate::engine::plan::MEMBER_TAG;
     use crate::lab::{tags, Topology, SEED_A, SEED_B, SEED_B_EXT, SEED_TAG};
-    use crate::plan::MEMBER_TAG;
 
     /// The seed with twin tables: A's (the seed's, both web subnets) and B's.
     pub(crate) fn twins() -> Topology {
@@ -79,7 +79,7 @@ pub(crate) mod swap {
 pub(crate) mod declaration {
     use serde_json::Value;
 
-    use crate::declaration::{Declaration, DeclarationError};
+    use crate::engine::declaration::{Declaration, DeclarationError};
 
     /// The seed article's declaration after the fix (A and B, one route table, one EIP).
     pub(crate) const AFTER: &str =
@@ -95,8 +95,8 @@ pub(crate) mod declaration {
 
 /// The sample events of `events/` and the function's home they come from.
 pub(crate) mod events {
-    use crate::declaration::Extension;
-    use crate::events::{parse_text, Home, Intent, Trigger, Trust};
+    use crate::app::events::{parse_text, Home, Intent, Trigger, Trust};
+    use crate::engine::declaration::Extension;
 
     const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
 

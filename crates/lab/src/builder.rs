@@ -12,8 +12,8 @@ use aws_sdk_s3::types::{Tag as S3Tag, Tagging};
 use aws_sdk_s3::Client as S3Client;
 
 use failover_core::aws::{cloud_error, AwsCloud};
-use failover_core::declaration::Tags;
-use failover_core::error::CloudError;
+use failover_core::engine::declaration::Tags;
+use failover_core::engine::error::CloudError;
 use failover_core::lab::{BucketSpec, EipSpec, InstanceSpec, InterfaceSpec, TableSpec, Topology};
 
 /// Logical id (or seed public IP) → id (or public IP) in the account.

@@ -14,12 +14,12 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
-use failover_core::declaration::Declaration;
-use failover_core::failover::FailoverError;
-use failover_core::model::Filter;
-use failover_core::net::Cidr;
-use failover_core::ports::{Ec2, ObjectStore};
-use failover_core::probe::{http_get, watch, ProbeEvent};
+use failover_core::app::probe::{http_get, watch, ProbeEvent};
+use failover_core::engine::declaration::Declaration;
+use failover_core::engine::failover::FailoverError;
+use failover_core::engine::model::Filter;
+use failover_core::engine::net::Cidr;
+use failover_core::engine::ports::{Ec2, ObjectStore};
 
 /// A loopback HTTP server standing in for an appliance.
 pub struct Appliance {

@@ -7,12 +7,12 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand, ValueEnum};
+use failover_core::app::events::{Trust, DEFAULT_ALARM_NAME_PREFIX};
+use failover_core::app::handler::{handle, Invocation, Location};
 use failover_core::aws::{self, AwsOptions, CallLog, Emulator};
-use failover_core::declaration::{Declaration, Encryption};
-use failover_core::events::{Trust, DEFAULT_ALARM_NAME_PREFIX};
-use failover_core::handler::{handle, Invocation, Location};
+use failover_core::engine::declaration::{Declaration, Encryption};
+use failover_core::engine::ports::ObjectStore;
 use failover_core::lab::{Topology, SEED_A, SEED_A_EXT, SEED_B, SEED_B_EXT, SEED_RTB};
-use failover_core::ports::ObjectStore;
 use failover_lab::drill::{self, Appliance, DrillConfig};
 use failover_lab::emulator::{has_moto, python_in, MotoServer};
 use serde_json::Value;

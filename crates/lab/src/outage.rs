@@ -7,19 +7,19 @@
 
 use std::time::Duration;
 
-use failover_core::answer::Status;
-use failover_core::declaration::Encryption;
-use failover_core::events::{Home, Trust};
-use failover_core::failover::{run, RunOutcome};
-use failover_core::fleet::Fleet;
-use failover_core::handler::{handle_fleet, Invocation};
+use failover_core::app::events::{Home, Trust};
+use failover_core::app::fleet::Fleet;
+use failover_core::app::handler::{handle_fleet, Invocation};
+use failover_core::app::location::Location;
+use failover_core::engine::answer::Status;
+use failover_core::engine::declaration::Encryption;
+use failover_core::engine::failover::{run, RunOutcome};
+use failover_core::engine::net::Cidr;
+use failover_core::engine::ports::ObjectStore;
+use failover_core::engine::request::{Mode as Mode_, RunRequest, TargetSpec};
 use failover_core::lab::SEED_A;
 use failover_core::lab::{fleet_member, FleetMember};
-use failover_core::location::Location;
 use failover_core::memory::MemoryCloud;
-use failover_core::net::Cidr;
-use failover_core::ports::ObjectStore;
-use failover_core::request::{Mode as Mode_, RunRequest, TargetSpec};
 use futures::future::join_all;
 use serde_json::Value;
 use tokio::time::Instant;
@@ -267,7 +267,7 @@ async fn fleet_index(sim: &SimulatedCloud, fleet: &[FleetMember]) -> Fleet {
 fn alarm(c: &FleetMember) -> Value {
     let text = failover_core::lab::fresh(include_str!("../../../events/alarm-eventbridge.json"))
         .replace(SEED_A, &c.topology.instances[0].id);
-    failover_core::json::parse(&text).expect("the sample event")
+    failover_core::engine::json::parse(&text).expect("the sample event")
 }
 
 /// The executor for the account (`handle_fleet`, as the fleet's Lambda runs it): every

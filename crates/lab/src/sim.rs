@@ -30,13 +30,13 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use failover_core::aws::SDK_MAX_ATTEMPTS;
-use failover_core::declaration::{Encryption, Tags};
-use failover_core::error::{CloudError, ErrorKind};
-use failover_core::memory::MemoryCloud;
-use failover_core::ports::{
+use failover_core::engine::declaration::{Encryption, Tags};
+use failover_core::engine::error::{CloudError, ErrorKind};
+use failover_core::engine::ports::{
     sent_on_the_wire, BeforeCall, Hooked, Listed, ObjectStore, StoredObject, WriteCondition,
     MUTATING_OPERATIONS,
 };
+use failover_core::memory::MemoryCloud;
 use tokio::time::Instant;
 
 /// A token bucket: (maximum capacity, tokens refilled per second).
@@ -459,11 +459,11 @@ impl ObjectStore for SimulatedCloud {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use failover_core::engine::model::Filter;
+    use failover_core::engine::net::Cidr;
+    use failover_core::engine::ports::Mutation;
+    use failover_core::engine::ports::{on_the_wire, Ec2Describe, Ec2Mutate};
     use failover_core::lab::{Topology, SEED_A, SEED_B_EXT, SEED_RTB};
-    use failover_core::model::Filter;
-    use failover_core::net::Cidr;
-    use failover_core::ports::Mutation;
-    use failover_core::ports::{on_the_wire, Ec2Describe, Ec2Mutate};
 
     fn simulated(cfg: Simulation) -> SimulatedCloud {
         SimulatedCloud::new(MemoryCloud::from_topology(&Topology::seed()), cfg)

@@ -4,8 +4,8 @@
 //! any invocation by SQS, handles its events as a batch (`handle_fleet`); its index of the
 //! fleet is kept between invocations.
 
+use failover_core::app::handler::Scope;
 use failover_core::aws;
-use failover_core::handler::Scope;
 use failover_functions::{invocation, lambda_setup, payload, respond, trust, RawEvent};
 use lambda_runtime::{service_fn, Error};
 

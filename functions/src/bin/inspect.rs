@@ -2,7 +2,7 @@
 //! `cloud-failover inspect`); for a fleet, every cluster's. Environment as for the failover
 //! function.
 
-use failover_core::handler::{handle_inspect, Scope};
+use failover_core::app::handler::{handle_inspect, Scope};
 use failover_functions::{diagnostic, lambda_setup, payload, RawEvent};
 use lambda_runtime::{service_fn, Error};
 

@@ -2,7 +2,7 @@
 //! fails over in process; for a fleet, every cluster that declares a probe, at once.
 //! Environment as for the failover function.
 
-use failover_core::handler::{handle_probe, Scope};
+use failover_core::app::handler::{handle_probe, Scope};
 use failover_functions::{diagnostic, invocation, lambda_setup, payload, RawEvent};
 use lambda_runtime::{service_fn, Error};
 

@@ -3,14 +3,14 @@
 
 use std::time::Duration;
 
+use failover_core::app::fleet::Fleet;
+use failover_core::app::inspect::Inspection;
 use failover_core::aws::AwsCloud;
-use failover_core::doctor::{Check, Verdict};
-use failover_core::fleet::Fleet;
-use failover_core::inspect::Inspection;
-use failover_core::keys::state_key;
-use failover_core::lock::Unlocked;
-use failover_core::state::{read_history, StateLog};
-use failover_core::text::printable;
+use failover_core::engine::keys::state_key;
+use failover_core::engine::lock::Unlocked;
+use failover_core::engine::state::{read_history, StateLog};
+use failover_core::engine::text::printable;
+use failover_core::ops::doctor::{Check, Verdict};
 use failover_core::{Declaration, FailoverError};
 use serde_json::Value;
 
@@ -42,7 +42,7 @@ async fn inspect_one(
     cloud: AwsCloud,
     decl: Declaration,
 ) -> Result<(Inspection, Result<(), CliError>), CliError> {
-    let view = failover_core::inspect::inspect(&cloud.ec2, &cloud.s3, &decl)
+    let view = failover_core::app::inspect::inspect(&cloud.ec2, &cloud.s3, &decl)
         .await
         .map_err(|e| CliError::new(e.to_string()))?;
     let verdict = verdict(&view);
@@ -113,7 +113,7 @@ async fn release(
             .map_err(|e| CliError::new(e.to_string()))?;
         if let Some(host) = previous
             .as_ref()
-            .and_then(failover_core::failover::cfe_running)
+            .and_then(failover_core::engine::failover::cfe_running)
         {
             if !force {
                 return Err(CliError::status(
@@ -127,7 +127,7 @@ async fn release(
     } else {
         None
     };
-    let out = failover_core::lock::unlock(&cloud.s3, &bucket, cluster, enc, force)
+    let out = failover_core::engine::lock::unlock(&cloud.s3, &bucket, cluster, enc, force)
         .await
         .map_err(|e| CliError::new(e.to_string()))?;
     if let Unlocked::Held { holder } = &out {
@@ -142,10 +142,10 @@ async fn release(
     }
     // The members' own lock, which a run takes beside the cluster's (found by discovering the
     // members, as a run does): released the same way.
-    if let Ok(members) = failover_core::discovery::member_ids(&cloud.ec2, &decl).await {
+    if let Ok(members) = failover_core::engine::discovery::member_ids(&cloud.ec2, &decl).await {
         if !members.is_empty() {
-            let name = failover_core::lock::members_lock_name(&members);
-            let also = failover_core::lock::unlock(&cloud.s3, &bucket, &name, enc, force)
+            let name = failover_core::engine::lock::members_lock_name(&members);
+            let also = failover_core::engine::lock::unlock(&cloud.s3, &bucket, &name, enc, force)
                 .await
                 .map_err(|e| CliError::new(e.to_string()))?;
             if let Unlocked::Held { holder } = also {
@@ -225,7 +225,7 @@ async fn fleet_members(
 ) -> Result<(), CliError> {
     let cloud = failover_core::aws::connect(&ctx.opts).await;
     let failures = fleet.discover_members(&cloud.ec2, Duration::MAX).await;
-    let checks = failover_core::doctor::fleet_checks(&fleet, &failures);
+    let checks = failover_core::ops::doctor::fleet_checks(&fleet, &failures);
     if ctx.output == Output::Table {
         render::say_line("== fleet ==");
         render::show_checks(ctx.output, &checks);
@@ -243,9 +243,10 @@ async fn doctor_one(
     cloud: AwsCloud,
     decl: Declaration,
 ) -> Result<(Vec<Check>, Result<(), CliError>), CliError> {
-    let checks = failover_core::doctor::doctor(&cloud.ec2, &cloud.s3, &decl, ctx.scoping_tag_key)
-        .await
-        .map_err(|e| CliError::new(e.to_string()))?;
+    let checks =
+        failover_core::ops::doctor::doctor(&cloud.ec2, &cloud.s3, &decl, ctx.scoping_tag_key)
+            .await
+            .map_err(|e| CliError::new(e.to_string()))?;
     let verdict = failed(&checks, "");
     Ok((checks, verdict))
 }

@@ -2,10 +2,10 @@
 
 use std::path::{Path, PathBuf};
 
+use failover_core::app::fleet::Fleet;
+use failover_core::app::handler::Location;
 use failover_core::aws;
-use failover_core::fleet::Fleet;
-use failover_core::handler::Location;
-use failover_core::ports::ObjectStore;
+use failover_core::engine::ports::ObjectStore;
 use failover_core::Declaration;
 
 use super::Context;
@@ -41,7 +41,7 @@ pub fn validate(ctx: &Context<'_>, file: &Path, against: &[PathBuf]) -> Result<(
             }
             Err(e) => return Err(e),
         };
-        for w in failover_core::state::shared_keys(&decl, &other_decl) {
+        for w in failover_core::engine::state::shared_keys(&decl, &other_decl) {
             stderr!("error: {} and {}: {w}", file.display(), other.display());
             clashes += 1;
         }
@@ -49,7 +49,7 @@ pub fn validate(ctx: &Context<'_>, file: &Path, against: &[PathBuf]) -> Result<(
     for w in &decl.warnings {
         stderr!("warning: {w}");
     }
-    for w in failover_core::doctor::stack_tag_mismatches(&decl, ctx.scoping_tag_key) {
+    for w in failover_core::engine::declaration::stack_tag_mismatches(&decl, ctx.scoping_tag_key) {
         stderr!("warning: {w}");
     }
     render::show_declaration(ctx.output, file, &decl);
@@ -81,7 +81,7 @@ fn fleet_files(against: &[PathBuf]) -> Result<Vec<PathBuf>, CliError> {
                     && p.extension()
                         .is_some_and(|x| x.eq_ignore_ascii_case("json"))
                     && p.metadata().is_ok_and(|m| {
-                        m.len() <= failover_core::declaration::MAX_DECLARATION_BYTES as u64
+                        m.len() <= failover_core::engine::declaration::MAX_DECLARATION_BYTES as u64
                     })
             })
             .collect();
@@ -178,7 +178,7 @@ async fn siblings_allow(
         .declarations()
         .filter(|c| c.key != key)
         .flat_map(|c| {
-            failover_core::state::shared_keys(decl, &c.declaration)
+            failover_core::engine::state::shared_keys(decl, &c.declaration)
                 .into_iter()
                 .map(move |w| format!("{}: {w}", c.key))
         })

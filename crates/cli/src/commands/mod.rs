@@ -11,12 +11,12 @@ pub use cluster::{doctor, history, inspect, reset, state, unlock};
 pub use declaration::{declare, validate};
 pub use run::{execute, invoke, plan};
 
+use failover_core::app::events::Trust;
+use failover_core::app::fleet::{result_json, Fleet};
+use failover_core::app::handler::{load_declaration, Location};
 use failover_core::aws::{self, AwsCloud, AwsOptions};
-use failover_core::discovery::resolve_bucket;
-use failover_core::events::Trust;
-use failover_core::fleet::{result_json, Fleet};
-use failover_core::handler::{load_declaration, Location};
-use failover_core::request::TargetSpec;
+use failover_core::engine::discovery::resolve_bucket;
+use failover_core::engine::request::TargetSpec;
 use failover_core::{Declaration, FailoverError};
 use serde_json::Value;
 
@@ -206,7 +206,7 @@ async fn trust(opts: &AwsOptions, alarm_name_prefix: &str) -> Result<Trust, CliE
 fn target(s: &str) -> Result<TargetSpec, CliError> {
     if s == "peer" {
         Ok(TargetSpec::Peer)
-    } else if failover_core::declaration::is_instance_id(s) {
+    } else if failover_core::engine::declaration::is_instance_id(s) {
         Ok(TargetSpec::Instance(s.to_string()))
     } else {
         Err(CliError::usage(format!(

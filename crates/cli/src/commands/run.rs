@@ -4,13 +4,13 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use failover_core::answer::Answer;
+use failover_core::app::fleet::ClusterResult;
+use failover_core::app::fleet::Fleet;
+use failover_core::app::handler::{handle, handle_fleet, Invocation};
 use failover_core::aws;
-use failover_core::failover::{run, RunOutcome};
-use failover_core::fleet::ClusterResult;
-use failover_core::fleet::Fleet;
-use failover_core::handler::{handle, handle_fleet, Invocation};
-use failover_core::request::{Mode, RunRequest};
+use failover_core::engine::answer::Answer;
+use failover_core::engine::failover::{run, RunOutcome};
+use failover_core::engine::request::{Mode, RunRequest};
 use serde_json::Value;
 
 use super::{location, open, target, trust, Context};
@@ -77,17 +77,17 @@ pub async fn invoke(
         .map_err(|e| CliError::new(format!("{}: {e}", event.display())))?;
     // Checked before any cloud client exists: a bad event touches nothing.
     let invalid =
-        |e: failover_core::events::EventError| CliError::new(format!("invalid event: {e}"));
+        |e: failover_core::app::events::EventError| CliError::new(format!("invalid event: {e}"));
     // The reader the Lambdas use for their payloads (a key given twice is refused).
-    let payload: Value = failover_core::events::parse_json(&text).map_err(invalid)?;
-    let batch = match failover_core::events::sqs_messages(&payload) {
+    let payload: Value = failover_core::app::events::parse_json(&text).map_err(invalid)?;
+    let batch = match failover_core::app::events::sqs_messages(&payload) {
         Some(messages) => messages
             .map_err(invalid)?
             .into_iter()
             .map(|m| m.event)
             .collect(),
         None => {
-            failover_core::events::parse_text(&text).map_err(invalid)?;
+            failover_core::app::events::parse_text(&text).map_err(invalid)?;
             vec![payload.clone()]
         }
     };
@@ -102,7 +102,7 @@ pub async fn invoke(
         let answers = handle_fleet(&cloud.ec2, &cloud.s3, &mut fleet, &batch, invocation).await;
         return show_fleet(ctx, answers.into_iter().flatten().collect());
     }
-    let cloud = aws::for_declaration(cloud, &ctx.opts, &loc)
+    let cloud = for_declaration(cloud, &ctx.opts, &loc)
         .await
         .map_err(CliError::new)?;
     let answer = handle(&cloud.ec2, &cloud.s3, &loc, &payload, invocation).await?;
@@ -157,4 +157,17 @@ fn show_fleet(ctx: &Context<'_>, answers: Vec<ClusterResult<Answer>>) -> Result<
         }
     }
     first.map_or(Ok(()), Err)
+}
+
+/// The adapters the declaration at `declaration` asks for (see `aws::with_settings`); the base
+/// adapters when it does not load (each invocation reports that).
+async fn for_declaration(
+    cloud: aws::AwsCloud,
+    opts: &aws::AwsOptions,
+    declaration: &failover_core::Location,
+) -> Result<aws::AwsCloud, String> {
+    match failover_core::app::location::load_declaration(&cloud.s3, declaration).await {
+        Ok(decl) => aws::with_settings(cloud, opts, &decl).await,
+        Err(_) => Ok(cloud),
+    }
 }

@@ -12,10 +12,10 @@ use aws_smithy_runtime_api::http::StatusCode;
 use aws_smithy_types::body::SdkBody;
 
 use super::{AwsEc2, AwsS3};
-use crate::declaration::Encryption;
-use crate::error::ErrorKind;
-use crate::model::Filter;
-use crate::ports::{Ec2Describe, Ec2Mutate, ObjectStore, WriteCondition};
+use crate::engine::declaration::Encryption;
+use crate::engine::error::ErrorKind;
+use crate::engine::model::Filter;
+use crate::engine::ports::{Ec2Describe, Ec2Mutate, ObjectStore, WriteCondition};
 
 fn interceptor(rules: &[&Rule]) -> MockResponseInterceptor {
     rules.iter().fold(
@@ -83,7 +83,7 @@ async fn ec2_errors_are_classified_as_the_executor_needs() {
             .then_http_response(move || http(status, body));
         // WHEN the adapter sends it
         let e = ec2(&[&rule])
-            .mutate(&crate::ports::Mutation::ReplaceRoute {
+            .mutate(&crate::engine::ports::Mutation::ReplaceRoute {
                 route_table_id: "rtb-0example".into(),
                 destination: "0.0.0.0/0".parse().unwrap(),
                 network_interface_id: "eni-0example".into(),
@@ -182,7 +182,7 @@ async fn s3_errors_are_classified_as_the_lock_needs() {
 /// no `DryRun` request parameter, so nothing is sent and the answer is "unchecked".
 #[tokio::test]
 async fn calls_without_dry_run_are_unchecked_and_not_sent() {
-    use crate::ports::{DryRun, Mutation};
+    use crate::engine::ports::{DryRun, Mutation};
     // GIVEN a client that answers no call at all
     let client = ec2(&[]);
     let eni = "eni-0example".to_string();

@@ -11,11 +11,13 @@ use aws_sdk_ec2::types;
 use aws_sdk_ec2::Client;
 
 use super::cloud_error;
-use crate::declaration::Tags;
-use crate::error::{CloudError, ErrorKind};
-use crate::model::{Association, ElasticIp, Filter, Instance, NetworkInterface, Route, RouteTable};
-use crate::net::Cidr;
-use crate::ports::{DryRun, Ec2Describe, Ec2Mutate, Mutation};
+use crate::engine::declaration::Tags;
+use crate::engine::error::{CloudError, ErrorKind};
+use crate::engine::model::{
+    Association, ElasticIp, Filter, Instance, NetworkInterface, Route, RouteTable,
+};
+use crate::engine::net::Cidr;
+use crate::engine::ports::{DryRun, Ec2Describe, Ec2Mutate, Mutation};
 
 /// The EC2 port over the AWS SDK.
 #[derive(Clone, Debug)]
@@ -217,7 +219,7 @@ fn route(r: &types::Route) -> Option<Route> {
 /// known to be possibly in flight, and the run keeps its lock until that call's worst case.
 fn one_attempt_at_a_time() -> aws_sdk_ec2::config::Builder {
     aws_sdk_ec2::config::Builder::default()
-        .timeout_config(super::timeouts(crate::ports::CALL_TIMEOUT))
+        .timeout_config(super::timeouts(crate::engine::ports::CALL_TIMEOUT))
 }
 
 #[async_trait]

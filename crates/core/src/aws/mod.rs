@@ -26,9 +26,9 @@ use aws_smithy_runtime_api::client::orchestrator::Metadata;
 use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 
-use crate::declaration::Declaration;
-use crate::error::{CloudError, ErrorKind};
-use crate::ports::MUTATING_OPERATIONS;
+use crate::engine::declaration::Declaration;
+use crate::engine::error::{CloudError, ErrorKind};
+use crate::engine::ports::MUTATING_OPERATIONS;
 
 pub use ec2::AwsEc2;
 pub use s3::AwsS3;
@@ -288,7 +288,7 @@ pub(crate) fn timeouts(attempt: Duration) -> TimeoutConfig {
     TimeoutConfig::builder()
         .connect_timeout(Duration::from_secs(3))
         .operation_attempt_timeout(attempt)
-        .operation_timeout(crate::ports::CALL_TIMEOUT)
+        .operation_timeout(crate::engine::ports::CALL_TIMEOUT)
         .build()
 }
 
@@ -308,7 +308,7 @@ impl Intercept for WireAttempts {
         _components: &RuntimeComponents,
         _cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
-        crate::ports::sent_on_the_wire();
+        crate::engine::ports::sent_on_the_wire();
         Ok(())
     }
 }
@@ -392,7 +392,7 @@ impl Intercept for OnlyListed {
     ) -> Result<(), BoxError> {
         let name = cfg.load::<Metadata>().map(|m| m.name().to_string());
         match name {
-            Some(op) if crate::ports::sendable(&op) => Ok(()),
+            Some(op) if crate::engine::ports::sendable(&op) => Ok(()),
             Some(op) => Err(format!(
                 "{op} is not an operation the ports send (ports::sendable): the adapters may not send it"
             )
@@ -406,7 +406,7 @@ impl Intercept for OnlyListed {
 /// account and region, as the Lambda trusts its own function's; `execute` records its ARN.
 pub async fn caller_identity(
     opts: &AwsOptions,
-) -> Result<(crate::events::Home, String), CloudError> {
+) -> Result<(crate::engine::model::Home, String), CloudError> {
     let config = sdk_config(opts, &ClientSettings::default()).await;
     let region = config.region().map(|r| r.to_string()).ok_or_else(|| {
         CloudError::new(
@@ -421,7 +421,7 @@ pub async fn caller_identity(
         .send()
         .await
         .map_err(|e| cloud_error("GetCallerIdentity", e))?;
-    let home = crate::events::Home {
+    let home = crate::engine::model::Home {
         account: out.account().unwrap_or_default().to_string(),
         region,
     };
@@ -493,26 +493,13 @@ async fn sdk_configs(
     (ec2_config.build(), s3_config.build())
 }
 
-/// The adapters the declaration at `declaration` asks for (see [`with_settings`]); the base
-/// adapters when it does not load (each invocation reports that).
-pub async fn for_declaration(
-    cloud: AwsCloud,
-    opts: &AwsOptions,
-    declaration: &crate::handler::Location,
-) -> Result<AwsCloud, String> {
-    match crate::handler::load_declaration(&cloud.s3, declaration).await {
-        Ok(decl) => with_settings(cloud, opts, &decl).await,
-        Err(_) => Ok(cloud),
-    }
-}
-
 /// The adapters `decl` asks for: its PrivateLink endpoints (`endpointDnsName`), CA bundle
 /// (`trustedCertBundle`) and bucket region; `cloud` itself when it asks for none. The Lambdas
 /// apply them at cold start: a change takes effect with the next cold start.
 pub async fn with_settings(
     cloud: AwsCloud,
     opts: &AwsOptions,
-    decl: &crate::declaration::Declaration,
+    decl: &crate::engine::declaration::Declaration,
 ) -> Result<AwsCloud, String> {
     let settings = ClientSettings::from_declaration(decl)?;
     if settings == ClientSettings::default() {
@@ -528,7 +515,7 @@ where
 {
     // A timeout is a call given up on while it may still land: the executor must know.
     let code = match &err {
-        SdkError::TimeoutError(_) => Some(crate::ports::TIMED_OUT.to_string()),
+        SdkError::TimeoutError(_) => Some(crate::engine::ports::TIMED_OUT.to_string()),
         _ => err.code().map(str::to_string),
     };
     let message = err.message().map(str::to_string).unwrap_or_else(|| {
@@ -626,7 +613,7 @@ mod tests {
                 "operation timeout (all attempts including retries) occurred after 30s",
             );
         let c = cloud_error("ReplaceRoute", e);
-        assert_eq!(c.code.as_deref(), Some(crate::ports::TIMED_OUT));
+        assert_eq!(c.code.as_deref(), Some(crate::engine::ports::TIMED_OUT));
         assert_eq!(c.kind, ErrorKind::Transient);
     }
 
@@ -829,7 +816,7 @@ mod tests {
             let opts = opts.clone();
             async move { connect_for(&opts, &settings, None).await.s3 }
         };
-        use crate::ports::ObjectStore;
+        use crate::engine::ports::ObjectStore;
         // WHEN the clients are built without the bundle, THEN the certificate is not trusted
         let plain = store(ClientSettings::default()).await;
         assert!(plain.bucket_exists("cfe-state").await.is_err());
@@ -845,7 +832,7 @@ mod tests {
     #[tokio::test]
     async fn prefix_moves_are_sent_as_ec2_expects() {
         // (moto has no delegated prefixes: the requests are checked here, stopped before sending)
-        use crate::ports::{Ec2Mutate, Mutation};
+        use crate::engine::ports::{Ec2Mutate, Mutation};
         let opts = AwsOptions {
             region: None,
             endpoint_url: Some("http://127.0.0.1:9".into()),
@@ -856,7 +843,7 @@ mod tests {
         let client =
             aws_sdk_ec2::Client::from_conf(ec2.to_builder().interceptor(seen.clone()).build());
         let adapter = AwsEc2::new(client, None);
-        let p: crate::net::Cidr = "10.0.0.48/28".parse().unwrap();
+        let p: crate::engine::net::Cidr = "10.0.0.48/28".parse().unwrap();
         let eni = |id: &str| id.to_string();
         assert!(adapter
             .mutate(&Mutation::UnassignIpv4Prefixes {
@@ -892,7 +879,7 @@ mod tests {
     /// the in-memory cloud.)
     #[tokio::test]
     async fn ipv6_moves_are_sent_as_ec2_expects() {
-        use crate::ports::{Ec2Mutate, Mutation};
+        use crate::engine::ports::{Ec2Mutate, Mutation};
         let opts = AwsOptions {
             region: None,
             endpoint_url: Some("http://127.0.0.1:9".into()),

@@ -7,9 +7,9 @@ use aws_sdk_s3::types::ServerSideEncryption;
 use aws_sdk_s3::Client;
 
 use super::cloud_error;
-use crate::declaration::{Encryption, Tags};
-use crate::error::{CloudError, ErrorKind};
-use crate::ports::{Listed, ObjectStore, StoredObject, WriteCondition};
+use crate::engine::declaration::{Encryption, Tags};
+use crate::engine::error::{CloudError, ErrorKind};
+use crate::engine::ports::{Listed, ObjectStore, StoredObject, WriteCondition};
 
 /// S3's error code for a bucket that does not exist.
 const NO_SUCH_BUCKET: &str = "NoSuchBucket";

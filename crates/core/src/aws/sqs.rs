@@ -4,8 +4,8 @@ use async_trait::async_trait;
 use aws_sdk_sqs::Client;
 
 use super::cloud_error;
-use crate::error::CloudError;
-use crate::ports::Queue;
+use crate::engine::error::CloudError;
+use crate::engine::ports::Queue;
 
 /// The queue port over the AWS SDK.
 #[derive(Clone, Debug)]
@@ -50,7 +50,7 @@ impl Queue for AwsSqs {
         let url = queue_url(queue_arn).ok_or_else(|| {
             CloudError::new(
                 "ChangeMessageVisibility",
-                crate::error::ErrorKind::Rejected,
+                crate::engine::error::ErrorKind::Rejected,
                 "InvalidArn",
                 format!("{queue_arn:?} is not an SQS queue ARN"),
             )

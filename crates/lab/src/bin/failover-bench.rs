@@ -7,16 +7,16 @@
 //! engine (paced), the same engine unpaced, the engine with concurrency 1, the throttle lower
 //! bound, and CFE's published figures. Prints Markdown.
 
-use failover_core::declaration::Declaration;
-use failover_core::failover::{run, RunOutcome};
+use failover_core::engine::declaration::Declaration;
+use failover_core::engine::failover::{run, RunOutcome};
+use failover_core::engine::plan::MEMBER_TAG;
+use failover_core::engine::request::Mode;
+use failover_core::engine::request::{RunRequest, TargetSpec};
 use failover_core::lab::{
     tags, EipSpec, SubnetSpec, TableSpec, Topology, SEED_A, SEED_A_EXT, SEED_B, SEED_B_EXT,
     SEED_TAG,
 };
 use failover_core::memory::MemoryCloud;
-use failover_core::plan::MEMBER_TAG;
-use failover_core::request::Mode;
-use failover_core::request::{RunRequest, TargetSpec};
 use failover_lab::sim::{SimulatedCloud, Simulation};
 use serde_json::json;
 

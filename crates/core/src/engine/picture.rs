@@ -1,0 +1,186 @@
+//! The picture: which member the cloud follows, per route and per Elastic IP, from one
+//! snapshot and the last state (pure; `app::inspect` reads them).
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::engine::declaration::Declaration;
+use crate::engine::discovery::Snapshot;
+use crate::engine::lock::Holder;
+pub use crate::engine::state::RunSummary;
+
+/// A member instance.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MemberView {
+    /// Instance id.
+    pub id: String,
+    /// `Name` tag.
+    pub name: String,
+    /// EC2 state.
+    pub state: String,
+    /// Availability Zone.
+    pub availability_zone: String,
+}
+
+/// A managed route and whom it follows.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RouteView {
+    /// Route table.
+    pub route_table_id: String,
+    /// Destination.
+    pub destination: String,
+    /// Current target.
+    pub target: String,
+    /// Member owning the target ENI.
+    pub member: Option<String>,
+}
+
+/// A managed Elastic IP and whom it follows.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EipView {
+    /// Public address.
+    pub public_ip: String,
+    /// ENI it is on.
+    pub network_interface_id: Option<String>,
+    /// Private IP it maps to.
+    pub private_ip: Option<String>,
+    /// Member owning that ENI.
+    pub member: Option<String>,
+}
+
+/// The whole picture.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Inspection {
+    /// Cluster name.
+    pub cluster: String,
+    /// Members.
+    pub members: Vec<MemberView>,
+    /// Managed routes.
+    pub routes: Vec<RouteView>,
+    /// Managed Elastic IPs.
+    pub elastic_ips: Vec<EipView>,
+    /// Per member: how many managed items (EIPs, routes, secondary IPs, twin associations)
+    /// follow it, and how many would have to change (`plan::assess`).
+    pub follows: Vec<Follow>,
+    /// The member every managed item follows, when there is one.
+    pub active: Option<String>,
+    /// True when managed items exist and no member has them all.
+    pub drift: bool,
+    /// The box's own view: the unit the appliance pair last announced active, and when.
+    pub box_says: Option<crate::engine::state::LastFailover>,
+    /// Whether the cloud follows the unit the box last announced (when both are known).
+    pub agrees_with_box: Option<bool>,
+    /// Resources the scope selects but that are left alone, with the reason (another VPC's,
+    /// an EIP whose VIPs no member holds, …): worth a look.
+    pub left_alone: Vec<String>,
+    /// State bucket.
+    pub bucket: Option<String>,
+    /// `taskState`, `timestamp`, `instance` and `message` of the state file.
+    pub last_state: Option<Value>,
+    /// The cluster lock, when held.
+    pub lock: Option<Holder>,
+    /// The most recent runs from the history, newest first.
+    pub recent_runs: Vec<RunSummary>,
+}
+
+/// How far the cloud follows one member.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Follow {
+    /// Instance id.
+    pub member: String,
+    /// Managed items already following it.
+    pub in_place: usize,
+    /// Operations a failover to it would make.
+    pub to_change: usize,
+    /// What would block a failover to it (its health aside).
+    pub blocked: Vec<String>,
+}
+
+/// How many history objects `inspect` reads.
+pub const RECENT_RUNS: usize = 5;
+
+/// The pure part of `inspect`.
+pub fn picture(decl: &Declaration, snap: &Snapshot, last_state: Option<Value>) -> Inspection {
+    let owner = |eni: Option<&str>| {
+        eni.and_then(|e| snap.owner_of_interface(e))
+            .map(|m| m.id.clone())
+    };
+    let groups = decl.route_groups();
+    let mut routes = Vec::new();
+    for st in &snap.route_tables {
+        for r in &groups[st.group].ranges {
+            if let Some(route) = st.table.routes.iter().find(|x| x.destination == r.range) {
+                routes.push(RouteView {
+                    route_table_id: st.table.id.clone(),
+                    destination: r.range.to_string(),
+                    target: route.target().to_string(),
+                    member: owner(route.network_interface_id.as_deref()),
+                });
+            }
+        }
+    }
+    let elastic_ips: Vec<EipView> = snap
+        .elastic_ips
+        .iter()
+        .map(|e| EipView {
+            public_ip: e.eip.public_ip.to_string(),
+            network_interface_id: e.eip.network_interface_id.clone(),
+            private_ip: e.eip.private_ip.map(|i| i.to_string()),
+            member: owner(e.eip.network_interface_id.as_deref()),
+        })
+        .collect();
+    let assessed: Vec<(String, crate::engine::plan::Assessment)> = snap
+        .members
+        .iter()
+        .map(|m| (m.id.clone(), crate::engine::plan::assess(decl, snap, m)))
+        .collect();
+    // Something is managed when any member has items in place, to change, or blocked (an EIP
+    // whose VIP no member holds is managed and followed by none).
+    let managed = assessed.iter().any(|(_, a)| {
+        !a.in_place.is_empty() || !a.operations.is_empty() || !a.obstacles().is_empty()
+    });
+    let mut followed = assessed.iter().filter(|(_, a)| a.followed());
+    let active = match (followed.next(), followed.next()) {
+        (Some((id, _)), None) => Some(id.clone()),
+        _ => None,
+    };
+    let follows = assessed
+        .into_iter()
+        .map(|(member, a)| Follow {
+            member,
+            in_place: a.in_place.len(),
+            to_change: a.operations.len(),
+            blocked: a.obstacles(),
+        })
+        .collect();
+    Inspection {
+        cluster: decl.extension.cluster_name.clone(),
+        members: snap
+            .members
+            .iter()
+            .map(|m| MemberView {
+                id: m.id.clone(),
+                name: m.display_name().to_string(),
+                state: m.state.clone(),
+                availability_zone: m.availability_zone.clone(),
+            })
+            .collect(),
+        drift: active.is_none() && managed,
+        box_says: None,
+        agrees_with_box: None,
+        left_alone: snap.left_alone.clone(),
+        follows,
+        active,
+        routes,
+        elastic_ips,
+        bucket: snap.bucket.clone(),
+        last_state,
+        lock: None,
+        recent_runs: Vec::new(),
+    }
+}

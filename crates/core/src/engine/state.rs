@@ -1,0 +1,707 @@
+//! The state log: CFE's `f5cloudfailoverstate.json` (same shape, so CFE tooling reads it),
+//! extended with a `serverless` block, plus one history object per run.
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Map, Value};
+
+use crate::engine::declaration::{Declaration, Scope, EXTENSION_KEY};
+use crate::engine::discovery::{recover_prefix_eips, DetachedEip, DetachedPrefix};
+use crate::engine::error::CloudError;
+use crate::engine::execute::Outcome;
+use crate::engine::keys::{history_key, history_prefix, state_key};
+use crate::engine::plan::{Action, Operation, Plan};
+use crate::engine::ports::ObjectStore;
+use crate::engine::request::{Mode, RunRequest};
+
+/// CFE's task states.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum TaskState {
+    /// Mutations are being sent.
+    Running,
+    /// Every operation verified.
+    Succeeded,
+    /// Some operation failed or did not verify; the next run converges.
+    Failed,
+    /// Every planned operation verified, but items were left out (each named with its
+    /// reason in `skipped`): not one of CFE's states, which treat it as not running.
+    Partial,
+    /// A dry run: planned only (never written to the state file; not one of CFE's states).
+    DryRun,
+}
+
+impl TaskState {
+    /// CFE's spelling (`RUNNING`, `SUCCEEDED`, `FAILED`), for logs and tables.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskState::Running => "RUNNING",
+            TaskState::Succeeded => "SUCCEEDED",
+            TaskState::Failed => "FAILED",
+            TaskState::Partial => "PARTIAL",
+            TaskState::DryRun => "DRY_RUN",
+        }
+    }
+}
+
+/// One run, as recorded in the state file's `serverless` block and in the history object.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RunRecord {
+    /// Unique run id.
+    pub run_id: String,
+    /// `serverless.clusterName`.
+    pub cluster: String,
+    /// What triggered the run, e.g. `alarm:bigip-a-status`.
+    pub trigger: String,
+    /// Lambda request id, when invoked by Lambda.
+    pub request_id: Option<String>,
+    /// Execute or dry run.
+    pub mode: Mode,
+    /// Target instance id (empty when it could not be resolved).
+    pub target: String,
+    /// Target's `Name` tag.
+    pub target_name: String,
+    /// CFE task state.
+    pub task_state: TaskState,
+    /// Human summary.
+    pub message: String,
+    /// Start time.
+    pub started_at: DateTime<Utc>,
+    /// End time (absent while RUNNING).
+    pub finished_at: Option<DateTime<Utc>>,
+    /// Wall time in ms (absent while RUNNING).
+    pub duration_ms: Option<u64>,
+    /// Planned operations.
+    pub operations: Vec<Operation>,
+    /// Outcomes (empty while RUNNING).
+    pub outcomes: Vec<Outcome>,
+    /// Items found already in place.
+    pub in_place: Vec<String>,
+    /// Planner warnings.
+    pub warnings: Vec<String>,
+    /// Items the plan left out, each with the reason (the run ends PARTIAL).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub skipped: Vec<String>,
+    /// Refusal reasons, when the planner refused.
+    pub refusal: Vec<String>,
+    /// The run id of an earlier run left RUNNING or FAILED that this one converges.
+    pub recovers: Option<String>,
+    /// The last failover that changed something (kept across runs, for flap damping).
+    pub last_failover: Option<LastFailover>,
+    /// The unit the appliance pair last announced active (kept across runs): the box's own
+    /// view, which `inspect` compares the cloud with.
+    pub last_announcement: Option<LastFailover>,
+    /// The time of the newest event whose decision was carried out (kept across runs): an
+    /// alarm or announcement dated before it is older news and is not acted on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_event_at: Option<DateTime<Utc>>,
+    /// The cluster's members when the run started (tells one cluster's record from another's).
+    pub members: Vec<String>,
+    /// Whether damping was skipped (an operator's explicit command, the appliance's own
+    /// announcement, or `force`).
+    pub forced: bool,
+    /// Who asked for a forced run: the operator's identity (STS), the appliance's source, or
+    /// the direct invoke's request.
+    pub requested_by: Option<String>,
+    /// EIPs a prefix release left unassociated that this run found only through the previous
+    /// state file: carried forward until a run puts them back (a refusal does not lose them).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub detached_eips: Vec<DetachedEip>,
+    /// Prefixes a stopped run released that no member holds: carried forward until a run
+    /// assigns each to the target's interface in its subnet.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub detached_prefixes: Vec<DetachedPrefix>,
+}
+
+/// When the cluster last failed over, and to whom.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LastFailover {
+    /// The member made active.
+    pub target: String,
+    /// When the run finished.
+    pub at: DateTime<Utc>,
+}
+
+impl RunRecord {
+    /// A record for a run starting now.
+    pub fn new(run_id: String, decl: &Declaration, req: &RunRequest) -> RunRecord {
+        RunRecord {
+            run_id,
+            cluster: decl.extension.cluster_name.clone(),
+            trigger: req.trigger.clone(),
+            request_id: req.request_id.clone(),
+            mode: req.mode,
+            target: String::new(),
+            target_name: String::new(),
+            task_state: TaskState::Running,
+            message: String::new(),
+            started_at: Utc::now(),
+            finished_at: None,
+            duration_ms: None,
+            operations: Vec::new(),
+            outcomes: Vec::new(),
+            in_place: Vec::new(),
+            warnings: Vec::new(),
+            skipped: Vec::new(),
+            refusal: Vec::new(),
+            recovers: None,
+            last_failover: None,
+            last_announcement: None,
+            last_event_at: None,
+            members: Vec::new(),
+            forced: req.force,
+            requested_by: req.requested_by.clone(),
+            detached_eips: Vec::new(),
+            detached_prefixes: Vec::new(),
+        }
+    }
+
+    /// Sets the task state and message from the outcomes.
+    pub fn conclude(&mut self) {
+        let failed: Vec<&str> = self
+            .outcomes
+            .iter()
+            .filter(|o| !o.verified)
+            .map(|o| o.operation.as_str())
+            .collect();
+        if failed.is_empty() && !self.skipped.is_empty() {
+            self.task_state = TaskState::Partial;
+            self.message = format!(
+                "{} operation(s) done and verified; {} item(s) left out: {}",
+                self.operations.len(),
+                self.skipped.len(),
+                self.skipped.join("; ")
+            );
+        } else if failed.is_empty() {
+            self.task_state = TaskState::Succeeded;
+            // Everything planned is back where it belongs: nothing left to carry forward.
+            self.detached_eips.clear();
+            self.detached_prefixes.clear();
+            self.message = if self.operations.is_empty() && self.in_place.is_empty() {
+                // Not "converged": nothing managed was found (e.g. no table in scope).
+                format!(
+                    "nothing to change: no managed item found ({})",
+                    self.warnings.join("; ")
+                )
+            } else if self.operations.is_empty() {
+                "already converged: nothing to change".into()
+            } else {
+                format!("{} operation(s) done and verified", self.operations.len())
+            };
+        } else {
+            self.task_state = TaskState::Failed;
+            self.message = format!(
+                "{} of {} operation(s) not verified ({}); the next run converges",
+                failed.len(),
+                self.operations.len(),
+                failed.join(", ")
+            );
+        }
+        if self.outcomes.iter().any(|o| o.verified) {
+            self.last_failover = Some(LastFailover {
+                target: self.target.clone(),
+                at: Utc::now(),
+            });
+        }
+    }
+
+    /// Stamps the end time and duration.
+    pub fn finish(&mut self, clock: std::time::Instant) {
+        self.finished_at = Some(Utc::now());
+        self.duration_ms = Some(clock.elapsed().as_millis() as u64);
+    }
+
+    /// Copies the plan into the record.
+    pub fn with_plan(mut self, plan: &Plan) -> RunRecord {
+        self.target = plan.target.clone();
+        self.target_name = plan.target_name.clone();
+        self.operations = plan.operations.clone();
+        self.in_place = plan.in_place.clone();
+        self.warnings.extend(plan.warnings.iter().cloned());
+        self.skipped = plan.skipped.clone();
+        self
+    }
+}
+
+/// CFE's timestamp format (`2025-07-17T15:38:42.875Z`).
+pub fn timestamp(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+/// Why a state file is not this cluster's own record, if it is not: another cluster's name, or
+/// members none of which are ours (two declarations resolving to one key). A file without our
+/// `serverless` block (CFE's own) is not judged here.
+pub fn foreign_record(state: &Value, cluster: &str, members: &[String]) -> Option<String> {
+    let ext = state.get(EXTENSION_KEY)?;
+    let theirs = ext
+        .get("cluster")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    if theirs != cluster {
+        return Some(format!("it records cluster {theirs:?}, not {cluster:?}"));
+    }
+    let recorded: Vec<&str> = ext
+        .get("members")
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    if recorded.is_empty()
+        || members.is_empty()
+        || recorded.iter().any(|m| members.iter().any(|o| o == m))
+    {
+        return None;
+    }
+    Some(format!(
+        "it records members {} and this cluster's are {}",
+        recorded.join(", "),
+        members.join(", ")
+    ))
+}
+
+/// Warnings when two declarations would share a state file or a lock: the same cluster name
+/// and state file name, with bucket scopes one bucket could satisfy.
+pub fn shared_keys(a: &Declaration, b: &Declaration) -> Vec<String> {
+    let same_bucket = match (&a.external_storage.scope, &b.external_storage.scope) {
+        (Scope::Name(x), Scope::Name(y)) => x == y,
+        (Scope::Tags(x), Scope::Tags(y)) => x.iter().all(|(k, v)| y.get(k).is_none_or(|w| w == v)),
+        _ => true,
+    };
+    if !same_bucket {
+        return Vec::new();
+    }
+    let mut out = Vec::new();
+    if state_key(a) == state_key(b) {
+        out.push(format!(
+            "both declarations write the state file {} in the same bucket: give each cluster its own serverless.clusterName (or externalStorage.stateFileName)",
+            state_key(a)
+        ));
+    }
+    if a.extension.cluster_name == b.extension.cluster_name {
+        out.push(format!(
+            "both declarations take the lock of cluster {:?}: one pair's failover waits for the other's; give each its own serverless.clusterName",
+            a.extension.cluster_name
+        ));
+    }
+    out
+}
+
+/// One `interfaces.{disassociate,associate}[].addresses` entry exactly as CFE 2.2+ writes it
+/// (`_checkForNicOperations`): `address`, `publicAddress` only when an Elastic IP is associated,
+/// and `ipVersion` as a number (CFE ≥ 2.2 drops entries without it when it replays the file).
+fn interface_address(ip: std::net::IpAddr, public: Option<&std::net::IpAddr>) -> Value {
+    let mut entry = json!({"address": ip.to_string()});
+    if let Some(p) = public {
+        entry["publicAddress"] = p.to_string().into();
+    }
+    entry["ipVersion"] = if ip.is_ipv6() { 6 } else { 4 }.into();
+    entry
+}
+
+/// One run from the history.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RunSummary {
+    /// Run id.
+    pub run_id: String,
+    /// Trigger.
+    pub trigger: String,
+    /// Target.
+    pub target: String,
+    /// Result.
+    pub task_state: String,
+    /// Summary.
+    pub message: String,
+    /// Start.
+    pub started_at: String,
+    /// Wall time.
+    pub duration_ms: Option<u64>,
+}
+
+/// The cluster's most recent runs, newest first (only those that did not succeed when
+/// `failed_only`: FAILED runs and refusals).
+pub async fn read_history(
+    store: &dyn ObjectStore,
+    bucket: &str,
+    cluster: &str,
+    limit: usize,
+    failed_only: bool,
+) -> Result<Vec<RunSummary>, CloudError> {
+    let mut keys = store.list_keys(bucket, &history_prefix(cluster)).await?;
+    keys.sort();
+    keys.reverse();
+    let mut out = Vec::new();
+    // Read in pages of `limit`, so a filter still finds `limit` matches.
+    for page in keys.chunks(limit.max(1)) {
+        let objects =
+            futures::future::try_join_all(page.iter().map(|k| store.get_object(bucket, k))).await?;
+        out.extend(
+            objects
+                .into_iter()
+                .flatten()
+                .filter_map(|o| serde_json::from_slice::<RunSummary>(&o.body).ok())
+                .filter(|r| !failed_only || r.task_state != "SUCCEEDED"),
+        );
+        if out.len() >= limit {
+            break;
+        }
+    }
+    out.truncate(limit);
+    Ok(out)
+}
+
+/// What a state file says about EIPs the cloud may no longer show: an unfinished run's
+/// (RUNNING, FAILED or PARTIAL) Elastic IP moves, read from CFE's `publicAddresses` (written
+/// so by CFE and by us alike), and the detached EIPs a record carried forward
+/// (`serverless.detachedEips`: a refused run's, a reset's).
+pub fn unfinished_eip_moves(state: &Value) -> Vec<DetachedEip> {
+    let unfinished = matches!(
+        state.get("taskState").and_then(Value::as_str),
+        Some("RUNNING" | "FAILED" | "PARTIAL")
+    );
+    let moves = state
+        .pointer("/failoverOperations/addresses/publicAddresses")
+        .and_then(Value::as_object)
+        .into_iter()
+        .flatten()
+        .filter(|_| unfinished)
+        .filter_map(|(_, v)| {
+            Some(DetachedEip {
+                allocation_id: v.get("AllocationId")?.as_str()?.to_string(),
+                address: v
+                    .pointer("/target/PrivateIpAddress")?
+                    .as_str()?
+                    .parse()
+                    .ok()?,
+            })
+        });
+    moves.chain(carried(state, "detachedEips")).collect()
+}
+
+/// What a record carries forward under `key` of its `serverless` block (a refused run's or a
+/// reset's record keeps what the next run must still put back).
+fn carried<T: serde::de::DeserializeOwned>(state: &Value, key: &str) -> Vec<T> {
+    state
+        .get(EXTENSION_KEY)
+        .and_then(|e| e.get(key))
+        .and_then(|v| serde_json::from_value::<Vec<T>>(v.clone()).ok())
+        .unwrap_or_default()
+}
+
+/// The prefixes an unfinished run released (its `releasePrefix` operations) and those a
+/// record carries forward (`serverless.detachedPrefixes`): where each belongs, once no member
+/// holds it.
+pub fn unfinished_prefix_moves(state: &Value) -> Vec<DetachedPrefix> {
+    let unfinished = matches!(
+        state.get("taskState").and_then(Value::as_str),
+        Some("RUNNING" | "FAILED" | "PARTIAL")
+    );
+    let released = state
+        .get(EXTENSION_KEY)
+        .and_then(|e| e.get("operations"))
+        .and_then(|v| serde_json::from_value::<Vec<Operation>>(v.clone()).ok())
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|_| unfinished)
+        .filter_map(|op| match op.action {
+            Action::ReleasePrefix {
+                network_interface_id,
+                prefix,
+                ..
+            } => Some(DetachedPrefix {
+                prefix,
+                network_interface_id,
+            }),
+            _ => None,
+        });
+    let mut out: Vec<DetachedPrefix> = released.chain(carried(state, "detachedPrefixes")).collect();
+    out.dedup_by(|a, b| a.prefix == b.prefix);
+    out
+}
+
+/// Adds to `snap` what an unfinished run's state file knows and the cloud no longer shows:
+/// the EIPs a prefix release detached (see [`recover_prefix_eips`]). Runs, dry runs, inspect
+/// and doctor all plan from the snapshot this leaves. Another cluster's file is not read.
+pub async fn recall_detached_eips(
+    ec2: &dyn crate::engine::ports::Ec2Describe,
+    decl: &Declaration,
+    state: Option<&Value>,
+    snap: &mut crate::engine::discovery::Snapshot,
+) -> Result<(), CloudError> {
+    let Some(state) = state else { return Ok(()) };
+    let members: Vec<String> = snap.members.iter().map(|m| m.id.clone()).collect();
+    if foreign_record(state, &decl.extension.cluster_name, &members).is_some() {
+        return Ok(());
+    }
+    let held = |p: &crate::engine::net::Cidr| {
+        snap.members
+            .iter()
+            .flat_map(|m| &m.network_interfaces)
+            .any(|n| n.ipv4_prefixes.contains(p))
+    };
+    let declared: Vec<crate::engine::net::Cidr> = decl
+        .addresses()
+        .map(|a| a.prefixes().collect())
+        .unwrap_or_default();
+    snap.released_prefixes = unfinished_prefix_moves(state)
+        .into_iter()
+        .filter(|d| declared.contains(&d.prefix) && !held(&d.prefix))
+        .collect();
+    let moves = unfinished_eip_moves(state);
+    if moves.is_empty() {
+        return Ok(());
+    }
+    recover_prefix_eips(ec2, decl, &moves, snap).await
+}
+
+/// The state file body in CFE's shape.
+pub fn cfe_state(record: &RunRecord) -> Value {
+    let mut public = Map::new();
+    let mut disassociate = Vec::new();
+    let mut associate = Vec::new();
+    let mut routes = Vec::new();
+    for op in &record.operations {
+        match &op.action {
+            Action::AssociateAddress {
+                allocation_id,
+                public_ip,
+                network_interface_id,
+                private_ip,
+                current_association_id,
+                current_private_ip,
+                ..
+            } => {
+                public.insert(
+                    public_ip.to_string(),
+                    json!({
+                        "current": {
+                            "PrivateIpAddress": current_private_ip.map(|i| i.to_string()),
+                            "AssociationId": current_association_id,
+                        },
+                        "target": {
+                            "PrivateIpAddress": private_ip.to_string(),
+                            "NetworkInterfaceId": network_interface_id,
+                        },
+                        "AllocationId": allocation_id,
+                    }),
+                );
+            }
+            // No CFE field for it: recorded in the serverless block only.
+            Action::SwapAssociation { .. } => {}
+            Action::AssignPrivateIps {
+                network_interface_id,
+                from_network_interface_id,
+                ips,
+                public_ips,
+            } => {
+                let addrs: Vec<Value> = ips
+                    .iter()
+                    .map(|ip| interface_address(*ip, public_ips.get(ip)))
+                    .collect();
+                disassociate.push(
+                    json!({"networkInterfaceId": from_network_interface_id, "addresses": addrs}),
+                );
+                associate
+                    .push(json!({"networkInterfaceId": network_interface_id, "addresses": addrs}));
+            }
+            // CFE writes IPv6 moves in the same lists, with `ipVersion: 6`.
+            Action::ReleaseIpv6 {
+                network_interface_id,
+                ips,
+                ..
+            } => disassociate.push(json!({
+                "networkInterfaceId": network_interface_id,
+                "addresses": ips.iter().map(|ip| interface_address(*ip, None)).collect::<Vec<_>>(),
+            })),
+            Action::AssignIpv6 {
+                network_interface_id,
+                ips,
+                ..
+            } => associate.push(json!({
+                "networkInterfaceId": network_interface_id,
+                "addresses": ips.iter().map(|ip| interface_address(*ip, None)).collect::<Vec<_>>(),
+            })),
+            // CFE 2.2+: `{address: <prefix>, ipVersion: 4, prefix: true}`.
+            Action::ReleasePrefix {
+                network_interface_id,
+                prefix,
+                ..
+            } => disassociate.push(json!({
+                "networkInterfaceId": network_interface_id,
+                "addresses": [{"address": prefix.to_string(), "ipVersion": 4, "prefix": true}],
+            })),
+            Action::AssignPrefix {
+                network_interface_id,
+                prefix,
+                ..
+            } => associate.push(json!({
+                "networkInterfaceId": network_interface_id,
+                "addresses": [{"address": prefix.to_string(), "ipVersion": 4, "prefix": true}],
+            })),
+            Action::ReplaceRoute {
+                route_table_id,
+                destination,
+                network_interface_id,
+                next_hop_address,
+                ..
+            }
+            | Action::CreateRoute {
+                route_table_id,
+                destination,
+                network_interface_id,
+                next_hop_address,
+            } => routes.push(json!({
+                "routeTableId": route_table_id,
+                "networkInterfaceId": network_interface_id,
+                "routeAddress": destination.to_string(),
+                "nextHopAddress": next_hop_address.to_string(),
+                "ipVersion": if destination.is_ipv6() { "6" } else { "4" },
+            })),
+        }
+    }
+    let message = match record.task_state {
+        TaskState::Running => "Failover running".to_string(),
+        TaskState::Succeeded => "Failover Complete".to_string(),
+        TaskState::Failed => format!("Failover failed: {}", record.message),
+        TaskState::Partial => format!("Failover partial: {}", record.message),
+        TaskState::DryRun => format!("Dry run: {}", record.message),
+    };
+    // CFE knows RUNNING, SUCCEEDED and FAILED, and waits while any other state stands (its
+    // failover.js _checkTaskState): a PARTIAL run, whose every planned operation completed,
+    // is SUCCEEDED to CFE (the serverless block says PARTIAL, with the items left out).
+    let cfe_task = match record.task_state {
+        TaskState::Partial => TaskState::Succeeded,
+        other => other,
+    };
+    let mut v = json!({
+        "taskState": cfe_task,
+        "message": message,
+        "timestamp": timestamp(record.finished_at.unwrap_or(record.started_at)),
+        "instance": record.target_name,
+        "failoverOperations": {
+            "addresses": {
+                "publicAddresses": public,
+                "interfaces": {"disassociate": disassociate, "associate": associate},
+                "loadBalancerAddresses": {},
+            },
+            "routes": {"operations": routes},
+        },
+    });
+    v[EXTENSION_KEY] = serde_json::to_value(record).expect("record serializes");
+    v
+}
+
+/// Where and how the state log is written.
+pub struct StateLog<'a> {
+    /// The store.
+    pub store: &'a dyn ObjectStore,
+    /// The state bucket.
+    pub bucket: String,
+    /// The declaration (key and encryption).
+    pub decl: &'a Declaration,
+}
+
+impl StateLog<'_> {
+    /// Writes the state file for `record`.
+    pub async fn write_state(&self, record: &RunRecord) -> Result<(), CloudError> {
+        self.put(&state_key(self.decl), &cfe_state(record)).await
+    }
+
+    /// Writes the run's history object; returns its key.
+    pub async fn write_history(&self, record: &RunRecord) -> Result<String, CloudError> {
+        let key = history_key(&record.cluster, record.started_at, &record.run_id);
+        self.put(&key, record).await?;
+        Ok(key)
+    }
+
+    /// Writes `value` as JSON at `key` with the declared encryption.
+    async fn put(&self, key: &str, value: &impl Serialize) -> Result<(), CloudError> {
+        let body = serde_json::to_vec_pretty(value).expect("json");
+        let encryption = &self.decl.external_storage.encryption;
+        self.store
+            .put_object(&self.bucket, key, body, encryption, None)
+            .await
+            .map(|_| ())
+    }
+
+    /// Rewrites the state file as a clean slate (`cloud-failover reset`): SUCCEEDED, no
+    /// operations, no last failover (so no cooldown), saying who reset it. The appliance pair's
+    /// last announcement in `previous` (the box's view, not ours) is kept.
+    pub async fn reset_state(&self, by: &str, previous: Option<&Value>) -> Result<(), CloudError> {
+        let announced = previous
+            .and_then(|p| p.get(EXTENSION_KEY))
+            .and_then(|e| e.get("lastAnnouncement"))
+            .cloned()
+            .unwrap_or(Value::Null);
+        // What only the log knows (EIPs and prefixes a stopped run detached) survives a reset:
+        // the next run puts them back.
+        let eips = previous.map(unfinished_eip_moves).unwrap_or_default();
+        let prefixes = previous.map(unfinished_prefix_moves).unwrap_or_default();
+        let v = json!({
+            "taskState": TaskState::Succeeded,
+            "message": format!("Reset by {by}"),
+            "timestamp": timestamp(Utc::now()),
+            "instance": "",
+            "failoverOperations": {},
+            EXTENSION_KEY: {
+                "cluster": self.decl.extension.cluster_name,
+                "reset": true,
+                "lastAnnouncement": announced,
+                "detachedEips": eips,
+                "detachedPrefixes": prefixes,
+            },
+        });
+        self.put(&state_key(self.decl), &v).await
+    }
+
+    /// Reads the current state file, if any.
+    pub async fn read_state(&self) -> Result<Option<Value>, CloudError> {
+        let obj = self
+            .store
+            .get_object(&self.bucket, &state_key(self.decl))
+            .await?;
+        Ok(obj.and_then(|o| serde_json::from_slice(&o.body).ok()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::memory::MemoryCloud;
+
+    /// Amazon S3 API Reference, "Error responses"
+    /// (https://docs.aws.amazon.com/AmazonS3/latest/API/ErrorResponses.html): GetObject in a
+    /// bucket that does not exist fails with 404 `NoSuchBucket`. A missing state bucket is an
+    /// error naming it, never "no state file, no lock".
+    #[tokio::test]
+    async fn a_missing_state_bucket_is_an_error_naming_it() {
+        // GIVEN a declaration whose state bucket is gone
+        let cloud = MemoryCloud::seed();
+        let decl = Declaration::parse(include_str!(
+            "../../../../examples/seed-article/declaration-after.json"
+        ))
+        .unwrap();
+        let log = StateLog {
+            store: &cloud,
+            bucket: "cfe-state-gone".into(),
+            decl: &decl,
+        };
+        // WHEN the state file and the lock are read THEN both fail, naming the bucket
+        let e = log.read_state().await.unwrap_err();
+        assert_eq!(e.code.as_deref(), Some("NoSuchBucket"));
+        assert!(
+            e.to_string()
+                .contains("bucket cfe-state-gone does not exist"),
+            "{e}"
+        );
+        let e = crate::engine::lock::current_holder(&cloud, "cfe-state-gone", "default")
+            .await
+            .unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("bucket cfe-state-gone does not exist"),
+            "{e}"
+        );
+    }
+}
