@@ -57,15 +57,35 @@ impl Setup {
     }
 }
 
+/// Why a Lambda cannot start (its cold start fails, naming the setting).
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    /// `DECLARATION_URI` is missing.
+    #[error("DECLARATION_URI is not set (expected s3://BUCKET/KEY)")]
+    NoDeclaration,
+    /// `DECLARATION_URI` is not a location.
+    #[error("DECLARATION_URI: {0}")]
+    Declaration(String),
+    /// The emulator is named but no endpoint is.
+    #[error(
+        "{} is set but AWS_ENDPOINT_URL is not: dummy credentials are never sent to AWS",
+        aws::EMULATOR_ENV
+    )]
+    EmulatorWithoutEndpoint,
+    /// The adapters' settings (the emulator's name, the declaration's CA bundle).
+    #[error(transparent)]
+    Settings(#[from] aws::SettingsError),
+}
+
 /// Reads `DECLARATION_URI` (required), `AWS_ENDPOINT_URL` (for local runs) and
 /// `SCOPING_TAG_KEY` (the stack's `ScopingTagKey`), and builds the SDK adapters once, before
 /// the first event; keeps the declaration's `controls.logLevel` for [`Setup::init_tracing`],
 /// and a warning for each scope the stack's IAM policy does not allow.
-pub async fn lambda_setup() -> Result<Setup, String> {
+pub async fn lambda_setup() -> Result<Setup, SetupError> {
     let declaration: Location = std::env::var("DECLARATION_URI")
-        .map_err(|_| "DECLARATION_URI is not set (expected s3://BUCKET/KEY)".to_string())?
+        .map_err(|_| SetupError::NoDeclaration)?
         .parse()
-        .map_err(|e| format!("DECLARATION_URI: {e}"))?;
+        .map_err(SetupError::Declaration)?;
     let opts = AwsOptions {
         region: None,
         endpoint_url: std::env::var("AWS_ENDPOINT_URL")
@@ -74,10 +94,7 @@ pub async fn lambda_setup() -> Result<Setup, String> {
         emulator: aws::Emulator::from_env()?,
     };
     if opts.emulator.is_some() && opts.endpoint_url.is_none() {
-        return Err(format!(
-            "{} is set but AWS_ENDPOINT_URL is not: dummy credentials are never sent to AWS",
-            aws::EMULATOR_ENV
-        ));
+        return Err(SetupError::EmulatorWithoutEndpoint);
     }
     let cloud = aws::connect(&opts).await;
     // Read once at cold start: a declaration that does not load is reported by each

@@ -169,7 +169,7 @@ pub async fn run(
                             Ok(body.split_whitespace().next().unwrap_or("").to_string())
                         }
                         Ok(Ok((status, _))) => Err(format!("HTTP {status}")),
-                        Ok(Err(e)) => Err(e),
+                        Ok(Err(e)) => Err(e.to_string()),
                         Err(_) => Err("timeout".into()),
                     }
                 }

@@ -113,7 +113,7 @@ async fn release(
             .map_err(|e| CliError::new(e.to_string()))?;
         if let Some(host) = previous
             .as_ref()
-            .and_then(failover_core::engine::failover::cfe_running)
+            .and_then(failover_core::engine::state::cfe::running)
         {
             if !force {
                 return Err(CliError::status(

@@ -71,7 +71,7 @@ async fn open(opts: &AwsOptions, loc: &Location) -> Result<(AwsCloud, Declaratio
     let decl = load_declaration(&cloud.s3, loc).await?;
     let cloud = aws::with_settings(cloud, opts, &decl)
         .await
-        .map_err(CliError::new)?;
+        .map_err(|e| CliError::new(e.to_string()))?;
     Ok((cloud, decl))
 }
 
@@ -102,7 +102,7 @@ async fn open_all(
     for (name, c) in &fleet.clusters {
         let cloud = aws::with_settings(base.clone(), opts, &c.declaration)
             .await
-            .map_err(CliError::new)?;
+            .map_err(|e| CliError::new(e.to_string()))?;
         let decl = (*c.declaration).clone();
         let name = name.clone();
         out.push(Opened { name, cloud, decl });

@@ -104,7 +104,7 @@ pub async fn invoke(
     }
     let cloud = for_declaration(cloud, &ctx.opts, &loc)
         .await
-        .map_err(CliError::new)?;
+        .map_err(|e| CliError::new(e.to_string()))?;
     let answer = handle(&cloud.ec2, &cloud.s3, &loc, &payload, invocation).await?;
     shown(ctx, &answer)
 }
@@ -165,7 +165,7 @@ async fn for_declaration(
     cloud: aws::AwsCloud,
     opts: &aws::AwsOptions,
     declaration: &failover_core::Location,
-) -> Result<aws::AwsCloud, String> {
+) -> Result<aws::AwsCloud, aws::SettingsError> {
     match failover_core::app::location::load_declaration(&cloud.s3, declaration).await {
         Ok(decl) => aws::with_settings(cloud, opts, &decl).await,
         Err(_) => Ok(cloud),

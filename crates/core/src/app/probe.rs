@@ -107,10 +107,30 @@ pub fn body_matches(body: &str, want: &str) -> bool {
     body.trim() == want.trim()
 }
 
+/// Why a probe's request got no answer.
+#[derive(Debug, thiserror::Error)]
+pub enum ProbeError {
+    /// No connection.
+    #[error("{0}")]
+    Connect(#[from] std::io::Error),
+    /// No TLS session (or no TLS configuration).
+    #[error("TLS: {0}")]
+    Tls(String),
+    /// The HTTP exchange failed.
+    #[error("{0}")]
+    Http(#[from] hyper::Error),
+    /// The request could not be built.
+    #[error("{0}")]
+    Request(#[from] hyper::http::Error),
+    /// The body could not be read (or is over the limit).
+    #[error("body: {0}")]
+    Body(String),
+}
+
 /// An HTTP/1.1 GET (no TLS): the status code and the body, or why it failed. hyper speaks
 /// the protocol; what a probe accepts (status, body text) is ours.
-pub async fn http_get(addr: SocketAddr, path: &str) -> Result<(u16, String), String> {
-    let stream = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
+pub async fn http_get(addr: SocketAddr, path: &str) -> Result<(u16, String), ProbeError> {
+    let stream = TcpStream::connect(addr).await?;
     exchange(stream, addr, path).await
 }
 
@@ -120,14 +140,14 @@ pub async fn https_get(
     addr: SocketAddr,
     path: &str,
     verify: bool,
-) -> Result<(u16, String), String> {
-    let tcp = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
-    let connector = tokio_rustls::TlsConnector::from(tls::config(verify)?);
+) -> Result<(u16, String), ProbeError> {
+    let tcp = TcpStream::connect(addr).await?;
+    let connector = tokio_rustls::TlsConnector::from(tls::config(verify).map_err(ProbeError::Tls)?);
     let name = tokio_rustls::rustls::pki_types::ServerName::IpAddress(addr.ip().into());
     let stream = connector
         .connect(name, tcp)
         .await
-        .map_err(|e| format!("TLS: {e}"))?;
+        .map_err(|e| ProbeError::Tls(e.to_string()))?;
     exchange(stream, addr, path).await
 }
 
@@ -136,30 +156,24 @@ const MAX_BODY: usize = 64 * 1024;
 
 /// One GET over `stream` with hyper's HTTP/1.1 client (chunked and sized bodies alike): the
 /// status code and the body (at most [`MAX_BODY`] bytes), or why it failed.
-async fn exchange<S>(stream: S, addr: SocketAddr, path: &str) -> Result<(u16, String), String>
+async fn exchange<S>(stream: S, addr: SocketAddr, path: &str) -> Result<(u16, String), ProbeError>
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
 {
     use http_body_util::{BodyExt, Empty, Limited};
     let (mut sender, connection) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-            .await
-            .map_err(|e| e.to_string())?;
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
     let connection = tokio::spawn(connection);
     let request = hyper::Request::get(path)
         .header(hyper::header::HOST, addr.to_string())
         .header(hyper::header::USER_AGENT, "cloud-failover")
-        .body(Empty::<bytes::Bytes>::new())
-        .map_err(|e| e.to_string())?;
-    let response = sender
-        .send_request(request)
-        .await
-        .map_err(|e| e.to_string())?;
+        .body(Empty::<bytes::Bytes>::new())?;
+    let response = sender.send_request(request).await?;
     let status = response.status().as_u16();
     let body = Limited::new(response.into_body(), MAX_BODY)
         .collect()
         .await
-        .map_err(|e| e.to_string())?
+        .map_err(|e| ProbeError::Body(e.to_string()))?
         .to_bytes();
     connection.abort();
     Ok((status, String::from_utf8_lossy(&body).into_owned()))
@@ -647,7 +661,10 @@ mod tests {
         c.kind = ProbeKind::Http;
         c.expect_body = Some("ACTIVE".into());
         // THEN the body is the decoded page, read without waiting for the connection to close
-        assert_eq!(http_get(addr, "/").await, Ok((200, "ACTIVE".to_string())));
+        assert_eq!(
+            http_get(addr, "/").await.unwrap(),
+            (200, "ACTIVE".to_string())
+        );
         assert!(probe_once(&c, addr).await);
     }
 

@@ -78,24 +78,46 @@ pub enum Emulator {
 /// runtime and for the scripts.
 pub const EMULATOR_ENV: &str = "CLOUD_FAILOVER_EMULATOR";
 
+/// What the adapters cannot be set up from, naming the setting.
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    /// An emulator name other than `moto`.
+    #[error("{0:?} is not a known emulator (moto)")]
+    UnknownEmulator(String),
+    /// `CLOUD_FAILOVER_EMULATOR` names an unknown emulator.
+    #[error("{EMULATOR_ENV}: {0}")]
+    Environment(Box<SettingsError>),
+    /// `trustedCertBundle` is a file that holds no PEM certificate.
+    #[error("trustedCertBundle: {0} holds no PEM certificate")]
+    NotPem(String),
+    /// `trustedCertBundle` cannot be read.
+    #[error("trustedCertBundle: {path}: {source}")]
+    Unreadable {
+        /// The file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
 impl std::str::FromStr for Emulator {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Emulator, String> {
+    type Err = SettingsError;
+    fn from_str(s: &str) -> Result<Emulator, SettingsError> {
         match s {
             "moto" => Ok(Emulator::Moto),
-            other => Err(format!("{other:?} is not a known emulator (moto)")),
+            other => Err(SettingsError::UnknownEmulator(other.into())),
         }
     }
 }
 
 impl Emulator {
     /// The emulator `CLOUD_FAILOVER_EMULATOR` names, if any (an unknown name is an error).
-    pub fn from_env() -> Result<Option<Emulator>, String> {
+    pub fn from_env() -> Result<Option<Emulator>, SettingsError> {
         match std::env::var(EMULATOR_ENV) {
             Ok(v) if !v.is_empty() => v
                 .parse()
                 .map(Some)
-                .map_err(|e| format!("{EMULATOR_ENV}: {e}")),
+                .map_err(|e| SettingsError::Environment(Box::new(e))),
             _ => Ok(None),
         }
     }
@@ -120,23 +142,24 @@ pub struct ClientSettings {
 impl ClientSettings {
     /// The settings `decl` asks for. The CA bundle file is read here; a missing file is
     /// ignored with a warning, as CFE ignored it.
-    pub fn from_declaration(decl: &Declaration) -> Result<ClientSettings, String> {
+    pub fn from_declaration(decl: &Declaration) -> Result<ClientSettings, SettingsError> {
         let ca_bundle = match &decl.trusted_cert_bundle {
             None => None,
             Some(path) => match std::fs::read(path) {
                 Ok(pem) if pem.windows(27).any(|w| w == b"-----BEGIN CERTIFICATE-----") => {
                     Some(pem)
                 }
-                Ok(_) => {
-                    return Err(format!(
-                        "trustedCertBundle: {path} holds no PEM certificate"
-                    ))
-                }
+                Ok(_) => return Err(SettingsError::NotPem(path.clone())),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                     tracing::warn!(%path, "trustedCertBundle: no such file; the system's CA certificates are used (as CFE did)");
                     None
                 }
-                Err(e) => return Err(format!("trustedCertBundle: {path}: {e}")),
+                Err(source) => {
+                    return Err(SettingsError::Unreadable {
+                        path: path.clone(),
+                        source,
+                    })
+                }
             },
         };
         Ok(ClientSettings {
@@ -500,7 +523,7 @@ pub async fn with_settings(
     cloud: AwsCloud,
     opts: &AwsOptions,
     decl: &crate::engine::declaration::Declaration,
-) -> Result<AwsCloud, String> {
+) -> Result<AwsCloud, SettingsError> {
     let settings = ClientSettings::from_declaration(decl)?;
     if settings == ClientSettings::default() {
         return Ok(cloud);
@@ -628,7 +651,7 @@ mod tests {
         assert!(!o("http://127.0.0.1:5000", None).is_emulator());
         assert!(o("http://127.0.0.1:5000", Some(Emulator::Moto)).is_emulator());
         assert!(!AwsOptions::default().is_emulator());
-        assert_eq!("moto".parse::<Emulator>(), Ok(Emulator::Moto));
+        assert_eq!("moto".parse::<Emulator>().unwrap(), Emulator::Moto);
         assert!("localstack".parse::<Emulator>().is_err());
     }
 
@@ -944,7 +967,7 @@ mod tests {
         let junk = dir.join("junk.pem");
         std::fs::write(&junk, "not a certificate").unwrap();
         let e = bundle(&junk).unwrap_err();
-        assert!(e.starts_with("trustedCertBundle: "), "{e}");
+        assert!(e.to_string().starts_with("trustedCertBundle: "), "{e}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

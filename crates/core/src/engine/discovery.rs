@@ -147,6 +147,19 @@ impl Snapshot {
             .iter()
             .find(|m| m.network_interfaces.iter().any(|n| n.id == eni_id))
     }
+
+    /// Every declared range of every table in scope, with the table's route group: what the
+    /// planner, the picture, doctor and discovery walk.
+    pub fn declared_routes<'a>(
+        &'a self,
+        decl: &'a Declaration,
+    ) -> impl Iterator<Item = (&'a ScopedTable, &'a RouteGroup, &'a AddressRange)> + 'a {
+        let groups = decl.route_groups();
+        self.route_tables.iter().flat_map(move |st| {
+            let g = &groups[st.group];
+            g.ranges.iter().map(move |r| (st, g, r))
+        })
+    }
 }
 
 /// Finds again the EIPs an unfinished run was moving onto addresses of the declared prefixes
@@ -516,11 +529,8 @@ fn wanted_addresses(snap: &Snapshot, decl: &Declaration) -> BTreeSet<IpAddr> {
             }
         }
     }
-    for st in &snap.route_tables {
-        let g = &groups[st.group];
-        for r in &g.ranges {
-            wanted.extend(next_hops_for(g, r, &st.table).unwrap_or_default());
-        }
+    for (st, g, r) in snap.declared_routes(decl) {
+        wanted.extend(next_hops_for(g, r, &st.table).unwrap_or_default());
     }
     for e in &snap.elastic_ips {
         wanted.extend(&e.vips);

@@ -69,6 +69,46 @@ impl fmt::Display for CloudError {
     }
 }
 
+/// How a run lost its lock.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Lost {
+    /// Another run took it over after the lease ran out (`by`: " by run X", or empty).
+    #[error("{key} was taken over{by} after its lease ran out")]
+    TakenOver {
+        /// The lock's key.
+        key: String,
+        /// Who took it, when the lock object says.
+        by: String,
+    },
+    /// The lock object was deleted while the run held it.
+    #[error("{key} was deleted while this run held it")]
+    Deleted {
+        /// The lock's key.
+        key: String,
+    },
+}
+
+/// Why a run may not send another call under its lock (`execute::Fence`).
+#[derive(Debug, thiserror::Error)]
+pub enum LeaseError {
+    /// The lock is no longer the run's: nothing more is sent.
+    #[error("lost the cluster lock ({0})")]
+    Lost(Lost),
+    /// The renewal was not written (it may be tried again).
+    #[error("could not renew the cluster lock: {0}")]
+    Unwritten(#[source] CloudError),
+    /// The lease is shorter than a call's worst case.
+    #[error(
+        "the cluster lock's lease ({lease_s} s) cannot cover a call's worst case ({need_s} s)"
+    )]
+    TooShort {
+        /// The lease, in seconds.
+        lease_s: u64,
+        /// What a call needs, in seconds.
+        need_s: u64,
+    },
+}
+
 /// An event that is not one the function accepts, naming the field.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("{field}: {message}")]

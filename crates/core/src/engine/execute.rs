@@ -10,7 +10,7 @@ use futures::try_join;
 use serde::Serialize;
 
 use crate::engine::budget::Budget;
-use crate::engine::error::{CloudError, ErrorKind};
+use crate::engine::error::{CloudError, ErrorKind, LeaseError};
 use crate::engine::model::{ElasticIp, Filter, NetworkInterface, RouteTable};
 use crate::engine::pace::{Pacer, Pacing};
 use crate::engine::plan::{Action, Operation, Plan};
@@ -28,7 +28,7 @@ pub const FENCE_NEED: Duration = CALL_TIMEOUT.saturating_add(FENCE_MARGIN);
 pub trait Fence: Send + Sync {
     /// `Ok` when the lock is ours for at least `need` from now (renewing it when less is
     /// left); `Err` with the reason otherwise.
-    async fn hold_for(&self, need: Duration) -> Result<(), String>;
+    async fn hold_for(&self, need: Duration) -> Result<(), LeaseError>;
 }
 
 /// No fencing (dry runs and tests of the executor alone).
@@ -36,7 +36,7 @@ pub struct NoFence;
 
 #[async_trait]
 impl Fence for NoFence {
-    async fn hold_for(&self, _need: Duration) -> Result<(), String> {
+    async fn hold_for(&self, _need: Duration) -> Result<(), LeaseError> {
         Ok(())
     }
 }

@@ -12,7 +12,7 @@ use crate::engine::declaration::DeclarationError;
 use crate::engine::declaration::{Declaration, Scope};
 use crate::engine::discovery::{discover, discover_cloud, resolve_bucket, Snapshot};
 use crate::engine::error::CloudError;
-use crate::engine::error::EventError;
+use crate::engine::error::{EventError, LeaseError};
 use crate::engine::execute::{execute, ExecOptions};
 use crate::engine::execute::{Fence, FENCE_NEED};
 use crate::engine::keys::state_key;
@@ -22,7 +22,8 @@ use crate::engine::plan::{plan, Plan};
 use crate::engine::ports::{Ec2, ObjectStore};
 use crate::engine::request::{new_run_id, Mode, RunRequest, TargetSpec};
 use crate::engine::state::{
-    foreign_record, recall_detached_eips, LastFailover, RunRecord, StateLog, TaskState,
+    cfe, foreign_record, recall_detached_eips, LastFailover, RunRecord, StateLog, TaskState,
+    CLOCK_SKEW_SECONDS,
 };
 
 /// Why a failover run could not be done (each variant maps to a Lambda error type).
@@ -55,8 +56,8 @@ pub enum FailoverError {
     #[error("cluster lock: {0}")]
     Lock(#[source] CloudError),
     /// The cluster lock was taken over before a mutation round (nothing more was sent).
-    #[error("{0}")]
-    LockLost(String),
+    #[error(transparent)]
+    LockLost(LeaseError),
     /// A trigger named an instance that is not a member of this cluster (another pair's alarm
     /// or instance): nothing to do here.
     #[error("{0} is not a member of this cluster")]
@@ -506,7 +507,7 @@ struct Leases<'a, 'b> {
 
 #[async_trait::async_trait]
 impl Fence for Leases<'_, '_> {
-    async fn hold_for(&self, need: std::time::Duration) -> Result<(), String> {
+    async fn hold_for(&self, need: std::time::Duration) -> Result<(), LeaseError> {
         self.cluster.hold_for(need).await?;
         match self.members {
             Some(m) => m.hold_for(need).await,
@@ -699,7 +700,7 @@ fn heed_cfe(
     record: &mut RunRecord,
 ) -> Option<Skipped> {
     // Side by side during a migration: while CFE runs a failover, no second one starts.
-    let cfe = prev_state.and_then(|s| cfe_record(s, snap))?;
+    let cfe = prev_state.and_then(|s| cfe::record(s, snap))?;
     if let Some(since) = cfe.running_since {
         let who = match &cfe.member {
             Some(m) => format!("CFE on {} ({m})", cfe.instance),
@@ -936,121 +937,6 @@ async fn record_outcome(
     Ok(RunOutcome::Completed(Box::new(report)))
 }
 
-/// How long a RUNNING state file written by CFE holds our runs back: CFE's own failover
-/// gives up within this (its retries), so an older RUNNING is a CFE that died mid-way.
-const CFE_RUNNING_WINDOW_SECONDS: i64 = 300;
-
-/// What a state file CFE wrote (no `serverless` block) says.
-struct CfeRecord {
-    /// The hostname of the unit that ran it (`instance`).
-    instance: String,
-    /// The member it names, if one can be told (see [`cfe_member`]).
-    member: Option<String>,
-    /// Set while CFE is failing over (RUNNING, recent).
-    running_since: Option<chrono::DateTime<Utc>>,
-    /// Its last finished failover, when its unit is a member.
-    last: Option<LastFailover>,
-}
-
-fn cfe_record(state: &Value, snap: &Snapshot) -> Option<CfeRecord> {
-    let (instance, task, at) = cfe_state(state)?;
-    let member = cfe_member(state, &instance, snap);
-    let running_since = running_now(task, at).then_some(at);
-    let last = member
-        .clone()
-        .filter(|_| task != TaskState::Running)
-        .map(|target| LastFailover { target, at });
-    Some(CfeRecord {
-        instance,
-        member,
-        running_since,
-        last,
-    })
-}
-
-/// The member a CFE state file is about: the owner of the interfaces its operations moved
-/// things to (CFE fails over *to* the unit it runs on; interface ids identify an instance),
-/// else the member whose `Name` tag is its host name, or the host name's first label (BIG-IP
-/// host names are FQDNs, Name tags often not), compared as DNS names, case-insensitively.
-fn cfe_member(state: &Value, host: &str, snap: &Snapshot) -> Option<String> {
-    let ops = state.get("failoverOperations");
-    let enis = ops
-        .and_then(|o| o.pointer("/routes/operations"))
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter_map(|r| r.get("networkInterfaceId"))
-        .chain(
-            ops.and_then(|o| o.pointer("/addresses/publicAddresses"))
-                .and_then(Value::as_object)
-                .into_iter()
-                .flat_map(|m| m.values())
-                .filter_map(|p| p.pointer("/target/NetworkInterfaceId")),
-        )
-        .chain(
-            ops.and_then(|o| o.pointer("/addresses/interfaces/associate"))
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-                .filter_map(|a| a.get("networkInterfaceId")),
-        )
-        .filter_map(Value::as_str);
-    let by_interface = enis
-        .filter_map(|e| snap.owner_of_interface(e))
-        .map(|m| m.id.clone())
-        .next();
-    let label = |s: &str| s.split('.').next().unwrap_or(s).to_ascii_lowercase();
-    by_interface.or_else(|| {
-        let named = |m: &&crate::engine::model::Instance| {
-            let name = m.display_name();
-            name.eq_ignore_ascii_case(host) || label(&name) == label(host)
-        };
-        snap.members.iter().find(named).map(|m| m.id.clone())
-    })
-}
-
-/// A CFE failover in progress by this state file (RUNNING, recent): CFE's host, the member it
-/// is matched to (by its interfaces or Name tag; `None` when none), and since when.
-pub fn cfe_in_progress(
-    state: &Value,
-    snap: &Snapshot,
-) -> Option<(String, Option<String>, chrono::DateTime<Utc>)> {
-    let r = cfe_record(state, snap)?;
-    Some((r.instance, r.member, r.running_since?))
-}
-
-/// A state file CFE itself wrote (no `serverless` block): its host, task state and time.
-pub fn cfe_state(state: &Value) -> Option<(String, TaskState, chrono::DateTime<Utc>)> {
-    if state
-        .get(crate::engine::declaration::EXTENSION_KEY)
-        .is_some()
-    {
-        return None;
-    }
-    let at: chrono::DateTime<Utc> = state.get("timestamp")?.as_str()?.parse().ok()?;
-    let instance = state.get("instance")?.as_str()?.to_string();
-    let task: TaskState = serde_json::from_value(state.get("taskState")?.clone()).ok()?;
-    Some((instance, task, at))
-}
-
-/// Whether CFE is failing over now by its state file (RUNNING within the window).
-pub fn cfe_running(state: &Value) -> Option<String> {
-    let (instance, task, at) = cfe_state(state)?;
-    running_now(task, at).then_some(instance)
-}
-
-/// CFE's RUNNING written at `at` still stands: within the window (after which CFE has given
-/// up), and not from the future beyond clock skew (which would hold runs back for as long).
-fn running_now(task: TaskState, at: chrono::DateTime<Utc>) -> bool {
-    let age = (Utc::now() - at).num_seconds();
-    task == TaskState::Running
-        && (-COOLDOWN_SKEW_SECONDS..CFE_RUNNING_WINDOW_SECONDS).contains(&age)
-}
-
-/// How far in the future a recorded last failover may be (clock skew between writers) before
-/// it is disregarded rather than damping every failover until that time.
-const COOLDOWN_SKEW_SECONDS: i64 = 60;
-
 /// Flap damping: a failover to another member than the last one, within the cooldown.
 fn cooldown(
     decl: &Declaration,
@@ -1064,7 +950,7 @@ fn cooldown(
         return None;
     }
     let now = Utc::now();
-    if last.at > now + chrono::Duration::seconds(COOLDOWN_SKEW_SECONDS) {
+    if last.at > now + chrono::Duration::seconds(CLOCK_SKEW_SECONDS) {
         tracing::warn!(at = %last.at, "the state file's last failover is in the future (a skewed clock or an edited file): no damping");
         return None;
     }

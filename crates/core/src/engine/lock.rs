@@ -26,7 +26,7 @@ use tokio::time::Instant;
 
 use crate::engine::clock;
 use crate::engine::declaration::{Encryption, MAX_LOCK_LEASE_SECONDS};
-use crate::engine::error::{CloudError, ErrorKind};
+use crate::engine::error::{CloudError, ErrorKind, LeaseError, Lost};
 use crate::engine::execute::{Fence, FENCE_NEED};
 use crate::engine::keys::lock_key;
 use crate::engine::ports::{ObjectStore, StoredObject, WriteCondition};
@@ -249,7 +249,7 @@ struct LeaseState {
     /// Our own bound on the lease: when the last successful write was sent, plus the lease.
     valid_until: Instant,
     /// Set once the lock is known lost: nothing is sent after that.
-    lost: Option<String>,
+    lost: Option<Lost>,
 }
 
 /// The answer to an attempt to take the lock.
@@ -477,16 +477,16 @@ impl Lease<'_> {
     }
 
     /// Extends the lease; fails if the lock is no longer ours.
-    pub async fn renew(&self) -> Result<(), String> {
+    pub async fn renew(&self) -> Result<(), LeaseError> {
         let mut st = self.state.lock().await;
         self.write(&mut st, false).await
     }
 
     /// Releases the lock (the next run takes it at once), unless it is kept.
-    pub async fn release(self) -> Result<(), String> {
+    pub async fn release(self) -> Result<(), LeaseError> {
         let mut st = self.state.lock().await;
         if let Some(lost) = &st.lost {
-            return Err(lost.clone());
+            return Err(LeaseError::Lost(lost.clone()));
         }
         if self.keep.load(std::sync::atomic::Ordering::SeqCst) {
             tracing::warn!(key = %self.key, "keeping the cluster lock until its lease ends: a call of this run may still land");
@@ -495,7 +495,7 @@ impl Lease<'_> {
         self.write(&mut st, true).await
     }
 
-    async fn write(&self, st: &mut LeaseState, released: bool) -> Result<(), String> {
+    async fn write(&self, st: &mut LeaseState, released: bool) -> Result<(), LeaseError> {
         let started = Instant::now();
         let me = Writer {
             owner: &self.owner,
@@ -523,32 +523,31 @@ impl Lease<'_> {
                 let by = holder
                     .map(|h| format!(" by run {}", h.body.owner))
                     .unwrap_or_default();
-                let reason = format!(
-                    "lost the cluster lock ({} was taken over{by} after its lease ran out)",
-                    self.key
-                );
-                st.lost = Some(reason.clone());
-                Err(reason)
+                let lost = Lost::TakenOver {
+                    key: self.key.clone(),
+                    by,
+                };
+                st.lost = Some(lost.clone());
+                Err(LeaseError::Lost(lost))
             }
             Ok(Written::Gone) => {
-                let reason = format!(
-                    "lost the cluster lock ({} was deleted while this run held it)",
-                    self.key
-                );
-                st.lost = Some(reason.clone());
-                Err(reason)
+                let lost = Lost::Deleted {
+                    key: self.key.clone(),
+                };
+                st.lost = Some(lost.clone());
+                Err(LeaseError::Lost(lost))
             }
-            Err(e) => Err(format!("could not renew the cluster lock: {e}")),
+            Err(e) => Err(LeaseError::Unwritten(e)),
         }
     }
 }
 
 #[async_trait]
 impl Fence for Lease<'_> {
-    async fn hold_for(&self, need: Duration) -> Result<(), String> {
+    async fn hold_for(&self, need: Duration) -> Result<(), LeaseError> {
         let mut st = self.state.lock().await;
         if let Some(lost) = &st.lost {
-            return Err(lost.clone());
+            return Err(LeaseError::Lost(lost.clone()));
         }
         let left = |st: &LeaseState| st.valid_until.saturating_duration_since(Instant::now());
         if left(&st) >= need {
@@ -558,11 +557,10 @@ impl Fence for Lease<'_> {
         if left(&st) >= need {
             Ok(())
         } else {
-            Err(format!(
-                "the cluster lock's lease ({} s) cannot cover a call's worst case ({} s)",
-                self.lease.as_secs(),
-                need.as_secs()
-            ))
+            Err(LeaseError::TooShort {
+                lease_s: self.lease.as_secs(),
+                need_s: need.as_secs(),
+            })
         }
     }
 }
@@ -642,7 +640,11 @@ mod tests {
         let cloud = MemoryCloud::seed();
         let old = held(take(&cloud, "crashed", 0).await);
         let new = held(take(&cloud, "run-2", 60).await);
-        let err = old.hold_for(Duration::from_secs(1)).await.unwrap_err();
+        let err = old
+            .hold_for(Duration::from_secs(1))
+            .await
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("lost the cluster lock"), "{err}");
         assert!(err.contains("run-2"), "names the new holder: {err}");
         // Once lost, nothing more is tried.
@@ -784,7 +786,7 @@ mod tests {
             FaultTiming::BeforeEffect,
             WRITE_ATTEMPTS,
         );
-        let err = lease.renew().await.unwrap_err();
+        let err = lease.renew().await.unwrap_err().to_string();
         assert!(err.contains("could not renew"), "{err}");
         assert!(err.contains("ConditionalRequestConflict"), "{err}");
         lease.renew().await.unwrap();
@@ -824,7 +826,11 @@ mod tests {
         let lease = held(take(&cloud, "run-1", 60).await);
         cloud.remove_object(B, &lock_key("pair"));
         // WHEN the fence renews it
-        let err = lease.hold_for(Duration::from_secs(3600)).await.unwrap_err();
+        let err = lease
+            .hold_for(Duration::from_secs(3600))
+            .await
+            .unwrap_err()
+            .to_string();
         // THEN the lock is lost, as deleted, and nothing more is sent
         assert!(err.contains("lost the cluster lock"), "{err}");
         assert!(err.contains("deleted"), "{err}");
@@ -910,7 +916,11 @@ mod tests {
         let after = holder(&cloud).expires_at;
         assert_eq!((after - before).num_seconds(), 30, "renewed at 30 s");
         // A need longer than the lease itself can never be met.
-        let err = lease.hold_for(Duration::from_secs(61)).await.unwrap_err();
+        let err = lease
+            .hold_for(Duration::from_secs(61))
+            .await
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("cannot cover"), "{err}");
     }
 

@@ -110,18 +110,15 @@ pub fn picture(decl: &Declaration, snap: &Snapshot, last_state: Option<Value>) -
         eni.and_then(|e| snap.owner_of_interface(e))
             .map(|m| m.id.clone())
     };
-    let groups = decl.route_groups();
     let mut routes = Vec::new();
-    for st in &snap.route_tables {
-        for r in &groups[st.group].ranges {
-            if let Some(route) = st.table.routes.iter().find(|x| x.destination == r.range) {
-                routes.push(RouteView {
-                    route_table_id: st.table.id.clone(),
-                    destination: r.range.to_string(),
-                    target: route.target().to_string(),
-                    member: owner(route.network_interface_id.as_deref()),
-                });
-            }
+    for (st, _, r) in snap.declared_routes(decl) {
+        if let Some(route) = st.table.routes.iter().find(|x| x.destination == r.range) {
+            routes.push(RouteView {
+                route_table_id: st.table.id.clone(),
+                destination: r.range.to_string(),
+                target: route.target().to_string(),
+                member: owner(route.network_interface_id.as_deref()),
+            });
         }
     }
     let elastic_ips: Vec<EipView> = snap

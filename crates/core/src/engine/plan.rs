@@ -564,13 +564,9 @@ impl Planner<'_> {
             return self.swap_associations(t);
         }
         self.route_scope_problems();
-        let groups = self.decl.route_groups();
-        let snap = self.snap;
-        for st in &snap.route_tables {
-            let g = &groups[st.group];
-            for r in &g.ranges {
-                self.route(t, st, g, r);
-            }
+        let (snap, decl) = (self.snap, self.decl);
+        for (st, g, r) in snap.declared_routes(decl) {
+            self.route(t, st, g, r);
         }
     }
 
@@ -1911,7 +1907,7 @@ mod tests {
             crate::engine::request::Mode::Execute,
             "test",
         );
-        let state = crate::engine::state::cfe_state(
+        let state = crate::engine::state::cfe::state_file(
             &crate::engine::state::RunRecord::new("r1".into(), &d, &req).with_plan(&p),
         );
         let routes = state["failoverOperations"]["routes"]["operations"]
@@ -2077,7 +2073,7 @@ mod tests {
         use crate::engine::execute::NoFence;
         use crate::engine::execute::{execute, ExecOptions};
         use crate::engine::request::Mode;
-        use crate::engine::state::{cfe_state, RunRecord};
+        use crate::engine::state::{cfe::state_file as cfe_state, RunRecord};
         // GIVEN CFE 2.2+'s declaration form: a prefix as networkInterfaceAddress.scopingAddress
         let cloud = MemoryCloud::from_topology(&same_az_with_prefix());
         let d = prefix_declaration(|_| ());
@@ -2431,7 +2427,7 @@ mod tests {
     async fn same_az_state_entries_are_written_as_cfe_writes_them() {
         use crate::engine::request::Mode;
         use crate::engine::request::{RunRequest, TargetSpec};
-        use crate::engine::state::{cfe_state, RunRecord};
+        use crate::engine::state::{cfe::state_file as cfe_state, RunRecord};
         // GIVEN the same-AZ pair, the VIP 10.0.0.101 with its EIP on A
         let cloud = MemoryCloud::from_topology(&same_az());
         let d = patched(|v| {

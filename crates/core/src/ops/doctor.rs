@@ -229,7 +229,7 @@ pub async fn doctor(
 /// automatic triggers are held back until it ends. Matched to no member, it fails: its record
 /// may be this pair's under another name, and its last failover does not count for damping.
 fn cfe_check(state: &serde_json::Value, snap: &Snapshot) -> Option<Check> {
-    let (host, member, since) = crate::engine::failover::cfe_in_progress(state, snap)?;
+    let (host, member, since) = crate::engine::state::cfe::in_progress(state, snap)?;
     let host = crate::engine::text::printable(&host);
     Some(match member {
         Some(m) => Check {
@@ -648,33 +648,29 @@ struct RouteWalk {
 impl RouteWalk {
     /// Walks every declared range of every table in scope.
     fn of(decl: &Declaration, snap: &Snapshot) -> RouteWalk {
-        let groups = decl.route_groups();
         let mut walk = RouteWalk::default();
-        for st in &snap.route_tables {
-            let g = &groups[st.group];
-            for r in &g.ranges {
-                let absent = !st.table.routes.iter().any(|x| x.destination == r.range);
-                if absent && !decl.extension.create_missing_routes.contains(&st.group) {
-                    walk.routes_missing.push((
+        for (st, g, r) in snap.declared_routes(decl) {
+            let absent = !st.table.routes.iter().any(|x| x.destination == r.range);
+            if absent && !decl.extension.create_missing_routes.contains(&st.group) {
+                walk.routes_missing.push((
                         Verdict::Warn,
                         format!("{} has no route {}", st.table.id, r.range),
                         format!("aws ec2 create-route --route-table-id {} --destination-cidr-block {} --network-interface-id <the active unit's next-hop ENI>, or opt route group {} in to serverless.createMissingRoutes", st.table.id, r.range, st.group),
                     ));
-                }
-                let items = match next_hops_for(g, r, &st.table) {
-                    Ok(items) => items,
-                    Err(why) => {
-                        walk.hop_problems.push((
+            }
+            let items = match next_hops_for(g, r, &st.table) {
+                Ok(items) => items,
+                Err(why) => {
+                    walk.hop_problems.push((
                             Verdict::Fail,
                             why,
                             format!("aws ec2 create-tags --resources {} --tags 'Key={SELF_IPS_TAG},Value=<unit A primary IP>,<unit B primary IP>'", st.table.id),
                         ));
-                        continue;
-                    }
-                };
-                for ip in items {
-                    walk.judge_hop(snap, ip);
+                    continue;
                 }
+            };
+            for ip in items {
+                walk.judge_hop(snap, ip);
             }
         }
         walk

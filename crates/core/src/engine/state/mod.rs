@@ -1,9 +1,11 @@
 //! The state log: CFE's `f5cloudfailoverstate.json` (same shape, so CFE tooling reads it),
 //! extended with a `serverless` block, plus one history object per run.
 
+pub mod cfe;
+
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
 use crate::engine::declaration::{Declaration, Scope, EXTENSION_KEY};
 use crate::engine::discovery::{recover_prefix_eips, DetachedEip, DetachedPrefix};
@@ -13,6 +15,10 @@ use crate::engine::keys::{history_key, history_prefix, state_key};
 use crate::engine::plan::{Action, Operation, Plan};
 use crate::engine::ports::ObjectStore;
 use crate::engine::request::{Mode, RunRequest};
+
+/// How far in the future a recorded time (a last failover, CFE's RUNNING) may be (clock skew between writers) before
+/// it is disregarded rather than damping every failover until that time.
+pub const CLOCK_SKEW_SECONDS: i64 = 60;
 
 /// CFE's task states.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -287,18 +293,6 @@ pub fn shared_keys(a: &Declaration, b: &Declaration) -> Vec<String> {
     out
 }
 
-/// One `interfaces.{disassociate,associate}[].addresses` entry exactly as CFE 2.2+ writes it
-/// (`_checkForNicOperations`): `address`, `publicAddress` only when an Elastic IP is associated,
-/// and `ipVersion` as a number (CFE ≥ 2.2 drops entries without it when it replays the file).
-fn interface_address(ip: std::net::IpAddr, public: Option<&std::net::IpAddr>) -> Value {
-    let mut entry = json!({"address": ip.to_string()});
-    if let Some(p) = public {
-        entry["publicAddress"] = p.to_string().into();
-    }
-    entry["ipVersion"] = if ip.is_ipv6() { 6 } else { 4 }.into();
-    entry
-}
-
 /// One run from the history.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -455,143 +449,6 @@ pub async fn recall_detached_eips(
     recover_prefix_eips(ec2, decl, &moves, snap).await
 }
 
-/// The state file body in CFE's shape.
-pub fn cfe_state(record: &RunRecord) -> Value {
-    let mut public = Map::new();
-    let mut disassociate = Vec::new();
-    let mut associate = Vec::new();
-    let mut routes = Vec::new();
-    for op in &record.operations {
-        match &op.action {
-            Action::AssociateAddress {
-                allocation_id,
-                public_ip,
-                network_interface_id,
-                private_ip,
-                current_association_id,
-                current_private_ip,
-                ..
-            } => {
-                public.insert(
-                    public_ip.to_string(),
-                    json!({
-                        "current": {
-                            "PrivateIpAddress": current_private_ip.map(|i| i.to_string()),
-                            "AssociationId": current_association_id,
-                        },
-                        "target": {
-                            "PrivateIpAddress": private_ip.to_string(),
-                            "NetworkInterfaceId": network_interface_id,
-                        },
-                        "AllocationId": allocation_id,
-                    }),
-                );
-            }
-            // No CFE field for it: recorded in the serverless block only.
-            Action::SwapAssociation { .. } => {}
-            Action::AssignPrivateIps {
-                network_interface_id,
-                from_network_interface_id,
-                ips,
-                public_ips,
-            } => {
-                let addrs: Vec<Value> = ips
-                    .iter()
-                    .map(|ip| interface_address(*ip, public_ips.get(ip)))
-                    .collect();
-                disassociate.push(
-                    json!({"networkInterfaceId": from_network_interface_id, "addresses": addrs}),
-                );
-                associate
-                    .push(json!({"networkInterfaceId": network_interface_id, "addresses": addrs}));
-            }
-            // CFE writes IPv6 moves in the same lists, with `ipVersion: 6`.
-            Action::ReleaseIpv6 {
-                network_interface_id,
-                ips,
-                ..
-            } => disassociate.push(json!({
-                "networkInterfaceId": network_interface_id,
-                "addresses": ips.iter().map(|ip| interface_address(*ip, None)).collect::<Vec<_>>(),
-            })),
-            Action::AssignIpv6 {
-                network_interface_id,
-                ips,
-                ..
-            } => associate.push(json!({
-                "networkInterfaceId": network_interface_id,
-                "addresses": ips.iter().map(|ip| interface_address(*ip, None)).collect::<Vec<_>>(),
-            })),
-            // CFE 2.2+: `{address: <prefix>, ipVersion: 4, prefix: true}`.
-            Action::ReleasePrefix {
-                network_interface_id,
-                prefix,
-                ..
-            } => disassociate.push(json!({
-                "networkInterfaceId": network_interface_id,
-                "addresses": [{"address": prefix.to_string(), "ipVersion": 4, "prefix": true}],
-            })),
-            Action::AssignPrefix {
-                network_interface_id,
-                prefix,
-                ..
-            } => associate.push(json!({
-                "networkInterfaceId": network_interface_id,
-                "addresses": [{"address": prefix.to_string(), "ipVersion": 4, "prefix": true}],
-            })),
-            Action::ReplaceRoute {
-                route_table_id,
-                destination,
-                network_interface_id,
-                next_hop_address,
-                ..
-            }
-            | Action::CreateRoute {
-                route_table_id,
-                destination,
-                network_interface_id,
-                next_hop_address,
-            } => routes.push(json!({
-                "routeTableId": route_table_id,
-                "networkInterfaceId": network_interface_id,
-                "routeAddress": destination.to_string(),
-                "nextHopAddress": next_hop_address.to_string(),
-                "ipVersion": if destination.is_ipv6() { "6" } else { "4" },
-            })),
-        }
-    }
-    let message = match record.task_state {
-        TaskState::Running => "Failover running".to_string(),
-        TaskState::Succeeded => "Failover Complete".to_string(),
-        TaskState::Failed => format!("Failover failed: {}", record.message),
-        TaskState::Partial => format!("Failover partial: {}", record.message),
-        TaskState::DryRun => format!("Dry run: {}", record.message),
-    };
-    // CFE knows RUNNING, SUCCEEDED and FAILED, and waits while any other state stands (its
-    // failover.js _checkTaskState): a PARTIAL run, whose every planned operation completed,
-    // is SUCCEEDED to CFE (the serverless block says PARTIAL, with the items left out).
-    let cfe_task = match record.task_state {
-        TaskState::Partial => TaskState::Succeeded,
-        other => other,
-    };
-    let mut v = json!({
-        "taskState": cfe_task,
-        "message": message,
-        "timestamp": timestamp(record.finished_at.unwrap_or(record.started_at)),
-        "instance": record.target_name,
-        "failoverOperations": {
-            "addresses": {
-                "publicAddresses": public,
-                "interfaces": {"disassociate": disassociate, "associate": associate},
-                "loadBalancerAddresses": {},
-            },
-            "routes": {"operations": routes},
-        },
-    });
-    v[EXTENSION_KEY] = serde_json::to_value(record).expect("record serializes");
-    v
-}
-
 /// Where and how the state log is written.
 pub struct StateLog<'a> {
     /// The store.
@@ -605,7 +462,8 @@ pub struct StateLog<'a> {
 impl StateLog<'_> {
     /// Writes the state file for `record`.
     pub async fn write_state(&self, record: &RunRecord) -> Result<(), CloudError> {
-        self.put(&state_key(self.decl), &cfe_state(record)).await
+        self.put(&state_key(self.decl), &cfe::state_file(record))
+            .await
     }
 
     /// Writes the run's history object; returns its key.
@@ -679,7 +537,7 @@ mod tests {
         // GIVEN a declaration whose state bucket is gone
         let cloud = MemoryCloud::seed();
         let decl = Declaration::parse(include_str!(
-            "../../../../examples/seed-article/declaration-after.json"
+            "../../../../../examples/seed-article/declaration-after.json"
         ))
         .unwrap();
         let log = StateLog {
