@@ -92,7 +92,7 @@ history and unlock (S3). About 0.95 s of that is fixed cost at the simulated lat
 routes per action the bucket's refill dominates, and the paced engine stays within 1.04× of the
 bound at 500 routes with no throttled call.
 
-The AZ-outage table (issue 15): every pair's active unit fails at the same moment, in one
+The AZ-outage table: every pair's active unit fails at the same moment, in one
 account whose EC2 buckets are shared (each action 50 / 5 per second for mutations, 100 / 20
 per second for Describe*; every throttled call retried as the SDK's standard mode does, 4
 attempts, each Lambda's client with its own retry quota).
@@ -141,11 +141,11 @@ cat <<TAIL
 Goals: ≤ 25 MB, ≤ 30 ms init, ≤ 64 MB RSS.
 
 Init includes reading the declaration from moto (one S3 GetObject at cold start), so moto's
-speed is part of it. Before the house was rebuilt (issue 14: tooling out of the functions, one
+speed is part of it. Before the house was rebuilt (tooling out of the functions, one
 functions package, typed answers, hyper's client in the probe, the adapters' operation guard)
 this table read 12.0 MB and about 5.5 ms init for the failover function, with moto busy 99 ms
 in the floor below; the rebuilt functions measure 0.5-0.6 MB larger and about 10.5 ms, with
-moto busy about 120 ms for the same failover in the same runs. The fleet (issue 15) added
+moto busy about 120 ms for the same failover in the same runs. The fleet added
 the fleet queue's client (aws-sdk-sqs, made only when a queue invokes the function) to the
 failover bootstrap: 0.4-0.5 MB. Every figure stays well inside its goal.
 

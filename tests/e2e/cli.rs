@@ -228,7 +228,7 @@ async fn plan_refuses_vips_as_next_hops_and_execute_then_inspect() {
     assert_eq!(view["lastState"]["taskState"], "SUCCEEDED");
 }
 
-/// Issue 12.2 and 12.3 on moto through the binary: an exit code per outcome, `--target peer`,
+/// On moto through the binary: an exit code per outcome, `--target peer`,
 /// `unlock`, `reset`, `history`, and no panic on a closed stdout.
 #[tokio::test(flavor = "multi_thread")]
 async fn operator_commands_and_exit_codes() {
@@ -285,7 +285,7 @@ async fn operator_commands_and_exit_codes() {
     let (c, out, err) = code(&["execute", "--declaration", &after, "--target", "peer"]);
     assert_eq!(c, Some(0), "{out}{err}");
     assert!(out.contains(&format!("\"target\": \"{b}\"")), "{out}");
-    // Issue 12.1: an operator's execute is forced, and by whom is recorded (STS).
+    // An operator's execute is forced, and by whom is recorded (STS).
     assert!(out.contains("\"forced\": true"), "{out}");
     assert!(out.contains("cloud-failover execute by arn:aws:"), "{out}");
     // Right after, back to A: obeyed although within the cooldown.

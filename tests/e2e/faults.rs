@@ -44,7 +44,7 @@ async fn alarm(
     .unwrap()
 }
 
-/// Issue 9.1: S3 applies the lock's create, the answer is lost. Before the fix the SDK sent it
+/// S3 applies the lock's create, the answer is lost. Before the fix the SDK sent it
 /// again, the retry met its own write (412) and the run answered IN_PROGRESS, locked out of its
 /// own failover by its own lock. Now the run reads the lock back, finds its write id, and goes
 /// on; its release (answer lost too) is settled the same way, so the lock ends free.
@@ -147,7 +147,7 @@ async fn a_lost_answer_to_a_route_change_still_verifies() {
     );
 }
 
-/// Adversarial review of issue 9.2: a ReplaceRoute held past the SDK's 30 s operation timeout
+/// Found by an adversarial review: a ReplaceRoute held past the SDK's 30 s operation timeout
 /// still lands. The run must keep the lock (not release it), so no second run fails over in
 /// between and is undone by the late call.
 #[tokio::test(flavor = "multi_thread")]

@@ -1,4 +1,4 @@
-//! Issue 15 on moto: a fleet of six pairs in one account (a VPC each, all with one addressing
+//! On moto: a fleet of six pairs in one account (a VPC each, all with one addressing
 //! plan; three sharing one state bucket), their declarations under one prefix, failed over by
 //! concurrent alarms through the fleet's executor and the real SDK.
 

@@ -291,7 +291,7 @@ fn failover_role_grants_exactly_what_the_code_calls() {
         "AssociateAddress by InstanceId is never sent"
     );
     // Where the target is not tagged (the interface an EIP moves to, the subnet a table is
-    // swapped onto), it is confined to the cluster's VPC (issue 9.4); in fleet mode to the
+    // swapped onto), it is confined to the cluster's VPC; in fleet mode to the
     // fleet's VPCs (ArnLike on ARNs built from FleetVpcIds, template.yaml says why).
     for (action, resource) in [
         ("ec2:AssociateAddress", "network-interface"),
@@ -621,7 +621,7 @@ fn statement_for<'a>(statements: &'a [Value], service: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no statement for {service}"))
 }
 
-/// Fleet mode (issue 15): one stack for every pair of the account, one executor. Every
+/// Fleet mode: one stack for every pair of the account, one executor. Every
 /// trigger goes to one SQS queue; the failover function takes it in batches at reserved
 /// concurrency 1 and reports the messages to retry; only this stack's rules and alarm topic
 /// may send to the queue; a single pair's stack keeps its direct wiring.

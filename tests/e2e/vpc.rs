@@ -1,4 +1,4 @@
-//! Issue 9.4 and 9.5 on moto: two copies of one template (same addressing plan, same tags)
+//! On moto: two copies of one template (same addressing plan, same tags)
 //! in one account, their state buckets found by the same tags.
 
 use failover_core::app::handler::load_declaration;

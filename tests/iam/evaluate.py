@@ -8,7 +8,7 @@ requests evaluated against each role and resource policy (policy.py):
   handler::OPERATIONS / INSPECT_OPERATIONS / PROBE_OPERATIONS are built; read from the Rust source),
   plus what Lambda itself does with each role (logs, destinations, the probe's network
   interfaces, the fleet queue's mapping) and the stack's own triggers;
-- must-deny: each hole of issue 24 written as requests, every EC2 write on resources outside
+- must-deny: each hole a least-privilege review found, written as requests, every EC2 write on resources outside
   the scope (another VPC, no scoping tag), and what a role of another pair or another account
   would try (in a fleet with its appliance bus, with templates/pair.yaml rendered for each
   pair: one pair's appliance announcing with another pair's source).
@@ -413,8 +413,8 @@ def announcing(sc, role, source, detail_type="Appliance Active") -> list:
                 {"aws:PrincipalArn": role, "events:source": source, "events:detail-type": detail_type})
 
 
-# Every EC2 write a role could be asked to make outside its scope (issue 24: no role may hold
-# unscoped EC2 writes), each on the resource kinds it acts on.
+# Every EC2 write a role could be asked to make outside its scope (no role may hold unscoped EC2
+# writes), each on the resource kinds it acts on.
 EC2_WRITES = {
     "ec2:AssociateAddress": ["elastic-ip", "network-interface", "instance"],
     "ec2:DisassociateAddress": ["elastic-ip"],

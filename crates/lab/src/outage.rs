@@ -1,4 +1,4 @@
-//! The AZ outage (issue 15): every pair of a fleet loses its active unit at the same moment,
+//! The AZ outage: every pair of a fleet loses its active unit at the same moment,
 //! and every cluster's failover runs at once in one account, sharing its EC2 buckets. Each
 //! cluster is the field report's pair in a VPC of its own (the same addressing plan), with one
 //! EIP and `tables` route tables of `routes_per_table` routes each, the first being `0.0.0.0/0`.
@@ -349,7 +349,7 @@ mod tests {
         }
     }
 
-    /// Issue 15's AZ outage, at a size a test affords: twelve clusters overdraw the account's
+    /// The AZ outage, at a size a test affords: twelve clusters overdraw the account's
     /// mutation bucket when each paces alone, and share it without a throttled call through
     /// the fleet's executor, every cluster's data path before the rest.
     #[tokio::test(start_paused = true)]

@@ -1074,7 +1074,7 @@ mod tests {
         assert_eq!(out.status(), Status::Cooldown, "{out}");
     }
 
-    /// Issue 12.1: an operator's direct execute is carried out within the cooldown (damping is
+    /// An operator's direct execute is carried out within the cooldown (damping is
     /// for automatic triggers), and the record says it was forced and by whom.
     #[tokio::test]
     async fn an_operators_direct_execute_is_obeyed() {
@@ -1096,7 +1096,7 @@ mod tests {
         );
     }
 
-    /// Issue 12.5: suspicious ignored events are flagged for the operators' notifications;
+    /// Suspicious ignored events are flagged for the operators' notifications;
     /// ordinary ones (an alarm back to OK) are not.
     #[tokio::test]
     async fn suspicious_ignored_events_are_flagged() {
@@ -1118,7 +1118,7 @@ mod tests {
         assert_eq!(cloud.mutation_count(), 0);
     }
 
-    /// Adversarial review of issue 10: an alarm naming an instance of another pair was refused
+    /// Found by an adversarial review: an alarm naming an instance of another pair was refused
     /// as an error (retries, failure queue, a refusal mail); it is IGNORED with the reason.
     #[tokio::test]
     async fn an_alarm_for_another_pairs_instance_is_ignored() {
@@ -1135,7 +1135,7 @@ mod tests {
         assert_eq!(cloud.mutation_count(), 0);
     }
 
-    /// Issue 12.4: inspect answers "does the cloud agree with the box?" from the appliance's
+    /// Inspect answers "does the cloud agree with the box?" from the appliance's
     /// last announcement, kept in the state file across runs.
     #[tokio::test]
     async fn inspect_compares_the_cloud_with_the_boxs_last_announcement() {

@@ -80,7 +80,7 @@ mod tests {
             .collect()
     }
 
-    /// Issue 11.1: in association-swap mode the twins' routes point at both members by design.
+    /// In association-swap mode the twins' routes point at both members by design.
     /// Before the fix inspect always saw drift (active none) and the probe "repaired" a healthy
     /// cluster; routes only, the tie went to the larger instance id (B).
     #[tokio::test]
@@ -95,7 +95,7 @@ mod tests {
         assert_eq!(decide(&v, &healthy(&[SEED_A, SEED_B])), None);
     }
 
-    /// Issue 11.2: a same-AZ pair whose failover objects are a VIP (secondary IP) and a route:
+    /// A same-AZ pair whose failover objects are a VIP (secondary IP) and a route:
     /// a VIP left on the other unit is drift; the VIP alone decides who is followed.
     #[tokio::test]
     async fn secondary_ips_count_in_who_is_followed() {
@@ -139,7 +139,7 @@ mod tests {
         let _ = SEED_A_EXT;
     }
 
-    /// Adversarial review of issue 11.2: an EIP whose one VIP no member holds answers no one;
+    /// Found by an adversarial review: an EIP whose one VIP no member holds answers no one;
     /// inspect says so (left alone: its VIPs are on no member) rather than "all is well".
     #[tokio::test]
     async fn an_eip_no_member_can_take_is_shown() {

@@ -507,7 +507,7 @@ mod tests {
         assert!(h.up);
     }
 
-    /// Issue 9.6: a failover the probe starts late in its window stops sending before the
+    /// A failover the probe starts late in its window stops sending before the
     /// Lambda deadline and records FAILED, instead of being cut off mid-wave.
     #[tokio::test]
     async fn the_probes_failover_honours_the_lambda_deadline() {
@@ -595,7 +595,7 @@ mod tests {
         .unwrap()
     }
 
-    /// Issue 11.3: while another run holds the lock the probe backs off (before the fix it
+    /// While another run holds the lock the probe backs off (before the fix it
     /// tried every tick: ~30 lock attempts and discoveries in 3 s).
     #[tokio::test]
     async fn the_probe_backs_off_while_the_lock_is_held() {
@@ -620,7 +620,7 @@ mod tests {
         assert_eq!(cloud.mutation_count(), 0);
     }
 
-    /// Issue 11.3: a refused failover is recorded once, then checked dry while it stays refused.
+    /// A refused failover is recorded once, then checked dry while it stays refused.
     #[tokio::test]
     async fn a_refused_failover_writes_one_history_record() {
         let cloud = crate::memory::MemoryCloud::seed();

@@ -626,7 +626,7 @@ mod tests {
         assert_eq!(in_words("AccessDenied"), "AccessDenied");
     }
 
-    /// Adversarial review of issue 9.2: the SDK's own operation timeout fires first at
+    /// Found by an adversarial review: the SDK's own operation timeout fires first at
     /// `CALL_TIMEOUT`; its error must say "timed out" so the run keeps its lock (the call may
     /// still land), as the executor's own timeout does.
     #[test]

@@ -1093,7 +1093,7 @@ mod tests {
         let cloud = MemoryCloud::seed();
         let r = go(&cloud, SEED_B, Mode::DryRun).await.unwrap();
         assert_eq!(r.plan.operations.len(), 2);
-        // Issue 12.4: a dry run does not say SUCCEEDED.
+        // A dry run does not say SUCCEEDED.
         assert_eq!(r.record.task_state, TaskState::DryRun);
         assert_eq!(cloud.mutation_count(), 0);
         assert!(
@@ -1123,7 +1123,7 @@ mod tests {
         .unwrap_err();
         assert!(matches!(e, FailoverError::Refused(_)));
         assert_eq!(cloud.mutation_count(), 0);
-        // Issue 12.4: the state file says what happened (it used to keep "Failover Complete").
+        // The state file says what happened (it used to keep "Failover Complete").
         let st = state(&cloud);
         assert_eq!(st["taskState"], "FAILED");
         assert!(
@@ -1375,7 +1375,7 @@ mod tests {
         assert_eq!(route(&cloud), SEED_B_EXT);
     }
 
-    /// Issue 9.2: a paced wave longer than the lease. Lease 10 s, 31 routes and the EIP at one
+    /// A paced wave longer than the lease. Lease 10 s, 31 routes and the EIP at one
     /// mutation a second, a second run to the other member 14 s in. Before the fix the second
     /// run took the expired lock and both sent: routes split between A and B.
     #[tokio::test(start_paused = true)]
@@ -1447,7 +1447,7 @@ mod tests {
         Declaration::from_value(&v).unwrap()
     }
 
-    /// Issue 9.4: before the fix the peer of copy 1's A was copy 0's A (the first running
+    /// Before the fix the peer of copy 1's A was copy 0's A (the first running
     /// member by id), so the cluster failed over into the other VPC.
     #[tokio::test]
     async fn a_cluster_never_fails_over_into_another_vpc() {
@@ -1544,7 +1544,7 @@ mod tests {
         );
     }
 
-    /// Adversarial review of issue 9.4: the other VPC's EIP (same tags, same VIPs) is free for
+    /// Found by an adversarial review: the other VPC's EIP (same tags, same VIPs) is free for
     /// a moment; before the fix this cluster took it, stealing the other cluster's address.
     #[tokio::test]
     async fn a_free_eip_of_another_vpc_is_not_taken() {
@@ -1574,7 +1574,7 @@ mod tests {
         assert_eq!(eip_eni(&cloud), SEED_B_EXT);
     }
 
-    /// Adversarial review of issue 9.4: another pair's free EIP with the same tags but other
+    /// Found by an adversarial review: another pair's free EIP with the same tags but other
     /// VIPs refused every failover (CFE #118's rule); it is left alone with a warning.
     #[tokio::test]
     async fn an_eip_whose_vips_are_on_no_member_is_left_alone() {
@@ -1600,7 +1600,7 @@ mod tests {
         assert_eq!(eip_eni(&cloud), SEED_B_EXT);
     }
 
-    /// Issue 9.5: two clusters in one bucket, both unnamed, so one state key. Before the fix
+    /// Two clusters in one bucket, both unnamed, so one state key. Before the fix
     /// the second read the first's record and skipped its own alarm-driven failover as
     /// COOLDOWN. A named cluster keeps its own state file.
     #[tokio::test]
@@ -1716,7 +1716,7 @@ mod tests {
         assert_eq!(r.record.task_state, TaskState::Succeeded);
     }
 
-    /// Issue 12.3: `--target peer` fails over to the other member without its id.
+    /// `--target peer` fails over to the other member without its id.
     #[tokio::test]
     async fn peer_is_the_other_member_of_the_one_followed() {
         let cloud = MemoryCloud::seed();
@@ -1730,7 +1730,7 @@ mod tests {
         assert_eq!(route(&cloud), SEED_A_EXT);
     }
 
-    /// Issue 13.9: side by side with CFE during a migration. A RUNNING file CFE wrote holds
+    /// Side by side with CFE during a migration. A RUNNING file CFE wrote holds
     /// our runs back (no double failover); CFE's last failover counts for the cooldown.
     #[tokio::test]
     async fn a_state_file_cfe_wrote_is_taken_into_account() {
@@ -1979,7 +1979,7 @@ mod tests {
         assert!(o.in_flight, "{o:?}");
         assert_eq!(state(&cloud)["taskState"], "FAILED");
         // The route change may still land: the lock is kept until its lease ends, so no other
-        // run can fail over meanwhile and be undone by it (adversarial review of issue 9.2).
+        // run can fail over meanwhile and be undone by it (found by an adversarial review).
         let lock: Value = serde_json::from_slice(
             &cloud
                 .object(BUCKET, &crate::engine::keys::lock_key("default"))

@@ -953,7 +953,7 @@ mod tests {
         assert!(live.renew().await.is_err());
     }
 
-    /// Adversarial review of issue 9.1: an earlier attempt of this run landed after its answer
+    /// Found by an adversarial review: an earlier attempt of this run landed after its answer
     /// was given up on, so the next attempt met our own write (412): still ours, on acquire
     /// and on renewal, whatever write id is there.
     #[tokio::test]

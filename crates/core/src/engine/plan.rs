@@ -1632,7 +1632,7 @@ mod tests {
             .any(|w| w.contains("source/destination check is on for eni-04bec0335a47b26c3")));
     }
 
-    /// Issue 15.2: data path first. Operations were sorted by id, so a default route waited
+    /// Data path first. Operations were sorted by id, so a default route waited
     /// behind the other routes of its wave; now EIPs and default routes lead.
     #[tokio::test]
     async fn the_data_path_goes_first() {
@@ -1667,7 +1667,7 @@ mod tests {
         );
     }
 
-    /// Issue 11.7: a range equal to the VPC CIDR is the local route. AWS lets its target be
+    /// A range equal to the VPC CIDR is the local route. AWS lets its target be
     /// replaced (so does the in-memory cloud now); the planner refuses it.
     #[tokio::test]
     async fn the_local_route_is_never_taken_over() {
@@ -1693,7 +1693,7 @@ mod tests {
         assert!(r.reasons.iter().any(|x| x.contains("local route")), "{r}");
     }
 
-    /// Issue 11.6: a table selected by two route groups was managed by the first only.
+    /// A table selected by two route groups was managed by the first only.
     #[tokio::test]
     async fn a_table_in_two_route_groups_is_refused() {
         let cloud = MemoryCloud::seed();
@@ -1714,7 +1714,7 @@ mod tests {
         );
     }
 
-    /// Issue 11.9: a declared route that points at a gateway is not taken over silently.
+    /// A declared route that points at a gateway is not taken over silently.
     #[tokio::test]
     async fn a_route_to_a_gateway_is_refused_unless_opted_in() {
         let cloud = MemoryCloud::seed();
@@ -1786,7 +1786,7 @@ mod tests {
         assert_eq!(ips, &["10.0.0.101".parse::<IpAddr>().unwrap()]);
     }
 
-    /// Issue 11.9: the per-interface IPv4 limit of the target's type, in the planner and in the
+    /// The per-interface IPv4 limit of the target's type, in the planner and in the
     /// in-memory cloud (AWS: PrivateIpAddressLimitExceeded).
     #[tokio::test]
     async fn the_targets_address_limit_is_checked() {
@@ -2498,7 +2498,7 @@ mod swap_tests {
         let _ = SEED_A_EXT;
     }
 
-    /// Issue 11.5: with the main table as A's twin, subnets using it implicitly stayed on A
+    /// With the main table as A's twin, subnets using it implicitly stayed on A
     /// while the run reported SUCCEEDED.
     #[tokio::test]
     async fn a_main_table_twin_is_refused() {

@@ -1424,7 +1424,7 @@ mod tests {
         assert_eq!(cloud.mutation_count(), 0, "DryRun only");
     }
 
-    /// Issue 9.3: a lock claiming a lease until 2099 fails the lock check, naming the cap.
+    /// A lock claiming a lease until 2099 fails the lock check, naming the cap.
     #[tokio::test]
     async fn a_lock_beyond_any_lease_fails() {
         let cloud = MemoryCloud::seed();
@@ -1465,7 +1465,7 @@ mod tests {
             .contains("aws s3 rm s3://cfe-state-bigip-ha/f5cloudfailover/lock/default.json"));
     }
 
-    /// Issue 9.4 and 9.5: doctor says where the cluster lives, fails a scope spanning two
+    /// Doctor says where the cluster lives, fails a scope spanning two
     /// VPCs, and warns when the state file is another cluster's.
     #[tokio::test]
     async fn vpc_scope_and_shared_state_file() {
@@ -1502,7 +1502,7 @@ mod tests {
         assert!(c.detail.contains("written by another cluster"), "{c:?}");
     }
 
-    /// Issue 11.4: a correct same-AZ pair (one VIP, on one unit) passes; the state moto makes
+    /// A correct same-AZ pair (one VIP, on one unit) passes; the state moto makes
     /// (the VIP on both units) fails.
     #[tokio::test]
     async fn same_az_vip_rule() {
@@ -1526,7 +1526,7 @@ mod tests {
         assert!(c.detail.contains("held by 2 members"), "{c:?}");
     }
 
-    /// Issue 11.8: findings for the cloud following a stopped member and for a split cloud.
+    /// Findings for the cloud following a stopped member and for a split cloud.
     #[tokio::test]
     async fn the_cloud_following_a_stopped_member_or_split() {
         let cloud = MemoryCloud::seed();
@@ -1554,7 +1554,7 @@ mod tests {
         assert!(c.detail.contains("split between members"), "{c:?}");
     }
 
-    /// Issue 11.8: association-swap checks of doctor's own.
+    /// Association-swap checks of doctor's own.
     #[tokio::test]
     async fn twin_tables_are_checked() {
         let mut topo = crate::testing::swap::twins();

@@ -290,11 +290,11 @@ fn main() {
     outage(&rt, outage_plot.as_ref().and_then(|p| p.to_str()));
 }
 
-/// The AZ outage (issue 15): every cluster of a fleet failing over at once in one account.
+/// The AZ outage: every cluster of a fleet failing over at once in one account.
 fn outage(rt: &tokio::runtime::Runtime, plot_to: Option<&str>) {
     use failover_lab::outage::{az_outage, fleet_outage, Mode, OutageReport};
     println!();
-    println!("AZ outage (issue 15): every pair's active unit fails at once and every cluster's failover runs at once in one account, sharing its EC2 buckets; before the fleet: independent runs, each pacing as if it had the account to itself; the fleet: one executor for the account (handle_fleet, as the SQS-fed Lambda of concurrency 1 runs it, every alarm in one batch).");
+    println!("AZ outage: every pair's active unit fails at once and every cluster's failover runs at once in one account, sharing its EC2 buckets; before the fleet: independent runs, each pacing as if it had the account to itself; the fleet: one executor for the account (handle_fleet, as the SQS-fed Lambda of concurrency 1 runs it, every alarm in one batch).");
     println!();
     println!("| how | clusters | EIPs + routes each | operations | data path (every EIP and default route on the standby) | all runs done | throttle bound | throttled calls | failed operations | failed runs |");
     println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
