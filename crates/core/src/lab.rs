@@ -1,6 +1,7 @@
 //! Lab topologies: a plain description of a VPC with an appliance pair, from which the
-//! in-memory cloud is built and the emulator is populated (`failover_lab::builder`, through the SDK). `Topology::seed()`
-//! is the field report's network (`examples/seed-article/topology.json`).
+//! in-memory cloud is built and the emulator is populated (`failover_lab::builder`, through
+//! the SDK). `Topology::seed()` is the field report's network
+//! (`examples/seed-article/topology.json`).
 
 use std::net::IpAddr;
 
