@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# Mutation testing of the engine with cargo-mutants (installed into ~/.cargo/bin if missing):
+# each mutant of a file is tested against the unit tests beside that file (its module's own
+# tests: `engine::lock` for crates/core/src/engine/lock.rs), so a survivor names a rule its
+# own tests do not hold.
+#
+#   scripts/mutants.sh                 the engine's files changed since main (git diff)
+#   scripts/mutants.sh --all           every file of the engine set below
+#   scripts/mutants.sh FILE...         those files
+#
+# Prints caught / missed / timeout / unviable per file and the total; the figure quoted in
+# BENCHMARKS.md is caught / (caught + missed + timeout). Runs in place on a scratch copy of the
+# tree (a git worktree under target/, with the uncommitted changes), so the working tree is
+# never mutated.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+ENGINE=(
+  crates/core/src/engine/plan.rs crates/core/src/engine/plan
+  crates/core/src/engine/lock.rs crates/core/src/engine/execute.rs
+  crates/core/src/engine/failover.rs crates/core/src/engine/discovery.rs
+  crates/core/src/engine/state crates/core/src/engine/pace.rs
+  crates/core/src/app/events crates/core/src/app/fleet.rs
+)
+if ! command -v cargo-mutants >/dev/null 2>&1; then
+  echo "installing cargo-mutants (once) ..." >&2
+  cargo install --locked --quiet cargo-mutants
+fi
+files=()
+case "${1:-}" in
+  --all) for p in "${ENGINE[@]}"; do [ -e "$p" ] && files+=($(find "$p" -name '*.rs' | sort)); done ;;
+  "") base=$(git merge-base HEAD main 2>/dev/null || git rev-list --max-parents=0 HEAD)
+      for f in $(git diff --name-only "$base" -- 'crates/core/src/*.rs'); do
+        for p in "${ENGINE[@]}"; do case "$f" in "$p"|"$p"/*) [ -e "$f" ] && files+=("$f") ;; esac; done
+      done ;;
+  *) files=("$@") ;;
+esac
+if [ ${#files[@]} -eq 0 ]; then
+  echo "no engine file changed since main: nothing to mutate (--all for every one)"
+  exit 0
+fi
+# The module path of a file's own tests: crates/core/src/engine/state/cfe.rs -> engine::state::cfe
+module() {
+  local m=${1#crates/core/src/}
+  m=${m%.rs}; m=${m%/mod}
+  echo "${m//\//::}"
+}
+scratch="$root/target/mutants-tree"
+git worktree remove --force "$scratch" >/dev/null 2>&1 || true
+git worktree add --quiet --detach "$scratch" HEAD
+# Uncommitted changes are part of what is tested.
+git diff HEAD | (cd "$scratch" && git apply --allow-empty 2>/dev/null || true)
+trap 'git worktree remove --force "$scratch" >/dev/null 2>&1 || true' EXIT
+# Its own target dir: a tree at another path sharing one would pass cargo's freshness checks
+# with the other tree's artifacts (the first run builds the dependencies once, ~8 min).
+export CARGO_TARGET_DIR="${MUTANTS_TARGET_DIR:-$root/target/mutants-build}"
+total_c=0 total_m=0 total_t=0 total_u=0
+out="$root/target/mutants"
+mkdir -p "$out"
+for f in "${files[@]}"; do
+  name=$(module "$f")
+  (cd "$scratch" && cargo mutants --in-place --no-shuffle -f "$f" --test-package failover-core \
+      --output "$out/${name//::/-}" -- --lib "$name" >/dev/null 2>&1) || true
+  dir="$out/${name//::/-}/mutants.out"
+  count() { [ -f "$dir/$1.txt" ] && grep -c . "$dir/$1.txt" || echo 0; }
+  c=$(count caught) m=$(count missed) t=$(count timeout) u=$(count unviable)
+  printf '%-36s caught %4d  missed %3d  timeout %2d  unviable %3d\n' "$f" "$c" "$m" "$t" "$u"
+  [ "$m" -gt 0 ] && sed 's/^/    missed: /' "$dir/missed.txt"
+  total_c=$((total_c + c)) total_m=$((total_m + m)) total_t=$((total_t + t)) total_u=$((total_u + u))
+done
+viable=$((total_c + total_m + total_t))
+pct=$(python3 -c "print(f'{100 * $total_c / max($viable, 1):.1f}')")
+echo "mutants: $total_c caught of $viable viable ($pct %), $total_m missed, $total_t timeout, $total_u unviable"
