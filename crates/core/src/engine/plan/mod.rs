@@ -1415,8 +1415,8 @@ mod tests {
     use crate::testing::{same_az, same_az_with_prefix};
     use serde_json::{json, Value};
 
-    const AFTER: &str = include_str!("../../../../examples/seed-article/declaration-after.json");
-    const SNAT_NONE: &str = include_str!("../../../../examples/seed-article/cfe-snat-none.json");
+    const AFTER: &str = include_str!("../../../../../examples/seed-article/declaration-after.json");
+    const SNAT_NONE: &str = include_str!("../../../../../examples/seed-article/cfe-snat-none.json");
 
     fn decl(text: &str) -> Declaration {
         Declaration::parse(text).unwrap()
