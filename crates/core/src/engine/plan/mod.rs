@@ -1412,30 +1412,11 @@ mod tests {
     use crate::engine::discovery::discover;
     use crate::lab::{tags, Topology, SEED_A, SEED_A_EXT, SEED_B, SEED_B_EXT, SEED_RTB, SEED_TAG};
     use crate::memory::MemoryCloud;
+    use crate::testing::plan::{cidr, decl, patched, plan_on, skipped, AFTER};
     use crate::testing::{same_az, same_az_with_prefix};
     use serde_json::{json, Value};
 
-    const AFTER: &str = include_str!("../../../../../examples/seed-article/declaration-after.json");
     const SNAT_NONE: &str = include_str!("../../../../../examples/seed-article/cfe-snat-none.json");
-
-    fn decl(text: &str) -> Declaration {
-        Declaration::parse(text).unwrap()
-    }
-
-    fn patched(patch: impl FnOnce(&mut Value)) -> Declaration {
-        let mut v: Value = serde_json::from_str(AFTER).unwrap();
-        patch(&mut v);
-        Declaration::from_value(&v).unwrap()
-    }
-
-    async fn plan_on(cloud: &MemoryCloud, d: &Declaration, target: &str) -> Result<Plan, Refusal> {
-        let snap = discover(cloud, cloud, d).await.unwrap();
-        plan(d, &snap, target)
-    }
-
-    fn cidr(s: &str) -> Cidr {
-        s.parse().unwrap()
-    }
 
     #[tokio::test]
     async fn seed_failover_to_b_moves_route_and_eip() {
@@ -1734,13 +1715,6 @@ mod tests {
             "{:?}",
             p.warnings
         );
-    }
-
-    /// A plan that left items out, as the reasons it gives for them (an item the
-    /// target cannot take is skipped, the rest still moves; the run ends PARTIAL).
-    fn skipped(p: Plan) -> Refusal {
-        assert!(!p.skipped.is_empty(), "nothing skipped: {p:?}");
-        Refusal { reasons: p.skipped }
     }
 
     /// CFE v2.4.0 (awsProviderTests.js, "should validate same-net case", commit 21356468):
