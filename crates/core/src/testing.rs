@@ -93,6 +93,49 @@ pub(crate) mod declaration {
     }
 }
 
+/// The planner's tests: the seed's declaration, patched, planned on a cloud.
+pub(crate) mod plan {
+    use serde_json::Value;
+
+    use crate::engine::declaration::Declaration;
+    use crate::engine::discovery::discover;
+    use crate::engine::net::Cidr;
+    use crate::engine::plan::{plan, Plan, Refusal};
+    use crate::engine::ports::{Ec2Describe, ObjectStore};
+
+    pub(crate) use super::declaration::AFTER;
+
+    pub(crate) fn decl(text: &str) -> Declaration {
+        Declaration::parse(text).unwrap()
+    }
+
+    /// [`AFTER`] with `patch` applied.
+    pub(crate) fn patched(patch: impl FnOnce(&mut Value)) -> Declaration {
+        super::declaration::with(patch).unwrap()
+    }
+
+    /// Discovers `cloud` and plans the failover to `target`.
+    pub(crate) async fn plan_on<C: Ec2Describe + ObjectStore>(
+        cloud: &C,
+        d: &Declaration,
+        target: &str,
+    ) -> Result<Plan, Refusal> {
+        let snap = discover(cloud, cloud, d).await.unwrap();
+        plan(d, &snap, target)
+    }
+
+    pub(crate) fn cidr(s: &str) -> Cidr {
+        s.parse().unwrap()
+    }
+
+    /// A plan that left items out, as the reasons it gives for them (an item the
+    /// target cannot take is skipped, the rest still moves; the run ends PARTIAL).
+    pub(crate) fn skipped(p: Plan) -> Refusal {
+        assert!(!p.skipped.is_empty(), "nothing skipped: {p:?}");
+        Refusal { reasons: p.skipped }
+    }
+}
+
 /// The sample events of `events/` and the function's home they come from.
 pub(crate) mod events {
     use crate::app::events::{parse_text, Home, Intent, Trigger, Trust};
