@@ -924,6 +924,198 @@ mod tests {
         assert!(err.contains("cannot cover"), "{err}");
     }
 
+    /// The cap on a lease is the longest one from the object's write: a body asking for
+    /// exactly that is not capped, one second more is.
+    #[test]
+    fn a_lease_at_the_cap_is_not_capped_and_one_beyond_it_is() {
+        let written: DateTime<Utc> = "2026-01-01T00:00:00Z".parse().unwrap();
+        let cap = written + chrono::Duration::seconds(MAX_LOCK_LEASE_SECONDS as i64);
+        let object = |expires_at| StoredObject {
+            body: serde_json::to_vec(&LockBody {
+                owner: "run-1".into(),
+                acquired_at: written,
+                expires_at,
+                released: false,
+                write_id: "w".into(),
+                request_id: None,
+            })
+            .unwrap(),
+            etag: Some("e".into()),
+            last_modified: Some(written),
+        };
+        let at_cap = Holder::from_object(&object(cap)).unwrap();
+        assert!(!at_cap.capped);
+        assert_eq!(at_cap.held_until, cap);
+        let beyond = Holder::from_object(&object(cap + chrono::Duration::seconds(1))).unwrap();
+        assert!(beyond.capped);
+        assert_eq!(beyond.held_until, cap);
+    }
+
+    /// An unlock whose write fails for another reason than a deleted lock is an error (the
+    /// lock may still be held), never "free".
+    #[tokio::test]
+    async fn an_unlock_that_cannot_write_is_an_error_not_free() {
+        let cloud = MemoryCloud::seed();
+        let _dead = held(take(&cloud, "crashed", 0).await);
+        cloud.inject(
+            "PutObject",
+            ErrorKind::Rejected,
+            FaultTiming::BeforeEffect,
+            1,
+        );
+        let out = unlock(&cloud, B, "pair", &Encryption::None, false).await;
+        assert_eq!(out.unwrap_err().kind, ErrorKind::Rejected);
+        assert_eq!(holder(&cloud).owner, "crashed");
+    }
+
+    /// The members' lock name: the same for the same members in any order or repeated,
+    /// another for other members, and stable across builds (FNV-1a of the sorted ids).
+    #[test]
+    fn the_members_lock_name_is_the_sorted_members_hash() {
+        let ids = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let name = members_lock_name(&ids(&["i-0b", "i-0a"]));
+        assert_eq!(name, "members@c5ff7736db29b7a8");
+        assert_eq!(members_lock_name(&ids(&["i-0a", "i-0b", "i-0a"])), name);
+        assert_ne!(members_lock_name(&ids(&["i-0a", "i-0c"])), name);
+    }
+
+    /// A renewal whose every attempt fails, the lock still ours from the previous write: an
+    /// unsettled lock (try again), naming why; a refusal that retrying cannot fix is the
+    /// store's own error.
+    #[tokio::test(start_paused = true)]
+    async fn a_renewal_that_never_lands_says_so_and_a_refusal_is_the_stores_error() {
+        let cloud = MemoryCloud::seed();
+        let lease = held(take(&cloud, "run-1", 60).await);
+        cloud.inject(
+            "PutObject",
+            ErrorKind::Transient,
+            FaultTiming::BeforeEffect,
+            WRITE_ATTEMPTS,
+        );
+        let err = lease.renew().await.unwrap_err().to_string();
+        assert!(err.contains("did not land"), "{err}");
+        cloud.inject(
+            "PutObject",
+            ErrorKind::Rejected,
+            FaultTiming::BeforeEffect,
+            1,
+        );
+        let err = lease.renew().await.unwrap_err().to_string();
+        assert!(!err.contains("did not land"), "{err}");
+        assert!(err.contains("could not renew"), "{err}");
+        lease.renew().await.unwrap();
+    }
+
+    /// A create answered 404 (the bucket is gone) is an error, not a free lock to retry, and
+    /// transient failures are tried `WRITE_ATTEMPTS` times, no more.
+    #[tokio::test(start_paused = true)]
+    async fn a_create_answered_not_found_is_an_error_and_retries_are_bounded() {
+        let cloud = MemoryCloud::seed();
+        let try_take = || {
+            acquire(
+                &cloud,
+                B,
+                "pair",
+                "run-1",
+                None,
+                Duration::from_secs(60),
+                &Encryption::None,
+            )
+        };
+        cloud.inject(
+            "PutObject",
+            ErrorKind::NotFound,
+            FaultTiming::BeforeEffect,
+            1,
+        );
+        assert_eq!(try_take().await.err().unwrap().kind, ErrorKind::NotFound);
+        cloud.clear_faults();
+        let puts = |c: &MemoryCloud| c.calls().iter().filter(|c| *c == "PutObject").count();
+        let before = puts(&cloud);
+        cloud.inject(
+            "PutObject",
+            ErrorKind::Transient,
+            FaultTiming::BeforeEffect,
+            WRITE_ATTEMPTS,
+        );
+        assert_eq!(try_take().await.err().unwrap().kind, ErrorKind::Transient);
+        assert_eq!(puts(&cloud) - before, WRITE_ATTEMPTS as usize);
+        cloud.clear_faults();
+        held(try_take().await.unwrap());
+    }
+
+    /// After a 409 the write waits `CONFLICT_BACKOFF` times the attempt (S3: retry once the
+    /// conflicting request is over); after a 503 it does not wait.
+    #[tokio::test(start_paused = true)]
+    async fn only_a_conflict_waits_before_the_next_attempt() {
+        let cloud = MemoryCloud::seed();
+        cloud.inject(
+            "PutObject",
+            ErrorKind::Conflict,
+            FaultTiming::BeforeEffect,
+            2,
+        );
+        let start = tokio::time::Instant::now();
+        let lease = held(take(&cloud, "run-1", 60).await);
+        assert_eq!(start.elapsed(), CONFLICT_BACKOFF * 3);
+        lease.release().await.unwrap();
+        cloud.inject(
+            "PutObject",
+            ErrorKind::Transient,
+            FaultTiming::BeforeEffect,
+            2,
+        );
+        let start = tokio::time::Instant::now();
+        held(take(&cloud, "run-2", 60).await);
+        assert_eq!(start.elapsed(), Duration::ZERO);
+    }
+
+    /// A fresh lease covers its whole length: the fence sends nothing for a need within it;
+    /// a busy lock costs one write and one read; a lease kept until expiry is not released.
+    #[tokio::test(start_paused = true)]
+    async fn a_fresh_lease_needs_no_renewal_and_a_kept_one_is_not_released() {
+        let cloud = MemoryCloud::seed();
+        let lease = held(take(&cloud, "run-1", 60).await);
+        assert_eq!(lease.lease(), Duration::from_secs(60));
+        let calls = cloud.calls().len();
+        lease.hold_for(Duration::from_secs(59)).await.unwrap();
+        assert_eq!(cloud.calls().len(), calls, "{:?}", &cloud.calls()[calls..]);
+        assert!(matches!(take(&cloud, "run-2", 60).await, Acquire::Busy(_)));
+        assert_eq!(cloud.calls()[calls..], ["PutObject", "GetObject"]);
+        lease.keep_until_expiry();
+        lease.release().await.unwrap();
+        assert!(!holder(&cloud).released, "kept: a call may still land");
+    }
+
+    /// Someone takes an expired lock over between this run's refused create and its read of
+    /// the lock: this run finds it busy, and never writes over a live lock.
+    #[tokio::test(start_paused = true)]
+    async fn a_lock_taken_over_meanwhile_is_busy_not_overwritten() {
+        let cloud = MemoryCloud::seed();
+        let _crashed = held(take(&cloud, "crashed", 0).await);
+        cloud.delay("GetObject", Duration::from_secs(1));
+        let (taken, ()) = tokio::join!(take(&cloud, "run-2", 60), async {
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+            let body = LockBody {
+                owner: "run-3".into(),
+                acquired_at: clock::now(),
+                expires_at: clock::now() + chrono::Duration::seconds(60),
+                released: false,
+                write_id: "run-3-w".into(),
+                request_id: None,
+            };
+            let bytes = serde_json::to_vec(&body).unwrap();
+            let key = lock_key("pair");
+            let put = cloud.put_object(B, &key, bytes, &Encryption::None, None);
+            put.await.unwrap();
+        });
+        match taken {
+            Acquire::Busy(h) => assert_eq!(h.body.owner, "run-3"),
+            Acquire::Held(_) => panic!("wrote over run-3's live lock"),
+        }
+        assert_eq!(holder(&cloud).owner, "run-3");
+    }
+
     #[test]
     fn short_leases_are_extended_to_cover_a_call() {
         assert_eq!(effective_lease(10), MIN_EFFECTIVE_LEASE);
