@@ -12,9 +12,10 @@ use failover_core::app::events::DEFAULT_ALARM_NAME_PREFIX;
     about = "Serverless cloud failover for appliance pairs on AWS",
     after_help = "Exit codes: 0 success (SUCCEEDED, DRY_RUN, doctor without FAIL); 1 an error, a FAILED run or a doctor FAIL; \
 2 bad arguments; 3 IN_PROGRESS (another run holds the lock); 4 COOLDOWN; 5 IGNORED (invoke); \
-6 refused by the planner (nothing changed); 7 inspect found drift; 8 no state bucket; \
-9 unlock/reset found a live run's lock (use --force); 10 deferred (retry); \
-11 PARTIAL (what could move moved; the items left out are named)."
+6 refused by the planner (nothing changed); 7 inspect: the cloud is split, or the box says \
+the other unit is active; 8 no state bucket; 9 unlock/reset found a live run's lock (use --force); \
+10 deferred (retry); 11 PARTIAL (what could move moved; the items left out are named); \
+12 inspect: the cloud follows a unit that is down (stopped or failing its status checks)."
 )]
 pub struct Cli {
     /// Endpoint override (e.g. a local moto server); path-style S3 is used with it.

@@ -19,7 +19,7 @@ pub const COOLDOWN: u8 = 4;
 pub const IGNORED: u8 = 5;
 /// The planner refused (nothing changed).
 pub const REFUSED: u8 = 6;
-/// `inspect`: the cloud follows no single member (drift).
+/// `inspect`: the cloud follows no single member, or the box announced the other unit.
 pub const DRIFT: u8 = 7;
 /// The state bucket was not found.
 pub const NO_BUCKET: u8 = 8;
@@ -29,6 +29,8 @@ pub const LOCK_HELD: u8 = 9;
 pub const DEFERRED: u8 = 10;
 /// The run moved what it could and left items out, each named (PARTIAL).
 pub const PARTIAL: u8 = 11;
+/// `inspect`: the cloud follows a unit that is down (its traffic goes nowhere).
+pub const FOLLOWS_DOWN: u8 = 12;
 
 /// The code for a run that stepped aside.
 pub fn of_skip(status: SkipStatus) -> u8 {

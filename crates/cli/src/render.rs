@@ -130,17 +130,22 @@ pub fn show_inspection(output: Output, view: &Inspection) {
 /// predate escaping, or be written by anyone with access): their text is escaped here too.
 fn print_inspection(v: &Inspection) {
     say!(
-        "cluster {} · active: {} · drift: {}",
+        "cluster {} · active: {} · {}",
         v.cluster,
         v.active.as_deref().unwrap_or("none (split or unmanaged)"),
-        if v.drift { "YES" } else { "no" }
+        v.verdict.as_str()
     );
     for m in &v.members {
         say!(
-            "  member {} {} {} {}",
+            "  member {} {} {}{} {}",
             m.id,
             m.name,
             m.state,
+            if m.state == "running" && !m.healthy {
+                " (failing its status checks)"
+            } else {
+                ""
+            },
             m.availability_zone
         );
     }
@@ -188,19 +193,20 @@ fn print_inspection(v: &Inspection) {
     }
     if let Some(b) = &v.box_says {
         say!(
-            "  the box says: {} active (announced {}); the cloud {}",
+            "  the box says: {} active (announced {}); {}",
             b.target,
             b.at,
-            if v.agrees_with_box == Some(true) {
-                "agrees"
-            } else {
-                "DISAGREES"
+            match v.agrees_with_box {
+                Some(true) => "the cloud agrees",
+                Some(false) => "the cloud DISAGREES",
+                None => "not counted: that unit is down now",
             }
         );
     }
     for w in &v.left_alone {
         say!("  left alone: {}", printable(w));
     }
+    say!("verdict: {} — {}", v.verdict.as_str(), v.verdict_detail);
 }
 
 /// `unlock`, `reset`: what became of the lock (and, for `reset`, which state file was reset).

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use failover_core::app::fleet::Fleet;
-use failover_core::app::inspect::Inspection;
+use failover_core::app::inspect::{CloudVerdict, Inspection};
 use failover_core::aws::AwsCloud;
 use failover_core::engine::keys::state_key;
 use failover_core::engine::lock::Unlocked;
@@ -56,26 +56,16 @@ fn verdict(view: &Inspection) -> Result<(), CliError> {
             "so there is no state, history or lock to show".into(),
         )));
     }
-    if view.drift {
-        return Err(CliError::status(
-            exit::DRIFT,
-            "DRIFT",
-            "the managed items do not all follow one member (see follows)",
-        ));
-    }
-    if let (Some(false), Some(b)) = (view.agrees_with_box, &view.box_says) {
-        return Err(CliError::status(
-            exit::DRIFT,
-            "DRIFT",
-            &format!(
-                "the cloud follows {}, but the appliance pair last announced {} active ({})",
-                view.active.as_deref().unwrap_or("no single member"),
-                b.target,
-                b.at
-            ),
-        ));
-    }
-    Ok(())
+    let code = match view.verdict {
+        CloudVerdict::Agrees | CloudVerdict::NothingManaged => return Ok(()),
+        CloudVerdict::FollowsDown => exit::FOLLOWS_DOWN,
+        CloudVerdict::Split | CloudVerdict::DisagreesWithBox => exit::DRIFT,
+    };
+    Err(CliError::status(
+        code,
+        view.verdict.as_str(),
+        &view.verdict_detail,
+    ))
 }
 
 /// `unlock [--force]`: releases the cluster lock (a live run's only with --force).

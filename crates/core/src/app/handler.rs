@@ -628,6 +628,7 @@ mod tests {
     use crate::app::events::{Home, Trust};
     use crate::engine::answer::Status;
     use crate::engine::failover::RunReport;
+    use crate::engine::picture::CloudVerdict;
     use crate::lab::{SEED_A, SEED_B};
     use crate::memory::MemoryCloud;
     use serde_json::json;
@@ -1153,8 +1154,17 @@ mod tests {
             .unwrap();
         assert_eq!(v.box_says.as_ref().unwrap().target, SEED_B);
         assert_eq!(v.agrees_with_box, Some(true));
-        // An operator moves the cloud back to A: it no longer agrees with the box (B).
-        on(&cloud, &direct(SEED_A, false)).await.unwrap();
+        // An operator moves the cloud back to A: it no longer agrees with the box (B), and the
+        // answer (and its record) says so.
+        let answer = on(&cloud, &direct(SEED_A, false)).await.unwrap();
+        let said = serde_json::to_string(&answer).unwrap();
+        assert!(said.contains("will disagree with the box"), "{said}");
+        assert!(
+            crate::engine::json::parse(&said).unwrap()["warnings"]
+                .to_string()
+                .contains(SEED_B),
+            "{said}"
+        );
         let v = crate::app::inspect::inspect(&cloud, &cloud, &d)
             .await
             .unwrap();
@@ -1164,6 +1174,73 @@ mod tests {
             "kept across runs"
         );
         assert_eq!(v.agrees_with_box, Some(false));
+        assert_eq!(
+            v.verdict,
+            CloudVerdict::DisagreesWithBox,
+            "{}",
+            v.verdict_detail
+        );
+    }
+
+    /// One verdict for inspect, doctor and the probe: the cloud following a stopped unit is
+    /// never "agrees" (no trigger delivered yet), and an announcement from a unit now down
+    /// does not outvote a cloud that follows the healthy one.
+    #[tokio::test]
+    async fn the_verdict_never_agrees_with_a_dead_unit_nor_counts_a_dead_units_word() {
+        let cloud = MemoryCloud::seed();
+        let d = crate::engine::declaration::Declaration::parse(
+            &std::fs::read_to_string(format!(
+                "{ROOT}/examples/seed-article/declaration-after.json"
+            ))
+            .unwrap(),
+        )
+        .unwrap();
+        let view = || crate::app::inspect::inspect(&cloud, &cloud, &d);
+        // GIVEN the box announced B and the cloud follows B
+        on(&cloud, &event("appliance-active.json")).await.unwrap();
+        let v = view().await.unwrap();
+        assert_eq!(v.verdict, CloudVerdict::Agrees, "{}", v.verdict_detail);
+        assert!(v.verdict.is_right());
+        // WHEN B stops and nothing has been delivered yet
+        cloud.set_instance_state(SEED_B, "stopped");
+        let v = view().await.unwrap();
+        // THEN the verdict says the cloud follows a dead unit, naming it and the healthy peer
+        assert_eq!(v.verdict, CloudVerdict::FollowsDown);
+        assert!(v.verdict_detail.contains(SEED_B), "{}", v.verdict_detail);
+        assert!(v.verdict_detail.contains("stopped"), "{}", v.verdict_detail);
+        assert!(v.verdict_detail.contains(SEED_A), "{}", v.verdict_detail);
+        assert!(!v.verdict.is_right());
+        // AND doctor says the same words
+        let checks =
+            crate::ops::doctor::doctor(&cloud, &cloud, &d, crate::engine::declaration::LABEL_KEY)
+                .await
+                .unwrap();
+        let cloud_check = checks.iter().find(|c| c.name == "cloud").unwrap();
+        assert_eq!(cloud_check.detail, v.verdict_detail);
+        // WHEN the failover to A runs (B's old announcement stays in the state file)
+        on(&cloud, &direct(SEED_A, false)).await.unwrap();
+        let v = view().await.unwrap();
+        // THEN the stale word of a stopped B does not outvote the cloud: one answer, agrees
+        assert_eq!(v.box_says.as_ref().unwrap().target, SEED_B);
+        assert_eq!(v.agrees_with_box, None);
+        assert_eq!(v.verdict, CloudVerdict::Agrees, "{}", v.verdict_detail);
+        assert!(
+            v.verdict_detail.contains("not counted"),
+            "{}",
+            v.verdict_detail
+        );
+        // AND doctor's permission check says the peer is down, with the command that fixes it
+        let checks =
+            crate::ops::doctor::doctor(&cloud, &cloud, &d, crate::engine::declaration::LABEL_KEY)
+                .await
+                .unwrap();
+        let p = checks.iter().find(|c| c.name == "permissions").unwrap();
+        assert_eq!(p.verdict, crate::ops::doctor::Verdict::Warn, "{p:?}");
+        assert!(p.detail.contains("is stopped"), "{p:?}");
+        assert!(
+            p.fix.as_deref().unwrap().contains("start-instances"),
+            "{p:?}"
+        );
     }
 
     /// Adversarial review: an announcement naming an instance of no member is IGNORED and

@@ -7,7 +7,7 @@ use crate::engine::error::CloudError;
 use crate::engine::lock::current_holder;
 use crate::engine::picture::RECENT_RUNS;
 pub use crate::engine::picture::{
-    picture, EipView, Follow, Inspection, MemberView, RouteView, RunSummary,
+    picture, CloudVerdict, EipView, Follow, Inspection, MemberView, RouteView, RunSummary,
 };
 use crate::engine::ports::{Ec2Describe, ObjectStore};
 use crate::engine::state::{read_history, recall_detached_eips, StateLog};
@@ -37,9 +37,7 @@ pub async fn inspect(
     recall_detached_eips(ec2, decl, state.as_ref(), &mut snap).await?;
     let box_says = state
         .as_ref()
-        .and_then(|s| s.get(crate::engine::declaration::EXTENSION_KEY))
-        .and_then(|e| e.get("lastAnnouncement"))
-        .and_then(|v| serde_json::from_value::<crate::engine::state::LastFailover>(v.clone()).ok());
+        .and_then(crate::engine::state::last_announcement);
     let last_state = state.map(|s| {
         let mut v = serde_json::Map::new();
         for k in ["taskState", "timestamp", "instance", "message"] {
@@ -47,11 +45,7 @@ pub async fn inspect(
         }
         Value::Object(v)
     });
-    let mut view = picture(decl, &snap, last_state);
-    view.agrees_with_box = box_says
-        .as_ref()
-        .map(|b| view.active.as_deref() == Some(b.target.as_str()));
-    view.box_says = box_says;
+    let mut view = picture(decl, &snap, last_state).with_box(box_says);
     view.lock = lock;
     view.recent_runs = runs;
     Ok(view)

@@ -405,11 +405,18 @@ pub fn decide(
     health: &BTreeMap<String, Health>,
 ) -> Option<(String, String)> {
     let up = |id: &str| health.get(id).is_some_and(|h| h.up && h.successes > 0);
+    // Down by the probe's own answers, or by EC2 (stopped, failing its status checks): the
+    // picture's verdict, as inspect and doctor show it.
+    let down = |id: &str| {
+        !health.get(id).is_none_or(|h| h.up)
+            || (pic.verdict == crate::engine::picture::CloudVerdict::FollowsDown
+                && pic.active.as_deref() == Some(id))
+    };
     match &pic.active {
-        Some(active) if !health.get(active).is_none_or(|h| h.up) => pic
+        Some(active) if down(active) => pic
             .members
             .iter()
-            .find(|m| m.id != *active && m.state == "running" && up(&m.id))
+            .find(|m| m.id != *active && m.healthy && up(&m.id))
             .map(|m| (m.id.clone(), format!("{active} is down"))),
         Some(_) => None,
         None if pic.drift => {

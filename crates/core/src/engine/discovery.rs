@@ -516,6 +516,73 @@ fn settle_vpc_from_scope(snap: &mut Snapshot, declared_vpc: Option<&str>) {
     }
 }
 
+/// Elastic IPs on a member's VIP (a secondary private IP, or an address of a delegated
+/// prefix) that the scope does not select: with addresses enabled they would never follow a
+/// failover. One DescribeAddresses by the members' interfaces (made by dry runs and doctor,
+/// never on a failover's path); none when addresses are disabled. Each with its member.
+pub async fn unscoped_vip_eips(
+    ec2: &dyn Ec2Describe,
+    decl: &Declaration,
+    snap: &Snapshot,
+) -> Result<Vec<(ElasticIp, String)>, CloudError> {
+    let enis: BTreeSet<String> = snap
+        .members
+        .iter()
+        .flat_map(|m| m.network_interfaces.iter().map(|n| n.id.clone()))
+        .collect();
+    if decl.addresses().is_none() || enis.is_empty() {
+        return Ok(Vec::new());
+    }
+    let scoped: BTreeSet<&str> = snap
+        .elastic_ips
+        .iter()
+        .map(|e| e.eip.allocation_id.as_str())
+        .collect();
+    let found = ec2
+        .describe_addresses(&[Filter::new("network-interface-id", &enis)])
+        .await?;
+    Ok(found
+        .into_iter()
+        .filter(|e| !scoped.contains(e.allocation_id.as_str()))
+        .filter_map(|e| {
+            let (eni, ip) = (e.network_interface_id.as_deref()?, e.private_ip?);
+            let m = snap.owner_of_interface(eni)?;
+            let n = m.network_interfaces.iter().find(|n| n.id == eni)?;
+            let vip =
+                n.secondary_ips.contains(&ip) || n.ipv4_prefixes.iter().any(|p| p.contains(ip));
+            vip.then(|| (e, m.id.clone()))
+        })
+        .collect())
+}
+
+/// What to say of an Elastic IP [`unscoped_vip_eips`] found: why it would stay behind, and the
+/// command that brings it in scope.
+pub fn unscoped_eip_words(decl: &Declaration, e: &ElasticIp, member: &str) -> (String, String) {
+    let tags = decl
+        .addresses()
+        .map(|a| a.scoping_tags.clone())
+        .unwrap_or_default();
+    let shown: Vec<String> = tags.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let args: Vec<String> = tags
+        .iter()
+        .map(|(k, v)| format!("Key={k},Value={v}"))
+        .collect();
+    (
+        format!(
+            "Elastic IP {} ({}) is on {member}'s VIP {} but failoverAddresses.scopingTags ({}) do not select it: it would not follow a failover",
+            e.public_ip,
+            e.allocation_id,
+            e.private_ip.map(|i| i.to_string()).unwrap_or_default(),
+            shown.join(", ")
+        ),
+        format!(
+            "aws ec2 create-tags --resources {} --tags {} (and f5_cloud_failover_vips=<its VIP on each unit> where the units' VIPs differ)",
+            e.allocation_id,
+            args.join(" ")
+        ),
+    )
+}
+
 /// Every address the plan refers to: next hops, VIPs and declared interface addresses. The
 /// declared (static) next hops count whether or not a table is in scope: a table missing its
 /// scoping tag is a warning, and the pair is still found by them.

@@ -346,19 +346,30 @@ async fn dry_run(
     let mut snap = discover(ec2, store, decl)
         .await
         .map_err(FailoverError::Discovery)?;
+    let mut state = None;
     if let Some(bucket) = snap.bucket.clone() {
         let log = StateLog {
             store,
             bucket,
             decl,
         };
-        let state = log.read_state().await.map_err(FailoverError::State)?;
+        state = log.read_state().await.map_err(FailoverError::State)?;
         recall_detached_eips(ec2, decl, state.as_ref(), &mut snap)
             .await
             .map_err(FailoverError::Discovery)?;
     }
     let target = resolve_target(decl, &snap, &req.target)?;
-    let plan = plan(decl, &snap, &target).map_err(|r| FailoverError::Refused(r.reasons))?;
+    let mut plan = plan(decl, &snap, &target).map_err(|r| FailoverError::Refused(r.reasons))?;
+    plan.warnings
+        .extend(against_the_box(state.as_ref(), &snap, req, &target));
+    // An EIP the scope misses would stay behind: a dry run says so (a failover does not look).
+    for (e, member) in crate::engine::discovery::unscoped_vip_eips(ec2, decl, &snap)
+        .await
+        .map_err(FailoverError::Discovery)?
+    {
+        let (what, fix) = crate::engine::discovery::unscoped_eip_words(decl, &e, &member);
+        plan.warnings.push(format!("{what}; {fix}"));
+    }
     record = record.with_plan(&plan);
     record.task_state = TaskState::DryRun;
     record.message = format!("dry run: {} operation(s) planned", plan.operations.len());
@@ -578,7 +589,13 @@ async fn execute_members_held(
         return Ok(RunOutcome::Skipped(skip));
     }
     note_recovery(&prev, &mut record);
-    let plan = plan_or_refuse(decl, req, &snap, &mut record, log, clock).await?;
+    let mut plan = plan_or_refuse(decl, req, &snap, &mut record, log, clock).await?;
+    plan.warnings.extend(against_the_box(
+        prev_state.as_ref(),
+        &snap,
+        req,
+        &plan.target,
+    ));
     drop(hold);
     record = record.with_plan(&plan);
     note_extended_lease(decl, lease, &mut record);
@@ -780,6 +797,28 @@ async fn plan_or_refuse(
             Err(e)
         }
     }
+}
+
+/// A run that moves the cloud away from the unit the appliance pair last announced active (an
+/// operator's execute, an alarm), while that unit is healthy: said before (the dry run) and in
+/// the answer, and kept in the record, since the cloud will then disagree with the box.
+fn against_the_box(
+    state: Option<&Value>,
+    snap: &Snapshot,
+    req: &RunRequest,
+    target: &str,
+) -> Option<String> {
+    let said = crate::engine::state::last_announcement(state?)?;
+    let healthy = snap
+        .member(&said.target)
+        .is_some_and(|m| m.state == "running" && !snap.impaired.contains(&m.id));
+    (!req.announced && said.target != target && healthy).then(|| {
+        format!(
+            "the appliance pair announced {} active at {}; after this run the cloud will disagree with the box (inspect exits 7) until the box announces {target}",
+            said.target,
+            crate::engine::state::timestamp(said.at)
+        )
+    })
 }
 
 /// How soon after one announcement of the pair another naming the other unit is carried out:

@@ -21,6 +21,8 @@ pub struct MemberView {
     pub state: String,
     /// Availability Zone.
     pub availability_zone: String,
+    /// Running, and passing its EC2 status checks.
+    pub healthy: bool,
 }
 
 /// A managed route and whom it follows.
@@ -70,9 +72,15 @@ pub struct Inspection {
     pub active: Option<String>,
     /// True when managed items exist and no member has them all.
     pub drift: bool,
+    /// The one verdict on the cluster (inspect's header, footer and exit code; doctor's
+    /// `cloud` check; the probe's view of the followed unit).
+    pub verdict: CloudVerdict,
+    /// The verdict in words, naming the units.
+    pub verdict_detail: String,
     /// The box's own view: the unit the appliance pair last announced active, and when.
     pub box_says: Option<crate::engine::state::LastFailover>,
-    /// Whether the cloud follows the unit the box last announced (when both are known).
+    /// Whether the cloud follows the unit the box last announced (when both are known and
+    /// the announced unit is healthy: an announcement from a unit now down does not count).
     pub agrees_with_box: Option<bool>,
     /// Resources the scope selects but that are left alone, with the reason (another VPC's,
     /// an EIP whose VIPs no member holds, …): worth a look.
@@ -85,6 +93,131 @@ pub struct Inspection {
     pub lock: Option<Holder>,
     /// The most recent runs from the history, newest first.
     pub recent_runs: Vec<RunSummary>,
+}
+
+/// The one verdict on a cluster, from its picture and its members' health.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum CloudVerdict {
+    /// Every managed item follows one healthy unit (and the box, when its announcement counts,
+    /// says the same).
+    Agrees,
+    /// Nothing in scope is managed.
+    NothingManaged,
+    /// The managed items do not all follow one member.
+    Split,
+    /// The cloud follows a unit that is not running or fails its status checks: its traffic
+    /// goes nowhere.
+    FollowsDown,
+    /// The cloud follows one healthy unit; the box last announced the other, healthy one.
+    DisagreesWithBox,
+}
+
+impl CloudVerdict {
+    /// Its name, as in JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CloudVerdict::Agrees => "AGREES",
+            CloudVerdict::NothingManaged => "NOTHING_MANAGED",
+            CloudVerdict::Split => "SPLIT",
+            CloudVerdict::FollowsDown => "FOLLOWS_DOWN",
+            CloudVerdict::DisagreesWithBox => "DISAGREES_WITH_BOX",
+        }
+    }
+
+    /// Whether the cloud is right: it follows a healthy unit the box does not contradict (or
+    /// manages nothing).
+    pub fn is_right(self) -> bool {
+        matches!(self, CloudVerdict::Agrees | CloudVerdict::NothingManaged)
+    }
+}
+
+impl Inspection {
+    /// Counts the box's last announcement (the appliance pair's own view) when the unit it
+    /// names is healthy, then judges again.
+    pub fn with_box(mut self, said: Option<crate::engine::state::LastFailover>) -> Inspection {
+        let counts = |b: &crate::engine::state::LastFailover| {
+            self.members.iter().any(|m| m.id == b.target && m.healthy)
+        };
+        self.agrees_with_box = said
+            .as_ref()
+            .filter(|b| counts(b))
+            .map(|b| self.active.as_deref() == Some(b.target.as_str()));
+        self.box_says = said;
+        self.judge();
+        self
+    }
+
+    /// Sets [`Inspection::verdict`] and its words from the rest of the picture.
+    fn judge(&mut self) {
+        let member = |id: &str| self.members.iter().find(|m| m.id == id);
+        let (verdict, detail) = match &self.active {
+            Some(a) => match member(a) {
+                Some(m) if !m.healthy => {
+                    let how = if m.state == "running" {
+                        "failing its status checks"
+                    } else {
+                        m.state.as_str()
+                    };
+                    let peer = self
+                        .members
+                        .iter()
+                        .find(|p| p.id != *a && p.healthy)
+                        .map_or(String::new(), |p| format!("; {} is healthy", p.id));
+                    (
+                        CloudVerdict::FollowsDown,
+                        format!("the cloud follows {a}, which is {how}: its traffic goes nowhere{peer}"),
+                    )
+                }
+                _ => match (&self.box_says, self.agrees_with_box) {
+                    (Some(b), Some(false)) => (
+                        CloudVerdict::DisagreesWithBox,
+                        format!(
+                            "the cloud follows {a}, but the appliance pair last announced {} active ({})",
+                            b.target,
+                            crate::engine::state::timestamp(b.at)
+                        ),
+                    ),
+                    (Some(b), None) => (
+                        CloudVerdict::Agrees,
+                        format!(
+                            "every managed item follows {a}, which is healthy (the box's last announcement, {} at {}, is from a unit now down: not counted)",
+                            b.target,
+                            crate::engine::state::timestamp(b.at)
+                        ),
+                    ),
+                    (Some(_), Some(true)) => (
+                        CloudVerdict::Agrees,
+                        format!("every managed item follows {a}, which is healthy; the box agrees"),
+                    ),
+                    (None, _) => (
+                        CloudVerdict::Agrees,
+                        format!("every managed item follows {a}, which is healthy"),
+                    ),
+                },
+            },
+            None if self.drift => {
+                let split: Vec<String> = self
+                    .follows
+                    .iter()
+                    .map(|f| format!("{} has {}", f.member, f.in_place))
+                    .collect();
+                (
+                    CloudVerdict::Split,
+                    format!(
+                        "the managed items do not all follow one member ({})",
+                        split.join(", ")
+                    ),
+                )
+            }
+            None => (
+                CloudVerdict::NothingManaged,
+                "nothing in scope is managed (no Elastic IP or route found)".to_string(),
+            ),
+        };
+        self.verdict = verdict;
+        self.verdict_detail = detail;
+    }
 }
 
 /// How far the cloud follows one member.
@@ -155,7 +288,7 @@ pub fn picture(decl: &Declaration, snap: &Snapshot, last_state: Option<Value>) -
             blocked: a.obstacles(),
         })
         .collect();
-    Inspection {
+    let mut view = Inspection {
         cluster: decl.extension.cluster_name.clone(),
         members: snap
             .members
@@ -165,9 +298,12 @@ pub fn picture(decl: &Declaration, snap: &Snapshot, last_state: Option<Value>) -
                 name: m.display_name().to_string(),
                 state: m.state.clone(),
                 availability_zone: m.availability_zone.clone(),
+                healthy: m.state == "running" && !snap.impaired.contains(&m.id),
             })
             .collect(),
         drift: active.is_none() && managed,
+        verdict: CloudVerdict::NothingManaged,
+        verdict_detail: String::new(),
         box_says: None,
         agrees_with_box: None,
         left_alone: snap.left_alone.clone(),
@@ -179,5 +315,7 @@ pub fn picture(decl: &Declaration, snap: &Snapshot, last_state: Option<Value>) -
         last_state,
         lock: None,
         recent_runs: Vec::new(),
-    }
+    };
+    view.judge();
+    view
 }

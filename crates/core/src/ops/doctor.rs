@@ -13,6 +13,7 @@ use crate::engine::declaration::{
     AddressGroup, Declaration, Encryption, Scope, MAX_LOCK_LEASE_SECONDS,
 };
 use crate::engine::discovery::{discover, next_hops_for, Snapshot, SELF_IPS_TAG};
+use crate::engine::discovery::{unscoped_eip_words, unscoped_vip_eips};
 use crate::engine::error::CloudError;
 use crate::engine::keys::lock_key;
 use crate::engine::keys::state_key;
@@ -179,6 +180,21 @@ pub async fn doctor(
     }
     checks.push(bucket_check(store, decl, &snap, state.as_ref()).await?);
     checks.push(permission_check(ec2, decl, &snap, stack_key).await?);
+    if decl.addresses().is_some() {
+        let problems = unscoped_vip_eips(ec2, decl, &snap)
+            .await?
+            .iter()
+            .map(|(e, member)| {
+                let (what, fix) = unscoped_eip_words(decl, e, member);
+                (Verdict::Fail, what, fix)
+            })
+            .collect();
+        checks.push(check(
+            "unscoped-eips",
+            problems,
+            "no Elastic IP on a member's VIP is left out of the scope".into(),
+        ));
+    }
     if let Some(bucket) = &snap.bucket {
         let cluster = &decl.extension.cluster_name;
         let object = format!("s3://{bucket}/{}", lock_key(cluster));
@@ -362,20 +378,14 @@ fn cloud_check(decl: &Declaration, snap: &Snapshot) -> Check {
             .find(|m| m.id != id && m.state == "running" && !snap.impaired.contains(&m.id))
             .map_or("<a healthy member>".to_string(), |m| m.id.clone())
     };
-    if let Some(active) = &pic.active {
-        let m = snap.member(active).expect("active is a member");
-        if m.state != "running" || snap.impaired.contains(&m.id) {
-            let how = if m.state != "running" {
-                m.state.as_str()
-            } else {
-                "failing its status checks"
-            };
-            problems.push((
-                Verdict::Fail,
-                format!("the cloud follows {active}, which is {how}: its traffic goes nowhere"),
-                execute_command(&peer(active)),
-            ));
-        }
+    if let (crate::engine::picture::CloudVerdict::FollowsDown, Some(active)) =
+        (pic.verdict, &pic.active)
+    {
+        problems.push((
+            Verdict::Fail,
+            pic.verdict_detail.clone(),
+            execute_command(&peer(active)),
+        ));
     } else if pic.drift {
         let split: Vec<String> = pic
             .follows
@@ -993,6 +1003,25 @@ async fn permission_check(
             String::new(),
         ));
     };
+    if standby.state != "running" {
+        return Ok(check(
+            "permissions",
+            vec![(
+                Verdict::Warn,
+                format!(
+                    "the peer {} is {}: a failover to it cannot be planned, so its calls cannot be checked now (the cloud follows {}; it cannot fail over until the peer runs again)",
+                    standby.id,
+                    standby.state,
+                    active.as_deref().unwrap_or("no single member")
+                ),
+                format!(
+                    "aws ec2 start-instances --instance-ids {}, then run doctor again",
+                    standby.id
+                ),
+            )],
+            String::new(),
+        ));
+    }
     let p = match plan(decl, snap, &standby.id) {
         Ok(p) => p,
         Err(r) => {
@@ -1004,7 +1033,10 @@ async fn permission_check(
                         "a failover to {} is refused, so no call could be checked: {r}",
                         standby.id
                     ),
-                    "each refusal reason names what to change; then run doctor again".into(),
+                    format!(
+                        "fix what each reason names (the first: {}), then run doctor again",
+                        r.reasons.first().map_or("see above", String::as_str)
+                    ),
                 )],
                 String::new(),
             ))
@@ -1422,6 +1454,50 @@ mod tests {
         assert_eq!(c.verdict, Verdict::Fail);
         assert!(c.detail.contains("ReplaceRoute is denied"));
         assert_eq!(cloud.mutation_count(), 0, "DryRun only");
+    }
+
+    /// An Elastic IP on a member's VIP that the scoping tags do not select would never fail
+    /// over: doctor FAILs, naming it and the tag command, and a dry run warns; once tagged,
+    /// it passes.
+    #[tokio::test]
+    async fn an_untagged_eip_on_a_vip_is_a_fail_with_the_tag_command() {
+        let cloud = MemoryCloud::seed();
+        let eip = "eipalloc-0814e2bbaf002a2bc";
+        cloud.tag_eip(eip, LABEL_KEY, "someone-else");
+        let checks = run(&cloud, AFTER).await;
+        let c = verdict(&checks, "unscoped-eips");
+        assert_eq!(c.verdict, Verdict::Fail, "{c:?}");
+        assert!(
+            c.detail.contains(eip) && c.detail.contains("10.0.0.101"),
+            "{c:?}"
+        );
+        let fix = c.fix.as_deref().unwrap();
+        assert!(
+            fix.contains(&format!(
+                "create-tags --resources {eip} --tags Key={LABEL_KEY},Value="
+            )),
+            "{fix}"
+        );
+        let d = Declaration::parse(AFTER).unwrap();
+        let req = crate::engine::request::RunRequest::new(
+            crate::engine::request::TargetSpec::Instance(crate::lab::SEED_A.into()),
+            crate::engine::request::Mode::DryRun,
+            "cli",
+        );
+        let r = crate::engine::failover::run(&cloud, &cloud, &d, req)
+            .await
+            .unwrap();
+        let crate::engine::failover::RunOutcome::Completed(report) = r else {
+            panic!("a dry run completes")
+        };
+        assert!(
+            report.plan.warnings.iter().any(|w| w.contains(eip)),
+            "{:?}",
+            report.plan.warnings
+        );
+        cloud.tag_eip(eip, LABEL_KEY, "bigip_high_availability_solution");
+        let c = verdict(&run(&cloud, AFTER).await, "unscoped-eips").clone();
+        assert_eq!(c.verdict, Verdict::Pass, "{c:?}");
     }
 
     /// A lock claiming a lease until 2099 fails the lock check, naming the cap.

@@ -130,6 +130,12 @@ pub struct LastFailover {
     pub at: DateTime<Utc>,
 }
 
+/// The appliance pair's last announcement a state file keeps (the box's own view).
+pub fn last_announcement(state: &Value) -> Option<LastFailover> {
+    let v = state.get(EXTENSION_KEY)?.get("lastAnnouncement")?;
+    serde_json::from_value(v.clone()).ok()
+}
+
 impl RunRecord {
     /// A record for a run starting now.
     pub fn new(run_id: String, decl: &Declaration, req: &RunRequest) -> RunRecord {
