@@ -440,6 +440,50 @@ mod tests {
     use crate::testing::plan::{cidr, decl, patched, plan_on, AFTER};
     use serde_json::json;
 
+    /// Whom the cloud follows: the member every managed item already points at, and only
+    /// it; a member with items still to move, or nothing managed at all, is not followed.
+    #[tokio::test]
+    async fn the_followed_member_is_the_one_a_failover_would_not_change() {
+        let cloud = MemoryCloud::seed();
+        let d = decl(AFTER);
+        let snap = crate::engine::discovery::discover(&cloud, &cloud, &d)
+            .await
+            .unwrap();
+        let a = assess(&d, &snap, snap.member(SEED_A).unwrap());
+        let b = assess(&d, &snap, snap.member(SEED_B).unwrap());
+        assert!(a.followed(), "{a:?}");
+        assert!(!b.followed(), "{b:?}");
+        assert_eq!((a.in_place.len(), b.operations.len()), (2, 2));
+        let nothing = Assessment {
+            operations: Vec::new(),
+            in_place: Vec::new(),
+            warnings: Vec::new(),
+            reasons: Vec::new(),
+            skipped: Vec::new(),
+        };
+        assert!(!nothing.followed(), "nothing managed: no one is followed");
+    }
+
+    /// Routes disabled but addresses enabled (CFE's `failoverRoutes.enabled: false`): the
+    /// Elastic IP still moves; only both disabled is the paused failover that plans nothing.
+    #[tokio::test]
+    async fn addresses_alone_still_fail_over() {
+        let cloud = MemoryCloud::seed();
+        let d = patched(|v| v["failoverRoutes"]["enabled"] = false.into());
+        let p = plan_on(&cloud, &d, SEED_B).await.unwrap();
+        let ids: Vec<&str> = p.operations.iter().map(|o| o.id.as_str()).collect();
+        assert_eq!(ids, ["eip:98.80.114.203"]);
+        let d = patched(|v| {
+            v["failoverRoutes"]["enabled"] = false.into();
+            v["failoverAddresses"]["enabled"] = false.into();
+        });
+        assert!(plan_on(&cloud, &d, SEED_B)
+            .await
+            .unwrap()
+            .operations
+            .is_empty());
+    }
+
     #[tokio::test]
     async fn seed_failover_to_b_moves_route_and_eip() {
         // GIVEN the field report's cloud with A active, WHEN planning for B
