@@ -338,7 +338,23 @@ async fn operator_commands_and_exit_codes() {
     let runs: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(runs.as_array().unwrap().len(), 2, "{runs:#}");
     assert_eq!(runs[0]["taskState"], "FAILED");
+    assert_eq!(
+        runs[0]["target"], "i-0123456789abcdef0",
+        "a refusal keeps its target"
+    );
     assert_eq!(runs[1]["taskState"], "PARTIAL");
+    // The table names who did what, to the second, with host names beside instance ids.
+    let (_, table, _) = code(&["history", "--declaration", &after, "--output", "table"]);
+    assert!(
+        table.contains("cloud-failover execute by arn:aws:"),
+        "{table}"
+    );
+    let first = table.lines().next().unwrap();
+    assert!(
+        chrono::NaiveDateTime::parse_from_str(&first[..20], "%Y-%m-%dT%H:%M:%SZ").is_ok(),
+        "{table}"
+    );
+    assert!(table.contains(&format!("→ {b} (")), "{table}");
     let (_, out, _) = code(&["history", "--declaration", &after]);
     let runs: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(runs.as_array().unwrap().len(), 5, "{runs:#}");

@@ -138,6 +138,9 @@ pub enum Command {
         /// How many runs.
         #[arg(long, default_value_t = 20)]
         limit: usize,
+        /// Times in this machine's time zone (default: UTC).
+        #[arg(long)]
+        local_time: bool,
     },
     /// Run the failover Lambda's handler once on an event file (same code path).
     Invoke {

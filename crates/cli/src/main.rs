@@ -118,7 +118,16 @@ async fn dispatch(cli: &Cli) -> Result<(), CliError> {
             failed,
             cluster,
             limit,
-        } => commands::history(&ctx, declaration, *failed, cluster.as_deref(), *limit).await,
+            local_time,
+        } => {
+            let filter = commands::HistoryFilter {
+                failed: *failed,
+                cluster: cluster.as_deref(),
+                limit: *limit,
+                local_time: *local_time,
+            };
+            commands::history(&ctx, declaration, filter).await
+        }
         Command::Invoke {
             event,
             declaration,

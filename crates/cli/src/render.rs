@@ -155,17 +155,21 @@ fn print_inspection(v: &Inspection) {
             r.route_table_id,
             r.destination,
             r.target,
-            r.member.as_deref().unwrap_or("not a member")
+            r.member.as_deref().unwrap_or("no member's interface")
         );
     }
     for e in &v.elastic_ips {
-        say!(
-            "  eip {} → {} on {} ({})",
-            e.public_ip,
-            e.private_ip.as_deref().unwrap_or("-"),
-            e.network_interface_id.as_deref().unwrap_or("-"),
-            e.member.as_deref().unwrap_or("not a member")
-        );
+        let on = match (&e.private_ip, &e.network_interface_id) {
+            (Some(ip), Some(eni)) => format!("{ip} on {eni}"),
+            (None, Some(eni)) => format!("{eni} (private IP not reported)"),
+            _ => "associated with nothing: it answers no one".to_string(),
+        };
+        let whose = match (&e.member, &e.network_interface_id) {
+            (Some(m), _) => format!(" ({m})"),
+            (None, Some(_)) => " (an interface of no member)".to_string(),
+            (None, None) => String::new(),
+        };
+        say!("  eip {} → {on}{whose}", e.public_ip);
     }
     if let Some(l) = &v.lock {
         say!("  lock held by run {} until {}", l.body.owner, l.held_until);
@@ -234,23 +238,41 @@ pub fn show_unlocked(output: Output, out: &Unlocked, cluster: &str, state_file: 
     }
 }
 
-/// `history`: the runs, newest first.
-pub fn show_history(output: Output, runs: &[RunSummary]) {
+/// `history`: the runs, newest first: when (to the second, UTC or local), the outcome, who or
+/// what triggered it, the target with its host name, and what happened.
+pub fn show_history(output: Output, runs: &[RunSummary], local_time: bool) {
     match output {
         Output::Json => print_json(runs),
         Output::Table if runs.is_empty() => say!("no runs yet"),
         Output::Table => {
             for r in runs {
+                let name = if r.target_name.is_empty() || r.target_name == r.target {
+                    String::new()
+                } else {
+                    format!(" ({})", printable(&r.target_name))
+                };
                 say!(
-                    "{}  {:<9} {:<20} → {:<20} {}",
-                    r.started_at,
+                    "{}  {:<11} {}\n    → {}{name}: {}",
+                    when(&r.started_at, local_time),
                     r.task_state,
-                    r.trigger,
-                    r.target,
-                    r.message
+                    printable(r.who()),
+                    printable(&r.target),
+                    printable(&r.message)
                 );
             }
         }
+    }
+}
+
+/// A recorded time to the second: UTC (`2026-12-06T03:12:09Z`), or this machine's zone.
+fn when(recorded: &str, local_time: bool) -> String {
+    match recorded.parse::<chrono::DateTime<chrono::Utc>>() {
+        Ok(t) if local_time => t
+            .with_timezone(&chrono::Local)
+            .format("%Y-%m-%d %H:%M:%S %z")
+            .to_string(),
+        Ok(t) => t.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+        Err(_) => printable(recorded).into_owned(),
     }
 }
 

@@ -167,19 +167,29 @@ async fn release(
 pub async fn history(
     ctx: &Context<'_>,
     declaration: &str,
-    failed: bool,
-    cluster: Option<&str>,
-    limit: usize,
+    filter: HistoryFilter<'_>,
 ) -> Result<(), CliError> {
     let loc = location(declaration)?;
     let (cloud, decl) = open(&ctx.opts, &loc).await?;
     let bucket = bucket(&cloud, &decl).await?;
-    let cluster = cluster.unwrap_or(&decl.extension.cluster_name);
-    let runs = read_history(&cloud.s3, &bucket, cluster, limit, failed)
+    let cluster = filter.cluster.unwrap_or(&decl.extension.cluster_name);
+    let runs = read_history(&cloud.s3, &bucket, cluster, filter.limit, filter.failed)
         .await
         .map_err(|e| CliError::new(e.to_string()))?;
-    render::show_history(ctx.output, &runs);
+    render::show_history(ctx.output, &runs, filter.local_time);
     Ok(())
+}
+
+/// Which runs `history` shows, and how.
+pub struct HistoryFilter<'a> {
+    /// Only those that did not succeed.
+    pub failed: bool,
+    /// Another cluster of the bucket.
+    pub cluster: Option<&'a str>,
+    /// How many.
+    pub limit: usize,
+    /// Times in the local time zone.
+    pub local_time: bool,
 }
 
 /// `doctor`: exit 1 when a check fails. Over a fleet, every cluster in turn (a declaration

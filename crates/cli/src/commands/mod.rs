@@ -7,7 +7,7 @@ mod cluster;
 mod declaration;
 mod run;
 
-pub use cluster::{doctor, history, inspect, reset, state, unlock};
+pub use cluster::{doctor, history, inspect, reset, state, unlock, HistoryFilter};
 pub use declaration::{declare, validate};
 pub use run::{execute, invoke, plan};
 

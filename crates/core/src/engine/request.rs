@@ -42,6 +42,18 @@ pub enum TargetSpec {
     Peer,
 }
 
+impl TargetSpec {
+    /// What was asked, in words (a run's target until it is resolved to an instance, kept
+    /// when it cannot be: a refusal still says whom it was for).
+    pub fn asked(&self) -> String {
+        match self {
+            TargetSpec::Instance(id) => id.clone(),
+            TargetSpec::PeerOf(id) => format!("the peer of {id}"),
+            TargetSpec::Peer => "the peer of the active unit".into(),
+        }
+    }
+}
+
 /// One run's inputs besides the declaration.
 #[derive(Clone, Debug)]
 pub struct RunRequest {

@@ -64,7 +64,7 @@ pub struct RunRecord {
     pub request_id: Option<String>,
     /// Execute or dry run.
     pub mode: Mode,
-    /// Target instance id (empty when it could not be resolved).
+    /// Target instance id (what was asked, in words, when it could not be resolved).
     pub target: String,
     /// Target's `Name` tag.
     pub target_name: String,
@@ -145,7 +145,7 @@ impl RunRecord {
             trigger: req.trigger.clone(),
             request_id: req.request_id.clone(),
             mode: req.mode,
-            target: String::new(),
+            target: req.target.asked(),
             target_name: String::new(),
             task_state: TaskState::Running,
             message: String::new(),
@@ -317,6 +317,21 @@ pub struct RunSummary {
     pub started_at: String,
     /// Wall time.
     pub duration_ms: Option<u64>,
+    /// The target's `Name` tag (the appliance's host name).
+    #[serde(default)]
+    pub target_name: String,
+    /// Who asked for it, when the trigger alone does not say (the operator's ARN, the Lambda
+    /// request of a direct invoke or an announcement).
+    #[serde(default)]
+    pub requested_by: Option<String>,
+}
+
+impl RunSummary {
+    /// Who or what triggered the run: the alarm, the announcing unit, the probe, or the
+    /// operator (`cloud-failover execute by` the caller's ARN).
+    pub fn who(&self) -> &str {
+        self.requested_by.as_deref().unwrap_or(&self.trigger)
+    }
 }
 
 /// The cluster's most recent runs, newest first (only those that did not succeed when
