@@ -31,6 +31,7 @@ macro_rules! stderr {
 mod args;
 mod commands;
 mod exit;
+mod progress;
 mod render;
 
 use args::{Cli, Command, LogFormat};
@@ -72,28 +73,36 @@ fn main() -> ExitCode {
 }
 
 fn init_logs(cli: &Cli) {
-    // Progress lines (one per mutation wave) when a person watches stderr.
-    let level = if std::io::stderr().is_terminal() {
-        format!("{},progress=info", cli.log_level)
+    use tracing_subscriber::filter::{filter_fn, EnvFilter};
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::Layer;
+    // A person watching stderr sees a paced run's progress as a bar (progress.rs), drawn from
+    // the executor's `progress` events; the log lines go on as asked, without them.
+    let terminal = std::io::stderr().is_terminal();
+    let level = if terminal {
+        format!("{},progress=off", cli.log_level)
     } else {
         cli.log_level.clone()
     };
     // The SDK's crates never above debug, whatever --log-level says (their trace lines carry
     // the access key id: failover_core::app::logging).
     let level = failover_core::app::logging::capped(&level);
-    let filter = tracing_subscriber::EnvFilter::try_new(&level)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::stderr().is_terminal())
+    let filter = EnvFilter::try_new(&level).unwrap_or_else(|_| EnvFilter::new("warn"));
+    let fmt = tracing_subscriber::fmt::layer()
+        .with_ansi(terminal)
         .with_writer(std::io::stderr)
         // A log line that cannot be written (stderr closed) is dropped, not reported on the
         // same closed stderr (which would panic).
         .log_internal_errors(false);
-    match cli.log_format {
-        LogFormat::Json => builder.json().init(),
-        LogFormat::Text => builder.init(),
-    }
+    let logs = match cli.log_format {
+        LogFormat::Json => fmt.json().with_filter(filter).boxed(),
+        LogFormat::Text => fmt.with_filter(filter).boxed(),
+    };
+    let bar = terminal.then(|| {
+        progress::ProgressBar::default().with_filter(filter_fn(|m| m.target() == "progress"))
+    });
+    tracing_subscriber::registry().with(logs).with(bar).init();
 }
 
 async fn dispatch(cli: &Cli) -> Result<(), CliError> {

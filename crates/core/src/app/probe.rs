@@ -416,7 +416,7 @@ pub fn decide(
         Some(active) if down(active) => pic
             .members
             .iter()
-            .find(|m| m.id != *active && m.healthy && up(&m.id))
+            .find(|m| m.id != *active && m.state == "running" && up(&m.id))
             .map(|m| (m.id.clone(), format!("{active} is down"))),
         Some(_) => None,
         None if pic.drift => {
@@ -625,6 +625,38 @@ mod tests {
             report.events
         );
         assert_eq!(cloud.mutation_count(), 0);
+    }
+
+    /// The probe reads the same verdict as inspect and doctor: a followed unit EC2 reports
+    /// stopped is down even while something still answers at its probe address.
+    #[tokio::test]
+    async fn a_followed_unit_ec2_reports_stopped_is_down_for_the_probe() {
+        let cloud = crate::memory::MemoryCloud::seed();
+        let d = crate::engine::declaration::Declaration::parse(include_str!(
+            "../../../../examples/seed-article/declaration-after.json"
+        ))
+        .unwrap();
+        cloud.set_instance_state(crate::lab::SEED_A, "stopped");
+        let snap = crate::engine::discovery::discover(&cloud, &cloud, &d)
+            .await
+            .unwrap();
+        let pic = picture(&d, &snap, None);
+        assert_eq!(
+            pic.verdict,
+            crate::engine::picture::CloudVerdict::FollowsDown
+        );
+        let answering = Health {
+            up: true,
+            failures: 0,
+            successes: 3,
+        };
+        let health: BTreeMap<String, Health> = [crate::lab::SEED_A, crate::lab::SEED_B]
+            .into_iter()
+            .map(|id| (id.to_string(), answering.clone()))
+            .collect();
+        let (to, why) = decide(&pic, &health).expect("a failover");
+        assert_eq!(to, crate::lab::SEED_B);
+        assert!(why.contains("is down"), "{why}");
     }
 
     /// A refused failover is recorded once, then checked dry while it stays refused.

@@ -162,7 +162,9 @@ pub async fn execute(
         }
     };
     let max_concurrency = opts.max_concurrency;
-    let mut outcomes = Vec::with_capacity(plan.operations.len());
+    let total = plan.operations.len();
+    let mut done = 0usize;
+    let mut outcomes = Vec::with_capacity(total);
     let waves: std::collections::BTreeSet<u8> = plan.operations.iter().map(|o| o.wave).collect();
     for wave in waves {
         let ops: Vec<&Operation> = plan.operations.iter().filter(|o| o.wave == wave).collect();
@@ -173,6 +175,13 @@ pub async fn execute(
         let results: Vec<Outcome> = stream::iter(ops)
             .map(|op| bounded(run_one(ec2, op, pacer, fence), stop, op))
             .buffer_unordered(max_concurrency.max(1))
+            .inspect(|o| {
+                done += 1;
+                // Per operation, below the default level: the CLI draws it as a progress bar
+                // on a terminal; Lambda's logs keep one line per wave.
+                let failed = o.status != CallStatus::Succeeded;
+                tracing::debug!(target: "progress", done, total, wave, failed, "operation done");
+            })
             .collect()
             .await;
         let ok = results
