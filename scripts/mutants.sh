@@ -62,7 +62,7 @@ for f in "${files[@]}"; do
   (cd "$scratch" && cargo mutants --in-place --no-shuffle -f "$f" --test-package failover-core \
       --output "$out/${name//::/-}" -- --lib "$name" >/dev/null 2>&1) || true
   dir="$out/${name//::/-}/mutants.out"
-  count() { [ -f "$dir/$1.txt" ] && grep -c . "$dir/$1.txt" || echo 0; }
+  count() { if [ -s "$dir/$1.txt" ]; then grep -c . "$dir/$1.txt"; else echo 0; fi; }
   c=$(count caught) m=$(count missed) t=$(count timeout) u=$(count unviable)
   printf '%-36s caught %4d  missed %3d  timeout %2d  unviable %3d\n' "$f" "$c" "$m" "$t" "$u"
   [ "$m" -gt 0 ] && sed 's/^/    missed: /' "$dir/missed.txt"
