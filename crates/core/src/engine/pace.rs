@@ -289,6 +289,28 @@ mod tests {
         );
     }
 
+    /// One token is kept in hand, full or refilled: a bucket of 5 lets 4 calls go at once
+    /// (arrival jitter never runs EC2's own bucket dry); the 5th waits for a token.
+    #[tokio::test(start_paused = true)]
+    async fn one_token_is_kept_in_hand() {
+        let p = Pacer::new(Pacing {
+            rate: 2.0,
+            burst: 5.0,
+        });
+        for round in 0..2 {
+            let t0 = Instant::now();
+            for _ in 0..4 {
+                p.take("ReplaceRoute", false).await;
+            }
+            assert_eq!(t0.elapsed(), Duration::ZERO, "round {round}");
+            p.take("ReplaceRoute", false).await;
+            let waited = t0.elapsed().as_secs_f64();
+            assert!((0.45..0.6).contains(&waited), "round {round}: {waited}");
+            // Refilled to the same 4, not to the whole bucket.
+            tokio::time::sleep(Duration::from_secs(100)).await;
+        }
+    }
+
     /// A kept pacer takes a new pacing without starting over full.
     #[tokio::test(start_paused = true)]
     async fn a_new_pacing_keeps_what_was_spent() {
