@@ -91,7 +91,7 @@ fn init_logs(cli: &Cli) {
     let filter = EnvFilter::try_new(&level).unwrap_or_else(|_| EnvFilter::new("warn"));
     let fmt = tracing_subscriber::fmt::layer()
         .with_ansi(terminal)
-        .with_writer(std::io::stderr)
+        .with_writer(progress::BelowTheBar)
         // A log line that cannot be written (stderr closed) is dropped, not reported on the
         // same closed stderr (which would panic).
         .log_internal_errors(false);

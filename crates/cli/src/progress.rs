@@ -3,6 +3,7 @@
 //! events, instead of a log line per wave. Lambda's logs are not touched.
 
 use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::Instant;
 
@@ -10,6 +11,38 @@ use tracing::field::{Field, Visit};
 use tracing::{Event, Subscriber};
 use tracing_subscriber::layer::Context;
 use tracing_subscriber::Layer;
+
+/// Whether a bar is on the screen, not yet ended by a newline.
+static DRAWN: AtomicBool = AtomicBool::new(false);
+
+/// stderr for the log lines: a line that comes while the bar is drawn clears the bar first
+/// (the next step draws it again, below the line), so the two never share a line.
+pub struct BelowTheBar;
+
+/// The writer [`BelowTheBar`] makes.
+pub struct LogLine;
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for BelowTheBar {
+    type Writer = LogLine;
+
+    fn make_writer(&'a self) -> LogLine {
+        LogLine
+    }
+}
+
+impl Write for LogLine {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let mut err = std::io::stderr().lock();
+        if DRAWN.swap(false, Ordering::SeqCst) {
+            err.write_all(b"\r\x1b[2K")?;
+        }
+        err.write(buf)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
+}
 
 /// Draws the executor's `operation done` events as a progress bar on stderr.
 #[derive(Default)]
@@ -92,11 +125,13 @@ impl<S: Subscriber> Layer<S> for ProgressBar {
             failed,
             since.elapsed().as_secs_f64(),
         );
-        let end = if step.done >= step.total { "\n" } else { "" };
+        let finished = step.done >= step.total;
+        let end = if finished { "\n" } else { "" };
         let mut err = std::io::stderr().lock();
         // A closed stderr ends the bar quietly.
         let _ = write!(err, "\r\x1b[2K{text}{end}");
         let _ = err.flush();
+        DRAWN.store(!finished, Ordering::SeqCst);
     }
 }
 

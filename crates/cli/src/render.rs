@@ -131,7 +131,7 @@ pub fn show_inspection(output: Output, view: &Inspection) {
 fn print_inspection(v: &Inspection) {
     say!(
         "cluster {} · active: {} · {}",
-        v.cluster,
+        printable(&v.cluster),
         v.active.as_deref().unwrap_or("none (split or unmanaged)"),
         v.verdict.as_str()
     );
@@ -177,20 +177,20 @@ fn print_inspection(v: &Inspection) {
     for r in &v.recent_runs {
         say!(
             "  run {} {} {} → {} ({}) {}: {}",
-            r.started_at,
-            r.run_id,
-            printable(&r.trigger),
-            r.target,
+            printable(&r.started_at),
+            printable(&r.run_id),
+            printable(r.who()),
+            printable(&r.target),
             r.duration_ms.map(|d| format!("{d} ms")).unwrap_or_default(),
-            r.task_state,
+            printable(&r.task_state),
             printable(&r.message)
         );
     }
     if let Some(s) = &v.last_state {
         say!(
             "  state {} at {} on {}: {}",
-            s["taskState"].as_str().unwrap_or("?"),
-            s["timestamp"].as_str().unwrap_or("?"),
+            printable(s["taskState"].as_str().unwrap_or("?")),
+            printable(s["timestamp"].as_str().unwrap_or("?")),
             printable(s["instance"].as_str().unwrap_or("?")),
             printable(s["message"].as_str().unwrap_or(""))
         );
@@ -198,19 +198,23 @@ fn print_inspection(v: &Inspection) {
     if let Some(b) = &v.box_says {
         say!(
             "  the box says: {} active (announced {}); {}",
-            b.target,
-            b.at,
+            printable(&b.target),
+            failover_core::engine::state::timestamp(b.at),
             match v.agrees_with_box {
                 Some(true) => "the cloud agrees",
                 Some(false) => "the cloud DISAGREES",
-                None => "not counted: that unit is down now",
+                None => "not counted: that unit is down now or no member",
             }
         );
     }
     for w in &v.left_alone {
         say!("  left alone: {}", printable(w));
     }
-    say!("verdict: {} — {}", v.verdict.as_str(), v.verdict_detail);
+    say!(
+        "verdict: {} — {}",
+        v.verdict.as_str(),
+        printable(&v.verdict_detail)
+    );
 }
 
 /// `unlock`, `reset`: what became of the lock (and, for `reset`, which state file was reset).
@@ -254,7 +258,7 @@ pub fn show_history(output: Output, runs: &[RunSummary], local_time: bool) {
                 say!(
                     "{}  {:<11} {}\n    → {}{name}: {}",
                     when(&r.started_at, local_time),
-                    r.task_state,
+                    printable(&r.task_state),
                     printable(r.who()),
                     printable(&r.target),
                     printable(&r.message)
@@ -296,7 +300,11 @@ pub fn show_state(output: Output, state: &Value) {
     if output == Output::Json {
         return print_json(state);
     }
-    let text = |v: &Value| v.as_str().map(str::to_string).unwrap_or_else(|| "-".into());
+    let text = |v: &Value| {
+        v.as_str()
+            .map(|s| printable(s).into_owned())
+            .unwrap_or_else(|| "-".into())
+    };
     let ext = &state["serverless"];
     say!(
         "{}  {}  {} · {}",
@@ -329,7 +337,7 @@ pub fn show_state(output: Output, state: &Value) {
             say!("left out: {}", text(item));
         }
         if let Some(by) = ext["requestedBy"].as_str() {
-            say!("requested by {by}");
+            say!("requested by {}", printable(by));
         }
     } else {
         say!("(written by CFE: no serverless block)");

@@ -242,7 +242,8 @@ async fn listed_vip_addresses_may_be_primary_ips() {
         vec![(ip(SEED_EIP), SEED_B_EXT.into(), ip("10.0.4.11"))]
     );
     // AND doctor's Elastic IP check passes
-    let checks = crate::ops::doctor::static_checks(&d, &snapshot(&cloud, &d).await, SEED_TAG.0);
+    let checks =
+        crate::ops::doctor::static_checks(&d, &snapshot(&cloud, &d).await, SEED_TAG.0, None);
     let eips = checks.iter().find(|c| c.name == "elastic-ips").unwrap();
     assert_eq!(eips.verdict, crate::ops::doctor::Verdict::Pass, "{eips:?}");
 }

@@ -61,11 +61,8 @@ fn verdict(view: &Inspection) -> Result<(), CliError> {
         CloudVerdict::FollowsDown => exit::FOLLOWS_DOWN,
         CloudVerdict::Split | CloudVerdict::DisagreesWithBox => exit::DRIFT,
     };
-    Err(CliError::status(
-        code,
-        view.verdict.as_str(),
-        &view.verdict_detail,
-    ))
+    let detail = failover_core::engine::text::printable(&view.verdict_detail);
+    Err(CliError::status(code, view.verdict.as_str(), &detail))
 }
 
 /// `unlock [--force]`: releases the cluster lock (a live run's only with --force).
@@ -199,7 +196,7 @@ pub async fn doctor(ctx: &Context<'_>, declaration: &str) -> Result<(), CliError
     let (mut doc, each, read) = for_each_cluster(
         ctx,
         &loc,
-        |c| doctor_one(ctx, c.cloud, c.decl),
+        |c| doctor_one(ctx, c.cloud, c.decl, c.declared_at),
         |output, checks: &Vec<Check>| render::show_checks(output, checks),
     )
     .await;
@@ -242,11 +239,17 @@ async fn doctor_one(
     ctx: &Context<'_>,
     cloud: AwsCloud,
     decl: Declaration,
+    declared_at: String,
 ) -> Result<(Vec<Check>, Result<(), CliError>), CliError> {
-    let checks =
-        failover_core::ops::doctor::doctor(&cloud.ec2, &cloud.s3, &decl, ctx.scoping_tag_key)
-            .await
-            .map_err(|e| CliError::new(e.to_string()))?;
+    let checks = failover_core::ops::doctor::doctor(
+        &cloud.ec2,
+        &cloud.s3,
+        &decl,
+        ctx.scoping_tag_key,
+        &declared_at,
+    )
+    .await
+    .map_err(|e| CliError::new(e.to_string()))?;
     let verdict = failed(&checks, "");
     Ok((checks, verdict))
 }

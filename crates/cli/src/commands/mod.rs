@@ -79,6 +79,8 @@ async fn open(opts: &AwsOptions, loc: &Location) -> Result<(AwsCloud, Declaratio
 /// SDK adapters shaped by its declaration, and the declaration.
 struct Opened {
     name: String,
+    /// Where its declaration is (in a fleet, the pair's own), as a command names it.
+    declared_at: String,
     cloud: AwsCloud,
     decl: Declaration,
 }
@@ -93,7 +95,14 @@ async fn open_all(
     if !loc.is_fleet() {
         let (cloud, decl) = open(opts, loc).await?;
         let name = loc.to_string();
-        return Ok((vec![Opened { name, cloud, decl }], Vec::new(), None));
+        let declared_at = name.clone();
+        let one = Opened {
+            name,
+            declared_at,
+            cloud,
+            decl,
+        };
+        return Ok((vec![one], Vec::new(), None));
     }
     let base = aws::connect(opts).await;
     let mut fleet = Fleet::new(loc.clone());
@@ -104,8 +113,14 @@ async fn open_all(
             .await
             .map_err(|e| CliError::new(e.to_string()))?;
         let decl = (*c.declaration).clone();
+        let declared_at = loc.member(name).to_string();
         let name = name.clone();
-        out.push(Opened { name, cloud, decl });
+        out.push(Opened {
+            name,
+            declared_at,
+            cloud,
+            decl,
+        });
     }
     let broken = fleet.broken.clone().into_iter().collect();
     Ok((out, broken, Some(fleet)))

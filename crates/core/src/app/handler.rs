@@ -629,7 +629,7 @@ mod tests {
     use crate::engine::answer::Status;
     use crate::engine::failover::RunReport;
     use crate::engine::picture::CloudVerdict;
-    use crate::lab::{SEED_A, SEED_B};
+    use crate::lab::{SEED_A, SEED_B, SEED_B_EXT, SEED_RTB};
     use crate::memory::MemoryCloud;
     use serde_json::json;
 
@@ -1180,6 +1180,68 @@ mod tests {
             "{}",
             v.verdict_detail
         );
+        // Doctor says the same, in the same words, with the command (naming this
+        // declaration) that makes the cloud follow the unit the box announced.
+        let at = "s3://cfe-state-bigip-ha/pairs/web 1.json";
+        let checks = crate::ops::doctor::doctor(
+            &cloud,
+            &cloud,
+            &d,
+            crate::engine::declaration::LABEL_KEY,
+            at,
+        )
+        .await
+        .unwrap();
+        let c = checks.iter().find(|c| c.name == "cloud").unwrap();
+        assert_eq!(c.verdict, crate::ops::doctor::Verdict::Warn, "{c:?}");
+        assert_eq!(c.detail, v.verdict_detail);
+        assert_eq!(
+            c.fix.as_deref().unwrap(),
+            format!("cloud-failover execute --declaration '{at}' --target {SEED_B}")
+        );
+        // The split: part of the cloud on a unit that then stops is FOLLOWS_DOWN, not SPLIT.
+        cloud
+            .replace_route(SEED_RTB, "0.0.0.0/0".parse().unwrap(), SEED_B_EXT)
+            .await
+            .unwrap();
+        cloud.settle();
+        let view = || crate::app::inspect::inspect(&cloud, &cloud, &d);
+        assert_eq!(view().await.unwrap().verdict, CloudVerdict::Split);
+        cloud.set_instance_state(SEED_B, "stopped");
+        let v = view().await.unwrap();
+        assert_eq!(v.verdict, CloudVerdict::FollowsDown, "{}", v.verdict_detail);
+        assert!(v.verdict_detail.contains("split"), "{}", v.verdict_detail);
+        assert!(v.verdict_detail.contains(SEED_B), "{}", v.verdict_detail);
+    }
+
+    /// An announcement naming no member of the cluster is not counted, and is said to name
+    /// no member (not to come from a unit that is down).
+    #[tokio::test]
+    async fn an_announcement_of_no_member_is_not_counted_and_said_so() {
+        let cloud = MemoryCloud::seed();
+        let d = crate::engine::declaration::Declaration::parse(
+            &std::fs::read_to_string(format!(
+                "{ROOT}/examples/seed-article/declaration-after.json"
+            ))
+            .unwrap(),
+        )
+        .unwrap();
+        let snap = crate::engine::discovery::discover(&cloud, &cloud, &d)
+            .await
+            .unwrap();
+        let view = crate::engine::picture::picture(&d, &snap, None).with_box(Some(
+            crate::engine::state::LastFailover {
+                target: "i-0fffffffffffffff0".into(),
+                at: chrono::Utc::now(),
+            },
+        ));
+        assert_eq!(view.agrees_with_box, None);
+        assert_eq!(view.verdict, CloudVerdict::Agrees);
+        assert!(
+            view.verdict_detail.contains("names no member"),
+            "{}",
+            view.verdict_detail
+        );
     }
 
     /// One verdict for inspect, doctor and the probe: the cloud following a stopped unit is
@@ -1211,10 +1273,15 @@ mod tests {
         assert!(v.verdict_detail.contains(SEED_A), "{}", v.verdict_detail);
         assert!(!v.verdict.is_right());
         // AND doctor says the same words
-        let checks =
-            crate::ops::doctor::doctor(&cloud, &cloud, &d, crate::engine::declaration::LABEL_KEY)
-                .await
-                .unwrap();
+        let checks = crate::ops::doctor::doctor(
+            &cloud,
+            &cloud,
+            &d,
+            crate::engine::declaration::LABEL_KEY,
+            "s3://cfe-state-bigip-ha/declarations/cluster.json",
+        )
+        .await
+        .unwrap();
         let cloud_check = checks.iter().find(|c| c.name == "cloud").unwrap();
         assert_eq!(cloud_check.detail, v.verdict_detail);
         // WHEN the failover to A runs (B's old announcement stays in the state file)
@@ -1230,10 +1297,15 @@ mod tests {
             v.verdict_detail
         );
         // AND doctor's permission check says the peer is down, with the command that fixes it
-        let checks =
-            crate::ops::doctor::doctor(&cloud, &cloud, &d, crate::engine::declaration::LABEL_KEY)
-                .await
-                .unwrap();
+        let checks = crate::ops::doctor::doctor(
+            &cloud,
+            &cloud,
+            &d,
+            crate::engine::declaration::LABEL_KEY,
+            "s3://cfe-state-bigip-ha/declarations/cluster.json",
+        )
+        .await
+        .unwrap();
         let p = checks.iter().find(|c| c.name == "permissions").unwrap();
         assert_eq!(p.verdict, crate::ops::doctor::Verdict::Warn, "{p:?}");
         assert!(p.detail.contains("is stopped"), "{p:?}");

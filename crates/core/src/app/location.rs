@@ -37,6 +37,19 @@ impl Location {
     pub fn is_fleet(&self) -> bool {
         matches!(self, Location::Prefix { .. } | Location::Dir(_))
     }
+
+    /// Where the fleet's declaration `key` is (its key under a prefix, its file name in a
+    /// directory); a single declaration's location is itself.
+    pub fn member(&self, key: &str) -> Location {
+        match self {
+            Location::Prefix { bucket, .. } => Location::S3 {
+                bucket: bucket.clone(),
+                key: key.to_string(),
+            },
+            Location::Dir(dir) => Location::File(dir.join(key)),
+            single => single.clone(),
+        }
+    }
 }
 
 impl FromStr for Location {

@@ -541,9 +541,16 @@ pub async fn unscoped_vip_eips(
     let found = ec2
         .describe_addresses(&[Filter::new("network-interface-id", &enis)])
         .await?;
+    let wanted = decl
+        .addresses()
+        .map(|a| a.scoping_tags.clone())
+        .unwrap_or_default();
+    // Tagged as the scope asks but left out for another reason (its VIPs tag, another VPC):
+    // the elastic-ips check and `leftAlone` say why; here only the untagged.
+    let tagged = |e: &ElasticIp| wanted.iter().all(|(k, v)| e.tags.get(k) == Some(v));
     Ok(found
         .into_iter()
-        .filter(|e| !scoped.contains(e.allocation_id.as_str()))
+        .filter(|e| !scoped.contains(e.allocation_id.as_str()) && !tagged(e))
         .filter_map(|e| {
             let (eni, ip) = (e.network_interface_id.as_deref()?, e.private_ip?);
             let m = snap.owner_of_interface(eni)?;
@@ -565,7 +572,7 @@ pub fn unscoped_eip_words(decl: &Declaration, e: &ElasticIp, member: &str) -> (S
     let shown: Vec<String> = tags.iter().map(|(k, v)| format!("{k}={v}")).collect();
     let args: Vec<String> = tags
         .iter()
-        .map(|(k, v)| format!("Key={k},Value={v}"))
+        .map(|(k, v)| format!("'Key={k},Value={v}'"))
         .collect();
     (
         format!(
@@ -576,7 +583,7 @@ pub fn unscoped_eip_words(decl: &Declaration, e: &ElasticIp, member: &str) -> (S
             shown.join(", ")
         ),
         format!(
-            "aws ec2 create-tags --resources {} --tags {} (and f5_cloud_failover_vips=<its VIP on each unit> where the units' VIPs differ)",
+            "aws ec2 create-tags --resources {} --tags {}",
             e.allocation_id,
             args.join(" ")
         ),

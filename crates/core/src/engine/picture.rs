@@ -178,6 +178,14 @@ impl Inspection {
                             crate::engine::state::timestamp(b.at)
                         ),
                     ),
+                    (Some(b), None) if member(&b.target).is_none() => (
+                        CloudVerdict::Agrees,
+                        format!(
+                            "every managed item follows {a}, which is healthy (the box's last announcement, {} at {}, names no member of this cluster: not counted)",
+                            b.target,
+                            crate::engine::state::timestamp(b.at)
+                        ),
+                    ),
                     (Some(b), None) => (
                         CloudVerdict::Agrees,
                         format!(
@@ -202,13 +210,39 @@ impl Inspection {
                     .iter()
                     .map(|f| format!("{} has {}", f.member, f.in_place))
                     .collect();
-                (
-                    CloudVerdict::Split,
-                    format!(
-                        "the managed items do not all follow one member ({})",
-                        split.join(", ")
-                    ),
-                )
+                // Part of the cloud on a dead unit: that part's traffic goes nowhere.
+                let dead: Vec<String> = self
+                    .follows
+                    .iter()
+                    .filter(|f| f.in_place > 0)
+                    .filter_map(|f| {
+                        let m = member(&f.member).filter(|m| !m.healthy)?;
+                        let how = if m.state == "running" {
+                            "failing its status checks"
+                        } else {
+                            m.state.as_str()
+                        };
+                        Some(format!("{} item(s) follow {}, which is {how}", f.in_place, m.id))
+                    })
+                    .collect();
+                if dead.is_empty() {
+                    (
+                        CloudVerdict::Split,
+                        format!(
+                            "the managed items do not all follow one member ({})",
+                            split.join(", ")
+                        ),
+                    )
+                } else {
+                    (
+                        CloudVerdict::FollowsDown,
+                        format!(
+                            "the cloud is split and {}: their traffic goes nowhere ({})",
+                            dead.join("; "),
+                            split.join(", ")
+                        ),
+                    )
+                }
             }
             None => (
                 CloudVerdict::NothingManaged,

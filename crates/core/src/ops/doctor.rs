@@ -154,11 +154,14 @@ pub fn label(decl: &Declaration, key: &str) -> Option<String> {
 }
 
 /// Runs every check.
+/// `declared_at` is how the operator names the declaration (its URI or file): the fixes'
+/// commands use it, so each is copy-paste (in a fleet, the pair's own declaration).
 pub async fn doctor(
     ec2: &dyn Ec2,
     store: &dyn ObjectStore,
     decl: &Declaration,
     stack_key: &str,
+    declared_at: &str,
 ) -> Result<Vec<Check>, CloudError> {
     let mut snap = discover(ec2, store, decl).await?;
     let state = match &snap.bucket {
@@ -174,7 +177,10 @@ pub async fn doctor(
         None => None,
     };
     recall_detached_eips(ec2, decl, state.as_ref(), &mut snap).await?;
-    let mut checks = static_checks(decl, &snap, stack_key);
+    let said = state
+        .as_ref()
+        .and_then(crate::engine::state::last_announcement);
+    let mut checks = static_checks(decl, &snap, stack_key, said);
     if let Some(c) = state.as_ref().and_then(|s| cfe_check(s, &snap)) {
         checks.push(c);
     }
@@ -237,6 +243,12 @@ pub async fn doctor(
                 fix: None,
             },
         });
+    }
+    let named = shell_quote(declared_at);
+    for c in &mut checks {
+        if let Some(fix) = &mut c.fix {
+            *fix = fix.replace(DECLARATION_PLACEHOLDER, &named);
+        }
     }
     Ok(checks)
 }
@@ -367,50 +379,53 @@ fn vip_problems(
     out
 }
 
-/// What the cloud follows now: a stopped or impaired member, a split, an EIP associated
-/// nowhere, a managed route on an interface of no member.
-fn cloud_check(decl: &Declaration, snap: &Snapshot) -> Check {
-    let pic = picture(decl, snap, None);
-    let mut problems = Vec::new();
-    let peer = |id: &str| {
-        snap.members
-            .iter()
-            .find(|m| m.id != id && m.state == "running" && !snap.impaired.contains(&m.id))
-            .map_or("<a healthy member>".to_string(), |m| m.id.clone())
+/// What the cloud follows now, in the verdict inspect shows (the same words): a stopped or
+/// impaired member, a split, the box contradicted; and an EIP associated nowhere, a managed
+/// route on an interface of no member. Each fix names the unit to follow: the one the box
+/// announced when it is healthy, else the healthy member most items already follow.
+fn cloud_check(
+    decl: &Declaration,
+    snap: &Snapshot,
+    said: Option<crate::engine::state::LastFailover>,
+) -> Check {
+    use crate::engine::picture::CloudVerdict;
+    let pic = picture(decl, snap, None).with_box(said);
+    let healthy = |id: &str| pic.members.iter().any(|m| m.id == id && m.healthy);
+    let announced = pic
+        .box_says
+        .as_ref()
+        .map(|b| b.target.clone())
+        .filter(|t| healthy(t));
+    let mut by_items: Vec<_> = pic.follows.iter().filter(|f| healthy(&f.member)).collect();
+    by_items.sort_by_key(|f| std::cmp::Reverse(f.in_place));
+    let best = announced.or_else(|| by_items.first().map(|f| f.member.clone()));
+    let fix = |for_what: &str| match &best {
+        Some(t) => execute_command(t),
+        None => format!("{} ({for_what})", start_command(&pic)),
     };
-    if let (crate::engine::picture::CloudVerdict::FollowsDown, Some(active)) =
-        (pic.verdict, &pic.active)
-    {
-        problems.push((
+    let mut problems = Vec::new();
+    match pic.verdict {
+        CloudVerdict::FollowsDown => problems.push((
             Verdict::Fail,
             pic.verdict_detail.clone(),
-            execute_command(&peer(active)),
-        ));
-    } else if pic.drift {
-        let split: Vec<String> = pic
-            .follows
-            .iter()
-            .map(|f| format!("{} has {} of the managed items", f.member, f.in_place))
-            .collect();
-        problems.push((
+            fix("no member is healthy: start one"),
+        )),
+        CloudVerdict::Split | CloudVerdict::DisagreesWithBox => problems.push((
             Verdict::Warn,
-            format!("the cloud is split between members: {}", split.join(", ")),
-            execute_command("<the unit BIG-IP says is active>"),
-        ));
+            pic.verdict_detail.clone(),
+            fix("no member is healthy: start one"),
+        )),
+        CloudVerdict::Agrees | CloudVerdict::NothingManaged => {}
     }
     for e in &snap.elastic_ips {
         if e.eip.association_id.is_none() {
             problems.push((
                 Verdict::Warn,
                 format!(
-                    "Elastic IP {} is associated with nothing: it answers no one",
+                    "Elastic IP {} is associated with nothing: it answers no one (a failover associates it with its VIP)",
                     e.eip.public_ip
                 ),
-                format!(
-                    "{} (associates it with its VIP)",
-                    execute_command("<the unit BIG-IP says is active>")
-                )
-                .to_string(),
+                fix("no member is healthy: start one"),
             ));
         }
     }
@@ -422,15 +437,25 @@ fn cloud_check(decl: &Declaration, snap: &Snapshot) -> Check {
                     "route {} in {} points at {}, an interface of no member",
                     r.destination, r.route_table_id, r.target
                 ),
-                execute_command("<the unit BIG-IP says is active>"),
+                fix("no member is healthy: start one"),
             ));
         }
     }
-    let ok = match &pic.active {
-        Some(a) => format!("every managed item follows {a}"),
-        None => "nothing managed is in scope".into(),
-    };
-    check("cloud", problems, ok)
+    check("cloud", problems, pic.verdict_detail.clone())
+}
+
+/// Starts the members that are not running (what a cluster with no healthy member needs).
+fn start_command(pic: &crate::engine::picture::Inspection) -> String {
+    let stopped: Vec<&str> = pic
+        .members
+        .iter()
+        .filter(|m| m.state != "running")
+        .map(|m| m.id.as_str())
+        .collect();
+    match stopped.as_slice() {
+        [] => "aws ec2 describe-instance-status --include-all-instances".to_string(),
+        ids => format!("aws ec2 start-instances --instance-ids {}", ids.join(" ")),
+    }
 }
 
 /// Association-swap mode: the twins are in sync (the planner's rule), and every member has a
@@ -473,9 +498,24 @@ fn twin_check(decl: &Declaration, snap: &Snapshot) -> Option<Check> {
     ))
 }
 
+/// Where a fix names the declaration; [`doctor`] puts the operator's own there.
+const DECLARATION_PLACEHOLDER: &str = "\"$DECLARATION_URI\"";
+
 /// The command that makes the cloud follow `target` (the operator's explicit execute).
 fn execute_command(target: &str) -> String {
-    format!("cloud-failover execute --declaration \"$DECLARATION_URI\" --target {target}")
+    format!("cloud-failover execute --declaration {DECLARATION_PLACEHOLDER} --target {target}")
+}
+
+/// `s` as one shell word (single quotes unless it is plainly safe).
+fn shell_quote(s: &str) -> String {
+    let plain = !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "/._-:@+=,".contains(c));
+    if plain {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
+    }
 }
 
 /// The EIPs and interfaces a failover to either member would change, each carrying the tag
@@ -559,12 +599,17 @@ fn address_tag_check(decl: &Declaration, snap: &Snapshot, stack_key: &str) -> Ch
 type Problem = (Verdict, String, String);
 
 /// The checks that need only the snapshot, in the order the doctor shows them.
-pub fn static_checks(decl: &Declaration, snap: &Snapshot, stack_key: &str) -> Vec<Check> {
+pub fn static_checks(
+    decl: &Declaration,
+    snap: &Snapshot,
+    stack_key: &str,
+    said: Option<crate::engine::state::LastFailover>,
+) -> Vec<Check> {
     let walk = RouteWalk::of(decl, snap);
     let mut out = vec![
         scoping_tag_key_check(decl, stack_key),
         vpc_check(snap),
-        cloud_check(decl, snap),
+        cloud_check(decl, snap, said),
     ];
     out.extend(twin_check(decl, snap));
     out.push(members_check(snap));
@@ -992,7 +1037,15 @@ async fn permission_check(
     stack_key: &str,
 ) -> Result<Check, CloudError> {
     let active = picture(decl, snap, None).active;
-    let Some(standby) = snap.members.iter().find(|m| Some(&m.id) != active.as_ref()) else {
+    let healthy = |m: &&&crate::engine::model::Instance| {
+        m.state == "running" && !snap.impaired.contains(&m.id)
+    };
+    let others: Vec<&crate::engine::model::Instance> = snap
+        .members
+        .iter()
+        .filter(|m| Some(&m.id) != active.as_ref())
+        .collect();
+    if others.is_empty() {
         return Ok(check(
             "permissions",
             vec![(
@@ -1002,26 +1055,49 @@ async fn permission_check(
             )],
             String::new(),
         ));
-    };
-    if standby.state != "running" {
+    }
+    // A failover is checked in a direction that can be planned: to a healthy member.
+    let Some(standby) = others.iter().find(healthy) else {
+        let down: Vec<String> = others
+            .iter()
+            .map(|m| {
+                let how = if m.state == "running" {
+                    "failing its EC2 status checks"
+                } else {
+                    m.state.as_str()
+                };
+                format!("{} is {how}", m.id)
+            })
+            .collect();
+        let stopped: Vec<&str> = others
+            .iter()
+            .filter(|m| m.state != "running")
+            .map(|m| m.id.as_str())
+            .collect();
+        let ids = |v: &[&str]| v.join(" ");
+        let fix = if stopped.is_empty() {
+            let all: Vec<&str> = others.iter().map(|m| m.id.as_str()).collect();
+            format!(
+                "aws ec2 describe-instance-status --instance-ids {}",
+                ids(&all)
+            )
+        } else {
+            format!("aws ec2 start-instances --instance-ids {}", ids(&stopped))
+        };
         return Ok(check(
             "permissions",
             vec![(
                 Verdict::Warn,
                 format!(
-                    "the peer {} is {}: a failover to it cannot be planned, so its calls cannot be checked now (the cloud follows {}; it cannot fail over until the peer runs again)",
-                    standby.id,
-                    standby.state,
+                    "the peer {}: no failover to it can be planned, so its calls cannot be checked now (the cloud follows {}; it cannot fail over until a peer is healthy again; then run doctor again)",
+                    down.join(", "),
                     active.as_deref().unwrap_or("no single member")
                 ),
-                format!(
-                    "aws ec2 start-instances --instance-ids {}, then run doctor again",
-                    standby.id
-                ),
+                fix,
             )],
             String::new(),
         ));
-    }
+    };
     let p = match plan(decl, snap, &standby.id) {
         Ok(p) => p,
         Err(r) => {
@@ -1100,12 +1176,20 @@ mod tests {
     use crate::memory::MemoryCloud;
 
     const AFTER: &str = include_str!("../../../../examples/seed-article/declaration-after.json");
+    /// Where the tests' declaration is said to be (the fixes' commands name it).
+    const DECL: &str = "s3://cfe-state-bigip-ha/declarations/cluster.json";
     const SNAT_NONE: &str = include_str!("../../../../examples/seed-article/cfe-snat-none.json");
 
     async fn run(cloud: &MemoryCloud, text: &str) -> Vec<Check> {
-        doctor(cloud, cloud, &Declaration::parse(text).unwrap(), LABEL_KEY)
-            .await
-            .unwrap()
+        doctor(
+            cloud,
+            cloud,
+            &Declaration::parse(text).unwrap(),
+            LABEL_KEY,
+            DECL,
+        )
+        .await
+        .unwrap()
     }
 
     fn verdict(checks: &[Check], name: &str) -> Check {
@@ -1292,11 +1376,11 @@ mod tests {
         // disagrees with one scoping by the default key.
         let cloud = MemoryCloud::seed();
         let d = Declaration::parse(&v.to_string()).unwrap();
-        let team = doctor(&cloud, &cloud, &d, "team_ha").await.unwrap();
+        let team = doctor(&cloud, &cloud, &d, "team_ha", DECL).await.unwrap();
         assert_eq!(verdict(&team, "scoping-tag-key").verdict, Verdict::Pass);
         let d = Declaration::parse(AFTER).unwrap();
         let c = verdict(
-            &doctor(&cloud, &cloud, &d, "team_ha").await.unwrap(),
+            &doctor(&cloud, &cloud, &d, "team_ha", DECL).await.unwrap(),
             "scoping-tag-key",
         );
         assert_eq!(c.verdict, Verdict::Fail, "{c:?}");
@@ -1456,6 +1540,25 @@ mod tests {
         assert_eq!(cloud.mutation_count(), 0, "DryRun only");
     }
 
+    /// A peer failing its status checks is not a permissions failure: doctor says the peer is
+    /// down (WARN) with the command that shows why, and plans no failover to it.
+    #[tokio::test]
+    async fn an_impaired_peer_is_said_not_failed_as_permissions() {
+        let cloud = MemoryCloud::seed();
+        cloud.set_impaired(crate::lab::SEED_B, true);
+        let c = verdict(&run(&cloud, AFTER).await, "permissions");
+        assert_eq!(c.verdict, Verdict::Warn, "{c:?}");
+        assert!(c.detail.contains("failing its EC2 status checks"), "{c:?}");
+        assert_eq!(
+            c.fix.as_deref(),
+            Some(format!(
+                "aws ec2 describe-instance-status --instance-ids {}",
+                crate::lab::SEED_B
+            ))
+            .as_deref()
+        );
+    }
+
     /// An Elastic IP on a member's VIP that the scoping tags do not select would never fail
     /// over: doctor FAILs, naming it and the tag command, and a dry run warns; once tagged,
     /// it passes.
@@ -1474,7 +1577,7 @@ mod tests {
         let fix = c.fix.as_deref().unwrap();
         assert!(
             fix.contains(&format!(
-                "create-tags --resources {eip} --tags Key={LABEL_KEY},Value="
+                "create-tags --resources {eip} --tags 'Key={LABEL_KEY},Value=bigip_high_availability_solution'"
             )),
             "{fix}"
         );
@@ -1617,7 +1720,10 @@ mod tests {
         assert!(c.detail.contains("which is stopped"), "{c:?}");
         assert_eq!(
             c.fix.as_deref(),
-            Some("cloud-failover execute --declaration \"$DECLARATION_URI\" --target i-061cbb31a5158ad30")
+            Some(
+                format!("cloud-failover execute --declaration {DECL} --target i-061cbb31a5158ad30")
+                    .as_str()
+            )
         );
         let cloud = MemoryCloud::seed();
         cloud
@@ -1627,7 +1733,7 @@ mod tests {
         cloud.settle();
         let c = verdict(&run(&cloud, AFTER).await, "cloud");
         assert_eq!(c.verdict, Verdict::Warn, "{c:?}");
-        assert!(c.detail.contains("split between members"), "{c:?}");
+        assert!(c.detail.contains("do not all follow one member"), "{c:?}");
     }
 
     /// Association-swap checks of doctor's own.
@@ -1636,12 +1742,12 @@ mod tests {
         let mut topo = crate::testing::swap::twins();
         let d = crate::testing::swap::decl();
         let cloud = MemoryCloud::from_topology(&topo);
-        let checks = doctor(&cloud, &cloud, &d, LABEL_KEY).await.unwrap();
+        let checks = doctor(&cloud, &cloud, &d, LABEL_KEY, DECL).await.unwrap();
         assert_eq!(verdict(&checks, "twin-tables").verdict, Verdict::Pass);
         topo.route_tables.pop();
         let cloud = MemoryCloud::from_topology(&topo);
         let c = verdict(
-            &doctor(&cloud, &cloud, &d, LABEL_KEY).await.unwrap(),
+            &doctor(&cloud, &cloud, &d, LABEL_KEY, DECL).await.unwrap(),
             "twin-tables",
         );
         assert_eq!(c.verdict, Verdict::Fail, "{c:?}");
@@ -1653,7 +1759,7 @@ mod tests {
         let cloud = MemoryCloud::from_topology(&crate::testing::swap::twins());
         cloud.make_main(SEED_RTB);
         let c = verdict(
-            &doctor(&cloud, &cloud, &d, LABEL_KEY).await.unwrap(),
+            &doctor(&cloud, &cloud, &d, LABEL_KEY, DECL).await.unwrap(),
             "twin-tables",
         );
         assert!(c.detail.contains("main route table"), "{c:?}");
