@@ -526,3 +526,120 @@ pub fn holds(
             .any(|a| a.subnet_id.as_deref() == Some(subnet_id)),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::plan::Plan;
+    use crate::lab::{SEED_A, SEED_A_EXT, SEED_B, SEED_RTB};
+    use crate::memory::MemoryCloud;
+    use crate::testing::plan::{decl, patched, plan_on, AFTER};
+    use crate::testing::same_az;
+    use serde_json::json;
+    use std::net::IpAddr;
+
+    fn options() -> ExecOptions {
+        ExecOptions {
+            max_concurrency: 4,
+            pacing: Pacing {
+                rate: 100.0,
+                burst: 100.0,
+            },
+            deadline: None,
+            budget: None,
+            verify_window: Duration::from_secs(10),
+        }
+    }
+
+    fn ids(p: &Plan) -> BTreeSet<String> {
+        p.operations.iter().map(|o| o.id.clone()).collect()
+    }
+
+    /// What each action wants holds only once it is done: before, the verify read finds
+    /// none of the plan in place; after, all of it; undone by hand, that one is missing.
+    /// Every kind of action the seed and a same-AZ pair make (EIP, route, secondary IPv4,
+    /// IPv6 release and assignment).
+    #[tokio::test]
+    async fn each_action_holds_only_once_done() {
+        let v6: IpAddr = "2600:1f18:1:1::101".parse().unwrap();
+        let same = patched(|v| {
+            v["failoverRoutes"]["routeGroupDefinitions"][0]["defaultNextHopAddresses"]["items"] =
+                json!(["10.0.0.11", "10.0.0.12"]);
+        });
+        let seed = MemoryCloud::seed();
+        let pair = MemoryCloud::from_topology(&same_az());
+        pair.add_ipv6(SEED_A_EXT, &[v6]);
+        for (cloud, d) in [(&seed, decl(AFTER)), (&pair, same)] {
+            let p = plan_on(cloud, &d, SEED_B).await.unwrap();
+            assert!(p.operations.len() >= 2, "{p:?}");
+            cloud.settle();
+            assert_eq!(verify(cloud, &p.operations).await.unwrap(), BTreeSet::new());
+            let outcomes = execute(cloud, &p, &options(), &NoFence).await;
+            assert!(
+                outcomes
+                    .iter()
+                    .all(|o| o.status == CallStatus::Succeeded && o.verified),
+                "{outcomes:?}"
+            );
+            cloud.settle();
+            assert_eq!(verify(cloud, &p.operations).await.unwrap(), ids(&p));
+        }
+        // Undo the seed's route by hand: only the route's operation no longer holds.
+        let p = plan_on(&seed, &decl(AFTER), SEED_A).await.unwrap();
+        assert!(p.operations.len() >= 2, "{p:?}");
+        execute(&seed, &p, &options(), &NoFence).await;
+        let back = plan_on(&seed, &decl(AFTER), SEED_B).await.unwrap();
+        let route = back
+            .operations
+            .iter()
+            .find(|o| matches!(o.action, Action::ReplaceRoute { .. }))
+            .unwrap();
+        seed.replace_route(SEED_RTB, "0.0.0.0/0".parse().unwrap(), SEED_A_EXT)
+            .await
+            .unwrap();
+        seed.settle();
+        let held = verify(&seed, &back.operations).await.unwrap();
+        assert!(!held.contains(&route.id), "{held:?}");
+    }
+
+    /// An action whose resource the read does not contain is neither held nor not held.
+    #[test]
+    fn an_action_on_a_resource_not_read_is_unknown() {
+        let route = Action::ReplaceRoute {
+            route_table_id: "rtb-0missing".into(),
+            destination: "0.0.0.0/0".parse().unwrap(),
+            network_interface_id: "eni-0a".into(),
+            next_hop_address: "10.0.0.11".parse().unwrap(),
+            current_target: "eni-0b".into(),
+        };
+        assert_eq!(holds(&route, &[], &[], &[]), None);
+        let prefix = Action::AssignPrefix {
+            network_interface_id: "eni-0missing".into(),
+            prefix: "10.0.0.48/28".parse().unwrap(),
+            from_network_interface_id: "eni-0a".into(),
+        };
+        assert_eq!(holds(&prefix, &[], &[], &[]), None);
+    }
+
+    /// The verify round's waits: 0.25 s, doubling, as long as each fits what is left of the
+    /// window, and none once it is spent.
+    #[tokio::test]
+    async fn rereads_double_while_they_fit_the_window() {
+        let mut r = Rereads::within(Duration::from_millis(1000));
+        let mut waits = Vec::new();
+        while let Some(w) = r.next_wait() {
+            waits.push(w.as_millis());
+            tokio::time::sleep(w).await;
+        }
+        assert_eq!(waits, [250, 500]);
+        let mut capped = Rereads::within(Duration::from_secs(60));
+        let first: Vec<u128> = (0..5)
+            .filter_map(|_| capped.next_wait())
+            .map(|w| w.as_millis())
+            .collect();
+        assert_eq!(first, [250, 500, 1000, 2000, 2000], "doubling up to 2 s");
+        assert!(Rereads::within(Duration::from_millis(200))
+            .next_wait()
+            .is_none());
+    }
+}
