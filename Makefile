@@ -7,6 +7,9 @@ EVENT ?=
 # The Lambda architecture (arm64 | x86_64); empty: what samconfig.toml deploys, else what this
 # machine builds (scripts/lambda-arch.sh: arm64 when it can, natively or with zig).
 ARCH ?=
+# More parameter overrides for the first (guided) `make deploy`, e.g. the fleet's:
+# PARAMS="DeclarationPrefix=cloud-failover/fleet/ FleetVpcIds=vpc-1,vpc-2 ScopingTagValue='fleet-*'"
+PARAMS ?=
 export SAM_CLI_TELEMETRY = 0
 TOOLS = $(shell bash scripts/ensure-sam.sh)
 
@@ -39,11 +42,11 @@ validate:  ## cfn-lint and sam validate --lint (offline); cfn-lint on the fleet 
 	$(TOOLS)/sam validate --lint --region us-east-1
 	$$(bash scripts/ensure-iam-tools.sh) tests/iam/evaluate.py
 
-deploy:  ## sam build + deploy (guided the first time), for the Lambda architecture this machine builds (ARCH=arm64|x86_64)
+deploy:  ## sam build + deploy (guided the first time, PARAMS="K=V ..." as its defaults), for the Lambda architecture this machine builds (ARCH=arm64|x86_64)
 	lambda=$$(bash scripts/lambda-arch.sh $(ARCH)) && set -- $$lambda && \
 	echo "Lambda architecture $$1 (cargo-lambda compiler $$2; scripts/lambda-arch.sh)" && \
 	PATH="$(TOOLS):$$PATH" CARGO_LAMBDA_COMPILER=$$2 $(TOOLS)/sam build --beta-features --parameter-overrides Architecture=$$1 && \
-	if [ -f samconfig.toml ]; then $(TOOLS)/sam deploy; else $(TOOLS)/sam deploy --guided --parameter-overrides Architecture=$$1; fi
+	if [ -f samconfig.toml ]; then $(TOOLS)/sam deploy; else $(TOOLS)/sam deploy --guided --parameter-overrides Architecture=$$1 $(PARAMS); fi
 
 invoke:  ## The real failover binary under `cargo lambda watch`, invoked with events/ (or EVENT=file) against moto
 	bash scripts/invoke-local.sh $(EVENT)
