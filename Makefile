@@ -1,6 +1,6 @@
 # cloud-failover — see README.md. `make demo` and `make test` need nothing installed
 # beforehand but Rust and Python 3 (tools come from PyPI into .venv / .venv-sam).
-.PHONY: demo test lint fmt build validate deploy invoke logs fuzz drill bench mutants aws-drill aws-drill-clean clean-venv
+.PHONY: demo test lint fmt build validate deploy invoke logs fuzz drill bench mutants aws-drill aws-drill-clean clean-venv docs-check
 
 STACK ?= cloud-failover
 EVENT ?=
@@ -18,6 +18,9 @@ demo:  ## The field report's failover and failback on a local moto server
 
 test:  ## Every test (unit, property, end-to-end through the SDK against moto)
 	bash scripts/test.sh
+
+docs-check:  ## The docs' local commands as written (sh blocks marked <!-- ci: run -->), in a copy of the tree, against moto
+	python3 scripts/docs-commands.py
 
 mutants:  ## Mutation testing of the engine's files changed since main (ALL=1: every engine file; FILES=...: those), each against its own unit tests (scripts/mutants.sh)
 	bash scripts/mutants.sh $(if $(ALL),--all) $(FILES)
