@@ -18,15 +18,21 @@
 set -eu
 
 imds=${IMDS_ENDPOINT:-http://169.254.169.254}
-token=$(curl -sfS -X PUT -H "X-aws-ec2-metadata-token-ttl-seconds: 60" "$imds/latest/api/token")
+# Instance metadata answers at once or not at all: 5 s each, then curl's own error (28).
+token=$(curl -sfS --max-time 5 -X PUT -H "X-aws-ec2-metadata-token-ttl-seconds: 60" "$imds/latest/api/token")
 md() {
   printf 'header = "X-aws-ec2-metadata-token: %s"\n' "$token" |
-    curl -sfS -K - "$imds/latest/meta-data/$1"
+    curl -sfS --max-time 5 -K - "$imds/latest/meta-data/$1"
 }
 
 instance=$(md instance-id)
 region=$(md placement/region)
-role=$(md iam/security-credentials/ | head -n 1)
+roles=$(md iam/security-credentials/ 2>/dev/null) || roles=
+role=$(printf '%s\n' "$roles" | head -n 1)
+if [ -z "$role" ]; then
+  echo "announce failed: the instance has no IAM role (instance metadata lists none): attach the announcing role" >&2
+  exit 1
+fi
 creds=$(md "iam/security-credentials/$role" | tr -d '\n')
 field() { printf '%s' "$creds" | sed -n "s/.*\"$1\" *: *\"\([^\"]*\)\".*/\1/p"; }
 key=$(field AccessKeyId)
