@@ -49,10 +49,12 @@ module() {
   m=${m//\//::}
   echo "$m" | cut -d: -f1-3
 }
-# Modules whose tests exercise another's code through their own path.
+# Modules whose tests exercise another's code through their own path (libtest takes several
+# filters after cargo test's `--`).
 declare -A TESTED_BY=(
   [engine::execute]="engine::failover"
   [engine::pace]="engine::execute engine::failover"
+  [engine::state]="engine::failover"
 )
 scratch="$root/target/mutants-tree"
 git worktree remove --force "$scratch" >/dev/null 2>&1 || true
@@ -71,7 +73,7 @@ for f in "${files[@]}"; do
   tag=$(basename "${f%.rs}")
   # shellcheck disable=SC2086 # the filters are words
   (cd "$scratch" && cargo mutants --in-place --no-shuffle -f "$f" --test-package failover-core \
-      --output "$out/${name//::/-}-$tag" -- --lib "$name" ${TESTED_BY[$name]:-} >/dev/null 2>&1) || true
+      --output "$out/${name//::/-}-$tag" -- --lib -- "$name" ${TESTED_BY[$name]:-} >/dev/null 2>&1) || true
   dir="$out/${name//::/-}-$tag/mutants.out"
   count() { if [ -s "$dir/$1.txt" ]; then grep -c . "$dir/$1.txt"; else echo 0; fi; }
   c=$(count caught) m=$(count missed) t=$(count timeout) u=$(count unviable)
