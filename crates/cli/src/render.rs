@@ -136,16 +136,16 @@ fn print_inspection(v: &Inspection) {
         v.verdict.as_str()
     );
     for m in &v.members {
+        let down = if m.state == "running" && !m.healthy {
+            format!(" ({})", failover_core::engine::picture::why_down(&m.state))
+        } else {
+            String::new()
+        };
         say!(
-            "  member {} {} {}{} {}",
+            "  member {} {} {}{down} {}",
             m.id,
             m.name,
             m.state,
-            if m.state == "running" && !m.healthy {
-                " (failing its status checks)"
-            } else {
-                ""
-            },
             m.availability_zone
         );
     }

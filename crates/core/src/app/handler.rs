@@ -1141,13 +1141,7 @@ mod tests {
     #[tokio::test]
     async fn inspect_compares_the_cloud_with_the_boxs_last_announcement() {
         let cloud = MemoryCloud::seed();
-        let d = crate::engine::declaration::Declaration::parse(
-            &std::fs::read_to_string(format!(
-                "{ROOT}/examples/seed-article/declaration-after.json"
-            ))
-            .unwrap(),
-        )
-        .unwrap();
+        let d = crate::testing::plan::decl(crate::testing::plan::AFTER);
         on(&cloud, &event("appliance-active.json")).await.unwrap();
         let v = crate::app::inspect::inspect(&cloud, &cloud, &d)
             .await
@@ -1219,13 +1213,7 @@ mod tests {
     #[tokio::test]
     async fn an_announcement_of_no_member_is_not_counted_and_said_so() {
         let cloud = MemoryCloud::seed();
-        let d = crate::engine::declaration::Declaration::parse(
-            &std::fs::read_to_string(format!(
-                "{ROOT}/examples/seed-article/declaration-after.json"
-            ))
-            .unwrap(),
-        )
-        .unwrap();
+        let d = crate::testing::plan::decl(crate::testing::plan::AFTER);
         let snap = crate::engine::discovery::discover(&cloud, &cloud, &d)
             .await
             .unwrap();
@@ -1250,13 +1238,7 @@ mod tests {
     #[tokio::test]
     async fn the_verdict_never_agrees_with_a_dead_unit_nor_counts_a_dead_units_word() {
         let cloud = MemoryCloud::seed();
-        let d = crate::engine::declaration::Declaration::parse(
-            &std::fs::read_to_string(format!(
-                "{ROOT}/examples/seed-article/declaration-after.json"
-            ))
-            .unwrap(),
-        )
-        .unwrap();
+        let d = crate::testing::plan::decl(crate::testing::plan::AFTER);
         let view = || crate::app::inspect::inspect(&cloud, &cloud, &d);
         // GIVEN the box announced B and the cloud follows B
         on(&cloud, &event("appliance-active.json")).await.unwrap();

@@ -141,6 +141,11 @@ impl Snapshot {
             .find_map(|m| m.interface_with(ip).map(|n| (m, n)))
     }
 
+    /// Whether `m` can carry traffic: running, and passing its EC2 status checks.
+    pub fn healthy(&self, m: &Instance) -> bool {
+        m.state == "running" && !self.impaired.contains(&m.id)
+    }
+
     /// The member owning interface `eni_id`.
     pub fn owner_of_interface(&self, eni_id: &str) -> Option<&Instance> {
         self.members

@@ -239,7 +239,7 @@ pub fn resolve_target(
             }
             snap.members
                 .iter()
-                .find(|m| m.id != *failed && m.state == "running" && !snap.impaired.contains(&m.id))
+                .find(|m| m.id != *failed && snap.healthy(m))
                 .map(|m| m.id.clone())
                 .ok_or_else(|| {
                     FailoverError::Refused(vec![format!(
@@ -809,9 +809,7 @@ fn against_the_box(
     target: &str,
 ) -> Option<String> {
     let said = crate::engine::state::last_announcement(state?)?;
-    let healthy = snap
-        .member(&said.target)
-        .is_some_and(|m| m.state == "running" && !snap.impaired.contains(&m.id));
+    let healthy = snap.member(&said.target).is_some_and(|m| snap.healthy(m));
     (!req.announced && said.target != target && healthy).then(|| {
         format!(
             "the appliance pair announced {} active at {}; after this run the cloud will disagree with the box (inspect exits 7) until the box announces {target}",

@@ -154,11 +154,7 @@ impl Inspection {
         let (verdict, detail) = match &self.active {
             Some(a) => match member(a) {
                 Some(m) if !m.healthy => {
-                    let how = if m.state == "running" {
-                        "failing its status checks"
-                    } else {
-                        m.state.as_str()
-                    };
+                    let how = why_down(&m.state);
                     let peer = self
                         .members
                         .iter()
@@ -217,11 +213,7 @@ impl Inspection {
                     .filter(|f| f.in_place > 0)
                     .filter_map(|f| {
                         let m = member(&f.member).filter(|m| !m.healthy)?;
-                        let how = if m.state == "running" {
-                            "failing its status checks"
-                        } else {
-                            m.state.as_str()
-                        };
+                        let how = why_down(&m.state);
                         Some(format!("{} item(s) follow {}, which is {how}", f.in_place, m.id))
                     })
                     .collect();
@@ -251,6 +243,16 @@ impl Inspection {
         };
         self.verdict = verdict;
         self.verdict_detail = detail;
+    }
+}
+
+/// Why a member that is not healthy is down, in words: its EC2 state, or, running, its
+/// failed status checks.
+pub fn why_down(state: &str) -> &str {
+    if state == "running" {
+        "failing its EC2 status checks"
+    } else {
+        state
     }
 }
 
@@ -332,7 +334,7 @@ pub fn picture(decl: &Declaration, snap: &Snapshot, last_state: Option<Value>) -
                 name: m.display_name().to_string(),
                 state: m.state.clone(),
                 availability_zone: m.availability_zone.clone(),
-                healthy: m.state == "running" && !snap.impaired.contains(&m.id),
+                healthy: snap.healthy(m),
             })
             .collect(),
         drift: active.is_none() && managed,

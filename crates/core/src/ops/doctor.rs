@@ -401,7 +401,14 @@ fn cloud_check(
     let best = announced.or_else(|| by_items.first().map(|f| f.member.clone()));
     let fix = |for_what: &str| match &best {
         Some(t) => execute_command(t),
-        None => format!("{} ({for_what})", start_command(&pic)),
+        None => format!(
+            "{} ({for_what})",
+            bring_up(
+                pic.members
+                    .iter()
+                    .map(|m| (m.id.as_str(), m.state.as_str()))
+            )
+        ),
     };
     let mut problems = Vec::new();
     match pic.verdict {
@@ -445,16 +452,26 @@ fn cloud_check(
 }
 
 /// Starts the members that are not running (what a cluster with no healthy member needs).
-fn start_command(pic: &crate::engine::picture::Inspection) -> String {
-    let stopped: Vec<&str> = pic
-        .members
+/// The command for members that are down, as (id, state): start the stopped ones; when all run
+/// (failing their status checks), show why.
+fn bring_up<'a>(down: impl IntoIterator<Item = (&'a str, &'a str)>) -> String {
+    let down: Vec<(&str, &str)> = down.into_iter().collect();
+    let stopped: Vec<&str> = down
         .iter()
-        .filter(|m| m.state != "running")
-        .map(|m| m.id.as_str())
+        .filter(|(_, state)| *state != "running")
+        .map(|(id, _)| *id)
         .collect();
-    match stopped.as_slice() {
-        [] => "aws ec2 describe-instance-status --include-all-instances".to_string(),
-        ids => format!("aws ec2 start-instances --instance-ids {}", ids.join(" ")),
+    if stopped.is_empty() {
+        let all: Vec<&str> = down.iter().map(|(id, _)| *id).collect();
+        format!(
+            "aws ec2 describe-instance-status --instance-ids {}",
+            all.join(" ")
+        )
+    } else {
+        format!(
+            "aws ec2 start-instances --instance-ids {}",
+            stopped.join(" ")
+        )
     }
 }
 
@@ -1037,9 +1054,7 @@ async fn permission_check(
     stack_key: &str,
 ) -> Result<Check, CloudError> {
     let active = picture(decl, snap, None).active;
-    let healthy = |m: &&&crate::engine::model::Instance| {
-        m.state == "running" && !snap.impaired.contains(&m.id)
-    };
+    let healthy = |m: &&&crate::engine::model::Instance| snap.healthy(m);
     let others: Vec<&crate::engine::model::Instance> = snap
         .members
         .iter()
@@ -1060,30 +1075,9 @@ async fn permission_check(
     let Some(standby) = others.iter().find(healthy) else {
         let down: Vec<String> = others
             .iter()
-            .map(|m| {
-                let how = if m.state == "running" {
-                    "failing its EC2 status checks"
-                } else {
-                    m.state.as_str()
-                };
-                format!("{} is {how}", m.id)
-            })
+            .map(|m| format!("{} is {}", m.id, crate::engine::picture::why_down(&m.state)))
             .collect();
-        let stopped: Vec<&str> = others
-            .iter()
-            .filter(|m| m.state != "running")
-            .map(|m| m.id.as_str())
-            .collect();
-        let ids = |v: &[&str]| v.join(" ");
-        let fix = if stopped.is_empty() {
-            let all: Vec<&str> = others.iter().map(|m| m.id.as_str()).collect();
-            format!(
-                "aws ec2 describe-instance-status --instance-ids {}",
-                ids(&all)
-            )
-        } else {
-            format!("aws ec2 start-instances --instance-ids {}", ids(&stopped))
-        };
+        let fix = bring_up(others.iter().map(|m| (m.id.as_str(), m.state.as_str())));
         return Ok(check(
             "permissions",
             vec![(
