@@ -112,7 +112,8 @@ pub const VERIFY_MAX_DELAY: Duration = Duration::from_secs(2);
 /// run's discovery right after another run): [`VERIFY_FIRST_DELAY`], doubling up to
 /// [`VERIFY_MAX_DELAY`], as long as each fits in the window.
 pub struct Rereads {
-    start: Instant,
+    /// Tokio's clock, as the waits are tokio's sleeps (a test with paused time runs them at once).
+    start: tokio::time::Instant,
     window: Duration,
     delay: Duration,
 }
@@ -121,7 +122,7 @@ impl Rereads {
     /// Waits that fit in `window` from now.
     pub fn within(window: Duration) -> Rereads {
         Rereads {
-            start: Instant::now(),
+            start: tokio::time::Instant::now(),
             window,
             delay: VERIFY_FIRST_DELAY,
         }

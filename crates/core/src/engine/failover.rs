@@ -1090,7 +1090,7 @@ mod tests {
             .unwrap()
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn seed_failover_and_failback_write_cfe_state() {
         let cloud = MemoryCloud::seed();
         let r = go(&cloud, SEED_B, Mode::Execute).await.unwrap();
@@ -1125,7 +1125,7 @@ mod tests {
         assert_eq!(state(&cloud)["instance"], "failover01.www.non-97.net");
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn dry_run_and_converged_runs_mutate_nothing() {
         let cloud = MemoryCloud::seed();
         let r = go(&cloud, SEED_B, Mode::DryRun).await.unwrap();
@@ -1146,7 +1146,7 @@ mod tests {
         assert_eq!(again.record.message, "already converged: nothing to change");
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn refusal_mutates_nothing_and_is_recorded_in_history() {
         let cloud = MemoryCloud::seed();
         cloud.set_instance_state(SEED_B, "stopped");
@@ -1181,7 +1181,7 @@ mod tests {
     /// a VIP, not a primary IP) no longer stops the rest during an outage: the EIP moves, the
     /// route is left out with its reason in the answer, the state file and the history, and
     /// the run ends PARTIAL (an error: non-zero exit, Lambda's Errors metric).
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn one_stale_item_is_skipped_and_the_rest_moves() {
         let cloud = MemoryCloud::seed();
         let snat_none = include_str!("../../../../examples/seed-article/cfe-snat-none.json");
@@ -1261,7 +1261,7 @@ mod tests {
         assert_eq!(eip_eni(&cloud), SEED_A_EXT);
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn half_done_run_is_logged_and_the_next_run_finishes_it() {
         let cloud = MemoryCloud::seed();
         cloud.inject(
@@ -1329,7 +1329,7 @@ mod tests {
         assert!(o.error.is_none());
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn lost_response_still_verifies() {
         let cloud = MemoryCloud::seed();
         cloud.inject(
@@ -1349,7 +1349,7 @@ mod tests {
         assert!(o.error.is_some() && o.verified);
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn peer_of_a_failed_member_is_the_target() {
         let cloud = MemoryCloud::seed();
         let d = Declaration::parse(AFTER).unwrap();
@@ -1362,7 +1362,7 @@ mod tests {
         assert!(e.to_string().contains("no running peer"), "{e}");
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn missing_state_bucket_stops_before_any_mutation() {
         let cloud = MemoryCloud::seed();
         let mut v: Value = serde_json::from_str(AFTER).unwrap();
@@ -1379,7 +1379,7 @@ mod tests {
         RunRequest::new(TargetSpec::PeerOf(target.into()), Mode::Execute, "alarm")
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn cooldown_damps_flapping_unless_forced() {
         let cloud = MemoryCloud::seed();
         let d = Declaration::parse(AFTER).unwrap();
@@ -1486,7 +1486,7 @@ mod tests {
 
     /// Before the fix the peer of copy 1's A was copy 0's A (the first running
     /// member by id), so the cluster failed over into the other VPC.
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn a_cluster_never_fails_over_into_another_vpc() {
         let (cloud, copy) = two_vpcs();
         let d = decl_for(&copy, serde_json::json!({}));
@@ -1529,7 +1529,7 @@ mod tests {
         );
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn a_scope_spanning_vpcs_or_outside_the_declared_one_is_refused() {
         let (cloud, copy) = two_vpcs();
         // Tags alone select both copies' tables: refused, naming both VPCs.
@@ -1583,7 +1583,7 @@ mod tests {
 
     /// Found by an adversarial review: the other VPC's EIP (same tags, same VIPs) is free for
     /// a moment; before the fix this cluster took it, stealing the other cluster's address.
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn a_free_eip_of_another_vpc_is_not_taken() {
         let (cloud, copy) = two_vpcs();
         let other_eip = copy.elastic_ips[0].allocation_id.clone();
@@ -1613,7 +1613,7 @@ mod tests {
 
     /// Found by an adversarial review: another pair's free EIP with the same tags but other
     /// VIPs refused every failover (CFE #118's rule); it is left alone with a warning.
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn an_eip_whose_vips_are_on_no_member_is_left_alone() {
         let (cloud, copy) = two_vpcs();
         let theirs = copy.elastic_ips[0].allocation_id.clone();
@@ -1640,7 +1640,7 @@ mod tests {
     /// Two clusters in one bucket, both unnamed, so one state key. Before the fix
     /// the second read the first's record and skipped its own alarm-driven failover as
     /// COOLDOWN. A named cluster keeps its own state file.
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn a_cluster_reads_nothing_from_another_clusters_record() {
         let (cloud, copy) = two_vpcs();
         let seed = Declaration::parse(AFTER).unwrap();
@@ -1694,7 +1694,7 @@ mod tests {
     /// (holding its cluster's and its members' locks), an operator's execute under the new
     /// name takes the new name's lock but not the members': IN_PROGRESS, nothing sent. Once the
     /// old run ends, the new name runs.
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn a_renamed_cluster_waits_for_a_run_under_its_old_name() {
         use crate::engine::lock::{acquire, Acquire};
         let cloud = MemoryCloud::seed();
@@ -1754,7 +1754,7 @@ mod tests {
     }
 
     /// `--target peer` fails over to the other member without its id.
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn peer_is_the_other_member_of_the_one_followed() {
         let cloud = MemoryCloud::seed();
         let d = Declaration::parse(AFTER).unwrap();
@@ -1769,7 +1769,7 @@ mod tests {
 
     /// Side by side with CFE during a migration. A RUNNING file CFE wrote holds
     /// our runs back (no double failover); CFE's last failover counts for the cooldown.
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn a_state_file_cfe_wrote_is_taken_into_account() {
         let cloud = MemoryCloud::seed();
         let d = Declaration::parse(AFTER).unwrap();
@@ -1869,7 +1869,7 @@ mod tests {
 
     /// Adversarial review: an explicit decision the cloud already follows is the decision of
     /// record (the scheduled reconcile and damping go by it).
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn a_converged_explicit_decision_is_recorded() {
         let cloud = MemoryCloud::seed();
         let d = Declaration::parse(AFTER).unwrap();
@@ -1910,7 +1910,7 @@ mod tests {
 
     /// Adversarial review: a refusal between a half-done run and the next does not hide the
     /// unfinished run (`recovers` still names it).
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn a_refusal_in_between_keeps_the_recovery_link() {
         let cloud = MemoryCloud::seed();
         cloud.inject(
@@ -1935,7 +1935,7 @@ mod tests {
         assert_eq!(last.record.recovers.as_deref(), Some(first.as_str()));
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn held_lock_means_in_progress_and_no_mutation() {
         let cloud = MemoryCloud::seed();
         let _lease =
@@ -1956,7 +1956,7 @@ mod tests {
         assert_eq!(cloud.mutation_count(), 0);
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn crashed_run_left_running_is_recovered_not_replayed() {
         // A run crashed after its RUNNING write and one mutation: its lease has run out.
         let cloud = MemoryCloud::seed();
@@ -1988,7 +1988,7 @@ mod tests {
         assert_eq!(state(&cloud)["serverless"]["recovers"], "dead-run");
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn the_run_records_failed_before_the_deadline() {
         let cloud = MemoryCloud::seed();
         cloud.delay("ReplaceRoute", std::time::Duration::from_secs(30));
@@ -2034,7 +2034,7 @@ mod tests {
     }
 
     /// A last failover recorded in the future (a skewed writer, an edited file) damps nothing.
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn a_last_failover_in_the_future_does_not_damp_forever() {
         let cloud = MemoryCloud::seed();
         let d = Declaration::parse(AFTER).unwrap();
@@ -2056,7 +2056,7 @@ mod tests {
         assert_eq!(route(&cloud), SEED_A_EXT);
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn never_fails_over_to_a_unit_failing_its_status_checks() {
         let cloud = MemoryCloud::seed();
         cloud.set_impaired(SEED_B, true);
