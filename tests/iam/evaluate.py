@@ -199,6 +199,8 @@ SCENARIOS = [
             "ProbeSubnetIds": ",".join(PROBE_SUBNETS), "ProbeSecurityGroupIds": PROBE_SG,
             "KmsKeyArn": KMS, "CreateMissingRoutes": "true", "DeployerRoleArns": DEPLOYER,
             "ApplianceRoleArns": APPLIANCE,
+            # The probe's own way to the APIs (no IAM of its own: the roles' rights hold as they are).
+            "ProbeEc2Endpoint": "true", "ProbeS3EndpointRouteTableIds": "rtb-0123456789abcdef0",
         },
         pairs=[Pair("pair-1", VPC_A, "a")],
         strangers=[Pair("pair-2", VPC_A, "b"), Pair("pair-1", VPC_X, "c")],
@@ -219,7 +221,7 @@ SCENARIOS = [
             "ScopingTagValue": "fleet-*", "DeclarationPrefix": DECL_PREFIX,
             "FleetVpcIds": f"{VPC_A},{VPC_B}", "RetryFailoverInterval": "5",
             "ProbeSubnetIds": ",".join(PROBE_SUBNETS), "ProbeSecurityGroupIds": PROBE_SG,
-            "KmsKeyArn": KMS, "DeployerRoleArns": DEPLOYER,
+            "KmsKeyArn": KMS, "DeployerRoleArns": DEPLOYER, "ProbeEc2Endpoint": "true",
         },
         pairs=[Pair("fleet-blue", VPC_A, "a"), Pair("fleet-green", VPC_B, "d")],
         strangers=[Pair("pair-2", VPC_A, "b"), Pair("fleet-blue", VPC_X, "c")],
@@ -817,6 +819,36 @@ def appliance_rule_checks(sc) -> list:
 
 
 # ---- linters ----
+def endpoint_checks(sc) -> list:
+    """The probe's endpoints (template ProbeEc2Endpoint, ProbeS3EndpointRouteTableIds): made
+    exactly when asked, in the probe's VPC and subnets, the interface endpoint with private DNS
+    (so the SDK's default EC2 host name resolves to it) admitting HTTPS from the probe only."""
+    out = []
+    want_ec2 = sc.p("ProbeEc2Endpoint") == "true"
+    want_s3 = sc.p("ProbeS3EndpointRouteTableIds") != [""]
+    vpc = VPC_A  # a single pair's VpcId, a fleet's first FleetVpcIds: VPC_A in every rendering
+    out.append((f"the EC2 endpoint is made iff asked ({want_ec2})", sc.has("ProbeEc2VpcEndpoint") == want_ec2))
+    out.append((f"the S3 endpoint is made iff asked ({want_s3})", sc.has("ProbeS3VpcEndpoint") == want_s3))
+    if want_ec2:
+        e = sc.stack.value(sc.stack.resources["ProbeEc2VpcEndpoint"]["Properties"])
+        g = sc.stack.value(sc.stack.resources["ProbeEndpointSecurityGroup"]["Properties"])
+        out += [
+            ("the EC2 endpoint: interface, ec2 of the region, private DNS",
+             (e["VpcEndpointType"], e["ServiceName"], e["PrivateDnsEnabled"]) == ("Interface", f"com.amazonaws.{R}.ec2", True)),
+            ("the EC2 endpoint sits in the probe's VPC and subnets", e["VpcId"] == vpc and e["SubnetIds"] == PROBE_SUBNETS),
+            ("its group admits 443 from the probe's group only",
+             [(r["IpProtocol"], r["FromPort"], r["ToPort"], r.get("SourceSecurityGroupId"), r.get("CidrIp"))
+              for r in g["SecurityGroupIngress"]] == [("tcp", 443, 443, PROBE_SG, None)]),
+            ("its group opens no connection", all(r.get("CidrIp") == "127.0.0.1/32" for r in g["SecurityGroupEgress"])),
+        ]
+    if want_s3:
+        e = sc.stack.value(sc.stack.resources["ProbeS3VpcEndpoint"]["Properties"])
+        out.append(("the S3 endpoint: gateway, s3 of the region, in the given route tables",
+                    (e["VpcEndpointType"], e["ServiceName"], e["VpcId"], e["RouteTableIds"])
+                    == ("Gateway", f"com.amazonaws.{R}.s3", vpc, sc.p("ProbeS3EndpointRouteTableIds"))))
+    return out
+
+
 def lint(sc: Scenario) -> list:
     """(tool, policy, finding) for parliament and cloudsplaining on every rendered policy."""
     from cloudsplaining.command.scan_policy_file import scan_policy
@@ -883,7 +915,7 @@ def main() -> int:
             check(not verdict(sc, case), f"[{sc.name}] must-deny, allowed: {case.label} ({case.principal})")
         for what, ok in evaluator_self_checks(sc, managed) + binding_self_checks(sc):
             check(ok, f"[{sc.name}] evaluator self-check: {what}")
-        for what, ok in appliance_rule_checks(sc):
+        for what, ok in appliance_rule_checks(sc) + endpoint_checks(sc):
             check(ok, f"[{sc.name}] {what}")
         for name, action, key in misused_condition_keys(sc):
             check(False, f"[{sc.name}] {name}: condition key {key} is not evaluated for {action}")
