@@ -135,6 +135,50 @@ async fn doctor_names_each_pitfall_and_inspect_shows_drift() {
         .await
         .unwrap();
 
+    // The probe behind the appliance: in the web subnet, whose 0.0.0.0/0 the declaration
+    // swaps, it reaches EC2 and S3 only through the unit (DescribeVpcEndpoints through the
+    // SDK); with an S3 gateway endpoint and an EC2 interface endpoint, it does not.
+    let web = ids.real("subnet-web-a");
+    let probe = |lab: &Lab| -> Value {
+        let out = lab.run(&[
+            "doctor",
+            "--declaration",
+            &lab.file("after.json"),
+            "--probe-subnets",
+            web,
+        ]);
+        let checks: Value = serde_json::from_slice(&out.stdout).unwrap();
+        find(checks.as_array().unwrap(), "api-paths").clone()
+    };
+    let c = probe(&lab);
+    assert_eq!(c["verdict"], "FAIL", "{c}");
+    assert!(
+        c["detail"].as_str().unwrap().contains(&format!(
+            "probe subnet {web} reaches ec2 only through the appliance"
+        )),
+        "{c}"
+    );
+    let vpc = ids.real("vpc-0287f01407d1276f0");
+    ec2.create_vpc_endpoint()
+        .vpc_id(vpc)
+        .vpc_endpoint_type(aws_sdk_ec2::types::VpcEndpointType::Gateway)
+        .service_name("com.amazonaws.us-east-1.s3")
+        .route_table_ids(rtb)
+        .send()
+        .await
+        .unwrap();
+    ec2.create_vpc_endpoint()
+        .vpc_id(vpc)
+        .vpc_endpoint_type(aws_sdk_ec2::types::VpcEndpointType::Interface)
+        .service_name("com.amazonaws.us-east-1.ec2")
+        .subnet_ids(web)
+        .private_dns_enabled(true)
+        .send()
+        .await
+        .unwrap();
+    let c = probe(&lab);
+    assert_eq!(c["verdict"], "PASS", "{c}");
+
     // Inspect: A is active; after a manual route change the route follows B: drift.
     let inspect = |lab: &Lab| -> Value {
         serde_json::from_slice(

@@ -164,6 +164,10 @@ pub enum Command {
         /// Declaration: s3://BUCKET/KEY or a file; a fleet: s3://BUCKET/PREFIX/ or a directory.
         #[arg(long, env = "DECLARATION_URI")]
         declaration: String,
+        /// The probe's subnets (the stack's ProbeSubnetIds, comma-separated): checked to reach
+        /// EC2 and S3 without the appliance (the units' way to EventBridge is always checked).
+        #[arg(long, value_delimiter = ',')]
+        probe_subnets: Vec<String>,
     },
     /// Print the state file (f5cloudfailoverstate.json) the last run wrote.
     State {

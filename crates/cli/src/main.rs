@@ -143,7 +143,10 @@ async fn dispatch(cli: &Cli) -> Result<(), CliError> {
             alarm_name_prefix,
         } => commands::invoke(&ctx, event, declaration, alarm_name_prefix).await,
         Command::Inspect { declaration } => commands::inspect(&ctx, declaration).await,
-        Command::Doctor { declaration } => commands::doctor(&ctx, declaration).await,
+        Command::Doctor {
+            declaration,
+            probe_subnets,
+        } => commands::doctor(&ctx, declaration, probe_subnets).await,
         Command::State { declaration } => commands::state(&ctx, declaration).await,
     }
 }

@@ -450,6 +450,13 @@ impl Ec2Describe for Recording<'_> {
     async fn impaired_instances(&self, ids: &[String]) -> Result<Vec<String>, CloudError> {
         self.cloud.impaired_instances(ids).await
     }
+    async fn describe_vpc_endpoints(
+        &self,
+        f: &[Filter],
+    ) -> Result<Vec<crate::engine::model::VpcEndpoint>, CloudError> {
+        self.note("DescribeVpcEndpoints", f);
+        self.cloud.describe_vpc_endpoints(f).await
+    }
 }
 
 /// P:568 'should get Elastic IPs from AWS': `failoverAddresses.scopingTags` become one

@@ -13,7 +13,7 @@ use async_trait::async_trait;
 use crate::engine::declaration::{Encryption, Tags};
 use crate::engine::error::{CloudError, ErrorKind};
 use crate::engine::model::{
-    Association, ElasticIp, Filter, Instance, NetworkInterface, Route, RouteTable,
+    Association, ElasticIp, Filter, Instance, NetworkInterface, Route, RouteTable, VpcEndpoint,
 };
 use crate::engine::net::Cidr;
 use crate::engine::ports::{
@@ -114,6 +114,7 @@ struct World {
     tables: BTreeMap<String, RouteTable>,
     eips: BTreeMap<String, ElasticIp>,
     buckets: BTreeMap<String, Bucket>,
+    endpoints: BTreeMap<String, VpcEndpoint>,
     counter: u64,
 }
 
@@ -508,6 +509,32 @@ impl MemoryCloud {
         });
     }
 
+    /// Adds a VPC endpoint to `vpc` for `service` (`ec2`, `s3`, `events`): an interface endpoint
+    /// with private DNS, or (with `route_tables`) a gateway endpoint routed in them. Its id.
+    pub fn add_vpc_endpoint(&self, vpc: &str, service: &str, route_tables: &[&str]) -> String {
+        let id = format!("vpce-{:017x}", self.world.lock().unwrap().next());
+        self.edit(|w| {
+            w.endpoints.insert(
+                id.clone(),
+                VpcEndpoint {
+                    id: id.clone(),
+                    vpc_id: vpc.into(),
+                    service_name: format!("com.amazonaws.us-east-1.{service}"),
+                    kind: if route_tables.is_empty() {
+                        "Interface"
+                    } else {
+                        "Gateway"
+                    }
+                    .into(),
+                    state: "available".into(),
+                    private_dns: route_tables.is_empty(),
+                    route_table_ids: route_tables.iter().map(|t| t.to_string()).collect(),
+                },
+            );
+        });
+        id
+    }
+
     /// Makes `table` the VPC's main route table (subnets without an association use it).
     pub fn make_main(&self, table: &str) {
         let id = format!("rtbassoc-{:017x}", self.world.lock().unwrap().next());
@@ -685,6 +712,7 @@ impl World {
             tables: self.tables.clone(),
             eips: self.eips.clone(),
             buckets: BTreeMap::new(),
+            endpoints: self.endpoints.clone(),
             counter: self.counter,
         }
     }
@@ -967,6 +995,27 @@ impl Ec2Describe for MemoryCloud {
                 .filter(|id| w.instances.get(*id).is_some_and(|i| i.impaired))
                 .cloned()
                 .collect())
+        })
+    }
+
+    async fn describe_vpc_endpoints(
+        &self,
+        filters: &[Filter],
+    ) -> Result<Vec<VpcEndpoint>, CloudError> {
+        self.pause("DescribeVpcEndpoints").await;
+        self.read("DescribeVpcEndpoints", |w| {
+            select(
+                "DescribeVpcEndpoints",
+                w.endpoints.values().cloned(),
+                filters,
+                |e, f| {
+                    Some(match f.name.as_str() {
+                        "vpc-id" => has(&f.values, &e.vpc_id),
+                        "service-name" => has(&f.values, &e.service_name),
+                        _ => return None,
+                    })
+                },
+            )
         })
     }
 

@@ -191,12 +191,16 @@ pub struct HistoryFilter<'a> {
 
 /// `doctor`: exit 1 when a check fails. Over a fleet, every cluster in turn (a declaration
 /// that does not load fails).
-pub async fn doctor(ctx: &Context<'_>, declaration: &str) -> Result<(), CliError> {
+pub async fn doctor(
+    ctx: &Context<'_>,
+    declaration: &str,
+    probe_subnets: &[String],
+) -> Result<(), CliError> {
     let loc = location(declaration)?;
     let (mut doc, each, read) = for_each_cluster(
         ctx,
         &loc,
-        |c| doctor_one(ctx, c.cloud, c.decl, c.declared_at),
+        |c| doctor_one(ctx, c.cloud, c.decl, c.declared_at, probe_subnets),
         |output, checks: &Vec<Check>| render::show_checks(output, checks),
     )
     .await;
@@ -240,6 +244,7 @@ async fn doctor_one(
     cloud: AwsCloud,
     decl: Declaration,
     declared_at: String,
+    probe_subnets: &[String],
 ) -> Result<(Vec<Check>, Result<(), CliError>), CliError> {
     let checks = failover_core::ops::doctor::doctor(
         &cloud.ec2,
@@ -247,6 +252,7 @@ async fn doctor_one(
         &decl,
         ctx.scoping_tag_key,
         &declared_at,
+        probe_subnets,
     )
     .await
     .map_err(|e| CliError::new(e.to_string()))?;

@@ -1183,6 +1183,7 @@ mod tests {
             &d,
             crate::engine::declaration::LABEL_KEY,
             at,
+            &[],
         )
         .await
         .unwrap();
@@ -1261,6 +1262,7 @@ mod tests {
             &d,
             crate::engine::declaration::LABEL_KEY,
             "s3://cfe-state-bigip-ha/declarations/cluster.json",
+            &[],
         )
         .await
         .unwrap();
@@ -1285,6 +1287,7 @@ mod tests {
             &d,
             crate::engine::declaration::LABEL_KEY,
             "s3://cfe-state-bigip-ha/declarations/cluster.json",
+            &[],
         )
         .await
         .unwrap();

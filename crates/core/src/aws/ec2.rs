@@ -14,7 +14,7 @@ use super::cloud_error;
 use crate::engine::declaration::Tags;
 use crate::engine::error::{CloudError, ErrorKind};
 use crate::engine::model::{
-    Association, ElasticIp, Filter, Instance, NetworkInterface, Route, RouteTable,
+    Association, ElasticIp, Filter, Instance, NetworkInterface, Route, RouteTable, VpcEndpoint,
 };
 use crate::engine::net::Cidr;
 use crate::engine::ports::{DryRun, Ec2Describe, Ec2Mutate, Mutation};
@@ -222,21 +222,32 @@ fn one_attempt_at_a_time() -> aws_sdk_ec2::config::Builder {
         .timeout_config(super::timeouts(crate::engine::ports::CALL_TIMEOUT))
 }
 
-#[async_trait]
-impl Ec2Describe for AwsEc2 {
-    async fn describe_instances(&self, filters: &[Filter]) -> Result<Vec<Instance>, CloudError> {
-        const OP: &str = "DescribeInstances";
-        require_filters(OP, filters)?;
-        let reservations: Vec<types::Reservation> = self
-            .client
-            .describe_instances()
-            .set_filters(Some(sdk_filters(filters)))
+/// Every item of the paginated describe `$call` with `$filters` (at least one: discovery never
+/// asks for a whole region), an error named `$op`.
+macro_rules! all_items {
+    ($client:expr, $call:ident, $op:expr, $filters:expr) => {{
+        require_filters($op, $filters)?;
+        $client
+            .$call()
+            .set_filters(Some(sdk_filters($filters)))
             .into_paginator()
             .items()
             .send()
             .collect::<Result<_, _>>()
             .await
-            .map_err(|e| cloud_error(OP, e))?;
+            .map_err(|e| cloud_error($op, e))?
+    }};
+}
+
+#[async_trait]
+impl Ec2Describe for AwsEc2 {
+    async fn describe_instances(&self, filters: &[Filter]) -> Result<Vec<Instance>, CloudError> {
+        let reservations: Vec<types::Reservation> = all_items!(
+            self.client,
+            describe_instances,
+            "DescribeInstances",
+            filters
+        );
         let mut out = Vec::new();
         for i in reservations.iter().flat_map(|r| r.instances()) {
             let Some(id) = i.instance_id() else { continue };
@@ -309,18 +320,12 @@ impl Ec2Describe for AwsEc2 {
         &self,
         filters: &[Filter],
     ) -> Result<Vec<RouteTable>, CloudError> {
-        const OP: &str = "DescribeRouteTables";
-        require_filters(OP, filters)?;
-        let list: Vec<types::RouteTable> = self
-            .client
-            .describe_route_tables()
-            .set_filters(Some(sdk_filters(filters)))
-            .into_paginator()
-            .items()
-            .send()
-            .collect::<Result<_, _>>()
-            .await
-            .map_err(|e| cloud_error(OP, e))?;
+        let list: Vec<types::RouteTable> = all_items!(
+            self.client,
+            describe_route_tables,
+            "DescribeRouteTables",
+            filters
+        );
         Ok(list
             .iter()
             .filter_map(|t| {
@@ -406,6 +411,39 @@ impl Ec2Describe for AwsEc2 {
             }
         }
         Ok(out)
+    }
+
+    async fn describe_vpc_endpoints(
+        &self,
+        filters: &[Filter],
+    ) -> Result<Vec<VpcEndpoint>, CloudError> {
+        let list: Vec<types::VpcEndpoint> = all_items!(
+            self.client,
+            describe_vpc_endpoints,
+            "DescribeVpcEndpoints",
+            filters
+        );
+        Ok(list
+            .iter()
+            .filter_map(|e| {
+                Some(VpcEndpoint {
+                    id: e.vpc_endpoint_id()?.to_string(),
+                    vpc_id: e.vpc_id().unwrap_or_default().to_string(),
+                    service_name: e.service_name().unwrap_or_default().to_string(),
+                    kind: e
+                        .vpc_endpoint_type()
+                        .map(|k| k.as_str().to_string())
+                        .unwrap_or_default(),
+                    // EC2 answers `available` (its model spells the value `Available`).
+                    state: e
+                        .state()
+                        .map(|s| s.as_str().to_string())
+                        .unwrap_or_default(),
+                    private_dns: e.private_dns_enabled().unwrap_or(false),
+                    route_table_ids: e.route_table_ids().to_vec(),
+                })
+            })
+            .collect())
     }
 }
 

@@ -22,7 +22,7 @@ pub struct Instance {
     pub instance_type: String,
     /// Tags (the `Name` tag names the unit in reports).
     pub tags: Tags,
-    /// Attached network interfaces.
+    /// Attached network interfaces, by device index (the first is the primary interface).
     pub network_interfaces: Vec<NetworkInterface>,
 }
 
@@ -111,6 +111,41 @@ impl NetworkInterface {
     /// Whether the interface holds `ip` in any role.
     pub fn has_ip(&self, ip: IpAddr) -> bool {
         self.primary_ip == ip || self.secondary_ips.contains(&ip) || self.ipv6_ips.contains(&ip)
+    }
+}
+
+/// A VPC endpoint: how a subnet reaches an AWS API without a route to the internet.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VpcEndpoint {
+    /// `vpce-…`
+    pub id: String,
+    /// Its VPC.
+    pub vpc_id: String,
+    /// `com.amazonaws.<region>.<service>`.
+    pub service_name: String,
+    /// `Interface`, `Gateway`, `GatewayLoadBalancer`, …
+    pub kind: String,
+    /// `available`, `pending`, …
+    pub state: String,
+    /// An interface endpoint's private DNS (the service's own host name resolves to it).
+    pub private_dns: bool,
+    /// A gateway endpoint's route tables.
+    pub route_table_ids: Vec<String>,
+}
+
+impl VpcEndpoint {
+    /// Whether it serves `service` (`ec2`, `s3`, `events`) to a subnet using `table`: an
+    /// available interface endpoint with private DNS (the SDK's default host name resolves
+    /// to it, in every subnet of the VPC), or an available gateway endpoint routed in `table`.
+    pub fn serves(&self, service: &str, table: &str) -> bool {
+        self.state.eq_ignore_ascii_case("available")
+            && self.service_name.ends_with(&format!(".{service}"))
+            && match self.kind.as_str() {
+                "Interface" => self.private_dns,
+                "Gateway" => self.route_table_ids.iter().any(|t| t == table),
+                _ => false,
+            }
     }
 }
 

@@ -10,7 +10,9 @@ use async_trait::async_trait;
 
 use crate::engine::declaration::{Encryption, Tags};
 use crate::engine::error::CloudError;
-use crate::engine::model::{ElasticIp, Filter, Instance, NetworkInterface, RouteTable};
+use crate::engine::model::{
+    ElasticIp, Filter, Instance, NetworkInterface, RouteTable, VpcEndpoint,
+};
 use crate::engine::net::Cidr;
 
 /// The longest one call through a port may take, all retries included: the SDK adapters
@@ -93,6 +95,10 @@ pub const STORE_READS: [&str; 5] = [
     "ListObjectsV2",
 ];
 
+/// EC2 reads the operator's tools make (doctor's checks of the ways to the APIs) and no role
+/// of the stack: sendable, in no role's list.
+pub const OPERATOR_READS: [&str; 1] = ["DescribeVpcEndpoints"];
+
 /// `parts`, one after another: a role's operations from the lists above.
 pub const fn concat<const N: usize>(parts: &[&[&'static str]]) -> [&'static str; N] {
     let mut out = [""; N];
@@ -123,7 +129,9 @@ pub const fn total(parts: &[&[&str]]) -> usize {
 /// Whether the ports may send `operation` (an EC2 one of the lists above, or in
 /// [`PERMISSIONS`]).
 pub fn sendable(operation: &str) -> bool {
-    ec2_operation(operation) || PERMISSIONS.iter().any(|(o, _)| *o == operation)
+    ec2_operation(operation)
+        || OPERATOR_READS.contains(&operation)
+        || PERMISSIONS.iter().any(|(o, _)| *o == operation)
 }
 
 fn ec2_operation(operation: &str) -> bool {
@@ -172,6 +180,11 @@ pub trait Ec2Describe: Send + Sync {
     async fn describe_addresses(&self, filters: &[Filter]) -> Result<Vec<ElasticIp>, CloudError>;
     /// DescribeInstanceStatus: which of these instances fail their status checks.
     async fn impaired_instances(&self, instance_ids: &[String]) -> Result<Vec<String>, CloudError>;
+    /// DescribeVpcEndpoints (doctor's: an [`OPERATOR_READS`] name, no role of the stack sends it).
+    async fn describe_vpc_endpoints(
+        &self,
+        filters: &[Filter],
+    ) -> Result<Vec<VpcEndpoint>, CloudError>;
 }
 
 /// One mutating EC2 call: what the executor sends ([`Ec2Mutate::mutate`]) and what doctor
@@ -379,6 +392,16 @@ impl<E: Ec2Describe + ?Sized, H: BeforeCall + ?Sized> Ec2Describe for Hooked<'_,
             .before_describe("DescribeInstanceStatus", !instance_ids.is_empty())
             .await?;
         self.ec2.impaired_instances(instance_ids).await
+    }
+
+    async fn describe_vpc_endpoints(
+        &self,
+        filters: &[Filter],
+    ) -> Result<Vec<VpcEndpoint>, CloudError> {
+        self.hook
+            .before_describe("DescribeVpcEndpoints", !filters.is_empty())
+            .await?;
+        self.ec2.describe_vpc_endpoints(filters).await
     }
 }
 

@@ -65,7 +65,11 @@ pub struct Check {
     pub fix: Option<String>,
 }
 
-fn check(name: &'static str, problems: Vec<(Verdict, String, String)>, ok: String) -> Check {
+pub(crate) fn check(
+    name: &'static str,
+    problems: Vec<(Verdict, String, String)>,
+    ok: String,
+) -> Check {
     let worst = problems.iter().map(|p| p.0).max_by_key(|v| *v as u8);
     match worst {
         None => Check {
@@ -156,12 +160,15 @@ pub fn label(decl: &Declaration, key: &str) -> Option<String> {
 /// Runs every check.
 /// `declared_at` is how the operator names the declaration (its URI or file): the fixes'
 /// commands use it, so each is copy-paste (in a fleet, the pair's own declaration).
+/// `probe_subnets`: the probe's subnets (the stack's `ProbeSubnetIds`), whose ways to the
+/// APIs are checked with the units' own.
 pub async fn doctor(
     ec2: &dyn Ec2,
     store: &dyn ObjectStore,
     decl: &Declaration,
     stack_key: &str,
     declared_at: &str,
+    probe_subnets: &[String],
 ) -> Result<Vec<Check>, CloudError> {
     let mut snap = discover(ec2, store, decl).await?;
     let state = match &snap.bucket {
@@ -180,12 +187,16 @@ pub async fn doctor(
     let said = state
         .as_ref()
         .and_then(crate::engine::state::last_announcement);
+    let announces = said.is_some();
     let mut checks = static_checks(decl, &snap, stack_key, said);
     if let Some(c) = state.as_ref().and_then(|s| cfe_check(s, &snap)) {
         checks.push(c);
     }
     checks.push(bucket_check(store, decl, &snap, state.as_ref()).await?);
     checks.push(permission_check(ec2, decl, &snap, stack_key).await?);
+    checks.push(
+        crate::ops::paths::api_paths_check(ec2, decl, &snap, probe_subnets, announces).await?,
+    );
     if decl.addresses().is_some() {
         let problems = unscoped_vip_eips(ec2, decl, &snap)
             .await?
@@ -1181,6 +1192,7 @@ mod tests {
             &Declaration::parse(text).unwrap(),
             LABEL_KEY,
             DECL,
+            &[],
         )
         .await
         .unwrap()
@@ -1188,6 +1200,102 @@ mod tests {
 
     fn verdict(checks: &[Check], name: &str) -> Check {
         checks.iter().find(|c| c.name == name).unwrap().clone()
+    }
+
+    /// The failover path never runs through what it repairs. A probe in the web subnets, whose
+    /// 0.0.0.0/0 is the route the declaration points at the active unit, reaches EC2 and S3
+    /// only through the appliance: FAIL, with the template's endpoint parameters and the
+    /// `create-vpc-endpoint` commands. With an S3 gateway endpoint in that table and an EC2
+    /// interface endpoint (private DNS), PASS. A subnet outside the pair's VPC cannot be
+    /// judged (WARN). A unit whose management subnet takes the same route (its VPC's main
+    /// table) WARNs, and FAILs once it has announced; an EventBridge endpoint clears it.
+    #[tokio::test]
+    async fn a_probe_or_unit_reaching_the_apis_through_the_appliance_is_a_fail_with_the_fix() {
+        use crate::engine::request::{Mode, RunRequest, TargetSpec};
+        let cloud = MemoryCloud::seed();
+        let d = Declaration::parse(SNAT_NONE).unwrap();
+        let vpc = "vpc-0287f01407d1276f0";
+        let doc = |probe: &'static [&'static str]| {
+            let (cloud, d) = (&cloud, &d);
+            async move {
+                let subnets: Vec<String> = probe.iter().map(|s| s.to_string()).collect();
+                let checks = doctor(cloud, cloud, d, LABEL_KEY, DECL, &subnets)
+                    .await
+                    .unwrap();
+                verdict(&checks, "api-paths")
+            }
+        };
+        // Nothing routes the units' management subnets (no main table): nothing to say.
+        assert_eq!(doc(&[]).await.verdict, Verdict::Pass);
+        let c = doc(&["subnet-web-a"]).await;
+        assert_eq!(c.verdict, Verdict::Fail, "{c:?}");
+        for words in [
+            "probe subnet subnet-web-a reaches ec2 only through the appliance",
+            "probe subnet subnet-web-a reaches s3 only through the appliance",
+            "0.0.0.0/0 in rtb-060adeaa8fe5b2bbb is a route this declaration points at the active unit",
+        ] {
+            assert!(c.detail.contains(words), "{words}: {}", c.detail);
+        }
+        let fix = c.fix.unwrap();
+        for words in [
+            "ProbeEc2Endpoint=true",
+            "--vpc-endpoint-type Interface --service-name \"com.amazonaws.${AWS_REGION}.ec2\" --subnet-ids subnet-web-a",
+            "ProbeS3EndpointRouteTableIds=rtb-060adeaa8fe5b2bbb",
+            "--vpc-endpoint-type Gateway --service-name \"com.amazonaws.${AWS_REGION}.s3\" --route-table-ids rtb-060adeaa8fe5b2bbb",
+        ] {
+            assert!(fix.contains(words), "{words}: {fix}");
+        }
+        // The S3 gateway endpoint alone leaves EC2 behind the appliance.
+        cloud.add_vpc_endpoint(vpc, "s3", &[SEED_RTB]);
+        let c = doc(&["subnet-web-a"]).await;
+        assert_eq!(c.verdict, Verdict::Fail);
+        assert!(!c.detail.contains("reaches s3"), "{}", c.detail);
+        let ec2 = cloud.add_vpc_endpoint(vpc, "ec2", &[]);
+        let c = doc(&["subnet-web-a", "subnet-elsewhere"]).await;
+        assert_eq!(c.verdict, Verdict::Warn, "{c:?}");
+        assert!(
+            c.detail
+                .contains("subnet-elsewhere: no route table of the pair's VPC"),
+            "{}",
+            c.detail
+        );
+        let c = doc(&["subnet-web-a"]).await;
+        assert_eq!(c.verdict, Verdict::Pass, "{c:?}");
+        assert!(
+            c.detail.contains(&format!("subnet-web-a → ec2: {ec2}")),
+            "{}",
+            c.detail
+        );
+        // The units' management subnets fall to the main table: the managed one.
+        cloud.make_main(SEED_RTB);
+        let c = doc(&["subnet-web-a"]).await;
+        assert_eq!(c.verdict, Verdict::Warn, "{c:?}");
+        assert!(
+            c.detail
+                .contains("from subnet-a-mgmt only through the appliance")
+                && c.detail.contains("none is on record"),
+            "{}",
+            c.detail
+        );
+        assert!(c
+            .fix
+            .unwrap()
+            .contains("com.amazonaws.${AWS_REGION}.events"));
+        // Once a unit has announced, it is a failure.
+        let mut b = RunRequest::new(
+            TargetSpec::Instance(crate::lab::SEED_B.into()),
+            Mode::Execute,
+            "appliance",
+        );
+        b.announced = true;
+        b.event_at = Some(chrono::Utc::now());
+        crate::engine::failover::run(&cloud, &cloud, &d, b)
+            .await
+            .unwrap();
+        let c = doc(&["subnet-web-a"]).await;
+        assert_eq!(c.verdict, Verdict::Fail, "{c:?}");
+        cloud.add_vpc_endpoint(vpc, "events", &[]);
+        assert_eq!(doc(&["subnet-web-a"]).await.verdict, Verdict::Pass);
     }
 
     /// Cut-over beside a running CFE: its fresh RUNNING record is reported, matched to B by
@@ -1370,11 +1478,15 @@ mod tests {
         // disagrees with one scoping by the default key.
         let cloud = MemoryCloud::seed();
         let d = Declaration::parse(&v.to_string()).unwrap();
-        let team = doctor(&cloud, &cloud, &d, "team_ha", DECL).await.unwrap();
+        let team = doctor(&cloud, &cloud, &d, "team_ha", DECL, &[])
+            .await
+            .unwrap();
         assert_eq!(verdict(&team, "scoping-tag-key").verdict, Verdict::Pass);
         let d = Declaration::parse(AFTER).unwrap();
         let c = verdict(
-            &doctor(&cloud, &cloud, &d, "team_ha", DECL).await.unwrap(),
+            &doctor(&cloud, &cloud, &d, "team_ha", DECL, &[])
+                .await
+                .unwrap(),
             "scoping-tag-key",
         );
         assert_eq!(c.verdict, Verdict::Fail, "{c:?}");
@@ -1736,12 +1848,16 @@ mod tests {
         let mut topo = crate::testing::swap::twins();
         let d = crate::testing::swap::decl();
         let cloud = MemoryCloud::from_topology(&topo);
-        let checks = doctor(&cloud, &cloud, &d, LABEL_KEY, DECL).await.unwrap();
+        let checks = doctor(&cloud, &cloud, &d, LABEL_KEY, DECL, &[])
+            .await
+            .unwrap();
         assert_eq!(verdict(&checks, "twin-tables").verdict, Verdict::Pass);
         topo.route_tables.pop();
         let cloud = MemoryCloud::from_topology(&topo);
         let c = verdict(
-            &doctor(&cloud, &cloud, &d, LABEL_KEY, DECL).await.unwrap(),
+            &doctor(&cloud, &cloud, &d, LABEL_KEY, DECL, &[])
+                .await
+                .unwrap(),
             "twin-tables",
         );
         assert_eq!(c.verdict, Verdict::Fail, "{c:?}");
@@ -1753,7 +1869,9 @@ mod tests {
         let cloud = MemoryCloud::from_topology(&crate::testing::swap::twins());
         cloud.make_main(SEED_RTB);
         let c = verdict(
-            &doctor(&cloud, &cloud, &d, LABEL_KEY, DECL).await.unwrap(),
+            &doctor(&cloud, &cloud, &d, LABEL_KEY, DECL, &[])
+                .await
+                .unwrap(),
             "twin-tables",
         );
         assert!(c.detail.contains("main route table"), "{c:?}");

@@ -1,3 +1,5 @@
-//! What only operators run (the CLI links it, the Lambdas do not): `doctor`.
+//! What only operators run (the CLI links it, the Lambdas do not): `doctor`, and its check of
+//! the ways to the APIs (`paths`).
 
 pub mod doctor;
+pub mod paths;
