@@ -128,6 +128,20 @@ pub(crate) mod plan {
         s.parse().unwrap()
     }
 
+    /// CFE 2.2+'s form for the same-AZ pair ([`super::same_az_with_prefix`]): the prefix
+    /// 10.0.0.48/28 as a `networkInterfaceAddress`, next hops the units' primary IPs; then
+    /// `more`.
+    pub(crate) fn prefix_declaration(more: impl FnOnce(&mut Value)) -> Declaration {
+        patched(|v| {
+            v["failoverRoutes"]["routeGroupDefinitions"][0]["defaultNextHopAddresses"]["items"] =
+                serde_json::json!(["10.0.0.11", "10.0.0.12"]);
+            v["failoverAddresses"]["addressGroupDefinitions"] = serde_json::json!([
+                {"type": "networkInterfaceAddress", "scopingAddress": "10.0.0.48/28"}
+            ]);
+            more(v);
+        })
+    }
+
     /// A plan that left items out, as the reasons it gives for them (an item the
     /// target cannot take is skipped, the rest still moves; the run ends PARTIAL).
     pub(crate) fn skipped(p: Plan) -> Refusal {

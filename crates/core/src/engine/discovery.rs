@@ -937,3 +937,201 @@ pub async fn resolve_bucket(
 pub fn matches(have: &Tags, want: &Tags) -> bool {
     want.iter().all(|(k, v)| have.get(k) == Some(v))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lab::{tags, EipSpec, Topology, SEED_A, SEED_A_EXT, SEED_B, SEED_TAG};
+    use crate::memory::MemoryCloud;
+    use crate::testing::plan::{decl, patched, prefix_declaration, AFTER};
+    use crate::testing::same_az_with_prefix;
+
+    fn eip(id: &str, public: &str, on: Option<&str>) -> EipSpec {
+        EipSpec {
+            allocation_id: id.into(),
+            public_ip: public.parse().unwrap(),
+            tags: tags([SEED_TAG]),
+            associated_with: on.map(|ip| (SEED_A_EXT.into(), ip.parse().unwrap())),
+        }
+    }
+
+    /// The release of a prefix disassociates the EIPs on its addresses, so only an unfinished
+    /// run's log still knows where they belong: those it names on a declared prefix that are
+    /// still unassociated join the snapshot (once, however often recalled) with the logged
+    /// address; one logged outside the prefixes, or associated meanwhile, does not.
+    #[tokio::test]
+    async fn eips_a_prefix_release_detached_are_found_again_from_the_log() {
+        let mut topo = same_az_with_prefix();
+        topo.elastic_ips.extend([
+            eip("eipalloc-0detached", "3.3.3.3", Some("10.0.0.50")),
+            eip("eipalloc-0onprefix", "3.3.3.4", Some("10.0.0.52")),
+            eip("eipalloc-0loose", "3.3.3.5", None),
+        ]);
+        let cloud = MemoryCloud::from_topology(&topo);
+        cloud.disassociate("eipalloc-0detached");
+        cloud.settle();
+        let d = prefix_declaration(|_| ());
+        let mut snap = discover(&cloud, &cloud, &d).await.unwrap();
+        let on_prefix = |s: &Snapshot| -> Vec<String> {
+            s.prefix_eips
+                .iter()
+                .map(|p| p.eip.allocation_id.clone())
+                .collect()
+        };
+        assert_eq!(
+            on_prefix(&snap),
+            ["eipalloc-0onprefix"],
+            "the cloud no longer says"
+        );
+        assert!(snap.detached_eips().is_empty());
+        let logged = |id: &str, ip: &str| DetachedEip {
+            allocation_id: id.into(),
+            address: ip.parse().unwrap(),
+        };
+        let log = [
+            logged("eipalloc-0detached", "10.0.0.50"),
+            logged("eipalloc-0onprefix", "10.0.0.53"),
+            logged("eipalloc-0loose", "10.9.9.9"),
+        ];
+        for _ in 0..2 {
+            recover_prefix_eips(&cloud, &d, &log, &mut snap)
+                .await
+                .unwrap();
+            assert_eq!(
+                snap.detached_eips(),
+                [logged("eipalloc-0detached", "10.0.0.50")]
+            );
+            assert_eq!(
+                on_prefix(&snap),
+                ["eipalloc-0onprefix", "eipalloc-0detached"]
+            );
+        }
+        // Associated meanwhile (by another hand): the cloud says where it is.
+        let mut snap = discover(&cloud, &cloud, &d).await.unwrap();
+        cloud.tag_eip("eipalloc-0detached", "moved", "yes");
+        let mut moved = snap.clone();
+        recover_prefix_eips(&cloud, &decl(AFTER), &log, &mut moved)
+            .await
+            .unwrap();
+        assert_eq!(moved, snap, "no address group declares the prefix");
+        let mut t = same_az_with_prefix();
+        t.elastic_ips = vec![eip("eipalloc-0detached", "3.3.3.3", Some("10.0.0.50"))];
+        cloud.add_topology(&t);
+        cloud.settle();
+        recover_prefix_eips(&cloud, &d, &log, &mut snap)
+            .await
+            .unwrap();
+        assert!(snap.detached_eips().is_empty(), "{:?}", snap.prefix_eips);
+    }
+
+    /// `routeTag` next hops: the table's `f5_self_ips` tag; a tag with no address in it is
+    /// no next hop (said, naming the table), nor is a missing one.
+    #[test]
+    fn route_tag_next_hops_need_an_address_in_the_tag() {
+        let d = patched(|v| {
+            v["failoverRoutes"]["routeGroupDefinitions"][0]["defaultNextHopAddresses"] =
+                serde_json::json!({"discoveryType": "routeTag"});
+        });
+        let g = &d.route_groups()[0];
+        let r = &g.ranges[0];
+        let table = |tag: Option<&str>| RouteTable {
+            id: "rtb-1".into(),
+            vpc_id: "vpc-1".into(),
+            tags: tag.map(|v| tags([(SELF_IPS_TAG, v)])).unwrap_or_default(),
+            routes: Vec::new(),
+            associations: Vec::new(),
+        };
+        assert_eq!(
+            next_hops_for(g, r, &table(Some("10.0.0.11, 10.0.4.11"))).unwrap(),
+            [
+                "10.0.0.11".parse::<IpAddr>().unwrap(),
+                "10.0.4.11".parse().unwrap()
+            ]
+        );
+        for bad in [Some("none"), Some(""), None] {
+            let e = next_hops_for(g, r, &table(bad)).unwrap_err();
+            assert!(
+                e.contains("route table rtb-1 has no usable f5_self_ips tag"),
+                "{e}"
+            );
+        }
+    }
+
+    /// The fleet's index: the owners of the selected interfaces, each once; none for a scope
+    /// spanning VPCs (its "members" would be other pairs' instances).
+    #[tokio::test]
+    async fn member_ids_are_the_owners_of_the_selected_interfaces() {
+        let cloud = MemoryCloud::seed();
+        let d = decl(AFTER);
+        assert_eq!(member_ids(&cloud, &d).await.unwrap(), [SEED_A, SEED_B]);
+        // A copy of the pair in another VPC, its tables tagged alike: tags select both.
+        cloud.add_topology(&Topology::seed().copy(1));
+        let tagged = patched(|v| {
+            let g = &mut v["failoverRoutes"]["routeGroupDefinitions"][0];
+            g.as_object_mut().unwrap().remove("scopingName");
+            g["scopingTags"] = serde_json::json!({SEED_TAG.0: SEED_TAG.1});
+        });
+        let e = member_ids(&cloud, &tagged).await.unwrap_err();
+        assert!(e.to_string().contains("ScopeSpansVpcs"), "{e}");
+    }
+
+    /// Buckets found by `scopingTags` beyond the first are kept for doctor to name.
+    #[tokio::test]
+    async fn a_second_tagged_bucket_is_kept_as_extra() {
+        let cloud = MemoryCloud::seed();
+        let mut t = Topology::seed();
+        t.bucket.name = "cfe-state-second".into();
+        cloud.add_topology(&t);
+        let snap = discover(&cloud, &cloud, &decl(AFTER)).await.unwrap();
+        let mut all: Vec<String> = snap.extra_buckets.clone();
+        all.extend(snap.bucket.clone());
+        all.sort();
+        assert_eq!(all, ["cfe-state-bigip-ha", "cfe-state-second"]);
+        assert_eq!(snap.extra_buckets.len(), 1);
+    }
+
+    /// Only untagged EIPs on a member's VIP are "unscoped": one tagged as the scope asks but
+    /// left out for another reason (no VIPs tag) is the elastic-ips check's, and with
+    /// addresses disabled nothing is asked of EC2 at all.
+    #[tokio::test]
+    async fn unscoped_vip_eips_are_the_untagged_ones_on_vips() {
+        let cloud = MemoryCloud::seed();
+        let d = decl(AFTER);
+        let snap = discover(&cloud, &cloud, &d).await.unwrap();
+        // The seed's EIP, in scope: nothing to say.
+        assert!(unscoped_vip_eips(&cloud, &d, &snap)
+            .await
+            .unwrap()
+            .is_empty());
+        // Its VIPs tag gone: out of scope, but tagged as the scope asks.
+        let mut t = Topology::seed();
+        t.elastic_ips[0].tags.remove("f5_cloud_failover_vips");
+        let cloud = MemoryCloud::from_topology(&t);
+        let snap = discover(&cloud, &cloud, &d).await.unwrap();
+        assert!(snap.elastic_ips.is_empty());
+        assert!(unscoped_vip_eips(&cloud, &d, &snap)
+            .await
+            .unwrap()
+            .is_empty());
+        // Untagged: named, with its member.
+        let mut t = Topology::seed();
+        t.elastic_ips[0].tags.clear();
+        let cloud = MemoryCloud::from_topology(&t);
+        let snap = discover(&cloud, &cloud, &d).await.unwrap();
+        let found = unscoped_vip_eips(&cloud, &d, &snap).await.unwrap();
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].1, SEED_A);
+        // Addresses disabled: no DescribeAddresses.
+        let off = patched(|v| v["failoverAddresses"]["enabled"] = false.into());
+        cloud.reset_calls();
+        assert!(unscoped_vip_eips(&cloud, &off, &snap)
+            .await
+            .unwrap()
+            .is_empty());
+        assert!(
+            !cloud.calls().iter().any(|c| c == "DescribeAddresses"),
+            "{:?}",
+            cloud.calls()
+        );
+    }
+}

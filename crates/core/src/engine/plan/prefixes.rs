@@ -189,27 +189,14 @@ impl Planner<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::declaration::Declaration;
     use crate::engine::discovery::discover;
     use crate::engine::plan::plan;
     use crate::lab::{tags, SEED_A, SEED_A_EXT, SEED_B, SEED_B_EXT, SEED_TAG};
     use crate::memory::MemoryCloud;
-    use crate::testing::plan::{cidr, patched, plan_on};
+    use crate::testing::plan::{cidr, patched, plan_on, prefix_declaration};
     use crate::testing::same_az_with_prefix;
-    use serde_json::{json, Value};
+    use serde_json::json;
     use std::net::IpAddr;
-
-    /// CFE 2.2+'s form for the same-AZ pair: the prefix 10.0.0.48/28 as a
-    /// `networkInterfaceAddress`, next hops the units' primary IPs; then `more`.
-    fn prefix_declaration(more: impl FnOnce(&mut Value)) -> Declaration {
-        patched(|v| {
-            v["failoverRoutes"]["routeGroupDefinitions"][0]["defaultNextHopAddresses"]["items"] =
-                json!(["10.0.0.11", "10.0.0.12"]);
-            v["failoverAddresses"]["addressGroupDefinitions"] =
-                json!([{"type": "networkInterfaceAddress", "scopingAddress": "10.0.0.48/28"}]);
-            more(v);
-        })
-    }
 
     #[tokio::test]
     async fn an_ipv4_prefix_moves_by_release_then_assign_and_is_logged_as_cfe_does() {
