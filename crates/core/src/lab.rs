@@ -29,7 +29,8 @@ pub const SEED_B_EXT: &str = "eni-04bec0335a47b26c3";
 pub const SEED_EIP: &str = "98.80.114.203";
 
 /// A whole lab network.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Topology {
     /// Region.
     pub region: String,
@@ -50,7 +51,8 @@ pub struct Topology {
 }
 
 /// A subnet.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SubnetSpec {
     /// Logical id.
     pub id: String,
@@ -61,7 +63,8 @@ pub struct SubnetSpec {
 }
 
 /// An instance and its interfaces (the first is device 0).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct InstanceSpec {
     /// Logical id.
     pub id: String,
@@ -76,7 +79,8 @@ pub struct InstanceSpec {
 }
 
 /// An ENI.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct InterfaceSpec {
     /// Logical id.
     pub id: String,
@@ -85,17 +89,22 @@ pub struct InterfaceSpec {
     /// Primary private IP.
     pub primary: IpAddr,
     /// Secondary private IPs.
+    #[serde(default)]
     pub secondary: Vec<IpAddr>,
     /// Delegated IPv4 prefixes.
+    #[serde(default)]
     pub prefixes: Vec<Cidr>,
-    /// Source/destination check.
+    /// Source/destination check (on unless said: EC2's default).
+    #[serde(default = "on")]
     pub source_dest_check: bool,
     /// Tags.
+    #[serde(default)]
     pub tags: Tags,
 }
 
 /// An Elastic IP and where it starts.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct EipSpec {
     /// Logical allocation id.
     pub allocation_id: String,
@@ -108,7 +117,8 @@ pub struct EipSpec {
 }
 
 /// A route table.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TableSpec {
     /// Logical id.
     pub id: String,
@@ -117,16 +127,22 @@ pub struct TableSpec {
     /// Routes: destination → ENI (logical id).
     pub routes: Vec<(Cidr, String)>,
     /// Subnets associated with it.
+    #[serde(default)]
     pub subnets: Vec<String>,
 }
 
 /// The state bucket.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct BucketSpec {
     /// Name.
     pub name: String,
     /// Tags.
     pub tags: Tags,
+}
+
+fn on() -> bool {
+    true
 }
 
 /// Tags from pairs.

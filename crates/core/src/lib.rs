@@ -26,6 +26,8 @@ pub mod memory;
 #[cfg(any(test, feature = "ops"))]
 pub mod ops;
 #[cfg(test)]
+mod profile_tests;
+#[cfg(test)]
 pub(crate) mod testing;
 
 pub use app::fleet::{ClusterResult, Fleet, FleetReport};

@@ -1,0 +1,158 @@
+//! Appliance profiles (`examples/profiles/*/`), end to end on the in-memory cloud: each
+//! profile's topology (as its vendor documents it), its declaration (CFE's schema), and what
+//! the cloud looks like with each unit active. The pair fails over to B and back to A; each
+//! time every route, Elastic IP and moved address is where the profile says, doctor finds no
+//! FAIL, and a second run has nothing left to do.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::engine::declaration::{Declaration, LABEL_KEY};
+use crate::engine::failover::run;
+use crate::engine::model::Filter;
+use crate::engine::net::Cidr;
+use crate::engine::ports::Ec2Describe;
+use crate::engine::request::{Mode, RunRequest, TargetSpec};
+use crate::engine::state::TaskState;
+use crate::lab::Topology;
+use crate::memory::MemoryCloud;
+use crate::ops::doctor::{doctor, Verdict};
+
+/// `examples/profiles/NAME/profile.json`.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct Profile {
+    /// What the pair is, and the vendor documents its layout follows.
+    #[allow(dead_code)]
+    about: Vec<String>,
+    topology: Topology,
+    /// The two units, A (active at the start) then B.
+    units: [String; 2],
+    /// What the cloud looks like with each unit active.
+    active: BTreeMap<String, Expected>,
+}
+
+/// The managed items while one unit is active.
+#[derive(Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct Expected {
+    /// (route table, destination, interface).
+    #[serde(default)]
+    routes: Vec<(String, Cidr, String)>,
+    /// (allocation id, interface, private IP).
+    #[serde(default)]
+    eips: Vec<(String, String, IpAddr)>,
+    /// (interface, secondary IP it holds).
+    #[serde(default)]
+    addresses: Vec<(String, IpAddr)>,
+}
+
+fn profiles() -> Vec<PathBuf> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/profiles");
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(&root)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.join("profile.json").exists())
+        .collect();
+    dirs.sort();
+    dirs
+}
+
+/// Where the cloud differs from `want`, in words (empty: it agrees).
+async fn differences(cloud: &MemoryCloud, want: &Expected) -> Vec<String> {
+    let mut out = Vec::new();
+    for (table, dest, eni) in &want.routes {
+        let got = cloud.route_target(table, *dest);
+        if got.as_deref() != Some(eni.as_str()) {
+            out.push(format!("route {table} {dest}: {got:?}, not {eni}"));
+        }
+    }
+    let by_id = [Filter::new("allocation-id", want.eips.iter().map(|e| &e.0))];
+    let eips = if want.eips.is_empty() {
+        Vec::new()
+    } else {
+        cloud.describe_addresses(&by_id).await.unwrap()
+    };
+    for e in eips {
+        let (_, eni, ip) = want.eips.iter().find(|w| w.0 == e.allocation_id).unwrap();
+        if e.network_interface_id.as_deref() != Some(eni.as_str()) || e.private_ip != Some(*ip) {
+            out.push(format!(
+                "EIP {}: on {:?} {:?}, not {eni} {ip}",
+                e.allocation_id, e.network_interface_id, e.private_ip
+            ));
+        }
+    }
+    for (eni, ip) in &want.addresses {
+        let n = cloud
+            .describe_network_interfaces(&[Filter::new("network-interface-id", [eni])])
+            .await
+            .unwrap();
+        if !n.iter().any(|n| n.secondary_ips.contains(ip)) {
+            out.push(format!("{eni} does not hold {ip}"));
+        }
+    }
+    out
+}
+
+async fn fail_over(cloud: &MemoryCloud, d: &Declaration, to: &str) -> TaskState {
+    let mut r = RunRequest::new(TargetSpec::Instance(to.into()), Mode::Execute, "test");
+    r.force = true;
+    let out = run(cloud, cloud, d, r).await.unwrap();
+    cloud.settle();
+    match out {
+        crate::engine::failover::RunOutcome::Completed(r) => r.record.task_state,
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn every_profile_fails_over_and_back() {
+    let all = profiles();
+    assert!(all.len() >= 7, "{all:?}");
+    for dir in all {
+        let name = dir.file_name().unwrap().to_string_lossy().to_string();
+        let text = std::fs::read_to_string(dir.join("profile.json")).unwrap();
+        let p: Profile = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let decl_text = std::fs::read_to_string(dir.join("declaration.json")).unwrap();
+        let d = Declaration::parse(&decl_text).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let cloud = MemoryCloud::from_topology(&p.topology);
+        let [a, b] = &p.units;
+        let expected = |unit: &str| {
+            p.active
+                .get(unit)
+                .unwrap_or_else(|| panic!("{name}: no `active` entry for {unit}"))
+        };
+        let start = differences(&cloud, expected(a)).await;
+        assert!(
+            start.is_empty(),
+            "{name}: the topology is not A-active: {start:?}"
+        );
+        let checks = doctor(&cloud, &cloud, &d, LABEL_KEY, "declaration.json", &[])
+            .await
+            .unwrap();
+        let fails: Vec<_> = checks
+            .iter()
+            .filter(|c| c.verdict == Verdict::Fail)
+            .collect();
+        assert!(fails.is_empty(), "{name}: doctor fails {fails:#?}");
+        for unit in [b, a] {
+            assert_eq!(
+                fail_over(&cloud, &d, unit).await,
+                TaskState::Succeeded,
+                "{name}: to {unit}"
+            );
+            let off = differences(&cloud, expected(unit)).await;
+            assert!(off.is_empty(), "{name}: {unit} active: {off:?}");
+            cloud.reset_calls();
+            assert_eq!(fail_over(&cloud, &d, unit).await, TaskState::Succeeded);
+            assert_eq!(
+                cloud.mutation_count(),
+                0,
+                "{name}: a second run to {unit} changed something"
+            );
+        }
+    }
+}
