@@ -1,0 +1,1 @@
+../bigip/announce-active.sh
