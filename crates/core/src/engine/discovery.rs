@@ -1134,4 +1134,65 @@ mod tests {
             cloud.calls()
         );
     }
+
+    /// A tag-selected EIP none of whose VIPs is on a member is another pair's: left alone,
+    /// said. One the declaration lists (addressGroupDefinitions) is the cluster's whatever
+    /// its VIPs: kept.
+    #[tokio::test]
+    async fn a_foreign_tagged_eip_is_left_alone_but_a_listed_one_is_kept() {
+        let mut t = Topology::seed();
+        t.elastic_ips[0]
+            .tags
+            .insert("f5_cloud_failover_vips".into(), "10.9.9.1,10.9.9.2".into());
+        let cloud = MemoryCloud::from_topology(&t);
+        let tagged = decl(AFTER);
+        assert!(!names_its_eips(&tagged));
+        let snap = discover(&cloud, &cloud, &tagged).await.unwrap();
+        assert!(snap.elastic_ips.is_empty());
+        assert!(
+            snap.left_alone[0].contains("none of its VIPs (10.9.9.1, 10.9.9.2) is on a member"),
+            "{:?}",
+            snap.left_alone
+        );
+        let listed = patched(|v| {
+            v["failoverAddresses"]["addressGroupDefinitions"] = serde_json::json!([
+                {"type": "elasticIpAddress", "scopingAddress": crate::lab::SEED_EIP,
+                 "vipAddresses": ["10.9.9.1", "10.9.9.2"]}
+            ]);
+        });
+        assert!(names_its_eips(&listed));
+        let snap = discover(&cloud, &cloud, &listed).await.unwrap();
+        assert_eq!(snap.elastic_ips.len(), 1, "{:?}", snap.left_alone);
+        assert!(snap.left_alone.is_empty(), "{:?}", snap.left_alone);
+    }
+
+    /// The VPC evidence: a resource of no known VPC says nothing, a resource named twice is
+    /// listed once, two VPCs are a conflict naming each with its resources.
+    #[test]
+    fn vpc_evidence_settles_on_one_vpc_or_names_the_conflict() {
+        let mut one = VpcEvidence::default();
+        one.add("", "eipalloc-free");
+        one.add("vpc-1", "rtb-1");
+        let mut snap = Snapshot::default();
+        one.settle(&mut snap);
+        assert_eq!(snap.vpc_id.as_deref(), Some("vpc-1"));
+        assert!(snap.vpc_conflicts.is_empty());
+        let mut two = VpcEvidence::default();
+        for (vpc, r) in [
+            ("vpc-1", "rtb-1"),
+            ("vpc-2", "rtb-2"),
+            ("vpc-2", "rtb-2"),
+            ("vpc-2", "eni-2"),
+        ] {
+            two.add(vpc, r);
+        }
+        let mut snap = Snapshot::default();
+        two.settle(&mut snap);
+        assert_eq!(snap.vpc_id, None);
+        assert!(
+            snap.vpc_conflicts[0].contains("spans 2 VPCs: vpc-1 (rtb-1); vpc-2 (rtb-2, eni-2)"),
+            "{:?}",
+            snap.vpc_conflicts
+        );
+    }
 }
