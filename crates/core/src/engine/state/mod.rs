@@ -583,4 +583,53 @@ mod tests {
             "{e}"
         );
     }
+
+    /// CFE's spelling of each task state, the same as its JSON.
+    #[test]
+    fn task_states_are_spelt_as_cfe_and_their_json() {
+        use TaskState::*;
+        for (s, word) in [
+            (Running, "RUNNING"),
+            (Succeeded, "SUCCEEDED"),
+            (Failed, "FAILED"),
+            (Partial, "PARTIAL"),
+            (DryRun, "DRY_RUN"),
+        ] {
+            assert_eq!(s.as_str(), word);
+            assert_eq!(serde_json::to_value(s).unwrap(), word);
+        }
+    }
+
+    /// The box's last word, read back from a state file: none when absent or unreadable.
+    #[test]
+    fn the_last_announcement_is_read_from_the_state_file() {
+        let said = serde_json::json!({EXTENSION_KEY: {"lastAnnouncement": {
+            "target": "i-061cbb31a5158ad30", "at": "2026-12-06T17:00:00Z"}}});
+        let got = last_announcement(&said).unwrap();
+        assert_eq!(got.target, "i-061cbb31a5158ad30");
+        assert_eq!(got.at.to_rfc3339(), "2026-12-06T17:00:00+00:00");
+        for none in [
+            serde_json::json!({}),
+            serde_json::json!({EXTENSION_KEY: {}}),
+            serde_json::json!({EXTENSION_KEY: {"lastAnnouncement": {"target": 7}}}),
+        ] {
+            assert!(last_announcement(&none).is_none(), "{none}");
+        }
+    }
+
+    /// A finished record has its end time and its duration.
+    #[test]
+    fn finish_stamps_the_end_and_the_duration() {
+        let decl = Declaration::parse(crate::testing::plan::AFTER).unwrap();
+        let req = RunRequest::new(
+            crate::engine::request::TargetSpec::Instance("i-1".into()),
+            crate::engine::request::Mode::Execute,
+            "test",
+        );
+        let mut r = RunRecord::new("r1".into(), &decl, &req);
+        assert!(r.finished_at.is_none() && r.duration_ms.is_none());
+        r.finish(std::time::Instant::now() - std::time::Duration::from_millis(1500));
+        assert!(r.finished_at.unwrap() >= r.started_at);
+        assert!(r.duration_ms.unwrap() >= 1500, "{:?}", r.duration_ms);
+    }
 }
