@@ -10,6 +10,7 @@ mod doctor;
 mod faults;
 mod fleet;
 mod iam;
+mod init;
 mod moto;
 mod proxy;
 mod seed;

@@ -69,6 +69,30 @@ pub enum Command {
         #[arg(long)]
         against: Vec<PathBuf>,
     },
+    /// Propose a declaration from the pair's two instance ids (A, active now, first): the
+    /// Elastic IPs on them and the routes of their VPC at them, interfaces paired by device
+    /// index. Writes it, prints the tags it needs (--apply: sets them), validates it, and
+    /// after --apply runs doctor on it. Exit 1 on a doctor FAIL.
+    Init {
+        /// The two units: A (active now), B.
+        #[arg(long, value_delimiter = ',', num_args = 1.., required = true)]
+        instances: Vec<String>,
+        /// The scoping tag's value (its key is --scoping-tag-key: the stack's ScopingTagKey).
+        #[arg(long)]
+        label: String,
+        /// Only these route tables (default: every table of the VPC with a route at a unit).
+        #[arg(long, value_delimiter = ',')]
+        route_tables: Vec<String>,
+        /// Only these Elastic IPs, by allocation id or address (default: every one on a unit).
+        #[arg(long, value_delimiter = ',')]
+        eips: Vec<String>,
+        /// Where to write the declaration.
+        #[arg(long, default_value = "declaration.json")]
+        out: PathBuf,
+        /// Set the tags and turn source/destination check off, then run doctor.
+        #[arg(long)]
+        apply: bool,
+    },
     /// Validate a declaration, then upload it.
     Declare {
         /// Declaration file.

@@ -148,5 +148,23 @@ async fn dispatch(cli: &Cli) -> Result<(), CliError> {
             probe_subnets,
         } => commands::doctor(&ctx, declaration, probe_subnets).await,
         Command::State { declaration } => commands::state(&ctx, declaration).await,
+        Command::Init {
+            instances,
+            label,
+            route_tables,
+            eips,
+            out,
+            apply,
+        } => {
+            let asked = commands::InitArgs {
+                instances,
+                label,
+                route_tables,
+                eips,
+                out,
+                apply: *apply,
+            };
+            commands::init(&ctx, asked).await
+        }
     }
 }

@@ -295,6 +295,49 @@ pub fn show_checks(output: Output, checks: &[Check]) {
     }
 }
 
+/// `init`: what was found, the declaration written, the changes (made, or to make), and
+/// doctor's checks after `--apply`.
+pub fn show_init(
+    output: Output,
+    out: &std::path::Path,
+    p: &failover_core::ops::init::Proposal,
+    applied: bool,
+    checks: Option<&[Check]>,
+) {
+    if output == Output::Json {
+        print_json(&serde_json::json!({
+            "declarationFile": out.display().to_string(),
+            "proposal": p,
+            "commands": p.commands(),
+            "applied": applied,
+            "doctor": checks,
+        }));
+        return;
+    }
+    for n in &p.notes {
+        say!("- {n}");
+    }
+    say!("wrote {} (valid)", out.display());
+    if applied {
+        say!("applied: {} change(s)", p.commands().len());
+        for c in p.commands() {
+            say!("  {c}");
+        }
+    } else {
+        say!("the changes it needs (--apply makes them):");
+        for c in p.commands() {
+            say!("  {c}");
+        }
+        say!(
+            "then: cloud-failover doctor --declaration {}",
+            out.display()
+        );
+    }
+    if let Some(checks) = checks {
+        show_checks(output, checks);
+    }
+}
+
 /// `state`: the state file as S3 has it.
 pub fn show_state(output: Output, state: &Value) {
     if output == Output::Json {

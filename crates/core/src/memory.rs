@@ -17,8 +17,8 @@ use crate::engine::model::{
 };
 use crate::engine::net::Cidr;
 use crate::engine::ports::{
-    DryRun, Ec2Describe, Ec2Mutate, Listed, Mutation, ObjectStore, StoredObject, WriteCondition,
-    MUTATING_OPERATIONS,
+    DryRun, Ec2Describe, Ec2Mutate, Ec2Setup, Listed, Mutation, ObjectStore, StoredObject,
+    WriteCondition, MUTATING_OPERATIONS,
 };
 use crate::lab::Topology;
 
@@ -1081,6 +1081,53 @@ impl Ec2Describe for MemoryCloud {
                     })
                 },
             )
+        })
+    }
+}
+
+#[async_trait]
+impl Ec2Setup for MemoryCloud {
+    async fn create_tags(&self, resources: &[String], tags: &Tags) -> Result<(), CloudError> {
+        self.call("CreateTags", |w| {
+            // All or nothing, as EC2: an unknown id fails the call before any tag is set.
+            for r in resources {
+                let known = w.eips.contains_key(r)
+                    || w.tables.contains_key(r)
+                    || w.interfaces.contains_key(r)
+                    || w.instances.contains_key(r);
+                if !known {
+                    return Err(err(
+                        "CreateTags",
+                        ErrorKind::Rejected,
+                        "InvalidID",
+                        format!("The ID '{r}' is not valid"),
+                    ));
+                }
+            }
+            for r in resources {
+                let set = if let Some(e) = w.eips.get_mut(r) {
+                    &mut e.tags
+                } else if let Some(t) = w.tables.get_mut(r) {
+                    &mut t.tags
+                } else if let Some(n) = w.interfaces.get_mut(r) {
+                    &mut n.tags
+                } else {
+                    &mut w.instances.get_mut(r).expect("checked").tags
+                };
+                set.extend(tags.iter().map(|(k, v)| (k.clone(), v.clone())));
+            }
+            Ok(())
+        })
+    }
+
+    async fn disable_source_dest_check(&self, eni: &str) -> Result<(), CloudError> {
+        self.call("ModifyNetworkInterfaceAttribute", |w| {
+            w.existing_interface("ModifyNetworkInterfaceAttribute", eni)?;
+            w.interfaces
+                .get_mut(eni)
+                .expect("checked")
+                .source_dest_check = false;
+            Ok(())
         })
     }
 }

@@ -108,51 +108,116 @@ async fn fail_over(cloud: &MemoryCloud, d: &Declaration, to: &str) -> TaskState 
     }
 }
 
-#[tokio::test(start_paused = true)]
-async fn every_profile_fails_over_and_back() {
+/// Every profile: its directory's name, the profile, and its declaration.
+fn each_profile() -> Vec<(String, Profile, String)> {
     let all = profiles();
     assert!(all.len() >= 7, "{all:?}");
-    for dir in all {
-        let name = dir.file_name().unwrap().to_string_lossy().to_string();
-        let text = std::fs::read_to_string(dir.join("profile.json")).unwrap();
-        let p: Profile = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{name}: {e}"));
-        let decl_text = std::fs::read_to_string(dir.join("declaration.json")).unwrap();
-        let d = Declaration::parse(&decl_text).unwrap_or_else(|e| panic!("{name}: {e}"));
-        let cloud = MemoryCloud::from_topology(&p.topology);
-        let [a, b] = &p.units;
-        let expected = |unit: &str| {
-            p.active
-                .get(unit)
-                .unwrap_or_else(|| panic!("{name}: no `active` entry for {unit}"))
-        };
-        let start = differences(&cloud, expected(a)).await;
-        assert!(
-            start.is_empty(),
-            "{name}: the topology is not A-active: {start:?}"
+    all.into_iter()
+        .map(|dir| {
+            let name = dir.file_name().unwrap().to_string_lossy().to_string();
+            let text = std::fs::read_to_string(dir.join("profile.json")).unwrap();
+            let p: Profile = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{name}: {e}"));
+            let decl = std::fs::read_to_string(dir.join("declaration.json")).unwrap();
+            (name, p, decl)
+        })
+        .collect()
+}
+
+/// Doctor without FAIL on A-active `cloud`, then over to B and back to A: each time every
+/// item where `p` says, and a second run changes nothing.
+async fn over_and_back(name: &str, p: &Profile, cloud: &MemoryCloud, d: &Declaration) {
+    let [a, b] = &p.units;
+    let expected = |unit: &str| {
+        p.active
+            .get(unit)
+            .unwrap_or_else(|| panic!("{name}: no `active` entry for {unit}"))
+    };
+    let start = differences(cloud, expected(a)).await;
+    assert!(
+        start.is_empty(),
+        "{name}: the topology is not A-active: {start:?}"
+    );
+    let checks = doctor(cloud, cloud, d, LABEL_KEY, "declaration.json", &[])
+        .await
+        .unwrap();
+    let fails: Vec<_> = checks
+        .iter()
+        .filter(|c| c.verdict == Verdict::Fail)
+        .collect();
+    assert!(fails.is_empty(), "{name}: doctor fails {fails:#?}");
+    for unit in [b, a] {
+        assert_eq!(
+            fail_over(cloud, d, unit).await,
+            TaskState::Succeeded,
+            "{name}: to {unit}"
         );
-        let checks = doctor(&cloud, &cloud, &d, LABEL_KEY, "declaration.json", &[])
-            .await
-            .unwrap();
-        let fails: Vec<_> = checks
-            .iter()
-            .filter(|c| c.verdict == Verdict::Fail)
-            .collect();
-        assert!(fails.is_empty(), "{name}: doctor fails {fails:#?}");
-        for unit in [b, a] {
-            assert_eq!(
-                fail_over(&cloud, &d, unit).await,
-                TaskState::Succeeded,
-                "{name}: to {unit}"
-            );
-            let off = differences(&cloud, expected(unit)).await;
-            assert!(off.is_empty(), "{name}: {unit} active: {off:?}");
-            cloud.reset_calls();
-            assert_eq!(fail_over(&cloud, &d, unit).await, TaskState::Succeeded);
-            assert_eq!(
-                cloud.mutation_count(),
-                0,
-                "{name}: a second run to {unit} changed something"
-            );
+        let off = differences(cloud, expected(unit)).await;
+        assert!(off.is_empty(), "{name}: {unit} active: {off:?}");
+        cloud.reset_calls();
+        assert_eq!(fail_over(cloud, d, unit).await, TaskState::Succeeded);
+        assert_eq!(
+            cloud.mutation_count(),
+            0,
+            "{name}: a second run to {unit} changed something"
+        );
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn every_profile_fails_over_and_back() {
+    for (name, p, text) in each_profile() {
+        let d = Declaration::parse(&text).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let cloud = MemoryCloud::from_topology(&p.topology);
+        over_and_back(&name, &p, &cloud, &d).await;
+    }
+}
+
+/// `cloud-failover init` on each profile's pair as it stands before any setup (no scoping
+/// tag anywhere but the stack's bucket, source/destination check on): the declaration it
+/// proposes, once its changes are applied, fails the pair over and back exactly as the
+/// profile's own. Given only the two instance ids.
+#[tokio::test(start_paused = true)]
+async fn init_reproduces_every_profile_from_two_instance_ids() {
+    use crate::ops::init::{apply, propose, InitRequest};
+    for (name, mut p, text) in each_profile() {
+        let label = match Declaration::parse(&text).unwrap().external_storage.scope {
+            crate::engine::declaration::Scope::Tags(t) => t[LABEL_KEY].clone(),
+            other => panic!("{name}: {other:?}"),
+        };
+        for e in &mut p.topology.elastic_ips {
+            e.tags.clear();
         }
+        for t in &mut p.topology.route_tables {
+            t.tags.clear();
+        }
+        for n in p
+            .topology
+            .instances
+            .iter_mut()
+            .flat_map(|i| &mut i.interfaces)
+        {
+            n.tags.clear();
+            n.source_dest_check = true;
+        }
+        let cloud = MemoryCloud::from_topology(&p.topology);
+        let req = InitRequest {
+            units: p.units.clone(),
+            tag: (LABEL_KEY.into(), label),
+            route_tables: Vec::new(),
+            eips: Vec::new(),
+        };
+        let proposal = propose(&cloud, &req)
+            .await
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert!(
+            !proposal.notes.iter().any(|n| n.starts_with("left out")),
+            "{name}: {:#?}",
+            proposal.notes
+        );
+        apply(&cloud, &proposal).await.unwrap();
+        cloud.settle();
+        let d = Declaration::from_value(&proposal.declaration)
+            .unwrap_or_else(|e| panic!("{name}: {e}\n{:#}", proposal.declaration));
+        over_and_back(&name, &p, &cloud, &d).await;
     }
 }

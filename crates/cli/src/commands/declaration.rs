@@ -191,3 +191,93 @@ async fn siblings_allow(
         clashes.join("; ")
     )))
 }
+
+/// `init`'s arguments.
+pub struct InitArgs<'a> {
+    /// `--instances`: A, B.
+    pub instances: &'a [String],
+    /// `--label`.
+    pub label: &'a str,
+    /// `--route-tables`.
+    pub route_tables: &'a [String],
+    /// `--eips`.
+    pub eips: &'a [String],
+    /// `--out`.
+    pub out: &'a Path,
+    /// `--apply`.
+    pub apply: bool,
+}
+
+/// `init --instances A,B --label V [--apply]`: propose, write, (apply,) validate, (doctor).
+pub async fn init(ctx: &Context<'_>, args: InitArgs<'_>) -> Result<(), CliError> {
+    use failover_core::ops::init::{apply, propose, InitError, InitRequest};
+    let units: [String; 2] = args
+        .instances
+        .to_vec()
+        .try_into()
+        .map_err(|got: Vec<String>| {
+            CliError::usage(format!(
+                "--instances: two instance ids, A (active now) then B; got {}",
+                got.len()
+            ))
+        })?;
+    if args.label.is_empty() {
+        return Err(CliError::usage(
+            "--label: the scoping tag's value, not empty",
+        ));
+    }
+    let req = InitRequest {
+        units,
+        tag: (ctx.scoping_tag_key.to_string(), args.label.to_string()),
+        route_tables: args.route_tables.to_vec(),
+        eips: args.eips.to_vec(),
+    };
+    let cloud = aws::connect(&ctx.opts).await;
+    let proposal = propose(&cloud.ec2, &req).await.map_err(|e| match e {
+        InitError::Request(m) => CliError::usage(m),
+        InitError::Cloud(e) => CliError::new(e.to_string()),
+    })?;
+    let text = serde_json::to_string_pretty(&proposal.declaration).unwrap_or_default() + "\n";
+    std::fs::write(args.out, &text)
+        .map_err(|e| CliError::new(format!("--out {}: {e}", args.out.display())))?;
+    let decl = Declaration::parse(&text)
+        .map_err(|e| CliError::new(format!("the proposed declaration does not validate: {e}")))?;
+    if args.apply {
+        apply(&cloud.ec2, &proposal)
+            .await
+            .map_err(|e| CliError::new(format!("applying the changes: {e}")))?;
+    }
+    let checks = if args.apply {
+        let at = args.out.display().to_string();
+        Some(
+            failover_core::ops::doctor::doctor(
+                &cloud.ec2,
+                &cloud.s3,
+                &decl,
+                ctx.scoping_tag_key,
+                &at,
+                &[],
+            )
+            .await
+            .map_err(|e| CliError::new(e.to_string()))?,
+        )
+    } else {
+        None
+    };
+    render::show_init(
+        ctx.output,
+        args.out,
+        &proposal,
+        args.apply,
+        checks.as_deref(),
+    );
+    match checks {
+        Some(c)
+            if c.iter()
+                .any(|c| c.verdict == failover_core::ops::doctor::Verdict::Fail) =>
+        {
+            Err(CliError::new("doctor: FAIL (see above)"))
+        }
+        _ => Ok(()),
+    }
+}

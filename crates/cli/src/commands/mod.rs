@@ -8,7 +8,7 @@ mod declaration;
 mod run;
 
 pub use cluster::{doctor, history, inspect, reset, state, unlock, HistoryFilter};
-pub use declaration::{declare, validate};
+pub use declaration::{declare, init, validate, InitArgs};
 pub use run::{execute, invoke, plan};
 
 use failover_core::app::events::Trust;

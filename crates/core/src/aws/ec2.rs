@@ -17,7 +17,7 @@ use crate::engine::model::{
     Association, ElasticIp, Filter, Instance, NetworkInterface, Route, RouteTable, VpcEndpoint,
 };
 use crate::engine::net::Cidr;
-use crate::engine::ports::{DryRun, Ec2Describe, Ec2Mutate, Mutation};
+use crate::engine::ports::{DryRun, Ec2Describe, Ec2Mutate, Ec2Setup, Mutation};
 
 /// The EC2 port over the AWS SDK.
 #[derive(Clone, Debug)]
@@ -444,6 +444,35 @@ impl Ec2Describe for AwsEc2 {
                 })
             })
             .collect())
+    }
+}
+
+#[async_trait]
+impl Ec2Setup for AwsEc2 {
+    async fn create_tags(&self, resources: &[String], tags: &Tags) -> Result<(), CloudError> {
+        let tags = tags
+            .iter()
+            .map(|(k, v)| types::Tag::builder().key(k).value(v).build())
+            .collect();
+        self.client
+            .create_tags()
+            .set_resources(Some(resources.to_vec()))
+            .set_tags(Some(tags))
+            .send()
+            .await
+            .map_err(|e| cloud_error("CreateTags", e))?;
+        Ok(())
+    }
+
+    async fn disable_source_dest_check(&self, eni: &str) -> Result<(), CloudError> {
+        self.client
+            .modify_network_interface_attribute()
+            .network_interface_id(eni)
+            .source_dest_check(types::AttributeBooleanValue::builder().value(false).build())
+            .send()
+            .await
+            .map_err(|e| cloud_error("ModifyNetworkInterfaceAttribute", e))?;
+        Ok(())
     }
 }
 

@@ -99,6 +99,10 @@ pub const STORE_READS: [&str; 5] = [
 /// of the stack: sendable, in no role's list.
 pub const OPERATOR_READS: [&str; 1] = ["DescribeVpcEndpoints"];
 
+/// EC2 changes only the operator makes ([`Ec2Setup`], `cloud-failover init --apply`): the
+/// scoping tags and source/destination check. Sendable, in no role's list.
+pub const OPERATOR_WRITES: [&str; 2] = ["CreateTags", "ModifyNetworkInterfaceAttribute"];
+
 /// `parts`, one after another: a role's operations from the lists above.
 pub const fn concat<const N: usize>(parts: &[&[&'static str]]) -> [&'static str; N] {
     let mut out = [""; N];
@@ -131,6 +135,7 @@ pub const fn total(parts: &[&[&str]]) -> usize {
 pub fn sendable(operation: &str) -> bool {
     ec2_operation(operation)
         || OPERATOR_READS.contains(&operation)
+        || OPERATOR_WRITES.contains(&operation)
         || PERMISSIONS.iter().any(|(o, _)| *o == operation)
 }
 
@@ -185,6 +190,20 @@ pub trait Ec2Describe: Send + Sync {
         &self,
         filters: &[Filter],
     ) -> Result<Vec<VpcEndpoint>, CloudError>;
+}
+
+/// The operator's setup of a pair ([`OPERATOR_WRITES`]): what `cloud-failover init --apply`
+/// changes before any failover, never a function.
+#[async_trait]
+pub trait Ec2Setup: Send + Sync {
+    /// CreateTags: `tags` on every one of `resources`.
+    async fn create_tags(
+        &self,
+        resources: &[String],
+        tags: &crate::engine::declaration::Tags,
+    ) -> Result<(), CloudError>;
+    /// ModifyNetworkInterfaceAttribute: source/destination check off on `eni`.
+    async fn disable_source_dest_check(&self, eni: &str) -> Result<(), CloudError>;
 }
 
 /// One mutating EC2 call: what the executor sends ([`Ec2Mutate::mutate`]) and what doctor

@@ -2,4 +2,5 @@
 //! the ways to the APIs (`paths`).
 
 pub mod doctor;
+pub mod init;
 pub mod paths;
