@@ -632,4 +632,263 @@ mod tests {
         assert!(r.finished_at.unwrap() >= r.started_at);
         assert!(r.duration_ms.unwrap() >= 1500, "{:?}", r.duration_ms);
     }
+
+    fn decl_with(patch: impl FnOnce(&mut Value)) -> Declaration {
+        crate::testing::plan::patched(patch)
+    }
+
+    /// Two declarations share a state file and a lock when one bucket could satisfy both
+    /// scopes (the same name; tags neither contradicts) and they name the same cluster.
+    #[test]
+    fn shared_keys_when_one_bucket_could_serve_both() {
+        let by_name = |n: &str| decl_with(|v| v["externalStorage"] = json!({"scopingName": n}));
+        let by_tags = |t: Value| decl_with(|v| v["externalStorage"] = json!({"scopingTags": t}));
+        let both = |a: &Declaration, b: &Declaration| shared_keys(a, b).len();
+        assert_eq!(both(&by_name("bucket-one"), &by_name("bucket-one")), 2);
+        assert_eq!(both(&by_name("bucket-one"), &by_name("bucket-two")), 0);
+        assert_eq!(
+            both(
+                &by_tags(json!({"k": "v"})),
+                &by_tags(json!({"k": "v", "j": "w"}))
+            ),
+            2
+        );
+        assert_eq!(
+            both(&by_tags(json!({"k": "v"})), &by_tags(json!({"k": "x"}))),
+            0
+        );
+        assert_eq!(both(&by_name("bucket-one"), &by_tags(json!({"k": "v"}))), 2);
+        let other = decl_with(|v| {
+            v["externalStorage"] = json!({"scopingName": "bucket-one"});
+            v["serverless"] = json!({"clusterName": "web2"});
+        });
+        let w = shared_keys(&by_name("bucket-one"), &other);
+        assert!(w.is_empty(), "{w:?}");
+    }
+
+    fn record(
+        decl: &Declaration,
+        id: &str,
+        minutes: i64,
+        state: TaskState,
+        by: Option<&str>,
+    ) -> RunRecord {
+        let req = RunRequest::new(
+            crate::engine::request::TargetSpec::Instance("i-1".into()),
+            Mode::Execute,
+            "alarm",
+        );
+        let mut r = RunRecord::new(id.into(), decl, &req);
+        r.started_at = DateTime::parse_from_rfc3339("2026-12-06T10:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc)
+            + chrono::Duration::minutes(minutes);
+        r.task_state = state;
+        r.requested_by = by.map(str::to_string);
+        r
+    }
+
+    /// History: newest first, `limit` of them, only the ones that did not succeed when asked
+    /// (read page by page, so a filter still finds `limit`), an unreadable object skipped;
+    /// who ran each: whoever asked, else the trigger.
+    #[tokio::test]
+    async fn history_is_newest_first_limited_and_filtered() {
+        use crate::engine::ports::ObjectStore;
+        let cloud = MemoryCloud::seed();
+        let decl = Declaration::parse(crate::testing::plan::AFTER).unwrap();
+        let log = StateLog {
+            store: &cloud,
+            bucket: "cfe-state-bigip-ha".into(),
+            decl: &decl,
+        };
+        for (id, m, st, by) in [
+            ("r1", 1, TaskState::Failed, None),
+            (
+                "r2",
+                2,
+                TaskState::Succeeded,
+                Some("arn:aws:iam::1:user/op"),
+            ),
+            ("r3", 3, TaskState::Succeeded, None),
+            ("r4", 4, TaskState::Partial, None),
+            ("r5", 5, TaskState::Succeeded, None),
+        ] {
+            log.write_history(&record(&decl, id, m, st, by))
+                .await
+                .unwrap();
+        }
+        let prefix = crate::engine::keys::history_prefix(&decl.extension.cluster_name);
+        cloud
+            .put_object(
+                "cfe-state-bigip-ha",
+                &format!("{prefix}29991231T000000.000Z-x.json"),
+                b"not json".to_vec(),
+                &crate::engine::declaration::Encryption::None,
+                None,
+            )
+            .await
+            .unwrap();
+        let ids = |v: Vec<RunSummary>| v.into_iter().map(|r| r.run_id).collect::<Vec<_>>();
+        let cluster = &decl.extension.cluster_name;
+        let h = |limit, failed| read_history(&cloud, "cfe-state-bigip-ha", cluster, limit, failed);
+        assert_eq!(ids(h(2, false).await.unwrap()), ["r5", "r4"]);
+        assert_eq!(
+            ids(h(10, false).await.unwrap()),
+            ["r5", "r4", "r3", "r2", "r1"]
+        );
+        assert_eq!(ids(h(2, true).await.unwrap()), ["r4", "r1"]);
+        assert_eq!(ids(h(1, true).await.unwrap()), ["r4"]);
+        let all = h(10, false).await.unwrap();
+        assert_eq!(all[3].who(), "arn:aws:iam::1:user/op");
+        assert_eq!(all[0].who(), "alarm");
+    }
+
+    fn failed_state(state: &str) -> Value {
+        json!({
+            "taskState": state,
+            "failoverOperations": {"addresses": {"publicAddresses": {
+                "3.3.3.3": {"AllocationId": "eipalloc-1", "target": {"PrivateIpAddress": "10.0.0.50"}}
+            }}},
+            EXTENSION_KEY: {
+                "detachedEips": [{"allocationId": "eipalloc-2", "address": "10.0.0.51"}],
+                "detachedPrefixes": [{"prefix": "10.0.0.64/28", "networkInterfaceId": "eni-2"}],
+                "operations": [
+                    {"id": "prefix-release:10.0.0.48/28", "wave": 0, "why": "",
+                     "action": {"type": "releasePrefix", "networkInterfaceId": "eni-1",
+                                "prefix": "10.0.0.48/28", "toNetworkInterfaceId": "eni-3"}},
+                    {"id": "prefix-release:10.0.0.48/28", "wave": 0, "why": "",
+                     "action": {"type": "releasePrefix", "networkInterfaceId": "eni-1",
+                                "prefix": "10.0.0.48/28", "toNetworkInterfaceId": "eni-3"}}
+                ]
+            }
+        })
+    }
+
+    /// An unfinished run's moves (RUNNING, FAILED, PARTIAL) are what the log still knows; a
+    /// finished run's are done. What a record carries forward counts either way. A prefix is
+    /// named once.
+    #[test]
+    fn unfinished_moves_are_read_from_an_unfinished_runs_state() {
+        let eip = |id: &str, ip: &str| DetachedEip {
+            allocation_id: id.into(),
+            address: ip.parse().unwrap(),
+        };
+        let pre = |p: &str, eni: &str| DetachedPrefix {
+            prefix: p.parse().unwrap(),
+            network_interface_id: eni.into(),
+        };
+        for st in ["RUNNING", "FAILED", "PARTIAL"] {
+            let s = failed_state(st);
+            assert_eq!(
+                unfinished_eip_moves(&s),
+                [
+                    eip("eipalloc-1", "10.0.0.50"),
+                    eip("eipalloc-2", "10.0.0.51")
+                ],
+                "{st}"
+            );
+            assert_eq!(
+                unfinished_prefix_moves(&s),
+                [pre("10.0.0.48/28", "eni-1"), pre("10.0.0.64/28", "eni-2")],
+                "{st}"
+            );
+        }
+        let done = failed_state("SUCCEEDED");
+        assert_eq!(
+            unfinished_eip_moves(&done),
+            [eip("eipalloc-2", "10.0.0.51")]
+        );
+        assert_eq!(
+            unfinished_prefix_moves(&done),
+            [pre("10.0.0.64/28", "eni-2")]
+        );
+    }
+
+    /// A reset is a clean slate that keeps the box's last word and what only the log knows.
+    #[tokio::test]
+    async fn a_reset_keeps_the_boxs_word_and_what_only_the_log_knows() {
+        let cloud = MemoryCloud::seed();
+        let decl = Declaration::parse(crate::testing::plan::AFTER).unwrap();
+        let log = StateLog {
+            store: &cloud,
+            bucket: "cfe-state-bigip-ha".into(),
+            decl: &decl,
+        };
+        let mut prev = failed_state("FAILED");
+        prev[EXTENSION_KEY]["lastAnnouncement"] =
+            json!({"target": "i-b", "at": "2026-12-06T10:00:00Z"});
+        log.reset_state("arn:aws:iam::1:user/op", Some(&prev))
+            .await
+            .unwrap();
+        let s = log.read_state().await.unwrap().unwrap();
+        assert_eq!(s["taskState"], "SUCCEEDED");
+        assert_eq!(s["message"], "Reset by arn:aws:iam::1:user/op");
+        let ext = &s[EXTENSION_KEY];
+        assert_eq!(ext["reset"], true);
+        assert_eq!(ext["lastAnnouncement"]["target"], "i-b");
+        assert_eq!(ext["detachedEips"].as_array().unwrap().len(), 2);
+        assert_eq!(ext["detachedPrefixes"].as_array().unwrap().len(), 2);
+        assert_eq!(last_announcement(&s).unwrap().target, "i-b");
+    }
+
+    /// An unfinished run's detached prefix EIPs and released prefixes join the snapshot
+    /// (released ones only while no member holds them, and only declared ones); another
+    /// cluster's record is not read.
+    #[tokio::test]
+    async fn recall_adds_what_an_unfinished_run_detached() {
+        use crate::lab::EipSpec;
+        let mut topo = crate::testing::same_az_with_prefix();
+        topo.elastic_ips.push(EipSpec {
+            allocation_id: "eipalloc-1".into(),
+            public_ip: "3.3.3.3".parse().unwrap(),
+            tags: crate::lab::tags([crate::lab::SEED_TAG]),
+            associated_with: None,
+        });
+        let cloud = MemoryCloud::from_topology(&topo);
+        let d = crate::testing::plan::prefix_declaration(|_| ());
+        let mut state = failed_state("FAILED");
+        state[EXTENSION_KEY]["cluster"] = d.extension.cluster_name.clone().into();
+        let mut snap = crate::engine::discovery::discover(&cloud, &cloud, &d)
+            .await
+            .unwrap();
+        recall_detached_eips(&cloud, &d, Some(&state), &mut snap)
+            .await
+            .unwrap();
+        assert_eq!(snap.detached_eips().len(), 1, "{:?}", snap.prefix_eips);
+        assert!(
+            snap.released_prefixes.is_empty(),
+            "A holds 10.0.0.48/28: {:?}",
+            snap.released_prefixes
+        );
+        // The prefix released and held by no one: named.
+        let mut t = crate::testing::same_az_with_prefix();
+        for i in &mut t.instances {
+            for n in &mut i.interfaces {
+                n.prefixes.clear();
+            }
+        }
+        let bare = MemoryCloud::from_topology(&t);
+        let mut snap = crate::engine::discovery::discover(&bare, &bare, &d)
+            .await
+            .unwrap();
+        recall_detached_eips(&bare, &d, Some(&state), &mut snap)
+            .await
+            .unwrap();
+        assert_eq!(
+            snap.released_prefixes.len(),
+            1,
+            "{:?}",
+            snap.released_prefixes
+        );
+        // Another cluster's record: nothing read.
+        let mut foreign = state.clone();
+        foreign[EXTENSION_KEY]["cluster"] = "someone-else".into();
+        let mut snap = crate::engine::discovery::discover(&cloud, &cloud, &d)
+            .await
+            .unwrap();
+        recall_detached_eips(&cloud, &d, Some(&foreign), &mut snap)
+            .await
+            .unwrap();
+        assert!(snap.detached_eips().is_empty());
+    }
 }
