@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Runs the documentation's local commands as written (make docs-check, .ci/run).
 
-Usage: scripts/docs-commands.py [-v] [FILE.md ...]   (default: README.md and docs/*.md;
+Usage: scripts/docs-commands.py [-v] [FILE.md ...]   (default: README.md and docs/**/*.md;
 -v prints every block's output, not only a failing one's)
 
 A ```sh block is run when the line before it (blank lines aside) is the marker
@@ -186,8 +186,9 @@ def main():
     args = sys.argv[1:]
     verbose = "-v" in args
     args = [a for a in args if a != "-v"]
-    files = [os.path.abspath(a) for a in args] or \
-        [os.path.join(ROOT, "README.md")] + sorted(glob.glob(os.path.join(ROOT, "docs", "*.md")))
+    files = [os.path.abspath(a) for a in args] or (
+        [os.path.join(ROOT, "README.md")]
+        + sorted(glob.glob(os.path.join(ROOT, "docs", "**", "*.md"), recursive=True)))
     target_dir = os.path.abspath(os.environ.get("CARGO_TARGET_DIR") or os.path.join(ROOT, "target"))
     started = time.time()
     failed = 0

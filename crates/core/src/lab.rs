@@ -174,6 +174,34 @@ fn iface(id: &str, subnet: &str, primary: &str, secondary: &[&str], sdc: bool) -
 }
 
 impl Topology {
+    /// The topology of an appliance profile (`examples/profiles/*/profile.json`: its
+    /// `topology`).
+    pub fn from_profile(text: &str) -> Result<Topology, String> {
+        let v: serde_json::Value = serde_json::from_str(text).map_err(|e| e.to_string())?;
+        let t = v
+            .get("topology")
+            .cloned()
+            .ok_or("no \"topology\" in the profile")?;
+        serde_json::from_value(t).map_err(|e| format!("topology: {e}"))
+    }
+
+    /// The pair as it stands before any setup: no scoping or failover tag on its Elastic IPs,
+    /// route tables and interfaces (the state bucket, the stack's, keeps its own), and
+    /// source/destination check on everywhere (EC2's default).
+    pub fn bare(mut self) -> Topology {
+        for e in &mut self.elastic_ips {
+            e.tags.clear();
+        }
+        for t in &mut self.route_tables {
+            t.tags.clear();
+        }
+        for n in self.instances.iter_mut().flat_map(|i| &mut i.interfaces) {
+            n.tags.clear();
+            n.source_dest_check = true;
+        }
+        self
+    }
+
     /// This topology again as another copy of the same template: the same addressing plan,
     /// tags and bucket, in another VPC with other resource ids (copy `n`, 1-15) and another
     /// public IP per EIP. Two copies in one account are the "repeated template" case.

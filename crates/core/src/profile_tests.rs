@@ -184,21 +184,7 @@ async fn init_reproduces_every_profile_from_two_instance_ids() {
             crate::engine::declaration::Scope::Tags(t) => t[LABEL_KEY].clone(),
             other => panic!("{name}: {other:?}"),
         };
-        for e in &mut p.topology.elastic_ips {
-            e.tags.clear();
-        }
-        for t in &mut p.topology.route_tables {
-            t.tags.clear();
-        }
-        for n in p
-            .topology
-            .instances
-            .iter_mut()
-            .flat_map(|i| &mut i.interfaces)
-        {
-            n.tags.clear();
-            n.source_dest_check = true;
-        }
+        p.topology = p.topology.bare();
         let cloud = MemoryCloud::from_topology(&p.topology);
         let req = InitRequest {
             units: p.units.clone(),

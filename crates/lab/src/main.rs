@@ -50,6 +50,13 @@ enum Command {
         /// With --fleet: where to write alarm-pair-N.json (unit A of pair N fails).
         #[arg(long, value_name = "DIR", default_value = ".")]
         events: PathBuf,
+        /// Instead of the seed, an appliance profile's pair (examples/profiles/*/profile.json).
+        #[arg(long, value_name = "FILE", conflicts_with = "fleet")]
+        profile: Option<PathBuf>,
+        /// With --profile: the pair as before any setup (no scoping tags, source/destination
+        /// check on), for `cloud-failover init`.
+        #[arg(long, requires = "profile")]
+        bare: bool,
     },
     /// Re-date sample event files in place: their times move to now, order and spacing kept
     /// (an event older than maxEventAgeSeconds, or than the cluster's last decision, is
@@ -111,15 +118,34 @@ async fn dispatch(cli: Cli) -> Result<(), String> {
             rewrite,
             fleet: Some(n),
             events,
+            ..
         } if rewrite.is_empty() => up_fleet(&endpoint_url, n, &events).await,
         Command::Up {
             endpoint_url,
             rewrite,
             fleet,
+            profile,
+            bare,
             ..
         } => match fleet {
             Some(_) => Err("--fleet writes its own declarations: no --rewrite".into()),
-            None => up(&endpoint_url, &rewrite).await,
+            None => {
+                let topo = match profile {
+                    Some(file) => {
+                        let text = std::fs::read_to_string(&file)
+                            .map_err(|e| format!("--profile {}: {e}", file.display()))?;
+                        let t = Topology::from_profile(&text)
+                            .map_err(|e| format!("--profile {}: {e}", file.display()))?;
+                        if bare {
+                            t.bare()
+                        } else {
+                            t
+                        }
+                    }
+                    None => Topology::seed(),
+                };
+                up(&endpoint_url, &rewrite, &topo).await
+            }
         },
         Command::Drill {
             output,
@@ -145,7 +171,7 @@ fn print_json(v: &Value) {
     println!("{}", serde_json::to_string_pretty(v).expect("json"));
 }
 
-async fn up(endpoint_url: &str, rewrite: &[String]) -> Result<(), String> {
+async fn up(endpoint_url: &str, rewrite: &[String], topo: &Topology) -> Result<(), String> {
     let opts = AwsOptions {
         region: None,
         endpoint_url: Some(endpoint_url.to_string()),
@@ -157,7 +183,7 @@ async fn up(endpoint_url: &str, rewrite: &[String]) -> Result<(), String> {
         );
     }
     let cloud = aws::connect_tooling(&opts, None).await;
-    let ids = failover_lab::builder::create(&cloud, &Topology::seed())
+    let ids = failover_lab::builder::create(&cloud, topo)
         .await
         .map_err(|e| e.to_string())?;
     for spec in rewrite {

@@ -261,13 +261,6 @@ pub async fn propose(ec2: &dyn Ec2Describe, req: &InitRequest) -> Result<Proposa
         let Some(eni) = e.network_interface_id.as_deref() else {
             continue;
         };
-        let Some(ip) = e.private_ip else {
-            notes.push(format!(
-                "left out: Elastic IP {} is on {eni}, but EC2 did not say which of its addresses (an emulator's answer): declare it by hand",
-                e.public_ip
-            ));
-            continue;
-        };
         let Some((unit, index)) = pair.slot(eni) else {
             continue;
         };
@@ -275,6 +268,15 @@ pub async fn propose(ec2: &dyn Ec2Describe, req: &InitRequest) -> Result<Proposa
         else {
             notes.push(format!(
                 "left out: Elastic IP {} is on device {index}, which one unit lacks",
+                e.public_ip
+            ));
+            continue;
+        };
+        // An interface with no other address can only have it on its primary one.
+        let only_primary = mine.secondary_ips.is_empty() && mine.ipv4_prefixes.is_empty();
+        let Some(ip) = e.private_ip.or(only_primary.then_some(mine.primary_ip)) else {
+            notes.push(format!(
+                "left out: Elastic IP {} is on {eni}, but EC2 did not say which of its addresses (an emulator's answer): declare it by hand",
                 e.public_ip
             ));
             continue;
