@@ -270,3 +270,65 @@ fn interface_address(ip: std::net::IpAddr, public: Option<&std::net::IpAddr>) ->
     entry["ipVersion"] = if ip.is_ipv6() { 6 } else { 4 }.into();
     entry
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::declaration::Declaration;
+    use crate::engine::discovery::discover;
+    use crate::memory::MemoryCloud;
+
+    /// CFE 2.2+'s interface entry: `publicAddress` only with an Elastic IP, `ipVersion` a number.
+    #[test]
+    fn interface_entries_are_written_as_cfe_writes_them() {
+        assert_eq!(
+            interface_address(
+                "10.0.0.101".parse().unwrap(),
+                Some(&"3.3.3.3".parse().unwrap())
+            ),
+            json!({"address": "10.0.0.101", "publicAddress": "3.3.3.3", "ipVersion": 4})
+        );
+        assert_eq!(
+            interface_address("2600:1f18::5".parse().unwrap(), None),
+            json!({"address": "2600:1f18::5", "ipVersion": 6})
+        );
+    }
+
+    fn cfe_state(task: &str, age_s: i64, host: &str) -> Value {
+        let at = Utc::now() - chrono::Duration::seconds(age_s);
+        json!({"taskState": task, "instance": host, "message": "",
+               "timestamp": at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+               "failoverOperations": {}})
+    }
+
+    /// CFE is failing over while its own state file says RUNNING, recently; not once it
+    /// finished, nor after its window, nor when the file is ours.
+    #[tokio::test]
+    async fn a_recent_running_cfe_state_is_a_failover_in_progress_matched_to_a_member() {
+        let cloud = MemoryCloud::seed();
+        let d = Declaration::parse(crate::testing::plan::AFTER).unwrap();
+        let snap = discover(&cloud, &cloud, &d).await.unwrap();
+        // BIG-IP's host name is an FQDN; the Name tag may be its first label only, any case.
+        let host = "FAILOVER02";
+        let now = cfe_state("RUNNING", 5, host);
+        assert_eq!(running(&now).as_deref(), Some(host));
+        let (h, member, _) = in_progress(&now, &snap).unwrap();
+        assert_eq!(
+            (h.as_str(), member.as_deref()),
+            (host, Some(crate::lab::SEED_B))
+        );
+        for not_now in [
+            cfe_state("SUCCEEDED", 5, host),
+            cfe_state("RUNNING", CFE_RUNNING_WINDOW_SECONDS + 5, host),
+        ] {
+            assert!(running(&not_now).is_none(), "{not_now}");
+            assert!(in_progress(&not_now, &snap).is_none(), "{not_now}");
+        }
+        let mut ours = now.clone();
+        ours[crate::engine::declaration::EXTENSION_KEY] = json!({});
+        assert!(running(&ours).is_none() && read(&ours).is_none());
+        let stranger = cfe_state("RUNNING", 5, "bigip-elsewhere.example.net");
+        let (_, member, _) = in_progress(&stranger, &snap).unwrap();
+        assert_eq!(member, None);
+    }
+}
