@@ -22,8 +22,8 @@ test:  ## Every test (unit, property, end-to-end through the SDK against moto)
 docs-check:  ## The docs' local commands as written (sh blocks marked <!-- ci: run -->), in a copy of the tree, against moto
 	python3 scripts/docs-commands.py
 
-mutants:  ## Mutation testing of the engine's files changed since main (ALL=1: every engine file; FILES=...: those), each against its own unit tests (scripts/mutants.sh)
-	bash scripts/mutants.sh $(if $(ALL),--all) $(FILES)
+mutants:  ## Mutation testing of the engine's files changed since main (ALL=1: every engine file; FILES=...: those; AGAIN=1: the last run's survivors), each against its own unit tests (scripts/mutants.sh)
+	bash scripts/mutants.sh $(if $(ALL),--all) $(if $(AGAIN),--again) $(FILES)
 
 lint:  ## Formatting and clippy, as CI runs them
 	cargo fmt --all -- --check

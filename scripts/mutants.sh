@@ -8,6 +8,11 @@
 #   scripts/mutants.sh                 the engine's files changed since main (git diff)
 #   scripts/mutants.sh --all           every file of the engine set below
 #   scripts/mutants.sh FILE...         those files
+#   scripts/mutants.sh --again         each file's survivors of the last run (target/mutants/*/
+#                                      mutants.out/missed.txt), re-tested against the tree as it
+#                                      is now; the totals count the last run's caught ones too
+#                                      (a mutant's name holds its line: only valid while the
+#                                      file's code, not its tests, is unchanged; checked)
 #
 # Prints caught / missed / timeout / unviable per file and the total; the figure quoted in
 # BENCHMARKS.md is (caught + timeout) / (caught + missed + timeout): a mutant that hangs the
@@ -29,7 +34,13 @@ if ! command -v cargo-mutants >/dev/null 2>&1; then
   cargo install --locked --quiet cargo-mutants
 fi
 files=()
+again=
 case "${1:-}" in
+  --again) again=1
+           for d in target/mutants/*/mutants.out; do
+             case "$d" in *-again/*) continue ;; esac
+             if [ -s "$d/missed.txt" ]; then files+=("$(head -1 "$d/missed.txt" | cut -d: -f1)"); fi
+           done ;;
   --all) for p in "${ENGINE[@]}"; do [ -e "$p" ] && files+=($(find "$p" -name '*.rs' | sort)); done ;;
   "") base=$(git merge-base HEAD main 2>/dev/null || git rev-list --max-parents=0 HEAD)
       for f in $(git diff --name-only "$base" -- 'crates/core/src/*.rs'); do
@@ -75,13 +86,30 @@ mkdir -p "$out"
 for f in "${files[@]}"; do
   name=$(module "$f")
   tag=$(basename "${f%.rs}")
+  first="$out/${name//::/-}-$tag/mutants.out"
+  select=()
+  run="$out/${name//::/-}-$tag"
+  if [ -n "$again" ]; then
+    # Exactly the last run's survivors, by name; each must still be a mutant of the file.
+    re=$(python3 -c 'import re,sys; print("^(" + "|".join(re.escape(l.strip()) for l in open(sys.argv[1]) if l.strip()) + ")$")' "$first/missed.txt")
+    listed=$(cd "$scratch" && cargo mutants --list -f "$f" -F "$re" 2>/dev/null | grep -c . || true)
+    if [ "$listed" -ne "$(grep -c . "$first/missed.txt")" ]; then
+      echo "$f: its code changed since the last run ($listed of its survivors are still mutants): run it again whole" >&2
+      exit 1
+    fi
+    select=(-F "$re")
+    run="$run-again"
+  fi
   # shellcheck disable=SC2086 # the filters are words
-  (cd "$scratch" && cargo mutants --in-place --no-shuffle -f "$f" --test-package failover-core \
+  (cd "$scratch" && cargo mutants --in-place --no-shuffle -f "$f" "${select[@]}" --test-package failover-core \
       --timeout 30 --build-timeout 240 \
-      --output "$out/${name//::/-}-$tag" -- --lib -- "$name" ${TESTED_BY[$name]:-} "${SKIP[@]}" >/dev/null 2>&1) || true
-  dir="$out/${name//::/-}-$tag/mutants.out"
-  count() { if [ -s "$dir/$1.txt" ]; then grep -c . "$dir/$1.txt"; else echo 0; fi; }
-  c=$(count caught) m=$(count missed) t=$(count timeout) u=$(count unviable)
+      --output "$run" -- --lib -- "$name" ${TESTED_BY[$name]:-} "${SKIP[@]}" >/dev/null 2>&1) || true
+  dir="$run/mutants.out"
+  count() { if [ -s "$1/$2.txt" ]; then grep -c . "$1/$2.txt"; else echo 0; fi; }
+  c=$(count "$dir" caught) m=$(count "$dir" missed) t=$(count "$dir" timeout) u=$(count "$dir" unviable)
+  if [ -n "$again" ]; then
+    c=$((c + $(count "$first" caught))) t=$((t + $(count "$first" timeout))) u=$(count "$first" unviable)
+  fi
   printf '%-36s caught %4d  missed %3d  timeout %2d  unviable %3d\n' "$f" "$c" "$m" "$t" "$u"
   [ "$m" -gt 0 ] && sed 's/^/    missed: /' "$dir/missed.txt"
   total_c=$((total_c + c)) total_m=$((total_m + m)) total_t=$((total_t + t)) total_u=$((total_u + u))
