@@ -176,6 +176,27 @@ async fn doctor_names_each_pitfall_and_inspect_shows_drift() {
         .send()
         .await
         .unwrap();
+    // The units' subnets use the VPC's main table, local routes only: no way to EventBridge
+    // (a WARN while no announcement is on record), until an events endpoint serves them.
+    let c = probe(&lab);
+    assert_eq!(c["verdict"], "WARN", "{c}");
+    assert!(
+        c["detail"]
+            .as_str()
+            .unwrap()
+            .contains("has no way to EventBridge")
+            && !c["detail"].as_str().unwrap().contains("probe subnet"),
+        "{c}"
+    );
+    ec2.create_vpc_endpoint()
+        .vpc_id(vpc)
+        .vpc_endpoint_type(aws_sdk_ec2::types::VpcEndpointType::Interface)
+        .service_name("com.amazonaws.us-east-1.events")
+        .subnet_ids(web)
+        .private_dns_enabled(true)
+        .send()
+        .await
+        .unwrap();
     let c = probe(&lab);
     assert_eq!(c["verdict"], "PASS", "{c}");
 

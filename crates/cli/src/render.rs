@@ -330,7 +330,7 @@ pub fn show_init(
         }
         say!(
             "then: cloud-failover doctor --declaration {}",
-            out.display()
+            failover_core::ops::init::shell_word(&out.display().to_string())
         );
     }
     if let Some(checks) = checks {

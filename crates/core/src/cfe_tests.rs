@@ -457,6 +457,13 @@ impl Ec2Describe for Recording<'_> {
         self.note("DescribeVpcEndpoints", f);
         self.cloud.describe_vpc_endpoints(f).await
     }
+    async fn describe_subnets(
+        &self,
+        f: &[Filter],
+    ) -> Result<Vec<crate::engine::model::VpcSubnet>, CloudError> {
+        self.note("DescribeSubnets", f);
+        self.cloud.describe_subnets(f).await
+    }
 }
 
 /// P:568 'should get Elastic IPs from AWS': `failoverAddresses.scopingTags` become one

@@ -14,6 +14,7 @@ use crate::engine::declaration::{Encryption, Tags};
 use crate::engine::error::{CloudError, ErrorKind};
 use crate::engine::model::{
     Association, ElasticIp, Filter, Instance, NetworkInterface, Route, RouteTable, VpcEndpoint,
+    VpcSubnet,
 };
 use crate::engine::net::Cidr;
 use crate::engine::ports::{
@@ -282,7 +283,7 @@ impl MemoryCloud {
                         interfaces: i.interfaces.iter().map(|n| n.id.clone()).collect(),
                     },
                 );
-                for n in &i.interfaces {
+                for (index, n) in i.interfaces.iter().enumerate() {
                     w.interfaces.insert(
                         n.id.clone(),
                         NetworkInterface {
@@ -297,6 +298,7 @@ impl MemoryCloud {
                             public_ips: BTreeMap::new(),
                             source_dest_check: n.source_dest_check,
                             tags: n.tags.clone(),
+                            device_index: u32::try_from(index).ok(),
                         },
                     );
                 }
@@ -995,6 +997,27 @@ impl Ec2Describe for MemoryCloud {
                 .filter(|id| w.instances.get(*id).is_some_and(|i| i.impaired))
                 .cloned()
                 .collect())
+        })
+    }
+
+    async fn describe_subnets(&self, filters: &[Filter]) -> Result<Vec<VpcSubnet>, CloudError> {
+        self.pause("DescribeSubnets").await;
+        self.read("DescribeSubnets", |w| {
+            select(
+                "DescribeSubnets",
+                w.subnets.iter().map(|(id, s)| VpcSubnet {
+                    id: id.clone(),
+                    vpc_id: s.vpc_id.clone(),
+                }),
+                filters,
+                |s, f| {
+                    Some(match f.name.as_str() {
+                        "subnet-id" => has(&f.values, &s.id),
+                        "vpc-id" => has(&f.values, &s.vpc_id),
+                        _ => return None,
+                    })
+                },
+            )
         })
     }
 

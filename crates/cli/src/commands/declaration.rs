@@ -238,10 +238,11 @@ pub async fn init(ctx: &Context<'_>, args: InitArgs<'_>) -> Result<(), CliError>
         InitError::Cloud(e) => CliError::new(e.to_string()),
     })?;
     let text = serde_json::to_string_pretty(&proposal.declaration).unwrap_or_default() + "\n";
-    std::fs::write(args.out, &text)
-        .map_err(|e| CliError::new(format!("--out {}: {e}", args.out.display())))?;
+    // Validated before it is written: a file init leaves always loads.
     let decl = Declaration::parse(&text)
         .map_err(|e| CliError::new(format!("the proposed declaration does not validate: {e}")))?;
+    std::fs::write(args.out, &text)
+        .map_err(|e| CliError::new(format!("--out {}: {e}", args.out.display())))?;
     if args.apply {
         apply(&cloud.ec2, &proposal)
             .await

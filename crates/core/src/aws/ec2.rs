@@ -15,6 +15,7 @@ use crate::engine::declaration::Tags;
 use crate::engine::error::{CloudError, ErrorKind};
 use crate::engine::model::{
     Association, ElasticIp, Filter, Instance, NetworkInterface, Route, RouteTable, VpcEndpoint,
+    VpcSubnet,
 };
 use crate::engine::net::Cidr;
 use crate::engine::ports::{DryRun, Ec2Describe, Ec2Mutate, Ec2Setup, Mutation};
@@ -163,6 +164,10 @@ macro_rules! interface_from {
                 .collect(),
             source_dest_check: n.source_dest_check().unwrap_or(true),
             tags: $tags,
+            device_index: n
+                .attachment()
+                .and_then(|a| a.device_index())
+                .and_then(|i| u32::try_from(i).ok()),
         })
     }};
 }
@@ -411,6 +416,20 @@ impl Ec2Describe for AwsEc2 {
             }
         }
         Ok(out)
+    }
+
+    async fn describe_subnets(&self, filters: &[Filter]) -> Result<Vec<VpcSubnet>, CloudError> {
+        let list: Vec<types::Subnet> =
+            all_items!(self.client, describe_subnets, "DescribeSubnets", filters);
+        Ok(list
+            .iter()
+            .filter_map(|s| {
+                Some(VpcSubnet {
+                    id: s.subnet_id()?.to_string(),
+                    vpc_id: s.vpc_id()?.to_string(),
+                })
+            })
+            .collect())
     }
 
     async fn describe_vpc_endpoints(

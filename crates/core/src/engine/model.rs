@@ -98,6 +98,19 @@ pub struct NetworkInterface {
     pub source_dest_check: bool,
     /// Tags (`f5_cloud_failover_nic_map` pairs interfaces across units).
     pub tags: Tags,
+    /// Its device index on the instance (`init` pairs the units' interfaces by it).
+    #[serde(skip)]
+    pub device_index: Option<u32>,
+}
+
+/// A subnet: its VPC (doctor's ways to the APIs).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VpcSubnet {
+    /// `subnet-…`
+    pub id: String,
+    /// Its VPC.
+    pub vpc_id: String,
 }
 
 impl NetworkInterface {

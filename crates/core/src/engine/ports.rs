@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use crate::engine::declaration::{Encryption, Tags};
 use crate::engine::error::CloudError;
 use crate::engine::model::{
-    ElasticIp, Filter, Instance, NetworkInterface, RouteTable, VpcEndpoint,
+    ElasticIp, Filter, Instance, NetworkInterface, RouteTable, VpcEndpoint, VpcSubnet,
 };
 use crate::engine::net::Cidr;
 
@@ -97,7 +97,7 @@ pub const STORE_READS: [&str; 5] = [
 
 /// EC2 reads the operator's tools make (doctor's checks of the ways to the APIs) and no role
 /// of the stack: sendable, in no role's list.
-pub const OPERATOR_READS: [&str; 1] = ["DescribeVpcEndpoints"];
+pub const OPERATOR_READS: [&str; 2] = ["DescribeVpcEndpoints", "DescribeSubnets"];
 
 /// EC2 changes only the operator makes ([`Ec2Setup`], `cloud-failover init --apply`): the
 /// scoping tags and source/destination check. Sendable, in no role's list.
@@ -190,6 +190,8 @@ pub trait Ec2Describe: Send + Sync {
         &self,
         filters: &[Filter],
     ) -> Result<Vec<VpcEndpoint>, CloudError>;
+    /// DescribeSubnets (doctor's, as [`Ec2Describe::describe_vpc_endpoints`]).
+    async fn describe_subnets(&self, filters: &[Filter]) -> Result<Vec<VpcSubnet>, CloudError>;
 }
 
 /// The operator's setup of a pair ([`OPERATOR_WRITES`]): what `cloud-failover init --apply`
@@ -421,6 +423,13 @@ impl<E: Ec2Describe + ?Sized, H: BeforeCall + ?Sized> Ec2Describe for Hooked<'_,
             .before_describe("DescribeVpcEndpoints", !filters.is_empty())
             .await?;
         self.ec2.describe_vpc_endpoints(filters).await
+    }
+
+    async fn describe_subnets(&self, filters: &[Filter]) -> Result<Vec<VpcSubnet>, CloudError> {
+        self.hook
+            .before_describe("DescribeSubnets", !filters.is_empty())
+            .await?;
+        self.ec2.describe_subnets(filters).await
     }
 }
 

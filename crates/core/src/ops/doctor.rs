@@ -1252,13 +1252,34 @@ mod tests {
         assert!(!c.detail.contains("reaches s3"), "{}", c.detail);
         let ec2 = cloud.add_vpc_endpoint(vpc, "ec2", &[]);
         let c = doc(&["subnet-web-a", "subnet-elsewhere"]).await;
-        assert_eq!(c.verdict, Verdict::Warn, "{c:?}");
+        assert_eq!(c.verdict, Verdict::Fail, "{c:?}");
         assert!(
             c.detail
-                .contains("subnet-elsewhere: no route table of the pair's VPC"),
+                .contains("probe subnet subnet-elsewhere: EC2 knows no such subnet"),
             "{}",
             c.detail
         );
+        // A subnet whose way out is an internet gateway: no way for a Lambda function (its
+        // interfaces have no public address); EC2 has its endpoint (private DNS: every subnet).
+        let mut t = crate::lab::Topology::seed();
+        t.route_tables = vec![crate::lab::TableSpec {
+            id: "rtb-0internal".into(),
+            tags: Default::default(),
+            routes: Vec::new(),
+            subnets: vec!["subnet-a-internal".into()],
+        }];
+        cloud.add_topology(&t);
+        cloud.add_gateway_route("rtb-0internal", "0.0.0.0/0".parse().unwrap(), "igw-0public");
+        cloud.settle();
+        let c = doc(&["subnet-a-internal"]).await;
+        assert_eq!(c.verdict, Verdict::Fail, "{c:?}");
+        assert!(
+            c.detail.contains("probe subnet subnet-a-internal reaches s3 only through igw-0public, an internet gateway")
+                && !c.detail.contains("reaches ec2"),
+            "{}",
+            c.detail
+        );
+        assert!(c.fix.unwrap().contains("--route-table-ids rtb-0internal"));
         let c = doc(&["subnet-web-a"]).await;
         assert_eq!(c.verdict, Verdict::Pass, "{c:?}");
         assert!(
