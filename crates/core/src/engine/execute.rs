@@ -643,4 +643,204 @@ mod tests {
             .next_wait()
             .is_none());
     }
+
+    /// The verify round's re-reads wait for what may have landed, and only that: an
+    /// operation that failed outright is not waited for (one read), one that landed but does
+    /// not show yet is read again until it shows (EC2 is eventually consistent), and none is
+    /// read again past `stop`.
+    #[tokio::test(start_paused = true)]
+    async fn the_verify_round_rereads_only_what_may_have_landed_and_only_before_the_stop() {
+        use crate::engine::ports::Ec2Mutate;
+        let outcome = |op: &Operation, landed: bool| Outcome {
+            operation: op.id.clone(),
+            status: if landed {
+                CallStatus::Succeeded
+            } else {
+                CallStatus::Failed
+            },
+            error: None,
+            verified: false,
+            millis: 0,
+            attempts: 1,
+            in_flight: false,
+            may_have_landed: landed,
+        };
+        let reads = |c: &MemoryCloud| {
+            c.calls()
+                .iter()
+                .filter(|c| *c == "DescribeAddresses")
+                .count()
+        };
+        for (lag, stop, verified, read) in [
+            // Shows at once; the route failed: one read, nothing waited for.
+            (Duration::ZERO, None, true, 1),
+            // Shows 1 s later: read again until it does.
+            (
+                Duration::from_secs(1),
+                Some(Duration::from_secs(10)),
+                true,
+                4,
+            ),
+            // The stop comes before the first wait would end: no second read.
+            (
+                Duration::from_secs(1),
+                Some(Duration::from_millis(100)),
+                false,
+                1,
+            ),
+        ] {
+            let cloud = MemoryCloud::seed();
+            let p = plan_on(&cloud, &decl(AFTER), SEED_B).await.unwrap();
+            let eip = p
+                .operations
+                .iter()
+                .find(|o| matches!(o.action, Action::AssociateAddress { .. }))
+                .unwrap();
+            let route = p
+                .operations
+                .iter()
+                .find(|o| matches!(o.action, Action::ReplaceRoute { .. }))
+                .unwrap();
+            cloud.set_visibility(crate::memory::Visibility::Fixed(lag));
+            cloud.mutate(&eip.action.mutation()).await.unwrap();
+            cloud.reset_calls();
+            let outcomes = [outcome(eip, true), outcome(route, false)];
+            let stop = stop.map(|d| Instant::now() + d);
+            let ok = verify_settled(
+                &cloud,
+                &p.operations,
+                &outcomes,
+                Duration::from_secs(10),
+                stop,
+            )
+            .await
+            .unwrap()
+            .unwrap();
+            assert_eq!(ok.contains(&eip.id), verified, "lag {lag:?}, stop {stop:?}");
+            assert!(!ok.contains(&route.id));
+            assert_eq!(
+                reads(&cloud),
+                read,
+                "lag {lag:?}, stop {stop:?}: {:?}",
+                cloud.calls()
+            );
+        }
+    }
+
+    /// A prefix release holds once the interface no longer has the prefix; a swapped
+    /// association once the table is the subnet's.
+    #[test]
+    fn prefix_releases_and_association_swaps_hold_once_done() {
+        let mut n = NetworkInterface {
+            id: "eni-1".into(),
+            instance_id: None,
+            subnet_id: "subnet-1".into(),
+            vpc_id: "vpc-1".into(),
+            primary_ip: "10.0.0.11".parse().unwrap(),
+            secondary_ips: Vec::new(),
+            ipv6_ips: Vec::new(),
+            ipv4_prefixes: vec!["10.0.0.48/28".parse().unwrap()],
+            public_ips: Default::default(),
+            source_dest_check: false,
+            tags: Default::default(),
+            device_index: None,
+        };
+        let release = Action::ReleasePrefix {
+            network_interface_id: "eni-1".into(),
+            prefix: "10.0.0.48/28".parse().unwrap(),
+            to_network_interface_id: "eni-2".into(),
+        };
+        assert_eq!(
+            holds(&release, &[], &[], std::slice::from_ref(&n)),
+            Some(false)
+        );
+        n.ipv4_prefixes.clear();
+        assert_eq!(holds(&release, &[], &[], &[n]), Some(true));
+        let swap = Action::SwapAssociation {
+            association_id: "rtbassoc-1".into(),
+            route_table_id: "rtb-b".into(),
+            subnet_id: "subnet-web".into(),
+            from_route_table_id: "rtb-a".into(),
+        };
+        let table = |subnet: &str| crate::engine::model::RouteTable {
+            id: "rtb-b".into(),
+            vpc_id: "vpc-1".into(),
+            tags: Default::default(),
+            routes: Vec::new(),
+            associations: vec![crate::engine::model::Association {
+                id: "rtbassoc-2".into(),
+                subnet_id: Some(subnet.into()),
+                main: false,
+            }],
+        };
+        assert_eq!(holds(&swap, &[table("subnet-web")], &[], &[]), Some(true));
+        assert_eq!(
+            holds(&swap, &[table("subnet-other")], &[], &[]),
+            Some(false)
+        );
+    }
+
+    /// The first wait of a window exactly as long as it still fits.
+    #[tokio::test(start_paused = true)]
+    async fn a_wait_that_just_fits_the_window_is_taken() {
+        assert_eq!(
+            Rereads::within(VERIFY_FIRST_DELAY).next_wait(),
+            Some(VERIFY_FIRST_DELAY)
+        );
+    }
+
+    /// What a terminal's progress bar and an operator read: one event per operation done
+    /// (`done` of `total`, whether it failed) and one line per wave (sent, succeeded,
+    /// failed).
+    #[tokio::test]
+    async fn progress_is_told_per_operation_and_per_wave() {
+        #[derive(Clone, Default)]
+        struct Buf(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+        impl std::io::Write for Buf {
+            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(b);
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let buf = Buf::default();
+        let writer = buf.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::DEBUG)
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish();
+        let _guard = tracing::subscriber::set_default(subscriber);
+        let cloud = MemoryCloud::seed();
+        let p = plan_on(&cloud, &decl(AFTER), SEED_B).await.unwrap();
+        assert_eq!(p.operations.len(), 2, "{p:?}");
+        cloud.inject(
+            "ReplaceRoute",
+            crate::engine::error::ErrorKind::Rejected,
+            crate::memory::FaultTiming::BeforeEffect,
+            1,
+        );
+        execute(&cloud, &p, &options(), &NoFence).await;
+        let text = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+        let done: Vec<&str> = text
+            .lines()
+            .filter(|l| l.contains("operation done"))
+            .collect();
+        assert_eq!(done.len(), 2, "{text}");
+        assert!(
+            done[0].contains("done=1 total=2") && done[1].contains("done=2 total=2"),
+            "{text}"
+        );
+        assert_eq!(
+            done.iter().filter(|l| l.contains("failed=true")).count(),
+            1,
+            "{text}"
+        );
+        assert!(
+            text.lines().any(|l| l.contains("wave done") && l.contains("operations=2 succeeded=1 failed=1")),
+            "{text}"
+        );
+    }
 }
