@@ -71,7 +71,8 @@ declare -A TESTED_BY=(
 # The fault-injection fuzz (1,000 generated runs, a minute or more here) is the suite's, not a
 # unit test's: every mutant would wait for it.
 SKIP=(--skip faults_then_one_run_converges)
-scratch="$root/target/mutants-tree"
+# Its own worktree (MUTANTS_SCRATCH: another, for a second run beside this one).
+scratch="${MUTANTS_SCRATCH:-$root/target/mutants-tree}"
 git worktree remove --force "$scratch" >/dev/null 2>&1 || true
 git worktree add --quiet --detach "$scratch" HEAD
 # Uncommitted changes are part of what is tested.
