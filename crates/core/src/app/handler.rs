@@ -697,7 +697,7 @@ mod tests {
     /// The field's case: a manual failback to A, then A really fails 30 s later. Its alarm
     /// meets the cooldown; that skip must not be the end while the cloud follows the failed
     /// unit: the answer is a (retryable) error.
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn a_skip_while_the_followed_member_is_unhealthy_is_retried() {
         let cloud = MemoryCloud::seed();
         on(&cloud, &direct(SEED_B, true)).await.unwrap();
@@ -743,7 +743,7 @@ mod tests {
 
     /// The alarm itself is the health signal: a health-check alarm on a unit that still runs
     /// and passes its status checks is retried too while the cloud follows that unit.
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn the_alarm_reporting_the_followed_member_counts_as_unhealthy() {
         let cloud = MemoryCloud::seed();
         on(&cloud, &direct(SEED_B, true)).await.unwrap();
@@ -772,7 +772,7 @@ mod tests {
 
     /// `retryFailover`: the schedule converges drift on the member the last failover made
     /// active (here B), whoever moved the route back to A.
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn the_scheduled_reconcile_converges_drift_on_the_last_target() {
         use crate::lab::{SEED_A_EXT, SEED_B_EXT, SEED_RTB};
         let cloud = MemoryCloud::seed();
@@ -815,7 +815,7 @@ mod tests {
     }
 
     /// Without `retryFailover.enabled` (or from another account) the schedule does nothing.
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn the_schedule_does_nothing_unless_retry_failover_is_enabled() {
         let cloud = MemoryCloud::seed();
         let out = on(&cloud, &event("schedule-reconcile.json")).await.unwrap();
@@ -895,7 +895,7 @@ mod tests {
     /// The last announcement wins: the appliance's announcement that meets a run in progress
     /// (the lock held) is retried, never dropped, even when the cloud follows the announced
     /// unit now (the run in progress may be moving it away).
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn an_announcement_that_meets_a_held_lock_is_retried() {
         let cloud = MemoryCloud::seed();
         let _held = crate::engine::lock::held_by(
@@ -931,7 +931,7 @@ mod tests {
     /// An operator's command is a decision in time too: the alarm that moved the cloud to B,
     /// delivered again after the operator failed back to A, is older news (it used to move
     /// the cloud back to B once the cooldown had passed).
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn an_event_older_than_an_operators_command_does_not_undo_it() {
         use crate::lab::{SEED_A_EXT, SEED_RTB};
         let cloud = MemoryCloud::seed();
@@ -957,7 +957,7 @@ mod tests {
     /// An event dated ahead (within the 60 s of clock skew allowed) is carried out, but the
     /// decision of record is never later than the function's clock: the next real alarm is
     /// not older news (it was IGNORED, and the cloud stayed on the failed unit).
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn an_event_dated_ahead_does_not_silence_the_next_one() {
         let cloud = MemoryCloud::seed();
         let text = std::fs::read_to_string(format!("{ROOT}/events/appliance-active.json")).unwrap();
@@ -1050,7 +1050,7 @@ mod tests {
 
     /// A skip while the cloud follows a healthy member stays a successful COOLDOWN answer:
     /// A is running again and preferred (failbackTo), but the cluster just failed over to B.
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn a_skip_while_the_followed_member_is_healthy_stays_a_skip() {
         let cloud = MemoryCloud::seed();
         let mut v = crate::engine::json::parse(
@@ -1077,7 +1077,7 @@ mod tests {
 
     /// An operator's direct execute is carried out within the cooldown (damping is
     /// for automatic triggers), and the record says it was forced and by whom.
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn an_operators_direct_execute_is_obeyed() {
         let cloud = MemoryCloud::seed();
         on(&cloud, &event("alarm-eventbridge.json")).await.unwrap();
@@ -1099,7 +1099,7 @@ mod tests {
 
     /// Suspicious ignored events are flagged for the operators' notifications;
     /// ordinary ones (an alarm back to OK) are not.
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn suspicious_ignored_events_are_flagged() {
         let cloud = MemoryCloud::seed();
         let mut foreign = event("alarm-eventbridge.json");
@@ -1121,7 +1121,7 @@ mod tests {
 
     /// Found by an adversarial review: an alarm naming an instance of another pair was refused
     /// as an error (retries, failure queue, a refusal mail); it is IGNORED with the reason.
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn an_alarm_for_another_pairs_instance_is_ignored() {
         let cloud = MemoryCloud::seed();
         let text = crate::lab::fresh(
@@ -1138,7 +1138,7 @@ mod tests {
 
     /// Inspect answers "does the cloud agree with the box?" from the appliance's
     /// last announcement, kept in the state file across runs.
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn inspect_compares_the_cloud_with_the_boxs_last_announcement() {
         let cloud = MemoryCloud::seed();
         let d = crate::testing::plan::decl(crate::testing::plan::AFTER);
@@ -1211,7 +1211,7 @@ mod tests {
 
     /// An announcement naming no member of the cluster is not counted, and is said to name
     /// no member (not to come from a unit that is down).
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn an_announcement_of_no_member_is_not_counted_and_said_so() {
         let cloud = MemoryCloud::seed();
         let d = crate::testing::plan::decl(crate::testing::plan::AFTER);
@@ -1236,7 +1236,7 @@ mod tests {
     /// One verdict for inspect, doctor and the probe: the cloud following a stopped unit is
     /// never "agrees" (no trigger delivered yet), and an announcement from a unit now down
     /// does not outvote a cloud that follows the healthy one.
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn the_verdict_never_agrees_with_a_dead_unit_nor_counts_a_dead_units_word() {
         let cloud = MemoryCloud::seed();
         let d = crate::testing::plan::decl(crate::testing::plan::AFTER);
@@ -1302,7 +1302,7 @@ mod tests {
 
     /// Adversarial review: an announcement naming an instance of no member is IGNORED and
     /// writes nothing (it used to refuse, write FAILED and become the box's view).
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn an_announcement_of_another_pairs_unit_is_ignored() {
         let cloud = MemoryCloud::seed();
         let mut e = event("appliance-active.json");
@@ -1369,7 +1369,7 @@ mod tests {
 
     /// The inspect function over a fleet: every cluster's picture, and the declaration that
     /// does not load, named.
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn inspect_covers_every_cluster_of_a_fleet() {
         let (a, b) = (page("STANDBY").await, page("ACTIVE").await);
         let (cloud, members) = probed_fleet(a, b).await;

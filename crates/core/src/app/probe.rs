@@ -452,7 +452,7 @@ mod tests {
         ProbeConfig::default()
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn https_probe_with_and_without_certificate_checks() {
         use std::sync::Arc;
         use tokio_rustls::rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
@@ -516,7 +516,7 @@ mod tests {
 
     /// A failover the probe starts late in its window stops sending before the
     /// Lambda deadline and records FAILED, instead of being cut off mid-wave.
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn the_probes_failover_honours_the_lambda_deadline() {
         use crate::lab::{SEED_A, SEED_A_EXT, SEED_B, SEED_RTB};
         use crate::memory::MemoryCloud;
@@ -629,7 +629,7 @@ mod tests {
 
     /// The probe reads the same verdict as inspect and doctor: a followed unit EC2 reports
     /// stopped is down even while something still answers at its probe address.
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn a_followed_unit_ec2_reports_stopped_is_down_for_the_probe() {
         let cloud = crate::memory::MemoryCloud::seed();
         let d = crate::engine::declaration::Declaration::parse(include_str!(
@@ -660,7 +660,7 @@ mod tests {
     }
 
     /// A refused failover is recorded once, then checked dry while it stays refused.
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn a_refused_failover_writes_one_history_record() {
         let cloud = crate::memory::MemoryCloud::seed();
         cloud.set_impaired(crate::lab::SEED_B, true);
@@ -676,7 +676,7 @@ mod tests {
         assert_eq!(cloud.mutation_count(), 0);
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn a_chunked_page_on_a_kept_alive_connection_is_read_as_http() {
         // GIVEN a page served as HTTP/1.1 servers commonly do: chunked, connection kept open
         // (the hand-written client before hyper read up to EOF and saw the chunk sizes)
@@ -732,7 +732,7 @@ mod tests {
         );
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn http_probe_checks_status_and_body() {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
