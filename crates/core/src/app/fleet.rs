@@ -1287,4 +1287,68 @@ mod tests {
         assert_eq!(cooldown(&fleet), 7);
         assert!(fleet.broken.is_empty());
     }
+
+    /// FNV-1a, 64 bits: the published test vectors.
+    #[test]
+    fn fnv_is_fnv_1a() {
+        assert_eq!(fnv(b""), 0xcbf29ce484222325);
+        assert_eq!(fnv(b"a"), 0xaf63dc4c8601ec8c);
+        assert_eq!(fnv(b"foobar"), 0x85944171f73967e8);
+    }
+
+    /// Members: none before discovery; a cold start discovers only the clusters an event's
+    /// instances are tagged for (by their interfaces' address scoping tags), the rest later;
+    /// an instance two clusters count is named with both.
+    #[tokio::test]
+    async fn a_cold_start_discovers_the_named_clusters_first() {
+        let (cloud, members) = account(3).await;
+        let mut fleet = Fleet::new(location());
+        fleet.refresh(&cloud).await.unwrap();
+        assert_eq!(fleet.undiscovered(), 3);
+        assert!(fleet.declarations().all(|c| c.members().next().is_none()));
+        let named = cloud
+            .describe_instances(&[crate::engine::model::Filter::new(
+                "instance-id",
+                [&members[1].topology.instances[0].id],
+            )])
+            .await
+            .unwrap();
+        let failures = fleet.discover_candidates(&cloud, &named).await;
+        assert!(failures.is_empty(), "{failures:?}");
+        assert_eq!(fleet.undiscovered(), 2);
+        let found: Vec<(String, Vec<String>)> = fleet
+            .declarations()
+            .filter(|c| c.members().next().is_some())
+            .map(|c| (c.key.clone(), c.members().map(str::to_string).collect()))
+            .collect();
+        let ids = |m: &FleetMember| {
+            let mut v: Vec<String> = m.topology.instances.iter().map(|i| i.id.clone()).collect();
+            v.sort();
+            v
+        };
+        assert_eq!(found, [("fleet/pair-1.json".to_string(), ids(&members[1]))]);
+        assert!(fleet
+            .discover_members(&cloud, Duration::MAX)
+            .await
+            .is_empty());
+        assert_eq!(fleet.undiscovered(), 0);
+        assert!(fleet.shared_members().is_empty());
+        // pair-0's declaration a second time: its members are two clusters'.
+        let mut twin = members[0].declaration_json.clone();
+        twin["serverless"]["clusterName"] = "twin".into();
+        put(&cloud, "twin.json", &twin).await;
+        fleet.refresh(&cloud).await.unwrap();
+        fleet.discover_members(&cloud, Duration::ZERO).await;
+        let shared = fleet.shared_members();
+        assert_eq!(shared.len(), 2, "{shared:?}");
+        for keys in shared.values() {
+            assert_eq!(
+                keys,
+                &[
+                    "fleet/pair-0.json".to_string(),
+                    "fleet/twin.json".to_string()
+                ]
+            );
+        }
+    }
 }
