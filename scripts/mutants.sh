@@ -8,7 +8,7 @@
 #   scripts/mutants.sh                 the engine's files changed since main (git diff)
 #   scripts/mutants.sh --all           every file of the engine set below
 #   scripts/mutants.sh FILE...         those files
-#   scripts/mutants.sh --again         each file's survivors of the last run (target/mutants/*/
+#   scripts/mutants.sh --again [FILE…] each file's (those files') survivors of the last run (target/mutants/*/
 #                                      mutants.out/missed.txt), re-tested against the tree as it
 #                                      is now; the totals count the last run's caught ones too
 #                                      (a mutant's name holds its line: only valid while the
@@ -37,9 +37,13 @@ files=()
 again=
 case "${1:-}" in
   --again) again=1
+           shift
            for d in target/mutants/*/mutants.out; do
              case "$d" in *-again/*) continue ;; esac
-             if [ -s "$d/missed.txt" ]; then files+=("$(head -1 "$d/missed.txt" | cut -d: -f1)"); fi
+             [ -s "$d/missed.txt" ] || continue
+             f=$(head -1 "$d/missed.txt" | cut -d: -f1)
+             # Only the files named, when some are.
+             if [ $# -eq 0 ] || printf '%s\n' "$@" | grep -qxF "$f"; then files+=("$f"); fi
            done ;;
   --all) for p in "${ENGINE[@]}"; do [ -e "$p" ] && files+=($(find "$p" -name '*.rs' | sort)); done ;;
   "") base=$(git merge-base HEAD main 2>/dev/null || git rev-list --max-parents=0 HEAD)
