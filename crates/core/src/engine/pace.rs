@@ -334,4 +334,63 @@ mod tests {
         );
         assert_eq!(p.pacing().burst, 101.0);
     }
+
+    /// Throttled: the rate halves at most once a second, never below the floor, and the
+    /// bucket empties (the next call waits a token at the new rate); each success gives back
+    /// a quarter call per second, up to the configured rate.
+    #[tokio::test(start_paused = true)]
+    async fn throttling_halves_the_rate_once_a_second_and_successes_give_it_back() {
+        let p = Pacer::new(Pacing {
+            rate: 8.0,
+            burst: 10.0,
+        });
+        let full = 8.0 * HEADROOM;
+        p.throttled("ReplaceRoute");
+        p.throttled("ReplaceRoute");
+        assert_eq!(p.rate("ReplaceRoute"), full / 2.0);
+        let t0 = Instant::now();
+        p.take("ReplaceRoute", false).await;
+        let waited = t0.elapsed().as_secs_f64();
+        assert!(
+            (0.2..0.3).contains(&waited),
+            "a token at {}/s: {waited}",
+            full / 2.0
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        p.throttled("ReplaceRoute");
+        assert_eq!(p.rate("ReplaceRoute"), full / 4.0);
+        for _ in 0..10 {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            p.throttled("ReplaceRoute");
+        }
+        assert_eq!(p.rate("ReplaceRoute"), MIN_RATE);
+        p.succeeded("ReplaceRoute");
+        assert_eq!(p.rate("ReplaceRoute"), MIN_RATE + INCREASE);
+        for _ in 0..100 {
+            p.succeeded("ReplaceRoute");
+        }
+        assert_eq!(p.rate("ReplaceRoute"), full);
+    }
+
+    /// An urgent call that stops waiting (its run gave up) no longer holds the others back.
+    #[tokio::test(start_paused = true)]
+    async fn a_cancelled_urgent_wait_lets_the_others_go() {
+        use std::sync::Arc;
+        let p = Arc::new(Pacer::new(Pacing {
+            rate: 1.0,
+            burst: 2.0,
+        }));
+        p.take("ReplaceRoute", false).await;
+        let urgent = {
+            let p = p.clone();
+            tokio::spawn(async move { p.take("ReplaceRoute", true).await })
+        };
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        urgent.abort();
+        let _ = urgent.await;
+        let t0 = Instant::now();
+        p.take("ReplaceRoute", false).await;
+        let waited = t0.elapsed().as_secs_f64();
+        assert!(waited < 1.1, "the bulk call takes the next token: {waited}");
+    }
 }
