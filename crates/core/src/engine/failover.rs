@@ -2068,6 +2068,65 @@ mod tests {
         assert_eq!(cloud.mutation_count(), 0);
     }
 
+    /// What a run just finished saw done: its verified operations, while the window after
+    /// its end lasts (a describe may not show them yet); nothing once the window is spent.
+    #[tokio::test]
+    async fn the_last_runs_verified_operations_count_only_within_the_window() {
+        let cloud = MemoryCloud::seed();
+        let p = crate::testing::plan::plan_on(&cloud, &Declaration::parse(AFTER).unwrap(), SEED_B)
+            .await
+            .unwrap();
+        assert_eq!(p.operations.len(), 2);
+        let state = |ago_s: i64| {
+            serde_json::json!({"serverless": {
+                "finishedAt": (Utc::now() - chrono::Duration::seconds(ago_s)).to_rfc3339(),
+                "operations": p.operations,
+                "outcomes": [
+                    {"operation": p.operations[0].id, "verified": true},
+                    {"operation": p.operations[1].id, "verified": false},
+                ],
+            }})
+        };
+        let window = std::time::Duration::from_secs(10);
+        let recent = previous(Some(&state(2)));
+        let (done, left) = recent.recently_verified(window);
+        let ids: Vec<&str> = done.iter().map(|o| o.id.as_str()).collect();
+        assert_eq!(ids, [p.operations[0].id.as_str()]);
+        assert!(
+            left <= std::time::Duration::from_secs(8) && left > std::time::Duration::from_secs(7),
+            "{left:?}"
+        );
+        let old = previous(Some(&state(30)));
+        assert_eq!(
+            old.recently_verified(window),
+            (Vec::new(), std::time::Duration::ZERO)
+        );
+        let never = previous(None);
+        assert!(never.recently_verified(window).0.is_empty());
+    }
+
+    /// A step aside is named as in the JSON answer; a dry run that would leave items out is
+    /// an error (PARTIAL) as the run would be, one that would not is fine.
+    #[tokio::test]
+    async fn skip_names_and_a_partial_dry_run() {
+        for s in [SkipStatus::InProgress, SkipStatus::Cooldown] {
+            assert_eq!(serde_json::to_value(s).unwrap(), s.as_str());
+            assert_eq!(s.to_string(), s.as_str());
+        }
+        assert_eq!(SkipStatus::Cooldown.as_str(), "COOLDOWN");
+        let cloud = MemoryCloud::seed();
+        let dry = go(&cloud, SEED_B, Mode::DryRun).await.unwrap();
+        assert!(RunOutcome::Completed(Box::new(dry.clone()))
+            .into_result()
+            .is_ok());
+        let mut partial = dry;
+        partial.record.skipped = vec!["an item left out".into()];
+        assert!(matches!(
+            RunOutcome::Completed(Box::new(partial)).into_result(),
+            Err(FailoverError::Partial(_))
+        ));
+    }
+
     fn op_name() -> impl Strategy<Value = &'static str> {
         prop_oneof![
             Just("AssociateAddress"),
