@@ -2127,6 +2127,135 @@ mod tests {
         ));
     }
 
+    /// A run after one that verified its changes does not plan from a describe that does not
+    /// show them (EC2 is eventually consistent): it discovers again, within the verify window;
+    /// a describe that shows them is read once.
+    #[tokio::test(start_paused = true)]
+    async fn a_describe_that_does_not_show_the_last_runs_verified_changes_is_read_again() {
+        use crate::engine::ports::{Ec2Mutate, Mutation};
+        let reads = |c: &MemoryCloud| {
+            c.calls()
+                .iter()
+                .filter(|c| *c == "DescribeRouteTables")
+                .count()
+        };
+        let shows = MemoryCloud::seed();
+        go(&shows, SEED_B, Mode::Execute).await.unwrap();
+        shows.reset_calls();
+        go(&shows, SEED_A, Mode::Execute).await.unwrap();
+        let shown = reads(&shows);
+        let cloud = MemoryCloud::seed();
+        go(&cloud, SEED_B, Mode::Execute).await.unwrap();
+        // Undone by hand: the cloud no longer shows what the record says was verified.
+        cloud
+            .replace_route(SEED_RTB, "0.0.0.0/0".parse().unwrap(), SEED_A_EXT)
+            .await
+            .unwrap();
+        cloud
+            .mutate(&Mutation::AssociateAddress {
+                allocation_id: "eipalloc-0814e2bbaf002a2bc".into(),
+                network_interface_id: SEED_A_EXT.into(),
+                private_ip: "10.0.0.101".parse().unwrap(),
+            })
+            .await
+            .unwrap();
+        cloud.settle();
+        cloud.reset_calls();
+        let again = go(&cloud, SEED_A, Mode::Execute).await.unwrap();
+        assert!(again.plan.operations.is_empty(), "{:?}", again.plan);
+        assert!(
+            reads(&cloud) > shown + 2,
+            "{} reads, {shown} when shown",
+            reads(&cloud)
+        );
+    }
+
+    /// Moving the cloud away from the unit the box last announced (healthy) is said, in the
+    /// plan's warnings and the record; not when the run is the box's own announcement, nor
+    /// toward the announced unit, nor when that unit is down.
+    #[tokio::test(start_paused = true)]
+    async fn a_run_against_the_boxs_word_is_said() {
+        let cloud = MemoryCloud::seed();
+        let mut said = req(SEED_B, Mode::Execute);
+        said.announced = true;
+        said.event_at = Some(Utc::now());
+        run(&cloud, &cloud, &Declaration::parse(AFTER).unwrap(), said)
+            .await
+            .unwrap();
+        let words = |r: &RunReport| {
+            r.record
+                .warnings
+                .iter()
+                .any(|w| w.contains("the appliance pair announced i-061cbb31a5158ad30 active"))
+        };
+        assert!(words(&go(&cloud, SEED_A, Mode::DryRun).await.unwrap()));
+        assert!(!words(&go(&cloud, SEED_B, Mode::DryRun).await.unwrap()));
+        let mut announced = req(SEED_A, Mode::DryRun);
+        announced.announced = true;
+        let own = completed(
+            run(
+                &cloud,
+                &cloud,
+                &Declaration::parse(AFTER).unwrap(),
+                announced,
+            )
+            .await
+            .unwrap(),
+        );
+        assert!(!words(&own));
+        cloud.set_instance_state(SEED_B, "stopped");
+        assert!(!words(&go(&cloud, SEED_A, Mode::DryRun).await.unwrap()));
+    }
+
+    /// Events are ordered by their own time, to the second: one dated a second before the
+    /// last decision carried out is older news (superseded); one of the same second is not.
+    #[tokio::test(start_paused = true)]
+    async fn an_event_older_than_the_last_decision_is_superseded_to_the_second() {
+        let cloud = MemoryCloud::seed();
+        let d = Declaration::parse(AFTER).unwrap();
+        let at = Utc::now();
+        let dated = |target: &str, at| {
+            let mut r = req(target, Mode::Execute);
+            r.event_at = Some(at);
+            r
+        };
+        run(&cloud, &cloud, &d, dated(SEED_B, at)).await.unwrap();
+        run(&cloud, &cloud, &d, dated(SEED_A, at)).await.unwrap();
+        let e = run(
+            &cloud,
+            &cloud,
+            &d,
+            dated(SEED_B, at - chrono::Duration::seconds(1)),
+        )
+        .await
+        .unwrap_err();
+        assert!(matches!(e, FailoverError::Superseded(_)), "{e}");
+    }
+
+    /// A dry run that would leave items out says which in its message.
+    #[tokio::test(start_paused = true)]
+    async fn a_dry_run_names_what_it_would_leave_out() {
+        let cloud = MemoryCloud::seed();
+        let snat_none = include_str!("../../../../examples/seed-article/cfe-snat-none.json");
+        let d = Declaration::parse(snat_none).unwrap();
+        let r = completed(
+            run(&cloud, &cloud, &d, req(SEED_B, Mode::DryRun))
+                .await
+                .unwrap(),
+        );
+        assert!(
+            r.record.message.contains("1 item(s) would be left out"),
+            "{}",
+            r.record.message
+        );
+        let clean = go(&cloud, SEED_B, Mode::DryRun).await.unwrap();
+        assert!(
+            !clean.record.message.contains("left out"),
+            "{}",
+            clean.record.message
+        );
+    }
+
     fn op_name() -> impl Strategy<Value = &'static str> {
         prop_oneof![
             Just("AssociateAddress"),
