@@ -1351,4 +1351,118 @@ mod tests {
             );
         }
     }
+
+    /// A fleet's report names its first failing cluster's error.
+    #[test]
+    fn the_report_names_the_first_failure() {
+        let ok = |k: &str| ClusterResult {
+            cluster: Some(k.into()),
+            message_id: None,
+            result: Ok(1),
+        };
+        let err = ClusterResult {
+            cluster: Some("b".into()),
+            message_id: None,
+            result: Err(FailoverError::Failed("b failed".into())),
+        };
+        let clean = FleetReport {
+            clusters: vec![ok("a")],
+            broken: BTreeMap::new(),
+        };
+        assert!(clean.first_error().is_none());
+        let report = FleetReport {
+            clusters: vec![ok("a"), err, ok("c")],
+            broken: BTreeMap::new(),
+        };
+        assert_eq!(
+            report.first_error().unwrap().to_string(),
+            FailoverError::Failed("b failed".into()).to_string()
+        );
+    }
+
+    /// A refresh reads only what changed (by ETag); a declaration that cannot be read again
+    /// keeps the copy read before, and is read again at the next refresh; without a good
+    /// copy, the refresh fails.
+    #[tokio::test]
+    async fn a_refresh_reads_what_changed_and_keeps_a_good_copy_it_cannot_read() {
+        use crate::engine::error::ErrorKind;
+        use crate::memory::FaultTiming;
+        let (cloud, members) = account(2).await;
+        let gets = |c: &MemoryCloud| c.calls().iter().filter(|c| *c == "GetObject").count();
+        let mut fleet = Fleet::new(location());
+        fleet.refresh(&cloud).await.unwrap();
+        cloud.reset_calls();
+        fleet.refresh(&cloud).await.unwrap();
+        assert_eq!(gets(&cloud), 0, "nothing changed");
+        let mut changed = members[1].declaration_json.clone();
+        changed["controls"]["logLevel"] = "error".into();
+        put(&cloud, "pair-1.json", &changed).await;
+        cloud.inject(
+            "GetObject",
+            ErrorKind::Transient,
+            FaultTiming::BeforeEffect,
+            1,
+        );
+        fleet.refresh(&cloud).await.unwrap();
+        assert_eq!(
+            fleet.declarations().count(),
+            2,
+            "the copy read before stands"
+        );
+        cloud.clear_faults();
+        cloud.reset_calls();
+        fleet.refresh(&cloud).await.unwrap();
+        assert_eq!(gets(&cloud), 1, "read again");
+        // A declaration that never loaded, changed and not readable: the fleet cannot be known.
+        put(
+            &cloud,
+            "pair-1.json",
+            &serde_json::json!({"class": "Cloud_Failover"}),
+        )
+        .await;
+        fleet.refresh(&cloud).await.unwrap();
+        assert_eq!(fleet.declarations().count(), 1);
+        put(
+            &cloud,
+            "pair-1.json",
+            &serde_json::json!({"class": "Cloud_Failover", "x": 1}),
+        )
+        .await;
+        cloud.inject(
+            "GetObject",
+            ErrorKind::Transient,
+            FaultTiming::BeforeEffect,
+            1,
+        );
+        assert!(fleet.refresh(&cloud).await.is_err());
+    }
+
+    /// A cold start's candidates by `alarmTargets`: the cluster whose alarm names an event's
+    /// instance is discovered, not the others.
+    #[tokio::test]
+    async fn a_cold_start_discovers_the_cluster_whose_alarm_names_the_instance() {
+        let (cloud, members) = account(3).await;
+        let a1 = members[1].topology.instances[0].id.clone();
+        let mut with_alarm = members[1].declaration_json.clone();
+        with_alarm["serverless"]["alarmTargets"] = serde_json::json!({"pair-1-a-down": a1});
+        put(&cloud, "pair-1.json", &with_alarm).await;
+        let mut fleet = Fleet::new(location());
+        fleet.refresh(&cloud).await.unwrap();
+        // The instance as the event names it: no interface (no tag to go by).
+        let bare = crate::engine::model::Instance {
+            id: a1.clone(),
+            state: "running".into(),
+            availability_zone: String::new(),
+            instance_type: String::new(),
+            tags: Default::default(),
+            network_interfaces: Vec::new(),
+        };
+        assert!(fleet.discover_candidates(&cloud, &[bare]).await.is_empty());
+        let found: Vec<String> = fleet
+            .declarations()
+            .filter(|c| c.members().next().is_some())
+            .map(|c| c.key.clone())
+            .collect();
+        assert_eq!(found, ["fleet/pair-1.json"]);
+    }
 }

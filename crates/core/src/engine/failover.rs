@@ -2256,6 +2256,54 @@ mod tests {
         );
     }
 
+    /// Announcements of a pair alternate at most once per ANNOUNCE_MIN_INTERVAL_SECONDS: one
+    /// naming the other unit too soon waits its turn when the invocation has room for the
+    /// wait, the fence and the reserve, else it is deferred; the same unit, an old
+    /// announcement, or a run that is no announcement does not wait.
+    #[test]
+    fn an_announcement_too_soon_waits_its_turn_or_is_deferred() {
+        let last = LastFailover {
+            target: SEED_A.into(),
+            at: Utc::now() - chrono::Duration::seconds(2),
+        };
+        let ask = |target: &str, announced: bool, deadline: Option<Instant>| {
+            let mut r = req(target, Mode::Execute);
+            r.announced = announced;
+            r.deadline = deadline;
+            r
+        };
+        let wait = announcement_wait(&ask(SEED_B, true, None), Some(&last))
+            .unwrap()
+            .unwrap();
+        assert!((7..=8).contains(&wait.as_secs()), "{wait:?}");
+        let need = wait + FENCE_NEED + crate::engine::execute::DEADLINE_RESERVE;
+        let roomy = Some(Instant::now() + need + std::time::Duration::from_secs(5));
+        assert!(announcement_wait(&ask(SEED_B, true, roomy), Some(&last))
+            .unwrap()
+            .is_some());
+        let tight = Some(Instant::now() + need - std::time::Duration::from_secs(2));
+        assert!(matches!(
+            announcement_wait(&ask(SEED_B, true, tight), Some(&last)),
+            Err(FailoverError::Deferred { .. })
+        ));
+        assert_eq!(
+            announcement_wait(&ask(SEED_A, true, None), Some(&last)).unwrap(),
+            None
+        );
+        assert_eq!(
+            announcement_wait(&ask(SEED_B, false, None), Some(&last)).unwrap(),
+            None
+        );
+        let old = LastFailover {
+            at: Utc::now() - chrono::Duration::seconds(30),
+            ..last
+        };
+        assert_eq!(
+            announcement_wait(&ask(SEED_B, true, None), Some(&old)).unwrap(),
+            None
+        );
+    }
+
     fn op_name() -> impl Strategy<Value = &'static str> {
         prop_oneof![
             Just("AssociateAddress"),
