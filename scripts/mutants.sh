@@ -72,6 +72,7 @@ declare -A TESTED_BY=(
   [engine::state]="engine::failover"
   [engine::discovery]="engine::plan engine::failover app::inspect ops::doctor"
   [app::fleet]="app::handler ops::doctor"
+  [app::events]="app::handler"
 )
 # The fault-injection fuzz (1,000 generated runs, a minute or more here) is the suite's, not a
 # unit test's: every mutant would wait for it.
