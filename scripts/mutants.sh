@@ -102,7 +102,8 @@ for f in "${files[@]}"; do
     # Exactly the last run's survivors, by name; each must still be a mutant of the file.
     re=$(python3 -c 'import re,sys; print("^(" + "|".join(re.escape(l.strip()) for l in open(sys.argv[1]) if l.strip()) + ")$")' "$first/missed.txt")
     listed=$(cd "$scratch" && cargo mutants --list -f "$f" -F "$re" 2>/dev/null | grep -c . || true)
-    if [ "$listed" -ne "$(grep -c . "$first/missed.txt")" ]; then
+    # (More matches than names: two mutants may share a name.)
+    if [ "$listed" -lt "$(grep -c . "$first/missed.txt")" ]; then
       echo "$f: its code changed since the last run ($listed of its survivors are still mutants): run it again whole" >&2
       exit 1
     fi
