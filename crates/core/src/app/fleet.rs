@@ -1465,4 +1465,40 @@ mod tests {
             .collect();
         assert_eq!(found, ["fleet/pair-1.json"]);
     }
+
+    /// A fleet in a directory: its `*.json` files (any case; not a directory named so, nor
+    /// another file), each tagged by its text; one as large as a declaration may be is read,
+    /// one byte more is left out, said.
+    #[tokio::test]
+    async fn a_directory_fleet_lists_its_json_files_and_leaves_out_the_too_large() {
+        let cloud = MemoryCloud::seed();
+        let dir = std::env::temp_dir().join(format!("cf-fleet-dir-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("sub.json")).unwrap();
+        let seed = crate::testing::plan::AFTER;
+        std::fs::write(dir.join("A.JSON"), seed).unwrap();
+        std::fs::write(dir.join("notes.txt"), "not a declaration").unwrap();
+        let at_limit = format!("{seed}{}", " ".repeat(MAX_DECLARATION_BYTES - seed.len()));
+        std::fs::write(dir.join("limit.json"), &at_limit).unwrap();
+        let loc = Location::Dir(dir.clone());
+        let listed = list(&cloud, &loc).await.unwrap();
+        let keys: Vec<&str> = listed.iter().map(|l| l.key.as_str()).collect();
+        assert_eq!(keys, ["A.JSON", "limit.json"]);
+        assert_eq!(
+            listed[0].etag,
+            Some(format!("{:x}-{}", fnv(seed.as_bytes()), seed.len()))
+        );
+        let read = load(&cloud, &loc, &listed[1]).await.unwrap();
+        assert!(read.declaration.is_some(), "{:?}", read.problem);
+        std::fs::write(dir.join("limit.json"), format!("{at_limit} ")).unwrap();
+        let listed = list(&cloud, &loc).await.unwrap();
+        let big = load(&cloud, &loc, &listed[1]).await.unwrap();
+        assert!(big.declaration.is_none());
+        assert!(big.problem.unwrap().contains("more than the"), "too large");
+        assert_eq!(
+            listed[1].etag,
+            Some(format!("{:x}-{}", fnv(b""), MAX_DECLARATION_BYTES + 1))
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }
