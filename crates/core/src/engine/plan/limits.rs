@@ -104,4 +104,34 @@ mod tests {
             .unwrap_err();
         assert_eq!(e.code.as_deref(), Some("PrivateIpAddressLimitExceeded"));
     }
+
+    /// The count: the primary, what the interface holds already (secondary addresses, and a
+    /// delegated prefix as one), and what moves in; as many as the type allows is fine.
+    #[tokio::test]
+    async fn the_count_includes_what_the_target_holds_and_the_limit_itself_is_allowed() {
+        let d = patched(|v| {
+            v["failoverRoutes"]["routeGroupDefinitions"][0]["defaultNextHopAddresses"]["items"] =
+                json!(["10.0.0.11", "10.0.0.12"]);
+        });
+        // t3.micro: 2 per interface; the primary and the one VIP moving in.
+        let mut topo = same_az();
+        topo.instances[1].instance_type = "t3.micro".into();
+        let cloud = MemoryCloud::from_topology(&topo);
+        let p = plan_on(&cloud, &d, SEED_B).await.unwrap();
+        assert!(p.skipped.is_empty(), "{:?}", p.skipped);
+        // t3.small: 4; B's interface holds two addresses and a prefix already: 1 + 2 + 1 + 1.
+        let mut topo = same_az();
+        topo.instances[1].instance_type = "t3.small".into();
+        let b = &mut topo.instances[1].interfaces[1];
+        b.secondary = vec!["10.0.0.201".parse().unwrap(), "10.0.0.202".parse().unwrap()];
+        b.prefixes = vec!["10.0.0.64/28".parse().unwrap()];
+        let cloud = MemoryCloud::from_topology(&topo);
+        let r = skipped(plan_on(&cloud, &d, SEED_B).await.unwrap());
+        assert!(
+            r.reasons.iter().any(|x| x.starts_with(SEED_B_EXT)
+                && x.contains("would hold 5 IPv4 addresses")
+                && x.contains("(4)")),
+            "{r}"
+        );
+    }
 }
