@@ -668,25 +668,26 @@ mod tests {
         let reads = |c: &MemoryCloud| {
             c.calls()
                 .iter()
-                .filter(|c| *c == "DescribeAddresses")
+                .filter(|c| c.starts_with("Describe"))
                 .count()
         };
         for (lag, stop, verified, read) in [
-            // Shows at once; the route failed: one read, nothing waited for.
-            (Duration::ZERO, None, true, 1),
+            // Shows at once; the route failed: one read (its tables and addresses), nothing
+            // waited for.
+            (Duration::ZERO, None, true, 2),
             // Shows 1 s later: read again until it does.
             (
                 Duration::from_secs(1),
                 Some(Duration::from_secs(10)),
                 true,
-                4,
+                5,
             ),
             // The stop comes before the first wait would end: no second read.
             (
                 Duration::from_secs(1),
                 Some(Duration::from_millis(100)),
                 false,
-                1,
+                2,
             ),
         ] {
             let cloud = MemoryCloud::seed();
@@ -823,14 +824,21 @@ mod tests {
             1,
         );
         execute(&cloud, &p, &options(), &NoFence).await;
+        // And back, every call answered.
+        let back = plan_on(&cloud, &decl(AFTER), SEED_A).await.unwrap();
+        execute(&cloud, &back, &options(), &NoFence).await;
         let text = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
         let done: Vec<&str> = text
             .lines()
             .filter(|l| l.contains("operation done"))
             .collect();
-        assert_eq!(done.len(), 2, "{text}");
+        assert_eq!(done.len(), 2 + back.operations.len(), "{text}");
         assert!(
             done[0].contains("done=1 total=2") && done[1].contains("done=2 total=2"),
+            "{text}"
+        );
+        assert!(
+            done[2].contains("done=1 total=1") && done[2].contains("failed=false"),
             "{text}"
         );
         assert_eq!(
@@ -840,6 +848,10 @@ mod tests {
         );
         assert!(
             text.lines().any(|l| l.contains("wave done") && l.contains("operations=2 succeeded=1 failed=1")),
+            "{text}"
+        );
+        assert!(
+            text.lines().any(|l| l.contains("wave done") && l.contains("operations=1 succeeded=1 failed=0")),
             "{text}"
         );
     }
