@@ -126,7 +126,23 @@ mod tests {
         b.secondary = vec!["10.0.0.201".parse().unwrap(), "10.0.0.202".parse().unwrap()];
         b.prefixes = vec!["10.0.0.64/28".parse().unwrap()];
         let cloud = MemoryCloud::from_topology(&topo);
-        let r = skipped(plan_on(&cloud, &d, SEED_B).await.unwrap());
+        let p = plan_on(&cloud, &d, SEED_B).await.unwrap();
+        // Nothing moves onto the full interface: neither the address nor the EIP on it; the
+        // route still moves.
+        let onto_b: Vec<&str> = p
+            .operations
+            .iter()
+            .filter(|o| {
+                format!("{:?}", o.action).contains(SEED_B_EXT) && !o.id.starts_with("route:")
+            })
+            .map(|o| o.id.as_str())
+            .collect();
+        assert!(onto_b.is_empty(), "{onto_b:?}");
+        assert!(
+            p.operations.iter().any(|o| o.id.starts_with("route:")),
+            "{p:?}"
+        );
+        let r = skipped(p);
         assert!(
             r.reasons.iter().any(|x| x.starts_with(SEED_B_EXT)
                 && x.contains("would hold 5 IPv4 addresses")
