@@ -206,4 +206,58 @@ mod tests {
             "{r}"
         );
     }
+
+    /// A listed Elastic IP on an address outside its vipAddresses is in use elsewhere: left
+    /// alone, said (as CFE does); on one of them it moves. One selected by tags moves onto its
+    /// VIP wherever it is now.
+    #[tokio::test]
+    async fn a_listed_eip_outside_its_vip_addresses_is_left_alone() {
+        let listed = |vips: serde_json::Value| {
+            crate::testing::plan::patched(|v| {
+                v["failoverAddresses"]["addressGroupDefinitions"] = serde_json::json!([
+                    {"type": "elasticIpAddress", "scopingAddress": crate::lab::SEED_EIP, "vipAddresses": vips}
+                ]);
+            })
+        };
+        let eip_ops = |p: &super::super::Plan| {
+            p.operations
+                .iter()
+                .filter(|o| o.id.starts_with("eip:"))
+                .count()
+        };
+        let cloud = MemoryCloud::seed();
+        let elsewhere = plan_on(
+            &cloud,
+            &listed(serde_json::json!(["10.0.0.99", "10.0.4.101"])),
+            SEED_B,
+        )
+        .await
+        .unwrap();
+        assert_eq!(eip_ops(&elsewhere), 0, "{elsewhere:?}");
+        assert!(
+            elsewhere.warnings.iter().any(|w| w
+                .contains("is on 10.0.0.101 (eni-0603a4992d0579540), none of its vipAddresses")),
+            "{:?}",
+            elsewhere.warnings
+        );
+        let ours = plan_on(
+            &cloud,
+            &listed(serde_json::json!(["10.0.0.101", "10.0.4.101"])),
+            SEED_B,
+        )
+        .await
+        .unwrap();
+        assert_eq!(eip_ops(&ours), 1, "{ours:?}");
+        assert!(!ours
+            .warnings
+            .iter()
+            .any(|w| w.contains("none of its vipAddresses")));
+        // By tags, on A's primary address (no VIP): it moves onto B's VIP all the same.
+        let mut topo = Topology::seed();
+        topo.elastic_ips[0].associated_with =
+            Some((crate::lab::SEED_A_EXT.into(), "10.0.0.11".parse().unwrap()));
+        let cloud = MemoryCloud::from_topology(&topo);
+        let p = plan_on(&cloud, &decl(AFTER), SEED_B).await.unwrap();
+        assert_eq!(eip_ops(&p), 1, "{p:?}");
+    }
 }
