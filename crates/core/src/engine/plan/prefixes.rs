@@ -552,4 +552,36 @@ mod tests {
             .unwrap();
         cloud.assign_ipv4_prefixes(SEED_B_EXT, &[p]).await.unwrap();
     }
+
+    /// With the prefix and its Elastic IP already on the target, the EIP is in place (said),
+    /// nothing moves; one the scope selects by tags is planned as such, not as the prefix's.
+    #[tokio::test]
+    async fn an_eip_already_on_the_targets_prefix_is_in_place() {
+        use crate::lab::EipSpec;
+        let mut topo = same_az_with_prefix();
+        let prefix = topo.instances[0].interfaces[1].prefixes.clone();
+        topo.instances[0].interfaces[1].prefixes.clear();
+        topo.instances[1].interfaces[1].prefixes = prefix;
+        topo.elastic_ips.push(EipSpec {
+            allocation_id: "eipalloc-0prefix".into(),
+            public_ip: "203.0.113.50".parse().unwrap(),
+            tags: tags([SEED_TAG]),
+            associated_with: Some((SEED_B_EXT.into(), "10.0.0.50".parse().unwrap())),
+        });
+        let cloud = MemoryCloud::from_topology(&topo);
+        let p = plan_on(&cloud, &prefix_declaration(|_| ()), SEED_B)
+            .await
+            .unwrap();
+        assert!(
+            p.operations
+                .iter()
+                .all(|o| !o.id.starts_with("eip:203.0.113.50")),
+            "{p:?}"
+        );
+        assert!(
+            p.in_place.iter().any(|w| w.contains("Elastic IP 203.0.113.50 → 10.0.0.50 on eni-04bec0335a47b26c3")),
+            "{:?}",
+            p.in_place
+        );
+    }
 }
