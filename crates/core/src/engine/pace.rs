@@ -393,4 +393,44 @@ mod tests {
         let waited = t0.elapsed().as_secs_f64();
         assert!(waited < 1.1, "the bulk call takes the next token: {waited}");
     }
+
+    /// A call waits only for the part of a token still missing.
+    #[tokio::test(start_paused = true)]
+    async fn a_call_waits_for_the_missing_part_of_a_token() {
+        let p = Pacer::new(Pacing {
+            rate: 2.0,
+            burst: 2.0,
+        });
+        p.take("ReplaceRoute", false).await;
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let t0 = Instant::now();
+        p.take("ReplaceRoute", false).await;
+        let waited = t0.elapsed().as_secs_f64();
+        assert!(
+            (0.2..0.3).contains(&waited),
+            "half a token at 2/s: {waited}"
+        );
+    }
+
+    /// A new pacing: its rate (with the headroom) at once, and a smaller bucket clips what
+    /// is in hand (one token kept back, as always).
+    #[tokio::test(start_paused = true)]
+    async fn a_smaller_pacing_clips_the_bucket_and_the_rate() {
+        let p = Pacer::new(Pacing {
+            rate: 5.0,
+            burst: 11.0,
+        });
+        p.take("ReplaceRoute", false).await;
+        p.set_pacing(Pacing {
+            rate: 2.0,
+            burst: 3.0,
+        });
+        assert_eq!(p.rate("ReplaceRoute"), 2.0 * HEADROOM);
+        let t0 = Instant::now();
+        p.take("ReplaceRoute", false).await;
+        p.take("ReplaceRoute", false).await;
+        assert_eq!(t0.elapsed(), Duration::ZERO, "two in hand");
+        p.take("ReplaceRoute", false).await;
+        assert!(t0.elapsed() > Duration::from_millis(400), "the third waits");
+    }
 }
