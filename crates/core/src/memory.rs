@@ -790,9 +790,11 @@ impl World {
             "169.254.168.0/22".parse().expect("cidr"),
             "fd00:ec2::/32".parse().expect("cidr"),
         ];
+        // Routes *to* addresses in those blocks; a wider destination holding one (the
+        // default route) is every VPC's everyday route.
         if reserved
             .iter()
-            .any(|r| r.contains(destination.addr()) || destination.contains(r.addr()))
+            .any(|r| r.contains(destination.addr()) && destination.prefix() >= r.prefix())
         {
             return Err(err(
                 op,
@@ -1995,7 +1997,8 @@ mod aws_rules {
 
     /// Amazon VPC User Guide, "Configure route tables": a route more specific than the local
     /// route must match "the entire IPv4 or IPv6 CIDR block of a subnet" in the VPC, and
-    /// 169.254.168.0/22 cannot be routed.
+    /// addresses in 169.254.168.0/22 cannot be routed to; a route holding that block (the
+    /// default route, 169.254.0.0/16) is an ordinary one.
     #[tokio::test]
     async fn a_route_inside_the_vpc_must_be_a_whole_subnet() {
         let cloud = MemoryCloud::seed();
@@ -2010,8 +2013,14 @@ mod aws_rules {
                 "{bad}: {e}"
             );
         }
-        // a whole subnet's block, and a range outside the VPC, are accepted
-        for good in ["10.0.3.0/24", "172.16.9.0/24"] {
+        // a whole subnet's block, a range outside the VPC, and ranges holding the reserved
+        // block are accepted
+        for good in [
+            "10.0.3.0/24",
+            "172.16.9.0/24",
+            "169.254.0.0/16",
+            "0.0.0.0/1",
+        ] {
             cloud
                 .create_route(SEED_RTB, good.parse().unwrap(), SEED_B_EXT)
                 .await

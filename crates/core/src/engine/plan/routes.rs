@@ -211,9 +211,10 @@ fn unroutable(table: &RouteTable, range: Cidr) -> Option<String> {
         "169.254.168.0/22".parse().expect("cidr"),
         "fd00:ec2::/32".parse().expect("cidr"),
     ];
+    // A range inside a reserved block; one holding it (0.0.0.0/0, 169.254.0.0/16) is fine.
     if let Some(r) = reserved
         .iter()
-        .find(|r| r.contains(range.addr()) || range.contains(r.addr()))
+        .find(|r| r.contains(range.addr()) && range.prefix() >= r.prefix())
     {
         return Some(format!(
             "{range} overlaps {r}, which AWS reserves: EC2 refuses a route to it"
@@ -579,5 +580,41 @@ mod tests {
             "{r}"
         );
         assert!(r.reasons[1].contains("which AWS reserves"), "{r}");
+    }
+
+    /// What EC2 would refuse: a range inside a reserved block (a range holding one, as the
+    /// default route does, is fine), and one more specific than the VPC's local route; the
+    /// local route's own range is not "inside" it.
+    #[test]
+    fn unroutable_ranges_are_named() {
+        let table = crate::engine::model::RouteTable {
+            id: "rtb-1".into(),
+            vpc_id: "vpc-1".into(),
+            tags: Default::default(),
+            routes: vec![crate::engine::model::Route {
+                destination: "10.0.0.0/16".parse().unwrap(),
+                network_interface_id: None,
+                other_target: Some("local".into()),
+                local: true,
+            }],
+            associations: Vec::new(),
+        };
+        let says = |r: &str| super::unroutable(&table, r.parse().unwrap());
+        assert!(says("169.254.168.0/24")
+            .unwrap()
+            .contains("which AWS reserves"));
+        assert!(says("169.254.170.0/23")
+            .unwrap()
+            .contains("overlaps 169.254.168.0/22"));
+        assert!(says("fd00:ec2::23/128")
+            .unwrap()
+            .contains("overlaps fd00:ec2::/32"));
+        assert_eq!(says("169.254.0.0/16"), None);
+        assert_eq!(says("::/0"), None);
+        assert!(says("10.0.3.0/24")
+            .unwrap()
+            .contains("lies inside the VPC's range 10.0.0.0/16"));
+        assert_eq!(says("10.0.0.0/16"), None);
+        assert_eq!(says("0.0.0.0/0"), None);
     }
 }
