@@ -273,6 +273,9 @@ mod tests {
         );
         assert_eq!(Home::from_function_arn(""), None);
         assert_eq!(Home::from_function_arn("arn:aws:lambda:::function:x"), None);
+        // Either half missing is no home.
+        assert_eq!(Home::from_function_arn("arn:aws:lambda:eu-central-1::function:x"), None);
+        assert_eq!(Home::from_function_arn("arn:aws:lambda::111122223333:function:x"), None);
     }
 
     /// Fields of the envelope that only a forgery sets are
