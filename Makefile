@@ -22,7 +22,7 @@ test:  ## Every test (unit, property, end-to-end through the SDK against moto)
 docs-check:  ## The docs' local commands as written (sh blocks marked <!-- ci: run -->), in a copy of the tree, against moto
 	python3 scripts/docs-commands.py
 
-mutants:  ## Mutation testing of the engine's files changed since main (ALL=1: every engine file; FILES=...: those; AGAIN=1: the last run's survivors), each against its own unit tests (scripts/mutants.sh)
+mutants:  ## Mutation testing of the engine's files changed since main (ALL=1: every engine file; FILES=...: those; AGAIN=1: the last run's survivors), each against the unit tests that reach it (scripts/mutants.sh, README "Mutation testing")
 	bash scripts/mutants.sh $(if $(ALL),--all) $(if $(AGAIN),--again) $(FILES)
 
 lint:  ## Formatting and clippy, as CI runs them

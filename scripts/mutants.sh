@@ -15,8 +15,10 @@
 #                                      file's code, not its tests, is unchanged; checked)
 #
 # Prints caught / missed / timeout / unviable per file and the total; the figure quoted in
-# BENCHMARKS.md is (caught + timeout) / (caught + missed + timeout): a mutant that hangs the
-# tests is caught by their timeout. Runs in place on a scratch copy of the
+# the README ("Mutation testing") is (caught + timeout) / (caught + missed + timeout): a mutant
+# that hangs the tests (30 s) is caught by their timeout. "Unit tests" are the core crate's
+# `--lib` tests: a module's own and those of TESTED_BY, which include whole-path tests on the
+# in-memory cloud (the handler's, doctor's); SKIP names the two left out. Runs in place on a scratch copy of the
 # tree (a git worktree under target/, with the uncommitted changes), so the working tree is
 # never mutated.
 set -euo pipefail
@@ -79,7 +81,8 @@ declare -A TESTED_BY=(
 SKIP=(--skip faults_then_one_run_converges
       # Events dated seconds apart, waited for in real time (the cooldown is wall-clock).
       --skip events_are_ordered_by_their_own_time_and_must_be_fresh)
-# Its own worktree (MUTANTS_SCRATCH: another, for a second run beside this one).
+# Its own worktree (MUTANTS_SCRATCH: another, for a second run beside this one; give it its
+# own MUTANTS_TARGET_DIR too, or the two trees share build artifacts).
 scratch="${MUTANTS_SCRATCH:-$root/target/mutants-tree}"
 git worktree remove --force "$scratch" >/dev/null 2>&1 || true
 git worktree add --quiet --detach "$scratch" HEAD
@@ -111,13 +114,22 @@ for f in "${files[@]}"; do
     run="$run-again"
   fi
   # shellcheck disable=SC2086 # the filters are words
+  status=0
   (cd "$scratch" && cargo mutants --in-place --no-shuffle -f "$f" "${select[@]}" --test-package failover-core \
       --timeout 30 --build-timeout 240 \
-      --output "$run" -- --lib -- "$name" ${TESTED_BY[$name]:-} "${SKIP[@]}" >/dev/null 2>&1) || true
+      --output "$run" -- --lib -- "$name" ${TESTED_BY[$name]:-} "${SKIP[@]}" >/dev/null 2>&1) || status=$?
+  # cargo-mutants: 0 all caught, 2 some missed, 3 some hung; anything else (4: the tests fail
+  # unmutated, a build error) measured nothing.
+  case $status in 0|2|3) ;; *) echo "$f: cargo mutants exited $status: not measured (see $run/mutants.out/debug.log)" >&2; exit 1 ;; esac
+  # What was measured, and on what: the commit, and the uncommitted changes' hash.
+  printf '%s %s\n' "$(git rev-parse HEAD)" "$(git diff HEAD | sha1sum | cut -c1-12)" >"$run/tree"
   dir="$run/mutants.out"
   count() { if [ -s "$1/$2.txt" ]; then grep -c . "$1/$2.txt"; else echo 0; fi; }
   c=$(count "$dir" caught) m=$(count "$dir" missed) t=$(count "$dir" timeout) u=$(count "$dir" unviable)
   if [ -n "$again" ]; then
+    # A survivor the re-run did not get to stays missed.
+    left=$(( $(count "$first" missed) - c - m - t - u ))
+    [ "$left" -gt 0 ] && m=$((m + left))
     c=$((c + $(count "$first" caught))) t=$((t + $(count "$first" timeout))) u=$(count "$first" unviable)
   fi
   printf '%-36s caught %4d  missed %3d  timeout %2d  unviable %3d\n' "$f" "$c" "$m" "$t" "$u"

@@ -624,7 +624,7 @@ mod tests {
 
     /// The verify round's waits: 0.25 s, doubling, as long as each fits what is left of the
     /// window, and none once it is spent.
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn rereads_double_while_they_fit_the_window() {
         let mut r = Rereads::within(Duration::from_millis(1000));
         let mut waits = Vec::new();

@@ -1988,7 +1988,7 @@ mod tests {
         assert_eq!(state(&cloud)["serverless"]["recovers"], "dead-run");
     }
 
-    #[tokio::test(start_paused = true)]
+    #[tokio::test]
     async fn the_run_records_failed_before_the_deadline() {
         let cloud = MemoryCloud::seed();
         cloud.delay("ReplaceRoute", std::time::Duration::from_secs(30));
