@@ -274,8 +274,14 @@ mod tests {
         assert_eq!(Home::from_function_arn(""), None);
         assert_eq!(Home::from_function_arn("arn:aws:lambda:::function:x"), None);
         // Either half missing is no home.
-        assert_eq!(Home::from_function_arn("arn:aws:lambda:eu-central-1::function:x"), None);
-        assert_eq!(Home::from_function_arn("arn:aws:lambda::111122223333:function:x"), None);
+        assert_eq!(
+            Home::from_function_arn("arn:aws:lambda:eu-central-1::function:x"),
+            None
+        );
+        assert_eq!(
+            Home::from_function_arn("arn:aws:lambda::111122223333:function:x"),
+            None
+        );
     }
 
     /// Fields of the envelope that only a forgery sets are
@@ -324,5 +330,30 @@ mod tests {
         v.as_object_mut().unwrap().remove("time");
         let r = reason(parse(&v).unwrap().intent(&Extension::default(), &home()));
         assert!(r.contains("states no time"), "{r}");
+    }
+
+    /// The age bounds to the second: as old as maxEventAgeSeconds is fresh, a second more is
+    /// stale (0: no bound); as far ahead as the clock skew allowed is fine, a second more is
+    /// not.
+    #[test]
+    fn event_age_bounds_hold_to_the_second() {
+        let t = crate::testing::events::sample("alarm-eventbridge.json");
+        let at = t.origin().unwrap().at.unwrap();
+        let mut ext = crate::engine::declaration::Extension::default();
+        ext.max_event_age_seconds = 60;
+        let secs = chrono::Duration::seconds;
+        assert_eq!(t.stale(&ext, at + secs(60)), None);
+        assert!(t
+            .stale(&ext, at + secs(61))
+            .unwrap()
+            .contains("older than serverless.maxEventAgeSeconds (60 s)"));
+        ext.max_event_age_seconds = 0;
+        assert_eq!(t.stale(&ext, at + secs(86_400)), None, "no bound");
+        let skew = EVENT_CLOCK_SKEW_SECONDS;
+        assert_eq!(t.stale(&ext, at - secs(skew)), None);
+        assert!(t
+            .stale(&ext, at - secs(skew + 1))
+            .unwrap()
+            .contains("ahead of this function's clock"));
     }
 }
