@@ -339,8 +339,10 @@ mod tests {
     fn event_age_bounds_hold_to_the_second() {
         let t = crate::testing::events::sample("alarm-eventbridge.json");
         let at = t.origin().unwrap().at.unwrap();
-        let mut ext = crate::engine::declaration::Extension::default();
-        ext.max_event_age_seconds = 60;
+        let mut ext = crate::engine::declaration::Extension {
+            max_event_age_seconds: 60,
+            ..Default::default()
+        };
         let secs = chrono::Duration::seconds;
         assert_eq!(t.stale(&ext, at + secs(60)), None);
         assert!(t
