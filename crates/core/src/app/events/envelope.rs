@@ -410,4 +410,14 @@ mod tests {
                 .unwrap_err();
         assert!(e.message.contains("unknown field"), "{e}");
     }
+
+    /// An event as large as allowed is read; a byte more is refused, saying so.
+    #[test]
+    fn an_event_at_the_size_limit_is_read_a_byte_more_is_not() {
+        let text = crate::testing::events::file("events/alarm-eventbridge.json");
+        let at_limit = format!("{text}{}", " ".repeat(MAX_EVENT_BYTES - text.len()));
+        assert!(parse_text(&at_limit).is_ok());
+        let e = parse_text(&format!("{at_limit} ")).unwrap_err();
+        assert!(e.to_string().contains("more than the"), "{e}");
+    }
 }

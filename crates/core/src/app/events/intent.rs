@@ -354,4 +354,48 @@ mod tests {
         let r = reason(t.intent(&Extension::default(), &home()));
         assert!(!r.chars().any(char::is_control), "{r:?}");
     }
+
+    /// `failbackTo` fails back to that unit only: its EC2 state running, its alarm back to OK;
+    /// the other unit's do nothing, and without `failbackTo` nothing does.
+    #[test]
+    fn failback_is_to_the_failback_unit_only() {
+        let to_a = Extension {
+            failback_to: Some(A.into()),
+            ..Default::default()
+        };
+        let to_b = Extension {
+            failback_to: Some(B.into()),
+            ..Default::default()
+        };
+        let running = parse_text(
+            &file("events/ec2-state-change.json").replace("\"stopping\"", "\"running\""),
+        )
+        .unwrap();
+        let ok = sample("alarm-ok-eventbridge.json");
+        for t in [&running, &ok] {
+            match t.intent(&to_a, &home()) {
+                Intent::Run { target, .. } => assert_eq!(target, TargetSpec::Instance(A.into())),
+                other => panic!("{other:?}"),
+            }
+            assert!(matches!(t.intent(&to_b, &home()), Intent::Ignore { .. }));
+            assert!(matches!(
+                t.intent(&Extension::default(), &home()),
+                Intent::Ignore { .. }
+            ));
+        }
+    }
+
+    /// An alarm whose one dimension is not an instance id is not taken for one.
+    #[test]
+    fn an_alarm_dimension_that_is_no_instance_id_is_ignored_with_the_fix() {
+        let t = parse_text(&file("events/alarm-eventbridge.json").replace(
+            "\"InstanceId\": \"i-055fd78af29715fbf\"",
+            "\"InstanceId\": \"web-1\"",
+        ))
+        .unwrap();
+        assert!(reason(t.intent(&Extension::default(), &home()))
+            .contains("which is not an instance id; map it in serverless.alarmTargets"),);
+        assert_eq!(t.instance_ids(), ["web-1"]);
+        assert_eq!(sample("alarm-eventbridge.json").instance_ids(), [A]);
+    }
 }
