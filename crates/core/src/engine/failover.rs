@@ -2304,6 +2304,58 @@ mod tests {
         );
     }
 
+    /// Damping applies only to flapping: not with a cooldown of 0, and not to a run toward
+    /// the unit the last failover chose (a repair); a missing state bucket is named by its scope.
+    #[tokio::test(start_paused = true)]
+    async fn cooldown_spares_repairs_and_a_zero_window() {
+        let cloud = MemoryCloud::seed();
+        let d = Declaration::parse(AFTER).unwrap();
+        completed(run(&cloud, &cloud, &d, unforced(SEED_A)).await.unwrap());
+        assert_eq!(route(&cloud), SEED_B_EXT);
+        // Undone by hand: the run toward B again is a repair, not a flap.
+        cloud
+            .replace_route(SEED_RTB, "0.0.0.0/0".parse().unwrap(), SEED_A_EXT)
+            .await
+            .unwrap();
+        cloud.settle();
+        let again = run(
+            &cloud,
+            &cloud,
+            &d,
+            RunRequest::new(TargetSpec::Instance(SEED_B.into()), Mode::Execute, "alarm"),
+        )
+        .await
+        .unwrap();
+        assert!(matches!(again, RunOutcome::Completed(_)), "{again:?}");
+        assert_eq!(route(&cloud), SEED_B_EXT);
+        // With no window, the way back is not damped either.
+        let no_window = crate::testing::plan::patched(|v| {
+            v["serverless"] = serde_json::json!({"cooldownSeconds": 0})
+        });
+        let back = run(&cloud, &cloud, &no_window, unforced(SEED_B))
+            .await
+            .unwrap();
+        assert!(matches!(back, RunOutcome::Completed(_)), "{back:?}");
+        assert_eq!(route(&cloud), SEED_A_EXT);
+        // The state bucket, named by its scope when missing.
+        for (storage, words) in [
+            (
+                serde_json::json!({"scopingName": "cfe-gone"}),
+                "no bucket named cfe-gone",
+            ),
+            (
+                serde_json::json!({"scopingTags": {"team": "nobody"}}),
+                "no bucket tagged team=nobody",
+            ),
+        ] {
+            let d = crate::testing::plan::patched(|v| v["externalStorage"] = storage.clone());
+            let e = run(&cloud, &cloud, &d, req(SEED_B, Mode::Execute))
+                .await
+                .unwrap_err();
+            assert!(e.to_string().contains(words), "{e}");
+        }
+    }
+
     fn op_name() -> impl Strategy<Value = &'static str> {
         prop_oneof![
             Just("AssociateAddress"),
