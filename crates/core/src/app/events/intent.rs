@@ -398,13 +398,16 @@ mod tests {
         assert_eq!(t.instance_ids(), ["web-1"]);
         assert_eq!(sample("alarm-eventbridge.json").instance_ids(), [A]);
         // No dimension: the instance in the alarm's name.
-        let named = parse_text(&file("events/alarm-eventbridge.json").replace(
-            "{\"InstanceId\": \"i-055fd78af29715fbf\"}",
-            "{}",
-        ))
+        let named = parse_text(
+            &file("events/alarm-eventbridge.json")
+                .replace("{\"InstanceId\": \"i-055fd78af29715fbf\"}", "{}"),
+        )
         .unwrap();
         assert_eq!(named.instance_ids(), [A]);
         assert_eq!(sample("ec2-state-change.json").instance_ids(), [A]);
-        assert_eq!(sample("schedule-reconcile.json").instance_ids(), Vec::<String>::new());
+        assert_eq!(
+            sample("schedule-reconcile.json").instance_ids(),
+            Vec::<String>::new()
+        );
     }
 }
