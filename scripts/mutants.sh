@@ -88,6 +88,8 @@ git worktree remove --force "$scratch" >/dev/null 2>&1 || true
 git worktree add --quiet --detach "$scratch" HEAD
 # Uncommitted changes are part of what is tested.
 git diff HEAD | (cd "$scratch" && git apply --allow-empty 2>/dev/null || true)
+# What is measured: this commit and the uncommitted changes' hash (recorded with each run).
+measured="$(git rev-parse HEAD) $(git diff HEAD | sha1sum | cut -c1-12)"
 trap 'git worktree remove --force "$scratch" >/dev/null 2>&1 || true' EXIT
 # Its own target dir: a tree at another path sharing one would pass cargo's freshness checks
 # with the other tree's artifacts (the first run builds the dependencies once, ~8 min).
@@ -122,7 +124,7 @@ for f in "${files[@]}"; do
   # unmutated, a build error) measured nothing.
   case $status in 0|2|3) ;; *) echo "$f: cargo mutants exited $status: not measured (see $run/mutants.out/debug.log)" >&2; exit 1 ;; esac
   # What was measured, and on what: the commit, and the uncommitted changes' hash.
-  printf '%s %s\n' "$(git rev-parse HEAD)" "$(git diff HEAD | sha1sum | cut -c1-12)" >"$run/tree"
+  echo "$measured" >"$run/tree"
   dir="$run/mutants.out"
   count() { if [ -s "$1/$2.txt" ]; then grep -c . "$1/$2.txt"; else echo 0; fi; }
   c=$(count "$dir" caught) m=$(count "$dir" missed) t=$(count "$dir" timeout) u=$(count "$dir" unviable)
