@@ -330,7 +330,7 @@ pub fn show_init(
         }
         say!(
             "then: cloud-failover doctor --declaration {}",
-            failover_core::ops::init::shell_word(&out.display().to_string())
+            failover_core::ops::doctor::shell_word(&out.display().to_string())
         );
     }
     if let Some(checks) = checks {

@@ -255,7 +255,7 @@ pub async fn doctor(
             },
         });
     }
-    let named = shell_quote(declared_at);
+    let named = shell_word(declared_at);
     for c in &mut checks {
         if let Some(fix) = &mut c.fix {
             *fix = fix.replace(DECLARATION_PLACEHOLDER, &named);
@@ -534,8 +534,9 @@ fn execute_command(target: &str) -> String {
     format!("cloud-failover execute --declaration {DECLARATION_PLACEHOLDER} --target {target}")
 }
 
-/// `s` as one shell word (single quotes unless it is plainly safe).
-fn shell_quote(s: &str) -> String {
+/// `s` as one shell word in a printed command (single quotes unless it is plainly safe): the
+/// fixes' commands and `init`'s.
+pub fn shell_word(s: &str) -> String {
     let plain = !s.is_empty()
         && s.chars()
             .all(|c| c.is_ascii_alphanumeric() || "/._-:@+=,".contains(c));

@@ -17,6 +17,8 @@ use crate::engine::model::{ElasticIp, Filter, Instance, NetworkInterface};
 use crate::engine::net::Cidr;
 use crate::engine::ports::{Ec2Describe, Ec2Setup};
 
+use super::doctor::shell_word;
+
 /// What `init` is asked.
 #[derive(Clone, Debug)]
 pub struct InitRequest {
@@ -88,16 +90,6 @@ impl Proposal {
             )
         }));
         out
-    }
-}
-
-/// `s` as one shell word: as is when plain, else in single quotes.
-pub fn shell_word(s: &str) -> String {
-    let plain = |c: char| c.is_ascii_alphanumeric() || "-_./:=,@+".contains(c);
-    if !s.is_empty() && s.chars().all(plain) {
-        s.to_string()
-    } else {
-        format!("'{}'", s.replace('\'', "'\\''"))
     }
 }
 
