@@ -163,14 +163,15 @@ pub async fn api_paths_check(
         };
         for service in ["ec2", "s3"] {
             let way = way(service, (subnet, vpc), &tables, &endpoints, decl, snap);
-            let why = match way {
+            // Why not, and the table the way was judged on (for the fix).
+            let (why, table) = match way {
                 Way::Endpoint(e) => {
                     seen.push(format!("{subnet} → {service}: {e}"));
                     continue;
                 }
-                Way::Out { target, .. } if target.starts_with("igw-") => format!(
+                Way::Out { target, table } if target.starts_with("igw-") => (format!(
                     "{who} reaches {service} only through {target}, an internet gateway: a Lambda function's interfaces have no public address, so the probe has no way out there"
-                ),
+                ), Some(table)),
                 Way::Out { target, .. } => {
                     let nat = if target.starts_with("nat-") {
                         " (the NAT gateway's own way out is not checked)"
@@ -180,17 +181,15 @@ pub async fn api_paths_check(
                     seen.push(format!("{subnet} → {service}: {target}{nat}"));
                     continue;
                 }
-                Way::Through { why, .. } => format!(
+                Way::Through { why, table } => (format!(
                     "{who} reaches {service} only through the appliance: {why}; when the unit dies the probe cannot fail over"
-                ),
-                Way::Nowhere { table } => format!(
+                ), Some(table)),
+                Way::Nowhere { table } => (format!(
                     "{who} has no way to {service}: {} has no route toward the public APIs and no {service} endpoint serves it",
                     table.as_deref().unwrap_or("no route table")
-                ),
+                ), table),
             };
-            let table = table_of(subnet, vpc, &tables)
-                .map(|t| t.id.clone())
-                .unwrap_or_default();
+            let table = table.unwrap_or_default();
             let entry = failing
                 .entry(service)
                 .or_insert_with(|| (vpc.clone(), Vec::new(), BTreeSet::new()));
@@ -235,15 +234,15 @@ pub async fn api_paths_check(
             decl,
             snap,
         );
-        let why = match found {
-            Way::Through { why, .. } => format!(
+        let (why, table) = match found {
+            Way::Through { why, table } => (format!(
                 "{who} reaches EventBridge from {subnet} only through the appliance: {why}; its announcement cannot leave when its peer dies{unless}"
-            ),
+            ), table),
             // EC2 gives every VPC a main table: none known is a model without one, not judged.
             Way::Nowhere { table: None } => continue,
-            Way::Nowhere { table: Some(table) } => format!(
+            Way::Nowhere { table: Some(table) } => (format!(
                 "{who} has no way to EventBridge from {subnet}: {table} has no route toward the public APIs and no events endpoint serves it{unless}"
-            ),
+            ), table),
             Way::Endpoint(e) => {
                 seen.push(format!("{} → events: {e}", m.id));
                 continue;
@@ -253,9 +252,6 @@ pub async fn api_paths_check(
                 continue;
             }
         };
-        let table = table_of(subnet, &first.vpc_id, &tables)
-            .map(|t| t.id.clone())
-            .unwrap_or_default();
         problems.push((
             level,
             why,
