@@ -159,6 +159,16 @@ async fn doctor_names_each_pitfall_and_inspect_shows_drift() {
         "{c}"
     );
     let vpc = ids.real("vpc-0287f01407d1276f0");
+    // An interface endpoint with private DNS in the web subnet.
+    let interface_endpoint = |service: &'static str| {
+        ec2.create_vpc_endpoint()
+            .vpc_id(vpc)
+            .vpc_endpoint_type(aws_sdk_ec2::types::VpcEndpointType::Interface)
+            .service_name(format!("com.amazonaws.us-east-1.{service}"))
+            .subnet_ids(web)
+            .private_dns_enabled(true)
+            .send()
+    };
     ec2.create_vpc_endpoint()
         .vpc_id(vpc)
         .vpc_endpoint_type(aws_sdk_ec2::types::VpcEndpointType::Gateway)
@@ -167,15 +177,7 @@ async fn doctor_names_each_pitfall_and_inspect_shows_drift() {
         .send()
         .await
         .unwrap();
-    ec2.create_vpc_endpoint()
-        .vpc_id(vpc)
-        .vpc_endpoint_type(aws_sdk_ec2::types::VpcEndpointType::Interface)
-        .service_name("com.amazonaws.us-east-1.ec2")
-        .subnet_ids(web)
-        .private_dns_enabled(true)
-        .send()
-        .await
-        .unwrap();
+    interface_endpoint("ec2").await.unwrap();
     // The units' subnets use the VPC's main table, local routes only: no way to EventBridge
     // (a WARN while no announcement is on record), until an events endpoint serves them.
     let c = probe(&lab);
@@ -188,15 +190,7 @@ async fn doctor_names_each_pitfall_and_inspect_shows_drift() {
             && !c["detail"].as_str().unwrap().contains("probe subnet"),
         "{c}"
     );
-    ec2.create_vpc_endpoint()
-        .vpc_id(vpc)
-        .vpc_endpoint_type(aws_sdk_ec2::types::VpcEndpointType::Interface)
-        .service_name("com.amazonaws.us-east-1.events")
-        .subnet_ids(web)
-        .private_dns_enabled(true)
-        .send()
-        .await
-        .unwrap();
+    interface_endpoint("events").await.unwrap();
     let c = probe(&lab);
     assert_eq!(c["verdict"], "PASS", "{c}");
 

@@ -633,6 +633,15 @@ mod tests {
         assert!(r.duration_ms.unwrap() >= 1500, "{:?}", r.duration_ms);
     }
 
+    /// The state log of the seed's bucket.
+    fn seed_log<'a>(cloud: &'a MemoryCloud, decl: &'a Declaration) -> StateLog<'a> {
+        StateLog {
+            store: cloud,
+            bucket: "cfe-state-bigip-ha".into(),
+            decl,
+        }
+    }
+
     fn decl_with(patch: impl FnOnce(&mut Value)) -> Declaration {
         crate::testing::plan::patched(patch)
     }
@@ -696,11 +705,7 @@ mod tests {
         use crate::engine::ports::ObjectStore;
         let cloud = MemoryCloud::seed();
         let decl = Declaration::parse(crate::testing::plan::AFTER).unwrap();
-        let log = StateLog {
-            store: &cloud,
-            bucket: "cfe-state-bigip-ha".into(),
-            decl: &decl,
-        };
+        let log = seed_log(&cloud, &decl);
         for (id, m, st, by) in [
             ("r1", 1, TaskState::Failed, None),
             (
@@ -809,11 +814,7 @@ mod tests {
     async fn a_reset_keeps_the_boxs_word_and_what_only_the_log_knows() {
         let cloud = MemoryCloud::seed();
         let decl = Declaration::parse(crate::testing::plan::AFTER).unwrap();
-        let log = StateLog {
-            store: &cloud,
-            bucket: "cfe-state-bigip-ha".into(),
-            decl: &decl,
-        };
+        let log = seed_log(&cloud, &decl);
         let mut prev = failed_state("FAILED");
         prev[EXTENSION_KEY]["lastAnnouncement"] =
             json!({"target": "i-b", "at": "2026-12-06T10:00:00Z"});
