@@ -8,7 +8,7 @@ use aws_lambda_events::sqs::SqsBatchResponse;
 use failover_core::app::events::{Home, Trust, DEFAULT_ALARM_NAME_PREFIX};
 use failover_core::app::fleet::ClusterResult;
 use failover_core::app::fleet::Fleet;
-use failover_core::app::handler::{handle, handle_fleet, Scope};
+use failover_core::app::handler::{handle_fleet, handle_pair, Reply, Scope};
 use failover_core::app::handler::{load_declaration, Invocation, Location};
 use failover_core::app::{events, metrics};
 use failover_core::aws::{self, AwsCloud, AwsOptions};
@@ -238,10 +238,21 @@ pub async fn respond(
     inv: Invocation,
 ) -> Result<FailoverReply, Diagnostic> {
     if events::sqs_messages(&payload).is_none() && !scope.is_fleet() {
-        let result = handle(&cloud.ec2, &cloud.s3, scope.location(), &payload, inv).await;
+        let answer = match handle_pair(&cloud.ec2, &cloud.s3, scope.location(), &payload, inv).await
+        {
+            // A pair with failover groups: each group's answer, as a fleet's direct invoke.
+            Ok(Reply::Fleet(report)) => {
+                for a in &report.clusters {
+                    println!("{}", metrics::emf("failover", &a.result));
+                }
+                return direct_response(report.clusters);
+            }
+            Ok(Reply::One(answer)) => Ok(answer),
+            Err(e) => Err(e),
+        };
         // CloudWatch Embedded Metric Format: one line on stdout per answer.
-        println!("{}", metrics::emf("failover", &result));
-        return result.map(FailoverReply::Answer).map_err(diagnostic);
+        println!("{}", metrics::emf("failover", &answer));
+        return answer.map(FailoverReply::Answer).map_err(diagnostic);
     }
     let mut fleet = scope.fleet().await;
     run_batch(&cloud.ec2, &cloud.s3, queue.await, &mut fleet, payload, inv).await

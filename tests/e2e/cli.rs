@@ -390,7 +390,7 @@ async fn operator_commands_and_exit_codes() {
     assert!(err.contains("other-run"), "{err}");
     // A crashed run also leaves its members' lock (taken beside the cluster's): reset --force
     // releases both, or every run would answer IN_PROGRESS until its lease ran out.
-    let members = failover_core::engine::lock::members_lock_name(&[a.clone(), b.clone()]);
+    let members = failover_core::engine::lock::members_lock_name(&[a.clone(), b.clone()], None);
     cloud
         .s3
         .put_object(

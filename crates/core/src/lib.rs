@@ -19,6 +19,8 @@ pub mod aws;
 #[cfg(test)]
 mod cfe_tests;
 pub mod engine;
+#[cfg(test)]
+mod group_tests;
 #[cfg(any(test, feature = "testing"))]
 pub mod lab;
 #[cfg(any(test, feature = "testing"))]

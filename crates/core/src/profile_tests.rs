@@ -38,7 +38,7 @@ struct Profile {
 /// The managed items while one unit is active.
 #[derive(Default, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct Expected {
+pub(crate) struct Expected {
     /// (route table, destination, interface).
     #[serde(default)]
     routes: Vec<(String, Cidr, String)>,
@@ -62,7 +62,7 @@ fn profiles() -> Vec<PathBuf> {
 }
 
 /// Where the cloud differs from `want`, in words (empty: it agrees).
-async fn differences(cloud: &MemoryCloud, want: &Expected) -> Vec<String> {
+pub(crate) async fn differences(cloud: &MemoryCloud, want: &Expected) -> Vec<String> {
     let mut out = Vec::new();
     for (table, dest, eni) in &want.routes {
         let got = cloud.route_target(table, *dest);

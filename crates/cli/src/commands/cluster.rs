@@ -24,14 +24,14 @@ use crate::render;
 /// Over a fleet, every cluster in turn.
 pub async fn inspect(ctx: &Context<'_>, declaration: &str) -> Result<(), CliError> {
     let loc = location(declaration)?;
-    let (doc, verdict, _) = for_each_cluster(
+    let (doc, verdict, read) = for_each_cluster(
         ctx,
-        &loc,
+        declaration,
         |c| inspect_one(c.cloud, c.decl),
         render::show_inspection,
     )
     .await;
-    if loc.is_fleet() && ctx.output == Output::Json {
+    if (loc.is_fleet() || read.is_some()) && ctx.output == Output::Json {
         render::print_json(&doc);
     }
     verdict
@@ -81,8 +81,7 @@ async fn release(
     force: bool,
     reset: bool,
 ) -> Result<(), CliError> {
-    let loc = location(declaration)?;
-    let (cloud, decl) = open(&ctx.opts, &loc).await?;
+    let (cloud, decl) = open(&ctx.opts, declaration).await?;
     let bucket = bucket(&cloud, &decl).await?;
     let cluster = &decl.extension.cluster_name;
     let enc = &decl.external_storage.encryption;
@@ -131,7 +130,8 @@ async fn release(
     // members, as a run does): released the same way.
     if let Ok(members) = failover_core::engine::discovery::member_ids(&cloud.ec2, &decl).await {
         if !members.is_empty() {
-            let name = failover_core::engine::lock::members_lock_name(&members);
+            let group = decl.extension.group.as_deref();
+            let name = failover_core::engine::lock::members_lock_name(&members, group);
             let also = failover_core::engine::lock::unlock(&cloud.s3, &bucket, &name, enc, force)
                 .await
                 .map_err(|e| CliError::new(e.to_string()))?;
@@ -166,8 +166,7 @@ pub async fn history(
     declaration: &str,
     filter: HistoryFilter<'_>,
 ) -> Result<(), CliError> {
-    let loc = location(declaration)?;
-    let (cloud, decl) = open(&ctx.opts, &loc).await?;
+    let (cloud, decl) = open(&ctx.opts, declaration).await?;
     let bucket = bucket(&cloud, &decl).await?;
     let cluster = filter.cluster.unwrap_or(&decl.extension.cluster_name);
     let runs = read_history(&cloud.s3, &bucket, cluster, filter.limit, filter.failed)
@@ -199,12 +198,12 @@ pub async fn doctor(
     let loc = location(declaration)?;
     let (mut doc, each, read) = for_each_cluster(
         ctx,
-        &loc,
+        declaration,
         |c| doctor_one(ctx, c.cloud, c.decl, c.declared_at, probe_subnets),
         |output, checks: &Vec<Check>| render::show_checks(output, checks),
     )
     .await;
-    if !loc.is_fleet() {
+    if !loc.is_fleet() && read.is_none() {
         return each;
     }
     // The fleet as the clusters' checks read it (not listed and read a second time).
@@ -270,8 +269,7 @@ fn failed(checks: &[Check], which: &str) -> Result<(), CliError> {
 
 /// `state`: the state file the last run wrote (as stored, or its summary as a table).
 pub async fn state(ctx: &Context<'_>, declaration: &str) -> Result<(), CliError> {
-    let loc = location(declaration)?;
-    let (cloud, decl) = open(&ctx.opts, &loc).await?;
+    let (cloud, decl) = open(&ctx.opts, declaration).await?;
     let state = read_state(&cloud, &decl).await?;
     render::show_state(ctx.output, &state);
     Ok(())

@@ -58,17 +58,77 @@ impl<'a> Context<'a> {
     }
 }
 
-/// `--declaration`, or exit 2.
+/// `--declaration` (without a `#GROUP` suffix), or exit 2.
 fn location(s: &str) -> Result<Location, CliError> {
-    s.parse::<Location>()
+    split_group(s)
+        .0
+        .parse::<Location>()
         .map_err(|e| CliError::usage(format!("--declaration: {e}")))
+}
+
+/// `--declaration FILE#GROUP`: one failover group of a declaration with `serverless.groups`
+/// (as inspect and doctor name each group's cluster).
+fn split_group(s: &str) -> (&str, Option<&str>) {
+    match s.rsplit_once('#') {
+        Some((loc, g))
+            if !loc.is_empty()
+                && !g.is_empty()
+                && g.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') =>
+        {
+            (loc, Some(g))
+        }
+        _ => (s, None),
+    }
+}
+
+/// The one cluster `--declaration` names: the declaration, or the failover group named by its
+/// `#GROUP` suffix (required when the declaration names groups), or exit 2.
+fn narrow(declaration: &str, decl: Declaration) -> Result<Declaration, CliError> {
+    let group = split_group(declaration).1;
+    if !decl.is_grouped() {
+        return match group {
+            Some(g) => Err(CliError::usage(format!(
+                "--declaration: #{g}: the declaration names no failover groups (serverless.groups)"
+            ))),
+            None => Ok(decl),
+        };
+    }
+    let names: Vec<String> = decl.extension.groups.keys().cloned().collect();
+    let Some(g) = group else {
+        return Err(CliError::usage(format!(
+            "--declaration: the declaration names failover groups ({}): name one as {declaration}#GROUP",
+            names.join(", ")
+        )));
+    };
+    decl.per_group()
+        .into_iter()
+        .find(|(name, _)| name.as_deref() == Some(g))
+        .map(|(_, d)| d)
+        .ok_or_else(|| {
+            CliError::usage(format!(
+                "--declaration: #{g} is not a failover group of the declaration ({})",
+                names.join(", ")
+            ))
+        })
 }
 
 /// The SDK adapters and the declaration at `loc` (read through them when it is in S3).
 /// The SDK adapters follow the declaration's endpoints, CA bundle and bucket region.
-async fn open(opts: &AwsOptions, loc: &Location) -> Result<(AwsCloud, Declaration), CliError> {
+/// A declaration with failover groups gives the group `--declaration`'s `#GROUP` names.
+async fn open(opts: &AwsOptions, declaration: &str) -> Result<(AwsCloud, Declaration), CliError> {
+    let loc = location(declaration)?;
     let cloud = aws::connect(opts).await;
-    let decl = load_declaration(&cloud.s3, loc).await?;
+    let decl = narrow(declaration, load_declaration(&cloud.s3, &loc).await?)?;
+    shaped(cloud, opts, decl).await
+}
+
+/// `cloud` shaped by `decl`'s endpoints, CA bundle and bucket region.
+async fn shaped(
+    cloud: AwsCloud,
+    opts: &AwsOptions,
+    decl: Declaration,
+) -> Result<(AwsCloud, Declaration), CliError> {
     let cloud = aws::with_settings(cloud, opts, &decl)
         .await
         .map_err(|e| CliError::new(e.to_string()))?;
@@ -88,21 +148,27 @@ struct Opened {
 /// Every cluster at `loc`: its one declaration, or each declaration of a fleet (a prefix or
 /// a directory) that loads; and, for a fleet, those that do not, each with why, and the fleet
 /// as read (for its own checks).
+/// A declaration with failover groups is each of its groups (a fleet of one pair), unless
+/// `--declaration` names one (`FILE#GROUP`).
 async fn open_all(
     opts: &AwsOptions,
-    loc: &Location,
+    declaration: &str,
 ) -> Result<(Vec<Opened>, Vec<(String, String)>, Option<Fleet>), CliError> {
+    let loc = &location(declaration)?;
     if !loc.is_fleet() {
-        let (cloud, decl) = open(opts, loc).await?;
-        let name = loc.to_string();
-        let declared_at = name.clone();
-        let one = Opened {
-            name,
-            declared_at,
-            cloud,
-            decl,
-        };
-        return Ok((vec![one], Vec::new(), None));
+        let cloud = aws::connect(opts).await;
+        let decl = load_declaration(&cloud.s3, loc).await?;
+        // Grouped, no group named: every group, as a fleet's clusters (below).
+        if !decl.is_grouped() || split_group(declaration).1.is_some() {
+            let (cloud, decl) = shaped(cloud, opts, narrow(declaration, decl)?).await?;
+            let one = Opened {
+                name: declaration.to_string(),
+                declared_at: declaration.to_string(),
+                cloud,
+                decl,
+            };
+            return Ok((vec![one], Vec::new(), None));
+        }
     }
     let base = aws::connect(opts).await;
     let mut fleet = Fleet::new(loc.clone());
@@ -113,7 +179,10 @@ async fn open_all(
             .await
             .map_err(|e| CliError::new(e.to_string()))?;
         let decl = (*c.declaration).clone();
-        let declared_at = loc.member(name).to_string();
+        let declared_at = match &c.group {
+            Some(g) => format!("{}#{g}", loc.member(&c.declared)),
+            None => loc.member(&c.declared).to_string(),
+        };
         let name = name.clone();
         out.push(Opened {
             name,
@@ -134,7 +203,7 @@ async fn open_all(
 /// cluster's failure, or for a declaration that does not load.
 async fn for_each_cluster<T, F, Fut>(
     ctx: &Context<'_>,
-    loc: &Location,
+    declaration: &str,
     each: F,
     show: fn(Output, &T),
 ) -> (
@@ -148,11 +217,11 @@ where
     Fut: std::future::Future<Output = Result<(T, Result<(), CliError>), CliError>>,
 {
     let mut doc = serde_json::Map::new();
-    let (clusters, broken, read) = match open_all(&ctx.opts, loc).await {
+    let (clusters, broken, read) = match open_all(&ctx.opts, declaration).await {
         Ok(all) => all,
         Err(e) => return (doc, Err(e), None),
     };
-    let (fleet, table) = (loc.is_fleet(), ctx.output == Output::Table);
+    let (fleet, table) = (read.is_some(), ctx.output == Output::Table);
     let mut items = Vec::new();
     let mut first = None;
     for c in clusters {

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use failover_core::app::fleet::ClusterResult;
 use failover_core::app::fleet::Fleet;
-use failover_core::app::handler::{handle, handle_fleet, Invocation};
+use failover_core::app::handler::{handle_fleet, handle_pair, Invocation, Reply};
 use failover_core::aws;
 use failover_core::engine::answer::Answer;
 use failover_core::engine::failover::{run, RunOutcome};
@@ -43,9 +43,8 @@ async fn run_from_cli(
     mode: Mode,
     deadline: Option<u64>,
 ) -> Result<(), CliError> {
-    let loc = location(declaration)?;
     let t = target(to)?;
-    let (cloud, decl) = open(&ctx.opts, &loc).await?;
+    let (cloud, decl) = open(&ctx.opts, declaration).await?;
     let mut req = RunRequest::new(t, mode, "cli");
     if mode == Mode::Execute {
         req.force = true;
@@ -105,8 +104,11 @@ pub async fn invoke(
     let cloud = for_declaration(cloud, &ctx.opts, &loc)
         .await
         .map_err(|e| CliError::new(e.to_string()))?;
-    let answer = handle(&cloud.ec2, &cloud.s3, &loc, &payload, invocation).await?;
-    shown(ctx, &answer)
+    match handle_pair(&cloud.ec2, &cloud.s3, &loc, &payload, invocation).await? {
+        Reply::One(answer) => shown(ctx, &answer),
+        // A pair with failover groups: each group's answer.
+        Reply::Fleet(report) => show_fleet(ctx, report.clusters),
+    }
 }
 
 /// Shows `answer`; IN_PROGRESS, COOLDOWN and IGNORED as their exit codes.

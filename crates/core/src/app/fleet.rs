@@ -34,8 +34,13 @@ pub const MEMBERS_MAX_AGE: Duration = Duration::from_secs(60);
 /// One cluster of the fleet.
 #[derive(Clone, Debug)]
 pub struct Cluster {
-    /// The declaration's key under the prefix (or its file name): names the cluster.
+    /// The declaration's key under the prefix (or its file name), and `#<group>` for one
+    /// failover group of a declaration with `serverless.groups`: names the cluster.
     pub key: String,
+    /// The declaration's key (the same for every group of one declaration).
+    pub declared: String,
+    /// The failover group this cluster is, if the declaration names groups.
+    pub group: Option<String>,
     /// The declaration's ETag (or a hash of a file's text) when it was read.
     pub etag: Option<String>,
     /// The declaration.
@@ -62,11 +67,32 @@ impl Cluster {
                     || instance_ids.iter().any(|i| member(i))
                     || (instance_ids.is_empty() && instance_id_in(name).is_some_and(|i| member(&i)))
             }
-            Trigger::InstanceState { instance_id, .. }
-            | Trigger::ApplianceActive { instance_id, .. } => member(instance_id),
-            Trigger::Direct { target, .. } => member(target),
+            Trigger::InstanceState { instance_id, .. } => member(instance_id),
+            Trigger::ApplianceActive { instance_id, .. } => {
+                member(instance_id) && self.takes(trigger.group(), false)
+            }
+            Trigger::Direct { target, .. } => member(target) && self.takes(trigger.group(), true),
             Trigger::Schedule { .. } => true,
         }
+    }
+
+    /// Whether an event naming `group` (or none) is this cluster's, its instance aside: an
+    /// ungrouped pair's whatever it names (a box may always name its group); a group's when
+    /// it names that group, or names none and `all` (an operator's command: every group).
+    fn takes(&self, group: Option<&str>, all: bool) -> bool {
+        match (&self.group, group) {
+            (None, _) => true,
+            (Some(mine), Some(named)) => mine == named,
+            (Some(_), None) => all,
+        }
+    }
+}
+
+/// A cluster's key: the declaration's, and `#<group>` for one of its groups.
+pub fn cluster_key(declared: &str, group: Option<&str>) -> String {
+    match group {
+        Some(g) => format!("{declared}#{g}"),
+        None => declared.to_string(),
     }
 }
 
@@ -252,51 +278,71 @@ impl Fleet {
             .into_iter()
             .chain(std::mem::take(&mut self.held))
             .collect();
-        let cluster =
-            |key: &String, etag: &Option<String>, declaration: &Arc<Declaration>| Cluster {
-                key: key.clone(),
-                etag: etag.clone(),
-                declaration: declaration.clone(),
-                members: previous
-                    .get(key)
-                    .filter(|c| c.etag == *etag)
-                    .and_then(|c| c.members.clone()),
-            };
-        let parsed: Vec<(&String, &Loaded, &Arc<Declaration>)> = self
+        // Every cluster the declarations are: one per declaration, or one per failover group.
+        let parts: Vec<(Cluster, Option<&String>)> = self
             .loaded
             .iter()
             .filter_map(|(k, l)| Some((k, l, l.declaration.as_ref()?)))
+            .flat_map(|(declared, l, d)| {
+                let groups: Vec<(Option<String>, Arc<Declaration>)> = if d.is_grouped() {
+                    d.per_group()
+                        .into_iter()
+                        .map(|(g, d)| (g, Arc::new(d)))
+                        .collect()
+                } else {
+                    vec![(None, d.clone())]
+                };
+                let previous = &previous;
+                groups.into_iter().map(move |(group, declaration)| {
+                    let key = cluster_key(declared, group.as_deref());
+                    let members = previous
+                        .get(&key)
+                        .filter(|c| c.etag == l.etag)
+                        .and_then(|c| c.members.clone());
+                    let cluster = Cluster {
+                        key,
+                        declared: declared.clone(),
+                        group,
+                        etag: l.etag.clone(),
+                        declaration,
+                        members,
+                    };
+                    (cluster, l.problem.as_ref())
+                })
+            })
             .collect();
-        let mut broken = BTreeMap::new();
-        for (key, l) in &self.loaded {
-            let Some(problem) = &l.problem else { continue };
-            broken.insert(key.clone(), problem.clone());
-            if let Some(d) = &l.declaration {
-                self.held.insert(key.clone(), cluster(key, &l.etag, d));
+        let mut broken: BTreeMap<String, String> = self
+            .loaded
+            .iter()
+            .filter_map(|(k, l)| Some((k.clone(), l.problem.clone()?)))
+            .collect();
+        for (c, problem) in &parts {
+            if problem.is_some() {
+                self.held.insert(c.key.clone(), c.clone());
+                continue;
             }
-        }
-        for (key, l, decl) in parsed.iter().filter(|(_, l, _)| l.problem.is_none()) {
-            let clash: Vec<String> = parsed
+            // Two clusters on one lock or state file (a group's own are `<clusterName>.<group>`).
+            let clash: Vec<String> = parts
                 .iter()
-                .filter(|(other, o, _)| other != key && o.problem.is_none())
-                .filter_map(|(other, _, d)| {
-                    let why = shared_keys(decl, d).into_iter().next()?;
-                    Some(format!("{other}: {why}"))
+                .filter(|(o, p)| o.declared != c.declared && p.is_none())
+                .filter_map(|(o, _)| {
+                    let why = shared_keys(&c.declaration, &o.declaration)
+                        .into_iter()
+                        .next()?;
+                    Some(format!("{}: {why}", o.key))
                 })
                 .collect();
             if clash.is_empty() {
-                self.clusters
-                    .insert((*key).clone(), cluster(key, &l.etag, decl));
+                self.clusters.insert(c.key.clone(), c.clone());
             } else {
                 broken.insert(
-                    (*key).clone(),
+                    c.key.clone(),
                     format!(
                         "shares a state file or lock with {} (both are left out while they do)",
                         clash.join("; ")
                     ),
                 );
-                self.held
-                    .insert((*key).clone(), cluster(key, &l.etag, decl));
+                self.held.insert(c.key.clone(), c.clone());
             }
         }
         self.broken = broken;
@@ -406,10 +452,11 @@ impl Fleet {
         let mut by_member: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for c in self.clusters.values() {
             for m in c.members() {
-                by_member
-                    .entry(m.to_string())
-                    .or_default()
-                    .push(c.key.clone());
+                let keys = by_member.entry(m.to_string()).or_default();
+                // A pair's failover groups share their members.
+                if !keys.contains(&c.declared) {
+                    keys.push(c.declared.clone());
+                }
             }
         }
         by_member.retain(|_, keys| keys.len() > 1);
@@ -436,9 +483,12 @@ impl Fleet {
 
     /// The left-out declarations that do not parse (their pairs unknown), with why.
     pub fn unread(&self) -> impl Iterator<Item = (&String, &String)> {
-        self.broken
-            .iter()
-            .filter(|(k, _)| !self.held.contains_key(*k))
+        self.broken.iter().filter(|(k, _)| {
+            !self
+                .held
+                .values()
+                .any(|c| c.key == **k || c.declared == **k)
+        })
     }
 
     /// The clusters that own what `trigger` names, by the index as it is.
@@ -462,11 +512,11 @@ impl Fleet {
             .values()
             .filter(|c| c.owns(trigger))
             .map(|c| {
-                format!(
-                    "{} ({})",
-                    c.key,
-                    self.broken.get(&c.key).map_or("", String::as_str)
-                )
+                let why = self
+                    .broken
+                    .get(&c.key)
+                    .or_else(|| self.broken.get(&c.declared));
+                format!("{} ({})", c.key, why.map_or("", String::as_str))
             })
             .collect();
         if !held.is_empty() {
@@ -476,8 +526,19 @@ impl Fleet {
                 held.join("; ")
             )));
         }
+        let declared: BTreeSet<&str> = owners
+            .iter()
+            .filter_map(|k| self.clusters.get(k))
+            .map(|c| c.declared.as_str())
+            .collect();
+        if owners.is_empty() {
+            if let Some(e) = self.group_not_named(trigger) {
+                return Err(e);
+            }
+        }
         match owners.len() {
-            1 => Ok(Route::To(owners)),
+            // One pair's failover groups share their members: each moves its own items.
+            n if n == 1 || declared.len() == 1 => Ok(Route::To(owners)),
             0 => Ok(Route::Nowhere(match &self.location {
                 l if l.is_fleet() => format!(
                     "no cluster of the fleet ({} declarations) owns {}",
@@ -492,6 +553,47 @@ impl Fleet {
                 owners.join(", ")
             ))),
         }
+    }
+
+    /// Why an event for a grouped pair's unit is no group's: an announcement that names no
+    /// group (which of the unit's groups became active is the box's to say), or a group the
+    /// pair does not have.
+    fn group_not_named(&self, trigger: &Trigger) -> Option<FailoverError> {
+        let instance = match trigger {
+            Trigger::ApplianceActive { instance_id, .. } => instance_id,
+            Trigger::Direct { target, .. } => target,
+            _ => return None,
+        };
+        let groups: Vec<&Cluster> = self
+            .clusters
+            .values()
+            .filter(|c| c.group.is_some())
+            .filter(|c| {
+                c.members
+                    .as_ref()
+                    .is_some_and(|(m, _)| m.contains(instance))
+            })
+            .collect();
+        let first = groups.first()?;
+        let names: Vec<&str> = groups.iter().filter_map(|c| c.group.as_deref()).collect();
+        let field = match trigger {
+            Trigger::ApplianceActive { .. } => "detail.group",
+            _ => "group",
+        };
+        Some(FailoverError::Fleet(match trigger.group() {
+            None => format!(
+                "{} names no failover group, and its pair ({}) has several: {}; the announcement names the group the unit became active for ({field})",
+                named(trigger),
+                first.declared,
+                names.join(", ")
+            ),
+            Some(g) => format!(
+                "{} names failover group {g:?}, which its pair ({}) does not have ({field}; its groups: {})",
+                named(trigger),
+                first.declared,
+                names.join(", ")
+            ),
+        }))
     }
 
     /// One cluster's path, mapped over the fleet: the declarations read again (where their

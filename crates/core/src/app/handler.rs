@@ -61,9 +61,8 @@ pub struct Invocation {
     pub budget: Option<Arc<Budget>>,
 }
 
-/// Handles one event: returns the run report, or why nothing was done. The event
-/// is validated, and its account and region checked, before anything is read from the cloud;
-/// an ignored event (`IGNORED`, with the reason) makes no call but reading the declaration.
+/// Handles one event for one declaration without failover groups: returns the run report,
+/// or why nothing was done (see [`handle_pair`]); a declaration with groups is an error here.
 pub async fn handle(
     ec2: &dyn Ec2,
     store: &dyn ObjectStore,
@@ -71,15 +70,56 @@ pub async fn handle(
     event: &Value,
     invocation: Invocation,
 ) -> Result<Answer, FailoverError> {
+    match handle_pair(ec2, store, declaration, event, invocation).await? {
+        Reply::One(answer) => Ok(answer),
+        Reply::Fleet(_) => Err(FailoverError::Fleet(
+            "the declaration names failover groups: its answers are each group's (handle_pair)"
+                .into(),
+        )),
+    }
+}
+
+/// Handles one event for one declaration: the run report, or why nothing was done. The
+/// event is validated, and its account and region checked, before anything is read from the
+/// cloud; an ignored event (`IGNORED`, with the reason) makes no call but reading the
+/// declaration. A declaration naming failover groups answers per group, the event routed
+/// as a fleet's is ([`handle_fleet`]): an announcement to its group, an alarm to each.
+pub async fn handle_pair(
+    ec2: &dyn Ec2,
+    store: &dyn ObjectStore,
+    declaration: &Location,
+    event: &Value,
+    invocation: Invocation,
+) -> Result<Reply<Answer>, FailoverError> {
     let trigger = events::parse(event)?;
     let shown = serde_json::to_string(&trigger).unwrap_or_default();
     tracing::info!(trigger = %shown, "event received");
     if let Some(reason) = trigger.untrusted(&invocation.trust) {
         // Another account's or region's event reached this function: someone should look.
-        return Ok(ignored(reason, true));
+        return Ok(Reply::One(ignored(reason, true)));
     }
     let decl = load_declaration(store, declaration).await?;
-    act(ec2, store, &decl, trigger, invocation).await
+    if !decl.is_grouped() {
+        return act(ec2, store, &decl, trigger, invocation)
+            .await
+            .map(Reply::One);
+    }
+    let mut fleet = Fleet::new(declaration.clone());
+    let answers = handle_fleet(
+        ec2,
+        store,
+        &mut fleet,
+        std::slice::from_ref(event),
+        invocation,
+    )
+    .await
+    .into_iter()
+    .flatten()
+    .collect();
+    Ok(Reply::Fleet(FleetReport {
+        clusters: answers,
+        broken: fleet.broken.clone(),
+    }))
 }
 
 /// What a trusted trigger asks of one cluster, done: a run, a reconcile, or why nothing.
@@ -544,7 +584,10 @@ impl Scope {
     {
         if !self.is_fleet() {
             let decl = load_declaration(store, &self.location).await?;
-            return run(Arc::new(decl), None).await.map(Reply::One);
+            if !decl.is_grouped() {
+                return run(Arc::new(decl), None).await.map(Reply::One);
+            }
+            // Failover groups: each group is a cluster of its own, served as a fleet's are.
         }
         let mut fleet = self.fleet().await;
         fleet.refresh(store).await?;

@@ -317,6 +317,14 @@ pub async fn run(
     decl: &Declaration,
     req: RunRequest,
 ) -> Result<RunOutcome, FailoverError> {
+    if decl.is_grouped() {
+        // Each group has its own lock and state file: a run of the whole pair would hold
+        // neither. The entry points serve a grouped declaration group by group.
+        return Err(FailoverError::Refused(vec![format!(
+            "the declaration names failover groups ({}): a run moves one group's items (Declaration::per_group)",
+            decl.extension.groups.keys().cloned().collect::<Vec<_>>().join(", ")
+        )]));
+    }
     let record = RunRecord::new(new_run_id(), decl, &req);
     let span = tracing::info_span!(
         "run",
@@ -457,7 +465,10 @@ async fn execute_held(
     let members = if record.members.is_empty() {
         None
     } else {
-        let name = crate::engine::lock::members_lock_name(&record.members);
+        let name = crate::engine::lock::members_lock_name(
+            &record.members,
+            decl.extension.group.as_deref(),
+        );
         match acquire(
             log.store,
             &log.bucket,
@@ -1720,10 +1731,10 @@ mod tests {
             }
         };
         let old = take("default".into()).await;
-        let members = take(crate::engine::lock::members_lock_name(&[
-            SEED_B.into(),
-            SEED_A.into(),
-        ]))
+        let members = take(crate::engine::lock::members_lock_name(
+            &[SEED_B.into(), SEED_A.into()],
+            None,
+        ))
         .await;
         let mut v: Value = serde_json::from_str(AFTER).unwrap();
         v["serverless"] = serde_json::json!({"clusterName": "web-renamed"});

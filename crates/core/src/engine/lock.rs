@@ -210,8 +210,9 @@ pub async fn unlock(
 }
 
 /// The lock name of a set of members: `members@<hash of their sorted ids>` (`@` is in no
-/// cluster name).
-pub fn members_lock_name(members: &[String]) -> String {
+/// cluster name), and `.<group>` for one failover group's runs (a pair's groups move
+/// disjoint items, so they may run at once; one group under two cluster names may not).
+pub fn members_lock_name(members: &[String], group: Option<&str>) -> String {
     let mut ids: Vec<&str> = members.iter().map(String::as_str).collect();
     ids.sort_unstable();
     ids.dedup();
@@ -221,7 +222,10 @@ pub fn members_lock_name(members: &[String]) -> String {
         h ^= u64::from(b);
         h = h.wrapping_mul(0x0100_0000_01b3);
     }
-    format!("members@{h:016x}")
+    match group {
+        Some(g) => format!("members@{h:016x}.{g}"),
+        None => format!("members@{h:016x}"),
+    }
 }
 
 /// The lease a run takes for a declared `lockLeaseSeconds`.
@@ -973,10 +977,15 @@ mod tests {
     #[test]
     fn the_members_lock_name_is_the_sorted_members_hash() {
         let ids = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-        let name = members_lock_name(&ids(&["i-0b", "i-0a"]));
+        let name = members_lock_name(&ids(&["i-0b", "i-0a"]), None);
         assert_eq!(name, "members@c5ff7736db29b7a8");
-        assert_eq!(members_lock_name(&ids(&["i-0a", "i-0b", "i-0a"])), name);
-        assert_ne!(members_lock_name(&ids(&["i-0a", "i-0c"])), name);
+        assert_eq!(
+            members_lock_name(&ids(&["i-0a", "i-0b", "i-0a"]), None),
+            name
+        );
+        assert_ne!(members_lock_name(&ids(&["i-0a", "i-0c"]), None), name);
+        let group = members_lock_name(&ids(&["i-0a", "i-0b"]), Some("tg1"));
+        assert_eq!(group, format!("{name}.tg1"));
     }
 
     /// A renewal whose every attempt fails, the lock still ours from the previous write: an

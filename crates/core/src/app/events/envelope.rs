@@ -26,6 +26,9 @@ struct Direct {
     target: String,
     #[serde(default)]
     force: bool,
+    /// The failover group to move (a pair with `serverless.groups`); absent: every group.
+    #[serde(default)]
+    group: Option<String>,
 }
 
 /// The detail of the appliance's "I am now active" event.
@@ -33,6 +36,31 @@ struct Direct {
 #[serde(rename_all = "camelCase")]
 struct ApplianceDetail {
     instance_id: String,
+    /// The failover group the unit became active for.
+    #[serde(default)]
+    group: Option<String>,
+    /// BIG-IP's traffic group (`/Common/traffic-group-1`): the group, without its partition,
+    /// when `group` is absent.
+    #[serde(default)]
+    traffic_group: Option<String>,
+}
+
+/// A group name as an event carries it: what `serverless.groups` accepts.
+fn group_name(g: Option<String>, field: &str) -> Result<Option<String>, EventError> {
+    match g {
+        Some(name)
+            if !(1..=32).contains(&name.len())
+                || !name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') =>
+        {
+            Err(bad(
+                field,
+                format!("{name:?} is not a group name (1-32 of A-Z a-z 0-9 - _)"),
+            ))
+        }
+        other => Ok(other),
+    }
 }
 
 fn typed<T: DeserializeOwned>(v: &Value, field: &str) -> Result<T, EventError> {
@@ -165,6 +193,7 @@ pub fn parse(v: &Value) -> Result<Trigger, EventError> {
             mode,
             target: instance_id(&d.target, "target")?,
             force: d.force,
+            group: group_name(d.group, "group")?,
         });
     }
     Err(bad(
@@ -269,6 +298,14 @@ fn parse_eventbridge(v: &Value) -> Result<Trigger, EventError> {
             let d: ApplianceDetail = typed(&e.detail, "detail")?;
             Ok(Trigger::ApplianceActive {
                 instance_id: instance_id(&d.instance_id, "detail.instanceId")?,
+                group: match (d.group, d.traffic_group) {
+                    (Some(g), _) => group_name(Some(g), "detail.group")?,
+                    (None, Some(tg)) => group_name(
+                        tg.rsplit('/').next().map(str::to_string),
+                        "detail.trafficGroup",
+                    )?,
+                    (None, None) => None,
+                },
                 source: e.source,
                 origin,
             })
@@ -419,5 +456,26 @@ mod tests {
         assert!(parse_text(&at_limit).is_ok());
         let e = parse_text(&format!("{at_limit} ")).unwrap_err();
         assert!(e.to_string().contains("more than the"), "{e}");
+    }
+
+    /// The group an announcement is for: `detail.group`, else BIG-IP's `trafficGroup` without
+    /// its partition (events/appliance-active.json carries `/Common/traffic-group-1`); a
+    /// direct invoke's `group`. A name `serverless.groups` would not take is refused, named.
+    #[test]
+    fn announcements_and_direct_invokes_carry_their_group() {
+        let text = file("events/appliance-active.json");
+        let mut v: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(parse(&v).unwrap().group(), Some("traffic-group-1"));
+        v["detail"]["group"] = "tg2".into();
+        assert_eq!(parse(&v).unwrap().group(), Some("tg2"));
+        v["detail"]["group"] = "a b".into();
+        assert_eq!(
+            parse(&v).unwrap_err().to_string(),
+            "detail.group: \"a b\" is not a group name (1-32 of A-Z a-z 0-9 - _)"
+        );
+        let d = serde_json::json!({"action": "execute", "target": "i-0123456789abcdef0", "group": "tg1"});
+        assert_eq!(parse(&d).unwrap().group(), Some("tg1"));
+        let d = serde_json::json!({"action": "execute", "target": "i-0123456789abcdef0"});
+        assert_eq!(parse(&d).unwrap().group(), None);
     }
 }

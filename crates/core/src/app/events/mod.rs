@@ -126,6 +126,9 @@ pub enum Trigger {
     ApplianceActive {
         /// The appliance's instance.
         instance_id: String,
+        /// `detail.group`: the failover group it is active for (absent: the pair's only one).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        group: Option<String>,
         /// The event's `source`.
         source: String,
         /// Where it says it comes from.
@@ -144,6 +147,9 @@ pub enum Trigger {
         target: String,
         /// Skip the cooldown.
         force: bool,
+        /// The failover group to move (absent: every group of the pair).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        group: Option<String>,
     },
 }
 
@@ -171,6 +177,17 @@ impl Trigger {
             | Trigger::ApplianceActive { instance_id, .. } => vec![instance_id.clone()],
             Trigger::Direct { target, .. } => vec![target.clone()],
             Trigger::Schedule { .. } => Vec::new(),
+        }
+    }
+
+    /// The failover group the event names, if any (an announcement's `detail.group`, a
+    /// direct invoke's `group`).
+    pub fn group(&self) -> Option<&str> {
+        match self {
+            Trigger::ApplianceActive { group, .. } | Trigger::Direct { group, .. } => {
+                group.as_deref()
+            }
+            _ => None,
         }
     }
 

@@ -149,11 +149,14 @@ pub(super) fn parse_extension(
     if let Some((v, p)) = o.opt("probe") {
         ext.probe = Some(parse_probe(v, p)?);
     }
+    if let Some((v, p)) = o.opt("groups") {
+        ext.groups = super::groups::parse_groups(v, p)?;
+    }
     o.finish()?;
     Ok(ext)
 }
 
-fn parse_probe(v: &Value, p: Path) -> Result<ProbeConfig, DeclarationError> {
+pub(super) fn parse_probe(v: &Value, p: Path) -> Result<ProbeConfig, DeclarationError> {
     let mut o = Obj::new(v, p)?;
     let mut cfg = ProbeConfig::default();
     if let Some((kind, kp)) = o.opt_str("kind")? {

@@ -6,6 +6,7 @@ mod addresses;
 mod coerce;
 mod cursor;
 mod extension;
+mod groups;
 mod routes;
 mod storage;
 
@@ -26,6 +27,7 @@ use routes::parse_routes;
 use storage::parse_storage;
 
 pub use extension::{is_instance_id, is_vpc_id};
+pub use groups::{FailoverGroup, Managed, MAX_GROUPS};
 pub use storage::split_bucket_name;
 
 /// Largest declaration accepted, in bytes (CFE declarations are a few KiB).
@@ -311,6 +313,12 @@ pub struct Extension {
     /// carry (default [`DEFAULT_APPLIANCE_SOURCE`], the one docs/deploy.md tells appliances
     /// to send); an announcement from any other source is ignored.
     pub appliance_sources: Vec<String>,
+    /// `groups`: the pair's failover groups by name (active-active: each group active on its
+    /// own unit), each with its items; empty (the default): the pair is one group.
+    pub groups: BTreeMap<String, FailoverGroup>,
+    /// The group this declaration is narrowed to ([`Declaration::per_group`]; never parsed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
 }
 
 /// The default cluster lock lease: the failover function's timeout (template.yaml, 60 s), so
@@ -400,6 +408,8 @@ impl Default for Extension {
             vpc_id: None,
             take_over_gateway_routes: false,
             appliance_sources: vec![DEFAULT_APPLIANCE_SOURCE.to_string()],
+            groups: BTreeMap::new(),
+            group: None,
         }
     }
 }
@@ -495,7 +505,7 @@ impl Declaration {
             None => Extension::default(),
         };
         top.finish()?;
-        Ok(Declaration {
+        let declaration = Declaration {
             schema_version,
             log_level,
             external_storage,
@@ -505,7 +515,9 @@ impl Declaration {
             extension,
             trusted_cert_bundle,
             warnings: root.warnings(),
-        })
+        };
+        groups::check_groups(&declaration)?;
+        Ok(declaration)
     }
 
     /// What this declaration sets of the SDK clients' own settings (endpoints, the bucket's

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
-use crate::engine::declaration::AddressGroup;
+use crate::engine::declaration::{AddressGroup, Managed};
 use crate::engine::discovery::NIC_MAP_TAG;
 use crate::engine::model::Instance;
 
@@ -19,7 +19,7 @@ impl Planner<'_> {
         let Some(a) = self.decl.addresses() else {
             return BTreeMap::new();
         };
-        for g in &a.groups {
+        for g in a.groups.iter().filter(|g| self.decl.manages(g.item())) {
             self.address_group(t, g, &mut moves);
         }
         // CFE pairs interfaces by f5_cloud_failover_nic_map only without addressGroupDefinitions:
@@ -127,6 +127,9 @@ impl Planner<'_> {
                 continue; // across AZs, Elastic IPs move instead
             }
             for ip in peer_nic.secondary_ips.iter().chain(&peer_nic.ipv6_ips) {
+                if !self.in_group(Managed::Address(*ip)) {
+                    continue;
+                }
                 let ips = moves
                     .entry((to.id.clone(), peer_nic.id.clone()))
                     .or_default();

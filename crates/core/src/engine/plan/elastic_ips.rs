@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
+use crate::engine::declaration::Managed;
 use crate::engine::discovery::{names_its_eips, ScopedEip};
 use crate::engine::model::{ElasticIp, Instance};
 
@@ -22,6 +23,9 @@ impl Planner<'_> {
         }
         let listed = names_its_eips(self.decl);
         for se in &self.snap.elastic_ips {
+            if !self.in_group(Managed::Address(se.eip.public_ip)) {
+                continue;
+            }
             if listed && self.in_use_elsewhere(se) {
                 continue;
             }

@@ -424,6 +424,23 @@ struct Planner<'a> {
     warnings: Vec<String>,
 }
 
+impl Planner<'_> {
+    /// Whether `item` is this run's to move (see [`Declaration::manages`]); an item the
+    /// declaration's groups leave out (found by tag, in no group) is warned of, never moved.
+    fn in_group(&mut self, item: crate::engine::declaration::Managed) -> bool {
+        if self.decl.manages(item) {
+            return true;
+        }
+        let groups = &self.decl.extension.groups;
+        if !groups.values().any(|g| g.holds(item)) {
+            self.warnings.push(format!(
+                "{item} is in no failover group (serverless.groups): left alone; name it in the group it follows"
+            ));
+        }
+        false
+    }
+}
+
 /// Addresses as a comma-separated list.
 fn list(ips: &[IpAddr]) -> String {
     ips.iter()

@@ -1,0 +1,311 @@
+//! Failover groups (`serverless.groups`, active-active) end to end on the in-memory cloud:
+//! `examples/active-active/` (BIG-IP, traffic-group-1 active on A while traffic-group-2 is
+//! active on B). Each group fails over alone, on its own announcement, under its own lock;
+//! a unit leaving moves every group active on it; each group fails back to its home unit;
+//! inspect shows each group's active unit. Everything goes through the failover function's
+//! own entry (`handle_pair`) with events as AWS and the appliance send them.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::app::events::{Home, Trust};
+use crate::app::handler::{handle_inspect, handle_pair, Invocation, Reply, Scope};
+use crate::app::location::Location;
+use crate::engine::answer::Answer;
+use crate::engine::declaration::{Declaration, Encryption};
+use crate::engine::failover::FailoverError;
+use crate::engine::keys::state_object;
+use crate::lab::Topology;
+use crate::memory::MemoryCloud;
+use crate::profile_tests::{differences, Expected};
+
+const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
+const TG1: &str = "traffic-group-1";
+const TG2: &str = "traffic-group-2";
+
+/// `examples/active-active/profile.json`.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct Profile {
+    #[allow(dead_code)]
+    about: Vec<String>,
+    topology: Topology,
+    units: [String; 2],
+    /// Each group's items while each unit holds it.
+    groups: BTreeMap<String, BTreeMap<String, Expected>>,
+    /// Each group's home unit (its `failbackTo`).
+    home: BTreeMap<String, String>,
+}
+
+struct Pair {
+    p: Profile,
+    cloud: MemoryCloud,
+    loc: Location,
+    inv: Invocation,
+    bucket: String,
+}
+
+impl Pair {
+    /// The example's pair, its declaration written with `patch` applied.
+    fn new(name: &str, patch: impl FnOnce(&mut Value)) -> Pair {
+        let dir = Path::new(ROOT).join("examples/active-active");
+        let p: Profile =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("profile.json")).unwrap())
+                .unwrap();
+        let mut decl: Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("declaration.json")).unwrap())
+                .unwrap();
+        patch(&mut decl);
+        let file: PathBuf =
+            std::env::temp_dir().join(format!("cf-groups-{name}-{}.json", std::process::id()));
+        std::fs::write(&file, decl.to_string()).unwrap();
+        let cloud = MemoryCloud::from_topology(&p.topology);
+        let bucket = p.topology.bucket.name.clone();
+        Pair {
+            p,
+            cloud,
+            loc: Location::File(file),
+            inv: Invocation {
+                trust: Trust::at(Home {
+                    account: "123456789012".into(),
+                    region: "us-east-1".into(),
+                }),
+                ..Invocation::default()
+            },
+            bucket,
+        }
+    }
+
+    fn unit(&self, i: usize) -> &str {
+        &self.p.units[i]
+    }
+
+    /// Where the cloud differs from "`group` is active on `unit`".
+    async fn off(&self, group: &str, unit: &str) -> Vec<String> {
+        differences(&self.cloud, &self.p.groups[group][unit]).await
+    }
+
+    async fn assert_active(&self, group: &str, unit: &str) {
+        let off = self.off(group, unit).await;
+        assert!(off.is_empty(), "{group} is not on {unit}: {off:?}");
+    }
+
+    /// Each answer to `event`, by cluster key.
+    async fn send(&self, event: Value) -> BTreeMap<String, Result<Answer, FailoverError>> {
+        let reply = handle_pair(
+            &self.cloud,
+            &self.cloud,
+            &self.loc,
+            &event,
+            self.inv.clone(),
+        )
+        .await
+        .unwrap();
+        self.cloud.settle();
+        let Reply::Fleet(report) = reply else {
+            panic!("a grouped declaration answers per group")
+        };
+        report
+            .clusters
+            .into_iter()
+            .map(|c| (c.cluster.unwrap_or_default(), c.result))
+            .collect()
+    }
+
+    /// The key of `group`'s cluster.
+    fn key(&self, group: &str) -> String {
+        format!("{}#{group}", self.loc)
+    }
+}
+
+/// An "Appliance Active" event from `unit`, for `group` (BIG-IP's own field names it).
+fn announcement(unit: &str, group: Option<&str>) -> Value {
+    let text = crate::lab::fresh(
+        &std::fs::read_to_string(format!("{ROOT}/events/appliance-active.json")).unwrap(),
+    );
+    let mut v: Value = serde_json::from_str(&text).unwrap();
+    v["detail"]["instanceId"] = unit.into();
+    match group {
+        Some(g) => v["detail"]["trafficGroup"] = format!("/Common/{g}").into(),
+        None => {
+            v["detail"].as_object_mut().unwrap().remove("trafficGroup");
+        }
+    }
+    v
+}
+
+/// An EC2 state change of `unit` to `state`.
+fn state_change(unit: &str, state: &str) -> Value {
+    let text = crate::lab::fresh(
+        &std::fs::read_to_string(format!("{ROOT}/events/ec2-state-change.json")).unwrap(),
+    );
+    let mut v: Value = serde_json::from_str(&text).unwrap();
+    v["detail"]["instance-id"] = unit.into();
+    v["detail"]["state"] = state.into();
+    v["resources"][0] = format!("arn:aws:ec2:us-east-1:123456789012:instance/{unit}").into();
+    v
+}
+
+fn succeeded(r: &Result<Answer, FailoverError>) -> bool {
+    matches!(r, Ok(Answer::Succeeded(_)))
+}
+
+/// The acceptance test of issue 26's item 6: two groups fail over independently.
+#[tokio::test(start_paused = true)]
+async fn two_groups_fail_over_independently() {
+    let pair = Pair::new("independent", |_| {});
+    let (a, b) = (pair.unit(0).to_string(), pair.unit(1).to_string());
+    assert_eq!(
+        (pair.p.home[TG1].as_str(), pair.p.home[TG2].as_str()),
+        (a.as_str(), b.as_str())
+    );
+    // GIVEN traffic-group-1 on A and traffic-group-2 on B
+    pair.assert_active(TG1, &a).await;
+    pair.assert_active(TG2, &b).await;
+    // inspect shows each group's active unit
+    let Reply::Fleet(view) =
+        handle_inspect(&pair.cloud, &pair.cloud, &Scope::new(pair.loc.clone()))
+            .await
+            .unwrap()
+    else {
+        panic!("one picture per group")
+    };
+    let active: BTreeMap<String, Option<String>> = view
+        .clusters
+        .iter()
+        .map(|c| {
+            (
+                c.cluster.clone().unwrap(),
+                c.result.as_ref().unwrap().active.clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        active,
+        BTreeMap::from([
+            (pair.key(TG1), Some(a.clone())),
+            (pair.key(TG2), Some(b.clone()))
+        ])
+    );
+
+    // WHEN B announces it became active for traffic-group-1
+    pair.cloud.reset_calls();
+    let answers = pair.send(announcement(&b, Some(TG1))).await;
+    // THEN only traffic-group-1's cluster answers, and only its items moved
+    assert_eq!(answers.keys().collect::<Vec<_>>(), [&pair.key(TG1)]);
+    assert!(succeeded(&answers[&pair.key(TG1)]), "{answers:?}");
+    pair.assert_active(TG1, &b).await;
+    pair.assert_active(TG2, &b).await;
+    assert_eq!(
+        pair.cloud.mutation_count(),
+        2,
+        "the group's EIP and route only"
+    );
+    // Each group's state file is its own (cluster <clusterName>.<group>).
+    let state = |g: &str| {
+        pair.cloud.object(
+            &pair.bucket,
+            &state_object(&format!("bigip-aa.{g}"), "f5cloudfailoverstate.json"),
+        )
+    };
+    assert!(state(TG1).is_some() && state(TG2).is_none());
+
+    // An announcement that names no group, or a group the pair lacks, moves nothing and
+    // says which field to set.
+    pair.cloud.reset_calls();
+    for (group, says) in [
+        (None, "names no failover group"),
+        (Some("tg9"), "\"tg9\", which its pair"),
+    ] {
+        let answers = pair.send(announcement(&a, group)).await;
+        let e = answers
+            .values()
+            .next()
+            .unwrap()
+            .as_ref()
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(says) && e.contains("detail.group"), "{e}");
+    }
+    assert_eq!(pair.cloud.mutation_count(), 0);
+
+    // WHEN traffic-group-2's lock is held by another run, A announces both groups
+    let decl = Declaration::parse(
+        &std::fs::read_to_string(match &pair.loc {
+            Location::File(f) => f,
+            _ => unreachable!(),
+        })
+        .unwrap(),
+    )
+    .unwrap();
+    assert!(decl.is_grouped());
+    let held = crate::engine::lock::acquire(
+        &pair.cloud,
+        &pair.bucket,
+        &format!("bigip-aa.{TG2}"),
+        "another-run",
+        None,
+        std::time::Duration::from_secs(60),
+        &Encryption::Aes256,
+    )
+    .await
+    .unwrap();
+    assert!(matches!(held, crate::engine::lock::Acquire::Held(_)));
+    let tg2 = pair.send(announcement(&a, Some(TG2))).await;
+    let tg1 = pair.send(announcement(&a, Some(TG1))).await;
+    // THEN traffic-group-2 waits for its lock (the announcement is retried), while
+    // traffic-group-1, under a lock of its own, moves back to A
+    assert!(
+        matches!(&tg2[&pair.key(TG2)], Err(FailoverError::Deferred { .. })),
+        "{tg2:?}"
+    );
+    assert!(succeeded(&tg1[&pair.key(TG1)]), "{tg1:?}");
+    pair.assert_active(TG1, &a).await;
+    pair.assert_active(TG2, &b).await;
+    if let crate::engine::lock::Acquire::Held(lease) = held {
+        lease.release().await.unwrap();
+    }
+    let tg2 = pair.send(announcement(&a, Some(TG2))).await;
+    assert!(succeeded(&tg2[&pair.key(TG2)]), "{tg2:?}");
+    pair.assert_active(TG2, &a).await;
+}
+
+/// A unit leaving moves every group active on it, at once (each group under its own locks:
+/// the members' lock is the group's too, or the second group would wait a retry); its return
+/// brings home the groups whose `failbackTo` it is, and only those.
+#[tokio::test(start_paused = true)]
+async fn a_unit_leaving_moves_its_groups_and_each_fails_back_home() {
+    // No cooldown between the two moves of traffic-group-1 (the default 60 s would, rightly,
+    // hold an automatic failback that soon).
+    let pair = Pair::new("home", |d| d["serverless"]["cooldownSeconds"] = 0.into());
+    let (a, b) = (pair.unit(0).to_string(), pair.unit(1).to_string());
+    // GIVEN both groups on A
+    let answers = pair.send(announcement(&a, Some(TG2))).await;
+    assert!(answers.values().all(succeeded), "{answers:?}");
+    pair.assert_active(TG1, &a).await;
+    pair.assert_active(TG2, &a).await;
+    // WHEN A stops, EC2 answering as slowly as it does (the two groups' runs overlap)
+    pair.cloud.delay("*", std::time::Duration::from_millis(50));
+    pair.cloud.set_instance_state(&a, "stopped");
+    pair.cloud.reset_calls();
+    let answers = pair.send(state_change(&a, "stopping")).await;
+    // THEN both groups' clusters answer, and both move to B
+    assert_eq!(answers.len(), 2, "{answers:?}");
+    assert!(answers.values().all(succeeded), "{answers:?}");
+    pair.assert_active(TG1, &b).await;
+    pair.assert_active(TG2, &b).await;
+    assert_eq!(pair.cloud.mutation_count(), 4, "each group's EIP and route");
+    // WHEN A runs again: traffic-group-1 fails back to its home, traffic-group-2 stays on B
+    pair.cloud.set_instance_state(&a, "running");
+    let answers = pair.send(state_change(&a, "running")).await;
+    assert!(succeeded(&answers[&pair.key(TG1)]), "{answers:?}");
+    assert!(
+        matches!(answers.get(&pair.key(TG2)), Some(Ok(Answer::Ignored(_)))),
+        "{answers:?}"
+    );
+    pair.assert_active(TG1, &a).await;
+    pair.assert_active(TG2, &b).await;
+}
