@@ -9,6 +9,7 @@ mod corpus;
 mod doctor;
 mod faults;
 mod fleet;
+mod groups;
 mod iam;
 mod init;
 mod moto;
