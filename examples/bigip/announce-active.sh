@@ -8,14 +8,24 @@
 #
 # Environment (all optional): EVENT_BUS (default: default; the stack's ApplianceEventBusArn
 # when it made one), APPLIANCE_SOURCE (bigip.failover; in a fleet, the pair's own, e.g.
-# bigip.failover.web1: docs/fleet.md), IMDS_ENDPOINT and EVENTS_ENDPOINT (overrides, for tests
-# against a local endpoint).
+# bigip.failover.web1: docs/fleet.md), GROUP (or the first argument: the failover group the unit
+# became active for, when the declaration names serverless.groups, e.g. traffic-group-2:
+# docs/active-active.md), IMDS_ENDPOINT and EVENTS_ENDPOINT (overrides, for tests against a
+# local endpoint).
 # Exit 0 when EventBridge accepted the event; non-zero (with the answer on stderr) otherwise.
 #
 # No secret is ever on a command line (any local user sees those in ps): the IMDS token, the
 # access key, the secret key and the session token reach curl on its standard input, as a
 # config file (curl -K -), from shell variables (printf is a shell builtin: no process).
 set -eu
+
+group=${GROUP:-${1:-}}
+case $group in
+  *[!A-Za-z0-9_-]*) echo "announce failed: GROUP \"$group\" is not a group name (A-Z a-z 0-9 - _)" >&2; exit 2 ;;
+esac
+if [ ${#group} -gt 32 ]; then
+  echo "announce failed: GROUP \"$group\" is longer than 32 characters" >&2; exit 2
+fi
 
 imds=${IMDS_ENDPOINT:-http://169.254.169.254}
 # Instance metadata answers at once or not at all: 5 s each, then curl's own error (28).
@@ -42,7 +52,11 @@ session=$(field Token)
 bus=${EVENT_BUS:-default}
 source=${APPLIANCE_SOURCE:-bigip.failover}
 endpoint=${EVENTS_ENDPOINT:-https://events.$region.amazonaws.com}
-detail=$(printf '{\\"instanceId\\":\\"%s\\"}' "$instance")
+if [ -n "$group" ]; then
+  detail=$(printf '{\\"instanceId\\":\\"%s\\",\\"group\\":\\"%s\\"}' "$instance" "$group")
+else
+  detail=$(printf '{\\"instanceId\\":\\"%s\\"}' "$instance")
+fi
 body=$(printf '{"Entries":[{"EventBusName":"%s","Source":"%s","DetailType":"Appliance Active","Detail":"%s"}]}' \
   "$bus" "$source" "$detail")
 
@@ -52,6 +66,6 @@ answer=$(printf 'user = "%s:%s"\nheader = "X-Amz-Security-Token: %s"\n' "$key" "
     -H "X-Amz-Target: AWSEvents.PutEvents" \
     --data-binary "$body" "$endpoint/")
 case $answer in
-  *'"FailedEntryCount":0'*|*'"FailedEntryCount": 0'*) echo "announced $instance as active ($source)" ;;
+  *'"FailedEntryCount":0'*|*'"FailedEntryCount": 0'*) echo "announced $instance as active${group:+ for $group} ($source)" ;;
   *) echo "announce failed: $answer" >&2; exit 1 ;;
 esac

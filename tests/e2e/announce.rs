@@ -277,4 +277,52 @@ async fn the_appliance_announces_itself_with_a_signed_put_events() {
         }
         other => panic!("{other:?}"),
     }
+
+    // GROUP (or the first argument): the failover group the unit became active for (a
+    // declaration with serverless.groups); a value that is no group name sends nothing.
+    let endpoint = format!(
+        "http://{}",
+        req.headers.get("host").cloned().unwrap_or_default()
+    );
+    let announce = |group: &'static str| {
+        let (script, endpoint) = (
+            format!("{ROOT}/examples/bigip/announce-active.sh"),
+            endpoint.clone(),
+        );
+        tokio::task::spawn_blocking(move || {
+            Command::new("sh")
+                .arg(script)
+                .env("IMDS_ENDPOINT", &endpoint)
+                .env("EVENTS_ENDPOINT", &endpoint)
+                .env("GROUP", group)
+                .env_remove("EVENT_BUS")
+                .env_remove("APPLIANCE_SOURCE")
+                .output()
+                .unwrap()
+        })
+    };
+    let out = announce("traffic-group-2").await.unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("as active for traffic-group-2"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let out = announce("a b;").await.unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is not a group name"));
+    let requests = seen.lock().unwrap().clone();
+    assert_eq!(requests.len(), 2, "the bad GROUP sent nothing");
+    let put: serde_json::Value = serde_json::from_slice(&requests[1].body).unwrap();
+    let detail = &put["Entries"][0]["Detail"];
+    let mut delivered = delivered;
+    delivered["detail"] = serde_json::from_str(detail.as_str().unwrap()).unwrap();
+    assert_eq!(
+        events::parse(&delivered).unwrap().group(),
+        Some("traffic-group-2")
+    );
 }

@@ -103,7 +103,8 @@ pub enum Command {
     },
     /// Show the plan for a failover to TARGET (dry run: no mutating call, no write).
     Plan {
-        /// Declaration: s3://BUCKET/KEY or a file (in a fleet, the pair's own).
+        /// Declaration: s3://BUCKET/KEY or a file (in a fleet, the pair's own); FILE#GROUP for
+        /// one failover group of a declaration with serverless.groups.
         #[arg(long, env = "DECLARATION_URI")]
         declaration: String,
         /// Target instance id (becomes active), or `peer`: the other member of the one the
@@ -113,7 +114,8 @@ pub enum Command {
     },
     /// Fail over to TARGET.
     Execute {
-        /// Declaration: s3://BUCKET/KEY or a file (in a fleet, the pair's own).
+        /// Declaration: s3://BUCKET/KEY or a file (in a fleet, the pair's own); FILE#GROUP for
+        /// one failover group of a declaration with serverless.groups.
         #[arg(long, env = "DECLARATION_URI")]
         declaration: String,
         /// Target instance id (becomes active), or `peer`: the other member of the one the
@@ -131,7 +133,8 @@ pub enum Command {
     },
     /// Release the cluster lock (CFE's /reset for the lock). A live run's lock needs --force.
     Unlock {
-        /// Declaration: s3://BUCKET/KEY or a file (in a fleet, the pair's own).
+        /// Declaration: s3://BUCKET/KEY or a file (in a fleet, the pair's own); FILE#GROUP for
+        /// one failover group of a declaration with serverless.groups.
         #[arg(long, env = "DECLARATION_URI")]
         declaration: String,
         /// Release it even though its lease is still running (its run is then fenced).
@@ -141,7 +144,8 @@ pub enum Command {
     /// Release the lock and rewrite the state file as a clean slate (CFE's /reset): no last
     /// failover (so no cooldown), no RUNNING or FAILED run to recover.
     Reset {
-        /// Declaration: s3://BUCKET/KEY or a file (in a fleet, the pair's own).
+        /// Declaration: s3://BUCKET/KEY or a file (in a fleet, the pair's own); FILE#GROUP for
+        /// one failover group of a declaration with serverless.groups.
         #[arg(long, env = "DECLARATION_URI")]
         declaration: String,
         /// Also when a live run holds the lock.
@@ -150,7 +154,8 @@ pub enum Command {
     },
     /// The cluster's runs from the history, newest first.
     History {
-        /// Declaration: s3://BUCKET/KEY or a file (in a fleet, the pair's own).
+        /// Declaration: s3://BUCKET/KEY or a file (in a fleet, the pair's own); FILE#GROUP for
+        /// one failover group of a declaration with serverless.groups.
         #[arg(long, env = "DECLARATION_URI")]
         declaration: String,
         /// Only runs that did not succeed (FAILED, PARTIAL, refused).
@@ -195,7 +200,8 @@ pub enum Command {
     },
     /// Print the state file (f5cloudfailoverstate.json) the last run wrote.
     State {
-        /// Declaration: s3://BUCKET/KEY or a file (in a fleet, the pair's own).
+        /// Declaration: s3://BUCKET/KEY or a file (in a fleet, the pair's own); FILE#GROUP for
+        /// one failover group of a declaration with serverless.groups.
         #[arg(long, env = "DECLARATION_URI")]
         declaration: String,
     },

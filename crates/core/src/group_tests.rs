@@ -191,6 +191,16 @@ async fn two_groups_fail_over_independently() {
         ])
     );
 
+    // ... and lists the group's own items only: its Elastic IP and its table's route
+    for c in &view.clusters {
+        let v = c.result.as_ref().unwrap();
+        let group = c.cluster.as_deref().unwrap().rsplit('#').next().unwrap();
+        let want = &pair.p.groups[group][v.active.as_deref().unwrap()];
+        let routes: Vec<&str> = v.routes.iter().map(|r| r.route_table_id.as_str()).collect();
+        assert_eq!(routes, [want.routes[0].0.as_str()], "{group}");
+        assert_eq!(v.elastic_ips.len(), 1, "{group}: {:?}", v.elastic_ips);
+    }
+
     // WHEN B announces it became active for traffic-group-1
     pair.cloud.reset_calls();
     let answers = pair.send(announcement(&b, Some(TG1))).await;

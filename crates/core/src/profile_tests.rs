@@ -41,7 +41,7 @@ struct Profile {
 pub(crate) struct Expected {
     /// (route table, destination, interface).
     #[serde(default)]
-    routes: Vec<(String, Cidr, String)>,
+    pub(crate) routes: Vec<(String, Cidr, String)>,
     /// (allocation id, interface, private IP).
     #[serde(default)]
     eips: Vec<(String, String, IpAddr)>,

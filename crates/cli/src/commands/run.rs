@@ -72,6 +72,11 @@ pub async fn invoke(
     alarm_name_prefix: &str,
 ) -> Result<(), CliError> {
     let loc = location(declaration)?;
+    if let (_, Some(g)) = super::split_group(declaration) {
+        return Err(CliError::usage(format!(
+            "--declaration: #{g}: the event names its failover group (detail.group, or a direct invoke's group)"
+        )));
+    }
     let text = std::fs::read_to_string(event)
         .map_err(|e| CliError::new(format!("{}: {e}", event.display())))?;
     // Checked before any cloud client exists: a bad event touches nothing.

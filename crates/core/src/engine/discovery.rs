@@ -10,7 +10,8 @@ use futures::stream::{self, StreamExt, TryStreamExt};
 use serde::Serialize;
 
 use crate::engine::declaration::{
-    AddressGroup, AddressRange, Declaration, FailoverAddresses, NextHops, RouteGroup, Scope, Tags,
+    AddressGroup, AddressRange, Declaration, FailoverAddresses, Managed, NextHops, RouteGroup,
+    Scope, Tags,
 };
 use crate::engine::error::CloudError;
 use crate::engine::model::{ElasticIp, Filter, Instance, NetworkInterface, RouteTable};
@@ -164,6 +165,26 @@ impl Snapshot {
             let g = &groups[st.group];
             g.ranges.iter().map(move |r| (st, g, r))
         })
+    }
+
+    /// The declared routes `decl` moves: all of them, or a failover group's own
+    /// ([`Declaration::manages`]).
+    pub fn managed_routes<'a>(
+        &'a self,
+        decl: &'a Declaration,
+    ) -> impl Iterator<Item = (&'a ScopedTable, &'a RouteGroup, &'a AddressRange)> + 'a {
+        self.declared_routes(decl)
+            .filter(move |(st, _, r)| decl.manages(Managed::Route(st.group, r.range)))
+    }
+
+    /// The Elastic IPs in scope that `decl` moves (a failover group's own).
+    pub fn managed_eips<'a>(
+        &'a self,
+        decl: &'a Declaration,
+    ) -> impl Iterator<Item = &'a ScopedEip> + 'a {
+        self.elastic_ips
+            .iter()
+            .filter(move |e| decl.manages(Managed::Address(e.eip.public_ip)))
     }
 }
 

@@ -280,7 +280,7 @@ pub fn picture(decl: &Declaration, snap: &Snapshot, last_state: Option<Value>) -
             .map(|m| m.id.clone())
     };
     let mut routes = Vec::new();
-    for (st, _, r) in snap.declared_routes(decl) {
+    for (st, _, r) in snap.managed_routes(decl) {
         if let Some(route) = st.table.routes.iter().find(|x| x.destination == r.range) {
             routes.push(RouteView {
                 route_table_id: st.table.id.clone(),
@@ -291,8 +291,7 @@ pub fn picture(decl: &Declaration, snap: &Snapshot, last_state: Option<Value>) -
         }
     }
     let elastic_ips: Vec<EipView> = snap
-        .elastic_ips
-        .iter()
+        .managed_eips(decl)
         .map(|e| EipView {
             public_ip: e.eip.public_ip.to_string(),
             network_interface_id: e.eip.network_interface_id.clone(),

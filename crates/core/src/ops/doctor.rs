@@ -435,7 +435,7 @@ fn cloud_check(
         )),
         CloudVerdict::Agrees | CloudVerdict::NothingManaged => {}
     }
-    for e in &snap.elastic_ips {
+    for e in snap.managed_eips(decl) {
         if e.eip.association_id.is_none() {
             problems.push((
                 Verdict::Warn,
@@ -733,7 +733,7 @@ impl RouteWalk {
     /// Walks every declared range of every table in scope.
     fn of(decl: &Declaration, snap: &Snapshot) -> RouteWalk {
         let mut walk = RouteWalk::default();
-        for (st, g, r) in snap.declared_routes(decl) {
+        for (st, g, r) in snap.managed_routes(decl) {
             let absent = !st.table.routes.iter().any(|x| x.destination == r.range);
             if absent && !decl.extension.create_missing_routes.contains(&st.group) {
                 walk.routes_missing.push((
@@ -883,7 +883,7 @@ fn elastic_ips_check(decl: &Declaration, snap: &Snapshot) -> Check {
         ));
     }
     let listed = crate::engine::discovery::names_its_eips(decl);
-    for e in &snap.elastic_ips {
+    for e in snap.managed_eips(decl) {
         eip_problems.extend(vip_problems(e, snap, listed));
     }
     if let Some(a) = decl.addresses() {
@@ -900,8 +900,7 @@ fn elastic_ips_check(decl: &Declaration, snap: &Snapshot) -> Check {
         }
     }
     let eips: Vec<String> = snap
-        .elastic_ips
-        .iter()
+        .managed_eips(decl)
         .map(|e| format!("{} ({} VIPs)", e.eip.public_ip, e.vips.len()))
         .collect();
     check(

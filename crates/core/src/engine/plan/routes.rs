@@ -2,7 +2,7 @@
 
 use std::net::IpAddr;
 
-use crate::engine::declaration::{AddressRange, Managed, RouteGroup};
+use crate::engine::declaration::{AddressRange, RouteGroup};
 use crate::engine::discovery::{next_hops_for, ScopedTable};
 use crate::engine::model::{Instance, NetworkInterface, Route, RouteTable};
 use crate::engine::net::Cidr;
@@ -17,10 +17,8 @@ impl Planner<'_> {
         }
         self.route_scope_problems();
         let (snap, decl) = (self.snap, self.decl);
-        for (st, g, r) in snap.declared_routes(decl) {
-            if decl.manages(Managed::Route(st.group, r.range)) {
-                self.route(t, st, g, r);
-            }
+        for (st, g, r) in snap.managed_routes(decl) {
+            self.route(t, st, g, r);
         }
     }
 
