@@ -4,7 +4,8 @@ out), checks its layers and its cycles; exits 1 on a cycle or an arrow that poin
 
 The folders are the layers: engine/ (what a failover is) below app/ (what the entry points
 do with it) below ops/ (what only operators run); aws/ is an adapter over the engine alone.
-memory, lab, testing and cfe_tests are test support (tests and the developer tooling).
+memory, lab, testing, cfe_tests, profile_tests and group_tests are test support (tests and the
+developer tooling).
 Usage: scripts/module-graph.py"""
 import collections
 import os
