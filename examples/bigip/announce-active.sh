@@ -8,9 +8,10 @@
 #
 # Environment (all optional): EVENT_BUS (default: default; the stack's ApplianceEventBusArn
 # when it made one), APPLIANCE_SOURCE (bigip.failover; in a fleet, the pair's own, e.g.
-# bigip.failover.web1: docs/fleet.md), GROUP (or the first argument: the failover group the unit
-# became active for, when the declaration names serverless.groups, e.g. traffic-group-2:
-# docs/active-active.md), IMDS_ENDPOINT and EVENTS_ENDPOINT (overrides, for tests against a
+# bigip.failover.web1: docs/fleet.md), GROUP (or the first argument; not two different ones: the
+# failover group the unit became active for, when the declaration names serverless.groups, e.g.
+# traffic-group-2 or BIG-IP's /Common/traffic-group-2, partition dropped: docs/active-active.md),
+# IMDS_ENDPOINT and EVENTS_ENDPOINT (overrides, for tests against a
 # local endpoint).
 # Exit 0 when EventBridge accepted the event; non-zero (with the answer on stderr) otherwise.
 #
@@ -19,7 +20,11 @@
 # config file (curl -K -), from shell variables (printf is a shell builtin: no process).
 set -eu
 
+if [ -n "${GROUP:-}" ] && [ -n "${1:-}" ] && [ "$GROUP" != "$1" ]; then
+  echo "announce failed: GROUP=$GROUP and the argument $1 name two groups: give one" >&2; exit 2
+fi
 group=${GROUP:-${1:-}}
+group=${group##*/}   # BIG-IP's /Common/traffic-group-1: the name without its partition
 case $group in
   *[!A-Za-z0-9_-]*) echo "announce failed: GROUP \"$group\" is not a group name (A-Z a-z 0-9 - _)" >&2; exit 2 ;;
 esac

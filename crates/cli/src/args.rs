@@ -185,12 +185,14 @@ pub enum Command {
     /// Show members, whom each managed route and EIP follows, and the last state.
     Inspect {
         /// Declaration: s3://BUCKET/KEY or a file; a fleet: s3://BUCKET/PREFIX/ or a directory.
+        /// With serverless.groups, one section per group; FILE#GROUP for one.
         #[arg(long, env = "DECLARATION_URI")]
         declaration: String,
     },
     /// Check the deployment: pitfalls, scope, bucket, permissions (EC2 DryRun). Exit 1 on FAIL.
     Doctor {
         /// Declaration: s3://BUCKET/KEY or a file; a fleet: s3://BUCKET/PREFIX/ or a directory.
+        /// With serverless.groups, one section per group; FILE#GROUP for one.
         #[arg(long, env = "DECLARATION_URI")]
         declaration: String,
         /// The probe's subnets (the stack's ProbeSubnetIds, comma-separated): checked to reach

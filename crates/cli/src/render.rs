@@ -49,9 +49,17 @@ pub fn show_uploaded(output: Output, bucket: &str, key: &str, decl: &Declaration
 fn summary(d: &Declaration) -> String {
     let eips = d.addresses().map(|a| a.groups.len()).unwrap_or(0);
     let routes: usize = d.route_groups().iter().map(|g| g.ranges.len()).sum();
+    let clusters = d.cluster_names();
+    let cluster = match clusters.as_slice() {
+        [one] => format!("cluster {one}"),
+        many => format!(
+            "{} failover groups: clusters {}",
+            many.len(),
+            many.join(", ")
+        ),
+    };
     format!(
-        "cluster {}, {} route group(s) with {routes} range(s), addresses {}{}",
-        d.extension.cluster_name,
+        "{cluster}, {} route group(s) with {routes} range(s), addresses {}{}",
         d.route_groups().len(),
         if d.addresses().is_some() { "on" } else { "off" },
         if eips > 0 {

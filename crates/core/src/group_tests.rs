@@ -319,3 +319,167 @@ async fn a_unit_leaving_moves_its_groups_and_each_fails_back_home() {
     pair.assert_active(TG1, &a).await;
     pair.assert_active(TG2, &b).await;
 }
+
+/// An Elastic IP found by tag that no group names is never moved: the plan of each group
+/// warns of it, doctor WARNs with the fix, and neither group's failover touches it.
+#[tokio::test(start_paused = true)]
+async fn an_elastic_ip_in_no_group_is_warned_of_and_left_alone() {
+    // traffic-group-2 keeps its route only: its Elastic IP (52.0.6.2, tagged) is in no group.
+    let pair = Pair::new("nogroup", |d| {
+        d["serverless"]["groups"][TG2]
+            .as_object_mut()
+            .unwrap()
+            .remove("addresses");
+    });
+    let text = std::fs::read_to_string(match &pair.loc {
+        Location::File(f) => f,
+        _ => unreachable!(),
+    })
+    .unwrap();
+    let parts = Declaration::parse(&text).unwrap().per_group();
+    let (a, b) = (pair.unit(0).to_string(), pair.unit(1).to_string());
+    for (_, d) in &parts {
+        let checks = crate::ops::doctor::doctor(
+            &pair.cloud,
+            &pair.cloud,
+            d,
+            crate::engine::declaration::LABEL_KEY,
+            "declaration.json",
+            &[],
+        )
+        .await
+        .unwrap();
+        let eips = checks.iter().find(|c| c.name == "elastic-ips").unwrap();
+        assert_eq!(eips.verdict, crate::ops::doctor::Verdict::Warn, "{eips:?}");
+        assert!(
+            eips.detail.contains("52.0.6.2 is in no failover group"),
+            "{eips:?}"
+        );
+    }
+    // traffic-group-2 to A: its route moves, the Elastic IP in no group stays on B.
+    let tg2 = &parts
+        .iter()
+        .find(|(g, _)| g.as_deref() == Some(TG2))
+        .unwrap()
+        .1;
+    let mut req = crate::engine::request::RunRequest::new(
+        crate::engine::request::TargetSpec::Instance(a.clone()),
+        crate::engine::request::Mode::Execute,
+        "test",
+    );
+    req.force = true;
+    let out = crate::engine::failover::run(&pair.cloud, &pair.cloud, tg2, req)
+        .await
+        .unwrap();
+    pair.cloud.settle();
+    let crate::engine::failover::RunOutcome::Completed(r) = out else {
+        panic!("{out:?}")
+    };
+    assert!(
+        r.plan
+            .warnings
+            .iter()
+            .any(|w| w.contains("address 52.0.6.2 is in no failover group")),
+        "{:?}",
+        r.plan.warnings
+    );
+    let want = &pair.p.groups[TG2];
+    assert!(differences(
+        &pair.cloud,
+        &Expected {
+            eips: vec![],
+            ..want[&a].clone()
+        }
+    )
+    .await
+    .is_empty());
+    assert!(differences(
+        &pair.cloud,
+        &Expected {
+            routes: vec![],
+            ..want[&b].clone()
+        }
+    )
+    .await
+    .is_empty());
+}
+
+/// A pair's groups run beside each other, never beside a run of the same pair under another
+/// name: the whole pair (the declaration before groups were added), or a group this
+/// declaration does not name (renamed mid-run). Such a run holds its members' lock; the
+/// group's run steps aside (the announcement is retried), and so does the whole pair's run
+/// beside a live group's.
+#[tokio::test(start_paused = true)]
+async fn a_group_never_runs_beside_the_same_pair_under_another_name() {
+    let pair = Pair::new("renamed", |_| {});
+    let members = [pair.unit(0).to_string(), pair.unit(1).to_string()];
+    let b = members[1].clone();
+    for other in [None, Some("traffic-group-old")] {
+        let name = crate::engine::lock::members_lock_name(&members, other);
+        let held = crate::engine::lock::acquire(
+            &pair.cloud,
+            &pair.bucket,
+            &name,
+            "a-run-under-another-name",
+            None,
+            std::time::Duration::from_secs(60),
+            &Encryption::Aes256,
+        )
+        .await
+        .unwrap();
+        pair.cloud.reset_calls();
+        let answers = pair.send(announcement(&b, Some(TG1))).await;
+        match &answers[&pair.key(TG1)] {
+            Err(FailoverError::Deferred { message, .. }) => {
+                assert!(message.contains(&name), "{message}")
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(pair.cloud.mutation_count(), 0, "{other:?}");
+        if let crate::engine::lock::Acquire::Held(lease) = held {
+            lease.release().await.unwrap();
+        }
+    }
+    // The whole pair's run (a declaration without groups) beside a live group's lock.
+    let name = crate::engine::lock::members_lock_name(&members, Some(TG2));
+    let _held = crate::engine::lock::acquire(
+        &pair.cloud,
+        &pair.bucket,
+        &name,
+        "a-group-run",
+        None,
+        std::time::Duration::from_secs(60),
+        &Encryption::Aes256,
+    )
+    .await
+    .unwrap();
+    let text = std::fs::read_to_string(match &pair.loc {
+        Location::File(f) => f,
+        _ => unreachable!(),
+    })
+    .unwrap();
+    let mut whole: Value = serde_json::from_str(&text).unwrap();
+    whole["serverless"]
+        .as_object_mut()
+        .unwrap()
+        .remove("groups");
+    let whole = Declaration::from_value(&whole).unwrap();
+    let mut req = crate::engine::request::RunRequest::new(
+        crate::engine::request::TargetSpec::Instance(b.clone()),
+        crate::engine::request::Mode::Execute,
+        "test",
+    );
+    req.force = true;
+    let out = crate::engine::failover::run(&pair.cloud, &pair.cloud, &whole, req)
+        .await
+        .unwrap();
+    match out {
+        crate::engine::failover::RunOutcome::Skipped(s) => {
+            assert!(s.message.contains(&name), "{}", s.message)
+        }
+        other => panic!("{other:?}"),
+    }
+    // A sibling group's live lock (traffic-group-2, of this declaration) does not stop it.
+    let answers = pair.send(announcement(&b, Some(TG1))).await;
+    assert!(answers.values().all(succeeded), "{answers:?}");
+}

@@ -36,7 +36,7 @@ struct Profile {
 }
 
 /// The managed items while one unit is active.
-#[derive(Default, Deserialize)]
+#[derive(Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub(crate) struct Expected {
     /// (route table, destination, interface).
@@ -44,10 +44,10 @@ pub(crate) struct Expected {
     pub(crate) routes: Vec<(String, Cidr, String)>,
     /// (allocation id, interface, private IP).
     #[serde(default)]
-    eips: Vec<(String, String, IpAddr)>,
+    pub(crate) eips: Vec<(String, String, IpAddr)>,
     /// (interface, secondary IP it holds).
     #[serde(default)]
-    addresses: Vec<(String, IpAddr)>,
+    pub(crate) addresses: Vec<(String, IpAddr)>,
 }
 
 fn profiles() -> Vec<PathBuf> {

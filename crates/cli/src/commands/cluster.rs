@@ -203,7 +203,11 @@ pub async fn doctor(
         |output, checks: &Vec<Check>| render::show_checks(output, checks),
     )
     .await;
-    if !loc.is_fleet() && read.is_none() {
+    if !loc.is_fleet() {
+        // One pair (with failover groups: one section per group), no fleet to check.
+        if read.is_some() && ctx.output == Output::Json {
+            render::print_json(&doc);
+        }
         return each;
     }
     // The fleet as the clusters' checks read it (not listed and read a second time).

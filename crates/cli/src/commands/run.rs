@@ -74,7 +74,7 @@ pub async fn invoke(
     let loc = location(declaration)?;
     if let (_, Some(g)) = super::split_group(declaration) {
         return Err(CliError::usage(format!(
-            "--declaration: #{g}: the event names its failover group (detail.group, or a direct invoke's group)"
+            "--declaration: invoke takes no #GROUP (#{g}): the event names its failover group (an announcement's detail.group, a direct invoke's group)"
         )));
     }
     let text = std::fs::read_to_string(event)

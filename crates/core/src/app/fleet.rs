@@ -577,10 +577,10 @@ impl Fleet {
         let first = groups.first()?;
         let names: Vec<&str> = groups.iter().filter_map(|c| c.group.as_deref()).collect();
         let field = match trigger {
-            Trigger::ApplianceActive { .. } => "detail.group",
+            Trigger::ApplianceActive { .. } => "detail.group, or BIG-IP's detail.trafficGroup",
             _ => "group",
         };
-        Some(FailoverError::Fleet(match trigger.group() {
+        Some(FailoverError::Refused(vec![match trigger.group() {
             None => format!(
                 "{} names no failover group, and its pair ({}) has several: {}; the announcement names the group the unit became active for ({field})",
                 named(trigger),
@@ -593,7 +593,7 @@ impl Fleet {
                 first.declared,
                 names.join(", ")
             ),
-        }))
+        }]))
     }
 
     /// One cluster's path, mapped over the fleet: the declarations read again (where their
@@ -935,7 +935,8 @@ mod tests {
             .iter()
             .filter(|c| *c == "ListObjectsV2")
             .count();
-        assert_eq!(lists, 1, "{:?}", cloud.calls());
+        // The fleet's listing, and each run's of its pair's members' locks.
+        assert_eq!(lists, 1 + 2, "{:?}", cloud.calls());
         assert!(
             gets <= 2 * 2,
             "only the runs' state files (and lock reads), not the declarations: {:?}",

@@ -481,7 +481,15 @@ async fn execute_held(
         .await
         .map_err(FailoverError::Lock)?
         {
-            Acquire::Held(l) => Some(l),
+            Acquire::Held(l) => {
+                if let Some(skip) = beside_another_run(decl, log, &name, &record).await {
+                    if let Err(e) = l.release().await {
+                        tracing::warn!(error = %e, "could not release the members' lock (its lease will expire)");
+                    }
+                    return Ok(RunOutcome::Skipped(skip));
+                }
+                Some(l)
+            }
             Acquire::Busy(holder) => {
                 let message = format!(
                     "another run ({}) holds the lock of these members ({}) until {}: the pair is being failed over under another serverless.clusterName (was the declaration's clusterName changed during a run?)",
@@ -507,6 +515,35 @@ async fn execute_held(
         }
     }
     result
+}
+
+/// Whether another run moves the same pair under another name that may not run beside this
+/// one (the whole pair beside a failover group, or a group this declaration does not name: the
+/// declaration's groups were edited mid-run): then this run steps aside. A listing that fails
+/// does not stop the run (the members' lock and the cluster lock still fence it).
+async fn beside_another_run(
+    decl: &Declaration,
+    log: &StateLog<'_>,
+    own: &str,
+    record: &RunRecord,
+) -> Option<Skipped> {
+    let groups: Vec<&str> = decl.extension.groups.keys().map(String::as_str).collect();
+    match crate::engine::lock::other_run_on_pair(log.store, &log.bucket, own, &groups).await {
+        Ok(Some((name, holder))) => Some(in_progress(
+            format!(
+                "another run ({}) holds the lock {name} of these members ({}) until {}: the pair is being failed over under another name (were serverless.groups or clusterName changed during a run?)",
+                holder.body.owner,
+                record.members.join(", "),
+                holder.held_until
+            ),
+            record.run_id.clone(),
+        )),
+        Ok(None) => None,
+        Err(e) => {
+            tracing::warn!(error = %e, "could not list the pair's other members' locks");
+            None
+        }
+    }
 }
 
 /// A run that steps aside because another failover of the pair is under way.

@@ -868,6 +868,21 @@ fn route_table_tag_check(decl: &Declaration, snap: &Snapshot, stack_key: &str) -
 /// Every Elastic IP exists and resolves its VIPs; every declared address is on a member.
 fn elastic_ips_check(decl: &Declaration, snap: &Snapshot) -> Check {
     let mut eip_problems = Vec::new();
+    // Found by tag, named by no failover group: no group's failover moves it.
+    let groups = &decl.extension.groups;
+    for e in snap.elastic_ips.iter().filter(|_| !groups.is_empty()) {
+        let item = crate::engine::declaration::Managed::Address(e.eip.public_ip);
+        if !groups.values().any(|g| g.holds(item)) {
+            eip_problems.push((
+                Verdict::Warn,
+                format!(
+                    "Elastic IP {} is in no failover group (serverless.groups): no failover moves it",
+                    e.eip.public_ip
+                ),
+                "name it in the addresses of the group it follows".to_string(),
+            ));
+        }
+    }
     for ip in &snap.missing_elastic_ips {
         eip_problems.push((
             Verdict::Fail,

@@ -135,11 +135,12 @@ pub(super) fn parse_groups(
                     claim(format!("address {addr}"), &ip)?;
                     group.addresses.insert(addr);
                 } else {
-                    let prefix: Cidr = s.parse().map_err(|e| {
-                        ip.err(format!(
-                            "{} is not an IP address or a delegated prefix: {e}",
+                    let prefix: Cidr = s.parse().map_err(|e| match e {
+                        crate::engine::net::CidrError::Syntax => ip.err(format!(
+                            "{} is not an IP address or a delegated prefix",
                             show_str(s)
-                        ))
+                        )),
+                        host_bits => ip.err(format!("{} {host_bits}", show_str(s))),
                     })?;
                     claim(format!("prefix {prefix}"), &ip)?;
                     group.prefixes.insert(prefix);
@@ -311,7 +312,7 @@ impl Declaration {
             .iter()
             .map(|(name, g)| {
                 let mut d = self.clone();
-                d.extension.cluster_name = format!("{}.{name}", self.extension.cluster_name);
+                d.extension.cluster_name = self.group_cluster(name);
                 d.extension.group = Some(name.clone());
                 if g.failback_to.is_some() {
                     d.extension.failback_to = g.failback_to.clone();
@@ -322,6 +323,24 @@ impl Declaration {
                 (Some(name.clone()), d)
             })
             .collect()
+    }
+
+    /// The names of the clusters this declaration is: its `clusterName`, or one
+    /// `<clusterName>.<group>` per group (see [`Declaration::per_group`]).
+    pub fn cluster_names(&self) -> Vec<String> {
+        if !self.is_grouped() {
+            return vec![self.extension.cluster_name.clone()];
+        }
+        self.extension
+            .groups
+            .keys()
+            .map(|g| self.group_cluster(g))
+            .collect()
+    }
+
+    /// The cluster name of group `g`: `<clusterName>.<group>`.
+    fn group_cluster(&self, g: &str) -> String {
+        format!("{}.{g}", self.extension.cluster_name)
     }
 
     /// Whether this declaration's failover moves `item`: always without groups; narrowed to
@@ -399,7 +418,7 @@ mod tests {
             (json!({"tg1": {"addresses": ["98.80.114.203"]}}), "serverless.groups: failoverRoutes range 0.0.0.0/0 (route group 0) is in no group: name it in the routes or routeGroups of the group it follows"),
             (json!({"tg1": {"routes": ["0.0.0.0/0"]}, "tg2": {"routeGroups": [0]}}), "serverless.groups: failoverRoutes range 0.0.0.0/0 (route group 0) is in groups \"tg1\" and \"tg2\": a route follows one group"),
             (json!({"tg1": {"routeGroups": [1]}}), "serverless.groups.tg1.routeGroups: 1 is not a route group of failoverRoutes (0 to 0)"),
-            (json!({"tg1": {"addresses": ["nope"]}}), "serverless.groups.tg1.addresses[0]: \"nope\" is not an IP address or a delegated prefix: is not a CIDR"),
+            (json!({"tg1": {"addresses": ["nope"]}}), "serverless.groups.tg1.addresses[0]: \"nope\" is not an IP address or a delegated prefix"),
             (json!({"tg1": {"routes": ["0.0.0.0/0"], "failbackTo": "B"}}), "serverless.groups.tg1.failbackTo: \"B\" is not an instance id (i-…)"),
             (json!({"tg1": {"routes": ["0.0.0.0/0"], "weight": 1}}), "serverless.groups.tg1.weight: unknown property (allowed here: addresses, failbackTo, probe, routeGroups, routes)"),
         ];

@@ -11,7 +11,7 @@ use crate::engine::declaration::{Declaration, Scope, EXTENSION_KEY};
 use crate::engine::discovery::{recover_prefix_eips, DetachedEip, DetachedPrefix};
 use crate::engine::error::CloudError;
 use crate::engine::execute::Outcome;
-use crate::engine::keys::{history_key, history_prefix, state_key};
+use crate::engine::keys::{history_key, history_prefix, state_key, state_object};
 use crate::engine::plan::{Action, Operation, Plan};
 use crate::engine::ports::ObjectStore;
 use crate::engine::request::{Mode, RunRequest};
@@ -273,7 +273,8 @@ pub fn foreign_record(state: &Value, cluster: &str, members: &[String]) -> Optio
 }
 
 /// Warnings when two declarations would share a state file or a lock: the same cluster name
-/// and state file name, with bucket scopes one bucket could satisfy.
+/// and state file name, with bucket scopes one bucket could satisfy. A declaration with
+/// failover groups is each of its groups' clusters (`<clusterName>.<group>`).
 pub fn shared_keys(a: &Declaration, b: &Declaration) -> Vec<String> {
     let same_bucket = match (&a.external_storage.scope, &b.external_storage.scope) {
         (Scope::Name(x), Scope::Name(y)) => x == y,
@@ -284,17 +285,23 @@ pub fn shared_keys(a: &Declaration, b: &Declaration) -> Vec<String> {
         return Vec::new();
     }
     let mut out = Vec::new();
-    if state_key(a) == state_key(b) {
-        out.push(format!(
-            "both declarations write the state file {} in the same bucket: give each cluster its own serverless.clusterName (or externalStorage.stateFileName)",
-            state_key(a)
-        ));
-    }
-    if a.extension.cluster_name == b.extension.cluster_name {
-        out.push(format!(
-            "both declarations take the lock of cluster {:?}: one pair's failover waits for the other's; give each its own serverless.clusterName",
-            a.extension.cluster_name
-        ));
+    for x in a.cluster_names() {
+        for y in b.cluster_names() {
+            let (sx, sy) = (
+                state_object(&x, &a.external_storage.state_file_name),
+                state_object(&y, &b.external_storage.state_file_name),
+            );
+            if sx == sy {
+                out.push(format!(
+                    "both declarations write the state file {sx} in the same bucket: give each cluster its own serverless.clusterName (or externalStorage.stateFileName)"
+                ));
+            }
+            if x == y {
+                out.push(format!(
+                    "both declarations take the lock of cluster {x:?}: one pair's failover waits for the other's; give each its own serverless.clusterName"
+                ));
+            }
+        }
     }
     out
 }
@@ -673,6 +680,30 @@ mod tests {
         });
         let w = shared_keys(&by_name("bucket-one"), &other);
         assert!(w.is_empty(), "{w:?}");
+    }
+
+    /// A declaration with failover groups is one cluster per group, `<clusterName>.<group>`:
+    /// another declaration named like one of its groups shares that group's lock and state.
+    #[test]
+    fn a_groups_cluster_clashes_with_a_declaration_of_its_name() {
+        let grouped = decl_with(|v| {
+            v["serverless"] = json!({"clusterName": "web", "groups": {
+                "tg1": {"routes": ["0.0.0.0/0"]}, "tg2": {"addresses": ["10.0.0.50"]}}})
+        });
+        let named = |name: &str| decl_with(|v| v["serverless"] = json!({"clusterName": name}));
+        assert_eq!(grouped.cluster_names(), ["web.tg1", "web.tg2"]);
+        let w = shared_keys(&grouped, &named("web.tg2"));
+        assert_eq!(w.len(), 2, "{w:?}");
+        assert!(
+            w[0].contains("f5cloudfailover/web.tg2/f5cloudfailoverstate.json"),
+            "{w:?}"
+        );
+        assert!(shared_keys(&grouped, &named("web")).is_empty());
+        assert_eq!(
+            shared_keys(&grouped, &grouped).len(),
+            4,
+            "each group with itself"
+        );
     }
 
     fn record(
