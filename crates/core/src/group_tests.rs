@@ -324,12 +324,9 @@ async fn a_unit_leaving_moves_its_groups_and_each_fails_back_home() {
 /// warns of it, doctor WARNs with the fix, and neither group's failover touches it.
 #[tokio::test(start_paused = true)]
 async fn an_elastic_ip_in_no_group_is_warned_of_and_left_alone() {
-    // traffic-group-2 keeps its route only: its Elastic IP (52.0.6.2, tagged) is in no group.
+    // traffic-group-2 names a typo instead of its Elastic IP (52.0.6.2, tagged): in no group.
     let pair = Pair::new("nogroup", |d| {
-        d["serverless"]["groups"][TG2]
-            .as_object_mut()
-            .unwrap()
-            .remove("addresses");
+        d["serverless"]["groups"][TG2]["addresses"] = serde_json::json!(["52.0.6.99"]);
     });
     let text = std::fs::read_to_string(match &pair.loc {
         Location::File(f) => f,
@@ -353,6 +350,13 @@ async fn an_elastic_ip_in_no_group_is_warned_of_and_left_alone() {
         assert_eq!(eips.verdict, crate::ops::doctor::Verdict::Warn, "{eips:?}");
         assert!(
             eips.detail.contains("52.0.6.2 is in no failover group"),
+            "{eips:?}"
+        );
+        // The typo, under its own group only.
+        let typo = "address 52.0.6.99 of group traffic-group-2 is no Elastic IP in scope";
+        assert_eq!(
+            eips.detail.contains(typo),
+            d.extension.group.as_deref() == Some(TG2),
             "{eips:?}"
         );
     }
@@ -482,4 +486,54 @@ async fn a_group_never_runs_beside_the_same_pair_under_another_name() {
     // A sibling group's live lock (traffic-group-2, of this declaration) does not stop it.
     let answers = pair.send(announcement(&b, Some(TG1))).await;
     assert!(answers.values().all(succeeded), "{answers:?}");
+}
+
+/// One pair in two declarations of a fleet, one with groups and one without: an event for its
+/// units is neither's, whatever group it names (the grouped pair's other groups would be
+/// moved by the ungrouped one). An operator naming a group of a pair that has none is refused.
+#[tokio::test(start_paused = true)]
+async fn a_pair_in_a_grouped_and_an_ungrouped_declaration_is_neithers() {
+    let pair = Pair::new("mixed", |_| {});
+    let b = pair.unit(1).to_string();
+    let dir = std::env::temp_dir().join(format!("cf-groups-mixed-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let text = std::fs::read_to_string(match &pair.loc {
+        Location::File(f) => f,
+        _ => unreachable!(),
+    })
+    .unwrap();
+    let mut whole: Value = serde_json::from_str(&text).unwrap();
+    whole["serverless"] = serde_json::json!({"clusterName": "web"});
+    std::fs::write(dir.join("aa.json"), &text).unwrap();
+    std::fs::write(dir.join("web.json"), whole.to_string()).unwrap();
+    let mut fleet = crate::app::fleet::Fleet::new(Location::Dir(dir.clone()));
+    for group in [None, Some(TG1)] {
+        pair.cloud.reset_calls();
+        let answers = crate::app::handler::handle_fleet(
+            &pair.cloud,
+            &pair.cloud,
+            &mut fleet,
+            &[announcement(&b, group)],
+            pair.inv.clone(),
+        )
+        .await;
+        let e = answers[0][0].result.as_ref().unwrap_err().to_string();
+        assert!(
+            e.contains("claimed by more than one cluster"),
+            "{group:?}: {e}"
+        );
+        assert_eq!(pair.cloud.mutation_count(), 0);
+    }
+    // A direct invoke naming a group, to the pair without groups.
+    let web = Location::File(dir.join("web.json"));
+    let direct = serde_json::json!({"action": "execute", "target": b, "group": TG1});
+    let e = handle_pair(&pair.cloud, &pair.cloud, &web, &direct, pair.inv.clone())
+        .await
+        .unwrap_err();
+    assert!(matches!(e, FailoverError::Refused(_)), "{e}");
+    assert!(
+        e.to_string().contains("names none (serverless.groups)"),
+        "{e}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -60,10 +60,16 @@ impl<'a> Context<'a> {
 
 /// `--declaration` (without a `#GROUP` suffix), or exit 2.
 fn location(s: &str) -> Result<Location, CliError> {
-    split_group(s)
-        .0
+    let (loc, group) = split_group(s);
+    let loc = loc
         .parse::<Location>()
-        .map_err(|e| CliError::usage(format!("--declaration: {e}")))
+        .map_err(|e| CliError::usage(format!("--declaration: {e}")))?;
+    match group {
+        Some(g) if loc.is_fleet() => Err(CliError::usage(format!(
+            "--declaration: #{g}: a fleet takes no #GROUP (name the pair's declaration: KEY#GROUP)"
+        ))),
+        _ => Ok(loc),
+    }
 }
 
 /// `--declaration FILE#GROUP`: one failover group of a declaration with `serverless.groups`

@@ -58,6 +58,17 @@ impl Cluster {
     }
 
     fn owns(&self, trigger: &Trigger) -> bool {
+        self.claims(trigger)
+            && match trigger {
+                Trigger::ApplianceActive { .. } => self.takes(trigger.group(), false),
+                Trigger::Direct { .. } => self.takes(trigger.group(), true),
+                _ => true,
+            }
+    }
+
+    /// Whether what `trigger` names (its instance or alarm) is this cluster's pair's, whatever
+    /// group it names.
+    fn claims(&self, trigger: &Trigger) -> bool {
         let member = |id: &str| self.members.as_ref().is_some_and(|(m, _)| m.contains(id));
         match trigger {
             Trigger::Alarm {
@@ -67,23 +78,22 @@ impl Cluster {
                     || instance_ids.iter().any(|i| member(i))
                     || (instance_ids.is_empty() && instance_id_in(name).is_some_and(|i| member(&i)))
             }
-            Trigger::InstanceState { instance_id, .. } => member(instance_id),
-            Trigger::ApplianceActive { instance_id, .. } => {
-                member(instance_id) && self.takes(trigger.group(), false)
-            }
-            Trigger::Direct { target, .. } => member(target) && self.takes(trigger.group(), true),
+            Trigger::InstanceState { instance_id, .. }
+            | Trigger::ApplianceActive { instance_id, .. } => member(instance_id),
+            Trigger::Direct { target, .. } => member(target),
             Trigger::Schedule { .. } => true,
         }
     }
 
     /// Whether an event naming `group` (or none) is this cluster's, its instance aside: an
-    /// ungrouped pair's whatever it names (a box may always name its group); a group's when
-    /// it names that group, or names none and `all` (an operator's command: every group).
-    fn takes(&self, group: Option<&str>, all: bool) -> bool {
+    /// ungrouped pair's whatever it names (a box may always name its traffic group; an
+    /// operator's command naming one is refused when acted on); a group's when it names that
+    /// group, or names none and is an operator's command (`operator`: every group).
+    fn takes(&self, group: Option<&str>, operator: bool) -> bool {
         match (&self.group, group) {
             (None, _) => true,
             (Some(mine), Some(named)) => mine == named,
-            (Some(_), None) => all,
+            (Some(_), None) => operator,
         }
     }
 }
@@ -531,6 +541,23 @@ impl Fleet {
             .filter_map(|k| self.clusters.get(k))
             .map(|c| c.declared.as_str())
             .collect();
+        // Two declarations whose pairs have the instance (one with groups, one without): the
+        // event is neither's to act on, whichever group it names.
+        let claimants: Vec<&str> = self
+            .clusters
+            .values()
+            .filter(|c| c.claims(trigger))
+            .map(|c| c.declared.as_str())
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        if claimants.len() > 1 {
+            return Err(FailoverError::Fleet(format!(
+                "{} is claimed by more than one cluster: {}; give each pair its own addresses, route tables and alarms",
+                named(trigger),
+                claimants.join(", ")
+            )));
+        }
         if owners.is_empty() {
             if let Some(e) = self.group_not_named(trigger) {
                 return Err(e);

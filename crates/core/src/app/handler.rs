@@ -130,6 +130,15 @@ pub async fn act(
     trigger: events::Trigger,
     invocation: Invocation,
 ) -> Result<Answer, FailoverError> {
+    // An operator naming a failover group of a pair that has none means another pair, or
+    // an old declaration: nothing is moved on a guess.
+    if let (events::Trigger::Direct { group: Some(g), .. }, true) =
+        (&trigger, decl.extension.groups.is_empty())
+    {
+        return Err(FailoverError::Refused(vec![format!(
+            "the direct invoke names failover group {g:?}, and the declaration names none (serverless.groups): leave group out"
+        )]));
+    }
     // The appliance pair's own announcement: the box's view of who is active.
     let announcement = matches!(trigger, events::Trigger::ApplianceActive { .. });
     let event_at = trigger.at();

@@ -868,6 +868,27 @@ fn route_table_tag_check(decl: &Declaration, snap: &Snapshot, stack_key: &str) -
 /// Every Elastic IP exists and resolves its VIPs; every declared address is on a member.
 fn elastic_ips_check(decl: &Declaration, snap: &Snapshot) -> Check {
     let mut eip_problems = Vec::new();
+    // A group's address that is no Elastic IP in scope and no member's address (found by
+    // tag: defined ones are checked below): nothing moves for it.
+    let own = decl
+        .extension
+        .group
+        .as_ref()
+        .and_then(|g| decl.extension.groups.get(g));
+    let defined = decl.addresses().is_some_and(|a| !a.groups.is_empty());
+    for ip in own.iter().filter(|_| !defined).flat_map(|g| &g.addresses) {
+        let eip = snap.elastic_ips.iter().any(|e| e.eip.public_ip == *ip);
+        if !eip && snap.holder_of(*ip).is_none() {
+            eip_problems.push((
+                Verdict::Warn,
+                format!(
+                    "address {ip} of group {} is no Elastic IP in scope and no member's address: nothing moves for it",
+                    decl.extension.group.as_deref().unwrap_or_default()
+                ),
+                "fix the group's addresses (a typo?), or tag the Elastic IP with the scoping tags and f5_cloud_failover_vips".to_string(),
+            ));
+        }
+    }
     // Found by tag, named by no failover group: no group's failover moves it.
     let groups = &decl.extension.groups;
     for e in snap.elastic_ips.iter().filter(|_| !groups.is_empty()) {

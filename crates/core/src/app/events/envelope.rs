@@ -299,6 +299,12 @@ fn parse_eventbridge(v: &Value) -> Result<Trigger, EventError> {
             Ok(Trigger::ApplianceActive {
                 instance_id: instance_id(&d.instance_id, "detail.instanceId")?,
                 group: match (d.group, d.traffic_group) {
+                    (Some(g), Some(tg)) if tg.rsplit('/').next() != Some(g.as_str()) => {
+                        return Err(bad(
+                            "detail.group",
+                            format!("{g:?} and detail.trafficGroup {tg:?} name different groups"),
+                        ))
+                    }
                     (Some(g), _) => group_name(Some(g), "detail.group")?,
                     (None, Some(tg)) => group_name(
                         tg.rsplit('/').next().map(str::to_string),
@@ -467,6 +473,11 @@ mod tests {
         let mut v: Value = serde_json::from_str(&text).unwrap();
         assert_eq!(parse(&v).unwrap().group(), Some("traffic-group-1"));
         v["detail"]["group"] = "tg2".into();
+        assert_eq!(
+            parse(&v).unwrap_err().to_string(),
+            "detail.group: \"tg2\" and detail.trafficGroup \"/Common/traffic-group-1\" name different groups"
+        );
+        v["detail"].as_object_mut().unwrap().remove("trafficGroup");
         assert_eq!(parse(&v).unwrap().group(), Some("tg2"));
         v["detail"]["group"] = "a b".into();
         assert_eq!(

@@ -218,6 +218,16 @@ pub(super) fn check_groups(d: &Declaration) -> Result<(), DeclarationError> {
     }
     let route_groups = d.route_groups();
     for (name, g) in groups {
+        if !g.route_groups.is_empty() && route_groups.is_empty() {
+            return Err(at(name, "routeGroups").err(
+                "failoverRoutes has no route groups (disabled or absent): a group moves only routes the declaration manages",
+            ));
+        }
+        if (!g.addresses.is_empty() || !g.prefixes.is_empty()) && d.addresses().is_none() {
+            return Err(at(name, "addresses").err(
+                "failoverAddresses is disabled or absent: a group moves only addresses the declaration manages",
+            ));
+        }
         if let Some(r) = g.routes.iter().find(|r| {
             !route_groups
                 .iter()
@@ -264,6 +274,13 @@ pub(super) fn check_groups(d: &Declaration) -> Result<(), DeclarationError> {
         }
     }
     let Some(defs) = d.addresses().map(|a| &a.groups).filter(|g| !g.is_empty()) else {
+        // Found by tag: Elastic IPs and nic_map addresses; a prefix moves only as defined.
+        if let Some((name, g)) = groups.iter().find(|(_, g)| !g.prefixes.is_empty()) {
+            let p = g.prefixes.iter().next().expect("not empty");
+            return Err(at(name, "addresses").err(format!(
+                "prefix {p}: a delegated prefix moves only as a networkInterfaceAddress of failoverAddresses.addressGroupDefinitions"
+            )));
+        }
         return Ok(());
     };
     let defined = |item: Managed| defs.iter().any(|def| def.item() == item);
@@ -287,6 +304,97 @@ pub(super) fn check_groups(d: &Declaration) -> Result<(), DeclarationError> {
             return Err(Path::root().key(super::EXTENSION_KEY).key("groups").err(format!(
                 "{item} (failoverAddresses.addressGroupDefinitions) is in no group: name it in the addresses of the group it follows"
             )));
+        }
+    }
+    disjoint_addresses(groups, defs).map_err(|(name, why)| at(&name, "addresses").err(why))
+}
+
+/// The private addresses a group's failover moves or maps: its secondary addresses, its
+/// prefixes, and its Elastic IPs' VIPs (as defined).
+struct Space {
+    /// Secondary addresses and VIPs, each with what it is, for the message.
+    ips: Vec<(IpAddr, String)>,
+    prefixes: Vec<Cidr>,
+}
+
+fn space(g: &FailoverGroup, defs: &[AddressGroup]) -> Space {
+    let mut out = Space {
+        ips: Vec::new(),
+        prefixes: g.prefixes.iter().copied().collect(),
+    };
+    for def in defs.iter().filter(|def| g.holds(def.item())) {
+        match def {
+            AddressGroup::ElasticIpAddress {
+                scoping_address,
+                vip_addresses,
+            } => out.ips.extend(
+                vip_addresses
+                    .iter()
+                    .map(|v| (*v, format!("VIP {v} of Elastic IP {scoping_address}"))),
+            ),
+            AddressGroup::NetworkInterfaceAddress { scoping_address } => out
+                .ips
+                .push((*scoping_address, format!("address {scoping_address}"))),
+            AddressGroup::NetworkInterfacePrefix { .. } => {}
+        }
+    }
+    out
+}
+
+/// Two groups never move or map the same private address: a secondary address carries its
+/// Elastic IP when it moves (AssignPrivateIpAddresses), and releasing a prefix detaches the
+/// Elastic IPs on its addresses, so one group's failover would take the other's traffic.
+fn disjoint_addresses(
+    groups: &BTreeMap<String, FailoverGroup>,
+    defs: &[AddressGroup],
+) -> Result<(), (String, String)> {
+    let spaces: Vec<(&String, Space)> = groups.iter().map(|(n, g)| (n, space(g, defs))).collect();
+    for (i, (name, mine)) in spaces.iter().enumerate() {
+        for (other, theirs) in spaces.iter().skip(i + 1) {
+            let clash = mine
+                .ips
+                .iter()
+                .find_map(|(ip, what)| {
+                    theirs
+                        .ips
+                        .iter()
+                        .find(|(x, _)| x == ip)
+                        .map(|(_, w)| format!("{what} is also {w} of group {}", show_str(other)))
+                        .or_else(|| {
+                            theirs.prefixes.iter().find(|p| p.contains(*ip)).map(|p| {
+                                format!("{what} is inside prefix {p} of group {}", show_str(other))
+                            })
+                        })
+                })
+                .or_else(|| {
+                    mine.prefixes.iter().find_map(|p| {
+                        theirs
+                            .ips
+                            .iter()
+                            .find(|(ip, _)| p.contains(*ip))
+                            .map(|(_, w)| {
+                                format!("prefix {p} holds {w} of group {}", show_str(other))
+                            })
+                            .or_else(|| {
+                                theirs
+                                    .prefixes
+                                    .iter()
+                                    .find(|q| p.contains(q.addr()) || q.contains(p.addr()))
+                                    .map(|q| {
+                                        format!(
+                                            "prefix {p} overlaps prefix {q} of group {}",
+                                            show_str(other)
+                                        )
+                                    })
+                            })
+                    })
+                });
+            if let Some(why) = clash {
+                return Err((
+                    (*name).clone(),
+                    format!("{why}: one group's failover would move the other's traffic"),
+                ));
+            }
         }
     }
     Ok(())
@@ -365,6 +473,11 @@ mod tests {
     use serde_json::json;
 
     fn two_groups(v: &mut Value) {
+        v["failoverAddresses"]["addressGroupDefinitions"] = json!([
+            {"type": "elasticIpAddress", "scopingAddress": "98.80.114.203", "vipAddresses": ["10.0.0.101", "10.0.4.101"]},
+            {"type": "networkInterfaceAddress", "scopingAddress": "10.0.0.50"},
+            {"type": "networkInterfaceAddress", "scopingAddress": "10.0.9.0/28"}
+        ]);
         v["serverless"] = json!({
             "clusterName": "web",
             "groups": {
@@ -469,6 +582,111 @@ mod tests {
         assert!(
             e.to_string().starts_with(
                 "serverless.groups.tg1.addresses: address 4.4.4.4 is not a scopingAddress"
+            ),
+            "{e}"
+        );
+    }
+
+    /// Two groups never move or map the same private address (AWS's AssignPrivateIpAddresses
+    /// carries an address's Elastic IP along; releasing a prefix detaches the Elastic IPs on
+    /// its addresses): one group's failover would take the other's traffic.
+    #[test]
+    fn groups_move_disjoint_addresses() {
+        let defs = json!([
+            {"type": "elasticIpAddress", "scopingAddress": "3.3.3.1", "vipAddresses": ["10.0.0.101", "10.0.4.101"]},
+            {"type": "elasticIpAddress", "scopingAddress": "3.3.3.2", "vipAddresses": ["10.0.0.102", "10.0.4.102"]},
+            {"type": "networkInterfaceAddress", "scopingAddress": "10.0.0.50"},
+            {"type": "networkInterfaceAddress", "scopingAddress": "10.0.12.48/28"},
+            {"type": "networkInterfaceAddress", "scopingAddress": "10.0.12.32/27"}
+        ]);
+        let with_defs = |defs: &Value, tg1: Value, tg2: Value| {
+            with(|v| {
+                v["failoverAddresses"]["addressGroupDefinitions"] = defs.clone();
+                v["serverless"] = json!({"groups": {"tg1": tg1, "tg2": tg2}});
+            })
+        };
+        let tg1 = json!({"addresses": ["3.3.3.1", "10.0.0.50"], "routes": ["0.0.0.0/0"]});
+        let ok = with_defs(
+            &json!([defs[0], defs[1], defs[2], defs[3]]),
+            tg1.clone(),
+            json!({"addresses": ["3.3.3.2", "10.0.12.48/28"]}),
+        );
+        assert!(ok.is_ok(), "{ok:?}");
+        let refused = |defs: Value, tg1: Value, tg2: Value| {
+            with_defs(&defs, tg1, tg2).unwrap_err().to_string()
+        };
+        // An Elastic IP's VIP that is the other group's secondary address.
+        let mut shared = defs.clone();
+        shared[1]["vipAddresses"][0] = "10.0.0.50".into();
+        let e = refused(
+            json!([shared[0], shared[1], shared[2]]),
+            tg1.clone(),
+            json!({"addresses": ["3.3.3.2"]}),
+        );
+        assert_eq!(e, "serverless.groups.tg1.addresses: address 10.0.0.50 is also VIP 10.0.0.50 of Elastic IP 3.3.3.2 of group \"tg2\": one group's failover would move the other's traffic");
+        // Two groups' Elastic IPs on one VIP.
+        shared[1]["vipAddresses"][0] = "10.0.0.101".into();
+        let e = refused(
+            json!([shared[0], shared[1]]),
+            json!({"addresses": ["3.3.3.1"], "routes": ["0.0.0.0/0"]}),
+            json!({"addresses": ["3.3.3.2"]}),
+        );
+        assert!(
+            e.contains(
+                "VIP 10.0.0.101 of Elastic IP 3.3.3.1 is also VIP 10.0.0.101 of Elastic IP 3.3.3.2"
+            ),
+            "{e}"
+        );
+        // A secondary address inside the other group's prefix; overlapping prefixes.
+        let mut inside = defs.clone();
+        inside[2]["scopingAddress"] = "10.0.12.50".into();
+        let e = refused(
+            json!([inside[2], inside[3]]),
+            json!({"addresses": ["10.0.12.50"], "routes": ["0.0.0.0/0"]}),
+            json!({"addresses": ["10.0.12.48/28"]}),
+        );
+        assert!(
+            e.contains("address 10.0.12.50 is inside prefix 10.0.12.48/28 of group \"tg2\""),
+            "{e}"
+        );
+        let e = refused(
+            json!([defs[3], defs[4]]),
+            json!({"addresses": ["10.0.12.48/28"], "routes": ["0.0.0.0/0"]}),
+            json!({"addresses": ["10.0.12.32/27"]}),
+        );
+        assert!(
+            e.contains("prefix 10.0.12.48/28 overlaps prefix 10.0.12.32/27"),
+            "{e}"
+        );
+        // What the declaration does not manage is no group's.
+        let e = with(|v| {
+            v["serverless"] = json!({"groups": {"tg1": {"addresses": ["10.0.12.48/28"], "routes": ["0.0.0.0/0"]}}})
+        })
+        .unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("a delegated prefix moves only as a networkInterfaceAddress"),
+            "{e}"
+        );
+        let e = with(|v| {
+            v["failoverAddresses"]["enabled"] = false.into();
+            v["serverless"] =
+                json!({"groups": {"tg1": {"addresses": ["3.3.3.1"], "routes": ["0.0.0.0/0"]}}})
+        })
+        .unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("serverless.groups.tg1.addresses: failoverAddresses is disabled"),
+            "{e}"
+        );
+        let e = with(|v| {
+            v["failoverRoutes"]["enabled"] = false.into();
+            v["serverless"] = json!({"groups": {"tg1": {"routeGroups": [0]}}})
+        })
+        .unwrap_err();
+        assert!(
+            e.to_string().starts_with(
+                "serverless.groups.tg1.routeGroups: failoverRoutes has no route groups"
             ),
             "{e}"
         );
