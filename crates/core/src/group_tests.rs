@@ -537,3 +537,74 @@ async fn a_pair_in_a_grouped_and_an_ungrouped_declaration_is_neithers() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The probe probes each group with the group's own settings: traffic-group-1's page on A
+/// stops answering (A lost that group's service) while traffic-group-2's answers on both;
+/// traffic-group-1 alone moves to B. (Real time: the probe's window, about two seconds.)
+#[tokio::test]
+async fn the_probe_fails_over_the_group_whose_unit_is_down_for_it() {
+    let open = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let up = open.local_addr().unwrap().to_string();
+    tokio::spawn(async move {
+        while let Ok((s, _)) = open.accept().await {
+            drop(s);
+        }
+    });
+    let down = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().to_string()
+    };
+    let (a, b) = ("i-0aa0000000000000a", "i-0bb0000000000000b");
+    let probe = |ta: &str, tb: &str| {
+        serde_json::json!({"kind": "tcp", "intervalMs": 100, "timeoutMs": 200,
+            "failuresToDown": 2, "successesToUp": 1, "targets": {a: ta, b: tb}})
+    };
+    let pair = Pair::new("probe", |d| {
+        d["serverless"]["groups"][TG1]["probe"] = probe(&down, &up);
+        d["serverless"]["groups"][TG2]["probe"] = probe(&up, &up);
+    });
+    let inv = Invocation {
+        deadline: Some(std::time::Instant::now() + std::time::Duration::from_secs(7)),
+        ..pair.inv.clone()
+    };
+    let reply = crate::app::handler::handle_probe(
+        &pair.cloud,
+        &pair.cloud,
+        &Scope::new(pair.loc.clone()),
+        inv,
+    )
+    .await
+    .unwrap();
+    pair.cloud.settle();
+    let Reply::Fleet(report) = reply else {
+        panic!("one probe per group")
+    };
+    let said: BTreeMap<String, Vec<String>> = report
+        .clusters
+        .into_iter()
+        .map(|c| {
+            let events = c
+                .result
+                .unwrap()
+                .events
+                .into_iter()
+                .map(|e| e.what)
+                .collect();
+            (c.cluster.unwrap(), events)
+        })
+        .collect();
+    assert!(
+        said[&pair.key(TG1)]
+            .iter()
+            .any(|w| w.starts_with(&format!("failover to {b}")) && w.contains("SUCCEEDED")),
+        "{said:#?}"
+    );
+    assert!(
+        !said[&pair.key(TG2)]
+            .iter()
+            .any(|w| w.starts_with("failover")),
+        "{said:#?}"
+    );
+    pair.assert_active(TG1, b).await;
+    pair.assert_active(TG2, b).await;
+}
