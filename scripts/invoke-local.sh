@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Usage: scripts/invoke-local.sh [EVENT_FILE...]  (default: every file in events/)
+# Usage: [PAIR=DIR] scripts/invoke-local.sh [EVENT_FILE...]  (default: every file in events/)
 # Runs the real failover Lambda binary under `cargo lambda watch` (a local Lambda runtime
-# API) against a moto server holding the field report's topology, and invokes it with each
+# API) against a moto server holding the field report's topology (or PAIR's: a directory with
+# profile.json and declaration.json, e.g. examples/active-active), and invokes it with each
 # event file (`cargo lambda invoke --data-file`, ids rewritten to moto's). The local runtime
 # passes no real function ARN, so the function's account (moto's) and region come from
 # AWS_ACCOUNT_ID / AWS_REGION.
@@ -14,10 +15,16 @@ cargo build --quiet --bin cloud-failover --bin cf-lab --bin failover
 cf=target/debug/cloud-failover
 source scripts/moto.sh
 work=$(mktemp -d)
-rewrites=(--rewrite "examples/seed-article/declaration-after.json:$work/declaration.json")
+if [ -n "${PAIR:-}" ]; then
+  rewrites=(--profile "$PAIR/profile.json" --rewrite "$PAIR/declaration.json:$work/declaration.json")
+  bucket=$("$MOTO_PY" -c 'import json, sys; print(json.load(open(sys.argv[1]))["topology"]["bucket"]["name"])' "$PAIR/profile.json")
+else
+  rewrites=(--rewrite "examples/seed-article/declaration-after.json:$work/declaration.json")
+  bucket=cfe-state-bigip-ha
+fi
 for e in "${events[@]}"; do rewrites+=(--rewrite "$e:$work/$(basename "$e")"); done
 target/debug/cf-lab up "${rewrites[@]}" >/dev/null
-uri="s3://cfe-state-bigip-ha/declarations/cluster.json"
+uri="s3://$bucket/declarations/cluster.json"
 $cf declare "$work/declaration.json" --to "$uri" --output table
 port=$("$MOTO_PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 cargo lambda watch --invoke-address 127.0.0.1 --invoke-port "$port" --ignore-changes \
@@ -60,6 +67,12 @@ if "batchItemFailures" in out:
               a.get("message") or a.get("reason") or a.get("errorMessage") or "")
     failed = [a for a in out["answers"] if a.get("status") == "ERROR" and a.get("errorType") != "FailoverDeferred"]
     sys.exit(1 if failed or not out["answers"] else 0)
+if "answers" in out:
+    # Each cluster's answer (a pair's failover groups, or a fleet's schedule).
+    for a in out["answers"]:
+        print("  ", a.get("declaration"), "|", a.get("status"), "|", a.get("message") or a.get("reason") or "",
+              "|", [o["id"] for o in a.get("operations", [])])
+    sys.exit(0 if out["answers"] and all(a.get("status") for a in out["answers"]) else 1)
 ops = [o["id"] for o in out.get("operations", [])]
 print("   status:", out.get("status"), "|", out.get("message") or out.get("reason") or "", "|", ops)
 sys.exit(0 if out.get("status") else 1)
