@@ -510,8 +510,10 @@ impl Fleet {
             .collect()
     }
 
-    /// Where `trigger` goes: the one cluster owning its instance or alarm (the schedule: every
-    /// cluster). Owned by none → `Nowhere`; by two → a configuration error naming both.
+    /// Where `trigger` goes: the one cluster owning its instance or alarm, or each failover
+    /// group of that pair the event is for (the schedule: every cluster). Owned by none →
+    /// `Nowhere` (a grouped pair's announcement naming no group or another: refused, naming
+    /// the field); claimed by two declarations → a configuration error naming both.
     pub fn route(&self, trigger: &Trigger) -> Result<Route, FailoverError> {
         let owners = self.owners(trigger);
         if matches!(trigger, Trigger::Schedule { .. }) {
@@ -536,13 +538,9 @@ impl Fleet {
                 held.join("; ")
             )));
         }
-        let declared: BTreeSet<&str> = owners
-            .iter()
-            .filter_map(|k| self.clusters.get(k))
-            .map(|c| c.declared.as_str())
-            .collect();
-        // Two declarations whose pairs have the instance (one with groups, one without): the
-        // event is neither's to act on, whichever group it names.
+        // Two declarations whose pairs have the instance or alarm (two pairs sharing a unit, or
+        // one pair declared with groups and without): the event is neither's, whatever group
+        // it names.
         let claimants: Vec<&str> = self
             .clusters
             .values()
@@ -562,24 +560,18 @@ impl Fleet {
             if let Some(e) = self.group_not_named(trigger) {
                 return Err(e);
             }
-        }
-        match owners.len() {
-            // One pair's failover groups share their members: each moves its own items.
-            n if n == 1 || declared.len() == 1 => Ok(Route::To(owners)),
-            0 => Ok(Route::Nowhere(match &self.location {
+            return Ok(Route::Nowhere(match &self.location {
                 l if l.is_fleet() => format!(
                     "no cluster of the fleet ({} declarations) owns {}",
                     self.clusters.len(),
                     named(trigger)
                 ),
                 _ => format!("{} is not this cluster's", named(trigger)),
-            })),
-            _ => Err(FailoverError::Fleet(format!(
-                "{} is claimed by more than one cluster: {}; give each pair its own addresses, route tables and alarms",
-                named(trigger),
-                owners.join(", ")
-            ))),
+            }));
         }
+        // One pair's cluster, or each of its failover groups the event is for (they share
+        // their members; each moves its own items).
+        Ok(Route::To(owners))
     }
 
     /// Why an event for a grouped pair's unit is no group's: an announcement that names no
