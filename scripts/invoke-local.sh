@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Usage: [PAIR=DIR] scripts/invoke-local.sh [EVENT_FILE...]  (default: every file in events/)
+# Usage: [PAIR=DIR] scripts/invoke-local.sh [EVENT_FILE...]  (default: every file in events/;
+# with PAIR, its own event files)
 # Runs the real failover Lambda binary under `cargo lambda watch` (a local Lambda runtime
 # API) against a moto server holding the field report's topology (or PAIR's: a directory with
 # profile.json and declaration.json, e.g. examples/active-active), and invokes it with each
@@ -10,6 +11,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$(scripts/ensure-sam.sh):$PATH"
 events=("$@")
+if [ ${#events[@]} -eq 0 ] && [ -n "${PAIR:-}" ]; then
+  for e in "$PAIR"/*.json; do
+    case $(basename "$e") in profile.json|declaration.json) ;; *) events+=("$e") ;; esac
+  done
+fi
 [ ${#events[@]} -gt 0 ] || events=(events/*.json)
 cargo build --quiet --bin cloud-failover --bin cf-lab --bin failover
 cf=target/debug/cloud-failover

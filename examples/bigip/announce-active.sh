@@ -20,11 +20,17 @@
 # config file (curl -K -), from shell variables (printf is a shell builtin: no process).
 set -eu
 
-if [ -n "${GROUP:-}" ] && [ -n "${1:-}" ] && [ "$GROUP" != "$1" ]; then
-  echo "announce failed: GROUP=$GROUP and the argument $1 name two groups: give one" >&2; exit 2
+# BIG-IP's /Common/traffic-group-1: the name without its partition.
+from_env=${GROUP:-}
+from_arg=${1:-}
+if [ -n "$from_env" ] && [ -n "$from_arg" ] && [ "${from_env##*/}" != "${from_arg##*/}" ]; then
+  echo "announce failed: GROUP=$from_env and the argument $from_arg name two groups: give one" >&2; exit 2
 fi
-group=${GROUP:-${1:-}}
-group=${group##*/}   # BIG-IP's /Common/traffic-group-1: the name without its partition
+named=${from_env:-$from_arg}
+group=${named##*/}
+if [ -n "$named" ] && [ -z "$group" ]; then
+  echo "announce failed: GROUP \"$named\" is not a group name (A-Z a-z 0-9 - _)" >&2; exit 2
+fi
 case $group in
   *[!A-Za-z0-9_-]*) echo "announce failed: GROUP \"$group\" is not a group name (A-Z a-z 0-9 - _)" >&2; exit 2 ;;
 esac

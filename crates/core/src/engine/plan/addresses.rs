@@ -28,6 +28,7 @@ impl Planner<'_> {
         if a.groups.is_empty() {
             self.nic_map_moves(t, &mut moves);
         }
+        self.keep_other_groups_vips(&mut moves);
         let full = self.address_limits(t, &moves);
         if !full.is_empty() {
             // Nothing moves onto an interface that cannot take it all; the rest goes on.
@@ -98,6 +99,35 @@ impl Planner<'_> {
                 from.subnet_id, t.id
             )),
         }
+    }
+
+    /// Takes out of `moves` every address that is the VIP of an Elastic IP this run does not
+    /// move (another failover group's, or none's): a secondary address carries its Elastic IP
+    /// along when it moves (EC2's AssignPrivateIpAddresses), so moving it would move the
+    /// Elastic IP too. Without failover groups every Elastic IP in scope is the run's.
+    fn keep_other_groups_vips(&mut self, moves: &mut IpMoves) {
+        let foreign: BTreeMap<IpAddr, IpAddr> = self
+            .snap
+            .elastic_ips
+            .iter()
+            .filter(|e| !self.decl.manages(Managed::Address(e.eip.public_ip)))
+            .flat_map(|e| e.vips.iter().map(|v| (*v, e.eip.public_ip)))
+            .collect();
+        if foreign.is_empty() {
+            return;
+        }
+        for ips in moves.values_mut() {
+            ips.retain(|ip| match foreign.get(ip) {
+                Some(eip) => {
+                    self.skipped.push(format!(
+                        "address {ip} is the VIP of Elastic IP {eip}, which this failover group does not move (moving the address would carry the Elastic IP along): name both in one group"
+                    ));
+                    false
+                }
+                None => true,
+            });
+        }
+        moves.retain(|_, ips| !ips.is_empty());
     }
 
     /// Adds to `moves` the secondary IPs of tagged interface pairs (f5_cloud_failover_nic_map).
@@ -291,6 +321,39 @@ mod tests {
                 (1, "eip:98.80.114.203"),
             ]
         );
+    }
+
+    /// With failover groups, a secondary address that is the VIP of another group's Elastic IP
+    /// never moves with this group (EC2's AssignPrivateIpAddresses carries the address's
+    /// Elastic IP along): the item is skipped with the reason, and the plan refused when
+    /// nothing else is left.
+    #[tokio::test]
+    async fn a_group_never_moves_the_vip_of_another_groups_elastic_ip() {
+        let cloud = MemoryCloud::from_topology(&same_az());
+        let d = patched(|v| {
+            v["failoverRoutes"]["routeGroupDefinitions"][0]["defaultNextHopAddresses"]["items"] =
+                json!(["10.0.0.11", "10.0.0.12"]);
+            v["serverless"] = json!({"groups": {
+                "tg1": {"addresses": ["98.80.114.203"], "routes": ["0.0.0.0/0"]},
+                "tg2": {"addresses": ["10.0.0.101"]}
+            }});
+        });
+        let tg2 = &d.per_group()[1].1;
+        let r = plan_on(&cloud, tg2, SEED_B).await.unwrap_err();
+        assert_eq!(
+            r.reasons,
+            ["address 10.0.0.101 is the VIP of Elastic IP 98.80.114.203, which this failover group does not move (moving the address would carry the Elastic IP along): name both in one group"]
+        );
+        // Both in one group: the address moves, then the Elastic IP, as without groups.
+        let d = patched(|v| {
+            v["failoverRoutes"]["routeGroupDefinitions"][0]["defaultNextHopAddresses"]["items"] =
+                json!(["10.0.0.11", "10.0.0.12"]);
+            v["serverless"] = json!({"groups": {
+                "tg1": {"addresses": ["98.80.114.203", "10.0.0.101"], "routes": ["0.0.0.0/0"]}
+            }});
+        });
+        let p = plan_on(&cloud, &d.per_group()[0].1, SEED_B).await.unwrap();
+        assert_eq!(p.operations.len(), 3, "{:?}", p.operations);
     }
 
     /// IPv6 secondary addresses move with AssignIpv6Addresses after the holder's
