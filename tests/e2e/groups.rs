@@ -28,6 +28,12 @@ async fn each_group_fails_over_on_its_own_through_the_cli() {
     let mut decl: Value =
         serde_json::from_str(&repo_file("examples/active-active/declaration.json")).unwrap();
     decl["failoverAddresses"]["enabled"] = false.into();
+    for g in ["traffic-group-1", "traffic-group-2"] {
+        decl["serverless"]["groups"][g]
+            .as_object_mut()
+            .unwrap()
+            .remove("addresses");
+    }
     let (ids, loc) = lab_with(&cloud, &topo, &decl.to_string()).await;
     let uri = loc.to_string();
     let run = |args: &[&str]| {
