@@ -66,8 +66,8 @@ It runs on tokio's paused clock, so the times are
   10 routes from 50, or from 25 EIPs with 0-25 routes; 25 EIPs with 200 and 500 routes from
   the no-EIP rows), not measured by F5.
 
-Where the paced engine is slower than F5's figures — 100 routes (11.3 s against 5 s) and 200
-routes (31.7 s against 15 s) — it is the simulator's assumption, not the engine: it gives
+Where the paced engine is slower than F5's figures — 100 routes (11.4 s against 5 s) and 200
+routes (31.8 s against 15 s) — it is the simulator's assumption, not the engine: it gives
 ReplaceRoute EC2's documented default bucket (50, refilled at 5 per second), so 100 routes
 cannot take less than 10 s and 200 routes less than 30 s for any client. F5 failed 100 routes
 over in 5 s on real AWS, so that account's bucket for ReplaceRoute was larger or refilled
@@ -86,9 +86,11 @@ cat <<MID
 
 The critical path is the same whatever the number of tables and EIPs: state bucket (S3), lock
 (S3), one discovery of three parallel EC2 rounds (scoped resources; interfaces by address;
-member instances, their interfaces and status checks) alongside the previous state (S3), fence
-and RUNNING (S3), one round of mutations (paced past the burst), one verify round (EC2), state,
-history and unlock (S3). About 0.95 s of that is fixed cost at the simulated latencies; past 50
+member instances, their interfaces and status checks) alongside the previous state (S3), the
+members' lock and a listing of the pair's other members' locks (S3: a run never goes on beside
+the same pair under another name or failover group set, since the failover groups: 30 ms more),
+fence and RUNNING (S3), one round of mutations (paced past the burst), one verify round (EC2),
+state, history and unlock (S3). About 1 s of that is fixed cost at the simulated latencies; past 50
 routes per action the bucket's refill dominates, and the paced engine stays within 1.04× of the
 bound at 500 routes with no throttled call.
 
