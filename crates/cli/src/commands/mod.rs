@@ -12,7 +12,7 @@ pub use declaration::{declare, init, validate, InitArgs};
 pub use run::{execute, invoke, plan};
 
 use failover_core::app::events::Trust;
-use failover_core::app::fleet::{result_json, Fleet};
+use failover_core::app::fleet::{cluster_key, result_json, Fleet};
 use failover_core::app::handler::{load_declaration, Location};
 use failover_core::aws::{self, AwsCloud, AwsOptions};
 use failover_core::engine::discovery::resolve_bucket;
@@ -161,12 +161,15 @@ async fn open_all(
     declaration: &str,
 ) -> Result<(Vec<Opened>, Vec<(String, String)>, Option<Fleet>), CliError> {
     let loc = &location(declaration)?;
-    if !loc.is_fleet() {
-        let cloud = aws::connect(opts).await;
-        let decl = load_declaration(&cloud.s3, loc).await?;
-        // Grouped, no group named: every group, as a fleet's clusters (below).
+    let base = aws::connect(opts).await;
+    let fleet = if loc.is_fleet() {
+        let mut fleet = Fleet::new(loc.clone());
+        fleet.refresh(&base.s3).await?;
+        fleet
+    } else {
+        let decl = load_declaration(&base.s3, loc).await?;
         if !decl.is_grouped() || split_group(declaration).1.is_some() {
-            let (cloud, decl) = shaped(cloud, opts, narrow(declaration, decl)?).await?;
+            let (cloud, decl) = shaped(base, opts, narrow(declaration, decl)?).await?;
             let one = Opened {
                 name: declaration.to_string(),
                 declared_at: declaration.to_string(),
@@ -175,20 +178,16 @@ async fn open_all(
             };
             return Ok((vec![one], Vec::new(), None));
         }
-    }
-    let base = aws::connect(opts).await;
-    let mut fleet = Fleet::new(loc.clone());
-    fleet.refresh(&base.s3).await?;
+        // Grouped, no group named: every group, as a fleet's clusters.
+        Fleet::of(loc.clone(), decl)
+    };
     let mut out = Vec::new();
     for (name, c) in &fleet.clusters {
         let cloud = aws::with_settings(base.clone(), opts, &c.declaration)
             .await
             .map_err(|e| CliError::new(e.to_string()))?;
         let decl = (*c.declaration).clone();
-        let declared_at = match &c.group {
-            Some(g) => format!("{}#{g}", loc.member(&c.declared)),
-            None => loc.member(&c.declared).to_string(),
-        };
+        let declared_at = cluster_key(&loc.member(&c.declared).to_string(), c.group.as_deref());
         let name = name.clone();
         out.push(Opened {
             name,

@@ -225,6 +225,22 @@ impl Fleet {
         }
     }
 
+    /// The fleet of one declaration at `location`, already read (a pair with failover groups:
+    /// one cluster per group), without reading it again.
+    pub fn of(location: Location, declaration: Declaration) -> Fleet {
+        let mut fleet = Fleet::new(location);
+        fleet.loaded.insert(
+            fleet.location.to_string(),
+            Loaded {
+                etag: None,
+                declaration: Some(Arc::new(declaration)),
+                problem: None,
+            },
+        );
+        fleet.settle();
+        fleet
+    }
+
     /// Lists the declarations (`*.json`) and reads those new or changed since the last
     /// refresh (by ETag); forgets those gone. A location with none is an error (a mistyped
     /// prefix must not answer every event IGNORED). A declaration that does not load or
@@ -615,12 +631,11 @@ impl Fleet {
         }]))
     }
 
-    /// One cluster's path, mapped over the fleet: the declarations read again (where their
-    /// ETag changed), then `run` on each cluster `selects` keeps, `in_flight` at a time, in
-    /// key order; an error when no declaration loads.
+    /// One cluster's path, mapped over the fleet as last read ([`Fleet::refresh`]): `run` on
+    /// each cluster `selects` keeps, `in_flight` at a time, in key order; an error when no
+    /// declaration loads.
     pub async fn map<T, F, Fut>(
-        &mut self,
-        store: &dyn ObjectStore,
+        &self,
         selects: impl Fn(&Declaration) -> bool,
         in_flight: usize,
         run: F,
@@ -629,7 +644,6 @@ impl Fleet {
         F: Fn(Arc<Declaration>) -> Fut,
         Fut: std::future::Future<Output = Result<T, FailoverError>>,
     {
-        self.refresh(store).await?;
         if self.clusters.is_empty() {
             return Err(FailoverError::Fleet(format!(
                 "no declaration of the fleet loads: {}",

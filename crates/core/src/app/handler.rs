@@ -104,18 +104,19 @@ pub async fn handle_pair(
             .await
             .map(Reply::One);
     }
-    let mut fleet = Fleet::new(declaration.clone());
-    let answers = handle_fleet(
+    // Failover groups: each group is a cluster of its own, the event routed as a fleet's.
+    let mut fleet = Fleet::of(declaration.clone(), decl);
+    let mut answers = vec![Vec::new()];
+    dispatch(
         ec2,
         store,
         &mut fleet,
-        std::slice::from_ref(event),
+        vec![(0, trigger)],
+        &mut answers,
         invocation,
     )
-    .await
-    .into_iter()
-    .flatten()
-    .collect();
+    .await;
+    let answers = answers.into_iter().flatten().collect();
     Ok(Reply::Fleet(FleetReport {
         clusters: answers,
         broken: fleet.broken.clone(),
@@ -341,11 +342,6 @@ pub async fn handle_fleet(
     invocation: Invocation,
 ) -> Vec<Vec<ClusterResult<Answer>>> {
     let mut answers: Vec<Vec<ClusterResult<Answer>>> = events.iter().map(|_| Vec::new()).collect();
-    let nowhere = |result| ClusterResult {
-        cluster: None,
-        message_id: None,
-        result,
-    };
     let trusted = trusted_triggers(events, &invocation.trust, &mut answers);
     if trusted.is_empty() {
         return answers;
@@ -356,6 +352,29 @@ pub async fn handle_fleet(
         }
         return answers;
     }
+    dispatch(ec2, store, fleet, trusted, &mut answers, invocation).await;
+    answers
+}
+
+/// An answer for no cluster.
+fn nowhere(result: Result<Answer, FailoverError>) -> ClusterResult<Answer> {
+    ClusterResult {
+        cluster: None,
+        message_id: None,
+        result,
+    }
+}
+
+/// The trusted triggers (by event index) routed over the fleet as read, and each cluster's
+/// run; each answer joins its event's in `answers`.
+async fn dispatch(
+    ec2: &dyn Ec2,
+    store: &dyn ObjectStore,
+    fleet: &mut Fleet,
+    trusted: Vec<(usize, events::Trigger)>,
+    answers: &mut [Vec<ClusterResult<Answer>>],
+    invocation: Invocation,
+) {
     let budget = fleet.budget();
     let ec2 = &budget.ec2(ec2);
     let routes = route_all(ec2, fleet, &trusted, &invocation.trust).await;
@@ -388,7 +407,6 @@ pub async fn handle_fleet(
             result,
         });
     }
-    answers
 }
 
 /// The events' triggers that may be acted on, by index; each of the others (malformed, from
@@ -591,15 +609,20 @@ impl Scope {
         F: Fn(Arc<Declaration>, Option<Arc<Budget>>) -> Fut,
         Fut: std::future::Future<Output = Result<T, FailoverError>>,
     {
-        if !self.is_fleet() {
+        let (mut guard, groups);
+        let fleet: &Fleet = if self.is_fleet() {
+            guard = self.fleet().await;
+            guard.refresh(store).await?;
+            &guard
+        } else {
             let decl = load_declaration(store, &self.location).await?;
             if !decl.is_grouped() {
                 return run(Arc::new(decl), None).await.map(Reply::One);
             }
             // Failover groups: each group is a cluster of its own, served as a fleet's are.
-        }
-        let mut fleet = self.fleet().await;
-        fleet.refresh(store).await?;
+            groups = Fleet::of(self.location.clone(), decl);
+            &groups
+        };
         let keys: Vec<String> = fleet
             .clusters
             .values()
@@ -609,9 +632,7 @@ impl Scope {
         let budget = Arc::new(Budget::new(fleet.pacing(&keys)));
         let run = &run;
         fleet
-            .map(store, selects, in_flight, |decl| {
-                run(decl, Some(budget.clone()))
-            })
+            .map(selects, in_flight, |decl| run(decl, Some(budget.clone())))
             .await
             .map(Reply::Fleet)
     }
