@@ -77,10 +77,7 @@ fn location(s: &str) -> Result<Location, CliError> {
 fn split_group(s: &str) -> (&str, Option<&str>) {
     match s.rsplit_once('#') {
         Some((loc, g))
-            if !loc.is_empty()
-                && !g.is_empty()
-                && g.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') =>
+            if !loc.is_empty() && failover_core::engine::declaration::is_group_name(g) =>
         {
             (loc, Some(g))
         }

@@ -48,17 +48,10 @@ struct ApplianceDetail {
 /// A group name as an event carries it: what `serverless.groups` accepts.
 fn group_name(g: Option<String>, field: &str) -> Result<Option<String>, EventError> {
     match g {
-        Some(name)
-            if !(1..=32).contains(&name.len())
-                || !name
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') =>
-        {
-            Err(bad(
-                field,
-                format!("{name:?} is not a group name (1-32 of A-Z a-z 0-9 - _)"),
-            ))
-        }
+        Some(name) if !crate::engine::declaration::is_group_name(&name) => Err(bad(
+            field,
+            format!("{name:?} is not a group name (1-32 of A-Z a-z 0-9 - _)"),
+        )),
         other => Ok(other),
     }
 }

@@ -18,6 +18,14 @@ use super::{AddressGroup, Declaration, DeclarationError, ProbeConfig};
 /// Most groups a declaration may name.
 pub const MAX_GROUPS: usize = 16;
 
+/// Whether `s` may name a failover group: 1-32 of `A-Z a-z 0-9 - _` (no `.`: a group's
+/// cluster is `<clusterName>.<group>`; no `#`: the CLI names it `FILE#GROUP`).
+pub fn is_group_name(s: &str) -> bool {
+    (1..=32).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
 /// One failover group: the items it moves, and what of the pair's settings it has its own.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -106,11 +114,7 @@ pub(super) fn parse_groups(
     let mut owner: BTreeMap<String, String> = BTreeMap::new();
     for (name, g) in map {
         let gp = p.key(name);
-        let ok = (1..=32).contains(&name.len())
-            && name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-        if !ok {
+        if !is_group_name(name) {
             return Err(gp.err(format!(
                 "{} is not a group name (1-32 of A-Z a-z 0-9 - _)",
                 show_str(name)

@@ -27,7 +27,7 @@ use routes::parse_routes;
 use storage::parse_storage;
 
 pub use extension::{is_instance_id, is_vpc_id};
-pub use groups::{FailoverGroup, Managed, MAX_GROUPS};
+pub use groups::{is_group_name, FailoverGroup, Managed, MAX_GROUPS};
 pub use storage::split_bucket_name;
 
 /// Largest declaration accepted, in bytes (CFE declarations are a few KiB).
