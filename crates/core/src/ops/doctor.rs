@@ -890,10 +890,9 @@ fn elastic_ips_check(decl: &Declaration, snap: &Snapshot) -> Check {
         }
     }
     // Found by tag, named by no failover group: no group's failover moves it.
-    let groups = &decl.extension.groups;
-    for e in snap.elastic_ips.iter().filter(|_| !groups.is_empty()) {
+    for e in &snap.elastic_ips {
         let item = crate::engine::declaration::Managed::Address(e.eip.public_ip);
-        if !groups.values().any(|g| g.holds(item)) {
+        if decl.in_no_group(item) {
             eip_problems.push((
                 Verdict::Warn,
                 format!(

@@ -207,18 +207,10 @@ pub(super) fn check_groups(d: &Declaration) -> Result<(), DeclarationError> {
     if groups.is_empty() {
         return Ok(());
     }
-    let at = |name: &str, field: &str| {
-        Path::root()
-            .key(super::EXTENSION_KEY)
-            .key("groups")
-            .key(name)
-            .key(field)
-    };
+    let all = || Path::root().key(super::EXTENSION_KEY).key("groups");
+    let at = |name: &str, field: &str| all().key(name).key(field);
     if d.extension.association_swap {
-        return Err(Path::root()
-            .key(super::EXTENSION_KEY)
-            .key("groups")
-            .err("cannot be used with associationSwap: a subnet's association carries every route of its table, whatever the group"));
+        return Err(all().err("cannot be used with associationSwap: a subnet's association carries every route of its table, whatever the group"));
     }
     let route_groups = d.route_groups();
     for (name, g) in groups {
@@ -261,13 +253,13 @@ pub(super) fn check_groups(d: &Declaration) -> Result<(), DeclarationError> {
             match holders.as_slice() {
                 [_] => {}
                 [] => {
-                    return Err(Path::root().key(super::EXTENSION_KEY).key("groups").err(format!(
+                    return Err(all().err(format!(
                         "failoverRoutes range {} (route group {i}) is in no group: name it in the routes or routeGroups of the group it follows",
                         r.range
                     )))
                 }
                 [a, b, ..] => {
-                    return Err(Path::root().key(super::EXTENSION_KEY).key("groups").err(format!(
+                    return Err(all().err(format!(
                         "failoverRoutes range {} (route group {i}) is in groups {} and {}: a route follows one group",
                         r.range,
                         show_str(a),
@@ -304,8 +296,8 @@ pub(super) fn check_groups(d: &Declaration) -> Result<(), DeclarationError> {
     }
     for def in defs {
         let item = def.item();
-        if !groups.values().any(|g| g.holds(item)) {
-            return Err(Path::root().key(super::EXTENSION_KEY).key("groups").err(format!(
+        if d.in_no_group(item) {
+            return Err(all().err(format!(
                 "{item} (failoverAddresses.addressGroupDefinitions) is in no group: name it in the addresses of the group it follows"
             )));
         }
@@ -465,8 +457,15 @@ impl Declaration {
         }
         match &self.extension.group {
             Some(name) => groups.get(name).is_some_and(|g| g.holds(item)),
-            None => groups.values().any(|g| g.holds(item)),
+            None => !self.in_no_group(item),
         }
+    }
+
+    /// Whether the declaration names failover groups and none names `item`: no failover
+    /// moves it.
+    pub fn in_no_group(&self, item: Managed) -> bool {
+        let groups = &self.extension.groups;
+        !groups.is_empty() && !groups.values().any(|g| g.holds(item))
     }
 }
 

@@ -431,8 +431,7 @@ impl Planner<'_> {
         if self.decl.manages(item) {
             return true;
         }
-        let groups = &self.decl.extension.groups;
-        if !groups.values().any(|g| g.holds(item)) {
+        if self.decl.in_no_group(item) {
             self.warnings.push(format!(
                 "{item} is in no failover group (serverless.groups): left alone; name it in the group it follows"
             ));
