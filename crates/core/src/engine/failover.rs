@@ -482,7 +482,7 @@ async fn execute_held(
         .map_err(FailoverError::Lock)?
         {
             Acquire::Held(l) => {
-                if let Some(skip) = beside_another_run(decl, log, &name, &record).await {
+                if let Some(skip) = beside_another_run(decl, log, &record).await {
                     if let Err(e) = l.release().await {
                         tracing::warn!(error = %e, "could not release the members' lock (its lease will expire)");
                     }
@@ -524,11 +524,18 @@ async fn execute_held(
 async fn beside_another_run(
     decl: &Declaration,
     log: &StateLog<'_>,
-    own: &str,
     record: &RunRecord,
 ) -> Option<Skipped> {
     let groups: Vec<&str> = decl.extension.groups.keys().map(String::as_str).collect();
-    match crate::engine::lock::other_run_on_pair(log.store, &log.bucket, own, &groups).await {
+    let group = decl.extension.group.as_deref();
+    let other = crate::engine::lock::other_run_on_pair(
+        log.store,
+        &log.bucket,
+        &record.members,
+        group,
+        &groups,
+    );
+    match other.await {
         Ok(Some((name, holder))) => Some(in_progress(
             format!(
                 "another run ({}) holds the lock {name} of these members ({}) until {}: the pair is being failed over under another name (were serverless.groups or clusterName changed during a run?)",

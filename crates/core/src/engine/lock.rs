@@ -228,26 +228,28 @@ pub fn members_lock_name(members: &[String], group: Option<&str>) -> String {
     }
 }
 
-/// Another live members' lock of the same pair that a run holding `own` (its members' lock,
-/// [`members_lock_name`]) must not run beside: any but those of the other failover groups
-/// `groups` of the run's own declaration (whose items validation keeps apart). A lock of the
-/// whole pair beside a group's, or of a group the declaration does not name, is the same pair
-/// under an edited declaration (groups added, removed or renamed mid-run).
+/// Another live members' lock of the same pair ([`members_lock_name`]) that a run of
+/// `members` (for failover group `group`, if any) must not run beside: any but those of the
+/// other failover groups `groups` of the run's own declaration (whose items validation keeps
+/// apart). A lock of the whole pair beside a group's, or of a group the declaration does not
+/// name, is the same pair under an edited declaration (groups added, removed or renamed
+/// mid-run).
 pub async fn other_run_on_pair(
     store: &dyn ObjectStore,
     bucket: &str,
-    own: &str,
+    members: &[String],
+    group: Option<&str>,
     groups: &[&str],
 ) -> Result<Option<(String, Holder)>, CloudError> {
-    let pair = own.split_once('.').map_or(own, |(p, _)| p);
-    let mine = own.split_once('.').is_some();
-    let prefix = lock_key(pair);
+    let pair = members_lock_name(members, None);
+    let own = members_lock_name(members, group);
+    let prefix = lock_key(&pair);
     let prefix = prefix.strip_suffix(".json").unwrap_or(&prefix);
     for key in store.list_keys(bucket, prefix).await? {
         let Some(name) = key.rsplit('/').next().and_then(|k| k.strip_suffix(".json")) else {
             continue;
         };
-        let group = match name.strip_prefix(pair) {
+        let theirs = match name.strip_prefix(pair.as_str()) {
             Some("") => None,
             Some(rest) => match rest.strip_prefix('.') {
                 Some(g) => Some(g),
@@ -255,7 +257,8 @@ pub async fn other_run_on_pair(
             },
             None => continue,
         };
-        if name == own || (mine && group.is_some_and(|g| groups.contains(&g))) {
+        let sibling = group.is_some() && theirs.is_some_and(|g| groups.contains(&g));
+        if name == own || sibling {
             continue;
         }
         if let Some(holder) = read_lock(store, bucket, name).await?.held() {
