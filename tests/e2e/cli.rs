@@ -173,13 +173,7 @@ async fn plan_refuses_vips_as_next_hops_and_execute_then_inspect() {
     let snat_none = write("snat-none.json", "examples/seed-article/cfe-snat-none.json");
     let after = write("after.json", "examples/seed-article/declaration-after.json");
     let b = ids.real(SEED_B).to_string();
-    let run = |args: &[&str]| {
-        cli()
-            .args(args)
-            .args(["--endpoint-url", &moto.endpoint, "--region", "us-east-1"])
-            .output()
-            .unwrap()
-    };
+    let run = |args: &[&str]| cli_on(&moto.endpoint, args);
     calls.clear();
     // The route is left out (its next hop is a VIP), the EIP would move: PARTIAL, exit 11.
     let out = run(&["plan", "--declaration", &snat_none, "--target", &b]);
@@ -265,13 +259,7 @@ async fn operator_commands_and_exit_codes() {
     };
     let fresh_ok = || write("ok.json", &repo_file("events/alarm-ok-eventbridge.json"));
     let (a, b) = (ids.real(SEED_A).to_string(), ids.real(SEED_B).to_string());
-    let run = |args: &[&str]| {
-        cli()
-            .args(args)
-            .args(["--endpoint-url", &moto.endpoint, "--region", "us-east-1"])
-            .output()
-            .unwrap()
-    };
+    let run = |args: &[&str]| cli_on(&moto.endpoint, args);
     let code = |args: &[&str]| {
         let out = run(args);
         (

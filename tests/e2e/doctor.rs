@@ -17,16 +17,7 @@ struct Lab {
 
 impl Lab {
     fn run(&self, args: &[&str]) -> Output {
-        crate::support::cloud_failover()
-            .args(args)
-            .args([
-                "--endpoint-url",
-                &self.moto.endpoint,
-                "--region",
-                "us-east-1",
-            ])
-            .output()
-            .unwrap()
+        crate::support::cli_on(&self.moto.endpoint, args)
     }
 
     fn file(&self, name: &str) -> String {

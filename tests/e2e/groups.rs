@@ -37,18 +37,7 @@ async fn each_group_fails_over_on_its_own_through_the_cli() {
     let (ids, loc) = lab_with(&cloud, &topo, &decl.to_string()).await;
     let uri = loc.to_string();
     let run = |args: &[&str]| {
-        let out = cloud_failover()
-            .args(args)
-            .args([
-                "--endpoint-url",
-                &moto.endpoint,
-                "--region",
-                "us-east-1",
-                "--output",
-                "json",
-            ])
-            .output()
-            .unwrap();
+        let out = cli_on(&moto.endpoint, &[args, &["--output", "json"]].concat());
         (
             out.status.code(),
             String::from_utf8_lossy(&out.stdout).to_string(),

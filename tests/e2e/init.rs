@@ -27,20 +27,7 @@ async fn init_goes_from_two_instance_ids_to_a_passing_doctor_and_a_failover() {
     let dir = std::env::temp_dir().join(format!("cf-init-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("declaration.json");
-    let run = |args: &[&str]| {
-        crate::support::cloud_failover()
-            .args(args)
-            .args([
-                "--endpoint-url",
-                &moto.endpoint,
-                "--region",
-                "us-east-1",
-                "--output",
-                "json",
-            ])
-            .output()
-            .unwrap()
-    };
+    let run = |args: &[&str]| cli_on(&moto.endpoint, &[args, &["--output", "json"]].concat());
     let instances = format!("{},{}", ids.real(SEED_A), ids.real(SEED_B));
     let file_arg = file.to_string_lossy().to_string();
     let base = [

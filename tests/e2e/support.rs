@@ -163,6 +163,15 @@ pub fn invocation(request_id: Option<&str>) -> Invocation {
     }
 }
 
+/// `cloud-failover ARGS` against the moto server at `endpoint`, run to its end.
+pub fn cli_on(endpoint: &str, args: &[&str]) -> std::process::Output {
+    cloud_failover()
+        .args(args)
+        .args(["--endpoint-url", endpoint, "--region", "us-east-1"])
+        .output()
+        .unwrap()
+}
+
 /// The `cloud-failover` binary, told that its endpoints are moto (`--endpoint-url` alone no
 /// longer turns the emulator's shims on).
 pub fn cloud_failover() -> std::process::Command {

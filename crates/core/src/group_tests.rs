@@ -115,6 +115,44 @@ impl Pair {
             .collect()
     }
 
+    /// The declaration as written to its file.
+    fn text(&self) -> String {
+        match &self.loc {
+            Location::File(f) => std::fs::read_to_string(f).unwrap(),
+            other => unreachable!("{other}"),
+        }
+    }
+
+    /// Lock `name`, taken as another run (`owner`) takes it.
+    async fn hold(&self, name: &str, owner: &str) -> crate::engine::lock::Acquire<'_> {
+        crate::engine::lock::acquire(
+            &self.cloud,
+            &self.bucket,
+            name,
+            owner,
+            None,
+            std::time::Duration::from_secs(60),
+            &Encryption::Aes256,
+        )
+        .await
+        .unwrap()
+    }
+
+    /// An operator's run (forced) of `d` to `target`.
+    async fn run(&self, d: &Declaration, target: &str) -> crate::engine::failover::RunOutcome {
+        let mut req = crate::engine::request::RunRequest::new(
+            crate::engine::request::TargetSpec::Instance(target.to_string()),
+            crate::engine::request::Mode::Execute,
+            "test",
+        );
+        req.force = true;
+        let out = crate::engine::failover::run(&self.cloud, &self.cloud, d, req)
+            .await
+            .unwrap();
+        self.cloud.settle();
+        out
+    }
+
     /// The key of `group`'s cluster.
     fn key(&self, group: &str) -> String {
         format!("{}#{group}", self.loc)
@@ -243,26 +281,9 @@ async fn two_groups_fail_over_independently() {
     assert_eq!(pair.cloud.mutation_count(), 0);
 
     // WHEN traffic-group-2's lock is held by another run, A announces both groups
-    let decl = Declaration::parse(
-        &std::fs::read_to_string(match &pair.loc {
-            Location::File(f) => f,
-            _ => unreachable!(),
-        })
-        .unwrap(),
-    )
-    .unwrap();
+    let decl = Declaration::parse(&pair.text()).unwrap();
     assert!(decl.is_grouped());
-    let held = crate::engine::lock::acquire(
-        &pair.cloud,
-        &pair.bucket,
-        &format!("bigip-aa.{TG2}"),
-        "another-run",
-        None,
-        std::time::Duration::from_secs(60),
-        &Encryption::Aes256,
-    )
-    .await
-    .unwrap();
+    let held = pair.hold(&format!("bigip-aa.{TG2}"), "another-run").await;
     assert!(matches!(held, crate::engine::lock::Acquire::Held(_)));
     let tg2 = pair.send(announcement(&a, Some(TG2))).await;
     let tg1 = pair.send(announcement(&a, Some(TG1))).await;
@@ -328,12 +349,7 @@ async fn an_elastic_ip_in_no_group_is_warned_of_and_left_alone() {
     let pair = Pair::new("nogroup", |d| {
         d["serverless"]["groups"][TG2]["addresses"] = serde_json::json!(["52.0.6.99"]);
     });
-    let text = std::fs::read_to_string(match &pair.loc {
-        Location::File(f) => f,
-        _ => unreachable!(),
-    })
-    .unwrap();
-    let parts = Declaration::parse(&text).unwrap().per_group();
+    let parts = Declaration::parse(&pair.text()).unwrap().per_group();
     let (a, b) = (pair.unit(0).to_string(), pair.unit(1).to_string());
     for (_, d) in &parts {
         let checks = crate::ops::doctor::doctor(
@@ -366,16 +382,7 @@ async fn an_elastic_ip_in_no_group_is_warned_of_and_left_alone() {
         .find(|(g, _)| g.as_deref() == Some(TG2))
         .unwrap()
         .1;
-    let mut req = crate::engine::request::RunRequest::new(
-        crate::engine::request::TargetSpec::Instance(a.clone()),
-        crate::engine::request::Mode::Execute,
-        "test",
-    );
-    req.force = true;
-    let out = crate::engine::failover::run(&pair.cloud, &pair.cloud, tg2, req)
-        .await
-        .unwrap();
-    pair.cloud.settle();
+    let out = pair.run(tg2, &a).await;
     let crate::engine::failover::RunOutcome::Completed(r) = out else {
         panic!("{out:?}")
     };
@@ -420,17 +427,7 @@ async fn a_group_never_runs_beside_the_same_pair_under_another_name() {
     let b = members[1].clone();
     for other in [None, Some("traffic-group-old")] {
         let name = crate::engine::lock::members_lock_name(&members, other);
-        let held = crate::engine::lock::acquire(
-            &pair.cloud,
-            &pair.bucket,
-            &name,
-            "a-run-under-another-name",
-            None,
-            std::time::Duration::from_secs(60),
-            &Encryption::Aes256,
-        )
-        .await
-        .unwrap();
+        let held = pair.hold(&name, "a-run-under-another-name").await;
         pair.cloud.reset_calls();
         let answers = pair.send(announcement(&b, Some(TG1))).await;
         match &answers[&pair.key(TG1)] {
@@ -446,38 +443,14 @@ async fn a_group_never_runs_beside_the_same_pair_under_another_name() {
     }
     // The whole pair's run (a declaration without groups) beside a live group's lock.
     let name = crate::engine::lock::members_lock_name(&members, Some(TG2));
-    let _held = crate::engine::lock::acquire(
-        &pair.cloud,
-        &pair.bucket,
-        &name,
-        "a-group-run",
-        None,
-        std::time::Duration::from_secs(60),
-        &Encryption::Aes256,
-    )
-    .await
-    .unwrap();
-    let text = std::fs::read_to_string(match &pair.loc {
-        Location::File(f) => f,
-        _ => unreachable!(),
-    })
-    .unwrap();
-    let mut whole: Value = serde_json::from_str(&text).unwrap();
+    let _held = pair.hold(&name, "a-group-run").await;
+    let mut whole: Value = serde_json::from_str(&pair.text()).unwrap();
     whole["serverless"]
         .as_object_mut()
         .unwrap()
         .remove("groups");
     let whole = Declaration::from_value(&whole).unwrap();
-    let mut req = crate::engine::request::RunRequest::new(
-        crate::engine::request::TargetSpec::Instance(b.clone()),
-        crate::engine::request::Mode::Execute,
-        "test",
-    );
-    req.force = true;
-    let out = crate::engine::failover::run(&pair.cloud, &pair.cloud, &whole, req)
-        .await
-        .unwrap();
-    match out {
+    match pair.run(&whole, &b).await {
         crate::engine::failover::RunOutcome::Skipped(s) => {
             assert!(s.message.contains(&name), "{}", s.message)
         }
@@ -497,11 +470,7 @@ async fn a_pair_in_a_grouped_and_an_ungrouped_declaration_is_neithers() {
     let b = pair.unit(1).to_string();
     let dir = std::env::temp_dir().join(format!("cf-groups-mixed-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let text = std::fs::read_to_string(match &pair.loc {
-        Location::File(f) => f,
-        _ => unreachable!(),
-    })
-    .unwrap();
+    let text = pair.text();
     let mut whole: Value = serde_json::from_str(&text).unwrap();
     whole["serverless"] = serde_json::json!({"clusterName": "web"});
     std::fs::write(dir.join("aa.json"), &text).unwrap();
