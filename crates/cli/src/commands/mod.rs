@@ -104,16 +104,12 @@ fn narrow(declaration: &str, decl: Declaration) -> Result<Declaration, CliError>
             names.join(", ")
         )));
     };
-    decl.per_group()
-        .into_iter()
-        .find(|(name, _)| name.as_deref() == Some(g))
-        .map(|(_, d)| d)
-        .ok_or_else(|| {
-            CliError::usage(format!(
-                "--declaration: #{g} is not a failover group of the declaration ({})",
-                names.join(", ")
-            ))
-        })
+    decl.group(g).ok_or_else(|| {
+        CliError::usage(format!(
+            "--declaration: #{g} is not a failover group of the declaration ({})",
+            names.join(", ")
+        ))
+    })
 }
 
 /// The SDK adapters and the declaration at `loc` (read through them when it is in S3).

@@ -413,20 +413,25 @@ impl Declaration {
         }
         self.extension
             .groups
-            .iter()
-            .map(|(name, g)| {
-                let mut d = self.clone();
-                d.extension.cluster_name = self.group_cluster(name);
-                d.extension.group = Some(name.clone());
-                if g.failback_to.is_some() {
-                    d.extension.failback_to = g.failback_to.clone();
-                }
-                if g.probe.is_some() {
-                    d.extension.probe = g.probe.clone();
-                }
-                (Some(name.clone()), d)
-            })
+            .keys()
+            .filter_map(|name| Some((Some(name.clone()), self.group(name)?)))
             .collect()
+    }
+
+    /// This declaration (as read, not yet narrowed) narrowed to its group `name` (see
+    /// [`Declaration::per_group`]), if it names that group.
+    pub fn group(&self, name: &str) -> Option<Declaration> {
+        let g = self.extension.groups.get(name)?;
+        let mut d = self.clone();
+        d.extension.cluster_name = self.group_cluster(name);
+        d.extension.group = Some(name.to_string());
+        if g.failback_to.is_some() {
+            d.extension.failback_to = g.failback_to.clone();
+        }
+        if g.probe.is_some() {
+            d.extension.probe = g.probe.clone();
+        }
+        Some(d)
     }
 
     /// The names of the clusters this declaration is: its `clusterName`, or one
