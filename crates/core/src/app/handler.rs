@@ -91,13 +91,14 @@ pub async fn handle_pair(
     event: &Value,
     invocation: Invocation,
 ) -> Result<Reply<Answer>, FailoverError> {
-    let trigger = events::parse(event)?;
-    let shown = serde_json::to_string(&trigger).unwrap_or_default();
-    tracing::info!(trigger = %shown, "event received");
-    if let Some(reason) = trigger.untrusted(&invocation.trust) {
-        // Another account's or region's event reached this function: someone should look.
-        return Ok(Reply::One(ignored(reason, true)));
-    }
+    let mut answers = vec![Vec::new()];
+    let Some((_, trigger)) =
+        trusted_triggers(std::slice::from_ref(event), &invocation.trust, &mut answers).pop()
+    else {
+        // Malformed, or from another account or region: its answer is in `answers`.
+        let refused = answers.pop().and_then(|mut a| a.pop()).expect("answered");
+        return refused.result.map(Reply::One);
+    };
     let decl = load_declaration(store, declaration).await?;
     if !decl.is_grouped() {
         return act(ec2, store, &decl, trigger, invocation)
@@ -106,7 +107,6 @@ pub async fn handle_pair(
     }
     // Failover groups: each group is a cluster of its own, the event routed as a fleet's.
     let mut fleet = Fleet::of(declaration.clone(), decl);
-    let mut answers = vec![Vec::new()];
     dispatch(
         ec2,
         store,
